@@ -1,0 +1,306 @@
+"""GPT-style decoder-only transformer plus the parameter and FLOP arithmetic of Kaplan et al. 2020.
+
+Everything above the `GPT` class is pure integer/float math on a `ModelShape`: it never builds a
+torch module, so sweep planning and law fitting can call it in microseconds.
+
+Conventions (Kaplan et al. 2020, Table 1):
+  N (non-embedding parameters) = 2 * d_model * n_layer * (2 * d_attn + d_ff)
+      counts only the weight matrices inside the transformer blocks: per layer, Q/K/V
+      (3 * d_model * d_attn), the attention output projection (d_attn * d_model) and the MLP
+      (2 * d_model * d_ff). Biases and LayerNorm gains/biases are left out (they are O(d_model),
+      negligible against O(d_model^2) matrices), as are all embeddings.
+  Embedding parameters = (vocab_size + n_ctx) * d_model for token + position embeddings, plus
+      vocab_size * d_model for the output head, because this model does NOT tie the head to the
+      token embedding. Untied keeps "what is an embedding" unambiguous in `exact_param_counts`
+      (every parameter belongs to exactly one module); Kaplan excludes embeddings from N either way,
+      so the scaling-law axis is unaffected by this choice.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    n_layer: int
+    d_model: int
+    n_heads: int
+    d_ff: int
+    n_ctx: int
+    vocab_size: int
+    d_attn: int | None = None  # n_heads * head_dim; None -> d_model (resolved in __post_init__)
+
+    def __post_init__(self) -> None:
+        if self.d_attn is None:
+            object.__setattr__(self, "d_attn", self.d_model)
+        self.validate()
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_attn // self.n_heads
+
+    def validate(self) -> None:
+        """Raise ValueError naming the offending field if this shape cannot be built."""
+        for name in ("n_layer", "d_model", "n_heads", "d_ff", "n_ctx", "vocab_size", "d_attn"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"ModelShape.{name} must be a positive int, got {value!r}")
+        if self.d_attn % self.n_heads != 0:
+            raise ValueError(
+                f"ModelShape.d_attn ({self.d_attn}) must be divisible by n_heads ({self.n_heads})"
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure math: parameter counts, FLOPs, learning rate, shape generation
+# ---------------------------------------------------------------------------------------------
+
+def non_embedding_params(shape: ModelShape) -> int:
+    """Kaplan's N = 2 * d_model * n_layer * (2 * d_attn + d_ff).
+
+    Weight matrices of the transformer blocks only: excludes biases, LayerNorm gains/biases and
+    all embeddings (token, position and the untied output head). `exact_param_counts(model)`
+    reports the excluded groups separately, and its "non_embedding_matrices" equals this number.
+    """
+    return 2 * shape.d_model * shape.n_layer * (2 * shape.d_attn + shape.d_ff)
+
+
+def embedding_params(shape: ModelShape) -> int:
+    """Token + position embeddings, (vocab_size + n_ctx) * d_model, plus the untied output head
+    (vocab_size * d_model). Kaplan's table counts only the first term; the head is added because
+    this model really has those weights (see module docstring)."""
+    input_embeddings = (shape.vocab_size + shape.n_ctx) * shape.d_model
+    output_head = shape.vocab_size * shape.d_model
+    return input_embeddings + output_head
+
+
+def forward_flops_per_token(shape: ModelShape) -> int:
+    """Kaplan's C_forward = 2N + 2 * n_layer * n_ctx * d_attn (multiply-adds counted as 2 FLOPs;
+    the second term is the attention score/value products over a full context)."""
+    return 2 * non_embedding_params(shape) + 2 * shape.n_layer * shape.n_ctx * shape.d_attn
+
+
+def train_flops(shape: ModelShape, tokens: int) -> int:
+    """Exact Kaplan training compute: backward costs twice the forward, so 3 * C_forward per token."""
+    return 3 * forward_flops_per_token(shape) * tokens
+
+
+def six_n_flops(shape: ModelShape, tokens: int) -> int:
+    """The usual approximation C = 6 * N * tokens (drops the context-dependent attention term)."""
+    return 6 * non_embedding_params(shape) * tokens
+
+
+# Kaplan's fit LR(N) = 0.003239 - 0.0001395 * ln(N) crosses zero at N ~ 1.2e10, beyond the models
+# it was fitted on (<= 1.5e9). A negative or zero LR would silently stall training, so the rule
+# is clipped to a small positive floor there instead.
+KAPLAN_LR_FLOOR = 1e-5
+
+
+def kaplan_lr(non_embedding_params: float) -> float:
+    """Kaplan et al. (eq. D.1) learning rate for a model with N non-embedding parameters."""
+    if not non_embedding_params > 0:
+        raise ValueError(f"non_embedding_params must be > 0, got {non_embedding_params!r}")
+    return max(0.003239 - 0.0001395 * math.log(non_embedding_params), KAPLAN_LR_FLOOR)
+
+
+# Kaplan (fig. 5) found loss within a few percent over d_model / n_layer from ~20 to ~200; 64 sits
+# in the flat middle. Very small models cannot honour it (N = 1e4 allows one layer of width ~29),
+# so `shape_for_params` treats the target N as the goal and the aspect ratio as a preference.
+DEFAULT_ASPECT_RATIO = 64.0
+# Head widths (and so d_model) are multiples of this: keeps matmuls aligned and tiny models legal.
+_HEAD_WIDTH_STEP = 8
+
+
+def heads_for_width(d_model: int, head_dim: int) -> int | None:
+    """n_heads = round(d_model / head_dim) (at least 1), if that splits d_model into heads whose
+    width is a multiple of 8; else None. With the default head_dim = 64 every multiple of 64 is
+    allowed with exactly 64-wide heads; other widths get heads of width near head_dim, and models
+    narrower than one head get a single head of width d_model."""
+    n_heads = max(1, round(d_model / head_dim))
+    if d_model % n_heads or (d_model // n_heads) % _HEAD_WIDTH_STEP:
+        return None
+    return n_heads
+
+
+def shape_for_params(
+    target_params: float,
+    *,
+    aspect_ratio: float = DEFAULT_ASPECT_RATIO,
+    d_ff_ratio: float = 4.0,
+    head_dim: int = 64,
+    n_ctx: int = 1024,
+    vocab_size: int = 256,
+    tolerance: float = 0.05,
+) -> ModelShape:
+    """A shape with d_attn = d_model, d_ff = round(d_ff_ratio * d_model), heads from
+    `heads_for_width`, and non-embedding N near `target_params`.
+
+    Rule: among candidate shapes whose N is within `tolerance` (relative) of the target, take the
+    one whose d_model / n_layer is closest to `aspect_ratio` (in log space); if no candidate is
+    that close (possible only for tiny targets), take the one with the smallest N error.
+    Candidates: n_layer from 1 to 8x the depth the aspect ratio suggests (at least 16), each with
+    the two allowed widths bracketing the width that hits the target exactly. Deterministic, ~1 ms.
+    The returned shape's true N is `non_embedding_params(shape)`, not the target.
+    """
+    for name, value in (("target_params", target_params), ("aspect_ratio", aspect_ratio),
+                        ("d_ff_ratio", d_ff_ratio), ("tolerance", tolerance)):
+        if not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value!r}")
+    if not isinstance(head_dim, int) or head_dim < _HEAD_WIDTH_STEP or head_dim % _HEAD_WIDTH_STEP:
+        raise ValueError(f"head_dim must be a positive multiple of {_HEAD_WIDTH_STEP}, got {head_dim!r}")
+
+    def params(n_layer: int, d_model: int) -> int:
+        d_ff = max(1, round(d_ff_ratio * d_model))
+        return 2 * d_model * n_layer * (2 * d_model + d_ff)
+
+    per_layer_coeff = 2 * (2 + d_ff_ratio)  # N ~= per_layer_coeff * n_layer * d_model^2
+    suggested_depth = (target_params / (per_layer_coeff * aspect_ratio**2)) ** (1 / 3)
+    max_width = int(math.sqrt(target_params / per_layer_coeff)) + 2 * head_dim
+    widths = [w for w in range(_HEAD_WIDTH_STEP, max_width + 1, _HEAD_WIDTH_STEP)
+              if heads_for_width(w, head_dim) is not None]
+
+    # (outside tolerance?, |log N error| if outside else |log aspect error|, n_layer, d_model):
+    # min() of these tuples implements the rule in the docstring.
+    candidates = []
+    for n_layer in range(1, max(16, int(8 * suggested_depth)) + 1):
+        ideal_width = math.sqrt(target_params / (per_layer_coeff * n_layer))
+        split = bisect.bisect_right(widths, ideal_width)
+        for d_model in widths[max(0, split - 1):split + 1]:
+            params_error = abs(math.log(params(n_layer, d_model) / target_params))
+            aspect_error = abs(math.log(d_model / n_layer / aspect_ratio))
+            outside = params_error > math.log1p(tolerance)
+            candidates.append((outside, params_error if outside else aspect_error, n_layer, d_model))
+    _, _, n_layer, d_model = min(candidates)
+    return ModelShape(
+        n_layer=n_layer, d_model=d_model, n_heads=heads_for_width(d_model, head_dim),
+        d_ff=max(1, round(d_ff_ratio * d_model)), n_ctx=n_ctx, vocab_size=vocab_size,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------------
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, shape: ModelShape):
+        super().__init__()
+        self.n_heads = shape.n_heads
+        self.qkv = nn.Linear(shape.d_model, 3 * shape.d_attn)
+        self.proj = nn.Linear(shape.d_attn, shape.d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        q, k, v = self.qkv(x).split(self.qkv.out_features // 3, dim=2)
+        # [B, T, d_attn] -> [B, n_heads, T, head_dim]
+        q, k, v = (t.view(B, T, self.n_heads, -1).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.proj(y.transpose(1, 2).reshape(B, T, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, shape: ModelShape):
+        super().__init__()
+        self.fc = nn.Linear(shape.d_model, shape.d_ff)
+        self.proj = nn.Linear(shape.d_ff, shape.d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(F.gelu(self.fc(x)))
+
+
+class Block(nn.Module):
+    """Pre-LN residual block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, shape: ModelShape):
+        super().__init__()
+        self.ln_attn = nn.LayerNorm(shape.d_model)
+        self.attn = CausalSelfAttention(shape)
+        self.ln_mlp = nn.LayerNorm(shape.d_model)
+        self.mlp = MLP(shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_attn(x))
+        return x + self.mlp(self.ln_mlp(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, shape: ModelShape):
+        super().__init__()
+        shape.validate()
+        self.shape = shape
+        self.token_embedding = nn.Embedding(shape.vocab_size, shape.d_model)
+        self.position_embedding = nn.Embedding(shape.n_ctx, shape.d_model)
+        self.blocks = nn.ModuleList(Block(shape) for _ in range(shape.n_layer))
+        self.ln_final = nn.LayerNorm(shape.d_model)
+        self.lm_head = nn.Linear(shape.d_model, shape.vocab_size, bias=False)  # untied
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # GPT-2 / nanoGPT: N(0, 0.02) everywhere, zero biases; the two projections that write into
+        # the residual stream get std / sqrt(2 * n_layer) so the residual variance stays O(1)
+        # after summing 2 * n_layer contributions.
+        residual_std = 0.02 / math.sqrt(2 * self.shape.n_layer)
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        for block in self.blocks:
+            nn.init.normal_(block.attn.proj.weight, mean=0.0, std=residual_std)
+            nn.init.normal_(block.mlp.proj.weight, mean=0.0, std=residual_std)
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """idx, targets: LongTensor[B, T] with T <= n_ctx. Returns (logits [B, T, vocab],
+        mean cross-entropy over all positions, or None without targets)."""
+        T = idx.shape[1]
+        if T > self.shape.n_ctx:
+            raise ValueError(f"idx has {T} positions, more than n_ctx = {self.shape.n_ctx}")
+        positions = torch.arange(T, device=idx.device)
+        x = self.token_embedding(idx) + self.position_embedding(positions)
+        for block in self.blocks:
+            x = block(x)
+        logits = self.lm_head(self.ln_final(x))
+        if targets is None:
+            return logits, None
+        # Loss in fp32 even under bf16 autocast: log-softmax over the vocab loses precision in bf16.
+        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+        return logits, loss
+
+    @torch.no_grad()
+    def loss_per_position(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy at each context position over the batch: Tensor[T] (Kaplan fig. 20)."""
+        logits, _ = self.forward(idx)
+        per_token = F.cross_entropy(
+            logits.float().flatten(0, 1), targets.flatten(), reduction="none"
+        )
+        return per_token.view(targets.shape).mean(dim=0)
+
+
+def exact_param_counts(model: GPT) -> dict[str, int]:
+    """Count the module's real parameters by role.
+
+    Keys: total; embedding (token + position embeddings + untied output head);
+    non_embedding_matrices (Linear weights inside the blocks, equal to `non_embedding_params`);
+    biases (Linear biases); layernorm (LayerNorm gains and biases, including the final one).
+    """
+    counts = {"embedding": 0, "non_embedding_matrices": 0, "biases": 0, "layernorm": 0}
+    for module in model.modules():
+        if isinstance(module, nn.Embedding) or module is model.lm_head:
+            counts["embedding"] += module.weight.numel()
+        elif isinstance(module, nn.LayerNorm):
+            counts["layernorm"] += sum(p.numel() for p in module.parameters(recurse=False))
+        elif isinstance(module, nn.Linear):
+            counts["non_embedding_matrices"] += module.weight.numel()
+            counts["biases"] += module.bias.numel() if module.bias is not None else 0
+    counts["total"] = sum(p.numel() for p in model.parameters())
+    categorised = sum(v for k, v in counts.items() if k != "total")
+    if categorised != counts["total"]:  # a new parameter type was added without a category
+        raise RuntimeError(f"uncategorised parameters: {counts['total'] - categorised}")
+    return counts
