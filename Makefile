@@ -1,0 +1,37 @@
+# Two commands: `make demo` and `make test`. Each creates .venv on first use and installs
+# what it needs. On a machine without an NVIDIA GPU the CPU build torch==2.13.0 is installed
+# first (it lies on local disk); any other torch spec could pull a multi-GB CUDA build.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+TORCH_SPEC := $(if $(HAS_GPU),torch,torch==2.13.0)
+export DS_ACCELERATOR ?= $(if $(HAS_GPU),cuda,cpu)
+export PYTHONUNBUFFERED := 1
+
+.PHONY: demo test test-fast bench install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -c "import torch, deepspeed, ray, pyarrow; print('installed: torch', torch.__version__, '| deepspeed', deepspeed.__version__, '| ray', ray.__version__, '| pyarrow', pyarrow.__version__)"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/scalesweep demo --out demo_out
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+bench: $(STAMP)
+	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

@@ -1,0 +1,56 @@
+"""`scalesweep` command line. Each package registers its own sub-commands.
+
+A package's ``cli`` module exposes ``register(subparsers)``; it must import heavy
+dependencies (torch, DeepSpeed, Ray) inside its handlers so ``scalesweep --help`` and the
+pure-numpy commands (``fit``, ``plan``) start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Modules whose ``register`` adds sub-commands; a module not present yet is skipped so the
+# CLI works while the packages grow.
+COMMAND_MODULES = (
+    "trainers.cli",        # train
+    "fitting.cli",         # fit, plan, replay
+    "orchestrator.cli",    # validate, run, demo, report
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scalesweep",
+        description="Measure scaling laws: train, sweep, fit, plan.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name != name:  # a real missing dependency inside the module: surface it
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except (ValueError, FileNotFoundError) as err:
+        # Bad input is the user's to fix: one clear line, no traceback.
+        print(f"scalesweep {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
