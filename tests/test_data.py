@@ -1,0 +1,147 @@
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from trainers.data import (CorpusSpec, SequenceSampler, TokenizedCorpus, build_tokenizer,
+                           eval_batches, load_corpus, make_splits, validation_tokens)
+
+DOCS = ["def add(a, b):\n    return a + b\n", "héllo wörld — naïve text\n", "x = [i * i for i in range(10)]\n"]
+
+
+def synthetic_corpus(n_tokens=100_000):
+    # token value = its position in the corpus, so tests can tell where every token came from
+    return TokenizedCorpus(np.arange(n_tokens, dtype=np.int32), n_tokens, "synthetic", "synthetic")
+
+
+def test_builtin_corpus_size_deterministic_and_cached(tmp_path):
+    first = load_corpus(CorpusSpec(), cache_dir=tmp_path)
+    assert first.tokens.size >= 10_000_000 and first.vocab_size == 256
+    assert list((tmp_path / "tokens").glob("*.npy"))
+    second = load_corpus(CorpusSpec(), cache_dir=tmp_path)  # cache hit: memory-mapped file
+    assert isinstance(second.tokens, np.memmap)
+    assert second.fingerprint == first.fingerprint
+    assert np.array_equal(first.tokens[:100_000], second.tokens[:100_000])
+    assert b"import" in bytes(first.tokens[:200_000].astype(np.uint8))
+
+
+def test_text_glob_jsonl_parquet_round_trip_bytes(tmp_path):
+    for i, doc in enumerate(DOCS):
+        (tmp_path / f"d{i}.txt").write_text(doc)
+    (tmp_path / "c.jsonl").write_text("\n".join(json.dumps({"body": d}) for d in DOCS) + "\n")
+    pq.write_table(pa.table({"body": DOCS}), tmp_path / "c.parquet")
+    expected = b"\0".join(d.encode() for d in DOCS)
+    for source in (str(tmp_path / "*.txt"), str(tmp_path / "c.jsonl"), str(tmp_path / "c.parquet")):
+        corpus = load_corpus(CorpusSpec(source=source, text_field="body"), cache_dir=tmp_path / "cache")
+        assert bytes(corpus.tokens.astype(np.uint8)) == expected, source
+    single = load_corpus(CorpusSpec(source=str(tmp_path / "d0.txt")), cache_dir=tmp_path / "cache")
+    assert bytes(single.tokens.astype(np.uint8)) == DOCS[0].encode()
+
+
+def test_bin_memmap_and_vocab_validation(tmp_path):
+    path = tmp_path / "train.bin"
+    np.array([5, 1000, 50000, 3], dtype=np.uint16).tofile(path)
+    corpus = load_corpus(CorpusSpec(source=str(path), vocab_size=50304))
+    assert corpus.tokens.tolist() == [5, 1000, 50000, 3] and corpus.vocab_size == 50304
+    with pytest.raises(ValueError, match="vocab_size"):
+        load_corpus(CorpusSpec(source=str(path)))
+    with pytest.raises(ValueError, match="vocab_size.*50000"):
+        load_corpus(CorpusSpec(source=str(path), vocab_size=40000))
+
+
+def test_bpe_trains_caches_and_round_trips(tmp_path):
+    (tmp_path / "a.txt").write_text("".join(DOCS) * 50)
+    spec = CorpusSpec(source=str(tmp_path / "a.txt"), tokenizer="bpe:300")
+    corpus = load_corpus(spec, cache_dir=tmp_path / "cache")
+    assert corpus.vocab_size == 300 and corpus.tokens.max() < 300
+    assert corpus.tokens.size < len(("".join(DOCS) * 50).encode())  # merges compress
+    assert list((tmp_path / "cache" / "bpe").glob("*-300.json"))
+    tokenizer = build_tokenizer("bpe:300", [], corpus.fingerprint, tmp_path / "cache")  # cached
+    assert tokenizer.decode(corpus.tokens) == "".join(DOCS) * 50
+    ids = tokenizer.encode_documents([DOCS[1].encode(), DOCS[0].encode()])
+    assert tokenizer.decode(ids) == DOCS[1] + "<|endoftext|>" + DOCS[0]
+
+
+@pytest.mark.parametrize("spec,field", [
+    (CorpusSpec(source="/nonexistent/*.txt"), "source"),
+    (CorpusSpec(tokenizer="wordpiece"), "tokenizer"),
+    (CorpusSpec(tokenizer="bpe:12"), "tokenizer"),
+    (CorpusSpec(tokenizer="byte", vocab_size=100), "vocab_size"),
+])
+def test_bad_corpus_spec_names_field(tmp_path, spec, field):
+    if spec.vocab_size == 100:  # needs a real corpus to reach the vocab check
+        (tmp_path / "a.txt").write_text("abc")
+        spec = CorpusSpec(source=str(tmp_path / "a.txt"), vocab_size=100)
+    with pytest.raises(ValueError, match=field):
+        load_corpus(spec, cache_dir=tmp_path)
+
+
+def test_missing_text_field_named(tmp_path):
+    (tmp_path / "c.jsonl").write_text(json.dumps({"other": "x"}) + "\n")
+    with pytest.raises(ValueError, match="text_field"):
+        load_corpus(CorpusSpec(source=str(tmp_path / "c.jsonl")), cache_dir=tmp_path)
+    pq.write_table(pa.table({"other": ["x"]}), tmp_path / "c.parquet")
+    with pytest.raises(ValueError, match="text_field"):
+        load_corpus(CorpusSpec(source=str(tmp_path / "c.parquet")), cache_dir=tmp_path)
+
+
+def test_splits_exact_disjoint_nested_and_val_fixed():
+    corpus = synthetic_corpus()
+    kwargs = dict(val_tokens=5000, n_ctx=32, block_tokens=1000)
+    small = make_splits(corpus, 10_000, **kwargs)
+    large = make_splits(corpus, 60_000, **kwargs)
+    other_seed = make_splits(corpus, 60_000, seed=1, **kwargs)
+    assert small.train.size == 10_000 and large.train.size == 60_000 and small.val.size == 5000
+    assert np.array_equal(large.train[:10_000], small.train)                 # nested
+    assert np.array_equal(small.val, large.val) and np.array_equal(small.val, other_seed.val)
+    assert not np.array_equal(large.train, other_seed.train)
+    val_set = set(small.val.tolist())
+    for split in (large, other_seed):
+        assert val_set.isdisjoint(split.train.tolist())                      # disjoint
+    assert np.array_equal(validation_tokens(corpus, 5000, block_tokens=1000), small.val)
+    bigger_val = make_splits(corpus, 10_000, val_tokens=8000, n_ctx=32, block_tokens=1000)
+    assert np.array_equal(bigger_val.val[:5000], small.val)                  # nested validation
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    (dict(dataset_tokens=99_000, val_tokens=5000, n_ctx=32), "dataset_tokens"),
+    (dict(dataset_tokens=10_000, val_tokens=100_000, n_ctx=32), "val_tokens"),
+    (dict(dataset_tokens=100, val_tokens=5000, n_ctx=200), "n_ctx"),
+    (dict(dataset_tokens=10_000, val_tokens=100, n_ctx=200), "n_ctx"),
+])
+def test_bad_split_arguments_name_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        make_splits(synthetic_corpus(), block_tokens=1000, **kwargs)
+
+
+def test_sampler_covers_epoch_wraps_and_resumes_exactly():
+    tokens = np.arange(1001, dtype=np.uint16)  # 100 windows of n_ctx=10
+    sampler = SequenceSampler(tokens, n_ctx=10, seed=3)
+    batch = sampler.next_global_batch(100)
+    assert batch.shape == (100, 11) and batch.dtype == np.int64
+    assert np.array_equal(batch[:, 1:], batch[:, :-1] + 1)                   # contiguous windows
+    assert sorted(batch[:, 0].tolist()) == list(range(0, 1000, 10))          # one epoch, each once
+    assert sampler.epochs_completed == 1.0
+    sampler.next_global_batch(30)
+    state = sampler.state_dict()
+    expected = [sampler.next_global_batch(45) for _ in range(3)]             # crosses epochs 1 -> 2
+    resumed = SequenceSampler(tokens, n_ctx=10, seed=3)
+    resumed.load_state_dict(state)
+    assert all(np.array_equal(a, resumed.next_global_batch(45)) for a in expected)
+    assert resumed.epochs_completed == pytest.approx(2.65)
+    again = SequenceSampler(tokens, n_ctx=10, seed=3).next_global_batch(100)
+    assert np.array_equal(again, batch)                                       # deterministic
+    assert not np.array_equal(SequenceSampler(tokens, n_ctx=10, seed=4).next_global_batch(100), batch)
+    with pytest.raises(ValueError, match="n_ctx"):
+        resumed.load_state_dict({**state, "n_ctx": 20})
+
+
+def test_eval_batches_fixed_windows():
+    tokens = np.arange(105)
+    windows = eval_batches(tokens, n_ctx=10)
+    assert windows.shape == (10, 11) and windows[3, 0] == 30 and windows[-1, -1] == 100
+    assert eval_batches(tokens, n_ctx=10, max_tokens=35).shape == (3, 11)
+    with pytest.raises(ValueError, match="n_ctx"):
+        eval_batches(tokens, n_ctx=200)

@@ -1,0 +1,452 @@
+"""Offline corpora, tokenisers, nested D-token training subsets and deterministic samplers.
+
+Corpus sources (CorpusSpec.source):
+  "builtin"      the running Python's standard-library .py sources (see `builtin_corpus_files`)
+  *.jsonl        one JSON object per line; the document is obj[text_field]
+  *.parquet      the text_field column
+  *.bin          nanoGPT-style pre-tokenised uint16 tokens (needs vocab_size; no tokeniser)
+  other path/glob  plain-text files, each one document (glob supports ** recursion)
+Tokenisers (CorpusSpec.tokenizer):
+  "byte"            raw UTF-8 bytes, vocab 256; documents separated by a NUL byte (never in text)
+  "bpe:<vocab>"     byte-level BPE trained locally with HF `tokenizers` on the first
+                    BPE_SAMPLE_BYTES of the corpus; documents separated by <|endoftext|> (id 0)
+  "tiktoken:gpt2"   only if tiktoken and its gpt2 files are already cached (no downloads)
+Tokenised arrays and trained BPE models are cached under $SCALESWEEP_CACHE (default
+~/.cache/scalesweep), keyed by the corpus fingerprint (sha256 of file names and bytes) and the
+tokeniser, and written atomically (temp file + rename) so concurrent trials never see half a file.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import sysconfig
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+BPE_SAMPLE_BYTES = 5_000_000  # BPE trains on the first 5 MB of documents (~1 s; merges saturate)
+END_OF_TEXT = "<|endoftext|>"
+# Directory names left out of the builtin corpus: installed third-party code, the test suites
+# (they hold deliberately malformed and generated files) and idle's test data.
+BUILTIN_EXCLUDED_DIRS = frozenset({"site-packages", "dist-packages", "test", "tests", "idle_test",
+                                   "__pycache__"})
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    source: str = "builtin"        # "builtin" | path | glob | *.jsonl | *.parquet | *.bin
+    tokenizer: str = "byte"        # "byte" | "bpe:<vocab>" | "tiktoken:gpt2"
+    text_field: str = "text"       # JSONL field / Parquet column
+    vocab_size: int | None = None  # required for .bin; elsewhere optional padding (>= tokenizer's)
+
+
+@dataclass(frozen=True)
+class TokenizedCorpus:
+    tokens: np.ndarray   # 1-D, uint16 (vocab <= 65536) or int32
+    vocab_size: int
+    fingerprint: str     # sha256 hex of the raw corpus (not of the tokeniser)
+    description: str
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    train: np.ndarray    # exactly dataset_tokens tokens
+    val: np.ndarray      # fixed validation tokens, disjoint from every training subset
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw documents
+# ---------------------------------------------------------------------------------------------
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("SCALESWEEP_CACHE") or Path.home() / ".cache" / "scalesweep")
+
+
+def builtin_corpus_files() -> list[Path]:
+    """Every .py file under sysconfig's stdlib directory, sorted by path relative to it, except
+    files inside BUILTIN_EXCLUDED_DIRS and `_sysconfigdata*.py` (generated, machine-specific).
+    Different Python versions give different corpora; the fingerprint tells them apart."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    files = [p for p in root.rglob("*.py")
+             if not BUILTIN_EXCLUDED_DIRS.intersection(p.relative_to(root).parts[:-1])
+             and not p.name.startswith("_sysconfigdata")]
+    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _fingerprint(names_and_documents: Sequence[tuple[str, bytes]]) -> str:
+    digest = hashlib.sha256()
+    for name, document in names_and_documents:
+        digest.update(f"{name}\0{len(document)}\0".encode())
+        digest.update(document)
+    return digest.hexdigest()
+
+
+def _read_documents(spec: CorpusSpec) -> tuple[list[bytes], str, str]:
+    """(documents as UTF-8 bytes, fingerprint, description) for every non-.bin source."""
+    source = spec.source
+    if source == "builtin":
+        root = Path(sysconfig.get_paths()["stdlib"])
+        named = [(p.relative_to(root).as_posix(), p.read_bytes()) for p in builtin_corpus_files()]
+        description = f"builtin: {len(named)} stdlib .py files under {root}"
+    elif source.endswith(".jsonl"):
+        named = list(_jsonl_documents(Path(source), spec.text_field))
+        description = f"jsonl: {source} field {spec.text_field!r}"
+    elif source.endswith(".parquet"):
+        named = _parquet_documents(Path(source), spec.text_field)
+        description = f"parquet: {source} column {spec.text_field!r}"
+    else:
+        paths = sorted(glob.glob(source, recursive=True)) if glob.has_magic(source) else [source]
+        paths = [p for p in paths if os.path.isfile(p)]
+        if not paths:
+            raise ValueError(f"source: no files match {source!r} (expected 'builtin', a text file "
+                             "or glob, *.jsonl, *.parquet or *.bin)")
+        named = [(p, Path(p).read_bytes()) for p in paths]
+        description = f"text: {len(paths)} file(s) from {source}"
+    if not named:
+        raise ValueError(f"source: {source!r} contains no documents")
+    return [doc for _, doc in named], _fingerprint(named), description
+
+
+def _jsonl_documents(path: Path, text_field: str):
+    with path.open("rb") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
+                raise ValueError(f"text_field: line {line_no} of {path} has no string field "
+                                 f"{text_field!r}")
+            yield f"{path.name}:{line_no}", record[text_field].encode()
+
+
+def _parquet_documents(path: Path, text_field: str) -> list[tuple[str, bytes]]:
+    import pyarrow.parquet as pq
+
+    columns = pq.read_schema(path).names
+    if text_field not in columns:
+        raise ValueError(f"text_field: {text_field!r} is not a column of {path}; columns: {columns}")
+    texts = pq.read_table(path, columns=[text_field]).column(text_field).to_pylist()
+    return [(f"{path.name}:{i}", (t or "").encode()) for i, t in enumerate(texts)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenisers
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TextTokenizer:
+    """name, vocab_size, and two functions: documents -> one token array (documents separated by
+    an end-of-text token), and token ids -> text."""
+    name: str
+    vocab_size: int
+    encode_documents: Callable[[Sequence[bytes]], np.ndarray]
+    decode: Callable[[Sequence[int]], str]
+
+
+def token_dtype(vocab_size: int) -> type:
+    return np.uint16 if vocab_size <= 2**16 else np.int32
+
+
+def _byte_tokenizer() -> TextTokenizer:
+    def encode(documents: Sequence[bytes]) -> np.ndarray:
+        return np.frombuffer(b"\0".join(documents), dtype=np.uint8).astype(np.uint16)
+
+    def decode(ids: Sequence[int]) -> str:
+        return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
+
+    return TextTokenizer("byte", 256, encode, decode)
+
+
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _bpe_tokenizer(vocab_size: int, documents: Sequence[bytes], fingerprint: str,
+                   cache_dir: Path) -> TextTokenizer:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    model_path = cache_dir / "bpe" / f"{fingerprint[:24]}-{vocab_size}.json"
+    if model_path.exists():
+        tok = Tokenizer.from_file(str(model_path))
+    else:
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size, special_tokens=[END_OF_TEXT], show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        )
+        tok.train_from_iterator(_text_sample(documents, BPE_SAMPLE_BYTES), trainer=trainer)
+        _write_atomically(model_path, lambda tmp: tmp.write_text(tok.to_str()))
+    eot_id = tok.token_to_id(END_OF_TEXT)
+
+    def encode(docs: Sequence[bytes]) -> np.ndarray:
+        encodings = tok.encode_batch([d.decode("utf-8", errors="replace") for d in docs])
+        separator = np.array([eot_id])
+        pieces = [part for enc in encodings for part in (np.asarray(enc.ids), separator)]
+        return np.concatenate(pieces[:-1]).astype(token_dtype(vocab_size))
+
+    def decode(ids: Sequence[int]) -> str:
+        return tok.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    # Small corpora can yield fewer merges than asked; ids stay < vocab_size either way, and
+    # reporting the requested size keeps model shapes independent of that accident.
+    return TextTokenizer(f"bpe:{vocab_size}", vocab_size, encode, decode)
+
+
+def _text_sample(documents: Sequence[bytes], max_bytes: int):
+    taken = 0
+    for document in documents:
+        if taken >= max_bytes:
+            return
+        yield document[: max_bytes - taken].decode("utf-8", errors="replace")
+        taken += len(document)
+
+
+def _tiktoken_gpt2() -> TextTokenizer:
+    try:
+        import tiktoken
+        import tiktoken.load  # noqa: F401  (its cache helpers)
+    except ImportError as exc:
+        raise ValueError("tokenizer: 'tiktoken:gpt2' needs the tiktoken package, which is not "
+                         "installed; offline, use 'byte' or 'bpe:<vocab>'") from exc
+    # tiktoken downloads gpt2's vocab.bpe and encoder.json on first use, caching each under
+    # sha1(url). Refuse up front rather than hang on a network call on an offline machine.
+    cache = (os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR")
+             or os.path.join(tempfile.gettempdir(), "data-gym-cache"))
+    base = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/"
+    missing = [name for name in ("vocab.bpe", "encoder.json")
+               if not os.path.exists(os.path.join(cache, hashlib.sha1((base + name).encode())
+                                                  .hexdigest()))]
+    if missing:
+        raise ValueError(f"tokenizer: 'tiktoken:gpt2' files {missing} are not cached in {cache} "
+                         "and this tool does not download; use 'byte' or 'bpe:<vocab>'")
+    enc = tiktoken.get_encoding("gpt2")
+
+    def encode(docs: Sequence[bytes]) -> np.ndarray:
+        ids: list[int] = []
+        for k, doc in enumerate(docs):
+            if k:
+                ids.append(enc.eot_token)
+            ids.extend(enc.encode_ordinary(doc.decode("utf-8", errors="replace")))
+        return np.asarray(ids, dtype=np.uint16)
+
+    return TextTokenizer("tiktoken:gpt2", enc.n_vocab, encode, lambda ids: enc.decode(list(ids)))
+
+
+def build_tokenizer(name: str, documents: Sequence[bytes], fingerprint: str,
+                    cache_dir: str | Path | None = None) -> TextTokenizer:
+    """Tokeniser by name; "bpe:<vocab>" trains on `documents` (or loads the cached model)."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if name == "byte":
+        return _byte_tokenizer()
+    if name == "tiktoken:gpt2":
+        return _tiktoken_gpt2()
+    if name.startswith("bpe:"):
+        size = name[4:]
+        if not size.isdigit() or not 257 <= int(size) <= 2**31 - 1:
+            raise ValueError(f"tokenizer: 'bpe:<vocab>' needs an integer vocab >= 257, got {name!r}")
+        return _bpe_tokenizer(int(size), documents, fingerprint, cache)
+    raise ValueError(f"tokenizer: {name!r} is not one of 'byte', 'bpe:<vocab>', 'tiktoken:gpt2'")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+def _check_vocab(spec: CorpusSpec, tokenizer_vocab: int) -> int:
+    if spec.vocab_size is None:
+        return tokenizer_vocab
+    if spec.vocab_size < tokenizer_vocab:
+        raise ValueError(f"vocab_size: {spec.vocab_size} is smaller than the {spec.tokenizer!r} "
+                         f"tokenizer's vocabulary ({tokenizer_vocab})")
+    return spec.vocab_size
+
+
+def _load_bin(spec: CorpusSpec) -> TokenizedCorpus:
+    if spec.vocab_size is None or spec.vocab_size <= 0:
+        raise ValueError("vocab_size: a pre-tokenised .bin corpus needs vocab_size (a positive "
+                         "int; nanoGPT's GPT-2 data uses 50304)")
+    if spec.tokenizer != "byte":
+        raise ValueError(f"tokenizer: a .bin corpus is already tokenised; leave tokenizer at its "
+                         f"default, got {spec.tokenizer!r}")
+    tokens = np.memmap(spec.source, dtype=np.uint16, mode="r")
+    if tokens.size == 0:
+        raise ValueError(f"source: {spec.source} is empty")
+    max_token = int(tokens.max())
+    if max_token >= spec.vocab_size:
+        raise ValueError(f"vocab_size: {spec.source} contains token {max_token} >= vocab_size "
+                         f"{spec.vocab_size}")
+    # Hashing a multi-GB file on every load would dominate start-up; size + both ends identify it.
+    edge = 1 << 20
+    digest = hashlib.sha256(f"bin\0{tokens.size}\0".encode())
+    digest.update(tokens[:edge].tobytes())
+    digest.update(tokens[-edge:].tobytes())
+    return TokenizedCorpus(tokens, spec.vocab_size, digest.hexdigest(),
+                           f"bin: {spec.source} ({tokens.size} uint16 tokens)")
+
+
+def load_corpus(spec: CorpusSpec, cache_dir: str | Path | None = None) -> TokenizedCorpus:
+    """Read, tokenise and cache a corpus. A cached load still reads and hashes the raw text (to
+    find its key; ~0.1 s for the builtin corpus) but skips tokenisation and memory-maps the
+    cached array."""
+    if spec.source.endswith(".bin"):
+        return _load_bin(spec)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    documents, fingerprint, description = _read_documents(spec)
+    safe_name = spec.tokenizer.replace(":", "-")
+    tokens_path = cache / "tokens" / f"{fingerprint[:24]}-{safe_name}.npy"
+    meta_path = tokens_path.with_suffix(".json")
+    if meta_path.exists() and tokens_path.exists():  # meta is written last: it marks completion
+        meta = json.loads(meta_path.read_text())
+        tokens = np.load(tokens_path, mmap_mode="r")
+        vocab = meta["tokenizer_vocab_size"]
+    else:
+        tokenizer = build_tokenizer(spec.tokenizer, documents, fingerprint, cache)
+        tokens = tokenizer.encode_documents(documents)
+        vocab = tokenizer.vocab_size
+        _write_atomically(tokens_path, lambda tmp: np.save(tmp.open("wb"), tokens))
+        _write_atomically(meta_path, lambda tmp: tmp.write_text(json.dumps(
+            {"tokenizer_vocab_size": vocab, "tokens": int(tokens.size), "source": description})))
+    return TokenizedCorpus(tokens, _check_vocab(spec, vocab), fingerprint,
+                           f"{description}, tokenizer {spec.tokenizer}, {tokens.size} tokens")
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits, sampling, evaluation windows
+# ---------------------------------------------------------------------------------------------
+
+# The validation blocks are the LAST blocks of one fixed permutation of block indices, so they do
+# not depend on `seed` or D, and a larger val_tokens only adds blocks (nested validation sets).
+_VAL_PERMUTATION_SEED = 0
+
+
+def _block_layout(n_tokens: int, val_tokens: int, block_tokens: int) -> tuple[int, np.ndarray]:
+    """(number of full blocks, validation block indices in validation-stream order)."""
+    if block_tokens <= 0:
+        raise ValueError(f"block_tokens must be > 0, got {block_tokens}")
+    n_blocks = n_tokens // block_tokens
+    n_val_blocks = -(-val_tokens // block_tokens)
+    if val_tokens <= 0 or n_val_blocks >= n_blocks:
+        raise ValueError(f"val_tokens: {val_tokens} must be > 0 and need fewer than all "
+                         f"{n_blocks} blocks of {block_tokens} tokens (corpus: {n_tokens} tokens)")
+    order = np.random.default_rng(_VAL_PERMUTATION_SEED).permutation(n_blocks)
+    return n_blocks, order[::-1][:n_val_blocks]
+
+
+def _concat_blocks(tokens: np.ndarray, blocks: np.ndarray, block_tokens: int, n: int) -> np.ndarray:
+    blocked = tokens[: (tokens.size // block_tokens) * block_tokens].reshape(-1, block_tokens)
+    return np.ascontiguousarray(blocked[blocks].reshape(-1)[:n])
+
+
+def validation_tokens(corpus: TokenizedCorpus, val_tokens: int, *,
+                      block_tokens: int = 4096) -> np.ndarray:
+    """The first val_tokens tokens of the validation stream (the same ones `make_splits` uses).
+    Also the way to take a fixed slice of an extra evaluation corpus."""
+    _, val_blocks = _block_layout(corpus.tokens.size, val_tokens, block_tokens)
+    return _concat_blocks(corpus.tokens, val_blocks, block_tokens, val_tokens)
+
+
+def make_splits(corpus: TokenizedCorpus, dataset_tokens: int, *, val_tokens: int, n_ctx: int,
+                block_tokens: int = 4096, seed: int = 0) -> DataSplits:
+    """Cut the corpus into full blocks of block_tokens (a trailing partial block is dropped).
+    Validation = `validation_tokens` (seed- and D-independent). Training stream = the other blocks
+    in the order of permutation(seed); the training set is its first dataset_tokens tokens, so
+    for a fixed seed and val_tokens smaller D is a prefix of larger D (nested subsets). Windows
+    are cut inside each array, which holds only its own blocks, so no window mixes val and train.
+    """
+    n_blocks, val_blocks = _block_layout(corpus.tokens.size, val_tokens, block_tokens)
+    is_val = np.zeros(n_blocks, dtype=bool)
+    is_val[val_blocks] = True
+    order = np.random.default_rng(seed).permutation(n_blocks)
+    train_blocks = order[~is_val[order]]
+    available = train_blocks.size * block_tokens
+    if not 0 < dataset_tokens <= available:
+        raise ValueError(f"dataset_tokens: {dataset_tokens} must be in 1..{available} (training "
+                         f"tokens left after {val_blocks.size} validation blocks)")
+    for name, size in (("dataset_tokens", dataset_tokens), ("val_tokens", val_tokens)):
+        if n_ctx <= 0 or n_ctx + 1 > size:
+            raise ValueError(f"n_ctx: {n_ctx} must be > 0 and n_ctx + 1 <= {name} ({size})")
+    return DataSplits(
+        train=_concat_blocks(corpus.tokens, train_blocks, block_tokens, dataset_tokens),
+        val=_concat_blocks(corpus.tokens, val_blocks, block_tokens, val_tokens),
+    )
+
+
+def _windows(tokens: np.ndarray, starts: np.ndarray, n_ctx: int) -> np.ndarray:
+    return tokens[starts[:, None] + np.arange(n_ctx + 1)].astype(np.int64)
+
+
+class SequenceSampler:
+    """Deterministic training sampler. Windows of n_ctx + 1 tokens start every n_ctx tokens
+    (inputs never overlap; each token after the first is a target once per epoch). Window order
+    is a permutation drawn from (seed, epoch); `next_global_batch` wraps into the next epoch as
+    needed, so the `dataset` regime repeats its D tokens. State is (epoch, cursor)."""
+
+    def __init__(self, tokens: np.ndarray, n_ctx: int, seed: int = 0):
+        if n_ctx <= 0 or tokens.size < n_ctx + 1:
+            raise ValueError(f"n_ctx: {n_ctx} must be > 0 and n_ctx + 1 <= len(tokens) "
+                             f"({tokens.size})")
+        self.tokens, self.n_ctx, self.seed = tokens, n_ctx, seed
+        self.n_windows = (tokens.size - 1) // n_ctx
+        self.epoch, self.cursor = 0, 0
+        self._order = self._epoch_order(0)
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.n_windows)
+
+    def next_global_batch(self, n_seqs: int) -> np.ndarray:
+        """int64 array [n_seqs, n_ctx + 1]; inputs are [:, :-1], targets [:, 1:]."""
+        if n_seqs <= 0:
+            raise ValueError(f"n_seqs must be > 0, got {n_seqs}")
+        picked = []
+        while n_seqs > 0:
+            take = min(n_seqs, self.n_windows - self.cursor)
+            picked.append(self._order[self.cursor:self.cursor + take])
+            self.cursor += take
+            n_seqs -= take
+            if self.cursor == self.n_windows:
+                self.epoch, self.cursor = self.epoch + 1, 0
+                self._order = self._epoch_order(self.epoch)
+        return _windows(self.tokens, np.concatenate(picked) * self.n_ctx, self.n_ctx)
+
+    @property
+    def epochs_completed(self) -> float:
+        return self.epoch + self.cursor / self.n_windows
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "cursor": self.cursor, "seed": self.seed,
+                "n_ctx": self.n_ctx, "n_windows": self.n_windows}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("seed", "n_ctx", "n_windows"):
+            if state[key] != getattr(self, key):
+                raise ValueError(f"{key}: checkpoint has {state[key]}, sampler has "
+                                 f"{getattr(self, key)} (different data or settings)")
+        self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
+        self._order = self._epoch_order(self.epoch)
+
+
+def eval_batches(tokens: np.ndarray, n_ctx: int, max_tokens: int | None = None) -> np.ndarray:
+    """Fixed validation windows [n, n_ctx + 1] (int64) starting every n_ctx tokens from the
+    start; n = as many as fit, capped so n * n_ctx <= max_tokens predicted tokens."""
+    n = (tokens.size - 1) // n_ctx if n_ctx > 0 else 0
+    if max_tokens is not None:
+        n = min(n, max_tokens // n_ctx)
+    if n <= 0:
+        raise ValueError(f"n_ctx: {n_ctx} leaves no evaluation window in {tokens.size} tokens "
+                         f"(max_tokens={max_tokens})")
+    return _windows(tokens, np.arange(n) * n_ctx, n_ctx)
