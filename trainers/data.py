@@ -318,7 +318,11 @@ def load_corpus(spec: CorpusSpec, cache_dir: str | Path | None = None) -> Tokeni
         tokenizer = build_tokenizer(spec.tokenizer, documents, fingerprint, cache)
         tokens = tokenizer.encode_documents(documents)
         vocab = tokenizer.vocab_size
-        _write_atomically(tokens_path, lambda tmp: np.save(tmp.open("wb"), tokens))
+        def save_tokens(tmp: Path) -> None:
+            with tmp.open("wb") as f:  # a path would make np.save append ".npy" to the temp name
+                np.save(f, tokens)
+
+        _write_atomically(tokens_path, save_tokens)
         _write_atomically(meta_path, lambda tmp: tmp.write_text(json.dumps(
             {"tokenizer_vocab_size": vocab, "tokens": int(tokens.size), "source": description})))
     return TokenizedCorpus(tokens, _check_vocab(spec, vocab), fingerprint,
