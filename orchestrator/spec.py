@@ -427,7 +427,7 @@ def load_spec(path_or_dict: str | os.PathLike | Mapping) -> SweepSpec:
         except yaml.YAMLError as err:
             raise SpecError(f"{path_or_dict}: not valid YAML: {err}") from None
     raw = _mapping(raw, "", _TOP_KEYS, required=("name", "storage", "axes"))
-    return SweepSpec(
+    spec = SweepSpec(
         name=_name(raw["name"], "name"),
         storage=_storage(raw["storage"], "storage"),
         corpus=_corpus(raw.get("corpus", "builtin")),
@@ -437,6 +437,10 @@ def load_spec(path_or_dict: str | os.PathLike | Mapping) -> SweepSpec:
         search=_search(raw.get("search")),
         budget=_budget(raw.get("budget")),
     )
+    if "dataset" in spec.axes.regime and spec.trainer.get("max_steps") is None:
+        raise _fail("trainer.max_steps", "required in the dataset regime (it caps the repeated "
+                                         "passes over D and sets the LR schedule length)")
+    return spec
 
 
 # --------------------------------------------------------------------------------------------

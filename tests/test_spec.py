@@ -1,0 +1,206 @@
+"""Sweep spec: malformed specs fail naming the field; a good spec expands to the right grid."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.spec import SpecError, expand_grid, format_grid, load_spec, validate_command
+from trainers.model import non_embedding_params, train_flops
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def good_spec(tmp_path: Path) -> dict:
+    return {
+        "name": "t",
+        "storage": str(tmp_path / "store"),
+        "corpus": {"source": "builtin", "tokenizer": "byte"},
+        "axes": {
+            "target_params": [2e4, 8e4],
+            "aspect_ratio": 16,
+            "head_dim": 16,
+            "n_ctx": 64,
+            "dataset_tokens": [2e5, 8e5],
+            "regime": "tokens",
+            "seeds": [0],
+            "batch_tokens": 2048,
+        },
+        "trainer": {"zero_stage": 0, "precision": "fp32", "eval_every": 50, "patience": 3},
+        "resources": {"cpus_per_worker": 1, "gpus_per_worker": 0, "workers": 1},
+        "search": {"kind": "grid"},
+        "budget": {"flops": 1e12, "cut": "cheapest_first"},
+    }
+
+
+def with_change(spec: dict, path: str, value) -> dict:
+    """Copy of `spec` with the dotted `path` set to `value` (`...=DELETE` removes it)."""
+    spec = copy.deepcopy(spec)
+    *parents, leaf = path.split(".")
+    node = spec
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    if value == "DELETE":
+        del node[leaf]
+    elif isinstance(node, list):
+        node[int(leaf)] = value
+    else:
+        node[leaf] = value
+    return spec
+
+
+# (change path, value, text the error must start with, text it must contain)
+MALFORMED = [
+    ("axes.colour", "red", "axes.colour: unknown key", "allowed keys: target_params"),
+    ("learning_rate", 0.1, "learning_rate: unknown key", "allowed keys: name, storage"),
+    ("axes.dataset_tokens", [2e5, 8e5, -5], "axes.dataset_tokens[2]:", "positive integer, got -5"),
+    ("axes.dataset_tokens", [], "axes.dataset_tokens:", "must not be empty"),
+    ("axes.target_params", [2e4, "lots"], "axes.target_params[1]:", "must be a number"),
+    ("axes.seeds", [0, -1], "axes.seeds[1]:", "integer >= 0"),
+    ("axes.regime", "epochs", "axes.regime:", "tokens, dataset"),
+    ("axes.n_ctx", 0, "axes.n_ctx:", "positive integer"),
+    ("trainer.zero_stage", 5, "trainer.zero_stage:", "0, 1, 2, 3"),
+    ("trainer.precision", "bf61", "trainer.precision:", "auto, fp32, bf16"),
+    ("trainer.patience", 0, "trainer.patience:", "positive integer"),
+    ("trainer.optimiser", "sgd", "trainer.optimiser: unknown key", "allowed keys:"),
+    ("resources.workers", 0, "resources.workers:", "positive integer"),
+    ("resources.gpus_per_worker", -1, "resources.gpus_per_worker:", ">= 0"),
+    ("corpus.source", "/nonexistent/dir/*.jsonl", "corpus.source:", "no file matches"),
+    ("corpus.tokenizer", "bpe:12", "corpus.tokenizer:", "bpe:<vocab >= 257>"),
+    ("storage", "ftp://host/x", "storage:", "is not one of file, s3"),
+    ("budget.flops", 1e3, "budget:", "below the cheapest run"),
+    ("budget.cut", "random", "budget.cut:", "cheapest_first, largest_first, error"),
+    ("budget", "DELETE", "budget:", "required"),
+    ("search.kind", "bayes", "search.kind:", "grid, active"),
+    ("search.max_trials", 4, "search.max_trials:", "only for search.kind: active"),
+    ("name", "../evil", "name:", "must start with a letter or digit"),
+    ("axes.lr", [0.001, -0.1], "axes.lr[1]:", "positive number"),
+    ("axes.batch_tokens", 2000, "axes.batch_tokens:", "multiple of n_ctx"),
+]
+
+
+@pytest.mark.parametrize("path,value,starts,contains", MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_spec_names_the_field(tmp_path, path, value, starts, contains):
+    spec = with_change(good_spec(tmp_path), path, value)
+    with pytest.raises(SpecError) as err:
+        expand_grid(load_spec(spec))
+    message = str(err.value)
+    assert message.startswith(starts), message
+    assert contains in message, message
+
+
+def test_explicit_shape_with_indivisible_heads_names_the_shape(tmp_path):
+    spec = good_spec(tmp_path)
+    del spec["axes"]["target_params"], spec["axes"]["aspect_ratio"], spec["axes"]["head_dim"]
+    spec["axes"]["shapes"] = [
+        {"n_layer": 2, "d_model": 64, "n_heads": 4, "d_ff": 256},
+        {"n_layer": 2, "d_model": 64, "n_heads": 5, "d_ff": 256},
+    ]
+    with pytest.raises(SpecError, match=r"^axes\.shapes\[1\]: .*divisible by n_heads"):
+        expand_grid(load_spec(spec))
+
+
+def test_active_search_requires_max_trials_and_a_known_law(tmp_path):
+    spec = with_change(good_spec(tmp_path), "search", {"kind": "active", "law": "chinchilla"})
+    with pytest.raises(SpecError, match=r"^search\.max_trials: required"):
+        load_spec(spec)
+    spec["search"].update(max_trials=8, law="hoffmann")
+    with pytest.raises(SpecError, match=r"^search\.law: must be one of chinchilla, kaplan"):
+        load_spec(spec)
+    spec["search"]["law"] = "chinchilla"
+    spec["budget"]["flops"] = 1e11  # below the grid total: active search is not cut up front
+    plan = expand_grid(load_spec(spec))
+    assert len(plan.trials) == 4 and plan.search.max_trials == 8 and not plan.cut
+
+
+def test_good_spec_expands_to_the_grid(tmp_path):
+    plan = expand_grid(load_spec(good_spec(tmp_path)))
+    assert len(plan.trials) == 4 and not plan.cut
+    combos = {(t.target_params, t.dataset_tokens) for t in plan.trials}
+    assert combos == {(2e4, 200_000), (2e4, 800_000), (8e4, 200_000), (8e4, 800_000)}
+    for trial in plan.trials:
+        n = non_embedding_params(trial.shape)
+        assert abs(n / trial.target_params - 1) < 0.10
+        assert trial.planned_tokens == trial.dataset_tokens  # tokens regime, no max_steps cap
+        assert trial.planned_flops == train_flops(trial.shape, trial.dataset_tokens)
+        assert 0 < trial.lr < 0.003239  # Kaplan's rule resolved from the actual N
+        config = trial.train_config_dict()
+        assert config["precision"] == "fp32" and config["shape"]["d_model"] == trial.shape.d_model
+    assert plan.total_flops == sum(t.planned_flops for t in plan.trials)
+
+
+def test_dataset_regime_plans_max_steps_of_batches(tmp_path):
+    spec = with_change(good_spec(tmp_path), "axes.regime", "dataset")
+    with pytest.raises(SpecError, match=r"^trainer\.max_steps: .*required in the dataset regime"):
+        expand_grid(load_spec(spec))
+    spec["trainer"]["max_steps"] = 30
+    plan = expand_grid(load_spec(spec))
+    assert {t.planned_tokens for t in plan.trials} == {30 * 2048}
+
+
+def test_budget_cut_cheapest_first_keeps_the_cheapest_and_reports(tmp_path):
+    full = expand_grid(load_spec(good_spec(tmp_path)))
+    costs = sorted(t.planned_flops for t in full.trials)
+    budget = costs[0] + costs[1] + costs[2] // 2  # room for the two cheapest runs only
+    plan = expand_grid(load_spec(with_change(good_spec(tmp_path), "budget.flops", budget)))
+    assert sorted(t.planned_flops for t in plan.trials) == costs[:2]
+    assert sorted(c.trial.planned_flops for c in plan.cut) == costs[2:]
+    assert all("budget.cut=cheapest_first" in c.reason for c in plan.cut)
+    table = format_grid(plan)
+    assert "cut by the budget (2)" in table and plan.cut[0].trial.trial_key in table
+
+
+def test_budget_cut_largest_first_and_error(tmp_path):
+    full = expand_grid(load_spec(good_spec(tmp_path)))
+    largest = max(t.planned_flops for t in full.trials)
+    spec = with_change(good_spec(tmp_path), "budget", {"flops": largest * 1.01, "cut": "largest_first"})
+    plan = expand_grid(load_spec(spec))
+    assert max(t.planned_flops for t in plan.trials) == largest
+    assert sum(t.planned_flops for t in plan.trials) <= largest * 1.01
+    spec["budget"]["cut"] = "error"
+    with pytest.raises(SpecError, match=r"^budget: the grid plans .* over budget\.flops"):
+        expand_grid(load_spec(spec))
+
+
+def test_gpu_hours_budget_needs_a_throughput(tmp_path):
+    spec = with_change(good_spec(tmp_path), "budget", {"gpu_hours": 1})
+    with pytest.raises(SpecError, match=r"^budget\.gpu_flops_per_s: required"):
+        load_spec(spec)
+    spec["budget"]["gpu_flops_per_s"] = 1e6  # 3.6e9 FLOPs per GPU-hour: below every run
+    with pytest.raises(SpecError, match=r"^budget: below the cheapest run"):
+        expand_grid(load_spec(spec))
+
+
+def test_trial_keys_unique_and_stable_across_loads(tmp_path):
+    spec = good_spec(tmp_path)
+    spec["axes"]["seeds"] = [0, 1]
+    spec["axes"]["aspect_ratio"] = [16, 32]
+    spec["budget"]["flops"] = 1e13
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    first = [t.trial_key for t in expand_grid(load_spec(path)).trials]
+    second = [t.trial_key for t in expand_grid(load_spec(path)).trials]
+    assert first == second and len(set(first)) == len(first) == 16
+    assert "N2e4-ar16-hd16-c64-D2e5-B2048-s0" in first
+
+
+def test_yaml_exponents_without_dot_parse_as_numbers(tmp_path):
+    # PyYAML reads `2e5` as the string "2e5"; the spec must still take it as a number.
+    text = (EXAMPLES / "demo_sweep.yaml").read_text().replace("2.0e+5", "2e5")
+    path = tmp_path / "demo.yaml"
+    path.write_text(text)
+    assert 200_000 in {t.dataset_tokens for t in expand_grid(load_spec(path)).trials}
+
+
+@pytest.mark.parametrize("example", ["demo_sweep.yaml", "kaplan_small.yaml"])
+def test_examples_validate(example, tmp_path):
+    raw = yaml.safe_load((EXAMPLES / example).read_text())
+    raw["corpus"]["source"] = "builtin"  # the Kaplan example names cluster paths
+    plan = expand_grid(load_spec(raw))
+    assert plan.trials and not plan.cut
+    if example == "demo_sweep.yaml":
+        assert len(plan.trials) == 4
+        assert "4 trials" in validate_command(EXAMPLES / example)
