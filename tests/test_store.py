@@ -1,0 +1,196 @@
+"""Metrics store contract (DESIGN.md §3): layout, atomic parts, dedupe, bad parts, other readers."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from scalesweep.store import (
+    RUNS_SCHEMA,
+    SCHEMA_VERSION,
+    TrialWriter,
+    curves_schema,
+    list_sweeps,
+    load_curves,
+    load_runs,
+)
+
+CONTRACT_CURVES = curves_schema().names
+
+
+def curve_rows(steps, loss=1.0, **extra):
+    return [dict(step=s, tokens_seen=100 * s, flops=1e6 * s, val_loss=loss, train_loss=loss + 0.1,
+                 lr=1e-3, timestamp=1.7e9 + s, **extra) for s in steps]
+
+
+def run_row(status="completed", **overrides):
+    row = dict(status=status, n_layer=2, d_model=64, n_heads=4, d_ff=256, n_ctx=64,
+               vocab_size=256, non_embedding_params=98304, total_params=140000,
+               dataset_tokens=200_000, regime="tokens", batch_tokens=2048, lr=1e-3, seed=0,
+               zero_stage=0, precision="fp32", world_size=1, tokens_seen=200_000, steps=97,
+               flops=1.2e11, wall_s=12.5, final_val_loss=2.5, best_val_loss=2.4, best_step=90)
+    row.update(overrides)
+    return row
+
+
+def files_under(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+
+
+def test_layout_schema_version_and_no_temp_files(tmp_path):
+    writer = TrialWriter(str(tmp_path), "sw", "trialA", attempt=0)
+    writer.append_curves(curve_rows([0, 1]))
+    writer.append_curves(curve_rows([2]))
+    writer.write_run(run_row())
+    assert files_under(tmp_path / "sw") == [
+        "curves/trial_id=trialA/part-0-000000.parquet",
+        "curves/trial_id=trialA/part-0-000001.parquet",
+        "runs/trial_id=trialA/part-0.parquet",
+    ]
+    part = pq.read_table(tmp_path / "sw/curves/trial_id=trialA/part-0-000000.parquet")
+    assert part.schema.metadata[b"scalesweep.schema_version"] == str(SCHEMA_VERSION).encode()
+    assert part.schema.field("timestamp").type == pa.timestamp("us", tz="UTC")
+    assert part["trial_id"].to_pylist() == ["trialA", "trialA"]
+
+
+def test_sequence_continues_for_a_recreated_writer(tmp_path):
+    TrialWriter(str(tmp_path), "sw", "t1", attempt=1).append_curves(curve_rows([0]))
+    TrialWriter(str(tmp_path), "sw", "t1", attempt=0).append_curves(curve_rows([0]))
+    again = TrialWriter(str(tmp_path), "sw", "t1", attempt=1)
+    again.append_curves(curve_rows([1]))
+    again.append_curves(curve_rows([2]))
+    names = files_under(tmp_path / "sw/curves/trial_id=t1")
+    assert names == ["part-0-000000.parquet", "part-1-000000.parquet", "part-1-000001.parquet",
+                     "part-1-000002.parquet"]
+
+
+def test_curves_dedupe_keeps_latest_attempt_per_step(tmp_path):
+    TrialWriter(str(tmp_path), "sw", "a", 0).append_curves(curve_rows(range(5), loss=3.0))
+    retry = TrialWriter(str(tmp_path), "sw", "a", 1)
+    retry.append_curves(curve_rows([3, 4], loss=2.0))
+    retry.append_curves(curve_rows([4, 5], loss=1.0))  # same attempt, later part wins for step 4
+    TrialWriter(str(tmp_path), "sw", "b", 0).append_curves(curve_rows([0], loss=9.0))
+
+    table = load_curves(str(tmp_path), "sw")
+    assert table.column_names == CONTRACT_CURVES
+    got = list(zip(table["trial_id"].to_pylist(), table["step"].to_pylist(),
+                   table["attempt"].to_pylist(), table["val_loss"].to_pylist()))
+    assert got == [("a", 0, 0, 3.0), ("a", 1, 0, 3.0), ("a", 2, 0, 3.0), ("a", 3, 1, 2.0),
+                   ("a", 4, 1, 1.0), ("a", 5, 1, 1.0), ("b", 0, 0, 9.0)]
+    assert load_curves(str(tmp_path), "sw", all_attempts=True).num_rows == 5 + 2 + 2 + 1
+    # sweep=None: the path is the sweep directory itself
+    assert load_curves(str(tmp_path / "sw")).equals(table)
+
+
+def test_runs_one_row_per_trial_latest_attempt(tmp_path):
+    TrialWriter(str(tmp_path), "sw", "a", 0).write_run(run_row("failed", error="OOM"))
+    TrialWriter(str(tmp_path), "sw", "a", 1).write_run(run_row("completed", best_val_loss=2.0))
+    TrialWriter(str(tmp_path), "sw", "b", 0).write_run(run_row("diverged", best_val_loss=None))
+    runs = load_runs(str(tmp_path), "sw")
+    assert runs.column_names[: len(RUNS_SCHEMA)] == RUNS_SCHEMA.names
+    assert runs.select(["trial_id", "attempt", "status", "best_val_loss"]).to_pylist() == [
+        {"trial_id": "a", "attempt": 1, "status": "completed", "best_val_loss": 2.0},
+        {"trial_id": "b", "attempt": 0, "status": "diverged", "best_val_loss": None},
+    ]
+    every = load_runs(str(tmp_path), "sw", all_attempts=True, as_pandas=True)
+    assert list(every["status"]) == ["failed", "completed", "diverged"]
+    assert every["error"].tolist()[0] == "OOM"
+
+
+def test_write_run_validates_status_and_required_columns(tmp_path):
+    writer = TrialWriter(str(tmp_path), "sw", "a")
+    with pytest.raises(ValueError, match="status 'finished' not in"):
+        writer.write_run(run_row("finished"))
+    with pytest.raises(ValueError, match=r"missing required columns \['d_model'\]"):
+        writer.write_run({k: v for k, v in run_row().items() if k != "d_model"})
+    with pytest.raises(ValueError, match=r"unknown columns \['val_los'\]"):
+        writer.append_curves([dict(step=0, tokens_seen=0, flops=0.0, val_loss=1.0, val_los=2.0)])
+    with pytest.raises(ValueError, match="trial_id"):
+        TrialWriter(str(tmp_path), "sw", "a/../b")
+    assert not (tmp_path / "sw" / "runs").exists()
+
+
+def test_extra_evals_and_extra_run_columns_unify_with_nulls(tmp_path):
+    first = TrialWriter(str(tmp_path), "sw", "a")
+    first.append_curves(curve_rows([0]))
+    first.append_curves(curve_rows([1], val_loss_wiki=4.5))
+    first.write_run(run_row(d_ff_ratio=4.0, tag="demo"))
+    TrialWriter(str(tmp_path), "sw", "b").write_run(run_row())
+    curves = load_curves(str(tmp_path), "sw")
+    assert curves["val_loss_wiki"].to_pylist() == [None, 4.5]
+    runs = load_runs(str(tmp_path), "sw")
+    assert runs["tag"].to_pylist() == ["demo", None]
+    assert runs.schema.field("d_ff_ratio").type == pa.float64()
+
+
+def test_unreadable_part_is_warned_and_skipped(tmp_path):
+    writer = TrialWriter(str(tmp_path), "sw", "a")
+    writer.append_curves(curve_rows([0]))
+    writer.append_curves(curve_rows([1]))
+    broken = tmp_path / "sw/curves/trial_id=a/part-0-000001.parquet"
+    broken.write_bytes(broken.read_bytes()[:40])  # truncated, as after a crash mid-copy
+    # a leftover hidden temp file from a crashed writer is not a part at all
+    (tmp_path / "sw/curves/trial_id=a/.part-0-000002.parquet.tmp").write_bytes(b"junk")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = load_curves(str(tmp_path), "sw")
+    assert table["step"].to_pylist() == [0]
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and str(broken) in messages[0]
+
+
+def test_empty_or_missing_store_reads_as_empty_tables(tmp_path):
+    curves = load_curves(str(tmp_path / "nothing"), "sw")
+    runs = load_runs(str(tmp_path), "sw")
+    assert curves.num_rows == 0 and curves.schema.equals(curves_schema())
+    assert runs.num_rows == 0 and runs.column_names == RUNS_SCHEMA.names
+    assert list_sweeps(str(tmp_path)) == []
+
+
+def test_list_sweeps(tmp_path):
+    TrialWriter(str(tmp_path), "beta", "a").append_curves(curve_rows([0]))
+    TrialWriter(str(tmp_path), "alpha", "a").write_run(run_row())
+    (tmp_path / "not-a-sweep").mkdir()
+    assert list_sweeps(str(tmp_path)) == ["alpha", "beta"]
+    assert list_sweeps(tmp_path.as_uri()) == ["alpha", "beta"]  # file:// URI via pyarrow.fs
+
+
+def test_duckdb_polars_pandas_and_pyarrow_dataset_read_the_store(tmp_path):
+    duckdb = pytest.importorskip("duckdb")
+    pl = pytest.importorskip("polars")
+    import pyarrow.dataset as ds
+
+    for trial in ("t0", "t1"):
+        TrialWriter(str(tmp_path), "sw", trial).append_curves(curve_rows([0, 1]))
+        TrialWriter(str(tmp_path), "sw", trial).write_run(run_row())
+    pattern = f"{tmp_path}/sw/curves/**/*.parquet"
+
+    duck = duckdb.sql(f"SELECT * FROM read_parquet('{pattern}', hive_partitioning=true) "
+                      "ORDER BY trial_id, step")
+    assert set(CONTRACT_CURVES) <= set(duck.columns)
+    trial_ids = [row[duck.columns.index("trial_id")] for row in duck.fetchall()]
+    assert trial_ids == ["t0", "t0", "t1", "t1"]
+
+    polars_df = pl.scan_parquet(pattern, hive_partitioning=True).collect().sort("trial_id", "step")
+    assert set(CONTRACT_CURVES) <= set(polars_df.columns)
+    assert polars_df["trial_id"].to_list() == ["t0", "t0", "t1", "t1"]
+
+    dataset = ds.dataset(f"{tmp_path}/sw/runs", format="parquet", partitioning="hive")
+    assert dataset.to_table()["trial_id"].to_pylist() in (["t0", "t1"], ["t1", "t0"])
+
+    frame = load_curves(str(tmp_path), "sw", as_pandas=True)
+    assert list(frame.columns) == CONTRACT_CURVES
+    assert str(frame["timestamp"].dt.tz) == "UTC" and frame["step"].tolist() == [0, 1, 0, 1]
+
+
+def test_writer_refuses_number_like_ids_that_hive_readers_would_retype(tmp_path):
+    # DuckDB infers partition types; "00123" would come back as an integer and clash with the
+    # string column inside the file.
+    with pytest.raises(ValueError, match="bare number"):
+        TrialWriter(str(tmp_path), "sw", "00123")
+    assert os.listdir(tmp_path) == []
