@@ -173,8 +173,8 @@ def test_duckdb_polars_pandas_and_pyarrow_dataset_read_the_store(tmp_path):
     duck = duckdb.sql(f"SELECT * FROM read_parquet('{pattern}', hive_partitioning=true) "
                       "ORDER BY trial_id, step")
     assert set(CONTRACT_CURVES) <= set(duck.columns)
-    trial_ids = [row[duck.columns.index("trial_id")] for row in duck.fetchall()]
-    assert trial_ids == ["t0", "t0", "t1", "t1"]
+    ids = duck.select("trial_id, step, val_loss").fetchall()
+    assert ids == [("t0", 0, 1.0), ("t0", 1, 1.0), ("t1", 0, 1.0), ("t1", 1, 1.0)]
 
     polars_df = pl.scan_parquet(pattern, hive_partitioning=True).collect().sort("trial_id", "step")
     assert set(CONTRACT_CURVES) <= set(polars_df.columns)
