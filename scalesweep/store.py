@@ -290,6 +290,35 @@ class TrialWriter:
             core = core.append_column(key, pa.array([row[key]]))
         table = core.replace_schema_metadata(_METADATA)
         _write_atomic(self._fs, f"{self._runs_dir}/part-{self.attempt}.parquet", table)
+        self.compact_curves()
+
+    def compact_curves(self) -> None:
+        """Merge this attempt's curve parts into one part and delete the merged ones.
+
+        Reading cost is per file (~0.5 ms), so an ended attempt keeps one curves file instead of
+        one per flush. Safe for concurrent readers: the merged part gets the next sequence number
+        and holds the same rows, so until the old parts are gone a reader's dedupe picks the
+        merged copies; a part deleted under a reader makes it list again (see `_load_parts`).
+        Called by `write_run`, i.e. when the attempt has ended.
+        """
+        parts = sorted(
+            (int(m.group(2)), info.path)
+            for info in _list_parts(self._fs, self._curves_dir)
+            if (m := _CURVE_PART_RE.match(info.base_name)) and int(m.group(1)) == self.attempt
+        )
+        if len(parts) < 2:
+            return
+        tables = []
+        for _, path in parts:
+            with self._fs.open_input_file(path) as handle:
+                tables.append(pq.ParquetFile(handle).read(use_threads=False))
+        merged = pa.concat_tables(tables, promote_options="permissive")
+        merged = _conform(merged, curves_schema())
+        name = f"part-{self.attempt}-{self._next_seq:06d}.parquet"
+        _write_atomic(self._fs, f"{self._curves_dir}/{name}", merged)
+        self._next_seq += 1
+        for _, path in parts:
+            self._fs.delete_file(path)
 
 
 def _now() -> _dt.datetime:
@@ -309,6 +338,8 @@ def _read_part(fs: pafs.FileSystem, info: pafs.FileInfo, seq: int) -> pa.Table |
         else:
             with fs.open_input_file(info.path) as handle:
                 table = pq.ParquetFile(handle).read(use_threads=False)
+    except FileNotFoundError:
+        raise _PartVanished(info.path) from None
     except (OSError, pa.ArrowException) as err:
         warnings.warn(f"scalesweep.store: skipping unreadable part {info.path}: {err}",
                       stacklevel=3)
@@ -324,10 +355,28 @@ def _read_part(fs: pafs.FileSystem, info: pafs.FileInfo, seq: int) -> pa.Table |
     return table.append_column(_SEQ, pa.array(np.full(table.num_rows, seq, dtype=np.int64)))
 
 
+class _PartVanished(Exception):
+    """A listed part was deleted before it was read (merged by `compact_curves`)."""
+
+
+_LIST_ATTEMPTS = 3
+
+
 def _load_parts(
     storage: str, sweep: str | None, kind: str, name_re: re.Pattern, base: pa.Schema
 ) -> pa.Table:
     fs, directory = _resolve(storage, sweep or "", kind)
+    for _ in range(_LIST_ATTEMPTS - 1):
+        try:
+            return _load_listed_parts(fs, directory, name_re, base)
+        except _PartVanished:
+            continue  # a writer compacted while we read: its merged part is in a fresh listing
+    return _load_listed_parts(fs, directory, name_re, base)
+
+
+def _load_listed_parts(
+    fs: pafs.FileSystem, directory: str, name_re: re.Pattern, base: pa.Schema
+) -> pa.Table:
     jobs = []
     for info in _list_parts(fs, directory):
         match = name_re.match(info.base_name)
@@ -353,7 +402,8 @@ def _conform(table: pa.Table, base: pa.Schema) -> pa.Table:
         else:
             columns.append(pa.nulls(table.num_rows, field.type))
         fields.append(field)
-    for name in sorted(set(table.column_names) - set(base.names) - {_SEQ}) + [_SEQ]:
+    tail = [_SEQ] if _SEQ in table.column_names else []
+    for name in sorted(set(table.column_names) - set(base.names) - {_SEQ}) + tail:
         columns.append(table[name])
         fields.append(table.schema.field(name))
     return pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=_METADATA))
@@ -386,14 +436,14 @@ def load_curves(
 ) -> pa.Table | pd.DataFrame:
     """All evaluation rows of a sweep, one per (trial_id, step), from the latest attempt.
 
-    ``sweep=None``: ``storage`` is the sweep directory itself. ``all_attempts=True`` keeps every
-    row (sorted by trial, attempt, part, step). A missing store reads as an empty table.
+    ``sweep=None``: ``storage`` is the sweep directory itself. ``all_attempts=True`` keeps one
+    row per (trial_id, attempt, step), sorted that way. A missing store reads as an empty table.
     """
     table = _load_parts(storage, sweep, "curves", _CURVE_PART_RE, curves_schema())
-    if all_attempts:
-        keys = [(c, "ascending") for c in ("trial_id", "attempt", _SEQ, "step")]
-        return _finish(table.take(pc.sort_indices(table, sort_keys=keys)), as_pandas)
-    return _finish(_last_per_group(table, ("trial_id", "step"), ("attempt", _SEQ)), as_pandas)
+    # A step written twice within one attempt (e.g. parts and their compacted copy) counts once.
+    group = ("trial_id", "attempt", "step") if all_attempts else ("trial_id", "step")
+    order = (_SEQ,) if all_attempts else ("attempt", _SEQ)
+    return _finish(_last_per_group(table, group, order), as_pandas)
 
 
 def load_runs(

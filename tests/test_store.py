@@ -42,20 +42,39 @@ def files_under(path: Path) -> list[str]:
     return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
 
 
-def test_layout_schema_version_and_no_temp_files(tmp_path):
+def test_layout_schema_version_no_temp_files_and_compaction_at_run_end(tmp_path):
     writer = TrialWriter(str(tmp_path), "sw", "trialA", attempt=0)
     writer.append_curves(curve_rows([0, 1]))
-    writer.append_curves(curve_rows([2]))
-    writer.write_run(run_row())
+    writer.append_curves(curve_rows([2], val_loss_wiki=3.0))
     assert files_under(tmp_path / "sw") == [
         "curves/trial_id=trialA/part-0-000000.parquet",
         "curves/trial_id=trialA/part-0-000001.parquet",
-        "runs/trial_id=trialA/part-0.parquet",
     ]
     part = pq.read_table(tmp_path / "sw/curves/trial_id=trialA/part-0-000000.parquet")
     assert part.schema.metadata[b"scalesweep.schema_version"] == str(SCHEMA_VERSION).encode()
     assert part.schema.field("timestamp").type == pa.timestamp("us", tz="UTC")
     assert part["trial_id"].to_pylist() == ["trialA", "trialA"]
+    before = load_curves(str(tmp_path), "sw")
+
+    writer.write_run(run_row())  # the attempt ended: its curve parts merge into one
+    assert files_under(tmp_path / "sw") == [
+        "curves/trial_id=trialA/part-0-000002.parquet",
+        "runs/trial_id=trialA/part-0.parquet",
+    ]
+    assert load_curves(str(tmp_path), "sw").equals(before)
+
+
+def test_readers_see_each_row_once_while_compaction_is_half_done(tmp_path):
+    writer = TrialWriter(str(tmp_path), "sw", "a")
+    writer.append_curves(curve_rows([0, 1]))
+    writer.append_curves(curve_rows([2]))
+    parts = sorted((tmp_path / "sw/curves/trial_id=a").iterdir())
+    saved = {p: p.read_bytes() for p in parts}
+    writer.compact_curves()
+    for path, data in saved.items():  # the old parts back: as if not yet deleted
+        path.write_bytes(data)
+    assert load_curves(str(tmp_path), "sw")["step"].to_pylist() == [0, 1, 2]
+    assert load_curves(str(tmp_path), "sw", all_attempts=True)["step"].to_pylist() == [0, 1, 2]
 
 
 def test_sequence_continues_for_a_recreated_writer(tmp_path):
@@ -82,7 +101,10 @@ def test_curves_dedupe_keeps_latest_attempt_per_step(tmp_path):
                    table["attempt"].to_pylist(), table["val_loss"].to_pylist()))
     assert got == [("a", 0, 0, 3.0), ("a", 1, 0, 3.0), ("a", 2, 0, 3.0), ("a", 3, 1, 2.0),
                    ("a", 4, 1, 1.0), ("a", 5, 1, 1.0), ("b", 0, 0, 9.0)]
-    assert load_curves(str(tmp_path), "sw", all_attempts=True).num_rows == 5 + 2 + 2 + 1
+    every = load_curves(str(tmp_path), "sw", all_attempts=True)
+    assert list(zip(every["attempt"].to_pylist(), every["step"].to_pylist()))[5:] == [
+        (1, 3), (1, 4), (1, 5), (0, 0)]  # one row per (trial, attempt, step): 5 + 3 + 1
+    assert every.num_rows == 9
     # sweep=None: the path is the sweep directory itself
     assert load_curves(str(tmp_path / "sw")).equals(table)
 
@@ -194,3 +216,28 @@ def test_writer_refuses_number_like_ids_that_hive_readers_would_retype(tmp_path)
     with pytest.raises(ValueError, match="bare number"):
         TrialWriter(str(tmp_path), "sw", "00123")
     assert os.listdir(tmp_path) == []
+
+
+def test_part_deleted_under_a_reader_makes_it_list_again(tmp_path, monkeypatch):
+    import pyarrow.fs as pafs
+
+    import scalesweep.store as store
+
+    writer = TrialWriter(str(tmp_path), "sw", "a")
+    writer.append_curves(curve_rows([0]))
+    writer.append_curves(curve_rows([1]))
+    real_list, listings = store._list_parts, []
+
+    def stale_first_listing(fs, directory):
+        infos = real_list(fs, directory)
+        listings.append(directory)
+        if len(listings) == 1:  # a part a compacting writer deleted after we listed it
+            gone = f"{directory}/trial_id=a/part-0-000009.parquet"
+            infos.append(pafs.FileInfo(gone, type=pafs.FileType.File))
+        return infos
+
+    monkeypatch.setattr(store, "_list_parts", stale_first_listing)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a vanished part is not an unreadable one
+        table = load_curves(str(tmp_path), "sw")
+    assert table["step"].to_pylist() == [0, 1] and len(listings) == 2
