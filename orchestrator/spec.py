@@ -17,15 +17,17 @@ from __future__ import annotations
 import dataclasses
 import glob
 import itertools
-import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping
 
 import yaml
 
 from trainers.config import PRECISIONS, REGIMES, ZERO_STAGES, TrainConfig
 from trainers.data import CorpusSpec
+from orchestrator.spec_fields import (
+    SpecError, axis, choice, fail, mapping, non_negative, non_negative_int, positive, positive_int,
+)
 from trainers.model import ModelShape, kaplan_lr, non_embedding_params, shape_for_params, train_flops
 
 SEARCH_KINDS = ("grid", "active")
@@ -44,10 +46,6 @@ _TOP_KEYS = ("name", "storage", "corpus", "axes", "trainer", "resources", "searc
 _AXES_KEYS = ("target_params", "shapes", "aspect_ratio", "d_ff_ratio", "head_dim", "n_heads",
               "n_ctx", "dataset_tokens", "regime", "seeds", "lr", "batch_tokens")
 _SHAPE_KEYS = ("n_layer", "d_model", "n_heads", "d_ff", "d_attn")
-
-
-class SpecError(ValueError):
-    """A spec that cannot run; the message starts with the offending field path."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,119 +174,29 @@ class GridPlan:
     search: SearchSpec = field(default_factory=SearchSpec)
 
 
-# --------------------------------------------------------------------------------------------
-# Field parsers: each takes (value, path) and raises SpecError naming the path
-
-
-def _fail(path: str, message: str) -> SpecError:
-    return SpecError(f"{path}: {message}")
-
-
-def _number(value: Any, path: str) -> float:
-    if isinstance(value, bool) or value is None:
-        raise _fail(path, f"must be a number, got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise _fail(path, f"must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise _fail(path, f"must be finite, got {value!r}")
-    return number
-
-
-def _positive(value: Any, path: str) -> float:
-    number = _number(value, path)
-    if number <= 0:
-        raise _fail(path, f"must be a positive number, got {value!r}")
-    return number
-
-
-def _non_negative(value: Any, path: str) -> float:
-    number = _number(value, path)
-    if number < 0:
-        raise _fail(path, f"must be >= 0, got {value!r}")
-    return number
-
-
-def _integer(value: Any, path: str, minimum: int) -> int:
-    kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-    try:
-        number = _number(value, path)
-    except SpecError:
-        raise _fail(path, f"must be {kind}, got {value!r}") from None
-    if not number.is_integer() or number < minimum:
-        raise _fail(path, f"must be {kind}, got {value!r}")
-    return int(number)
-
-
-def _positive_int(value: Any, path: str) -> int:
-    return _integer(value, path, 1)
-
-
-def _non_negative_int(value: Any, path: str) -> int:
-    return _integer(value, path, 0)
-
-
-def _choice(allowed: Sequence) -> Callable[[Any, str], Any]:
-    def parse(value: Any, path: str) -> Any:
-        if isinstance(value, bool) or value not in allowed:
-            raise _fail(path, f"must be one of {', '.join(map(str, allowed))}; got {value!r}")
-        return value
-
-    return parse
-
-
-def _mapping(raw: Any, path: str, allowed: Sequence[str], required: Sequence[str] = ()) -> dict:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise _fail(path or "spec", f"must be a mapping with keys {', '.join(allowed)}; got {raw!r}")
-    prefix = f"{path}." if path else ""
-    for key in raw:
-        if key not in allowed:
-            raise _fail(f"{prefix}{key}", f"unknown key; allowed keys: {', '.join(allowed)}")
-    for key in required:
-        if raw.get(key) is None:
-            raise _fail(f"{prefix}{key}", "required")
-    return dict(raw)
-
-
-def _axis(raw: Mapping, key: str, parse: Callable[[Any, str], Any], default: tuple) -> tuple:
-    """An axis value: a scalar or a non-empty list, each item parsed with its index in the path."""
-    path = f"axes.{key}"
-    if key not in raw:
-        return default
-    values = raw[key]
-    if not isinstance(values, (list, tuple)):
-        return (parse(values, path),)
-    if not values:
-        raise _fail(path, "must not be empty")
-    return tuple(parse(value, f"{path}[{i}]") for i, value in enumerate(values))
-
-
 def _lr_item(value: Any, path: str) -> float | None:
     if value in (None, "kaplan"):
         return None
-    return _positive(value, path)
+    return positive(value, path)
 
 
 def _name(value: Any, path: str) -> str:
-    from scalesweep.store import _check_name  # the store's rule: the name becomes a directory
+    from scalesweep.store import validate_name  # the store's rule: the name becomes a directory
 
     try:
-        return _check_name("sweep name", value)
+        return validate_name("sweep name", value)
     except ValueError as err:
-        raise _fail(path, str(err)) from None
+        raise fail(path, str(err)) from None
 
 
 def _storage(value: Any, path: str) -> str:
     if not isinstance(value, str) or not value:
-        raise _fail(path, f"must be a local path or a URI, got {value!r}")
+        raise fail(path, f"must be a local path or a URI, got {value!r}")
     if "://" not in value:
         return os.path.abspath(os.path.expanduser(value))
     scheme = value.split("://", 1)[0].lower()
     if scheme not in STORAGE_SCHEMES:
-        raise _fail(path, f"URI scheme {scheme!r} is not one of {', '.join(STORAGE_SCHEMES)}")
+        raise fail(path, f"URI scheme {scheme!r} is not one of {', '.join(STORAGE_SCHEMES)}")
     return value
 
 
@@ -301,118 +209,118 @@ def _corpus(raw: Any) -> CorpusSpec:
     if isinstance(raw, str):
         raw = {"source": raw}
     fields = [f.name for f in dataclasses.fields(CorpusSpec)]
-    spec = _mapping(raw, "corpus", fields)
+    spec = mapping(raw, "corpus", fields)
     source = spec.get("source", "builtin")
     if not isinstance(source, str) or not source:
-        raise _fail("corpus.source", f"must be 'builtin' or a path/glob, got {source!r}")
+        raise fail("corpus.source", f"must be 'builtin' or a path/glob, got {source!r}")
     if source != "builtin":
         source = os.path.abspath(os.path.expanduser(source))
         if not glob.glob(source):
-            raise _fail("corpus.source", f"no file matches {source!r} (or use 'builtin')")
+            raise fail("corpus.source", f"no file matches {source!r} (or use 'builtin')")
     tokenizer = spec.get("tokenizer", "byte")
     is_bpe = isinstance(tokenizer, str) and tokenizer.startswith("bpe:") and tokenizer[4:].isdigit()
     if tokenizer not in TOKENIZER_VOCAB and not (is_bpe and int(tokenizer[4:]) >= 257):
-        raise _fail("corpus.tokenizer", f"must be one of byte, bpe:<vocab >= 257>, tiktoken:gpt2; "
+        raise fail("corpus.tokenizer", f"must be one of byte, bpe:<vocab >= 257>, tiktoken:gpt2; "
                                         f"got {tokenizer!r}")
     vocab = spec.get("vocab_size")
-    vocab = None if vocab is None else _positive_int(vocab, "corpus.vocab_size")
+    vocab = None if vocab is None else positive_int(vocab, "corpus.vocab_size")
     if source.endswith(".bin") and vocab is None:
-        raise _fail("corpus.vocab_size", "required for a pre-tokenised .bin corpus")
+        raise fail("corpus.vocab_size", "required for a pre-tokenised .bin corpus")
     text_field = spec.get("text_field", "text")
     if not isinstance(text_field, str) or not text_field:
-        raise _fail("corpus.text_field", f"must be a non-empty string, got {text_field!r}")
+        raise fail("corpus.text_field", f"must be a non-empty string, got {text_field!r}")
     return CorpusSpec(source=source, tokenizer=tokenizer, text_field=text_field, vocab_size=vocab)
 
 
 def _shape_item(value: Any, path: str) -> Mapping[str, int]:
-    raw = _mapping(value, path, _SHAPE_KEYS, required=("n_layer", "d_model", "n_heads", "d_ff"))
-    return {key: _positive_int(item, f"{path}.{key}") for key, item in raw.items()}
+    raw = mapping(value, path, _SHAPE_KEYS, required=("n_layer", "d_model", "n_heads", "d_ff"))
+    return {key: positive_int(item, f"{path}.{key}") for key, item in raw.items()}
 
 
 def _axes(raw: Any) -> Axes:
-    raw = _mapping(raw, "axes", _AXES_KEYS, required=("dataset_tokens",))
+    raw = mapping(raw, "axes", _AXES_KEYS, required=("dataset_tokens",))
     if ("target_params" in raw) == ("shapes" in raw):
-        raise _fail("axes", "give exactly one of target_params (N targets) or shapes (explicit)")
+        raise fail("axes", "give exactly one of target_params (N targets) or shapes (explicit)")
     if "head_dim" in raw and "n_heads" in raw:
-        raise _fail("axes", "give head_dim or n_heads, not both")
+        raise fail("axes", "give head_dim or n_heads, not both")
     default = Axes()
     return Axes(
-        target_params=_axis(raw, "target_params", _positive, ()),
-        shapes=_axis(raw, "shapes", _shape_item, ()),
-        aspect_ratio=_axis(raw, "aspect_ratio", _positive, default.aspect_ratio),
-        d_ff_ratio=_axis(raw, "d_ff_ratio", _positive, default.d_ff_ratio),
-        head_dim=_axis(raw, "head_dim", _positive_int, default.head_dim),
-        n_heads=_axis(raw, "n_heads", _positive_int, ()),
-        n_ctx=_axis(raw, "n_ctx", _positive_int, default.n_ctx),
-        dataset_tokens=_axis(raw, "dataset_tokens", _positive_int, ()),
-        regime=_axis(raw, "regime", _choice(REGIMES), default.regime),
-        seeds=_axis(raw, "seeds", _non_negative_int, default.seeds),
-        lr=_axis(raw, "lr", _lr_item, default.lr),
-        batch_tokens=_axis(raw, "batch_tokens", _positive_int, default.batch_tokens),
+        target_params=axis(raw, "target_params", positive, ()),
+        shapes=axis(raw, "shapes", _shape_item, ()),
+        aspect_ratio=axis(raw, "aspect_ratio", positive, default.aspect_ratio),
+        d_ff_ratio=axis(raw, "d_ff_ratio", positive, default.d_ff_ratio),
+        head_dim=axis(raw, "head_dim", positive_int, default.head_dim),
+        n_heads=axis(raw, "n_heads", positive_int, ()),
+        n_ctx=axis(raw, "n_ctx", positive_int, default.n_ctx),
+        dataset_tokens=axis(raw, "dataset_tokens", positive_int, ()),
+        regime=axis(raw, "regime", choice(REGIMES), default.regime),
+        seeds=axis(raw, "seeds", non_negative_int, default.seeds),
+        lr=axis(raw, "lr", _lr_item, default.lr),
+        batch_tokens=axis(raw, "batch_tokens", positive_int, default.batch_tokens),
     )
 
 
 def _trainer(raw: Any) -> dict:
-    trainer = _mapping(raw, "trainer", TRAINER_KEYS)
+    trainer = mapping(raw, "trainer", TRAINER_KEYS)
     # The choices are checked here too so the error names the spec field even for a grid that
     # would be cut to nothing; the rest is checked per trial by TrainConfig itself.
     if "zero_stage" in trainer:
-        _choice(ZERO_STAGES)(trainer["zero_stage"], "trainer.zero_stage")
+        choice(ZERO_STAGES)(trainer["zero_stage"], "trainer.zero_stage")
     if "precision" in trainer:
-        _choice(PRECISIONS)(trainer["precision"], "trainer.precision")
+        choice(PRECISIONS)(trainer["precision"], "trainer.precision")
     for key in ("eval_every", "patience", "max_steps", "val_tokens", "eval_tokens", "threads",
                 "micro_batch_size"):
         if trainer.get(key) is not None:
-            trainer[key] = _positive_int(trainer[key], f"trainer.{key}")
+            trainer[key] = positive_int(trainer[key], f"trainer.{key}")
     return trainer
 
 
 def _resources(raw: Any) -> Resources:
-    raw = _mapping(raw, "resources", [f.name for f in dataclasses.fields(Resources)])
+    raw = mapping(raw, "resources", [f.name for f in dataclasses.fields(Resources)])
     default = Resources()
     return Resources(
-        cpus_per_worker=_positive(raw.get("cpus_per_worker", default.cpus_per_worker),
+        cpus_per_worker=positive(raw.get("cpus_per_worker", default.cpus_per_worker),
                                   "resources.cpus_per_worker"),
-        gpus_per_worker=_non_negative(raw.get("gpus_per_worker", default.gpus_per_worker),
+        gpus_per_worker=non_negative(raw.get("gpus_per_worker", default.gpus_per_worker),
                                       "resources.gpus_per_worker"),
-        workers=_positive_int(raw.get("workers", default.workers), "resources.workers"),
+        workers=positive_int(raw.get("workers", default.workers), "resources.workers"),
     )
 
 
 def _search(raw: Any) -> SearchSpec:
-    raw = _mapping(raw, "search", [f.name for f in dataclasses.fields(SearchSpec)])
-    kind = _choice(SEARCH_KINDS)(raw.get("kind", "grid"), "search.kind")
+    raw = mapping(raw, "search", [f.name for f in dataclasses.fields(SearchSpec)])
+    kind = choice(SEARCH_KINDS)(raw.get("kind", "grid"), "search.kind")
     if kind == "grid":
         extra = sorted(set(raw) - {"kind"})
         if extra:
-            raise _fail(f"search.{extra[0]}", "only for search.kind: active")
+            raise fail(f"search.{extra[0]}", "only for search.kind: active")
         return SearchSpec()
-    law = _choice(ACTIVE_LAWS)(raw.get("law", "chinchilla"), "search.law")
+    law = choice(ACTIVE_LAWS)(raw.get("law", "chinchilla"), "search.law")
     if raw.get("max_trials") is None:
-        raise _fail("search.max_trials", "required for search.kind: active")
+        raise fail("search.max_trials", "required for search.kind: active")
     target = raw.get("target") or {}
     if not isinstance(target, Mapping):
-        raise _fail("search.target", f"must be a mapping, got {target!r}")
+        raise fail("search.target", f"must be a mapping, got {target!r}")
     return SearchSpec(kind=kind, law=law, target=dict(target),
-                      max_trials=_positive_int(raw["max_trials"], "search.max_trials"))
+                      max_trials=positive_int(raw["max_trials"], "search.max_trials"))
 
 
 def _budget(raw: Any) -> Budget:
     if raw is None:
-        raise _fail("budget", "required: set flops and/or gpu_hours (enforced before any trial runs)")
-    raw = _mapping(raw, "budget", [f.name for f in dataclasses.fields(Budget)])
+        raise fail("budget", "required: set flops and/or gpu_hours (enforced before any trial runs)")
+    raw = mapping(raw, "budget", [f.name for f in dataclasses.fields(Budget)])
     flops = raw.get("flops")
     gpu_hours = raw.get("gpu_hours")
     if flops is None and gpu_hours is None:
-        raise _fail("budget", "set flops and/or gpu_hours")
+        raise fail("budget", "set flops and/or gpu_hours")
     rate = raw.get("gpu_flops_per_s")
     if gpu_hours is not None and rate is None:
-        raise _fail("budget.gpu_flops_per_s", "required with budget.gpu_hours (sustained FLOP/s per GPU)")
+        raise fail("budget.gpu_flops_per_s", "required with budget.gpu_hours (sustained FLOP/s per GPU)")
     return Budget(
-        flops=None if flops is None else _positive(flops, "budget.flops"),
-        gpu_hours=None if gpu_hours is None else _positive(gpu_hours, "budget.gpu_hours"),
-        gpu_flops_per_s=None if rate is None else _positive(rate, "budget.gpu_flops_per_s"),
-        cut=_choice(CUT_POLICIES)(raw.get("cut", "cheapest_first"), "budget.cut"),
+        flops=None if flops is None else positive(flops, "budget.flops"),
+        gpu_hours=None if gpu_hours is None else positive(gpu_hours, "budget.gpu_hours"),
+        gpu_flops_per_s=None if rate is None else positive(rate, "budget.gpu_flops_per_s"),
+        cut=choice(CUT_POLICIES)(raw.get("cut", "cheapest_first"), "budget.cut"),
     )
 
 
@@ -426,7 +334,7 @@ def load_spec(path_or_dict: str | os.PathLike | Mapping) -> SweepSpec:
                 raw = yaml.safe_load(handle)
         except yaml.YAMLError as err:
             raise SpecError(f"{path_or_dict}: not valid YAML: {err}") from None
-    raw = _mapping(raw, "", _TOP_KEYS, required=("name", "storage", "axes"))
+    raw = mapping(raw, "", _TOP_KEYS, required=("name", "storage", "axes"))
     spec = SweepSpec(
         name=_name(raw["name"], "name"),
         storage=_storage(raw["storage"], "storage"),
@@ -438,7 +346,7 @@ def load_spec(path_or_dict: str | os.PathLike | Mapping) -> SweepSpec:
         budget=_budget(raw.get("budget")),
     )
     if "dataset" in spec.axes.regime and spec.trainer.get("max_steps") is None:
-        raise _fail("trainer.max_steps", "required in the dataset regime (it caps the repeated "
+        raise fail("trainer.max_steps", "required in the dataset regime (it caps the repeated "
                                          "passes over D and sets the LR schedule length)")
     return spec
 
@@ -475,7 +383,7 @@ def _shape_choices(axes: Axes, n_ctx: int, vocab: int) -> list[_ShapeChoice]:
             try:
                 shape = ModelShape(**raw, n_ctx=n_ctx, vocab_size=vocab)
             except ValueError as err:
-                raise _fail(f"axes.shapes[{i}]", str(err)) from None
+                raise fail(f"axes.shapes[{i}]", str(err)) from None
             key = f"L{shape.n_layer}-d{shape.d_model}-h{shape.n_heads}-ff{shape.d_ff}"
             key += f"-da{shape.d_attn}" if shape.d_attn != shape.d_model else ""
             choices.append(_ShapeChoice(shape, key, None))
@@ -491,13 +399,13 @@ def _shape_choices(axes: Axes, n_ctx: int, vocab: int) -> list[_ShapeChoice]:
             shape = shape_for_params(target, aspect_ratio=aspect, d_ff_ratio=ff_ratio,
                                      head_dim=head_dim, n_ctx=n_ctx, vocab_size=vocab)
         except ValueError as err:
-            raise _fail(f"axes.{head_axis}[{head_index}]", str(err)) from None
+            raise fail(f"axes.{head_axis}[{head_index}]", str(err)) from None
         key = f"N{_compact(target)}"
         key += f"-ar{_compact(aspect)}" if aspect != default.aspect_ratio[0] else ""
         key += f"-ff{_compact(ff_ratio)}" if ff_ratio != default.d_ff_ratio[0] else ""
         if head_axis == "n_heads":
             if shape.d_model % head:
-                raise _fail(f"axes.n_heads[{head_index}]",
+                raise fail(f"axes.n_heads[{head_index}]",
                             f"{head} heads do not divide d_model={shape.d_model} of the shape "
                             f"for target_params {target:g}")
             shape = dataclasses.replace(shape, n_heads=head)
@@ -552,7 +460,7 @@ def _trials(spec: SweepSpec) -> list[TrialPlan]:
     keys = [t.trial_key for t in trials]
     duplicates = sorted({k for k in keys if keys.count(k) > 1}) if len(set(keys)) < len(keys) else []
     if duplicates:
-        raise _fail("axes", f"the grid repeats a configuration (trial key {duplicates[0]})")
+        raise fail("axes", f"the grid repeats a configuration (trial key {duplicates[0]})")
     return trials
 
 
@@ -561,23 +469,23 @@ def _check_trial(trial: TrialPlan, resources: Resources) -> None:
     try:
         TrainConfig.from_dict(trial.train_config_dict())
     except ValueError as err:
-        raise _fail(_config_error_path(str(err)), f"(trial {trial.trial_key}) {err}") from None
+        raise fail(_config_error_path(str(err)), f"(trial {trial.trial_key}) {err}") from None
     sequences = trial.batch_tokens // trial.shape.n_ctx
     if sequences % resources.workers:
-        raise _fail("axes.batch_tokens", f"(trial {trial.trial_key}) {trial.batch_tokens} tokens "
+        raise fail("axes.batch_tokens", f"(trial {trial.trial_key}) {trial.batch_tokens} tokens "
                     f"= {sequences} sequences, not divisible by resources.workers={resources.workers}")
 
 
 def _apply_budget(trials: list[TrialPlan], budget: Budget, search: SearchSpec):
     cheapest = min(trials, key=lambda t: t.planned_flops)
     if budget.cost_fraction(cheapest.planned_flops) > 1:
-        raise _fail("budget", f"below the cheapest run ({cheapest.trial_key} plans "
+        raise fail("budget", f"below the cheapest run ({cheapest.trial_key} plans "
                               f"{cheapest.planned_flops:.3g} FLOPs); {_budget_text(budget)}")
     total = sum(t.planned_flops for t in trials)
     if search.kind == "active" or budget.cost_fraction(total) <= 1:
         return trials, []  # active search spends the budget trial by trial, as it goes
     if budget.cut == "error":
-        raise _fail("budget", f"the grid plans {total:.3g} FLOPs, over {_budget_text(budget)}; "
+        raise fail("budget", f"the grid plans {total:.3g} FLOPs, over {_budget_text(budget)}; "
                               "set budget.cut to cheapest_first or largest_first to cut it")
     order = sorted(trials, key=lambda t: t.planned_flops, reverse=budget.cut == "largest_first")
     kept, cut, committed = set(), [], 0
