@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from scalesweep.store import validate_name
 from trainers.config import PRECISIONS, REGIMES, ZERO_STAGES, TrainConfig
 from trainers.data import CorpusSpec
 from orchestrator.spec_fields import (
@@ -181,9 +182,7 @@ def _lr_item(value: Any, path: str) -> float | None:
 
 
 def _name(value: Any, path: str) -> str:
-    from scalesweep.store import validate_name  # the store's rule: the name becomes a directory
-
-    try:
+    try:  # the store's rule: the name becomes a directory
         return validate_name("sweep name", value)
     except ValueError as err:
         raise fail(path, str(err)) from None

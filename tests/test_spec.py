@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from orchestrator.spec import SpecError, expand_grid, format_grid, load_spec, validate_command
+from scalesweep.store import validate_name
 from trainers.model import non_embedding_params, train_flops
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -185,6 +186,8 @@ def test_trial_keys_unique_and_stable_across_loads(tmp_path):
     second = [t.trial_key for t in expand_grid(load_spec(path)).trials]
     assert first == second and len(set(first)) == len(first) == 16
     assert "N2e4-ar16-hd16-c64-D2e5-B2048-s0" in first
+    for key in first:  # usable as the store's trial_id (a hive partition directory)
+        assert validate_name("trial_id", key) == key
 
 
 def test_yaml_exponents_without_dot_parse_as_numbers(tmp_path):
