@@ -1,0 +1,142 @@
+"""The DeepSpeed trainer, really run on CPU: learning, ZeRO equivalence, resume, divergence,
+metrics contract, bad input. Tiny models so the whole file stays around a minute."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scalesweep.store import load_curves, load_runs
+from trainers.config import RunOutput, TrainConfig
+from trainers.deepspeed_trainer import train
+from trainers.model import ModelShape
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ModelShape(n_layer=2, d_model=64, n_heads=4, d_ff=256, n_ctx=64, vocab_size=256)
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    fields = dict(shape=TINY, dataset_tokens=120_000, batch_tokens=1024, val_tokens=8192,
+                  eval_every=10, lr=3e-3, threads=1, peak_flops=1e11)
+    fields.update(overrides)
+    return TrainConfig(**fields)
+
+
+def test_loss_goes_down_on_builtin_corpus(tmp_path):
+    result = train(tiny_config(), RunOutput(storage=str(tmp_path), sweep="s", trial_id="learn"))
+    assert result.status == "completed"
+    first, last = result.curve[0]["val_loss"], result.curve[-1]["val_loss"]
+    # Uniform over 256 bytes is ln 256 = 5.55 nats; the model must learn real structure.
+    assert last < math.log(256) - 2.0, result.curve
+    assert last < first - 0.3, result.curve
+    assert result.steps == 120_000 // 65 // 16  # tokens regime: every window seen at most once
+    assert result.tokens_seen == result.steps * 1024
+    assert result.flops == 3 * result.tokens_seen * (2 * 98_304 + 2 * 2 * 64 * 64)
+    assert result.tokens_per_s > 0 and 0 < result.mfu
+    assert len(result.loss_per_position) == 64
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_zero_stages_match_stage_0(stage):
+    config = dict(dataset_tokens=60_000, max_steps=6, eval_every=100)
+    baseline = train(tiny_config(**config)).step_losses
+    losses = train(tiny_config(zero_stage=stage, **config)).step_losses
+    assert len(losses) == len(baseline) == 6
+    assert losses == pytest.approx(baseline, rel=1e-4, abs=1e-4)
+    assert losses[-1] < losses[0]  # it trained, not just matched
+
+
+def test_diverged_run_is_recorded_not_raised(tmp_path):
+    result = train(tiny_config(lr=1e4, grad_clip=0.0, warmup_frac=0.0),
+                   RunOutput(storage=str(tmp_path), sweep="s", trial_id="nan"))
+    assert result.status == "diverged"
+    runs = load_runs(str(tmp_path), "s").to_pylist()
+    assert [r["status"] for r in runs] == ["diverged"]
+    assert runs[0]["steps"] < 20 and runs[0]["tokens_seen"] == runs[0]["steps"] * 1024
+
+
+def test_metrics_contract_read_by_pyarrow_and_duckdb(tmp_path):
+    from trainers.data import CorpusSpec
+
+    extra = {"other": CorpusSpec(source=str(REPO / "trainers" / "*.py"))}
+    result = train(tiny_config(dataset_tokens=40_000, eval_every=5, extra_evals=extra),
+                   RunOutput(storage=str(tmp_path), sweep="contract", trial_id="t0"))
+    curves = load_curves(str(tmp_path), "contract")
+    for column in ("trial_id", "attempt", "step", "tokens_seen", "flops", "train_loss", "val_loss",
+                   "val_loss_other", "lr", "tokens_per_s", "mfu", "wall_s", "timestamp"):
+        assert column in curves.column_names
+    assert curves.num_rows == len(result.curve)
+    duckdb = pytest.importorskip("duckdb")
+    rows = duckdb.sql(
+        f"select trial_id, count(*) n, max(step) s from read_parquet('{tmp_path}/contract/curves/**/*.parquet', "
+        "hive_partitioning=true) group by trial_id").fetchall()
+    assert rows == [("t0", len(result.curve), result.steps)]
+    run = duckdb.sql(f"select status, non_embedding_params, tokens_seen, flops, best_val_loss from "
+                     f"read_parquet('{tmp_path}/contract/runs/**/*.parquet', hive_partitioning=true)").fetchall()
+    assert run == [("completed", 98_304, result.tokens_seen, result.flops, result.best_val_loss)]
+
+
+def test_resume_after_kill_continues_exactly(tmp_path):
+    """SIGKILL a standalone training process after its first checkpoint; resuming from that
+    checkpoint reproduces the uninterrupted run's next losses."""
+    args = dict(dataset_tokens=150_000, eval_every=4)
+    reference = train(tiny_config(**args)).step_losses
+    ckpt = tmp_path / "ckpt"
+    cmd = [sys.executable, "-m", "trainers.cli", "--n-layer", "2", "--d-model", "64", "--n-heads", "4",
+           "--d-ff", "256", "--n-ctx", "64", "--dataset-tokens", "150000", "--batch-tokens", "1024",
+           "--lr", "3e-3", "--eval-every", "4", "--threads", "1", "--checkpoint-dir", str(ckpt)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    deadline = time.time() + 120
+    while not (ckpt / "latest").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (ckpt / "latest").exists(), "the child never checkpointed"
+    resumed = train(tiny_config(**args), RunOutput(resume_from=str(ckpt)))
+    done = len(reference) - len(resumed.step_losses)
+    assert 0 < done < len(reference)
+    assert resumed.step_losses == pytest.approx(reference[done:], rel=1e-5, abs=1e-5)
+
+
+@pytest.mark.parametrize("overrides, field", [
+    (dict(shape=dict(n_layer=2, d_model=60, n_heads=8, d_ff=240, n_ctx=64, vocab_size=256)), "d_attn"),
+    (dict(dataset_tokens=10**12), "dataset_tokens"),
+    (dict(regime="epochs"), "regime"),
+    (dict(zero_stage=4), "zero_stage"),
+    (dict(batch_tokens=1000), "batch_tokens"),
+    (dict(regime="dataset"), "max_steps"),
+])
+def test_bad_input_names_the_field(overrides, field):
+    raw = dict(shape=dict(n_layer=2, d_model=64, n_heads=4, d_ff=256, n_ctx=64), dataset_tokens=50_000)
+    raw.update(overrides)
+    with pytest.raises(ValueError, match=field):
+        train(TrainConfig.from_dict(raw))
+
+
+def test_context_longer_than_corpus_fails_before_training(tmp_path):
+    small = tmp_path / "small.txt"
+    small.write_text("def f(x):\n    return x\n" * 300)  # ~7.5k tokens
+    raw = dict(shape=dict(n_layer=1, d_model=32, n_heads=2, d_ff=64, n_ctx=4096), dataset_tokens=5000,
+               batch_tokens=4096, val_tokens=1024, corpus=str(small))
+    with pytest.raises(ValueError, match="n_ctx|dataset_tokens"):
+        train(TrainConfig.from_dict(raw))
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run_completes(tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29611",
+           "-m", "trainers.cli", "--n-layer", "2", "--d-model", "64", "--n-heads", "4", "--d-ff", "256",
+           "--n-ctx", "64", "--dataset-tokens", "60000", "--batch-tokens", "1024", "--zero-stage", "2",
+           "--threads", "1", "--eval-every", "5", "--storage", str(tmp_path), "--sweep", "dp"]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "status      completed" in out.stdout
+    runs = load_runs(str(tmp_path), "dp").to_pylist()
+    assert len(runs) == 1 and runs[0]["world_size"] == 2 and runs[0]["status"] == "completed"

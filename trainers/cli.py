@@ -1,0 +1,134 @@
+"""`scalesweep train`: train one model standalone, like nanoGPT's train.py.
+
+    scalesweep train --config run.yaml
+    scalesweep train --target-params 1e5 --dataset-tokens 2e6 --n-ctx 128 --storage runs/
+    torchrun --nproc_per_node 2 -m trainers.cli --config run.yaml   # data parallel
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+# Flags that override fields of the YAML config: flag name -> (config key, type).
+_OVERRIDES = {
+    "dataset_tokens": ("dataset_tokens", lambda s: int(float(s))),
+    "regime": ("regime", str),
+    "batch_tokens": ("batch_tokens", lambda s: int(float(s))),
+    "micro_batch_size": ("micro_batch_size", int),
+    "lr": ("lr", float),
+    "max_steps": ("max_steps", int),
+    "eval_every": ("eval_every", int),
+    "patience": ("patience", int),
+    "zero_stage": ("zero_stage", int),
+    "precision": ("precision", str),
+    "seed": ("seed", int),
+    "threads": ("threads", int),
+}
+_SHAPE_FLAGS = {"target_params": float, "aspect_ratio": float, "n_layer": int, "d_model": int,
+                "n_heads": int, "d_ff": int, "n_ctx": int}
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("train", help="train one model (DeepSpeed) and print its summary")
+    add_train_arguments(parser)
+    parser.set_defaults(func=run_train)
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML file with TrainConfig fields (flags below override it)")
+    for flag, kind in _SHAPE_FLAGS.items():
+        parser.add_argument(f"--{flag.replace('_', '-')}", type=kind, help=f"shape.{flag}")
+    for flag in _OVERRIDES:
+        parser.add_argument(f"--{flag.replace('_', '-')}", help=flag)
+    parser.add_argument("--corpus", help="builtin | path/glob | *.jsonl | *.parquet | *.bin")
+    parser.add_argument("--tokenizer", help="byte | bpe:<vocab> | tiktoken:gpt2")
+    parser.add_argument("--storage", help="metrics store root (path or pyarrow.fs URI)")
+    parser.add_argument("--sweep", default="standalone")
+    parser.add_argument("--trial-id", default="run")
+    parser.add_argument("--checkpoint-dir")
+    parser.add_argument("--resume-from")
+
+
+def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    raw: dict[str, Any] = {}
+    if args.config:
+        import yaml
+
+        with open(args.config) as fh:
+            raw = yaml.safe_load(fh) or {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"--config: {args.config} must hold a mapping of TrainConfig fields")
+    shape = dict(raw.get("shape") or {})
+    for flag in _SHAPE_FLAGS:
+        if getattr(args, flag) is not None:
+            shape[flag] = getattr(args, flag)
+    if "target_params" in shape:
+        for explicit in ("n_layer", "d_model", "n_heads", "d_ff"):
+            shape.pop(explicit, None)
+    raw["shape"] = shape or {"target_params": 1e5, "n_ctx": 128}
+    for flag, (key, kind) in _OVERRIDES.items():
+        if getattr(args, flag) is not None:
+            try:
+                raw[key] = kind(getattr(args, flag))
+            except ValueError:
+                raise ValueError(f"--{flag.replace('_', '-')}: cannot parse {getattr(args, flag)!r}") from None
+    corpus = raw.get("corpus") or {}
+    corpus = {"source": corpus} if isinstance(corpus, str) else dict(corpus)
+    if args.corpus:
+        corpus["source"] = args.corpus
+    if args.tokenizer:
+        corpus["tokenizer"] = args.tokenizer
+    raw["corpus"] = corpus
+    raw.setdefault("dataset_tokens", 1_000_000)
+    return raw
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from trainers.config import RunOutput, TrainConfig
+    from trainers.deepspeed_trainer import train
+
+    config = TrainConfig.from_dict(config_from_args(args))
+    output = RunOutput(storage=args.storage, sweep=args.sweep, trial_id=args.trial_id,
+                       checkpoint_dir=args.checkpoint_dir, resume_from=args.resume_from)
+    result = train(config, output)
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        print(format_summary(config, result))
+    return 0 if result.status in ("completed", "early_stopped") else 1
+
+
+def format_summary(config, result) -> str:
+    shape = config.shape
+    best = f"{result.best_val_loss:.4f} @ step {result.best_step}" if result.best_val_loss is not None else "n/a"
+    lines = [
+        f"status      {result.status}",
+        f"shape       n_layer={shape.n_layer} d_model={shape.d_model} n_heads={shape.n_heads} "
+        f"d_ff={shape.d_ff} n_ctx={shape.n_ctx} vocab={shape.vocab_size}",
+        f"N           {config.non_embedding_params:,} non-embedding params",
+        f"D           {config.dataset_tokens:,} tokens ({config.regime} regime)",
+        f"trained     {result.steps} steps, {result.tokens_seen:,} tokens",
+        f"FLOPs       {result.flops:.3e} exact ({result.flops_6n:.3e} as 6ND)",
+        f"val loss    best {best}; final {result.final_val_loss}",
+        f"throughput  {result.tokens_per_s:,.0f} tokens/s, MFU {100 * result.mfu:.1f}%",
+        f"wall        {result.wall_s:.1f} s",
+    ]
+    if result.curve:
+        lines.append("curve       " + "  ".join(f"{r['step']}:{r['val_loss']:.3f}" for r in result.curve[-8:]))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainers.cli", description=__doc__)
+    add_train_arguments(parser)
+    try:
+        return run_train(parser.parse_args(argv))
+    except ValueError as err:
+        print(f"train: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
