@@ -81,7 +81,7 @@ def train(config: TrainConfig, output: RunOutput = RunOutput(), on_eval: Callabl
     val_windows = eval_batches(splits.val, shape.n_ctx, max_tokens=config.eval_tokens)
     extra_windows = {name: eval_batches(tokens, shape.n_ctx, max_tokens=config.eval_tokens) for name, tokens in extra.items()}
 
-    engine = _build_engine(config, geometry, rt)
+    engine = build_engine(config, geometry, rt)
     progress = _Progress()
     if output.resume_from:
         _restore(engine, output.resume_from, sampler, progress)
@@ -101,7 +101,7 @@ def train(config: TrainConfig, output: RunOutput = RunOutput(), on_eval: Callabl
             break
         step_start = time.perf_counter()
         batch = sampler.next_global_batch(geometry.seqs_per_step)
-        loss = _train_step(engine, batch, geometry, rt)
+        loss = train_step(engine, batch, geometry, rt)
         elapsed = time.perf_counter() - step_start
         progress.step += 1
         progress.tokens_seen += geometry.tokens_per_step
@@ -177,7 +177,7 @@ def _load_data(config: TrainConfig) -> tuple[DataSplits, dict[str, np.ndarray]]:
     return splits, extra
 
 
-def _build_engine(config: TrainConfig, geometry: BatchGeometry, rt: Runtime):
+def build_engine(config: TrainConfig, geometry: BatchGeometry, rt: Runtime):
     import deepspeed
 
     model = GPT(config.shape)
@@ -211,7 +211,7 @@ def _build_engine(config: TrainConfig, geometry: BatchGeometry, rt: Runtime):
     return engine
 
 
-def _train_step(engine, batch: np.ndarray, geometry: BatchGeometry, rt: Runtime) -> float:
+def train_step(engine, batch: np.ndarray, geometry: BatchGeometry, rt: Runtime) -> float:
     """One optimizer step over the global batch; returns the mean loss over all ranks."""
     per_rank = geometry.micro_batch_size * geometry.grad_accum_steps
     local = torch.from_numpy(batch[rt.rank * per_rank : (rt.rank + 1) * per_rank]).to(engine.device)
