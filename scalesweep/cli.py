@@ -15,8 +15,10 @@ import sys
 # CLI works while the packages grow.
 COMMAND_MODULES = (
     "trainers.cli",        # train
-    "fitting.cli",         # fit, plan, replay
-    "orchestrator.cli",    # validate, run, demo, report
+    "fitting.cli",         # fit, plan
+    "fitting.replay",      # replay
+    "orchestrator.cli",    # validate, run
+    "orchestrator.report", # report, demo
 )
 
 

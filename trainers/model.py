@@ -138,15 +138,18 @@ def shape_for_params(
     vocab_size: int = 256,
     tolerance: float = 0.05,
 ) -> ModelShape:
-    """A shape with d_attn = d_model, d_ff = round(d_ff_ratio * d_model), heads from
-    `heads_for_width`, and non-embedding N near `target_params`.
+    """A shape with d_attn = d_model, heads from `heads_for_width`, and non-embedding N near
+    `target_params`.
 
-    Rule: among candidate shapes whose N is within `tolerance` (relative) of the target, take the
-    one whose d_model / n_layer is closest to `aspect_ratio` (in log space); if no candidate is
-    that close (possible only for tiny targets), take the one with the smallest N error.
-    Candidates: n_layer from 1 to 8x the depth the aspect ratio suggests (at least 16), each with
-    the two allowed widths bracketing the width that hits the target exactly. Deterministic, ~1 ms.
-    The returned shape's true N is `non_embedding_params(shape)`, not the target.
+    Rule: candidates are (n_layer, d_model) pairs bracketing the exact-N width for each depth,
+    each with the nominal d_ff = d_ff_ratio * d_model and with the d_ff (a multiple of 8, within
+    [d_model, 2 * d_ff_ratio * d_model]) that makes N hit the target. Among candidates whose N is
+    within `tolerance` of the target, take the one with the smallest
+    |log(aspect / aspect_ratio)| + |log(d_ff / (d_ff_ratio * d_model))|: Kaplan et al. found loss
+    nearly flat over wide ranges of both, so a factor 2 off in either costs the same. Only if no
+    candidate is that close (tiny targets) take the smallest N error. Letting d_ff absorb the
+    remainder keeps tiny models sane (1e4 at aspect 16 gives 1 x 32 with d_ff 96, not 13 x 8).
+    Deterministic, ~1 ms. The returned shape's true N is `non_embedding_params(shape)`.
     """
     for name, value in (("target_params", target_params), ("aspect_ratio", aspect_ratio),
                         ("d_ff_ratio", d_ff_ratio), ("tolerance", tolerance)):
@@ -155,31 +158,35 @@ def shape_for_params(
     if not isinstance(head_dim, int) or head_dim < _HEAD_WIDTH_STEP or head_dim % _HEAD_WIDTH_STEP:
         raise ValueError(f"head_dim must be a positive multiple of {_HEAD_WIDTH_STEP}, got {head_dim!r}")
 
-    def params(n_layer: int, d_model: int) -> int:
-        d_ff = max(1, round(d_ff_ratio * d_model))
-        return 2 * d_model * n_layer * (2 * d_model + d_ff)
-
     per_layer_coeff = 2 * (2 + d_ff_ratio)  # N ~= per_layer_coeff * n_layer * d_model^2
     suggested_depth = (target_params / (per_layer_coeff * aspect_ratio**2)) ** (1 / 3)
     max_width = int(math.sqrt(target_params / per_layer_coeff)) + 2 * head_dim
     widths = [w for w in range(_HEAD_WIDTH_STEP, max_width + 1, _HEAD_WIDTH_STEP)
               if heads_for_width(w, head_dim) is not None]
 
-    # (outside tolerance?, |log N error| if outside else |log aspect error|, n_layer, d_model):
-    # min() of these tuples implements the rule in the docstring.
+    def d_ff_options(n_layer: int, d_model: int) -> set[int]:
+        nominal = max(1, round(d_ff_ratio * d_model))
+        exact = target_params / (2 * d_model * n_layer) - 2 * d_model
+        fitted = _HEAD_WIDTH_STEP * round(exact / _HEAD_WIDTH_STEP)
+        return {nominal} | ({fitted} if d_model <= fitted <= 2 * nominal else set())
+
+    # (outside tolerance?, error to minimise, n_layer, d_model, d_ff): min() applies the rule.
     candidates = []
     for n_layer in range(1, max(16, int(8 * suggested_depth)) + 1):
         ideal_width = math.sqrt(target_params / (per_layer_coeff * n_layer))
         split = bisect.bisect_right(widths, ideal_width)
         for d_model in widths[max(0, split - 1):split + 1]:
-            params_error = abs(math.log(params(n_layer, d_model) / target_params))
-            aspect_error = abs(math.log(d_model / n_layer / aspect_ratio))
-            outside = params_error > math.log1p(tolerance)
-            candidates.append((outside, params_error if outside else aspect_error, n_layer, d_model))
-    _, _, n_layer, d_model = min(candidates)
+            for d_ff in d_ff_options(n_layer, d_model):
+                n = 2 * d_model * n_layer * (2 * d_model + d_ff)
+                params_error = abs(math.log(n / target_params))
+                shape_error = (abs(math.log(d_model / n_layer / aspect_ratio))
+                               + abs(math.log(d_ff / (d_ff_ratio * d_model))))
+                outside = params_error > math.log1p(tolerance)
+                candidates.append((outside, params_error if outside else shape_error, n_layer, d_model, d_ff))
+    _, _, n_layer, d_model, d_ff = min(candidates)
     return ModelShape(
         n_layer=n_layer, d_model=d_model, n_heads=heads_for_width(d_model, head_dim),
-        d_ff=max(1, round(d_ff_ratio * d_model)), n_ctx=n_ctx, vocab_size=vocab_size,
+        d_ff=d_ff, n_ctx=n_ctx, vocab_size=vocab_size,
     )
 
 

@@ -1,0 +1,152 @@
+"""The compute budget ledger: pure Python, no Ray, so it is unit-testable in microseconds.
+
+Two numbers matter (DESIGN.md §6):
+
+- spent: FLOPs actually done, by finished trials and by running trials so far;
+- committed: spent by finished trials + the planned cost of running trials (or what they have
+  already spent, if a trial overran its plan).
+
+A trial may start only if ``committed + its cost <= limit``. Each trial is keyed by its stable
+``trial_key``, and FLOPs are recorded as the trial's *cumulative* count (the trainer's counter
+survives checkpoint/resume), so a retried or re-reported trial replaces its figure instead of
+adding to it: retries and restored drivers never double-count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+STATE_VERSION = 1
+
+
+@dataclass
+class RunningTrial:
+    planned_flops: float
+    spent_flops: float = 0.0
+
+    @property
+    def committed_flops(self) -> float:
+        return max(self.planned_flops, self.spent_flops)
+
+
+@dataclass
+class BudgetLedger:
+    limit_flops: float
+    finished: dict[str, float] = field(default_factory=dict)  # trial_key -> FLOPs spent
+    running: dict[str, RunningTrial] = field(default_factory=dict)
+    # Running sums so every query is O(1); a sweep of thousands of trials asks on every poll.
+    _finished_total: float = 0.0
+    _running_planned: float = 0.0
+    _running_spent: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.limit_flops > 0:
+            raise ValueError(f"limit_flops: must be positive, got {self.limit_flops}")
+        self._recount()
+
+    # -- queries ---------------------------------------------------------------------------
+    @property
+    def spent(self) -> float:
+        return self._finished_total + self._running_spent
+
+    @property
+    def committed(self) -> float:
+        return self._finished_total + self._running_planned
+
+    @property
+    def remaining(self) -> float:
+        return self.limit_flops - self.committed
+
+    def fits(self, cost: float) -> bool:
+        return self.committed + cost <= self.limit_flops
+
+    def is_settled(self, key: str) -> bool:
+        return key in self.finished or key in self.running
+
+    def allowance(self, key: str) -> float:
+        """The most FLOPs trial `key` may spend in total (the trainer stops it at this line)."""
+        own = self.running[key].committed_flops if key in self.running else 0.0
+        return self.limit_flops - self.committed + own
+
+    # -- transitions -----------------------------------------------------------------------
+    def start(self, key: str, planned_flops: float) -> None:
+        if key in self.running:
+            return  # a restored driver re-announcing a trial it already counted
+        if not self.fits(planned_flops):
+            raise ValueError(f"{key}: {planned_flops:.3g} FLOPs do not fit; "
+                             f"{self.remaining:.3g} of {self.limit_flops:.3g} remain")
+        previous = self._drop_finished(key)  # a finished trial run again (e.g. retried) keeps its work
+        self.running[key] = RunningTrial(planned_flops, previous)
+        self._running_planned += self.running[key].committed_flops
+        self._running_spent += previous
+
+    def progress(self, key: str, cumulative_flops: float) -> None:
+        trial = self.running.get(key)
+        if trial is None:
+            return  # a late result from a trial already settled
+        self._running_planned -= trial.committed_flops
+        self._running_spent -= trial.spent_flops
+        trial.spent_flops = max(trial.spent_flops, float(cumulative_flops))
+        self._running_planned += trial.committed_flops
+        self._running_spent += trial.spent_flops
+
+    def finish(self, key: str, cumulative_flops: float | None = None) -> None:
+        """Trial `key` ended (any status). `cumulative_flops` None: keep what it reported."""
+        trial = self.running.pop(key, None)
+        spent = trial.spent_flops if trial else 0.0
+        if trial:
+            self._running_planned -= trial.committed_flops
+            self._running_spent -= trial.spent_flops
+        if cumulative_flops is not None:
+            spent = max(spent, float(cumulative_flops))
+        spent = max(spent, self._drop_finished(key))
+        self.finished[key] = spent
+        self._finished_total += spent
+
+    def _drop_finished(self, key: str) -> float:
+        spent = self.finished.pop(key, 0.0)
+        self._finished_total -= spent
+        return spent
+
+    def _recount(self) -> None:
+        self._finished_total = float(sum(self.finished.values()))
+        self._running_planned = float(sum(t.committed_flops for t in self.running.values()))
+        self._running_spent = float(sum(t.spent_flops for t in self.running.values()))
+
+    # -- persistence -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "limit_flops": self.limit_flops,
+            "finished": dict(self.finished),
+            "running": {k: [t.planned_flops, t.spent_flops] for k, t in self.running.items()},
+            "spent": self.spent,
+            "committed": self.committed,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"ledger state version {state.get('version')!r}, expected {STATE_VERSION}")
+        self.limit_flops = float(state["limit_flops"])
+        self.finished = {k: float(v) for k, v in state["finished"].items()}
+        self.running = {k: RunningTrial(float(p), float(s)) for k, (p, s) in state["running"].items()}
+        self._recount()
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> "BudgetLedger":
+        ledger = cls(limit_flops=float(state["limit_flops"]))
+        ledger.load_state_dict(state)
+        return ledger
+
+
+def limit_flops(budget) -> float:
+    """The tightest FLOPs limit of an `orchestrator.spec.Budget` (flops and/or GPU-hours)."""
+    limits = []
+    if budget.flops is not None:
+        limits.append(float(budget.flops))
+    if budget.gpu_hours is not None:
+        limits.append(float(budget.gpu_hours) * float(budget.gpu_flops_per_s) * 3600.0)
+    if not limits:
+        raise ValueError("budget: set flops and/or gpu_hours")
+    return min(limits)
