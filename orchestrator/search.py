@@ -1,0 +1,163 @@
+"""Budget-aware Tune searchers.
+
+`BudgetedSearcher` does the Tune bookkeeping every scalesweep searcher shares: the budget
+ledger, which Tune trial runs which plan, the concurrency cap, save/restore (so a
+`Tuner.restore`d sweep keeps its state; ray#30861 lost exactly this) and the config dict
+each trial receives. Subclasses only say what to run next (`propose`) and hear what
+happened (`observe`).
+
+Tune only calls `set_search_properties` when `param_space` is non-empty (DESIGN.md §7), so
+metric and mode are constructor arguments. Returning None from `suggest` makes Tune poll
+again later; `Searcher.FINISHED` ends the experiment once running trials finish.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+from typing import Any, Iterable
+
+from ray.tune.search import Searcher
+
+from orchestrator.budget import BudgetLedger
+from orchestrator.spec import TrialPlan
+from orchestrator.trial import TrialConfig, config_dict
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialSettings:
+    """The parts of every trial's config that come from the sweep, not the plan."""
+
+    sweep: str
+    storage: str
+    workers: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+
+
+class BudgetedSearcher(Searcher):
+    """Owns: budget ledger, live trials, max_concurrent, save/restore, Tune config dicts."""
+
+    def __init__(self, *, settings: TrialSettings, ledger: BudgetLedger, max_concurrent: int,
+                 metric: str = "best_val_loss", mode: str = "min"):
+        super().__init__(metric=metric, mode=mode)
+        if max_concurrent < 1:
+            raise ValueError(f"max_concurrent: must be >= 1, got {max_concurrent}")
+        self.settings = settings
+        self.ledger = ledger
+        self.max_concurrent = max_concurrent
+        self.live: dict[str, TrialPlan] = {}  # Tune trial_id -> plan
+        self.finished_keys: set[str] = set()
+
+    # -- subclass hooks ----------------------------------------------------------------------
+    def propose(self) -> TrialPlan | None | str:
+        """The next plan; None: nothing to start now (Tune polls again); FINISHED: done."""
+        raise NotImplementedError
+
+    def observe(self, plan: TrialPlan, result: dict | None, failed: bool) -> None:
+        """A trial ended (after Tune's retries)."""
+
+    def get_extra_state(self) -> dict:
+        return {}
+
+    def set_extra_state(self, state: dict) -> None:
+        pass
+
+    # -- Tune Searcher API -------------------------------------------------------------------
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True  # metric and mode came with the constructor; the space is ours
+
+    def suggest(self, trial_id: str) -> dict | None | str:
+        if len(self.live) >= self.max_concurrent:
+            return None
+        plan = self.propose()
+        if plan is None or plan == Searcher.FINISHED:
+            return plan
+        self.ledger.start(plan.trial_key, plan.planned_flops)
+        self.live[trial_id] = plan
+        return self.trial_config(plan)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        plan = self.live.get(trial_id)
+        if plan is not None and result.get("flops") is not None:
+            self.ledger.progress(plan.trial_key, result["flops"])
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        plan = self.live.pop(trial_id, None)
+        if plan is None:
+            return
+        flops = None if not result or result.get("flops") is None else result["flops"]
+        self.ledger.finish(plan.trial_key, flops)
+        self.finished_keys.add(plan.trial_key)
+        self.observe(plan, result, error)
+
+    def trial_config(self, plan: TrialPlan) -> dict[str, Any]:
+        """The config dict a Tune trial receives: plain data, shown in the progress table."""
+        train_config = {**plan.train_config_dict(), "budget_flops": self.ledger.allowance(plan.trial_key)}
+        trial = TrialConfig(trial_key=plan.trial_key, train_config=train_config,
+                            **dataclasses.asdict(self.settings))
+        return {**config_dict(trial), "N": plan.non_embedding_params, "D": plan.dataset_tokens,
+                "planned_flops": plan.planned_flops}
+
+    def save(self, checkpoint_path: str) -> None:
+        state = {"ledger": self.ledger.state_dict(), "live": self.live,
+                 "finished_keys": sorted(self.finished_keys), "max_concurrent": self.max_concurrent,
+                 "extra": self.get_extra_state()}
+        with open(checkpoint_path, "wb") as handle:
+            pickle.dump(state, handle)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as handle:
+            state = pickle.load(handle)
+        self.ledger.load_state_dict(state["ledger"])
+        self.live = state["live"]
+        self.finished_keys = set(state["finished_keys"])
+        self.set_extra_state(state["extra"])
+
+    def budget_line(self) -> str:
+        ledger = self.ledger
+        return (f"budget: spent {ledger.spent:.3g} / committed {ledger.committed:.3g} / "
+                f"limit {ledger.limit_flops:.3g} FLOPs ({ledger.committed / ledger.limit_flops:.0%} committed)")
+
+
+class GridSearcher(BudgetedSearcher):
+    """The spec's grid in order (the budget cut is already applied), one trial per plan.
+
+    Plans already finished in the store (a resumed sweep) are skipped. A plan that does not fit
+    the remaining budget waits while trials run (they may finish under plan) and is skipped
+    once nothing runs.
+    """
+
+    def __init__(self, plans: Iterable[TrialPlan], *, done_keys: Iterable[str] = (), **kwargs):
+        super().__init__(**kwargs)
+        self.finished_keys |= set(done_keys)
+        self._queue: list[TrialPlan] = [p for p in plans if p.trial_key not in self.finished_keys]
+        self.skipped: list[str] = []
+
+    def propose(self) -> TrialPlan | None | str:
+        queue = self._queue
+        while queue and (queue[0].trial_key in self.finished_keys or self.ledger.is_settled(queue[0].trial_key)):
+            queue.pop(0)  # finished before a restore, or re-announced
+        for index, plan in enumerate(queue):
+            if self.ledger.fits(plan.planned_flops):
+                return queue.pop(index)
+        if not queue:
+            return Searcher.FINISHED
+        if self.live:
+            return None
+        self.skipped += [p.trial_key for p in queue]  # nothing runs and nothing fits: done
+        queue.clear()
+        return Searcher.FINISHED
+
+    def get_extra_state(self) -> dict:
+        return {"queue": [p.trial_key for p in self._queue], "skipped": list(self.skipped)}
+
+    def set_extra_state(self, state: dict) -> None:
+        keep = set(state["queue"])
+        self._queue = [p for p in self._queue if p.trial_key in keep and p.trial_key not in self.finished_keys]
+        self.skipped = list(state["skipped"])
+
+
+def ledger_json(searcher: BudgetedSearcher) -> str:
+    return json.dumps(searcher.ledger.state_dict(), indent=1, sort_keys=True)

@@ -1,0 +1,237 @@
+"""Run a sweep spec on Ray Tune: `run_sweep(spec) -> SweepSummary`.
+
+One Tune trial per planned run (orchestrator.trial), chosen by a budget-aware searcher
+(orchestrator.search). The Tune experiment lives at ``<storage>/<sweep>/tune/<sweep>`` so its
+name is stable: `run_sweep(spec, resume=True)` continues a killed sweep with `Tuner.restore`.
+Side effects (Ray start-up, the experiment, the ledger file) are here; decisions are in the
+searcher and the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from orchestrator.budget import BudgetLedger, limit_flops
+from orchestrator.spec import GridPlan, SweepSpec, expand_grid, load_spec
+
+ENDED_STATUSES = ("completed", "early_stopped", "diverged", "budget_stopped")
+TRIAL_CPU_FOR_TRAIN_DRIVER = 0.01  # a multi-worker trial only drives a TorchTrainer; must be > 0
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    sweep: str
+    storage: str
+    experiment_path: str
+    trials: int  # Tune trials in this experiment
+    completed: int  # runs table rows (latest attempt) with an ended status
+    failed: int
+    skipped: tuple[str, ...]  # plans the remaining budget could not fit
+    spent_flops: float
+    committed_flops: float
+    limit_flops: float
+    wall_s: float
+
+    def line(self) -> str:
+        return (f"sweep {self.sweep}: {self.completed} runs ended, {self.failed} failed, "
+                f"{len(self.skipped)} skipped by budget; spent {self.spent_flops:.3g} of "
+                f"{self.limit_flops:.3g} FLOPs in {self.wall_s:.0f} s; metrics in "
+                f"{self.storage}/{self.sweep}/ (runs/, curves/)")
+
+
+def sweep_dir(spec: SweepSpec) -> str:
+    return f"{spec.storage.rstrip('/')}/{spec.name}"
+
+
+def experiment_storage(spec: SweepSpec) -> str:
+    return f"{sweep_dir(spec)}/tune"
+
+
+def trial_resources(spec: SweepSpec) -> dict[str, float]:
+    """What the Tune trial itself reserves. A multi-worker trial reserves almost nothing: its
+    TorchTrainer's workers reserve their own CPUs/GPUs."""
+    res = spec.resources
+    if res.workers > 1:
+        return {"CPU": TRIAL_CPU_FOR_TRAIN_DRIVER}
+    return {"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if res.gpus_per_worker else {})}
+
+
+def max_concurrent_trials(spec: SweepSpec, cluster: Mapping[str, float]) -> int:
+    """How many trials the cluster's resources hold at once (at least one)."""
+    res = spec.resources
+    need = {"CPU": res.workers * res.cpus_per_worker, "GPU": res.workers * res.gpus_per_worker}
+    if res.workers > 1:
+        need["CPU"] += TRIAL_CPU_FOR_TRAIN_DRIVER
+    fits = [math.floor(cluster.get(kind, 0.0) / amount + 1e-9) for kind, amount in need.items() if amount > 0]
+    return max(1, min(fits))
+
+
+def ledger_from_store(limit: float, runs: list[dict]) -> tuple[BudgetLedger, set[str]]:
+    """Finished work as the store records it (latest attempt per trial): the ledger after a
+    driver kill, and the keys not to run again."""
+    ledger = BudgetLedger(limit_flops=limit)
+    done = set()
+    for row in runs:
+        if row["status"] in ENDED_STATUSES:
+            ledger.finish(row["trial_id"], float(row["flops"]))
+            done.add(row["trial_id"])
+    return ledger, done
+
+
+def write_ledger(spec: SweepSpec, ledger: BudgetLedger) -> str:
+    """``<storage>/<sweep>/ledger.json``, written to a temp name and renamed."""
+    from scalesweep.store import _resolve
+
+    fs, directory = _resolve(spec.storage, spec.name)
+    fs.create_dir(directory, recursive=True)
+    path, tmp = f"{directory}/ledger.json", f"{directory}/.ledger.json.tmp"
+    with fs.open_output_stream(tmp) as handle:
+        handle.write(json.dumps(ledger.state_dict(), indent=1, sort_keys=True).encode())
+    fs.move(tmp, path)
+    return path
+
+
+def _start_ray(address: str | None, num_cpus: int | None) -> bool:
+    """Attach to a cluster (`address`) or start a local one bound to 127.0.0.1. Returns
+    whether we started Ray (and so must shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
+    return True
+
+
+def _make_searcher(spec: SweepSpec, plan: GridPlan, ledger: BudgetLedger, done: set[str], max_concurrent: int):
+    from orchestrator.search import GridSearcher, TrialSettings
+
+    if spec.search.kind != "grid":
+        raise ValueError(f"search.kind: {spec.search.kind!r} needs the active searcher; pass make_searcher")
+    res = spec.resources
+    settings = TrialSettings(sweep=spec.name, storage=spec.storage, workers=res.workers,
+                             cpus_per_worker=res.cpus_per_worker, gpus_per_worker=res.gpus_per_worker)
+    return GridSearcher(plan.trials, done_keys=done, settings=settings, ledger=ledger,
+                        max_concurrent=max_concurrent)
+
+
+def trial_dirname(trial) -> str:
+    """The trial's directory: its stable key plus Tune's id (a key can run again on resume)."""
+    return f"{trial.config.get('trial_key', 'trial')}-{trial.trial_id}"
+
+
+def run_sweep(
+    spec: SweepSpec | str | os.PathLike | Mapping,
+    *,
+    resume: bool = False,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    max_failures: int = 2,
+    verbose: int = 1,
+    make_searcher: Callable[..., Any] | None = None,
+) -> SweepSummary:
+    """Run (or with `resume`, continue) the sweep; returns when every trial has ended.
+
+    `make_searcher(spec, plan, ledger, done_keys, max_concurrent)` builds a non-grid searcher
+    (the active-design one); the grid searcher is the default.
+    """
+    started = time.time()
+    spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
+    plan = expand_grid(spec)
+    # Progress tables from Tune's CLIReporter (the new output engine ignores custom reporters),
+    # and no per-trial JSON/CSV/TensorBoard loggers: the store has the metrics, and the logger
+    # callbacks cost driver memory per finished trial (ray#64231).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "1")
+    # Every evaluation reports a checkpoint and num_to_keep=1 forces a state snapshot each time;
+    # for small fast trials Tune warns on every one of them.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    import ray
+    from ray import tune
+
+    from orchestrator.trial import run_trial
+    from scalesweep.store import load_runs
+
+    owns_ray = _start_ray(address, num_cpus)
+    try:
+        limit = limit_flops(spec.budget)
+        ledger, done = ledger_from_store(limit, load_runs(spec.storage, spec.name).to_pylist())
+        max_concurrent = max_concurrent_trials(spec, ray.cluster_resources())
+        searcher = (make_searcher or _make_searcher)(spec, plan, ledger, done, max_concurrent)
+        trainable = tune.with_resources(run_trial, trial_resources(spec))
+        storage = experiment_storage(spec)
+        path = f"{storage}/{spec.name}"
+        reporter = make_reporter(limit, ledger.spent)
+        if resume and tune.Tuner.can_restore(path):
+            tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+        else:
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, reuse_actors=False,
+                                            trial_dirname_creator=trial_dirname),
+                run_config=tune.RunConfig(
+                    name=spec.name, storage_path=storage, verbose=verbose,
+                    progress_reporter=reporter if verbose else None,
+                    failure_config=tune.FailureConfig(max_failures=max_failures),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                ),
+            )
+        results = tuner.fit()
+        # The searcher Tune ran (a restored experiment unpickles its own copy) holds the ledger.
+        # Private attribute, hence the fallback: the store's record of ended runs.
+        internal = getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None)
+        final = getattr(internal, "search_alg", None) or searcher
+        final = getattr(final, "searcher", final)  # Tune may wrap it in a SearchGenerator
+        ledger = getattr(final, "ledger", None) or ledger_from_store(
+            limit, load_runs(spec.storage, spec.name).to_pylist())[0]
+        write_ledger(spec, ledger)
+        runs = load_runs(spec.storage, spec.name).to_pylist()
+        summary = SweepSummary(
+            sweep=spec.name, storage=spec.storage, experiment_path=results.experiment_path,
+            trials=len(results), completed=sum(r["status"] in ENDED_STATUSES for r in runs),
+            failed=sum(r["status"] == "failed" for r in runs),
+            skipped=tuple(getattr(final, "skipped", ())), spent_flops=ledger.spent,
+            committed_flops=ledger.committed, limit_flops=limit, wall_s=time.time() - started)
+        if verbose:
+            print(summary.line(), flush=True)
+        return summary
+    finally:
+        if owns_ray:
+            ray.shutdown()
+
+
+def budget_line(trials, limit: float, base_flops: float) -> str:
+    """Spent/committed from the trials' own reports (the reporter cannot see the searcher
+    Tune unpickled on restore); `base_flops`: runs finished before this driver started."""
+    spent = committed = base_flops
+    for trial in trials:
+        done = (trial.last_result or {}).get("flops") or 0
+        spent += done
+        planned = trial.config.get("planned_flops", 0) if trial.status in ("RUNNING", "PENDING") else 0
+        committed += max(done, planned)
+    return (f"budget: spent {spent:.3g} / committed {committed:.3g} / limit {limit:.3g} FLOPs "
+            f"({committed / limit:.0%} committed)")
+
+
+def make_reporter(limit: float, base_flops: float):
+    """Tune's CLI table with N, D, step, losses, FLOPs per trial and a budget line on top."""
+    from ray.tune import CLIReporter
+
+    class SweepReporter(CLIReporter):
+        def report(self, trials, done, *sys_info):
+            super().report(trials, done, budget_line(trials, limit, base_flops), *sys_info)
+
+    return SweepReporter(
+        parameter_columns={"trial_key": "trial", "N": "N", "D": "D"},
+        metric_columns={"step": "step", "train_loss": "train", "val_loss": "val",
+                        "best_val_loss": "best", "flops": "FLOPs", "status": "status"},
+        max_report_frequency=10, max_column_length=40,
+    )

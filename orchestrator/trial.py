@@ -1,0 +1,213 @@
+"""The Tune function trial: one Tune trial = one training run of the sweep.
+
+A single-worker trial runs the DeepSpeed trainer in the trial process itself. A multi-worker
+trial (data parallel) starts a Ray Train `TorchTrainer` inside this function: with Ray Train V2
+(the default in Ray 2.60) a trainer cannot be handed to `Tuner` directly (DESIGN.md §7).
+
+Retries: each evaluation's DeepSpeed checkpoint is reported to Tune with a small
+``attempt.json`` beside it; a retried trial (`FailureConfig.max_failures`) restores that
+checkpoint and writes under a new attempt number, so the store's reader keeps the latest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ATTEMPT_FILE = "scalesweep_attempt.json"
+_PART_ATTEMPT = re.compile(r"part-(\d+)")
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """What the searcher puts in each Tune trial's config dict (plain data, JSON-able)."""
+
+    trial_key: str
+    sweep: str
+    storage: str
+    train_config: dict
+    workers: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+
+    @classmethod
+    def from_tune(cls, config: dict) -> "TrialConfig":
+        fields = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in config.items() if k in fields})
+
+
+def next_attempt(storage: str, sweep: str, trial_key: str, checkpoint_attempt: int | None) -> int:
+    """One more than any attempt this trial left in the store or its checkpoint.
+
+    Lists only this trial's own partition directories, so it costs O(1) in the sweep size.
+    A killed attempt writes no runs row, so its curve parts count too.
+    """
+    from scalesweep.store import _resolve  # the store's URI/local path resolution
+
+    seen = [-1 if checkpoint_attempt is None else checkpoint_attempt]
+    fs, sweep_dir = _resolve(storage, sweep)
+    from pyarrow import fs as pafs
+
+    for table in ("curves", "runs"):
+        selector = pafs.FileSelector(f"{sweep_dir}/{table}/trial_id={trial_key}", allow_not_found=True)
+        for info in fs.get_file_info(selector):
+            match = _PART_ATTEMPT.match(info.base_name)
+            if match:
+                seen.append(int(match.group(1)))
+    return max(seen) + 1
+
+
+def _metrics(row: dict, best: float | None) -> dict:
+    """The small dict Tune sees per evaluation (the full row is in the store)."""
+    return {"step": row["step"], "tokens_seen": row["tokens_seen"], "flops": row["flops"],
+            "train_loss": row.get("train_loss"), "val_loss": row["val_loss"], "best_val_loss": best}
+
+
+def _restore_checkpoint(workdir: Path) -> tuple[str | None, int | None]:
+    """Copy Tune's latest checkpoint (if this is a retry) to local disk; its dir and attempt."""
+    from ray import tune
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None, None
+    local = workdir / "resume"
+    shutil.rmtree(local, ignore_errors=True)
+    checkpoint.to_directory(str(local))
+    attempt = json.loads((local / ATTEMPT_FILE).read_text())["attempt"]
+    return str(local), attempt
+
+
+class _EvalReporter:
+    """`on_eval` callback: forwards metrics (and checkpoints, from rank 0) to Tune or Train."""
+
+    def __init__(self, report, checkpoint_cls, attempt: int):
+        self._report, self._checkpoint_cls, self._attempt = report, checkpoint_cls, attempt
+        self.best: float | None = None
+        self.last_row: dict | None = None
+
+    def __call__(self, event) -> None:
+        self.last_row = event.row
+        val = event.row["val_loss"]
+        if val == val and (self.best is None or val < self.best):  # val == val: not NaN
+            self.best = val
+        checkpoint = None
+        if event.checkpoint_dir and event.rank == 0:
+            Path(event.checkpoint_dir, ATTEMPT_FILE).write_text(json.dumps({"attempt": self._attempt}))
+            checkpoint = self._checkpoint_cls.from_directory(event.checkpoint_dir)
+        self._report(_metrics(event.row, self.best), checkpoint=checkpoint)
+
+
+def _final_metrics(result) -> dict:
+    return {"status": result.status, "step": result.steps, "tokens_seen": result.tokens_seen,
+            "flops": result.flops, "best_val_loss": result.best_val_loss,
+            "final_val_loss": result.final_val_loss, "wall_s": result.wall_s,
+            "tokens_per_s": result.tokens_per_s, "trial_done": True}
+
+
+def _write_failed_row(train_config, output, error: BaseException, world_size: int, last_row: dict | None) -> None:
+    """A crashed attempt still leaves a runs row (status failed) before Tune retries it."""
+    from scalesweep.store import TrialWriter
+    from trainers.deepspeed_trainer import TrainResult, run_row
+
+    last = last_row or {}
+    result = TrainResult(status="failed", steps=last.get("step", 0), tokens_seen=last.get("tokens_seen", 0),
+                         flops=last.get("flops", 0), flops_6n=0, best_val_loss=None, best_step=None,
+                         final_val_loss=last.get("val_loss"), wall_s=last.get("wall_s", 0.0),
+                         tokens_per_s=0.0, mfu=0.0)
+    row = run_row(train_config, output, result, world_size)
+    row["error"] = "".join(traceback.format_exception_only(type(error), error)).strip()[-2000:]
+    row = {k: v for k, v in row.items() if k not in ("sweep", "trial_id", "attempt")}
+    TrialWriter(output.storage, output.sweep, output.trial_id, output.attempt).write_run(row)
+
+
+def _train_and_report(trial: TrialConfig, attempt: int, resume_from: str | None, report,
+                      checkpoint_cls, rank: int = 0, world_size: int = 1):
+    """Run the trainer with metrics/checkpoints forwarded through `report`; on a crash write
+    the failed row (rank 0) and re-raise so Ray retries."""
+    from trainers.config import RunOutput, TrainConfig
+    from trainers.deepspeed_trainer import train
+
+    config = TrainConfig.from_dict({**trial.train_config, "threads": max(1, int(trial.cpus_per_worker))})
+    checkpoint_dir = tempfile.mkdtemp(prefix=f"ckpt-{trial.trial_key}-")
+    output = RunOutput(storage=trial.storage, sweep=trial.sweep, trial_id=trial.trial_key, attempt=attempt,
+                       checkpoint_dir=checkpoint_dir, resume_from=resume_from)
+    reporter = _EvalReporter(report, checkpoint_cls, attempt)
+    try:
+        return train(config, output, on_eval=reporter)
+    except BaseException as error:
+        if rank == 0:
+            _write_failed_row(config, output, error, world_size, reporter.last_row)
+        raise
+    finally:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+
+def run_trial(config: dict[str, Any]) -> None:
+    """The Tune function trainable."""
+    from ray import tune
+
+    trial = TrialConfig.from_tune(config)
+    workdir = Path(tempfile.mkdtemp(prefix="scalesweep-trial-"))
+    try:
+        resume_from, checkpoint_attempt = _restore_checkpoint(workdir)
+        attempt = next_attempt(trial.storage, trial.sweep, trial.trial_key, checkpoint_attempt)
+        if trial.workers > 1:
+            final = _run_data_parallel(trial, attempt, resume_from)
+        else:
+            result = _train_and_report(trial, attempt, resume_from, tune.report, tune.Checkpoint)
+            final = _final_metrics(result)
+        tune.report(final)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _train_worker(loop_config: dict) -> None:
+    """Ray Train worker loop: every rank trains; rank 0 reports checkpoints and the result."""
+    import ray.train
+
+    trial = TrialConfig.from_tune(loop_config["trial"])
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+
+    def report(metrics, checkpoint=None):
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+    result = _train_and_report(trial, loop_config["attempt"], loop_config["resume_from"], report,
+                               ray.train.Checkpoint, rank=rank, world_size=world)
+    ray.train.report(_final_metrics(result))
+
+
+def _run_data_parallel(trial: TrialConfig, attempt: int, resume_from: str | None) -> dict:
+    """Several workers: a Ray Train TorchTrainer started from inside the Tune trial."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    workers = {"CPU": trial.cpus_per_worker}
+    if trial.gpus_per_worker:
+        workers["GPU"] = trial.gpus_per_worker
+    trainer = TorchTrainer(
+        _train_worker,
+        train_loop_config={"trial": config_dict(trial), "attempt": attempt, "resume_from": resume_from},
+        scaling_config=ScalingConfig(num_workers=trial.workers, use_gpu=bool(trial.gpus_per_worker),
+                                     resources_per_worker=workers),
+        torch_config=TorchConfig(backend="nccl" if trial.gpus_per_worker else "gloo"),
+        run_config=RunConfig(name=f"{trial.trial_key}-a{attempt}",
+                             storage_path=os.path.join(tempfile.gettempdir(), "scalesweep-train")),
+    )
+    result = trainer.fit()
+    if result.error:
+        raise result.error
+    return dict(result.metrics or {})
+
+
+def config_dict(trial: TrialConfig) -> dict[str, Any]:
+    import dataclasses
+
+    return dataclasses.asdict(trial)
