@@ -209,6 +209,16 @@ def _to_timestamp(value):
     raise TypeError(f"timestamp: expected datetime or seconds since epoch, got {value!r}")
 
 
+def _coerce_floats(record: dict, schema: pa.Schema) -> dict:
+    """Python ints into float64 columns: FLOP counts pass 2**53 (9e15) at modest scale, and
+    Arrow refuses to convert such an int to a double implicitly."""
+    for name in record:
+        index = schema.get_field_index(name)
+        if index >= 0 and pa.types.is_floating(schema.field(index).type) and isinstance(record[name], int):
+            record[name] = float(record[name])
+    return record
+
+
 def _is_scalar(value) -> bool:
     return value is None or isinstance(value, (bool, int, float, str, np.generic))
 
@@ -249,8 +259,12 @@ class TrialWriter:
             return
         core = {name for name, _ in _CURVE_FIELDS} - set(_WRITER_COLUMNS)
         extra_evals: set[str] = set()
+        identity = self._identity()
         for i, row in enumerate(rows):
-            unknown = set(row) - core
+            clashes = [c for c in _WRITER_COLUMNS if c in row and row[c] != identity[c]]
+            if clashes:
+                raise ValueError(f"curves row {i}: {clashes} differ from the writer's; leave them out")
+            unknown = set(row) - core - set(_WRITER_COLUMNS)
             extra_evals |= {k for k in unknown if k.startswith(EXTRA_EVAL_PREFIX)}
             unknown -= extra_evals
             if unknown:
@@ -262,9 +276,8 @@ class TrialWriter:
             if missing:
                 raise ValueError(f"curves row {i}: missing required columns {missing}")
         schema = curves_schema(sorted(extra_evals))
-        identity = self._identity()
         records = [
-            {**row, **identity, "timestamp": _to_timestamp(row.get("timestamp", _now()))}
+            _coerce_floats({**row, **identity, "timestamp": _to_timestamp(row.get("timestamp", _now()))}, schema)
             for row in rows
         ]
         table = pa.Table.from_pylist(records, schema=schema)
@@ -286,7 +299,7 @@ class TrialWriter:
         bad = [k for k in extra if not _is_scalar(row[k])]
         if bad:
             raise ValueError(f"run row: extra columns {bad} must be scalars (bool/int/float/str)")
-        record = {**row, **self._identity()}
+        record = _coerce_floats({**row, **self._identity()}, RUNS_SCHEMA)
         core = pa.Table.from_pylist([record], schema=RUNS_SCHEMA)
         for key in extra:  # extra config columns keep their inferred Arrow type
             core = core.append_column(key, pa.array([row[key]]))

@@ -241,3 +241,16 @@ def test_part_deleted_under_a_reader_makes_it_list_again(tmp_path, monkeypatch):
         warnings.simplefilter("error")  # a vanished part is not an unreadable one
         table = load_curves(str(tmp_path), "sw")
     assert table["step"].to_pylist() == [0, 1] and len(listings) == 2
+
+
+def test_cluster_scale_integer_flops_are_stored_as_doubles(tmp_path):
+    """A 1e9-parameter run on 2e10 tokens spends ~1.2e20 FLOPs: an int past 2**53 that Arrow
+    will not put in a float64 column by itself. The writer must take it (trainer passes ints)."""
+    flops = 6 * 10**9 * 2 * 10**10 + 7
+    writer = TrialWriter(str(tmp_path), "big", "t0")
+    writer.append_curves([dict(step=1, tokens_seen=2 * 10**10, flops=flops, val_loss=2.0, sweep="big", trial_id="t0")])
+    writer.write_run(run_row(flops=flops, flops_6n=flops, tokens_seen=2 * 10**10))
+    assert load_runs(str(tmp_path), "big").column("flops")[0].as_py() == pytest.approx(1.2e20)
+    assert load_curves(str(tmp_path), "big").column("flops")[0].as_py() == pytest.approx(1.2e20)
+    with pytest.raises(ValueError, match="trial_id"):
+        writer.append_curves([dict(step=2, tokens_seen=1, flops=1, val_loss=1.0, trial_id="other")])

@@ -122,7 +122,7 @@ def train(config: TrainConfig, output: RunOutput = RunOutput(), on_eval: Callabl
             train_losses = []
             curve.append(row)
             if writer:
-                writer.append_curves([_without_identity(row)])
+                writer.append_curves([row])
             stop = _update_early_stopping(config, progress, row["val_loss"])
             if not math.isfinite(row["val_loss"]):
                 status, stop = "diverged", True
@@ -156,7 +156,7 @@ def train(config: TrainConfig, output: RunOutput = RunOutput(), on_eval: Callabl
     )
     result.run_row = run_row(config, output, result, rt.world_size)
     if writer:
-        writer.write_run(_without_identity(result.run_row))
+        writer.write_run(result.run_row)
     return result
 
 
@@ -317,11 +317,6 @@ def _restore(engine, checkpoint_dir: str, sampler: SequenceSampler, progress: _P
     for key, value in client_state["progress"].items():
         setattr(progress, key, value)
     torch.set_rng_state(client_state["torch_rng"])
-
-
-def _without_identity(row: dict) -> dict:
-    """The store's writer stamps sweep/trial_id/attempt itself."""
-    return {k: v for k, v in row.items() if k not in ("sweep", "trial_id", "attempt")}
 
 
 def _open_writer(output: RunOutput, rt: Runtime):

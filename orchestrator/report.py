@@ -1,0 +1,221 @@
+"""Sweep report: metrics store → fitted law with uncertainty → compute-optimal plan → plots.
+
+`scalesweep report STORAGE --sweep NAME` writes `report.md`, `curves.png` and `scaling.png`
+next to the store; `scalesweep demo` runs the built-in demo sweep and then this report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+USABLE_STATUSES = ("completed", "early_stopped")
+
+
+@dataclass
+class SweepReport:
+    sweep: str
+    n_runs: int
+    n_usable: int
+    status_counts: dict[str, int]
+    fit_text: str | None = None
+    plan_text: str | None = None
+    fit: object | None = None
+    notes: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.status_counts.items()))
+        lines = [f"sweep {self.sweep}: {self.n_runs} runs ({counts})"]
+        if self.fit_text:
+            lines += ["", self.fit_text]
+        if self.plan_text:
+            lines += ["", self.plan_text]
+        lines += [f"note: {n}" for n in self.notes]
+        lines += [f"wrote {p}" for p in self.files]
+        return "\n".join(lines)
+
+
+def build_report(storage: str, sweep: str, out_dir: str | Path, *, law_name: str = "chinchilla",
+                 target_compute: float | None = None, n_bootstrap: int = 200) -> SweepReport:
+    from scalesweep.store import load_curves, load_runs
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = load_runs(storage, sweep).to_pylist()
+    curves = load_curves(storage, sweep).to_pylist()
+    usable = [r for r in runs if r["status"] in USABLE_STATUSES and r["best_val_loss"] is not None]
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    report = SweepReport(sweep=sweep, n_runs=len(runs), n_usable=len(usable), status_counts=counts)
+    if not runs:
+        report.notes.append(f"no runs found under {storage}/{sweep}")
+        return report
+
+    fit = _fit(usable, law_name, n_bootstrap, report)
+    if fit is not None:
+        report.fit = fit
+        report.fit_text = fit.summary()
+        compute = target_compute or 100 * max(r["flops"] for r in usable)
+        report.plan_text = _plan_text(fit, compute, report)
+    report.files.append(_plot_curves(curves, runs, out / "curves.png"))
+    report.files.append(_plot_scaling(usable, fit, out / "scaling.png"))
+    report.files.append(_write_markdown(report, runs, out / "report.md"))
+    return report
+
+
+def _fit(usable: list[dict], law_name: str, n_bootstrap: int, report: SweepReport):
+    """Fit the requested law; with too few runs for it, fall back to L(N) and say so."""
+    from fitting.data import load_fit_data
+    from fitting.fit import fit_law
+    from fitting.laws import get_law
+
+    law = get_law(law_name)
+    if len(usable) <= law.n_params:
+        report.notes.append(f"{len(usable)} usable runs cannot identify the {law.n_params} parameters of "
+                            f"{law.name}; fitting L(N) on the largest D instead")
+        largest_d = max(r["dataset_tokens"] for r in usable)
+        usable = [r for r in usable if r["dataset_tokens"] == largest_d]
+        law = get_law("kaplan_n")
+        if len(usable) <= law.n_params:
+            report.notes.append("too few runs for any fit")
+            return None
+    table = {
+        "N": np.array([r["non_embedding_params"] for r in usable], dtype=float),
+        "D": np.array([r["tokens_seen"] for r in usable], dtype=float),
+        "loss": np.array([r["best_val_loss"] for r in usable], dtype=float),
+    }
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = load_fit_data(table, n_col="N", d_col="D", loss_col="loss", law=law, statuses=None)
+        fit = fit_law(law, data, n_bootstrap=n_bootstrap, seed=0)
+    report.notes += sorted({str(w.message) for w in caught})
+    return fit
+
+
+def _plan_text(fit, compute: float, report: SweepReport) -> str | None:
+    from fitting.allocate import plan
+
+    if "D" not in fit.law.inputs:
+        return None
+    try:
+        p = plan(fit, compute)
+    except (ValueError, FloatingPointError) as err:
+        report.notes.append(f"no compute-optimal plan: {err}")
+        return None
+    lo, hi = p.loss_prediction_interval or (math.nan, math.nan)
+    return (f"compute-optimal at C = {compute:.2e} FLOPs ({p.law}): N_opt = {p.N_opt:.3g}, "
+            f"D_opt = {p.D_opt:.3g} ({p.tokens_per_param:.1f} tokens/param), loss = {p.loss:.4f} "
+            f"[{lo:.4f}, {hi:.4f}] ({p.uncertainty}); N_opt ∝ C^{p.exponent_a:.3f}")
+
+
+def _plot_curves(curves: list[dict], runs: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_trial: dict[str, list[dict]] = {}
+    for row in curves:
+        by_trial.setdefault(row["trial_id"], []).append(row)
+    n_of = {r["trial_id"]: r["non_embedding_params"] for r in runs}
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for trial, rows in sorted(by_trial.items(), key=lambda kv: n_of.get(kv[0], 0)):
+        rows.sort(key=lambda r: r["step"])
+        ax.plot([r["tokens_seen"] for r in rows], [r["val_loss"] for r in rows], marker=".", label=trial)
+    ax.set(xscale="log", yscale="log", xlabel="tokens seen", ylabel="validation loss (nats/token)",
+           title="Validation loss curves")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _plot_scaling(usable: list[dict], fit, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for d in sorted({r["dataset_tokens"] for r in usable}):
+        rows = sorted((r for r in usable if r["dataset_tokens"] == d), key=lambda r: r["non_embedding_params"])
+        n = np.array([r["non_embedding_params"] for r in rows], dtype=float)
+        line = ax.plot(n, [r["best_val_loss"] for r in rows], "o", label=f"D = {d:.2g}")[0]
+        if fit is not None and len(n):
+            grid = np.geomspace(n.min() / 2, n.max() * 2, 50)
+            seen = np.mean([r["tokens_seen"] for r in rows])
+            columns = {"N": grid, "D": np.full_like(grid, seen)}
+            ax.plot(grid, fit.predict({k: v for k, v in columns.items() if k in fit.law.inputs}), "-",
+                    color=line.get_color(), alpha=0.6)
+    ax.set(xscale="log", yscale="log", xlabel="non-embedding parameters N", ylabel="best validation loss",
+           title="Loss vs model size (lines: fitted law)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _write_markdown(report: SweepReport, runs: list[dict], path: Path) -> Path:
+    lines = [f"# Sweep `{report.sweep}`", "", "| trial | status | N | D | tokens seen | FLOPs | best val loss |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in sorted(runs, key=lambda r: (r["non_embedding_params"], r["dataset_tokens"])):
+        best = f"{r['best_val_loss']:.4f}" if r["best_val_loss"] is not None else "—"
+        lines.append(f"| {r['trial_id']} | {r['status']} | {r['non_embedding_params']:,} | {r['dataset_tokens']:,} "
+                     f"| {r['tokens_seen']:,} | {r['flops']:.3g} | {best} |")
+    if report.fit_text:
+        lines += ["", "## Fitted law", "", "```", report.fit_text, "```"]
+    if report.plan_text:
+        lines += ["", "## Compute-optimal plan", "", report.plan_text]
+    if report.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in report.notes]
+    lines += ["", "![curves](curves.png)", "", "![scaling](scaling.png)", ""]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def register(subparsers) -> None:
+    rep = subparsers.add_parser("report", help="fit and plot a finished sweep's metrics")
+    rep.add_argument("storage", help="metrics store root")
+    rep.add_argument("--sweep", required=True)
+    rep.add_argument("--law", default="chinchilla")
+    rep.add_argument("--out", help="output directory (default: <storage>/<sweep>/report)")
+    rep.add_argument("--compute", type=float, help="target compute for the plan (default 100x the largest run)")
+    rep.set_defaults(func=run_report)
+
+    demo = subparsers.add_parser("demo", help="run the built-in demo sweep end to end (sweep → metrics → fit → report)")
+    demo.add_argument("--spec", default=str(Path(__file__).resolve().parents[1] / "examples" / "demo.yaml"))
+    demo.add_argument("--out", default="demo_out", help="directory for the metrics store and the report")
+    demo.set_defaults(func=run_demo)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    out = args.out or str(Path(args.storage) / args.sweep / "report")
+    report = build_report(args.storage, args.sweep, out, law_name=args.law, target_compute=args.compute)
+    print(report.summary())
+    return 0 if report.n_runs else 1
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    import yaml
+
+    from orchestrator.spec import load_spec
+    from orchestrator.sweep import run_sweep
+
+    with open(args.spec) as fh:
+        raw = yaml.safe_load(fh)
+    out = Path(args.out).resolve()
+    raw["storage"] = str(out / "store")
+    spec = load_spec(raw)
+    run_sweep(spec, resume=(out / "store").exists())
+    report = build_report(spec.storage, spec.name, out / "report")
+    print(report.summary())
+    return 0 if report.n_usable else 1

@@ -1,0 +1,66 @@
+"""Sweep report: store rows drawn from a known L(N, D) surface → the report recovers it,
+writes markdown and plots, and falls back honestly when there are too few runs."""
+
+import numpy as np
+import pytest
+
+from orchestrator.report import build_report
+from scalesweep.store import TrialWriter
+
+TRUTH = dict(E=1.7, A=400.0, B=1200.0, alpha=0.34, beta=0.30)
+
+
+def chinchilla(n, d):
+    return TRUTH["E"] + TRUTH["A"] / n**TRUTH["alpha"] + TRUTH["B"] / d**TRUTH["beta"]
+
+
+def write_runs(storage, sizes, tokens, *, noise=0.003, seed=0, diverged=0):
+    rng = np.random.default_rng(seed)
+    k = 0
+    for n in sizes:
+        for d in tokens:
+            loss = chinchilla(n, d) * np.exp(noise * rng.standard_normal())
+            writer = TrialWriter(storage, "synthetic", f"t{k}")
+            status = "diverged" if k < diverged else "completed"
+            writer.append_curves([{"step": 10, "tokens_seen": d // 2, "flops": 3 * n * d, "val_loss": loss + 0.2},
+                                  {"step": 20, "tokens_seen": d, "flops": 6 * n * d, "val_loss": loss}])
+            writer.write_run({
+                "status": status, "n_layer": 2, "d_model": 64, "n_heads": 4, "d_ff": 256, "n_ctx": 64,
+                "vocab_size": 256, "non_embedding_params": int(n), "dataset_tokens": int(d), "regime": "tokens",
+                "batch_tokens": 1024, "lr": 1e-3, "seed": 0, "tokens_seen": int(d), "steps": 20,
+                "flops": int(6 * n * d), "wall_s": 1.0, "best_val_loss": None if status == "diverged" else loss,
+                "final_val_loss": loss,
+            })
+            k += 1
+
+
+def test_report_fits_the_known_surface_and_writes_files(tmp_path):
+    storage = str(tmp_path / "store")
+    write_runs(storage, np.geomspace(1e6, 3e8, 6), np.geomspace(1e8, 3e10, 6), diverged=2)
+    report = build_report(storage, "synthetic", tmp_path / "report", n_bootstrap=50)
+    assert report.n_runs == 36 and report.n_usable == 34
+    assert report.status_counts == {"completed": 34, "diverged": 2}
+    params = report.fit.params
+    assert params["E"] == pytest.approx(TRUTH["E"], rel=0.05)
+    assert params["alpha"] == pytest.approx(TRUTH["alpha"], rel=0.15)
+    assert params["beta"] == pytest.approx(TRUTH["beta"], rel=0.15)
+    assert "N_opt" in report.plan_text
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "| t5 | completed |" in text and "## Fitted law" in text
+    for png in ("curves.png", "scaling.png"):
+        data = (tmp_path / "report" / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_report_with_too_few_runs_falls_back_to_l_of_n(tmp_path):
+    storage = str(tmp_path / "store")
+    write_runs(storage, [1e6, 1e7, 1e8], [1e9])
+    report = build_report(storage, "synthetic", tmp_path / "report", n_bootstrap=0)
+    assert any("cannot identify" in note for note in report.notes)
+    assert report.fit.law.name.startswith("kaplan_n")
+    assert report.plan_text is None  # L(N) alone says nothing about D
+
+
+def test_report_on_missing_sweep_says_so(tmp_path):
+    report = build_report(str(tmp_path), "nothing", tmp_path / "report")
+    assert report.n_runs == 0 and "no runs found" in report.notes[0]
