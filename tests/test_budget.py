@@ -1,0 +1,71 @@
+"""The budget ledger: pure Python, no Ray."""
+
+import pytest
+
+from orchestrator.budget import BudgetLedger, limit_flops
+from orchestrator.spec import Budget
+
+
+def test_start_only_when_committed_plus_cost_fits():
+    ledger = BudgetLedger(limit_flops=100)
+    ledger.start("a", 60)
+    assert ledger.committed == 60 and ledger.spent == 0
+    assert not ledger.fits(41) and ledger.fits(40)
+    with pytest.raises(ValueError, match="do not fit"):
+        ledger.start("b", 41)
+    assert ledger.allowance("a") == 100  # nothing else is committed
+
+
+def test_progress_and_finish_count_cumulative_flops_once():
+    ledger = BudgetLedger(limit_flops=100)
+    ledger.start("a", 50)
+    ledger.progress("a", 10)
+    ledger.progress("a", 30)  # cumulative, not added
+    assert ledger.spent == 30 and ledger.committed == 50
+    ledger.finish("a", 45)  # finished under plan: the rest of its commitment is released
+    assert ledger.spent == ledger.committed == 45 and ledger.remaining == 55
+    ledger.finish("a", 45)  # a re-announced end (restored driver) does not double-count
+    assert ledger.spent == 45
+
+
+def test_retry_from_checkpoint_keeps_work_without_double_counting():
+    ledger = BudgetLedger(limit_flops=100)
+    ledger.start("a", 50)
+    ledger.progress("a", 20)
+    ledger.progress("a", 35)  # a retried attempt resumes from its checkpoint at 20 -> reports 35
+    ledger.finish("a", 50)
+    assert ledger.spent == 50
+
+
+def test_overrun_commits_what_was_spent():
+    ledger = BudgetLedger(limit_flops=100)
+    ledger.start("a", 40)
+    ledger.progress("a", 70)
+    assert ledger.committed == 70 and ledger.allowance("a") == 100
+
+
+def test_allowance_is_what_the_others_leave():
+    ledger = BudgetLedger(limit_flops=100)
+    ledger.start("a", 30)
+    ledger.start("b", 50)
+    assert ledger.allowance("b") == 70
+
+
+def test_state_dict_round_trip():
+    ledger = BudgetLedger(limit_flops=1e15)
+    ledger.start("a", 3e14)
+    ledger.progress("a", 1e14)
+    ledger.start("b", 2e14)
+    ledger.finish("b", 1.5e14)
+    copy = BudgetLedger.from_state_dict(ledger.state_dict())
+    assert copy.state_dict() == ledger.state_dict()
+    assert (copy.spent, copy.committed) == (ledger.spent, ledger.committed) == (2.5e14, 4.5e14)
+    with pytest.raises(ValueError, match="version"):
+        copy.load_state_dict({**ledger.state_dict(), "version": 99})
+
+
+def test_limit_from_spec_budget_takes_the_tightest():
+    assert limit_flops(Budget(flops=1e18)) == 1e18
+    assert limit_flops(Budget(flops=1e20, gpu_hours=1, gpu_flops_per_s=1e14)) == 3.6e17
+    with pytest.raises(ValueError):
+        BudgetLedger(limit_flops=0)
