@@ -1,0 +1,276 @@
+"""Compute-optimal planning from a fitted loss surface.
+
+* :func:`chinchilla_optimal` — closed form for L = E + A/N^α + B/D^β under C = k·N·D
+  (Hoffmann et al. 2022, App. A): N_opt = G (C/k)^a, D_opt = G⁻¹ (C/k)^b,
+  G = (αA/(βB))^(1/(α+β)), a = β/(α+β), b = α/(α+β).
+* :func:`optimal_allocation` — numeric minimiser of L(N, C/(kN)) for any law with N and D inputs
+  (other inputs, e.g. U for the data-constrained law, held fixed), vectorised over C.
+* :func:`plan` — N_opt, D_opt, tokens per parameter and the predicted loss at a compute budget,
+  and the allocation exponent a in N_opt ∝ C^a, each with an interval that propagates the fit's
+  parameter uncertainty (bootstrap samples when the fit has them, else draws from its sandwich
+  covariance).
+* Kaplan et al. 2020's batch-size adjustments: :func:`critical_batch`, :func:`s_min`,
+  :func:`c_min` (eqs. 5.1-5.5 there).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from fitting.laws import Law, get_law
+
+__all__ = [
+    "chinchilla_optimal",
+    "optimal_allocation",
+    "allocation_exponent",
+    "plan",
+    "Plan",
+    "critical_batch",
+    "s_min",
+    "c_min",
+    "tokens_per_param",
+]
+
+
+# ====================================================================== Kaplan adjustments
+def critical_batch(L, B_star: float = 2e8, alpha_B: float = 0.21):
+    """B_crit(L) = B*/L^(1/α_B) in tokens (Kaplan et al. 2020, eq. 5.1; B* 2e8, α_B 0.21)."""
+    return B_star / np.asarray(L, dtype=float) ** (1.0 / alpha_B)
+
+
+def s_min(S, B, B_crit):
+    """Minimum steps at a batch far below critical: S_min = S/(1 + B_crit/B) (Kaplan eq. 5.4)."""
+    return np.asarray(S, dtype=float) / (1.0 + np.asarray(B_crit, dtype=float) / np.asarray(B, dtype=float))
+
+
+def c_min(C, B, B_crit):
+    """Minimum compute at a batch far above critical: C_min = C/(1 + B/B_crit) (Kaplan eq. 5.5)."""
+    return np.asarray(C, dtype=float) / (1.0 + np.asarray(B, dtype=float) / np.asarray(B_crit, dtype=float))
+
+
+def tokens_per_param(N_opt, D_opt):
+    return np.asarray(D_opt, dtype=float) / np.asarray(N_opt, dtype=float)
+
+
+# ====================================================================== closed form
+def chinchilla_optimal(params, C, flops_per_token: float = 6.0):
+    """Closed-form compute-optimal (N_opt, D_opt, a, b) for the Chinchilla law.
+
+    ``params``: mapping with E, A, alpha, B, beta, or an ``(..., 5)`` array in
+    ``chinchilla.param_names`` order (vectorised over leading axes and over C)."""
+    if isinstance(params, Mapping):
+        A, al, B, be = (float(params[k]) for k in ("A", "alpha", "B", "beta"))
+    else:
+        th = np.asarray(params, dtype=float)
+        A, al, B, be = th[..., 1], th[..., 2], th[..., 3], th[..., 4]
+    A, al, B, be = (np.asarray(v, dtype=float)[..., None] if np.ndim(v) else v for v in (A, al, B, be))
+    C = np.asarray(C, dtype=float)
+    G = (al * A / (be * B)) ** (1.0 / (al + be))
+    a = be / (al + be)
+    b = al / (al + be)
+    N = G * (C / flops_per_token) ** a
+    D = (C / flops_per_token) ** b / G
+    return N, D, a, b
+
+
+# ====================================================================== numeric
+def _fixed_cols(law: Law, fixed: Mapping[str, float] | None, shape):
+    cols = {}
+    for name in law.inputs:
+        if name in ("N", "D", "C"):
+            continue
+        if not fixed or name not in fixed:
+            raise ValueError(f"law {law.name!r} needs input {name!r} held fixed for planning (e.g. fixed={{'{name}': ...}}, "
+                             f"--{name.lower()} on the command line)")
+        cols[name] = np.full(shape, float(fixed[name]))
+    return cols
+
+
+def _grid_opt(law: Law, thetas: np.ndarray, C: np.ndarray, k: float, fixed, ratio_range, G: int = 600):
+    """Grid + parabolic refinement: thetas (M, P), C (K,) → log N_opt (M, K), at_edge (M, K)."""
+    lo_r, hi_r = ratio_range
+    lnC = np.log(C / k)  # ln(N·D)
+    # ln N ranges over ratio r = D/N in [lo_r, hi_r]: ln N = (lnC - ln r)/2
+    u = np.linspace(0.0, 1.0, G)
+    lnN = ((lnC[:, None] - np.log(hi_r)) / 2) + u[None, :] * (np.log(hi_r) - np.log(lo_r)) / 2  # (K, G)
+    N = np.exp(lnN).ravel()
+    D = np.exp(lnC[:, None] - lnN).ravel()
+    cols = {"N": N, "D": D, **_fixed_cols(law, fixed, N.shape)}
+    if "C" in law.inputs:
+        cols["C"] = k * N * D
+    with np.errstate(all="ignore"):
+        Lv = np.log(law.predict(thetas, cols)).reshape(thetas.shape[0], C.size, G)
+    Lv = np.where(np.isfinite(Lv), Lv, np.inf)
+    j = np.argmin(Lv, axis=2)
+    edge = (j == 0) | (j == G - 1)
+    jc = np.clip(j, 1, G - 2)
+    take = lambda off: np.take_along_axis(Lv, (jc + off)[..., None], axis=2)[..., 0]
+    y0, y1, y2 = take(-1), take(0), take(1)
+    den = y0 - 2 * y1 + y2
+    off = np.where((den > 0) & np.isfinite(den), 0.5 * (y0 - y2) / np.where(den > 0, den, 1.0), 0.0)
+    off = np.clip(off, -1, 1)
+    step = (np.log(hi_r) - np.log(lo_r)) / 2 / (G - 1)
+    base = np.take_along_axis(np.broadcast_to(lnN, (thetas.shape[0],) + lnN.shape), jc[..., None], axis=2)[..., 0]
+    return base + off * step, edge
+
+
+def optimal_allocation(law, params, C, *, flops_per_token: float = 6.0, fixed: Mapping[str, float] | None = None,
+                       ratio_range=(1e-3, 1e7), closed_form: bool = True) -> dict[str, np.ndarray]:
+    """Compute-optimal N, D and loss at budgets ``C`` (FLOPs, C = k·N·D) for any (N, D) law.
+
+    Numeric: a grid over log N followed by a bounded 1-D minimisation per budget (tight
+    tolerance). ``fixed`` holds other inputs (e.g. ``{"U": 1e10}``). Chinchilla uses the closed
+    form unless ``closed_form=False``."""
+    from scipy.optimize import minimize_scalar
+
+    law = get_law(law)
+    if not {"N", "D"} <= set(law.inputs) and "C" not in law.inputs:
+        raise ValueError(f"law {law.name!r} has no N and D inputs: nothing to allocate")
+    theta = law.as_array(params)
+    C = np.atleast_1d(np.asarray(C, dtype=float))
+    if np.any(C <= 0):
+        raise ValueError("compute budgets must be positive")
+    k = flops_per_token
+    if closed_form and law.name == "chinchilla":
+        N, D, _, _ = chinchilla_optimal(theta, C, k)
+        N, D = np.broadcast_to(N, C.shape), np.broadcast_to(D, C.shape)
+        edge = np.zeros(C.shape, dtype=bool)
+    else:
+        lnN0, edge0 = _grid_opt(law, theta[None, :], C, k, fixed, ratio_range)
+        lnN0, edge = lnN0[0], edge0[0]
+        N = np.empty_like(C)
+        for i, (c, x0) in enumerate(zip(C, lnN0)):
+            lnC = np.log(c / k)
+
+            def f(x, lnC=lnC):
+                cols = {"N": np.array([np.exp(x)]), "D": np.array([np.exp(lnC - x)]),
+                        **_fixed_cols(law, fixed, (1,))}
+                if "C" in law.inputs:
+                    cols["C"] = np.array([c])
+                with np.errstate(all="ignore"):
+                    v = np.log(law.predict(theta, cols)[0])
+                return v if np.isfinite(v) else np.inf
+
+            h = 0.05
+            r = minimize_scalar(f, bounds=(x0 - h, x0 + h), method="bounded", options={"xatol": 1e-10})
+            N[i] = np.exp(r.x if r.fun <= f(x0) else x0)
+        D = C / (k * N)
+        if edge.any():
+            warnings.warn(f"optimum at the edge of tokens-per-parameter range {ratio_range} for "
+                          f"{int(edge.sum())} budget(s): the law may have no interior optimum there", UserWarning,
+                          stacklevel=2)
+    cols = {"N": N, "D": D, **_fixed_cols(law, fixed, N.shape)}
+    if "C" in law.inputs:
+        cols["C"] = C
+    loss = law.predict(theta, cols)
+    return {"C": C, "N_opt": np.asarray(N), "D_opt": np.asarray(D), "loss": np.asarray(loss),
+            "tokens_per_param": np.asarray(D) / np.asarray(N), "at_edge": edge}
+
+
+def allocation_exponent(law, params, C, *, flops_per_token: float = 6.0, fixed=None, span: float = 10.0) -> float:
+    """Local exponent a = d ln N_opt / d ln C at ``C`` (centred difference over ×/÷ ``span``).
+    For Chinchilla this is exactly β/(α+β)."""
+    law = get_law(law)
+    th = law.as_array(params)
+    if law.name == "chinchilla":
+        return float(th[4] / (th[2] + th[4]))
+    r = optimal_allocation(law, th, [C / span, C * span], flops_per_token=flops_per_token, fixed=fixed)
+    return float(np.log(r["N_opt"][1] / r["N_opt"][0]) / (2 * np.log(span)))
+
+
+# ====================================================================== plan with uncertainty
+@dataclass
+class Plan:
+    law: str
+    compute: float
+    N_opt: float
+    D_opt: float
+    tokens_per_param: float
+    loss: float
+    exponent_a: float
+    level: float
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    loss_prediction_interval: tuple[float, float] | None = None
+    uncertainty: str = ""
+    n_samples: int = 0
+    fixed: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        key = f"ci{int(round(self.level * 100))}"
+        return {
+            "law": self.law, "compute": self.compute, "N_opt": self.N_opt, "D_opt": self.D_opt,
+            "tokens_per_param": self.tokens_per_param, "loss": self.loss, "exponent_a": self.exponent_a,
+            key: {k: list(v) for k, v in self.intervals.items()},
+            "loss_prediction_interval": list(self.loss_prediction_interval) if self.loss_prediction_interval else None,
+            "uncertainty": self.uncertainty, "n_samples": self.n_samples, "fixed": self.fixed,
+        }
+
+
+def _param_samples(fit, n: int, seed: int):
+    if fit.bootstrap is not None:
+        return fit.bootstrap.samples, f"bootstrap ({fit.bootstrap.n} resamples)"
+    rng = np.random.default_rng(seed)
+    cov = 0.5 * (fit.cov_z + fit.cov_z.T)
+    w, V = np.linalg.eigh(cov)
+    Zs = fit.z + (rng.standard_normal((n, fit.law.n_params)) * np.sqrt(np.clip(w, 0, None))) @ V.T
+    lo, hi = fit.law.z_bounds.T
+    return fit.law.from_z(np.clip(Zs, lo, hi)), f"sandwich covariance ({n} draws)"
+
+
+def plan(fit=None, compute: float = 1e21, *, law=None, params=None, level: float = 0.9,
+         flops_per_token: float = 6.0, fixed: Mapping[str, float] | None = None, n_samples: int = 2000,
+         seed: int = 0, span: float = 10.0) -> Plan:
+    """Compute-optimal plan at ``compute`` FLOPs from a :class:`fitting.fit.FitResult` (with
+    intervals) or from bare ``law`` + ``params`` (point estimates only)."""
+    if fit is not None:
+        law, theta = fit.law, fit.theta
+    else:
+        if law is None or params is None:
+            raise ValueError("plan needs a fit, or a law and params")
+        law = get_law(law)
+        theta = law.as_array(params)
+    C = float(compute)
+    res = optimal_allocation(law, theta, C, flops_per_token=flops_per_token, fixed=fixed)
+    a = allocation_exponent(law, theta, C, flops_per_token=flops_per_token, fixed=fixed, span=span)
+    out = Plan(law=law.name, compute=C, N_opt=float(res["N_opt"][0]), D_opt=float(res["D_opt"][0]),
+               tokens_per_param=float(res["tokens_per_param"][0]), loss=float(res["loss"][0]), exponent_a=a,
+               level=level, fixed=dict(fixed or {}))
+    if fit is None:
+        out.uncertainty = "none (parameters given)"
+        return out
+    thetas, how = _param_samples(fit, n_samples, seed)
+    q = [(1 - level) / 2, (1 + level) / 2]
+    Cs = np.array([C, C / span, C * span])
+    k = flops_per_token
+    if law.name == "chinchilla":
+        N, D, aa, _ = chinchilla_optimal(thetas, Cs, k)
+        lnN = np.log(N)
+        a_s = np.asarray(aa).ravel()
+    else:
+        lnN, _ = _grid_opt(law, thetas, Cs, k, fixed, (1e-3, 1e7))
+        a_s = (lnN[:, 2] - lnN[:, 1]) / (2 * np.log(span))
+    Ns = np.exp(lnN[:, 0])
+    Ds = C / (k * Ns)
+    cols_fixed = _fixed_cols(law, fixed, (1,))
+    with np.errstate(all="ignore"):
+        # loss at each sample's own optimum (optimal-loss uncertainty) ...
+        Ls = np.array([law.predict(t, {"N": np.array([n_]), "D": np.array([d_]), **cols_fixed,
+                                       **({"C": np.array([C])} if "C" in law.inputs else {})})[0]
+                       for t, n_, d_ in zip(thetas, Ns, Ds)])
+    ok = np.isfinite(Ns) & np.isfinite(Ls) & np.isfinite(a_s)
+    pct = lambda v: tuple(float(x) for x in np.quantile(v[ok], q))
+    out.intervals = {"N_opt": pct(Ns), "D_opt": pct(Ds), "tokens_per_param": pct(Ds / Ns), "loss": pct(Ls),
+                     "exponent_a": pct(a_s)}
+    from fitting.fit import prediction_interval
+
+    X = {"N": res["N_opt"], "D": res["D_opt"], **_fixed_cols(law, fixed, (1,))}
+    if "C" in law.inputs:
+        X["C"] = np.array([C])
+    pi = prediction_interval(fit, X, level=level, kind="prediction")
+    out.loss_prediction_interval = (float(pi.lo[0]), float(pi.hi[0]))
+    out.uncertainty, out.n_samples = how, int(ok.sum())
+    return out

@@ -1,0 +1,178 @@
+"""``scalesweep fit`` and ``scalesweep plan`` (pure numpy/scipy; imported lazily)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import warnings
+
+
+def _add_data_args(p: argparse.ArgumentParser, runs_required: bool) -> None:
+    p.add_argument("runs", nargs=None if runs_required else "?", metavar="RUNS",
+                   help="a sweep's metrics directory, or a CSV/Parquet table of runs")
+    p.add_argument("--law", default="chinchilla",
+                   help="chinchilla | kaplan | kaplan_n | kaplan_d | kaplan_c | kaplan_ns | data_constrained | "
+                        "critical_batch (append +E to a Kaplan form for an irreducible term) | file.py:LAW | pkg.module:LAW")
+    p.add_argument("--n-col", help="column holding N (non-embedding parameters)")
+    p.add_argument("--d-col", help="column holding D (training tokens)")
+    p.add_argument("--c-col", help="column holding compute C (FLOPs); used for D = C/(6N) when there is no D column")
+    p.add_argument("--loss-col", help="column holding the loss")
+    p.add_argument("--u-col", help="column holding U (unique tokens; data_constrained)")
+    p.add_argument("--s-col", help="column holding S (S_min steps; kaplan_ns)")
+    p.add_argument("--col", action="append", default=[], metavar="INPUT=COLUMN",
+                   help="map any other law input to a column (repeatable)")
+    p.add_argument("--drop-top-loss", type=int, default=0, metavar="K",
+                   help="drop the K highest-loss rows (Epoch drops 5 from the Chinchilla points)")
+    p.add_argument("--loss", dest="objective", choices=["huber", "ls"], default="huber", help="objective (default huber)")
+    p.add_argument("--delta", type=float, default=1e-3, help="Huber delta on log-loss residuals (default 1e-3)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="B",
+                   help="bootstrap resamples for SEs/CIs (default 1000; 0 = sandwich covariance only)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
+    p.add_argument("--flops-per-token", type=float, default=6.0)
+    p.add_argument("--exhaustive", action="store_true", help="run every start to convergence (no screening)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def register(subparsers) -> None:
+    f = subparsers.add_parser("fit", help="fit a scaling law to runs, with uncertainty",
+                              description="Fit a scaling law (robust multi-start) and print parameters with CIs.")
+    _add_data_args(f, True)
+    f.add_argument("--fit-max-compute", type=float, metavar="C",
+                   help="fit on runs with C <= this and report held-out error on the rest")
+    f.set_defaults(func=cmd_fit)
+
+    p = subparsers.add_parser("plan", help="compute-optimal N, D and loss at a compute budget",
+                              description="Fit (or take parameters) and print the compute-optimal allocation.")
+    _add_data_args(p, False)
+    p.add_argument("--compute", type=float, required=True, action="append", help="FLOP budget (repeatable)")
+    p.add_argument("--params", help="fitted parameters: a JSON object or a file written by `fit --json`")
+    p.add_argument("--unique-tokens", "--u", dest="unique_tokens", type=float,
+                   help="unique tokens U held fixed when planning the data_constrained law")
+    p.set_defaults(func=cmd_plan)
+
+
+def _load(args, law):
+    from fitting.data import load_fit_data
+
+    extra = {}
+    if args.u_col:
+        extra["U"] = args.u_col
+    if args.s_col:
+        extra["S"] = args.s_col
+    for item in args.col:
+        if "=" not in item:
+            raise ValueError(f"--col expects INPUT=COLUMN, got {item!r}")
+        k, v = item.split("=", 1)
+        extra[k.strip()] = v.strip()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = load_fit_data(args.runs, n_col=args.n_col, d_col=args.d_col, loss_col=args.loss_col, c_col=args.c_col,
+                             extra_cols=extra, law=law, flops_per_token=args.flops_per_token,
+                             drop_top_loss=args.drop_top_loss)
+    notes = [str(w.message) for w in caught]
+    return data, notes
+
+
+def _fit(args):
+    from fitting.fit import fit_law
+    from fitting.laws import get_law
+
+    law = get_law(args.law)
+    data, notes = _load(args, law)
+    train = {"max_compute": args.fit_max_compute} if getattr(args, "fit_max_compute", None) else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = fit_law(law, data, loss=args.objective, delta=args.delta, level=args.level, train=train,
+                      seed=args.seed, screen=None if args.exhaustive else "auto", n_bootstrap=args.bootstrap,
+                      flops_per_token=args.flops_per_token)
+    notes += [str(w.message) for w in caught if str(w.message) not in fit.warnings]
+    fit.warnings[:0] = notes
+    return fit
+
+
+def _clean(o):
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {k: _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if hasattr(o, "item") and not isinstance(o, (str, bytes)):
+        try:
+            return _clean(o.item())
+        except (ValueError, AttributeError):
+            return str(o)
+    return o
+
+
+def cmd_fit(args) -> int:
+    fit = _fit(args)
+    if args.json:
+        print(json.dumps(_clean(fit.to_dict()), sort_keys=False))
+    else:
+        print(fit.summary())
+    return 0
+
+
+def _read_params(spec: str):
+    if os.path.isfile(spec):
+        with open(spec) as fh:
+            obj = json.load(fh)
+    else:
+        try:
+            obj = json.loads(spec)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--params is neither a file nor JSON: {err}") from err
+    if not isinstance(obj, dict):
+        raise ValueError("--params must be a JSON object")
+    law = obj.get("law")
+    params = obj.get("params", obj)
+    params = {k: float(v) for k, v in params.items() if isinstance(v, (int, float))}
+    return law, params
+
+
+def cmd_plan(args) -> int:
+    from fitting.allocate import plan
+    from fitting.laws import get_law
+
+    fixed = {"U": args.unique_tokens} if args.unique_tokens else None
+    if args.params:
+        law_name, params = _read_params(args.params)
+        law = get_law(args.law if args.law != "chinchilla" or not law_name else law_name)
+        plans = [plan(law=law, params=params, compute=c, level=args.level, fixed=fixed,
+                      flops_per_token=args.flops_per_token) for c in args.compute]
+        fit = None
+    elif args.runs:
+        fit = _fit(args)
+        plans = [plan(fit, c, level=args.level, fixed=fixed, flops_per_token=args.flops_per_token, seed=args.seed)
+                 for c in args.compute]
+    else:
+        raise ValueError("plan needs RUNS to fit, or --params")
+    if args.json:
+        obj = {"law": plans[0].law, "plans": [_clean(p.to_dict()) for p in plans]}
+        if fit is not None:
+            obj["fit"] = _clean(fit.to_dict())
+        if len(plans) == 1:
+            obj.update(_clean(plans[0].to_dict()))
+        print(json.dumps(obj))
+        return 0
+    if fit is not None:
+        print(fit.summary())
+        print()
+    lvl = int(round(args.level * 100))
+    for p in plans:
+        iv = p.intervals
+        fmt = lambda k, v: f"{v:.4g}" + (f"  [{iv[k][0]:.4g}, {iv[k][1]:.4g}]" if k in iv else "")
+        print(f"compute {p.compute:.3g} FLOPs ({p.law}; {lvl}% intervals from {p.uncertainty or 'n/a'})")
+        print(f"  N_opt             {fmt('N_opt', p.N_opt)}")
+        print(f"  D_opt             {fmt('D_opt', p.D_opt)}")
+        print(f"  tokens/param      {fmt('tokens_per_param', p.tokens_per_param)}")
+        print(f"  loss              {fmt('loss', p.loss)}" + (
+            f"  (prediction interval [{p.loss_prediction_interval[0]:.4g}, {p.loss_prediction_interval[1]:.4g}])"
+            if p.loss_prediction_interval else ""))
+        print(f"  a (N_opt ∝ C^a)   {fmt('exponent_a', p.exponent_a)}")
+    return 0

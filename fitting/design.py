@@ -1,0 +1,401 @@
+"""Active experiment design: which run to buy next for a scaling-law fit.
+
+The model is the *linearised (Laplace/Fisher) posterior* of the law in its transformed
+parameters z: with J the Jacobian of log L̂ (:func:`fitting.fit.log_jacobian`) at the current
+optimum and s the run-to-run scatter of log loss,
+
+    Σ = (Jᵀ_obs J_obs / s² + Λ₀)⁻¹,   Var[log L̂(x)] = g(x)ᵀ Σ g(x).
+
+Observing a candidate c (gradient g_c) shrinks Σ by the rank-one update Σ g_c g_cᵀ Σ/(s² + g_cᵀΣg_c)
+(whatever the value observed: fantasised observations are free in a linear model), so the
+expected reduction of the summed predictive variance of log loss over the *target region* T is
+
+    gain(c) = Σ_t w_t (g_tᵀ Σ g_c)² / (s² + g_cᵀ Σ g_c) = g_cᵀ M g_c / (s² + g_cᵀ Σ g_c),
+    M = Σ G_Tᵀ W G_T Σ,
+
+which is an O(K·P²) vectorised pass over K candidates. The active score is gain / cost. Batches
+are greedy: after each pick Σ is updated with the fantasised observation, so concurrent slots
+get diverse runs. Variance of *log* loss is relative error squared, so targets at different
+loss scales are weighed alike.
+
+Baselines share the same interface (:class:`Strategy`): full grid (coarse-to-fine space-filling
+order), random, cost-weighted random, cheapest-first, D-optimal (log-det gain per cost) and
+V-optimal (average variance over the whole candidate space per cost).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from fitting.fit import FitResult, log_jacobian
+from fitting.laws import Law, get_law
+
+__all__ = [
+    "Candidates",
+    "TargetRegion",
+    "DesignState",
+    "Strategy",
+    "ActiveDesign",
+    "DOptimal",
+    "VOptimal",
+    "RandomOrder",
+    "CostWeightedRandom",
+    "CheapestFirst",
+    "GridOrder",
+    "STRATEGIES",
+    "make_strategy",
+    "seed_design",
+    "design_coordinates",
+    "posterior_cov",
+    "target_gain",
+    "fantasise",
+]
+
+
+# ====================================================================== inputs
+@dataclass(frozen=True)
+class Candidates:
+    """Runs that could be bought: input columns (the law's inputs) and a cost per row."""
+
+    X: Mapping[str, np.ndarray]
+    cost: np.ndarray
+
+    @classmethod
+    def from_columns(cls, X: Mapping[str, Sequence[float]], cost=None, flops_per_token: float = 6.0) -> "Candidates":
+        cols = {k: np.asarray(v, dtype=float) for k, v in X.items()}
+        n = len(next(iter(cols.values())))
+        if cost is None:
+            if not {"N", "D"} <= set(cols):
+                raise ValueError("cost needs N and D columns (6·N·D) or an explicit cost")
+            cost = flops_per_token * cols["N"] * cols["D"]
+        cost = np.asarray(cost, dtype=float)
+        if cost.shape != (n,) or np.any(~np.isfinite(cost)) or np.any(cost <= 0):
+            raise ValueError("costs must be positive and finite, one per candidate")
+        return cls(cols, cost)
+
+    def __len__(self) -> int:
+        return int(self.cost.shape[0])
+
+    def rows(self, idx) -> dict[str, np.ndarray]:
+        return {k: v[idx] for k, v in self.X.items()}
+
+
+@dataclass(frozen=True)
+class TargetRegion:
+    """Points whose predicted loss we care about, with weights (normalised to sum 1)."""
+
+    X: Mapping[str, np.ndarray]
+    weights: np.ndarray
+
+    @classmethod
+    def explicit(cls, X: Mapping[str, Sequence[float]], weights=None) -> "TargetRegion":
+        cols = {k: np.atleast_1d(np.asarray(v, dtype=float)) for k, v in X.items()}
+        n = len(next(iter(cols.values())))
+        w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
+        return cls(cols, w / w.sum())
+
+    @classmethod
+    def largest_planned(cls, candidates: Candidates, n: int = 5) -> "TargetRegion":
+        """The ``n`` most expensive planned configurations (what the sweep is building toward)."""
+        idx = np.argsort(candidates.cost)[::-1][:n]
+        return cls.explicit(candidates.rows(idx))
+
+    @classmethod
+    def compute_frontier(cls, law, params, compute: float, *, n: int = 5, span: float = 3.0,
+                         flops_per_token: float = 6.0, fixed: Mapping[str, float] | None = None) -> "TargetRegion":
+        """Compute-optimal (N, D) at ``n`` budgets spanning compute/span … compute·span, under a
+        reference parameter guess (e.g. a published fit or the current one)."""
+        from fitting.allocate import optimal_allocation
+
+        C = np.geomspace(compute / span, compute * span, n)
+        opt = optimal_allocation(get_law(law), params, C, flops_per_token=flops_per_token, fixed=fixed)
+        X = {"N": np.asarray(opt["N_opt"], dtype=float), "D": np.asarray(opt["D_opt"], dtype=float)}
+        for k, v in (fixed or {}).items():
+            X[k] = np.full(n, float(v))
+        return cls.explicit(X)
+
+
+@dataclass
+class DesignState:
+    """What a strategy sees: the candidates, which are taken, the current fit, the budget."""
+
+    law: Law
+    candidates: Candidates
+    target: TargetRegion
+    taken: np.ndarray  # bool (K,): bought, running or finished
+    budget_total: float
+    budget_left: float
+    fit: FitResult | None = None
+    noise_floor: float = 0.005  # s is at least this (log-loss units) so one run never looks exact
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+
+
+# ====================================================================== geometry
+def design_coordinates(X: Mapping[str, np.ndarray]) -> np.ndarray:
+    """(log N, log D/N) scaled to [0, 1]: the plane in which seeds should spread out (runs at one
+    tokens-per-parameter ratio leave α and β unidentifiable)."""
+    if {"N", "D"} <= set(X):
+        u = np.column_stack([np.log(X["N"]), np.log(X["D"] / X["N"])])
+    else:
+        u = np.column_stack([np.log(np.asarray(v, dtype=float)) for v in X.values()])
+    lo, hi = u.min(axis=0), u.max(axis=0)
+    return (u - lo) / np.where(hi > lo, hi - lo, 1.0)
+
+
+def _farthest_point_order(U: np.ndarray, start: int, allowed: np.ndarray, k: int, existing=None) -> list[int]:
+    """Greedy maximin picks (k of them) among ``allowed`` rows of U, away from ``existing`` rows."""
+    d = np.full(U.shape[0], np.inf)
+    ref = [start] if existing is None or len(existing) == 0 else list(existing)
+    for r in ref:
+        d = np.minimum(d, np.sum((U - U[r]) ** 2, axis=1))
+    picks: list[int] = [] if ref != [start] else [start]
+    d = np.where(allowed, d, -np.inf)
+    if picks:
+        d[start] = -np.inf
+    while len(picks) < k and np.isfinite(d).any() and d.max() > -np.inf:
+        j = int(np.argmax(d))
+        if d[j] == -np.inf:
+            break
+        picks.append(j)
+        d = np.minimum(d, np.sum((U - U[j]) ** 2, axis=1))
+        d[j] = -np.inf
+        d = np.where(allowed, d, -np.inf)
+    return picks[:k]
+
+
+def seed_design(candidates: Candidates, n: int, budget: float, rng: np.random.Generator,
+                taken: np.ndarray | None = None) -> list[int]:
+    """A space-filling seed in log N × log(D/N) that costs at most ``budget``.
+
+    Candidates are limited to those costing ≤ budget/n (so the seed can be bought whole); among
+    them, greedy maximin from a random cheap start."""
+    taken = np.zeros(len(candidates), dtype=bool) if taken is None else taken
+    U = design_coordinates(candidates.X)
+    free = ~taken
+    cap = budget / max(n, 1)
+    allowed = free & (candidates.cost <= cap)
+    if allowed.sum() < n:  # budget too small for n spread runs: take the n cheapest free ones
+        order = np.argsort(np.where(free, candidates.cost, np.inf))
+        allowed = np.zeros_like(free)
+        allowed[order[: min(n, free.sum())]] = True
+    pool = np.flatnonzero(allowed)
+    start = int(rng.choice(pool))
+    picks = _farthest_point_order(U, start, allowed, n, existing=np.flatnonzero(taken))
+    out, spent = [], 0.0
+    for j in picks:
+        if spent + candidates.cost[j] <= budget:
+            out.append(j)
+            spent += candidates.cost[j]
+    return out
+
+
+# ====================================================================== linear algebra (pure)
+def posterior_cov(J_obs: np.ndarray, s2: float, prior_sd: float | np.ndarray = 3.0) -> np.ndarray:
+    """Σ = (JᵀJ/s² + I/prior_sd²)⁻¹ in z space; the weak prior keeps Σ finite on tiny designs."""
+    P = J_obs.shape[1]
+    prec = J_obs.T @ J_obs / s2 + np.diag(np.broadcast_to(1.0 / np.asarray(prior_sd, dtype=float) ** 2, (P,)))
+    return np.linalg.inv(prec)
+
+
+def target_gain(Sigma: np.ndarray, G_T: np.ndarray, w_T: np.ndarray, G_C: np.ndarray, s2: float) -> np.ndarray:
+    """Expected reduction of Σ_t w_t Var[log L̂(t)] from observing each candidate (rows of G_C)."""
+    A = Sigma @ (G_T.T * w_T) @ G_T @ Sigma  # M = Σ G_Tᵀ W G_T Σ
+    num = np.einsum("kp,pq,kq->k", G_C, A, G_C)
+    den = s2 + np.einsum("kp,pq,kq->k", G_C, Sigma, G_C)
+    return num / den
+
+
+def fantasise(Sigma: np.ndarray, g: np.ndarray, s2: float) -> np.ndarray:
+    """Posterior covariance after one more observation with gradient ``g`` (rank-one update)."""
+    Sg = Sigma @ g
+    return Sigma - np.outer(Sg, Sg) / (s2 + g @ Sg)
+
+
+# ====================================================================== strategies
+class Strategy:
+    """Chooses which candidates to buy next. ``select(state, k)`` → up to k indices, each
+    affordable within ``state.budget_left`` together, none already taken."""
+
+    name = "strategy"
+
+    def select(self, state: DesignState, k: int = 1) -> list[int]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _affordable(state: DesignState, left: float) -> np.ndarray:
+        return ~state.taken & (state.candidates.cost <= left)
+
+
+class _OrderStrategy(Strategy):
+    """Buys candidates in a fixed priority order, skipping what no longer fits."""
+
+    def priority(self, state: DesignState) -> np.ndarray:  # lower = earlier
+        raise NotImplementedError
+
+    def select(self, state: DesignState, k: int = 1) -> list[int]:
+        order = np.argsort(self.priority(state), kind="stable")
+        out, left = [], state.budget_left
+        for j in order:
+            if len(out) >= k:
+                break
+            if not state.taken[j] and state.candidates.cost[j] <= left:
+                out.append(int(j))
+                left -= state.candidates.cost[j]
+        return out
+
+
+class RandomOrder(_OrderStrategy):
+    name = "random"
+
+    def priority(self, state):
+        return state.rng.random(len(state.candidates))
+
+
+class CostWeightedRandom(_OrderStrategy):
+    """Random with probability ∝ 1/cost (Gumbel-top-k on log weights)."""
+
+    name = "cost_random"
+
+    def priority(self, state):
+        return -(-np.log(state.candidates.cost) + state.rng.gumbel(size=len(state.candidates)))
+
+
+class CheapestFirst(_OrderStrategy):
+    name = "cheapest"
+
+    def priority(self, state):
+        return state.candidates.cost
+
+
+class GridOrder(_OrderStrategy):
+    """The full grid, bought coarse-to-fine (maximin order in log N × log D/N) so that a budget
+    cut leaves an evenly spread sub-grid; at budget fraction 1 it is the whole grid."""
+
+    name = "grid"
+
+    def priority(self, state):
+        cands = state.candidates
+        U = design_coordinates(cands.X)
+        start = int(np.argmin(cands.cost))
+        order = _farthest_point_order(U, start, np.ones(len(cands), dtype=bool), len(cands))
+        rank = np.full(len(cands), len(cands), dtype=float)
+        rank[order] = np.arange(len(order))
+        return rank
+
+
+class _ModelStrategy(Strategy):
+    """Greedy gain-per-cost under the linearised posterior, with fantasised batch updates.
+    Before a fit exists (fewer than P+1 runs) it buys a space-filling seed design."""
+
+    seed_fraction = 0.25  # of the total budget, for the seed design
+    cost_power = 1.0  # score = gain / cost^cost_power
+
+    def __init__(self, seed_size: int | None = None, prior_sd: float = 3.0, cost_power: float | None = None):
+        self.seed_size = seed_size
+        self.prior_sd = prior_sd
+        if cost_power is not None:
+            self.cost_power = cost_power
+
+    def gain(self, Sigma, G_C, s2, state: DesignState, cache: dict) -> np.ndarray:
+        raise NotImplementedError
+
+    def _seed(self, state: DesignState, k: int) -> list[int]:
+        n_seed = self.seed_size or (state.law.n_params + 3)
+        n_have = int(state.taken.sum())
+        want = max(n_seed - n_have, 0)
+        if want == 0:
+            want = 1
+        budget = max(self.seed_fraction * state.budget_total - (state.budget_total - state.budget_left), 0.0)
+        budget = min(max(budget, state.budget_left * 0.5), state.budget_left)
+        picks = seed_design(state.candidates, want, budget, state.rng, taken=state.taken)
+        return picks[:k]
+
+    def select(self, state: DesignState, k: int = 1) -> list[int]:
+        fit, law = state.fit, state.law
+        if fit is None:
+            return self._seed(state, k)
+        s2 = max(float(fit.sigma), state.noise_floor) ** 2
+        J_obs = log_jacobian(law, fit.z, fit.data.X)
+        Sigma = posterior_cov(J_obs, s2, self.prior_sd)
+        cands = state.candidates
+        free = np.flatnonzero(~state.taken & (cands.cost <= state.budget_left))
+        if free.size == 0:
+            return []
+        G_C = log_jacobian(law, fit.z, cands.rows(free))
+        G_C = np.where(np.isfinite(G_C), G_C, 0.0)
+        cost = cands.cost[free]
+        cache: dict = {}
+        out, left = [], state.budget_left
+        alive = np.ones(free.size, dtype=bool)
+        for _ in range(k):
+            alive &= cost <= left
+            if not alive.any():
+                break
+            score = self.gain(Sigma, G_C, s2, state, cache) / cost ** self.cost_power
+            score = np.where(alive & np.isfinite(score), score, -np.inf)
+            j = int(np.argmax(score))
+            if score[j] == -np.inf:
+                break
+            out.append(int(free[j]))
+            left -= cost[j]
+            alive[j] = False
+            Sigma = fantasise(Sigma, G_C[j], s2)
+        return out
+
+
+class ActiveDesign(_ModelStrategy):
+    """Expected reduction of target-region predictive variance per unit cost."""
+
+    name = "active"
+
+    def gain(self, Sigma, G_C, s2, state, cache):
+        if "G_T" not in cache:
+            G_T = log_jacobian(state.law, state.fit.z, state.target.X)
+            cache["G_T"] = np.where(np.isfinite(G_T), G_T, 0.0)
+        return target_gain(Sigma, cache["G_T"], state.target.weights, G_C, s2)
+
+
+class VOptimal(_ModelStrategy):
+    """Average predictive variance over the whole candidate space (≤ 512 rows sampled), per cost."""
+
+    name = "v_optimal"
+
+    def gain(self, Sigma, G_C, s2, state, cache):
+        if "G_V" not in cache:
+            K = len(state.candidates)
+            idx = np.arange(K) if K <= 512 else state.rng.choice(K, 512, replace=False)
+            G_V = log_jacobian(state.law, state.fit.z, state.candidates.rows(idx))
+            cache["G_V"] = np.where(np.isfinite(G_V), G_V, 0.0)
+        G_V = cache["G_V"]
+        return target_gain(Sigma, G_V, np.full(G_V.shape[0], 1.0 / G_V.shape[0]), G_C, s2)
+
+
+class DOptimal(_ModelStrategy):
+    """Information gain log det: log(1 + g Σ gᵀ / s²) per cost."""
+
+    name = "d_optimal"
+
+    def gain(self, Sigma, G_C, s2, state, cache):
+        return np.log1p(np.einsum("kp,pq,kq->k", G_C, Sigma, G_C) / s2)
+
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    "active": ActiveDesign,
+    "random": RandomOrder,
+    "cost_random": CostWeightedRandom,
+    "cheapest": CheapestFirst,
+    "grid": GridOrder,
+    "d_optimal": DOptimal,
+    "v_optimal": VOptimal,
+}
+
+
+def make_strategy(name: str, **kwargs) -> Strategy:
+    try:
+        cls = STRATEGIES[name]
+    except KeyError:
+        raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}") from None
+    return cls(**kwargs)

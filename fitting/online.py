@@ -1,0 +1,262 @@
+"""Incremental fitting of a scaling law as runs complete (the state behind active design).
+
+:class:`OnlineFitter` keeps the completed runs of a sweep, refits the chosen law when asked
+(warm-started from the previous optimum, which is cheap and almost always lands in the same
+basin), and every ``full_every`` new runs does a full multi-start refit so a bad early basin
+cannot trap the fit for good. Failed or diverged runs (a ``failed`` flag, or a loss that is not
+a positive finite number) are excluded and counted, never fitted.
+
+Everything numeric is delegated to :mod:`fitting.fit` (``fit_law``, ``prediction_interval``);
+this module only decides *when* to fit and *from where*.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from fitting.data import FitData
+from fitting.fit import FitError, FitResult, Interval, fit_law
+from fitting.laws import Law, get_law
+
+__all__ = ["OnlineFitConfig", "OnlineFitter"]
+
+
+@dataclass(frozen=True)
+class OnlineFitConfig:
+    """How and when the online fitter refits.
+
+    ``full_every``: a full multi-start refit after this many new runs since the last one.
+    ``max_starts``: the full refit uses at most this many starts from the law's own start set
+    (a seeded subsample; the screened multistart finishes only the best ``screen`` of them).
+    ``warm_perturb``: extra warm starts, jittered around the last optimum by ``warm_scale``
+    standard errors (clipped), so a warm refit can step out of a shallow basin.
+    """
+
+    loss: str = "huber"
+    delta: float = 1e-3
+    full_every: int = 8
+    max_starts: int = 512
+    screen: int = 16
+    warm_perturb: int = 2
+    warm_scale: float = 1.0
+    warm_maxiter: int = 200
+    level: float = 0.9
+    seed: int = 0
+
+
+@dataclass
+class _Runs:
+    """Column store of accepted runs (grows by appending)."""
+
+    inputs: tuple[str, ...]
+    cols: dict[str, list[float]] = field(default_factory=dict)
+    loss: list[float] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        for c in self.inputs:
+            self.cols.setdefault(c, [])
+
+    def append(self, x: Mapping[str, float], loss: float, run_id: str) -> None:
+        for c in self.inputs:
+            self.cols[c].append(float(x[c]))
+        self.loss.append(float(loss))
+        self.ids.append(run_id)
+
+    def fit_data(self) -> FitData:
+        X = {c: np.asarray(v, dtype=float) for c, v in self.cols.items()}
+        return FitData(X=X, y=np.asarray(self.loss, dtype=float), columns={c: c for c in self.inputs},
+                       source="online")
+
+
+class OnlineFitter:
+    """Completed runs in, current law fit out.
+
+    ``add(x, loss, failed=False, run_id=None)`` records one run (``x`` maps the law's inputs,
+    e.g. ``{"N": 1e8, "D": 2e9}``); ``add_many`` a batch; ``add_store(path)`` the new finished
+    trials of a sweep's metrics store. ``fit`` (property) refits lazily when runs were added.
+    """
+
+    def __init__(self, law, config: OnlineFitConfig | None = None):
+        self.law: Law = get_law(law)
+        self.config = config or OnlineFitConfig()
+        self._runs = _Runs(self.law.inputs)
+        self._seen: set[str] = set()
+        self.n_failed = 0
+        self.n_full_refits = 0
+        self.n_warm_refits = 0
+        self._fit: FitResult | None = None
+        self._dirty = False
+        self._since_full = 0
+        self._rng = np.random.default_rng(self.config.seed)
+        self._full_starts = self._subsample_starts()
+
+    # ------------------------------------------------------------------ intake
+    @property
+    def n_runs(self) -> int:
+        """Accepted (fitted) runs."""
+        return len(self._runs.loss)
+
+    @property
+    def run_ids(self) -> list[str]:
+        return list(self._runs.ids)
+
+    def add(self, x: Mapping[str, float], loss: float | None, *, failed: bool = False,
+            run_id: str | None = None) -> bool:
+        """Record a run; returns whether it was accepted for fitting. A run id seen before is
+        ignored (idempotent when the same store is read twice)."""
+        run_id = str(run_id) if run_id is not None else f"run{len(self._seen)}"
+        if run_id in self._seen:
+            return False
+        self._seen.add(run_id)
+        bad = failed or loss is None or not np.isfinite(loss) or loss <= 0
+        if not bad:
+            vals = [x.get(c) if isinstance(x, Mapping) else None for c in self.law.inputs]
+            bad = any(v is None or not np.isfinite(v) or v <= 0 for v in vals)
+        if bad:
+            self.n_failed += 1
+            return False
+        self._runs.append(x, float(loss), run_id)
+        self._dirty = True
+        self._since_full += 1
+        return True
+
+    def add_many(self, X: Mapping[str, Iterable[float]], losses: Iterable[float], failed=None,
+                 run_ids=None) -> int:
+        """Record runs given as columns; returns how many were accepted."""
+        losses = np.asarray(list(losses), dtype=float)
+        n = losses.size
+        failed = np.zeros(n, dtype=bool) if failed is None else np.asarray(failed, dtype=bool)
+        cols = {c: np.asarray(X[c], dtype=float) for c in self.law.inputs}
+        ids = [None] * n if run_ids is None else list(run_ids)
+        return sum(self.add({c: cols[c][i] for c in cols}, losses[i], failed=bool(failed[i]), run_id=ids[i])
+                   for i in range(n))
+
+    def add_store(self, path, *, columns: Mapping[str, str] | None = None,
+                  ok_statuses=("completed", "early_stopped")) -> int:
+        """Read a sweep's metrics directory (``scalesweep.store.load_runs``) and add runs not seen
+        yet. ``columns`` maps law inputs and ``loss`` to store columns (defaults:
+        ``fitting.data.STORE_DEFAULTS``). Runs whose status is not ok count as failed."""
+        from fitting.data import STORE_DEFAULTS
+        from scalesweep.store import load_runs
+
+        tab = load_runs(path)
+        names = dict(STORE_DEFAULTS)
+        names.update(columns or {})
+        col = {n: tab.column(n).to_numpy(zero_copy_only=False) for n in tab.column_names}
+        missing = [names.get(c, c) for c in (*self.law.inputs, "loss") if names.get(c, c) not in col]
+        if missing:
+            raise ValueError(f"store {path} lacks columns {missing}; available: {sorted(col)}")
+        n = len(col[names["loss"]])
+        status = col.get("status", np.array(["completed"] * n)).astype(str)
+        ids = col.get("trial_id", np.arange(n)).astype(str)
+        failed = ~np.isin(status, list(ok_statuses))
+        X = {c: col[names.get(c, c)] for c in self.law.inputs}
+        return self.add_many(X, col[names["loss"]], failed=failed, run_ids=ids)
+
+    # ------------------------------------------------------------------ fitting
+    def _subsample_starts(self) -> np.ndarray:
+        Z = self.law.initial_z(np.random.default_rng(self.config.seed))
+        if Z.shape[0] > self.config.max_starts:
+            Z = Z[self._rng.choice(Z.shape[0], self.config.max_starts, replace=False)]
+        return Z
+
+    def _warm_starts(self, prev: FitResult) -> np.ndarray:
+        k = self.config.warm_perturb
+        if k <= 0:
+            return np.empty((0, self.law.n_params))
+        se = np.sqrt(np.clip(np.diag(prev.cov_z), 0, None))
+        se = np.where(np.isfinite(se), np.minimum(se, 1.0), 0.1)
+        return prev.z + self.config.warm_scale * se * self._rng.standard_normal((k, self.law.n_params))
+
+    def refit(self, *, full: bool | None = None) -> FitResult | None:
+        """Refit now. ``full=None``: full multi-start when there is no fit yet or ``full_every``
+        runs arrived since the last full one, else warm. None while too few runs to fit."""
+        if self.n_runs < self.law.n_params + 1:
+            self._dirty = False
+            return None
+        cfg = self.config
+        full = full if full is not None else (self._fit is None or self._since_full >= cfg.full_every)
+        data = self._runs.fit_data()
+        common = dict(loss=cfg.loss, delta=cfg.delta, level=cfg.level, seed=cfg.seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # degenerate-design warnings are expected early on
+            try:
+                if full:
+                    starts = self._full_starts
+                    new = fit_law(self.law, data, starts=starts, init=self._fit, screen=cfg.screen, **common)
+                    self.n_full_refits += 1
+                    self._since_full = 0
+                else:
+                    new = fit_law(self.law, data, starts=self._warm_starts(self._fit), init=self._fit,
+                                  maxiter=cfg.warm_maxiter, screen=None, **common)
+                    self.n_warm_refits += 1
+            except FitError:
+                new = None
+        if new is not None:
+            self._fit = new
+        self._dirty = False
+        return self._fit
+
+    @property
+    def fit(self) -> FitResult | None:
+        """The current fit (refitting first if runs were added since the last one)."""
+        if self._dirty:
+            self.refit()
+        return self._fit
+
+    @property
+    def params(self) -> dict[str, float] | None:
+        f = self.fit
+        return None if f is None else f.params
+
+    @property
+    def cov(self) -> np.ndarray | None:
+        """Covariance of the natural parameters (sandwich, delta method)."""
+        f = self.fit
+        return None if f is None else f.cov
+
+    def interval(self, X, level: float | None = None, kind: str = "prediction") -> Interval:
+        f = self.fit
+        if f is None:
+            raise FitError(f"no fit yet: {self.n_runs} usable runs, law {self.law.name!r} needs "
+                           f"{self.law.n_params + 1}")
+        return f.interval(X, level=level, kind=kind)
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-friendly state: runs, counters and the last optimum (refit on restore)."""
+        return {
+            "law": self.law.name,
+            "inputs": list(self.law.inputs),
+            "runs": {c: list(v) for c, v in self._runs.cols.items()},
+            "loss": list(self._runs.loss),
+            "ids": list(self._runs.ids),
+            "seen": sorted(self._seen),
+            "n_failed": self.n_failed,
+            "since_full": self._since_full,
+            "z": None if self._fit is None else [float(v) for v in self._fit.z],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if list(state["inputs"]) != list(self.law.inputs):
+            raise ValueError(f"state is for inputs {state['inputs']}, law {self.law.name!r} has {list(self.law.inputs)}")
+        self._runs = _Runs(self.law.inputs)
+        for i, run_id in enumerate(state["ids"]):
+            self._runs.append({c: state["runs"][c][i] for c in self.law.inputs}, state["loss"][i], run_id)
+        self._seen = set(state["seen"])
+        self.n_failed = int(state["n_failed"])
+        self._since_full = int(state["since_full"])
+        self._fit = None
+        self._dirty = False
+        if state.get("z") is not None and self.n_runs > self.law.n_params:
+            # warm refit from the saved optimum: same basin, fresh covariance
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._fit = fit_law(self.law, self._runs.fit_data(), starts=(),
+                                    init=self.law.from_z(np.asarray(state["z"])), loss=self.config.loss,
+                                    delta=self.config.delta, level=self.config.level)
