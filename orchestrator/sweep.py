@@ -18,8 +18,8 @@ from typing import Any, Callable, Mapping
 
 from orchestrator.budget import BudgetLedger, limit_flops
 from orchestrator.spec import GridPlan, SweepSpec, expand_grid, load_spec
+from orchestrator.trial import ENDED_STATUSES
 
-ENDED_STATUSES = ("completed", "early_stopped", "diverged", "budget_stopped")
 TRIAL_CPU_FOR_TRAIN_DRIVER = 0.01  # a multi-worker trial only drives a TorchTrainer; must be > 0
 
 

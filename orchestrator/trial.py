@@ -23,6 +23,7 @@ from typing import Any
 
 ATTEMPT_FILE = "scalesweep_attempt.json"
 _PART_ATTEMPT = re.compile(r"part-(\d+)")
+ENDED_STATUSES = ("completed", "early_stopped", "diverged", "budget_stopped")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,25 @@ def next_attempt(storage: str, sweep: str, trial_key: str, checkpoint_attempt: i
             if match:
                 seen.append(int(match.group(1)))
     return max(seen) + 1
+
+
+def ended_run(storage: str, sweep: str, trial_key: str) -> dict | None:
+    """This trial's ended runs row, if an earlier driver saw it finish (reads only its own
+    partition). A driver killed after a trial finished but before Tune recorded it would
+    otherwise train it again on resume."""
+    import pyarrow.parquet as pq
+    from pyarrow import fs as pafs
+
+    from scalesweep.store import _resolve
+
+    fs, sweep_dir = _resolve(storage, sweep)
+    selector = pafs.FileSelector(f"{sweep_dir}/runs/trial_id={trial_key}", allow_not_found=True)
+    rows = []
+    for info in fs.get_file_info(selector):
+        if _PART_ATTEMPT.match(info.base_name) and info.base_name.endswith(".parquet"):
+            rows += pq.read_table(info.path, filesystem=fs).to_pylist()
+    latest = max(rows, key=lambda r: r["attempt"], default=None)
+    return latest if latest and latest["status"] in ENDED_STATUSES else None
 
 
 def _metrics(row: dict, best: float | None) -> dict:
@@ -154,6 +174,12 @@ def run_trial(config: dict[str, Any]) -> None:
     from ray import tune
 
     trial = TrialConfig.from_tune(config)
+    ended = ended_run(trial.storage, trial.sweep, trial.trial_key)
+    if ended is not None:
+        tune.report({**{k: ended.get(k) for k in ("status", "tokens_seen", "flops", "best_val_loss",
+                                                   "final_val_loss", "wall_s")},
+                     "step": ended.get("steps"), "trial_done": True})
+        return
     workdir = Path(tempfile.mkdtemp(prefix="scalesweep-trial-"))
     try:
         resume_from, checkpoint_attempt = _restore_checkpoint(workdir)

@@ -1,0 +1,115 @@
+"""Faults during a sweep, on real local Ray clusters: a driver SIGKILLed and resumed, a node
+removed under a running trial, and a data-parallel trial (TorchTrainer inside a Tune trial)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.spec import expand_grid, load_spec
+from scalesweep.store import load_curves, load_runs
+from test_sweep import SHAPES, tiny_spec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _ended(storage, name):
+    return [r for r in load_runs(storage, name).to_pylist() if r["status"] == "completed"]
+
+
+def _assert_one_row_per_config(spec):
+    plan = expand_grid(spec)
+    every = load_runs(spec.storage, spec.name, all_attempts=True).to_pylist()
+    completed = Counter(r["trial_id"] for r in every if r["status"] == "completed")
+    assert completed == Counter(t.trial_key for t in plan.trials), every  # once each, none missing
+    curves = load_curves(spec.storage, spec.name).to_pylist()
+    keys = [(r["trial_id"], r["step"]) for r in curves]
+    assert len(keys) == len(set(keys))
+    return load_runs(spec.storage, spec.name).to_pylist()
+
+
+def test_driver_sigkill_then_resume(tmp_path):
+    raw = tiny_spec(tmp_path / "store", name="killed", dataset_tokens=(12_000, 20_000))
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(raw))
+    spec = load_spec(raw)
+    command = [sys.executable, "-m", "scalesweep.cli", "run", str(spec_path), "--num-cpus", "2", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    driver = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 150
+        while len(_ended(spec.storage, spec.name)) < 1 and time.time() < deadline:
+            assert driver.poll() is None, "driver ended before it was killed"
+            time.sleep(0.5)
+        assert _ended(spec.storage, spec.name), "no trial finished in time"
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
+        driver.wait()
+    before = {r["trial_id"]: r["attempt"] for r in _ended(spec.storage, spec.name)}
+    assert 0 < len(before) < 4
+
+    resumed = subprocess.run(command + ["--resume"], cwd=REPO, env=env, capture_output=True, text=True,
+                             timeout=240)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    runs = _assert_one_row_per_config(spec)
+    assert all(r["status"] == "completed" for r in runs)
+    for row in runs:  # finished before the kill: not trained again
+        if row["trial_id"] in before:
+            assert row["attempt"] == before[row["trial_id"]]
+    ledger = json.loads((tmp_path / "store" / "killed" / "ledger.json").read_text())
+    assert ledger["spent"] == pytest.approx(sum(r["flops"] for r in runs))
+    assert ledger["running"] == {}
+
+
+def test_node_removed_trial_retried_elsewhere(tmp_path):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from orchestrator.sweep import run_sweep
+
+    # Trials need a (fake) GPU, which only the two worker nodes have.
+    raw = tiny_spec(tmp_path / "store", name="nodes", shapes=SHAPES[1:], dataset_tokens=(30_000, 40_000),
+                    resources={"gpus_per_worker": 1}, trainer={"eval_every": 3})
+    spec = load_spec(raw)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    workers = [cluster.add_node(num_cpus=1, num_gpus=1) for _ in range(2)]
+    ray.init(address=cluster.address)
+    outcome = {}
+    try:
+        sweep = threading.Thread(target=lambda: outcome.update(summary=run_sweep(spec, max_failures=3, verbose=0)))
+        sweep.start()
+        deadline = time.time() + 120
+        while time.time() < deadline and load_curves(spec.storage, spec.name).num_rows < 2:
+            time.sleep(0.3)
+        cluster.remove_node(workers[0])  # kills whichever trial runs there
+        sweep.join(timeout=180)
+        assert not sweep.is_alive() and "summary" in outcome
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    every = load_runs(spec.storage, spec.name, all_attempts=True).to_pylist()
+    assert max(r["attempt"] for r in every) >= 1, every  # something was retried
+    runs = _assert_one_row_per_config(spec)
+    assert {r["status"] for r in runs} == {"completed"}
+
+
+def test_data_parallel_trial_reports_through_tune(tmp_path):
+    from orchestrator.sweep import run_sweep
+
+    raw = tiny_spec(tmp_path / "store", name="dp", shapes=SHAPES[:1], dataset_tokens=(12_000,),
+                    resources={"workers": 2}, trainer={"zero_stage": 2})
+    spec = load_spec(raw)
+    summary = run_sweep(spec, num_cpus=3, verbose=0)
+    assert summary.completed == 1 and summary.failed == 0
+    (row,) = load_runs(spec.storage, spec.name).to_pylist()
+    assert row["status"] == "completed" and row["world_size"] == 2 and row["zero_stage"] == 2
+    assert load_curves(spec.storage, spec.name).num_rows >= 2
