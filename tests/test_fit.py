@@ -103,15 +103,18 @@ def test_recovery_kaplan():
 
 @pytest.mark.parametrize("which", ["chinchilla", "kaplan"])
 def test_ci_calibration(which):
-    """Nominal 90% (sandwich) CIs cover the truth 80-97% of the time over 50 seeded replicates."""
+    """Nominal 90% (sandwich) CIs cover the truth 80-97% of the time over 50 seeded replicates.
+
+    This tests the intervals, not the global search (covered above), so each replicate starts
+    from the truth and a few grid points."""
     law, truth = (chinchilla, TRUTH_CH) if which == "chinchilla" else (kaplan_nd(), TRUTH_KA)
-    starts = SMALL_GRID if which == "chinchilla" else None
+    starts = law.initial_z()[::40]
     hits = []
     for seed in range(50):
         data = simulate(law, truth, seed=1000 + seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fit = fit_law(law, data, starts=starts)
+            fit = fit_law(law, data, starts=starts, init=truth)
         ci = fit.ci(0.9)
         hits.append([ci[k][0] <= truth[k] <= ci[k][1] for k in law.param_names])
     hits = np.array(hits)
@@ -252,13 +255,13 @@ def test_user_law_nine_params(tmp_path):
     fit = fit_law(law, data, train=lambda d: d.compute() <= np.quantile(C, 0.8))
     assert fit.diagnostics["holdout"]["mae_rel"] < 0.01
     assert fit.gof()["rmse_log"] < 0.005
-    b = bootstrap(fit, n_boot=100, seed=0)
-    assert b.samples.shape == (100, 9)
+    b = bootstrap(fit, n_boot=30, seed=0, n_perturb=0)
+    assert b.samples.shape == (30, 9)
     pi = fit.interval({"N": np.array([3e10]), "D": np.array([6e11])})
     true = law.predict(FARSEER_TRUTH, {"N": np.array([3e10]), "D": np.array([6e11])})
     assert pi.lo[0] < pi.mean[0] < pi.hi[0]
     assert abs(pi.mean[0] / true[0] - 1) < 0.02
     from fitting.allocate import plan
 
-    p = plan(fit, 1e21, n_samples=200)
+    p = plan(fit, 1e21)
     assert 1e8 < p.N_opt < 1e12 and p.intervals["N_opt"][0] <= p.N_opt <= p.intervals["N_opt"][1]

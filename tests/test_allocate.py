@@ -1,0 +1,95 @@
+"""Compute-optimal planning: closed form vs numeric, exponent with CI, Kaplan adjustments."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from fitting.allocate import (
+    allocation_exponent,
+    c_min,
+    chinchilla_optimal,
+    critical_batch,
+    optimal_allocation,
+    plan,
+    s_min,
+    tokens_per_param,
+)
+from fitting.fit import bootstrap, fit_law
+from fitting.laws import CHINCHILLA_HOFFMANN, KAPLAN_PAPER, chinchilla, data_constrained, get_law, grid
+
+
+def test_closed_form_exponent_hoffmann():
+    N, D, a, b = chinchilla_optimal(CHINCHILLA_HOFFMANN, 1e21)
+    assert a == pytest.approx(0.452, abs=5e-4)  # beta/(alpha+beta) = 0.28/0.62
+    assert a + b == pytest.approx(1.0)
+    assert 6 * N * D == pytest.approx(1e21, rel=1e-12)
+    assert allocation_exponent("chinchilla", CHINCHILLA_HOFFMANN, 1e21) == pytest.approx(0.28 / 0.62)
+
+
+@pytest.mark.parametrize("C", [1e18, 1e21, 1e24])
+def test_numeric_matches_closed_form(C):
+    closed = optimal_allocation("chinchilla", CHINCHILLA_HOFFMANN, C)
+    numeric = optimal_allocation("chinchilla", CHINCHILLA_HOFFMANN, C, closed_form=False)
+    assert numeric["N_opt"][0] == pytest.approx(closed["N_opt"][0], rel=1e-5)
+    assert numeric["D_opt"][0] == pytest.approx(closed["D_opt"][0], rel=1e-5)
+    assert numeric["loss"][0] == pytest.approx(closed["loss"][0], rel=1e-10)
+    # the generic exponent (any law) agrees with beta/(alpha+beta)
+    twin = chinchilla.with_(name="chinchilla_copy")
+    assert allocation_exponent(twin, CHINCHILLA_HOFFMANN, C) == pytest.approx(0.28 / 0.62, rel=1e-4)
+
+
+def test_kaplan_allocation_is_interior_and_growing():
+    p = KAPLAN_PAPER["kaplan"]
+    r = optimal_allocation("kaplan", p, [1e19, 1e21, 1e23])
+    assert not r["at_edge"].any()
+    assert np.all(np.diff(r["N_opt"]) > 0) and np.all(np.diff(r["D_opt"]) > 0)
+    a = allocation_exponent("kaplan", p, 1e21)
+    assert 0.3 < a < 1.0
+    np.testing.assert_allclose(r["tokens_per_param"], tokens_per_param(r["N_opt"], r["D_opt"]))
+
+
+def test_kaplan_batch_adjustments():
+    L = np.array([2.0, 3.0])
+    bc = critical_batch(L)
+    np.testing.assert_allclose(bc, 2e8 / L ** (1 / 0.21))
+    assert s_min(1000.0, 2 * bc[0], bc[0]) == pytest.approx(1000 / 1.5)
+    assert c_min(1e20, bc[0], bc[0]) == pytest.approx(0.5e20)
+
+
+def test_data_constrained_needs_unique_tokens():
+    p = dict(CHINCHILLA_HOFFMANN, R_D_star=15.4, R_N_star=5.3)
+    with pytest.raises(ValueError, match="U"):
+        optimal_allocation(data_constrained, p, 1e21)
+    scarce = optimal_allocation(data_constrained, p, 1e22, fixed={"U": 1e10})
+    plenty = optimal_allocation(data_constrained, p, 1e22, fixed={"U": 1e14})
+    # Muennighoff et al.: excess parameters decay faster than repeated data (R_N* < R_D*), so
+    # with scarce unique data the optimum takes more epochs rather than more parameters
+    assert scarce["tokens_per_param"][0] > plenty["tokens_per_param"][0]
+    assert scarce["loss"][0] > plenty["loss"][0]
+
+
+def test_plan_with_uncertainty():
+    rng = np.random.default_rng(0)
+    n = 120
+    N = np.exp(rng.uniform(np.log(1e7), np.log(3e9), n))
+    D = N * np.exp(rng.uniform(np.log(2), np.log(200), n))
+    truth = {"E": 1.7, "A": 400.0, "alpha": 0.34, "B": 1500.0, "beta": 0.30}
+    y = chinchilla.predict(truth, {"N": N, "D": D}) * np.exp(0.01 * rng.standard_normal(n))
+    fit = fit_law(chinchilla, {"N": N, "D": D, "loss": y}, starts=grid([0, 0.5], [3, 6], [0.3], [3, 7], [0.3]))
+    p = plan(fit, 1e21)
+    for k in ("N_opt", "D_opt", "tokens_per_param", "exponent_a"):
+        lo, hi = p.intervals[k]
+        assert lo < getattr(p, k) < hi, k
+    a_true = 0.30 / 0.64
+    assert p.intervals["exponent_a"][0] - 0.02 < a_true < p.intervals["exponent_a"][1] + 0.02
+    assert p.loss_prediction_interval[0] < p.loss < p.loss_prediction_interval[1]
+    assert p.N_opt * p.D_opt * 6 == pytest.approx(1e21)
+    bootstrap(fit, n_boot=200, seed=0)
+    pb = plan(fit, 1e21)
+    assert pb.uncertainty.startswith("bootstrap")
+    d = pb.to_dict()
+    assert set(d["ci90"]) >= {"N_opt", "D_opt", "loss", "exponent_a"}
+    # bare parameters: point estimates only
+    q = plan(law="chinchilla", params=CHINCHILLA_HOFFMANN, compute=1e21)
+    assert q.exponent_a == pytest.approx(0.4516, abs=1e-4) and q.intervals == {}

@@ -1,0 +1,158 @@
+"""`scalesweep fit` / `scalesweep plan`: tables in, parameter tables or JSON out, clear errors."""
+
+import json
+import os
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+
+from fitting.laws import chinchilla, kaplan_nd
+from scalesweep.cli import main
+
+EPOCH = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "epoch_chinchilla.csv")
+needs_epoch = pytest.mark.skipif(not os.path.exists(EPOCH), reason="../shared/data not beside the repo")
+
+
+def run(capsys, *argv):
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def write_csv(path, cols):
+    names = list(cols)
+    with open(path, "w") as fh:
+        fh.write(",".join(names) + "\n")
+        for row in zip(*cols.values()):
+            fh.write(",".join(repr(float(v)) for v in row) + "\n")
+    return path
+
+
+def synthetic(law, truth, n=80, seed=0, sd=0.005):
+    rng = np.random.default_rng(seed)
+    N = np.exp(rng.uniform(np.log(1e7), np.log(3e9), n))
+    D = N * np.exp(rng.uniform(np.log(2), np.log(200), n))
+    y = law.predict(truth, {"N": N, "D": D}) * np.exp(sd * rng.standard_normal(n))
+    return N, D, y
+
+
+@needs_epoch
+def test_fit_json_epoch(capsys):
+    rc, out, _ = run(capsys, "fit", EPOCH, "--law", "chinchilla", "--c-col", "Training FLOP", "--n-col", "Model Size",
+                     "--loss-col", "loss", "--drop-top-loss", 5, "--bootstrap", 0, "--json")
+    assert rc == 0
+    obj = json.loads(out)
+    assert obj["law"] == "chinchilla" and obj["n_points"] == 240
+    assert set(obj["params"]) == {"E", "A", "B", "alpha", "beta"}
+    assert set(obj["stderr"]) == set(obj["params"]) == set(obj["ci90"])
+    assert obj["params"]["E"] == pytest.approx(1.8172, rel=0.01)
+    assert obj["params"]["beta"] == pytest.approx(0.3672, rel=0.01)
+    lo, hi = obj["ci90"]["alpha"]
+    assert lo < obj["params"]["alpha"] < hi
+    assert obj["loss"] == "huber" and "gof" in obj
+
+
+def test_fit_kaplan_custom_columns_and_plan(tmp_path, capsys):
+    truth = {"N_c": 6.4e13, "alpha_N": 0.076, "D_c": 1.8e13, "alpha_D": 0.103}
+    N, D, y = synthetic(kaplan_nd(), truth)
+    csv = write_csv(tmp_path / "runs.csv", {"params": N, "toks": D, "val": y})
+    rc, out, _ = run(capsys, "fit", csv, "--law", "kaplan", "--n-col", "params", "--d-col", "toks",
+                     "--loss-col", "val", "--bootstrap", 50, "--json")
+    assert rc == 0
+    obj = json.loads(out)
+    assert set(obj["params"]) == {"N_c", "alpha_N", "D_c", "alpha_D"}
+    assert obj["params"]["alpha_N"] == pytest.approx(0.076, rel=0.1)
+    assert obj["uncertainty"] == "bootstrap" and obj["n_bootstrap"] == 50
+    fitfile = tmp_path / "fit.json"
+    fitfile.write_text(out)
+    rc, out, _ = run(capsys, "plan", "--law", "kaplan", "--params", fitfile, "--compute", "1e21", "--json")
+    assert rc == 0
+    p = json.loads(out)
+    assert p["law"] == "kaplan" and p["N_opt"] > 0 and p["D_opt"] * p["N_opt"] * 6 == pytest.approx(1e21)
+    # human-readable table
+    rc, out, _ = run(capsys, "fit", csv, "--law", "kaplan", "--n-col", "params", "--d-col", "toks",
+                     "--loss-col", "val", "--bootstrap", 0)
+    assert rc == 0 and "alpha_N" in out and "rmse(log)" in out
+
+
+def test_plan_from_runs_and_params_json(tmp_path, capsys):
+    truth = {"E": 1.7, "A": 400.0, "alpha": 0.34, "B": 1500.0, "beta": 0.30}
+    N, D, y = synthetic(chinchilla, truth, n=100)
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    path = tmp_path / "runs.parquet"
+    pq.write_table(pa.table({"N": N, "D": D, "loss": y}), path)
+    rc, out, _ = run(capsys, "plan", path, "--compute", "1e21", "--bootstrap", 100)
+    assert rc == 0
+    assert "N_opt" in out and "a (N_opt" in out and "prediction interval" in out
+    rc, out, _ = run(capsys, "plan", path, "--compute", "1e21", "--bootstrap", 0, "--json")
+    obj = json.loads(out)
+    lo, hi = obj["ci90"]["exponent_a"]
+    assert lo < obj["exponent_a"] < hi
+    assert obj["fit"]["params"]["alpha"] == pytest.approx(0.34, abs=0.05)
+    rc, out, _ = run(capsys, "plan", "--params", json.dumps(truth), "--compute", "1e21", "--json")
+    assert json.loads(out)["exponent_a"] == pytest.approx(0.30 / 0.64)
+
+
+def test_cli_errors(tmp_path, capsys):
+    N, D, y = synthetic(chinchilla, {"E": 1.7, "A": 400.0, "alpha": 0.34, "B": 1500.0, "beta": 0.30}, n=30)
+    csv = write_csv(tmp_path / "runs.csv", {"N": N, "loss": y})
+    rc, _, err = run(capsys, "fit", csv, "--bootstrap", 0)
+    assert rc == 2 and "missing column for D" in err and "available columns" in err
+    rc, _, err = run(capsys, "fit", tmp_path / "nope.csv")
+    assert rc == 2 and "not found" in err
+    csv = write_csv(tmp_path / "few.csv", {"N": N[:4], "D": D[:4], "loss": y[:4]})
+    rc, _, err = run(capsys, "fit", csv, "--bootstrap", 0)
+    assert rc == 2 and "too few points" in err
+    rc, _, err = run(capsys, "fit", csv, "--law", "nolaw")
+    assert rc == 2 and "unknown law" in err
+    rc, _, err = run(capsys, "plan", "--compute", "1e21")
+    assert rc == 2 and "needs RUNS" in err
+    bad = write_csv(tmp_path / "bad.csv", {"N": np.r_[N, -1.0], "D": np.r_[D, 1e9], "loss": np.r_[y, 2.0]})
+    rc, out, _ = run(capsys, "fit", bad, "--bootstrap", 0, "--json")
+    assert rc == 0
+    assert any("dropped 1 of 31 rows" in w and "non-positive N" in w for w in json.loads(out)["warnings"])
+
+
+def test_cli_user_law_file(tmp_path, capsys):
+    lawfile = tmp_path / "mylaw.py"
+    lawfile.write_text(textwrap.dedent('''
+        from fitting.laws import Law
+        LAW = Law(name="simple", param_names=("E", "A", "a"), inputs=("N",),
+                  fn=lambda p, X: p["E"] + p["A"] * X["N"] ** (-p["a"]),
+                  transforms=("log", "log", "identity"), init_box=((-1, 1), (0, 8), (0.1, 0.6)), n_init=64)
+    '''))
+    rng = np.random.default_rng(1)
+    N = np.exp(rng.uniform(np.log(1e6), np.log(1e10), 40))
+    y = (1.5 + 300 * N ** -0.3) * np.exp(0.003 * rng.standard_normal(40))
+    csv = write_csv(tmp_path / "runs.csv", {"N": N, "loss": y})
+    rc, out, _ = run(capsys, "fit", csv, "--law", f"{lawfile}:LAW", "--bootstrap", 100, "--json")
+    assert rc == 0
+    obj = json.loads(out)
+    assert obj["law"] == "simple" and obj["params"]["a"] == pytest.approx(0.3, abs=0.05)
+
+
+def test_fit_sweep_metrics_directory(tmp_path, capsys):
+    store = pytest.importorskip("scalesweep.store")
+    truth = {"E": 1.7, "A": 400.0, "alpha": 0.34, "B": 1500.0, "beta": 0.30}
+    N, D, y = synthetic(chinchilla, truth, n=24)
+    sweep = tmp_path / "sweep"
+    for i, (n_, d_, l_) in enumerate(zip(N, D, y)):
+        w = store.TrialWriter(str(tmp_path), "sweep", f"t{i}")
+        status = "failed" if i == 0 else "completed"
+        w.write_run({"status": status, "n_layer": 2, "d_model": 64, "n_heads": 2, "d_ff": 256, "n_ctx": 64,
+                     "vocab_size": 256, "non_embedding_params": int(n_), "dataset_tokens": int(d_),
+                     "regime": "tokens", "batch_tokens": 4096, "lr": 1e-3, "seed": 0, "tokens_seen": int(d_),
+                     "steps": 10, "flops": float(6 * n_ * d_), "wall_s": 1.0, "best_val_loss": float(l_),
+                     "final_val_loss": float(l_)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rc, out, err = run(capsys, "fit", sweep, "--bootstrap", 0, "--json")
+    assert rc == 0, err
+    obj = json.loads(out)
+    assert obj["n_points"] == 23  # the failed run is left out
+    assert obj["columns"]["N"] == "non_embedding_params" and obj["columns"]["loss"] == "best_val_loss"
+    assert any("status" in w for w in obj["warnings"])
