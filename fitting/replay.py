@@ -90,6 +90,12 @@ class SimulatedOracle:
         mu = self.truth(X)
         return mu * np.exp(self.noise * self._rng.standard_normal(mu.shape))
 
+    def observe_rows(self, candidates: Candidates) -> Callable[[np.ndarray], np.ndarray]:
+        """A ``reveal`` for :func:`run_design`: one noisy outcome per candidate, drawn now, so
+        every strategy replayed against it sees the same run give the same loss."""
+        y = self.observe(candidates.X)
+        return lambda idx: y[np.asarray(idx)]
+
 
 def target_metrics(pred: np.ndarray, truth: np.ndarray, lower=None, upper=None) -> dict[str, float]:
     """R² (of loss), mean absolute relative error and, with bounds, interval coverage."""
