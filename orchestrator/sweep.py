@@ -10,6 +10,7 @@ searcher and the ledger.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -19,6 +20,18 @@ from typing import Any, Callable, Mapping
 from orchestrator.budget import BudgetLedger, limit_flops
 from orchestrator.spec import GridPlan, SweepSpec, expand_grid, load_spec
 from orchestrator.trial import ENDED_STATUSES
+
+
+class _NoMissingLoggerFiles(logging.Filter):
+    """With Tune's JSON/CSV logger callbacks off (the metrics live in our store, and those
+    callbacks leak driver memory per trial, ray#64231), ResultGrid warns once per trial that
+    result.json is missing. That is expected here, so keep it out of the user's terminal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to fetch metrics for")
+
+
+logging.getLogger("ray.tune.analysis.experiment_analysis").addFilter(_NoMissingLoggerFiles())
 
 TRIAL_CPU_FOR_TRAIN_DRIVER = 0.01  # a multi-worker trial only drives a TorchTrainer; must be > 0
 
