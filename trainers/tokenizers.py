@@ -1,0 +1,154 @@
+"""Tokenisers that work offline: raw bytes, locally trained byte-level BPE, cached tiktoken.
+
+Each is a `TextTokenizer`: documents -> one token array (documents separated by an
+end-of-text token) and ids -> text. Trained BPE models are cached under $SCALESWEEP_CACHE
+(default ~/.cache/scalesweep), keyed by corpus fingerprint and vocab size.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+BPE_SAMPLE_BYTES = 5_000_000  # BPE trains on the first 5 MB of documents (~1 s; merges saturate)
+END_OF_TEXT = "<|endoftext|>"
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("SCALESWEEP_CACHE") or Path.home() / ".cache" / "scalesweep")
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenisers
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TextTokenizer:
+    """name, vocab_size, and two functions: documents -> one token array (documents separated by
+    an end-of-text token), and token ids -> text."""
+    name: str
+    vocab_size: int
+    encode_documents: Callable[[Sequence[bytes]], np.ndarray]
+    decode: Callable[[Sequence[int]], str]
+
+
+def token_dtype(vocab_size: int) -> type:
+    return np.uint16 if vocab_size <= 2**16 else np.int32
+
+
+def _byte_tokenizer() -> TextTokenizer:
+    def encode(documents: Sequence[bytes]) -> np.ndarray:
+        return np.frombuffer(b"\0".join(documents), dtype=np.uint8).astype(np.uint16)
+
+    def decode(ids: Sequence[int]) -> str:
+        return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
+
+    return TextTokenizer("byte", 256, encode, decode)
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _bpe_tokenizer(vocab_size: int, documents: Sequence[bytes], fingerprint: str,
+                   cache_dir: Path) -> TextTokenizer:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    model_path = cache_dir / "bpe" / f"{fingerprint[:24]}-{vocab_size}.json"
+    if model_path.exists():
+        tok = Tokenizer.from_file(str(model_path))
+    else:
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size, special_tokens=[END_OF_TEXT], show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        )
+        tok.train_from_iterator(_text_sample(documents, BPE_SAMPLE_BYTES), trainer=trainer)
+        write_atomically(model_path, lambda tmp: tmp.write_text(tok.to_str()))
+    eot_id = tok.token_to_id(END_OF_TEXT)
+
+    def encode(docs: Sequence[bytes]) -> np.ndarray:
+        encodings = tok.encode_batch([d.decode("utf-8", errors="replace") for d in docs])
+        separator = np.array([eot_id])
+        pieces = [part for enc in encodings for part in (np.asarray(enc.ids), separator)]
+        return np.concatenate(pieces[:-1]).astype(token_dtype(vocab_size))
+
+    def decode(ids: Sequence[int]) -> str:
+        return tok.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    # Small corpora can yield fewer merges than asked; ids stay < vocab_size either way, and
+    # reporting the requested size keeps model shapes independent of that accident.
+    return TextTokenizer(f"bpe:{vocab_size}", vocab_size, encode, decode)
+
+
+def _text_sample(documents: Sequence[bytes], max_bytes: int):
+    taken = 0
+    for document in documents:
+        if taken >= max_bytes:
+            return
+        yield document[: max_bytes - taken].decode("utf-8", errors="replace")
+        taken += len(document)
+
+
+def _tiktoken_gpt2() -> TextTokenizer:
+    try:
+        import tiktoken
+        import tiktoken.load  # noqa: F401  (its cache helpers)
+    except ImportError as exc:
+        raise ValueError("tokenizer: 'tiktoken:gpt2' needs the tiktoken package, which is not "
+                         "installed; offline, use 'byte' or 'bpe:<vocab>'") from exc
+    # tiktoken downloads gpt2's vocab.bpe and encoder.json on first use, caching each under
+    # sha1(url). Refuse up front rather than hang on a network call on an offline machine.
+    cache = (os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR")
+             or os.path.join(tempfile.gettempdir(), "data-gym-cache"))
+    base = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/"
+    missing = [name for name in ("vocab.bpe", "encoder.json")
+               if not os.path.exists(os.path.join(cache, hashlib.sha1((base + name).encode())
+                                                  .hexdigest()))]
+    if missing:
+        raise ValueError(f"tokenizer: 'tiktoken:gpt2' files {missing} are not cached in {cache} "
+                         "and this tool does not download; use 'byte' or 'bpe:<vocab>'")
+    enc = tiktoken.get_encoding("gpt2")
+
+    def encode(docs: Sequence[bytes]) -> np.ndarray:
+        ids: list[int] = []
+        for k, doc in enumerate(docs):
+            if k:
+                ids.append(enc.eot_token)
+            ids.extend(enc.encode_ordinary(doc.decode("utf-8", errors="replace")))
+        return np.asarray(ids, dtype=np.uint16)
+
+    return TextTokenizer("tiktoken:gpt2", enc.n_vocab, encode, lambda ids: enc.decode(list(ids)))
+
+
+def build_tokenizer(name: str, documents: Sequence[bytes], fingerprint: str,
+                    cache_dir: str | Path | None = None) -> TextTokenizer:
+    """Tokeniser by name; "bpe:<vocab>" trains on `documents` (or loads the cached model)."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if name == "byte":
+        return _byte_tokenizer()
+    if name == "tiktoken:gpt2":
+        return _tiktoken_gpt2()
+    if name.startswith("bpe:"):
+        size = name[4:]
+        if not size.isdigit() or not 257 <= int(size) <= 2**31 - 1:
+            raise ValueError(f"tokenizer: 'bpe:<vocab>' needs an integer vocab >= 257, got {name!r}")
+        return _bpe_tokenizer(int(size), documents, fingerprint, cache)
+    raise ValueError(f"tokenizer: {name!r} is not one of 'byte', 'bpe:<vocab>', 'tiktoken:gpt2'")
+
+
