@@ -205,9 +205,14 @@ def posterior_cov(J_obs: np.ndarray, s2: float, prior_sd: float | np.ndarray = 3
 def target_gain(Sigma: np.ndarray, G_T: np.ndarray, w_T: np.ndarray, G_C: np.ndarray, s2: float) -> np.ndarray:
     """Expected reduction of Σ_t w_t Var[log L̂(t)] from observing each candidate (rows of G_C)."""
     A = Sigma @ (G_T.T * w_T) @ G_T @ Sigma  # M = Σ G_Tᵀ W G_T Σ
-    num = np.einsum("kp,pq,kq->k", G_C, A, G_C)
-    den = s2 + np.einsum("kp,pq,kq->k", G_C, Sigma, G_C)
+    num = _quad_rows(G_C, A)
+    den = s2 + _quad_rows(G_C, Sigma)
     return num / den
+
+
+def _quad_rows(G: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """Row-wise quadratic forms gᵀ A g (one BLAS matmul; einsum's loop is ~10× slower here)."""
+    return np.sum((G @ A) * G, axis=1)
 
 
 def fantasise(Sigma: np.ndarray, g: np.ndarray, s2: float) -> np.ndarray:
@@ -426,7 +431,7 @@ class DOptimal(_ModelStrategy):
     name = "d_optimal"
 
     def gain(self, Sigma, F_C, s2, state, cache):
-        return np.log1p(np.einsum("kp,pq,kq->k", F_C, Sigma, F_C) / s2)
+        return np.log1p(_quad_rows(F_C, Sigma) / s2)
 
 
 STRATEGIES: dict[str, type[Strategy]] = {

@@ -1,0 +1,172 @@
+"""Active design vs baselines: target-region error per strategy and budget fraction.
+
+Settings
+  chinchilla  simulated oracle: Chinchilla surface (Epoch's fit) + 1.5 % log-normal noise,
+              candidates a 7×7 grid N 1e7…1e9 × D 3e8…1e11, cost 6ND, targets the
+              compute-optimal frontier around 1e22 FLOPs (16× past the largest grid run)
+  kaplan      simulated oracle: Kaplan et al. L(N, D) with the paper's constants + 1.5 % noise,
+              same grid and targets, fitted with the Kaplan law
+  epoch       replay of the Epoch Chinchilla runs: pool C ≤ 1e21 (217 runs), targets C > 1e21 (23)
+
+For every setting: the full grid (pool) fit as reference, then each strategy at each budget
+fraction (of the whole grid's/pool's compute) over seeds; prints target R² (of loss) and mean
+absolute relative error (ARE), then the smallest fraction at which active matches the full grid,
+and the time of one active suggest() with 1,000 completed runs and 10,000 candidates.
+
+    python bench/active_vs_grid.py            # 20 seeds, all settings (tens of minutes on 2 cores)
+    python bench/active_vs_grid.py --quick    # 4 seeds
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from fitting.data import load_fit_data  # noqa: E402
+from fitting.design import ActiveDesign, Candidates, DesignState, TargetRegion, make_strategy  # noqa: E402
+from fitting.fit import fit_law  # noqa: E402
+from fitting.laws import CHINCHILLA_EPOCH, KAPLAN_PAPER, chinchilla  # noqa: E402
+from fitting.online import OnlineFitConfig  # noqa: E402
+from fitting.replay import SimulatedOracle, run_design, target_metrics  # noqa: E402
+
+SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data")
+
+
+@dataclass
+class Setting:
+    """One benchmark problem: a law, candidates, targets, and per-seed reveal/truth."""
+
+    name: str
+    law: str
+    candidates: Candidates
+    target: TargetRegion
+    world: Callable[[int], tuple[Callable, np.ndarray]]  # seed -> (reveal, target truth)
+    fit_config: OnlineFitConfig
+
+
+def _grid() -> Candidates:
+    N, D = np.meshgrid(np.geomspace(1e7, 1e9, 7), np.geomspace(3e8, 1e11, 7), indexing="ij")
+    return Candidates.from_columns({"N": N.ravel(), "D": D.ravel()})
+
+
+def oracle_setting(name: str, law: str, params: dict, loss: str) -> Setting:
+    cands = _grid()
+    target = TargetRegion.compute_frontier(law, params, 1e22)
+
+    def world(seed):
+        orc = SimulatedOracle(law, params, noise=0.015, seed=seed)
+        return orc.observe_rows(cands), orc.truth(target.X)
+
+    return Setting(name, law, cands, target, world, OnlineFitConfig(loss=loss, full_every=16, max_starts=256, screen=8))
+
+
+def epoch_setting() -> Setting:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = load_fit_data(os.path.join(SHARED, "epoch_chinchilla.csv"), law="chinchilla", drop_top_loss=5)
+    small = d.compute() <= 1e21
+    pool, targets = d.subset(small), d.subset(~small)
+    return Setting("epoch", "chinchilla", Candidates.from_columns(pool.X), TargetRegion.explicit(targets.X),
+                   lambda seed: ((lambda idx: pool.y[idx]), targets.y),
+                   OnlineFitConfig(full_every=16, max_starts=256, screen=8))
+
+
+def strategy_for(name: str, setting: Setting):
+    if name == "active" and setting.name != "epoch":
+        # the simulated truth *is* the law: no discrepancy term (see fitting.design.Discrepancy)
+        return ActiveDesign(discrepancy=False, cost_power=0.5)
+    return make_strategy(name)
+
+
+def evaluate(setting: Setting, strategy: str, fraction: float, seeds) -> tuple[float, float, int]:
+    """Mean R², mean ARE over seeds and the number of seeds with no fit (too few runs bought)."""
+    total = setting.candidates.cost.sum() * (1 + 1e-9)
+    r2, are, failed = [], [], 0
+    for seed in seeds:
+        reveal, truth = setting.world(seed)
+        run = run_design(setting.law, setting.candidates, reveal, strategy_for(strategy, setting), fraction * total,
+                         setting.target, batch=4 if fraction < 1 else len(setting.candidates), seed=seed,
+                         fit_config=setting.fit_config)
+        if run.fit is None:
+            failed += 1
+            continue
+        m = target_metrics(run.fit.predict(setting.target.X), truth)
+        r2.append(m["r2"])
+        are.append(m["mean_are"])
+    return (float(np.mean(r2)) if r2 else float("nan"), float(np.mean(are)) if are else float("nan"), failed)
+
+
+def suggest_timing(n_runs: int = 1000, n_cands: int = 10_000) -> float:
+    rng = np.random.default_rng(0)
+    N = np.exp(rng.uniform(np.log(1e7), np.log(1e10), n_runs + n_cands))
+    D = N * np.exp(rng.uniform(0, np.log(500), n_runs + n_cands))
+    X = {"N": N[:n_runs], "D": D[:n_runs]}
+    y = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, seed=0).observe(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_law("chinchilla", X | {"loss": y}, starts=(), init=CHINCHILLA_EPOCH)
+    cands = Candidates.from_columns({"N": N[n_runs:], "D": D[n_runs:]})
+    state = DesignState(chinchilla, cands, TargetRegion.compute_frontier("chinchilla", CHINCHILLA_EPOCH, 1e22),
+                        np.zeros(n_cands, dtype=bool), 1e30, 1e30, fit)
+    strategy = ActiveDesign()
+    strategy.select(state, 1)
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        strategy.select(state, 1)
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="4 seeds")
+    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--settings", default="chinchilla,kaplan,epoch")
+    ap.add_argument("--strategies", default="active,random,grid,d_optimal,v_optimal")
+    ap.add_argument("--fractions", default="0.01,0.03,0.1,0.3")
+    args = ap.parse_args(argv)
+    seeds = range(4 if args.quick else args.seeds)
+    fractions = [float(f) for f in args.fractions.split(",")]
+    strategies = args.strategies.split(",")
+    makers = {
+        "chinchilla": lambda: oracle_setting("chinchilla", "chinchilla", CHINCHILLA_EPOCH, "ls"),
+        "kaplan": lambda: oracle_setting("kaplan", "kaplan", KAPLAN_PAPER["kaplan"], "ls"),
+        "epoch": epoch_setting,
+    }
+    warnings.simplefilter("ignore")
+    print(f"seeds: {len(seeds)}; budget fractions of the full grid's compute: {fractions}")
+    for name in args.settings.split(","):
+        setting = makers[name]()
+        t0 = time.time()
+        full_r2, full_are, _ = evaluate(setting, "grid", 1.0, seeds if name != "epoch" else [0])
+        print(f"\n== {name}: {len(setting.candidates)} candidates, {len(setting.target.weights)} targets; "
+              f"full grid R² {full_r2:.4f}, mean ARE {full_are:.4%}")
+        print(f"{'strategy':<11}" + "".join(f"{'f=' + format(f, 'g'):>22}" for f in fractions))
+        matched = {}
+        for st in strategies:
+            cells = []
+            for f in fractions:
+                r2, are, failed = evaluate(setting, st, f, seeds)
+                cells.append(f"{r2:>8.4f} {are:>8.3%}" + (f" ({failed}✗)" if failed else "    "))
+                if st == "active" and are <= full_are and "f" not in matched:
+                    matched["f"] = f
+            print(f"{st:<11}" + "".join(f"{c:>22}" for c in cells), flush=True)
+        hit = matched.get("f")
+        print(f"(cells: R² of target loss, mean ARE) active first matches the full grid's error at "
+              f"{'fraction ' + format(hit, 'g') if hit else 'none of the fractions tried'}; {time.time() - t0:.0f} s")
+    print(f"\nactive suggest(): {suggest_timing() * 1e3:.0f} ms with 1,000 completed runs × 10,000 candidates")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
