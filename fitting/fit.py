@@ -496,7 +496,7 @@ def fit_law(
     it is the only one. ``train``: boolean mask / callable / ``{"max_compute": x}`` — fit on
     those rows and report held-out error on the others in ``diagnostics["holdout"]``.
     ``screen``: ``"auto"`` (default) — with more than 64 starts, keep the best quarter by initial
-    objective, run those 3 L-BFGS iterations and finish the best 32; an int — finish that many;
+    objective, run those 3 L-BFGS iterations and finish the best 32 (up to 300 iterations each); an int — finish that many;
     ``None`` — run every start to convergence (exhaustive). On the Epoch data over a third of
     Hoffmann's 4,500 starts reach the global optimum, and screening finds it in all our checks.
     The best few candidates are then polished one by one with scipy's L-BFGS-B to tight tolerance. ``n_bootstrap``: also run :func:`bootstrap`.
@@ -536,7 +536,8 @@ def fit_law(
     fg = make_objective(law, fdata.X, fdata.y, loss=loss, delta=delta, weights=weights, method=diff)
 
     with single_threaded_blas():
-        Zf, ff, conv = _multistart(fg, Z0, lo, hi, screen=screen, maxiter=maxiter, gtol=gtol, ftol=ftol)
+        Zf, ff, conv = _multistart(fg, Z0, lo, hi, screen=screen, maxiter=maxiter, gtol=gtol, ftol=ftol,
+                                   n_keep_first=1 if init is not None else 0)
     ok = np.isfinite(ff)
     if not ok.any():
         raise FitError(f"law {law.name!r}: the objective is not finite at any start (check inputs and bounds)")
@@ -597,7 +598,8 @@ def _finish(law, z, fbest, fdata, full, mask, loss, delta, level, covariance, n_
     return res
 
 
-def _multistart(fg, Z0, lo, hi, *, screen="auto", maxiter=1000, gtol=1e-10, ftol=1e-15, n_polish=3, prune=0.25):
+def _multistart(fg, Z0, lo, hi, *, screen="auto", maxiter=1000, gtol=1e-10, ftol=1e-15, n_polish=3, prune=0.25,
+                n_keep_first=0):
     """Batched multi-start L-BFGS with optional screening, then a scipy polish of the best few.
 
     Returns (Z, f, converged) for the surviving starts (polished ones updated in place)."""
@@ -614,15 +616,21 @@ def _multistart(fg, Z0, lo, hi, *, screen="auto", maxiter=1000, gtol=1e-10, ftol
         f0, _ = fg(Z, np.arange(S))
         f0 = np.where(np.isfinite(f0), f0, np.inf)
         first = np.argsort(f0, kind="stable")[: max(4 * keep, S // 4)]
+        if n_keep_first and not np.isin(np.arange(n_keep_first), first).all():  # warm starts survive
+            first = np.unique(np.concatenate([np.arange(n_keep_first), first]))
         Zs, fs, _, _ = batched_lbfgs(lambda z, r: fg(z, first[r]), Z[first], lo, hi, maxiter=3)
-        order = np.argsort(np.where(np.isfinite(fs), fs, np.inf), kind="stable")[:keep]
+        fs = np.where(np.isfinite(fs), fs, np.inf)
+        pos_first = np.flatnonzero(first < n_keep_first)
+        fs_rank = fs.copy()
+        fs_rank[pos_first] = -np.inf
+        order = np.argsort(fs_rank, kind="stable")[:keep]
         rows = first[order]
         Z = Zs[order]
     else:
         rows = np.arange(S)
     # the batched stage only has to find the best basins; the scipy polish converges tightly
-    Zf, ff, _, conv = batched_lbfgs(lambda z, r: fg(z, rows[r]), Z, lo, hi, maxiter=min(maxiter, 100),
-                                    gtol=1e-6, ftol=1e-10, prune=prune)
+    Zf, ff, _, conv = batched_lbfgs(lambda z, r: fg(z, rows[r]), Z, lo, hi, maxiter=min(maxiter, 100 if Z.shape[0] > 64 else 300),
+                                    gtol=1e-6, ftol=1e-10, prune=prune if Z.shape[0] > 64 else None)
     ff = np.where(np.isfinite(ff), ff, np.inf)
     # polish the best distinct candidates one at a time (tight tolerances)
     order = np.argsort(ff, kind="stable")

@@ -264,3 +264,23 @@ def test_user_law_nine_params(tmp_path):
 
     p = plan(fit, 1e21)
     assert 1e8 < p.N_opt < 1e12 and p.intervals["N_opt"][0] <= p.N_opt <= p.intervals["N_opt"][1]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_recovery_data_constrained(seed):
+    """Runs repeating U unique tokens: the 7-parameter Muennighoff law recovers R_D* and the rest."""
+    from fitting.laws import data_constrained
+
+    truth = dict(E=1.7, A=400.0, alpha=0.34, B=1500.0, beta=0.30, R_D_star=15.4, R_N_star=5.3)
+    law = data_constrained.with_(init=grid([0.0, 0.5], [4.0, 8.0], [0.3, 0.6], [4.0, 8.0], [0.3, 0.6],
+                                           np.log([5.0, 30.0]), np.log([2.0, 10.0])))
+    rng = np.random.default_rng(seed)
+    n = 150
+    N = np.exp(rng.uniform(np.log(1e7), np.log(3e9), n))
+    D = N * np.exp(rng.uniform(np.log(5), np.log(500), n))
+    U = D / np.exp(rng.uniform(0, np.log(60), n))  # up to 60 epochs
+    y = law.predict(truth, {"N": N, "D": D, "U": U}) * np.exp(0.003 * rng.standard_normal(n))
+    fit = fit_law(law, {"N": N, "D": D, "U": U, "loss": y})
+    assert fit.gof()["rmse_log"] < 0.004
+    for k in ("E", "alpha", "beta", "R_D_star"):
+        assert fit.params[k] == pytest.approx(truth[k], rel=0.15), k
