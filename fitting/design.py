@@ -132,6 +132,7 @@ class DesignState:
     budget_left: float
     fit: FitResult | None = None
     noise_floor: float = 0.005  # s is at least this (log-loss units) so one run never looks exact
+    pending: np.ndarray | None = None  # indices bought but not yet observed (running trials)
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
 
@@ -370,6 +371,10 @@ class _ModelStrategy(Strategy):
         s2 = max(float(fit.sigma), state.noise_floor) ** 2
         Sigma = posterior_cov(self.features(state, fit.data.X), s2, self._prior_sd(state))
         cands = state.candidates
+        if state.pending is not None and len(state.pending):
+            # running trials will be observed: fantasise them so free slots go elsewhere
+            for f in self.features(state, cands.rows(np.asarray(state.pending, dtype=int))):
+                Sigma = fantasise(Sigma, f, s2)
         free = np.flatnonzero(~state.taken & (cands.cost <= state.budget_left))
         if free.size == 0:
             return []

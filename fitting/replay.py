@@ -38,10 +38,11 @@ class DesignRun:
 
 def run_design(law, candidates: Candidates, reveal: Callable[[np.ndarray], np.ndarray], strategy: Strategy,
                budget: float, target: TargetRegion | None = None, *, batch: int = 1, seed: int = 0,
-               fit_config: OnlineFitConfig | None = None) -> DesignRun:
+               fit_config: OnlineFitConfig | None = None, noise_floor: float = 0.005) -> DesignRun:
     """Buy candidates with ``strategy`` until ``budget`` is spent; return the final fit.
 
-    ``reveal(idx) -> losses`` (NaN marks a failed run: paid for, not fitted)."""
+    ``reveal(idx) -> losses`` (NaN marks a failed run: paid for, not fitted). ``noise_floor``: the
+    least run-to-run scatter (log loss) the design assumes, whatever the fit's residuals say."""
     law = get_law(law)
     if len(candidates) == 0:
         raise ValueError("empty candidate pool")
@@ -50,7 +51,8 @@ def run_design(law, candidates: Candidates, reveal: Callable[[np.ndarray], np.nd
     target = target or TargetRegion.largest_planned(candidates)
     fitter = OnlineFitter(law, fit_config or OnlineFitConfig(seed=seed))
     state = DesignState(law=law, candidates=candidates, target=target, taken=np.zeros(len(candidates), dtype=bool),
-                        budget_total=float(budget), budget_left=float(budget), rng=np.random.default_rng(seed))
+                        budget_total=float(budget), budget_left=float(budget), rng=np.random.default_rng(seed),
+                        noise_floor=noise_floor)
     needs_fit = isinstance(strategy, _ModelStrategy)
     bought: list[int] = []
     while True:

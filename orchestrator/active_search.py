@@ -1,0 +1,119 @@
+"""Active search: the sweep asks the designer which planned run to start whenever a slot frees.
+
+`ActiveSearcher` is a `BudgetedSearcher` (ledger, concurrency, Tune bookkeeping, save/restore)
+whose `propose` asks :class:`fitting.design.ActiveDesign` for the planned trial that most
+reduces the predicted-loss uncertainty over the target region per cost, with the running
+trials fantasised as already observed so concurrent slots get different runs. Every completed
+trial is fed to an :class:`fitting.online.OnlineFitter`. The search finishes when nothing
+affordable is left, ``max_trials`` were started, or the target's relative confidence
+half-width falls to ``stop_when["rel_pred_ci"]``.
+
+Target (``search.target`` in the spec): ``{"compute": 1e22}`` (compute-optimal frontier there,
+under ``reference`` params, default Epoch's Chinchilla fit), ``{"largest": 5}`` (the most
+expensive planned runs; the default), or ``{"points": [[N, D], ...]}``; ``stop_when`` may sit
+inside it too.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+from ray.tune.search import Searcher
+
+from fitting.design import ActiveDesign, Candidates, DesignState, TargetRegion
+from fitting.laws import CHINCHILLA_EPOCH, get_law
+from fitting.online import OnlineFitConfig, OnlineFitter
+from orchestrator.search import BudgetedSearcher
+from orchestrator.spec import TrialPlan
+
+__all__ = ["ActiveSearcher", "target_region"]
+
+
+def target_region(target: Mapping[str, Any], candidates: Candidates, law) -> TargetRegion:
+    """The spec's ``search.target`` mapping → a :class:`TargetRegion`."""
+    if "points" in target:
+        pts = np.asarray(target["points"], dtype=float).reshape(-1, 2)
+        return TargetRegion.explicit({"N": pts[:, 0], "D": pts[:, 1]})
+    if "compute" in target:
+        ref = target.get("reference", CHINCHILLA_EPOCH)
+        return TargetRegion.compute_frontier(law, ref, float(target["compute"]))
+    return TargetRegion.largest_planned(candidates, int(target.get("largest", 5)))
+
+
+class ActiveSearcher(BudgetedSearcher):
+    """Picks the next planned trial with the active designer; refits on every completion."""
+
+    def __init__(self, plans: Iterable[TrialPlan], *, law="chinchilla", target: Mapping[str, Any] | None = None,
+                 max_trials: int | None = None, stop_when: Mapping[str, float] | None = None,
+                 done_keys: Iterable[str] = (), seed: int = 0, fit_config: OnlineFitConfig | None = None,
+                 strategy: ActiveDesign | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.plans = list(plans)
+        if not self.plans:
+            raise ValueError("active search: no planned trials")
+        self.law = get_law(law)
+        self._index = {p.trial_key: i for i, p in enumerate(self.plans)}
+        self.candidates = Candidates.from_columns(
+            {"N": [p.non_embedding_params for p in self.plans], "D": [p.dataset_tokens for p in self.plans]},
+            cost=[float(p.planned_flops) for p in self.plans])
+        target = dict(target or {})
+        self.stop_when = dict(stop_when or target.pop("stop_when", {}) or {})
+        self.target = target_region(target, self.candidates, self.law)
+        self.max_trials = max_trials
+        self.n_started = 0
+        self.seed = seed
+        self.strategy = strategy or ActiveDesign()
+        self.fitter = OnlineFitter(self.law, fit_config or OnlineFitConfig(seed=seed))
+        self.finished_keys |= set(done_keys)
+        self.stop_reason: str | None = None
+
+    # -- progress measure ----------------------------------------------------------------------
+    def rel_pred_ci(self) -> float:
+        """Largest relative half-width of the 90 % confidence interval of the target losses."""
+        fit = self.fitter.fit
+        if fit is None:
+            return float("inf")
+        iv = fit.interval(self.target.X, level=0.9, kind="confidence")
+        return float(np.max((iv.hi - iv.lo) / (2 * iv.mean)))
+
+    def _finished(self, reason: str) -> str:
+        self.stop_reason = reason
+        return Searcher.FINISHED
+
+    # -- BudgetedSearcher hooks ----------------------------------------------------------------
+    def propose(self) -> TrialPlan | None | str:
+        if self.max_trials is not None and self.n_started >= self.max_trials:
+            return None if self.live else self._finished("max_trials")
+        goal = self.stop_when.get("rel_pred_ci")
+        if goal is not None and self.rel_pred_ci() <= float(goal):
+            return self._finished("rel_pred_ci")
+        taken = np.zeros(len(self.plans), dtype=bool)
+        for key in self.finished_keys:
+            if key in self._index:
+                taken[self._index[key]] = True
+        pending = [self._index[p.trial_key] for p in self.live.values()]
+        taken[pending] = True
+        state = DesignState(law=self.law, candidates=self.candidates, target=self.target, taken=taken,
+                            budget_total=self.ledger.limit_flops, budget_left=self.ledger.remaining,
+                            fit=self.fitter.fit, pending=np.asarray(pending, dtype=int),
+                            rng=np.random.default_rng([self.seed, self.n_started]))
+        pick = self.strategy.select(state, 1)
+        if not pick:
+            # nothing affordable now; running trials may finish under plan and free budget
+            return None if self.live else self._finished("budget")
+        self.n_started += 1
+        return self.plans[pick[0]]
+
+    def observe(self, plan: TrialPlan, result: dict | None, failed: bool) -> None:
+        loss = None if not result else result.get(self.metric)
+        self.fitter.add({"N": plan.non_embedding_params, "D": plan.dataset_tokens}, loss, failed=failed,
+                        run_id=plan.trial_key)
+
+    def get_extra_state(self) -> dict:
+        return {"fitter": self.fitter.state_dict(), "n_started": self.n_started, "stop_reason": self.stop_reason}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.fitter.load_state_dict(state["fitter"])
+        self.n_started = int(state["n_started"])
+        self.stop_reason = state.get("stop_reason")

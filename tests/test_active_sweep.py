@@ -1,0 +1,112 @@
+"""ActiveSearcher driven the way Tune drives a Searcher (suggest / on_trial_complete), without a
+Ray cluster: runs are "trained" by a simulated Chinchilla surface. Checks the concurrency cap,
+the budget, distinct concurrent picks, failures, FINISHED, the rel_pred_ci stop and restore."""
+
+import copy
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ray")
+
+from ray.tune.search import Searcher  # noqa: E402
+
+from fitting.laws import CHINCHILLA_EPOCH  # noqa: E402
+from fitting.online import OnlineFitConfig  # noqa: E402
+from fitting.replay import SimulatedOracle  # noqa: E402
+from orchestrator.active_search import ActiveSearcher  # noqa: E402
+from orchestrator.budget import BudgetLedger  # noqa: E402
+from orchestrator.search import TrialSettings  # noqa: E402
+from orchestrator.spec import expand_grid, load_spec  # noqa: E402
+
+SPEC = {
+    "name": "active", "storage": "unused",
+    "corpus": {"source": "builtin", "tokenizer": "byte"},
+    "axes": {"target_params": [2.5e4, 5e4, 1e5, 2e5, 4e5, 8e5], "aspect_ratio": 16, "head_dim": 16, "n_ctx": 64,
+             "dataset_tokens": [1e5, 3e5, 1e6, 3e6, 1e7, 3e7], "regime": "tokens", "seeds": [0],
+             "batch_tokens": 2048},
+    "trainer": {"zero_stage": 0, "precision": "fp32"},
+    "resources": {"cpus_per_worker": 1, "gpus_per_worker": 0, "workers": 1},
+    "search": {"kind": "grid"},
+    "budget": {"flops": 1e18},
+}
+FAST = OnlineFitConfig(loss="ls", full_every=16, max_starts=256, screen=8)
+
+
+@pytest.fixture(scope="module")
+def plans():
+    return expand_grid(load_spec(SPEC)).trials
+
+
+def _searcher(plans, limit, **kw):
+    return ActiveSearcher(plans, law="chinchilla", settings=TrialSettings(sweep="active", storage="unused"),
+                          ledger=BudgetLedger(limit_flops=limit), max_concurrent=3, fit_config=FAST, **kw)
+
+
+def _drive(searcher, oracle, rng, fail_every=0, stop_after=None):
+    """Tune's loop: fill free slots, complete a random running trial, repeat until FINISHED."""
+    n_ids, done, finished = 0, 0, False
+    while not finished or searcher.live:
+        while not finished:
+            cfg = searcher.suggest(f"t{n_ids}")
+            if cfg is None:
+                break
+            if cfg == Searcher.FINISHED:
+                finished = True
+                break
+            n_ids += 1
+            assert len(searcher.live) <= searcher.max_concurrent
+            running = [p.trial_key for p in searcher.live.values()]
+            assert len(set(running)) == len(running)
+            assert searcher.ledger.committed <= searcher.ledger.limit_flops
+        if not searcher.live:
+            assert finished, "nothing running and nothing proposed"
+            break
+        trial_id = rng.choice(sorted(searcher.live))
+        plan = searcher.live[trial_id]
+        failed = bool(fail_every) and done % fail_every == fail_every - 1
+        loss = float(oracle.observe({"N": [plan.non_embedding_params], "D": [plan.dataset_tokens]})[0])
+        searcher.on_trial_complete(trial_id, None if failed else {"best_val_loss": loss,
+                                                                   "flops": plan.planned_flops}, error=failed)
+        done += 1
+        if stop_after is not None and done >= stop_after:
+            return done
+    return done
+
+
+def test_active_sweep_stays_in_budget_and_finishes(plans):
+    total = sum(p.planned_flops for p in plans)
+    searcher = _searcher(plans, 0.2 * total)
+    oracle = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.01, seed=0)
+    done = _drive(searcher, oracle, np.random.default_rng(0), fail_every=7)
+    assert searcher.stop_reason == "budget"
+    assert searcher.ledger.spent <= 0.2 * total
+    assert searcher.fitter.n_failed >= 1 and searcher.fitter.n_runs + searcher.fitter.n_failed == done
+    # it spent most of the budget: nothing affordable was left
+    free = [p for p in plans if p.trial_key not in searcher.finished_keys]
+    assert min(p.planned_flops for p in free) > searcher.ledger.remaining
+    assert searcher.fitter.fit is not None and np.isfinite(searcher.rel_pred_ci())
+
+
+def test_stops_when_the_target_is_pinned_down(plans):
+    total = sum(p.planned_flops for p in plans)
+    searcher = _searcher(plans, total, stop_when={"rel_pred_ci": 0.05}, target={"largest": 3})
+    _drive(searcher, SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.005, seed=1), np.random.default_rng(1))
+    assert searcher.stop_reason == "rel_pred_ci" and searcher.rel_pred_ci() <= 0.05
+    assert searcher.ledger.spent < total
+
+
+def test_save_restore_continues_identically(plans, tmp_path):
+    total = sum(p.planned_flops for p in plans)
+    first = _searcher(plans, 0.3 * total)
+    oracle = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.01, seed=2)
+    _drive(first, oracle, np.random.default_rng(2), stop_after=10)
+    path = tmp_path / "searcher.pkl"
+    first.save(str(path))
+    second = _searcher(plans, 0.3 * total)
+    second.restore(str(path))
+    assert second.ledger.state_dict() == first.ledger.state_dict()
+    assert second.fitter.run_ids == first.fitter.run_ids and second.n_started == first.n_started
+    assert set(p.trial_key for p in second.live.values()) == set(p.trial_key for p in first.live.values())
+    a, b = first.suggest("next"), second.suggest("next")
+    assert (a is None and b is None) or a == b or (a["trial_key"] == b["trial_key"])
