@@ -170,13 +170,15 @@ def _farthest_point_order(U: np.ndarray, start: int, allowed: np.ndarray, k: int
 
 
 def seed_design(candidates: Candidates, n: int, budget: float, rng: np.random.Generator,
-                taken: np.ndarray | None = None) -> list[int]:
+                taken: np.ndarray | None = None, method: str = "maximin") -> list[int]:
     """A space-filling seed in log N × log(D/N) that costs at most ``budget``.
 
-    Candidates are limited to those costing ≤ budget/n (so the seed can be bought whole); among
-    them, greedy maximin from a random cheap start."""
+    Candidates are limited to those costing ≤ budget/n (so the seed can be bought whole).
+    ``method="maximin"`` (default): greedy farthest points from a random start, which reach the
+    corners (the widest lever arm for α and β); ``"sobol"``: the candidate nearest each point of
+    a scrambled Sobol sample of that region (covers the interior; measured worse on the Epoch
+    replay, 1.41 % vs 1.16 % target error at 10 % budget over 10 seeds)."""
     taken = np.zeros(len(candidates), dtype=bool) if taken is None else taken
-    U = design_coordinates(candidates.X)
     free = ~taken
     cap = budget / max(n, 1)
     allowed = free & (candidates.cost <= cap)
@@ -185,8 +187,25 @@ def seed_design(candidates: Candidates, n: int, budget: float, rng: np.random.Ge
         allowed = np.zeros_like(free)
         allowed[order[: min(n, free.sum())]] = True
     pool = np.flatnonzero(allowed)
-    start = int(rng.choice(pool))
-    picks = _farthest_point_order(U, start, allowed, n, existing=np.flatnonzero(taken))
+    if method == "maximin":
+        U = design_coordinates(candidates.X)
+        picks = _farthest_point_order(U, int(rng.choice(pool)), allowed, n, existing=np.flatnonzero(taken))
+    elif method == "sobol":
+        from scipy.stats import qmc
+
+        U = design_coordinates(candidates.rows(pool))  # scaled to the affordable region
+        m = int(np.ceil(np.log2(max(n, 2))))
+        S = qmc.Sobol(d=U.shape[1], scramble=True, seed=rng).random_base2(m)[:n]
+        picks, used = [], np.zeros(pool.size, dtype=bool)
+        for point in S:
+            d = np.where(used, np.inf, np.sum((U - point) ** 2, axis=1))
+            j = int(np.argmin(d))
+            if not np.isfinite(d[j]):
+                break
+            used[j] = True
+            picks.append(int(pool[j]))
+    else:
+        raise ValueError(f"unknown seed method {method!r}: 'sobol' or 'maximin'")
     out, spent = [], 0.0
     for j in picks:
         if spent + candidates.cost[j] <= budget:
@@ -335,8 +354,9 @@ class _ModelStrategy(Strategy):
     cost_power = 0.25  # score = gain / cost^cost_power (1 = per unit cost; see bench/active_vs_grid.py)
 
     def __init__(self, seed_size: int | None = None, prior_sd: float = 3.0, cost_power: float | None = None,
-                 discrepancy: Discrepancy | None = None):
+                 discrepancy: Discrepancy | None = None, seed_method: str = "maximin"):
         self.seed_size = seed_size
+        self.seed_method = seed_method
         self.prior_sd = prior_sd
         self.discrepancy = discrepancy
         if cost_power is not None:
@@ -362,7 +382,7 @@ class _ModelStrategy(Strategy):
         want = max(n_seed - int(state.taken.sum()), 1)
         budget = max(self.seed_fraction * state.budget_total - (state.budget_total - state.budget_left), 0.0)
         budget = min(max(budget, state.budget_left * 0.5), state.budget_left)
-        return seed_design(state.candidates, want, budget, state.rng, taken=state.taken)[:k]
+        return seed_design(state.candidates, want, budget, state.rng, taken=state.taken, method=self.seed_method)[:k]
 
     def select(self, state: DesignState, k: int = 1) -> list[int]:
         fit = state.fit
