@@ -64,7 +64,7 @@ def _rho_psi(r, loss: str, delta: float):
 
 
 # ====================================================================== derivatives
-_DIFF_METHOD: dict[int, str] = {}
+_DIFF_METHOD: dict[tuple, str] = {}
 
 
 def _complex_ok(law: Law, z: np.ndarray, X) -> bool:
@@ -127,12 +127,20 @@ def _jac_analytic(law: Law, z: np.ndarray, X) -> np.ndarray:
 
 
 def _diff_method(law: Law, z: np.ndarray, X) -> str:
-    key = id(law)
+    key = (law.fn, law.grad)  # the functions themselves: no stale ids after a law is collected
     if key not in _DIFF_METHOD:
         if law.grad is not None:
             _DIFF_METHOD[key] = "analytic"
         else:
-            _DIFF_METHOD[key] = "complex" if _complex_ok(law, np.asarray(z, dtype=float).reshape(-1, law.n_params)[0], X) else "central"
+            Z = np.asarray(z, dtype=float).reshape(-1, law.n_params)
+            probe = Z[0]
+            with np.errstate(all="ignore"):
+                for row in Z[:64]:  # probe at a start where the law is finite
+                    mu = np.asarray(law.fn(law._pdict(law.from_z(row)), X), dtype=float)
+                    if np.all(np.isfinite(mu)) and np.all(mu > 0):
+                        probe = row
+                        break
+            _DIFF_METHOD[key] = "complex" if _complex_ok(law, probe, X) else "central"
     return _DIFF_METHOD[key]
 
 

@@ -58,7 +58,7 @@ LOG = "log"
 IDENTITY = "identity"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity equality/hash: fields hold arrays and functions
 class Law:
     """A scaling law: named parameters, bounds, a vectorised prediction function, starts."""
 

@@ -91,7 +91,7 @@ def batched_lbfgs(fg, z0, lo=None, hi=None, *, m: int = 10, maxiter: int = 500, 
         bad = ~(slope < 0) | ~np.isfinite(slope)
         if bad.any():  # not a descent direction: restart from steepest descent
             d[bad] = -ga[bad]
-            d[bad & True] = np.where((za[bad] <= lo) & (d[bad] < 0) | (za[bad] >= hi) & (d[bad] > 0), 0.0, d[bad])
+            d[bad] = np.where(((za[bad] <= lo) & (d[bad] < 0)) | ((za[bad] >= hi) & (d[bad] > 0)), 0.0, d[bad])
             n_mem[idx[bad]] = 0
             slope = np.einsum("ij,ij->i", ga, d)
         gnorm = np.abs(d).max(axis=1)
