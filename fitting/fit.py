@@ -26,7 +26,7 @@ from scipy import stats
 
 from fitting.data import FitData, load_fit_data
 from fitting.laws import Law, get_law
-from fitting._blas import single_threaded_blas
+from threadpoolctl import threadpool_limits
 from fitting.optim import batched_lbfgs
 
 __all__ = [
@@ -43,6 +43,12 @@ __all__ = [
     "make_objective",
     "load_fit_data",
 ]
+
+
+def _single_threaded_blas():
+    """L-BFGS-B calls BLAS on vectors of a few elements; a multi-threaded OpenBLAS pays thread
+    wake-ups on each call, which measured 6x slower on a busy 2-core machine."""
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 class DegenerateDesignWarning(UserWarning):
@@ -543,7 +549,7 @@ def fit_law(
     Z0 = np.clip(Z0, lo, hi)
     fg = make_objective(law, fdata.X, fdata.y, loss=loss, delta=delta, weights=weights, method=diff)
 
-    with single_threaded_blas():
+    with _single_threaded_blas():
         Zf, ff, conv = _multistart(fg, Z0, lo, hi, screen=screen, maxiter=maxiter, gtol=gtol, ftol=ftol,
                                    n_keep_first=1 if init is not None else 0)
     ok = np.isfinite(ff)
@@ -702,7 +708,7 @@ def bootstrap(fit: FitResult, n_boot: int = 1000, *, seed: int | None = 0, n_per
         W = np.repeat(counts[b0:b1], k, axis=0)
         Z0 = np.tile(S0, (b1 - b0, 1))
         fg = make_objective(law, data.X, data.y, loss=fit.loss, delta=fit.delta, weights=W)
-        with single_threaded_blas():
+        with _single_threaded_blas():
             Z, F, _, conv = batched_lbfgs(fg, Z0, lo, hi, maxiter=maxiter, gtol=gtol, ftol=ftol)
         F = np.where(np.isfinite(F), F, np.inf).reshape(b1 - b0, k)
         j = np.argmin(F, axis=1)
