@@ -354,8 +354,9 @@ class _ModelStrategy(Strategy):
     cost_power = 0.25  # score = gain / cost^cost_power (1 = per unit cost; see bench/active_vs_grid.py)
 
     def __init__(self, seed_size: int | None = None, prior_sd: float = 3.0, cost_power: float | None = None,
-                 discrepancy: Discrepancy | None = None, seed_method: str = "maximin"):
+                 discrepancy: Discrepancy | None = None, seed_method: str = "maximin", n_linearisations: int = 1):
         self.seed_size = seed_size
+        self.n_linearisations = int(n_linearisations)
         self.seed_method = seed_method
         self.prior_sd = prior_sd
         self.discrepancy = discrepancy
@@ -365,8 +366,8 @@ class _ModelStrategy(Strategy):
     def gain(self, Sigma, F_C, s2, state: DesignState, cache: dict) -> np.ndarray:
         raise NotImplementedError
 
-    def features(self, state: DesignState, X) -> np.ndarray:
-        G = log_jacobian(state.law, state.fit.z, X)
+    def features(self, state: DesignState, X, z=None) -> np.ndarray:
+        G = log_jacobian(state.law, state.fit.z if z is None else z, X)
         G = np.where(np.isfinite(G), G, 0.0)
         if self.discrepancy is None:
             return G
@@ -384,38 +385,54 @@ class _ModelStrategy(Strategy):
         budget = min(max(budget, state.budget_left * 0.5), state.budget_left)
         return seed_design(state.candidates, want, budget, state.rng, taken=state.taken, method=self.seed_method)[:k]
 
+    def _linearisation_points(self, state: DesignState) -> list[np.ndarray]:
+        """The optimum, plus draws from its sandwich covariance when ``n_linearisations > 1``
+        (a mixture of linearisations: a design that is good under several plausible parameter
+        values, not only under the current point estimate)."""
+        fit = state.fit
+        zs = [fit.z]
+        if self.n_linearisations > 1 and np.all(np.isfinite(fit.cov_z)):
+            lo, hi = state.law.z_bounds.T
+            cov = 0.5 * (fit.cov_z + fit.cov_z.T) + 1e-12 * np.eye(fit.z.size)
+            draws = state.rng.multivariate_normal(fit.z, cov, size=self.n_linearisations - 1, method="eigh")
+            zs += list(np.clip(draws, lo, hi))
+        return zs
+
     def select(self, state: DesignState, k: int = 1) -> list[int]:
         fit = state.fit
         if fit is None:
             return self._seed(state, k)
         s2 = max(float(fit.sigma), state.noise_floor) ** 2
-        Sigma = posterior_cov(self.features(state, fit.data.X), s2, self._prior_sd(state))
         cands = state.candidates
-        if state.pending is not None and len(state.pending):
-            # running trials will be observed: fantasise them so free slots go elsewhere
-            for f in self.features(state, cands.rows(np.asarray(state.pending, dtype=int))):
-                Sigma = fantasise(Sigma, f, s2)
         free = np.flatnonzero(~state.taken & (cands.cost <= state.budget_left))
         if free.size == 0:
             return []
-        F_C = self.features(state, cands.rows(free))
+        pending = cands.rows(np.asarray(state.pending, dtype=int)) if state.pending is not None and len(state.pending) else None
+        views = []  # per linearisation point: [Sigma, candidate features, cache, z]
+        for z in self._linearisation_points(state):
+            Sigma = posterior_cov(self.features(state, fit.data.X, z), s2, self._prior_sd(state))
+            if pending is not None:
+                # running trials will be observed: fantasise them so free slots go elsewhere
+                for f in self.features(state, pending, z):
+                    Sigma = fantasise(Sigma, f, s2)
+            views.append([Sigma, self.features(state, cands.rows(free), z), {"z": z}, z])
         cost = cands.cost[free]
-        cache: dict = {}
         out, left = [], state.budget_left
         alive = np.ones(free.size, dtype=bool)
         for _ in range(k):
             alive &= cost <= left
             if not alive.any():
                 break
-            score = self.gain(Sigma, F_C, s2, state, cache) / cost ** self.cost_power
-            score = np.where(alive & np.isfinite(score), score, -np.inf)
+            gain = np.mean([self.gain(S, F, s2, state, c) for S, F, c, _ in views], axis=0)
+            score = np.where(alive & np.isfinite(gain), gain / cost ** self.cost_power, -np.inf)
             j = int(np.argmax(score))
             if score[j] == -np.inf:
                 break
             out.append(int(free[j]))
             left -= cost[j]
             alive[j] = False
-            Sigma = fantasise(Sigma, F_C[j], s2)
+            for view in views:
+                view[0] = fantasise(view[0], view[1][j], s2)
         return out
 
 
@@ -432,7 +449,7 @@ class ActiveDesign(_ModelStrategy):
 
     def gain(self, Sigma, F_C, s2, state, cache):
         if "F_T" not in cache:
-            cache["F_T"] = self.features(state, state.target.X)
+            cache["F_T"] = self.features(state, state.target.X, cache["z"])
         return target_gain(Sigma, cache["F_T"], state.target.weights, F_C, s2)
 
 
@@ -445,7 +462,7 @@ class VOptimal(_ModelStrategy):
         if "F_V" not in cache:
             K = len(state.candidates)
             idx = np.arange(K) if K <= 512 else state.rng.choice(K, 512, replace=False)
-            cache["F_V"] = self.features(state, state.candidates.rows(idx))
+            cache["F_V"] = self.features(state, state.candidates.rows(idx), cache["z"])
         F_V = cache["F_V"]
         return target_gain(Sigma, F_V, np.full(F_V.shape[0], 1.0 / F_V.shape[0]), F_C, s2)
 
