@@ -115,36 +115,41 @@ def _plan_text(fit, compute: float, report: SweepReport) -> str | None:
             f"[{lo:.4f}, {hi:.4f}] ({p.uncertainty}); N_opt ∝ C^{p.exponent_a:.3f}")
 
 
-def _plot_curves(curves: list[dict], runs: list[dict], path: Path) -> Path:
+def _new_plot():
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # files only, never a window
     import matplotlib.pyplot as plt
 
-    by_trial: dict[str, list[dict]] = {}
-    for row in curves:
-        by_trial.setdefault(row["trial_id"], []).append(row)
-    n_of = {r["trial_id"]: r["non_embedding_params"] for r in runs}
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for trial, rows in sorted(by_trial.items(), key=lambda kv: n_of.get(kv[0], 0)):
-        rows.sort(key=lambda r: r["step"])
-        ax.plot([r["tokens_seen"] for r in rows], [r["val_loss"] for r in rows], marker=".", label=trial)
-    ax.set(xscale="log", yscale="log", xlabel="tokens seen", ylabel="validation loss (nats/token)",
-           title="Validation loss curves")
-    ax.legend(fontsize=6)
+    return plt.subplots(figsize=(7, 4.5))
+
+
+def _save_plot(fig, ax, path: Path, legend_size: int, **labels) -> Path:
+    import matplotlib.pyplot as plt
+
+    ax.set(xscale="log", yscale="log", **labels)
+    ax.legend(fontsize=legend_size)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
 
 
+def _plot_curves(curves: list[dict], runs: list[dict], path: Path) -> Path:
+    by_trial: dict[str, list[dict]] = {}
+    for row in curves:
+        by_trial.setdefault(row["trial_id"], []).append(row)
+    n_of = {r["trial_id"]: r["non_embedding_params"] for r in runs}
+    fig, ax = _new_plot()
+    for trial, rows in sorted(by_trial.items(), key=lambda kv: n_of.get(kv[0], 0)):
+        rows.sort(key=lambda r: r["step"])
+        ax.plot([r["tokens_seen"] for r in rows], [r["val_loss"] for r in rows], marker=".", label=trial)
+    return _save_plot(fig, ax, path, 6, xlabel="tokens seen", ylabel="validation loss (nats/token)",
+                      title="Validation loss curves")
+
+
 def _plot_scaling(usable: list[dict], fit, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = _new_plot()
     for d in sorted({r["dataset_tokens"] for r in usable}):
         rows = sorted((r for r in usable if r["dataset_tokens"] == d), key=lambda r: r["non_embedding_params"])
         n = np.array([r["non_embedding_params"] for r in rows], dtype=float)
@@ -155,13 +160,8 @@ def _plot_scaling(usable: list[dict], fit, path: Path) -> Path:
             columns = {"N": grid, "D": np.full_like(grid, seen)}
             ax.plot(grid, fit.predict({k: v for k, v in columns.items() if k in fit.law.inputs}), "-",
                     color=line.get_color(), alpha=0.6)
-    ax.set(xscale="log", yscale="log", xlabel="non-embedding parameters N", ylabel="best validation loss",
-           title="Loss vs model size (lines: fitted law)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save_plot(fig, ax, path, 7, xlabel="non-embedding parameters N", ylabel="best validation loss",
+                      title="Loss vs model size (lines: fitted law)")
 
 
 def _write_markdown(report: SweepReport, runs: list[dict], path: Path) -> Path:
