@@ -399,6 +399,9 @@ class _ModelStrategy(Strategy):
         return zs
 
     def select(self, state: DesignState, k: int = 1) -> list[int]:
+        # candidate index -> gain/cost score of the picks just made (seed picks have none); a
+        # sweep reports these as "why this run"
+        self.last_scores: dict[int, float] = {}
         fit = state.fit
         if fit is None:
             return self._seed(state, k)
@@ -429,6 +432,7 @@ class _ModelStrategy(Strategy):
             if score[j] == -np.inf:
                 break
             out.append(int(free[j]))
+            self.last_scores[int(free[j])] = float(score[j])
             left -= cost[j]
             alive[j] = False
             for view in views:

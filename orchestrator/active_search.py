@@ -67,6 +67,7 @@ class ActiveSearcher(BudgetedSearcher):
         self.fitter = OnlineFitter(self.law, fit_config or OnlineFitConfig(seed=seed))
         self.finished_keys |= set(done_keys)
         self.stop_reason: str | None = None
+        self.choices: list[dict[str, Any]] = []  # what the designer picked, in order, and why
 
     # -- progress measure ----------------------------------------------------------------------
     def rel_pred_ci(self) -> float:
@@ -103,7 +104,15 @@ class ActiveSearcher(BudgetedSearcher):
             # nothing affordable now; running trials may finish under plan and free budget
             return None if self.live else self._finished("budget")
         self.n_started += 1
+        self._record_choice(pick[0])
         return self.plans[pick[0]]
+
+    def _record_choice(self, index: int) -> None:
+        scores = getattr(self.strategy, "last_scores", {})
+        plan = self.plans[index]
+        self.choices.append({"trial_key": plan.trial_key, "N": plan.non_embedding_params, "D": plan.dataset_tokens,
+                             "planned_flops": float(plan.planned_flops), "score": scores.get(index),
+                             "why": "gain/cost" if index in scores else "seed"})
 
     def observe(self, plan: TrialPlan, result: dict | None, failed: bool) -> None:
         loss = None if not result else result.get(self.metric)
@@ -111,9 +120,34 @@ class ActiveSearcher(BudgetedSearcher):
                         run_id=plan.trial_key)
 
     def get_extra_state(self) -> dict:
-        return {"fitter": self.fitter.state_dict(), "n_started": self.n_started, "stop_reason": self.stop_reason}
+        return {"fitter": self.fitter.state_dict(), "n_started": self.n_started, "stop_reason": self.stop_reason,
+                "choices": self.choices}
 
     def set_extra_state(self, state: dict) -> None:
         self.fitter.load_state_dict(state["fitter"])
         self.n_started = int(state["n_started"])
         self.stop_reason = state.get("stop_reason")
+        self.choices = list(state.get("choices", []))
+
+    # -- end-of-run report ---------------------------------------------------------------------
+    def summary_lines(self) -> list[str]:
+        """The fitted law with its 90 % CIs, compute spent vs budget, and each chosen run with
+        why (seed design, or its gain/cost score)."""
+        ledger = self.ledger
+        lines = [f"active design: stopped by {self.stop_reason or 'end of trials'}; "
+                 f"{len(self.choices)} of {len(self.plans)} planned runs chosen; spent "
+                 f"{ledger.spent:.3g} of {ledger.limit_flops:.3g} FLOPs ({ledger.spent / ledger.limit_flops:.0%})"]
+        fit = self.fitter.fit
+        if fit is None:
+            lines.append(f"  law {self.law.name}: no fit ({self.fitter.n_runs} usable runs, needs "
+                         f"{self.law.n_params + 1})")
+        else:
+            cis = fit.ci(0.9)
+            terms = ", ".join(f"{k}={v:.3g} [{cis[k][0]:.3g}, {cis[k][1]:.3g}]" for k, v in fit.params.items())
+            lines.append(f"  law {self.law.name} (90% CI): {terms}; target rel. CI half-width "
+                         f"{self.rel_pred_ci():.3g}")
+        for i, c in enumerate(self.choices, 1):
+            why = "seed (space-filling)" if c["score"] is None else f"score {c['score']:.3g}"
+            lines.append(f"  {i}. {c['trial_key']}: N={c['N']:.3g} D={c['D']:.3g} "
+                         f"{c['planned_flops']:.3g} FLOPs, {why}")
+        return lines

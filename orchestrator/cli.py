@@ -18,7 +18,7 @@ def _run(args: argparse.Namespace) -> int:
     summary = run_sweep(args.spec, resume=args.resume, address=args.address, num_cpus=args.num_cpus,
                         max_failures=args.max_failures, verbose=0 if args.quiet else 1)
     if args.quiet:
-        print(summary.line())
+        print(summary.text())
     return 0 if summary.failed == 0 else 1
 
 

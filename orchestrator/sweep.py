@@ -49,6 +49,11 @@ class SweepSummary:
     committed_flops: float
     limit_flops: float
     wall_s: float
+    design: tuple[str, ...] = ()  # active search: fitted law, choices and their scores
+
+    def text(self) -> str:
+        """The summary line, then the active designer's report (if any)."""
+        return "\n".join((self.line(), *self.design))
 
     def line(self) -> str:
         return (f"sweep {self.sweep}: {self.completed} runs ended, {self.failed} failed, "
@@ -123,16 +128,32 @@ def _start_ray(address: str | None, num_cpus: int | None) -> bool:
     return True
 
 
-def _make_searcher(spec: SweepSpec, plan: GridPlan, ledger: BudgetLedger, done: set[str], max_concurrent: int):
-    from orchestrator.search import GridSearcher, TrialSettings
+def trial_settings(spec: SweepSpec):
+    from orchestrator.search import TrialSettings
 
-    if spec.search.kind != "grid":
-        raise ValueError(f"search.kind: {spec.search.kind!r} needs the active searcher; pass make_searcher")
     res = spec.resources
-    settings = TrialSettings(sweep=spec.name, storage=spec.storage, workers=res.workers,
-                             cpus_per_worker=res.cpus_per_worker, gpus_per_worker=res.gpus_per_worker)
-    return GridSearcher(plan.trials, done_keys=done, settings=settings, ledger=ledger,
-                        max_concurrent=max_concurrent)
+    return TrialSettings(sweep=spec.name, storage=spec.storage, workers=res.workers,
+                         cpus_per_worker=res.cpus_per_worker, gpus_per_worker=res.gpus_per_worker)
+
+
+def _make_searcher(spec: SweepSpec, plan: GridPlan, ledger: BudgetLedger, done: set[str], max_concurrent: int):
+    """The spec's searcher: the grid in order, or (search.kind: active) the active designer."""
+    common = dict(done_keys=done, settings=trial_settings(spec), ledger=ledger, max_concurrent=max_concurrent)
+    if spec.search.kind == "active":
+        return _make_active_searcher(spec, plan, **common)
+    from orchestrator.search import GridSearcher
+
+    return GridSearcher(plan.trials, **common)
+
+
+def _make_active_searcher(spec: SweepSpec, plan: GridPlan, **common):
+    # every planned run is a candidate (expand_grid does not cut active plans); the searcher
+    # spends the budget run by run. stop_when rides inside search.target.
+    from orchestrator.active_search import ActiveSearcher
+
+    search = spec.search
+    return ActiveSearcher(plan.trials, law=search.law or "chinchilla", target=dict(search.target),
+                          max_trials=search.max_trials, **common)
 
 
 def trial_dirname(trial) -> str:
@@ -152,8 +173,8 @@ def run_sweep(
 ) -> SweepSummary:
     """Run (or with `resume`, continue) the sweep; returns when every trial has ended.
 
-    `make_searcher(spec, plan, ledger, done_keys, max_concurrent)` builds a non-grid searcher
-    (the active-design one); the grid searcher is the default.
+    `make_searcher(spec, plan, ledger, done_keys, max_concurrent)` overrides the spec's searcher
+    (by default the grid one, or the active designer for ``search.kind: active``).
     """
     started = time.time()
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
@@ -212,9 +233,10 @@ def run_sweep(
             trials=len(results), completed=sum(r["status"] in ENDED_STATUSES for r in runs),
             failed=sum(r["status"] == "failed" for r in runs),
             skipped=tuple(getattr(final, "skipped", ())), spent_flops=ledger.spent,
-            committed_flops=ledger.committed, limit_flops=limit, wall_s=time.time() - started)
+            committed_flops=ledger.committed, limit_flops=limit, wall_s=time.time() - started,
+            design=tuple(final.summary_lines()) if hasattr(final, "summary_lines") else ())
         if verbose:
-            print(summary.line(), flush=True)
+            print(summary.text(), flush=True)
         return summary
     finally:
         if owns_ray:
