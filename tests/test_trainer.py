@@ -119,13 +119,15 @@ def test_bad_input_names_the_field(overrides, field):
         train(TrainConfig.from_dict(raw))
 
 
-def test_context_longer_than_corpus_fails_before_training(tmp_path):
+def test_context_longer_than_the_data_fails_before_training(tmp_path):
     small = tmp_path / "small.txt"
-    small.write_text("def f(x):\n    return x\n" * 300)  # ~7.5k tokens
-    raw = dict(shape=dict(n_layer=1, d_model=32, n_heads=2, d_ff=64, n_ctx=4096), dataset_tokens=5000,
-               batch_tokens=4096, val_tokens=1024, corpus=str(small))
-    with pytest.raises(ValueError, match="n_ctx|dataset_tokens"):
-        train(TrainConfig.from_dict(raw))
+    small.write_text("def f(x):\n    return x\n" * 2000)  # ~46k tokens: 11 blocks of 4096
+    base = dict(shape=dict(n_layer=1, d_model=32, n_heads=2, d_ff=64, n_ctx=8192), batch_tokens=8192,
+                val_tokens=4096, corpus=str(small))
+    with pytest.raises(ValueError, match="n_ctx"):  # the context does not fit the validation split
+        train(TrainConfig.from_dict(dict(base, dataset_tokens=20_000)))
+    with pytest.raises(ValueError, match="dataset_tokens"):  # more than the corpus holds
+        train(TrainConfig.from_dict(dict(base, dataset_tokens=60_000)))
 
 
 @pytest.mark.slow
