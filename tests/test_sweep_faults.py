@@ -103,7 +103,7 @@ def test_node_removed_trial_retried_elsewhere(tmp_path):
             time.sleep(0.3)
         # Remove the node that hosts a running trial (not a fixed one: with a slow machine the
         # scheduler may have put the only live trial on the other node).
-        cluster.remove_node(_node_running_a_trial(workers))
+        cluster.remove_node(_node_running_a_trial(workers), allow_graceful=False)  # a crash, not a drain
         sweep.join(timeout=180)
         assert not sweep.is_alive() and "summary" in outcome
     finally:
