@@ -26,14 +26,14 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 os.environ.setdefault("SCALESWEEP_CACHE", str(REPO / ".cache" / "bench"))
 
 
-def bench_spec(storage: str, runs: int) -> dict:
+def bench_spec(storage: str, runs: int, checkpoint_interval_s: float = 0.0) -> dict:
     """`runs` trials of the same size (seeds differ): 1 layer, d_model 48, 24 steps each."""
     return {
         "name": "overhead", "storage": storage,
         "axes": {"shapes": [{"n_layer": 2, "d_model": 48, "n_heads": 4, "d_ff": 192}], "n_ctx": 64,
                  "dataset_tokens": [30_000], "batch_tokens": 1024, "lr": 3e-3, "seeds": list(range(runs))},
         "trainer": {"eval_every": 8, "val_tokens": 4096, "peak_flops": 1e11, "zero_stage": 0,
-                    "precision": "fp32", "threads": 1},
+                    "precision": "fp32", "threads": 1, "checkpoint_interval_s": checkpoint_interval_s},
         "resources": {"cpus_per_worker": 1, "workers": 1},
         "budget": {"flops": 1e15},
     }
@@ -58,6 +58,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--checkpoint-interval", type=float, default=0.0,
+                        help="trainer.checkpoint_interval_s for the Tune runs (0: a checkpoint at every "
+                             "evaluation, the default; the direct runs never checkpoint)")
     args = parser.parse_args()
 
     import ray
@@ -66,7 +69,7 @@ def main() -> None:
     from orchestrator.sweep import run_sweep
 
     with tempfile.TemporaryDirectory() as tmp:
-        spec = load_spec(bench_spec(f"{tmp}/store", args.runs))
+        spec = load_spec(bench_spec(f"{tmp}/store", args.runs, args.checkpoint_interval))
         plans = expand_grid(spec).trials
         direct_s = run_direct(plans, f"{tmp}/direct", args.parallel)
         print(f"direct: {len(plans)} trainer processes, {args.parallel} at a time: {direct_s:.1f} s", flush=True)

@@ -142,3 +142,12 @@ def test_two_process_gloo_run_completes(tmp_path):
     assert "status      completed" in out.stdout
     runs = load_runs(str(tmp_path), "dp").to_pylist()
     assert len(runs) == 1 and runs[0]["world_size"] == 2 and runs[0]["status"] == "completed"
+
+
+def test_checkpoint_interval_saves_only_when_due(tmp_path):
+    events = []
+    result = train(tiny_config(dataset_tokens=40_000, eval_every=5, checkpoint_interval_s=1e9),
+                   RunOutput(checkpoint_dir=str(tmp_path / "ckpt")), on_eval=events.append)
+    saved = [e.row["step"] for e in events if e.checkpoint_dir]
+    assert len(events) > 3 and saved == [result.steps]  # only the last step, never mid-run
+    assert (tmp_path / "ckpt" / f"step{result.steps:08d}").is_dir()

@@ -57,6 +57,10 @@ class TrainConfig:
     threads: int | None = None  # torch threads per rank; None: CPUs available / local ranks
     peak_flops: float | None = None  # per device; None: measured (CPU) or looked up (GPU)
     budget_flops: float | None = None  # stop as budget_stopped before exceeding this
+    # With a checkpoint directory: save at an evaluation only when this many seconds have
+    # passed since the last save (0: every evaluation); the last step always saves. Saving a
+    # large model's optimizer state at every evaluation can cost more than the training.
+    checkpoint_interval_s: float = 0.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -102,6 +106,8 @@ class TrainConfig:
             raise ValueError(f"min_lr_ratio: must be in [0, 1], got {self.min_lr_ratio}")
         if self.grad_clip < 0:
             raise ValueError(f"grad_clip: must be >= 0 (0 disables), got {self.grad_clip}")
+        if not self.checkpoint_interval_s >= 0:
+            raise ValueError(f"checkpoint_interval_s: must be >= 0, got {self.checkpoint_interval_s}")
         if self.budget_flops is not None and not self.budget_flops > 0:
             raise ValueError(f"budget_flops: must be positive, got {self.budget_flops}")
 

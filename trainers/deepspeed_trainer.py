@@ -94,6 +94,7 @@ def train(config: TrainConfig, output: RunOutput = RunOutput(), on_eval: Callabl
     step_losses: list[float] = []
     train_losses: list[float] = []  # since the last evaluation
     status = "completed"
+    last_save = time.monotonic()
 
     while progress.step < geometry.total_steps:
         if config.budget_flops is not None and (progress.tokens_seen + geometry.tokens_per_step) * flops_per_token > config.budget_flops:
@@ -129,8 +130,9 @@ def train(config: TrainConfig, output: RunOutput = RunOutput(), on_eval: Callabl
             elif stop:
                 status = "early_stopped"
             ckpt = None
-            if output.checkpoint_dir and (output.checkpoint_every is None or progress.step % output.checkpoint_every == 0 or stop or last):
+            if output.checkpoint_dir and (stop or last or _checkpoint_due(config, output, progress.step, last_save)):
                 ckpt = _save(engine, output.checkpoint_dir, sampler, progress, rt)
+                last_save = time.monotonic()
             if on_eval:
                 on_eval(EvalEvent(row=row, checkpoint_dir=ckpt, rank=rt.rank, final=stop or last))
             if stop:
@@ -292,6 +294,12 @@ def _loss_per_position(engine, windows: np.ndarray, rt: Runtime, max_windows: in
     per_position = engine.module.loss_per_position(batch[:, :-1], batch[:, 1:])
     engine.train()
     return [float(x) for x in per_position.float().cpu()]
+
+
+def _checkpoint_due(config: TrainConfig, output: RunOutput, step: int, last_save: float) -> bool:
+    if output.checkpoint_every is not None and step % output.checkpoint_every:
+        return False
+    return time.monotonic() - last_save >= config.checkpoint_interval_s
 
 
 def _save(engine, checkpoint_dir: str, sampler: SequenceSampler, progress: _Progress, rt: Runtime) -> str:
