@@ -87,6 +87,7 @@ class SearchSpec:
     law: str | None = None  # active only
     max_trials: int | None = None  # active only
     target: Mapping[str, Any] = field(default_factory=dict, hash=False)  # active only, not interpreted here
+    stop_when: Mapping[str, float] = field(default_factory=dict, hash=False)  # active only: {rel_pred_ci: x}
 
 
 @dataclass(frozen=True)
@@ -300,8 +301,10 @@ def _search(raw: Any) -> SearchSpec:
     target = raw.get("target") or {}
     if not isinstance(target, Mapping):
         raise fail("search.target", f"must be a mapping, got {target!r}")
+    stop_when = mapping(raw.get("stop_when") or {}, "search.stop_when", ["rel_pred_ci"])
     return SearchSpec(kind=kind, law=law, target=dict(target),
-                      max_trials=positive_int(raw["max_trials"], "search.max_trials"))
+                      max_trials=positive_int(raw["max_trials"], "search.max_trials"),
+                      stop_when={k: positive(v, f"search.stop_when.{k}") for k, v in stop_when.items()})
 
 
 def _budget(raw: Any) -> Budget:

@@ -148,12 +148,12 @@ def _make_searcher(spec: SweepSpec, plan: GridPlan, ledger: BudgetLedger, done: 
 
 def _make_active_searcher(spec: SweepSpec, plan: GridPlan, **common):
     # every planned run is a candidate (expand_grid does not cut active plans); the searcher
-    # spends the budget run by run. stop_when rides inside search.target.
+    # spends the budget run by run.
     from orchestrator.active_search import ActiveSearcher
 
     search = spec.search
     return ActiveSearcher(plan.trials, law=search.law or "chinchilla", target=dict(search.target),
-                          max_trials=search.max_trials, **common)
+                          max_trials=search.max_trials, stop_when=dict(search.stop_when) or None, **common)
 
 
 def trial_dirname(trial) -> str:

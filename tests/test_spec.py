@@ -115,6 +115,11 @@ def test_active_search_requires_max_trials_and_a_known_law(tmp_path):
     spec["budget"]["flops"] = 1e11  # below the grid total: active search is not cut up front
     plan = expand_grid(load_spec(spec))
     assert len(plan.trials) == 4 and plan.search.max_trials == 8 and not plan.cut
+    spec["search"]["stop_when"] = {"rel_pred_ci": 0.01}
+    assert load_spec(spec).search.stop_when == {"rel_pred_ci": 0.01}
+    spec["search"]["stop_when"] = {"rel_ci": 0.01}
+    with pytest.raises(SpecError, match=r"^search\.stop_when\.rel_ci: unknown key; allowed keys: rel_pred_ci"):
+        load_spec(spec)
 
 
 def test_good_spec_expands_to_the_grid(tmp_path):
