@@ -6,7 +6,6 @@ import argparse
 import json
 import math
 import os
-import sys
 import warnings
 
 
