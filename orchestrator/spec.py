@@ -438,11 +438,11 @@ def _trials(spec: SweepSpec) -> list[TrialPlan]:
     max_steps = spec.trainer.get("max_steps")
     trials = []
     for n_ctx in axes.n_ctx:
-        for choice, dataset_tokens, regime, batch_tokens, lr, seed in itertools.product(
+        for shape_choice, dataset_tokens, regime, batch_tokens, lr, seed in itertools.product(
             _shape_choices(axes, n_ctx, spec.vocab_size), axes.dataset_tokens, axes.regime,
             axes.batch_tokens, axes.lr, axes.seeds,
         ):
-            key = choice.key
+            key = shape_choice.key
             key += f"-c{n_ctx}" if n_ctx != default.n_ctx[0] else ""
             key += f"-D{_compact(dataset_tokens)}"
             key += f"-{regime}" if regime != default.regime[0] else ""
@@ -451,10 +451,10 @@ def _trials(spec: SweepSpec) -> list[TrialPlan]:
             key += f"-s{seed}"
             tokens = _planned_tokens(regime, dataset_tokens, batch_tokens, max_steps)
             trial = TrialPlan(
-                trial_key=key, shape=choice.shape, dataset_tokens=dataset_tokens, regime=regime,
-                seed=seed, lr=lr if lr is not None else kaplan_lr(non_embedding_params(choice.shape)),
-                batch_tokens=batch_tokens, planned_flops=train_flops(choice.shape, tokens),
-                planned_tokens=tokens, target_params=choice.target_params, corpus=spec.corpus,
+                trial_key=key, shape=shape_choice.shape, dataset_tokens=dataset_tokens, regime=regime,
+                seed=seed, lr=lr if lr is not None else kaplan_lr(non_embedding_params(shape_choice.shape)),
+                batch_tokens=batch_tokens, planned_flops=train_flops(shape_choice.shape, tokens),
+                planned_tokens=tokens, target_params=shape_choice.target_params, corpus=spec.corpus,
                 trainer=spec.trainer,
             )
             _check_trial(trial, spec.resources)

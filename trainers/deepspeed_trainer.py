@@ -10,7 +10,6 @@ or inside a Ray Tune / Ray Train worker; it knows nothing of Ray (the caller pas
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import socket
 import subprocess
