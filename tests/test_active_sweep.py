@@ -2,14 +2,10 @@
 Ray cluster: runs are "trained" by a simulated Chinchilla surface. Checks the concurrency cap,
 the budget, distinct concurrent picks, failures, FINISHED, the rel_pred_ci stop and restore."""
 
-import copy
-
 import numpy as np
 import pytest
 
-pytest.importorskip("ray")
-
-from ray.tune.search import Searcher  # noqa: E402
+from ray.tune.search import Searcher
 
 from fitting.laws import CHINCHILLA_EPOCH  # noqa: E402
 from fitting.online import OnlineFitConfig  # noqa: E402

@@ -183,8 +183,8 @@ def test_list_sweeps(tmp_path):
 
 
 def test_duckdb_polars_pandas_and_pyarrow_dataset_read_the_store(tmp_path):
-    duckdb = pytest.importorskip("duckdb")
-    pl = pytest.importorskip("polars")
+    import duckdb
+    import polars as pl
     import pyarrow.dataset as ds
 
     for trial in ("t0", "t1"):

@@ -49,7 +49,7 @@ def test_grid_2x2_completes_with_runs_and_curves(tmp_path):
         (t.non_embedding_params, t.dataset_tokens) for t in plan.trials}
     curves = load_curves(spec.storage, spec.name)
     assert set(curves.column("trial_id").to_pylist()) == set(by_key)
-    duckdb = pytest.importorskip("duckdb")
+    import duckdb
     counts = duckdb.sql(
         f"select trial_id, count(*) from read_parquet('{spec.storage}/{spec.name}/curves/**/*.parquet', "
         "hive_partitioning=true) group by trial_id").fetchall()

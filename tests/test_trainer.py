@@ -71,7 +71,7 @@ def test_metrics_contract_read_by_pyarrow_and_duckdb(tmp_path):
                    "val_loss_other", "lr", "tokens_per_s", "mfu", "wall_s", "timestamp"):
         assert column in curves.column_names
     assert curves.num_rows == len(result.curve)
-    duckdb = pytest.importorskip("duckdb")
+    import duckdb
     rows = duckdb.sql(
         f"select trial_id, count(*) n, max(step) s from read_parquet('{tmp_path}/contract/curves/**/*.parquet', "
         "hive_partitioning=true) group by trial_id").fetchall()
