@@ -2,6 +2,7 @@
 from a 3 x 3 candidate grid (examples/active_demo.yaml) under a budget smaller than the grid."""
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import yaml
 
 from orchestrator.spec import expand_grid, load_spec
 from scalesweep.store import load_runs
+from test_sweep_faults import kill_driver_after_first_run, resume_driver
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,3 +50,28 @@ def test_active_sweep_picks_adaptively_within_budget(tmp_path):
     # designer scores it by gain/cost rather than by the seed design
     if len(chosen) == spec.search.max_trials:
         assert "score " in summary.design[-1] and "law chinchilla (90% CI)" in design, design
+
+
+@pytest.mark.slow
+def test_active_sweep_resumes_after_a_driver_kill_with_the_same_ledger(tmp_path):
+    """SIGKILL the driver of a live active sweep after its first run; `--resume` restores the
+    searcher (fitter, ledger, choices) and finishes without re-running or overspending."""
+    raw = active_demo_spec(tmp_path / "store", name="killed_active")
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(raw))
+    spec = load_spec(raw)
+    before = kill_driver_after_first_run(spec_path, spec)
+    resume_driver(spec_path)
+
+    every = load_runs(spec.storage, spec.name, all_attempts=True).to_pylist()
+    completed = Counter(r["trial_id"] for r in every if r["status"] == "completed")
+    assert completed and set(completed.values()) == {1}, every  # each chosen run ended exactly once
+    runs = load_runs(spec.storage, spec.name).to_pylist()
+    assert len(runs) <= spec.search.max_trials
+    for row in runs:  # finished before the kill: not trained again
+        if row["trial_id"] in before:
+            assert row["attempt"] == before[row["trial_id"]]
+    spent = sum(r["flops"] for r in runs)
+    ledger = json.loads((tmp_path / "store" / spec.name / "ledger.json").read_text())
+    assert ledger["spent"] == pytest.approx(spent) and spent <= spec.budget.flops
+    assert ledger["running"] == {}

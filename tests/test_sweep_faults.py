@@ -36,14 +36,10 @@ def _assert_one_row_per_config(spec):
     return load_runs(spec.storage, spec.name).to_pylist()
 
 
-def test_driver_sigkill_then_resume(tmp_path):
-    raw = tiny_spec(tmp_path / "store", name="killed", dataset_tokens=(12_000, 20_000))
-    spec_path = tmp_path / "spec.yaml"
-    spec_path.write_text(yaml.safe_dump(raw))
-    spec = load_spec(raw)
-    command = [sys.executable, "-m", "scalesweep.cli", "run", str(spec_path), "--num-cpus", "2", "--quiet"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    driver = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True,
+def kill_driver_after_first_run(spec_path: Path, spec) -> dict[str, int]:
+    """Run `scalesweep run` in a subprocess, SIGKILL it (and the Ray it started) once a trial
+    has completed; returns {trial_id: attempt} of the runs completed by then."""
+    driver = subprocess.Popen(_run_command(spec_path), cwd=REPO, env=_env(), start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 150
@@ -54,12 +50,32 @@ def test_driver_sigkill_then_resume(tmp_path):
     finally:
         os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
         driver.wait()
-    before = {r["trial_id"]: r["attempt"] for r in _ended(spec.storage, spec.name)}
+    return {r["trial_id"]: r["attempt"] for r in _ended(spec.storage, spec.name)}
+
+
+def resume_driver(spec_path: Path) -> None:
+    resumed = subprocess.run(_run_command(spec_path) + ["--resume"], cwd=REPO, env=_env(),
+                             capture_output=True, text=True, timeout=240)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+
+
+def _run_command(spec_path: Path) -> list[str]:
+    return [sys.executable, "-m", "scalesweep.cli", "run", str(spec_path), "--num-cpus", "2", "--quiet"]
+
+
+def _env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def test_driver_sigkill_then_resume(tmp_path):
+    raw = tiny_spec(tmp_path / "store", name="killed", dataset_tokens=(12_000, 20_000))
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(raw))
+    spec = load_spec(raw)
+    before = kill_driver_after_first_run(spec_path, spec)
     assert 0 < len(before) < 4
 
-    resumed = subprocess.run(command + ["--resume"], cwd=REPO, env=env, capture_output=True, text=True,
-                             timeout=240)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    resume_driver(spec_path)
     runs = _assert_one_row_per_config(spec)
     assert all(r["status"] == "completed" for r in runs)
     for row in runs:  # finished before the kill: not trained again
