@@ -86,15 +86,25 @@ def test_driver_sigkill_then_resume(tmp_path):
     assert ledger["running"] == {}
 
 
-def _node_running_a_trial(nodes):
+def _crash_a_node_running_a_trial(cluster, nodes) -> None:
+    """What a machine failure does: the node's Ray processes and the trial processes on it die
+    at once. `remove_node` alone kills the raylet, but a trial process that is busy training
+    does not notice until it next talks to Ray, and may finish its run first."""
     # The GCS actor table (the public state API needs the dashboard, which tests leave off).
     from ray._private.state import actors
 
     alive = [a for a in actors().values() if a["State"] == "ALIVE" and "ImplicitFunc" in a["ActorClassName"]]
-    hosts = {a["Address"]["NodeID"] for a in alive}
-    matches = [n for n in nodes if n.node_id in hosts]
-    assert matches, f"no trial actor alive on the worker nodes: {alive}"
-    return matches[0]
+    by_node = {n.node_id: n for n in nodes}
+    victims = [a for a in alive if a["Address"]["NodeID"] in by_node]
+    assert victims, f"no trial actor alive on the worker nodes: {alive}"
+    node_id = victims[0]["Address"]["NodeID"]
+    cluster.remove_node(by_node[node_id], allow_graceful=False)
+    for actor in victims:
+        if actor["Address"]["NodeID"] == node_id:
+            try:
+                os.kill(actor["Pid"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def test_node_removed_trial_retried_elsewhere(tmp_path):
@@ -104,8 +114,9 @@ def test_node_removed_trial_retried_elsewhere(tmp_path):
     from orchestrator.sweep import run_sweep
 
     # Trials need a (fake) GPU, which only the two worker nodes have.
-    raw = tiny_spec(tmp_path / "store", name="nodes", shapes=SHAPES[1:], dataset_tokens=(30_000, 40_000),
-                    resources={"gpus_per_worker": 1}, trainer={"eval_every": 3})
+    # Long enough (~100+ steps) that the trial on the removed node is mid-training, not finishing.
+    raw = tiny_spec(tmp_path / "store", name="nodes", shapes=SHAPES[1:], dataset_tokens=(120_000, 160_000),
+                    resources={"gpus_per_worker": 1}, trainer={"eval_every": 10})
     spec = load_spec(raw)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     workers = [cluster.add_node(num_cpus=1, num_gpus=1) for _ in range(2)]
@@ -115,11 +126,13 @@ def test_node_removed_trial_retried_elsewhere(tmp_path):
         sweep = threading.Thread(target=lambda: outcome.update(summary=run_sweep(spec, max_failures=3, verbose=0)))
         sweep.start()
         deadline = time.time() + 120
-        while time.time() < deadline and load_curves(spec.storage, spec.name).num_rows < 1:
+        # Both trials have left curve rows, so whichever dies leaves a trace of attempt 0 and its
+        # retry must be attempt 1 (an attempt that wrote nothing is rightly reused).
+        while time.time() < deadline and len(set(load_curves(spec.storage, spec.name)["trial_id"].to_pylist())) < 2:
             time.sleep(0.3)
-        # Remove the node that hosts a running trial (not a fixed one: with a slow machine the
-        # scheduler may have put the only live trial on the other node).
-        cluster.remove_node(_node_running_a_trial(workers), allow_graceful=False)  # a crash, not a drain
+        # The node that hosts a running trial (not a fixed one: on a slow machine the scheduler
+        # may have put the only live trial on the other node).
+        _crash_a_node_running_a_trial(cluster, workers)
         sweep.join(timeout=180)
         assert not sweep.is_alive() and "summary" in outcome
     finally:
