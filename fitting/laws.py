@@ -325,34 +325,35 @@ def _kaplan(name, pnames, inputs, core, init_axes, doc, irreducible, transforms,
     )
 
 
+def _single_power_law(name: str, scale: str, exponent: str, column: str, scale_grid, doc: str,
+                      irreducible: bool) -> Law:
+    """(scale / X[column])^exponent [+ E]: the one-variable Kaplan forms differ only in names."""
+    return _kaplan(
+        name, (scale, exponent), (column,), lambda p, X: (p[scale] / X[column]) ** p[exponent],
+        (np.log(scale_grid), np.array([0.02, 0.05, 0.1, 0.2, 0.4])),
+        doc, irreducible, (LOG, IDENTITY), ((0, np.inf), (0.0, 5.0)),
+    )
+
+
 def kaplan_n(irreducible: bool = False) -> Law:
     """L(N) = (N_c/N)^alpha_N [+ E]. Kaplan et al. 2020, eq. (1.1)."""
-    return _kaplan(
-        "kaplan_n", ("N_c", "alpha_N"), ("N",), lambda p, X: (p["N_c"] / X["N"]) ** p["alpha_N"],
-        (np.log([1e8, 1e11, 1e14, 1e17]), np.array([0.02, 0.05, 0.1, 0.2, 0.4])),
-        "L(N) = (N_c/N)^alpha_N. Kaplan et al. 2020, eq. (1.1); paper: alpha_N 0.076, N_c 8.8e13.",
-        irreducible, (LOG, IDENTITY), ((0, np.inf), (0.0, 5.0)),
-    )
+    return _single_power_law(
+        "kaplan_n", "N_c", "alpha_N", "N", [1e8, 1e11, 1e14, 1e17],
+        "L(N) = (N_c/N)^alpha_N. Kaplan et al. 2020, eq. (1.1); paper: alpha_N 0.076, N_c 8.8e13.", irreducible)
 
 
 def kaplan_d(irreducible: bool = False) -> Law:
     """L(D) = (D_c/D)^alpha_D [+ E]. Kaplan et al. 2020, eq. (1.2)."""
-    return _kaplan(
-        "kaplan_d", ("D_c", "alpha_D"), ("D",), lambda p, X: (p["D_c"] / X["D"]) ** p["alpha_D"],
-        (np.log([1e8, 1e11, 1e14, 1e17]), np.array([0.02, 0.05, 0.1, 0.2, 0.4])),
-        "L(D) = (D_c/D)^alpha_D. Kaplan et al. 2020, eq. (1.2); paper: alpha_D 0.095, D_c 5.4e13.",
-        irreducible, (LOG, IDENTITY), ((0, np.inf), (0.0, 5.0)),
-    )
+    return _single_power_law(
+        "kaplan_d", "D_c", "alpha_D", "D", [1e8, 1e11, 1e14, 1e17],
+        "L(D) = (D_c/D)^alpha_D. Kaplan et al. 2020, eq. (1.2); paper: alpha_D 0.095, D_c 5.4e13.", irreducible)
 
 
 def kaplan_c(irreducible: bool = False) -> Law:
     """L(C_min) = (C_c/C_min)^alpha_C [+ E]. Kaplan et al. 2020, eq. (1.3). Input column ``C``."""
-    return _kaplan(
-        "kaplan_c", ("C_c", "alpha_C"), ("C",), lambda p, X: (p["C_c"] / X["C"]) ** p["alpha_C"],
-        (np.log([1e5, 1e8, 1e11, 1e14]), np.array([0.02, 0.05, 0.1, 0.2, 0.4])),
-        "L(C_min) = (C_c/C_min)^alpha_C. Kaplan et al. 2020, eq. (1.3) (C in PF-days there).",
-        irreducible, (LOG, IDENTITY), ((0, np.inf), (0.0, 5.0)),
-    )
+    return _single_power_law(
+        "kaplan_c", "C_c", "alpha_C", "C", [1e5, 1e8, 1e11, 1e14],
+        "L(C_min) = (C_c/C_min)^alpha_C. Kaplan et al. 2020, eq. (1.3) (C in PF-days there).", irreducible)
 
 
 def kaplan_nd(irreducible: bool = False) -> Law:
