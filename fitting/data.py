@@ -68,7 +68,7 @@ class FitData:
         raise ValueError("no compute: need a C column or both N and D")
 
 
-def _read_table(source) -> tuple[dict[str, np.ndarray], str, bool]:
+def read_table(source) -> tuple[dict[str, np.ndarray], str, bool]:
     """→ (columns as numpy arrays, description, is_store)."""
     if isinstance(source, FitData):
         raise TypeError("already FitData")
@@ -149,7 +149,7 @@ def load_fit_data(
         law = get_law(law)
         inputs = law.inputs
     inputs = tuple(inputs) if inputs is not None else ("N", "D")
-    cols, desc, is_store = _read_table(source)
+    cols, desc, is_store = read_table(source)
     explicit = {"N": n_col, "D": d_col, "C": c_col, "loss": loss_col}
     for k, v in (extra_cols or {}).items():
         explicit[k] = v

@@ -138,11 +138,10 @@ def register(subparsers) -> None:
     p.set_defaults(func=_cmd_replay)
 
 
-def _read_table(path) -> dict[str, np.ndarray]:
-    from fitting.data import _read_table as read
+def _read_columns(path) -> dict[str, np.ndarray]:
+    from fitting.data import read_table
 
-    cols, _, _ = read(path)
-    return cols
+    return read_table(path)[0]
 
 
 def _inputs(law, cols: Mapping[str, np.ndarray], args, what: str) -> dict[str, np.ndarray]:
@@ -169,8 +168,8 @@ def _cmd_replay(args) -> int:
     law = get_law(args.law)
     if not 0 < args.budget_fraction <= 1:
         raise ValueError(f"--budget-fraction must be in (0, 1], got {args.budget_fraction}")
-    pool = _read_table(args.pool)
-    tgt = _read_table(args.targets)
+    pool = _read_columns(args.pool)
+    tgt = _read_columns(args.targets)
     if args.loss_col not in pool:
         raise ValueError(f"pool: loss column {args.loss_col!r} not found; available: {sorted(pool)}")
     X = _inputs(law, pool, args, "pool")

@@ -103,9 +103,9 @@ def ledger_from_store(limit: float, runs: list[dict]) -> tuple[BudgetLedger, set
 
 def write_ledger(spec: SweepSpec, ledger: BudgetLedger) -> str:
     """``<storage>/<sweep>/ledger.json``, written to a temp name and renamed."""
-    from scalesweep.store import _resolve
+    from scalesweep.store import resolve
 
-    fs, directory = _resolve(spec.storage, spec.name)
+    fs, directory = resolve(spec.storage, spec.name)
     fs.create_dir(directory, recursive=True)
     path, tmp = f"{directory}/ledger.json", f"{directory}/.ledger.json.tmp"
     with fs.open_output_stream(tmp) as handle:

@@ -50,10 +50,10 @@ def next_attempt(storage: str, sweep: str, trial_key: str, checkpoint_attempt: i
     Lists only this trial's own partition directories, so it costs O(1) in the sweep size.
     A killed attempt writes no runs row, so its curve parts count too.
     """
-    from scalesweep.store import _resolve  # the store's URI/local path resolution
+    from scalesweep.store import resolve
 
     seen = [-1 if checkpoint_attempt is None else checkpoint_attempt]
-    fs, sweep_dir = _resolve(storage, sweep)
+    fs, sweep_dir = resolve(storage, sweep)
     from pyarrow import fs as pafs
 
     for table in ("curves", "runs"):
@@ -72,9 +72,9 @@ def ended_run(storage: str, sweep: str, trial_key: str) -> dict | None:
     import pyarrow.parquet as pq
     from pyarrow import fs as pafs
 
-    from scalesweep.store import _resolve
+    from scalesweep.store import resolve
 
-    fs, sweep_dir = _resolve(storage, sweep)
+    fs, sweep_dir = resolve(storage, sweep)
     selector = pafs.FileSelector(f"{sweep_dir}/runs/trial_id={trial_key}", allow_not_found=True)
     rows = []
     for info in fs.get_file_info(selector):

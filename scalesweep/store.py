@@ -145,7 +145,7 @@ def curves_schema(extra_evals: Sequence[str] = ()) -> pa.Schema:
 # Filesystem helpers
 
 
-def _resolve(storage: str, *parts: str) -> tuple[pafs.FileSystem, str]:
+def resolve(storage: str, *parts: str) -> tuple[pafs.FileSystem, str]:
     """(filesystem, path) for a local path or a pyarrow.fs URI (s3://, gs://, file://, ...)."""
     if "://" in storage:
         fs, root = pafs.FileSystem.from_uri(storage)
@@ -236,7 +236,7 @@ class TrialWriter:
         self.sweep = validate_name("sweep", sweep)
         self.trial_id = validate_name("trial_id", trial_id)
         self.attempt = attempt
-        self._fs, sweep_dir = _resolve(storage, sweep)
+        self._fs, sweep_dir = resolve(storage, sweep)
         partition = f"trial_id={trial_id}"
         self._curves_dir = f"{sweep_dir}/curves/{partition}"
         self._runs_dir = f"{sweep_dir}/runs/{partition}"
@@ -380,7 +380,7 @@ _LIST_ATTEMPTS = 3
 def _load_parts(
     storage: str, sweep: str | None, kind: str, name_re: re.Pattern, base: pa.Schema
 ) -> pa.Table:
-    fs, directory = _resolve(storage, sweep or "", kind)
+    fs, directory = resolve(storage, sweep or "", kind)
     for _ in range(_LIST_ATTEMPTS - 1):
         try:
             return _load_listed_parts(fs, directory, name_re, base)
@@ -474,7 +474,7 @@ def load_runs(
 
 def list_sweeps(storage: str) -> list[str]:
     """Names of the sweeps under ``storage`` (directories holding runs/ or curves/)."""
-    fs, root = _resolve(storage)
+    fs, root = resolve(storage)
     selector = pafs.FileSelector(root, allow_not_found=True, recursive=False)
     sweeps = []
     for info in fs.get_file_info(selector):
