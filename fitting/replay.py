@@ -17,10 +17,11 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from fitting.design import Candidates, DesignState, Strategy, TargetRegion, _ModelStrategy, make_strategy
+from fitting.design import Candidates, DesignState, TargetRegion
 from fitting.fit import FitResult
 from fitting.laws import get_law
 from fitting.online import OnlineFitConfig, OnlineFitter
+from fitting.strategies import STRATEGIES, Strategy, make_strategy
 
 __all__ = ["DesignRun", "SimulatedOracle", "run_design", "target_metrics", "register"]
 
@@ -38,7 +39,7 @@ class DesignRun:
 
 def run_design(law, candidates: Candidates, reveal: Callable[[np.ndarray], np.ndarray], strategy: Strategy,
                budget: float, target: TargetRegion | None = None, *, batch: int = 1, seed: int = 0,
-               fit_config: OnlineFitConfig | None = None, noise_floor: float = 0.005) -> DesignRun:
+               fit_config: OnlineFitConfig | None = None, noise_floor: float = 0.01) -> DesignRun:
     """Buy candidates with ``strategy`` until ``budget`` is spent; return the final fit.
 
     ``reveal(idx) -> losses`` (NaN marks a failed run: paid for, not fitted). ``noise_floor``: the
@@ -53,7 +54,7 @@ def run_design(law, candidates: Candidates, reveal: Callable[[np.ndarray], np.nd
     state = DesignState(law=law, candidates=candidates, target=target, taken=np.zeros(len(candidates), dtype=bool),
                         budget_total=float(budget), budget_left=float(budget), rng=np.random.default_rng(seed),
                         noise_floor=noise_floor)
-    needs_fit = isinstance(strategy, _ModelStrategy)
+    needs_fit = getattr(strategy, "needs_fit", False)
     bought: list[int] = []
     while True:
         picks = strategy.select(state, batch)
@@ -122,8 +123,11 @@ def register(subparsers) -> None:
     p.add_argument("--targets", required=True, help="CSV/Parquet of configurations to predict")
     p.add_argument("--law", default="chinchilla", help="built-in name, file.py:LAW or pkg.module:LAW")
     p.add_argument("--budget-fraction", type=float, default=0.1, help="of the whole pool's cost (default 0.1)")
-    p.add_argument("--strategy", default="active",
-                   choices=["active", "random", "cost_random", "cheapest", "grid", "d_optimal", "v_optimal"])
+    p.add_argument("--strategy", default="active", choices=list(STRATEGIES))
+    p.add_argument("--misfit", type=float, default=None,
+                   help="active: prior sd of the law's misfit in log loss (default 0.04; 0 trusts the law exactly)")
+    p.add_argument("--seed-runs", type=int, default=None,
+                   help="model-based strategies: size of the space-filling seed (default 2·(params + 1))")
     p.add_argument("--n-col", default="N")
     p.add_argument("--d-col", default="D")
     p.add_argument("--c-col", default=None, help="compute column to derive D = C/(6N) when there is no D column")
@@ -136,6 +140,21 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="predictions CSV")
     p.set_defaults(func=_cmd_replay)
+
+
+def _strategy(args) -> Strategy:
+    from fitting.design import Discrepancy
+
+    kwargs = {}
+    if args.seed_runs is not None:
+        if args.strategy not in ("active", "d_optimal", "v_optimal") or args.seed_runs < 1:
+            raise ValueError("--seed-runs takes a positive integer, with --strategy active, d_optimal or v_optimal")
+        kwargs["seed_size"] = args.seed_runs
+    if args.misfit is not None:
+        if args.strategy != "active" or args.misfit < 0:
+            raise ValueError("--misfit takes a number >= 0, with --strategy active")
+        kwargs["discrepancy"] = Discrepancy(amplitude=args.misfit) if args.misfit > 0 else False
+    return make_strategy(args.strategy, **kwargs)
 
 
 def _read_columns(path) -> dict[str, np.ndarray]:
@@ -192,8 +211,8 @@ def _cmd_replay(args) -> int:
     target = TargetRegion.explicit(TX)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        run = run_design(law, cands, lambda idx: y[idx], make_strategy(args.strategy), budget, target,
-                         batch=args.batch, seed=args.seed)
+        run = run_design(law, cands, lambda idx: y[idx], _strategy(args), budget, target, batch=args.batch,
+                         seed=args.seed)
     if run.fit is None:
         raise ValueError(f"the budget bought {len(run.bought)} runs: too few to fit law {law.name!r} "
                          f"({law.n_params + 1} needed); raise --budget-fraction")

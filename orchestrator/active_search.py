@@ -1,7 +1,7 @@
 """Active search: the sweep asks the designer which planned run to start whenever a slot frees.
 
 `ActiveSearcher` is a `BudgetedSearcher` (ledger, concurrency, Tune bookkeeping, save/restore)
-whose `propose` asks :class:`fitting.design.ActiveDesign` for the planned trial that most
+whose `propose` asks :class:`fitting.strategies.ActiveDesign` for the planned trial that most
 reduces the predicted-loss uncertainty over the target region per cost, with the running
 trials fantasised as already observed so concurrent slots get different runs. Every completed
 trial is fed to an :class:`fitting.online.OnlineFitter`. The search finishes when nothing
@@ -21,9 +21,10 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 from ray.tune.search import Searcher
 
-from fitting.design import ActiveDesign, Candidates, DesignState, TargetRegion
+from fitting.design import Candidates, DesignState, TargetRegion
 from fitting.laws import CHINCHILLA_EPOCH, get_law
 from fitting.online import OnlineFitConfig, OnlineFitter
+from fitting.strategies import ActiveDesign
 from orchestrator.search import BudgetedSearcher
 from orchestrator.spec import TrialPlan
 

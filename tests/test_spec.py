@@ -120,6 +120,15 @@ def test_active_search_requires_max_trials_and_a_known_law(tmp_path):
     spec["search"]["stop_when"] = {"rel_ci": 0.01}
     with pytest.raises(SpecError, match=r"^search\.stop_when\.rel_ci: unknown key; allowed keys: rel_pred_ci"):
         load_spec(spec)
+    spec["search"]["stop_when"] = {}
+    spec["search"].update(seed_runs=6, misfit=0)
+    assert (load_spec(spec).search.seed_runs, load_spec(spec).search.misfit) == (6, 0.0)
+    spec["search"]["seed_runs"] = 0
+    with pytest.raises(SpecError, match=r"^search\.seed_runs: .*positive integer"):
+        load_spec(spec)
+    spec["search"].update(seed_runs=6, misfit=-0.01)
+    with pytest.raises(SpecError, match=r"^search\.misfit: .*>= 0"):
+        load_spec(spec)
 
 
 def test_good_spec_expands_to_the_grid(tmp_path):

@@ -1,0 +1,299 @@
+"""Design strategies: which candidate runs to buy next (see :mod:`fitting.design` for the math).
+
+Every strategy has one job, ``select(state, k)`` → up to k candidate indices, affordable
+together within ``state.budget_left``, none already taken:
+
+* :class:`ActiveDesign` — expected reduction of the target region's squared error (variance
+  plus the bias a misfitting law causes) per cost^cost_power, greedy batches with fantasised
+  observations, after a space-filling seed.
+* :class:`ReferenceDesign` — the same criterion linearised at fixed, known parameters instead
+  of the running fit: the design one would choose knowing the truth (a benchmark bound), or
+  from a published fit before any run exists.
+* Baselines: full grid (coarse-to-fine), random, cost-weighted random, cheapest-first,
+  D-optimal (log-det gain per cost), V-optimal (variance over the whole candidate space).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from fitting.design import (
+    DesignState,
+    Discrepancy,
+    LinearPosterior,
+    farthest_point_order,
+    quad_rows,
+    design_coordinates,
+    expected_error_reduction,
+    seed_design,
+)
+from fitting.fit import log_jacobian
+
+__all__ = [
+    "Strategy",
+    "ActiveDesign",
+    "ReferenceDesign",
+    "DOptimal",
+    "VOptimal",
+    "RandomOrder",
+    "CostWeightedRandom",
+    "CheapestFirst",
+    "GridOrder",
+    "STRATEGIES",
+    "make_strategy",
+]
+
+
+class Strategy:
+    """Chooses which candidates to buy next."""
+
+    name = "strategy"
+    needs_fit = False  # whether select() reads state.fit (a replay refits after every batch then)
+
+    def select(self, state: DesignState, k: int = 1) -> list[int]:
+        raise NotImplementedError
+
+
+# ====================================================================== fixed orders
+class _OrderStrategy(Strategy):
+    """Buys candidates in a fixed priority order, skipping what no longer fits."""
+
+    def priority(self, state: DesignState) -> np.ndarray:  # lower = earlier
+        raise NotImplementedError
+
+    def select(self, state: DesignState, k: int = 1) -> list[int]:
+        order = np.argsort(self.priority(state), kind="stable")
+        out, left = [], state.budget_left
+        for j in order:
+            if len(out) >= k:
+                break
+            if not state.taken[j] and state.candidates.cost[j] <= left:
+                out.append(int(j))
+                left -= state.candidates.cost[j]
+        return out
+
+
+class RandomOrder(_OrderStrategy):
+    name = "random"
+
+    def priority(self, state):
+        return state.rng.random(len(state.candidates))
+
+
+class CostWeightedRandom(_OrderStrategy):
+    """Random with probability ∝ 1/cost (Gumbel-top-k on log weights)."""
+
+    name = "cost_random"
+
+    def priority(self, state):
+        return -(-np.log(state.candidates.cost) + state.rng.gumbel(size=len(state.candidates)))
+
+
+class CheapestFirst(_OrderStrategy):
+    name = "cheapest"
+
+    def priority(self, state):
+        return state.candidates.cost
+
+
+class GridOrder(_OrderStrategy):
+    """The full grid, bought coarse-to-fine (maximin order in log N × log D/N) so that a budget
+    cut leaves an evenly spread sub-grid; at budget fraction 1 it is the whole grid."""
+
+    name = "grid"
+
+    def priority(self, state):
+        cands = state.candidates
+        U = design_coordinates(cands.X)
+        start = int(np.argmin(cands.cost))
+        order = farthest_point_order(U, start, np.ones(len(cands), dtype=bool), len(cands))
+        rank = np.full(len(cands), len(cands), dtype=float)
+        rank[order] = np.arange(len(order))
+        return rank
+
+
+# ====================================================================== model-based
+class _ModelStrategy(Strategy):
+    """Greedy gain-per-cost under the linearised posterior, with fantasised batch updates.
+    Before a fit exists (fewer than P+1 runs) it buys a space-filling seed design.
+
+    ``discrepancy``: the prior on the law's misfit (:class:`fitting.design.Discrepancy`), or
+    None for a law trusted exactly. ``seed_method``: "sobol" or "maximin"; default sobol when a
+    discrepancy is modelled (interior runs are robust to misfit), maximin when not (corners give
+    the longest lever arm to an exact law)."""
+
+    needs_fit = True
+    seed_fraction = 0.25  # of the total budget, for the seed design
+    cost_power = 0.25  # score = gain / cost^cost_power (1 = per unit cost; see bench/active_vs_grid.py)
+
+    def __init__(self, seed_size: int | None = None, prior_sd: float = 3.0, cost_power: float | None = None,
+                 discrepancy: Discrepancy | None = None, seed_method: str | None = None):
+        self.seed_size = seed_size
+        self.prior_sd = prior_sd
+        self.discrepancy = discrepancy
+        self.seed_method = seed_method or ("sobol" if discrepancy is not None else "maximin")
+        if cost_power is not None:
+            self.cost_power = cost_power
+        self.last_scores: dict[int, float] = {}
+
+    # -- hooks
+    def gain(self, post: LinearPosterior, G_C, Phi_C, state: DesignState, cache: dict) -> np.ndarray:
+        raise NotImplementedError
+
+    def linearisation(self, state: DesignState) -> tuple[np.ndarray, float] | None:
+        """(z, s²) to linearise at: the current fit and its residual scatter, or None (seed)."""
+        fit = state.fit
+        if fit is None:
+            return None
+        return fit.z, max(float(fit.sigma), state.noise_floor) ** 2
+
+    # -- features
+    def law_features(self, state: DesignState, X, z) -> np.ndarray:
+        if len(next(iter(X.values()))) == 0:
+            return np.zeros((0, state.law.n_params))
+        G = log_jacobian(state.law, z, X)
+        return np.where(np.isfinite(G), G, 0.0)
+
+    def misfit_features(self, X) -> np.ndarray:
+        if self.discrepancy is None:
+            return np.zeros((len(next(iter(X.values()))), 0))
+        return self.discrepancy.features(X)
+
+    def _seed(self, state: DesignState, k: int) -> list[int]:
+        n_seed = self.seed_size or 2 * (state.law.n_params + 1)
+        want = max(n_seed - int(state.taken.sum()), 1)
+        budget = max(self.seed_fraction * state.budget_total - (state.budget_total - state.budget_left), 0.0)
+        budget = min(max(budget, state.budget_left * 0.5), state.budget_left)
+        return seed_design(state.candidates, want, budget, state.rng, taken=state.taken, method=self.seed_method)[:k]
+
+    def select(self, state: DesignState, k: int = 1) -> list[int]:
+        # candidate index -> gain/cost score of the picks just made (seed picks have none); a
+        # sweep reports these as "why this run"
+        self.last_scores = {}
+        lin = self.linearisation(state)
+        if lin is None:
+            return self._seed(state, k)
+        z, s2 = lin
+        cands = state.candidates
+        free = np.flatnonzero(~state.taken & (cands.cost <= state.budget_left))
+        if free.size == 0:
+            return []
+        X_obs = self.observed_inputs(state)
+        post = LinearPosterior.from_runs(self.law_features(state, X_obs, z), self.misfit_features(X_obs), s2,
+                                         self.prior_sd)
+        X_free = cands.rows(free)
+        G_C, Phi_C = self.law_features(state, X_free, z), self.misfit_features(X_free)
+        cost = cands.cost[free]
+        out, left = [], state.budget_left
+        alive = np.ones(free.size, dtype=bool)
+        cache: dict = {"z": z}
+        for _ in range(k):
+            alive &= cost <= left
+            if not alive.any():
+                break
+            gain = self.gain(post, G_C, Phi_C, state, cache)
+            score = np.where(alive & np.isfinite(gain), gain / cost**self.cost_power, -np.inf)
+            j = int(np.argmax(score))
+            if score[j] == -np.inf:
+                break
+            out.append(int(free[j]))
+            self.last_scores[int(free[j])] = float(score[j])
+            left -= cost[j]
+            alive[j] = False
+            post.add(G_C[j], Phi_C[j])
+        return out
+
+    def observed_inputs(self, state: DesignState) -> Mapping[str, np.ndarray]:
+        """The runs the posterior conditions on: every run fitted so far (a history loaded into
+        the fitter included) plus the candidates bought but not yet observed (running trials,
+        fantasised so that free slots go elsewhere)."""
+        fitted = state.fit.data.X
+        pending = state.candidates.rows(np.asarray(state.pending if state.pending is not None else [], dtype=int))
+        return {c: np.concatenate([np.asarray(fitted[c], dtype=float), pending[c]]) for c in state.law.inputs}
+
+
+class ActiveDesign(_ModelStrategy):
+    """Expected reduction of the target region's squared log-loss error per cost^cost_power,
+    with the law's misfit modelled (``discrepancy=True``: :class:`Discrepancy` defaults) unless
+    ``discrepancy=False`` (a law trusted exactly, e.g. a simulated oracle)."""
+
+    name = "active"
+
+    def __init__(self, *args, discrepancy: Discrepancy | bool | None = True, **kwargs):
+        if discrepancy is True:
+            discrepancy = Discrepancy()
+        super().__init__(*args, discrepancy=discrepancy or None, **kwargs)
+
+    def gain(self, post, G_C, Phi_C, state, cache):
+        if "G_T" not in cache:
+            cache["G_T"] = self.law_features(state, state.target.X, cache["z"])
+            cache["Phi_T"] = self.misfit_features(state.target.X)
+        return expected_error_reduction(post.Sigma, post.B, cache["G_T"], cache["Phi_T"], state.target.weights,
+                                        G_C, Phi_C, post.s2)
+
+
+class ReferenceDesign(ActiveDesign):
+    """:class:`ActiveDesign` linearised at fixed ``params`` (a published fit, or the truth of a
+    simulation) with run-to-run scatter ``noise``: needs no fit and no seed, ignores observed
+    losses. With the true parameters it is the design a clairvoyant designer would buy, which
+    bounds what any adaptive strategy can reach on a simulated oracle."""
+
+    name = "reference"
+    needs_fit = False
+
+    def __init__(self, params, *args, noise: float = 0.015, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.params = params
+        self.noise = noise
+
+    def linearisation(self, state):
+        return state.law.to_z(state.law.as_array(self.params)), max(self.noise, state.noise_floor) ** 2
+
+    def observed_inputs(self, state):
+        return state.candidates.rows(np.flatnonzero(state.taken))
+
+
+class VOptimal(_ModelStrategy):
+    """Average predictive variance over the whole candidate space (≤ 512 rows sampled), per cost."""
+
+    name = "v_optimal"
+
+    def gain(self, post, G_C, Phi_C, state, cache):
+        if "G_V" not in cache:
+            K = len(state.candidates)
+            idx = np.arange(K) if K <= 512 else state.rng.choice(K, 512, replace=False)
+            cache["G_V"] = self.law_features(state, state.candidates.rows(idx), cache["z"])
+        G_V = cache["G_V"]
+        none = np.zeros((G_V.shape[0], 0))
+        return expected_error_reduction(post.Sigma, post.B, G_V, none, np.full(G_V.shape[0], 1.0 / G_V.shape[0]),
+                                        G_C, Phi_C, post.s2)
+
+
+class DOptimal(_ModelStrategy):
+    """Information gain log det: log(1 + g Σ gᵀ / s²) per cost."""
+
+    name = "d_optimal"
+
+    def gain(self, post, G_C, Phi_C, state, cache):
+        return np.log1p(quad_rows(G_C, post.Sigma) / post.s2)
+
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    "active": ActiveDesign,
+    "random": RandomOrder,
+    "cost_random": CostWeightedRandom,
+    "cheapest": CheapestFirst,
+    "grid": GridOrder,
+    "d_optimal": DOptimal,
+    "v_optimal": VOptimal,
+}
+
+
+def make_strategy(name: str, **kwargs) -> Strategy:
+    try:
+        cls = STRATEGIES[name]
+    except KeyError:
+        raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}") from None
+    return cls(**kwargs)
