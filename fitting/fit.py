@@ -3,15 +3,18 @@
 * Objective: Huber (default δ = 1e-3, Hoffmann et al. App. D.2) or least squares on the
   log-loss residuals ``r = log L̂ − log L``, summed over runs (optionally weighted).
 * Optimiser: a batched L-BFGS (:mod:`fitting.optim`) runs every start of the law's grid at
-  once, in the law's transformed space (log scales, identity exponents).
+  once, in the law's transformed space (log scales, identity exponents); the screening and
+  polishing around it live in :mod:`fitting.multistart`.
 * Derivatives: the law's own ``grad`` if it has one; otherwise complex-step differentiation of
   its ``fn`` (exact to rounding), falling back to central differences when ``fn`` is not
   complex-safe. Nothing is hand-written per law.
-* Uncertainty: an M-estimator sandwich covariance at the optimum (the "Laplace" posterior the
-  active design uses), bootstrap over runs (batched, seeded, warm-started), prediction and
-  confidence intervals for any inputs.
+* Uncertainty (:mod:`fitting.uncertainty`, re-exported here): an M-estimator sandwich covariance
+  at the optimum (the "Laplace" posterior the active design uses), bootstrap over runs (batched,
+  seeded, warm-started), prediction and confidence intervals for any inputs.
 * Diagnostics: residuals, goodness of fit, held-out error, and a warning when the design is
   degenerate (ill-conditioned Jacobian: e.g. every run at one tokens-per-parameter ratio).
+
+This module holds :func:`fit_law`, :class:`FitResult` and the fit-time diagnostics.
 """
 
 from __future__ import annotations
@@ -22,12 +25,12 @@ from typing import Any, Mapping
 
 import numpy as np
 from scipy import stats
-from threadpoolctl import threadpool_limits
 
 from fitting.data import FitData, load_fit_data
 from fitting.laws import Law, get_law
+from fitting.multistart import _multistart, _single_threaded_blas
 from fitting.objective import log_jacobian, make_objective, mu_jacobian, objective, rho_psi
-from fitting.optim import batched_lbfgs
+from fitting.uncertainty import BootstrapResult, Interval, _covariance, bootstrap, prediction_interval
 
 __all__ = [
     "FitResult",
@@ -46,12 +49,6 @@ __all__ = [
 ]
 
 
-def _single_threaded_blas():
-    """L-BFGS-B calls BLAS on vectors of a few elements; a multi-threaded OpenBLAS pays thread
-    wake-ups on each call, which measured 6x slower on a busy 2-core machine."""
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 class DegenerateDesignWarning(UserWarning):
     """The runs do not identify all parameters (ill-conditioned Jacobian)."""
 
@@ -61,44 +58,6 @@ class FitError(ValueError):
 
 
 # ====================================================================== results
-@dataclass
-class Interval:
-    """Point prediction with a central interval (natural loss units)."""
-
-    mean: np.ndarray
-    lo: np.ndarray
-    hi: np.ndarray
-    level: float
-    kind: str
-    method: str
-    se_log: np.ndarray | None = None
-
-
-@dataclass
-class BootstrapResult:
-    samples: np.ndarray  # (B, P) natural parameters
-    z_samples: np.ndarray  # (B, P) transformed
-    objective: np.ndarray  # (B,)
-    converged: np.ndarray
-    seed: int | None
-    param_names: tuple[str, ...]
-    level: float = 0.9
-
-    @property
-    def n(self) -> int:
-        return int(self.samples.shape[0])
-
-    @property
-    def stderr(self) -> dict[str, float]:
-        return {k: float(v) for k, v in zip(self.param_names, self.samples.std(axis=0, ddof=1))}
-
-    def ci(self, level: float | None = None) -> dict[str, tuple[float, float]]:
-        level = self.level if level is None else level
-        a = (1 - level) / 2
-        lo, hi = np.quantile(self.samples, [a, 1 - a], axis=0)
-        return {k: (float(l), float(h)) for k, l, h in zip(self.param_names, lo, hi)}
-
-
 @dataclass
 class FitResult:
     law: Law
@@ -239,44 +198,7 @@ class FitResult:
         return "\n".join(lines)
 
 
-# ====================================================================== covariance
-def _scales(r: np.ndarray, psi: np.ndarray, loss: str, delta: float, p: int):
-    """(kappa = E ψ', E ψ², robust sigma) with a kernel-smoothed E ψ' for Huber."""
-    n = r.size
-    dof_corr = n / max(n - p, 1)
-    mad = 1.4826 * np.median(np.abs(r - np.median(r)))
-    sd = float(np.std(r, ddof=min(p, n - 1)))
-    sigma = mad if mad > 0 else sd
-    if loss == "huber":
-        iqr = np.subtract(*np.percentile(r, [75, 25]))
-        spread = min(sd, iqr / 1.349) if iqr > 0 else sd
-        h = max(0.9 * spread * n ** (-0.2), 1e-12)
-        kappa = float(np.mean(stats.norm.cdf((delta - r) / h) - stats.norm.cdf((-delta - r) / h)))
-    else:
-        kappa = 1.0
-    epsi2 = float(np.mean(psi * psi)) * dof_corr
-    return max(kappa, 1e-12), epsi2, float(sigma)
-
-
-def _covariance(J, r, psi, loss, delta, p, kind="sandwich"):
-    kappa, epsi2, sigma = _scales(r, psi, loss, delta, p)
-    n = r.size
-    JtJ = J.T @ J
-    # pseudo-inverse on the column-scaled matrix for stability
-    sc = np.sqrt(np.clip(np.diag(JtJ), 1e-300, None))
-    Jn = JtJ / np.outer(sc, sc)
-    inv = np.linalg.pinv(Jn, rcond=1e-13) / np.outer(sc, sc)
-    sigma_eff2 = epsi2 / kappa**2
-    if kind == "laplace":
-        cov = sigma_eff2 * inv
-    elif kind == "sandwich":
-        meat = (J * (psi * psi)[:, None]).T @ J * (n / max(n - p, 1))
-        cov = inv @ meat @ inv / kappa**2
-    else:
-        raise ValueError(f"unknown covariance {kind!r}: 'sandwich' or 'laplace'")
-    return cov, float(np.sqrt(sigma_eff2)), sigma
-
-
+# ====================================================================== diagnostics
 def _conditioning(J: np.ndarray) -> tuple[float, np.ndarray]:
     Jc = J / np.maximum(np.linalg.norm(J, axis=0), 1e-300)
     s, vt = np.linalg.svd(Jc, full_matrices=False)[1:]
@@ -433,152 +355,3 @@ def _finish(law, z, fbest, fdata, full, mask, loss, delta, level, covariance, n_
     if n_bootstrap:
         bootstrap(res, n_boot=n_bootstrap, seed=seed)
     return res
-
-
-def _multistart(fg, Z0, lo, hi, *, screen="auto", maxiter=1000, gtol=1e-10, ftol=1e-15, n_polish=3, prune=0.25,
-                n_keep_first=0):
-    """Batched multi-start L-BFGS with optional screening, then a scipy polish of the best few.
-
-    Returns (Z, f, converged) for the surviving starts (polished ones updated in place)."""
-    from scipy.optimize import minimize
-
-    S = Z0.shape[0]
-    keep = None
-    if screen == "auto":
-        keep = 32 if S > 64 else None
-    elif screen is not None:
-        keep = int(screen)
-    Z = Z0
-    if keep is not None and S > keep:
-        f0, _ = fg(Z, np.arange(S))
-        f0 = np.where(np.isfinite(f0), f0, np.inf)
-        first = np.argsort(f0, kind="stable")[: max(4 * keep, S // 4)]
-        if n_keep_first and not np.isin(np.arange(n_keep_first), first).all():  # warm starts survive
-            first = np.unique(np.concatenate([np.arange(n_keep_first), first]))
-        Zs, fs, _, _ = batched_lbfgs(lambda z, r: fg(z, first[r]), Z[first], lo, hi, maxiter=3)
-        fs = np.where(np.isfinite(fs), fs, np.inf)
-        pos_first = np.flatnonzero(first < n_keep_first)
-        fs_rank = fs.copy()
-        fs_rank[pos_first] = -np.inf
-        order = np.argsort(fs_rank, kind="stable")[:keep]
-        rows = first[order]
-        Z = Zs[order]
-    else:
-        rows = np.arange(S)
-    # the batched stage only has to find the best basins; the scipy polish converges tightly
-    Zf, ff, _, conv = batched_lbfgs(lambda z, r: fg(z, rows[r]), Z, lo, hi, maxiter=min(maxiter, 100 if Z.shape[0] > 64 else 300),
-                                    gtol=1e-6, ftol=1e-10, prune=prune if Z.shape[0] > 64 else None)
-    ff = np.where(np.isfinite(ff), ff, np.inf)
-    # polish the best distinct candidates one at a time (tight tolerances)
-    order = np.argsort(ff, kind="stable")
-    picked: list[int] = []
-    for i in order:
-        if not np.isfinite(ff[i]) or len(picked) >= n_polish:
-            break
-        if any(np.allclose(Zf[i], Zf[j], rtol=1e-4, atol=1e-6) for j in picked):
-            continue
-        picked.append(int(i))
-    bounds = [(None if not np.isfinite(a) else a, None if not np.isfinite(b) else b) for a, b in zip(lo, hi)]
-    for i in picked:
-        row = rows[i : i + 1]
-
-        def single(z, row=row):
-            f, g = fg(z[None, :], row)
-            return float(f[0]), g[0]
-
-        try:
-            res = minimize(single, Zf[i], jac=True, method="L-BFGS-B", bounds=bounds,
-                           options={"maxiter": maxiter, "ftol": ftol, "gtol": gtol, "maxcor": 20})
-        except (ValueError, FloatingPointError):  # pragma: no cover - polish is best effort
-            continue
-        if np.isfinite(res.fun) and res.fun <= ff[i]:
-            Zf[i], ff[i] = res.x, res.fun
-            conv[i] = conv[i] or bool(res.success)
-    return Zf, ff, conv
-
-
-# ====================================================================== bootstrap
-def bootstrap(fit: FitResult, n_boot: int = 1000, *, seed: int | None = 0, n_perturb: int = 1,
-              scale: float = 2.0, starts=None, level: float | None = None, chunk: int = 4096,
-              attach: bool = True, maxiter: int = 150, gtol: float = 1e-6, ftol: float = 1e-10) -> BootstrapResult:
-    """Nonparametric bootstrap over runs (rows resampled with replacement), seeded.
-
-    Each replicate is refit from the full-data optimum and ``n_perturb`` starts perturbed by
-    ``scale`` × the sandwich standard errors (plus any extra ``starts``), all replicates batched in
-    one vectorised L-BFGS (chunks of ``chunk`` problems); the best start per replicate wins.
-    With ``attach`` the result is stored on ``fit`` so its ``stderr``/``ci`` use it."""
-    law, data = fit.law, fit.data
-    n, P = len(data), law.n_params
-    rng = np.random.default_rng(seed)
-    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
-    base = [fit.z[None, :]]
-    se = np.sqrt(np.clip(np.diag(fit.cov_z), 0, None))
-    se = np.where(np.isfinite(se), np.minimum(se, 5.0), 0.5)
-    if n_perturb:
-        base.append(fit.z + scale * se * rng.standard_normal((n_perturb, P)))
-    if starts is not None:
-        base.append(np.atleast_2d(np.asarray(starts, dtype=float)))
-    S0 = np.vstack(base)
-    lo, hi = law.z_bounds.T
-    S0 = np.clip(S0, lo, hi)
-    k = S0.shape[0]
-    Zall = np.empty((n_boot, P))
-    Fall = np.empty(n_boot)
-    Call = np.empty(n_boot, dtype=bool)
-    per = max(1, chunk // k)
-    for b0 in range(0, n_boot, per):
-        b1 = min(n_boot, b0 + per)
-        W = np.repeat(counts[b0:b1], k, axis=0)
-        Z0 = np.tile(S0, (b1 - b0, 1))
-        fg = make_objective(law, data.X, data.y, loss=fit.loss, delta=fit.delta, weights=W)
-        with _single_threaded_blas():
-            Z, F, _, conv = batched_lbfgs(fg, Z0, lo, hi, maxiter=maxiter, gtol=gtol, ftol=ftol)
-        F = np.where(np.isfinite(F), F, np.inf).reshape(b1 - b0, k)
-        j = np.argmin(F, axis=1)
-        rows = np.arange(b1 - b0) * k + j
-        Zall[b0:b1], Fall[b0:b1], Call[b0:b1] = Z[rows], F[np.arange(b1 - b0), j], conv[rows]
-    res = BootstrapResult(samples=law.from_z(Zall), z_samples=Zall, objective=Fall, converged=Call, seed=seed,
-                          param_names=law.param_names, level=fit.level if level is None else level)
-    if attach:
-        fit.bootstrap = res
-    return res
-
-
-# ====================================================================== intervals
-def prediction_interval(fit: FitResult, X, level: float = 0.9, kind: str = "prediction", method: str = "auto") -> Interval:
-    """Interval for the loss at inputs ``X`` (mapping of columns or ``(n, n_inputs)`` array).
-
-    ``kind="confidence"``: uncertainty of the fitted curve; ``"prediction"``: plus the run-to-run
-    scatter (robust scale of the log residuals). ``method``: ``"delta"`` (sandwich covariance,
-    computed in log space), ``"bootstrap"`` (percentiles of bootstrap predictions; needs
-    :func:`bootstrap`), or ``"auto"`` (bootstrap when available)."""
-    law = fit.law
-    cols = law.columns(X)
-    mean = law.predict(fit.theta, cols)
-    a = (1 - level) / 2
-    noise = fit.sigma if kind == "prediction" else 0.0
-    if kind not in ("prediction", "confidence"):
-        raise ValueError("kind must be 'prediction' or 'confidence'")
-    if method == "auto":
-        method = "bootstrap" if fit.bootstrap is not None else "delta"
-    if method == "bootstrap":
-        if fit.bootstrap is None:
-            raise ValueError("no bootstrap on this fit: call fitting.fit.bootstrap(fit) first")
-        with np.errstate(all="ignore"):
-            lp = np.log(law.predict(fit.bootstrap.samples, cols))
-        lp = lp[np.all(np.isfinite(lp), axis=1)]
-        if noise > 0:
-            rng = np.random.default_rng(0)
-            lp = lp + noise * rng.standard_normal(lp.shape)
-        lo, hi = np.quantile(lp, [a, 1 - a], axis=0)
-        se = lp.std(axis=0, ddof=1)
-        return Interval(mean, np.exp(lo), np.exp(hi), level, kind, method, se)
-    if method != "delta":
-        raise ValueError("method must be 'delta', 'bootstrap' or 'auto'")
-    G = log_jacobian(law, fit.z, cols)
-    var = np.einsum("np,pq,nq->n", G, fit.cov_z, G) + noise**2
-    se = np.sqrt(np.clip(var, 0, None))
-    dof = max(fit.n_points - law.n_params, 1)
-    q = stats.t.ppf(1 - a, dof)
-    lm = np.log(mean)
-    return Interval(mean, np.exp(lm - q * se), np.exp(lm + q * se), level, kind, method, se)
