@@ -1,8 +1,15 @@
-"""Scaling-law fitting: pure numpy/scipy (no Ray, no DeepSpeed).
+"""Scaling-law fitting and experiment design: pure numpy/scipy (no Ray, no DeepSpeed).
 
-- :mod:`fitting.laws` — laws as small objects (built-ins and bring-your-own), ``get_law``.
+- :mod:`fitting.law` — the ``Law`` object; :mod:`fitting.laws` — built-in laws, paper constants,
+  the registry (``get_law``, bring-your-own ``file.py:LAW``).
 - :mod:`fitting.data` — ``load_fit_data``: tables of runs → validated columns.
-- :mod:`fitting.fit` — ``fit_law``, ``bootstrap``, ``prediction_interval``, ``log_jacobian``.
+- :mod:`fitting.fit` — ``fit_law``, ``FitResult``; :mod:`fitting.objective` (Huber/LS residuals
+  and derivatives), :mod:`fitting.optim` + :mod:`fitting.multistart` (batched multi-start
+  L-BFGS), :mod:`fitting.uncertainty` (sandwich covariance, bootstrap, prediction intervals).
 - :mod:`fitting.allocate` — compute-optimal N, D (closed form and numeric), ``plan``.
+- :mod:`fitting.online` — ``OnlineFitter``: incremental refits as runs complete.
+- :mod:`fitting.design` — candidates, target regions, seeds, the expected-error algebra;
+  :mod:`fitting.strategies` — active design and its baselines; :mod:`fitting.replay` — the
+  budgeted buy-reveal-refit loop and ``scalesweep replay``.
 - :mod:`fitting.cli` — ``scalesweep fit`` / ``scalesweep plan``.
 """
