@@ -10,172 +10,50 @@ Numbers: PyYAML reads ``2e5`` (no dot) as a string, so numeric fields also accep
 parse as numbers; integer fields accept integral floats (``2.0e5``). Relative local paths
 (storage, corpus) are made absolute against the current directory, because Ray trials run in
 their own working directories.
+
+Modules: the dataclasses live in `orchestrator.spec_types`, the field parsers in
+`orchestrator.spec_fields`, the grid expansion and budget cut (`expand_grid`, `TrialPlan`,
+`GridPlan`, `format_grid`) in `orchestrator.plan`; all are re-exported here. This module holds
+`load_spec` and `validate_command`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import glob
-import itertools
 import os
-from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import yaml
 
 from scalesweep.store import validate_name
-from trainers.config import PRECISIONS, REGIMES, ZERO_STAGES, TrainConfig
+from trainers.config import PRECISIONS, REGIMES, ZERO_STAGES
 from trainers.data import CorpusSpec
+from orchestrator.plan import CutTrial, GridPlan, TrialPlan, expand_grid, format_grid
 from orchestrator.spec_fields import (
     SpecError, axis, choice, fail, mapping, non_negative, non_negative_int, positive, positive_int,
 )
-from trainers.model import ModelShape, kaplan_lr, non_embedding_params, shape_for_params, train_flops
+from orchestrator.spec_types import (
+    _AXES_KEYS, TOKENIZER_VOCAB, TRAINER_KEYS, Axes, Budget, Resources, SearchSpec, SweepSpec,
+)
+
+__all__ = [
+    "SpecError", "SweepSpec", "Axes", "Resources", "SearchSpec", "Budget", "TrialPlan", "CutTrial",
+    "GridPlan", "load_spec", "expand_grid", "format_grid", "validate_command", "TRAINER_KEYS",
+    "TOKENIZER_VOCAB", "SEARCH_KINDS", "ACTIVE_LAWS", "CUT_POLICIES", "STORAGE_SCHEMES",
+]
 
 SEARCH_KINDS = ("grid", "active")
 ACTIVE_LAWS = ("chinchilla", "kaplan")
 CUT_POLICIES = ("cheapest_first", "largest_first", "error")
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
-TOKENIZER_VOCAB = {"byte": 256, "tiktoken:gpt2": 50257}  # plus "bpe:<vocab>"
-
-# Trainer settings a spec may set: every TrainConfig field the grid axes, corpus and budget do
-# not own. Derived, so a new trainer option is accepted here without a second list to keep in sync.
-_AXIS_OWNED = {"shape", "dataset_tokens", "regime", "corpus", "batch_tokens", "lr", "seed",
-               "budget_flops"}
-TRAINER_KEYS = tuple(sorted(f.name for f in dataclasses.fields(TrainConfig) if f.name not in _AXIS_OWNED))
 
 _TOP_KEYS = ("name", "storage", "corpus", "axes", "trainer", "resources", "search", "budget")
-_AXES_KEYS = ("target_params", "shapes", "aspect_ratio", "d_ff_ratio", "head_dim", "n_heads",
-              "n_ctx", "dataset_tokens", "regime", "seeds", "lr", "batch_tokens")
 _SHAPE_KEYS = ("n_layer", "d_model", "n_heads", "d_ff", "d_attn")
 
 
 # --------------------------------------------------------------------------------------------
-# Typed spec
-
-
-@dataclass(frozen=True)
-class Axes:
-    """Grid axes; the trial grid is their Cartesian product. Either target_params (shapes made by
-    `shape_for_params` for each aspect_ratio x d_ff_ratio x head_dim/n_heads) or explicit shapes."""
-
-    target_params: tuple[float, ...] = ()
-    shapes: tuple[Mapping[str, int], ...] = ()
-    aspect_ratio: tuple[float, ...] = (64.0,)
-    d_ff_ratio: tuple[float, ...] = (4.0,)
-    head_dim: tuple[int, ...] = (64,)
-    n_heads: tuple[int, ...] = ()  # alternative to head_dim: fixed head counts
-    n_ctx: tuple[int, ...] = (1024,)
-    dataset_tokens: tuple[int, ...] = ()
-    regime: tuple[str, ...] = ("tokens",)
-    seeds: tuple[int, ...] = (0,)
-    lr: tuple[float | None, ...] = (None,)  # None: Kaplan's rule from the trial's actual N
-    batch_tokens: tuple[int, ...] = (8192,)
-
-
-@dataclass(frozen=True)
-class Resources:
-    """Per trial: `workers` data-parallel ranks, each with these CPUs and GPUs."""
-
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
-    workers: int = 1
-
-
-@dataclass(frozen=True)
-class SearchSpec:
-    kind: str = "grid"
-    law: str | None = None  # active only
-    max_trials: int | None = None  # active only
-    target: Mapping[str, Any] = field(default_factory=dict, hash=False)  # active only, not interpreted here
-    stop_when: Mapping[str, float] = field(default_factory=dict, hash=False)  # active only: {rel_pred_ci: x}
-    seed_runs: int | None = None  # active only: size of the space-filling seed (default 2·(params + 1))
-    misfit: float | None = None  # active only: prior sd of the law's misfit in log loss (0: trust it exactly)
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Limits on planned compute. GPU-hours are planned FLOPs / (gpu_flops_per_s * 3600): the
-    sustained per-GPU throughput is the user's estimate, so it must be stated with gpu_hours."""
-
-    flops: float | None = None
-    gpu_hours: float | None = None
-    gpu_flops_per_s: float | None = None
-    cut: str = "cheapest_first"
-
-    def cost_fraction(self, flops: float) -> float:
-        """Planned FLOPs as a fraction of the tightest limit."""
-        fractions = []
-        if self.flops is not None:
-            fractions.append(flops / self.flops)
-        if self.gpu_hours is not None:
-            fractions.append(flops / self.gpu_flops_per_s / 3600 / self.gpu_hours)
-        return max(fractions)
-
-
-@dataclass(frozen=True)
-class SweepSpec:
-    name: str
-    storage: str
-    corpus: CorpusSpec
-    axes: Axes
-    trainer: Mapping[str, Any] = field(hash=False)
-    resources: Resources
-    search: SearchSpec
-    budget: Budget
-
-    @property
-    def vocab_size(self) -> int:
-        return _vocab_size(self.corpus)
-
-
-@dataclass(frozen=True)
-class TrialPlan:
-    """One run of the grid."""
-
-    trial_key: str  # stable, readable id from the config; the trial_id across resumes
-    shape: ModelShape
-    dataset_tokens: int
-    regime: str
-    seed: int
-    lr: float  # resolved (Kaplan's rule unless the spec gives one)
-    batch_tokens: int
-    planned_flops: int  # train_flops(shape, planned_tokens)
-    planned_tokens: int = 0  # tokens regime: D (capped by max_steps); dataset regime: max_steps * batch
-    target_params: float | None = None  # None for explicit shapes
-    corpus: CorpusSpec = field(default_factory=CorpusSpec)
-    trainer: Mapping[str, Any] = field(default_factory=dict, hash=False)
-
-    @property
-    def non_embedding_params(self) -> int:
-        return non_embedding_params(self.shape)
-
-    def train_config_dict(self) -> dict:
-        """Plain data `trainers.config.TrainConfig.from_dict` accepts."""
-        return {
-            **dict(self.trainer),
-            "shape": dataclasses.asdict(self.shape),
-            "dataset_tokens": self.dataset_tokens,
-            "regime": self.regime,
-            "corpus": dataclasses.asdict(self.corpus),
-            "batch_tokens": self.batch_tokens,
-            "lr": self.lr,
-            "seed": self.seed,
-        }
-
-
-@dataclass(frozen=True)
-class CutTrial:
-    trial: TrialPlan
-    reason: str
-
-
-@dataclass(frozen=True)
-class GridPlan:
-    trials: tuple[TrialPlan, ...]  # kept, in grid order
-    cut: tuple[CutTrial, ...]  # dropped by the budget
-    total_flops: int  # planned FLOPs of the kept trials
-    budget: Budget
-    search: SearchSpec = field(default_factory=SearchSpec)
+# Parsing
 
 
 def _lr_item(value: Any, path: str) -> float | None:
@@ -200,11 +78,6 @@ def _storage(value: Any, path: str) -> str:
     if scheme not in STORAGE_SCHEMES:
         raise fail(path, f"URI scheme {scheme!r} is not one of {', '.join(STORAGE_SCHEMES)}")
     return value
-
-
-def _vocab_size(corpus: CorpusSpec) -> int:
-    tokenizer_vocab = TOKENIZER_VOCAB.get(corpus.tokenizer) or int(corpus.tokenizer[4:])
-    return max(tokenizer_vocab, corpus.vocab_size or 0)
 
 
 def _corpus(raw: Any) -> CorpusSpec:
@@ -357,195 +230,6 @@ def load_spec(path_or_dict: str | os.PathLike | Mapping) -> SweepSpec:
         raise fail("trainer.max_steps", "required in the dataset regime (it caps the repeated "
                                          "passes over D and sets the LR schedule length)")
     return spec
-
-
-# --------------------------------------------------------------------------------------------
-# Grid expansion
-
-
-def _compact(value: float) -> str:
-    """Exact, short number text for trial keys: 20000 -> 2e4, 250000 -> 2.5e5, 4096 -> 4096."""
-    if float(value).is_integer() and abs(value) < 1e18:
-        digits = str(int(value))
-        significant = digits.rstrip("0")
-        if len(digits) - len(significant) < 3:
-            return digits
-        mantissa = significant[0] + ("." + significant[1:] if len(significant) > 1 else "")
-        return f"{mantissa}e{len(digits) - 1}"
-    return repr(float(value)).replace("e-0", "e-")
-
-
-@dataclass(frozen=True)
-class _ShapeChoice:
-    shape: ModelShape
-    key: str  # trial-key prefix naming how the shape was chosen
-    target_params: float | None
-
-
-def _shape_choices(axes: Axes, n_ctx: int, vocab: int) -> list[_ShapeChoice]:
-    """Every model shape of the grid at one context length."""
-    default = Axes()
-    if axes.shapes:
-        choices = []
-        for i, raw in enumerate(axes.shapes):
-            try:
-                shape = ModelShape(**raw, n_ctx=n_ctx, vocab_size=vocab)
-            except ValueError as err:
-                raise fail(f"axes.shapes[{i}]", str(err)) from None
-            key = f"L{shape.n_layer}-d{shape.d_model}-h{shape.n_heads}-ff{shape.d_ff}"
-            key += f"-da{shape.d_attn}" if shape.d_attn != shape.d_model else ""
-            choices.append(_ShapeChoice(shape, key, None))
-        return choices
-    heads = [("n_heads", i, n) for i, n in enumerate(axes.n_heads)] or \
-            [("head_dim", i, h) for i, h in enumerate(axes.head_dim)]
-    choices = []
-    for target, aspect, ff_ratio, (head_axis, head_index, head) in itertools.product(
-        axes.target_params, axes.aspect_ratio, axes.d_ff_ratio, heads
-    ):
-        head_dim = head if head_axis == "head_dim" else 8  # n_heads: any width multiple of 8
-        try:
-            shape = shape_for_params(target, aspect_ratio=aspect, d_ff_ratio=ff_ratio,
-                                     head_dim=head_dim, n_ctx=n_ctx, vocab_size=vocab)
-        except ValueError as err:
-            raise fail(f"axes.{head_axis}[{head_index}]", str(err)) from None
-        key = f"N{_compact(target)}"
-        key += f"-ar{_compact(aspect)}" if aspect != default.aspect_ratio[0] else ""
-        key += f"-ff{_compact(ff_ratio)}" if ff_ratio != default.d_ff_ratio[0] else ""
-        if head_axis == "n_heads":
-            if shape.d_model % head:
-                raise fail(f"axes.n_heads[{head_index}]",
-                            f"{head} heads do not divide d_model={shape.d_model} of the shape "
-                            f"for target_params {target:g}")
-            shape = dataclasses.replace(shape, n_heads=head)
-            key += f"-h{head}"
-        elif head != default.head_dim[0]:
-            key += f"-hd{head}"
-        choices.append(_ShapeChoice(shape, key, target))
-    return choices
-
-
-def _planned_tokens(regime: str, dataset_tokens: int, batch_tokens: int, max_steps: int | None) -> int:
-    if regime == "dataset":
-        return max_steps * batch_tokens  # repeats D until early stopping; max_steps is the cap
-    return dataset_tokens if max_steps is None else min(dataset_tokens, max_steps * batch_tokens)
-
-
-def _config_error_path(message: str) -> str:
-    field_name = message.split(":", 1)[0].strip()
-    if field_name in TRAINER_KEYS:
-        return f"trainer.{field_name}"
-    if field_name in _AXES_KEYS:
-        return f"axes.{field_name}"
-    return "axes"
-
-
-def _trials(spec: SweepSpec) -> list[TrialPlan]:
-    axes, default = spec.axes, Axes()
-    max_steps = spec.trainer.get("max_steps")
-    trials = []
-    for n_ctx in axes.n_ctx:
-        for shape_choice, dataset_tokens, regime, batch_tokens, lr, seed in itertools.product(
-            _shape_choices(axes, n_ctx, spec.vocab_size), axes.dataset_tokens, axes.regime,
-            axes.batch_tokens, axes.lr, axes.seeds,
-        ):
-            key = shape_choice.key
-            key += f"-c{n_ctx}" if n_ctx != default.n_ctx[0] else ""
-            key += f"-D{_compact(dataset_tokens)}"
-            key += f"-{regime}" if regime != default.regime[0] else ""
-            key += f"-B{_compact(batch_tokens)}" if batch_tokens != default.batch_tokens[0] else ""
-            key += f"-lr{_compact(lr)}" if lr is not None else ""
-            key += f"-s{seed}"
-            tokens = _planned_tokens(regime, dataset_tokens, batch_tokens, max_steps)
-            trial = TrialPlan(
-                trial_key=key, shape=shape_choice.shape, dataset_tokens=dataset_tokens, regime=regime,
-                seed=seed, lr=lr if lr is not None else kaplan_lr(non_embedding_params(shape_choice.shape)),
-                batch_tokens=batch_tokens, planned_flops=train_flops(shape_choice.shape, tokens),
-                planned_tokens=tokens, target_params=shape_choice.target_params, corpus=spec.corpus,
-                trainer=spec.trainer,
-            )
-            _check_trial(trial, spec.resources)
-            trials.append(trial)
-    keys = [t.trial_key for t in trials]
-    duplicates = sorted({k for k in keys if keys.count(k) > 1}) if len(set(keys)) < len(keys) else []
-    if duplicates:
-        raise fail("axes", f"the grid repeats a configuration (trial key {duplicates[0]})")
-    return trials
-
-
-def _check_trial(trial: TrialPlan, resources: Resources) -> None:
-    """The trainer's own validation, with errors mapped back to spec fields."""
-    try:
-        TrainConfig.from_dict(trial.train_config_dict())
-    except ValueError as err:
-        raise fail(_config_error_path(str(err)), f"(trial {trial.trial_key}) {err}") from None
-    sequences = trial.batch_tokens // trial.shape.n_ctx
-    if sequences % resources.workers:
-        raise fail("axes.batch_tokens", f"(trial {trial.trial_key}) {trial.batch_tokens} tokens "
-                    f"= {sequences} sequences, not divisible by resources.workers={resources.workers}")
-
-
-def _apply_budget(trials: list[TrialPlan], budget: Budget, search: SearchSpec):
-    cheapest = min(trials, key=lambda t: t.planned_flops)
-    if budget.cost_fraction(cheapest.planned_flops) > 1:
-        raise fail("budget", f"below the cheapest run ({cheapest.trial_key} plans "
-                              f"{cheapest.planned_flops:.3g} FLOPs); {_budget_text(budget)}")
-    total = sum(t.planned_flops for t in trials)
-    if search.kind == "active" or budget.cost_fraction(total) <= 1:
-        return trials, []  # active search spends the budget trial by trial, as it goes
-    if budget.cut == "error":
-        raise fail("budget", f"the grid plans {total:.3g} FLOPs, over {_budget_text(budget)}; "
-                              "set budget.cut to cheapest_first or largest_first to cut it")
-    order = sorted(trials, key=lambda t: t.planned_flops, reverse=budget.cut == "largest_first")
-    kept, cut, committed = set(), [], 0
-    for trial in order:  # greedy: take in policy order, skip what no longer fits
-        if budget.cost_fraction(committed + trial.planned_flops) <= 1:
-            kept.add(trial.trial_key)
-            committed += trial.planned_flops
-        else:
-            reason = (f"budget.cut={budget.cut}: {committed:.3g} FLOPs already planned + "
-                      f"{trial.planned_flops:.3g} exceeds {_budget_text(budget)}")
-            cut.append(CutTrial(trial, reason))
-    return [t for t in trials if t.trial_key in kept], cut
-
-
-def _budget_text(budget: Budget) -> str:
-    parts = []
-    if budget.flops is not None:
-        parts.append(f"budget.flops={budget.flops:.3g}")
-    if budget.gpu_hours is not None:
-        parts.append(f"budget.gpu_hours={budget.gpu_hours:g} at {budget.gpu_flops_per_s:.3g} FLOP/s/GPU")
-    return " and ".join(parts)
-
-
-def expand_grid(spec: SweepSpec) -> GridPlan:
-    """All trials of the grid, each validated by the trainer's config, cut to the budget."""
-    kept, cut = _apply_budget(_trials(spec), spec.budget, spec.search)
-    return GridPlan(trials=tuple(kept), cut=tuple(cut), budget=spec.budget, search=spec.search,
-                    total_flops=sum(t.planned_flops for t in kept))
-
-
-def format_grid(plan: GridPlan) -> str:
-    """The table `scalesweep validate` prints."""
-    header = ("trial", "n_layer", "d_model", "heads", "d_ff", "N", "N/target", "D", "regime",
-              "tokens", "FLOPs", "lr")
-
-    def row(t: TrialPlan) -> tuple[str, ...]:
-        n = non_embedding_params(t.shape)
-        ratio = f"{n / t.target_params:.2f}" if t.target_params else "-"
-        return (t.trial_key, str(t.shape.n_layer), str(t.shape.d_model), str(t.shape.n_heads),
-                str(t.shape.d_ff), f"{n:.3g}", ratio, f"{t.dataset_tokens:.3g}", t.regime,
-                f"{t.planned_tokens:.3g}", f"{t.planned_flops:.3g}", f"{t.lr:.3g}")
-
-    rows = [header] + [row(t) for t in plan.trials]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
-    used = plan.budget.cost_fraction(plan.total_flops) if plan.trials else 0.0
-    lines.append(f"{len(plan.trials)} trials, {plan.total_flops:.3g} FLOPs planned = "
-                 f"{used:.1%} of {_budget_text(plan.budget)} (search: {plan.search.kind})")
-    if plan.cut:
-        lines.append(f"cut by the budget ({len(plan.cut)}):")
-        lines += [f"  {c.trial.trial_key}: {c.reason}" for c in plan.cut]
-    return "\n".join(lines)
 
 
 def validate_command(path: str | os.PathLike) -> str:

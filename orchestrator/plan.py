@@ -1,0 +1,266 @@
+"""Grid expansion: a validated `SweepSpec` -> the trials to run, cut to the budget.
+
+`expand_grid` builds the Cartesian product of the axes (one `TrialPlan` per run, with a stable
+readable trial key), validates each trial with the trainer's own config (errors mapped back to
+spec fields), and enforces the budget: a grid that does not fit is cut (cheapest first, largest
+first, or refused) and the cut is reported in the `GridPlan`. `format_grid` is the table
+`scalesweep validate` prints. Runs before Ray starts (no Ray import).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from trainers.config import TrainConfig
+from trainers.data import CorpusSpec
+from orchestrator.spec_fields import fail
+from orchestrator.spec_types import (
+    _AXES_KEYS, TRAINER_KEYS, Axes, Budget, Resources, SearchSpec, SweepSpec,
+)
+from trainers.model import ModelShape, kaplan_lr, non_embedding_params, shape_for_params, train_flops
+
+
+# --------------------------------------------------------------------------------------------
+# Trial plans
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """One run of the grid."""
+
+    trial_key: str  # stable, readable id from the config; the trial_id across resumes
+    shape: ModelShape
+    dataset_tokens: int
+    regime: str
+    seed: int
+    lr: float  # resolved (Kaplan's rule unless the spec gives one)
+    batch_tokens: int
+    planned_flops: int  # train_flops(shape, planned_tokens)
+    planned_tokens: int = 0  # tokens regime: D (capped by max_steps); dataset regime: max_steps * batch
+    target_params: float | None = None  # None for explicit shapes
+    corpus: CorpusSpec = field(default_factory=CorpusSpec)
+    trainer: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    @property
+    def non_embedding_params(self) -> int:
+        return non_embedding_params(self.shape)
+
+    def train_config_dict(self) -> dict:
+        """Plain data `trainers.config.TrainConfig.from_dict` accepts."""
+        return {
+            **dict(self.trainer),
+            "shape": dataclasses.asdict(self.shape),
+            "dataset_tokens": self.dataset_tokens,
+            "regime": self.regime,
+            "corpus": dataclasses.asdict(self.corpus),
+            "batch_tokens": self.batch_tokens,
+            "lr": self.lr,
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True)
+class CutTrial:
+    trial: TrialPlan
+    reason: str
+
+
+@dataclass(frozen=True)
+class GridPlan:
+    trials: tuple[TrialPlan, ...]  # kept, in grid order
+    cut: tuple[CutTrial, ...]  # dropped by the budget
+    total_flops: int  # planned FLOPs of the kept trials
+    budget: Budget
+    search: SearchSpec = field(default_factory=SearchSpec)
+
+
+# --------------------------------------------------------------------------------------------
+# Grid expansion
+
+
+def _compact(value: float) -> str:
+    """Exact, short number text for trial keys: 20000 -> 2e4, 250000 -> 2.5e5, 4096 -> 4096."""
+    if float(value).is_integer() and abs(value) < 1e18:
+        digits = str(int(value))
+        significant = digits.rstrip("0")
+        if len(digits) - len(significant) < 3:
+            return digits
+        mantissa = significant[0] + ("." + significant[1:] if len(significant) > 1 else "")
+        return f"{mantissa}e{len(digits) - 1}"
+    return repr(float(value)).replace("e-0", "e-")
+
+
+@dataclass(frozen=True)
+class _ShapeChoice:
+    shape: ModelShape
+    key: str  # trial-key prefix naming how the shape was chosen
+    target_params: float | None
+
+
+def _shape_choices(axes: Axes, n_ctx: int, vocab: int) -> list[_ShapeChoice]:
+    """Every model shape of the grid at one context length."""
+    default = Axes()
+    if axes.shapes:
+        choices = []
+        for i, raw in enumerate(axes.shapes):
+            try:
+                shape = ModelShape(**raw, n_ctx=n_ctx, vocab_size=vocab)
+            except ValueError as err:
+                raise fail(f"axes.shapes[{i}]", str(err)) from None
+            key = f"L{shape.n_layer}-d{shape.d_model}-h{shape.n_heads}-ff{shape.d_ff}"
+            key += f"-da{shape.d_attn}" if shape.d_attn != shape.d_model else ""
+            choices.append(_ShapeChoice(shape, key, None))
+        return choices
+    heads = [("n_heads", i, n) for i, n in enumerate(axes.n_heads)] or \
+            [("head_dim", i, h) for i, h in enumerate(axes.head_dim)]
+    choices = []
+    for target, aspect, ff_ratio, (head_axis, head_index, head) in itertools.product(
+        axes.target_params, axes.aspect_ratio, axes.d_ff_ratio, heads
+    ):
+        head_dim = head if head_axis == "head_dim" else 8  # n_heads: any width multiple of 8
+        try:
+            shape = shape_for_params(target, aspect_ratio=aspect, d_ff_ratio=ff_ratio,
+                                     head_dim=head_dim, n_ctx=n_ctx, vocab_size=vocab)
+        except ValueError as err:
+            raise fail(f"axes.{head_axis}[{head_index}]", str(err)) from None
+        key = f"N{_compact(target)}"
+        key += f"-ar{_compact(aspect)}" if aspect != default.aspect_ratio[0] else ""
+        key += f"-ff{_compact(ff_ratio)}" if ff_ratio != default.d_ff_ratio[0] else ""
+        if head_axis == "n_heads":
+            if shape.d_model % head:
+                raise fail(f"axes.n_heads[{head_index}]",
+                            f"{head} heads do not divide d_model={shape.d_model} of the shape "
+                            f"for target_params {target:g}")
+            shape = dataclasses.replace(shape, n_heads=head)
+            key += f"-h{head}"
+        elif head != default.head_dim[0]:
+            key += f"-hd{head}"
+        choices.append(_ShapeChoice(shape, key, target))
+    return choices
+
+
+def _planned_tokens(regime: str, dataset_tokens: int, batch_tokens: int, max_steps: int | None) -> int:
+    if regime == "dataset":
+        return max_steps * batch_tokens  # repeats D until early stopping; max_steps is the cap
+    return dataset_tokens if max_steps is None else min(dataset_tokens, max_steps * batch_tokens)
+
+
+def _config_error_path(message: str) -> str:
+    field_name = message.split(":", 1)[0].strip()
+    if field_name in TRAINER_KEYS:
+        return f"trainer.{field_name}"
+    if field_name in _AXES_KEYS:
+        return f"axes.{field_name}"
+    return "axes"
+
+
+def _trials(spec: SweepSpec) -> list[TrialPlan]:
+    axes, default = spec.axes, Axes()
+    max_steps = spec.trainer.get("max_steps")
+    trials = []
+    for n_ctx in axes.n_ctx:
+        for shape_choice, dataset_tokens, regime, batch_tokens, lr, seed in itertools.product(
+            _shape_choices(axes, n_ctx, spec.vocab_size), axes.dataset_tokens, axes.regime,
+            axes.batch_tokens, axes.lr, axes.seeds,
+        ):
+            key = shape_choice.key
+            key += f"-c{n_ctx}" if n_ctx != default.n_ctx[0] else ""
+            key += f"-D{_compact(dataset_tokens)}"
+            key += f"-{regime}" if regime != default.regime[0] else ""
+            key += f"-B{_compact(batch_tokens)}" if batch_tokens != default.batch_tokens[0] else ""
+            key += f"-lr{_compact(lr)}" if lr is not None else ""
+            key += f"-s{seed}"
+            tokens = _planned_tokens(regime, dataset_tokens, batch_tokens, max_steps)
+            trial = TrialPlan(
+                trial_key=key, shape=shape_choice.shape, dataset_tokens=dataset_tokens, regime=regime,
+                seed=seed, lr=lr if lr is not None else kaplan_lr(non_embedding_params(shape_choice.shape)),
+                batch_tokens=batch_tokens, planned_flops=train_flops(shape_choice.shape, tokens),
+                planned_tokens=tokens, target_params=shape_choice.target_params, corpus=spec.corpus,
+                trainer=spec.trainer,
+            )
+            _check_trial(trial, spec.resources)
+            trials.append(trial)
+    keys = [t.trial_key for t in trials]
+    duplicates = sorted({k for k in keys if keys.count(k) > 1}) if len(set(keys)) < len(keys) else []
+    if duplicates:
+        raise fail("axes", f"the grid repeats a configuration (trial key {duplicates[0]})")
+    return trials
+
+
+def _check_trial(trial: TrialPlan, resources: Resources) -> None:
+    """The trainer's own validation, with errors mapped back to spec fields."""
+    try:
+        TrainConfig.from_dict(trial.train_config_dict())
+    except ValueError as err:
+        raise fail(_config_error_path(str(err)), f"(trial {trial.trial_key}) {err}") from None
+    sequences = trial.batch_tokens // trial.shape.n_ctx
+    if sequences % resources.workers:
+        raise fail("axes.batch_tokens", f"(trial {trial.trial_key}) {trial.batch_tokens} tokens "
+                    f"= {sequences} sequences, not divisible by resources.workers={resources.workers}")
+
+
+def _apply_budget(trials: list[TrialPlan], budget: Budget, search: SearchSpec):
+    cheapest = min(trials, key=lambda t: t.planned_flops)
+    if budget.cost_fraction(cheapest.planned_flops) > 1:
+        raise fail("budget", f"below the cheapest run ({cheapest.trial_key} plans "
+                              f"{cheapest.planned_flops:.3g} FLOPs); {_budget_text(budget)}")
+    total = sum(t.planned_flops for t in trials)
+    if search.kind == "active" or budget.cost_fraction(total) <= 1:
+        return trials, []  # active search spends the budget trial by trial, as it goes
+    if budget.cut == "error":
+        raise fail("budget", f"the grid plans {total:.3g} FLOPs, over {_budget_text(budget)}; "
+                              "set budget.cut to cheapest_first or largest_first to cut it")
+    order = sorted(trials, key=lambda t: t.planned_flops, reverse=budget.cut == "largest_first")
+    kept, cut, committed = set(), [], 0
+    for trial in order:  # greedy: take in policy order, skip what no longer fits
+        if budget.cost_fraction(committed + trial.planned_flops) <= 1:
+            kept.add(trial.trial_key)
+            committed += trial.planned_flops
+        else:
+            reason = (f"budget.cut={budget.cut}: {committed:.3g} FLOPs already planned + "
+                      f"{trial.planned_flops:.3g} exceeds {_budget_text(budget)}")
+            cut.append(CutTrial(trial, reason))
+    return [t for t in trials if t.trial_key in kept], cut
+
+
+def _budget_text(budget: Budget) -> str:
+    parts = []
+    if budget.flops is not None:
+        parts.append(f"budget.flops={budget.flops:.3g}")
+    if budget.gpu_hours is not None:
+        parts.append(f"budget.gpu_hours={budget.gpu_hours:g} at {budget.gpu_flops_per_s:.3g} FLOP/s/GPU")
+    return " and ".join(parts)
+
+
+def expand_grid(spec: SweepSpec) -> GridPlan:
+    """All trials of the grid, each validated by the trainer's config, cut to the budget."""
+    kept, cut = _apply_budget(_trials(spec), spec.budget, spec.search)
+    return GridPlan(trials=tuple(kept), cut=tuple(cut), budget=spec.budget, search=spec.search,
+                    total_flops=sum(t.planned_flops for t in kept))
+
+
+def format_grid(plan: GridPlan) -> str:
+    """The table `scalesweep validate` prints."""
+    header = ("trial", "n_layer", "d_model", "heads", "d_ff", "N", "N/target", "D", "regime",
+              "tokens", "FLOPs", "lr")
+
+    def row(t: TrialPlan) -> tuple[str, ...]:
+        n = non_embedding_params(t.shape)
+        ratio = f"{n / t.target_params:.2f}" if t.target_params else "-"
+        return (t.trial_key, str(t.shape.n_layer), str(t.shape.d_model), str(t.shape.n_heads),
+                str(t.shape.d_ff), f"{n:.3g}", ratio, f"{t.dataset_tokens:.3g}", t.regime,
+                f"{t.planned_tokens:.3g}", f"{t.planned_flops:.3g}", f"{t.lr:.3g}")
+
+    rows = [header] + [row(t) for t in plan.trials]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    used = plan.budget.cost_fraction(plan.total_flops) if plan.trials else 0.0
+    lines.append(f"{len(plan.trials)} trials, {plan.total_flops:.3g} FLOPs planned = "
+                 f"{used:.1%} of {_budget_text(plan.budget)} (search: {plan.search.kind})")
+    if plan.cut:
+        lines.append(f"cut by the budget ({len(plan.cut)}):")
+        lines += [f"  {c.trial.trial_key}: {c.reason}" for c in plan.cut]
+    return "\n".join(lines)
