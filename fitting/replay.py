@@ -127,7 +127,7 @@ def register(subparsers) -> None:
     p.add_argument("--misfit", type=float, default=None,
                    help="active: prior sd of the law's misfit in log loss (default 0.04; 0 trusts the law exactly)")
     p.add_argument("--seed-runs", type=int, default=None,
-                   help="model-based strategies: size of the space-filling seed (default 2·(params + 1))")
+                   help="model-based strategies: size of the space-filling seed (default 2·(params + 1) for active, params + 3 without a misfit prior)")
     p.add_argument("--n-col", default="N")
     p.add_argument("--d-col", default="D")
     p.add_argument("--c-col", default=None, help="compute column to derive D = C/(6N) when there is no D column")

@@ -65,7 +65,7 @@ class SearchSpec:
     max_trials: int | None = None  # active only
     target: Mapping[str, Any] = field(default_factory=dict, hash=False)  # active only, not interpreted here
     stop_when: Mapping[str, float] = field(default_factory=dict, hash=False)  # active only: {rel_pred_ci: x}
-    seed_runs: int | None = None  # active only: size of the space-filling seed (default 2·(params + 1))
+    seed_runs: int | None = None  # active only: space-filling seed size (default 2·(params + 1); params + 3 if misfit 0)
     misfit: float | None = None  # active only: prior sd of the law's misfit in log loss (0: trust it exactly)
 
 
