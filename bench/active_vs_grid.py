@@ -6,6 +6,9 @@ Settings
               compute-optimal frontier around 1e22 FLOPs (16× past the largest grid run)
   kaplan      simulated oracle: Kaplan et al. L(N, D) with the paper's constants + 1.5 % noise,
               same grid and targets, fitted with the Kaplan law
+  misfit      simulated oracle whose truth strays from the law as the Epoch runs do: Chinchilla
+              × exp(undertraining_misfit) (runs below ~12 tokens/parameter read up to 2 % high)
+              + 0.5 % noise, same grid and targets, fitted with Chinchilla (Huber)
   epoch       replay of the Epoch Chinchilla runs: pool C ≤ 1e21 (217 runs), targets C > 1e21 (23)
 
 For every setting: the full grid (pool) fit as reference, then each strategy at each budget
@@ -39,7 +42,7 @@ from fitting.design import Candidates, DesignState, TargetRegion  # noqa: E402
 from fitting.fit import fit_law  # noqa: E402
 from fitting.laws import CHINCHILLA_EPOCH, KAPLAN_PAPER, chinchilla  # noqa: E402
 from fitting.online import OnlineFitConfig  # noqa: E402
-from fitting.replay import SimulatedOracle, run_design, target_metrics  # noqa: E402
+from fitting.replay import SimulatedOracle, run_design, target_metrics, undertraining_misfit  # noqa: E402
 from fitting.strategies import ActiveDesign, ReferenceDesign, make_strategy  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data")
@@ -55,7 +58,7 @@ class Setting:
     target: TargetRegion
     world: Callable[[int], tuple[Callable, np.ndarray]]  # seed -> (reveal, target truth)
     fit_config: OnlineFitConfig
-    truth: dict | None = None  # the simulated truth's parameters (None: real data)
+    truth: dict | None = None  # parameters of an exactly true law (None: real data, or a law that misfits)
 
 
 def _grid() -> Candidates:
@@ -63,16 +66,17 @@ def _grid() -> Candidates:
     return Candidates.from_columns({"N": N.ravel(), "D": D.ravel()})
 
 
-def oracle_setting(name: str, law: str, params: dict, loss: str) -> Setting:
+def oracle_setting(name: str, law: str, params: dict, loss: str, noise: float = 0.015, misfit=None) -> Setting:
     cands = _grid()
     target = TargetRegion.compute_frontier(law, params, 1e22)
 
     def world(seed):
-        orc = SimulatedOracle(law, params, noise=0.015, seed=seed)
+        orc = SimulatedOracle(law, params, noise=noise, seed=seed, misfit=misfit)
         return orc.observe_rows(cands), orc.truth(target.X)
 
+    # designers are told the truth only where the law is the truth
     return Setting(name, law, cands, target, world, OnlineFitConfig(loss=loss, full_every=16, max_starts=256, screen=8),
-                   truth=dict(params))
+                   truth=dict(params) if misfit is None else None)
 
 
 def epoch_setting() -> Setting:
@@ -87,7 +91,7 @@ def epoch_setting() -> Setting:
 
 
 def strategy_for(name: str, setting: Setting):
-    """On a simulated oracle the truth *is* the law, so the designers model no discrepancy (see
+    """Where the truth *is* the law (exact oracles) the designers model no discrepancy (see
     fitting.design.Discrepancy); "clairvoyant" is the same criterion linearised at the truth."""
     if setting.truth is not None and name == "active":
         return ActiveDesign(discrepancy=False, cost_power=0.5)
@@ -140,7 +144,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="4 seeds")
     ap.add_argument("--seeds", type=int, default=20)
-    ap.add_argument("--settings", default="chinchilla,kaplan,epoch")
+    ap.add_argument("--settings", default="chinchilla,kaplan,misfit,epoch")
     ap.add_argument("--strategies", default="active,clairvoyant,random,cost_random,cheapest,grid,d_optimal,v_optimal")
     ap.add_argument("--fractions", default="0.01,0.03,0.1,0.3")
     args = ap.parse_args(argv)
@@ -150,6 +154,8 @@ def main(argv=None) -> int:
     makers = {
         "chinchilla": lambda: oracle_setting("chinchilla", "chinchilla", CHINCHILLA_EPOCH, "ls"),
         "kaplan": lambda: oracle_setting("kaplan", "kaplan", KAPLAN_PAPER["kaplan"], "ls"),
+        "misfit": lambda: oracle_setting("misfit", "chinchilla", CHINCHILLA_EPOCH, "huber", noise=0.005,
+                                         misfit=undertraining_misfit()),
         "epoch": epoch_setting,
     }
     warnings.simplefilter("ignore")

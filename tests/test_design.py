@@ -188,3 +188,4 @@ def test_active_at_a_tenth_of_the_grid_compute_on_a_simulated_oracle():
     assert mean["active"] <= 1.1 * mean["clairvoyant"], mean
     assert mean["active"] < 0.8 * mean["random"], mean
     assert mean["clairvoyant"] > 1.25 * mean["grid"], mean  # the full grid is out of reach at 10 %
+
