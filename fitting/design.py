@@ -123,7 +123,11 @@ class TargetRegion:
 
 @dataclass
 class DesignState:
-    """What a strategy sees: the candidates, which are taken, the current fit, the budget."""
+    """What a strategy sees: the candidates, which are taken, the current fit, the budget.
+
+    Budgets are in the unit of ``candidates.cost`` (FLOPs in a sweep). ``score_cost``, when
+    given, is what a run costs for *ranking* (e.g. predicted seconds from measured throughput,
+    :class:`fitting.cost.ThroughputModel`); affordability is still judged by ``cost``."""
 
     law: Law
     candidates: Candidates
@@ -135,6 +139,10 @@ class DesignState:
     noise_floor: float = 0.01  # s is at least this (log-loss units): one run never looks exact
     pending: np.ndarray | None = None  # indices bought but not yet observed (running trials)
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+    score_cost: np.ndarray | None = None
+
+    def ranking_cost(self) -> np.ndarray:
+        return self.candidates.cost if self.score_cost is None else np.asarray(self.score_cost, dtype=float)
 
 
 # ====================================================================== geometry

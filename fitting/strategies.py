@@ -88,14 +88,14 @@ class CostWeightedRandom(_OrderStrategy):
     name = "cost_random"
 
     def priority(self, state):
-        return -(-np.log(state.candidates.cost) + state.rng.gumbel(size=len(state.candidates)))
+        return -(-np.log(state.ranking_cost()) + state.rng.gumbel(size=len(state.candidates)))
 
 
 class CheapestFirst(_OrderStrategy):
     name = "cheapest"
 
     def priority(self, state):
-        return state.candidates.cost
+        return state.ranking_cost()
 
 
 class GridOrder(_OrderStrategy):
@@ -190,7 +190,7 @@ class _ModelStrategy(Strategy):
                                          self.prior_sd)
         X_free = cands.rows(free)
         G_C, Phi_C = self.law_features(state, X_free, z), self.misfit_features(X_free)
-        cost = cands.cost[free]
+        cost, rank_cost = cands.cost[free], state.ranking_cost()[free]
         out, left = [], state.budget_left
         alive = np.ones(free.size, dtype=bool)
         cache: dict = {"z": z}
@@ -199,7 +199,7 @@ class _ModelStrategy(Strategy):
             if not alive.any():
                 break
             gain = self.gain(post, G_C, Phi_C, state, cache)
-            score = np.where(alive & np.isfinite(gain), gain / cost**self.cost_power, -np.inf)
+            score = np.where(alive & np.isfinite(gain), gain / rank_cost**self.cost_power, -np.inf)
             j = int(np.argmax(score))
             if score[j] == -np.inf:
                 break

@@ -8,6 +8,11 @@ trial is fed to an :class:`fitting.online.OnlineFitter`. The search finishes whe
 affordable is left, ``max_trials`` were started, or the target's relative confidence
 half-width falls to ``stop_when["rel_pred_ci"]``.
 
+Cost (``search.cost``): ``flops`` (default) ranks runs by gain per planned FLOPs^¼; ``time``
+ranks them by gain per predicted seconds^¼, from a :class:`fitting.cost.ThroughputModel` fitted
+to the finished trials' measured FLOP/s (small models run far below peak, so FLOPs under-price
+them). Either way the hard budget stays in FLOPs.
+
 Target (``search.target`` in the spec): ``{"compute": 1e22}`` (compute-optimal frontier there,
 under ``reference`` params, default Epoch's Chinchilla fit), ``{"largest": 5}`` (the most
 expensive planned runs; the default), or ``{"points": [[N, D], ...]}``; ``stop_when`` may sit
@@ -21,6 +26,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 from ray.tune.search import Searcher
 
+from fitting.cost import ThroughputModel
 from fitting.design import Candidates, DesignState, TargetRegion
 from fitting.laws import CHINCHILLA_EPOCH, get_law
 from fitting.online import OnlineFitConfig, OnlineFitter
@@ -48,8 +54,12 @@ class ActiveSearcher(BudgetedSearcher):
     def __init__(self, plans: Iterable[TrialPlan], *, law="chinchilla", target: Mapping[str, Any] | None = None,
                  max_trials: int | None = None, stop_when: Mapping[str, float] | None = None,
                  done_keys: Iterable[str] = (), seed: int = 0, fit_config: OnlineFitConfig | None = None,
-                 strategy: ActiveDesign | None = None, **kwargs):
+                 strategy: ActiveDesign | None = None, cost: str = "flops", **kwargs):
         super().__init__(**kwargs)
+        if cost not in ("flops", "time"):
+            raise ValueError(f"active search: cost must be 'flops' or 'time', got {cost!r}")
+        self.cost = cost
+        self.run_times: list[tuple[float, float, float]] = []  # (N, FLOPs, wall seconds) of finished trials
         self.plans = list(plans)
         if not self.plans:
             raise ValueError("active search: no planned trials")
@@ -99,7 +109,7 @@ class ActiveSearcher(BudgetedSearcher):
         state = DesignState(law=self.law, candidates=self.candidates, target=self.target, taken=taken,
                             budget_total=self.ledger.limit_flops, budget_left=self.ledger.remaining,
                             fit=self.fitter.fit, pending=np.asarray(pending, dtype=int),
-                            rng=np.random.default_rng([self.seed, self.n_started]))
+                            rng=np.random.default_rng([self.seed, self.n_started]), score_cost=self.predicted_seconds())
         pick = self.strategy.select(state, 1)
         if not pick:
             # nothing affordable now; running trials may finish under plan and free budget
@@ -108,27 +118,45 @@ class ActiveSearcher(BudgetedSearcher):
         self._record_choice(pick[0])
         return self.plans[pick[0]]
 
+    def throughput(self) -> ThroughputModel | None:
+        """Measured FLOP/s vs model size, from the finished trials (None before any)."""
+        if not self.run_times:
+            return None
+        N, flops, seconds = np.asarray(self.run_times, dtype=float).T
+        return ThroughputModel.fit(N, flops, seconds)
+
+    def predicted_seconds(self) -> np.ndarray | None:
+        """Per-candidate ranking cost for ``cost="time"``; None (rank by FLOPs) otherwise or
+        before any trial has finished."""
+        model = self.throughput() if self.cost == "time" else None
+        return None if model is None else model.seconds(self.candidates.X["N"], self.candidates.cost)
+
     def _record_choice(self, index: int) -> None:
         scores = getattr(self.strategy, "last_scores", {})
         plan = self.plans[index]
+        ranked_by = "seconds" if self.cost == "time" and self.run_times else "FLOPs"
         self.choices.append({"trial_key": plan.trial_key, "N": plan.non_embedding_params, "D": plan.dataset_tokens,
                              "planned_flops": float(plan.planned_flops), "score": scores.get(index),
-                             "why": "gain/cost" if index in scores else "seed"})
+                             "why": f"error reduction per {ranked_by}^cost_power" if index in scores else "seed"})
 
     def observe(self, plan: TrialPlan, result: dict | None, failed: bool) -> None:
         loss = None if not result else result.get(self.metric)
+        wall, flops = (result or {}).get("wall_s"), (result or {}).get("flops")
+        if not failed and wall and flops and wall > 0 and flops > 0:
+            self.run_times.append((float(plan.non_embedding_params), float(flops), float(wall)))
         self.fitter.add({"N": plan.non_embedding_params, "D": plan.dataset_tokens}, loss, failed=failed,
                         run_id=plan.trial_key)
 
     def get_extra_state(self) -> dict:
         return {"fitter": self.fitter.state_dict(), "n_started": self.n_started, "stop_reason": self.stop_reason,
-                "choices": self.choices}
+                "choices": self.choices, "run_times": [list(r) for r in self.run_times]}
 
     def set_extra_state(self, state: dict) -> None:
         self.fitter.load_state_dict(state["fitter"])
         self.n_started = int(state["n_started"])
         self.stop_reason = state.get("stop_reason")
         self.choices = list(state.get("choices", []))
+        self.run_times = [tuple(r) for r in state.get("run_times", [])]
 
     # -- end-of-run report ---------------------------------------------------------------------
     def summary_lines(self) -> list[str]:
@@ -147,8 +175,12 @@ class ActiveSearcher(BudgetedSearcher):
             terms = ", ".join(f"{k}={v:.3g} [{cis[k][0]:.3g}, {cis[k][1]:.3g}]" for k, v in fit.params.items())
             lines.append(f"  law {self.law.name} (90% CI): {terms}; target rel. CI half-width "
                          f"{self.rel_pred_ci():.3g}")
+        model = self.throughput() if self.cost == "time" else None
+        if model is not None:
+            lines.append(f"  throughput ({model.n_runs} runs): FLOP/s ≈ {np.exp(model.intercept):.3g}·N^{model.slope:.2f} "
+                         f"for N in [{np.exp(model.log_n_min):.3g}, {np.exp(model.log_n_max):.3g}]")
         for i, c in enumerate(self.choices, 1):
-            why = "seed (space-filling)" if c["score"] is None else f"score {c['score']:.3g}"
+            why = "seed (space-filling)" if c["score"] is None else f"score {c['score']:.3g} ({c.get('why', 'gain/cost')})"
             lines.append(f"  {i}. {c['trial_key']}: N={c['N']:.3g} D={c['D']:.3g} "
                          f"{c['planned_flops']:.3g} FLOPs, {why}")
         return lines

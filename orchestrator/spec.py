@@ -183,7 +183,8 @@ def _search(raw: Any) -> SearchSpec:
                       max_trials=positive_int(raw["max_trials"], "search.max_trials"),
                       stop_when={k: positive(v, f"search.stop_when.{k}") for k, v in stop_when.items()},
                       seed_runs=None if seed_runs is None else positive_int(seed_runs, "search.seed_runs"),
-                      misfit=None if misfit is None else non_negative(misfit, "search.misfit"))
+                      misfit=None if misfit is None else non_negative(misfit, "search.misfit"),
+                      cost=choice(("flops", "time"))(raw.get("cost", "flops"), "search.cost"))
 
 
 def _budget(raw: Any) -> Budget:

@@ -66,6 +66,7 @@ class SearchSpec:
     target: Mapping[str, Any] = field(default_factory=dict, hash=False)  # active only, not interpreted here
     stop_when: Mapping[str, float] = field(default_factory=dict, hash=False)  # active only: {rel_pred_ci: x}
     seed_runs: int | None = None  # active only: space-filling seed size (default 2·(params + 1); params + 3 if misfit 0)
+    cost: str = "flops"  # active only: rank runs per planned FLOPs or per predicted seconds ("time")
     misfit: float | None = None  # active only: prior sd of the law's misfit in log loss (0: trust it exactly)
 
 

@@ -158,7 +158,7 @@ def _make_active_searcher(spec: SweepSpec, plan: GridPlan, **common):
     designer = ActiveDesign(seed_size=search.seed_runs, discrepancy=misfit)
     return ActiveSearcher(plan.trials, law=search.law or "chinchilla", target=dict(search.target),
                           max_trials=search.max_trials, stop_when=dict(search.stop_when) or None,
-                          strategy=designer, **common)
+                          strategy=designer, cost=search.cost, **common)
 
 
 def trial_dirname(trial) -> str:

@@ -106,3 +106,37 @@ def test_save_restore_continues_identically(plans, tmp_path):
     assert set(p.trial_key for p in second.live.values()) == set(p.trial_key for p in first.live.values())
     a, b = first.suggest("next"), second.suggest("next")
     assert (a is None and b is None) or a == b or (a["trial_key"] == b["trial_key"])
+
+
+def test_time_cost_learns_throughput_and_keeps_it_across_restore(plans, tmp_path):
+    """cost="time": finished trials report wall_s from a known rate law (small models slow per
+    FLOP); the searcher fits it, ranks by predicted seconds and saves it with its state."""
+    total = sum(p.planned_flops for p in plans)
+    searcher = _searcher(plans, 0.3 * total, cost="time")
+    oracle = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.01, seed=3)
+    rng = np.random.default_rng(3)
+    n_ids = 0
+    while n_ids < 12:
+        cfg = searcher.suggest(f"t{n_ids}")
+        if cfg is None or cfg == Searcher.FINISHED:
+            break
+        n_ids += 1
+        trial_id = sorted(searcher.live)[0]
+        plan = searcher.live[trial_id]
+        N = plan.non_embedding_params
+        wall = plan.planned_flops / (1e9 * (N / 1e5) ** 0.5)
+        loss = float(oracle.observe({"N": [N], "D": [plan.dataset_tokens]})[0])
+        searcher.on_trial_complete(trial_id, {"best_val_loss": loss, "flops": plan.planned_flops, "wall_s": wall})
+    model = searcher.throughput()
+    assert model is not None and model.slope == pytest.approx(0.5, abs=0.05)
+    seconds = searcher.predicted_seconds()
+    assert seconds.shape == (len(plans),) and np.all(seconds > 0)
+    scored = [c for c in searcher.choices if c["score"] is not None]
+    assert scored and all("seconds" in c["why"] for c in scored)
+    assert any("throughput" in line for line in searcher.summary_lines())
+    path = tmp_path / "searcher.pkl"
+    searcher.save(str(path))
+    restored = _searcher(plans, 0.3 * total, cost="time")
+    restored.restore(str(path))
+    assert restored.run_times == searcher.run_times
+    np.testing.assert_allclose(restored.predicted_seconds(), seconds)

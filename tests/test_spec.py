@@ -129,6 +129,11 @@ def test_active_search_requires_max_trials_and_a_known_law(tmp_path):
     spec["search"].update(seed_runs=6, misfit=-0.01)
     with pytest.raises(SpecError, match=r"^search\.misfit: .*>= 0"):
         load_spec(spec)
+    spec["search"].update(misfit=0.04, cost="time")
+    assert load_spec(spec).search.cost == "time"
+    spec["search"]["cost"] = "hours"
+    with pytest.raises(SpecError, match=r"^search\.cost: must be one of flops, time"):
+        load_spec(spec)
 
 
 def test_good_spec_expands_to_the_grid(tmp_path):
