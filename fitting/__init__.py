@@ -6,10 +6,13 @@
 - :mod:`fitting.fit` — ``fit_law``, ``FitResult``; :mod:`fitting.objective` (Huber/LS residuals
   and derivatives), :mod:`fitting.optim` + :mod:`fitting.multistart` (batched multi-start
   L-BFGS), :mod:`fitting.uncertainty` (sandwich covariance, bootstrap, prediction intervals).
+- :mod:`fitting.extrapolation` — intervals that include the law's misfit, calibrated by held-out
+  extrapolation within the fitted runs.
 - :mod:`fitting.allocate` — compute-optimal N, D (closed form and numeric), ``plan``.
 - :mod:`fitting.online` — ``OnlineFitter``: incremental refits as runs complete.
 - :mod:`fitting.design` — candidates, target regions, seeds, the expected-error algebra;
-  :mod:`fitting.strategies` — active design and its baselines; :mod:`fitting.replay` — the
-  budgeted buy-reveal-refit loop and ``scalesweep replay``.
+  :mod:`fitting.strategies` — active design and its baselines; :mod:`fitting.cost` — run cost
+  from measured throughput; :mod:`fitting.replay` — the budgeted buy-reveal-refit loop and
+  ``scalesweep replay``.
 - :mod:`fitting.cli` — ``scalesweep fit`` / ``scalesweep plan``.
 """

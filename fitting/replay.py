@@ -153,6 +153,9 @@ def register(subparsers) -> None:
     p.add_argument("--u-col", default=None)
     p.add_argument("--x-cols", default=None, help="extra law inputs: col1,col2,... (named as the law's inputs)")
     p.add_argument("--cost-col", default=None, help="cost column (default 6·N·D)")
+    p.add_argument("--interval", choices=["misfit", "plain"], default="misfit",
+                   help="90%% intervals: widened by the law's misfit calibrated on held-out top-compute runs "
+                   "(fitting.extrapolation; default), or the plain prediction interval")
     p.add_argument("--batch", type=int, default=1, help="runs bought per refit")
     p.add_argument("--drop-top-loss", type=int, default=0, help="drop this many highest-loss pool rows")
     p.add_argument("--seed", type=int, default=0)
@@ -234,13 +237,22 @@ def _cmd_replay(args) -> int:
     if run.fit is None:
         raise ValueError(f"the budget bought {len(run.bought)} runs: too few to fit law {law.name!r} "
                          f"({law.n_params + 1} needed); raise --budget-fraction")
-    iv = run.fit.interval(TX, level=0.9)
+    if args.interval == "misfit":
+        from fitting.extrapolation import calibrate_misfit, extrapolation_interval
+
+        calibration = calibrate_misfit(run.fit)
+        iv = extrapolation_interval(run.fit, TX, level=0.9, calibration=calibration)
+    else:
+        iv = run.fit.interval(TX, level=0.9)
     _write_predictions(args.out, tgt, iv)
     print(f"bought {len(run.bought)} of {len(cands)} pool rows with strategy {args.strategy}; "
           f"compute spent {run.spent:.4g} of budget {budget:.4g} ({run.spent / cands.cost.sum():.2%} of the pool)")
     for i in run.bought:
         print("  " + ", ".join(f"{k}={v[i]:.4g}" for k, v in X.items()) + f", loss={y[i]:.4f}, cost={cands.cost[i]:.3g}")
     print("fit: " + ", ".join(f"{k}={v:.4g}" for k, v in run.fit.params.items()))
+    if args.interval == "misfit":
+        print(f"intervals: law misfit sd {calibration.amplitude:.3g} (log loss), calibrated by refitting "
+              f"{calibration.n_fit} runs and predicting the {calibration.n_held_out} largest by compute")
     if args.loss_col in tgt:
         m = target_metrics(iv.mean, np.asarray(tgt[args.loss_col], dtype=float), iv.lo, iv.hi)
         print(f"targets ({len(iv.mean)}): R2 {m['r2']:.4f}, mean abs rel error {m['mean_are']:.4%}, "

@@ -48,6 +48,7 @@ def test_cli_writes_predictions_and_reports_metrics(csvs, capsys):
     assert rc == 0
     text = capsys.readouterr().out
     assert "compute spent" in text and "R2" in text and "coverage" in text
+    assert "law misfit sd" in text  # intervals widened by the calibrated misfit (the default)
     rows = list(csv.DictReader(open(out)))
     assert len(rows) == 23
     for r in rows:
