@@ -195,6 +195,10 @@ class Plan:
     level: float
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     loss_prediction_interval: tuple[float, float] | None = None
+    # the prediction interval widened by the law's misfit, calibrated on the fit's own runs
+    # (fitting.extrapolation): what an extrapolation far beyond the data should be trusted to
+    loss_misfit_interval: tuple[float, float] | None = None
+    misfit_sd: float | None = None
     uncertainty: str = ""
     n_samples: int = 0
     fixed: dict[str, float] = field(default_factory=dict)
@@ -206,6 +210,8 @@ class Plan:
             "tokens_per_param": self.tokens_per_param, "loss": self.loss, "exponent_a": self.exponent_a,
             key: {k: list(v) for k, v in self.intervals.items()},
             "loss_prediction_interval": list(self.loss_prediction_interval) if self.loss_prediction_interval else None,
+            "loss_misfit_interval": list(self.loss_misfit_interval) if self.loss_misfit_interval else None,
+            "misfit_sd": self.misfit_sd,
             "uncertainty": self.uncertainty, "n_samples": self.n_samples, "fixed": self.fixed,
         }
 
@@ -272,5 +278,13 @@ def plan(fit=None, compute: float = 1e21, *, law=None, params=None, level: float
         X["C"] = np.array([C])
     pi = prediction_interval(fit, X, level=level, kind="prediction")
     out.loss_prediction_interval = (float(pi.lo[0]), float(pi.hi[0]))
+    if {"N", "D"} <= set(law.inputs):
+        from fitting.extrapolation import calibrate_misfit, extrapolation_interval
+
+        calibration = calibrate_misfit(fit)
+        if calibration.n_held_out:
+            ei = extrapolation_interval(fit, X, level=level, calibration=calibration)
+            out.loss_misfit_interval = (float(ei.lo[0]), float(ei.hi[0]))
+            out.misfit_sd = calibration.amplitude
     out.uncertainty, out.n_samples = how, int(ok.sum())
     return out

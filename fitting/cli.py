@@ -173,5 +173,8 @@ def cmd_plan(args) -> int:
         print(f"  loss              {fmt('loss', p.loss)}" + (
             f"  (prediction interval [{p.loss_prediction_interval[0]:.4g}, {p.loss_prediction_interval[1]:.4g}])"
             if p.loss_prediction_interval else ""))
+        if p.loss_misfit_interval:
+            print(f"  loss, law misfit  [{p.loss_misfit_interval[0]:.4g}, {p.loss_misfit_interval[1]:.4g}]  (prediction "
+                  f"interval widened by the law's misfit, sd {p.misfit_sd:.3g} calibrated on held-out largest runs)")
         print(f"  a (N_opt ∝ C^a)   {fmt('exponent_a', p.exponent_a)}")
     return 0

@@ -84,6 +84,11 @@ def test_plan_with_uncertainty():
     a_true = 0.30 / 0.64
     assert p.intervals["exponent_a"][0] - 0.02 < a_true < p.intervals["exponent_a"][1] + 0.02
     assert p.loss_prediction_interval[0] < p.loss < p.loss_prediction_interval[1]
+    # the misfit-aware interval (calibrated on held-out largest runs) only ever widens it
+    assert p.misfit_sd is not None and p.misfit_sd >= 0
+    assert p.loss_misfit_interval[0] <= p.loss_prediction_interval[0] < p.loss
+    assert p.loss < p.loss_prediction_interval[1] <= p.loss_misfit_interval[1]
+    assert p.to_dict()["loss_misfit_interval"] == list(p.loss_misfit_interval)
     assert p.N_opt * p.D_opt * 6 == pytest.approx(1e21)
     bootstrap(fit, n_boot=200, seed=0)
     pb = plan(fit, 1e21)
