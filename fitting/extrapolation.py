@@ -60,7 +60,8 @@ def calibrate_misfit(fit: FitResult, *, held_out: float = 0.25, length: float = 
     Compute is 6·N·D where the law has N and D, else the product of its inputs. Too few runs
     to hold any out (the refit needs P + 2) gives amplitude 0."""
     X, y = fit.data.X, fit.data.y
-    compute = np.prod([np.asarray(v, dtype=float) for v in X.values()], axis=0)
+    scale = [X["N"], X["D"]] if {"N", "D"} <= set(X) else list(X.values())
+    compute = np.prod([np.asarray(v, dtype=float) for v in scale], axis=0)
     n = y.size
     k = max(2, int(round(held_out * n)))
     order = np.argsort(compute, kind="stable")
