@@ -21,7 +21,7 @@ from fitting.design import Candidates, DesignState, TargetRegion
 from fitting.fit import FitResult
 from fitting.laws import get_law
 from fitting.online import OnlineFitConfig, OnlineFitter
-from fitting.strategies import STRATEGIES, Strategy, make_strategy
+from fitting.strategies import STRATEGIES, ActiveDesign, Strategy, make_strategy
 
 __all__ = ["DesignRun", "SimulatedOracle", "undertraining_misfit", "run_design", "target_metrics", "register"]
 
@@ -164,8 +164,6 @@ def register(subparsers) -> None:
 
 
 def _strategy(args) -> Strategy:
-    from fitting.design import Discrepancy
-
     kwargs = {}
     if args.seed_runs is not None:
         if args.strategy not in ("active", "d_optimal", "v_optimal") or args.seed_runs < 1:
@@ -174,7 +172,7 @@ def _strategy(args) -> Strategy:
     if args.misfit is not None:
         if args.strategy != "active" or args.misfit < 0:
             raise ValueError("--misfit takes a number >= 0, with --strategy active")
-        kwargs["discrepancy"] = Discrepancy(amplitude=args.misfit) if args.misfit > 0 else False
+        return ActiveDesign.with_misfit(args.misfit, **kwargs)
     return make_strategy(args.strategy, **kwargs)
 
 

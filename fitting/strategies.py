@@ -231,6 +231,14 @@ class ActiveDesign(_ModelStrategy):
             discrepancy = Discrepancy()
         super().__init__(*args, discrepancy=discrepancy or None, **kwargs)
 
+    @classmethod
+    def with_misfit(cls, misfit: float | None, **kwargs) -> "ActiveDesign":
+        """From a misfit amplitude as users give it (spec ``search.misfit``, ``--misfit``): None
+        for the default prior, 0 to trust the law exactly."""
+        if misfit is None:
+            return cls(**kwargs)
+        return cls(discrepancy=Discrepancy(amplitude=misfit) if misfit > 0 else False, **kwargs)
+
     def gain(self, post, G_C, Phi_C, state, cache):
         if "G_T" not in cache:
             cache["G_T"] = self.law_features(state, state.target.X, cache["z"])

@@ -2,7 +2,7 @@
 
 `ActiveSearcher` is a `BudgetedSearcher` (ledger, concurrency, Tune bookkeeping, save/restore)
 whose `propose` asks :class:`fitting.strategies.ActiveDesign` for the planned trial that most
-reduces the predicted-loss uncertainty over the target region per cost, with the running
+reduces the expected error of the predicted loss over the target region per cost, with the running
 trials fantasised as already observed so concurrent slots get different runs. Every completed
 trial is fed to an :class:`fitting.online.OnlineFitter`. The search finishes when nothing
 affordable is left, ``max_trials`` were started, or the target's relative confidence
@@ -135,9 +135,10 @@ class ActiveSearcher(BudgetedSearcher):
         scores = getattr(self.strategy, "last_scores", {})
         plan = self.plans[index]
         ranked_by = "seconds" if self.cost == "time" and self.run_times else "FLOPs"
+        power = getattr(self.strategy, "cost_power", 1.0)
         self.choices.append({"trial_key": plan.trial_key, "N": plan.non_embedding_params, "D": plan.dataset_tokens,
                              "planned_flops": float(plan.planned_flops), "score": scores.get(index),
-                             "why": f"error reduction per {ranked_by}^cost_power" if index in scores else "seed"})
+                             "why": f"error reduction per {ranked_by}^{power:g}" if index in scores else "seed"})
 
     def observe(self, plan: TrialPlan, result: dict | None, failed: bool) -> None:
         loss = None if not result else result.get(self.metric)

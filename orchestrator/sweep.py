@@ -149,13 +149,11 @@ def _make_searcher(spec: SweepSpec, plan: GridPlan, ledger: BudgetLedger, done: 
 def _make_active_searcher(spec: SweepSpec, plan: GridPlan, **common):
     # every planned run is a candidate (expand_grid does not cut active plans); the searcher
     # spends the budget run by run.
-    from fitting.design import Discrepancy
     from fitting.strategies import ActiveDesign
     from orchestrator.active_search import ActiveSearcher
 
     search = spec.search
-    misfit = True if search.misfit is None else (Discrepancy(amplitude=search.misfit) if search.misfit > 0 else False)
-    designer = ActiveDesign(seed_size=search.seed_runs, discrepancy=misfit)
+    designer = ActiveDesign.with_misfit(search.misfit, seed_size=search.seed_runs)
     return ActiveSearcher(plan.trials, law=search.law or "chinchilla", target=dict(search.target),
                           max_trials=search.max_trials, stop_when=dict(search.stop_when) or None,
                           strategy=designer, cost=search.cost, **common)

@@ -189,3 +189,18 @@ def test_active_at_a_tenth_of_the_grid_compute_on_a_simulated_oracle():
     assert mean["active"] < 0.8 * mean["random"], mean
     assert mean["clairvoyant"] > 1.25 * mean["grid"], mean  # the full grid is out of reach at 10 %
 
+
+
+def test_misfit_amplitude_maps_to_the_designer_and_its_seed():
+    """search.misfit / --misfit: None → the default prior, 0 → an exact law (maximin seed of
+    P + 3), a > 0 → that amplitude (Sobol seed of 2·(P + 1))."""
+    assert ActiveDesign.with_misfit(None).discrepancy.amplitude == pytest.approx(0.04)
+    exact = ActiveDesign.with_misfit(0.0)
+    assert exact.discrepancy is None and exact.seed_method == "maximin"
+    loose = ActiveDesign.with_misfit(0.02, seed_size=7)
+    assert loose.discrepancy.amplitude == 0.02 and loose.seed_method == "sobol" and loose.seed_size == 7
+    cands = _grid()
+    for design, n_seed in ((exact, 8), (ActiveDesign(), 12)):
+        state = _state(cands, 0.5 * cands.cost.sum())
+        picks = design.select(state, 20)  # no fit yet: the whole batch is the seed
+        assert len(picks) == n_seed and design.last_scores == {}
