@@ -308,7 +308,3 @@ class LinearPosterior:
         r = self.B.T @ g - phi
         self.Sigma = self.Sigma - np.outer(u, u) / d
         self.B = self.B - np.outer(u, r) / d
-
-    def expected_sq_error(self, G: np.ndarray, Phi: np.ndarray) -> np.ndarray:
-        """E[e²] per row: g Σ gᵀ + |Bᵀg − φ|²."""
-        return quad_rows(G, self.Sigma) + np.sum((G @ self.B - Phi) ** 2, axis=1)
