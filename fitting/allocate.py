@@ -229,9 +229,11 @@ def _param_samples(fit, n: int, seed: int):
 
 def plan(fit=None, compute: float = 1e21, *, law=None, params=None, level: float = 0.9,
          flops_per_token: float = 6.0, fixed: Mapping[str, float] | None = None, n_samples: int = 2000,
-         seed: int = 0, span: float = 10.0) -> Plan:
+         seed: int = 0, span: float = 10.0, misfit_calibration=None) -> Plan:
     """Compute-optimal plan at ``compute`` FLOPs from a :class:`fitting.fit.FitResult` (with
-    intervals) or from bare ``law`` + ``params`` (point estimates only)."""
+    intervals) or from bare ``law`` + ``params`` (point estimates only). ``misfit_calibration``
+    (:func:`fitting.extrapolation.calibrate_misfit` of the fit) is computed when not given; pass
+    it to plan several budgets from one fit without refitting each time."""
     if fit is not None:
         law, theta = fit.law, fit.theta
     else:
@@ -281,7 +283,7 @@ def plan(fit=None, compute: float = 1e21, *, law=None, params=None, level: float
     if {"N", "D"} <= set(law.inputs):
         from fitting.extrapolation import calibrate_misfit, extrapolation_interval
 
-        calibration = calibrate_misfit(fit)
+        calibration = misfit_calibration or calibrate_misfit(fit)
         if calibration.n_held_out:
             ei = extrapolation_interval(fit, X, level=level, calibration=calibration)
             out.loss_misfit_interval = (float(ei.lo[0]), float(ei.hi[0]))

@@ -146,9 +146,12 @@ def cmd_plan(args) -> int:
                       flops_per_token=args.flops_per_token) for c in args.compute]
         fit = None
     elif args.runs:
+        from fitting.extrapolation import calibrate_misfit
+
         fit = _fit(args)
-        plans = [plan(fit, c, level=args.level, fixed=fixed, flops_per_token=args.flops_per_token, seed=args.seed)
-                 for c in args.compute]
+        misfit = calibrate_misfit(fit) if {"N", "D"} <= set(fit.law.inputs) else None
+        plans = [plan(fit, c, level=args.level, fixed=fixed, flops_per_token=args.flops_per_token, seed=args.seed,
+                      misfit_calibration=misfit) for c in args.compute]
     else:
         raise ValueError("plan needs RUNS to fit, or --params")
     if args.json:

@@ -37,7 +37,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from fitting.fit import FitResult
+from fitting.fit import FitResult, log_jacobian
 from fitting.laws import Law, get_law
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "log_coordinates",
     "Discrepancy",
     "LinearPosterior",
+    "law_gradients",
     "posterior_cov",
     "quad_rows",
     "target_gain",
@@ -251,6 +252,14 @@ class Discrepancy:
 
 
 # ====================================================================== linear algebra (pure)
+def law_gradients(law: Law, z: np.ndarray, X: Mapping[str, np.ndarray]) -> np.ndarray:
+    """∂ log L̂ / ∂z at each row of X (non-finite entries, e.g. a term that underflowed, as 0)."""
+    if len(next(iter(X.values()))) == 0:
+        return np.zeros((0, law.n_params))
+    G = log_jacobian(law, z, X)
+    return np.where(np.isfinite(G), G, 0.0)
+
+
 def posterior_cov(J_obs: np.ndarray, s2: float, prior_sd: float | np.ndarray = 3.0) -> np.ndarray:
     """Σ = (JᵀJ/s² + I/prior_sd²)⁻¹ in z space; the weak prior keeps Σ finite on tiny designs."""
     P = J_obs.shape[1]

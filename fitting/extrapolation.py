@@ -25,8 +25,8 @@ from typing import Mapping
 import numpy as np
 from scipy import stats
 
-from fitting.design import Discrepancy, LinearPosterior
-from fitting.fit import FitResult, fit_law, log_jacobian
+from fitting.design import Discrepancy, LinearPosterior, law_gradients
+from fitting.fit import FitResult, fit_law
 from fitting.uncertainty import Interval
 
 __all__ = ["MisfitCalibration", "unit_misfit_sd", "calibrate_misfit", "extrapolation_interval"]
@@ -46,18 +46,14 @@ def unit_misfit_sd(fit: FitResult, X: Mapping[str, np.ndarray], length: float = 
     disc = Discrepancy(amplitude=1.0, length=length)
     X_fit = fit.data.X
     s2 = max(float(fit.sigma), 1e-3) ** 2
-    post = LinearPosterior.from_runs(_finite(log_jacobian(fit.law, fit.z, X_fit)), disc.features(X_fit), s2, prior_sd)
-    G = _finite(log_jacobian(fit.law, fit.z, X))
+    post = LinearPosterior.from_runs(law_gradients(fit.law, fit.z, X_fit), disc.features(X_fit), s2, prior_sd)
+    G = law_gradients(fit.law, fit.z, X)
     return np.sqrt(np.sum((G @ post.B - disc.features(X)) ** 2, axis=1))
-
-
-def _finite(G: np.ndarray) -> np.ndarray:
-    return np.where(np.isfinite(G), G, 0.0)
 
 
 def calibrate_misfit(fit: FitResult, *, held_out: float = 0.25, length: float = 2.0) -> MisfitCalibration:
     """Misfit amplitude from held-out extrapolation within the fitted runs (see module doc).
-    Compute is 6·N·D where the law has N and D, else the product of its inputs. Too few runs
+    Runs are ordered by N·D (compute) where the law has both, else by the product of its inputs. Too few runs
     to hold any out (the refit needs P + 2) gives amplitude 0."""
     X, y = fit.data.X, fit.data.y
     scale = [X["N"], X["D"]] if {"N", "D"} <= set(X) else list(X.values())

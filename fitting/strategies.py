@@ -27,9 +27,9 @@ from fitting.design import (
     quad_rows,
     design_coordinates,
     expected_error_reduction,
+    law_gradients,
     seed_design,
 )
-from fitting.fit import log_jacobian
 
 __all__ = [
     "Strategy",
@@ -155,10 +155,7 @@ class _ModelStrategy(Strategy):
 
     # -- features
     def law_features(self, state: DesignState, X, z) -> np.ndarray:
-        if len(next(iter(X.values()))) == 0:
-            return np.zeros((0, state.law.n_params))
-        G = log_jacobian(state.law, z, X)
-        return np.where(np.isfinite(G), G, 0.0)
+        return law_gradients(state.law, z, X)
 
     def misfit_features(self, X) -> np.ndarray:
         if self.discrepancy is None:
