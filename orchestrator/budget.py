@@ -1,6 +1,6 @@
 """The compute budget ledger: pure Python, no Ray, so it is unit-testable in microseconds.
 
-Two numbers matter (DESIGN.md §6):
+Two numbers matter (docs/architecture.md §6):
 
 - spent: FLOPs actually done, by finished trials and by running trials so far;
 - committed: spent by finished trials + the planned cost of running trials (or what they have

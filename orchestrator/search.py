@@ -6,7 +6,7 @@ ledger, which Tune trial runs which plan, the concurrency cap, save/restore (so 
 each trial receives. Subclasses only say what to run next (`propose`) and hear what
 happened (`observe`).
 
-Tune only calls `set_search_properties` when `param_space` is non-empty (DESIGN.md §7), so
+Tune only calls `set_search_properties` when `param_space` is non-empty (docs/architecture.md §7), so
 metric and mode are constructor arguments. Returning None from `suggest` makes Tune poll
 again later; `Searcher.FINISHED` ends the experiment once running trials finish.
 """

@@ -1,4 +1,4 @@
-"""Metrics store: Arrow/Parquet files under ``<storage>/<sweep>/`` (DESIGN.md §3).
+"""Metrics store: Arrow/Parquet files under ``<storage>/<sweep>/`` (docs/architecture.md §3).
 
 Layout (hive-partitioned by trial, one writer per trial, append-only)::
 

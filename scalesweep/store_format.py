@@ -3,7 +3,7 @@
 Schemas (`RUNS_SCHEMA`, `curves_schema`, the required columns, the schema version), the name and
 part-file rules, and the filesystem helpers: `resolve` (local path or pyarrow.fs URI),
 `validate_name`, the atomic part write, part listing and schema conformance. The contract itself
-is described in `scalesweep.store` (DESIGN.md §3); the writer is `scalesweep.store_writer`.
+is described in `scalesweep.store` (docs/architecture.md §3); the writer is `scalesweep.store_writer`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Metrics store contract (DESIGN.md §3): layout, atomic parts, dedupe, bad parts, other readers."""
+"""Metrics store contract (docs/architecture.md §3): layout, atomic parts, dedupe, bad parts, other readers."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """One training run = one DeepSpeed engine.
 
 `train(config, output)` trains a GPT on D tokens, evaluates every `eval_every` steps, writes
-curve rows and a final run row to the metrics store (DESIGN.md §3), checkpoints so a retried
+curve rows and a final run row to the metrics store (docs/architecture.md §3), checkpoints so a retried
 attempt continues exactly, and returns a `TrainResult`. It runs standalone, under torchrun,
 or inside a Ray Tune / Ray Train worker; it knows nothing of Ray (the caller passes
 `on_eval` to hear about evaluations and checkpoints).
@@ -191,7 +191,7 @@ def build_engine(config: TrainConfig, geometry: BatchGeometry, rt: Runtime):
         lr=config.resolved_lr, betas=(0.9, 0.95), eps=1e-8,
     )
     # A plain torch optimizer: a DeepSpeed `optimizer` section would select FusedAdam, which
-    # JIT-compiles for minutes on CPU (DESIGN.md §7).
+    # JIT-compiles for minutes on CPU (docs/architecture.md §7).
     total = geometry.total_steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_multiplier(step, total, config.warmup_frac, config.min_lr_ratio)
@@ -335,7 +335,7 @@ def _open_writer(output: RunOutput, rt: Runtime):
 
 
 def run_row(config: TrainConfig, output: RunOutput, result: TrainResult, world_size: int) -> dict:
-    """The runs-table row (DESIGN.md §3) for a finished attempt."""
+    """The runs-table row (docs/architecture.md §3) for a finished attempt."""
     shape = config.shape
     return {
         "sweep": output.sweep, "trial_id": output.trial_id, "attempt": output.attempt, "status": result.status,

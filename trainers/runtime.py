@@ -67,7 +67,7 @@ def setup_runtime(precision: str, threads: int | None) -> Runtime:
     if threads is None:
         threads = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1) // local_world)
     # One thread per allotted core: oversubscribed intra-op threads made small steps 3-10x
-    # slower on 2-core machines (DESIGN.md §7).
+    # slower on 2-core machines (docs/architecture.md §7).
     torch.set_num_threads(threads)
     if use_cuda:
         torch.cuda.set_device(local_rank)
