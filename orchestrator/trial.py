@@ -67,20 +67,13 @@ def next_attempt(storage: str, sweep: str, trial_key: str, checkpoint_attempt: i
 
 def ended_run(storage: str, sweep: str, trial_key: str) -> dict | None:
     """This trial's ended runs row, if an earlier driver saw it finish (reads only its own
-    partition). A driver killed after a trial finished but before Tune recorded it would
-    otherwise train it again on resume."""
-    import pyarrow.parquet as pq
-    from pyarrow import fs as pafs
+    partition, through the store's reader, so an unreadable part is skipped and named). A driver
+    killed after a trial finished but before Tune recorded it would otherwise train it again on
+    resume."""
+    from scalesweep.store import load_runs
 
-    from scalesweep.store import resolve
-
-    fs, sweep_dir = resolve(storage, sweep)
-    selector = pafs.FileSelector(f"{sweep_dir}/runs/trial_id={trial_key}", allow_not_found=True)
-    rows = []
-    for info in fs.get_file_info(selector):
-        if _PART_ATTEMPT.match(info.base_name) and info.base_name.endswith(".parquet"):
-            rows += pq.read_table(info.path, filesystem=fs).to_pylist()
-    latest = max(rows, key=lambda r: r["attempt"], default=None)
+    rows = load_runs(storage, sweep, trial_id=trial_key).to_pylist()
+    latest = rows[-1] if rows else None
     return latest if latest and latest["status"] in ENDED_STATUSES else None
 
 
