@@ -127,13 +127,18 @@ def _final_metrics(result) -> dict:
 def _write_failed_row(train_config, output, error: BaseException, world_size: int, last_row: dict | None) -> None:
     """A crashed attempt still leaves a runs row (status failed) before Tune retries it."""
     from scalesweep.store import TrialWriter
+    from trainers.config import batch_geometry
     from trainers.deepspeed_trainer import TrainResult, run_row
 
     last = last_row or {}
+    try:  # the split of the batch does not depend on the data size (only the step count does)
+        geometry = batch_geometry(train_config, world_size, train_windows=1 << 62)
+    except ValueError:  # the geometry itself was the fault
+        geometry = None
     result = TrainResult(status="failed", steps=last.get("step", 0), tokens_seen=last.get("tokens_seen", 0),
                          flops=last.get("flops", 0), flops_6n=0, best_val_loss=None, best_step=None,
                          final_val_loss=last.get("val_loss"), wall_s=last.get("wall_s", 0.0),
-                         tokens_per_s=0.0, mfu=0.0)
+                         tokens_per_s=0.0, mfu=0.0, geometry=geometry)
     row = run_row(train_config, output, result, world_size)
     row["error"] = "".join(traceback.format_exception_only(type(error), error)).strip()[-2000:]
     row = {k: v for k, v in row.items() if k not in ("sweep", "trial_id", "attempt")}

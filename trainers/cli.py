@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     add_train_arguments(parser)
     try:
         return run_train(parser.parse_args(argv))
-    except ValueError as err:
+    except (ValueError, FileNotFoundError) as err:
         print(f"train: error: {err}", file=sys.stderr)
         return 2
 
