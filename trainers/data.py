@@ -100,33 +100,85 @@ def _read_documents(spec: CorpusSpec) -> tuple[list[bytes], str, str]:
         if not paths:
             raise ValueError(f"source: no files match {source!r} (expected 'builtin', a text file "
                              "or glob, *.jsonl, *.parquet or *.bin)")
-        named = [(p, Path(p).read_bytes()) for p in paths]
+        named = _text_documents(paths)
         description = f"text: {len(paths)} file(s) from {source}"
     if not named:
         raise ValueError(f"source: {source!r} contains no documents")
     return [doc for _, doc in named], _fingerprint(named), description
 
 
+_RECODE_HINT = "re-encode it as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+
+
+def _decode_utf8(data: bytes, where: str, line: int = 1, offset: int = 0) -> str:
+    """``data`` as text; ValueError naming ``where``, the line and the byte offset in the file
+    (``line``/``offset``: where ``data`` starts) if it is not UTF-8."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line += data.count(b"\n", 0, err.start)
+        raise ValueError(f"source: {where} line {line} (byte offset {offset + err.start}) is not UTF-8 "
+                         f"({err.reason}: {data[err.start:err.end]!r}); {_RECODE_HINT}") from None
+
+
+def _text_documents(paths: Sequence[str]) -> list[tuple[str, bytes]]:
+    named = []
+    for path in paths:
+        data = Path(path).read_bytes()
+        _decode_utf8(data, path)  # the byte tokeniser would take any bytes; the README promises UTF-8
+        named.append((path, data))
+    return named
+
+
 def _jsonl_documents(path: Path, text_field: str):
+    """(name, UTF-8 bytes) of each non-blank line's ``text_field``; ValueError naming the file,
+    line and byte offset of a line that is not UTF-8, not a JSON object, or lacks the field."""
+    offset = 0
     with path.open("rb") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
+        for line_no, raw in enumerate(f, 1):
+            start, offset = offset, offset + len(raw)
+            where = f"{path} line {line_no} (byte offset {start})"
+            text = _decode_utf8(raw, str(path), line_no, start)
+            if line_no == 1:
+                text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark is still UTF-8
+            if not text.strip():
                 continue
-            record = json.loads(line)
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"source: {where} is not JSON ({err.msg}, column {err.colno})") from None
             if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
-                raise ValueError(f"text_field: line {line_no} of {path} has no string field "
-                                 f"{text_field!r}")
-            yield f"{path.name}:{line_no}", record[text_field].encode()
+                raise ValueError(f"text_field: {where} has no string field {text_field!r}")
+            try:
+                document = record[text_field].encode()
+            except UnicodeEncodeError as err:  # a JSON escape of a lone surrogate, e.g. "\ud800"
+                raise ValueError(f"source: {where}: field {text_field!r} is not valid Unicode "
+                                 f"({err.reason}); {_RECODE_HINT}") from None
+            yield f"{path.name}:{line_no}", document
 
 
 def _parquet_documents(path: Path, text_field: str) -> list[tuple[str, bytes]]:
+    """(name, UTF-8 bytes) per row of a string or binary column (nulls read as empty)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    columns = pq.read_schema(path).names
-    if text_field not in columns:
-        raise ValueError(f"text_field: {text_field!r} is not a column of {path}; columns: {columns}")
-    texts = pq.read_table(path, columns=[text_field]).column(text_field).to_pylist()
-    return [(f"{path.name}:{i}", (t or "").encode()) for i, t in enumerate(texts)]
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as err:
+        raise ValueError(f"source: {path} is not a readable Parquet file ({err})") from None
+    if text_field not in schema.names:
+        raise ValueError(f"text_field: {text_field!r} is not a column of {path}; columns: {schema.names}")
+    kind = schema.field(text_field).type
+    if not any(check(kind) for check in (pa.types.is_string, pa.types.is_large_string,
+                                          pa.types.is_binary, pa.types.is_large_binary)):
+        raise ValueError(f"text_field: column {text_field!r} of {path} is {kind}, not text")
+    column = pq.read_table(path, columns=[text_field]).column(text_field).cast(pa.large_binary())
+    named = []
+    for row, value in enumerate(column.to_pylist()):
+        value = value or b""
+        _decode_utf8(value, f"{path} row {row}")
+        named.append((f"{path.name}:{row}", value))
+    return named
 
 
 # ---------------------------------------------------------------------------------------------
