@@ -1,4 +1,5 @@
 import json
+import warnings
 
 import numpy as np
 import pyarrow as pa
@@ -57,7 +58,7 @@ def test_bpe_trains_caches_and_round_trips(tmp_path):
     corpus = load_corpus(spec, cache_dir=tmp_path / "cache")
     assert corpus.vocab_size == 300 and corpus.tokens.max() < 300
     assert corpus.tokens.size < len(("".join(DOCS) * 50).encode())  # merges compress
-    assert list((tmp_path / "cache" / "bpe").glob("*-300.json"))
+    assert list((tmp_path / "cache" / "bpe").glob("*-bpe-300-*.json"))
     tokenizer = build_tokenizer("bpe:300", [], corpus.fingerprint, tmp_path / "cache")  # cached
     assert tokenizer.decode(corpus.tokens) == "".join(DOCS) * 50
     ids = tokenizer.encode_documents([DOCS[1].encode(), DOCS[0].encode()])
@@ -215,3 +216,42 @@ def test_train_cli_on_a_latin1_jsonl_exits_2_with_one_line(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1
     assert f"source: {path} line 1 (byte offset 13) is not UTF-8" in err  # é follows the 13 bytes {"text": "caf
     assert not (tmp_path / "store").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Caches are used only when they are what their key and record say
+
+
+def test_corrupt_token_cache_is_named_and_rebuilt(tmp_path):
+    (tmp_path / "a.txt").write_text("".join(DOCS) * 20)
+    spec = CorpusSpec(source=str(tmp_path / "a.txt"))
+    fresh = load_corpus(spec, cache_dir=tmp_path / "cache")
+    (npy,) = (tmp_path / "cache" / "tokens").glob("*.npy")
+    npy.write_bytes(npy.read_bytes()[:200])  # truncated, as by a full disk
+    with pytest.warns(UserWarning, match=rf"tokenised-corpus cache {npy} does not match its record"):
+        again = load_corpus(spec, cache_dir=tmp_path / "cache")
+    assert np.array_equal(again.tokens, fresh.tokens)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rewritten: the next load is a clean hit
+        assert np.array_equal(load_corpus(spec, cache_dir=tmp_path / "cache").tokens, fresh.tokens)
+
+
+def test_bpe_cache_is_keyed_by_its_recipe_and_a_corrupt_model_is_retrained(tmp_path, monkeypatch):
+    import trainers.tokenizers as tokenizers
+
+    (tmp_path / "a.txt").write_text("".join(DOCS) * 50)
+    spec = CorpusSpec(source=str(tmp_path / "a.txt"), tokenizer="bpe:300")
+    full = load_corpus(spec, cache_dir=tmp_path / "cache")
+    monkeypatch.setattr(tokenizers, "BPE_SAMPLE_BYTES", 100)  # another recipe: other merges
+    small_sample = load_corpus(spec, cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache" / "bpe").glob("*.json"))) == 2
+    assert len(list((tmp_path / "cache" / "tokens").glob("*.npy"))) == 2
+    assert not np.array_equal(small_sample.tokens, full.tokens)  # not the other recipe's cache
+    monkeypatch.undo()
+    for model in (tmp_path / "cache" / "bpe").glob("*.json"):
+        model.write_text("{not json")
+    for cached in (tmp_path / "cache" / "tokens").iterdir():
+        cached.unlink()
+    with pytest.warns(UserWarning, match=r"tokenizer cache .*-bpe-300-.*\.json is unreadable"):
+        retrained = load_corpus(spec, cache_dir=tmp_path / "cache")
+    assert np.array_equal(retrained.tokens, full.tokens)

@@ -13,7 +13,8 @@ Tokenisers (CorpusSpec.tokenizer):
   "tiktoken:gpt2"   only if tiktoken and its gpt2 files are already cached (no downloads)
 Tokenised arrays and trained BPE models are cached under $SCALESWEEP_CACHE (default
 ~/.cache/scalesweep), keyed by the corpus fingerprint (sha256 of file names and bytes) and the
-tokeniser, and written atomically (temp file + rename) so concurrent trials never see half a file.
+tokeniser's recipe (`tokenizer_key`), checked against their record when read, and written
+atomically (temp file + rename) so concurrent trials never see half a file.
 """
 from __future__ import annotations
 
@@ -22,13 +23,14 @@ import hashlib
 import json
 import os
 import sysconfig
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from trainers.tokenizers import build_tokenizer, default_cache_dir, write_atomically
+from trainers.tokenizers import build_tokenizer, default_cache_dir, tokenizer_key, write_atomically
 
 # Directory names left out of the builtin corpus: installed third-party code, the test suites
 # (they hold deliberately malformed and generated files) and idle's test data.
@@ -217,6 +219,29 @@ def _load_bin(spec: CorpusSpec) -> TokenizedCorpus:
                            f"bin: {spec.source} ({tokens.size} uint16 tokens)")
 
 
+def _read_cached_tokens(tokens_path: Path, meta_path: Path, fingerprint: str) -> tuple[np.ndarray, int] | None:
+    """(memory-mapped tokens, tokeniser vocab) from the cache, or None to tokenise afresh: when
+    absent, or (warned, naming the file) unreadable or not what its record says it holds."""
+    if not (meta_path.exists() and tokens_path.exists()):  # meta is written last: it marks completion
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        tokens = np.load(tokens_path, mmap_mode="r")
+        vocab = int(meta["tokenizer_vocab_size"])
+        problem = None
+        if tokens.ndim != 1 or tokens.size != meta["tokens"]:
+            problem = f"{tokens.shape} tokens, its record says {meta['tokens']}"
+        elif meta.get("fingerprint", fingerprint) != fingerprint:  # records before 'fingerprint' pass
+            problem = "it was tokenised from another corpus"
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        problem = f"unreadable: {err}"
+    if problem is None:
+        return tokens, vocab
+    warnings.warn(f"tokenised-corpus cache {tokens_path} does not match its record ({problem}); "
+                  "tokenising again", stacklevel=3)
+    return None
+
+
 def load_corpus(spec: CorpusSpec, cache_dir: str | Path | None = None) -> TokenizedCorpus:
     """Read, tokenise and cache a corpus. A cached load still reads and hashes the raw text (to
     find its key; ~0.1 s for the builtin corpus) but skips tokenisation and memory-maps the
@@ -225,13 +250,11 @@ def load_corpus(spec: CorpusSpec, cache_dir: str | Path | None = None) -> Tokeni
         return _load_bin(spec)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     documents, fingerprint, description = _read_documents(spec)
-    safe_name = spec.tokenizer.replace(":", "-")
-    tokens_path = cache / "tokens" / f"{fingerprint[:24]}-{safe_name}.npy"
+    tokens_path = cache / "tokens" / f"{fingerprint[:24]}-{tokenizer_key(spec.tokenizer)}.npy"
     meta_path = tokens_path.with_suffix(".json")
-    if meta_path.exists() and tokens_path.exists():  # meta is written last: it marks completion
-        meta = json.loads(meta_path.read_text())
-        tokens = np.load(tokens_path, mmap_mode="r")
-        vocab = meta["tokenizer_vocab_size"]
+    cached = _read_cached_tokens(tokens_path, meta_path, fingerprint)
+    if cached is not None:
+        tokens, vocab = cached
     else:
         tokenizer = build_tokenizer(spec.tokenizer, documents, fingerprint, cache)
         tokens = tokenizer.encode_documents(documents)
@@ -242,7 +265,8 @@ def load_corpus(spec: CorpusSpec, cache_dir: str | Path | None = None) -> Tokeni
 
         write_atomically(tokens_path, save_tokens)
         write_atomically(meta_path, lambda tmp: tmp.write_text(json.dumps(
-            {"tokenizer_vocab_size": vocab, "tokens": int(tokens.size), "source": description})))
+            {"tokenizer_vocab_size": vocab, "tokens": int(tokens.size), "source": description,
+             "fingerprint": fingerprint})))
     return TokenizedCorpus(tokens, _check_vocab(spec, vocab), fingerprint,
                            f"{description}, tokenizer {spec.tokenizer}, {tokens.size} tokens")
 
