@@ -53,9 +53,9 @@ def build_report(storage: str, sweep: str, out_dir: str | Path, *, law_name: str
     """Read the sweep, fit, plan, plot. Raises FileNotFoundError (creating nothing) when
     ``storage`` or the sweep in it does not exist; writes into ``out_dir`` only when there are
     runs to report. Store files that cannot be read are listed in ``report.skipped``."""
-    from scalesweep.store import UnreadablePartWarning, load_curves, load_runs
+    from scalesweep.store import UnreadablePartWarning, load_curves, load_runs, require_sweep
 
-    _check_sweep_exists(storage, sweep)
+    require_sweep(storage, sweep)
     skipped: list = []
     with warnings.catch_warnings():  # listed in the report instead of warned one by one
         warnings.simplefilter("ignore", UnreadablePartWarning)
@@ -83,20 +83,6 @@ def build_report(storage: str, sweep: str, out_dir: str | Path, *, law_name: str
     report.files.append(_plot_scaling(usable, fit, out / "scaling.png"))
     report.files.append(_write_markdown(report, runs, out / "report.md"))
     return report
-
-
-def _check_sweep_exists(storage: str, sweep: str) -> None:
-    from pyarrow import fs as pafs
-
-    from scalesweep.store import list_sweeps, resolve
-
-    fs, root = resolve(storage)
-    if fs.get_file_info(root).type != pafs.FileType.Directory:
-        raise FileNotFoundError(f"storage: {storage} is not a directory")
-    if fs.get_file_info(f"{root}/{sweep}").type != pafs.FileType.Directory:
-        known = list_sweeps(storage)
-        raise FileNotFoundError(f"sweep: no sweep {sweep!r} under {storage}; sweeps there: "
-                                + (", ".join(known) if known else "none"))
 
 
 def _fit(usable: list[dict], law_name: str, n_bootstrap: int, report: SweepReport):

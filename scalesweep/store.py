@@ -57,7 +57,8 @@ if TYPE_CHECKING:  # pandas only on request (as_pandas=True)
 __all__ = [
     "SCHEMA_VERSION", "SCHEMA_VERSION_KEY", "RUN_STATUSES", "EXTRA_EVAL_PREFIX", "RUNS_SCHEMA",
     "REQUIRED_CURVE_COLUMNS", "REQUIRED_RUN_COLUMNS", "curves_schema", "resolve", "validate_name",
-    "TrialWriter", "load_curves", "load_runs", "list_sweeps", "SkippedPart", "UnreadablePartWarning",
+    "TrialWriter", "load_curves", "load_runs", "list_sweeps", "require_sweep", "SkippedPart",
+    "UnreadablePartWarning",
 ]
 
 # Parquet decoding releases the GIL, but on small files Python overhead dominates: measured on
@@ -217,6 +218,28 @@ def load_runs(
         keys = [("trial_id", "ascending"), ("attempt", "ascending")]
         return _finish(table.take(pc.sort_indices(table, sort_keys=keys)), as_pandas)
     return _finish(_last_per_group(table, ("trial_id",), ("attempt",)), as_pandas)
+
+
+def require_sweep(storage: str, sweep: str | None = None) -> None:
+    """Raise FileNotFoundError (one line, naming what is missing) unless ``<storage>/<sweep>``
+    (or, with ``sweep=None``, ``storage`` itself) is a sweep directory: one holding runs/ or
+    curves/. For commands that read a sweep and write outputs, so a typo creates nothing."""
+    fs, root = resolve(storage)
+    if fs.get_file_info(root).type != pafs.FileType.Directory:
+        raise FileNotFoundError(f"storage: {storage} is not a directory")
+    if sweep is None:
+        children = fs.get_file_info([f"{root}/runs", f"{root}/curves"])
+        if any(child.type == pafs.FileType.Directory for child in children):
+            return
+        known = list_sweeps(storage)
+        if known:
+            raise FileNotFoundError(f"{storage} is a metrics store, not a sweep: give one of its sweeps' "
+                                    f"directories ({', '.join(known)})")
+        raise FileNotFoundError(f"{storage} is not a sweep's metrics directory (no runs/ or curves/ in it)")
+    if fs.get_file_info(f"{root}/{sweep}").type != pafs.FileType.Directory:
+        known = list_sweeps(storage)
+        raise FileNotFoundError(f"sweep: no sweep {sweep!r} under {storage}; sweeps there: "
+                                + (", ".join(known) if known else "none"))
 
 
 def list_sweeps(storage: str) -> list[str]:
