@@ -23,6 +23,11 @@ Contract choices (and why):
   the file is uploaded straight to its final key: one PUT / completed multipart upload is atomic.
 * Extra eval sets are float64 columns ``val_loss_<name>``; runs accept extra scalar config
   columns. Readers unify schemas across parts and fill what a part lacks with nulls.
+* A file the readers cannot use is skipped, never fatal: not Parquet (empty, truncated, another
+  format), an unknown schema version, a required column missing, a contract column stored as
+  another type (``lr`` as text), or an extra column whose type conflicts with most parts. Each
+  is warned (`UnreadablePartWarning`, naming the path and the reason) and appended to the
+  caller's ``skipped`` list, so one bad file never hides the rest of the sweep.
 
 Modules: the schemas, names and filesystem helpers live in ``scalesweep.store_format``, the
 writer (``TrialWriter``) in ``scalesweep.store_writer``; both are re-exported here. This module
