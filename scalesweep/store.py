@@ -133,15 +133,20 @@ def _load_listed_parts(fs: pafs.FileSystem, directory: str, name_re: re.Pattern,
             skipped.append(SkippedPart(path, result))
         else:
             tables.append((path, result.append_column(_SEQ, pa.array(np.full(result.num_rows, seq, np.int64)))))
-    tables = _agree_on_extra_columns(tables, skipped)
     if not tables:
         return base.empty_table().append_column(_SEQ, pa.array([], pa.int64()))
     # Parts may differ in extra columns (eval sets, config keys): unify, nulls where absent.
-    table = pa.concat_tables(tables, promote_options="permissive")
+    try:
+        table = pa.concat_tables([t for _, t in tables], promote_options="permissive")
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # rare: only then look for the odd parts out
+        kept = _agree_on_extra_columns(tables, set(base.names), skipped)
+        if not kept:
+            return base.empty_table().append_column(_SEQ, pa.array([], pa.int64()))
+        table = pa.concat_tables(kept, promote_options="permissive")
     return _conform(table, base)
 
 
-def _agree_on_extra_columns(tables: list[tuple[str, pa.Table]],
+def _agree_on_extra_columns(tables: list[tuple[str, pa.Table]], base_names: set[str],
                             skipped: list[SkippedPart]) -> list[pa.Table]:
     """Parts whose extra (non-contract) columns fit the type most parts give them.
 
@@ -149,15 +154,15 @@ def _agree_on_extra_columns(tables: list[tuple[str, pa.Table]],
     int64 where most store a string is skipped as a schema conflict (concatenating it would
     make the whole table unreadable); int64 beside float64 reads as float64.
     """
+    schemas = Counter(table.schema for _, table in tables)  # typically a handful of distinct ones
     votes: dict[str, Counter] = {}
-    for _, table in tables:
-        for field in table.schema:
-            if not pa.types.is_null(field.type):
-                votes.setdefault(field.name, Counter())[field.type] += 1
-    wanted = {}
-    for name, counts in votes.items():
-        if len(counts) > 1:  # ties: the type named first alphabetically, so the choice is stable
-            wanted[name] = min(counts, key=lambda t: (-counts[t], str(t)))
+    for schema, count in schemas.items():
+        for field in schema:
+            if field.name not in base_names and not pa.types.is_null(field.type):
+                votes.setdefault(field.name, Counter())[field.type] += count
+    # ties: the type named first alphabetically, so the choice is stable
+    wanted = {name: min(counts, key=lambda t: (-counts[t], str(t)))
+              for name, counts in votes.items() if len(counts) > 1}
     kept = []
     for path, table in tables:
         clash = next((f"column {f.name!r} is {f.type} here but {wanted[f.name]} in most parts"

@@ -198,7 +198,7 @@ _READER_REQUIRED = {
 
 
 def read_part(fs: pafs.FileSystem, path: str, kind: str, base: pa.Schema) -> pa.Table | str:
-    """One part conformed to ``base`` (contract columns in contract types), or why it is unusable.
+    """One part with its contract columns in ``base``'s types, or why it is unusable.
 
     Unusable: not Parquet (empty, truncated, other format), a schema version this reader does
     not know, a required column missing, or a contract column of another type (`castable`).
@@ -223,13 +223,21 @@ def read_part(fs: pafs.FileSystem, path: str, kind: str, base: pa.Schema) -> pa.
             return f"schema version {version!r} is not an integer"
         if not 1 <= number <= SCHEMA_VERSION:
             return f"schema version {number} is not one this reader knows (1..{SCHEMA_VERSION})"
-    missing = [c for c in _READER_REQUIRED[kind] if c not in table.column_names]
+    names = set(table.column_names)
+    missing = [c for c in _READER_REQUIRED[kind] if c not in names]
     if missing:
         return f"missing required columns {missing}"
-    try:
-        return _conform(table, base)
-    except ValueError as err:
-        return f"schema conflict: {err}"
+    for index, stored in enumerate(table.schema):  # cast only what differs (cheap per small part)
+        index_in_base = base.get_field_index(stored.name)
+        if index_in_base < 0:
+            continue
+        target = base.field(index_in_base).type
+        if stored.type == target:
+            continue
+        if not castable(stored.type, target):
+            return f"schema conflict: column {stored.name!r} is {stored.type}, the contract says {target}"
+        table = table.set_column(index, stored.name, table.column(index).cast(target))
+    return table
 
 
 class PartVanished(Exception):
