@@ -17,6 +17,7 @@ import re
 import shutil
 import tempfile
 import traceback
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,13 @@ def _restore_checkpoint(workdir: Path) -> tuple[str | None, int | None]:
     local = workdir / "resume"
     shutil.rmtree(local, ignore_errors=True)
     checkpoint.to_directory(str(local))
-    attempt = json.loads((local / ATTEMPT_FILE).read_text())["attempt"]
+    try:
+        attempt = int(json.loads((local / ATTEMPT_FILE).read_text())["attempt"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        # Only the numbering needs it, and `next_attempt` also counts the store's attempts.
+        warnings.warn(f"Tune checkpoint without a readable {ATTEMPT_FILE} ({err}); numbering the attempt "
+                      "from the store", stacklevel=2)
+        attempt = None
     return str(local), attempt
 
 

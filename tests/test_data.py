@@ -50,6 +50,10 @@ def test_bin_memmap_and_vocab_validation(tmp_path):
         load_corpus(CorpusSpec(source=str(path)))
     with pytest.raises(ValueError, match="vocab_size.*50000"):
         load_corpus(CorpusSpec(source=str(path), vocab_size=40000))
+    odd = tmp_path / "odd.bin"
+    odd.write_bytes(b"\x05\x00\x07")  # a cut-off token: memmap would fail naming no file
+    with pytest.raises(ValueError, match=rf"source: {odd} holds 3 bytes, not a whole number of uint16 tokens"):
+        load_corpus(CorpusSpec(source=str(odd), vocab_size=50304))
 
 
 def test_bpe_trains_caches_and_round_trips(tmp_path):

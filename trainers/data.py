@@ -203,9 +203,11 @@ def _load_bin(spec: CorpusSpec) -> TokenizedCorpus:
     if spec.tokenizer != "byte":
         raise ValueError(f"tokenizer: a .bin corpus is already tokenised; leave tokenizer at its "
                          f"default, got {spec.tokenizer!r}")
+    size = os.path.getsize(spec.source)  # FileNotFoundError names the path
+    if size == 0 or size % 2:
+        raise ValueError(f"source: {spec.source} holds {size} bytes, not a whole number of uint16 tokens "
+                         "(a nanoGPT .bin file is uint16 token ids)")
     tokens = np.memmap(spec.source, dtype=np.uint16, mode="r")
-    if tokens.size == 0:
-        raise ValueError(f"source: {spec.source} is empty")
     max_token = int(tokens.max())
     if max_token >= spec.vocab_size:
         raise ValueError(f"vocab_size: {spec.source} contains token {max_token} >= vocab_size "
