@@ -198,6 +198,20 @@ def test_resume_under_another_shape_or_lr_names_each_field(stage1_checkpoint):
     assert "zero_stage" not in message and "shape.d_ff" not in message
 
 
+def test_checkpoint_without_a_record_still_names_a_deepspeed_failure(stage1_checkpoint, tmp_path):
+    import shutil
+
+    legacy = tmp_path / "legacy"
+    shutil.copytree(stage1_checkpoint, legacy)
+    for record in legacy.glob("*/scalesweep_checkpoint.json"):  # as saved before records existed
+        record.unlink()
+    with pytest.warns(UserWarning, match="records no run configuration"), \
+            pytest.raises(ValueError, match=rf"resume_from: DeepSpeed could not load {legacy}/step00000002 "
+                                            r"\(AssertionError: no message\)"):
+        train(tiny_config(zero_stage=3, dataset_tokens=40_000, max_steps=2, eval_every=2),
+              RunOutput(resume_from=str(legacy)))
+
+
 def test_missing_checkpoint_fails_first_and_creates_nothing(tmp_path, capsys):
     from scalesweep.cli import main
 

@@ -114,9 +114,17 @@ def save(engine, checkpoint_dir: str, step: int, client_state: dict, identity: d
 
 
 def load(engine, checkpoint_dir: str, tag: str) -> dict:
-    """Load DeepSpeed state (model, optimizer, scheduler) saved under ``tag``; its client state."""
-    path, client_state = engine.load_checkpoint(checkpoint_dir, tag=tag, load_optimizer_states=True,
-                                                load_lr_scheduler_states=True)
+    """Load DeepSpeed state (model, optimizer, scheduler) saved under ``tag``; its client state.
+
+    Mismatches are caught by `check_resumable` first; for a checkpoint without a record,
+    DeepSpeed's bare errors are re-raised as a ValueError naming the checkpoint."""
+    try:
+        path, client_state = engine.load_checkpoint(checkpoint_dir, tag=tag, load_optimizer_states=True,
+                                                    load_lr_scheduler_states=True)
+    except (AssertionError, RuntimeError, KeyError) as err:
+        raise ValueError(f"resume_from: DeepSpeed could not load {checkpoint_dir}/{tag} ({type(err).__name__}: "
+                         f"{str(err)[:200] or 'no message'}); was it saved under another ZeRO stage, model "
+                         "shape, dtype or world size?") from err
     if path is None:
         raise FileNotFoundError(f"resume_from: DeepSpeed found no checkpoint {tag!r} in {checkpoint_dir}")
     return client_state
