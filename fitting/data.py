@@ -88,9 +88,10 @@ def read_table(source) -> tuple[dict[str, np.ndarray], str, bool]:
                 pass  # a folder of plain tables is read below as a dataset
             else:
                 try:
-                    from scalesweep.store import load_runs
+                    from scalesweep.store import load_runs, require_sweep
                 except ImportError as err:  # pragma: no cover - store written elsewhere
                     raise ValueError(f"{path} is a directory but scalesweep.store is not available: {err}") from err
+                require_sweep(path)  # a store root or a stray directory is named, not read as empty
                 tab = load_runs(path)
                 return {n: tab.column(n).to_numpy(zero_copy_only=False) for n in tab.column_names}, path, True
         if path.endswith(".csv") or path.endswith(".csv.gz") or path.endswith(".tsv"):

@@ -203,6 +203,9 @@ def _inputs(law, cols: Mapping[str, np.ndarray], args, what: str) -> dict[str, n
 def _cmd_replay(args) -> int:
     import warnings
 
+    from scalesweep.cli import check_output_file
+
+    check_output_file(args.out, "--out")  # before the design runs, not after
     law = get_law(args.law)
     if not 0 < args.budget_fraction <= 1:
         raise ValueError(f"--budget-fraction must be in (0, 1], got {args.budget_fraction}")

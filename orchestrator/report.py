@@ -28,6 +28,10 @@ class SweepReport:
     fit: object | None = None
     notes: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    skipped: list = field(default_factory=list)  # scalesweep.store.SkippedPart: files left unread
+
+    def skipped_lines(self) -> list[str]:
+        return [f"{p.path}: {p.reason}" for p in self.skipped]
 
     def summary(self) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(self.status_counts.items()))
@@ -37,26 +41,37 @@ class SweepReport:
         if self.plan_text:
             lines += ["", self.plan_text]
         lines += [f"note: {n}" for n in self.notes]
+        if self.skipped:
+            lines += [f"skipped {len(self.skipped)} unreadable store file(s):"]
+            lines += [f"  {line}" for line in self.skipped_lines()]
         lines += [f"wrote {p}" for p in self.files]
         return "\n".join(lines)
 
 
 def build_report(storage: str, sweep: str, out_dir: str | Path, *, law_name: str = "chinchilla",
                  target_compute: float | None = None, n_bootstrap: int = 200) -> SweepReport:
-    from scalesweep.store import load_curves, load_runs
+    """Read the sweep, fit, plan, plot. Raises FileNotFoundError (creating nothing) when
+    ``storage`` or the sweep in it does not exist; writes into ``out_dir`` only when there are
+    runs to report. Store files that cannot be read are listed in ``report.skipped``."""
+    from scalesweep.store import UnreadablePartWarning, load_curves, load_runs, require_sweep
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    runs = load_runs(storage, sweep).to_pylist()
-    curves = load_curves(storage, sweep).to_pylist()
+    require_sweep(storage, sweep)
+    skipped: list = []
+    with warnings.catch_warnings():  # listed in the report instead of warned one by one
+        warnings.simplefilter("ignore", UnreadablePartWarning)
+        runs = load_runs(storage, sweep, skipped=skipped).to_pylist()
+        curves = load_curves(storage, sweep, skipped=skipped).to_pylist()
     usable = [r for r in runs if r["status"] in USABLE_STATUSES and r["best_val_loss"] is not None]
     counts: dict[str, int] = {}
     for r in runs:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    report = SweepReport(sweep=sweep, n_runs=len(runs), n_usable=len(usable), status_counts=counts)
+    report = SweepReport(sweep=sweep, n_runs=len(runs), n_usable=len(usable), status_counts=counts,
+                         skipped=skipped)
     if not runs:
         report.notes.append(f"no runs found under {storage}/{sweep}")
         return report
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
 
     fit = _fit(usable, law_name, n_bootstrap, report)
     if fit is not None:
@@ -177,6 +192,9 @@ def _write_markdown(report: SweepReport, runs: list[dict], path: Path) -> Path:
         lines += ["", "## Compute-optimal plan", "", report.plan_text]
     if report.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in report.notes]
+    if report.skipped:
+        lines += ["", "## Skipped store files", "", "These files could not be read and are not in the tables above:",
+                  ""] + [f"- `{p.path}`: {p.reason}" for p in report.skipped]
     lines += ["", "![curves](curves.png)", "", "![scaling](scaling.png)", ""]
     path.write_text("\n".join(lines))
     return path

@@ -17,6 +17,7 @@ import re
 import shutil
 import tempfile
 import traceback
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,20 +68,13 @@ def next_attempt(storage: str, sweep: str, trial_key: str, checkpoint_attempt: i
 
 def ended_run(storage: str, sweep: str, trial_key: str) -> dict | None:
     """This trial's ended runs row, if an earlier driver saw it finish (reads only its own
-    partition). A driver killed after a trial finished but before Tune recorded it would
-    otherwise train it again on resume."""
-    import pyarrow.parquet as pq
-    from pyarrow import fs as pafs
+    partition, through the store's reader, so an unreadable part is skipped and named). A driver
+    killed after a trial finished but before Tune recorded it would otherwise train it again on
+    resume."""
+    from scalesweep.store import load_runs
 
-    from scalesweep.store import resolve
-
-    fs, sweep_dir = resolve(storage, sweep)
-    selector = pafs.FileSelector(f"{sweep_dir}/runs/trial_id={trial_key}", allow_not_found=True)
-    rows = []
-    for info in fs.get_file_info(selector):
-        if _PART_ATTEMPT.match(info.base_name) and info.base_name.endswith(".parquet"):
-            rows += pq.read_table(info.path, filesystem=fs).to_pylist()
-    latest = max(rows, key=lambda r: r["attempt"], default=None)
+    rows = load_runs(storage, sweep, trial_id=trial_key).to_pylist()
+    latest = rows[-1] if rows else None
     return latest if latest and latest["status"] in ENDED_STATUSES else None
 
 
@@ -100,7 +94,13 @@ def _restore_checkpoint(workdir: Path) -> tuple[str | None, int | None]:
     local = workdir / "resume"
     shutil.rmtree(local, ignore_errors=True)
     checkpoint.to_directory(str(local))
-    attempt = json.loads((local / ATTEMPT_FILE).read_text())["attempt"]
+    try:
+        attempt = int(json.loads((local / ATTEMPT_FILE).read_text())["attempt"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        # Only the numbering needs it, and `next_attempt` also counts the store's attempts.
+        warnings.warn(f"Tune checkpoint without a readable {ATTEMPT_FILE} ({err}); numbering the attempt "
+                      "from the store", stacklevel=2)
+        attempt = None
     return str(local), attempt
 
 
@@ -134,13 +134,18 @@ def _final_metrics(result) -> dict:
 def _write_failed_row(train_config, output, error: BaseException, world_size: int, last_row: dict | None) -> None:
     """A crashed attempt still leaves a runs row (status failed) before Tune retries it."""
     from scalesweep.store import TrialWriter
+    from trainers.config import batch_geometry
     from trainers.deepspeed_trainer import TrainResult, run_row
 
     last = last_row or {}
+    try:  # the split of the batch does not depend on the data size (only the step count does)
+        geometry = batch_geometry(train_config, world_size, train_windows=1 << 62)
+    except ValueError:  # the geometry itself was the fault
+        geometry = None
     result = TrainResult(status="failed", steps=last.get("step", 0), tokens_seen=last.get("tokens_seen", 0),
                          flops=last.get("flops", 0), flops_6n=0, best_val_loss=None, best_step=None,
                          final_val_loss=last.get("val_loss"), wall_s=last.get("wall_s", 0.0),
-                         tokens_per_s=0.0, mfu=0.0)
+                         tokens_per_s=0.0, mfu=0.0, geometry=geometry)
     row = run_row(train_config, output, result, world_size)
     row["error"] = "".join(traceback.format_exception_only(type(error), error)).strip()[-2000:]
     row = {k: v for k, v in row.items() if k not in ("sweep", "trial_id", "attempt")}

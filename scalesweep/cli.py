@@ -22,6 +22,22 @@ COMMAND_MODULES = (
 )
 
 
+# Bad input is the user's to fix: these exceptions print one line and exit 2, no traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
+
+
+def check_output_file(path: str, flag: str) -> None:
+    """Raise FileNotFoundError/IsADirectoryError before any work if ``path`` cannot be written
+    as a new or replaced file (its directory is missing, or it is a directory)."""
+    import os
+
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"{flag}: directory {parent} does not exist")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{flag}: {path} is a directory, not a file")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scalesweep",
@@ -47,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = args.func(args)
-    except (ValueError, FileNotFoundError) as err:
-        # Bad input is the user's to fix: one clear line, no traceback.
+    except USER_ERRORS as err:
         print(f"scalesweep {args.command}: error: {err}", file=sys.stderr)
         return 2
     return int(result or 0)

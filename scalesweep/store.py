@@ -23,6 +23,11 @@ Contract choices (and why):
   the file is uploaded straight to its final key: one PUT / completed multipart upload is atomic.
 * Extra eval sets are float64 columns ``val_loss_<name>``; runs accept extra scalar config
   columns. Readers unify schemas across parts and fill what a part lacks with nulls.
+* A file the readers cannot use is skipped, never fatal: not Parquet (empty, truncated, another
+  format), an unknown schema version, a required column missing, a contract column stored as
+  another type (``lr`` as text), or an extra column whose type conflicts with most parts. Each
+  is warned (`UnreadablePartWarning`, naming the path and the reason) and appended to the
+  caller's ``skipped`` list, so one bad file never hides the rest of the sweep.
 
 Modules: the schemas, names and filesystem helpers live in ``scalesweep.store_format``, the
 writer (``TrialWriter``) in ``scalesweep.store_writer``; both are re-exported here. This module
@@ -34,19 +39,20 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from scalesweep.store_format import (
     _CURVE_PART_RE, _RUN_PART_RE, _SEQ, EXTRA_EVAL_PREFIX, REQUIRED_CURVE_COLUMNS,
-    REQUIRED_RUN_COLUMNS, RUN_STATUSES, RUNS_SCHEMA, SCHEMA_VERSION, SCHEMA_VERSION_KEY, _conform,
-    _list_parts, curves_schema, resolve, validate_name,
+    REQUIRED_RUN_COLUMNS, RUN_STATUSES, RUNS_SCHEMA, SCHEMA_VERSION, SCHEMA_VERSION_KEY, PartVanished,
+    _conform, _list_parts, castable, curves_schema, read_part, resolve, validate_name,
 )
 from scalesweep.store_writer import TrialWriter
 
@@ -56,7 +62,8 @@ if TYPE_CHECKING:  # pandas only on request (as_pandas=True)
 __all__ = [
     "SCHEMA_VERSION", "SCHEMA_VERSION_KEY", "RUN_STATUSES", "EXTRA_EVAL_PREFIX", "RUNS_SCHEMA",
     "REQUIRED_CURVE_COLUMNS", "REQUIRED_RUN_COLUMNS", "curves_schema", "resolve", "validate_name",
-    "TrialWriter", "load_curves", "load_runs", "list_sweeps",
+    "TrialWriter", "load_curves", "load_runs", "list_sweeps", "require_sweep", "SkippedPart",
+    "UnreadablePartWarning",
 ]
 
 # Parquet decoding releases the GIL, but on small files Python overhead dominates: measured on
@@ -68,68 +75,104 @@ _READ_THREADS = max(2, min(8, os.cpu_count() or 2))
 # Readers
 
 
-def _read_part(fs: pafs.FileSystem, info: pafs.FileInfo, seq: int) -> pa.Table | None:
-    """One part file with a reader-internal seq column, or None (warned) if unusable."""
-    try:
-        # ParquetFile.read is ~3x cheaper per small file than pq.read_table (no dataset layer).
-        if isinstance(fs, pafs.LocalFileSystem):
-            table = pq.ParquetFile(info.path).read(use_threads=False)
-        else:
-            with fs.open_input_file(info.path) as handle:
-                table = pq.ParquetFile(handle).read(use_threads=False)
-    except FileNotFoundError:
-        raise _PartVanished(info.path) from None
-    except (OSError, pa.ArrowException) as err:
-        warnings.warn(f"scalesweep.store: skipping unreadable part {info.path}: {err}",
-                      stacklevel=3)
-        return None
-    version = (table.schema.metadata or {}).get(SCHEMA_VERSION_KEY)
-    if version is not None and int(version) > SCHEMA_VERSION:
-        warnings.warn(
-            f"scalesweep.store: skipping {info.path}: schema version {int(version)} is newer "
-            f"than this reader's {SCHEMA_VERSION}",
-            stacklevel=3,
-        )
-        return None
-    return table.append_column(_SEQ, pa.array(np.full(table.num_rows, seq, dtype=np.int64)))
+@dataclass(frozen=True)
+class SkippedPart:
+    """A file under runs/ or curves/ that a reader left out, and why."""
+
+    path: str
+    reason: str
 
 
-class _PartVanished(Exception):
-    """A listed part was deleted before it was read (merged by `compact_curves`)."""
+class UnreadablePartWarning(UserWarning):
+    """Warned once per skipped file; ``.part`` is the `SkippedPart`."""
+
+    def __init__(self, part: SkippedPart):
+        super().__init__(f"scalesweep.store: skipping {part.path}: {part.reason}")
+        self.part = part
 
 
 _LIST_ATTEMPTS = 3
 
 
-def _load_parts(
-    storage: str, sweep: str | None, kind: str, name_re: re.Pattern, base: pa.Schema
-) -> pa.Table:
+def _load_parts(storage: str, sweep: str | None, kind: str, name_re: re.Pattern, base: pa.Schema,
+                trial_id: str | None, skipped: list[SkippedPart] | None) -> pa.Table:
     fs, directory = resolve(storage, sweep or "", kind)
-    for _ in range(_LIST_ATTEMPTS - 1):
+    if trial_id is not None:
+        directory = f"{directory}/trial_id={validate_name('trial_id', trial_id)}"
+    for attempt in range(_LIST_ATTEMPTS):
+        found: list[SkippedPart] = []
         try:
-            return _load_listed_parts(fs, directory, name_re, base)
-        except _PartVanished:
-            continue  # a writer compacted while we read: its merged part is in a fresh listing
-    return _load_listed_parts(fs, directory, name_re, base)
+            table = _load_listed_parts(fs, directory, name_re, kind, base, found)
+            break
+        except PartVanished:
+            if attempt == _LIST_ATTEMPTS - 1:
+                raise
+            # a writer compacted while we read: its merged part is in a fresh listing
+    for part in found:  # reported once, from the listing that was read
+        warnings.warn(UnreadablePartWarning(part), stacklevel=3)
+    if skipped is not None:
+        skipped += found
+    return table
 
 
-def _load_listed_parts(
-    fs: pafs.FileSystem, directory: str, name_re: re.Pattern, base: pa.Schema
-) -> pa.Table:
+def _load_listed_parts(fs: pafs.FileSystem, directory: str, name_re: re.Pattern, kind: str,
+                       base: pa.Schema, skipped: list[SkippedPart]) -> pa.Table:
     jobs = []
     for info in _list_parts(fs, directory):
         match = name_re.match(info.base_name)
         if not match or not info.path.rsplit("/", 2)[-2].startswith("trial_id="):
-            warnings.warn(f"scalesweep.store: skipping stray file {info.path}", stacklevel=3)
+            skipped.append(SkippedPart(info.path, "not a part file name (expected "
+                                                  f"trial_id=<id>/{name_re.pattern.strip('^$')})"))
             continue
-        jobs.append((info, int(match.groups()[-1])))
+        jobs.append((info.path, int(match.groups()[-1])))
     with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
-        tables = [t for t in pool.map(lambda job: _read_part(fs, *job), jobs) if t is not None]
+        results = list(pool.map(lambda job: read_part(fs, job[0], kind, base), jobs))
+    tables = []
+    for (path, seq), result in zip(jobs, results):
+        if isinstance(result, str):
+            skipped.append(SkippedPart(path, result))
+        else:
+            tables.append((path, result.append_column(_SEQ, pa.array(np.full(result.num_rows, seq, np.int64)))))
     if not tables:
         return base.empty_table().append_column(_SEQ, pa.array([], pa.int64()))
     # Parts may differ in extra columns (eval sets, config keys): unify, nulls where absent.
-    table = pa.concat_tables(tables, promote_options="permissive")
+    try:
+        table = pa.concat_tables([t for _, t in tables], promote_options="permissive")
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # rare: only then look for the odd parts out
+        kept = _agree_on_extra_columns(tables, set(base.names), skipped)
+        if not kept:
+            return base.empty_table().append_column(_SEQ, pa.array([], pa.int64()))
+        table = pa.concat_tables(kept, promote_options="permissive")
     return _conform(table, base)
+
+
+def _agree_on_extra_columns(tables: list[tuple[str, pa.Table]], base_names: set[str],
+                            skipped: list[SkippedPart]) -> list[pa.Table]:
+    """Parts whose extra (non-contract) columns fit the type most parts give them.
+
+    Extra columns have no contract type, so the majority decides: a part storing ``tag`` as
+    int64 where most store a string is skipped as a schema conflict (concatenating it would
+    make the whole table unreadable); int64 beside float64 reads as float64.
+    """
+    schemas = Counter(table.schema for _, table in tables)  # typically a handful of distinct ones
+    votes: dict[str, Counter] = {}
+    for schema, count in schemas.items():
+        for field in schema:
+            if field.name not in base_names and not pa.types.is_null(field.type):
+                votes.setdefault(field.name, Counter())[field.type] += count
+    # ties: the type named first alphabetically, so the choice is stable
+    wanted = {name: min(counts, key=lambda t: (-counts[t], str(t)))
+              for name, counts in votes.items() if len(counts) > 1}
+    kept = []
+    for path, table in tables:
+        clash = next((f"column {f.name!r} is {f.type} here but {wanted[f.name]} in most parts"
+                      for f in table.schema if f.name in wanted and not castable(f.type, wanted[f.name])
+                      and not castable(wanted[f.name], f.type)), None)
+        if clash:
+            skipped.append(SkippedPart(path, f"schema conflict: {clash}"))
+        else:
+            kept.append(table)
+    return kept
 
 
 def _last_per_group(table: pa.Table, group: Sequence[str], order: Sequence[str]) -> pa.Table:
@@ -155,14 +198,17 @@ def _finish(table: pa.Table, as_pandas: bool):
 
 
 def load_curves(
-    storage: str, sweep: str | None = None, *, all_attempts: bool = False, as_pandas: bool = False
+    storage: str, sweep: str | None = None, *, all_attempts: bool = False, as_pandas: bool = False,
+    trial_id: str | None = None, skipped: list[SkippedPart] | None = None,
 ) -> pa.Table | pd.DataFrame:
     """All evaluation rows of a sweep, one per (trial_id, step), from the latest attempt.
 
     ``sweep=None``: ``storage`` is the sweep directory itself. ``all_attempts=True`` keeps one
-    row per (trial_id, attempt, step), sorted that way. A missing store reads as an empty table.
+    row per (trial_id, attempt, step), sorted that way. ``trial_id`` reads only that trial's
+    partition. A missing store reads as an empty table. Unusable files (see `read_part`) are
+    left out with an `UnreadablePartWarning` each, and appended to ``skipped`` if given.
     """
-    table = _load_parts(storage, sweep, "curves", _CURVE_PART_RE, curves_schema())
+    table = _load_parts(storage, sweep, "curves", _CURVE_PART_RE, curves_schema(), trial_id, skipped)
     # A step written twice within one attempt (e.g. parts and their compacted copy) counts once.
     group = ("trial_id", "attempt", "step") if all_attempts else ("trial_id", "step")
     order = (_SEQ,) if all_attempts else ("attempt", _SEQ)
@@ -170,14 +216,40 @@ def load_curves(
 
 
 def load_runs(
-    storage: str, sweep: str | None = None, *, all_attempts: bool = False, as_pandas: bool = False
+    storage: str, sweep: str | None = None, *, all_attempts: bool = False, as_pandas: bool = False,
+    trial_id: str | None = None, skipped: list[SkippedPart] | None = None,
 ) -> pa.Table | pd.DataFrame:
-    """One summary row per trial (its latest ended attempt), or every attempt's row."""
-    table = _load_parts(storage, sweep, "runs", _RUN_PART_RE, RUNS_SCHEMA)
+    """One summary row per trial (its latest ended attempt), or every attempt's row.
+
+    ``trial_id``, ``skipped`` and unusable files: as in `load_curves`.
+    """
+    table = _load_parts(storage, sweep, "runs", _RUN_PART_RE, RUNS_SCHEMA, trial_id, skipped)
     if all_attempts:
         keys = [("trial_id", "ascending"), ("attempt", "ascending")]
         return _finish(table.take(pc.sort_indices(table, sort_keys=keys)), as_pandas)
     return _finish(_last_per_group(table, ("trial_id",), ("attempt",)), as_pandas)
+
+
+def require_sweep(storage: str, sweep: str | None = None) -> None:
+    """Raise FileNotFoundError (one line, naming what is missing) unless ``<storage>/<sweep>``
+    (or, with ``sweep=None``, ``storage`` itself) is a sweep directory: one holding runs/ or
+    curves/. For commands that read a sweep and write outputs, so a typo creates nothing."""
+    fs, root = resolve(storage)
+    if fs.get_file_info(root).type != pafs.FileType.Directory:
+        raise FileNotFoundError(f"storage: {storage} is not a directory")
+    if sweep is None:
+        children = fs.get_file_info([f"{root}/runs", f"{root}/curves"])
+        if any(child.type == pafs.FileType.Directory for child in children):
+            return
+        known = list_sweeps(storage)
+        if known:
+            raise FileNotFoundError(f"{storage} is a metrics store, not a sweep: give one of its sweeps' "
+                                    f"directories ({', '.join(known)})")
+        raise FileNotFoundError(f"{storage} is not a sweep's metrics directory (no runs/ or curves/ in it)")
+    if fs.get_file_info(f"{root}/{sweep}").type != pafs.FileType.Directory:
+        known = list_sweeps(storage)
+        raise FileNotFoundError(f"sweep: no sweep {sweep!r} under {storage}; sweeps there: "
+                                + (", ".join(known) if known else "none"))
 
 
 def list_sweeps(storage: str) -> list[str]:

@@ -18,6 +18,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+# Bump only for a change an older reader would misread (a column renamed, retyped or removed);
+# such a reader skips newer parts. Added nullable columns keep the version: an older reader keeps
+# them as extra columns, a newer one fills nulls for parts written before them.
 SCHEMA_VERSION = 1
 SCHEMA_VERSION_KEY = b"scalesweep.schema_version"
 RUN_STATUSES = ("completed", "early_stopped", "diverged", "failed", "budget_stopped")
@@ -63,6 +66,8 @@ RUNS_SCHEMA = pa.schema(
         ("dataset_tokens", pa.int64()),
         ("regime", pa.string()),
         ("batch_tokens", pa.int64()),
+        ("micro_batch_size", pa.int64()),  # sequences per rank per micro-step (null: not known)
+        ("grad_accum_steps", pa.int64()),  # micro-steps per optimizer step (null: not known)
         ("lr", pa.float64()),
         ("seed", pa.int64()),
         ("zero_stage", pa.int64()),
@@ -166,11 +171,91 @@ def _list_parts(fs: pafs.FileSystem, directory: str) -> list[pafs.FileInfo]:
     ]
 
 
+def castable(source: pa.DataType, target: pa.DataType) -> bool:
+    """Whether a stored column of type ``source`` reads losslessly as contract type ``target``:
+    a wider number of the same kind (or int into float), any string encoding into string, any
+    timestamp into timestamp, or all nulls. A number stored as text is a schema conflict."""
+    if pa.types.is_dictionary(source):
+        source = source.value_type
+    if source == target or pa.types.is_null(source):
+        return True
+    if pa.types.is_floating(target):
+        return pa.types.is_floating(source) or pa.types.is_integer(source)
+    if pa.types.is_integer(target):
+        return pa.types.is_integer(source)
+    if pa.types.is_string(target):
+        return pa.types.is_string(source) or pa.types.is_large_string(source)
+    if pa.types.is_timestamp(target):
+        return pa.types.is_timestamp(source)
+    return False
+
+
+# Columns every part must hold: the writer's identity columns (dedupe keys) and the required ones.
+_READER_REQUIRED = {
+    "runs": ("trial_id", "attempt", *REQUIRED_RUN_COLUMNS),
+    "curves": ("trial_id", "attempt", *REQUIRED_CURVE_COLUMNS),
+}
+
+
+def read_part(fs: pafs.FileSystem, path: str, kind: str, base: pa.Schema) -> pa.Table | str:
+    """One part with its contract columns in ``base``'s types, or why it is unusable.
+
+    Unusable: not Parquet (empty, truncated, other format), a schema version this reader does
+    not know, a required column missing, or a contract column of another type (`castable`).
+    Raises `PartVanished` if the file was deleted after it was listed.
+    """
+    try:
+        # ParquetFile.read is ~3x cheaper per small file than pq.read_table (no dataset layer).
+        if isinstance(fs, pafs.LocalFileSystem):
+            table = pq.ParquetFile(path).read(use_threads=False)
+        else:
+            with fs.open_input_file(path) as handle:
+                table = pq.ParquetFile(handle).read(use_threads=False)
+    except FileNotFoundError:
+        raise PartVanished(path) from None
+    except (OSError, pa.ArrowException) as err:
+        return f"not a readable Parquet file ({err})"
+    version = (table.schema.metadata or {}).get(SCHEMA_VERSION_KEY)
+    if version is not None:  # files rewritten by other tools may drop the metadata: trust the columns
+        try:
+            number = int(version)
+        except ValueError:
+            return f"schema version {version!r} is not an integer"
+        if not 1 <= number <= SCHEMA_VERSION:
+            return f"schema version {number} is not one this reader knows (1..{SCHEMA_VERSION})"
+    names = set(table.column_names)
+    missing = [c for c in _READER_REQUIRED[kind] if c not in names]
+    if missing:
+        return f"missing required columns {missing}"
+    for index, stored in enumerate(table.schema):  # cast only what differs (cheap per small part)
+        index_in_base = base.get_field_index(stored.name)
+        if index_in_base < 0:
+            continue
+        target = base.field(index_in_base).type
+        if stored.type == target:
+            continue
+        if not castable(stored.type, target):
+            return f"schema conflict: column {stored.name!r} is {stored.type}, the contract says {target}"
+        table = table.set_column(index, stored.name, table.column(index).cast(target))
+    return table
+
+
+class PartVanished(Exception):
+    """A listed part was deleted before it was read (merged by `TrialWriter.compact_curves`)."""
+
+
 def _conform(table: pa.Table, base: pa.Schema) -> pa.Table:
-    """Contract columns first, in contract order and types; extra columns follow, sorted."""
+    """Contract columns first, in contract order and types; extra columns follow, sorted.
+
+    Raises ValueError naming the first contract column whose stored type does not read as the
+    contract's (see `castable`).
+    """
     columns, fields = [], []
     for field in base:
         if field.name in table.column_names:
+            stored = table.schema.field(field.name).type
+            if not castable(stored, field.type):
+                raise ValueError(f"column {field.name!r} is {stored}, the contract says {field.type}")
             columns.append(table[field.name].cast(field.type))
         else:
             columns.append(pa.nulls(table.num_rows, field.type))

@@ -7,15 +7,15 @@ per flush, the attempt's summary row, and the compaction of an ended attempt's c
 from __future__ import annotations
 
 import datetime as _dt
+import warnings
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from scalesweep.store_format import (
     _CURVE_FIELDS, _CURVE_PART_RE, _METADATA, EXTRA_EVAL_PREFIX, REQUIRED_CURVE_COLUMNS,
     REQUIRED_RUN_COLUMNS, RUN_STATUSES, RUNS_SCHEMA, _conform, _list_parts, _write_atomic,
-    curves_schema, resolve, validate_name,
+    curves_schema, read_part, resolve, validate_name,
 )
 
 _WRITER_COLUMNS = ("sweep", "trial_id", "attempt")  # filled by TrialWriter, not by the caller
@@ -145,8 +145,12 @@ class TrialWriter:
             return
         tables = []
         for _, path in parts:
-            with self._fs.open_input_file(path) as handle:
-                tables.append(pq.ParquetFile(handle).read(use_threads=False))
+            table = read_part(self._fs, path, "curves", curves_schema())
+            if isinstance(table, str):  # keep every part: the readers skip (and name) the bad one
+                warnings.warn(f"scalesweep.store: not compacting {self._curves_dir}: {path}: {table}",
+                              stacklevel=2)
+                return
+            tables.append(table)
         merged = pa.concat_tables(tables, promote_options="permissive")
         merged = _conform(merged, curves_schema())
         name = f"part-{self.attempt}-{self._next_seq:06d}.parquet"

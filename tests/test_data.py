@@ -1,4 +1,5 @@
 import json
+import warnings
 
 import numpy as np
 import pyarrow as pa
@@ -49,6 +50,10 @@ def test_bin_memmap_and_vocab_validation(tmp_path):
         load_corpus(CorpusSpec(source=str(path)))
     with pytest.raises(ValueError, match="vocab_size.*50000"):
         load_corpus(CorpusSpec(source=str(path), vocab_size=40000))
+    odd = tmp_path / "odd.bin"
+    odd.write_bytes(b"\x05\x00\x07")  # a cut-off token: memmap would fail naming no file
+    with pytest.raises(ValueError, match=rf"source: {odd} holds 3 bytes, not a whole number of uint16 tokens"):
+        load_corpus(CorpusSpec(source=str(odd), vocab_size=50304))
 
 
 def test_bpe_trains_caches_and_round_trips(tmp_path):
@@ -57,7 +62,7 @@ def test_bpe_trains_caches_and_round_trips(tmp_path):
     corpus = load_corpus(spec, cache_dir=tmp_path / "cache")
     assert corpus.vocab_size == 300 and corpus.tokens.max() < 300
     assert corpus.tokens.size < len(("".join(DOCS) * 50).encode())  # merges compress
-    assert list((tmp_path / "cache" / "bpe").glob("*-300.json"))
+    assert list((tmp_path / "cache" / "bpe").glob("*-bpe-300-*.json"))
     tokenizer = build_tokenizer("bpe:300", [], corpus.fingerprint, tmp_path / "cache")  # cached
     assert tokenizer.decode(corpus.tokens) == "".join(DOCS) * 50
     ids = tokenizer.encode_documents([DOCS[1].encode(), DOCS[0].encode()])
@@ -145,3 +150,112 @@ def test_eval_batches_fixed_windows():
     assert eval_batches(tokens, n_ctx=10, max_tokens=35).shape == (3, 11)
     with pytest.raises(ValueError, match="n_ctx"):
         eval_batches(tokens, n_ctx=200)
+
+
+# --------------------------------------------------------------------------------------------
+# Undecodable or malformed corpora: the error names the file, the line (or row) and byte offset
+
+LATIN1 = "caf\u00e9 cr\u00e8me\n".encode("latin-1")  # é = 0xe9 at byte 3
+
+
+def test_text_file_in_another_encoding_names_file_line_and_offset(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"first line\nsecond\n" + LATIN1)
+    with pytest.raises(ValueError, match=rf"source: {path} line 3 \(byte offset 21\) is not UTF-8 .*b'\\xe9'"):
+        load_corpus(CorpusSpec(source=str(path)), cache_dir=tmp_path / "cache")
+    glob_spec = CorpusSpec(source=str(tmp_path / "*.txt"))
+    (tmp_path / "0.txt").write_text("fine\n")
+    with pytest.raises(ValueError, match=rf"{path} line 3"):  # the bad file among good ones
+        load_corpus(glob_spec, cache_dir=tmp_path / "cache")
+
+
+@pytest.mark.parametrize("second_line, field, message", [
+    (b'{"text": "' + LATIN1.strip() + b'"}\n', "source", r"line 2 \(byte offset 34\) is not UTF-8 \(invalid continuation byte"),
+    (b'text: not json\n', "source", r"line 2 \(byte offset 21\) is not JSON \(Expecting value, column 1\)"),
+    (b'["text", "a list"]\n', "text_field", r"line 2 \(byte offset 21\) has no string field 'text'"),
+    (b'{"body": "other field"}\n', "text_field", r"line 2 \(byte offset 21\) has no string field 'text'"),
+    (b'{"text": "\\ud800 lone surrogate"}\n', "source", r"line 2 \(byte offset 21\): field 'text' is not valid Unicode"),
+])
+def test_jsonl_bad_line_names_file_line_and_offset(tmp_path, second_line, field, message):
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(b'{"text": "good one"}\n' + second_line + b'{"text": "third"}\n')
+    with pytest.raises(ValueError, match=rf"^{field}: {path} {message}"):
+        load_corpus(CorpusSpec(source=str(path)), cache_dir=tmp_path / "cache")
+
+
+def test_jsonl_with_a_utf8_byte_order_mark_reads(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"text": "a"}\n{"text": "b"}\n')
+    corpus = load_corpus(CorpusSpec(source=str(path)), cache_dir=tmp_path / "cache")
+    assert bytes(corpus.tokens.astype(np.uint8)) == b"a\0b"
+
+
+def test_parquet_text_column_bad_bytes_or_type_name_file_and_row(tmp_path):
+    binary = tmp_path / "binary.parquet"
+    pq.write_table(pa.table({"text": pa.array([b"ok", LATIN1], pa.binary())}), binary)
+    with pytest.raises(ValueError, match=rf"source: {binary} row 1 line 1 \(byte offset 3\) is not UTF-8"):
+        load_corpus(CorpusSpec(source=str(binary)), cache_dir=tmp_path / "cache")
+    raw_string = tmp_path / "string.parquet"  # a string column holding non-UTF-8 bytes
+    pq.write_table(pa.table({"text": pa.array([b"ok", b"ok", LATIN1], pa.binary()).view(pa.string())}), raw_string)
+    with pytest.raises(ValueError, match=rf"{raw_string} row 2 line 1 \(byte offset 3\) is not UTF-8"):
+        load_corpus(CorpusSpec(source=str(raw_string)), cache_dir=tmp_path / "cache")
+    numbers = tmp_path / "numbers.parquet"
+    pq.write_table(pa.table({"text": [1, 2]}), numbers)
+    with pytest.raises(ValueError, match=rf"text_field: column 'text' of {numbers} is int64, not text"):
+        load_corpus(CorpusSpec(source=str(numbers)), cache_dir=tmp_path / "cache")
+    good = tmp_path / "good.parquet"
+    pq.write_table(pa.table({"text": pa.array([b"caf\xc3\xa9", None], pa.binary())}), good)
+    corpus = load_corpus(CorpusSpec(source=str(good)), cache_dir=tmp_path / "cache")
+    assert bytes(corpus.tokens.astype(np.uint8)) == "café\0".encode()
+
+
+def test_train_cli_on_a_latin1_jsonl_exits_2_with_one_line(tmp_path, capsys):
+    from scalesweep.cli import main
+
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b'{"text": "' + LATIN1.strip() + b'"}\n')
+    code = main(["train", "--n-layer", "1", "--d-model", "32", "--n-heads", "2", "--d-ff", "64", "--n-ctx", "16",
+                 "--corpus", str(path), "--storage", str(tmp_path / "store")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"source: {path} line 1 (byte offset 13) is not UTF-8" in err  # é follows the 13 bytes {"text": "caf
+    assert not (tmp_path / "store").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Caches are used only when they are what their key and record say
+
+
+def test_corrupt_token_cache_is_named_and_rebuilt(tmp_path):
+    (tmp_path / "a.txt").write_text("".join(DOCS) * 20)
+    spec = CorpusSpec(source=str(tmp_path / "a.txt"))
+    fresh = load_corpus(spec, cache_dir=tmp_path / "cache")
+    (npy,) = (tmp_path / "cache" / "tokens").glob("*.npy")
+    npy.write_bytes(npy.read_bytes()[:200])  # truncated, as by a full disk
+    with pytest.warns(UserWarning, match=rf"tokenised-corpus cache {npy} does not match its record"):
+        again = load_corpus(spec, cache_dir=tmp_path / "cache")
+    assert np.array_equal(again.tokens, fresh.tokens)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rewritten: the next load is a clean hit
+        assert np.array_equal(load_corpus(spec, cache_dir=tmp_path / "cache").tokens, fresh.tokens)
+
+
+def test_bpe_cache_is_keyed_by_its_recipe_and_a_corrupt_model_is_retrained(tmp_path, monkeypatch):
+    import trainers.tokenizers as tokenizers
+
+    (tmp_path / "a.txt").write_text("".join(DOCS) * 50)
+    spec = CorpusSpec(source=str(tmp_path / "a.txt"), tokenizer="bpe:300")
+    full = load_corpus(spec, cache_dir=tmp_path / "cache")
+    monkeypatch.setattr(tokenizers, "BPE_SAMPLE_BYTES", 100)  # another recipe: other merges
+    small_sample = load_corpus(spec, cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache" / "bpe").glob("*.json"))) == 2
+    assert len(list((tmp_path / "cache" / "tokens").glob("*.npy"))) == 2
+    assert not np.array_equal(small_sample.tokens, full.tokens)  # not the other recipe's cache
+    monkeypatch.undo()
+    for model in (tmp_path / "cache" / "bpe").glob("*.json"):
+        model.write_text("{not json")
+    for cached in (tmp_path / "cache" / "tokens").iterdir():
+        cached.unlink()
+    with pytest.warns(UserWarning, match=r"tokenizer cache .*-bpe-300-.*\.json is unreadable"):
+        retrained = load_corpus(spec, cache_dir=tmp_path / "cache")
+    assert np.array_equal(retrained.tokens, full.tokens)

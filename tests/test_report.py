@@ -61,6 +61,36 @@ def test_report_with_too_few_runs_falls_back_to_l_of_n(tmp_path):
     assert report.plan_text is None  # L(N) alone says nothing about D
 
 
-def test_report_on_missing_sweep_says_so(tmp_path):
-    report = build_report(str(tmp_path), "nothing", tmp_path / "report")
-    assert report.n_runs == 0 and "no runs found" in report.notes[0]
+def test_report_on_missing_sweep_names_it_and_creates_nothing(tmp_path):
+    write_runs(str(tmp_path / "store"), [1e6], [1e9])
+    with pytest.raises(FileNotFoundError, match="no sweep 'nothing' under .*sweeps there: synthetic"):
+        build_report(str(tmp_path / "store"), "nothing", tmp_path / "report")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["synthetic"]
+
+
+def test_report_cli_on_a_missing_store_exits_2_and_creates_nothing(tmp_path, capsys):
+    from scalesweep.cli import main
+
+    missing = tmp_path / "nonexistent"
+    assert main(["report", str(missing), "--sweep", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"storage: {missing} is not a directory" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_report_lists_the_store_files_it_skipped(tmp_path):
+    storage = tmp_path / "store"
+    write_runs(str(storage), [1e6, 1e7, 1e8], [1e9])
+    bad_run = storage / "synthetic/runs/trial_id=t1/part-1.parquet"  # a newer attempt, corrupt
+    bad_run.write_bytes(b"PAR1 truncated")
+    bad_curve = storage / "synthetic/curves/trial_id=t0/part-0-000009.parquet"
+    bad_curve.write_bytes(b"")
+    report = build_report(str(storage), "synthetic", tmp_path / "report", n_bootstrap=0)
+    assert report.n_runs == 3  # t1's readable attempt still counts
+    assert sorted(p.path for p in report.skipped) == sorted([str(bad_run), str(bad_curve)])
+    summary = report.summary()
+    assert "skipped 2 unreadable store file(s):" in summary
+    assert f"{bad_run}: not a readable Parquet file" in summary
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "## Skipped store files" in text and f"`{bad_curve}`: not a readable Parquet file" in text

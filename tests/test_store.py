@@ -14,6 +14,7 @@ from scalesweep.store import (
     RUNS_SCHEMA,
     SCHEMA_VERSION,
     TrialWriter,
+    UnreadablePartWarning,
     curves_schema,
     list_sweeps,
     load_curves,
@@ -254,3 +255,151 @@ def test_cluster_scale_integer_flops_are_stored_as_doubles(tmp_path):
     assert load_curves(str(tmp_path), "big").column("flops")[0].as_py() == pytest.approx(1.2e20)
     with pytest.raises(ValueError, match="trial_id"):
         writer.append_curves([dict(step=2, tokens_seen=1, flops=1, val_loss=1.0, trial_id="other")])
+
+
+# --------------------------------------------------------------------------------------------
+# Unreadable parts: every kind is skipped and named, in every reader
+
+
+def _good_run_table(**changes) -> pa.Table:
+    """A runs part as TrialWriter writes it, with columns replaced or dropped (None)."""
+    table = pa.Table.from_pylist([{**run_row(), "sweep": "sw", "trial_id": "bad", "attempt": 0}],
+                                 schema=RUNS_SCHEMA)
+    for name, value in changes.items():
+        index = table.schema.get_field_index(name)
+        table = table.remove_column(index)
+        if value is not None:
+            table = table.add_column(index, name, pa.array([value]))
+    return table
+
+
+def _with_version(table: pa.Table, version: bytes) -> pa.Table:
+    return table.replace_schema_metadata({b"scalesweep.schema_version": version})
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
+
+
+BAD_RUN_PARTS = {
+    # kind: (bytes of runs/trial_id=bad/part-0.parquet, words the reason must hold)
+    "truncated": (lambda: _parquet_bytes(_good_run_table())[:60], "not a readable Parquet file"),
+    "not parquet": (lambda: b'{"status": "completed"}\n', "not a readable Parquet file"),
+    "empty file": (lambda: b"", "not a readable Parquet file"),
+    "lr stored as a string": (lambda: _parquet_bytes(_good_run_table(lr="0.001")),
+                              "column 'lr' is string, the contract says double"),
+    "missing required column": (lambda: _parquet_bytes(_good_run_table(best_val_loss=1.0, status=None)),
+                                "missing required columns ['status']"),
+    "newer schema version": (lambda: _parquet_bytes(_with_version(_good_run_table(), b"99")),
+                             "schema version 99"),
+    "garbled schema version": (lambda: _parquet_bytes(_with_version(_good_run_table(), b"v2")),
+                               "schema version b'v2' is not an integer"),
+    "extra column of a conflicting type": (lambda: _parquet_bytes(_good_run_table().append_column("tag", pa.array([7]))),
+                                           "column 'tag' is int64 here but string in most parts"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_RUN_PARTS))
+def test_every_kind_of_unreadable_runs_part_is_named_and_skipped(tmp_path, kind):
+    make, reason = BAD_RUN_PARTS[kind]
+    TrialWriter(str(tmp_path), "sw", "a").write_run(run_row(tag="x"))
+    TrialWriter(str(tmp_path), "sw", "b").write_run(run_row(tag="y", best_val_loss=2.0))
+    bad = tmp_path / "sw/runs/trial_id=bad/part-0.parquet"
+    _write_bytes(bad, make())
+
+    skipped = []
+    with pytest.warns(UnreadablePartWarning) as caught:
+        runs = load_runs(str(tmp_path), "sw", skipped=skipped)
+    assert runs["trial_id"].to_pylist() == ["a", "b"]  # the good parts are all there
+    assert runs["tag"].to_pylist() == ["x", "y"]
+    assert [(p.path, reason in p.reason) for p in skipped] == [(str(bad), True)], skipped
+    assert [str(bad) in str(w.message) and reason in str(w.message) for w in caught] == [True]
+    # reading only that trial's partition (as a retried trial does) skips it too, unless the
+    # conflict was with other parts
+    only_bad = []
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        alone = load_runs(str(tmp_path), "sw", trial_id="bad", skipped=only_bad)
+    conflict_with_others = kind == "extra column of a conflicting type"
+    assert alone.num_rows == int(conflict_with_others)
+    assert [p.path for p in only_bad] == ([] if conflict_with_others else [str(bad)])
+
+
+def test_unreadable_curve_parts_of_every_kind_are_named_and_skipped(tmp_path):
+    TrialWriter(str(tmp_path), "sw", "a").append_curves(curve_rows([0, 1]))
+    directory = tmp_path / "sw/curves/trial_id=b"
+    good = pa.Table.from_pylist([{**curve_rows([5])[0], "timestamp": None, "sweep": "sw", "trial_id": "b",
+                                  "attempt": 0}], schema=curves_schema())
+    parts = {
+        "part-0-000000.parquet": _parquet_bytes(good)[:50],
+        "part-0-000001.parquet": b"",
+        "part-0-000002.parquet": _parquet_bytes(good.set_column(
+            good.schema.get_field_index("step"), "step", pa.array(["5"]))),
+        "part-0-000003.parquet": _parquet_bytes(good.drop_columns(["val_loss"])),
+        "part-0-000004.parquet": _parquet_bytes(_with_version(good, b"2")),
+        "notes.parquet": _parquet_bytes(good),  # not a part name
+    }
+    for name, data in parts.items():
+        _write_bytes(directory / name, data)
+    skipped = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        curves = load_curves(str(tmp_path), "sw", skipped=skipped)
+    assert curves["step"].to_pylist() == [0, 1]
+    assert sorted(Path(p.path).name for p in skipped) == sorted(parts)
+    assert sorted(w.message.part.path for w in caught) == sorted(p.path for p in skipped)
+    assert all(w.message.part.path in str(w.message) for w in caught)
+
+
+def test_compaction_keeps_the_parts_when_one_is_unreadable(tmp_path):
+    writer = TrialWriter(str(tmp_path), "sw", "a")
+    writer.append_curves(curve_rows([0]))
+    writer.append_curves(curve_rows([1]))
+    broken = tmp_path / "sw/curves/trial_id=a/part-0-000001.parquet"
+    broken.write_bytes(b"not parquet")
+    with pytest.warns(UserWarning, match="not compacting"):
+        writer.write_run(run_row())
+    assert files_under(tmp_path / "sw/curves") == ["trial_id=a/part-0-000000.parquet",
+                                                    "trial_id=a/part-0-000001.parquet"]
+    with pytest.warns(UnreadablePartWarning, match=str(broken)):
+        assert load_curves(str(tmp_path), "sw")["step"].to_pylist() == [0]
+
+
+def test_old_runs_parts_without_the_geometry_columns_still_read(tmp_path):
+    old = _good_run_table(micro_batch_size=None, grad_accum_steps=None)
+    assert "micro_batch_size" not in old.column_names
+    _write_bytes(tmp_path / "sw/runs/trial_id=bad/part-0.parquet", _parquet_bytes(old))
+    TrialWriter(str(tmp_path), "sw", "new").write_run(run_row(micro_batch_size=4, grad_accum_steps=2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        runs = load_runs(str(tmp_path), "sw")
+    assert runs.select(["trial_id", "micro_batch_size", "grad_accum_steps"]).to_pylist() == [
+        {"trial_id": "bad", "micro_batch_size": None, "grad_accum_steps": None},
+        {"trial_id": "new", "micro_batch_size": 4, "grad_accum_steps": 2}]
+
+
+def test_fit_and_online_readers_of_a_store_skip_an_unreadable_part(tmp_path):
+    from fitting.data import load_fit_data
+    from fitting.laws import get_law
+    from fitting.online import OnlineFitter
+
+    for i, n in enumerate([1e5, 3e5, 1e6, 3e6]):
+        TrialWriter(str(tmp_path), "sw", f"t{i}").write_run(
+            run_row(non_embedding_params=int(n), best_val_loss=2 + 10 / n ** 0.3))
+    bad = tmp_path / "sw/runs/trial_id=bad/part-0.parquet"
+    _write_bytes(bad, _parquet_bytes(_good_run_table(lr="fast")))
+    with pytest.warns(UnreadablePartWarning, match=str(bad)):
+        data = load_fit_data(str(tmp_path / "sw"), law=get_law("kaplan_n"))
+    assert len(data) == 4
+    online = OnlineFitter(get_law("kaplan_n"))
+    with pytest.warns(UnreadablePartWarning, match=str(bad)):
+        assert online.add_store(str(tmp_path / "sw")) == 4

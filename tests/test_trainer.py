@@ -64,7 +64,7 @@ def test_metrics_contract_read_by_pyarrow_and_duckdb(tmp_path):
     from trainers.data import CorpusSpec
 
     extra = {"other": CorpusSpec(source=str(REPO / "trainers" / "*.py"))}
-    result = train(tiny_config(dataset_tokens=40_000, eval_every=5, extra_evals=extra),
+    result = train(tiny_config(dataset_tokens=40_000, eval_every=5, extra_evals=extra, micro_batch_size=4),
                    RunOutput(storage=str(tmp_path), sweep="contract", trial_id="t0"))
     curves = load_curves(str(tmp_path), "contract")
     for column in ("trial_id", "attempt", "step", "tokens_seen", "flops", "train_loss", "val_loss",
@@ -79,6 +79,20 @@ def test_metrics_contract_read_by_pyarrow_and_duckdb(tmp_path):
     run = duckdb.sql(f"select status, non_embedding_params, tokens_seen, flops, best_val_loss from "
                      f"read_parquet('{tmp_path}/contract/runs/**/*.parquet', hive_partitioning=true)").fetchall()
     assert run == [("completed", 98_304, result.tokens_seen, result.flops, result.best_val_loss)]
+    # 1024 tokens / 64 = 16 sequences per step, in micro batches of 4: 4 accumulation steps
+    (row,) = load_runs(str(tmp_path), "contract").select(["micro_batch_size", "grad_accum_steps"]).to_pylist()
+    assert row == {"micro_batch_size": 4, "grad_accum_steps": 4}
+
+
+def test_failed_row_records_the_batch_split(tmp_path):
+    from orchestrator.trial import _write_failed_row
+
+    config = tiny_config(micro_batch_size=2)
+    output = RunOutput(storage=str(tmp_path), sweep="s", trial_id="oom")
+    _write_failed_row(config, output, MemoryError("out of memory"), world_size=2, last_row=None)
+    (row,) = load_runs(str(tmp_path), "s").to_pylist()
+    assert (row["status"], row["micro_batch_size"], row["grad_accum_steps"]) == ("failed", 2, 4)
+    assert "MemoryError: out of memory" in row["error"]
 
 
 def test_resume_after_kill_continues_exactly(tmp_path):
@@ -151,3 +165,62 @@ def test_checkpoint_interval_saves_only_when_due(tmp_path):
     saved = [e.row["step"] for e in events if e.checkpoint_dir]
     assert len(events) > 3 and saved == [result.steps]  # only the last step, never mid-run
     assert (tmp_path / "ckpt" / f"step{result.steps:08d}").is_dir()
+
+
+@pytest.fixture(scope="module")
+def stage1_checkpoint(tmp_path_factory):
+    """A real DeepSpeed checkpoint of the tiny model at ZeRO stage 1, after 2 steps."""
+    ckpt = tmp_path_factory.mktemp("stage1") / "ckpt"
+    train(tiny_config(zero_stage=1, dataset_tokens=40_000, max_steps=2, eval_every=2), RunOutput(checkpoint_dir=str(ckpt)))
+    return ckpt
+
+
+def test_resume_under_another_zero_stage_names_it(stage1_checkpoint):
+    with pytest.raises(ValueError, match=r"resume_from: .* another run configuration \(zero_stage: checkpoint 1, "
+                                         r"this run 3\)"):
+        train(tiny_config(zero_stage=3, dataset_tokens=40_000, max_steps=2, eval_every=2),
+              RunOutput(resume_from=str(stage1_checkpoint)))
+    # the same settings resume (2 steps were done: nothing is left to train)
+    resumed = train(tiny_config(zero_stage=1, dataset_tokens=40_000, max_steps=2, eval_every=2),
+                    RunOutput(resume_from=str(stage1_checkpoint)))
+    assert resumed.steps == 2 and resumed.step_losses == []
+
+
+def test_resume_under_another_shape_or_lr_names_each_field(stage1_checkpoint):
+    other = ModelShape(n_layer=3, d_model=32, n_heads=4, d_ff=256, n_ctx=64, vocab_size=256)
+    with pytest.raises(ValueError) as err:
+        train(tiny_config(shape=other, zero_stage=1, dataset_tokens=40_000, max_steps=2, eval_every=2, lr=1e-3),
+              RunOutput(resume_from=str(stage1_checkpoint)))
+    message = str(err.value)
+    for expected in ("shape.n_layer: checkpoint 2, this run 3", "shape.d_model: checkpoint 64, this run 32",
+                     "shape.d_attn: checkpoint 64, this run 32", "lr: checkpoint 0.003, this run 0.001"):
+        assert expected in message, message
+    assert "zero_stage" not in message and "shape.d_ff" not in message
+
+
+def test_checkpoint_without_a_record_still_names_a_deepspeed_failure(stage1_checkpoint, tmp_path):
+    import shutil
+
+    legacy = tmp_path / "legacy"
+    shutil.copytree(stage1_checkpoint, legacy)
+    for record in legacy.glob("*/scalesweep_checkpoint.json"):  # as saved before records existed
+        record.unlink()
+    with pytest.warns(UserWarning, match="records no run configuration"), \
+            pytest.raises(ValueError, match=rf"resume_from: DeepSpeed could not load {legacy}/step00000002 "
+                                            r"\(AssertionError: no message\)"):
+        train(tiny_config(zero_stage=3, dataset_tokens=40_000, max_steps=2, eval_every=2),
+              RunOutput(resume_from=str(legacy)))
+
+
+def test_missing_checkpoint_fails_first_and_creates_nothing(tmp_path, capsys):
+    from scalesweep.cli import main
+
+    with pytest.raises(FileNotFoundError, match="resume_from: .*nope is not a directory"):
+        train(tiny_config(), RunOutput(resume_from=str(tmp_path / "nope")))
+    (tmp_path / "empty").mkdir()
+    code = main(["train", "--n-layer", "2", "--d-model", "64", "--n-heads", "4", "--d-ff", "256", "--n-ctx", "64",
+                 "--resume-from", str(tmp_path / "empty"), "--storage", str(tmp_path / "store"),
+                 "--checkpoint-dir", str(tmp_path / "ckpt")])
+    assert code == 2
+    assert "no DeepSpeed checkpoint in" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]

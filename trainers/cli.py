@@ -123,9 +123,11 @@ def format_summary(config, result) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainers.cli", description=__doc__)
     add_train_arguments(parser)
+    from scalesweep.cli import USER_ERRORS
+
     try:
         return run_train(parser.parse_args(argv))
-    except ValueError as err:
+    except USER_ERRORS as err:
         print(f"train: error: {err}", file=sys.stderr)
         return 2
 

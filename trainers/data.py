@@ -13,7 +13,8 @@ Tokenisers (CorpusSpec.tokenizer):
   "tiktoken:gpt2"   only if tiktoken and its gpt2 files are already cached (no downloads)
 Tokenised arrays and trained BPE models are cached under $SCALESWEEP_CACHE (default
 ~/.cache/scalesweep), keyed by the corpus fingerprint (sha256 of file names and bytes) and the
-tokeniser, and written atomically (temp file + rename) so concurrent trials never see half a file.
+tokeniser's recipe (`tokenizer_key`), checked against their record when read, and written
+atomically (temp file + rename) so concurrent trials never see half a file.
 """
 from __future__ import annotations
 
@@ -22,13 +23,14 @@ import hashlib
 import json
 import os
 import sysconfig
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from trainers.tokenizers import build_tokenizer, default_cache_dir, write_atomically
+from trainers.tokenizers import build_tokenizer, default_cache_dir, tokenizer_key, write_atomically
 
 # Directory names left out of the builtin corpus: installed third-party code, the test suites
 # (they hold deliberately malformed and generated files) and idle's test data.
@@ -100,33 +102,85 @@ def _read_documents(spec: CorpusSpec) -> tuple[list[bytes], str, str]:
         if not paths:
             raise ValueError(f"source: no files match {source!r} (expected 'builtin', a text file "
                              "or glob, *.jsonl, *.parquet or *.bin)")
-        named = [(p, Path(p).read_bytes()) for p in paths]
+        named = _text_documents(paths)
         description = f"text: {len(paths)} file(s) from {source}"
     if not named:
         raise ValueError(f"source: {source!r} contains no documents")
     return [doc for _, doc in named], _fingerprint(named), description
 
 
+_RECODE_HINT = "re-encode it as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+
+
+def _decode_utf8(data: bytes, where: str, line: int = 1, offset: int = 0) -> str:
+    """``data`` as text; ValueError naming ``where``, the line and the byte offset in the file
+    (``line``/``offset``: where ``data`` starts) if it is not UTF-8."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line += data.count(b"\n", 0, err.start)
+        raise ValueError(f"source: {where} line {line} (byte offset {offset + err.start}) is not UTF-8 "
+                         f"({err.reason}: {data[err.start:err.end]!r}); {_RECODE_HINT}") from None
+
+
+def _text_documents(paths: Sequence[str]) -> list[tuple[str, bytes]]:
+    named = []
+    for path in paths:
+        data = Path(path).read_bytes()
+        _decode_utf8(data, path)  # the byte tokeniser would take any bytes; the README promises UTF-8
+        named.append((path, data))
+    return named
+
+
 def _jsonl_documents(path: Path, text_field: str):
+    """(name, UTF-8 bytes) of each non-blank line's ``text_field``; ValueError naming the file,
+    line and byte offset of a line that is not UTF-8, not a JSON object, or lacks the field."""
+    offset = 0
     with path.open("rb") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
+        for line_no, raw in enumerate(f, 1):
+            start, offset = offset, offset + len(raw)
+            where = f"{path} line {line_no} (byte offset {start})"
+            text = _decode_utf8(raw, str(path), line_no, start)
+            if line_no == 1:
+                text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark is still UTF-8
+            if not text.strip():
                 continue
-            record = json.loads(line)
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"source: {where} is not JSON ({err.msg}, column {err.colno})") from None
             if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
-                raise ValueError(f"text_field: line {line_no} of {path} has no string field "
-                                 f"{text_field!r}")
-            yield f"{path.name}:{line_no}", record[text_field].encode()
+                raise ValueError(f"text_field: {where} has no string field {text_field!r}")
+            try:
+                document = record[text_field].encode()
+            except UnicodeEncodeError as err:  # a JSON escape of a lone surrogate, e.g. "\ud800"
+                raise ValueError(f"source: {where}: field {text_field!r} is not valid Unicode "
+                                 f"({err.reason}); {_RECODE_HINT}") from None
+            yield f"{path.name}:{line_no}", document
 
 
 def _parquet_documents(path: Path, text_field: str) -> list[tuple[str, bytes]]:
+    """(name, UTF-8 bytes) per row of a string or binary column (nulls read as empty)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    columns = pq.read_schema(path).names
-    if text_field not in columns:
-        raise ValueError(f"text_field: {text_field!r} is not a column of {path}; columns: {columns}")
-    texts = pq.read_table(path, columns=[text_field]).column(text_field).to_pylist()
-    return [(f"{path.name}:{i}", (t or "").encode()) for i, t in enumerate(texts)]
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as err:
+        raise ValueError(f"source: {path} is not a readable Parquet file ({err})") from None
+    if text_field not in schema.names:
+        raise ValueError(f"text_field: {text_field!r} is not a column of {path}; columns: {schema.names}")
+    kind = schema.field(text_field).type
+    if not any(check(kind) for check in (pa.types.is_string, pa.types.is_large_string,
+                                          pa.types.is_binary, pa.types.is_large_binary)):
+        raise ValueError(f"text_field: column {text_field!r} of {path} is {kind}, not text")
+    column = pq.read_table(path, columns=[text_field]).column(text_field).cast(pa.large_binary())
+    named = []
+    for row, value in enumerate(column.to_pylist()):
+        value = value or b""
+        _decode_utf8(value, f"{path} row {row}")
+        named.append((f"{path.name}:{row}", value))
+    return named
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,9 +203,11 @@ def _load_bin(spec: CorpusSpec) -> TokenizedCorpus:
     if spec.tokenizer != "byte":
         raise ValueError(f"tokenizer: a .bin corpus is already tokenised; leave tokenizer at its "
                          f"default, got {spec.tokenizer!r}")
+    size = os.path.getsize(spec.source)  # FileNotFoundError names the path
+    if size == 0 or size % 2:
+        raise ValueError(f"source: {spec.source} holds {size} bytes, not a whole number of uint16 tokens "
+                         "(a nanoGPT .bin file is uint16 token ids)")
     tokens = np.memmap(spec.source, dtype=np.uint16, mode="r")
-    if tokens.size == 0:
-        raise ValueError(f"source: {spec.source} is empty")
     max_token = int(tokens.max())
     if max_token >= spec.vocab_size:
         raise ValueError(f"vocab_size: {spec.source} contains token {max_token} >= vocab_size "
@@ -165,6 +221,29 @@ def _load_bin(spec: CorpusSpec) -> TokenizedCorpus:
                            f"bin: {spec.source} ({tokens.size} uint16 tokens)")
 
 
+def _read_cached_tokens(tokens_path: Path, meta_path: Path, fingerprint: str) -> tuple[np.ndarray, int] | None:
+    """(memory-mapped tokens, tokeniser vocab) from the cache, or None to tokenise afresh: when
+    absent, or (warned, naming the file) unreadable or not what its record says it holds."""
+    if not (meta_path.exists() and tokens_path.exists()):  # meta is written last: it marks completion
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        tokens = np.load(tokens_path, mmap_mode="r")
+        vocab = int(meta["tokenizer_vocab_size"])
+        problem = None
+        if tokens.ndim != 1 or tokens.size != meta["tokens"]:
+            problem = f"{tokens.shape} tokens, its record says {meta['tokens']}"
+        elif meta.get("fingerprint", fingerprint) != fingerprint:  # records before 'fingerprint' pass
+            problem = "it was tokenised from another corpus"
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        problem = f"unreadable: {err}"
+    if problem is None:
+        return tokens, vocab
+    warnings.warn(f"tokenised-corpus cache {tokens_path} does not match its record ({problem}); "
+                  "tokenising again", stacklevel=3)
+    return None
+
+
 def load_corpus(spec: CorpusSpec, cache_dir: str | Path | None = None) -> TokenizedCorpus:
     """Read, tokenise and cache a corpus. A cached load still reads and hashes the raw text (to
     find its key; ~0.1 s for the builtin corpus) but skips tokenisation and memory-maps the
@@ -173,13 +252,11 @@ def load_corpus(spec: CorpusSpec, cache_dir: str | Path | None = None) -> Tokeni
         return _load_bin(spec)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     documents, fingerprint, description = _read_documents(spec)
-    safe_name = spec.tokenizer.replace(":", "-")
-    tokens_path = cache / "tokens" / f"{fingerprint[:24]}-{safe_name}.npy"
+    tokens_path = cache / "tokens" / f"{fingerprint[:24]}-{tokenizer_key(spec.tokenizer)}.npy"
     meta_path = tokens_path.with_suffix(".json")
-    if meta_path.exists() and tokens_path.exists():  # meta is written last: it marks completion
-        meta = json.loads(meta_path.read_text())
-        tokens = np.load(tokens_path, mmap_mode="r")
-        vocab = meta["tokenizer_vocab_size"]
+    cached = _read_cached_tokens(tokens_path, meta_path, fingerprint)
+    if cached is not None:
+        tokens, vocab = cached
     else:
         tokenizer = build_tokenizer(spec.tokenizer, documents, fingerprint, cache)
         tokens = tokenizer.encode_documents(documents)
@@ -190,7 +267,8 @@ def load_corpus(spec: CorpusSpec, cache_dir: str | Path | None = None) -> Tokeni
 
         write_atomically(tokens_path, save_tokens)
         write_atomically(meta_path, lambda tmp: tmp.write_text(json.dumps(
-            {"tokenizer_vocab_size": vocab, "tokens": int(tokens.size), "source": description})))
+            {"tokenizer_vocab_size": vocab, "tokens": int(tokens.size), "source": description,
+             "fingerprint": fingerprint})))
     return TokenizedCorpus(tokens, _check_vocab(spec, vocab), fingerprint,
                            f"{description}, tokenizer {spec.tokenizer}, {tokens.size} tokens")
 

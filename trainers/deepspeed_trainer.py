@@ -10,7 +10,6 @@ or inside a Ray Tune / Ray Train worker; it knows nothing of Ray (the caller pas
 from __future__ import annotations
 
 import math
-import shutil
 import socket
 import subprocess
 import time
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from trainers import checkpoint
 from trainers.config import BatchGeometry, RunOutput, TrainConfig, batch_geometry, lr_multiplier
 from trainers.data import DataSplits, SequenceSampler, eval_batches, load_corpus, make_splits
 from trainers.model import GPT, embedding_params, non_embedding_params, six_n_flops, train_flops
@@ -55,6 +55,7 @@ class TrainResult:
     step_losses: list[float] = field(default_factory=list)  # train loss of every step of this attempt
     loss_per_position: list[float] | None = None
     run_row: dict | None = None
+    geometry: BatchGeometry | None = None  # how the batch was split (None: not known)
 
 
 @dataclass
@@ -71,19 +72,23 @@ class _Progress:
 
 def train(config: TrainConfig, output: RunOutput = RunOutput(), on_eval: Callable[[EvalEvent], None] | None = None) -> TrainResult:
     started = time.time()
+    if output.resume_from:
+        checkpoint.latest_tag(output.resume_from)  # a missing checkpoint fails before any work
     rt = setup_runtime(config.precision, config.threads)
     torch.manual_seed(config.seed)
     shape = config.shape
-    splits, extra = _load_data(config)
+    splits, extra, fingerprint = _load_data(config)
     sampler = SequenceSampler(splits.train, shape.n_ctx, seed=config.seed)
     geometry = batch_geometry(config, rt.world_size, len(splits.train) // (shape.n_ctx + 1))
     val_windows = eval_batches(splits.val, shape.n_ctx, max_tokens=config.eval_tokens)
     extra_windows = {name: eval_batches(tokens, shape.n_ctx, max_tokens=config.eval_tokens) for name, tokens in extra.items()}
+    identity = checkpoint.run_identity(config, geometry, rt.world_size, rt.dtype, fingerprint)
+    resume_tag = checkpoint.check_resumable(output.resume_from, identity) if output.resume_from else None
 
     engine = build_engine(config, geometry, rt)
     progress = _Progress()
-    if output.resume_from:
-        _restore(engine, output.resume_from, sampler, progress)
+    if resume_tag:
+        _restore(engine, output.resume_from, resume_tag, sampler, progress)
 
     writer = _open_writer(output, rt)
     flops_per_token = train_flops(shape, 1)
@@ -130,7 +135,8 @@ def train(config: TrainConfig, output: RunOutput = RunOutput(), on_eval: Callabl
                 status = "early_stopped"
             ckpt = None
             if output.checkpoint_dir and (stop or last or _checkpoint_due(config, output, progress.step, last_save)):
-                ckpt = _save(engine, output.checkpoint_dir, sampler, progress, rt)
+                ckpt = checkpoint.save(engine, output.checkpoint_dir, progress.step, _client_state(sampler, progress),
+                                       identity, rt.rank, rt.world_size)
                 last_save = time.monotonic()
             if on_eval:
                 on_eval(EvalEvent(row=row, checkpoint_dir=ckpt, rank=rt.rank, final=stop or last))
@@ -154,6 +160,7 @@ def train(config: TrainConfig, output: RunOutput = RunOutput(), on_eval: Callabl
         curve=curve,
         step_losses=step_losses,
         loss_per_position=positions,
+        geometry=geometry,
     )
     result.run_row = run_row(config, output, result, rt.world_size)
     if writer:
@@ -161,7 +168,8 @@ def train(config: TrainConfig, output: RunOutput = RunOutput(), on_eval: Callabl
     return result
 
 
-def _load_data(config: TrainConfig) -> tuple[DataSplits, dict[str, np.ndarray]]:
+def _load_data(config: TrainConfig) -> tuple[DataSplits, dict[str, np.ndarray], str]:
+    """Training/validation splits, extra evaluation tokens, and the corpus fingerprint."""
     corpus = load_corpus(config.corpus)
     if corpus.vocab_size != config.shape.vocab_size:
         raise ValueError(
@@ -175,7 +183,7 @@ def _load_data(config: TrainConfig) -> tuple[DataSplits, dict[str, np.ndarray]]:
         if len(tokens) < config.shape.n_ctx + 1:
             raise ValueError(f"extra_evals.{name}: corpus has {len(tokens)} tokens, fewer than n_ctx + 1")
         extra[name] = tokens
-    return splits, extra
+    return splits, extra, corpus.fingerprint
 
 
 def build_engine(config: TrainConfig, geometry: BatchGeometry, rt: Runtime):
@@ -301,25 +309,13 @@ def _checkpoint_due(config: TrainConfig, output: RunOutput, step: int, last_save
     return time.monotonic() - last_save >= config.checkpoint_interval_s
 
 
-def _save(engine, checkpoint_dir: str, sampler: SequenceSampler, progress: _Progress, rt: Runtime) -> str:
-    """Save model, optimizer, scheduler (DeepSpeed) plus data position and RNG (client state);
-    keep only the newest checkpoint so long runs do not fill the disk."""
-    tag = f"step{progress.step:08d}"
-    client_state = {"sampler": sampler.state_dict(), "progress": vars(progress).copy(), "torch_rng": torch.get_rng_state()}
-    engine.save_checkpoint(checkpoint_dir, tag=tag, client_state=client_state)
-    if rt.world_size > 1:
-        dist.barrier()
-    if rt.rank == 0:
-        for old in Path(checkpoint_dir).glob("step*"):
-            if old.name != tag and old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
-    return checkpoint_dir
+def _client_state(sampler: SequenceSampler, progress: _Progress) -> dict:
+    """Loop state DeepSpeed saves beside the engine: data position, progress and RNG."""
+    return {"sampler": sampler.state_dict(), "progress": vars(progress).copy(), "torch_rng": torch.get_rng_state()}
 
 
-def _restore(engine, checkpoint_dir: str, sampler: SequenceSampler, progress: _Progress) -> None:
-    path, client_state = engine.load_checkpoint(checkpoint_dir, load_optimizer_states=True, load_lr_scheduler_states=True)
-    if path is None:
-        raise FileNotFoundError(f"resume_from: no DeepSpeed checkpoint found in {checkpoint_dir}")
+def _restore(engine, checkpoint_dir: str, tag: str, sampler: SequenceSampler, progress: _Progress) -> None:
+    client_state = checkpoint.load(engine, checkpoint_dir, tag)
     sampler.load_state_dict(client_state["sampler"])
     for key, value in client_state["progress"].items():
         setattr(progress, key, value)
@@ -344,6 +340,8 @@ def run_row(config: TrainConfig, output: RunOutput, result: TrainResult, world_s
         "non_embedding_params": non_embedding_params(shape),
         "total_params": non_embedding_params(shape) + embedding_params(shape),
         "dataset_tokens": config.dataset_tokens, "regime": config.regime, "batch_tokens": config.batch_tokens,
+        "micro_batch_size": result.geometry.micro_batch_size if result.geometry else None,
+        "grad_accum_steps": result.geometry.grad_accum_steps if result.geometry else None,
         "lr": config.resolved_lr, "seed": config.seed, "zero_stage": config.zero_stage,
         "precision": config.precision, "world_size": world_size,
         "tokens_seen": result.tokens_seen, "steps": result.steps, "flops": result.flops, "flops_6n": result.flops_6n,

@@ -2,13 +2,14 @@
 
 Each is a `TextTokenizer`: documents -> one token array (documents separated by an
 end-of-text token) and ids -> text. Trained BPE models are cached under $SCALESWEEP_CACHE
-(default ~/.cache/scalesweep), keyed by corpus fingerprint and vocab size.
+(default ~/.cache/scalesweep), keyed by corpus fingerprint and `tokenizer_key` (the recipe).
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -63,14 +64,34 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
             os.unlink(tmp)
 
 
+def tokenizer_key(name: str) -> str:
+    """The tokeniser's part of cache file names. For BPE it covers everything the trained
+    merges depend on besides the corpus (vocab, sample size, special token, pre-tokeniser, the
+    `tokenizers` version), so a cached model or token array from another recipe is never reused."""
+    if not name.startswith("bpe:"):
+        return name.replace(":", "-")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        library = version("tokenizers")
+    except PackageNotFoundError:
+        library = "missing"
+    recipe = f"{BPE_SAMPLE_BYTES}|{END_OF_TEXT}|bytelevel-no-prefix|tokenizers-{library}"
+    return f"bpe-{name[4:]}-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
+
+
 def _bpe_tokenizer(vocab_size: int, documents: Sequence[bytes], fingerprint: str,
                    cache_dir: Path) -> TextTokenizer:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    model_path = cache_dir / "bpe" / f"{fingerprint[:24]}-{vocab_size}.json"
+    model_path = cache_dir / "bpe" / f"{fingerprint[:24]}-{tokenizer_key(f'bpe:{vocab_size}')}.json"
+    tok = None
     if model_path.exists():
-        tok = Tokenizer.from_file(str(model_path))
-    else:
+        try:
+            tok = Tokenizer.from_file(str(model_path))
+        except Exception as err:  # the library raises a bare Exception for a corrupt file
+            warnings.warn(f"tokenizer cache {model_path} is unreadable ({err}); training it again", stacklevel=3)
+    if tok is None:
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
