@@ -1,19 +1,17 @@
 """`scalesweep fit` / `scalesweep plan`: tables in, parameter tables or JSON out, clear errors."""
 
 import json
-import os
 import textwrap
 import warnings
 
 import numpy as np
 import pytest
 
+from fitting import reference
 from fitting.laws import chinchilla, kaplan_nd
 from scalesweep.cli import main
 
-EPOCH = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "epoch_chinchilla.csv")
-# Fails (never skips) when ../shared/data is missing: CI always has it beside the clone.
-needs_epoch = pytest.mark.usefixtures("shared_data")
+EPOCH = reference.path("epoch-chinchilla")  # shipped with the package (fitting/reference/)
 
 
 def run(capsys, *argv):
@@ -39,7 +37,6 @@ def synthetic(law, truth, n=80, seed=0, sd=0.005):
     return N, D, y
 
 
-@needs_epoch
 def test_fit_json_epoch(capsys):
     rc, out, _ = run(capsys, "fit", EPOCH, "--law", "chinchilla", "--c-col", "Training FLOP", "--n-col", "Model Size",
                      "--loss-col", "loss", "--drop-top-loss", 5, "--bootstrap", 0, "--json")
