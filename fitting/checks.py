@@ -62,13 +62,12 @@ def identifiability(X: Mapping[str, np.ndarray], law=None, min_spread: float = M
     for name, v in (("model size N", lN), ("token count D", lD), ("tokens-per-parameter ratio D/N", lD - lN)):
         sd = float(np.std(v, ddof=1))
         if sd < min_spread:
-            return Identifiability(False, f"every run has (almost) the same {name} (sd of its log {sd:.3g} < "
-                                          f"{min_spread:g}): the runs cannot tell the N term from the D term; "
-                                          f"vary N and D/N independently", spread)
+            return Identifiability(False, f"every run has (almost) the same {name} (sd of its log {sd:.2g} < "
+                                          f"{min_spread:g})", spread)
     if spread < min_spread:
         slope = float(np.polyfit(lN, lD, 1)[0])
         return Identifiability(False, f"the runs lie on one line ln D ≈ {slope:.3g}·ln N + c (sd across it "
-                                      f"{spread:.3g} < {min_spread:g}): N and D never vary independently", spread)
+                                      f"{spread:.2g} < {min_spread:g})", spread)
     return Identifiability(True, None, spread)
 
 

@@ -212,7 +212,8 @@ def cmd_plan(args) -> int:
         for p in plans if not refused else []:
             _print_plan(p, args.level)
     if refused:
-        raise ValueError(f"no compute-optimal allocation: the runs cannot identify it ({refused[0].unidentified_reason})")
+        raise ValueError(f"no compute-optimal allocation: {refused[0].unidentified_reason}, so the runs cannot "
+                         f"separate the N term from the D term (vary N and D/N independently)")
     return 0
 
 

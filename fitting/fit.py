@@ -198,7 +198,7 @@ class FitResult:
         verdict = self.identifiability
         if not verdict.identified:
             lines.append(f"NOT IDENTIFIED: {verdict.reason}; the values below fit these runs but do not separate "
-                         f"the N term from the D term, so no interval is given")
+                         f"the N term from the D term: no intervals")
         lines.append(f"{'param':<10} {'value':>12} {'stderr':>12} {'ci%d lo' % round(level * 100):>12} {'ci hi':>12}")
         for k in self.law.param_names:
             if verdict.identified:
@@ -347,8 +347,8 @@ def _finish(law, z, fbest, fdata, full, mask, loss, delta, level, covariance, n_
     verdict = identifiability(fdata.X, law)
     diag["identifiability"] = verdict.to_dict()
     if not verdict.identified:
-        msg = (f"degenerate design for law {law.name!r}: {verdict.reason}; the N and D terms (and the "
-               f"compute-optimal allocation) are not identified, and their intervals do not show it")
+        msg = (f"degenerate design for law {law.name!r}: {verdict.reason}, so the N and D terms (and the "
+               f"compute-optimal allocation) are not identified; vary N and D/N independently")
         msgs.append(msg)
         warnings.warn(msg, DegenerateDesignWarning, stacklevel=3)
     at_bound = [k for k, zk, (l, h) in zip(law.param_names, z, law.z_bounds) if np.isclose(zk, l) or np.isclose(zk, h)]
