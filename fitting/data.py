@@ -2,9 +2,10 @@
 
 ``load_fit_data(source, ...)`` accepts a pyarrow Table, a pandas DataFrame, a mapping of
 columns, a CSV/Parquet path, or a sweep's metrics directory (read with
-``scalesweep.store.load_runs``). Rows with NaN/inf or non-positive values in a used column are
-dropped *with a warning that says how many and why*; a missing column is an error naming the
-columns that exist.
+``scalesweep.store.load_runs``). Rows with a non-numeric cell, NaN/inf or a non-positive value
+in a used column are dropped *with a warning that says how many and why*; a missing column is an
+error naming the file and the columns that exist. Inputs in implausible units and repeated
+(N, D) configurations are warned about (:mod:`fitting.checks`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["FitData", "load_fit_data", "DataWarning", "ALIASES", "STORE_DEFAULTS"]
+__all__ = ["FitData", "load_fit_data", "read_table", "DataWarning", "ALIASES", "STORE_DEFAULTS"]
 
 
 class DataWarning(UserWarning):
