@@ -12,16 +12,18 @@ import warnings
 def add_table_args(p: argparse.ArgumentParser) -> None:
     """Column-mapping options of every command that reads a table of runs (fit, plan, replay):
     one set of flags feeding :func:`fitting.data.load_fit_data` through :func:`load_table`."""
+    from fitting.data import ALIASES
     from fitting.reference import EXAMPLES
 
+    first = lambda k: f"default: the first of {', '.join(repr(c) if ' ' in c else c for c in ALIASES[k])} found"
     p.add_argument("--example", choices=sorted(EXAMPLES), metavar="NAME",
                    help=f"read a table shipped with scalesweep instead of a file ({', '.join(sorted(EXAMPLES))}; "
                         f"source and columns: fitting/reference/README.md)")
-    p.add_argument("--n-col", help="column holding N (non-embedding parameters; default: the first of N, params, "
-                                   "non_embedding_params, 'Model Size', ...)")
-    p.add_argument("--d-col", help="column holding D (training tokens; default: the first of D, tokens, tokens_seen, ...)")
-    p.add_argument("--c-col", help="column holding compute C (FLOPs); used for D = C/(6N) when there is no D column")
-    p.add_argument("--loss-col", help="column holding the loss (default: the first of loss, best_val_loss, ...)")
+    p.add_argument("--n-col", help=f"column holding N (non-embedding parameters; {first('N')})")
+    p.add_argument("--d-col", help=f"column holding D (training tokens; {first('D')})")
+    p.add_argument("--c-col", help=f"column holding compute C (FLOPs), for D = C/(k·N) when there is no D column "
+                                   f"({first('C')})")
+    p.add_argument("--loss-col", help=f"column holding the loss ({first('loss')})")
     p.add_argument("--u-col", help="column holding U (unique tokens; data_constrained)")
     p.add_argument("--s-col", help="column holding S (S_min steps; kaplan_ns)")
     p.add_argument("--col", action="append", default=[], metavar="INPUT=COLUMN",
@@ -79,7 +81,8 @@ def load_table(source, args, law, *, drop_top_loss: int = 0, require_loss: bool 
 
 def _add_data_args(p: argparse.ArgumentParser, runs_required: bool) -> None:
     p.add_argument("runs", nargs="?", metavar="RUNS",
-                   help="a sweep's metrics directory, or a CSV/Parquet table of runs" +
+                   help="a sweep's metrics directory (its columns are known), or a CSV/Parquet table of runs "
+                        "(columns found by name: see --n-col)" +
                         ("" if runs_required else " (or --params)") + "; or --example NAME")
     p.add_argument("--law", default="chinchilla",
                    help="chinchilla | kaplan | kaplan_n | kaplan_d | kaplan_c | kaplan_ns | data_constrained | "
