@@ -17,7 +17,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["FitData", "load_fit_data", "read_table", "DataWarning", "ALIASES", "STORE_DEFAULTS"]
+__all__ = ["FitData", "load_fit_data", "read_table", "numeric_column", "DataWarning", "ALIASES",
+           "STORE_DEFAULTS"]
 
 
 class DataWarning(UserWarning):
@@ -96,15 +97,19 @@ def read_table(source) -> tuple[dict[str, np.ndarray], str, bool]:
                     raise ValueError(f"{path} is a directory but scalesweep.store is not available: {err}") from err
                 tab = load_runs(path)
                 return {n: tab.column(n).to_numpy(zero_copy_only=False) for n in tab.column_names}, path, True
-        if path.endswith(".csv") or path.endswith(".csv.gz") or path.endswith(".tsv"):
-            import pyarrow.csv as pcsv
+        try:  # a parse error names the file (pyarrow's ArrowInvalid is a ValueError; I/O errors are OSError)
+            if path.endswith(".csv") or path.endswith(".csv.gz") or path.endswith(".tsv"):
+                import pyarrow.csv as pcsv
 
-            opts = pcsv.ParseOptions(delimiter="\t") if path.endswith(".tsv") else None
-            tab = pcsv.read_csv(path, parse_options=opts)
-        else:
-            import pyarrow.parquet as pq
+                opts = pcsv.ParseOptions(delimiter="\t") if path.endswith(".tsv") else None
+                tab = pcsv.read_csv(path, parse_options=opts)
+            else:
+                import pyarrow.parquet as pq
 
-            tab = pq.read_table(path)
+                tab = pq.read_table(path)
+        except (ValueError, OSError) as err:
+            raise ValueError(f"cannot read {path} as a {'CSV' if '.csv' in path or path.endswith('.tsv') else 'Parquet'}"
+                             f" table: {err}") from err
         return {n: tab.column(n).to_numpy(zero_copy_only=False) for n in tab.column_names}, path, False
     raise TypeError(f"cannot read runs from {type(source).__name__}")
 
@@ -122,7 +127,7 @@ def _pick(cols: Mapping[str, Any], logical: str, explicit: str | None, is_store:
     return None
 
 
-def _numeric(values, col: str, desc: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def numeric_column(values, col: str, desc: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Cells → floats; a cell that is not a number (empty, null, ``diverged``) becomes NaN.
     → (array, mask of such cells, a few of them). A column with no number at all is an error."""
     a = np.asarray(values).ravel()
@@ -239,7 +244,7 @@ def load_fit_data(
     mapping, derive_d = _resolve(cols, inputs, explicit, is_store, desc, require_loss)
     arrays = {}
     for key, col in mapping.items():
-        arrays[key], bad, examples = _numeric(cols[col], col, desc)
+        arrays[key], bad, examples = numeric_column(cols[col], col, desc)
         if key != "loss" or require_loss:
             drop(bad, f"non-numeric {col} (e.g. {', '.join(repr(e) for e in examples)})")
     if derive_d:

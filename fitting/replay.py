@@ -201,18 +201,22 @@ def _pool_and_targets(args, law):
     return source, pool, targets, cols, notes + more
 
 
-def _cost(args, source, pool) -> np.ndarray | None:
+def _cost(args, source, pool):
+    """→ (pool, its cost per row or None): ``--cost-col`` read like every other column; a pool row
+    whose cost is not a positive number is dropped with a counted note."""
     if not args.cost_col:
-        return None
-    from fitting.data import read_table
+        return pool, None, []
+    from fitting.data import numeric_column, read_table
 
     raw = read_table(source)[0]
     if args.cost_col not in raw:
         raise ValueError(f"pool: cost column {args.cost_col!r} not found; available: {sorted(raw)}")
-    try:
-        return np.asarray(raw[args.cost_col], dtype=float)[pool.index]
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"pool: cost column {args.cost_col!r} is not numeric: {err}") from err
+    cost = numeric_column(raw[args.cost_col], args.cost_col, str(args.pool))[0][pool.index]
+    bad = ~(np.isfinite(cost) & (cost > 0))
+    if bad.all():
+        raise ValueError(f"pool: cost column {args.cost_col!r} has no positive number in the usable rows")
+    note = [f"dropped {int(bad.sum())} pool rows whose {args.cost_col} is not a positive number"] if bad.any() else []
+    return pool.subset(~bad), cost[~bad], note
 
 
 def _cmd_replay(args) -> int:
@@ -222,8 +226,10 @@ def _cmd_replay(args) -> int:
     if not 0 < args.budget_fraction <= 1:
         raise ValueError(f"--budget-fraction must be in (0, 1], got {args.budget_fraction}")
     source, pool, targets, tgt_cols, notes = _pool_and_targets(args, law)
+    pool, cost, more = _cost(args, source, pool)
     X, y = pool.X, pool.y
-    cands = Candidates.from_columns(X, _cost(args, source, pool))
+    cands = Candidates.from_columns(X, cost)
+    notes += more
     budget = args.budget_fraction * float(cands.cost.sum())
     TX = targets.X
     target = TargetRegion.explicit(TX)

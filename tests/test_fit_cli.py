@@ -242,3 +242,23 @@ def test_replay_finds_columns_by_the_aliases_fit_uses(tmp_path, capsys):
     assert len(rows) == (~small).sum() and set(rows[0]) == {"params", "tokens", "predicted_loss", "lower", "upper"}
     truth = chinchilla.predict(TRUTH_CH, {"N": N[~small], "D": D[~small]})
     np.testing.assert_allclose([float(r["predicted_loss"]) for r in rows], truth, rtol=0.05)
+
+
+def test_replay_cost_cells_and_unreadable_tables(tmp_path, capsys):
+    N, D, y = synthetic(chinchilla, TRUTH_CH, n=40)
+    cost = [repr(float(v)) for v in 6 * N * D]
+    cost[0], cost[1] = "", "-1"
+    pool = tmp_path / "pool.csv"
+    pool.write_text("N,D,loss,cost\n" + "".join(f"{float(a)!r},{float(b)!r},{float(c)!r},{k}\n"
+                                               for a, b, c, k in zip(N, D, y, cost)))
+    targets = write_csv(tmp_path / "targets.csv", {"N": [1e10], "D": [2e11]})
+    rc, out, err = run(capsys, "replay", pool, "--targets", targets, "--cost-col", "cost", "--strategy", "random",
+                       "--budget-fraction", 0.5, "--out", tmp_path / "p.csv")
+    assert rc == 0, err
+    assert "warning: dropped 2 pool rows whose cost is not a positive number" in out and "of 38 pool rows" in out
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("N,D,loss\n1e8,1e9,3.0\n1e8,1e9\n")
+    for argv in (["fit", ragged], ["replay", ragged, "--targets", targets, "--out", tmp_path / "q.csv"]):
+        rc, _, err = run(capsys, *argv)
+        assert rc == 2 and f"cannot read {ragged} as a CSV table: CSV parse error" in err
+    assert not (tmp_path / "q.csv").exists()
