@@ -208,9 +208,10 @@ def load_fit_data(
     file's convention). A metrics directory keeps rows whose ``status`` is in ``statuses``.
     Cells that are not numbers (empty, ``nan``, ``diverged``), NaN/inf and non-positive values
     drop their row, counted in one :class:`DataWarning`; a column with no number at all is a
-    ValueError naming it. Inputs that look like other units (:func:`fitting.checks.unit_notes`)
-    and rows repeating another row's inputs (a hyperparameter sweep) are warned about;
-    ``best_per_config`` keeps the lowest-loss row of each configuration instead.
+    ValueError naming it. Inputs that look like other units (:func:`fitting.checks.unit_notes`;
+    not for a metrics directory, whose units the store fixes) and rows repeating another row's
+    inputs (a hyperparameter sweep) are warned about; ``best_per_config`` keeps the lowest-loss
+    row of each configuration instead.
     ``drop_top_loss`` then drops that many highest-loss rows (Epoch drops 5). With
     ``require_loss=False`` (prediction targets) the loss column is optional (``y`` is NaN where
     absent) and never drops a row. ``name`` describes the source in messages (default: its path).
@@ -288,7 +289,7 @@ def load_fit_data(
     if not keep.any():
         raise ValueError(f"no usable rows in {desc} (dropped {n_dropped}: {reasons})")
     X = {k: v[keep] for k, v in X_all.items()}
-    for note in unit_notes(X, mapping):
+    for note in [] if is_store else unit_notes(X, mapping):  # a metrics store's units are its contract's
         warnings.warn(f"{desc}: {note}", DataWarning, stacklevel=2)
     return FitData(X=X, y=arrays["loss"][keep], columns=mapping, n_dropped=n_dropped, drop_reasons=reasons,
                    source=str(desc), index=np.where(keep)[0])
