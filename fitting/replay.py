@@ -202,8 +202,8 @@ def _pool_and_targets(args, law):
 
 
 def _cost(args, source, pool):
-    """→ (pool, its cost per row or None): ``--cost-col`` read like every other column; a pool row
-    whose cost is not a positive number is dropped with a counted note."""
+    """→ (pool, its cost per row or None, notes): ``--cost-col`` read like every other column; a
+    pool row whose cost is not a positive number is dropped with a counted note."""
     if not args.cost_col:
         return pool, None, []
     from fitting.data import numeric_column, read_table
@@ -211,7 +211,7 @@ def _cost(args, source, pool):
     raw = read_table(source)[0]
     if args.cost_col not in raw:
         raise ValueError(f"pool: cost column {args.cost_col!r} not found; available: {sorted(raw)}")
-    cost = numeric_column(raw[args.cost_col], args.cost_col, str(args.pool))[0][pool.index]
+    cost = numeric_column(raw[args.cost_col], args.cost_col, str(source))[0][pool.index]
     bad = ~(np.isfinite(cost) & (cost > 0))
     if bad.all():
         raise ValueError(f"pool: cost column {args.cost_col!r} has no positive number in the usable rows")
