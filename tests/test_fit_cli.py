@@ -171,6 +171,11 @@ def test_other_units_are_warned_about_and_say_what_was_assumed(tmp_path, capsys)
     assert any("N (column 'N') has values below 1e3" in w and "read as a count of parameters" in w for w in warn)
     assert any("D (column 'D') is below N in 60 of 60 rows" in w and "count of training tokens" in w for w in warn)
     assert any("tokens per parameter lies more than 10× outside the fitted runs'" in n for n in obj["notes"])
+    # only D in other units (millions of tokens): the D warning alone
+    csv = write_csv(tmp_path / "d_units.csv", {"N": N, "D": D / 1e6, "loss": y})
+    rc, out, _ = run(capsys, "fit", csv, "--bootstrap", 0, "--json")
+    warn = json.loads(out)["warnings"]
+    assert rc == 0 and len(warn) == 1 and "D (column 'D') is below N in 60 of 60 rows" in warn[0]
     # the same runs in counts: none of these warnings
     csv = write_csv(tmp_path / "counts.csv", {"N": N, "D": D, "loss": y})
     rc, out, _ = run(capsys, "plan", csv, "--compute", "1e21", "--bootstrap", 0, "--json")
