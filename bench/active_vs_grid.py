@@ -37,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fitting.data import load_fit_data  # noqa: E402
+from fitting import reference  # noqa: E402
 from fitting.design import Candidates, DesignState, TargetRegion  # noqa: E402
 from fitting.fit import fit_law  # noqa: E402
 from fitting.laws import CHINCHILLA_EPOCH, KAPLAN_PAPER, chinchilla  # noqa: E402
@@ -45,7 +45,6 @@ from fitting.online import OnlineFitConfig  # noqa: E402
 from fitting.replay import SimulatedOracle, run_design, target_metrics, undertraining_misfit  # noqa: E402
 from fitting.strategies import ActiveDesign, ReferenceDesign, make_strategy  # noqa: E402
 
-SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data")
 
 
 @dataclass
@@ -82,8 +81,8 @@ def oracle_setting(name: str, law: str, params: dict, loss: str, noise: float = 
 def epoch_setting() -> Setting:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        d = load_fit_data(os.path.join(SHARED, "epoch_chinchilla.csv"), law="chinchilla", drop_top_loss=5)
-    small = d.compute() <= 1e21
+        d = reference.load("epoch-chinchilla", law="chinchilla")  # Epoch's 240 runs (5 highest-loss dropped)
+    small = d.compute() <= reference.get("epoch-chinchilla").holdout_compute  # pool C <= 1e21, targets above
     pool, targets = d.subset(small), d.subset(~small)
     return Setting("epoch", "chinchilla", Candidates.from_columns(pool.X), TargetRegion.explicit(targets.X),
                    lambda seed: ((lambda idx: pool.y[idx]), targets.y),

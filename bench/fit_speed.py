@@ -20,11 +20,10 @@ import numpy as np  # noqa: E402
 from scipy.optimize import minimize  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from fitting.data import load_fit_data  # noqa: E402
+from fitting import reference  # noqa: E402
 from fitting.fit import fit_law  # noqa: E402
 from fitting.laws import HOFFMANN_GRID, chinchilla  # noqa: E402
 
-EPOCH = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "epoch_chinchilla.csv")
 
 
 def scipy_loop(N, D, y, starts, delta=1e-3):
@@ -55,7 +54,7 @@ def main():
     args = ap.parse_args()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        data = load_fit_data(EPOCH, law=chinchilla, drop_top_loss=5)
+        data = reference.load("epoch-chinchilla", law=chinchilla)  # Epoch's 240 runs (5 highest-loss dropped)
     print(f"data: {len(data)} points, {len(HOFFMANN_GRID)} starts (Hoffmann grid), Huber delta=1e-3")
     fit_law(chinchilla, data)  # warm-up (imports, caches)
     times = []

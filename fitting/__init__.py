@@ -2,7 +2,11 @@
 
 - :mod:`fitting.law` — the ``Law`` object; :mod:`fitting.laws` — built-in laws, paper constants,
   the registry (``get_law``, bring-your-own ``file.py:LAW``).
-- :mod:`fitting.data` — ``load_fit_data``: tables of runs → validated columns.
+- :mod:`fitting.data` — ``load_fit_data``: tables of runs → validated columns (the one
+  column-mapping path of fit, plan, replay and the report).
+- :mod:`fitting.checks` — what the runs can tell: ``identifiability`` of the N/D split (and so
+  of the compute-optimal allocation), unit and repeated-configuration warnings.
+- :mod:`fitting.reference` — reference tables shipped as package data (the Epoch Chinchilla runs).
 - :mod:`fitting.fit` — ``fit_law``, ``FitResult``; :mod:`fitting.objective` (Huber/LS residuals
   and derivatives), :mod:`fitting.optim` + :mod:`fitting.multistart` (batched multi-start
   L-BFGS), :mod:`fitting.uncertainty` (sandwich covariance, bootstrap, prediction intervals).
@@ -14,5 +18,6 @@
   :mod:`fitting.strategies` — active design and its baselines; :mod:`fitting.cost` — run cost
   from measured throughput; :mod:`fitting.replay` — the budgeted buy-reveal-refit loop and
   ``scalesweep replay``.
-- :mod:`fitting.cli` — ``scalesweep fit`` / ``scalesweep plan``.
+- :mod:`fitting.cli` — ``scalesweep fit`` / ``scalesweep plan`` and the table flags shared with
+  ``replay`` (``--example``, ``--n-col``...).
 """

@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from fitting.checks import ratio_note
 from fitting.laws import Law, get_law
 
 __all__ = [
@@ -202,6 +203,11 @@ class Plan:
     uncertainty: str = ""
     n_samples: int = 0
     fixed: dict[str, float] = field(default_factory=dict)
+    # False when the fit's runs cannot identify the allocation (fitting.checks.identifiability):
+    # then every number above is NaN and ``unidentified_reason`` says why
+    identified: bool = True
+    unidentified_reason: str | None = None
+    notes: list[str] = field(default_factory=list)  # warnings about this plan (e.g. an extrapolated ratio)
 
     def to_dict(self) -> dict[str, Any]:
         key = f"ci{int(round(self.level * 100))}"
@@ -213,6 +219,7 @@ class Plan:
             "loss_misfit_interval": list(self.loss_misfit_interval) if self.loss_misfit_interval else None,
             "misfit_sd": self.misfit_sd,
             "uncertainty": self.uncertainty, "n_samples": self.n_samples, "fixed": self.fixed,
+            "identified": self.identified, "unidentified_reason": self.unidentified_reason, "notes": list(self.notes),
         }
 
 
@@ -233,9 +240,20 @@ def plan(fit=None, compute: float = 1e21, *, law=None, params=None, level: float
     """Compute-optimal plan at ``compute`` FLOPs from a :class:`fitting.fit.FitResult` (with
     intervals) or from bare ``law`` + ``params`` (point estimates only). ``misfit_calibration``
     (:func:`fitting.extrapolation.calibrate_misfit` of the fit) is computed when not given; pass
-    it to plan several budgets from one fit without refitting each time."""
+    it to plan several budgets from one fit without refitting each time.
+
+    A fit whose runs cannot identify the allocation (:attr:`FitResult.identifiability`: one
+    model size, one tokens-per-parameter ratio, ...) gives a Plan with ``identified=False`` and
+    NaN numbers, never a point estimate with an interval. A planned ratio far outside the fitted
+    runs' is noted in ``Plan.notes`` (:func:`fitting.checks.ratio_note`)."""
     if fit is not None:
         law, theta = fit.law, fit.theta
+        verdict = fit.identifiability
+        if not verdict.identified:
+            nan = float("nan")
+            return Plan(law=law.name, compute=float(compute), N_opt=nan, D_opt=nan, tokens_per_param=nan, loss=nan,
+                        exponent_a=nan, level=level, fixed=dict(fixed or {}), uncertainty="none (not identified)",
+                        identified=False, unidentified_reason=verdict.reason)
     else:
         if law is None or params is None:
             raise ValueError("plan needs a fit, or a law and params")
@@ -250,6 +268,9 @@ def plan(fit=None, compute: float = 1e21, *, law=None, params=None, level: float
     if fit is None:
         out.uncertainty = "none (parameters given)"
         return out
+    note = ratio_note(out.tokens_per_param, fit.data.X)
+    if note:
+        out.notes.append(note)
     thetas, how = _param_samples(fit, n_samples, seed)
     q = [(1 - level) / 2, (1 + level) / 2]
     Cs = np.array([C, C / span, C * span])

@@ -9,52 +9,55 @@ import os
 import warnings
 
 
-def _add_data_args(p: argparse.ArgumentParser, runs_required: bool) -> None:
-    p.add_argument("runs", nargs=None if runs_required else "?", metavar="RUNS",
-                   help="a sweep's metrics directory, or a CSV/Parquet table of runs")
-    p.add_argument("--law", default="chinchilla",
-                   help="chinchilla | kaplan | kaplan_n | kaplan_d | kaplan_c | kaplan_ns | data_constrained | "
-                        "critical_batch (append +E to a Kaplan form for an irreducible term) | file.py:LAW | pkg.module:LAW")
-    p.add_argument("--n-col", help="column holding N (non-embedding parameters)")
-    p.add_argument("--d-col", help="column holding D (training tokens)")
-    p.add_argument("--c-col", help="column holding compute C (FLOPs); used for D = C/(6N) when there is no D column")
-    p.add_argument("--loss-col", help="column holding the loss")
+def add_table_args(p: argparse.ArgumentParser) -> None:
+    """Column-mapping options of every command that reads a table of runs (fit, plan, replay):
+    one set of flags feeding :func:`fitting.data.load_fit_data` through :func:`load_table`."""
+    from fitting.data import ALIASES
+    from fitting.reference import EXAMPLES
+
+    first = lambda k: f"default: the first of {', '.join(repr(c) if ' ' in c else c for c in ALIASES[k])} found"
+    p.add_argument("--example", choices=sorted(EXAMPLES), metavar="NAME",
+                   help=f"read a table shipped with scalesweep instead of a file ({', '.join(sorted(EXAMPLES))}; "
+                        f"source and columns: fitting/reference/README.md)")
+    p.add_argument("--n-col", help=f"column holding N (non-embedding parameters; {first('N')})")
+    p.add_argument("--d-col", help=f"column holding D (training tokens; {first('D')})")
+    p.add_argument("--c-col", help=f"column holding compute C (FLOPs), for D = C/(k·N) when there is no D column "
+                                   f"({first('C')})")
+    p.add_argument("--loss-col", help=f"column holding the loss ({first('loss')})")
     p.add_argument("--u-col", help="column holding U (unique tokens; data_constrained)")
     p.add_argument("--s-col", help="column holding S (S_min steps; kaplan_ns)")
     p.add_argument("--col", action="append", default=[], metavar="INPUT=COLUMN",
                    help="map any other law input to a column (repeatable)")
-    p.add_argument("--drop-top-loss", type=int, default=0, metavar="K",
-                   help="drop the K highest-loss rows (Epoch drops 5 from the Chinchilla points)")
-    p.add_argument("--loss", dest="objective", choices=["huber", "ls"], default="huber", help="objective (default huber)")
-    p.add_argument("--delta", type=float, default=1e-3, help="Huber delta on log-loss residuals (default 1e-3)")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="B",
-                   help="bootstrap resamples for SEs/CIs (default 1000; 0 = sandwich covariance only)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
-    p.add_argument("--flops-per-token", type=float, default=6.0)
-    p.add_argument("--exhaustive", action="store_true", help="run every start to convergence (no screening)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--drop-top-loss", type=int, default=None, metavar="K",
+                   help="drop the K highest-loss rows (default 0; with --example, what its source does: 5 for "
+                        "epoch-chinchilla, as Epoch)")
+    p.add_argument("--best-per-config", action="store_true",
+                   help="keep only the lowest-loss row of each (N, D) (best over a hyperparameter sweep) instead of "
+                        "fitting repeated rows as independent runs")
+    p.add_argument("--flops-per-token", type=float, default=6.0,
+                   help="k in C = k·N·D (default 6); also used to derive D from a compute column")
 
 
-def register(subparsers) -> None:
-    f = subparsers.add_parser("fit", help="fit a scaling law to runs, with uncertainty",
-                              description="Fit a scaling law (robust multi-start) and print parameters with CIs.")
-    _add_data_args(f, True)
-    f.add_argument("--fit-max-compute", type=float, metavar="C",
-                   help="fit on runs with C <= this and report held-out error on the rest")
-    f.set_defaults(func=cmd_fit)
+def table_source(path, args, what: str):
+    """A positional table path or ``--example`` (exactly one) → (source, drop_top_loss, name for
+    messages)."""
+    from fitting import reference
 
-    p = subparsers.add_parser("plan", help="compute-optimal N, D and loss at a compute budget",
-                              description="Fit (or take parameters) and print the compute-optimal allocation.")
-    _add_data_args(p, False)
-    p.add_argument("--compute", type=float, required=True, action="append", help="FLOP budget (repeatable)")
-    p.add_argument("--params", help="fitted parameters: a JSON object or a file written by `fit --json`")
-    p.add_argument("--unique-tokens", "--u", dest="unique_tokens", type=float,
-                   help="unique tokens U held fixed when planning the data_constrained law")
-    p.set_defaults(func=cmd_plan)
+    example = getattr(args, "example", None)
+    if path and example:
+        raise ValueError(f"give {what} or --example, not both")
+    drop = args.drop_top_loss
+    if example:
+        ex = reference.get(example)
+        return reference.path(example), ex.drop_top_loss if drop is None else drop, f"example {example}"
+    if not path:
+        raise ValueError(f"needs {what} (a CSV/Parquet table or a sweep's metrics directory) or --example NAME")
+    return path, drop or 0, str(path)
 
 
-def _load(args, law):
+def load_table(source, args, law, *, drop_top_loss: int = 0, require_loss: bool = True, name: str | None = None):
+    """Read ``source`` for ``law`` with the column flags of :func:`add_table_args`.
+    → (FitData, the warnings it raised as strings)."""
     from fitting.data import load_fit_data
 
     extra = {}
@@ -69,11 +72,50 @@ def _load(args, law):
         extra[k.strip()] = v.strip()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        data = load_fit_data(args.runs, n_col=args.n_col, d_col=args.d_col, loss_col=args.loss_col, c_col=args.c_col,
+        data = load_fit_data(source, n_col=args.n_col, d_col=args.d_col, loss_col=args.loss_col, c_col=args.c_col,
                              extra_cols=extra, law=law, flops_per_token=args.flops_per_token,
-                             drop_top_loss=args.drop_top_loss)
-    notes = [str(w.message) for w in caught]
-    return data, notes
+                             drop_top_loss=drop_top_loss, best_per_config=args.best_per_config,
+                             require_loss=require_loss, name=name)
+    return data, [str(w.message) for w in caught]
+
+
+def _add_data_args(p: argparse.ArgumentParser, runs_required: bool) -> None:
+    p.add_argument("runs", nargs="?", metavar="RUNS",
+                   help="a sweep's metrics directory (its columns are known), or a CSV/Parquet table of runs "
+                        "(columns found by name: see --n-col)" +
+                        ("" if runs_required else " (or --params)") + "; or --example NAME")
+    p.add_argument("--law", default="chinchilla",
+                   help="chinchilla | kaplan | kaplan_n | kaplan_d | kaplan_c | kaplan_ns | data_constrained | "
+                        "critical_batch (append +E to a Kaplan form for an irreducible term) | file.py:LAW | pkg.module:LAW")
+    add_table_args(p)
+    p.add_argument("--loss", dest="objective", choices=["huber", "ls"], default="huber", help="objective (default huber)")
+    p.add_argument("--delta", type=float, default=1e-3, help="Huber delta on log-loss residuals (default 1e-3)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="B",
+                   help="bootstrap resamples for SEs/CIs (default 1000; 0 = sandwich covariance only)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and of sampled starts (default 0)")
+    p.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
+    p.add_argument("--exhaustive", action="store_true", help="run every start to convergence (no screening)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def register(subparsers) -> None:
+    f = subparsers.add_parser("fit", help="fit a scaling law to runs, with uncertainty",
+                              description="Fit a scaling law (robust multi-start) and print parameters with CIs.")
+    _add_data_args(f, True)
+    f.add_argument("--fit-max-compute", type=float, metavar="C",
+                   help="fit on runs with C <= this and report held-out error on the rest")
+    f.set_defaults(func=cmd_fit)
+
+    p = subparsers.add_parser("plan", help="compute-optimal N, D and loss at a compute budget",
+                              description="Fit (or take parameters) and print the compute-optimal allocation. "
+                                          "Runs that cannot identify it (one model size, one tokens-per-parameter "
+                                          "ratio, ...) are refused: exit 2, with the fit and the reason.")
+    _add_data_args(p, False)
+    p.add_argument("--compute", type=float, required=True, action="append", help="FLOP budget (repeatable)")
+    p.add_argument("--params", help="fitted parameters: a JSON object or a file written by `fit --json`")
+    p.add_argument("--unique-tokens", "--u", dest="unique_tokens", type=float,
+                   help="unique tokens U held fixed when planning the data_constrained law")
+    p.set_defaults(func=cmd_plan)
 
 
 def _fit(args):
@@ -81,7 +123,8 @@ def _fit(args):
     from fitting.laws import get_law
 
     law = get_law(args.law)
-    data, notes = _load(args, law)
+    source, drop, name = table_source(args.runs, args, "RUNS")
+    data, notes = load_table(source, args, law, drop_top_loss=drop, name=name)
     train = {"max_compute": args.fit_max_compute} if getattr(args, "fit_max_compute", None) else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -140,20 +183,24 @@ def cmd_plan(args) -> int:
 
     fixed = {"U": args.unique_tokens} if args.unique_tokens else None
     if args.params:
+        if args.runs or args.example:
+            raise ValueError("give --params or RUNS/--example, not both")
         law_name, params = _read_params(args.params)
         law = get_law(args.law if args.law != "chinchilla" or not law_name else law_name)
         plans = [plan(law=law, params=params, compute=c, level=args.level, fixed=fixed,
                       flops_per_token=args.flops_per_token) for c in args.compute]
         fit = None
-    elif args.runs:
+    elif args.runs or args.example:
         from fitting.extrapolation import calibrate_misfit
 
         fit = _fit(args)
-        misfit = calibrate_misfit(fit) if {"N", "D"} <= set(fit.law.inputs) else None
+        identified = fit.identifiability.identified
+        misfit = calibrate_misfit(fit) if identified and {"N", "D"} <= set(fit.law.inputs) else None
         plans = [plan(fit, c, level=args.level, fixed=fixed, flops_per_token=args.flops_per_token, seed=args.seed,
                       misfit_calibration=misfit) for c in args.compute]
     else:
-        raise ValueError("plan needs RUNS to fit, or --params")
+        raise ValueError("plan needs RUNS to fit (or --example NAME), or --params")
+    refused = [p for p in plans if not p.identified]
     if args.json:
         obj = {"law": plans[0].law, "plans": [_clean(p.to_dict()) for p in plans]}
         if fit is not None:
@@ -161,23 +208,32 @@ def cmd_plan(args) -> int:
         if len(plans) == 1:
             obj.update(_clean(plans[0].to_dict()))
         print(json.dumps(obj))
-        return 0
-    if fit is not None:
-        print(fit.summary())
-        print()
-    lvl = int(round(args.level * 100))
-    for p in plans:
-        iv = p.intervals
-        fmt = lambda k, v: f"{v:.4g}" + (f"  [{iv[k][0]:.4g}, {iv[k][1]:.4g}]" if k in iv else "")
-        print(f"compute {p.compute:.3g} FLOPs ({p.law}; {lvl}% intervals from {p.uncertainty or 'n/a'})")
-        print(f"  N_opt             {fmt('N_opt', p.N_opt)}")
-        print(f"  D_opt             {fmt('D_opt', p.D_opt)}")
-        print(f"  tokens/param      {fmt('tokens_per_param', p.tokens_per_param)}")
-        print(f"  loss              {fmt('loss', p.loss)}" + (
-            f"  (prediction interval [{p.loss_prediction_interval[0]:.4g}, {p.loss_prediction_interval[1]:.4g}])"
-            if p.loss_prediction_interval else ""))
-        if p.loss_misfit_interval:
-            print(f"  loss, law misfit  [{p.loss_misfit_interval[0]:.4g}, {p.loss_misfit_interval[1]:.4g}]  (prediction "
-                  f"interval widened by the law's misfit, sd {p.misfit_sd:.3g} calibrated on held-out largest runs)")
-        print(f"  a (N_opt ∝ C^a)   {fmt('exponent_a', p.exponent_a)}")
+    else:
+        if fit is not None:
+            print(fit.summary())
+            print()
+        for p in plans if not refused else []:
+            _print_plan(p, args.level)
+    if refused:
+        raise ValueError(f"no compute-optimal allocation: {refused[0].unidentified_reason}, so the runs cannot "
+                         f"separate the N term from the D term (vary N and D/N independently)")
     return 0
+
+
+def _print_plan(p, level: float) -> None:
+    lvl = int(round(level * 100))
+    iv = p.intervals
+    fmt = lambda k, v: f"{v:.4g}" + (f"  [{iv[k][0]:.4g}, {iv[k][1]:.4g}]" if k in iv else "")
+    print(f"compute {p.compute:.3g} FLOPs ({p.law}; {lvl}% intervals from {p.uncertainty or 'n/a'})")
+    print(f"  N_opt             {fmt('N_opt', p.N_opt)}")
+    print(f"  D_opt             {fmt('D_opt', p.D_opt)}")
+    print(f"  tokens/param      {fmt('tokens_per_param', p.tokens_per_param)}")
+    print(f"  loss              {fmt('loss', p.loss)}" + (
+        f"  (prediction interval [{p.loss_prediction_interval[0]:.4g}, {p.loss_prediction_interval[1]:.4g}])"
+        if p.loss_prediction_interval else ""))
+    if p.loss_misfit_interval:
+        print(f"  loss, law misfit  [{p.loss_misfit_interval[0]:.4g}, {p.loss_misfit_interval[1]:.4g}]  (prediction "
+              f"interval widened by the law's misfit, sd {p.misfit_sd:.3g} calibrated on held-out largest runs)")
+    print(f"  a (N_opt ∝ C^a)   {fmt('exponent_a', p.exponent_a)}")
+    for note in p.notes:
+        print(f"  warning: {note}")

@@ -2,9 +2,10 @@
 
 ``load_fit_data(source, ...)`` accepts a pyarrow Table, a pandas DataFrame, a mapping of
 columns, a CSV/Parquet path, or a sweep's metrics directory (read with
-``scalesweep.store.load_runs``). Rows with NaN/inf or non-positive values in a used column are
-dropped *with a warning that says how many and why*; a missing column is an error naming the
-columns that exist.
+``scalesweep.store.load_runs``). Rows with a non-numeric cell, NaN/inf or a non-positive value
+in a used column are dropped *with a warning that says how many and why*; a missing column is an
+error naming the file and the columns that exist. Inputs in implausible units and repeated
+(N, D) configurations are warned about (:mod:`fitting.checks`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["FitData", "load_fit_data", "DataWarning", "ALIASES", "STORE_DEFAULTS"]
+__all__ = ["FitData", "load_fit_data", "read_table", "numeric_column", "DataWarning", "ALIASES",
+           "STORE_DEFAULTS"]
 
 
 class DataWarning(UserWarning):
@@ -50,6 +52,7 @@ class FitData:
     n_dropped: int = 0
     drop_reasons: dict[str, int] = field(default_factory=dict)
     source: str = ""
+    index: np.ndarray | None = None  # positions of these rows in the source table
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -57,7 +60,8 @@ class FitData:
     def subset(self, mask) -> "FitData":
         mask = np.asarray(mask)
         return FitData({k: v[mask] for k, v in self.X.items()}, self.y[mask], dict(self.columns),
-                       self.n_dropped, dict(self.drop_reasons), self.source)
+                       self.n_dropped, dict(self.drop_reasons), self.source,
+                       None if self.index is None else self.index[mask])
 
     def compute(self, flops_per_token: float = 6.0) -> np.ndarray:
         """Training compute per run: the ``C`` column if present, else ``6·N·D``."""
@@ -94,23 +98,27 @@ def read_table(source) -> tuple[dict[str, np.ndarray], str, bool]:
                 require_sweep(path)  # a store root or a stray directory is named, not read as empty
                 tab = load_runs(path)
                 return {n: tab.column(n).to_numpy(zero_copy_only=False) for n in tab.column_names}, path, True
-        if path.endswith(".csv") or path.endswith(".csv.gz") or path.endswith(".tsv"):
-            import pyarrow.csv as pcsv
+        try:  # a parse error names the file (pyarrow's ArrowInvalid is a ValueError; I/O errors are OSError)
+            if path.endswith(".csv") or path.endswith(".csv.gz") or path.endswith(".tsv"):
+                import pyarrow.csv as pcsv
 
-            opts = pcsv.ParseOptions(delimiter="\t") if path.endswith(".tsv") else None
-            tab = pcsv.read_csv(path, parse_options=opts)
-        else:
-            import pyarrow.parquet as pq
+                opts = pcsv.ParseOptions(delimiter="\t") if path.endswith(".tsv") else None
+                tab = pcsv.read_csv(path, parse_options=opts)
+            else:
+                import pyarrow.parquet as pq
 
-            tab = pq.read_table(path)
+                tab = pq.read_table(path)
+        except (ValueError, OSError) as err:
+            raise ValueError(f"cannot read {path} as a {'CSV' if '.csv' in path or path.endswith('.tsv') else 'Parquet'}"
+                             f" table: {err}") from err
         return {n: tab.column(n).to_numpy(zero_copy_only=False) for n in tab.column_names}, path, False
     raise TypeError(f"cannot read runs from {type(source).__name__}")
 
 
-def _pick(cols: Mapping[str, Any], logical: str, explicit: str | None, is_store: bool) -> str | None:
+def _pick(cols: Mapping[str, Any], logical: str, explicit: str | None, is_store: bool, desc: str) -> str | None:
     if explicit is not None:
         if explicit not in cols:
-            raise ValueError(f"column {explicit!r} (for {logical}) not found; available: {sorted(cols)}")
+            raise ValueError(f"column {explicit!r} (for {logical}) not found in {desc}; available: {sorted(cols)}")
         return explicit
     if is_store and STORE_DEFAULTS.get(logical) in cols:
         return STORE_DEFAULTS[logical]
@@ -118,6 +126,61 @@ def _pick(cols: Mapping[str, Any], logical: str, explicit: str | None, is_store:
         if cand in cols:
             return cand
     return None
+
+
+def numeric_column(values, col: str, desc: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Cells → floats; a cell that is not a number (empty, null, ``diverged``) becomes NaN.
+    → (array, mask of such cells, a few of them). A column with no number at all is an error."""
+    a = np.asarray(values).ravel()
+    if a.dtype.kind in "fiub":
+        return a.astype(float), np.zeros(a.size, dtype=bool), []
+    out = np.full(a.size, np.nan)
+    bad = np.zeros(a.size, dtype=bool)
+    for i, v in enumerate(a):
+        try:
+            out[i] = float(v)
+        except (TypeError, ValueError):
+            bad[i] = True
+    if a.size and bad.all():
+        raise ValueError(f"column {col!r} in {desc} is not numeric (e.g. {a[0]!r})")
+    return out, bad, list(dict.fromkeys(str(v) for v in a[bad]))[:3]
+
+
+def _resolve(cols, inputs, explicit, is_store, desc, require_loss: bool) -> tuple[dict[str, str], bool]:
+    """Logical input → column name (``loss`` optional unless ``require_loss``). → (mapping,
+    derive_d): D is derived from a compute column when there is none; a missing C is derived
+    from N and D (both then mapped)."""
+    mapping: dict[str, str] = {}
+    derive_d = False
+    hint = {"N": "--n-col", "D": "--d-col (or --c-col to derive D = C/(6N))", "loss": "--loss-col",
+            "U": "--u-col", "S": "--s-col", "C": "--c-col (or N and D columns)"}
+
+    def missing(name):
+        return ValueError(f"missing column for {name} in {desc} (set {hint.get(name, f'--col {name}=COLUMN')}); "
+                          f"available columns: {sorted(cols)}")
+
+    for name in list(inputs) + ["loss"]:
+        col = _pick(cols, name, explicit.get(name), is_store, desc)
+        if col is None and name == "D" and "N" in inputs:
+            ccol = _pick(cols, "C", explicit.get("C"), is_store, desc)
+            if ccol is not None:
+                mapping["C"] = ccol
+                derive_d = True
+                continue
+        if col is None and name == "L" and "loss" in mapping:
+            col = mapping["loss"]
+        if col is None and name == "C":  # C = k·N·D, derived by the caller
+            for nd in ("N", "D"):
+                mapping[nd] = mapping.get(nd) or _pick(cols, nd, explicit.get(nd), is_store, desc) or ""
+                if not mapping[nd]:
+                    raise missing("C")
+            continue
+        if col is None and name == "loss" and not require_loss:
+            continue  # prediction targets need no loss
+        if col is None:
+            raise missing(name)
+        mapping[name] = col
+    return mapping, derive_d
 
 
 def load_fit_data(
@@ -133,17 +196,31 @@ def load_fit_data(
     flops_per_token: float = 6.0,
     statuses: tuple[str, ...] | None = STORE_STATUSES,
     drop_top_loss: int = 0,
+    best_per_config: bool = False,
+    require_loss: bool = True,
+    name: str | None = None,
 ) -> FitData:
-    """Read and validate a table of runs for fitting ``law`` (or the given ``inputs``).
+    """Read and validate a table of runs for fitting ``law`` (or the given ``inputs``): the one
+    column-mapping path of every command that reads a table (fit, plan, replay, report).
 
     Column names: ``n_col``/``d_col``/``loss_col``/``c_col`` and ``extra_cols`` (logical input
     → column, e.g. ``{"U": "unique_tokens"}``) override the guesses in :data:`ALIASES`. If the law
     needs D and there is no D column but a compute column, D = C/(flops_per_token·N) (the Epoch
     file's convention). A metrics directory keeps rows whose ``status`` is in ``statuses``.
-    ``drop_top_loss`` drops that many highest-loss rows (Epoch drops 5), with a warning.
+    Cells that are not numbers (empty, ``nan``, ``diverged``), NaN/inf and non-positive values
+    drop their row, counted in one :class:`DataWarning`; a column with no number at all is a
+    ValueError naming it. Inputs that look like other units (:func:`fitting.checks.unit_notes`;
+    not for a metrics directory, whose units the store fixes) and rows repeating another row's
+    inputs (a hyperparameter sweep) are warned about; ``best_per_config`` keeps the lowest-loss
+    row of each configuration instead.
+    ``drop_top_loss`` then drops that many highest-loss rows (Epoch drops 5). With
+    ``require_loss=False`` (prediction targets) the loss column is optional (``y`` is NaN where
+    absent) and never drops a row. ``name`` describes the source in messages (default: its path).
+    ``FitData.index`` holds the kept rows' positions in the source table.
     """
     if isinstance(source, FitData):
         return source
+    from fitting.checks import best_per_config as _best, repeated_configs, unit_notes
     from fitting.laws import get_law
 
     if law is not None:
@@ -151,65 +228,55 @@ def load_fit_data(
         inputs = law.inputs
     inputs = tuple(inputs) if inputs is not None else ("N", "D")
     cols, desc, is_store = read_table(source)
-    explicit = {"N": n_col, "D": d_col, "C": c_col, "loss": loss_col}
-    for k, v in (extra_cols or {}).items():
-        explicit[k] = v
-    keep = np.ones(len(next(iter(cols.values()))) if cols else 0, dtype=bool)
+    desc = name or desc
+    explicit = {"N": n_col, "D": d_col, "C": c_col, "loss": loss_col, **(extra_cols or {})}
+    n_rows = len(next(iter(cols.values()))) if cols else 0
+    keep = np.ones(n_rows, dtype=bool)
     reasons: dict[str, int] = {}
 
+    def drop(bad, why):
+        bad = np.asarray(bad, dtype=bool) & keep
+        if bad.any():
+            reasons[why] = reasons.get(why, 0) + int(bad.sum())
+            keep[bad] = False
+
     if is_store and statuses and "status" in cols:
-        st = np.asarray(cols["status"]).astype(str)
-        ok = np.isin(st, list(statuses))
-        if (~ok).any():
-            reasons[f"status not in {list(statuses)}"] = int((~ok).sum())
-        keep &= ok
+        drop(~np.isin(np.asarray(cols["status"]).astype(str), list(statuses)), f"status not in {list(statuses)}")
 
-    mapping: dict[str, str] = {}
-    need = list(inputs) + ["loss"]
-    derive_d = False
-    for name in need:
-        col = _pick(cols, name, explicit.get(name), is_store)
-        if col is None and name == "D":
-            ccol = _pick(cols, "C", explicit.get("C"), is_store)
-            if ccol is not None and "N" in inputs:
-                mapping["C"] = ccol
-                derive_d = True
-                continue
-        if col is None and name == "C" and "N" in cols and "D" in cols:
-            col = None  # derived below
-        if col is None and name == "L" and "loss" in mapping:
-            col = mapping["loss"]
-        if col is None and not (name == "C"):
-            hint = {"N": "--n-col", "D": "--d-col (or --c-col to derive D = C/(6N))", "loss": "--loss-col",
-                    "U": "--u-col", "S": "--s-col"}.get(name, f"extra_cols={{'{name}': ...}}")
-            raise ValueError(f"missing column for {name} (set {hint}); available columns: {sorted(cols)}")
-        if col is not None:
-            mapping[name] = col
-
-    def numeric(col):
-        try:
-            return np.asarray(cols[col], dtype=float)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"column {col!r} is not numeric: {err}") from err
-
-    arrays = {name: numeric(col) for name, col in mapping.items()}
+    mapping, derive_d = _resolve(cols, inputs, explicit, is_store, desc, require_loss)
+    arrays = {}
+    for key, col in mapping.items():
+        arrays[key], bad, examples = numeric_column(cols[col], col, desc)
+        if key != "loss" or require_loss:
+            drop(bad, f"non-numeric {col} (e.g. {', '.join(repr(e) for e in examples)})")
     if derive_d:
         arrays["D"] = arrays["C"] / (flops_per_token * arrays["N"])
         mapping["D"] = f"{mapping['C']}/({flops_per_token:g}*{mapping['N']})"
-    if "C" in inputs and "C" not in arrays:
+    if "C" in inputs and "C" not in mapping:
         arrays["C"] = flops_per_token * arrays["N"] * arrays["D"]
         mapping["C"] = f"{flops_per_token:g}*N*D"
-
-    for name in need:
-        a = arrays[name]
-        bad = ~np.isfinite(a) & keep
-        if bad.any():
-            reasons[f"NaN/inf in {mapping[name]}"] = int(bad.sum())
-            keep &= ~bad
-        nonpos = (a <= 0) & keep
-        if nonpos.any():
-            reasons[f"non-positive {mapping[name]}"] = int(nonpos.sum())
-            keep &= ~nonpos
+    if "loss" not in arrays:
+        arrays["loss"] = np.full(n_rows, np.nan)
+    checked = list(inputs) + (["loss"] if require_loss else [])
+    for key in checked:
+        a = arrays[key]
+        drop(~np.isfinite(a), f"NaN/inf in {mapping[key]}")
+        drop(a <= 0, f"non-positive {mapping[key]}")
+    X_all = {k: arrays[k] for k in inputs}
+    if require_loss and keep.any():
+        n_configs, _ = repeated_configs({k: v[keep] for k, v in X_all.items()})
+        n_kept = int(keep.sum())
+        if n_configs < n_kept:
+            what = f"({', '.join(inputs)})"
+            if best_per_config:
+                best = np.zeros(n_rows, dtype=bool)
+                best[np.where(keep)[0][_best({k: v[keep] for k, v in X_all.items()}, arrays["loss"][keep])]] = True
+                drop(~best, f"not the lowest loss of their {what} (best_per_config)")
+            else:
+                warnings.warn(f"{desc}: {n_kept - n_configs} of {n_kept} rows repeat the {what} of another row "
+                              f"({n_configs} distinct {what}); they are fitted as independent runs. For a "
+                              f"hyperparameter sweep keep the best row of each (--best-per-config)", DataWarning,
+                              stacklevel=2)
     if drop_top_loss:
         idx = np.where(keep)[0]
         worst = idx[np.argsort(arrays["loss"][idx])[::-1][: int(drop_top_loss)]]
@@ -222,6 +289,8 @@ def load_fit_data(
         warnings.warn(f"dropped {n_dropped} of {keep.size} rows from {desc}: {why}", DataWarning, stacklevel=2)
     if not keep.any():
         raise ValueError(f"no usable rows in {desc} (dropped {n_dropped}: {reasons})")
-    X = {name: arrays[name][keep] for name in inputs}
+    X = {k: v[keep] for k, v in X_all.items()}
+    for note in [] if is_store else unit_notes(X, mapping):  # a metrics store's units are its contract's
+        warnings.warn(f"{desc}: {note}", DataWarning, stacklevel=2)
     return FitData(X=X, y=arrays["loss"][keep], columns=mapping, n_dropped=n_dropped, drop_reasons=reasons,
-                   source=str(desc))
+                   source=str(desc), index=np.where(keep)[0])

@@ -80,12 +80,23 @@ def calibrate_misfit(fit: FitResult, *, held_out: float = 0.25, length: float = 
 def extrapolation_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: float | None = None,
                            calibration: MisfitCalibration | None = None) -> Interval:
     """The fit's prediction interval widened by the calibrated misfit (``calibration`` defaults to
-    :func:`calibrate_misfit` on the fit's own runs)."""
+    :func:`calibrate_misfit` on the fit's own runs).
+
+    The widened interval always contains the plain one, ``fit.interval(X, level)`` (bootstrap
+    percentiles when the fit has a bootstrap, else the delta method): each side's log half-width
+    h becomes √(h² + (q·a·u)²) for misfit amplitude a, unit misfit sd u and the t quantile q of
+    the delta interval, and is never less than the plain side (a percentile interval need not be
+    centred on the point prediction)."""
     calibration = calibration or calibrate_misfit(fit)
     level = fit.level if level is None else level
     X = fit.law.columns(X)
-    plain = fit.interval(X, level=level, kind="prediction", method="delta")
-    sd = np.sqrt(plain.se_log**2 + (calibration.amplitude * unit_misfit_sd(fit, X, calibration.length)) ** 2)
+    plain = fit.interval(X, level=level, kind="prediction")
     q = stats.t.ppf(0.5 + level / 2, max(fit.n_points - fit.law.n_params, 1))  # as the plain delta interval
-    return Interval(mean=plain.mean, lo=plain.mean * np.exp(-q * sd), hi=plain.mean * np.exp(q * sd), level=level,
-                    kind="prediction", method=f"{plain.method}+misfit(a={calibration.amplitude:.3g})", se_log=sd)
+    extra = q * calibration.amplitude * unit_misfit_sd(fit, X, calibration.length)
+    log_mean = np.log(plain.mean)
+    h_lo = np.sqrt(np.clip(log_mean - np.log(plain.lo), 0, None) ** 2 + extra**2)
+    h_hi = np.sqrt(np.clip(np.log(plain.hi) - log_mean, 0, None) ** 2 + extra**2)
+    sd = np.sqrt(plain.se_log**2 + (extra / q) ** 2) if plain.se_log is not None else None
+    return Interval(mean=plain.mean, lo=np.minimum(plain.lo, plain.mean * np.exp(-h_lo)),
+                    hi=np.maximum(plain.hi, plain.mean * np.exp(h_hi)), level=level, kind="prediction",
+                    method=f"{plain.method}+misfit(a={calibration.amplitude:.3g})", se_log=sd)

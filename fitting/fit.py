@@ -26,6 +26,7 @@ from typing import Any, Mapping
 import numpy as np
 from scipy import stats
 
+from fitting.checks import Identifiability, identifiability
 from fitting.data import FitData, load_fit_data
 from fitting.laws import Law, get_law
 from fitting.multistart import _multistart, _single_threaded_blas
@@ -88,6 +89,11 @@ class FitResult:
     @property
     def n_points(self) -> int:
         return len(self.data)
+
+    @property
+    def identifiability(self) -> Identifiability:
+        """Whether the fitted runs identify the law's N/D split (:func:`fitting.checks.identifiability`)."""
+        return identifiability(self.data.X, self.law)
 
     @property
     def cov(self) -> np.ndarray:
@@ -154,13 +160,18 @@ class FitResult:
     def to_dict(self, level: float | None = None) -> dict[str, Any]:
         level = self.level if level is None else level
         key = f"ci{int(round(level * 100))}"
+        verdict = self.identifiability
+        # unidentified: the intervals describe the runs' line only, so none is given as known
+        known = verdict.identified
         out = {
             "law": self.law.name,
             "n_points": self.n_points,
             "n_dropped": self.data.n_dropped,
             "params": self.params,
-            "stderr": self.stderr,
-            key: {k: list(v) for k, v in self.ci(level).items()},
+            "identified": known,
+            "unidentified_reason": verdict.reason,
+            "stderr": self.stderr if known else {k: None for k in self.law.param_names},
+            key: {k: list(v) if known else None for k, v in self.ci(level).items()},
             "uncertainty": "bootstrap" if self.bootstrap is not None else "sandwich",
             "loss": self.loss,
             "delta": self.delta if self.loss == "huber" else None,
@@ -184,9 +195,16 @@ class FitResult:
         lines = [f"law {self.law.name}: {self.n_points} points ({self.data.n_dropped} dropped), "
                  f"{self.loss}{'(δ=%g)' % self.delta if self.loss == 'huber' else ''}, {self.n_starts} starts, "
                  f"uncertainty: {'bootstrap (%d)' % self.bootstrap.n if self.bootstrap is not None else 'sandwich'}"]
+        verdict = self.identifiability
+        if not verdict.identified:
+            lines.append(f"NOT IDENTIFIED: {verdict.reason}; the values below fit these runs but do not separate "
+                         f"the N term from the D term: no intervals")
         lines.append(f"{'param':<10} {'value':>12} {'stderr':>12} {'ci%d lo' % round(level * 100):>12} {'ci hi':>12}")
         for k in self.law.param_names:
-            lines.append(f"{k:<10} {self.params[k]:>12.6g} {se[k]:>12.4g} {ci[k][0]:>12.6g} {ci[k][1]:>12.6g}")
+            if verdict.identified:
+                lines.append(f"{k:<10} {self.params[k]:>12.6g} {se[k]:>12.4g} {ci[k][0]:>12.6g} {ci[k][1]:>12.6g}")
+            else:
+                lines.append(f"{k:<10} {self.params[k]:>12.6g} {'—':>12} {'unidentified':>12} {'—':>12}")
         g = self.gof()
         lines.append(f"fit: rmse(log) {g['rmse_log']:.4g}  mean |rel err| {g['mae_rel']:.4%}  max {g['max_rel']:.4%}  "
                      f"R²(log) {g['r2_log']:.4f}  objective {g['objective']:.6g}")
@@ -326,17 +344,13 @@ def _finish(law, z, fbest, fdata, full, mask, loss, delta, level, covariance, n_
                f"(vary tokens-per-parameter and scale more widely); uncertainties are unreliable")
         msgs.append(msg)
         warnings.warn(msg, DegenerateDesignWarning, stacklevel=3)
-    if {"N", "D"} <= set(law.inputs) and len(fdata) > 2:
-        lr = np.log(fdata.X["D"]) - np.log(fdata.X["N"])
-        lN = np.log(fdata.X["N"])
-        spread = float(np.std(lr))
-        diag["log_tokens_per_param_sd"] = spread
-        if spread < 0.05 * max(float(np.std(lN)), 1e-12) or spread < 1e-3:
-            msg = (f"degenerate design: every run has (almost) the same tokens-per-parameter ratio D/N "
-                   f"(sd of ln(D/N) {spread:.3g}); the N and D exponents of {law.name!r} are not separately "
-                   f"identifiable — add runs at other D/N ratios")
-            msgs.append(msg)
-            warnings.warn(msg, DegenerateDesignWarning, stacklevel=3)
+    verdict = identifiability(fdata.X, law)
+    diag["identifiability"] = verdict.to_dict()
+    if not verdict.identified:
+        msg = (f"degenerate design for law {law.name!r}: {verdict.reason}, so the N and D terms (and the "
+               f"compute-optimal allocation) are not identified; vary N and D/N independently")
+        msgs.append(msg)
+        warnings.warn(msg, DegenerateDesignWarning, stacklevel=3)
     at_bound = [k for k, zk, (l, h) in zip(law.param_names, z, law.z_bounds) if np.isclose(zk, l) or np.isclose(zk, h)]
     if at_bound:
         msgs.append(f"parameters at a bound: {at_bound}")

@@ -137,8 +137,12 @@ def register(subparsers) -> None:
         "replay", help="run a design strategy against an existing pool of runs",
         description="Buy pool rows one batch at a time (revealing a loss only when bought) until the "
         "budget is spent, fit the law on what was bought, and predict the targets.")
-    p.add_argument("pool", help="CSV/Parquet of existing runs")
-    p.add_argument("--targets", required=True, help="CSV/Parquet of configurations to predict")
+    from fitting.cli import add_table_args
+
+    p.add_argument("pool", nargs="?", help="CSV/Parquet of existing runs (or --example NAME)")
+    p.add_argument("--targets", help="CSV/Parquet of configurations to predict (a loss column there is scored); "
+                                     "with --example and no --targets, the example's runs above its holdout compute "
+                                     "(1e21 FLOPs for epoch-chinchilla) are the targets and the rest the pool")
     p.add_argument("--law", default="chinchilla", help="built-in name, file.py:LAW or pkg.module:LAW")
     p.add_argument("--budget-fraction", type=float, default=0.1, help="of the whole pool's cost (default 0.1)")
     p.add_argument("--strategy", default="active", choices=list(STRATEGIES))
@@ -146,18 +150,12 @@ def register(subparsers) -> None:
                    help="active: prior sd of the law's misfit in log loss (default 0.04; 0 trusts the law exactly)")
     p.add_argument("--seed-runs", type=int, default=None,
                    help="model-based strategies: size of the space-filling seed (default 2·(params + 1) for active, params + 3 without a misfit prior)")
-    p.add_argument("--n-col", default="N")
-    p.add_argument("--d-col", default="D")
-    p.add_argument("--c-col", default=None, help="compute column to derive D = C/(6N) when there is no D column")
-    p.add_argument("--loss-col", default="loss")
-    p.add_argument("--u-col", default=None)
-    p.add_argument("--x-cols", default=None, help="extra law inputs: col1,col2,... (named as the law's inputs)")
+    add_table_args(p)  # the column flags of fit and plan; they apply to the pool and the targets alike
     p.add_argument("--cost-col", default=None, help="cost column (default 6·N·D)")
     p.add_argument("--interval", choices=["misfit", "plain"], default="misfit",
                    help="90%% intervals: widened by the law's misfit calibrated on held-out top-compute runs "
                    "(fitting.extrapolation; default), or the plain prediction interval")
     p.add_argument("--batch", type=int, default=1, help="runs bought per refit")
-    p.add_argument("--drop-top-loss", type=int, default=0, help="drop this many highest-loss pool rows")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="predictions CSV")
     p.set_defaults(func=_cmd_replay)
@@ -176,28 +174,49 @@ def _strategy(args) -> Strategy:
     return make_strategy(args.strategy, **kwargs)
 
 
-def _read_columns(path) -> dict[str, np.ndarray]:
+def _pool_and_targets(args, law):
+    """→ (pool source, pool FitData, target FitData, target columns to write, warnings): one
+    column-mapping path (:func:`fitting.cli.load_table`) for both tables."""
+    from fitting import reference
+    from fitting.cli import load_table, table_source
     from fitting.data import read_table
 
-    return read_table(path)[0]
+    source, drop, name = table_source(args.pool, args, "POOL")
+    pool, notes = load_table(source, args, law, drop_top_loss=drop, name=name)
+    if args.targets:
+        targets, more = load_table(args.targets, args, law, require_loss=False)
+        raw = read_table(args.targets)[0]
+        cols = {k: np.asarray(v)[targets.index] for k, v in raw.items()}
+    elif args.example:
+        split = reference.get(args.example).holdout_compute
+        above = pool.compute(args.flops_per_token) > split
+        targets, pool, more = pool.subset(above), pool.subset(~above), []
+        notes.append(f"example {args.example}: pool = its {len(pool)} runs with C <= {split:g} FLOPs, targets = the "
+                     f"{len(targets)} above")
+        cols = {**targets.X, "loss": targets.y}
+    else:
+        raise ValueError("replay needs --targets (or --example NAME without POOL)")
+    if len(targets) == 0:
+        raise ValueError("no targets to predict")
+    return source, pool, targets, cols, notes + more
 
 
-def _inputs(law, cols: Mapping[str, np.ndarray], args, what: str) -> dict[str, np.ndarray]:
-    names = {"N": args.n_col, "D": args.d_col, "U": args.u_col}
-    for c in (args.x_cols.split(",") if args.x_cols else []):
-        names[c.strip()] = c.strip()
-    out = {}
-    for inp in law.inputs:
-        col = names.get(inp) or inp
-        if inp == "D" and col not in cols and args.c_col:
-            if args.c_col not in cols:
-                raise ValueError(f"{what}: column {args.c_col!r} not found; available: {sorted(cols)}")
-            out["D"] = np.asarray(cols[args.c_col], dtype=float) / (6.0 * out["N"])
-            continue
-        if col not in cols:
-            raise ValueError(f"{what}: column {col!r} (law input {inp}) not found; available: {sorted(cols)}")
-        out[inp] = np.asarray(cols[col], dtype=float)
-    return out
+def _cost(args, source, pool):
+    """→ (pool, its cost per row or None, notes): ``--cost-col`` read like every other column; a
+    pool row whose cost is not a positive number is dropped with a counted note."""
+    if not args.cost_col:
+        return pool, None, []
+    from fitting.data import numeric_column, read_table
+
+    raw = read_table(source)[0]
+    if args.cost_col not in raw:
+        raise ValueError(f"pool: cost column {args.cost_col!r} not found; available: {sorted(raw)}")
+    cost = numeric_column(raw[args.cost_col], args.cost_col, str(source))[0][pool.index]
+    bad = ~(np.isfinite(cost) & (cost > 0))
+    if bad.all():
+        raise ValueError(f"pool: cost column {args.cost_col!r} has no positive number in the usable rows")
+    note = [f"dropped {int(bad.sum())} pool rows whose {args.cost_col} is not a positive number"] if bad.any() else []
+    return pool.subset(~bad), cost[~bad], note
 
 
 def _cmd_replay(args) -> int:
@@ -209,27 +228,13 @@ def _cmd_replay(args) -> int:
     law = get_law(args.law)
     if not 0 < args.budget_fraction <= 1:
         raise ValueError(f"--budget-fraction must be in (0, 1], got {args.budget_fraction}")
-    pool = _read_columns(args.pool)
-    tgt = _read_columns(args.targets)
-    if args.loss_col not in pool:
-        raise ValueError(f"pool: loss column {args.loss_col!r} not found; available: {sorted(pool)}")
-    X = _inputs(law, pool, args, "pool")
-    y = np.asarray(pool[args.loss_col], dtype=float)
-    ok = np.isfinite(y) & (y > 0) & np.all([np.isfinite(v) & (v > 0) for v in X.values()], axis=0)
-    if args.drop_top_loss:
-        ok[np.argsort(np.where(ok, y, -np.inf))[::-1][: args.drop_top_loss]] = False
-    if not ok.any():
-        raise ValueError(f"pool {args.pool} has no usable rows")
-    X, y = {k: v[ok] for k, v in X.items()}, y[ok]
-    if args.cost_col:
-        if args.cost_col not in pool:
-            raise ValueError(f"pool: cost column {args.cost_col!r} not found; available: {sorted(pool)}")
-        cost = np.asarray(pool[args.cost_col], dtype=float)[ok]
-    else:
-        cost = None
+    source, pool, targets, tgt_cols, notes = _pool_and_targets(args, law)
+    pool, cost, more = _cost(args, source, pool)
+    X, y = pool.X, pool.y
     cands = Candidates.from_columns(X, cost)
+    notes += more
     budget = args.budget_fraction * float(cands.cost.sum())
-    TX = _inputs(law, tgt, args, "targets")
+    TX = targets.X
     target = TargetRegion.explicit(TX)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -245,19 +250,25 @@ def _cmd_replay(args) -> int:
         iv = extrapolation_interval(run.fit, TX, level=0.9, calibration=calibration)
     else:
         iv = run.fit.interval(TX, level=0.9)
-    _write_predictions(args.out, tgt, iv)
+    _write_predictions(args.out, tgt_cols, iv)
+    for note in notes:
+        print(f"warning: {note}")
     print(f"bought {len(run.bought)} of {len(cands)} pool rows with strategy {args.strategy}; "
           f"compute spent {run.spent:.4g} of budget {budget:.4g} ({run.spent / cands.cost.sum():.2%} of the pool)")
     for i in run.bought:
         print("  " + ", ".join(f"{k}={v[i]:.4g}" for k, v in X.items()) + f", loss={y[i]:.4f}, cost={cands.cost[i]:.3g}")
-    print("fit: " + ", ".join(f"{k}={v:.4g}" for k, v in run.fit.params.items()))
+    verdict = run.fit.identifiability
+    print(("fit: " if verdict.identified else f"fit (NOT IDENTIFIED: {verdict.reason}; the N and D terms are not "
+           f"separated and the predictions assume the split below): ")
+          + ", ".join(f"{k}={v:.4g}" for k, v in run.fit.params.items()))
     if args.interval == "misfit":
         print(f"intervals: law misfit sd {calibration.amplitude:.3g} (log loss), calibrated by refitting "
               f"{calibration.n_fit} runs and predicting the {calibration.n_held_out} largest by compute")
-    if args.loss_col in tgt:
-        m = target_metrics(iv.mean, np.asarray(tgt[args.loss_col], dtype=float), iv.lo, iv.hi)
-        print(f"targets ({len(iv.mean)}): R2 {m['r2']:.4f}, mean abs rel error {m['mean_are']:.4%}, "
-              f"90% interval coverage {m['coverage']:.2%}")
+    scored = np.isfinite(targets.y) & (targets.y > 0)
+    if scored.any():
+        m = target_metrics(iv.mean[scored], targets.y[scored], iv.lo[scored], iv.hi[scored])
+        print(f"targets ({int(scored.sum())} with a loss of {len(iv.mean)}): R2 {m['r2']:.4f}, mean abs rel error "
+              f"{m['mean_are']:.4%}, 90% interval coverage {m['coverage']:.2%}")
     sys.stdout.flush()
     return 0
 

@@ -171,6 +171,10 @@ class ActiveSearcher(BudgetedSearcher):
         if fit is None:
             lines.append(f"  law {self.law.name}: no fit ({self.fitter.n_runs} usable runs, needs "
                          f"{self.law.n_params + 1})")
+        elif not fit.identifiability.identified:  # no interval printed as if the data fixed it
+            terms = ", ".join(f"{k}={v:.3g}" for k, v in fit.params.items())
+            lines.append(f"  law {self.law.name}: NOT IDENTIFIED by the {fit.n_points} runs "
+                         f"({fit.identifiability.reason}); point fit {terms}, no intervals")
         else:
             cis = fit.ci(0.9)
             terms = ", ".join(f"{k}={v:.3g} [{cis[k][0]:.3g}, {cis[k][1]:.3g}]" for k, v in fit.params.items())

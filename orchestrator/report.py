@@ -124,6 +124,10 @@ def _plan_text(fit, compute: float, report: SweepReport) -> str | None:
     except (ValueError, FloatingPointError) as err:
         report.notes.append(f"no compute-optimal plan: {err}")
         return None
+    if not p.identified:  # printed as unknown, never as a number with an interval
+        return (f"compute-optimal at C = {compute:.2e} FLOPs ({p.law}): NOT IDENTIFIED: {p.unidentified_reason}; "
+                f"add runs that vary N and D/N independently")
+    report.notes += p.notes
     lo, hi = p.loss_prediction_interval or (math.nan, math.nan)
     return (f"compute-optimal at C = {compute:.2e} FLOPs ({p.law}): N_opt = {p.N_opt:.3g}, "
             f"D_opt = {p.D_opt:.3g} ({p.tokens_per_param:.1f} tokens/param), loss = {p.loss:.4f} "

@@ -1,12 +1,12 @@
 """Fitting engine: published replication, recovery, calibration, held-out error, bad input."""
 
-import os
 import textwrap
 import warnings
 
 import numpy as np
 import pytest
 
+from fitting import reference
 from fitting.data import DataWarning, load_fit_data
 from fitting.fit import (
     DegenerateDesignWarning,
@@ -18,9 +18,7 @@ from fitting.fit import (
 )
 from fitting.laws import chinchilla, get_law, grid, kaplan_nd
 
-EPOCH = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "epoch_chinchilla.csv")
-# Fails (never skips) when ../shared/data is missing: CI always has it beside the clone.
-needs_epoch = pytest.mark.usefixtures("shared_data")
+EPOCH = reference.path("epoch-chinchilla")  # shipped with the package (fitting/reference/)
 
 TRUTH_CH = {"E": 1.7, "A": 400.0, "alpha": 0.34, "B": 1500.0, "beta": 0.30}
 TRUTH_KA = {"N_c": 6.4e13, "alpha_N": 0.076, "D_c": 1.8e13, "alpha_D": 0.103}
@@ -49,7 +47,6 @@ def epoch_fit(epoch):
 
 
 # ---------------------------------------------------------------------------- published replication
-@needs_epoch
 def test_epoch_replication(epoch, epoch_fit):
     assert len(epoch) == 240
     want = {"E": 1.8172, "A": 477.8, "B": 2143.0, "alpha": 0.3473, "beta": 0.3672}
@@ -58,7 +55,6 @@ def test_epoch_replication(epoch, epoch_fit):
     assert epoch_fit.n_starts == 4500
 
 
-@needs_epoch
 def test_epoch_bootstrap_se(epoch_fit):
     b = bootstrap(epoch_fit, n_boot=1000, seed=0, n_perturb=0, attach=False)
     want = {"E": 0.0257, "alpha": 0.0154, "beta": 0.0206, "A": 124.5, "B": 1293.0}
@@ -72,7 +68,6 @@ def test_epoch_bootstrap_se(epoch_fit):
     np.testing.assert_allclose(b2.samples, b3.samples)
 
 
-@needs_epoch
 def test_epoch_held_out(epoch):
     fit = fit_law(chinchilla, epoch, train={"max_compute": 1e21})
     h = fit.diagnostics["holdout"]

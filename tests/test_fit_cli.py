@@ -1,19 +1,17 @@
 """`scalesweep fit` / `scalesweep plan`: tables in, parameter tables or JSON out, clear errors."""
 
 import json
-import os
 import textwrap
 import warnings
 
 import numpy as np
 import pytest
 
+from fitting import reference
 from fitting.laws import chinchilla, kaplan_nd
 from scalesweep.cli import main
 
-EPOCH = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "epoch_chinchilla.csv")
-# Fails (never skips) when ../shared/data is missing: CI always has it beside the clone.
-needs_epoch = pytest.mark.usefixtures("shared_data")
+EPOCH = reference.path("epoch-chinchilla")  # shipped with the package (fitting/reference/)
 
 
 def run(capsys, *argv):
@@ -39,7 +37,6 @@ def synthetic(law, truth, n=80, seed=0, sd=0.005):
     return N, D, y
 
 
-@needs_epoch
 def test_fit_json_epoch(capsys):
     rc, out, _ = run(capsys, "fit", EPOCH, "--law", "chinchilla", "--c-col", "Training FLOP", "--n-col", "Model Size",
                      "--loss-col", "loss", "--drop-top-loss", 5, "--bootstrap", 0, "--json")
@@ -157,3 +154,116 @@ def test_fit_sweep_metrics_directory(tmp_path, capsys):
     assert obj["n_points"] == 23  # the failed run is left out
     assert obj["columns"]["N"] == "non_embedding_params" and obj["columns"]["loss"] == "best_val_loss"
     assert any("status" in w for w in obj["warnings"])
+
+
+# ---------------------------------------------------------------------------- inputs that mislead
+TRUTH_CH = {"E": 1.7, "A": 400.0, "alpha": 0.34, "B": 1500.0, "beta": 0.30}
+
+
+def test_other_units_are_warned_about_and_say_what_was_assumed(tmp_path, capsys):
+    # the issue's example: N in millions and D in billions used to pass without a word
+    N, D, y = synthetic(chinchilla, TRUTH_CH, n=60)
+    csv = write_csv(tmp_path / "units.csv", {"N": N / 1e6, "D": D / 1e9, "loss": y})
+    rc, out, _ = run(capsys, "plan", csv, "--compute", "1e21", "--bootstrap", 0, "--json")
+    assert rc == 0
+    obj = json.loads(out)
+    warn = obj["fit"]["warnings"]
+    assert any("N (column 'N') has values below 1e3" in w and "read as a count of parameters" in w for w in warn)
+    assert any("D (column 'D') is below N in 60 of 60 rows" in w and "count of training tokens" in w for w in warn)
+    assert any("tokens per parameter lies more than 10× outside the fitted runs'" in n for n in obj["notes"])
+    # only D in other units (millions of tokens): the D warning alone
+    csv = write_csv(tmp_path / "d_units.csv", {"N": N, "D": D / 1e6, "loss": y})
+    rc, out, _ = run(capsys, "fit", csv, "--bootstrap", 0, "--json")
+    warn = json.loads(out)["warnings"]
+    assert rc == 0 and len(warn) == 1 and "D (column 'D') is below N in 60 of 60 rows" in warn[0]
+    # the same runs in counts: none of these warnings
+    csv = write_csv(tmp_path / "counts.csv", {"N": N, "D": D, "loss": y})
+    rc, out, _ = run(capsys, "plan", csv, "--compute", "1e21", "--bootstrap", 0, "--json")
+    obj = json.loads(out)
+    assert rc == 0 and obj["fit"]["warnings"] == [] and obj["notes"] == []
+
+
+def test_repeated_configurations_are_warned_about_or_reduced(tmp_path, capsys):
+    # a learning-rate sweep: 3 rows per (N, D), the worse learning rates 3 % and 8 % higher
+    N, D, y = synthetic(chinchilla, TRUTH_CH, n=20)
+    cols = {"N": np.repeat(N, 3), "D": np.repeat(D, 3), "lr": np.tile([1e-3, 3e-3, 1e-2], 20),
+            "loss": np.repeat(y, 3) * np.tile([1.03, 1.0, 1.08], 20)}
+    csv = write_csv(tmp_path / "lr.csv", cols)
+    rc, out, _ = run(capsys, "fit", csv, "--bootstrap", 0, "--json")
+    obj = json.loads(out)
+    assert rc == 0 and obj["n_points"] == 60
+    assert any("40 of 60 rows repeat the (N, D) of another row (20 distinct (N, D))" in w for w in obj["warnings"])
+    rc, out, _ = run(capsys, "fit", csv, "--bootstrap", 0, "--best-per-config", "--json")
+    obj = json.loads(out)
+    assert rc == 0 and obj["n_points"] == 20 and obj["n_dropped"] == 40
+    assert any("40 for not the lowest loss of their (N, D)" in w for w in obj["warnings"])
+    assert obj["params"]["alpha"] == pytest.approx(0.34, abs=0.05)  # the best rows are the law's own
+
+
+@pytest.mark.parametrize("column", ["loss", "N", "D"])
+def test_non_numeric_cells_drop_their_rows_with_a_count(tmp_path, capsys, column):
+    N, D, y = synthetic(chinchilla, TRUTH_CH, n=40)
+    cols = {k: [repr(float(v)) for v in a] for k, a in (("N", N), ("D", D), ("loss", y))}
+    cols[column][3], cols[column][5], cols[column][7] = "", "nan", "diverged"
+    path = tmp_path / "cells.csv"
+    with open(path, "w") as fh:
+        fh.write("N,D,loss\n" + "".join(f"{a},{b},{c}\n" for a, b, c in zip(*cols.values())))
+    rc, out, err = run(capsys, "fit", path, "--bootstrap", 0, "--json")
+    assert rc == 0, err
+    obj = json.loads(out)
+    assert obj["n_points"] == 37 and obj["n_dropped"] == 3
+    (w,) = [w for w in obj["warnings"] if w.startswith("dropped")]
+    assert "dropped 3 of 40 rows" in w and f"non-numeric {column} (e.g. '', 'diverged')" in w
+    assert f"1 for NaN/inf in {column}" in w
+
+
+def test_compute_column_cells_too(tmp_path, capsys):
+    N, D, y = synthetic(chinchilla, TRUTH_CH, n=30)
+    C = [repr(float(v)) for v in 6 * N * D]
+    C[0] = "n/a?"
+    path = tmp_path / "c.csv"
+    with open(path, "w") as fh:
+        fh.write("params,flops,loss\n" + "".join(f"{float(a)!r},{b},{float(c)!r}\n" for a, b, c in zip(N, C, y)))
+    rc, out, _ = run(capsys, "fit", path, "--bootstrap", 0, "--json")
+    obj = json.loads(out)
+    assert rc == 0 and obj["n_points"] == 29 and obj["columns"]["C"] == "flops"
+    assert any("1 for non-numeric flops (e.g. 'n/a?')" in w for w in obj["warnings"])
+    path.write_text("N,D,loss\n" + "".join(f"{float(a)!r},{float(b)!r},x\n" for a, b in zip(N, D)))
+    rc, _, err = run(capsys, "fit", path, "--bootstrap", 0)
+    assert rc == 2 and "column 'loss' in" in err and "is not numeric (e.g. 'x')" in err
+
+
+def test_replay_finds_columns_by_the_aliases_fit_uses(tmp_path, capsys):
+    N, D, y = synthetic(chinchilla, TRUTH_CH, n=40)
+    small = 6 * N * D < np.quantile(6 * N * D, 0.8)
+    pool = write_csv(tmp_path / "pool.csv", {"params": N[small], "tokens": D[small], "loss": y[small]})
+    targets = write_csv(tmp_path / "targets.csv", {"params": N[~small], "tokens": D[~small]})  # no loss: not scored
+    out = tmp_path / "pred.csv"
+    rc, text, err = run(capsys, "replay", pool, "--targets", targets, "--strategy", "random", "--budget-fraction",
+                        0.5, "--out", out)
+    assert rc == 0, err
+    assert "bought" in text and "targets (" not in text
+    rows = list(__import__("csv").DictReader(open(out)))
+    assert len(rows) == (~small).sum() and set(rows[0]) == {"params", "tokens", "predicted_loss", "lower", "upper"}
+    truth = chinchilla.predict(TRUTH_CH, {"N": N[~small], "D": D[~small]})
+    np.testing.assert_allclose([float(r["predicted_loss"]) for r in rows], truth, rtol=0.05)
+
+
+def test_replay_cost_cells_and_unreadable_tables(tmp_path, capsys):
+    N, D, y = synthetic(chinchilla, TRUTH_CH, n=40)
+    cost = [repr(float(v)) for v in 6 * N * D]
+    cost[0], cost[1] = "", "-1"
+    pool = tmp_path / "pool.csv"
+    pool.write_text("N,D,loss,cost\n" + "".join(f"{float(a)!r},{float(b)!r},{float(c)!r},{k}\n"
+                                               for a, b, c, k in zip(N, D, y, cost)))
+    targets = write_csv(tmp_path / "targets.csv", {"N": [1e10], "D": [2e11]})
+    rc, out, err = run(capsys, "replay", pool, "--targets", targets, "--cost-col", "cost", "--strategy", "random",
+                       "--budget-fraction", 0.5, "--out", tmp_path / "p.csv")
+    assert rc == 0, err
+    assert "warning: dropped 2 pool rows whose cost is not a positive number" in out and "of 38 pool rows" in out
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("N,D,loss\n1e8,1e9,3.0\n1e8,1e9\n")
+    for argv in (["fit", ragged], ["replay", ragged, "--targets", targets, "--out", tmp_path / "q.csv"]):
+        rc, _, err = run(capsys, *argv)
+        assert rc == 2 and f"cannot read {ragged} as a CSV table: CSV parse error" in err
+    assert not (tmp_path / "q.csv").exists()

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from fitting.data import load_fit_data
+from fitting import reference
 from fitting.design import Candidates, TargetRegion
 from fitting.online import OnlineFitConfig
 from fitting.replay import run_design, target_metrics
@@ -18,10 +18,10 @@ FAST_HUBER = OnlineFitConfig(full_every=16, max_starts=256, screen=8)
 
 
 @pytest.fixture(scope="module")
-def epoch(shared_data):
+def epoch():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        d = load_fit_data(shared_data / "epoch_chinchilla.csv", law="chinchilla", drop_top_loss=5)
+        d = reference.load("epoch-chinchilla", law="chinchilla")  # Epoch's 240 runs (5 highest-loss dropped)
     small = d.compute() <= 1e21
     return d.subset(small), d.subset(~small)
 
@@ -59,7 +59,7 @@ def test_cli_writes_predictions_and_reports_metrics(csvs, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--n-col", "params"], "column 'params'"),
     (["--budget-fraction", "1e-9"], "below the cheapest"),
-    (["--loss-col", "nope"], "loss column 'nope'"),
+    (["--loss-col", "nope"], "column 'nope' (for loss) not found in"),
     (["--strategy", "random", "--misfit", "0.02"], "--misfit takes a number >= 0, with --strategy active"),
     (["--seed-runs", "0"], "--seed-runs takes a positive integer"),
 ])

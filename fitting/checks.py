@@ -1,0 +1,124 @@
+"""What a table of runs can and cannot tell: pure checks shared by every command that fits or plans.
+
+* :func:`identifiability` — whether the runs identify how a law splits loss between model size N
+  and data D (and so the compute-optimal allocation). Runs that all share one model size, one
+  token count, one tokens-per-parameter ratio, or more generally lie on one line in ln N × ln D,
+  cannot: along such a line L = E + A/N^α + B/D^β is a sum of two power laws of one variable,
+  and nothing says which belongs to N (with one ratio the two labelings fit equally well; with
+  one size A/N^α merges into E). Bootstrap resamples of such runs stay on the line, so their
+  intervals stay tight around an arbitrary answer. ``fit``, ``plan``, ``replay``, the sweep
+  report and the active search summary all ask this one function.
+* :func:`unit_notes` — inputs that look like other units (N in millions, D in billions).
+* :func:`repeated_configs`, :func:`best_per_config` — several rows per (N, D), e.g. a
+  learning-rate sweep, which a fit would otherwise count as independent runs.
+* :func:`ratio_note` — a planned tokens-per-parameter ratio far outside the fitted runs'.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+__all__ = ["MIN_SPREAD", "Identifiability", "identifiability", "unit_notes", "repeated_configs",
+           "best_per_config", "ratio_note"]
+
+#: Least spread (sd, in natural-log units, i.e. ≈ 10 %) the runs need across their thinnest
+#: direction in ln N × ln D for the N/D split to count as identified.
+MIN_SPREAD = 0.1
+#: A planned tokens-per-parameter ratio more than this factor outside the fitted runs' range is
+#: reported as an extrapolation of the law's form.
+RATIO_FACTOR = 10.0
+
+
+@dataclass(frozen=True)
+class Identifiability:
+    """Verdict of :func:`identifiability`. ``applicable`` is False for laws without both N and D."""
+
+    identified: bool
+    reason: str | None = None
+    spread: float = float("nan")  # sd of the runs across their thinnest direction in ln N × ln D
+    applicable: bool = True
+
+    def to_dict(self) -> dict:
+        return {"identified": self.identified, "reason": self.reason, "spread": self.spread}
+
+
+def identifiability(X: Mapping[str, np.ndarray], law=None, min_spread: float = MIN_SPREAD) -> Identifiability:
+    """Do runs at inputs ``X`` (columns N and D, counts) identify the N/D split of ``law``?
+
+    Unidentified when fewer than 3 distinct (N, D), or when the sd of ln N, ln D, ln(D/N), or
+    of the runs across their thinnest principal direction in ln N × ln D, is below
+    ``min_spread``. A law without both inputs (or X without them) gets ``applicable=False,
+    identified=True``: there is no split to identify."""
+    if "N" not in X or "D" not in X or (law is not None and not {"N", "D"} <= set(law.inputs)):
+        return Identifiability(True, applicable=False)
+    lN, lD = np.log(np.asarray(X["N"], dtype=float)), np.log(np.asarray(X["D"], dtype=float))
+    n_configs = len(set(zip(lN.round(9).tolist(), lD.round(9).tolist())))
+    if n_configs < 3:
+        return Identifiability(False, f"only {n_configs} distinct (N, D) among {lN.size} runs", 0.0)
+    spread = float(np.sqrt(max(np.linalg.eigvalsh(np.cov(np.vstack([lN, lD])))[0], 0.0)))
+    for name, v in (("model size N", lN), ("token count D", lD), ("tokens-per-parameter ratio D/N", lD - lN)):
+        sd = float(np.std(v, ddof=1))
+        if sd < min_spread:
+            return Identifiability(False, f"every run has (almost) the same {name} (sd of its log {sd:.2g} < "
+                                          f"{min_spread:g})", spread)
+    if spread < min_spread:
+        slope = float(np.polyfit(lN, lD, 1)[0])
+        return Identifiability(False, f"the runs lie on one line ln D ≈ {slope:.3g}·ln N + c (sd across it "
+                                      f"{spread:.2g} < {min_spread:g})", spread)
+    return Identifiability(True, None, spread)
+
+
+def unit_notes(X: Mapping[str, np.ndarray], columns: Mapping[str, str] | None = None) -> list[str]:
+    """Warnings for inputs that look like other units: N below 1e3 parameters, or D below N in
+    most rows (median tokens per parameter < 1). Each says what was assumed."""
+    columns = columns or {}
+    notes = []
+    col = lambda k: f"{k} (column {columns[k]!r})" if k in columns else k
+    if "N" in X and np.size(X["N"]) and float(np.min(X["N"])) < 1e3:
+        notes.append(f"{col('N')} has values below 1e3 (min {float(np.min(X['N'])):.3g}): N is read as a count of "
+                     f"parameters; if the column is in millions or billions, multiply it out")
+    if "N" in X and "D" in X and np.size(X["N"]):
+        ratio = np.asarray(X["D"], dtype=float) / np.asarray(X["N"], dtype=float)
+        if float(np.median(ratio)) < 1.0:
+            notes.append(f"{col('D')} is below N in {int((ratio < 1).sum())} of {ratio.size} rows (median "
+                         f"{float(np.median(ratio)):.3g} tokens per parameter): D is read as a count of training "
+                         f"tokens and N of parameters (a D derived from compute assumes FLOPs); if a column is in "
+                         f"other units, convert it")
+    return notes
+
+
+def repeated_configs(X: Mapping[str, np.ndarray]) -> tuple[int, np.ndarray]:
+    """(number of distinct input configurations, group id per row); rows match when every input
+    (positive) agrees to a relative 1e-9."""
+    keys = np.column_stack([np.round(np.log(np.asarray(v, dtype=float)), 9) for v in X.values()])
+    _, groups = np.unique(keys, axis=0, return_inverse=True)
+    groups = np.asarray(groups).ravel()
+    return int(groups.max()) + 1 if groups.size else 0, groups
+
+
+def best_per_config(X: Mapping[str, np.ndarray], y: np.ndarray) -> np.ndarray:
+    """Mask keeping the lowest-``y`` row of each configuration (best over hyperparameters)."""
+    _, groups = repeated_configs(X)
+    y = np.asarray(y, dtype=float)
+    keep = np.zeros(y.size, dtype=bool)
+    order = np.lexsort((y, groups))  # by group, then loss
+    first = np.r_[True, groups[order][1:] != groups[order][:-1]] if y.size else np.zeros(0, dtype=bool)
+    keep[order[first]] = True
+    return keep
+
+
+def ratio_note(tokens_per_param: float, X: Mapping[str, np.ndarray], factor: float = RATIO_FACTOR) -> str | None:
+    """A warning when a planned tokens-per-parameter ratio lies more than ``factor`` outside the
+    range of the fitted runs' D/N (None when inside, or when X has no N and D)."""
+    if "N" not in X or "D" not in X or not np.isfinite(tokens_per_param):
+        return None
+    ratio = np.asarray(X["D"], dtype=float) / np.asarray(X["N"], dtype=float)
+    lo, hi = float(ratio.min()), float(ratio.max())
+    if lo / factor <= tokens_per_param <= hi * factor:
+        return None
+    return (f"the planned {tokens_per_param:.3g} tokens per parameter lies more than {factor:g}× outside the fitted "
+            f"runs' {lo:.3g}-{hi:.3g}: an extrapolation of the law's form, not of the data (check the units of N "
+            f"and D)")
