@@ -27,17 +27,17 @@ import os
 from typing import Any, Mapping
 
 from scalesweep.store import validate_name
-from trainers.config import REGIMES, TrainConfig, corpus_from
+from trainers.config import TrainConfig, corpus_from
 from trainers.data import CorpusSpec
 from trainers.fields import load_yaml
 from orchestrator.plan import CutTrial, GridPlan, TrialPlan, expand_grid, format_grid
 from orchestrator.spec_data import DATA_CHECKS, check_data
 from orchestrator.spec_fields import (
-    Problems, SpecError, axis, choice, fail, mapping, non_negative, non_negative_int, positive,
-    positive_int,
+    Problems, SpecError, axis, choice, fail, mapping, non_negative, positive, positive_int,
 )
 from orchestrator.spec_types import (
-    _AXES_KEYS, TOKENIZER_VOCAB, TRAINER_KEYS, Axes, Budget, Resources, SearchSpec, SweepSpec,
+    _AXES_KEYS, ACTIVE_LAWS, CUT_POLICIES, SEARCH_COSTS, SEARCH_KINDS, TOKENIZER_VOCAB, TRAINER_KEYS,
+    Axes, Budget, Resources, SearchSpec, SweepSpec,
 )
 from orchestrator.target import parse_stop_when, parse_target
 
@@ -47,23 +47,13 @@ __all__ = [
     "TOKENIZER_VOCAB", "SEARCH_KINDS", "ACTIVE_LAWS", "CUT_POLICIES", "STORAGE_SCHEMES",
 ]
 
-SEARCH_KINDS = ("grid", "active")
-ACTIVE_LAWS = ("chinchilla", "kaplan")
-CUT_POLICIES = ("cheapest_first", "largest_first", "error")
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 
 _TOP_KEYS = ("name", "storage", "corpus", "axes", "trainer", "resources", "search", "budget")
-_SHAPE_KEYS = ("n_layer", "d_model", "n_heads", "d_ff", "d_attn")
 
 
 # --------------------------------------------------------------------------------------------
 # Parsing
-
-
-def _lr_item(value: Any, path: str) -> float | None:
-    if value in (None, "kaplan"):
-        return None
-    return positive(value, path)
 
 
 def _name(value: Any, path: str) -> str:
@@ -93,32 +83,16 @@ def _corpus(raw: Any, where: str = "corpus") -> CorpusSpec:
     return corpus
 
 
-def _shape_item(value: Any, path: str) -> Mapping[str, int]:
-    raw = mapping(value, path, _SHAPE_KEYS, required=("n_layer", "d_model", "n_heads", "d_ff"))
-    return {key: positive_int(item, f"{path}.{key}") for key, item in raw.items()}
-
-
-def _axes(raw: Any) -> Axes:
+def _axes(raw: Any, problems: Problems) -> Axes:
+    """Each axis parsed by its field's parser (`Axes` metadata); every bad axis is reported."""
     raw = mapping(raw, "axes", _AXES_KEYS, required=("dataset_tokens",))
     if ("target_params" in raw) == ("shapes" in raw):
         raise fail("axes", "give exactly one of target_params (N targets) or shapes (explicit)")
     if "head_dim" in raw and "n_heads" in raw:
         raise fail("axes", "give head_dim or n_heads, not both")
-    default = Axes()
-    return Axes(
-        target_params=axis(raw, "target_params", positive, ()),
-        shapes=axis(raw, "shapes", _shape_item, ()),
-        aspect_ratio=axis(raw, "aspect_ratio", positive, default.aspect_ratio),
-        d_ff_ratio=axis(raw, "d_ff_ratio", positive, default.d_ff_ratio),
-        head_dim=axis(raw, "head_dim", positive_int, default.head_dim),
-        n_heads=axis(raw, "n_heads", positive_int, ()),
-        n_ctx=axis(raw, "n_ctx", positive_int, default.n_ctx),
-        dataset_tokens=axis(raw, "dataset_tokens", positive_int, ()),
-        regime=axis(raw, "regime", choice(REGIMES), default.regime),
-        seeds=axis(raw, "seeds", non_negative_int, default.seeds),
-        lr=axis(raw, "lr", _lr_item, default.lr),
-        batch_tokens=axis(raw, "batch_tokens", positive_int, default.batch_tokens),
-    )
+    values = {f.name: problems.parse(axis, raw, f.name, f.metadata["parse"], f.default, default=f.default)
+              for f in dataclasses.fields(Axes)}
+    return Axes(**values)
 
 
 _TRAINER_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -144,16 +118,11 @@ def _trainer(raw: Any, problems: Problems) -> dict:
     return trainer
 
 
-def _resources(raw: Any) -> Resources:
-    raw = mapping(raw, "resources", [f.name for f in dataclasses.fields(Resources)])
-    default = Resources()
-    return Resources(
-        cpus_per_worker=positive(raw.get("cpus_per_worker", default.cpus_per_worker),
-                                  "resources.cpus_per_worker"),
-        gpus_per_worker=non_negative(raw.get("gpus_per_worker", default.gpus_per_worker),
-                                      "resources.gpus_per_worker"),
-        workers=positive_int(raw.get("workers", default.workers), "resources.workers"),
-    )
+def _section(cls: type, raw: Any, path: str, problems: Problems) -> Any:
+    """A flat spec section: each key parsed by its dataclass field's parser."""
+    raw = mapping(raw, path, [f.name for f in dataclasses.fields(cls)])
+    return cls(**{key: problems.parse(cls.__dataclass_fields__[key].metadata["parse"], value, f"{path}.{key}")
+                  for key, value in raw.items()})
 
 
 def _search(raw: Any) -> SearchSpec:
@@ -164,7 +133,7 @@ def _search(raw: Any) -> SearchSpec:
         if extra:
             raise fail(f"search.{extra[0]}", "only for search.kind: active")
         return SearchSpec()
-    law = choice(ACTIVE_LAWS)(raw.get("law", "chinchilla"), "search.law")
+    law = choice(ACTIVE_LAWS)(raw.get("law") or "chinchilla", "search.law")
     if raw.get("max_trials") is None:
         raise fail("search.max_trials", "required for search.kind: active")
     target = parse_target(raw.get("target"), law)  # the searcher's own interpreter
@@ -180,7 +149,7 @@ def _search(raw: Any) -> SearchSpec:
                       stop_when=stop_when,
                       seed_runs=None if seed_runs is None else positive_int(seed_runs, "search.seed_runs"),
                       misfit=None if misfit is None else non_negative(misfit, "search.misfit"),
-                      cost=choice(("flops", "time"))(raw.get("cost", "flops"), "search.cost"))
+                      cost=choice(SEARCH_COSTS)(raw.get("cost", "flops"), "search.cost"))
 
 
 def _budget(raw: Any) -> Budget:
@@ -212,9 +181,9 @@ def load_spec(path_or_dict: str | os.PathLike | Mapping) -> SweepSpec:
         "name": problems.parse(_name, raw["name"], "name"),
         "storage": problems.parse(_storage, raw["storage"], "storage"),
         "corpus": problems.parse(_corpus, raw.get("corpus")),
-        "axes": problems.parse(_axes, raw["axes"]),
+        "axes": problems.parse(_axes, raw["axes"], problems),
         "trainer": problems.parse(_trainer, raw.get("trainer"), problems),
-        "resources": problems.parse(_resources, raw.get("resources")),
+        "resources": problems.parse(_section, Resources, raw.get("resources"), "resources", problems),
         "search": problems.parse(_search, raw.get("search")),
         "budget": problems.parse(_budget, raw.get("budget")),
     }
