@@ -48,16 +48,22 @@ def _type_text(tp: object) -> str:
     text = str(tp)
     text = re.sub(r"typing\.|trainers\.\w+\.|orchestrator\.\w+\.", "", text)
     text = re.sub(r"tuple\[(.+), \.\.\.\]", r"\1 or list of \1", text)
-    return text.replace("Mapping[str, Any]", "mapping").replace("Mapping[str, int]", "mapping")
+    for mapping_type, shown in (("Mapping[str, CorpusSpec]", "mapping of name to corpus"),
+                                ("Mapping[str, Any]", "mapping"), ("Mapping[str, float]", "mapping"),
+                                ("Mapping[str, int]", "mapping")):
+        text = text.replace(mapping_type, shown)
+    return text
 
 
 def _default_text(f: dataclasses.Field) -> str:
+    if f.metadata.get("shown_default"):
+        return f"`{f.metadata['shown_default']}`"
     if f.default is not dataclasses.MISSING:
         value = f.default
-        if isinstance(value, tuple):
-            value = value[0] if len(value) == 1 else list(value)
         if value == ():
             return "-"
+        if isinstance(value, tuple):
+            value = value[0] if len(value) == 1 else list(value)
         return "`null`" if value is None else f"`{value}`"
     if f.default_factory is not dataclasses.MISSING:
         value = f.default_factory()
@@ -72,7 +78,9 @@ def _row(prefix: str, f: dataclasses.Field) -> str:
     if rule and f.metadata.get("optional"):
         rule += " or null"
     cells = (f"`{prefix}{f.name}`", _type_text(f.type), _default_text(f), rule, doc)
-    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+    # "|" would end the cell and "<name>" would read as an HTML tag.
+    cells = (re.sub(r"<(?=[A-Za-z])", "&lt;", cell.replace("|", "\\|")) for cell in cells)
+    return "| " + " | ".join(cells) + " |"
 
 
 def reference_markdown() -> str:

@@ -138,18 +138,18 @@ class Budget:
 
 @dataclass(frozen=True)
 class SweepSpec:
-    name: str = option(doc="the sweep's name (a directory name: letters, digits, ., _, -); runs "
-                           "land in <storage>/<name>/", parse=text)
-    storage: str = option(doc="metrics store root: a local path (made absolute) or a pyarrow.fs URI "
-                              "(s3://, gs://, hdfs://, ...)", parse=text)
-    corpus: CorpusSpec = option(doc="training corpus: a source string or the mapping below "
-                                    "(default builtin, byte)")
+    name: str = option(doc="the sweep's name (letters, digits, '.', '_', '-'); runs land in "
+                           "<storage>/<name>/", parse=text)
+    storage: str = option(doc="metrics store root: a local path (made absolute) or a pyarrow.fs "
+                              "URI (s3://, gs://, hdfs://, ...)", parse=text)
+    corpus: CorpusSpec = option(doc="training corpus: a source string or the mapping below",
+                                shown_default="builtin, byte")
     axes: Axes = option(doc="the grid (below)")
     trainer: Mapping[str, Any] = option(hash=False, doc="TrainConfig settings shared by every "
-                                        "trial (below)")
-    resources: Resources = option(doc="per trial (below)")
-    search: SearchSpec = option(doc="how runs are chosen (below)")
-    budget: Budget = option(doc="required: compute limit (below)")
+                                        "trial (below)", shown_default="{}")
+    resources: Resources = option(doc="per trial (below)", shown_default="1 worker, 1 CPU")
+    search: SearchSpec = option(doc="how runs are chosen (below)", shown_default="kind: grid")
+    budget: Budget = option(doc="compute limit (below)")
 
     @property
     def vocab_size(self) -> int:

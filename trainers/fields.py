@@ -141,10 +141,12 @@ def mapping(raw: Any, path: str, allowed: Sequence[str], required: Sequence[str]
 
 
 def option(default: Any = dataclasses.MISSING, doc: str = "", parse: Parser | None = None, *,
-           default_factory: Any = dataclasses.MISSING, optional: bool = False, **kwargs) -> Any:
+           default_factory: Any = dataclasses.MISSING, optional: bool = False,
+           shown_default: str | None = None, **kwargs) -> Any:
     """A dataclass field with its help text (`doc`) and parser (`parse`) in its metadata.
-    `optional`: None is allowed (and means what `doc` says)."""
-    metadata = {"doc": doc, "parse": parse, "optional": optional}
+    `optional`: None is allowed (and means what `doc` says); `shown_default`: the default as the
+    reference prints it, where the dataclass has none (a parser fills it in)."""
+    metadata = {"doc": doc, "parse": parse, "optional": optional, "shown_default": shown_default}
     return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata, **kwargs)
 
 
