@@ -105,24 +105,24 @@ class TrainConfig:
         self.shape.validate()
         coerce_fields(self)
         if self.batch_tokens % self.shape.n_ctx:
-            raise ValueError(
+            raise SpecError(
                 f"batch_tokens: must be a multiple of n_ctx={self.shape.n_ctx}, got {self.batch_tokens}"
             )
         if self.dataset_tokens < self.batch_tokens + self.batch_tokens // self.shape.n_ctx:
-            raise ValueError(
+            raise SpecError(
                 f"dataset_tokens: {self.dataset_tokens} is smaller than one batch "
                 f"(batch_tokens={self.batch_tokens} plus one target token per sequence)"
             )
         if self.regime == "dataset" and self.max_steps is None:
-            raise ValueError("max_steps: required in the dataset regime (it sets the LR schedule length)")
+            raise SpecError("max_steps: required in the dataset regime (it sets the LR schedule length)")
         vocab = corpus_vocab_size(self.corpus, "corpus")
         if vocab != self.shape.vocab_size:
-            raise ValueError(f"shape.vocab_size: {self.shape.vocab_size} does not match the "
+            raise SpecError(f"shape.vocab_size: {self.shape.vocab_size} does not match the "
                              f"corpus's vocabulary of {vocab} ({self.corpus.tokenizer})")
         for name, spec in self.extra_evals.items():
             extra = corpus_vocab_size(spec, f"extra_evals.{name}")
             if extra > vocab:  # ids >= the model's vocabulary have no embedding row
-                raise ValueError(f"extra_evals.{name}: its vocabulary ({extra}, {spec.tokenizer}) "
+                raise SpecError(f"extra_evals.{name}: its vocabulary ({extra}, {spec.tokenizer}) "
                                  f"is larger than the model's ({vocab})")
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,9 +140,9 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(raw) - known)
         if unknown:
-            raise ValueError(f"{unknown[0]}: unknown key; allowed keys: {', '.join(sorted(known))}")
+            raise SpecError(f"{unknown[0]}: unknown key; allowed keys: {', '.join(sorted(known))}")
         if raw.get("shape") is None:
-            raise ValueError("shape: required (explicit n_layer/d_model/... or target_params)")
+            raise SpecError("shape: required (explicit n_layer/d_model/... or target_params)")
         corpus = raw["corpus"] = corpus_from(raw.get("corpus") or {}, "corpus")
         extra = raw.get("extra_evals") or {}
         if not isinstance(extra, Mapping):
@@ -185,14 +185,14 @@ def batch_geometry(config: TrainConfig, world_size: int, train_windows: int) -> 
     """
     seqs = config.batch_tokens // config.shape.n_ctx
     if seqs % world_size:
-        raise ValueError(
+        raise SpecError(
             f"batch_tokens: {config.batch_tokens} tokens = {seqs} sequences, not divisible by "
             f"world_size={world_size}"
         )
     per_rank = seqs // world_size
     micro = config.micro_batch_size or per_rank
     if micro > per_rank or per_rank % micro:  # never clamped: the user's setting or an error
-        raise ValueError(
+        raise SpecError(
             f"micro_batch_size: {micro} does not divide the per-rank batch of {per_rank} sequences "
             f"(batch_tokens {config.batch_tokens} / n_ctx {config.shape.n_ctx} / world_size {world_size})"
         )
@@ -203,7 +203,7 @@ def batch_geometry(config: TrainConfig, world_size: int, train_windows: int) -> 
     else:
         total = int(config.max_steps)  # validated non-None for this regime
     if total < 1:
-        raise ValueError(
+        raise SpecError(
             f"dataset_tokens: {config.dataset_tokens} tokens give {train_windows} windows, "
             f"fewer than one global batch of {seqs}"
         )
@@ -236,7 +236,7 @@ def corpus_from(raw: Any, where: str) -> CorpusSpec:
         raise fail(where, f"must be a source string or a mapping with keys {', '.join(known)}; got {raw!r}")
     unknown = sorted(set(raw) - set(known))
     if unknown:
-        raise ValueError(f"{where}.{unknown[0]}: unknown key; allowed keys: {', '.join(known)}")
+        raise SpecError(f"{where}.{unknown[0]}: unknown key; allowed keys: {', '.join(known)}")
     try:
         return CorpusSpec(**raw)
     except SpecError as err:  # CorpusSpec names its own field; say whose corpus it is
@@ -259,7 +259,7 @@ def _shape_from(raw: Any, vocab_size: int) -> ModelShape:
         parsers = {f.name: positive_int for f in dataclasses.fields(ModelShape)}
     unknown = sorted(set(raw) - set(parsers))
     if unknown:
-        raise ValueError(f"shape.{unknown[0]}: unknown key; allowed keys: {', '.join(parsers)}")
+        raise SpecError(f"shape.{unknown[0]}: unknown key; allowed keys: {', '.join(parsers)}")
     parsed = {key: value if key == "d_attn" and value is None else parsers[key](value, f"shape.{key}")
               for key, value in raw.items()}
     if "target_params" in parsed:
