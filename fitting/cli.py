@@ -29,9 +29,10 @@ def _add_data_args(p: argparse.ArgumentParser, runs_required: bool) -> None:
     p.add_argument("--delta", type=float, default=1e-3, help="Huber delta on log-loss residuals (default 1e-3)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="B",
                    help="bootstrap resamples for SEs/CIs (default 1000; 0 = sandwich covariance only)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples and multistart (default 0)")
     p.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
-    p.add_argument("--flops-per-token", type=float, default=6.0)
+    p.add_argument("--flops-per-token", type=float, default=6.0,
+                   help="training FLOPs per parameter per token, C = k·N·D (default 6)")
     p.add_argument("--exhaustive", action="store_true", help="run every start to convergence (no screening)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 

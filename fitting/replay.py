@@ -141,16 +141,17 @@ def register(subparsers) -> None:
     p.add_argument("--targets", required=True, help="CSV/Parquet of configurations to predict")
     p.add_argument("--law", default="chinchilla", help="built-in name, file.py:LAW or pkg.module:LAW")
     p.add_argument("--budget-fraction", type=float, default=0.1, help="of the whole pool's cost (default 0.1)")
-    p.add_argument("--strategy", default="active", choices=list(STRATEGIES))
+    p.add_argument("--strategy", default="active", choices=list(STRATEGIES),
+                   help="how runs are bought (default active: expected target-error reduction per cost)")
     p.add_argument("--misfit", type=float, default=None,
                    help="active: prior sd of the law's misfit in log loss (default 0.04; 0 trusts the law exactly)")
     p.add_argument("--seed-runs", type=int, default=None,
                    help="model-based strategies: size of the space-filling seed (default 2·(params + 1) for active, params + 3 without a misfit prior)")
-    p.add_argument("--n-col", default="N")
-    p.add_argument("--d-col", default="D")
+    p.add_argument("--n-col", default="N", help="parameter-count column (default N)")
+    p.add_argument("--d-col", default="D", help="training-tokens column (default D)")
     p.add_argument("--c-col", default=None, help="compute column to derive D = C/(6N) when there is no D column")
-    p.add_argument("--loss-col", default="loss")
-    p.add_argument("--u-col", default=None)
+    p.add_argument("--loss-col", default="loss", help="loss column (default loss)")
+    p.add_argument("--u-col", default=None, help="unique-tokens column, for data-constrained laws")
     p.add_argument("--x-cols", default=None, help="extra law inputs: col1,col2,... (named as the law's inputs)")
     p.add_argument("--cost-col", default=None, help="cost column (default 6·N·D)")
     p.add_argument("--interval", choices=["misfit", "plain"], default="misfit",
@@ -158,7 +159,7 @@ def register(subparsers) -> None:
                    "(fitting.extrapolation; default), or the plain prediction interval")
     p.add_argument("--batch", type=int, default=1, help="runs bought per refit")
     p.add_argument("--drop-top-loss", type=int, default=0, help="drop this many highest-loss pool rows")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the strategy and the fits (default 0)")
     p.add_argument("--out", required=True, help="predictions CSV")
     p.set_defaults(func=_cmd_replay)
 
