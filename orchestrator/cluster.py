@@ -44,11 +44,14 @@ def unplaceable(resources: Resources, nodes: Sequence[Mapping[str, float]], *, d
     largest_gpu = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
     have = f"{len(nodes)} node(s) in {where}; the largest has {largest_cpu:g} CPUs and {largest_gpu:g} GPUs"
     if gpus > largest_gpu + _EPS:
-        return str(fail("resources.gpus_per_worker", f"{gpus:g} GPUs per rank, but no node has that many ({have})"))
+        return str(fail("resources.gpus_per_worker", f"{gpus:g} GPUs per rank, but no node has that "
+                                                     f"many ({have})"))
     if cpus > largest_cpu + _EPS:
-        return str(fail("resources.cpus_per_worker", f"{cpus:g} CPUs per rank, but no node has that many ({have})"))
+        return str(fail("resources.cpus_per_worker", f"{cpus:g} CPUs per rank, but no node has that "
+                                                     f"many ({have})"))
     return str(fail("resources.workers", f"{workers} ranks of {cpus:g} CPUs and {gpus:g} GPUs (plus "
-                                         f"{driver_cpus:g} CPU for the trial driver) do not fit at once ({have})"))
+                                         f"{driver_cpus:g} CPU for the trial driver) do not fit at "
+                                         f"once ({have})"))
 
 
 def local_node(num_cpus: int | None) -> dict[str, float]:

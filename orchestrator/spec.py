@@ -43,7 +43,8 @@ from orchestrator.target import parse_stop_when, parse_target
 
 __all__ = [
     "SpecError", "SweepSpec", "Axes", "Resources", "SearchSpec", "Budget", "TrialPlan", "CutTrial",
-    "GridPlan", "load_spec", "validate_spec", "expand_grid", "format_grid", "validate_command", "TRAINER_KEYS",
+    "GridPlan", "load_spec", "validate_spec", "expand_grid", "format_grid", "validate_command",
+    "TRAINER_KEYS",
     "TOKENIZER_VOCAB", "SEARCH_KINDS", "ACTIVE_LAWS", "CUT_POLICIES", "STORAGE_SCHEMES",
 ]
 
@@ -107,7 +108,8 @@ def _trainer(raw: Any, problems: Problems) -> dict:
         meta = _TRAINER_FIELDS[key].metadata
         if key == "extra_evals":
             if not isinstance(value, Mapping):
-                problems.add(fail("trainer.extra_evals", f"must be a mapping of name -> corpus, got {value!r}"))
+                problems.add(fail("trainer.extra_evals", f"must be a mapping of name -> corpus, "
+                                                         f"got {value!r}"))
                 continue
             trainer[key] = {name: problems.parse(_corpus, spec, f"trainer.extra_evals.{name}")
                             for name, spec in value.items()}
@@ -195,7 +197,8 @@ def load_spec(path_or_dict: str | os.PathLike | Mapping) -> SweepSpec:
     return SweepSpec(**parts)
 
 
-def validate_spec(spec: SweepSpec | str | os.PathLike | Mapping, *, check_corpus: bool = True) -> tuple[SweepSpec, GridPlan]:
+def validate_spec(spec: SweepSpec | str | os.PathLike | Mapping, *,
+                  check_corpus: bool = True) -> tuple[SweepSpec, GridPlan]:
     """The one validation pass `validate` and `run` share, before Ray starts: parse the spec,
     build every trial's TrainConfig and batch geometry (the trainer's own checks), the budget
     cut and the search target, then (unless `check_corpus` is False) the data checks: the corpus

@@ -64,8 +64,10 @@ def check_data(spec: SweepSpec, plan: GridPlan) -> None:
             raise fail(where, f"(trial {trial.trial_key}) {windows} evaluation windows cannot be "
                               f"split over resources.workers={workers} ranks")
 
-    extras = {f"trainer.extra_evals.{name}": problems.parse(corpus_tokens, corpus, f"trainer.extra_evals.{name}")
-              for name, corpus in (trainer.get("extra_evals") or {}).items()}
+    extras = {}
+    for name, corpus in (trainer.get("extra_evals") or {}).items():
+        where = f"trainer.extra_evals.{name}"
+        extras[where] = problems.parse(corpus_tokens, corpus, where)
     checks = TrialProblems()
     for trial in plan.trials:
         if n_tokens is not None:

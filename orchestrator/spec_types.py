@@ -58,25 +58,32 @@ class Axes:
     """Grid axes; the trial grid is their Cartesian product. Either target_params (shapes made by
     `shape_for_params` for each aspect_ratio x d_ff_ratio x head_dim/n_heads) or explicit shapes."""
 
-    target_params: tuple[float, ...] = option((), "target non-embedding parameter counts N; the "
-                                              "shape is chosen by shape_for_params (give this or shapes)", parse=positive)
-    shapes: tuple[Mapping[str, int], ...] = option((), "explicit shapes {n_layer, d_model, n_heads, "
-                                                   "d_ff, d_attn (optional)} (give this or target_params)", parse=_shape_item)
-    aspect_ratio: tuple[float, ...] = option((64.0,), "d_model / n_layer (with target_params)", parse=positive)
-    d_ff_ratio: tuple[float, ...] = option((4.0,), "d_ff / d_model (with target_params)", parse=positive)
-    head_dim: tuple[int, ...] = option((64,), "d_model / n_heads (with target_params; or n_heads)", parse=positive_int)
-    n_heads: tuple[int, ...] = option((), "fixed head counts instead of head_dim (with target_params)", parse=positive_int)
-    n_ctx: tuple[int, ...] = option((1024,), "context length in tokens", parse=positive_int)
-    dataset_tokens: tuple[int, ...] = option((), "D: training tokens (required; unique tokens in the "
-                                             "dataset regime); at most the corpus minus the validation split", parse=positive_int)
-    regime: tuple[str, ...] = option(("tokens",), "tokens (each token once, schedule spans D) or "
-                                     "dataset (repeat D, early-stop on validation loss; needs "
-                                     "trainer.max_steps)", parse=choice(REGIMES))
-    seeds: tuple[int, ...] = option((0,), "seeds (initialisation and data order); integers >= 0", parse=non_negative_int)
-    lr: tuple[float | None, ...] = option((None,), "peak learning rates; 'kaplan' or omitted: "
-                                          "Kaplan's rule from the trial's actual N", parse=_lr_item, optional=True)
-    batch_tokens: tuple[int, ...] = option((8192,), "global batch in tokens; a multiple of n_ctx "
-                                           "whose sequences divide evenly over resources.workers", parse=positive_int)
+    target_params: tuple[float, ...] = option(
+        (), "target non-embedding parameter counts N; the shape is chosen by shape_for_params "
+            "(give this or shapes)", positive)
+    shapes: tuple[Mapping[str, int], ...] = option(
+        (), "explicit shapes {n_layer, d_model, n_heads, d_ff, d_attn (optional)} (give this or "
+            "target_params)", _shape_item)
+    aspect_ratio: tuple[float, ...] = option((64.0,), "d_model / n_layer (with target_params)", positive)
+    d_ff_ratio: tuple[float, ...] = option((4.0,), "d_ff / d_model (with target_params)", positive)
+    head_dim: tuple[int, ...] = option((64,), "d_model / n_heads (with target_params; or n_heads)",
+                                       positive_int)
+    n_heads: tuple[int, ...] = option((), "fixed head counts instead of head_dim (with target_params)",
+                                      positive_int)
+    n_ctx: tuple[int, ...] = option((1024,), "context length in tokens", positive_int)
+    dataset_tokens: tuple[int, ...] = option(
+        (), "D: training tokens (required; unique tokens in the dataset regime); at most the corpus "
+            "minus the validation split", positive_int)
+    regime: tuple[str, ...] = option(
+        ("tokens",), "tokens (each token once, schedule spans D) or dataset (repeat D, early-stop "
+                     "on validation loss; needs trainer.max_steps)", choice(REGIMES))
+    seeds: tuple[int, ...] = option((0,), "seeds (initialisation and data order)", non_negative_int)
+    lr: tuple[float | None, ...] = option(
+        (None,), "peak learning rates; 'kaplan' or omitted: Kaplan's rule from the trial's actual N",
+        _lr_item, optional=True)
+    batch_tokens: tuple[int, ...] = option(
+        (8192,), "global batch in tokens; a multiple of n_ctx whose sequences divide evenly over "
+                 "resources.workers", positive_int)
 
 
 _AXES_KEYS = tuple(f.name for f in dataclasses.fields(Axes))
@@ -86,33 +93,35 @@ _AXES_KEYS = tuple(f.name for f in dataclasses.fields(Axes))
 class Resources:
     """Per trial: `workers` data-parallel ranks, each with these CPUs and GPUs."""
 
-    cpus_per_worker: float = option(1.0, "CPUs per rank (> 0); every rank must fit on one node", parse=positive)
-    gpus_per_worker: float = option(0.0, "GPUs per rank (>= 0)", parse=non_negative)
-    workers: int = option(1, "data-parallel ranks per trial (> 1: a Ray Train TorchTrainer)", parse=positive_int)
+    cpus_per_worker: float = option(1.0, "CPUs per rank; every rank must fit on one node", positive)
+    gpus_per_worker: float = option(0.0, "GPUs per rank", non_negative)
+    workers: int = option(1, "data-parallel ranks per trial (> 1: a Ray Train TorchTrainer)", positive_int)
 
 
 @dataclass(frozen=True)
 class SearchSpec:
     kind: str = option("grid", "grid: every planned run (cut to the budget up front); active: the "
-                       "designer picks runs one at a time (the fields below)", parse=choice(SEARCH_KINDS))
-    law: str | None = option(None, "active: the law fitted as runs finish (chinchilla or kaplan; "
-                             "default chinchilla)", parse=choice(ACTIVE_LAWS), optional=True)
-    max_trials: int | None = option(None, "active (required): at most this many runs", parse=positive_int, optional=True)
+                               "designer picks runs one at a time (the fields below)",
+                       choice(SEARCH_KINDS))
+    law: str | None = option(None, "active: the law fitted as runs finish (default chinchilla)",
+                             choice(ACTIVE_LAWS), optional=True)
+    max_trials: int | None = option(None, "active (required): at most this many runs", positive_int,
+                                    optional=True)
     target: Mapping[str, Any] = option(
         default_factory=dict, hash=False,
         doc="active: where the prediction should be good, one of {largest: K} (the K most expensive "
             "planned runs; default K=5), {compute: C, reference: {law params}} (the compute-optimal "
             "frontier around C FLOPs under reference params, default Epoch's Chinchilla fit) or "
             "{points: [[N, D], ...]}; may hold stop_when")
-    stop_when: Mapping[str, float] = option(default_factory=dict, hash=False,
-                                            doc="active: {rel_pred_ci: x} stops when the target's "
-                                                "relative 90% CI half-width is below x")
-    seed_runs: int | None = option(None, "active: space-filling seed size (default 2*(law params "
-                                   "+ 1); params + 3 if misfit is 0)", parse=positive_int, optional=True)
+    stop_when: Mapping[str, float] = option(
+        default_factory=dict, hash=False,
+        doc="active: {rel_pred_ci: x} stops when the target's relative 90% CI half-width is below x")
+    seed_runs: int | None = option(None, "active: space-filling seed size (default 2*(law params + 1); "
+                                         "params + 3 if misfit is 0)", positive_int, optional=True)
     cost: str = option("flops", "active: rank runs per planned FLOPs (flops) or per predicted "
-                       "seconds (time)", parse=choice(SEARCH_COSTS))
+                                "seconds (time)", choice(SEARCH_COSTS))
     misfit: float | None = option(None, "active: prior sd of the law's misfit in log loss (0: trust "
-                                  "the law exactly)", parse=non_negative, optional=True)
+                                        "the law exactly)", non_negative, optional=True)
 
 
 @dataclass(frozen=True)
@@ -120,11 +129,15 @@ class Budget:
     """Limits on planned compute. GPU-hours are planned FLOPs / (gpu_flops_per_s * 3600): the
     sustained per-GPU throughput is the user's estimate, so it must be stated with gpu_hours."""
 
-    flops: float | None = option(None, "limit on planned training FLOPs (set this and/or gpu_hours)", parse=positive, optional=True)
-    gpu_hours: float | None = option(None, "limit in GPU-hours = planned FLOPs / (gpu_flops_per_s * 3600)", parse=positive, optional=True)
-    gpu_flops_per_s: float | None = option(None, "sustained FLOP/s per GPU (required with gpu_hours)", parse=positive, optional=True)
+    flops: float | None = option(None, "limit on planned training FLOPs (set this and/or gpu_hours)",
+                                 positive, optional=True)
+    gpu_hours: float | None = option(None, "limit in GPU-hours = planned FLOPs / (gpu_flops_per_s * "
+                                           "3600)", positive, optional=True)
+    gpu_flops_per_s: float | None = option(None, "sustained FLOP/s per GPU (required with gpu_hours)",
+                                           positive, optional=True)
     cut: str = option("cheapest_first", "a grid over the budget keeps the cheapest runs "
-                      "(cheapest_first), the largest (largest_first) or is refused (error)", parse=choice(CUT_POLICIES))
+                                        "(cheapest_first), the largest (largest_first) or is refused "
+                                        "(error)", choice(CUT_POLICIES))
 
     def cost_fraction(self, flops: float) -> float:
         """Planned FLOPs as a fraction of the tightest limit."""
