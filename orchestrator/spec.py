@@ -215,7 +215,7 @@ def validate_command(path: str | os.PathLike, *, check_corpus: bool = True) -> s
     """What `scalesweep validate <spec>` prints; raises SpecError (a ValueError) on a bad spec.
     Resources are checked by `run`, against the cluster it attaches to."""
     spec, plan = validate_spec(path, check_corpus=check_corpus)
-    lines = [f"sweep {spec.name} -> {spec.storage}/{spec.name}/", format_grid(plan)]
+    lines = [f"sweep {spec.name} -> {spec.storage.rstrip('/')}/{spec.name}/", format_grid(plan)]
     if not check_corpus:
         lines.append("data checks deferred (each trial runs them when it loads the corpus): "
                      + "; ".join(DATA_CHECKS))

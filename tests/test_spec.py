@@ -45,7 +45,12 @@ def with_change(spec: dict, path: str, value) -> dict:
     *parents, leaf = path.split(".")
     node = spec
     for key in parents:
-        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+        if isinstance(node, list):
+            node = node[int(key)]
+            continue
+        if not isinstance(node.get(key), (dict, list)):
+            node[key] = {}  # a missing or scalar parent becomes a mapping
+        node = node[key]
     if value == "DELETE":
         del node[leaf]
     elif isinstance(node, list):

@@ -4,7 +4,6 @@ reaches Ray (`run_sweep` raises the SpecError before `ray.init`)."""
 
 from __future__ import annotations
 
-import copy
 import re
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from hypothesis import strategies as st
 
 from orchestrator.plan import trial_config
 from orchestrator.spec import SpecError, validate_spec
+from tests.test_spec import with_change
 from trainers.config import batch_geometry
 
 TOP_KEYS = ("name", "storage", "corpus", "axes", "trainer", "resources", "search", "budget")
@@ -55,18 +55,6 @@ def tiny_spec(tmp: Path, corpus: Path) -> dict:
     }
 
 
-def mutate(spec: dict, path: str, value) -> dict:
-    spec = copy.deepcopy(spec)
-    *parents, leaf = path.split(".")
-    node = spec
-    for key in parents:
-        if not isinstance(node.get(key), dict):
-            node[key] = {}
-        node = node[key]
-    node[leaf] = value
-    return spec
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "text.txt"
@@ -101,7 +89,7 @@ def assert_rejected_or_valid(spec_or_path, tmp_path: Path, monkeypatch) -> None:
 def test_mutated_specs_are_rejected_by_field_or_fully_valid(changes, corpus, tmp_path, monkeypatch):
     spec = tiny_spec(tmp_path, corpus)
     for path, value in changes:
-        spec = mutate(spec, path, value)
+        spec = with_change(spec, path, value)
     assert_rejected_or_valid(spec, tmp_path, monkeypatch)
 
 
