@@ -145,7 +145,8 @@ def register(subparsers) -> None:
                                      "(1e21 FLOPs for epoch-chinchilla) are the targets and the rest the pool")
     p.add_argument("--law", default="chinchilla", help="built-in name, file.py:LAW or pkg.module:LAW")
     p.add_argument("--budget-fraction", type=float, default=0.1, help="of the whole pool's cost (default 0.1)")
-    p.add_argument("--strategy", default="active", choices=list(STRATEGIES))
+    p.add_argument("--strategy", default="active", choices=list(STRATEGIES),
+                   help="how runs are bought (default active: expected target-error reduction per cost)")
     p.add_argument("--misfit", type=float, default=None,
                    help="active: prior sd of the law's misfit in log loss (default 0.04; 0 trusts the law exactly)")
     p.add_argument("--seed-runs", type=int, default=None,
@@ -156,7 +157,7 @@ def register(subparsers) -> None:
                    help="90%% intervals: widened by the law's misfit calibrated on held-out top-compute runs "
                    "(fitting.extrapolation; default), or the plain prediction interval")
     p.add_argument("--batch", type=int, default=1, help="runs bought per refit")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the strategy and the fits (default 0)")
     p.add_argument("--out", required=True, help="predictions CSV")
     p.set_defaults(func=_cmd_replay)
 

@@ -13,8 +13,9 @@ ranks them by gain per predicted seconds^¼, from a :class:`fitting.cost.Through
 to the finished trials' measured FLOP/s (small models run far below peak, so FLOPs under-price
 them). Either way the hard budget stays in FLOPs.
 
-Target (``search.target`` in the spec): ``{"compute": 1e22}`` (compute-optimal frontier there,
-under ``reference`` params, default Epoch's Chinchilla fit), ``{"largest": 5}`` (the most
+Target (``search.target`` in the spec): interpreted by `orchestrator.target.target_region`, the
+same code `scalesweep validate` checks it with: ``{"compute": 1e22}`` (compute-optimal frontier
+there, under ``reference`` params, default Epoch's Chinchilla fit), ``{"largest": 5}`` (the most
 expensive planned runs; the default), or ``{"points": [[N, D], ...]}``; ``stop_when`` may sit
 inside it too.
 """
@@ -27,25 +28,15 @@ import numpy as np
 from ray.tune.search import Searcher
 
 from fitting.cost import ThroughputModel
-from fitting.design import Candidates, DesignState, TargetRegion
-from fitting.laws import CHINCHILLA_EPOCH, get_law
+from fitting.design import DesignState
+from fitting.laws import get_law
 from fitting.online import OnlineFitConfig, OnlineFitter
 from fitting.strategies import ActiveDesign
 from orchestrator.search import BudgetedSearcher
 from orchestrator.spec import TrialPlan
+from orchestrator.target import plan_candidates, target_region  # noqa: F401  (target_region re-exported)
 
 __all__ = ["ActiveSearcher", "target_region"]
-
-
-def target_region(target: Mapping[str, Any], candidates: Candidates, law) -> TargetRegion:
-    """The spec's ``search.target`` mapping → a :class:`TargetRegion`."""
-    if "points" in target:
-        pts = np.asarray(target["points"], dtype=float).reshape(-1, 2)
-        return TargetRegion.explicit({"N": pts[:, 0], "D": pts[:, 1]})
-    if "compute" in target:
-        ref = target.get("reference", CHINCHILLA_EPOCH)
-        return TargetRegion.compute_frontier(law, ref, float(target["compute"]))
-    return TargetRegion.largest_planned(candidates, int(target.get("largest", 5)))
 
 
 class ActiveSearcher(BudgetedSearcher):
@@ -65,9 +56,7 @@ class ActiveSearcher(BudgetedSearcher):
             raise ValueError("active search: no planned trials")
         self.law = get_law(law)
         self._index = {p.trial_key: i for i, p in enumerate(self.plans)}
-        self.candidates = Candidates.from_columns(
-            {"N": [p.non_embedding_params for p in self.plans], "D": [p.dataset_tokens for p in self.plans]},
-            cost=[float(p.planned_flops) for p in self.plans])
+        self.candidates = plan_candidates(self.plans)
         target = dict(target or {})
         self.stop_when = dict(stop_when or target.pop("stop_when", {}) or {})
         self.target = target_region(target, self.candidates, self.law)

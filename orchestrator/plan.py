@@ -14,12 +14,13 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from trainers.config import TrainConfig
-from trainers.data import CorpusSpec
-from orchestrator.spec_fields import fail
+from trainers.config import TrainConfig, batch_geometry
+from trainers.data import CorpusSpec, eval_window_count
+from orchestrator.spec_fields import SpecError, fail
 from orchestrator.spec_types import (
     _AXES_KEYS, TRAINER_KEYS, Axes, Budget, Resources, SearchSpec, SweepSpec,
 )
+from orchestrator.target import check_target
 from trainers.model import ModelShape, kaplan_lr, non_embedding_params, shape_for_params, train_flops
 
 
@@ -149,18 +150,24 @@ def _planned_tokens(regime: str, dataset_tokens: int, batch_tokens: int, max_ste
 
 
 def _config_error_path(message: str) -> str:
+    """The spec field a trainer error names: trainer.<key>, axes.<key>, corpus.<key>."""
     field_name = message.split(":", 1)[0].strip()
-    if field_name in TRAINER_KEYS:
+    head = field_name.split(".", 1)[0].split("[", 1)[0]
+    if head in TRAINER_KEYS:
         return f"trainer.{field_name}"
-    if field_name in _AXES_KEYS:
+    if head in _AXES_KEYS:
         return f"axes.{field_name}"
+    if head == "corpus":
+        return field_name
+    if head == "world_size":
+        return "resources.workers"
     return "axes"
 
 
 def _trials(spec: SweepSpec) -> list[TrialPlan]:
     axes, default = spec.axes, Axes()
     max_steps = spec.trainer.get("max_steps")
-    trials = []
+    trials, problems = [], TrialProblems()
     for n_ctx in axes.n_ctx:
         for shape_choice, dataset_tokens, regime, batch_tokens, lr, seed in itertools.product(
             _shape_choices(axes, n_ctx, spec.vocab_size), axes.dataset_tokens, axes.regime,
@@ -181,8 +188,9 @@ def _trials(spec: SweepSpec) -> list[TrialPlan]:
                 planned_tokens=tokens, target_params=shape_choice.target_params, corpus=spec.corpus,
                 trainer=spec.trainer,
             )
-            _check_trial(trial, spec.resources)
+            problems.check(trial, lambda trial=trial: _check_trial(trial, spec.resources))
             trials.append(trial)
+    problems.raise_any()
     keys = [t.trial_key for t in trials]
     duplicates = sorted({k for k in keys if keys.count(k) > 1}) if len(set(keys)) < len(keys) else []
     if duplicates:
@@ -190,16 +198,55 @@ def _trials(spec: SweepSpec) -> list[TrialPlan]:
     return trials
 
 
-def _check_trial(trial: TrialPlan, resources: Resources) -> None:
-    """The trainer's own validation, with errors mapped back to spec fields."""
+class TrialProblems:
+    """Per-trial errors, one line per field: the first trial's message and how many more
+    trials share the problem (a grid of 40 trials with one bad D gives one line, not 40)."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, str] = {}
+        self.count: dict[str, int] = {}
+
+    def check(self, trial: TrialPlan, check) -> None:
+        """Run `check()` (raises ValueError naming a field, with the trial key in the message)."""
+        try:
+            check()
+        except ValueError as err:
+            path = str(err).split(":", 1)[0]
+            self.first.setdefault(path, str(err))
+            self.count[path] = self.count.get(path, 0) + 1
+
+    def lines(self) -> list[str]:
+        return [message + (f" (and {self.count[path] - 1} more trials)" if self.count[path] > 1 else "")
+                for path, message in self.first.items()]
+
+    def raise_any(self) -> None:
+        if self.first:
+            raise SpecError("\n".join(self.lines()))
+
+
+def trial_config(trial: TrialPlan) -> TrainConfig:
+    """The trial's TrainConfig, built by the trainer's own parser (errors name spec fields)."""
     try:
-        TrainConfig.from_dict(trial.train_config_dict())
+        return TrainConfig.from_dict(trial.train_config_dict())
     except ValueError as err:
         raise fail(_config_error_path(str(err)), f"(trial {trial.trial_key}) {err}") from None
-    sequences = trial.batch_tokens // trial.shape.n_ctx
-    if sequences % resources.workers:
-        raise fail("axes.batch_tokens", f"(trial {trial.trial_key}) {trial.batch_tokens} tokens "
-                    f"= {sequences} sequences, not divisible by resources.workers={resources.workers}")
+
+
+def _check_trial(trial: TrialPlan, resources: Resources) -> None:
+    """Everything the trainer checks before it reads data, with its own code: the config, the
+    batch geometry over `resources.workers` ranks, and the validation windows per rank."""
+    config = trial_config(trial)
+    try:
+        # The trainer's training split holds exactly dataset_tokens tokens (make_splits), so it
+        # has dataset_tokens // (n_ctx + 1) windows, as the trainer computes from the array.
+        batch_geometry(config, resources.workers, config.dataset_tokens // (config.shape.n_ctx + 1))
+        windows = eval_window_count(config.val_tokens, config.shape.n_ctx, config.eval_tokens)
+    except ValueError as err:
+        raise fail(_config_error_path(str(err)), f"(trial {trial.trial_key}) {err}") from None
+    if windows < resources.workers:  # the trainer's evaluate() shards windows evenly over ranks
+        raise fail("trainer.val_tokens", f"(trial {trial.trial_key}) {windows} validation windows of "
+                                          f"n_ctx {config.shape.n_ctx} cannot be split over "
+                                          f"resources.workers={resources.workers} ranks")
 
 
 def _apply_budget(trials: list[TrialPlan], budget: Budget, search: SearchSpec):
@@ -236,8 +283,12 @@ def _budget_text(budget: Budget) -> str:
 
 
 def expand_grid(spec: SweepSpec) -> GridPlan:
-    """All trials of the grid, each validated by the trainer's config, cut to the budget."""
-    kept, cut = _apply_budget(_trials(spec), spec.budget, spec.search)
+    """All trials of the grid, each validated by the trainer's config, cut to the budget; an
+    active search's target region is built as the searcher will build it."""
+    trials = _trials(spec)
+    if spec.search.kind == "active":
+        check_target(spec.search.target, spec.search.law or "chinchilla", trials)
+    kept, cut = _apply_budget(trials, spec.budget, spec.search)
     return GridPlan(trials=tuple(kept), cut=tuple(cut), budget=spec.budget, search=spec.search,
                     total_flops=sum(t.planned_flops for t in kept))
 

@@ -207,14 +207,15 @@ def _write_markdown(report: SweepReport, runs: list[dict], path: Path) -> Path:
 def register(subparsers) -> None:
     rep = subparsers.add_parser("report", help="fit and plot a finished sweep's metrics")
     rep.add_argument("storage", help="metrics store root")
-    rep.add_argument("--sweep", required=True)
-    rep.add_argument("--law", default="chinchilla")
+    rep.add_argument("--sweep", required=True, help="sweep name (the spec's name; runs are in <storage>/<sweep>/)")
+    rep.add_argument("--law", default="chinchilla", help="law to fit: built-in name, file.py:LAW or pkg.module:LAW (default chinchilla)")
     rep.add_argument("--out", help="output directory (default: <storage>/<sweep>/report)")
     rep.add_argument("--compute", type=float, help="target compute for the plan (default 100x the largest run)")
     rep.set_defaults(func=run_report)
 
     demo = subparsers.add_parser("demo", help="run the built-in demo sweep end to end (sweep → metrics → fit → report)")
-    demo.add_argument("--spec", default=str(Path(__file__).resolve().parents[1] / "examples" / "demo.yaml"))
+    demo.add_argument("--spec", default=str(Path(__file__).resolve().parents[1] / "examples" / "demo.yaml"),
+                      help="sweep spec to run (default examples/demo.yaml)")
     demo.add_argument("--out", default="demo_out", help="directory for the metrics store and the report")
     demo.set_defaults(func=run_demo)
 

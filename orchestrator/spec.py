@@ -1,65 +1,60 @@
 """Sweep spec: a YAML file -> validated, typed dataclasses -> the list of trials to run.
 
 Everything here runs before Ray starts (no Ray import): a spec that cannot run fails with a
-`SpecError` whose message starts with the field path, e.g.
-``axes.dataset_tokens[2]: must be a positive integer, got -5``, and unknown keys list the
-allowed ones. The budget is enforced at expansion: a grid that does not fit is cut (cheapest
-first, largest first, or refused) and the cut is reported.
+`SpecError` whose message has one line per problem, each starting with the field path, e.g.
+``axes.dataset_tokens[2]: must be a positive integer, got -5``; unknown keys list the allowed
+ones, and a key written twice in the YAML is refused. Sections are parsed independently, so one
+run of `scalesweep validate` reports the problems of every section. The budget is enforced at
+expansion: a grid that does not fit is cut (cheapest first, largest first, or refused) and the
+cut is reported.
 
 Numbers: PyYAML reads ``2e5`` (no dot) as a string, so numeric fields also accept strings that
 parse as numbers; integer fields accept integral floats (``2.0e5``). Relative local paths
 (storage, corpus) are made absolute against the current directory, because Ray trials run in
 their own working directories.
 
-Modules: the dataclasses live in `orchestrator.spec_types`, the field parsers in
-`orchestrator.spec_fields`, the grid expansion and budget cut (`expand_grid`, `TrialPlan`,
-`GridPlan`, `format_grid`) in `orchestrator.plan`; all are re-exported here. This module holds
-`load_spec` and `validate_command`.
+Modules: the dataclasses live in `orchestrator.spec_types` (field docs: docs/spec_reference.md),
+the field parsers in `trainers.fields` / `orchestrator.spec_fields`, the grid expansion and
+budget cut (`expand_grid`, `TrialPlan`, `GridPlan`, `format_grid`) in `orchestrator.plan`, the
+corpus checks in `orchestrator.spec_data`; all are re-exported here. This module holds
+`load_spec`, `validate_spec` and `validate_command`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
 from typing import Any, Mapping
 
-import yaml
-
 from scalesweep.store import validate_name
-from trainers.config import PRECISIONS, REGIMES, ZERO_STAGES
+from trainers.config import TrainConfig, corpus_from
 from trainers.data import CorpusSpec
+from trainers.fields import load_yaml
 from orchestrator.plan import CutTrial, GridPlan, TrialPlan, expand_grid, format_grid
+from orchestrator.spec_data import DATA_CHECKS, check_data
 from orchestrator.spec_fields import (
-    SpecError, axis, choice, fail, mapping, non_negative, non_negative_int, positive, positive_int,
+    Problems, SpecError, axis, choice, fail, mapping, non_negative, positive, positive_int,
 )
 from orchestrator.spec_types import (
-    _AXES_KEYS, TOKENIZER_VOCAB, TRAINER_KEYS, Axes, Budget, Resources, SearchSpec, SweepSpec,
+    _AXES_KEYS, ACTIVE_LAWS, CUT_POLICIES, SEARCH_COSTS, SEARCH_KINDS, TOKENIZER_VOCAB, TRAINER_KEYS,
+    Axes, Budget, Resources, SearchSpec, SweepSpec,
 )
+from orchestrator.target import parse_stop_when, parse_target
 
 __all__ = [
     "SpecError", "SweepSpec", "Axes", "Resources", "SearchSpec", "Budget", "TrialPlan", "CutTrial",
-    "GridPlan", "load_spec", "expand_grid", "format_grid", "validate_command", "TRAINER_KEYS",
+    "GridPlan", "load_spec", "validate_spec", "expand_grid", "format_grid", "validate_command",
+    "TRAINER_KEYS",
     "TOKENIZER_VOCAB", "SEARCH_KINDS", "ACTIVE_LAWS", "CUT_POLICIES", "STORAGE_SCHEMES",
 ]
 
-SEARCH_KINDS = ("grid", "active")
-ACTIVE_LAWS = ("chinchilla", "kaplan")
-CUT_POLICIES = ("cheapest_first", "largest_first", "error")
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 
 _TOP_KEYS = ("name", "storage", "corpus", "axes", "trainer", "resources", "search", "budget")
-_SHAPE_KEYS = ("n_layer", "d_model", "n_heads", "d_ff", "d_attn")
 
 
 # --------------------------------------------------------------------------------------------
 # Parsing
-
-
-def _lr_item(value: Any, path: str) -> float | None:
-    if value in (None, "kaplan"):
-        return None
-    return positive(value, path)
 
 
 def _name(value: Any, path: str) -> str:
@@ -80,86 +75,56 @@ def _storage(value: Any, path: str) -> str:
     return value
 
 
-def _corpus(raw: Any) -> CorpusSpec:
-    if isinstance(raw, str):
-        raw = {"source": raw}
-    fields = [f.name for f in dataclasses.fields(CorpusSpec)]
-    spec = mapping(raw, "corpus", fields)
-    source = spec.get("source", "builtin")
-    if not isinstance(source, str) or not source:
-        raise fail("corpus.source", f"must be 'builtin' or a path/glob, got {source!r}")
-    if source != "builtin":
-        source = os.path.abspath(os.path.expanduser(source))
-        if not glob.glob(source):
-            raise fail("corpus.source", f"no file matches {source!r} (or use 'builtin')")
-    tokenizer = spec.get("tokenizer", "byte")
-    is_bpe = isinstance(tokenizer, str) and tokenizer.startswith("bpe:") and tokenizer[4:].isdigit()
-    if tokenizer not in TOKENIZER_VOCAB and not (is_bpe and int(tokenizer[4:]) >= 257):
-        raise fail("corpus.tokenizer", f"must be one of byte, bpe:<vocab >= 257>, tiktoken:gpt2; "
-                                        f"got {tokenizer!r}")
-    vocab = spec.get("vocab_size")
-    vocab = None if vocab is None else positive_int(vocab, "corpus.vocab_size")
-    if source.endswith(".bin") and vocab is None:
-        raise fail("corpus.vocab_size", "required for a pre-tokenised .bin corpus")
-    text_field = spec.get("text_field", "text")
-    if not isinstance(text_field, str) or not text_field:
-        raise fail("corpus.text_field", f"must be a non-empty string, got {text_field!r}")
-    return CorpusSpec(source=source, tokenizer=tokenizer, text_field=text_field, vocab_size=vocab)
+def _corpus(raw: Any, where: str = "corpus") -> CorpusSpec:
+    """The trainer's corpus parser; a local source is made absolute (trials run elsewhere).
+    Whether it exists is a data check (`orchestrator.spec_data`), which can be deferred."""
+    corpus = corpus_from("builtin" if raw is None else raw, where)
+    if corpus.source != "builtin" and "://" not in corpus.source:
+        corpus = dataclasses.replace(corpus, source=os.path.abspath(os.path.expanduser(corpus.source)))
+    return corpus
 
 
-def _shape_item(value: Any, path: str) -> Mapping[str, int]:
-    raw = mapping(value, path, _SHAPE_KEYS, required=("n_layer", "d_model", "n_heads", "d_ff"))
-    return {key: positive_int(item, f"{path}.{key}") for key, item in raw.items()}
-
-
-def _axes(raw: Any) -> Axes:
+def _axes(raw: Any, problems: Problems) -> Axes:
+    """Each axis parsed by its field's parser (`Axes` metadata); every bad axis is reported."""
     raw = mapping(raw, "axes", _AXES_KEYS, required=("dataset_tokens",))
     if ("target_params" in raw) == ("shapes" in raw):
         raise fail("axes", "give exactly one of target_params (N targets) or shapes (explicit)")
     if "head_dim" in raw and "n_heads" in raw:
         raise fail("axes", "give head_dim or n_heads, not both")
-    default = Axes()
-    return Axes(
-        target_params=axis(raw, "target_params", positive, ()),
-        shapes=axis(raw, "shapes", _shape_item, ()),
-        aspect_ratio=axis(raw, "aspect_ratio", positive, default.aspect_ratio),
-        d_ff_ratio=axis(raw, "d_ff_ratio", positive, default.d_ff_ratio),
-        head_dim=axis(raw, "head_dim", positive_int, default.head_dim),
-        n_heads=axis(raw, "n_heads", positive_int, ()),
-        n_ctx=axis(raw, "n_ctx", positive_int, default.n_ctx),
-        dataset_tokens=axis(raw, "dataset_tokens", positive_int, ()),
-        regime=axis(raw, "regime", choice(REGIMES), default.regime),
-        seeds=axis(raw, "seeds", non_negative_int, default.seeds),
-        lr=axis(raw, "lr", _lr_item, default.lr),
-        batch_tokens=axis(raw, "batch_tokens", positive_int, default.batch_tokens),
-    )
+    values = {f.name: problems.parse(axis, raw, f.name, f.metadata["parse"], f.default, default=f.default)
+              for f in dataclasses.fields(Axes)}
+    return Axes(**values)
 
 
-def _trainer(raw: Any) -> dict:
+_TRAINER_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _trainer(raw: Any, problems: Problems) -> dict:
+    """Each setting parsed by the trainer's own field parser (TrainConfig's metadata), so the
+    error names the spec field even for a grid that would be cut to nothing; the cross-field
+    rules run per trial in `orchestrator.plan`."""
     trainer = mapping(raw, "trainer", TRAINER_KEYS)
-    # The choices are checked here too so the error names the spec field even for a grid that
-    # would be cut to nothing; the rest is checked per trial by TrainConfig itself.
-    if "zero_stage" in trainer:
-        choice(ZERO_STAGES)(trainer["zero_stage"], "trainer.zero_stage")
-    if "precision" in trainer:
-        choice(PRECISIONS)(trainer["precision"], "trainer.precision")
-    for key in ("eval_every", "patience", "max_steps", "val_tokens", "eval_tokens", "threads",
-                "micro_batch_size"):
-        if trainer.get(key) is not None:
-            trainer[key] = positive_int(trainer[key], f"trainer.{key}")
+    for key, value in trainer.items():
+        meta = _TRAINER_FIELDS[key].metadata
+        if key == "extra_evals":
+            if not isinstance(value, Mapping):
+                problems.add(fail("trainer.extra_evals", f"must be a mapping of name -> corpus, "
+                                                         f"got {value!r}"))
+                continue
+            trainer[key] = {name: problems.parse(_corpus, spec, f"trainer.extra_evals.{name}")
+                            for name, spec in value.items()}
+        elif value is None and meta["optional"]:
+            continue
+        elif meta["parse"] is not None:
+            trainer[key] = problems.parse(meta["parse"], value, f"trainer.{key}", default=value)
     return trainer
 
 
-def _resources(raw: Any) -> Resources:
-    raw = mapping(raw, "resources", [f.name for f in dataclasses.fields(Resources)])
-    default = Resources()
-    return Resources(
-        cpus_per_worker=positive(raw.get("cpus_per_worker", default.cpus_per_worker),
-                                  "resources.cpus_per_worker"),
-        gpus_per_worker=non_negative(raw.get("gpus_per_worker", default.gpus_per_worker),
-                                      "resources.gpus_per_worker"),
-        workers=positive_int(raw.get("workers", default.workers), "resources.workers"),
-    )
+def _section(cls: type, raw: Any, path: str, problems: Problems) -> Any:
+    """A flat spec section: each key parsed by its dataclass field's parser."""
+    raw = mapping(raw, path, [f.name for f in dataclasses.fields(cls)])
+    return cls(**{key: problems.parse(cls.__dataclass_fields__[key].metadata["parse"], value, f"{path}.{key}")
+                  for key, value in raw.items()})
 
 
 def _search(raw: Any) -> SearchSpec:
@@ -170,21 +135,23 @@ def _search(raw: Any) -> SearchSpec:
         if extra:
             raise fail(f"search.{extra[0]}", "only for search.kind: active")
         return SearchSpec()
-    law = choice(ACTIVE_LAWS)(raw.get("law", "chinchilla"), "search.law")
+    law = choice(ACTIVE_LAWS)(raw.get("law") or "chinchilla", "search.law")
     if raw.get("max_trials") is None:
         raise fail("search.max_trials", "required for search.kind: active")
-    target = raw.get("target") or {}
-    if not isinstance(target, Mapping):
-        raise fail("search.target", f"must be a mapping, got {target!r}")
-    stop_when = mapping(raw.get("stop_when") or {}, "search.stop_when", ["rel_pred_ci"])
+    target = parse_target(raw.get("target"), law)  # the searcher's own interpreter
+    stop_when = parse_stop_when(raw.get("stop_when"), "search.stop_when")
+    if "stop_when" in target:
+        if stop_when:
+            raise fail("search.target.stop_when", "give stop_when once (search.stop_when or here)")
+        stop_when = target.pop("stop_when")
     seed_runs = raw.get("seed_runs")
     misfit = raw.get("misfit")
-    return SearchSpec(kind=kind, law=law, target=dict(target),
+    return SearchSpec(kind=kind, law=law, target=target,
                       max_trials=positive_int(raw["max_trials"], "search.max_trials"),
-                      stop_when={k: positive(v, f"search.stop_when.{k}") for k, v in stop_when.items()},
+                      stop_when=stop_when,
                       seed_runs=None if seed_runs is None else positive_int(seed_runs, "search.seed_runs"),
                       misfit=None if misfit is None else non_negative(misfit, "search.misfit"),
-                      cost=choice(("flops", "time"))(raw.get("cost", "flops"), "search.cost"))
+                      cost=choice(SEARCH_COSTS)(raw.get("cost", "flops"), "search.cost"))
 
 
 def _budget(raw: Any) -> Budget:
@@ -207,33 +174,50 @@ def _budget(raw: Any) -> Budget:
 
 
 def load_spec(path_or_dict: str | os.PathLike | Mapping) -> SweepSpec:
-    """Parse and validate a sweep spec (YAML path or already-loaded mapping)."""
-    if isinstance(path_or_dict, Mapping):
-        raw = path_or_dict
-    else:
-        try:
-            with open(path_or_dict) as handle:
-                raw = yaml.safe_load(handle)
-        except yaml.YAMLError as err:
-            raise SpecError(f"{path_or_dict}: not valid YAML: {err}") from None
+    """Parse and validate a sweep spec (YAML path or already-loaded mapping). Every section is
+    parsed even when another fails; the SpecError lists one problem per line."""
+    raw = path_or_dict if isinstance(path_or_dict, Mapping) else load_yaml(path_or_dict)
     raw = mapping(raw, "", _TOP_KEYS, required=("name", "storage", "axes"))
-    spec = SweepSpec(
-        name=_name(raw["name"], "name"),
-        storage=_storage(raw["storage"], "storage"),
-        corpus=_corpus(raw.get("corpus", "builtin")),
-        axes=_axes(raw["axes"]),
-        trainer=_trainer(raw.get("trainer")),
-        resources=_resources(raw.get("resources")),
-        search=_search(raw.get("search")),
-        budget=_budget(raw.get("budget")),
-    )
-    if "dataset" in spec.axes.regime and spec.trainer.get("max_steps") is None:
-        raise fail("trainer.max_steps", "required in the dataset regime (it caps the repeated "
-                                         "passes over D and sets the LR schedule length)")
-    return spec
+    problems = Problems()
+    parts = {
+        "name": problems.parse(_name, raw["name"], "name"),
+        "storage": problems.parse(_storage, raw["storage"], "storage"),
+        "corpus": problems.parse(_corpus, raw.get("corpus")),
+        "axes": problems.parse(_axes, raw["axes"], problems),
+        "trainer": problems.parse(_trainer, raw.get("trainer"), problems),
+        "resources": problems.parse(_section, Resources, raw.get("resources"), "resources", problems),
+        "search": problems.parse(_search, raw.get("search")),
+        "budget": problems.parse(_budget, raw.get("budget")),
+    }
+    axes, trainer = parts["axes"], parts["trainer"]
+    if axes and trainer is not None and "dataset" in axes.regime and trainer.get("max_steps") is None:
+        problems.add(fail("trainer.max_steps", "required in the dataset regime (it caps the "
+                                               "repeated passes over D and sets the LR schedule length)"))
+    problems.raise_any()
+    return SweepSpec(**parts)
 
 
-def validate_command(path: str | os.PathLike) -> str:
-    """What `scalesweep validate <spec>` prints; raises SpecError (a ValueError) on a bad spec."""
-    spec = load_spec(path)
-    return f"sweep {spec.name} -> {spec.storage}\n{format_grid(expand_grid(spec))}"
+def validate_spec(spec: SweepSpec | str | os.PathLike | Mapping, *,
+                  check_corpus: bool = True) -> tuple[SweepSpec, GridPlan]:
+    """The one validation pass `validate` and `run` share, before Ray starts: parse the spec,
+    build every trial's TrainConfig and batch geometry (the trainer's own checks), the budget
+    cut and the search target, then (unless `check_corpus` is False) the data checks: the corpus
+    exists, its token count holds every trial's dataset_tokens plus the validation split, and
+    each extra-eval set can be read. Raises SpecError, one line per problem."""
+    spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
+    plan = expand_grid(spec)
+    if check_corpus:
+        check_data(spec, plan)
+    return spec, plan
+
+
+def validate_command(path: str | os.PathLike, *, check_corpus: bool = True) -> str:
+    """What `scalesweep validate <spec>` prints; raises SpecError (a ValueError) on a bad spec.
+    Resources are checked by `run`, against the cluster it attaches to."""
+    spec, plan = validate_spec(path, check_corpus=check_corpus)
+    lines = [f"sweep {spec.name} -> {spec.storage.rstrip('/')}/{spec.name}/", format_grid(plan)]
+    if not check_corpus:
+        lines.append("data checks deferred (each trial runs them when it loads the corpus): "
+                     + "; ".join(DATA_CHECKS))
+    lines.append("resources are checked by `scalesweep run` against the cluster it runs on")
+    return "\n".join(lines)

@@ -8,13 +8,15 @@ YAML/mapping validation lives in `orchestrator.spec`, the trial grid in `orchest
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
-from trainers.config import TrainConfig
-from trainers.data import CorpusSpec
-
-TOKENIZER_VOCAB = {"byte": 256, "tiktoken:gpt2": 50257}  # plus "bpe:<vocab>"
+from trainers.config import REGIMES, TrainConfig
+from trainers.data import CorpusSpec, corpus_vocab_size
+from trainers.fields import (
+    choice, mapping, non_negative, non_negative_int, option, positive, positive_int, text,
+)
+from trainers.tokenizers import TOKENIZER_VOCAB  # noqa: F401  (re-exported)
 
 # Trainer settings a spec may set: every TrainConfig field the grid axes, corpus and budget do
 # not own. Derived, so a new trainer option is accepted here without a second list to keep in sync.
@@ -22,12 +24,33 @@ _AXIS_OWNED = {"shape", "dataset_tokens", "regime", "corpus", "batch_tokens", "l
                "budget_flops"}
 TRAINER_KEYS = tuple(sorted(f.name for f in dataclasses.fields(TrainConfig) if f.name not in _AXIS_OWNED))
 
-_AXES_KEYS = ("target_params", "shapes", "aspect_ratio", "d_ff_ratio", "head_dim", "n_heads",
-              "n_ctx", "dataset_tokens", "regime", "seeds", "lr", "batch_tokens")
+SEARCH_KINDS = ("grid", "active")
+ACTIVE_LAWS = ("chinchilla", "kaplan")
+SEARCH_COSTS = ("flops", "time")
+CUT_POLICIES = ("cheapest_first", "largest_first", "error")
+_SHAPE_KEYS = ("n_layer", "d_model", "n_heads", "d_ff", "d_attn")
+
+
+def _lr_item(value: Any, path: str) -> float | None:
+    if value in (None, "kaplan"):
+        return None
+    return positive(value, path)
+
+
+_lr_item.rule = "number > 0 or kaplan"
+
+
+def _shape_item(value: Any, path: str) -> Mapping[str, int]:
+    raw = mapping(value, path, _SHAPE_KEYS, required=("n_layer", "d_model", "n_heads", "d_ff"))
+    return {key: positive_int(item, f"{path}.{key}") for key, item in raw.items()}
+
+
+_shape_item.rule = "mapping of integers > 0"
 
 
 # --------------------------------------------------------------------------------------------
-# Typed spec
+# Typed spec. Each field's `doc` is the spec reference (docs/spec_reference.md, written by
+# `python -m orchestrator.spec_reference`); an axis takes one value or a list.
 
 
 @dataclass(frozen=True)
@@ -35,39 +58,70 @@ class Axes:
     """Grid axes; the trial grid is their Cartesian product. Either target_params (shapes made by
     `shape_for_params` for each aspect_ratio x d_ff_ratio x head_dim/n_heads) or explicit shapes."""
 
-    target_params: tuple[float, ...] = ()
-    shapes: tuple[Mapping[str, int], ...] = ()
-    aspect_ratio: tuple[float, ...] = (64.0,)
-    d_ff_ratio: tuple[float, ...] = (4.0,)
-    head_dim: tuple[int, ...] = (64,)
-    n_heads: tuple[int, ...] = ()  # alternative to head_dim: fixed head counts
-    n_ctx: tuple[int, ...] = (1024,)
-    dataset_tokens: tuple[int, ...] = ()
-    regime: tuple[str, ...] = ("tokens",)
-    seeds: tuple[int, ...] = (0,)
-    lr: tuple[float | None, ...] = (None,)  # None: Kaplan's rule from the trial's actual N
-    batch_tokens: tuple[int, ...] = (8192,)
+    target_params: tuple[float, ...] = option(
+        (), "target non-embedding parameter counts N; the shape is chosen by shape_for_params "
+            "(give this or shapes)", positive)
+    shapes: tuple[Mapping[str, int], ...] = option(
+        (), "explicit shapes {n_layer, d_model, n_heads, d_ff, d_attn (optional)} (give this or "
+            "target_params)", _shape_item)
+    aspect_ratio: tuple[float, ...] = option((64.0,), "d_model / n_layer (with target_params)", positive)
+    d_ff_ratio: tuple[float, ...] = option((4.0,), "d_ff / d_model (with target_params)", positive)
+    head_dim: tuple[int, ...] = option((64,), "d_model / n_heads (with target_params; or n_heads)",
+                                       positive_int)
+    n_heads: tuple[int, ...] = option((), "fixed head counts instead of head_dim (with target_params)",
+                                      positive_int)
+    n_ctx: tuple[int, ...] = option((1024,), "context length in tokens", positive_int)
+    dataset_tokens: tuple[int, ...] = option(
+        (), "D: training tokens (required; unique tokens in the dataset regime); at most the corpus "
+            "minus the validation split", positive_int)
+    regime: tuple[str, ...] = option(
+        ("tokens",), "tokens (each token once, schedule spans D) or dataset (repeat D, early-stop "
+                     "on validation loss; needs trainer.max_steps)", choice(REGIMES))
+    seeds: tuple[int, ...] = option((0,), "seeds (initialisation and data order)", non_negative_int)
+    lr: tuple[float | None, ...] = option(
+        (None,), "peak learning rates; 'kaplan' or omitted: Kaplan's rule from the trial's actual N",
+        _lr_item, optional=True)
+    batch_tokens: tuple[int, ...] = option(
+        (8192,), "global batch in tokens; a multiple of n_ctx whose sequences divide evenly over "
+                 "resources.workers", positive_int)
+
+
+_AXES_KEYS = tuple(f.name for f in dataclasses.fields(Axes))
 
 
 @dataclass(frozen=True)
 class Resources:
     """Per trial: `workers` data-parallel ranks, each with these CPUs and GPUs."""
 
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
-    workers: int = 1
+    cpus_per_worker: float = option(1.0, "CPUs per rank; every rank must fit on one node", positive)
+    gpus_per_worker: float = option(0.0, "GPUs per rank", non_negative)
+    workers: int = option(1, "data-parallel ranks per trial (> 1: a Ray Train TorchTrainer)", positive_int)
 
 
 @dataclass(frozen=True)
 class SearchSpec:
-    kind: str = "grid"
-    law: str | None = None  # active only
-    max_trials: int | None = None  # active only
-    target: Mapping[str, Any] = field(default_factory=dict, hash=False)  # active only, not interpreted here
-    stop_when: Mapping[str, float] = field(default_factory=dict, hash=False)  # active only: {rel_pred_ci: x}
-    seed_runs: int | None = None  # active only: space-filling seed size (default 2·(params + 1); params + 3 if misfit 0)
-    cost: str = "flops"  # active only: rank runs per planned FLOPs or per predicted seconds ("time")
-    misfit: float | None = None  # active only: prior sd of the law's misfit in log loss (0: trust it exactly)
+    kind: str = option("grid", "grid: every planned run (cut to the budget up front); active: the "
+                               "designer picks runs one at a time (the fields below)",
+                       choice(SEARCH_KINDS))
+    law: str | None = option(None, "active: the law fitted as runs finish (default chinchilla)",
+                             choice(ACTIVE_LAWS), optional=True)
+    max_trials: int | None = option(None, "active (required): at most this many runs", positive_int,
+                                    optional=True)
+    target: Mapping[str, Any] = option(
+        default_factory=dict, hash=False,
+        doc="active: where the prediction should be good, one of {largest: K} (the K most expensive "
+            "planned runs; default K=5), {compute: C, reference: {law params}} (the compute-optimal "
+            "frontier around C FLOPs under reference params, default Epoch's Chinchilla fit) or "
+            "{points: [[N, D], ...]}; may hold stop_when")
+    stop_when: Mapping[str, float] = option(
+        default_factory=dict, hash=False,
+        doc="active: {rel_pred_ci: x} stops when the target's relative 90% CI half-width is below x")
+    seed_runs: int | None = option(None, "active: space-filling seed size (default 2*(law params + 1); "
+                                         "params + 3 if misfit is 0)", positive_int, optional=True)
+    cost: str = option("flops", "active: rank runs per planned FLOPs (flops) or per predicted "
+                                "seconds (time)", choice(SEARCH_COSTS))
+    misfit: float | None = option(None, "active: prior sd of the law's misfit in log loss (0: trust "
+                                        "the law exactly)", non_negative, optional=True)
 
 
 @dataclass(frozen=True)
@@ -75,10 +129,15 @@ class Budget:
     """Limits on planned compute. GPU-hours are planned FLOPs / (gpu_flops_per_s * 3600): the
     sustained per-GPU throughput is the user's estimate, so it must be stated with gpu_hours."""
 
-    flops: float | None = None
-    gpu_hours: float | None = None
-    gpu_flops_per_s: float | None = None
-    cut: str = "cheapest_first"
+    flops: float | None = option(None, "limit on planned training FLOPs (set this and/or gpu_hours)",
+                                 positive, optional=True)
+    gpu_hours: float | None = option(None, "limit in GPU-hours = planned FLOPs / (gpu_flops_per_s * "
+                                           "3600)", positive, optional=True)
+    gpu_flops_per_s: float | None = option(None, "sustained FLOP/s per GPU (required with gpu_hours)",
+                                           positive, optional=True)
+    cut: str = option("cheapest_first", "a grid over the budget keeps the cheapest runs "
+                                        "(cheapest_first), the largest (largest_first) or is refused "
+                                        "(error)", choice(CUT_POLICIES))
 
     def cost_fraction(self, flops: float) -> float:
         """Planned FLOPs as a fraction of the tightest limit."""
@@ -92,20 +151,19 @@ class Budget:
 
 @dataclass(frozen=True)
 class SweepSpec:
-    name: str
-    storage: str
-    corpus: CorpusSpec
-    axes: Axes
-    trainer: Mapping[str, Any] = field(hash=False)
-    resources: Resources
-    search: SearchSpec
-    budget: Budget
+    name: str = option(doc="the sweep's name (letters, digits, '.', '_', '-'); runs land in "
+                           "<storage>/<name>/", parse=text)
+    storage: str = option(doc="metrics store root: a local path (made absolute) or a pyarrow.fs "
+                              "URI (s3://, gs://, hdfs://, ...)", parse=text)
+    corpus: CorpusSpec = option(doc="training corpus: a source string or the mapping below",
+                                shown_default="builtin, byte")
+    axes: Axes = option(doc="the grid (below)")
+    trainer: Mapping[str, Any] = option(hash=False, doc="TrainConfig settings shared by every "
+                                        "trial (below)", shown_default="{}")
+    resources: Resources = option(doc="per trial (below)", shown_default="1 worker, 1 CPU")
+    search: SearchSpec = option(doc="how runs are chosen (below)", shown_default="kind: grid")
+    budget: Budget = option(doc="compute limit (below)")
 
     @property
     def vocab_size(self) -> int:
-        return _vocab_size(self.corpus)
-
-
-def _vocab_size(corpus: CorpusSpec) -> int:
-    tokenizer_vocab = TOKENIZER_VOCAB.get(corpus.tokenizer) or int(corpus.tokenizer[4:])
-    return max(tokenizer_vocab, corpus.vocab_size or 0)
+        return corpus_vocab_size(self.corpus)

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from orchestrator.budget import BudgetLedger, limit_flops
-from orchestrator.spec import GridPlan, SweepSpec, expand_grid, load_spec
+from orchestrator.cluster import cluster_nodes, local_node, unplaceable
+from orchestrator.spec import GridPlan, SpecError, SweepSpec, validate_spec
 from orchestrator.trial import ENDED_STATUSES
 
 
@@ -128,6 +129,14 @@ def _start_ray(address: str | None, num_cpus: int | None) -> bool:
     return True
 
 
+def _check_resources(spec: SweepSpec, nodes: list[dict], where: str) -> None:
+    """SpecError if no node arrangement holds one trial (it would wait forever)."""
+    driver = TRIAL_CPU_FOR_TRAIN_DRIVER if spec.resources.workers > 1 else 0.0
+    problem = unplaceable(spec.resources, nodes, driver_cpus=driver, where=where)
+    if problem:
+        raise SpecError(problem)
+
+
 def trial_settings(spec: SweepSpec):
     from orchestrator.search import TrialSettings
 
@@ -173,15 +182,18 @@ def run_sweep(
     max_failures: int = 2,
     verbose: int = 1,
     make_searcher: Callable[..., Any] | None = None,
+    check_corpus: bool = True,
 ) -> SweepSummary:
     """Run (or with `resume`, continue) the sweep; returns when every trial has ended.
 
     `make_searcher(spec, plan, ledger, done_keys, max_concurrent)` overrides the spec's searcher
     (by default the grid one, or the active designer for ``search.kind: active``).
+    Raises SpecError before Ray starts for a spec `scalesweep validate` rejects (`check_corpus`
+    False defers its data checks to the trials), and before any Tune work when no node of the
+    cluster can hold one trial.
     """
     started = time.time()
-    spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
-    plan = expand_grid(spec)
+    spec, plan = validate_spec(spec, check_corpus=check_corpus)
     # Progress tables from Tune's CLIReporter (the new output engine ignores custom reporters),
     # and no per-trial JSON/CSV/TensorBoard loggers: the store has the metrics, and the logger
     # callbacks cost driver memory per finished trial (ray#64231).
@@ -197,8 +209,11 @@ def run_sweep(
     from orchestrator.trial import run_trial
     from scalesweep.store import load_runs
 
+    if not address and not ray.is_initialized():  # a local Ray: check before starting it
+        _check_resources(spec, [local_node(num_cpus)], "this machine (--num-cpus to change)")
     owns_ray = _start_ray(address, num_cpus)
     try:
+        _check_resources(spec, cluster_nodes(), "the Ray cluster")
         limit = limit_flops(spec.budget)
         ledger, done = ledger_from_store(limit, load_runs(spec.storage, spec.name).to_pylist())
         max_concurrent = max_concurrent_trials(spec, ray.cluster_resources())

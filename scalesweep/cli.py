@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.func(args)
     except USER_ERRORS as err:
-        print(f"scalesweep {args.command}: error: {err}", file=sys.stderr)
+        # Bad input is the user's to fix: one clear line per problem, no traceback.
+        for line in str(err).splitlines() or [repr(err)]:
+            print(f"scalesweep {args.command}: error: {line}", file=sys.stderr)
         return 2
     return int(result or 0)
 

@@ -41,14 +41,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, kind in _SHAPE_FLAGS.items():
         parser.add_argument(f"--{flag.replace('_', '-')}", type=kind, help=f"shape.{flag}")
     for flag in _OVERRIDES:
-        parser.add_argument(f"--{flag.replace('_', '-')}", help=flag)
+        parser.add_argument(f"--{flag.replace('_', '-')}", help=f"TrainConfig.{flag} (docs/spec_reference.md, trainer and axes)")
     parser.add_argument("--corpus", help="builtin | path/glob | *.jsonl | *.parquet | *.bin")
     parser.add_argument("--tokenizer", help="byte | bpe:<vocab> | tiktoken:gpt2")
     parser.add_argument("--storage", help="metrics store root (path or pyarrow.fs URI)")
-    parser.add_argument("--sweep", default="standalone")
-    parser.add_argument("--trial-id", default="run")
-    parser.add_argument("--checkpoint-dir")
-    parser.add_argument("--resume-from")
+    parser.add_argument("--sweep", default="standalone", help="sweep name in the metrics store (default standalone)")
+    parser.add_argument("--trial-id", default="run", help="trial id in the metrics store (default run)")
+    parser.add_argument("--checkpoint-dir", help="save DeepSpeed checkpoints here (at evaluations)")
+    parser.add_argument("--resume-from", help="continue from this checkpoint directory")
 
 
 def config_from_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
-from trainers.data import CorpusSpec
+from trainers.data import CorpusSpec, corpus_vocab_size
+from trainers.fields import (
+    SpecError, choice, coerce_fields, fail, interval, non_negative, non_negative_int, option,
+    positive, positive_int,
+)
 from trainers.model import ModelShape, kaplan_lr, non_embedding_params, shape_for_params
 
 REGIMES = ("tokens", "dataset")
@@ -30,37 +34,58 @@ class TrainConfig:
     without improvement) or `max_steps` is reached; the schedule spans `max_steps`.
     """
 
-    shape: ModelShape
-    dataset_tokens: int
-    regime: str = "tokens"
-    corpus: CorpusSpec = field(default_factory=CorpusSpec)
-    val_tokens: int = 65_536
-    extra_evals: Mapping[str, CorpusSpec] = field(default_factory=dict)
+    shape: ModelShape = option(doc="model shape (in a sweep: from the axes)")
+    dataset_tokens: int = option(doc="D: training tokens (unique tokens in the dataset regime)",
+                                 parse=positive_int)
+    regime: str = option("tokens", "tokens: each token seen at most once, LR schedule spans D; "
+                         "dataset: repeat D until early stopping or max_steps", choice(REGIMES))
+    corpus: CorpusSpec = option(default_factory=CorpusSpec, doc="training corpus and tokenizer")
+    val_tokens: int = option(65_536, "validation tokens held out of the corpus (same for every D "
+                             "and seed)", positive_int)
+    extra_evals: Mapping[str, CorpusSpec] = option(
+        default_factory=dict, doc="more evaluation sets: name -> corpus (source, tokenizer, ...); "
+        "the first val_tokens tokens of each are evaluated beside the validation split")
     # Optimisation. batch_tokens is the global batch (all ranks, all micro-steps).
-    batch_tokens: int = 8_192
-    micro_batch_size: int | None = None  # sequences per rank per micro-step; None: no accumulation
-    lr: float | None = None  # None: Kaplan's rule LR(N) = 0.003239 - 0.0001395 ln N
-    warmup_frac: float = 0.05
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    max_steps: int | None = None  # required cap for the dataset regime; optional cap for tokens
+    batch_tokens: int = option(8_192, "global batch in tokens (all ranks, all micro-steps); a "
+                               "multiple of n_ctx", positive_int)
+    micro_batch_size: int | None = option(None, "sequences per rank per micro-step; must divide the "
+                                          "per-rank batch; None: the whole per-rank batch (no "
+                                          "accumulation)", positive_int, optional=True)
+    lr: float | None = option(None, "peak learning rate; None: Kaplan's rule LR(N) = 0.003239 - "
+                              "0.0001395 ln N", positive, optional=True)
+    warmup_frac: float = option(0.05, "linear warmup, as a fraction of the schedule",
+                                interval(0, 1, hi_open=True))
+    min_lr_ratio: float = option(0.1, "cosine decay ends at this fraction of the peak LR",
+                                 interval(0, 1))
+    weight_decay: float = option(0.1, "AdamW weight decay on weight matrices", non_negative)
+    grad_clip: float = option(1.0, "gradient-norm clipping threshold (0 disables)", non_negative)
+    max_steps: int | None = option(None, "optimizer-step cap; required in the dataset regime (it sets "
+                                   "the LR schedule length)", positive_int, optional=True)
     # Evaluation and stopping.
-    eval_every: int = 50
-    eval_tokens: int | None = None  # None: the whole validation split
-    patience: int = 3
-    min_delta: float = 0.0
+    eval_every: int = option(50, "evaluate every this many steps", positive_int)
+    eval_tokens: int | None = option(None, "tokens per evaluation; None: the whole validation split",
+                                     positive_int, optional=True)
+    patience: int = option(3, "dataset regime: stop after this many evaluations without improvement",
+                           positive_int)
+    min_delta: float = option(0.0, "an improvement smaller than this (in loss) does not count",
+                              non_negative)
     # System.
-    zero_stage: int = 0
-    precision: str = "auto"
-    seed: int = 0
-    threads: int | None = None  # torch threads per rank; None: CPUs available / local ranks
-    peak_flops: float | None = None  # per device; None: measured (CPU) or looked up (GPU)
-    budget_flops: float | None = None  # stop as budget_stopped before exceeding this
+    zero_stage: int = option(0, "DeepSpeed ZeRO stage", choice(ZERO_STAGES))
+    precision: str = option("auto", "auto: bf16 on a GPU that supports it, else fp32",
+                            choice(PRECISIONS))
+    seed: int = option(0, "initialisation and data-order seed", non_negative_int)
+    threads: int | None = option(None, "torch threads per rank; None: CPUs available / local ranks",
+                                 positive_int, optional=True)
+    peak_flops: float | None = option(None, "peak FLOP/s per device for MFU; None: measured (CPU) "
+                                      "or looked up (GPU)", positive, optional=True)
+    budget_flops: float | None = option(None, "stop as budget_stopped before exceeding this many "
+                                        "FLOPs", positive, optional=True)
     # With a checkpoint directory: save at an evaluation only when this many seconds have
     # passed since the last save (0: every evaluation); the last step always saves. Saving a
     # large model's optimizer state at every evaluation can cost more than the training.
-    checkpoint_interval_s: float = 0.0
+    checkpoint_interval_s: float = option(0.0, "with a checkpoint directory: save at an evaluation "
+                                          "only after this many seconds since the last save (0: "
+                                          "every evaluation)", non_negative)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -74,42 +99,31 @@ class TrainConfig:
         return self.lr if self.lr is not None else kaplan_lr(self.non_embedding_params)
 
     def validate(self) -> None:
-        """Raise ValueError naming the field; runs before any data is loaded or engine built."""
+        """Parse every field to its type and range (YAML's "1e-2" becomes 0.01), then the
+        cross-field rules; raises ValueError (SpecError) naming the field, before any data is
+        loaded or engine built."""
         self.shape.validate()
-        _positive_int("dataset_tokens", self.dataset_tokens)
-        _choice("regime", self.regime, REGIMES)
-        _choice("precision", self.precision, PRECISIONS)
-        _choice("zero_stage", self.zero_stage, ZERO_STAGES)
-        _positive_int("batch_tokens", self.batch_tokens)
-        _positive_int("val_tokens", self.val_tokens)
-        _positive_int("eval_every", self.eval_every)
-        _positive_int("patience", self.patience)
-        for name in ("micro_batch_size", "max_steps", "eval_tokens", "threads"):
-            if getattr(self, name) is not None:
-                _positive_int(name, getattr(self, name))
+        coerce_fields(self)
         if self.batch_tokens % self.shape.n_ctx:
-            raise ValueError(
+            raise SpecError(
                 f"batch_tokens: must be a multiple of n_ctx={self.shape.n_ctx}, got {self.batch_tokens}"
             )
         if self.dataset_tokens < self.batch_tokens + self.batch_tokens // self.shape.n_ctx:
-            raise ValueError(
+            raise SpecError(
                 f"dataset_tokens: {self.dataset_tokens} is smaller than one batch "
                 f"(batch_tokens={self.batch_tokens} plus one target token per sequence)"
             )
         if self.regime == "dataset" and self.max_steps is None:
-            raise ValueError("max_steps: required in the dataset regime (it sets the LR schedule length)")
-        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr: must be a positive finite number, got {self.lr}")
-        if not 0 <= self.warmup_frac < 1:
-            raise ValueError(f"warmup_frac: must be in [0, 1), got {self.warmup_frac}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"min_lr_ratio: must be in [0, 1], got {self.min_lr_ratio}")
-        if self.grad_clip < 0:
-            raise ValueError(f"grad_clip: must be >= 0 (0 disables), got {self.grad_clip}")
-        if not self.checkpoint_interval_s >= 0:
-            raise ValueError(f"checkpoint_interval_s: must be >= 0, got {self.checkpoint_interval_s}")
-        if self.budget_flops is not None and not self.budget_flops > 0:
-            raise ValueError(f"budget_flops: must be positive, got {self.budget_flops}")
+            raise SpecError("max_steps: required in the dataset regime (it sets the LR schedule length)")
+        vocab = corpus_vocab_size(self.corpus, "corpus")
+        if vocab != self.shape.vocab_size:
+            raise SpecError(f"shape.vocab_size: {self.shape.vocab_size} does not match the "
+                             f"corpus's vocabulary of {vocab} ({self.corpus.tokenizer})")
+        for name, spec in self.extra_evals.items():
+            extra = corpus_vocab_size(spec, f"extra_evals.{name}")
+            if extra > vocab:  # ids >= the model's vocabulary have no embedding row
+                raise SpecError(f"extra_evals.{name}: its vocabulary ({extra}, {spec.tokenizer}) "
+                                 f"is larger than the model's ({vocab})")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -117,24 +131,25 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> "TrainConfig":
         """Build from plain data (YAML). `shape` is either explicit fields or
-        `{target_params, aspect_ratio, d_ff_ratio, head_dim}` resolved by `shape_for_params`."""
+        `{target_params, aspect_ratio, d_ff_ratio, head_dim, n_ctx}` resolved by
+        `shape_for_params`; numbers may be strings as YAML reads them (``1e-2``). Raises
+        SpecError (a ValueError) naming the field."""
+        if not isinstance(raw, Mapping):
+            raise fail("config", f"must be a mapping of TrainConfig fields, got {raw!r}")
         raw = dict(raw)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(raw) - known)
         if unknown:
-            raise ValueError(f"{unknown[0]}: unknown key; allowed keys: {', '.join(sorted(known))}")
-        if "shape" not in raw:
-            raise ValueError("shape: required (explicit n_layer/d_model/... or target_params)")
-        corpus = raw.get("corpus", {})
-        corpus = corpus if isinstance(corpus, CorpusSpec) else _corpus_from(corpus, "corpus")
-        raw["corpus"] = corpus
-        raw["extra_evals"] = {
-            name: spec if isinstance(spec, CorpusSpec) else _corpus_from(spec, f"extra_evals.{name}")
-            for name, spec in dict(raw.get("extra_evals") or {}).items()
-        }
-        shape = raw["shape"]
-        if not isinstance(shape, ModelShape):
-            raw["shape"] = _shape_from(dict(shape), vocab_size=_vocab_size_of(corpus))
+            raise SpecError(f"{unknown[0]}: unknown key; allowed keys: {', '.join(sorted(known))}")
+        if raw.get("shape") is None:
+            raise SpecError("shape: required (explicit n_layer/d_model/... or target_params)")
+        corpus = raw["corpus"] = corpus_from(raw.get("corpus") or {}, "corpus")
+        extra = raw.get("extra_evals") or {}
+        if not isinstance(extra, Mapping):
+            raise fail("extra_evals", f"must be a mapping of name -> corpus, got {extra!r}")
+        raw["extra_evals"] = {name: corpus_from(spec, f"extra_evals.{name}") for name, spec in extra.items()}
+        if not isinstance(raw["shape"], ModelShape):
+            raw["shape"] = _shape_from(raw["shape"], corpus_vocab_size(corpus, "corpus"))
         return cls(**raw)
 
 
@@ -170,15 +185,16 @@ def batch_geometry(config: TrainConfig, world_size: int, train_windows: int) -> 
     """
     seqs = config.batch_tokens // config.shape.n_ctx
     if seqs % world_size:
-        raise ValueError(
+        raise SpecError(
             f"batch_tokens: {config.batch_tokens} tokens = {seqs} sequences, not divisible by "
             f"world_size={world_size}"
         )
     per_rank = seqs // world_size
-    micro = min(config.micro_batch_size or per_rank, per_rank)
-    if per_rank % micro:
-        raise ValueError(
-            f"micro_batch_size: {micro} does not divide the per-rank batch of {per_rank} sequences"
+    micro = config.micro_batch_size or per_rank
+    if micro > per_rank or per_rank % micro:  # never clamped: the user's setting or an error
+        raise SpecError(
+            f"micro_batch_size: {micro} does not divide the per-rank batch of {per_rank} sequences "
+            f"(batch_tokens {config.batch_tokens} / n_ctx {config.shape.n_ctx} / world_size {world_size})"
         )
     if config.regime == "tokens":
         total = train_windows // seqs
@@ -187,7 +203,7 @@ def batch_geometry(config: TrainConfig, world_size: int, train_windows: int) -> 
     else:
         total = int(config.max_steps)  # validated non-None for this regime
     if total < 1:
-        raise ValueError(
+        raise SpecError(
             f"dataset_tokens: {config.dataset_tokens} tokens give {train_windows} windows, "
             f"fewer than one global batch of {seqs}"
         )
@@ -209,44 +225,43 @@ def lr_multiplier(step: int, total_steps: int, warmup_frac: float, min_lr_ratio:
     return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name}: must be a positive integer, got {value!r}")
-
-
-def _choice(name: str, value: Any, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}: must be one of {', '.join(map(str, allowed))}; got {value!r}")
-
-
-def _corpus_from(raw: Any, where: str) -> CorpusSpec:
+def corpus_from(raw: Any, where: str) -> CorpusSpec:
+    """A CorpusSpec from a source string or a mapping; errors name ``where.<field>``."""
+    if isinstance(raw, CorpusSpec):
+        return raw
     if isinstance(raw, str):
-        return CorpusSpec(source=raw)
-    known = {f.name for f in dataclasses.fields(CorpusSpec)}
-    unknown = sorted(set(raw) - known)
+        raw = {"source": raw}
+    known = [f.name for f in dataclasses.fields(CorpusSpec)]
+    if not isinstance(raw, Mapping):
+        raise fail(where, f"must be a source string or a mapping with keys {', '.join(known)}; got {raw!r}")
+    unknown = sorted(set(raw) - set(known))
     if unknown:
-        raise ValueError(f"{where}.{unknown[0]}: unknown key; allowed keys: {', '.join(sorted(known))}")
-    return CorpusSpec(**raw)
+        raise SpecError(f"{where}.{unknown[0]}: unknown key; allowed keys: {', '.join(known)}")
+    try:
+        return CorpusSpec(**raw)
+    except SpecError as err:  # CorpusSpec names its own field; say whose corpus it is
+        raise SpecError(f"{where}.{err}") from None
 
 
-def _vocab_size_of(corpus: CorpusSpec) -> int | None:
-    if corpus.tokenizer == "byte":
-        return 256
-    if corpus.tokenizer.startswith("bpe:"):
-        return int(corpus.tokenizer.split(":", 1)[1])
-    return corpus.vocab_size
+# The `shape: {target_params: ...}` form: shape_for_params's arguments.
+_SHAPE_TARGET_PARSERS = {"target_params": positive, "aspect_ratio": positive, "d_ff_ratio": positive,
+                         "head_dim": positive_int, "n_ctx": positive_int, "vocab_size": positive_int,
+                         "tolerance": positive}
 
 
-def _shape_from(raw: dict[str, Any], vocab_size: int | None) -> ModelShape:
-    if vocab_size is not None:
-        raw.setdefault("vocab_size", vocab_size)
-    if "vocab_size" not in raw:
-        raise ValueError("shape.vocab_size: required for this corpus/tokenizer")
+def _shape_from(raw: Any, vocab_size: int) -> ModelShape:
+    if not isinstance(raw, Mapping):
+        raise fail("shape", f"must be a mapping (n_layer, d_model, ... or target_params), got {raw!r}")
+    raw = {"vocab_size": vocab_size, **raw}
     if "target_params" in raw:
-        target = raw.pop("target_params")
-        return shape_for_params(float(target), **raw)
-    known = {f.name for f in dataclasses.fields(ModelShape)}
-    unknown = sorted(set(raw) - known)
+        parsers = _SHAPE_TARGET_PARSERS
+    else:
+        parsers = {f.name: positive_int for f in dataclasses.fields(ModelShape)}
+    unknown = sorted(set(raw) - set(parsers))
     if unknown:
-        raise ValueError(f"shape.{unknown[0]}: unknown key; allowed keys: {', '.join(sorted(known))}")
-    return ModelShape(**raw)
+        raise SpecError(f"shape.{unknown[0]}: unknown key; allowed keys: {', '.join(parsers)}")
+    parsed = {key: value if key == "d_attn" and value is None else parsers[key](value, f"shape.{key}")
+              for key, value in raw.items()}
+    if "target_params" in parsed:
+        return shape_for_params(parsed.pop("target_params"), **parsed)
+    return ModelShape(**parsed)

@@ -30,7 +30,8 @@ from typing import Sequence
 
 import numpy as np
 
-from trainers.tokenizers import build_tokenizer, default_cache_dir, tokenizer_key, write_atomically
+from trainers.fields import SpecError, coerce_fields, option, positive_int, text
+from trainers.tokenizers import TOKENIZER_VOCAB, build_tokenizer, default_cache_dir, tokenizer_key, write_atomically
 
 # Directory names left out of the builtin corpus: installed third-party code, the test suites
 # (they hold deliberately malformed and generated files) and idle's test data.
@@ -40,10 +41,40 @@ BUILTIN_EXCLUDED_DIRS = frozenset({"site-packages", "dist-packages", "test", "te
 
 @dataclass(frozen=True)
 class CorpusSpec:
-    source: str = "builtin"        # "builtin" | path | glob | *.jsonl | *.parquet | *.bin
-    tokenizer: str = "byte"        # "byte" | "bpe:<vocab>" | "tiktoken:gpt2"
-    text_field: str = "text"       # JSONL field / Parquet column
-    vocab_size: int | None = None  # required for .bin; elsewhere optional padding (>= tokenizer's)
+    source: str = option("builtin", "'builtin' (the Python standard library's sources), a text "
+                         "file or glob, *.jsonl, *.parquet, or a pre-tokenised uint16 *.bin", text)
+    tokenizer: str = option("byte", "byte (vocab 256) | bpe:<vocab >= 257> (trained locally on the "
+                            "corpus) | tiktoken:gpt2 (only if its files are cached)", text)
+    text_field: str = option("text", "JSONL field / Parquet column holding the text", text)
+    vocab_size: int | None = option(None, "model vocabulary: required for .bin; elsewhere optional "
+                                    "padding (>= the tokenizer's)", positive_int, optional=True)
+
+    def __post_init__(self) -> None:
+        coerce_fields(self)
+
+
+def corpus_vocab_size(spec: CorpusSpec, where: str = "corpus") -> int:
+    """The model vocabulary this corpus needs, known without reading it: the tokenizer's, or
+    `vocab_size` when given (padding; never smaller). Raises SpecError naming ``where.<field>``.
+    `load_corpus` returns the same number after tokenising."""
+    if spec.source.endswith(".bin"):
+        if spec.tokenizer != "byte":
+            raise SpecError(f"{where}.tokenizer: a .bin corpus is already tokenised; leave "
+                            f"tokenizer at its default, got {spec.tokenizer!r}")
+        if spec.vocab_size is None:
+            raise SpecError(f"{where}.vocab_size: a pre-tokenised .bin corpus needs vocab_size "
+                            "(nanoGPT's GPT-2 data uses 50304)")
+        return spec.vocab_size
+    name = spec.tokenizer
+    is_bpe = name.startswith("bpe:") and name[4:].isdigit() and 257 <= int(name[4:]) <= 2**31 - 1
+    if name not in TOKENIZER_VOCAB and not is_bpe:
+        raise SpecError(f"{where}.tokenizer: must be one of byte, bpe:<vocab >= 257>, "
+                        f"tiktoken:gpt2; got {name!r}")
+    tokenizer_vocab = int(name[4:]) if is_bpe else TOKENIZER_VOCAB[name]
+    if spec.vocab_size is not None and spec.vocab_size < tokenizer_vocab:
+        raise SpecError(f"{where}.vocab_size: {spec.vocab_size} is smaller than the {name!r} "
+                        f"tokenizer's vocabulary ({tokenizer_vocab})")
+    return spec.vocab_size or tokenizer_vocab
 
 
 @dataclass(frozen=True)
@@ -90,20 +121,22 @@ def _read_documents(spec: CorpusSpec) -> tuple[list[bytes], str, str]:
         root = Path(sysconfig.get_paths()["stdlib"])
         named = [(p.relative_to(root).as_posix(), p.read_bytes()) for p in builtin_corpus_files()]
         description = f"builtin: {len(named)} stdlib .py files under {root}"
-    elif source.endswith(".jsonl"):
-        named = list(_jsonl_documents(Path(source), spec.text_field))
-        description = f"jsonl: {source} field {spec.text_field!r}"
-    elif source.endswith(".parquet"):
-        named = _parquet_documents(Path(source), spec.text_field)
-        description = f"parquet: {source} column {spec.text_field!r}"
     else:
+        # A glob works for every format (the Kaplan example reads /data/openwebtext/*.jsonl).
         paths = sorted(glob.glob(source, recursive=True)) if glob.has_magic(source) else [source]
         paths = [p for p in paths if os.path.isfile(p)]
         if not paths:
             raise ValueError(f"source: no files match {source!r} (expected 'builtin', a text file "
                              "or glob, *.jsonl, *.parquet or *.bin)")
-        named = _text_documents(paths)
-        description = f"text: {len(paths)} file(s) from {source}"
+        if source.endswith(".jsonl"):
+            named = [doc for p in paths for doc in _jsonl_documents(Path(p), spec.text_field)]
+            description = f"jsonl: {source} field {spec.text_field!r}"
+        elif source.endswith(".parquet"):
+            named = [doc for p in paths for doc in _parquet_documents(Path(p), spec.text_field)]
+            description = f"parquet: {source} column {spec.text_field!r}"
+        else:
+            named = _text_documents(paths)
+            description = f"text: {len(paths)} file(s) from {source}"
     if not named:
         raise ValueError(f"source: {source!r} contains no documents")
     return [doc for _, doc in named], _fingerprint(named), description
@@ -188,21 +221,15 @@ def _parquet_documents(path: Path, text_field: str) -> list[tuple[str, bytes]]:
 # ------------------------------------------------------------------------------------------
 
 def _check_vocab(spec: CorpusSpec, tokenizer_vocab: int) -> int:
-    if spec.vocab_size is None:
-        return tokenizer_vocab
-    if spec.vocab_size < tokenizer_vocab:
-        raise ValueError(f"vocab_size: {spec.vocab_size} is smaller than the {spec.tokenizer!r} "
-                         f"tokenizer's vocabulary ({tokenizer_vocab})")
-    return spec.vocab_size
+    vocab = corpus_vocab_size(spec)
+    if tokenizer_vocab > vocab:
+        raise ValueError(f"corpus.tokenizer: {spec.tokenizer!r} produced a vocabulary of "
+                         f"{tokenizer_vocab}, larger than the expected {vocab}")
+    return vocab
 
 
 def _load_bin(spec: CorpusSpec) -> TokenizedCorpus:
-    if spec.vocab_size is None or spec.vocab_size <= 0:
-        raise ValueError("vocab_size: a pre-tokenised .bin corpus needs vocab_size (a positive "
-                         "int; nanoGPT's GPT-2 data uses 50304)")
-    if spec.tokenizer != "byte":
-        raise ValueError(f"tokenizer: a .bin corpus is already tokenised; leave tokenizer at its "
-                         f"default, got {spec.tokenizer!r}")
+    corpus_vocab_size(spec)  # .bin needs vocab_size and the default tokenizer
     size = os.path.getsize(spec.source)  # FileNotFoundError names the path
     if size == 0 or size % 2:
         raise ValueError(f"source: {spec.source} holds {size} bytes, not a whole number of uint16 tokens "
@@ -308,6 +335,23 @@ def validation_tokens(corpus: TokenizedCorpus, val_tokens: int, *,
     return _concat_blocks(corpus.tokens, val_blocks, block_tokens, val_tokens)
 
 
+def check_split_sizes(n_tokens: int, dataset_tokens: int, *, val_tokens: int, n_ctx: int,
+                      block_tokens: int = 4096) -> None:
+    """What `make_splits` needs of a corpus of `n_tokens` tokens; raises ValueError naming the
+    field (dataset_tokens larger than the corpus minus the validation blocks, val_tokens that
+    need every block, n_ctx longer than either split). Needs only the count, so a sweep checks
+    every trial before it starts (`orchestrator.spec_data`)."""
+    n_blocks, val_blocks = _block_layout(n_tokens, val_tokens, block_tokens)
+    available = (n_blocks - val_blocks.size) * block_tokens
+    if not 0 < dataset_tokens <= available:
+        raise ValueError(f"dataset_tokens: {dataset_tokens} must be in 1..{available} (training "
+                         f"tokens left after {val_blocks.size} validation blocks of {block_tokens}; "
+                         f"corpus: {n_tokens} tokens)")
+    for name, size in (("dataset_tokens", dataset_tokens), ("val_tokens", val_tokens)):
+        if n_ctx <= 0 or n_ctx + 1 > size:
+            raise ValueError(f"n_ctx: {n_ctx} must be > 0 and n_ctx + 1 <= {name} ({size})")
+
+
 def make_splits(corpus: TokenizedCorpus, dataset_tokens: int, *, val_tokens: int, n_ctx: int,
                 block_tokens: int = 4096, seed: int = 0) -> DataSplits:
     """Cut the corpus into full blocks of block_tokens (a trailing partial block is dropped).
@@ -316,18 +360,13 @@ def make_splits(corpus: TokenizedCorpus, dataset_tokens: int, *, val_tokens: int
     for a fixed seed and val_tokens smaller D is a prefix of larger D (nested subsets). Windows
     are cut inside each array, which holds only its own blocks, so no window mixes val and train.
     """
+    check_split_sizes(corpus.tokens.size, dataset_tokens, val_tokens=val_tokens, n_ctx=n_ctx,
+                      block_tokens=block_tokens)
     n_blocks, val_blocks = _block_layout(corpus.tokens.size, val_tokens, block_tokens)
     is_val = np.zeros(n_blocks, dtype=bool)
     is_val[val_blocks] = True
     order = np.random.default_rng(seed).permutation(n_blocks)
     train_blocks = order[~is_val[order]]
-    available = train_blocks.size * block_tokens
-    if not 0 < dataset_tokens <= available:
-        raise ValueError(f"dataset_tokens: {dataset_tokens} must be in 1..{available} (training "
-                         f"tokens left after {val_blocks.size} validation blocks)")
-    for name, size in (("dataset_tokens", dataset_tokens), ("val_tokens", val_tokens)):
-        if n_ctx <= 0 or n_ctx + 1 > size:
-            raise ValueError(f"n_ctx: {n_ctx} must be > 0 and n_ctx + 1 <= {name} ({size})")
     return DataSplits(
         train=_concat_blocks(corpus.tokens, train_blocks, block_tokens, dataset_tokens),
         val=_concat_blocks(corpus.tokens, val_blocks, block_tokens, val_tokens),
@@ -391,10 +430,16 @@ class SequenceSampler:
 def eval_batches(tokens: np.ndarray, n_ctx: int, max_tokens: int | None = None) -> np.ndarray:
     """Fixed validation windows [n, n_ctx + 1] (int64) starting every n_ctx tokens from the
     start; n = as many as fit, capped so n * n_ctx <= max_tokens predicted tokens."""
-    n = (tokens.size - 1) // n_ctx if n_ctx > 0 else 0
+    n = eval_window_count(tokens.size, n_ctx, max_tokens)
+    return _windows(tokens, np.arange(n) * n_ctx, n_ctx)
+
+
+def eval_window_count(n_tokens: int, n_ctx: int, max_tokens: int | None = None) -> int:
+    """How many windows `eval_batches` cuts from `n_tokens` tokens (> 0, else ValueError)."""
+    n = (n_tokens - 1) // n_ctx if n_ctx > 0 else 0
     if max_tokens is not None:
         n = min(n, max_tokens // n_ctx)
     if n <= 0:
-        raise ValueError(f"n_ctx: {n_ctx} leaves no evaluation window in {tokens.size} tokens "
+        raise ValueError(f"n_ctx: {n_ctx} leaves no evaluation window in {n_tokens} tokens "
                          f"(max_tokens={max_tokens})")
-    return _windows(tokens, np.arange(n) * n_ctx, n_ctx)
+    return n

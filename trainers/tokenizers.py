@@ -18,6 +18,7 @@ import numpy as np
 
 BPE_SAMPLE_BYTES = 5_000_000  # BPE trains on the first 5 MB of documents (~1 s; merges saturate)
 END_OF_TEXT = "<|endoftext|>"
+TOKENIZER_VOCAB = {"byte": 256, "tiktoken:gpt2": 50257}  # plus "bpe:<vocab>": vocab
 
 
 def default_cache_dir() -> Path:

@@ -1,0 +1,80 @@
+"""The spec's data checks: what each trial will ask of its corpus, asked before Ray starts.
+
+The trainer loads its corpus with `trainers.data.load_corpus` and cuts it with `make_splits`;
+here the same `load_corpus` gives the token count (exact for every tokenizer: a `.bin` is
+memory-mapped; a text corpus is read, and tokenised once unless an earlier load cached it under
+$SCALESWEEP_CACHE, so the trials then load that cache) and `check_split_sizes` / `eval_window_count`
+apply the trainer's own rules to it. `scalesweep validate --defer-data-checks` skips this module
+for a corpus that exists only on the cluster's nodes (each trial still runs these checks).
+"""
+
+from __future__ import annotations
+
+from trainers.config import TrainConfig
+from trainers.data import CorpusSpec, check_split_sizes, eval_window_count, load_corpus
+from orchestrator.plan import GridPlan, TrialPlan, TrialProblems
+from orchestrator.spec_fields import Problems, SpecError, fail
+from orchestrator.spec_types import SweepSpec
+
+# What --defer-data-checks leaves to the trials (printed by `validate`).
+DATA_CHECKS = (
+    "corpus.source exists and reads in its format (text_field, encoding)",
+    "the corpus holds every trial's dataset_tokens plus the validation split (val_tokens)",
+    "each trainer.extra_evals set exists and holds an evaluation window per rank",
+)
+
+
+def corpus_tokens(corpus: CorpusSpec, where: str) -> int:
+    """The corpus's token count, as the trainer will load it; errors name ``where.<field>``."""
+    try:
+        return int(load_corpus(corpus).tokens.size)
+    except (OSError, ValueError) as err:
+        message = str(err)
+        head, _, rest = message.partition(":")
+        field = head.strip().removeprefix("corpus.")
+        if field in ("source", "tokenizer", "text_field", "vocab_size") and rest:
+            raise fail(f"{where}.{field}", rest.strip()) from None
+        raise fail(f"{where}.source", f"cannot be read: {message}") from None
+
+
+def check_data(spec: SweepSpec, plan: GridPlan) -> None:
+    """Raise SpecError (one line per problem) if a planned trial's data checks would fail."""
+    problems = Problems()
+    trainer, workers = spec.trainer, spec.resources.workers
+    val_tokens = trainer.get("val_tokens") or TrainConfig.__dataclass_fields__["val_tokens"].default
+    eval_tokens = trainer.get("eval_tokens")
+    n_tokens = problems.parse(corpus_tokens, spec.corpus, "corpus")
+
+    def fits_corpus(trial: TrialPlan) -> None:
+        try:
+            check_split_sizes(n_tokens, trial.dataset_tokens, val_tokens=val_tokens, n_ctx=trial.shape.n_ctx)
+        except ValueError as err:
+            field, _, rest = str(err).partition(":")
+            path = {"dataset_tokens": "axes.dataset_tokens", "val_tokens": "trainer.val_tokens",
+                    "n_ctx": "axes.n_ctx"}.get(field, "corpus.source")
+            raise fail(path, f"(trial {trial.trial_key}) {rest.strip()}") from None
+
+    def fits_extra(trial: TrialPlan, where: str, extra: int) -> None:
+        tokens = min(extra, val_tokens)  # the trainer evaluates the set's first val_tokens tokens
+        try:
+            windows = eval_window_count(tokens, trial.shape.n_ctx, eval_tokens)
+        except ValueError as err:
+            raise fail(where, f"(trial {trial.trial_key}) {tokens} tokens: {err}") from None
+        if windows < workers:  # ... sharded evenly over the ranks
+            raise fail(where, f"(trial {trial.trial_key}) {windows} evaluation windows cannot be "
+                              f"split over resources.workers={workers} ranks")
+
+    extras = {}
+    for name, corpus in (trainer.get("extra_evals") or {}).items():
+        where = f"trainer.extra_evals.{name}"
+        extras[where] = problems.parse(corpus_tokens, corpus, where)
+    checks = TrialProblems()
+    for trial in plan.trials:
+        if n_tokens is not None:
+            checks.check(trial, lambda: fits_corpus(trial))
+        for where, extra in extras.items():
+            if extra is not None:
+                checks.check(trial, lambda: fits_extra(trial, where, extra))
+    for line in checks.lines():
+        problems.add(SpecError(line))
+    problems.raise_any()
