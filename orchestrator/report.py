@@ -228,13 +228,13 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    import yaml
-
     from orchestrator.spec import load_spec
     from orchestrator.sweep import run_sweep
+    from trainers.fields import load_yaml  # refuses duplicate keys, names the file
 
-    with open(args.spec) as fh:
-        raw = yaml.safe_load(fh)
+    raw = load_yaml(args.spec)
+    if not isinstance(raw, dict):
+        raise ValueError(f"--spec: {args.spec} must hold a sweep spec mapping")
     out = Path(args.out).resolve()
     raw["storage"] = str(out / "store")
     spec = load_spec(raw)

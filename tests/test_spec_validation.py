@@ -291,3 +291,17 @@ def test_validate_defer_flag_on_a_cluster_only_corpus(tmp_path, capsys):
     code, out, err = scalesweep("validate", "--defer-data-checks", str(example), cwd=tmp_path, capsys=capsys)
     assert code == 0, err
     assert "40 trials" in out and "data checks deferred" in out
+
+
+@pytest.mark.parametrize("command", [["train", "--target-params", "1e5", "--config"], ["demo", "--out", "OUT", "--spec"]])
+def test_every_yaml_reader_refuses_a_key_written_twice(tmp_path, capsys, command):
+    """Same kind as the spec's duplicate keys: the trainer's --config and demo's --spec too."""
+    from scalesweep.cli import main
+
+    path = tmp_path / "twice.yaml"
+    path.write_text("dataset_tokens: 100000\nlr: 1e-3\nlr: 2e-3\n")
+    argv = [str(tmp_path / "out") if a == "OUT" else a for a in command] + [str(path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"scalesweep {command[0]}: error: lr: written twice (lines 2 and 3); keep one"]
+    assert not (tmp_path / "out").exists()

@@ -54,10 +54,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     if args.config:
-        import yaml
+        from trainers.fields import load_yaml  # refuses duplicate keys, names the file
 
-        with open(args.config) as fh:
-            raw = yaml.safe_load(fh) or {}
+        raw = load_yaml(args.config) or {}
         if not isinstance(raw, dict):
             raise ValueError(f"--config: {args.config} must hold a mapping of TrainConfig fields")
     shape = dict(raw.get("shape") or {})
