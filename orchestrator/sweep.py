@@ -261,7 +261,10 @@ def _start_ray(address: str | None, num_cpus: int | None, quiet: bool = False) -
     if address:
         ray.init(address=address, **common)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", **common)
+        # address="local": a new instance even when another Ray runs on this machine (a bare
+        # ray.init() would attach to it, and fail when given num_cpus).
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 **common)
     return True
 
 
