@@ -2,7 +2,7 @@
 
 A single-worker trial runs the DeepSpeed trainer in the trial process itself. A multi-worker
 trial (data parallel) starts a Ray Train `TorchTrainer` inside this function: with Ray Train V2
-(the default in Ray 2.60) a trainer cannot be handed to `Tuner` directly (DESIGN.md §7).
+(the default in Ray 2.60) a trainer cannot be handed to `Tuner` directly (docs/architecture.md).
 
 Retries: each evaluation's DeepSpeed checkpoint is reported to Tune with a small
 ``attempt.json`` beside it; a retried trial (`FailureConfig.max_failures`) restores that
