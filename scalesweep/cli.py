@@ -40,17 +40,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
     try:
-        result = args.func(args)
-    except (ValueError, FileNotFoundError) as err:
-        # Bad input is the user's to fix: one clear line, no traceback.
-        print(f"scalesweep {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        try:
+            result = args.func(args)
+        except (ValueError, FileNotFoundError) as err:
+            # Bad input is the user's to fix: one clear line, no traceback.
+            print(f"scalesweep {args.command}: error: {err}", file=sys.stderr)
+            return 2
+    except KeyboardInterrupt:
+        # Ctrl-C is not a crash: no traceback, the shell's exit status for SIGINT. (`run`
+        # handles its own, to print the line that resumes the sweep.)
+        print("scalesweep: interrupted", file=sys.stderr)
+        return 130
     return int(result or 0)
 
 
