@@ -33,9 +33,8 @@ def resume_command(args: argparse.Namespace) -> str:
 def _run(args: argparse.Namespace) -> int:
     """Exit status: `SweepSummary.exit_code` (0 done, 1 a run failed, 128 + signal number when
     interrupted by SIGINT or SIGTERM, with the line that resumes it)."""
-    import signal
-
-    from orchestrator.sweep import SweepInterrupted, run_sweep
+    from orchestrator.interrupt import SweepInterrupted, exit_status
+    from orchestrator.sweep import run_sweep
 
     try:
         summary = run_sweep(args.spec, resume=args.resume, address=args.address, num_cpus=args.num_cpus,
@@ -44,7 +43,7 @@ def _run(args: argparse.Namespace) -> int:
         name = stop.signal if isinstance(stop, SweepInterrupted) else "SIGINT"
         print(f"scalesweep run: stopped at once by {name}; continue with:\n  {resume_command(args)}",
               file=sys.stderr, flush=True)
-        return 128 + int(signal.Signals[name])
+        return exit_status(name)
     if args.quiet:
         print(summary.text())
     if summary.interrupted:
