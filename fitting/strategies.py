@@ -106,6 +106,8 @@ class GridOrder(_OrderStrategy):
 
     def priority(self, state):
         cands = state.candidates
+        if len(cands) == 0:
+            return np.zeros(0)
         U = design_coordinates(cands.X)
         start = int(np.argmin(cands.cost))
         order = farthest_point_order(U, start, np.ones(len(cands), dtype=bool), len(cands))

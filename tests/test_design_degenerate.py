@@ -15,7 +15,7 @@ from fitting.design import Candidates, DesignState, TargetRegion, design_coordin
 from fitting.laws import CHINCHILLA_EPOCH, get_law
 from fitting.online import OnlineFitConfig, OnlineFitter
 from fitting.replay import SimulatedOracle
-from fitting.strategies import ActiveDesign
+from fitting.strategies import STRATEGIES, ActiveDesign, make_strategy
 from orchestrator.active_search import ActiveSearcher
 from orchestrator.budget import BudgetLedger
 from orchestrator.search import TrialSettings
@@ -119,6 +119,16 @@ def test_any_tiny_set_ends_cleanly(n_values, ratios, fraction, misfit):
     cands = _candidates(N, N * np.asarray(ratios[: N.size]))
     budget = max(fraction * cands.cost.sum(), 1.0)
     _buy_until_stop(cands, budget, designer=ActiveDesign.with_misfit(misfit))
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+@pytest.mark.parametrize("k", [0, 1, 2, 4])
+def test_every_strategy_on_tiny_sets(name, k):
+    """The replay's baselines too (grid order once failed on an empty pool)."""
+    N = np.geomspace(1e6, 1e8, k)
+    cands = _candidates(N, 20 * N)
+    for fraction in (0.0, 0.3, 2.0):
+        _buy_until_stop(cands, max(fraction * cands.cost.sum(), 1.0), designer=make_strategy(name))
 
 
 @pytest.mark.parametrize("shape", ["one N", "one D", "duplicates"])
