@@ -47,8 +47,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.quiet:
         print(summary.text())
     if summary.interrupted:
-        print(f"scalesweep run: interrupted by {summary.interrupted}; the interrupted runs continue from "
-              f"their checkpoints with:\n  {resume_command(args)}", file=sys.stderr, flush=True)
+        print(f"scalesweep run: interrupted by {summary.interrupted}; continue the sweep with:\n"
+              f"  {resume_command(args)}", file=sys.stderr, flush=True)
     return summary.exit_code
 
 
@@ -61,7 +61,7 @@ def register(subparsers) -> None:
         "run", help="run a sweep spec on Ray Tune",
         description="Run a sweep spec on Ray Tune. Ctrl-C or SIGTERM stops it gracefully: running trials are "
                     "recorded as interrupted, it exits 130 (SIGINT) or 143 (SIGTERM) and prints the --resume "
-                    "line that continues them from their checkpoints. Exit 1: a run failed after its retries; "
+                    "line that continues them (from their last checkpoints). Exit 1: a run failed after its retries; "
                     "diverged runs are results (exit 0), counted in the summary.")
     run.add_argument("spec", help="sweep spec YAML")
     run.add_argument("--resume", action="store_true",
