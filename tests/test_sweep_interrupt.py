@@ -103,12 +103,39 @@ def test_sigterm_stops_like_ctrl_c(tmp_path):
     out, err = _stop_when_all_train(driver, spec, lambda p: os.kill(p.pid, signal.SIGTERM))
     assert driver.returncode == 128 + signal.SIGTERM, out[-3000:] + err[-3000:]
     assert f"\n  scalesweep run {spec_path} --resume --num-cpus 2 --quiet\n" in err, err[-3000:]
+    assert "(run_trial pid=" not in out + err and "| Trial name" not in out  # --quiet on a fresh run too
     assert f"sweep {spec.name} interrupted by SIGTERM: 2 runs: " in out and " interrupted, 0 skipped" in out
     every = load_runs(spec.storage, spec.name, all_attempts=True).to_pylist()
     assert {r["status"] for r in every} <= {"completed", "interrupted"}, every
 
 
 # -- no Ray ----------------------------------------------------------------------------------------
+def test_stop_signals_forward_to_tunes_stop_then_quit_at_once():
+    """The first SIGTERM (or SIGINT) goes to the graceful stop Tune installs on SIGUSR1 and is
+    remembered; a second one raises KeyboardInterrupt; before Tune's handler exists the first
+    one does; on leaving, every handler and Tune's SIGINT setting are as before."""
+    from orchestrator.interrupt import StopSignals
+
+    tune_stops = []
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+    env_before = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    with StopSignals() as stop:
+        assert os.environ["TUNE_DISABLE_SIGINT_HANDLER"] == "1"
+        with pytest.raises(KeyboardInterrupt):  # Tune not started yet: stop at once
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    with StopSignals() as stop:
+        signal.signal(signal.SIGUSR1, lambda *_: tune_stops.append(1))  # what Tuner.fit installs
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)
+        assert stop.name == "SIGTERM" and tune_stops == [1]
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    assert {s: signal.getsignal(s) for s in before} == before
+    assert os.environ.get("TUNE_DISABLE_SIGINT_HANDLER") == env_before
+
+
 def _summary(statuses, interrupted=None):
     return SweepSummary(sweep="s", storage="st", experiment_path="p", trials=3, statuses=statuses, skipped=(),
                         spent_flops=1.0, committed_flops=1.0, limit_flops=2.0, wall_s=1.0, interrupted=interrupted)
