@@ -92,7 +92,8 @@ class SweepSummary:
 
 
 def status_text(statuses: Mapping[str, int]) -> str:
-    """``"4 runs: 2 completed, 2 diverged"``, statuses in the store's order."""
+    """``"4 runs: 2 completed, 2 diverged"``, statuses in the store's order (others, such as a live
+    trial's ``running``, after them)."""
     from scalesweep.store import RUN_STATUSES
 
     order = {status: i for i, status in enumerate(RUN_STATUSES)}
@@ -354,7 +355,7 @@ def status_line(trials) -> str:
             counts["failed"] += 1
         else:
             counts[trial.status.lower()] += 1
-    return "runs: " + (", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "none yet")
+    return status_text(counts)
 
 
 def make_reporter(limit: float, base_flops: float, key_width: int = 40):

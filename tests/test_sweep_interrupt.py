@@ -161,7 +161,7 @@ def test_live_status_line_tells_diverged_from_completed():
               SimpleNamespace(status="TERMINATED", last_result={"status": "completed"}),
               SimpleNamespace(status="ERROR", last_result={}),
               SimpleNamespace(status="RUNNING", last_result={})]
-    assert status_line(trials) == "runs: 1 completed, 1 diverged, 1 failed, 1 running"
+    assert status_line(trials) == "4 runs: 1 completed, 1 diverged, 1 failed, 1 running"
 
 
 @pytest.mark.parametrize("argv, line", [
