@@ -96,8 +96,11 @@ class TargetRegion:
 
     @classmethod
     def explicit(cls, X: Mapping[str, Sequence[float]], weights=None) -> "TargetRegion":
+        """Raises ValueError for a region with no points (nothing to predict, every gain 0)."""
         cols = {k: np.atleast_1d(np.asarray(v, dtype=float)) for k, v in X.items()}
-        n = len(next(iter(cols.values())))
+        n = len(next(iter(cols.values()))) if cols else 0
+        if n == 0:
+            raise ValueError("target region: no points")
         w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
         return cls(cols, w / w.sum())
 
@@ -158,6 +161,8 @@ def design_coordinates(X: Mapping[str, np.ndarray]) -> np.ndarray:
     """(log N, log D/N) scaled to [0, 1]: the plane in which seeds should spread out (runs at one
     tokens-per-parameter ratio leave α and β unidentifiable)."""
     u = log_coordinates(X)
+    if u.shape[0] == 0:
+        return u
     lo, hi = u.min(axis=0), u.max(axis=0)
     return (u - lo) / np.where(hi > lo, hi - lo, 1.0)
 
@@ -187,7 +192,8 @@ def seed_design(candidates: Candidates, n: int, budget: float, rng: np.random.Ge
                 taken: np.ndarray | None = None, method: str = "maximin") -> list[int]:
     """A space-filling seed in log N × log(D/N) that costs at most ``budget``.
 
-    Candidates are limited to those costing ≤ budget/n (so the seed can be bought whole).
+    Candidates are limited to those costing ≤ budget/n (so the seed can be bought whole). Fewer
+    than ``n`` (none when nothing free fits ``budget``) when the candidates or the budget run out.
     ``method="maximin"``: greedy farthest points from a random start, which reach the corners
     (the widest lever arm for α and β: best when the law is exactly right); ``"sobol"``: the
     candidate nearest each point of a scrambled Sobol sample of that region, which covers the
@@ -195,7 +201,9 @@ def seed_design(candidates: Candidates, n: int, budget: float, rng: np.random.Ge
     worst; see bench/active_vs_grid.py)."""
     taken = np.zeros(len(candidates), dtype=bool) if taken is None else taken
     free = ~taken
-    cap = budget / max(n, 1)
+    if n < 1 or not free.any():
+        return []
+    cap = budget / n
     allowed = free & (candidates.cost <= cap)
     if allowed.sum() < n:  # budget too small for n spread runs: take the n cheapest free ones
         order = np.argsort(np.where(free, candidates.cost, np.inf))

@@ -169,11 +169,13 @@ class OnlineFitter:
                    for i in range(n))
 
     def add_store(self, path, *, columns: Mapping[str, str] | None = None,
-                  ok_statuses=("completed", "early_stopped")) -> int:
+                  ok_statuses: Iterable[str] | None = None) -> int:
         """Read a sweep's metrics directory (``scalesweep.store.load_runs``) and add runs not seen
         yet. ``columns`` maps law inputs and ``loss`` to store columns (defaults:
-        ``fitting.data.STORE_DEFAULTS``). Runs whose status is not ok count as failed."""
-        from fitting.data import STORE_DEFAULTS
+        ``fitting.data.STORE_DEFAULTS``). Runs whose status is not ok (default
+        ``fitting.data.STORE_STATUSES``: diverged, failed, interrupted… runs are not fitted)
+        count as failed."""
+        from fitting.data import STORE_DEFAULTS, STORE_STATUSES
         from scalesweep.store import load_runs
 
         tab = load_runs(path)
@@ -186,7 +188,7 @@ class OnlineFitter:
         n = len(col[names["loss"]])
         status = col.get("status", np.array(["completed"] * n)).astype(str)
         ids = col.get("trial_id", np.arange(n)).astype(str)
-        failed = ~np.isin(status, list(ok_statuses))
+        failed = ~np.isin(status, list(STORE_STATUSES if ok_statuses is None else ok_statuses))
         X = {c: col[names.get(c, c)] for c in self.law.inputs}
         return self.add_many(X, col[names["loss"]], failed=failed, run_ids=ids)
 

@@ -106,6 +106,8 @@ class GridOrder(_OrderStrategy):
 
     def priority(self, state):
         cands = state.candidates
+        if len(cands) == 0:
+            return np.zeros(0)
         U = design_coordinates(cands.X)
         start = int(np.argmin(cands.cost))
         order = farthest_point_order(U, start, np.ones(len(cands), dtype=bool), len(cands))
@@ -166,9 +168,15 @@ class _ModelStrategy(Strategy):
         P = state.law.n_params
         n_seed = self.seed_size or (2 * (P + 1) if self.discrepancy is not None else P + 3)
         want = max(n_seed - int(state.taken.sum()), 1)
-        budget = max(self.seed_fraction * state.budget_total - (state.budget_total - state.budget_left), 0.0)
-        budget = min(max(budget, state.budget_left * 0.5), state.budget_left)
-        return seed_design(state.candidates, want, budget, state.rng, taken=state.taken, method=self.seed_method)[:k]
+        share = max(self.seed_fraction * state.budget_total - (state.budget_total - state.budget_left), 0.0)
+        share = min(max(share, state.budget_left * 0.5), state.budget_left)
+        for budget in (share, state.budget_left):
+            # Without a fit there is nothing else to buy: when the seed's share of the budget
+            # affords no free candidate, the rest of the budget does (or nothing is affordable).
+            picks = seed_design(state.candidates, want, budget, state.rng, taken=state.taken, method=self.seed_method)
+            if picks:
+                return picks[:k]
+        return []
 
     def select(self, state: DesignState, k: int = 1) -> list[int]:
         # candidate index -> gain/cost score of the picks just made (seed picks have none); a

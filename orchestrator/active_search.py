@@ -5,8 +5,10 @@ whose `propose` asks :class:`fitting.strategies.ActiveDesign` for the planned tr
 reduces the expected error of the predicted loss over the target region per cost, with the running
 trials fantasised as already observed so concurrent slots get different runs. Every completed
 trial is fed to an :class:`fitting.online.OnlineFitter`. The search finishes when nothing
-affordable is left, ``max_trials`` were started, or the target's relative confidence
-half-width falls to ``stop_when["rel_pred_ci"]``.
+affordable is left (``budget``), every planned run was taken (``all_taken``), ``max_trials``
+were started, or the target's relative confidence half-width falls to
+``stop_when["rel_pred_ci"]``; the summary says which, and why the law could not be fitted if
+it was not (too few planned or affordable runs, unusable results).
 
 Cost (``search.cost``): ``flops`` (default) ranks runs by gain per planned FLOPs^¼; ``time``
 ranks them by gain per predicted seconds^¼, from a :class:`fitting.cost.ThroughputModel` fitted
@@ -22,6 +24,7 @@ inside it too.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -67,6 +70,8 @@ class ActiveSearcher(BudgetedSearcher):
         self.fitter = OnlineFitter(self.law, fit_config or OnlineFitConfig(seed=seed))
         self.finished_keys |= set(done_keys)
         self.stop_reason: str | None = None
+        self.stop_detail = ""  # the numbers behind stop_reason
+        self.outcomes: Counter = Counter()  # run status of each observed trial (failed: after retries)
         self.choices: list[dict[str, Any]] = []  # what the designer picked, in order, and why
 
     # -- progress measure ----------------------------------------------------------------------
@@ -78,9 +83,38 @@ class ActiveSearcher(BudgetedSearcher):
         iv = fit.interval(self.target.X, level=0.9, kind="confidence")
         return float(np.max((iv.hi - iv.lo) / (2 * iv.mean)))
 
-    def _finished(self, reason: str) -> str:
-        self.stop_reason = reason
+    def _finished(self, reason: str, detail: str = "") -> str:
+        self.stop_reason, self.stop_detail = reason, detail
         return Searcher.FINISHED
+
+    def _why_nothing(self, taken: np.ndarray) -> tuple[str, str]:
+        """(reason, detail) when the designer picks nothing and no trial runs."""
+        cost = self.candidates.cost[~taken]
+        if cost.size == 0:
+            return "all_taken", f"every one of the {len(self.plans)} planned runs was chosen"
+        if cost.min() > self.ledger.remaining:
+            return "budget", (f"the cheapest of the {cost.size} runs left needs {cost.min():.3g} FLOPs, "
+                              f"{max(self.ledger.remaining, 0.0):.3g} remain")
+        return "no_score", f"none of the {cost.size} affordable runs left has a finite score"
+
+    def _no_fit_reason(self) -> str:
+        """Why the law has no fit: too few usable runs, and what limited them."""
+        need, usable = self.law.n_params + 1, self.fitter.n_runs
+        if usable >= need:
+            return f"the fit of {usable} runs did not converge"
+        why = [f"{usable} usable runs, needs {need}"]
+        cheapest = np.sort(self.candidates.cost)
+        if len(self.plans) < need:
+            why.append(f"the plan has only {len(self.plans)} runs")
+        elif cheapest[:need].sum() > self.ledger.limit_flops:
+            affordable = int(np.searchsorted(np.cumsum(cheapest), self.ledger.limit_flops, side="right"))
+            why.append(f"the budget affords at most {affordable} of the planned runs (the {need} cheapest "
+                       f"cost {cheapest[:need].sum():.3g} FLOPs)")
+        if self.max_trials is not None and self.max_trials < need:
+            why.append(f"max_trials is {self.max_trials}")
+        if self.fitter.n_failed:
+            why.append(f"{self.fitter.n_failed} runs ended without a usable loss")
+        return "; ".join(why)
 
     # -- BudgetedSearcher hooks ----------------------------------------------------------------
     def propose(self) -> TrialPlan | None | str:
@@ -102,7 +136,7 @@ class ActiveSearcher(BudgetedSearcher):
         pick = self.strategy.select(state, 1)
         if not pick:
             # nothing affordable now; running trials may finish under plan and free budget
-            return None if self.live else self._finished("budget")
+            return None if self.live else self._finished(*self._why_nothing(taken))
         self.n_started += 1
         self._record_choice(pick[0])
         return self.plans[pick[0]]
@@ -132,6 +166,7 @@ class ActiveSearcher(BudgetedSearcher):
     def observe(self, plan: TrialPlan, result: dict | None, failed: bool) -> None:
         loss = None if not result else result.get(self.metric)
         wall, flops = (result or {}).get("wall_s"), (result or {}).get("flops")
+        self.outcomes["failed" if failed else (result or {}).get("status") or "ended"] += 1
         if not failed and wall and flops and wall > 0 and flops > 0:
             self.run_times.append((float(plan.non_embedding_params), float(flops), float(wall)))
         self.fitter.add({"N": plan.non_embedding_params, "D": plan.dataset_tokens}, loss, failed=failed,
@@ -139,12 +174,15 @@ class ActiveSearcher(BudgetedSearcher):
 
     def get_extra_state(self) -> dict:
         return {"fitter": self.fitter.state_dict(), "n_started": self.n_started, "stop_reason": self.stop_reason,
+                "stop_detail": self.stop_detail, "outcomes": dict(self.outcomes),
                 "choices": self.choices, "run_times": [list(r) for r in self.run_times]}
 
     def set_extra_state(self, state: dict) -> None:
         self.fitter.load_state_dict(state["fitter"])
         self.n_started = int(state["n_started"])
         self.stop_reason = state.get("stop_reason")
+        self.stop_detail = state.get("stop_detail", "")
+        self.outcomes = Counter(state.get("outcomes", {}))
         self.choices = list(state.get("choices", []))
         self.run_times = [tuple(r) for r in state.get("run_times", [])]
 
@@ -153,13 +191,15 @@ class ActiveSearcher(BudgetedSearcher):
         """The fitted law with its 90 % CIs, compute spent vs budget, and each chosen run with
         why (seed design, or its gain/cost score)."""
         ledger = self.ledger
-        lines = [f"active design: stopped by {self.stop_reason or 'end of trials'}; "
-                 f"{len(self.choices)} of {len(self.plans)} planned runs chosen; spent "
+        stopped = f"{self.stop_reason} ({self.stop_detail})" if self.stop_detail else self.stop_reason
+        ended = ", ".join(f"{n} {status}" for status, n in sorted(self.outcomes.items()))
+        lines = [f"active design: stopped by {stopped or 'end of trials'}; "
+                 f"{len(self.choices)} of {len(self.plans)} planned runs chosen"
+                 f"{f' ({ended})' if ended else ''}; spent "
                  f"{ledger.spent:.3g} of {ledger.limit_flops:.3g} FLOPs ({ledger.spent / ledger.limit_flops:.0%})"]
         fit = self.fitter.fit
         if fit is None:
-            lines.append(f"  law {self.law.name}: no fit ({self.fitter.n_runs} usable runs, needs "
-                         f"{self.law.n_params + 1})")
+            lines.append(f"  law {self.law.name}: no fit ({self._no_fit_reason()})")
         elif not fit.identifiability.identified:  # no interval printed as if the data fixed it
             terms = ", ".join(f"{k}={v:.3g}" for k, v in fit.params.items())
             lines.append(f"  law {self.law.name}: NOT IDENTIFIED by the {fit.n_points} runs "

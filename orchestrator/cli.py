@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
+
+RUN_DEFAULTS = {"max_failures": 2}
 
 _DEFER_HELP = ("do not read the corpus (for a corpus that exists only on the cluster's nodes): "
                "defer the data checks (the source exists and reads, it holds every trial's "
@@ -24,15 +28,43 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def resume_command(args: argparse.Namespace) -> str:
+    """The `scalesweep run` line that continues this sweep: the same spec and flags, plus --resume."""
+    words = ["scalesweep", "run", args.spec, "--resume"]
+    if args.address:
+        words += ["--address", args.address]
+    if args.num_cpus is not None:
+        words += ["--num-cpus", str(args.num_cpus)]
+    if args.max_failures != RUN_DEFAULTS["max_failures"]:
+        words += ["--max-failures", str(args.max_failures)]
+    if args.quiet:
+        words.append("--quiet")
+    if args.defer_data_checks:
+        words.append("--defer-data-checks")
+    return shlex.join(words)
+
+
 def _run(args: argparse.Namespace) -> int:
+    """Exit status: `SweepSummary.exit_code` (0 done, 1 a run failed, 128 + signal number when
+    interrupted by SIGINT or SIGTERM, with the line that resumes it)."""
+    from orchestrator.interrupt import SweepInterrupted, exit_status
     from orchestrator.sweep import run_sweep
 
-    summary = run_sweep(args.spec, resume=args.resume, address=args.address, num_cpus=args.num_cpus,
-                        max_failures=args.max_failures, verbose=0 if args.quiet else 1,
-                        check_corpus=not args.defer_data_checks)
+    try:
+        summary = run_sweep(args.spec, resume=args.resume, address=args.address, num_cpus=args.num_cpus,
+                            max_failures=args.max_failures, verbose=0 if args.quiet else 1,
+                            check_corpus=not args.defer_data_checks)
+    except KeyboardInterrupt as stop:  # stopped at once: the state Tune saved last is kept
+        name = stop.signal if isinstance(stop, SweepInterrupted) else "SIGINT"
+        print(f"scalesweep run: stopped at once by {name}; continue with:\n  {resume_command(args)}",
+              file=sys.stderr, flush=True)
+        return exit_status(name)
     if args.quiet:
         print(summary.text())
-    return 0 if summary.failed == 0 else 1
+    if summary.interrupted:
+        print(f"scalesweep run: interrupted by {summary.interrupted}; continue the sweep with:\n"
+              f"  {resume_command(args)}", file=sys.stderr, flush=True)
+    return summary.exit_code
 
 
 def register(subparsers) -> None:
@@ -44,7 +76,12 @@ def register(subparsers) -> None:
                           help="print the spec field reference (docs/spec_reference.md) and exit")
     validate.set_defaults(func=_validate)
 
-    run = subparsers.add_parser("run", help="run a sweep spec on Ray Tune")
+    run = subparsers.add_parser(
+        "run", help="run a sweep spec on Ray Tune",
+        description="Run a sweep spec on Ray Tune. Ctrl-C or SIGTERM stops it gracefully: running trials are "
+                    "recorded as interrupted, it exits 130 (SIGINT) or 143 (SIGTERM) and prints the --resume "
+                    "line that continues them (from their last checkpoints). Exit 1: a run failed after its retries; "
+                    "diverged runs are results (exit 0), counted in the summary.")
     run.add_argument("spec", help="sweep spec YAML")
     run.add_argument("--resume", action="store_true",
                      help="continue the sweep's Tune experiment (after a kill); ended runs are not re-run")
@@ -52,8 +89,9 @@ def register(subparsers) -> None:
                      help="attach to a running Ray cluster ('auto' or host:port); default: start a "
                           "local one bound to 127.0.0.1")
     run.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
-    run.add_argument("--max-failures", type=int, default=2,
+    run.add_argument("--max-failures", type=int, default=RUN_DEFAULTS["max_failures"],
                      help="retries per trial, each from its latest checkpoint (default 2)")
-    run.add_argument("--quiet", action="store_true", help="no progress table, only the summary")
+    run.add_argument("--quiet", action="store_true",
+                     help="no progress table and no trial worker output, only the summary")
     run.add_argument("--defer-data-checks", action="store_true", help=_DEFER_HELP)
     run.set_defaults(func=_run)

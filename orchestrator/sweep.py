@@ -14,11 +14,13 @@ import logging
 import math
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from orchestrator.budget import BudgetLedger, limit_flops
 from orchestrator.cluster import cluster_nodes, local_node, unplaceable
+from orchestrator.interrupt import StopSignals, SweepInterrupted, exit_status
 from orchestrator.spec import GridPlan, SpecError, SweepSpec, validate_spec
 from orchestrator.trial import ENDED_STATUSES
 
@@ -34,33 +36,83 @@ class _NoMissingLoggerFiles(logging.Filter):
 
 logging.getLogger("ray.tune.analysis.experiment_analysis").addFilter(_NoMissingLoggerFiles())
 
+
 TRIAL_CPU_FOR_TRAIN_DRIVER = 0.01  # a multi-worker trial only drives a TorchTrainer; must be > 0
 
 
 @dataclass(frozen=True)
 class SweepSummary:
+    """How a sweep ended. ``statuses``: runs per status (the latest attempt of each trial in the
+    store; trials still running when the driver was stopped count as ``interrupted``)."""
+
     sweep: str
     storage: str
     experiment_path: str
     trials: int  # Tune trials in this experiment
-    completed: int  # runs table rows (latest attempt) with an ended status
-    failed: int
+    statuses: Mapping[str, int]
     skipped: tuple[str, ...]  # plans the remaining budget could not fit
     spent_flops: float
     committed_flops: float
     limit_flops: float
     wall_s: float
     design: tuple[str, ...] = ()  # active search: fitted law, choices and their scores
+    interrupted: str | None = None  # the signal that stopped the sweep ("SIGINT", "SIGTERM")
+
+    @property
+    def completed(self) -> int:
+        return self.statuses.get("completed", 0)
+
+    @property
+    def failed(self) -> int:
+        return self.statuses.get("failed", 0)
+
+    @property
+    def ended(self) -> int:
+        """Runs with an ended status (completed, early_stopped, diverged, budget_stopped)."""
+        return sum(n for status, n in self.statuses.items() if status in ENDED_STATUSES)
+
+    @property
+    def exit_code(self) -> int:
+        """What `scalesweep run` exits with: 128 + the signal number when interrupted (130 for
+        Ctrl-C, 143 for SIGTERM: resume it); 1 when a run failed (crashed after its retries);
+        else 0. Diverged, early-stopped and budget-stopped runs are results of the sweep, not
+        faults: running it again would not change them (the summary counts them)."""
+        if self.interrupted:
+            return exit_status(self.interrupted)
+        return 1 if self.failed else 0
 
     def text(self) -> str:
         """The summary line, then the active designer's report (if any)."""
         return "\n".join((self.line(), *self.design))
 
     def line(self) -> str:
-        return (f"sweep {self.sweep}: {self.completed} runs ended, {self.failed} failed, "
-                f"{len(self.skipped)} skipped by budget; spent {self.spent_flops:.3g} of "
-                f"{self.limit_flops:.3g} FLOPs in {self.wall_s:.0f} s; metrics in "
+        state = f" interrupted by {self.interrupted}" if self.interrupted else ""
+        return (f"sweep {self.sweep}{state}: {status_text(self.statuses)}, {len(self.skipped)} skipped by budget; "
+                f"spent {self.spent_flops:.3g} of {self.limit_flops:.3g} FLOPs in {self.wall_s:.0f} s; metrics in "
                 f"{self.storage}/{self.sweep}/ (runs/, curves/)")
+
+
+def status_text(statuses: Mapping[str, int]) -> str:
+    """``"4 runs: 2 completed, 2 diverged"``, statuses in the store's order (others, such as a live
+    trial's ``running``, after them)."""
+    from scalesweep.store import RUN_STATUSES
+
+    order = {status: i for i, status in enumerate(RUN_STATUSES)}
+    parts = [f"{n} {status}" for status, n in sorted(statuses.items(), key=lambda kv: order.get(kv[0], len(order)))
+             if n]
+    total = sum(statuses.values())
+    return f"{total} run{'s' if total != 1 else ''}" + (f": {', '.join(parts)}" if parts else "")
+
+
+def run_statuses(runs: Iterable[Mapping], interrupted_keys: Iterable[str] = ()) -> dict[str, int]:
+    """Runs per status from the store's rows (latest attempt per trial). Trials in
+    `interrupted_keys` (running when the driver stopped) count as ``interrupted`` whatever row
+    they have left yet: a stopped trial writes its row while the driver shuts down."""
+    interrupted = set(interrupted_keys)
+    counts = Counter(row["status"] for row in runs if row["trial_id"] not in interrupted)
+    if interrupted:
+        counts["interrupted"] += len(interrupted)
+    return dict(counts)
 
 
 def sweep_dir(spec: SweepSpec) -> str:
@@ -115,17 +167,23 @@ def write_ledger(spec: SweepSpec, ledger: BudgetLedger) -> str:
     return path
 
 
-def _start_ray(address: str | None, num_cpus: int | None) -> bool:
+def _start_ray(address: str | None, num_cpus: int | None, quiet: bool = False) -> bool:
     """Attach to a cluster (`address`) or start a local one bound to 127.0.0.1. Returns
-    whether we started Ray (and so must shut it down)."""
+    whether we started Ray (and so must shut it down). `quiet`: the trial workers' output
+    (DeepSpeed's and the trainer's lines) is not forwarded to this terminal, and Ray's own
+    start-up lines are left out (warnings and errors still show)."""
     import ray
 
     if ray.is_initialized():
         return False
+    common = dict(log_to_driver=not quiet, logging_level=logging.WARNING if quiet else logging.INFO)
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, **common)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
+        # address="local": a new instance even when another Ray runs on this machine (a bare
+        # ray.init() would attach to it, and fail when given num_cpus).
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 **common)
     return True
 
 
@@ -166,6 +224,21 @@ def _make_active_searcher(spec: SweepSpec, plan: GridPlan, **common):
     return ActiveSearcher(plan.trials, law=search.law or "chinchilla", target=dict(search.target),
                           max_trials=search.max_trials, stop_when=dict(search.stop_when) or None,
                           strategy=designer, cost=search.cost, **common)
+
+
+def _rerun_with(tuner, verbose: int, reporter, max_failures: int) -> None:
+    """A restored Tuner keeps the run config pickled by the first driver; this driver's flags
+    (--quiet, --max-failures) and its reporter (the key width of today's plan) apply instead.
+    Through Tune's internal tuner (no public setter), so skipped if that changes."""
+    from ray import tune
+
+    get = getattr(getattr(tuner, "_local_tuner", None), "get_run_config", None)
+    if get is None:
+        return
+    run_config = get()
+    run_config.verbose = verbose
+    run_config.progress_reporter = reporter if verbose else None
+    run_config.failure_config = tune.FailureConfig(max_failures=max_failures)
 
 
 def trial_dirname(trial) -> str:
@@ -211,7 +284,7 @@ def run_sweep(
 
     if not address and not ray.is_initialized():  # a local Ray: check before starting it
         _check_resources(spec, [local_node(num_cpus)], "this machine (--num-cpus to change)")
-    owns_ray = _start_ray(address, num_cpus)
+    owns_ray = _start_ray(address, num_cpus, quiet=not verbose)
     try:
         _check_resources(spec, cluster_nodes(), "the Ray cluster")
         limit = limit_flops(spec.budget)
@@ -221,9 +294,10 @@ def run_sweep(
         trainable = tune.with_resources(run_trial, trial_resources(spec))
         storage = experiment_storage(spec)
         path = f"{storage}/{spec.name}"
-        reporter = make_reporter(limit, ledger.spent)
+        reporter = make_reporter(limit, ledger.spent, key_width=max(len(t.trial_key) for t in plan.trials))
         if resume and tune.Tuner.can_restore(path):
             tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+            _rerun_with(tuner, verbose, reporter, max_failures)
         else:
             # reuse_actors: a fresh trial process re-imports torch and DeepSpeed (~4 s); reusing
             # it made 40 tiny trials 5.8x faster (13 -> 77 trials/min). Each trial seeds and builds
@@ -239,7 +313,12 @@ def run_sweep(
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 ),
             )
-        results = tuner.fit()
+        stop = StopSignals()
+        try:
+            with stop:
+                results = tuner.fit()
+        except KeyboardInterrupt:
+            raise SweepInterrupted(stop.name or "SIGINT") from None
         # The searcher Tune ran (a restored experiment unpickles its own copy) holds the ledger.
         # Private attribute, hence the fallback: the store's record of ended runs.
         internal = getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None)
@@ -249,13 +328,15 @@ def run_sweep(
             limit, load_runs(spec.storage, spec.name).to_pylist())[0]
         write_ledger(spec, ledger)
         runs = load_runs(spec.storage, spec.name).to_pylist()
+        # Trials still running when a signal stopped Tune are interrupted, whatever row they left.
+        stopped = ledger.running if stop.signum is not None else ()
         summary = SweepSummary(
             sweep=spec.name, storage=spec.storage, experiment_path=results.experiment_path,
-            trials=len(results), completed=sum(r["status"] in ENDED_STATUSES for r in runs),
-            failed=sum(r["status"] == "failed" for r in runs),
+            trials=len(results), statuses=run_statuses(runs, stopped),
             skipped=tuple(getattr(final, "skipped", ())), spent_flops=ledger.spent,
             committed_flops=ledger.committed, limit_flops=limit, wall_s=time.time() - started,
-            design=tuple(final.summary_lines()) if hasattr(final, "summary_lines") else ())
+            design=tuple(final.summary_lines()) if hasattr(final, "summary_lines") else (),
+            interrupted=stop.name)
         if verbose:
             print(summary.text(), flush=True)
         return summary
@@ -277,17 +358,34 @@ def budget_line(trials, limit: float, base_flops: float) -> str:
             f"({committed / limit:.0%} committed)")
 
 
-def make_reporter(limit: float, base_flops: float):
-    """Tune's CLI table with N, D, step, losses, FLOPs per trial and a budget line on top."""
+def status_line(trials) -> str:
+    """Trials per state for the live table: Tune's own counts say TERMINATED for a diverged run
+    and a completed one alike, so an ended trial counts under the run status it reported, and
+    one that errored out of its retries as failed."""
+    counts: Counter = Counter()
+    for trial in trials:
+        if trial.status == "TERMINATED":
+            counts[(trial.last_result or {}).get("status") or "ended"] += 1
+        elif trial.status == "ERROR":
+            counts["failed"] += 1
+        else:
+            counts[trial.status.lower()] += 1
+    return status_text(counts)
+
+
+def make_reporter(limit: float, base_flops: float, key_width: int = 40):
+    """Tune's CLI table with N, D, step, losses, FLOPs per trial, and a budget line and a
+    trials-per-status line on top. `key_width`: the longest trial key, so that keys are shown
+    whole (Tune cuts longer values at the end, where keys differ by seed or learning rate)."""
     from ray.tune import CLIReporter
 
     class SweepReporter(CLIReporter):
         def report(self, trials, done, *sys_info):
-            super().report(trials, done, budget_line(trials, limit, base_flops), *sys_info)
+            super().report(trials, done, budget_line(trials, limit, base_flops), status_line(trials), *sys_info)
 
     return SweepReporter(
         parameter_columns={"trial_key": "trial", "N": "N", "D": "D"},
         metric_columns={"step": "step", "train_loss": "train", "val_loss": "val",
                         "best_val_loss": "best", "flops": "FLOPs", "status": "status"},
-        max_report_frequency=10, max_column_length=40,
+        max_report_frequency=10, max_column_length=max(20, key_width),
     )

@@ -7,6 +7,11 @@ trial (data parallel) starts a Ray Train `TorchTrainer` inside this function: wi
 Retries: each evaluation's DeepSpeed checkpoint is reported to Tune with a small
 ``attempt.json`` beside it; a retried trial (`FailureConfig.max_failures`) restores that
 checkpoint and writes under a new attempt number, so the store's reader keeps the latest.
+
+Interrupts: when the driver stops (Ctrl-C, SIGTERM), Tune ends each running trial by raising
+``SystemExit(0)`` from its next ``tune.report``. That is not a failure: the attempt is recorded
+as ``interrupted`` (not ended, so ``--resume`` continues it from its checkpoint). A trial
+killed before it reaches a report leaves no runs row, as after a SIGKILL.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 ATTEMPT_FILE = "scalesweep_attempt.json"
 _PART_ATTEMPT = re.compile(r"part-(\d+)")
 ENDED_STATUSES = ("completed", "early_stopped", "diverged", "budget_stopped")
+# not ended: "failed" (crashed after Tune's retries) and "interrupted" (stopped by the driver)
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,7 @@ class _EvalReporter:
         self._report, self._checkpoint_cls, self._attempt = report, checkpoint_cls, attempt
         self.best: float | None = None
         self.last_row: dict | None = None
+        self.stopped = False  # Tune stopped the trial from inside a report (driver interrupted)
 
     def __call__(self, event) -> None:
         self.last_row = event.row
@@ -121,7 +128,12 @@ class _EvalReporter:
         if event.checkpoint_dir and event.rank == 0:
             Path(event.checkpoint_dir, ATTEMPT_FILE).write_text(json.dumps({"attempt": self._attempt}))
             checkpoint = self._checkpoint_cls.from_directory(event.checkpoint_dir)
-        self._report(_metrics(event.row, self.best), checkpoint=checkpoint)
+        try:
+            self._report(_metrics(event.row, self.best), checkpoint=checkpoint)
+        except SystemExit:
+            # Tune's session.report exits the training thread when the trial is stopped.
+            self.stopped = True
+            raise
 
 
 def _final_metrics(result) -> dict:
@@ -131,8 +143,10 @@ def _final_metrics(result) -> dict:
             "tokens_per_s": result.tokens_per_s, "trial_done": True}
 
 
-def _write_failed_row(train_config, output, error: BaseException, world_size: int, last_row: dict | None) -> None:
-    """A crashed attempt still leaves a runs row (status failed) before Tune retries it."""
+def _write_unended_row(train_config, output, status: str, error: BaseException | None, world_size: int,
+                       last_row: dict | None) -> None:
+    """An attempt that did not end still leaves a runs row with its progress: ``failed`` (with
+    the error, before Tune retries it) or ``interrupted`` (stopped by the driver)."""
     from scalesweep.store import TrialWriter
     from trainers.config import batch_geometry
     from trainers.deepspeed_trainer import TrainResult, run_row
@@ -142,12 +156,13 @@ def _write_failed_row(train_config, output, error: BaseException, world_size: in
         geometry = batch_geometry(train_config, world_size, train_windows=1 << 62)
     except ValueError:  # the geometry itself was the fault
         geometry = None
-    result = TrainResult(status="failed", steps=last.get("step", 0), tokens_seen=last.get("tokens_seen", 0),
+    result = TrainResult(status=status, steps=last.get("step", 0), tokens_seen=last.get("tokens_seen", 0),
                          flops=last.get("flops", 0), flops_6n=0, best_val_loss=None, best_step=None,
                          final_val_loss=last.get("val_loss"), wall_s=last.get("wall_s", 0.0),
                          tokens_per_s=0.0, mfu=0.0, geometry=geometry)
     row = run_row(train_config, output, result, world_size)
-    row["error"] = "".join(traceback.format_exception_only(type(error), error)).strip()[-2000:]
+    if error is not None:
+        row["error"] = "".join(traceback.format_exception_only(type(error), error)).strip()[-2000:]
     row = {k: v for k, v in row.items() if k not in ("sweep", "trial_id", "attempt")}
     TrialWriter(output.storage, output.sweep, output.trial_id, output.attempt).write_run(row)
 
@@ -155,7 +170,7 @@ def _write_failed_row(train_config, output, error: BaseException, world_size: in
 def _train_and_report(trial: TrialConfig, attempt: int, resume_from: str | None, report,
                       checkpoint_cls, rank: int = 0, world_size: int = 1):
     """Run the trainer with metrics/checkpoints forwarded through `report`; on a crash write
-    the failed row (rank 0) and re-raise so Ray retries."""
+    the failed row (rank 0) and re-raise so Ray retries; on a stop, the interrupted row."""
     from trainers.config import RunOutput, TrainConfig
     from trainers.deepspeed_trainer import train
 
@@ -168,7 +183,10 @@ def _train_and_report(trial: TrialConfig, attempt: int, resume_from: str | None,
         return train(config, output, on_eval=reporter)
     except BaseException as error:
         if rank == 0:
-            _write_failed_row(config, output, error, world_size, reporter.last_row)
+            if reporter.stopped or isinstance(error, KeyboardInterrupt):
+                _write_unended_row(config, output, "interrupted", None, world_size, reporter.last_row)
+            else:
+                _write_unended_row(config, output, "failed", error, world_size, reporter.last_row)
         raise
     finally:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)

@@ -56,18 +56,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
     try:
-        result = args.func(args)
-    except USER_ERRORS as err:
-        # Bad input is the user's to fix: one clear line per problem, no traceback.
-        for line in str(err).splitlines() or [repr(err)]:
-            print(f"scalesweep {args.command}: error: {line}", file=sys.stderr)
-        return 2
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        try:
+            result = args.func(args)
+        except USER_ERRORS as err:
+            # Bad input is the user's to fix: one clear line per problem, no traceback.
+            for line in str(err).splitlines() or [repr(err)]:
+                print(f"scalesweep {args.command}: error: {line}", file=sys.stderr)
+            return 2
+    except KeyboardInterrupt:
+        # Ctrl-C is not a crash: no traceback, the shell's exit status for SIGINT. (`run`
+        # handles its own, to print the line that resumes the sweep.)
+        print("scalesweep: interrupted", file=sys.stderr)
+        return 130
     return int(result or 0)
 
 

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 # them as extra columns, a newer one fills nulls for parts written before them.
 SCHEMA_VERSION = 1
 SCHEMA_VERSION_KEY = b"scalesweep.schema_version"
-RUN_STATUSES = ("completed", "early_stopped", "diverged", "failed", "budget_stopped")
+RUN_STATUSES = ("completed", "early_stopped", "diverged", "failed", "budget_stopped", "interrupted")
 EXTRA_EVAL_PREFIX = "val_loss_"
 
 _METADATA = {SCHEMA_VERSION_KEY: str(SCHEMA_VERSION).encode()}

@@ -54,6 +54,27 @@ def test_active_sweep_picks_adaptively_within_budget(tmp_path):
         assert "per seconds^0.25" in summary.design[-1] and "throughput (" in design, design
 
 
+def test_active_2x2_takes_every_run_says_why_no_fit_and_resumes(tmp_path):
+    """Four candidates cannot fit Chinchilla's 5 parameters: the sweep buys all four, ends with
+    the reason and why there is no fit (once crashed with a zero-size reduction), and so does
+    --resume, which runs nothing again."""
+    from orchestrator.sweep import run_sweep
+
+    raw = active_demo_spec(tmp_path / "store", name="active2x2")
+    raw["axes"] = {**raw["axes"], "target_params": raw["axes"]["target_params"][:2],
+                   "dataset_tokens": raw["axes"]["dataset_tokens"][:2]}
+    spec = load_spec(raw)
+    summaries = [run_sweep(spec, num_cpus=2, verbose=0)]
+    attempts = {r["trial_id"]: r["attempt"] for r in load_runs(spec.storage, spec.name).to_pylist()}
+    summaries.append(run_sweep(spec, num_cpus=2, verbose=0, resume=True))
+    assert {r["trial_id"]: r["attempt"] for r in load_runs(spec.storage, spec.name).to_pylist()} == attempts
+    assert len(attempts) == 4
+    for summary in summaries:
+        assert summary.exit_code == 0 and summary.statuses == {"completed": 4}, summary.text()
+        assert "stopped by all_taken (every one of the 4 planned runs was chosen)" in summary.design[0]
+        assert "no fit (4 usable runs, needs 6; the plan has only 4 runs)" in summary.design[1]
+
+
 @pytest.mark.slow
 def test_active_sweep_resumes_after_a_driver_kill_with_the_same_ledger(tmp_path):
     """SIGKILL the driver of a live active sweep after its first run; `--resume` restores the
