@@ -17,6 +17,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from scalesweep.statuses import USABLE_STATUSES
+
 __all__ = ["FitData", "load_fit_data", "read_table", "numeric_column", "DataWarning", "ALIASES",
            "STORE_DEFAULTS"]
 
@@ -39,7 +41,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
 #: Defaults for a sweep's metrics directory (``scalesweep.store.load_runs``).
 STORE_DEFAULTS = {"N": "non_embedding_params", "D": "tokens_seen", "U": "dataset_tokens",
                   "S": "steps", "B": "batch_tokens", "C": "flops", "loss": "best_val_loss"}
-STORE_STATUSES = ("completed", "early_stopped")
+#: Runs a law is fitted to (the status vocabulary's owner is ``scalesweep.statuses``).
+STORE_STATUSES = USABLE_STATUSES
 
 
 @dataclass

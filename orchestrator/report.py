@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-USABLE_STATUSES = ("completed", "early_stopped")
+from scalesweep.statuses import USABLE_STATUSES
+
 
 
 @dataclass

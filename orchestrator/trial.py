@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scalesweep.statuses import ENDED_STATUSES
+
 ATTEMPT_FILE = "scalesweep_attempt.json"
 _PART_ATTEMPT = re.compile(r"part-(\d+)")
-ENDED_STATUSES = ("completed", "early_stopped", "diverged", "budget_stopped")
 # not ended: "failed" (crashed after Tune's retries) and "interrupted" (stopped by the driver)
 
 

@@ -18,12 +18,13 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from scalesweep.statuses import RUN_STATUSES  # noqa: F401  (re-exported: part of the store contract)
+
 # Bump only for a change an older reader would misread (a column renamed, retyped or removed);
 # such a reader skips newer parts. Added nullable columns keep the version: an older reader keeps
 # them as extra columns, a newer one fills nulls for parts written before them.
 SCHEMA_VERSION = 1
 SCHEMA_VERSION_KEY = b"scalesweep.schema_version"
-RUN_STATUSES = ("completed", "early_stopped", "diverged", "failed", "budget_stopped", "interrupted")
 EXTRA_EVAL_PREFIX = "val_loss_"
 
 _METADATA = {SCHEMA_VERSION_KEY: str(SCHEMA_VERSION).encode()}

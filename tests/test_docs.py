@@ -36,3 +36,15 @@ def test_section_pointers_resolve():
     dangling = [(name, n) for name, n in pointers if n not in sections]
     assert not dangling, dangling
     assert not [f for f in files if "DESIGN.md" in (REPO / f).read_text() and f != "tests/test_docs.py"]
+
+
+def test_the_status_vocabulary_has_one_owner():
+    """Statuses are spelled out only in scalesweep/statuses.py (and docs/tests), never as a
+    second tuple that could drift from it."""
+    files = subprocess.run(["git", "ls-files", "*.py"], cwd=REPO, capture_output=True, text=True,
+                           check=True).stdout.split()
+    status = r"""["'](?:completed|early_stopped|diverged|failed|budget_stopped|interrupted)["']"""
+    tuple_of_statuses = re.compile(rf"\(\s*{status}\s*,\s*{status}")
+    copies = [f for f in files if not f.startswith("tests/") and f != "scalesweep/statuses.py"
+              and tuple_of_statuses.search((REPO / f).read_text())]
+    assert not copies, copies

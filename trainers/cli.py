@@ -96,7 +96,9 @@ def run_train(args: argparse.Namespace) -> int:
 
     if not dist.is_initialized() or dist.get_rank() == 0:
         print(format_summary(config, result))
-    return 0 if result.status in ("completed", "early_stopped") else 1
+    from scalesweep.statuses import USABLE_STATUSES
+
+    return 0 if result.status in USABLE_STATUSES else 1
 
 
 def format_summary(config, result) -> str:

@@ -40,7 +40,7 @@ class EvalEvent:
 
 @dataclass
 class TrainResult:
-    status: str  # completed | early_stopped | diverged | budget_stopped | failed
+    status: str  # one of scalesweep.statuses.RUN_STATUSES
     steps: int
     tokens_seen: int
     flops: int  # exact training FLOPs spent: 3 x (2N + 2 n_layer n_ctx d_attn) per token
