@@ -57,3 +57,14 @@ def test_grid_2x2_completes_with_runs_and_curves(tmp_path):
     ledger = json.loads((tmp_path / "store" / spec.name / "ledger.json").read_text())
     assert ledger["spent"] == pytest.approx(sum(r["flops"] for r in runs))
     assert ledger["running"] == {}
+
+
+def test_resume_of_a_sweep_that_never_started_says_so_and_runs_it(tmp_path, capsys):
+    """--resume with no Tune experiment to restore is not silent: it says it starts the sweep."""
+    from orchestrator.sweep import run_sweep
+
+    spec = load_spec(tiny_spec(tmp_path / "store", name="fresh", dataset_tokens=(12_000,), shapes=SHAPES[:1]))
+    summary = run_sweep(spec, resume=True, num_cpus=1, verbose=0)
+    err = capsys.readouterr().err
+    assert "--resume: no Tune experiment to restore" in err and "0 runs already ended" in err
+    assert summary.completed == 1 and summary.failed == 0
