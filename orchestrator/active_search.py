@@ -78,7 +78,7 @@ class ActiveSearcher(BudgetedSearcher):
     def rel_pred_ci(self) -> float:
         """Largest relative half-width of the 90 % confidence interval of the target losses."""
         fit = self.fitter.fit
-        if fit is None:
+        if fit is None or not fit.identifiability.identified:  # a tight interval on an arbitrary answer
             return float("inf")
         iv = fit.interval(self.target.X, level=0.9, kind="confidence")
         return float(np.max((iv.hi - iv.lo) / (2 * iv.mean)))

@@ -163,6 +163,8 @@ def test_active_summary_shows_an_unidentified_law():
     line = next(l for l in s.summary_lines() if "law chinchilla" in l)
     assert "NOT IDENTIFIED by the 7 runs (every run has (almost) the same token count D" in line
     assert "[" not in line and "CI" not in line
+    # Nor does an unidentified fit's tight-looking interval stop the search by stop_when.rel_pred_ci.
+    assert s.rel_pred_ci() == float("inf")
 
 
 # ---------------------------------------------------------------------------- widened ⊇ plain
