@@ -54,12 +54,16 @@ def unplaceable(resources: Resources, nodes: Sequence[Mapping[str, float]], *, d
                                          f"once ({have})"))
 
 
-def local_node(num_cpus: int | None) -> dict[str, float]:
+def local_node(num_cpus: int | None) -> dict[str, float] | None:
     """This machine's resources as `ray.init(num_cpus=num_cpus)` will resolve them (Ray's own
-    resolver: cgroup CPU quotas, CUDA_VISIBLE_DEVICES), without starting Ray."""
-    from ray._private.resource_and_label_spec import ResourceAndLabelSpec  # private; ray pinned
+    resolver: cgroup CPU quotas, CUDA_VISIBLE_DEVICES), without starting Ray; None when this
+    Ray has no such resolver (it is private API), leaving the check to the started cluster."""
+    try:
+        from ray._private.resource_and_label_spec import ResourceAndLabelSpec  # private (Ray 2.60)
 
-    spec = ResourceAndLabelSpec(num_cpus=num_cpus).resolve(is_head=True, node_ip_address="127.0.0.1")
+        spec = ResourceAndLabelSpec(num_cpus=num_cpus).resolve(is_head=True, node_ip_address="127.0.0.1")
+    except (ImportError, AttributeError, TypeError):
+        return None
     return {"CPU": float(spec.num_cpus), "GPU": float(spec.num_gpus or 0)}
 
 

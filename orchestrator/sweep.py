@@ -284,7 +284,9 @@ def run_sweep(
     from scalesweep.store import load_runs
 
     if not address and not ray.is_initialized():  # a local Ray: check before starting it
-        _check_resources(spec, [local_node(num_cpus)], "this machine (--num-cpus to change)")
+        node = local_node(num_cpus)
+        if node is not None:  # else checked right after Ray starts, before any Tune work
+            _check_resources(spec, [node], "this machine (--num-cpus to change)")
     owns_ray = _start_ray(address, num_cpus, quiet=not verbose)
     try:
         _check_resources(spec, cluster_nodes(), "the Ray cluster")
