@@ -53,7 +53,7 @@ def main() -> None:
 
     from orchestrator.spec import load_spec
     from orchestrator.sweep import run_sweep
-    from scalesweep.store import load_curves, load_runs
+    from metrics import load_curves, load_runs
 
     with tempfile.TemporaryDirectory() as tmp:
         spec = load_spec(scale_spec(f"{tmp}/store", args.trials))

@@ -2,7 +2,7 @@
 
 ``load_fit_data(source, ...)`` accepts a pyarrow Table, a pandas DataFrame, a mapping of
 columns, a CSV/Parquet path, or a sweep's metrics directory (read with
-``scalesweep.store.load_runs``). Rows with a non-numeric cell, NaN/inf or a non-positive value
+``metrics.load_runs``). Rows with a non-numeric cell, NaN/inf or a non-positive value
 in a used column are dropped *with a warning that says how many and why*; a missing column is an
 error naming the file and the columns that exist. Inputs in implausible units and repeated
 (N, D) configurations are warned about (:mod:`fitting.checks`).
@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from scalesweep.statuses import USABLE_STATUSES
+from metrics.statuses import USABLE_STATUSES
 
 __all__ = ["FitData", "load_fit_data", "read_table", "numeric_column", "DataWarning", "ALIASES",
            "STORE_DEFAULTS"]
@@ -38,10 +38,10 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "L": ("L",),
     "loss": ("loss", "best_val_loss", "final_val_loss", "val_loss"),
 }
-#: Defaults for a sweep's metrics directory (``scalesweep.store.load_runs``).
+#: Defaults for a sweep's metrics directory (``metrics.load_runs``).
 STORE_DEFAULTS = {"N": "non_embedding_params", "D": "tokens_seen", "U": "dataset_tokens",
                   "S": "steps", "B": "batch_tokens", "C": "flops", "loss": "best_val_loss"}
-#: Runs a law is fitted to (the status vocabulary's owner is ``scalesweep.statuses``).
+#: Runs a law is fitted to (the status vocabulary's owner is ``metrics.statuses``).
 STORE_STATUSES = USABLE_STATUSES
 
 
@@ -95,9 +95,9 @@ def read_table(source) -> tuple[dict[str, np.ndarray], str, bool]:
                 pass  # a folder of plain tables is read below as a dataset
             else:
                 try:
-                    from scalesweep.store import load_runs, require_sweep
+                    from metrics import load_runs, require_sweep
                 except ImportError as err:  # pragma: no cover - store written elsewhere
-                    raise ValueError(f"{path} is a directory but scalesweep.store is not available: {err}") from err
+                    raise ValueError(f"{path} is a directory but metrics is not available: {err}") from err
                 require_sweep(path)  # a store root or a stray directory is named, not read as empty
                 tab = load_runs(path)
                 return {n: tab.column(n).to_numpy(zero_copy_only=False) for n in tab.column_names}, path, True

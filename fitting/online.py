@@ -170,13 +170,13 @@ class OnlineFitter:
 
     def add_store(self, path, *, columns: Mapping[str, str] | None = None,
                   ok_statuses: Iterable[str] | None = None) -> int:
-        """Read a sweep's metrics directory (``scalesweep.store.load_runs``) and add runs not seen
+        """Read a sweep's metrics directory (``metrics.load_runs``) and add runs not seen
         yet. ``columns`` maps law inputs and ``loss`` to store columns (defaults:
         ``fitting.data.STORE_DEFAULTS``). Runs whose status is not ok (default
         ``fitting.data.STORE_STATUSES``: diverged, failed, interrupted… runs are not fitted)
         count as failed."""
         from fitting.data import STORE_DEFAULTS, STORE_STATUSES
-        from scalesweep.store import load_runs
+        from metrics import load_runs
 
         tab = load_runs(path)
         names = dict(STORE_DEFAULTS)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scalesweep.statuses import USABLE_STATUSES
+from metrics.statuses import USABLE_STATUSES
 
 
 
@@ -29,7 +29,7 @@ class SweepReport:
     fit: object | None = None
     notes: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
-    skipped: list = field(default_factory=list)  # scalesweep.store.SkippedPart: files left unread
+    skipped: list = field(default_factory=list)  # metrics.SkippedPart: files left unread
 
     def skipped_lines(self) -> list[str]:
         return [f"{p.path}: {p.reason}" for p in self.skipped]
@@ -54,7 +54,7 @@ def build_report(storage: str, sweep: str, out_dir: str | Path, *, law_name: str
     """Read the sweep, fit, plan, plot. Raises FileNotFoundError (creating nothing) when
     ``storage`` or the sweep in it does not exist; writes into ``out_dir`` only when there are
     runs to report. Store files that cannot be read are listed in ``report.skipped``."""
-    from scalesweep.store import UnreadablePartWarning, load_curves, load_runs, require_sweep
+    from metrics import UnreadablePartWarning, load_curves, load_runs, require_sweep
 
     require_sweep(storage, sweep)
     skipped: list = []

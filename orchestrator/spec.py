@@ -26,7 +26,7 @@ import dataclasses
 import os
 from typing import Any, Mapping
 
-from scalesweep.store import validate_name
+from metrics import validate_name
 from trainers.config import TrainConfig, corpus_from
 from trainers.data import CorpusSpec
 from trainers.fields import load_yaml

@@ -96,7 +96,7 @@ class SweepSummary:
 def status_text(statuses: Mapping[str, int]) -> str:
     """``"4 runs: 2 completed, 2 diverged"``, statuses in the store's order (others, such as a live
     trial's ``running``, after them)."""
-    from scalesweep.store import RUN_STATUSES
+    from metrics import RUN_STATUSES
 
     order = {status: i for i, status in enumerate(RUN_STATUSES)}
     parts = [f"{n} {status}" for status, n in sorted(statuses.items(), key=lambda kv: order.get(kv[0], len(order)))
@@ -156,15 +156,13 @@ def ledger_from_store(limit: float, runs: list[dict]) -> tuple[BudgetLedger, set
 
 
 def write_ledger(spec: SweepSpec, ledger: BudgetLedger) -> str:
-    """``<storage>/<sweep>/ledger.json``, written to a temp name and renamed."""
-    from scalesweep.store import resolve
+    """``<storage>/<sweep>/ledger.json``, written atomically (`metrics.write_atomically`)."""
+    from metrics import resolve, write_atomically
 
     fs, directory = resolve(spec.storage, spec.name)
-    fs.create_dir(directory, recursive=True)
-    path, tmp = f"{directory}/ledger.json", f"{directory}/.ledger.json.tmp"
-    with fs.open_output_stream(tmp) as handle:
-        handle.write(json.dumps(ledger.state_dict(), indent=1, sort_keys=True).encode())
-    fs.move(tmp, path)
+    path = f"{directory}/ledger.json"
+    payload = json.dumps(ledger.state_dict(), indent=1, sort_keys=True).encode()
+    write_atomically(path, lambda out: out.write(payload), fs)
     return path
 
 
@@ -281,7 +279,7 @@ def run_sweep(
     from ray import tune
 
     from orchestrator.trial import run_trial
-    from scalesweep.store import load_runs
+    from metrics import load_runs
 
     if not address and not ray.is_initialized():  # a local Ray: check before starting it
         node = local_node(num_cpus)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scalesweep.statuses import ENDED_STATUSES
+from metrics.statuses import ENDED_STATUSES
 
 ATTEMPT_FILE = "scalesweep_attempt.json"
 _PART_ATTEMPT = re.compile(r"part-(\d+)")
@@ -58,7 +58,7 @@ def next_attempt(storage: str, sweep: str, trial_key: str, checkpoint_attempt: i
     Lists only this trial's own partition directories, so it costs O(1) in the sweep size.
     A killed attempt writes no runs row, so its curve parts count too.
     """
-    from scalesweep.store import resolve
+    from metrics import resolve
 
     seen = [-1 if checkpoint_attempt is None else checkpoint_attempt]
     fs, sweep_dir = resolve(storage, sweep)
@@ -78,7 +78,7 @@ def ended_run(storage: str, sweep: str, trial_key: str) -> dict | None:
     partition, through the store's reader, so an unreadable part is skipped and named). A driver
     killed after a trial finished but before Tune recorded it would otherwise train it again on
     resume."""
-    from scalesweep.store import load_runs
+    from metrics import load_runs
 
     rows = load_runs(storage, sweep, trial_id=trial_key).to_pylist()
     latest = rows[-1] if rows else None
@@ -148,7 +148,7 @@ def _write_unended_row(train_config, output, status: str, error: BaseException |
                        last_row: dict | None) -> None:
     """An attempt that did not end still leaves a runs row with its progress: ``failed`` (with
     the error, before Tune retries it) or ``interrupted`` (stopped by the driver)."""
-    from scalesweep.store import TrialWriter
+    from metrics import TrialWriter
     from trainers.config import batch_geometry
     from trainers.deepspeed_trainer import TrainResult, run_row
 

@@ -10,14 +10,14 @@ __version__ = "0.1.0"
 
 
 def load_runs(path, sweep=None, **kwargs):
-    """Runs table (one row per trial, latest attempt) of a metrics store; see ``scalesweep.store``."""
-    from scalesweep.store import load_runs as _load_runs
+    """Runs table (one row per trial, latest attempt) of a metrics store; see ``metrics.readers``."""
+    from metrics import load_runs as _load_runs
 
     return _load_runs(path, sweep, **kwargs)
 
 
 def load_curves(path, sweep=None, **kwargs):
-    """Curves table (one row per evaluation, deduped by trial and step); see ``scalesweep.store``."""
-    from scalesweep.store import load_curves as _load_curves
+    """Curves table (one row per evaluation, deduped by trial and step); see ``metrics.readers``."""
+    from metrics import load_curves as _load_curves
 
     return _load_curves(path, sweep, **kwargs)

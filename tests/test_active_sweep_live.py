@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from orchestrator.spec import expand_grid, load_spec
-from scalesweep.store import load_runs
+from metrics import load_runs
 from test_sweep_faults import kill_driver_after_first_run, resume_driver
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from scalesweep.store_format import RUN_STATUSES, RUNS_SCHEMA, curves_schema
+from metrics import RUN_STATUSES, RUNS_SCHEMA, curves_schema
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHITECTURE = REPO / "docs" / "architecture.md"
@@ -39,12 +39,12 @@ def test_section_pointers_resolve():
 
 
 def test_the_status_vocabulary_has_one_owner():
-    """Statuses are spelled out only in scalesweep/statuses.py (and docs/tests), never as a
+    """Statuses are spelled out only in metrics/statuses.py (and docs/tests), never as a
     second tuple that could drift from it."""
     files = subprocess.run(["git", "ls-files", "*.py"], cwd=REPO, capture_output=True, text=True,
                            check=True).stdout.split()
     status = r"""["'](?:completed|early_stopped|diverged|failed|budget_stopped|interrupted)["']"""
     tuple_of_statuses = re.compile(rf"\(\s*{status}\s*,\s*{status}")
-    copies = [f for f in files if not f.startswith("tests/") and f != "scalesweep/statuses.py"
+    copies = [f for f in files if not f.startswith("tests/") and f != "metrics/statuses.py"
               and tuple_of_statuses.search((REPO / f).read_text())]
     assert not copies, copies

@@ -134,7 +134,7 @@ def test_cli_user_law_file(tmp_path, capsys):
 
 
 def test_fit_sweep_metrics_directory(tmp_path, capsys):
-    import scalesweep.store as store
+    import metrics as store
     truth = {"E": 1.7, "A": 400.0, "alpha": 0.34, "B": 1500.0, "beta": 0.30}
     N, D, y = synthetic(chinchilla, truth, n=24)
     sweep = tmp_path / "sweep"

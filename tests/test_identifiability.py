@@ -118,7 +118,7 @@ def test_replay_marks_an_unidentified_fit(tmp_path, capsys):
 
 
 def _store(storage, sizes, tokens):
-    from scalesweep.store import TrialWriter
+    from metrics import TrialWriter
 
     for k, (n, d) in enumerate((n, d) for n in sizes for d in tokens):
         loss = float(chinchilla.predict(TRUTH, {"N": [n], "D": [d]})[0])

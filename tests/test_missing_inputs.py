@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from scalesweep.cli import main
-from scalesweep.store import TrialWriter, require_sweep
+from metrics import TrialWriter, require_sweep
 
 
 def _run_row(n: float) -> dict:

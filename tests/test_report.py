@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from orchestrator.report import build_report
-from scalesweep.store import TrialWriter
+from metrics import TrialWriter
 
 TRUTH = dict(E=1.7, A=400.0, B=1200.0, alpha=0.34, beta=0.30)
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from scalesweep.store import (
+from metrics import (
     RUNS_SCHEMA,
     SCHEMA_VERSION,
     TrialWriter,
@@ -222,12 +222,12 @@ def test_writer_refuses_number_like_ids_that_hive_readers_would_retype(tmp_path)
 def test_part_deleted_under_a_reader_makes_it_list_again(tmp_path, monkeypatch):
     import pyarrow.fs as pafs
 
-    import scalesweep.store as store
+    import metrics.readers as store
 
     writer = TrialWriter(str(tmp_path), "sw", "a")
     writer.append_curves(curve_rows([0]))
     writer.append_curves(curve_rows([1]))
-    real_list, listings = store._list_parts, []
+    real_list, listings = store.list_parts, []
 
     def stale_first_listing(fs, directory):
         infos = real_list(fs, directory)
@@ -237,7 +237,7 @@ def test_part_deleted_under_a_reader_makes_it_list_again(tmp_path, monkeypatch):
             infos.append(pafs.FileInfo(gone, type=pafs.FileType.File))
         return infos
 
-    monkeypatch.setattr(store, "_list_parts", stale_first_listing)
+    monkeypatch.setattr(store, "list_parts", stale_first_listing)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a vanished part is not an unreadable one
         table = load_curves(str(tmp_path), "sw")

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from orchestrator.spec import expand_grid, load_spec
-from scalesweep.store import load_curves, load_runs
+from metrics import load_curves, load_runs
 from trainers.model import train_flops
 
 SHAPES = [{"n_layer": 1, "d_model": 32, "n_heads": 2, "d_ff": 128},

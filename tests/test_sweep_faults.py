@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from orchestrator.spec import expand_grid, load_spec
-from scalesweep.store import load_curves, load_runs
+from metrics import load_curves, load_runs
 from test_sweep import SHAPES, tiny_spec
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ import yaml
 from orchestrator.cli import resume_command
 from orchestrator.spec import expand_grid, load_spec
 from orchestrator.sweep import SweepSummary, run_statuses, status_line
-from scalesweep.store import load_curves, load_runs
+from metrics import load_curves, load_runs
 from test_sweep import SHAPES, tiny_spec
 
 REPO = Path(__file__).resolve().parents[1]

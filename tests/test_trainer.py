@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scalesweep.store import load_curves, load_runs
+from metrics import load_curves, load_runs
 from trainers.config import RunOutput, TrainConfig
 from trainers.deepspeed_trainer import train
 from trainers.model import ModelShape

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from metrics.fs import write_atomically
 from trainers.config import BatchGeometry, TrainConfig
-from trainers.tokenizers import write_atomically
 
 RECORD_FILE = "scalesweep_checkpoint.json"
 
@@ -103,7 +103,7 @@ def save(engine, checkpoint_dir: str, step: int, client_state: dict, identity: d
     engine.save_checkpoint(checkpoint_dir, tag=tag, client_state=client_state)
     if rank == 0:
         write_atomically(Path(checkpoint_dir) / tag / RECORD_FILE,
-                         lambda tmp: tmp.write_text(json.dumps({"identity": identity}, indent=1)))
+                         lambda out: out.write(json.dumps({"identity": identity}, indent=1).encode()))
     if world_size > 1:
         dist.barrier()
     if rank == 0:

@@ -96,7 +96,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     if not dist.is_initialized() or dist.get_rank() == 0:
         print(format_summary(config, result))
-    from scalesweep.statuses import USABLE_STATUSES
+    from metrics.statuses import USABLE_STATUSES
 
     return 0 if result.status in USABLE_STATUSES else 1
 

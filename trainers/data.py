@@ -27,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from metrics.fs import write_atomically
 from trainers.documents import read_documents
 from trainers.fields import SpecError, coerce_fields, option, positive_int, text
-from trainers.tokenizers import TOKENIZER_VOCAB, build_tokenizer, default_cache_dir, tokenizer_key, write_atomically
+from trainers.tokenizers import TOKENIZER_VOCAB, build_tokenizer, default_cache_dir, tokenizer_key
 
 
 @dataclass(frozen=True)
@@ -157,14 +158,11 @@ def load_corpus(spec: CorpusSpec, cache_dir: str | Path | None = None) -> Tokeni
         tokenizer = build_tokenizer(spec.tokenizer, documents, fingerprint, cache)
         tokens = tokenizer.encode_documents(documents)
         vocab = tokenizer.vocab_size
-        def save_tokens(tmp: Path) -> None:
-            with tmp.open("wb") as f:  # a path would make np.save append ".npy" to the temp name
-                np.save(f, tokens)
-
-        write_atomically(tokens_path, save_tokens)
-        write_atomically(meta_path, lambda tmp: tmp.write_text(json.dumps(
+        # a stream, not a path: np.save would append ".npy" to the temp name
+        write_atomically(tokens_path, lambda out: np.save(out, tokens))
+        write_atomically(meta_path, lambda out: out.write(json.dumps(
             {"tokenizer_vocab_size": vocab, "tokens": int(tokens.size), "source": description,
-             "fingerprint": fingerprint})))
+             "fingerprint": fingerprint}).encode()))
     return TokenizedCorpus(tokens, _check_vocab(spec, vocab), fingerprint,
                            f"{description}, tokenizer {spec.tokenizer}, {tokens.size} tokens")
 

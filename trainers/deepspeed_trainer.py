@@ -40,7 +40,7 @@ class EvalEvent:
 
 @dataclass
 class TrainResult:
-    status: str  # one of scalesweep.statuses.RUN_STATUSES
+    status: str  # one of metrics.RUN_STATUSES
     steps: int
     tokens_seen: int
     flops: int  # exact training FLOPs spent: 3 x (2N + 2 n_layer n_ctx d_attn) per token
@@ -325,7 +325,7 @@ def _restore(engine, checkpoint_dir: str, tag: str, sampler: SequenceSampler, pr
 def _open_writer(output: RunOutput, rt: Runtime):
     if not output.storage or rt.rank != 0:
         return None
-    from scalesweep.store import TrialWriter
+    from metrics import TrialWriter
 
     return TrialWriter(output.storage, output.sweep, output.trial_id, output.attempt)
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from metrics.fs import write_atomically
+
 # Dense bf16 tensor-core peaks per device (vendor data sheets, without sparsity).
 GPU_BF16_PEAK_FLOPS = {
     "H200": 989e12,
@@ -127,10 +129,7 @@ def peak_flops_per_device(device: torch.device, dtype: torch.dtype, threads: int
     known = json.loads(cache.read_text()) if cache.exists() else {}
     if key not in known:
         known[key] = measure_matmul_flops(device, torch.float32)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(known, indent=1))
-        tmp.replace(cache)
+        write_atomically(cache, lambda out: out.write(json.dumps(known, indent=1).encode()))
     return known[key]
 
 

@@ -16,6 +16,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from metrics.fs import write_atomically
+
 BPE_SAMPLE_BYTES = 5_000_000  # BPE trains on the first 5 MB of documents (~1 s; merges saturate)
 END_OF_TEXT = "<|endoftext|>"
 TOKENIZER_VOCAB = {"byte": 256, "tiktoken:gpt2": 50257}  # plus "bpe:<vocab>": vocab
@@ -51,18 +53,6 @@ def _byte_tokenizer() -> TextTokenizer:
         return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
 
     return TextTokenizer("byte", 256, encode, decode)
-
-
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def tokenizer_key(name: str) -> str:
@@ -101,7 +91,7 @@ def _bpe_tokenizer(vocab_size: int, documents: Sequence[bytes], fingerprint: str
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         )
         tok.train_from_iterator(_text_sample(documents, BPE_SAMPLE_BYTES), trainer=trainer)
-        write_atomically(model_path, lambda tmp: tmp.write_text(tok.to_str()))
+        write_atomically(model_path, lambda out: out.write(tok.to_str().encode()))
     eot_id = tok.token_to_id(END_OF_TEXT)
 
     def encode(docs: Sequence[bytes]) -> np.ndarray:

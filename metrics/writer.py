@@ -1,4 +1,4 @@
-"""Metrics store writer: `TrialWriter` appends one trial attempt's rows (see `scalesweep.store`).
+"""Metrics store writer: `TrialWriter` appends one trial attempt's rows (the contract: `metrics`).
 
 Row validation and coercion (int FLOPs into float64 columns, timestamps to UTC), one part file
 per flush, the attempt's summary row, and the compaction of an ended attempt's curve parts.
@@ -11,12 +11,15 @@ import warnings
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from scalesweep.store_format import (
-    _CURVE_FIELDS, _CURVE_PART_RE, _METADATA, EXTRA_EVAL_PREFIX, REQUIRED_CURVE_COLUMNS,
-    REQUIRED_RUN_COLUMNS, RUN_STATUSES, RUNS_SCHEMA, _conform, _list_parts, _write_atomic,
-    curves_schema, read_part, resolve, validate_name,
+from metrics.fs import CURVE_PART_RE, list_parts, resolve, validate_name, write_atomically
+from metrics.readers import read_part
+from metrics.schema import (
+    CURVE_FIELDS, EXTRA_EVAL_PREFIX, REQUIRED_CURVE_COLUMNS, REQUIRED_RUN_COLUMNS, RUNS_SCHEMA,
+    SCHEMA_METADATA, conform, curves_schema,
 )
+from metrics.statuses import RUN_STATUSES
 
 _WRITER_COLUMNS = ("sweep", "trial_id", "attempt")  # filled by TrialWriter, not by the caller
 
@@ -65,8 +68,8 @@ class TrialWriter:
     def _scan_next_seq(self) -> int:
         seqs = [
             int(m.group(2))
-            for info in _list_parts(self._fs, self._curves_dir)
-            if (m := _CURVE_PART_RE.match(info.base_name)) and int(m.group(1)) == self.attempt
+            for info in list_parts(self._fs, self._curves_dir)
+            if (m := CURVE_PART_RE.match(info.base_name)) and int(m.group(1)) == self.attempt
         ]
         return max(seqs, default=-1) + 1
 
@@ -77,7 +80,7 @@ class TrialWriter:
         """Write ``rows`` (one per evaluation) as one new part file."""
         if not rows:
             return
-        core = {name for name, _ in _CURVE_FIELDS} - set(_WRITER_COLUMNS)
+        core = {name for name, _ in CURVE_FIELDS} - set(_WRITER_COLUMNS)
         extra_evals: set[str] = set()
         identity = self._identity()
         for i, row in enumerate(rows):
@@ -102,7 +105,7 @@ class TrialWriter:
         ]
         table = pa.Table.from_pylist(records, schema=schema)
         name = f"part-{self.attempt}-{self._next_seq:06d}.parquet"
-        _write_atomic(self._fs, f"{self._curves_dir}/{name}", table)
+        _write_parquet(self._fs, f"{self._curves_dir}/{name}", table)
         self._next_seq += 1
 
     def write_run(self, row: dict) -> None:
@@ -123,8 +126,8 @@ class TrialWriter:
         core = pa.Table.from_pylist([record], schema=RUNS_SCHEMA)
         for key in extra:  # extra config columns keep their inferred Arrow type
             core = core.append_column(key, pa.array([row[key]]))
-        table = core.replace_schema_metadata(_METADATA)
-        _write_atomic(self._fs, f"{self._runs_dir}/part-{self.attempt}.parquet", table)
+        table = core.replace_schema_metadata(SCHEMA_METADATA)
+        _write_parquet(self._fs, f"{self._runs_dir}/part-{self.attempt}.parquet", table)
         self.compact_curves()
 
     def compact_curves(self) -> None:
@@ -134,12 +137,12 @@ class TrialWriter:
         one per flush. Safe for concurrent readers: the merged part gets the next sequence number
         and holds the same rows, so until the old parts are gone a reader's dedupe picks the
         merged copies; a part deleted under a reader makes it list again (see `_load_parts` in
-        `scalesweep.store`). Called by `write_run`, i.e. when the attempt has ended.
+        `metrics.readers`). Called by `write_run`, i.e. when the attempt has ended.
         """
         parts = sorted(
             (int(m.group(2)), info.path)
-            for info in _list_parts(self._fs, self._curves_dir)
-            if (m := _CURVE_PART_RE.match(info.base_name)) and int(m.group(1)) == self.attempt
+            for info in list_parts(self._fs, self._curves_dir)
+            if (m := CURVE_PART_RE.match(info.base_name)) and int(m.group(1)) == self.attempt
         )
         if len(parts) < 2:
             return
@@ -147,17 +150,21 @@ class TrialWriter:
         for _, path in parts:
             table = read_part(self._fs, path, "curves", curves_schema())
             if isinstance(table, str):  # keep every part: the readers skip (and name) the bad one
-                warnings.warn(f"scalesweep.store: not compacting {self._curves_dir}: {path}: {table}",
+                warnings.warn(f"metrics: not compacting {self._curves_dir}: {path}: {table}",
                               stacklevel=2)
                 return
             tables.append(table)
         merged = pa.concat_tables(tables, promote_options="permissive")
-        merged = _conform(merged, curves_schema())
+        merged = conform(merged, curves_schema())
         name = f"part-{self.attempt}-{self._next_seq:06d}.parquet"
-        _write_atomic(self._fs, f"{self._curves_dir}/{name}", merged)
+        _write_parquet(self._fs, f"{self._curves_dir}/{name}", merged)
         self._next_seq += 1
         for _, path in parts:
             self._fs.delete_file(path)
+
+
+def _write_parquet(fs, path: str, table: pa.Table) -> None:
+    write_atomically(path, lambda out: pq.write_table(table, out), fs)
 
 
 def _now() -> _dt.datetime:

@@ -1,0 +1,150 @@
+"""Metrics store schemas: the column contract shared by the writer and the readers.
+
+`RUNS_SCHEMA`, `curves_schema`, the required columns, the schema version, which stored types
+read as which contract types (`castable`) and schema conformance (`conform`). The contract
+itself is described in `metrics` (docs/architecture.md §3).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import pyarrow as pa
+
+# Bump only for a change an older reader would misread (a column renamed, retyped or removed);
+# such a reader skips newer parts. Added nullable columns keep the version: an older reader keeps
+# them as extra columns, a newer one fills nulls for parts written before them.
+SCHEMA_VERSION = 1
+SCHEMA_VERSION_KEY = b"scalesweep.schema_version"
+EXTRA_EVAL_PREFIX = "val_loss_"
+
+SCHEMA_METADATA = {SCHEMA_VERSION_KEY: str(SCHEMA_VERSION).encode()}
+"""Arrow schema metadata every part carries (the schema version)."""
+
+SEQ_COLUMN = "__seq"
+"""Reader-internal ordering column (a part's sequence number); `conform` keeps it last, the
+readers drop it before returning."""
+
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+CURVE_FIELDS = [
+    ("sweep", pa.string()),
+    ("trial_id", pa.string()),
+    ("attempt", pa.int64()),
+    ("step", pa.int64()),
+    ("tokens_seen", pa.int64()),
+    ("flops", pa.float64()),  # float: exceeds int64 comfort at large scale and is an estimate anyway
+    ("train_loss", pa.float64()),
+    ("val_loss", pa.float64()),
+    ("lr", pa.float64()),
+    ("grad_noise_scale", pa.float64()),
+    ("tokens_per_s", pa.float64()),
+    ("mfu", pa.float64()),
+    ("wall_s", pa.float64()),
+    ("timestamp", _TIMESTAMP),
+]
+"""(name, type) of the curves table's contract columns, in order (extra evals follow)."""
+
+REQUIRED_CURVE_COLUMNS = ("step", "tokens_seen", "flops", "val_loss")
+
+RUNS_SCHEMA = pa.schema(
+    [
+        ("sweep", pa.string()),
+        ("trial_id", pa.string()),
+        ("attempt", pa.int64()),
+        ("status", pa.string()),
+        ("n_layer", pa.int64()),
+        ("d_model", pa.int64()),
+        ("n_heads", pa.int64()),
+        ("d_ff", pa.int64()),
+        ("d_attn", pa.int64()),
+        ("n_ctx", pa.int64()),
+        ("vocab_size", pa.int64()),
+        ("non_embedding_params", pa.int64()),
+        ("total_params", pa.int64()),
+        ("dataset_tokens", pa.int64()),
+        ("regime", pa.string()),
+        ("batch_tokens", pa.int64()),
+        ("micro_batch_size", pa.int64()),  # sequences per rank per micro-step (null: not known)
+        ("grad_accum_steps", pa.int64()),  # micro-steps per optimizer step (null: not known)
+        ("lr", pa.float64()),
+        ("seed", pa.int64()),
+        ("zero_stage", pa.int64()),
+        ("precision", pa.string()),
+        ("world_size", pa.int64()),
+        ("tokens_seen", pa.int64()),
+        ("steps", pa.int64()),
+        ("flops", pa.float64()),
+        ("flops_6n", pa.float64()),
+        ("wall_s", pa.float64()),
+        ("final_val_loss", pa.float64()),
+        ("best_val_loss", pa.float64()),
+        ("best_step", pa.int64()),
+        ("tokens_per_s", pa.float64()),
+        ("mfu", pa.float64()),
+        ("git_sha", pa.string()),
+        ("hostname", pa.string()),
+        ("error", pa.string()),
+    ],
+    metadata=SCHEMA_METADATA,
+)
+# A failed or diverged attempt still knows its configuration and how far it got; losses, MFU and
+# provenance may be missing.
+REQUIRED_RUN_COLUMNS = (
+    "status", "n_layer", "d_model", "n_heads", "d_ff", "n_ctx", "vocab_size",
+    "non_embedding_params", "dataset_tokens", "regime", "batch_tokens", "lr", "seed",
+    "tokens_seen", "steps", "flops", "wall_s",
+)
+
+def curves_schema(extra_evals: Sequence[str] = ()) -> pa.Schema:
+    """Curves schema with one float64 ``val_loss_<name>`` column per extra eval set."""
+    extra = []
+    for name in extra_evals:
+        column = name if name.startswith(EXTRA_EVAL_PREFIX) else EXTRA_EVAL_PREFIX + name
+        if not re.fullmatch(r"[A-Za-z0-9_]+", column[len(EXTRA_EVAL_PREFIX):] or "-"):
+            raise ValueError(f"extra eval name {name!r}: use letters, digits and '_'")
+        extra.append((column, pa.float64()))
+    return pa.schema(CURVE_FIELDS + sorted(set(extra)), metadata=SCHEMA_METADATA)
+
+
+def castable(source: pa.DataType, target: pa.DataType) -> bool:
+    """Whether a stored column of type ``source`` reads losslessly as contract type ``target``:
+    a wider number of the same kind (or int into float), any string encoding into string, any
+    timestamp into timestamp, or all nulls. A number stored as text is a schema conflict."""
+    if pa.types.is_dictionary(source):
+        source = source.value_type
+    if source == target or pa.types.is_null(source):
+        return True
+    if pa.types.is_floating(target):
+        return pa.types.is_floating(source) or pa.types.is_integer(source)
+    if pa.types.is_integer(target):
+        return pa.types.is_integer(source)
+    if pa.types.is_string(target):
+        return pa.types.is_string(source) or pa.types.is_large_string(source)
+    if pa.types.is_timestamp(target):
+        return pa.types.is_timestamp(source)
+    return False
+
+
+def conform(table: pa.Table, base: pa.Schema) -> pa.Table:
+    """Contract columns first, in contract order and types; extra columns follow, sorted.
+
+    Raises ValueError naming the first contract column whose stored type does not read as the
+    contract's (see `castable`).
+    """
+    columns, fields = [], []
+    for field in base:
+        if field.name in table.column_names:
+            stored = table.schema.field(field.name).type
+            if not castable(stored, field.type):
+                raise ValueError(f"column {field.name!r} is {stored}, the contract says {field.type}")
+            columns.append(table[field.name].cast(field.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, field.type))
+        fields.append(field)
+    tail = [SEQ_COLUMN] if SEQ_COLUMN in table.column_names else []
+    for name in sorted(set(table.column_names) - set(base.names) - {SEQ_COLUMN}) + tail:
+        columns.append(table[name])
+        fields.append(table.schema.field(name))
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=SCHEMA_METADATA))
