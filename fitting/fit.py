@@ -29,9 +29,9 @@ from scipy import stats
 from fitting.checks import Identifiability, identifiability
 from fitting.data import FitData, load_fit_data
 from fitting.laws import Law, get_law
-from fitting.multistart import _multistart, _single_threaded_blas
+from fitting.multistart import multistart_lbfgs, single_threaded_blas
 from fitting.objective import log_jacobian, make_objective, mu_jacobian, objective, rho_psi
-from fitting.uncertainty import BootstrapResult, Interval, _covariance, bootstrap, prediction_interval
+from fitting.uncertainty import BootstrapResult, Interval, bootstrap, estimate_covariance, prediction_interval
 
 __all__ = [
     "FitResult",
@@ -312,8 +312,8 @@ def fit_law(
     Z0 = np.clip(Z0, lo, hi)
     fg = make_objective(law, fdata.X, fdata.y, loss=loss, delta=delta, weights=weights, method=diff)
 
-    with _single_threaded_blas():
-        Zf, ff, conv = _multistart(fg, Z0, lo, hi, screen=screen, maxiter=maxiter, gtol=gtol, ftol=ftol,
+    with single_threaded_blas():
+        Zf, ff, conv = multistart_lbfgs(fg, Z0, lo, hi, screen=screen, maxiter=maxiter, gtol=gtol, ftol=ftol,
                                    n_keep_first=1 if init is not None else 0)
     ok = np.isfinite(ff)
     if not ok.any():
@@ -332,7 +332,7 @@ def _finish(law, z, fbest, fdata, full, mask, loss, delta, level, covariance, n_
     r = np.log(mu) - np.log(fdata.y)
     _, psi = rho_psi(r, loss, delta)
     J = log_jacobian(law, z, fdata.X)
-    cov_z, sigma_eff, sigma = _covariance(J, r, psi, loss, delta, P, covariance)
+    cov_z, sigma_eff, sigma = estimate_covariance(J, r, psi, loss, delta, P, covariance)
     cond, weak = _conditioning(J)
     msgs = []
     diag: dict[str, Any] = {"condition_number": cond, "weak_direction": dict(zip(law.param_names, np.round(weak, 4).tolist())),

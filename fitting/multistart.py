@@ -11,13 +11,13 @@ from threadpoolctl import threadpool_limits
 from fitting.optim import batched_lbfgs
 
 
-def _single_threaded_blas():
+def single_threaded_blas():
     """L-BFGS-B calls BLAS on vectors of a few elements; a multi-threaded OpenBLAS pays thread
     wake-ups on each call, which measured 6x slower on a busy 2-core machine."""
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def _multistart(fg, Z0, lo, hi, *, screen="auto", maxiter=1000, gtol=1e-10, ftol=1e-15, n_polish=3, prune=0.25,
+def multistart_lbfgs(fg, Z0, lo, hi, *, screen="auto", maxiter=1000, gtol=1e-10, ftol=1e-15, n_polish=3, prune=0.25,
                 n_keep_first=0):
     """Batched multi-start L-BFGS with optional screening, then a scipy polish of the best few.
 

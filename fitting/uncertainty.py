@@ -1,6 +1,6 @@
 """Uncertainty of a fit: sandwich covariance, bootstrap over runs, prediction intervals.
 
-* :func:`_covariance`: the M-estimator sandwich (or "Laplace") covariance of the transformed
+* :func:`estimate_covariance`: the M-estimator sandwich (or "Laplace") covariance of the transformed
   parameters at the optimum, with a kernel-smoothed Huber slope; :func:`fitting.fit.fit_law`
   stores it on every :class:`~fitting.fit.FitResult`.
 * :func:`bootstrap`: nonparametric bootstrap over runs (batched, seeded, warm-started).
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import stats
 
-from fitting.multistart import _single_threaded_blas
+from fitting.multistart import single_threaded_blas
 from fitting.objective import log_jacobian, make_objective
 from fitting.optim import batched_lbfgs
 
@@ -87,7 +87,11 @@ def _scales(r: np.ndarray, psi: np.ndarray, loss: str, delta: float, p: int):
     return max(kappa, 1e-12), epsi2, float(sigma)
 
 
-def _covariance(J, r, psi, loss, delta, p, kind="sandwich"):
+def estimate_covariance(J, r, psi, loss, delta, p, kind="sandwich"):
+    """(covariance of the transformed parameters, effective residual scale sqrt(E ψ²)/E ψ', robust
+    residual scale) at the optimum: ``J`` the residual Jacobian (n x p), ``r`` the residuals,
+    ``psi`` the loss's ψ(r), ``kind`` "sandwich" (M-estimator) or "laplace"; another kind raises
+    ValueError. Used by `fitting.fit`."""
     kappa, epsi2, sigma = _scales(r, psi, loss, delta, p)
     n = r.size
     JtJ = J.T @ J
@@ -140,7 +144,7 @@ def bootstrap(fit: FitResult, n_boot: int = 1000, *, seed: int | None = 0, n_per
         W = np.repeat(counts[b0:b1], k, axis=0)
         Z0 = np.tile(S0, (b1 - b0, 1))
         fg = make_objective(law, data.X, data.y, loss=fit.loss, delta=fit.delta, weights=W)
-        with _single_threaded_blas():
+        with single_threaded_blas():
             Z, F, _, conv = batched_lbfgs(fg, Z0, lo, hi, maxiter=maxiter, gtol=gtol, ftol=ftol)
         F = np.where(np.isfinite(F), F, np.inf).reshape(b1 - b0, k)
         j = np.argmin(F, axis=1)

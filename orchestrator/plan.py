@@ -18,7 +18,7 @@ from trainers.config import TrainConfig, batch_geometry
 from trainers.data import CorpusSpec, eval_window_count
 from orchestrator.spec_fields import SpecError, fail
 from orchestrator.spec_types import (
-    _AXES_KEYS, TRAINER_KEYS, Axes, Budget, Resources, SearchSpec, SweepSpec,
+    AXES_KEYS, TRAINER_KEYS, Axes, Budget, Resources, SearchSpec, SweepSpec,
 )
 from orchestrator.target import check_target
 from trainers.model import ModelShape, kaplan_lr, non_embedding_params, shape_for_params, train_flops
@@ -155,7 +155,7 @@ def _config_error_path(message: str) -> str:
     head = field_name.split(".", 1)[0].split("[", 1)[0]
     if head in TRAINER_KEYS:
         return f"trainer.{field_name}"
-    if head in _AXES_KEYS:
+    if head in AXES_KEYS:
         return f"axes.{field_name}"
     if head == "corpus":
         return field_name

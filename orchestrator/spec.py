@@ -36,7 +36,7 @@ from orchestrator.spec_fields import (
     Problems, SpecError, axis, choice, fail, mapping, non_negative, positive, positive_int,
 )
 from orchestrator.spec_types import (
-    _AXES_KEYS, ACTIVE_LAWS, CUT_POLICIES, SEARCH_COSTS, SEARCH_KINDS, TOKENIZER_VOCAB, TRAINER_KEYS,
+    AXES_KEYS, ACTIVE_LAWS, CUT_POLICIES, SEARCH_COSTS, SEARCH_KINDS, TOKENIZER_VOCAB, TRAINER_KEYS,
     Axes, Budget, Resources, SearchSpec, SweepSpec,
 )
 from orchestrator.target import parse_stop_when, parse_target
@@ -86,7 +86,7 @@ def _corpus(raw: Any, where: str = "corpus") -> CorpusSpec:
 
 def _axes(raw: Any, problems: Problems) -> Axes:
     """Each axis parsed by its field's parser (`Axes` metadata); every bad axis is reported."""
-    raw = mapping(raw, "axes", _AXES_KEYS, required=("dataset_tokens",))
+    raw = mapping(raw, "axes", AXES_KEYS, required=("dataset_tokens",))
     if ("target_params" in raw) == ("shapes" in raw):
         raise fail("axes", "give exactly one of target_params (N targets) or shapes (explicit)")
     if "head_dim" in raw and "n_heads" in raw:

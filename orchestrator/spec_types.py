@@ -86,7 +86,8 @@ class Axes:
                  "resources.workers", positive_int)
 
 
-_AXES_KEYS = tuple(f.name for f in dataclasses.fields(Axes))
+AXES_KEYS = tuple(f.name for f in dataclasses.fields(Axes))
+"""The keys an ``axes:`` mapping may hold (the `Axes` fields)."""
 
 
 @dataclass(frozen=True)
