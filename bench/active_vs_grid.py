@@ -91,7 +91,7 @@ def epoch_setting() -> Setting:
 
 def strategy_for(name: str, setting: Setting):
     """Where the truth *is* the law (exact oracles) the designers model no discrepancy (see
-    fitting.design.Discrepancy); "clairvoyant" is the same criterion linearised at the truth."""
+    fitting.posterior.Discrepancy); "clairvoyant" is the same criterion linearised at the truth."""
     if setting.truth is not None and name == "active":
         return ActiveDesign(discrepancy=False, cost_power=0.5)
     if name == "clairvoyant":

@@ -18,8 +18,9 @@ import torch
 
 from trainers.config import TrainConfig, batch_geometry
 from trainers.deepspeed_trainer import build_engine, train_step
-from trainers.model import GPT, ModelShape, non_embedding_params, train_flops
+from trainers.model import GPT
 from trainers.runtime import measure_matmul_flops, setup_runtime
+from trainers.shapes import ModelShape, non_embedding_params, train_flops
 
 
 def plain_step(model, optimizer, batch: torch.Tensor, grad_clip: float) -> float:

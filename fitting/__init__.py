@@ -14,7 +14,8 @@
   extrapolation within the fitted runs.
 - :mod:`fitting.allocate` — compute-optimal N, D (closed form and numeric), ``plan``.
 - :mod:`fitting.online` — ``OnlineFitter``: incremental refits as runs complete.
-- :mod:`fitting.design` — candidates, target regions, seeds, the expected-error algebra;
+- :mod:`fitting.design` — candidates, target regions, seeds; :mod:`fitting.posterior` — the
+  expected-error algebra (linearised posterior, misfit discrepancy, gains);
   :mod:`fitting.strategies` — active design and its baselines; :mod:`fitting.cost` — run cost
   from measured throughput; :mod:`fitting.replay` — the budgeted buy-reveal-refit loop and
   ``scalesweep replay``.

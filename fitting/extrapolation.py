@@ -5,7 +5,7 @@ run-to-run scatter, but assumes the law is exactly right. Predicting 1–2 e-fol
 data, the law's misfit dominates: on the Epoch replay (pool C ≤ 1e21, 23 targets above) the
 full pool's 90 % intervals covered 35 % of the targets.
 
-The misfit is the smooth discrepancy of :mod:`fitting.design` (a Gaussian process in
+The misfit is the smooth discrepancy of :mod:`fitting.posterior` (a Gaussian process in
 ln N × ln D/N with correlation length ``length``): at a target t, the expected squared bias of
 the law-only fit is a²·|Bᵀg_t − φ_t|² for amplitude a (the design algebra's |r_t|², which scales
 with a²). The amplitude is *calibrated on the data itself* by held-out extrapolation: refit on
@@ -25,8 +25,8 @@ from typing import Mapping
 import numpy as np
 from scipy import stats
 
-from fitting.design import Discrepancy, LinearPosterior, law_gradients
 from fitting.fit import FitResult, fit_law
+from fitting.posterior import Discrepancy, LinearPosterior, law_gradients
 from fitting.uncertainty import Interval
 
 __all__ = ["MisfitCalibration", "unit_misfit_sd", "calibrate_misfit", "extrapolation_interval"]

@@ -319,20 +319,51 @@ def fit_law(
     if not ok.any():
         raise FitError(f"law {law.name!r}: the objective is not finite at any start (check inputs and bounds)")
     best = int(np.argmin(np.where(ok, ff, np.inf)))
-    z = Zf[best]
-    return _finish(law, z, float(ff[best]), fdata, full, mask, loss, delta, level, covariance, Z0.shape[0],
-                   bool(conv[best]), Zf, ff, cond_warn, n_bootstrap, seed, flops_per_token)
+    optimum = _Optimum(z=Zf[best], objective=float(ff[best]), converged=bool(conv[best]), n_starts=Z0.shape[0],
+                       starts_z=Zf, start_objectives=ff)
+    options = _FitOptions(loss=loss, delta=delta, level=level, covariance=covariance, cond_warn=cond_warn,
+                          n_bootstrap=n_bootstrap, seed=seed)
+    return _finish(law, fdata, full, mask, optimum, options)
 
 
-def _finish(law, z, fbest, fdata, full, mask, loss, delta, level, covariance, n_starts, conv, Zf, ff,
-            cond_warn, n_bootstrap, seed, flops_per_token):
+@dataclass(frozen=True)
+class _Optimum:
+    """What the multi-start search found (:func:`fitting.multistart.multistart_lbfgs`)."""
+
+    z: np.ndarray  # the best start's end point, in the law's transformed space
+    objective: float  # its objective value
+    converged: bool  # whether the best start met the convergence tolerance
+    n_starts: int  # starts tried, before screening
+    starts_z: np.ndarray  # (S, P): where each surviving start ended
+    start_objectives: np.ndarray  # (S,): their objective values
+
+
+@dataclass(frozen=True)
+class _FitOptions:
+    """The :func:`fit_law` arguments that shape the result after the optimum is found."""
+
+    loss: str  # "huber" or least squares (fitting.objective.rho_psi)
+    delta: float  # Huber threshold on log residuals
+    level: float  # default interval level of the result
+    covariance: str  # "sandwich" or "laplace" (fitting.uncertainty.estimate_covariance)
+    cond_warn: float  # Jacobian condition number above which the design is called degenerate
+    n_bootstrap: int  # bootstrap resamples to run (0: none)
+    seed: int  # bootstrap seed
+
+
+def _finish(law: Law, fdata: FitData, full: FitData, mask: np.ndarray | None, optimum: _Optimum,
+            options: _FitOptions) -> FitResult:
+    """The FitResult at ``optimum``: covariance, diagnostics and warnings on the fitted rows
+    ``fdata``; held-out error on the rows of ``full`` outside ``mask``; optional bootstrap."""
+    z, conv = optimum.z, optimum.converged
+    loss, delta, cond_warn = options.loss, options.delta, options.cond_warn
     P = law.n_params
     theta = law.from_z(z)
     mu = law.predict(theta, fdata.X)
     r = np.log(mu) - np.log(fdata.y)
     _, psi = rho_psi(r, loss, delta)
     J = log_jacobian(law, z, fdata.X)
-    cov_z, sigma_eff, sigma = estimate_covariance(J, r, psi, loss, delta, P, covariance)
+    cov_z, sigma_eff, sigma = estimate_covariance(J, r, psi, loss, delta, P, options.covariance)
     cond, weak = _conditioning(J)
     msgs = []
     diag: dict[str, Any] = {"condition_number": cond, "weak_direction": dict(zip(law.param_names, np.round(weak, 4).tolist())),
@@ -356,9 +387,10 @@ def _finish(law, z, fbest, fdata, full, mask, loss, delta, level, covariance, n_
         msgs.append(f"parameters at a bound: {at_bound}")
     if not conv:
         msgs.append("best start did not meet the convergence tolerance")
-    res = FitResult(law=law, theta=theta, z=z, objective=fbest, loss=loss, delta=delta, data=fdata, cov_z=cov_z,
-                    sigma=sigma, sigma_eff=sigma_eff, residuals=r, diagnostics=diag, level=level, n_starts=n_starts,
-                    converged=conv, starts_z=Zf, start_objectives=ff, warnings=msgs)
+    res = FitResult(law=law, theta=theta, z=z, objective=optimum.objective, loss=loss, delta=delta, data=fdata,
+                    cov_z=cov_z, sigma=sigma, sigma_eff=sigma_eff, residuals=r, diagnostics=diag, level=options.level,
+                    n_starts=optimum.n_starts, converged=conv, starts_z=optimum.starts_z,
+                    start_objectives=optimum.start_objectives, warnings=msgs)
     if mask is not None and (~mask).any():
         hd = full.subset(~mask)
         pred = law.predict(theta, hd.X)
@@ -366,6 +398,6 @@ def _finish(law, z, fbest, fdata, full, mask, loss, delta, level, covariance, n_
         diag["holdout"] = {"n": int(len(hd)), "mae_rel": float(rel.mean()), "max_rel": float(rel.max()),
                            "mean_log_resid": float(np.mean(np.log(pred) - np.log(hd.y)))}
         diag["holdout_data"] = hd
-    if n_bootstrap:
-        bootstrap(res, n_boot=n_bootstrap, seed=seed)
+    if options.n_bootstrap:
+        bootstrap(res, n_boot=options.n_bootstrap, seed=options.seed)
     return res

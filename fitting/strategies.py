@@ -1,4 +1,4 @@
-"""Design strategies: which candidate runs to buy next (see :mod:`fitting.design` for the math).
+"""Design strategies: which candidate runs to buy next (see :mod:`fitting.posterior` for the math).
 
 Every strategy has one job, ``select(state, k)`` → up to k candidate indices, affordable
 together within ``state.budget_left``, none already taken:
@@ -19,17 +19,8 @@ from typing import Mapping
 
 import numpy as np
 
-from fitting.design import (
-    DesignState,
-    Discrepancy,
-    LinearPosterior,
-    farthest_point_order,
-    quad_rows,
-    design_coordinates,
-    expected_error_reduction,
-    law_gradients,
-    seed_design,
-)
+from fitting.design import DesignState, design_coordinates, farthest_point_order, seed_design
+from fitting.posterior import Discrepancy, LinearPosterior, expected_error_reduction, law_gradients, quad_rows
 
 __all__ = [
     "Strategy",
@@ -121,7 +112,7 @@ class _ModelStrategy(Strategy):
     """Greedy gain-per-cost under the linearised posterior, with fantasised batch updates.
     Before a fit exists (fewer than P+1 runs) it buys a space-filling seed design.
 
-    ``discrepancy``: the prior on the law's misfit (:class:`fitting.design.Discrepancy`), or
+    ``discrepancy``: the prior on the law's misfit (:class:`fitting.posterior.Discrepancy`), or
     None for a law trusted exactly. The seed adapts to that choice (both measured in
     bench/active_vs_grid.py): with a misfit prior, ``2·(P + 1)`` runs on a Sobol sample (interior
     runs are robust to misfit; on the Epoch replay at 1 % of the pool's compute the larger seed

@@ -21,7 +21,7 @@ from orchestrator.spec_types import (
     AXES_KEYS, TRAINER_KEYS, Axes, Budget, Resources, SearchSpec, SweepSpec,
 )
 from orchestrator.target import check_target
-from trainers.model import ModelShape, kaplan_lr, non_embedding_params, shape_for_params, train_flops
+from trainers.shapes import ModelShape, kaplan_lr, non_embedding_params, shape_for_params, train_flops
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,18 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
-from fitting.design import (
-    Candidates,
-    DesignState,
-    LinearPosterior,
-    TargetRegion,
-    design_coordinates,
-    expected_error_reduction,
-    fantasise,
-    posterior_cov,
-    seed_design,
-    target_gain,
-)
+from fitting.design import Candidates, DesignState, TargetRegion, design_coordinates, seed_design
+from fitting.posterior import LinearPosterior, expected_error_reduction, fantasise, posterior_cov, target_gain
 from fitting.fit import fit_law
 from fitting.laws import CHINCHILLA_EPOCH, chinchilla
 from fitting.online import OnlineFitConfig

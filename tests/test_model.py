@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from trainers.model import (GPT, ModelShape, embedding_params, exact_param_counts,
-                            forward_flops_per_token, kaplan_lr, non_embedding_params,
-                            shape_for_params, six_n_flops, train_flops)
+from trainers.model import GPT, exact_param_counts
+from trainers.shapes import (ModelShape, embedding_params, forward_flops_per_token, kaplan_lr,
+                             non_embedding_params, shape_for_params, six_n_flops, train_flops)
 
 VARIED_SHAPES = [
     ModelShape(n_layer=1, d_model=8, n_heads=1, d_ff=32, n_ctx=16, vocab_size=256),

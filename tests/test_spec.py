@@ -12,7 +12,7 @@ from orchestrator.spec import (
     SpecError, expand_grid, format_grid, load_spec, validate_command, validate_spec,
 )
 from metrics import validate_name
-from trainers.model import non_embedding_params, train_flops
+from trainers.shapes import non_embedding_params, train_flops
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -6,7 +6,7 @@ import pytest
 
 from orchestrator.spec import expand_grid, load_spec
 from metrics import load_curves, load_runs
-from trainers.model import train_flops
+from trainers.shapes import train_flops
 
 SHAPES = [{"n_layer": 1, "d_model": 32, "n_heads": 2, "d_ff": 128},
           {"n_layer": 2, "d_model": 48, "n_heads": 4, "d_ff": 192}]

@@ -14,7 +14,7 @@ import pytest
 from metrics import load_curves, load_runs
 from trainers.config import RunOutput, TrainConfig
 from trainers.deepspeed_trainer import train
-from trainers.model import ModelShape
+from trainers.shapes import ModelShape
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ModelShape(n_layer=2, d_model=64, n_heads=4, d_ff=256, n_ctx=64, vocab_size=256)

@@ -17,7 +17,7 @@ from trainers.fields import (
     SpecError, choice, coerce_fields, fail, interval, non_negative, non_negative_int, option,
     positive, positive_int,
 )
-from trainers.model import ModelShape, kaplan_lr, non_embedding_params, shape_for_params
+from trainers.shapes import ModelShape, kaplan_lr, non_embedding_params, shape_for_params
 
 REGIMES = ("tokens", "dataset")
 PRECISIONS = ("auto", "fp32", "bf16")

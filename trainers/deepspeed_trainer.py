@@ -24,8 +24,9 @@ import torch.distributed as dist
 from trainers import checkpoint
 from trainers.config import BatchGeometry, RunOutput, TrainConfig, batch_geometry, lr_multiplier
 from trainers.data import DataSplits, SequenceSampler, eval_batches, load_corpus, make_splits
-from trainers.model import GPT, embedding_params, non_embedding_params, six_n_flops, train_flops
+from trainers.model import GPT
 from trainers.runtime import Runtime, peak_flops_per_device, setup_runtime
+from trainers.shapes import embedding_params, non_embedding_params, six_n_flops, train_flops
 
 
 @dataclass
