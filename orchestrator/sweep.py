@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from orchestrator.budget import BudgetLedger, limit_flops
+from orchestrator.budget import BudgetLedger, budget_text, ledger_from_reports, limit_flops
 from orchestrator.cluster import cluster_nodes, local_node, unplaceable
 from orchestrator.interrupt import StopSignals, SweepInterrupted, exit_status
 from orchestrator.spec import GridPlan, SpecError, SweepSpec, validate_spec
@@ -294,6 +294,8 @@ def run_sweep(
         ledger, done = ledger_from_store(limit, load_runs(spec.storage, spec.name).to_pylist())
         max_concurrent = max_concurrent_trials(spec, ray.cluster_resources())
         searcher = (make_searcher or _make_searcher)(spec, plan, ledger, done, max_concurrent)
+        if hasattr(searcher, "seed_from_store"):
+            searcher.seed_from_store()  # stored runs count in its ledger and feed its designer
         trainable = tune.with_resources(run_trial, trial_resources(spec))
         storage = experiment_storage(spec)
         path = f"{storage}/{spec.name}"
@@ -353,16 +355,10 @@ def run_sweep(
 
 
 def budget_line(trials, limit: float, base_flops: float) -> str:
-    """Spent/committed from the trials' own reports (the reporter cannot see the searcher
-    Tune unpickled on restore); `base_flops`: runs finished before this driver started."""
-    spent = committed = base_flops
-    for trial in trials:
-        done = (trial.last_result or {}).get("flops") or 0
-        spent += done
-        planned = trial.config.get("planned_flops", 0) if trial.status in ("RUNNING", "PENDING") else 0
-        committed += max(done, planned)
-    return (f"budget: spent {spent:.3g} / committed {committed:.3g} / limit {limit:.3g} FLOPs "
-            f"({committed / limit:.0%} committed)")
+    """The live table's budget line, from the trials' own reports (`orchestrator.budget` counts)."""
+    reports = [(t.trial_id, (t.last_result or {}).get("flops") or 0, t.config.get("planned_flops", 0),
+                t.status in ("RUNNING", "PENDING")) for t in trials]
+    return budget_text(ledger_from_reports(limit, base_flops, reports))
 
 
 def status_line(trials) -> str:
