@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from scalesweep.statuses import ENDED_STATUSES
+
 STATE_VERSION = 1
 
 
@@ -176,3 +178,17 @@ def budget_text(ledger: BudgetLedger) -> str:
     """The live table's budget line."""
     return (f"budget: spent {ledger.spent:.3g} / committed {ledger.committed:.3g} / limit "
             f"{ledger.limit_flops:.3g} FLOPs ({ledger.committed / ledger.limit_flops:.0%} committed)")
+
+
+def ended_runs(runs: list[dict]) -> list[dict]:
+    """The runs rows (latest attempt per trial) that ended: they are spent and never run again."""
+    return [row for row in runs if row["status"] in ENDED_STATUSES]
+
+
+def ledger_from_store(limit: float, runs: list[dict]) -> tuple[BudgetLedger, set[str]]:
+    """Finished work as the store records it (latest attempt per trial): the ledger after a
+    driver kill, and the keys not to run again."""
+    ledger = BudgetLedger(limit_flops=limit)
+    for row in ended_runs(runs):
+        ledger.finish(row["trial_id"], float(row["flops"]))
+    return ledger, set(ledger.finished)

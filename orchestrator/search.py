@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 from ray.tune.search import Searcher
 
-from orchestrator.budget import BudgetLedger
+from orchestrator.budget import BudgetLedger, ended_runs
 from orchestrator.spec import TrialPlan
 from orchestrator.trial import TrialConfig, config_dict
 
@@ -119,11 +119,9 @@ class BudgetedSearcher(Searcher):
         """Feed every ended run of the sweep's store through `add_evaluated_point`; returns how
         many. Called at start and after Tune restores this searcher, so a sweep that is
         resumed, re-run after a failed restore, or extended starts from all it paid for."""
-        from scalesweep.statuses import ENDED_STATUSES
         from scalesweep.store import load_runs
 
-        rows = [r for r in load_runs(self.settings.storage, self.settings.sweep).to_pylist()
-                if r["status"] in ENDED_STATUSES]
+        rows = ended_runs(load_runs(self.settings.storage, self.settings.sweep).to_pylist())
         for row in rows:
             self.add_evaluated_point(row, row.get(self.metric))
         return len(rows)

@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from orchestrator.budget import BudgetLedger, budget_text, ledger_from_reports, limit_flops
+from orchestrator.budget import BudgetLedger, budget_text, ledger_from_reports, ledger_from_store, limit_flops
 from orchestrator.cluster import cluster_nodes, local_node, unplaceable
 from orchestrator.interrupt import StopSignals, SweepInterrupted, exit_status
 from orchestrator.spec import GridPlan, SpecError, SweepSpec, validate_spec
@@ -141,18 +141,6 @@ def max_concurrent_trials(spec: SweepSpec, cluster: Mapping[str, float]) -> int:
         need["CPU"] += TRIAL_CPU_FOR_TRAIN_DRIVER
     fits = [math.floor(cluster.get(kind, 0.0) / amount + 1e-9) for kind, amount in need.items() if amount > 0]
     return max(1, min(fits))
-
-
-def ledger_from_store(limit: float, runs: list[dict]) -> tuple[BudgetLedger, set[str]]:
-    """Finished work as the store records it (latest attempt per trial): the ledger after a
-    driver kill, and the keys not to run again."""
-    ledger = BudgetLedger(limit_flops=limit)
-    done = set()
-    for row in runs:
-        if row["status"] in ENDED_STATUSES:
-            ledger.finish(row["trial_id"], float(row["flops"]))
-            done.add(row["trial_id"])
-    return ledger, done
 
 
 def write_ledger(spec: SweepSpec, ledger: BudgetLedger) -> str:
