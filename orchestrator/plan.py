@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from trainers.config import TrainConfig, batch_geometry
 from trainers.data import CorpusSpec, eval_window_count
-from orchestrator.budget import budget_fraction
+from orchestrator.budget import BudgetLedger, budget_fraction, limit_flops
 from orchestrator.spec_fields import SpecError, fail
 from orchestrator.spec_types import (
     _AXES_KEYS, TRAINER_KEYS, Axes, Budget, Resources, SearchSpec, SweepSpec,
@@ -262,15 +262,15 @@ def _apply_budget(trials: list[TrialPlan], budget: Budget, search: SearchSpec):
         raise fail("budget", f"the grid plans {total:.3g} FLOPs, over {_budget_text(budget)}; "
                               "set budget.cut to cheapest_first or largest_first to cut it")
     order = sorted(trials, key=lambda t: t.planned_flops, reverse=budget.cut == "largest_first")
-    kept, cut, committed = set(), [], 0
+    ledger, cut = BudgetLedger(limit_flops=limit_flops(budget)), []
     for trial in order:  # greedy: take in policy order, skip what no longer fits
-        if budget_fraction(budget, committed + trial.planned_flops) <= 1:
-            kept.add(trial.trial_key)
-            committed += trial.planned_flops
+        if ledger.fits(trial.planned_flops):
+            ledger.start(trial.trial_key, trial.planned_flops)
         else:
-            reason = (f"budget.cut={budget.cut}: {committed:.3g} FLOPs already planned + "
+            reason = (f"budget.cut={budget.cut}: {ledger.committed:.3g} FLOPs already planned + "
                       f"{trial.planned_flops:.3g} exceeds {_budget_text(budget)}")
             cut.append(CutTrial(trial, reason))
+    kept = ledger.running
     return [t for t in trials if t.trial_key in kept], cut
 
 
