@@ -163,14 +163,13 @@ class ActiveSearcher(BudgetedSearcher):
                              "planned_flops": float(plan.planned_flops), "score": scores.get(index),
                              "why": f"error reduction per {ranked_by}^{power:g}" if index in scores else "seed"})
 
-    def observe(self, plan: TrialPlan, result: dict | None, failed: bool) -> None:
+    def observe_point(self, key: str, n: float, d: float, result: dict | None, failed: bool) -> None:
         loss = None if not result else result.get(self.metric)
         wall, flops = (result or {}).get("wall_s"), (result or {}).get("flops")
         self.outcomes["failed" if failed else (result or {}).get("status") or "ended"] += 1
         if not failed and wall and flops and wall > 0 and flops > 0:
-            self.run_times.append((float(plan.non_embedding_params), float(flops), float(wall)))
-        self.fitter.add({"N": plan.non_embedding_params, "D": plan.dataset_tokens}, loss, failed=failed,
-                        run_id=plan.trial_key)
+            self.run_times.append((float(n), float(flops), float(wall)))
+        self.fitter.add({"N": n, "D": d}, loss, failed=failed, run_id=key)
 
     def get_extra_state(self) -> dict:
         return {"fitter": self.fitter.state_dict(), "n_started": self.n_started, "stop_reason": self.stop_reason,

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from scalesweep.statuses import ENDED_STATUSES
+
 STATE_VERSION = 1
 
 
@@ -141,7 +143,8 @@ class BudgetLedger:
 
 
 def limit_flops(budget) -> float:
-    """The tightest FLOPs limit of an `orchestrator.spec.Budget` (flops and/or GPU-hours)."""
+    """The tightest FLOPs limit of an `orchestrator.spec.Budget` (flops and/or GPU-hours: one
+    GPU-hour is ``gpu_flops_per_s * 3600`` FLOPs). The only place a budget becomes FLOPs."""
     limits = []
     if budget.flops is not None:
         limits.append(float(budget.flops))
@@ -150,3 +153,42 @@ def limit_flops(budget) -> float:
     if not limits:
         raise ValueError("budget: set flops and/or gpu_hours")
     return min(limits)
+
+
+def budget_fraction(budget, flops: float) -> float:
+    """``flops`` as a fraction of the budget's tightest limit (the grid cut's test: <= 1 fits)."""
+    return flops / limit_flops(budget)
+
+
+def ledger_from_reports(limit: float, base_flops: float, reports) -> BudgetLedger:
+    """A ledger rebuilt from what trials reported, for the live table (it cannot see the searcher
+    Tune unpickled on restore). ``reports``: (Tune trial id, FLOPs done, planned FLOPs, running?)
+    per trial; ``base_flops``: runs finished before this driver started."""
+    finished = {"(before this driver)": float(base_flops)}
+    running = {}
+    for key, done, planned, is_running in reports:
+        if is_running:
+            running[key] = RunningTrial(float(planned), float(done))
+        else:
+            finished[key] = float(done)
+    return BudgetLedger(limit_flops=limit, finished=finished, running=running)
+
+
+def budget_text(ledger: BudgetLedger) -> str:
+    """The live table's budget line."""
+    return (f"budget: spent {ledger.spent:.3g} / committed {ledger.committed:.3g} / limit "
+            f"{ledger.limit_flops:.3g} FLOPs ({ledger.committed / ledger.limit_flops:.0%} committed)")
+
+
+def ended_runs(runs: list[dict]) -> list[dict]:
+    """The runs rows (latest attempt per trial) that ended: they are spent and never run again."""
+    return [row for row in runs if row["status"] in ENDED_STATUSES]
+
+
+def ledger_from_store(limit: float, runs: list[dict]) -> tuple[BudgetLedger, set[str]]:
+    """Finished work as the store records it (latest attempt per trial): the ledger after a
+    driver kill, and the keys not to run again."""
+    ledger = BudgetLedger(limit_flops=limit)
+    for row in ended_runs(runs):
+        ledger.finish(row["trial_id"], float(row["flops"]))
+    return ledger, set(ledger.finished)

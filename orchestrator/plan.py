@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from trainers.config import TrainConfig, batch_geometry
 from trainers.data import CorpusSpec, eval_window_count
+from orchestrator.budget import BudgetLedger, budget_fraction, limit_flops
 from orchestrator.spec_fields import SpecError, fail
 from orchestrator.spec_types import (
     AXES_KEYS, TRAINER_KEYS, Axes, Budget, Resources, SearchSpec, SweepSpec,
@@ -251,25 +252,25 @@ def _check_trial(trial: TrialPlan, resources: Resources) -> None:
 
 def _apply_budget(trials: list[TrialPlan], budget: Budget, search: SearchSpec):
     cheapest = min(trials, key=lambda t: t.planned_flops)
-    if budget.cost_fraction(cheapest.planned_flops) > 1:
+    if budget_fraction(budget, cheapest.planned_flops) > 1:
         raise fail("budget", f"below the cheapest run ({cheapest.trial_key} plans "
                               f"{cheapest.planned_flops:.3g} FLOPs); {_budget_text(budget)}")
     total = sum(t.planned_flops for t in trials)
-    if search.kind == "active" or budget.cost_fraction(total) <= 1:
+    if search.kind == "active" or budget_fraction(budget, total) <= 1:
         return trials, []  # active search spends the budget trial by trial, as it goes
     if budget.cut == "error":
         raise fail("budget", f"the grid plans {total:.3g} FLOPs, over {_budget_text(budget)}; "
                               "set budget.cut to cheapest_first or largest_first to cut it")
     order = sorted(trials, key=lambda t: t.planned_flops, reverse=budget.cut == "largest_first")
-    kept, cut, committed = set(), [], 0
+    ledger, cut = BudgetLedger(limit_flops=limit_flops(budget)), []
     for trial in order:  # greedy: take in policy order, skip what no longer fits
-        if budget.cost_fraction(committed + trial.planned_flops) <= 1:
-            kept.add(trial.trial_key)
-            committed += trial.planned_flops
+        if ledger.fits(trial.planned_flops):
+            ledger.start(trial.trial_key, trial.planned_flops)
         else:
-            reason = (f"budget.cut={budget.cut}: {committed:.3g} FLOPs already planned + "
+            reason = (f"budget.cut={budget.cut}: {ledger.committed:.3g} FLOPs already planned + "
                       f"{trial.planned_flops:.3g} exceeds {_budget_text(budget)}")
             cut.append(CutTrial(trial, reason))
+    kept = ledger.running
     return [t for t in trials if t.trial_key in kept], cut
 
 
@@ -308,7 +309,7 @@ def format_grid(plan: GridPlan) -> str:
     rows = [header] + [row(t) for t in plan.trials]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
-    used = plan.budget.cost_fraction(plan.total_flops) if plan.trials else 0.0
+    used = budget_fraction(plan.budget, plan.total_flops) if plan.trials else 0.0
     lines.append(f"{len(plan.trials)} trials, {plan.total_flops:.3g} FLOPs planned = "
                  f"{used:.1%} of {_budget_text(plan.budget)} (search: {plan.search.kind})")
     if plan.cut:

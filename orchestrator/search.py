@@ -14,13 +14,12 @@ again later; `Searcher.FINISHED` ends the experiment once running trials finish.
 from __future__ import annotations
 
 import dataclasses
-import json
 import pickle
 from typing import Any, Iterable
 
 from ray.tune.search import Searcher
 
-from orchestrator.budget import BudgetLedger
+from orchestrator.budget import BudgetLedger, ended_runs
 from orchestrator.spec import TrialPlan
 from orchestrator.trial import TrialConfig, config_dict
 
@@ -49,6 +48,7 @@ class BudgetedSearcher(Searcher):
         self.max_concurrent = max_concurrent
         self.live: dict[str, TrialPlan] = {}  # Tune trial_id -> plan
         self.finished_keys: set[str] = set()
+        self.observed_keys: set[str] = set()  # ended runs already handed to observe
 
     # -- subclass hooks ----------------------------------------------------------------------
     def propose(self) -> TrialPlan | None | str:
@@ -57,6 +57,11 @@ class BudgetedSearcher(Searcher):
 
     def observe(self, plan: TrialPlan, result: dict | None, failed: bool) -> None:
         """A trial ended (after Tune's retries)."""
+        self.observe_point(plan.trial_key, plan.non_embedding_params, plan.dataset_tokens, result, failed)
+
+    def observe_point(self, key: str, n: float, d: float, result: dict | None, failed: bool) -> None:
+        """A run of N=`n` non-embedding parameters on D=`d` planned tokens ended, here or in an
+        earlier driver (`add_evaluated_point`); `result`: its last report or runs row."""
 
     def get_extra_state(self) -> dict:
         return {}
@@ -90,7 +95,36 @@ class BudgetedSearcher(Searcher):
         flops = None if not result or result.get("flops") is None else result["flops"]
         self.ledger.finish(plan.trial_key, flops)
         self.finished_keys.add(plan.trial_key)
-        self.observe(plan, result, error)
+        if plan.trial_key not in self.observed_keys:
+            self.observed_keys.add(plan.trial_key)
+            self.observe(plan, result, error)
+
+    def add_evaluated_point(self, parameters: dict, value: float | None, error: bool = False,
+                            pruned: bool = False, intermediate_values=None) -> None:
+        """Tune's `Searcher.add_evaluated_point`: a run that ended outside this searcher's
+        suggest/complete loop (here: one already in `<storage>/<sweep>/runs/`). `parameters`:
+        its runs row (trial_id, non_embedding_params, dataset_tokens, flops, status, wall_s);
+        `value`: its `metric`. It counts as spent in the ledger, is never run again, and is
+        observed once (seeding twice, or after a restore, changes nothing)."""
+        key = parameters["trial_id"]
+        self.ledger.finish(key, parameters.get("flops"))
+        self.finished_keys.add(key)
+        if key in self.observed_keys:
+            return
+        self.observed_keys.add(key)
+        self.observe_point(key, parameters["non_embedding_params"], parameters["dataset_tokens"],
+                           {**parameters, self.metric: value}, error)
+
+    def seed_from_store(self) -> int:
+        """Feed every ended run of the sweep's store through `add_evaluated_point`; returns how
+        many. Called at start and after Tune restores this searcher, so a sweep that is
+        resumed, re-run after a failed restore, or extended starts from all it paid for."""
+        from scalesweep.store import load_runs
+
+        rows = ended_runs(load_runs(self.settings.storage, self.settings.sweep).to_pylist())
+        for row in rows:
+            self.add_evaluated_point(row, row.get(self.metric))
+        return len(rows)
 
     def trial_config(self, plan: TrialPlan) -> dict[str, Any]:
         """The config dict a Tune trial receives: plain data, shown in the progress table."""
@@ -102,7 +136,8 @@ class BudgetedSearcher(Searcher):
 
     def save(self, checkpoint_path: str) -> None:
         state = {"ledger": self.ledger.state_dict(), "live": self.live,
-                 "finished_keys": sorted(self.finished_keys), "max_concurrent": self.max_concurrent,
+                 "finished_keys": sorted(self.finished_keys),
+                 "observed_keys": sorted(self.observed_keys), "max_concurrent": self.max_concurrent,
                  "extra": self.get_extra_state()}
         with open(checkpoint_path, "wb") as handle:
             pickle.dump(state, handle)
@@ -113,12 +148,9 @@ class BudgetedSearcher(Searcher):
         self.ledger.load_state_dict(state["ledger"])
         self.live = state["live"]
         self.finished_keys = set(state["finished_keys"])
+        self.observed_keys = set(state.get("observed_keys", ()))
         self.set_extra_state(state["extra"])
-
-    def budget_line(self) -> str:
-        ledger = self.ledger
-        return (f"budget: spent {ledger.spent:.3g} / committed {ledger.committed:.3g} / "
-                f"limit {ledger.limit_flops:.3g} FLOPs ({ledger.committed / ledger.limit_flops:.0%} committed)")
+        self.seed_from_store()  # runs that ended after Tune's last checkpoint of this searcher
 
 
 class GridSearcher(BudgetedSearcher):
@@ -158,6 +190,3 @@ class GridSearcher(BudgetedSearcher):
         self._queue = [p for p in self._queue if p.trial_key in keep and p.trial_key not in self.finished_keys]
         self.skipped = list(state["skipped"])
 
-
-def ledger_json(searcher: BudgetedSearcher) -> str:
-    return json.dumps(searcher.ledger.state_dict(), indent=1, sort_keys=True)

@@ -140,15 +140,6 @@ class Budget:
                                         "(cheapest_first), the largest (largest_first) or is refused "
                                         "(error)", choice(CUT_POLICIES))
 
-    def cost_fraction(self, flops: float) -> float:
-        """Planned FLOPs as a fraction of the tightest limit."""
-        fractions = []
-        if self.flops is not None:
-            fractions.append(flops / self.flops)
-        if self.gpu_hours is not None:
-            fractions.append(flops / self.gpu_flops_per_s / 3600 / self.gpu_hours)
-        return max(fractions)
-
 
 @dataclass(frozen=True)
 class SweepSpec:

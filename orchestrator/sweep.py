@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from orchestrator.budget import BudgetLedger, limit_flops
+from orchestrator.budget import BudgetLedger, budget_text, ledger_from_reports, ledger_from_store, limit_flops
 from orchestrator.cluster import cluster_nodes, local_node, unplaceable
 from orchestrator.interrupt import StopSignals, SweepInterrupted, exit_status
 from orchestrator.spec import GridPlan, SpecError, SweepSpec, validate_spec
@@ -141,18 +141,6 @@ def max_concurrent_trials(spec: SweepSpec, cluster: Mapping[str, float]) -> int:
         need["CPU"] += TRIAL_CPU_FOR_TRAIN_DRIVER
     fits = [math.floor(cluster.get(kind, 0.0) / amount + 1e-9) for kind, amount in need.items() if amount > 0]
     return max(1, min(fits))
-
-
-def ledger_from_store(limit: float, runs: list[dict]) -> tuple[BudgetLedger, set[str]]:
-    """Finished work as the store records it (latest attempt per trial): the ledger after a
-    driver kill, and the keys not to run again."""
-    ledger = BudgetLedger(limit_flops=limit)
-    done = set()
-    for row in runs:
-        if row["status"] in ENDED_STATUSES:
-            ledger.finish(row["trial_id"], float(row["flops"]))
-            done.add(row["trial_id"])
-    return ledger, done
 
 
 def write_ledger(spec: SweepSpec, ledger: BudgetLedger) -> str:
@@ -292,6 +280,8 @@ def run_sweep(
         ledger, done = ledger_from_store(limit, load_runs(spec.storage, spec.name).to_pylist())
         max_concurrent = max_concurrent_trials(spec, ray.cluster_resources())
         searcher = (make_searcher or _make_searcher)(spec, plan, ledger, done, max_concurrent)
+        if hasattr(searcher, "seed_from_store"):
+            searcher.seed_from_store()  # stored runs count in its ledger and feed its designer
         trainable = tune.with_resources(run_trial, trial_resources(spec))
         storage = experiment_storage(spec)
         path = f"{storage}/{spec.name}"
@@ -351,16 +341,10 @@ def run_sweep(
 
 
 def budget_line(trials, limit: float, base_flops: float) -> str:
-    """Spent/committed from the trials' own reports (the reporter cannot see the searcher
-    Tune unpickled on restore); `base_flops`: runs finished before this driver started."""
-    spent = committed = base_flops
-    for trial in trials:
-        done = (trial.last_result or {}).get("flops") or 0
-        spent += done
-        planned = trial.config.get("planned_flops", 0) if trial.status in ("RUNNING", "PENDING") else 0
-        committed += max(done, planned)
-    return (f"budget: spent {spent:.3g} / committed {committed:.3g} / limit {limit:.3g} FLOPs "
-            f"({committed / limit:.0%} committed)")
+    """The live table's budget line, from the trials' own reports (`orchestrator.budget` counts)."""
+    reports = [(t.trial_id, (t.last_result or {}).get("flops") or 0, t.config.get("planned_flops", 0),
+                t.status in ("RUNNING", "PENDING")) for t in trials]
+    return budget_text(ledger_from_reports(limit, base_flops, reports))
 
 
 def status_line(trials) -> str:

@@ -69,3 +69,33 @@ def test_limit_from_spec_budget_takes_the_tightest():
     assert limit_flops(Budget(flops=1e20, gpu_hours=1, gpu_flops_per_s=1e14)) == 3.6e17
     with pytest.raises(ValueError):
         BudgetLedger(limit_flops=0)
+
+
+def test_budget_fraction_is_planned_flops_over_the_tightest_limit():
+    from orchestrator.budget import budget_fraction
+
+    assert budget_fraction(Budget(flops=1e18), 5e17) == 0.5
+    # one GPU-hour at 1e14 FLOP/s is 3.6e17 FLOPs, tighter than flops=1e20
+    assert budget_fraction(Budget(flops=1e20, gpu_hours=1, gpu_flops_per_s=1e14), 3.6e17) == pytest.approx(1.0)
+
+
+def test_live_table_line_counts_reported_flops_and_running_plans():
+    """The reporter's ledger: ended trials count what they did; running ones the larger of their
+    plan and what they did so far; runs from before this driver count in both."""
+    from orchestrator.budget import budget_text, ledger_from_reports
+
+    reports = [("t1", 30, 40, False), ("t2", 10, 50, True), ("t3", 70, 50, True)]
+    ledger = ledger_from_reports(1000, 100, reports)
+    assert ledger.spent == 100 + 30 + 10 + 70
+    assert ledger.committed == 100 + 30 + 50 + 70
+    assert budget_text(ledger) == "budget: spent 210 / committed 250 / limit 1e+03 FLOPs (25% committed)"
+
+
+def test_ledger_from_store_counts_ended_runs_only():
+    from orchestrator.budget import ledger_from_store
+
+    rows = [{"trial_id": "a", "status": "completed", "flops": 5.0},
+            {"trial_id": "b", "status": "diverged", "flops": 2.0},
+            {"trial_id": "c", "status": "failed", "flops": 1.0}]
+    ledger, done = ledger_from_store(100, rows)
+    assert done == {"a", "b"} and ledger.spent == ledger.committed == 7.0
