@@ -85,12 +85,6 @@ def ended_run(storage: str, sweep: str, trial_key: str) -> dict | None:
     return latest if latest and latest["status"] in ENDED_STATUSES else None
 
 
-def _metrics(row: dict, best: float | None) -> dict:
-    """The small dict Tune sees per evaluation (the full row is in the store)."""
-    return {"step": row["step"], "tokens_seen": row["tokens_seen"], "flops": row["flops"],
-            "train_loss": row.get("train_loss"), "val_loss": row["val_loss"], "best_val_loss": best}
-
-
 def _restore_checkpoint(workdir: Path) -> tuple[str | None, int | None]:
     """Copy Tune's latest checkpoint (if this is a retry) to local disk; its dir and attempt."""
     from ray import tune
@@ -130,18 +124,13 @@ class _EvalReporter:
             Path(event.checkpoint_dir, ATTEMPT_FILE).write_text(json.dumps({"attempt": self._attempt}))
             checkpoint = self._checkpoint_cls.from_directory(event.checkpoint_dir)
         try:
-            self._report(_metrics(event.row, self.best), checkpoint=checkpoint)
+            from trainers.record import eval_metrics
+
+            self._report(eval_metrics(event.row, self.best), checkpoint=checkpoint)
         except SystemExit:
             # Tune's session.report exits the training thread when the trial is stopped.
             self.stopped = True
             raise
-
-
-def _final_metrics(result) -> dict:
-    return {"status": result.status, "step": result.steps, "tokens_seen": result.tokens_seen,
-            "flops": result.flops, "best_val_loss": result.best_val_loss,
-            "final_val_loss": result.final_val_loss, "wall_s": result.wall_s,
-            "tokens_per_s": result.tokens_per_s, "trial_done": True}
 
 
 def _write_unended_row(train_config, output, status: str, error: BaseException | None, world_size: int,
@@ -150,18 +139,13 @@ def _write_unended_row(train_config, output, status: str, error: BaseException |
     the error, before Tune retries it) or ``interrupted`` (stopped by the driver)."""
     from scalesweep.store import TrialWriter
     from trainers.config import batch_geometry
-    from trainers.deepspeed_trainer import TrainResult, run_row
+    from trainers.record import TrainResult
 
-    last = last_row or {}
     try:  # the split of the batch does not depend on the data size (only the step count does)
         geometry = batch_geometry(train_config, world_size, train_windows=1 << 62)
     except ValueError:  # the geometry itself was the fault
         geometry = None
-    result = TrainResult(status=status, steps=last.get("step", 0), tokens_seen=last.get("tokens_seen", 0),
-                         flops=last.get("flops", 0), flops_6n=0, best_val_loss=None, best_step=None,
-                         final_val_loss=last.get("val_loss"), wall_s=last.get("wall_s", 0.0),
-                         tokens_per_s=0.0, mfu=0.0, geometry=geometry)
-    row = run_row(train_config, output, result, world_size)
+    row = TrainResult.unended(status, last_row, geometry).run_row_for(train_config, output, world_size)
     if error is not None:
         row["error"] = "".join(traceback.format_exception_only(type(error), error)).strip()[-2000:]
     row = {k: v for k, v in row.items() if k not in ("sweep", "trial_id", "attempt")}
@@ -200,9 +184,9 @@ def run_trial(config: dict[str, Any]) -> None:
     trial = TrialConfig.from_tune(config)
     ended = ended_run(trial.storage, trial.sweep, trial.trial_key)
     if ended is not None:
-        tune.report({**{k: ended.get(k) for k in ("status", "tokens_seen", "flops", "best_val_loss",
-                                                   "final_val_loss", "wall_s")},
-                     "step": ended.get("steps"), "trial_done": True})
+        from trainers.record import TrainResult
+
+        tune.report(TrainResult.from_run_row(ended).tune_metrics())
         return
     workdir = Path(tempfile.mkdtemp(prefix="scalesweep-trial-"))
     try:
@@ -212,7 +196,7 @@ def run_trial(config: dict[str, Any]) -> None:
             final = _run_data_parallel(trial, attempt, resume_from)
         else:
             result = _train_and_report(trial, attempt, resume_from, tune.report, tune.Checkpoint)
-            final = _final_metrics(result)
+            final = result.tune_metrics()
         tune.report(final)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -231,7 +215,7 @@ def _train_worker(loop_config: dict) -> None:
 
     result = _train_and_report(trial, loop_config["attempt"], loop_config["resume_from"], report,
                                ray.train.Checkpoint, rank=rank, world_size=world)
-    ray.train.report(_final_metrics(result))
+    ray.train.report(result.tune_metrics())
 
 
 def _run_data_parallel(trial: TrialConfig, attempt: int, resume_from: str | None) -> dict:
