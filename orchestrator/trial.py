@@ -16,6 +16,7 @@ killed before it reaches a report leaves no runs row, as after a SIGKILL.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from scalesweep.statuses import ENDED_STATUSES
+from trainers.config import TrainConfig
+from trainers.fields import option
 
 ATTEMPT_FILE = "scalesweep_attempt.json"
 _PART_ATTEMPT = re.compile(r"part-(\d+)")
@@ -36,20 +39,33 @@ _PART_ATTEMPT = re.compile(r"part-(\d+)")
 
 @dataclass(frozen=True)
 class TrialConfig:
-    """What the searcher puts in each Tune trial's config dict (plain data, JSON-able)."""
+    """One Tune trial's configuration, typed: the sweep's settings (the same for every trial, built
+    once by the driver) plus, per trial, its key and `TrainConfig` (`for_trial`). Crosses the
+    Tune boundary once each way: `to_tune` (plain data, for Tune's param dict and its experiment
+    state) and `from_tune` in the trial."""
 
-    trial_key: str
-    sweep: str
-    storage: str
-    train_config: dict
-    workers: int = 1
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
+    sweep: str = option(doc="sweep name: the store partition the trial writes")
+    storage: str = option(doc="metrics store root (local path or pyarrow.fs URI)")
+    workers: int = option(1, "data-parallel ranks per trial (more than 1: a Ray Train TorchTrainer)")
+    cpus_per_worker: float = option(1.0, "CPUs per rank; also the rank's torch threads")
+    gpus_per_worker: float = option(0.0, "GPUs per rank (0: CPU training, gloo)")
+    trial_key: str | None = option(None, "the plan's stable key; the trial_id in the store", optional=True)
+    train_config: TrainConfig | None = option(None, "what the trial trains (budget_flops: this trial's "
+                                              "allowance)", optional=True)
+
+    def for_trial(self, trial_key: str, train_config: TrainConfig) -> "TrialConfig":
+        return dataclasses.replace(self, trial_key=trial_key, train_config=train_config)
+
+    def to_tune(self) -> dict[str, Any]:
+        """Plain data for Tune's param dict (JSON-able: the progress table and Tune's state)."""
+        return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
+                "train_config": self.train_config.to_dict()}
 
     @classmethod
     def from_tune(cls, config: dict) -> "TrialConfig":
-        fields = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in config.items() if k in fields})
+        fields = {f.name for f in dataclasses.fields(cls)}
+        trial = cls(**{k: v for k, v in config.items() if k in fields and k != "train_config"})
+        return dataclasses.replace(trial, train_config=TrainConfig.from_dict(config["train_config"]))
 
 
 def next_attempt(storage: str, sweep: str, trial_key: str, checkpoint_attempt: int | None) -> int:
@@ -156,10 +172,10 @@ def _train_and_report(trial: TrialConfig, attempt: int, resume_from: str | None,
                       checkpoint_cls, rank: int = 0, world_size: int = 1):
     """Run the trainer with metrics/checkpoints forwarded through `report`; on a crash write
     the failed row (rank 0) and re-raise so Ray retries; on a stop, the interrupted row."""
-    from trainers.config import RunOutput, TrainConfig
+    from trainers.config import RunOutput
     from trainers.deepspeed_trainer import train
 
-    config = TrainConfig.from_dict({**trial.train_config, "threads": max(1, int(trial.cpus_per_worker))})
+    config = dataclasses.replace(trial.train_config, threads=max(1, int(trial.cpus_per_worker)))
     checkpoint_dir = tempfile.mkdtemp(prefix=f"ckpt-{trial.trial_key}-")
     output = RunOutput(storage=trial.storage, sweep=trial.sweep, trial_id=trial.trial_key, attempt=attempt,
                        checkpoint_dir=checkpoint_dir, resume_from=resume_from)
@@ -206,7 +222,7 @@ def _train_worker(loop_config: dict) -> None:
     """Ray Train worker loop: every rank trains; rank 0 reports checkpoints and the result."""
     import ray.train
 
-    trial = TrialConfig.from_tune(loop_config["trial"])
+    trial: TrialConfig = loop_config["trial"]
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
 
@@ -228,7 +244,7 @@ def _run_data_parallel(trial: TrialConfig, attempt: int, resume_from: str | None
         workers["GPU"] = trial.gpus_per_worker
     trainer = TorchTrainer(
         _train_worker,
-        train_loop_config={"trial": config_dict(trial), "attempt": attempt, "resume_from": resume_from},
+        train_loop_config={"trial": trial, "attempt": attempt, "resume_from": resume_from},
         scaling_config=ScalingConfig(num_workers=trial.workers, use_gpu=bool(trial.gpus_per_worker),
                                      resources_per_worker=workers),
         torch_config=TorchConfig(backend="nccl" if trial.gpus_per_worker else "gloo"),
@@ -239,9 +255,3 @@ def _run_data_parallel(trial: TrialConfig, attempt: int, resume_from: str | None
     if result.error:
         raise result.error
     return dict(result.metrics or {})
-
-
-def config_dict(trial: TrialConfig) -> dict[str, Any]:
-    import dataclasses
-
-    return dataclasses.asdict(trial)
