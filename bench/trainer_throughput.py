@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from trainers.config import TrainConfig, batch_geometry
-from trainers.deepspeed_trainer import build_engine, train_step
+from trainers.deepspeed_trainer import train_step
+from trainers.engine import build_engine
 from trainers.model import GPT
 from trainers.runtime import measure_matmul_flops, setup_runtime
 from trainers.shapes import ModelShape, non_embedding_params, train_flops

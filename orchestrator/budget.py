@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from scalesweep.statuses import ENDED_STATUSES
+from metrics.statuses import ENDED_STATUSES
 
 STATE_VERSION = 1
 

@@ -10,6 +10,7 @@ first, or refused) and the cut is reported in the `GridPlan`. `format_grid` is t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -49,6 +50,12 @@ class TrialPlan:
     @property
     def non_embedding_params(self) -> int:
         return non_embedding_params(self.shape)
+
+    @functools.cached_property
+    def train_config(self) -> TrainConfig:
+        """The trial's TrainConfig, built once by the trainer's own parser (errors name spec
+        fields); the searcher hands it to the trial with the trial's budget allowance."""
+        return trial_config(self)
 
     def train_config_dict(self) -> dict:
         """Plain data `trainers.config.TrainConfig.from_dict` accepts."""
@@ -236,7 +243,7 @@ def trial_config(trial: TrialPlan) -> TrainConfig:
 def _check_trial(trial: TrialPlan, resources: Resources) -> None:
     """Everything the trainer checks before it reads data, with its own code: the config, the
     batch geometry over `resources.workers` ranks, and the validation windows per rank."""
-    config = trial_config(trial)
+    config = trial.train_config
     try:
         # The trainer's training split holds exactly dataset_tokens tokens (make_splits), so it
         # has dataset_tokens // (n_ctx + 1) windows, as the trainer computes from the array.

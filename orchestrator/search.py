@@ -21,29 +21,18 @@ from ray.tune.search import Searcher
 
 from orchestrator.budget import BudgetLedger, ended_runs
 from orchestrator.spec import TrialPlan
-from orchestrator.trial import TrialConfig, config_dict
-
-
-@dataclasses.dataclass(frozen=True)
-class TrialSettings:
-    """The parts of every trial's config that come from the sweep, not the plan."""
-
-    sweep: str
-    storage: str
-    workers: int = 1
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
+from orchestrator.trial import TrialConfig
 
 
 class BudgetedSearcher(Searcher):
     """Owns: budget ledger, live trials, max_concurrent, save/restore, Tune config dicts."""
 
-    def __init__(self, *, settings: TrialSettings, ledger: BudgetLedger, max_concurrent: int,
+    def __init__(self, *, settings: TrialConfig, ledger: BudgetLedger, max_concurrent: int,
                  metric: str = "best_val_loss", mode: str = "min"):
         super().__init__(metric=metric, mode=mode)
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent: must be >= 1, got {max_concurrent}")
-        self.settings = settings
+        self.settings = settings  # the sweep's part of every trial's config (no trial_key yet)
         self.ledger = ledger
         self.max_concurrent = max_concurrent
         self.live: dict[str, TrialPlan] = {}  # Tune trial_id -> plan
@@ -119,7 +108,7 @@ class BudgetedSearcher(Searcher):
         """Feed every ended run of the sweep's store through `add_evaluated_point`; returns how
         many. Called at start and after Tune restores this searcher, so a sweep that is
         resumed, re-run after a failed restore, or extended starts from all it paid for."""
-        from scalesweep.store import load_runs
+        from metrics import load_runs
 
         rows = ended_runs(load_runs(self.settings.storage, self.settings.sweep).to_pylist())
         for row in rows:
@@ -128,10 +117,9 @@ class BudgetedSearcher(Searcher):
 
     def trial_config(self, plan: TrialPlan) -> dict[str, Any]:
         """The config dict a Tune trial receives: plain data, shown in the progress table."""
-        train_config = {**plan.train_config_dict(), "budget_flops": self.ledger.allowance(plan.trial_key)}
-        trial = TrialConfig(trial_key=plan.trial_key, train_config=train_config,
-                            **dataclasses.asdict(self.settings))
-        return {**config_dict(trial), "N": plan.non_embedding_params, "D": plan.dataset_tokens,
+        train_config = dataclasses.replace(plan.train_config, budget_flops=self.ledger.allowance(plan.trial_key))
+        trial = self.settings.for_trial(plan.trial_key, train_config)
+        return {**trial.to_tune(), "N": plan.non_embedding_params, "D": plan.dataset_tokens,
                 "planned_flops": plan.planned_flops}
 
     def save(self, checkpoint_path: str) -> None:

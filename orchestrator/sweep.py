@@ -183,11 +183,12 @@ def _check_resources(spec: SweepSpec, nodes: list[dict], where: str) -> None:
 
 
 def trial_settings(spec: SweepSpec):
-    from orchestrator.search import TrialSettings
+    """The sweep's part of every trial's config (`TrialConfig` without a trial yet)."""
+    from orchestrator.trial import TrialConfig
 
     res = spec.resources
-    return TrialSettings(sweep=spec.name, storage=spec.storage, workers=res.workers,
-                         cpus_per_worker=res.cpus_per_worker, gpus_per_worker=res.gpus_per_worker)
+    return TrialConfig(sweep=spec.name, storage=spec.storage, workers=res.workers,
+                       cpus_per_worker=res.cpus_per_worker, gpus_per_worker=res.gpus_per_worker)
 
 
 def _make_searcher(spec: SweepSpec, plan: GridPlan, ledger: BudgetLedger, done: set[str], max_concurrent: int):

@@ -16,6 +16,7 @@ killed before it reaches a report leaves no runs row, as after a SIGKILL.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from metrics.statuses import ENDED_STATUSES
+from trainers.config import TrainConfig
+from trainers.fields import option
 
 ATTEMPT_FILE = "scalesweep_attempt.json"
 _PART_ATTEMPT = re.compile(r"part-(\d+)")
@@ -36,20 +39,33 @@ _PART_ATTEMPT = re.compile(r"part-(\d+)")
 
 @dataclass(frozen=True)
 class TrialConfig:
-    """What the searcher puts in each Tune trial's config dict (plain data, JSON-able)."""
+    """One Tune trial's configuration, typed: the sweep's settings (the same for every trial, built
+    once by the driver) plus, per trial, its key and `TrainConfig` (`for_trial`). Crosses the
+    Tune boundary once each way: `to_tune` (plain data, for Tune's param dict and its experiment
+    state) and `from_tune` in the trial."""
 
-    trial_key: str
-    sweep: str
-    storage: str
-    train_config: dict
-    workers: int = 1
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
+    sweep: str = option(doc="sweep name: the store partition the trial writes")
+    storage: str = option(doc="metrics store root (local path or pyarrow.fs URI)")
+    workers: int = option(1, "data-parallel ranks per trial (more than 1: a Ray Train TorchTrainer)")
+    cpus_per_worker: float = option(1.0, "CPUs per rank; also the rank's torch threads")
+    gpus_per_worker: float = option(0.0, "GPUs per rank (0: CPU training, gloo)")
+    trial_key: str | None = option(None, "the plan's stable key; the trial_id in the store", optional=True)
+    train_config: TrainConfig | None = option(None, "what the trial trains (budget_flops: this trial's "
+                                              "allowance)", optional=True)
+
+    def for_trial(self, trial_key: str, train_config: TrainConfig) -> "TrialConfig":
+        return dataclasses.replace(self, trial_key=trial_key, train_config=train_config)
+
+    def to_tune(self) -> dict[str, Any]:
+        """Plain data for Tune's param dict (JSON-able: the progress table and Tune's state)."""
+        return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
+                "train_config": self.train_config.to_dict()}
 
     @classmethod
     def from_tune(cls, config: dict) -> "TrialConfig":
-        fields = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in config.items() if k in fields})
+        fields = {f.name for f in dataclasses.fields(cls)}
+        trial = cls(**{k: v for k, v in config.items() if k in fields and k != "train_config"})
+        return dataclasses.replace(trial, train_config=TrainConfig.from_dict(config["train_config"]))
 
 
 def next_attempt(storage: str, sweep: str, trial_key: str, checkpoint_attempt: int | None) -> int:
@@ -83,12 +99,6 @@ def ended_run(storage: str, sweep: str, trial_key: str) -> dict | None:
     rows = load_runs(storage, sweep, trial_id=trial_key).to_pylist()
     latest = rows[-1] if rows else None
     return latest if latest and latest["status"] in ENDED_STATUSES else None
-
-
-def _metrics(row: dict, best: float | None) -> dict:
-    """The small dict Tune sees per evaluation (the full row is in the store)."""
-    return {"step": row["step"], "tokens_seen": row["tokens_seen"], "flops": row["flops"],
-            "train_loss": row.get("train_loss"), "val_loss": row["val_loss"], "best_val_loss": best}
 
 
 def _restore_checkpoint(workdir: Path) -> tuple[str | None, int | None]:
@@ -130,18 +140,13 @@ class _EvalReporter:
             Path(event.checkpoint_dir, ATTEMPT_FILE).write_text(json.dumps({"attempt": self._attempt}))
             checkpoint = self._checkpoint_cls.from_directory(event.checkpoint_dir)
         try:
-            self._report(_metrics(event.row, self.best), checkpoint=checkpoint)
+            from trainers.record import eval_metrics
+
+            self._report(eval_metrics(event.row, self.best), checkpoint=checkpoint)
         except SystemExit:
             # Tune's session.report exits the training thread when the trial is stopped.
             self.stopped = True
             raise
-
-
-def _final_metrics(result) -> dict:
-    return {"status": result.status, "step": result.steps, "tokens_seen": result.tokens_seen,
-            "flops": result.flops, "best_val_loss": result.best_val_loss,
-            "final_val_loss": result.final_val_loss, "wall_s": result.wall_s,
-            "tokens_per_s": result.tokens_per_s, "trial_done": True}
 
 
 def _write_unended_row(train_config, output, status: str, error: BaseException | None, world_size: int,
@@ -150,18 +155,13 @@ def _write_unended_row(train_config, output, status: str, error: BaseException |
     the error, before Tune retries it) or ``interrupted`` (stopped by the driver)."""
     from metrics import TrialWriter
     from trainers.config import batch_geometry
-    from trainers.deepspeed_trainer import TrainResult, run_row
+    from trainers.record import TrainResult
 
-    last = last_row or {}
     try:  # the split of the batch does not depend on the data size (only the step count does)
         geometry = batch_geometry(train_config, world_size, train_windows=1 << 62)
     except ValueError:  # the geometry itself was the fault
         geometry = None
-    result = TrainResult(status=status, steps=last.get("step", 0), tokens_seen=last.get("tokens_seen", 0),
-                         flops=last.get("flops", 0), flops_6n=0, best_val_loss=None, best_step=None,
-                         final_val_loss=last.get("val_loss"), wall_s=last.get("wall_s", 0.0),
-                         tokens_per_s=0.0, mfu=0.0, geometry=geometry)
-    row = run_row(train_config, output, result, world_size)
+    row = TrainResult.unended(status, last_row, geometry).run_row_for(train_config, output, world_size)
     if error is not None:
         row["error"] = "".join(traceback.format_exception_only(type(error), error)).strip()[-2000:]
     row = {k: v for k, v in row.items() if k not in ("sweep", "trial_id", "attempt")}
@@ -172,10 +172,10 @@ def _train_and_report(trial: TrialConfig, attempt: int, resume_from: str | None,
                       checkpoint_cls, rank: int = 0, world_size: int = 1):
     """Run the trainer with metrics/checkpoints forwarded through `report`; on a crash write
     the failed row (rank 0) and re-raise so Ray retries; on a stop, the interrupted row."""
-    from trainers.config import RunOutput, TrainConfig
+    from trainers.config import RunOutput
     from trainers.deepspeed_trainer import train
 
-    config = TrainConfig.from_dict({**trial.train_config, "threads": max(1, int(trial.cpus_per_worker))})
+    config = dataclasses.replace(trial.train_config, threads=max(1, int(trial.cpus_per_worker)))
     checkpoint_dir = tempfile.mkdtemp(prefix=f"ckpt-{trial.trial_key}-")
     output = RunOutput(storage=trial.storage, sweep=trial.sweep, trial_id=trial.trial_key, attempt=attempt,
                        checkpoint_dir=checkpoint_dir, resume_from=resume_from)
@@ -200,9 +200,9 @@ def run_trial(config: dict[str, Any]) -> None:
     trial = TrialConfig.from_tune(config)
     ended = ended_run(trial.storage, trial.sweep, trial.trial_key)
     if ended is not None:
-        tune.report({**{k: ended.get(k) for k in ("status", "tokens_seen", "flops", "best_val_loss",
-                                                   "final_val_loss", "wall_s")},
-                     "step": ended.get("steps"), "trial_done": True})
+        from trainers.record import TrainResult
+
+        tune.report(TrainResult.from_run_row(ended).tune_metrics())
         return
     workdir = Path(tempfile.mkdtemp(prefix="scalesweep-trial-"))
     try:
@@ -212,7 +212,7 @@ def run_trial(config: dict[str, Any]) -> None:
             final = _run_data_parallel(trial, attempt, resume_from)
         else:
             result = _train_and_report(trial, attempt, resume_from, tune.report, tune.Checkpoint)
-            final = _final_metrics(result)
+            final = result.tune_metrics()
         tune.report(final)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -222,7 +222,7 @@ def _train_worker(loop_config: dict) -> None:
     """Ray Train worker loop: every rank trains; rank 0 reports checkpoints and the result."""
     import ray.train
 
-    trial = TrialConfig.from_tune(loop_config["trial"])
+    trial: TrialConfig = loop_config["trial"]
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
 
@@ -231,7 +231,7 @@ def _train_worker(loop_config: dict) -> None:
 
     result = _train_and_report(trial, loop_config["attempt"], loop_config["resume_from"], report,
                                ray.train.Checkpoint, rank=rank, world_size=world)
-    ray.train.report(_final_metrics(result))
+    ray.train.report(result.tune_metrics())
 
 
 def _run_data_parallel(trial: TrialConfig, attempt: int, resume_from: str | None) -> dict:
@@ -244,7 +244,7 @@ def _run_data_parallel(trial: TrialConfig, attempt: int, resume_from: str | None
         workers["GPU"] = trial.gpus_per_worker
     trainer = TorchTrainer(
         _train_worker,
-        train_loop_config={"trial": config_dict(trial), "attempt": attempt, "resume_from": resume_from},
+        train_loop_config={"trial": trial, "attempt": attempt, "resume_from": resume_from},
         scaling_config=ScalingConfig(num_workers=trial.workers, use_gpu=bool(trial.gpus_per_worker),
                                      resources_per_worker=workers),
         torch_config=TorchConfig(backend="nccl" if trial.gpus_per_worker else "gloo"),
@@ -255,9 +255,3 @@ def _run_data_parallel(trial: TrialConfig, attempt: int, resume_from: str | None
     if result.error:
         raise result.error
     return dict(result.metrics or {})
-
-
-def config_dict(trial: TrialConfig) -> dict[str, Any]:
-    import dataclasses
-
-    return dataclasses.asdict(trial)

@@ -12,7 +12,7 @@ from fitting.online import OnlineFitConfig  # noqa: E402
 from fitting.replay import SimulatedOracle  # noqa: E402
 from orchestrator.active_search import ActiveSearcher  # noqa: E402
 from orchestrator.budget import BudgetLedger  # noqa: E402
-from orchestrator.search import TrialSettings  # noqa: E402
+from orchestrator.trial import TrialConfig  # noqa: E402
 from orchestrator.spec import expand_grid, load_spec  # noqa: E402
 
 SPEC = {
@@ -35,7 +35,7 @@ def plans():
 
 
 def _searcher(plans, limit, **kw):
-    return ActiveSearcher(plans, law="chinchilla", settings=TrialSettings(sweep="active", storage="unused"),
+    return ActiveSearcher(plans, law="chinchilla", settings=TrialConfig(sweep="active", storage="unused"),
                           ledger=BudgetLedger(limit_flops=limit), max_concurrent=3, fit_config=FAST, **kw)
 
 

@@ -18,7 +18,7 @@ from fitting.replay import SimulatedOracle
 from fitting.strategies import STRATEGIES, ActiveDesign, make_strategy
 from orchestrator.active_search import ActiveSearcher
 from orchestrator.budget import BudgetLedger
-from orchestrator.search import TrialSettings
+from orchestrator.trial import TrialConfig
 from orchestrator.spec import expand_grid, load_spec
 from test_active_sweep_live import active_demo_spec
 
@@ -146,7 +146,7 @@ def _searcher(raw, limit, **kw):
     plans = expand_grid(load_spec(raw)).trials
     search = raw["search"]
     return ActiveSearcher(plans, law="chinchilla", target=dict(search["target"]), max_trials=search.get("max_trials"),
-                          settings=TrialSettings(sweep=raw["name"], storage="unused"),
+                          settings=TrialConfig(sweep=raw["name"], storage="unused"),
                           ledger=BudgetLedger(limit_flops=limit), max_concurrent=2, fit_config=FAST,
                           strategy=ActiveDesign.with_misfit(None, seed_size=search.get("seed_runs")), **kw)
 

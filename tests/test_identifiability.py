@@ -144,7 +144,7 @@ def test_report_shows_an_unidentified_allocation(tmp_path):
 def test_active_summary_shows_an_unidentified_law():
     from orchestrator.active_search import ActiveSearcher
     from orchestrator.budget import BudgetLedger
-    from orchestrator.search import TrialSettings
+    from orchestrator.trial import TrialConfig
     from orchestrator.spec import expand_grid, load_spec
 
     spec = {"name": "a", "storage": "unused", "corpus": {"source": "builtin", "tokenizer": "byte"},
@@ -154,7 +154,7 @@ def test_active_summary_shows_an_unidentified_law():
             "resources": {"cpus_per_worker": 1, "gpus_per_worker": 0, "workers": 1},
             "search": {"kind": "grid"}, "budget": {"flops": 1e18}}
     plans = expand_grid(load_spec(spec)).trials
-    s = ActiveSearcher(plans, law="chinchilla", settings=TrialSettings(sweep="a", storage="unused"),
+    s = ActiveSearcher(plans, law="chinchilla", settings=TrialConfig(sweep="a", storage="unused"),
                        ledger=BudgetLedger(limit_flops=1e18), max_concurrent=1)
     for p in plans:
         loss = float(chinchilla.predict(TRUTH, {"N": [p.non_embedding_params], "D": [p.dataset_tokens]})[0])

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from orchestrator.spec import expand_grid, load_spec
-from scalesweep.store import load_runs
+from metrics import load_runs
 from test_sweep import tiny_spec
 
 

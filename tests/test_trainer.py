@@ -85,11 +85,11 @@ def test_metrics_contract_read_by_pyarrow_and_duckdb(tmp_path):
 
 
 def test_failed_row_records_the_batch_split(tmp_path):
-    from orchestrator.trial import _write_failed_row
+    from orchestrator.trial import _write_unended_row
 
     config = tiny_config(micro_batch_size=2)
     output = RunOutput(storage=str(tmp_path), sweep="s", trial_id="oom")
-    _write_failed_row(config, output, MemoryError("out of memory"), world_size=2, last_row=None)
+    _write_unended_row(config, output, "failed", MemoryError("out of memory"), world_size=2, last_row=None)
     (row,) = load_runs(str(tmp_path), "s").to_pylist()
     assert (row["status"], row["micro_batch_size"], row["grad_accum_steps"]) == ("failed", 2, 4)
     assert "MemoryError: out of memory" in row["error"]

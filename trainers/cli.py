@@ -11,23 +11,44 @@ import argparse
 import sys
 from typing import Any
 
-# Flags that override fields of the YAML config: flag name -> (config key, type).
-_OVERRIDES = {
-    "dataset_tokens": ("dataset_tokens", lambda s: int(float(s))),
-    "regime": ("regime", str),
-    "batch_tokens": ("batch_tokens", lambda s: int(float(s))),
-    "micro_batch_size": ("micro_batch_size", int),
-    "lr": ("lr", float),
-    "max_steps": ("max_steps", int),
-    "eval_every": ("eval_every", int),
-    "patience": ("patience", int),
-    "zero_stage": ("zero_stage", int),
-    "precision": ("precision", str),
-    "seed": ("seed", int),
-    "threads": ("threads", int),
-}
-_SHAPE_FLAGS = {"target_params": float, "aspect_ratio": float, "n_layer": int, "d_model": int,
-                "n_heads": int, "d_ff": int, "n_ctx": int}
+import yaml
+
+
+def _scalar(text: str) -> Any:
+    """A flag's value, read as the same YAML scalar in --config would be (`TrainConfig.from_dict`
+    then parses it, so a bad value names the field)."""
+    return yaml.safe_load(text)
+
+
+def _config_flags() -> dict[str, str]:
+    """TrainConfig's scalar fields (those with a parser) -> help text, from the fields' docs."""
+    import dataclasses
+
+    from trainers.config import TrainConfig
+
+    flags = {}
+    for f in dataclasses.fields(TrainConfig):
+        parse = f.metadata.get("parse")
+        if parse is not None:
+            default = f.metadata.get("shown_default") or repr(f.default)
+            flags[f.name] = f"{f.metadata['doc']} ({getattr(parse, 'rule', 'value')}; default {default})"
+    return flags
+
+
+def _shape_flags() -> dict[str, str]:
+    """ModelShape's fields and the `target_params` form's keys -> help text."""
+    import dataclasses
+
+    from trainers.config import SHAPE_TARGET_PARSERS
+    from trainers.shapes import ModelShape
+
+    flags = {f.name: f"shape.{f.name}: explicit shape (integer > 0)" for f in dataclasses.fields(ModelShape)}
+    for name, parse in SHAPE_TARGET_PARSERS.items():
+        flags.setdefault(name, f"shape.{name}: shape from a target N ({parse.rule}); overrides explicit sizes")
+    return flags
+
+
+_EXPLICIT_SIZES = ("n_layer", "d_model", "n_heads", "d_ff")
 
 
 def register(subparsers) -> None:
@@ -38,10 +59,8 @@ def register(subparsers) -> None:
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML file with TrainConfig fields (flags below override it)")
-    for flag, kind in _SHAPE_FLAGS.items():
-        parser.add_argument(f"--{flag.replace('_', '-')}", type=kind, help=f"shape.{flag}")
-    for flag in _OVERRIDES:
-        parser.add_argument(f"--{flag.replace('_', '-')}", help=f"TrainConfig.{flag} (docs/spec_reference.md, trainer and axes)")
+    for flag, help_text in {**_shape_flags(), **_config_flags()}.items():
+        parser.add_argument(f"--{flag.replace('_', '-')}", type=_scalar, help=help_text)
     parser.add_argument("--corpus", help="builtin | path/glob | *.jsonl | *.parquet | *.bin")
     parser.add_argument("--tokenizer", help="byte | bpe:<vocab> | tiktoken:gpt2")
     parser.add_argument("--storage", help="metrics store root (path or pyarrow.fs URI)")
@@ -60,19 +79,16 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if not isinstance(raw, dict):
             raise ValueError(f"--config: {args.config} must hold a mapping of TrainConfig fields")
     shape = dict(raw.get("shape") or {})
-    for flag in _SHAPE_FLAGS:
+    for flag in _shape_flags():
         if getattr(args, flag) is not None:
             shape[flag] = getattr(args, flag)
     if "target_params" in shape:
-        for explicit in ("n_layer", "d_model", "n_heads", "d_ff"):
+        for explicit in _EXPLICIT_SIZES:
             shape.pop(explicit, None)
     raw["shape"] = shape or {"target_params": 1e5, "n_ctx": 128}
-    for flag, (key, kind) in _OVERRIDES.items():
+    for flag in _config_flags():
         if getattr(args, flag) is not None:
-            try:
-                raw[key] = kind(getattr(args, flag))
-            except ValueError:
-                raise ValueError(f"--{flag.replace('_', '-')}: cannot parse {getattr(args, flag)!r}") from None
+            raw[flag] = getattr(args, flag)
     corpus = raw.get("corpus") or {}
     corpus = {"source": corpus} if isinstance(corpus, str) else dict(corpus)
     if args.corpus:

@@ -244,7 +244,7 @@ def corpus_from(raw: Any, where: str) -> CorpusSpec:
 
 
 # The `shape: {target_params: ...}` form: shape_for_params's arguments.
-_SHAPE_TARGET_PARSERS = {"target_params": positive, "aspect_ratio": positive, "d_ff_ratio": positive,
+SHAPE_TARGET_PARSERS = {"target_params": positive, "aspect_ratio": positive, "d_ff_ratio": positive,
                          "head_dim": positive_int, "n_ctx": positive_int, "vocab_size": positive_int,
                          "tolerance": positive}
 
@@ -254,7 +254,7 @@ def _shape_from(raw: Any, vocab_size: int) -> ModelShape:
         raise fail("shape", f"must be a mapping (n_layer, d_model, ... or target_params), got {raw!r}")
     raw = {"vocab_size": vocab_size, **raw}
     if "target_params" in raw:
-        parsers = _SHAPE_TARGET_PARSERS
+        parsers = SHAPE_TARGET_PARSERS
     else:
         parsers = {f.name: positive_int for f in dataclasses.fields(ModelShape)}
     unknown = sorted(set(raw) - set(parsers))

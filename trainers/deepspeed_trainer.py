@@ -2,7 +2,9 @@
 
 `train(config, output)` trains a GPT on D tokens, evaluates every `eval_every` steps, writes
 curve rows and a final run row to the metrics store (docs/architecture.md §3), checkpoints so a retried
-attempt continues exactly, and returns a `TrainResult`. It runs standalone, under torchrun,
+attempt continues exactly, and returns its record, a `TrainResult` (trainers/record.py). The
+engine is built in trainers/engine.py; here are the step loop (`_step_loop`) and the record
+(`_record`). It runs standalone, under torchrun,
 or inside a Ray Tune / Ray Train worker; it knows nothing of Ray (the caller passes
 `on_eval` to hear about evaluations and checkpoints).
 """
@@ -10,11 +12,8 @@ or inside a Ray Tune / Ray Train worker; it knows nothing of Ray (the caller pas
 from __future__ import annotations
 
 import math
-import socket
-import subprocess
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -22,11 +21,12 @@ import torch
 import torch.distributed as dist
 
 from trainers import checkpoint
-from trainers.config import BatchGeometry, RunOutput, TrainConfig, batch_geometry, lr_multiplier
+from trainers.config import BatchGeometry, RunOutput, TrainConfig, batch_geometry
 from trainers.data import DataSplits, SequenceSampler, eval_batches, load_corpus, make_splits
-from trainers.model import GPT
+from trainers.engine import build_engine
+from trainers.record import TrainResult
 from trainers.runtime import Runtime, peak_flops_per_device, setup_runtime
-from trainers.shapes import embedding_params, non_embedding_params, six_n_flops, train_flops
+from trainers.shapes import six_n_flops, train_flops
 
 
 @dataclass
@@ -37,26 +37,6 @@ class EvalEvent:
     checkpoint_dir: str | None  # the checkpoint saved at this step, if any
     rank: int
     final: bool
-
-
-@dataclass
-class TrainResult:
-    status: str  # one of metrics.RUN_STATUSES
-    steps: int
-    tokens_seen: int
-    flops: int  # exact training FLOPs spent: 3 x (2N + 2 n_layer n_ctx d_attn) per token
-    flops_6n: int  # the 6 N tokens approximation, for comparison
-    best_val_loss: float | None
-    best_step: int | None
-    final_val_loss: float | None
-    wall_s: float
-    tokens_per_s: float
-    mfu: float
-    curve: list[dict] = field(default_factory=list)
-    step_losses: list[float] = field(default_factory=list)  # train loss of every step of this attempt
-    loss_per_position: list[float] | None = None
-    run_row: dict | None = None
-    geometry: BatchGeometry | None = None  # how the batch was split (None: not known)
 
 
 @dataclass
@@ -71,7 +51,43 @@ class _Progress:
     evals_since_best: int = 0
 
 
+@dataclass
+class _Attempt:
+    """What the step loop measured in this attempt (a resumed run's earlier attempts excluded)."""
+
+    status: str = "completed"
+    tokens: int = 0
+    seconds: float = 0.0
+    curve: list[dict] = field(default_factory=list)
+    step_losses: list[float] = field(default_factory=list)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / max(self.seconds, 1e-9)
+
+
+@dataclass
+class _Run:
+    """Everything the step loop reads: built once by `train` before the first step."""
+
+    config: TrainConfig
+    output: RunOutput
+    rt: Runtime
+    engine: object
+    sampler: SequenceSampler
+    geometry: BatchGeometry
+    val_windows: np.ndarray
+    extra_windows: dict[str, np.ndarray]
+    identity: dict
+    started: float  # time.time() at the start of the attempt
+    peak_flops: float  # per device, FLOP/s
+
+    def mfu(self, tokens_per_s: float) -> float:
+        return tokens_per_s * train_flops(self.config.shape, 1) / (self.peak_flops * self.rt.world_size)
+
+
 def train(config: TrainConfig, output: RunOutput = RunOutput(), on_eval: Callable[[EvalEvent], None] | None = None) -> TrainResult:
+    """Train one run (engine: trainers/engine.py), write its curve and runs rows, return its record."""
     started = time.time()
     if output.resume_from:
         checkpoint.latest_tag(output.resume_from)  # a missing checkpoint fails before any work
@@ -90,82 +106,89 @@ def train(config: TrainConfig, output: RunOutput = RunOutput(), on_eval: Callabl
     progress = _Progress()
     if resume_tag:
         _restore(engine, output.resume_from, resume_tag, sampler, progress)
-
+    run = _Run(config, output, rt, engine, sampler, geometry, val_windows, extra_windows, identity, started,
+               config.peak_flops or peak_flops_per_device(rt.device, rt.dtype, rt.threads))
     writer = _open_writer(output, rt)
-    flops_per_token = train_flops(shape, 1)
-    peak = config.peak_flops or peak_flops_per_device(rt.device, rt.dtype, rt.threads)
-    attempt_tokens, attempt_seconds = 0, 0.0  # throughput of this attempt only
-    curve: list[dict] = []
-    step_losses: list[float] = []
-    train_losses: list[float] = []  # since the last evaluation
-    status = "completed"
-    last_save = time.monotonic()
+    attempt = _step_loop(run, progress, writer, on_eval)
+    result = _record(run, progress, attempt)
+    if writer:
+        writer.write_run(result.run_row)
+    return result
 
+
+def _step_loop(run: _Run, progress: _Progress, writer, on_eval) -> _Attempt:
+    """Train until the schedule ends, the budget or early stopping stops it, or the loss
+    diverges; evaluate, write curve rows and checkpoint on the way."""
+    config, output, geometry = run.config, run.output, run.geometry
+    flops_per_token = train_flops(config.shape, 1)
+    attempt = _Attempt()
+    train_losses: list[float] = []  # since the last evaluation
+    last_save = time.monotonic()
     while progress.step < geometry.total_steps:
         if config.budget_flops is not None and (progress.tokens_seen + geometry.tokens_per_step) * flops_per_token > config.budget_flops:
-            status = "budget_stopped"
+            attempt.status = "budget_stopped"
             break
         step_start = time.perf_counter()
-        batch = sampler.next_global_batch(geometry.seqs_per_step)
-        loss = train_step(engine, batch, geometry, rt)
+        batch = run.sampler.next_global_batch(geometry.seqs_per_step)
+        loss = train_step(run.engine, batch, geometry, run.rt)
         elapsed = time.perf_counter() - step_start
         progress.step += 1
         progress.tokens_seen += geometry.tokens_per_step
         progress.train_seconds += elapsed
-        attempt_tokens += geometry.tokens_per_step
-        attempt_seconds += elapsed
-        step_losses.append(loss)
+        attempt.tokens += geometry.tokens_per_step
+        attempt.seconds += elapsed
+        attempt.step_losses.append(loss)
         if not math.isfinite(loss):
-            status = "diverged"
+            attempt.status = "diverged"
             break
         train_losses.append(loss)
         last = progress.step == geometry.total_steps
         if progress.step % config.eval_every == 0 or last:
-            tokens_per_s = attempt_tokens / max(attempt_seconds, 1e-9)
-            row = _curve_row(config, output, engine, progress, train_losses, val_windows, extra_windows, geometry, rt,
-                             tokens_per_s=tokens_per_s, mfu=tokens_per_s * flops_per_token / (peak * rt.world_size),
-                             wall_s=time.time() - started)
+            row = _curve_row(run, progress, train_losses, attempt.tokens_per_s)
             train_losses = []
-            curve.append(row)
+            attempt.curve.append(row)
             if writer:
                 writer.append_curves([row])
             stop = _update_early_stopping(config, progress, row["val_loss"])
             if not math.isfinite(row["val_loss"]):
-                status, stop = "diverged", True
+                attempt.status, stop = "diverged", True
             elif stop:
-                status = "early_stopped"
+                attempt.status = "early_stopped"
             ckpt = None
             if output.checkpoint_dir and (stop or last or _checkpoint_due(config, output, progress.step, last_save)):
-                ckpt = checkpoint.save(engine, output.checkpoint_dir, progress.step, _client_state(sampler, progress),
-                                       identity, rt.rank, rt.world_size)
+                ckpt = checkpoint.save(run.engine, output.checkpoint_dir, progress.step,
+                                       _client_state(run.sampler, progress), run.identity, run.rt.rank,
+                                       run.rt.world_size)
                 last_save = time.monotonic()
             if on_eval:
-                on_eval(EvalEvent(row=row, checkpoint_dir=ckpt, rank=rt.rank, final=stop or last))
+                on_eval(EvalEvent(row=row, checkpoint_dir=ckpt, rank=run.rt.rank, final=stop or last))
             if stop:
                 break
+    return attempt
 
-    positions = _loss_per_position(engine, val_windows, rt) if status != "diverged" else None
-    tokens_per_s = attempt_tokens / max(attempt_seconds, 1e-9)
+
+def _record(run: _Run, progress: _Progress, attempt: _Attempt) -> TrainResult:
+    """The end-of-run record (trainers/record.py), with its runs row."""
+    shape = run.config.shape
+    positions = _loss_per_position(run.engine, run.val_windows, run.rt) if attempt.status != "diverged" else None
     result = TrainResult(
-        status=status,
+        status=attempt.status,
         steps=progress.step,
         tokens_seen=progress.tokens_seen,
         flops=train_flops(shape, progress.tokens_seen),
         flops_6n=six_n_flops(shape, progress.tokens_seen),
         best_val_loss=progress.best_val_loss if progress.best_step is not None else None,
         best_step=progress.best_step,
-        final_val_loss=curve[-1]["val_loss"] if curve else None,
-        wall_s=time.time() - started,
-        tokens_per_s=tokens_per_s,
-        mfu=tokens_per_s * flops_per_token / (peak * rt.world_size),
-        curve=curve,
-        step_losses=step_losses,
+        final_val_loss=attempt.curve[-1]["val_loss"] if attempt.curve else None,
+        wall_s=time.time() - run.started,
+        tokens_per_s=attempt.tokens_per_s,
+        mfu=run.mfu(attempt.tokens_per_s),
+        curve=attempt.curve,
+        step_losses=attempt.step_losses,
         loss_per_position=positions,
-        geometry=geometry,
+        geometry=run.geometry,
     )
-    result.run_row = run_row(config, output, result, rt.world_size)
-    if writer:
-        writer.write_run(result.run_row)
+    result.run_row = result.run_row_for(run.config, run.output, run.rt.world_size)
     return result
 
 
@@ -185,40 +208,6 @@ def _load_data(config: TrainConfig) -> tuple[DataSplits, dict[str, np.ndarray], 
             raise ValueError(f"extra_evals.{name}: corpus has {len(tokens)} tokens, fewer than n_ctx + 1")
         extra[name] = tokens
     return splits, extra, corpus.fingerprint
-
-
-def build_engine(config: TrainConfig, geometry: BatchGeometry, rt: Runtime):
-    import deepspeed
-
-    model = GPT(config.shape)
-    # Weight decay on matrices only; biases, LayerNorm gains and embeddings' row norms are
-    # not what decay is meant to shrink (the nanoGPT / GPT-2 convention).
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.resolved_lr, betas=(0.9, 0.95), eps=1e-8,
-    )
-    # A plain torch optimizer: a DeepSpeed `optimizer` section would select FusedAdam, which
-    # JIT-compiles for minutes on CPU (docs/architecture.md §7).
-    total = geometry.total_steps
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_multiplier(step, total, config.warmup_frac, config.min_lr_ratio)
-    )
-    ds_config = {
-        "train_batch_size": geometry.seqs_per_step,
-        "train_micro_batch_size_per_gpu": geometry.micro_batch_size,
-        "gradient_accumulation_steps": geometry.grad_accum_steps,
-        "gradient_clipping": config.grad_clip,
-        # memory_efficient_linear=False: with it, stage 3 swaps torch.nn.functional.linear
-        # process-wide, which changed the numerics of later runs in the same process.
-        "zero_optimization": {"stage": config.zero_stage, "memory_efficient_linear": False},
-        "bf16": {"enabled": rt.dtype == torch.bfloat16},
-        "steps_per_print": 1 << 30,
-        "wall_clock_breakdown": False,
-    }
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
-    return engine
 
 
 def train_step(engine, batch: np.ndarray, geometry: BatchGeometry, rt: Runtime) -> float:
@@ -259,25 +248,26 @@ def evaluate(engine, windows: np.ndarray, micro_batch_size: int, rt: Runtime) ->
     return total.item() / (per_rank * rt.world_size)
 
 
-def _curve_row(config, output, engine, progress, train_losses, val_windows, extra_windows, geometry, rt, *, tokens_per_s, mfu, wall_s) -> dict:
-    micro = geometry.micro_batch_size
+def _curve_row(run: _Run, progress: _Progress, train_losses: list[float], tokens_per_s: float) -> dict:
+    """The curves-table row (docs/architecture.md §3) of this evaluation; evaluates the model."""
+    engine, micro, rt, output = run.engine, run.geometry.micro_batch_size, run.rt, run.output
     row = {
         "sweep": output.sweep,
         "trial_id": output.trial_id,
         "attempt": output.attempt,
         "step": progress.step,
         "tokens_seen": progress.tokens_seen,
-        "flops": train_flops(config.shape, progress.tokens_seen),
+        "flops": train_flops(run.config.shape, progress.tokens_seen),
         "train_loss": float(np.mean(train_losses)) if train_losses else float("nan"),
-        "val_loss": evaluate(engine, val_windows, micro, rt),
+        "val_loss": evaluate(engine, run.val_windows, micro, rt),
         "lr": engine.get_lr()[0],
         "grad_noise_scale": None,
         "tokens_per_s": tokens_per_s,
-        "mfu": mfu,
-        "wall_s": wall_s,
+        "mfu": run.mfu(tokens_per_s),
+        "wall_s": time.time() - run.started,
         "timestamp": time.time(),
     }
-    for name, windows in extra_windows.items():
+    for name, windows in run.extra_windows.items():
         row[f"val_loss_{name}"] = evaluate(engine, windows, micro, rt)
     return row
 
@@ -329,33 +319,3 @@ def _open_writer(output: RunOutput, rt: Runtime):
     from metrics import TrialWriter
 
     return TrialWriter(output.storage, output.sweep, output.trial_id, output.attempt)
-
-
-def run_row(config: TrainConfig, output: RunOutput, result: TrainResult, world_size: int) -> dict:
-    """The runs-table row (docs/architecture.md §3) for a finished attempt."""
-    shape = config.shape
-    return {
-        "sweep": output.sweep, "trial_id": output.trial_id, "attempt": output.attempt, "status": result.status,
-        "n_layer": shape.n_layer, "d_model": shape.d_model, "n_heads": shape.n_heads, "d_ff": shape.d_ff,
-        "d_attn": shape.d_attn, "n_ctx": shape.n_ctx, "vocab_size": shape.vocab_size,
-        "non_embedding_params": non_embedding_params(shape),
-        "total_params": non_embedding_params(shape) + embedding_params(shape),
-        "dataset_tokens": config.dataset_tokens, "regime": config.regime, "batch_tokens": config.batch_tokens,
-        "micro_batch_size": result.geometry.micro_batch_size if result.geometry else None,
-        "grad_accum_steps": result.geometry.grad_accum_steps if result.geometry else None,
-        "lr": config.resolved_lr, "seed": config.seed, "zero_stage": config.zero_stage,
-        "precision": config.precision, "world_size": world_size,
-        "tokens_seen": result.tokens_seen, "steps": result.steps, "flops": result.flops, "flops_6n": result.flops_6n,
-        "wall_s": result.wall_s, "final_val_loss": result.final_val_loss, "best_val_loss": result.best_val_loss,
-        "best_step": result.best_step, "tokens_per_s": result.tokens_per_s, "mfu": result.mfu,
-        "git_sha": _git_sha(), "hostname": socket.gethostname(), "error": None,
-    }
-
-
-def _git_sha() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
-                             capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None

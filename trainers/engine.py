@@ -1,0 +1,54 @@
+"""Engine construction: the model, AdamW, the LR schedule and DeepSpeed's config, in one place.
+
+Kept apart from the step loop (trainers/deepspeed_trainer.py) as torchtitan keeps parallelism
+apart from the model and the loop: how a run is distributed (ZeRO stage, micro-batches,
+accumulation, precision) is decided here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from trainers.config import BatchGeometry, TrainConfig, lr_multiplier
+from trainers.model import GPT
+from trainers.runtime import Runtime
+
+
+def deepspeed_config(config: TrainConfig, geometry: BatchGeometry, rt: Runtime) -> dict:
+    """The DeepSpeed config dict for this run's batch split, ZeRO stage and precision."""
+    return {
+        "train_batch_size": geometry.seqs_per_step,
+        "train_micro_batch_size_per_gpu": geometry.micro_batch_size,
+        "gradient_accumulation_steps": geometry.grad_accum_steps,
+        "gradient_clipping": config.grad_clip,
+        # memory_efficient_linear=False: with it, stage 3 swaps torch.nn.functional.linear
+        # process-wide, which changed the numerics of later runs in the same process.
+        "zero_optimization": {"stage": config.zero_stage, "memory_efficient_linear": False},
+        "bf16": {"enabled": rt.dtype == torch.bfloat16},
+        "steps_per_print": 1 << 30,
+        "wall_clock_breakdown": False,
+    }
+
+
+def build_engine(config: TrainConfig, geometry: BatchGeometry, rt: Runtime):
+    """A DeepSpeed engine around a fresh GPT with AdamW and warmup + cosine LR (`lr_multiplier`)."""
+    import deepspeed
+
+    model = GPT(config.shape)
+    # Weight decay on matrices only; biases, LayerNorm gains and embeddings' row norms are
+    # not what decay is meant to shrink (the nanoGPT / GPT-2 convention).
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.resolved_lr, betas=(0.9, 0.95), eps=1e-8,
+    )
+    # A plain torch optimizer: a DeepSpeed `optimizer` section would select FusedAdam, which
+    # JIT-compiles for minutes on CPU (docs/architecture.md §7).
+    total = geometry.total_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_multiplier(step, total, config.warmup_frac, config.min_lr_ratio)
+    )
+    ds_config = deepspeed_config(config, geometry, rt)
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
+    return engine
