@@ -40,17 +40,20 @@ def good_spec(tmp_path: Path) -> dict:
 
 
 def with_change(spec: dict, path: str, value) -> dict:
-    """Copy of `spec` with the dotted `path` set to `value` (`...=DELETE` removes it)."""
+    """Copy of `spec` with the dotted `path` set to `value` (`...=DELETE` removes it). A list is
+    indexed by a numeric key; a missing, scalar or list parent met by a name becomes a mapping."""
     spec = copy.deepcopy(spec)
-    *parents, leaf = path.split(".")
+    keys = path.split(".")
     node = spec
-    for key in parents:
+    for key, below in zip(keys[:-1], keys[1:]):
         if isinstance(node, list):
             node = node[int(key)]
             continue
-        if not isinstance(node.get(key), (dict, list)):
-            node[key] = {}  # a missing or scalar parent becomes a mapping
+        child = node.get(key)
+        if not (isinstance(child, dict) or (isinstance(child, list) and below.isdigit())):
+            node[key] = {}
         node = node[key]
+    leaf = keys[-1]
     if value == "DELETE":
         del node[leaf]
     elif isinstance(node, list):
@@ -238,3 +241,12 @@ def test_every_example_validates_on_a_fresh_clone(example):
         assert "dataset_tokens" in text.split("data checks deferred", 1)[1]
         with pytest.raises(SpecError, match=r"^corpus\.source: no files match"):
             validate_command(EXAMPLES / example)
+
+
+def test_with_change_descends_through_what_a_mutation_left():
+    """The fuzz test's helper: a list (or scalar) left at `search` by one mutation is replaced
+    by a mapping when a later one sets `search.kind` (found by hypothesis: int('kind'))."""
+    spec = with_change(with_change({"search": {"kind": "grid"}}, "search", []), "search.kind", None)
+    assert spec == {"search": {"kind": None}}
+    assert with_change({"axes": {"shapes": [{"n_layer": 1}]}}, "axes.shapes.0.n_layer", 2) == {
+        "axes": {"shapes": [{"n_layer": 2}]}}
