@@ -171,6 +171,9 @@ def _read_params(spec: str):
             raise ValueError(f"--params is neither a file nor JSON: {err}") from err
     if not isinstance(obj, dict):
         raise ValueError("--params must be a JSON object")
+    if obj.get("identified") is False:  # a `fit --json` the runs could not identify: no number to plan from
+        raise ValueError(f"--params: the fit was NOT IDENTIFIED by its runs "
+                         f"({obj.get('unidentified_reason') or 'see fit'}); no compute-optimal allocation")
     law = obj.get("law")
     params = obj.get("params", obj)
     params = {k: float(v) for k, v in params.items() if isinstance(v, (int, float))}

@@ -130,8 +130,13 @@ def _plan_text(fit, compute: float, report: SweepReport) -> str | None:
                 f"add runs that vary N and D/N independently")
     report.notes += p.notes
     lo, hi = p.loss_prediction_interval or (math.nan, math.nan)
-    return (f"compute-optimal at C = {compute:.2e} FLOPs ({p.law}): N_opt = {p.N_opt:.3g}, "
-            f"D_opt = {p.D_opt:.3g} ({p.tokens_per_param:.1f} tokens/param), loss = {p.loss:.4f} "
+
+    def interval(key: str) -> str:  # the same intervals `plan` prints, so no number stands alone
+        bounds = p.intervals.get(key)
+        return f" [{bounds[0]:.3g}, {bounds[1]:.3g}]" if bounds else " (no interval)"
+
+    return (f"compute-optimal at C = {compute:.2e} FLOPs ({p.law}): N_opt = {p.N_opt:.3g}{interval('N_opt')}, "
+            f"D_opt = {p.D_opt:.3g}{interval('D_opt')} ({p.tokens_per_param:.1f} tokens/param), loss = {p.loss:.4f} "
             f"[{lo:.4f}, {hi:.4f}] ({p.uncertainty}); N_opt ∝ C^{p.exponent_a:.3f}")
 
 

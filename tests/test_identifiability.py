@@ -72,6 +72,12 @@ def test_plan_refuses_one_ratio_from_known_parameters(tmp_path, capsys):
     obj = json.loads(out)
     assert rc == 2 and obj["identified"] is False and obj["N_opt"] is None and obj["ci90"] == {}
     assert obj["fit"]["identified"] is False and obj["fit"]["ci90"]["alpha"] is None
+    # Same kind through `fit --json` then `plan --params`: an unidentified fit plans nothing.
+    rc, out, _ = run(capsys, "fit", csv_path, "--bootstrap", 0, "--json")
+    (tmp_path / "fit.json").write_text(out)
+    rc, out, err = run(capsys, "plan", "--params", tmp_path / "fit.json", "--compute", "1e21")
+    assert rc == 2 and "N_opt" not in out
+    assert "--params: the fit was NOT IDENTIFIED by its runs (every run has (almost) the same tokens-per-param" in err
 
 
 def test_plan_recovers_known_allocation_when_identified(tmp_path, capsys):
@@ -139,6 +145,16 @@ def test_report_shows_an_unidentified_allocation(tmp_path):
     assert report.fit.law.name == "chinchilla"
     assert "NOT IDENTIFIED: every run has (almost) the same token count D" in report.plan_text
     assert "N_opt" not in report.plan_text and "NOT IDENTIFIED" in report.fit_text
+
+
+def test_report_gives_the_allocation_with_its_intervals(tmp_path):
+    """An identified allocation in the report carries the same intervals `plan` prints."""
+    from orchestrator.report import build_report
+
+    storage = str(tmp_path / "store")
+    _store(storage, np.geomspace(1e6, 3e8, 6), [2e8, 1e9, 5e9])
+    report = build_report(storage, "s", tmp_path / "report", n_bootstrap=20)
+    assert re.search(r"N_opt = \S+ \[\S+, \S+\], D_opt = \S+ \[\S+, \S+\]", report.plan_text), report.plan_text
 
 
 def test_active_summary_shows_an_unidentified_law():
