@@ -32,6 +32,9 @@ def corpus_tokens(corpus: CorpusSpec, where: str) -> int:
         message = str(err)
         head, _, rest = message.partition(":")
         field = head.strip().removeprefix("corpus.")
+        if field == "source" and rest.strip().startswith("no files match"):  # maybe only on the cluster's nodes
+            raise fail(f"{where}.source", f"{rest.strip()}; if it exists only on the cluster's nodes, "
+                                          "--defer-data-checks leaves this check to the trials") from None
         if field in ("source", "tokenizer", "text_field", "vocab_size") and rest:
             raise fail(f"{where}.{field}", rest.strip()) from None
         raise fail(f"{where}.source", f"cannot be read: {message}") from None

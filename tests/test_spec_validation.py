@@ -288,6 +288,7 @@ def test_validate_defer_flag_on_a_cluster_only_corpus(tmp_path, capsys):
     example = REPO / "examples" / "kaplan_small.yaml"
     code, _, err = scalesweep("validate", str(example), cwd=tmp_path, capsys=capsys)
     assert code == 2 and err.startswith("scalesweep validate: error: corpus.source: no files match")
+    assert "--defer-data-checks leaves this check to the trials" in err  # the way out is named
     code, out, err = scalesweep("validate", "--defer-data-checks", str(example), cwd=tmp_path, capsys=capsys)
     assert code == 0, err
     assert "40 trials" in out and "data checks deferred" in out
