@@ -134,7 +134,8 @@ def _shape_choices(axes: Axes, n_ctx: int, vocab: int) -> list[_ShapeChoice]:
             shape = shape_for_params(target, aspect_ratio=aspect, d_ff_ratio=ff_ratio,
                                      head_dim=head_dim, n_ctx=n_ctx, vocab_size=vocab)
         except ValueError as err:
-            raise fail(f"axes.{head_axis}[{head_index}]", str(err)) from None
+            field = "target_params" if str(err).startswith("target_params") else f"{head_axis}[{head_index}]"
+            raise fail(f"axes.{field}", str(err)) from None
         key = f"N{_compact(target)}"
         key += f"-ar{_compact(aspect)}" if aspect != default.aspect_ratio[0] else ""
         key += f"-ff{_compact(ff_ratio)}" if ff_ratio != default.d_ff_ratio[0] else ""

@@ -306,3 +306,18 @@ def test_every_yaml_reader_refuses_a_key_written_twice(tmp_path, capsys, command
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"scalesweep {command[0]}: error: lr: written twice (lines 2 and 3); keep one"]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("axes,message", [
+    ({"target_params": 1e21}, "axes.target_params: target_params 1e+21 at aspect_ratio 16 asks for a model wider than"),
+    ({"aspect_ratio": 1e-6}, "axes.target_params: target_params 20000 at aspect_ratio 1e-06 asks for a model deeper than"),
+])
+def test_an_absurd_shape_request_is_refused_at_once(tmp_path, axes, message):
+    """The shape search scanned every width/depth up to the request: 1e21 took minutes and tens
+    of GB (the spec fuzz test was OOM-killed at 24 GB in CI). Now a one-line error naming the axis."""
+    spec = good_spec(tmp_path)
+    for key, value in axes.items():
+        spec = with_change(spec, f"axes.{key}", value)
+    with pytest.raises(SpecError) as err:
+        validate_spec(spec)
+    assert str(err.value).startswith(message), str(err.value)

@@ -118,6 +118,10 @@ def kaplan_lr(non_embedding_params: float) -> float:
 DEFAULT_ASPECT_RATIO = 64.0
 # Head widths (and so d_model) are multiples of this: keeps matmuls aligned and tiny models legal.
 _HEAD_WIDTH_STEP = 8
+# Bounds of the shape search: far beyond any trained transformer (widths ~1e4, depths ~1e2), small
+# enough that the search stays under a second and a few MB.
+_MAX_SEARCH_WIDTH = 1_000_000
+_MAX_SEARCH_DEPTH = 10_000
 
 
 def heads_for_width(d_model: int, head_dim: int) -> int | None:
@@ -164,6 +168,12 @@ def shape_for_params(
     per_layer_coeff = 2 * (2 + d_ff_ratio)  # N ~= per_layer_coeff * n_layer * d_model^2
     suggested_depth = (target_params / (per_layer_coeff * aspect_ratio**2)) ** (1 / 3)
     max_width = int(math.sqrt(target_params / per_layer_coeff)) + 2 * head_dim
+    # The search scans every width up to max_width and every depth up to 8x the suggested one:
+    # a typo such as 1e21 or aspect_ratio 1e-6 would scan billions (minutes and tens of GB).
+    if max_width > _MAX_SEARCH_WIDTH or suggested_depth > _MAX_SEARCH_DEPTH:
+        raise ValueError(f"target_params {target_params:g} at aspect_ratio {aspect_ratio:g} asks for a model "
+                         f"{'wider than ' + format(_MAX_SEARCH_WIDTH, ',') if max_width > _MAX_SEARCH_WIDTH else 'deeper than ' + format(_MAX_SEARCH_DEPTH, ',')}"
+                         f": is a unit or exponent wrong?")
     widths = [w for w in range(_HEAD_WIDTH_STEP, max_width + 1, _HEAD_WIDTH_STEP)
               if heads_for_width(w, head_dim) is not None]
 
