@@ -55,7 +55,10 @@ class TrialPlan:
     def train_config(self) -> TrainConfig:
         """The trial's TrainConfig, built once by the trainer's own parser (errors name spec
         fields); the searcher hands it to the trial with the trial's budget allowance."""
-        return trial_config(self)
+        try:
+            return TrainConfig.from_dict(self.train_config_dict())
+        except ValueError as err:
+            raise fail(_config_error_path(str(err)), f"(trial {self.trial_key}) {err}") from None
 
     def train_config_dict(self) -> dict:
         """Plain data `trainers.config.TrainConfig.from_dict` accepts."""
@@ -231,14 +234,6 @@ class TrialProblems:
     def raise_any(self) -> None:
         if self.first:
             raise SpecError("\n".join(self.lines()))
-
-
-def trial_config(trial: TrialPlan) -> TrainConfig:
-    """The trial's TrainConfig, built by the trainer's own parser (errors name spec fields)."""
-    try:
-        return TrainConfig.from_dict(trial.train_config_dict())
-    except ValueError as err:
-        raise fail(_config_error_path(str(err)), f"(trial {trial.trial_key}) {err}") from None
 
 
 def _check_trial(trial: TrialPlan, resources: Resources) -> None:

@@ -12,7 +12,6 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.plan import trial_config
 from orchestrator.spec import SpecError, validate_spec
 from tests.test_spec import with_change
 from trainers.config import batch_geometry
@@ -80,7 +79,7 @@ def assert_rejected_or_valid(spec_or_path, tmp_path: Path, monkeypatch) -> None:
             run_sweep(spec_or_path)
         return
     for trial in plan.trials:  # valid: everything the trainer checks before training holds
-        config = trial_config(trial)
+        config = trial.train_config
         batch_geometry(config, spec.resources.workers, config.dataset_tokens // (config.shape.n_ctx + 1))
 
 

@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 from orchestrator.cluster import unplaceable
-from orchestrator.plan import trial_config
 from orchestrator.spec import SpecError, validate_spec
 from orchestrator.spec_types import Resources
 from tests.test_spec import good_spec, with_change
@@ -40,7 +39,7 @@ def test_yaml_exponents_without_a_dot_reach_every_trial_as_floats(tmp_path):
     assert yaml.safe_load(path.read_text())["trainer"]["weight_decay"] == "1e-2"  # YAML's reading
     _, plan = validate_spec(path)
     for trial in plan.trials:
-        config = trial_config(trial)
+        config = trial.train_config
         assert (config.weight_decay, config.peak_flops, config.warmup_frac, config.min_lr_ratio) == (
             0.01, 1e12, 0.02, 0.1)
         assert all(isinstance(v, float) for v in (config.weight_decay, config.peak_flops))
@@ -139,7 +138,7 @@ def test_micro_batch_larger_than_the_per_rank_batch_is_an_error(tmp_path):
                                         r"not divide the per-rank batch of 16.*\(and 3 more trials\)"):
         validate_spec(spec)
     spec["trainer"]["micro_batch_size"] = 8
-    assert batch_geometry(trial_config(validate_spec(spec)[1].trials[0]), 2, 3000).grad_accum_steps == 2
+    assert batch_geometry(validate_spec(spec)[1].trials[0].train_config, 2, 3000).grad_accum_steps == 2
 
 
 def test_batch_must_split_over_the_workers(tmp_path):
