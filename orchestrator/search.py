@@ -104,13 +104,16 @@ class BudgetedSearcher(Searcher):
         self.observe_point(key, parameters["non_embedding_params"], parameters["dataset_tokens"],
                            {**parameters, self.metric: value}, error)
 
-    def seed_from_store(self) -> int:
-        """Feed every ended run of the sweep's store through `add_evaluated_point`; returns how
-        many. Called at start and after Tune restores this searcher, so a sweep that is
-        resumed, re-run after a failed restore, or extended starts from all it paid for."""
-        from metrics import load_runs
+    def seed_from_store(self, rows: list[dict] | None = None) -> int:
+        """Feed every ended run of the sweep's store (or of ``rows``, runs rows the caller has
+        already read) through `add_evaluated_point`; returns how many. Called at start and
+        after Tune restores this searcher, so a sweep that is resumed, re-run after a failed
+        restore, or extended starts from all it paid for."""
+        if rows is None:
+            from metrics import load_runs
 
-        rows = ended_runs(load_runs(self.settings.storage, self.settings.sweep).to_pylist())
+            rows = load_runs(self.settings.storage, self.settings.sweep).to_pylist()
+        rows = ended_runs(rows)
         for row in rows:
             self.add_evaluated_point(row, row.get(self.metric))
         return len(rows)

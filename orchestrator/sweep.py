@@ -278,11 +278,12 @@ def run_sweep(
     try:
         _check_resources(spec, cluster_nodes(), "the Ray cluster")
         limit = limit_flops(spec.budget)
-        ledger, done = ledger_from_store(limit, load_runs(spec.storage, spec.name).to_pylist())
+        stored = load_runs(spec.storage, spec.name).to_pylist()
+        ledger, done = ledger_from_store(limit, stored)
         max_concurrent = max_concurrent_trials(spec, ray.cluster_resources())
         searcher = (make_searcher or _make_searcher)(spec, plan, ledger, done, max_concurrent)
         if hasattr(searcher, "seed_from_store"):
-            searcher.seed_from_store()  # stored runs count in its ledger and feed its designer
+            searcher.seed_from_store(stored)  # stored runs count in its ledger and feed its designer
         trainable = tune.with_resources(run_trial, trial_resources(spec))
         storage = experiment_storage(spec)
         path = f"{storage}/{spec.name}"
@@ -320,10 +321,9 @@ def run_sweep(
         internal = getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None)
         final = getattr(internal, "search_alg", None) or searcher
         final = getattr(final, "searcher", final)  # Tune may wrap it in a SearchGenerator
-        ledger = getattr(final, "ledger", None) or ledger_from_store(
-            limit, load_runs(spec.storage, spec.name).to_pylist())[0]
-        write_ledger(spec, ledger)
         runs = load_runs(spec.storage, spec.name).to_pylist()
+        ledger = getattr(final, "ledger", None) or ledger_from_store(limit, runs)[0]
+        write_ledger(spec, ledger)
         # Trials still running when a signal stopped Tune are interrupted, whatever row they left.
         stopped = ledger.running if stop.signum is not None else ()
         summary = SweepSummary(
