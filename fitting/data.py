@@ -41,8 +41,6 @@ ALIASES: dict[str, tuple[str, ...]] = {
 #: Defaults for a sweep's metrics directory (``metrics.load_runs``).
 STORE_DEFAULTS = {"N": "non_embedding_params", "D": "tokens_seen", "U": "dataset_tokens",
                   "S": "steps", "B": "batch_tokens", "C": "flops", "loss": "best_val_loss"}
-#: Runs a law is fitted to (the status vocabulary's owner is ``metrics.statuses``).
-STORE_STATUSES = USABLE_STATUSES
 
 
 @dataclass
@@ -197,7 +195,7 @@ def load_fit_data(
     law=None,
     inputs: tuple[str, ...] | None = None,
     flops_per_token: float = 6.0,
-    statuses: tuple[str, ...] | None = STORE_STATUSES,
+    statuses: tuple[str, ...] | None = USABLE_STATUSES,
     drop_top_loss: int = 0,
     best_per_config: bool = False,
     require_loss: bool = True,

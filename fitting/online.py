@@ -173,9 +173,10 @@ class OnlineFitter:
         """Read a sweep's metrics directory (``metrics.load_runs``) and add runs not seen
         yet. ``columns`` maps law inputs and ``loss`` to store columns (defaults:
         ``fitting.data.STORE_DEFAULTS``). Runs whose status is not ok (default
-        ``fitting.data.STORE_STATUSES``: diverged, failed, interrupted… runs are not fitted)
+        ``metrics.statuses.USABLE_STATUSES``: diverged, failed, interrupted… runs are not fitted)
         count as failed."""
-        from fitting.data import STORE_DEFAULTS, STORE_STATUSES
+        from fitting.data import STORE_DEFAULTS
+        from metrics.statuses import USABLE_STATUSES
         from metrics import load_runs
 
         tab = load_runs(path)
@@ -188,7 +189,7 @@ class OnlineFitter:
         n = len(col[names["loss"]])
         status = col.get("status", np.array(["completed"] * n)).astype(str)
         ids = col.get("trial_id", np.arange(n)).astype(str)
-        failed = ~np.isin(status, list(STORE_STATUSES if ok_statuses is None else ok_statuses))
+        failed = ~np.isin(status, list(USABLE_STATUSES if ok_statuses is None else ok_statuses))
         X = {c: col[names.get(c, c)] for c in self.law.inputs}
         return self.add_many(X, col[names["loss"]], failed=failed, run_ids=ids)
 
