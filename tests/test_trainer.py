@@ -42,12 +42,15 @@ def test_loss_goes_down_on_builtin_corpus(tmp_path):
 
 
 @pytest.mark.parametrize("stage", [1, 2, 3])
-def test_zero_stages_match_stage_0(stage):
-    config = dict(dataset_tokens=60_000, max_steps=6, eval_every=100)
+@pytest.mark.parametrize("precision, tol", [("fp32", 1e-4), ("bf16", 1e-3)])
+def test_zero_stages_match_stage_0(stage, precision, tol):
+    # bf16 ZeRO 0 is DeepSpeed's FP16_UnfusedOptimizer, which primes AdamW with a zero-gradient
+    # step; unless undone (engine._undo_priming_step) its losses drift ~1% from ZeRO 1-3 by step 2.
+    config = dict(dataset_tokens=60_000, max_steps=6, eval_every=100, precision=precision)
     baseline = train(tiny_config(**config)).step_losses
     losses = train(tiny_config(zero_stage=stage, **config)).step_losses
     assert len(losses) == len(baseline) == 6
-    assert losses == pytest.approx(baseline, rel=1e-4, abs=1e-4)
+    assert losses == pytest.approx(baseline, rel=tol, abs=tol)
     assert losses[-1] < losses[0]  # it trained, not just matched
 
 

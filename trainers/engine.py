@@ -51,4 +51,28 @@ def build_engine(config: TrainConfig, geometry: BatchGeometry, rt: Runtime):
     )
     ds_config = deepspeed_config(config, geometry, rt)
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
+    _undo_priming_step(engine)
     return engine
+
+
+def _undo_priming_step(engine) -> None:
+    """Start bf16 without ZeRO from a fresh AdamW, as fp32 and ZeRO 1-3 runs start.
+
+    With bf16 and ZeRO stage 0, DeepSpeed (0.19) wraps the optimizer in FP16_UnfusedOptimizer,
+    whose constructor primes it with one step on zero gradients: AdamW then counts that step,
+    so every early update is mis-corrected for bias (the first is 0.735 x lr instead of lr),
+    and weight decay has shrunk the fp32 master weights once. Clearing the optimizer state and
+    re-copying the masters from the module's untouched bf16 weights undoes both (the masters
+    were exact fp32 copies of them). Found by bench/gpu_check.py's ZeRO-agreement check.
+    """
+    from deepspeed.runtime.fp16.unfused_optimizer import FP16_UnfusedOptimizer
+
+    wrapper = engine.optimizer
+    if not isinstance(wrapper, FP16_UnfusedOptimizer):
+        return
+    wrapper.optimizer.state.clear()
+    with torch.no_grad():
+        for masters, weights in zip(wrapper.fp32_groups, wrapper.fp16_groups):
+            for master, weight in zip(masters, weights):
+                master.copy_(weight)
+                master.grad = None
