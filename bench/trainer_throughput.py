@@ -24,8 +24,10 @@ from trainers.runtime import measure_matmul_flops, setup_runtime
 from trainers.shapes import ModelShape, non_embedding_params, train_flops
 
 
-def plain_step(model, optimizer, batch: torch.Tensor, grad_clip: float) -> float:
-    _, loss = model(batch[:, :-1], batch[:, 1:])
+def plain_step(model, optimizer, batch: torch.Tensor, grad_clip: float, autocast: torch.dtype | None = None) -> float:
+    """One plain-PyTorch AdamW step; `autocast`: run forward/backward under that autocast dtype."""
+    with torch.autocast(batch.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+        _, loss = model(batch[:, :-1], batch[:, 1:])
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
