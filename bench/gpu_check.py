@@ -57,6 +57,9 @@ def main() -> int:
 # ---------------------------------------------------------------------------------------------
 
 def orchestrate(sections: list[str], dry_run: bool) -> int:
+    started = time.monotonic()
+    print(f"gpu_check {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}: {', '.join(sections)}"
+          f"{' (dry-run)' if dry_run else ''}; DS_ACCELERATOR={os.environ.get('DS_ACCELERATOR')}", flush=True)
     results = []
     for name in sections:
         print(f"\n===== {name} =====", flush=True)
@@ -68,7 +71,8 @@ def orchestrate(sections: list[str], dry_run: bool) -> int:
     for r in results:
         print(f"{'PASS' if r['ok'] else 'FAIL'}: {r['name']}")
     failed = [r["name"] for r in results if not r["ok"]]
-    print(f"gpu_check: {'FAIL (' + ', '.join(failed) + ')' if failed else 'PASS'}", flush=True)
+    print(f"gpu_check: {'FAIL (' + ', '.join(failed) + ')' if failed else 'PASS'} "
+          f"in {time.monotonic() - started:.0f} s", flush=True)
     return 1 if failed else 0
 
 
