@@ -95,19 +95,24 @@ def check_mfu(dry_run: bool) -> tuple[bool, str]:
 
     _cache_dir()
     shape = ModelShape(**(TINY if dry_run else GPT2_SMALL))
-    seqs, steps, rounds = (8, 3, 2) if dry_run else (32, 10, 3)
+    seqs, steps, rounds = (4, 2, 2) if dry_run else (32, 10, 3)
     batch_tokens = seqs * shape.n_ctx
     config = TrainConfig(shape=shape, dataset_tokens=10**9, batch_tokens=batch_tokens, lr=6e-4, warmup_frac=0.0,
-                         corpus=CorpusSpec(vocab_size=shape.vocab_size))  # byte corpus padded: only validated
+                         corpus=CorpusSpec(vocab_size=shape.vocab_size),  # padded byte corpus: only validated
+                         precision="bf16" if dry_run else "auto")  # the dry-run takes the GPU's bf16 paths
     rt = setup_runtime(config.precision, config.threads)
     geometry = batch_geometry(config, rt.world_size, train_windows=10**6)
     sheet_peak = peak_flops_per_device(rt.device, rt.dtype, rt.threads)
     measured_peak = measure_matmul_flops(rt.device, torch.bfloat16 if rt.device.type == "cuda" else torch.float32,
-                                         size=8192 if rt.device.type == "cuda" else 512, seconds=1.0)
+                                         size=8192 if rt.device.type == "cuda" else 512, seconds=1.0 if rt.device.type == "cuda" else 0.3)
     autocast = rt.dtype if rt.dtype != torch.float32 else None
 
     torch.manual_seed(0)
     engine = build_engine(config, geometry, rt)
+    # ZeRO 1 too: with bf16 it is another DeepSpeed optimizer path (DeepSpeedZeroOptimizer, not
+    # FP16_UnfusedOptimizer), which tells which stage a one-GPU run should use.
+    torch.manual_seed(0)
+    engine_z1 = build_engine(dataclasses.replace(config, zero_stage=1), geometry, rt)
     torch.manual_seed(0)
     model = GPT(shape).to(rt.device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -131,13 +136,17 @@ def check_mfu(dry_run: bool) -> tuple[bool, str]:
         sync()
         return time.perf_counter() - start
 
-    run_engine = lambda: timed(lambda b: train_step(engine, b, geometry, rt), batches)  # noqa: E731
-    run_plain = lambda: timed(lambda b: plain_step(model, optimizer, b, config.grad_clip, autocast), device_batches)  # noqa: E731
-    run_engine(), run_plain()  # warm-up: cuBLAS/cuDNN heuristics, allocator, optimizer state
-    times = {"deepspeed": [], "plain": []}
-    for _ in range(rounds):  # alternate so drift (clocks, other load) hits both equally
-        times["deepspeed"].append(run_engine())
-        times["plain"].append(run_plain())
+    contenders = {
+        "deepspeed": lambda: timed(lambda b: train_step(engine, b, geometry, rt), batches),
+        "ds-zero1": lambda: timed(lambda b: train_step(engine_z1, b, geometry, rt), batches),
+        "plain": lambda: timed(lambda b: plain_step(model, optimizer, b, config.grad_clip, autocast), device_batches),
+    }
+    for run in contenders.values():  # warm-up: cuBLAS heuristics, allocator, optimizer state
+        run()
+    times = {name: [] for name in contenders}
+    for _ in range(rounds):  # alternate so drift (clocks, other load) hits all equally
+        for name, run in contenders.items():
+            times[name].append(run())
 
     flops_per_token = train_flops(shape, 1)
     tokens = steps * batch_tokens
@@ -146,7 +155,8 @@ def check_mfu(dry_run: bool) -> tuple[bool, str]:
           f"n_layer {shape.n_layer} d_model {shape.d_model} heads {shape.n_heads} n_ctx {shape.n_ctx} "
           f"vocab {shape.vocab_size}; batch {seqs} x {shape.n_ctx} = {batch_tokens} tokens; "
           f"{flops_per_token / 1e9:.3f} GFLOP/token (trainers.shapes.train_flops)")
-    print(f"engine: {rt.dtype} params, ZeRO {config.zero_stage}, {type(engine.optimizer).__name__} over torch AdamW; plain: fp32 params, "
+    print(f"engine: {rt.dtype} params, ZeRO {config.zero_stage} {type(engine.optimizer).__name__} / ZeRO 1 "
+          f"{type(engine_z1.optimizer).__name__}, over torch AdamW; plain: fp32 params, "
           f"autocast {autocast}, torch AdamW; {steps} steps per block, {rounds} blocks each")
     head = 6 * shape.d_model * shape.vocab_size  # output-head matmul, fwd + bwd, per token
     print(f"note: train_flops (Kaplan's C) leaves out the output head's {head / 1e9:.3f} GFLOP/token; "
@@ -162,10 +172,11 @@ def check_mfu(dry_run: bool) -> tuple[bool, str]:
         print(f"{name:10s} {rate:12,.0f} {achieved / 1e12:9.2f} {100 * achieved / sheet_peak:9.1f}% "
               f"{100 * achieved / measured_peak:8.1f}% {1e3 * batch_tokens / rate:8.1f}")
     ratio = rates["deepspeed"] / rates["plain"]
-    print(f"ratio engine/plain tokens/s (median blocks): {ratio:.3f}")
+    print(f"ratio ZeRO 1 engine/plain tokens/s (median blocks): {rates['ds-zero1'] / rates['plain']:.3f}")
+    print(f"ratio engine/plain tokens/s (median blocks; engine = ZeRO {config.zero_stage}, the default): {ratio:.3f}")
     mfu = rates["deepspeed"] * flops_per_token / sheet_peak
     summary = (f"engine {rates['deepspeed']:,.0f} tok/s MFU {100 * mfu:.1f}% of {sheet_peak / 1e12:.3g} TFLOP/s, "
-               f"plain {rates['plain']:,.0f} tok/s, engine/plain {ratio:.2f}")
+               f"plain {rates['plain']:,.0f} tok/s, engine/plain {ratio:.2f} (ZeRO 1: {rates['ds-zero1'] / rates['plain']:.2f})")
     # A measurement, not a target: it fails only if a contender produced no usable timing.
     return all(math.isfinite(r) and r > 0 for r in rates.values()), summary
 
