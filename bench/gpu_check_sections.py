@@ -103,8 +103,9 @@ def check_mfu(dry_run: bool) -> tuple[bool, str]:
     rt = setup_runtime(config.precision, config.threads)
     geometry = batch_geometry(config, rt.world_size, train_windows=10**6)
     sheet_peak = peak_flops_per_device(rt.device, rt.dtype, rt.threads)
-    measured_peak = measure_matmul_flops(rt.device, torch.bfloat16 if rt.device.type == "cuda" else torch.float32,
-                                         size=8192 if rt.device.type == "cuda" else 512, seconds=1.0 if rt.device.type == "cuda" else 0.3)
+    on_gpu = rt.device.type == "cuda"
+    measured_peak = measure_matmul_flops(rt.device, torch.bfloat16 if on_gpu else torch.float32,
+                                         size=8192 if on_gpu else 512, seconds=1.0 if on_gpu else 0.3)
     autocast = rt.dtype if rt.dtype != torch.float32 else None
 
     torch.manual_seed(0)
@@ -176,7 +177,8 @@ def check_mfu(dry_run: bool) -> tuple[bool, str]:
     print(f"ratio engine/plain tokens/s (median blocks; engine = ZeRO {config.zero_stage}, the default): {ratio:.3f}")
     mfu = rates["deepspeed"] * flops_per_token / sheet_peak
     summary = (f"engine {rates['deepspeed']:,.0f} tok/s MFU {100 * mfu:.1f}% of {sheet_peak / 1e12:.3g} TFLOP/s, "
-               f"plain {rates['plain']:,.0f} tok/s, engine/plain {ratio:.2f} (ZeRO 1: {rates['ds-zero1'] / rates['plain']:.2f})")
+               f"plain {rates['plain']:,.0f} tok/s, engine/plain {ratio:.2f} "
+               f"(ZeRO 1: {rates['ds-zero1'] / rates['plain']:.2f})")
     # A measurement, not a target: it fails only if a contender produced no usable timing.
     return all(math.isfinite(r) and r > 0 for r in rates.values()), summary
 
