@@ -65,8 +65,10 @@ def _undo_priming_step(engine) -> None:
     re-copying the masters from the module's untouched bf16 weights undoes both (the masters
     were exact fp32 copies of them). Found by bench/gpu_check.py's ZeRO-agreement check.
     """
-    from deepspeed.runtime.fp16.unfused_optimizer import FP16_UnfusedOptimizer
-
+    try:
+        from deepspeed.runtime.fp16.unfused_optimizer import FP16_UnfusedOptimizer
+    except ImportError:  # a DeepSpeed without this wrapper cannot have wrapped us in it
+        return
     wrapper = engine.optimizer
     if not isinstance(wrapper, FP16_UnfusedOptimizer):
         return
