@@ -121,6 +121,21 @@ def test_resume_after_kill_continues_exactly(tmp_path):
     assert resumed.step_losses == pytest.approx(reference[done:], rel=1e-5, abs=1e-5)
 
 
+def test_bf16_zero0_resume_continues_exactly(tmp_path):
+    """The GPU's default path (bf16, ZeRO 0: DeepSpeed's FP16_UnfusedOptimizer with fp32 masters)
+    stopped after step 5 and resumed from its step-4 checkpoint repeats the uninterrupted run."""
+    config = tiny_config(precision="bf16", regime="dataset", max_steps=8, eval_every=2, patience=100)
+    full = train(config).step_losses
+    budget = 3 * (2 * 98_304 + 2 * 2 * 64 * 64) * 5 * 1024  # train_flops of exactly 5 steps
+    stopped = train(tiny_config(precision="bf16", regime="dataset", max_steps=8, eval_every=2, patience=100,
+                                budget_flops=budget), RunOutput(checkpoint_dir=str(tmp_path / "ckpt")))
+    assert stopped.status == "budget_stopped" and stopped.steps == 5
+    resumed = train(config, RunOutput(resume_from=str(tmp_path / "ckpt")))
+    assert [r["step"] for r in resumed.curve] == [6, 8]
+    assert resumed.step_losses == pytest.approx(full[4:], rel=1e-5, abs=1e-5)
+    assert stopped.step_losses == pytest.approx(full[:5], rel=1e-5, abs=1e-5)
+
+
 @pytest.mark.parametrize("overrides, field", [
     (dict(shape=dict(n_layer=2, d_model=60, n_heads=8, d_ff=240, n_ctx=64, vocab_size=256)), "d_attn"),
     (dict(dataset_tokens=10**12), "dataset_tokens"),
