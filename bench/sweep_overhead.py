@@ -9,6 +9,7 @@ Prints both wall times, Ray's start-up separately, and the ratio (goal <= 1.10) 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import subprocess
 import sys
@@ -42,7 +43,7 @@ def bench_spec(storage: str, runs: int, checkpoint_interval_s: float = 0.0) -> d
 def run_direct(plans, storage: str, parallel: int) -> float:
     def one(plan) -> None:
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
-            yaml.safe_dump({**plan.train_config_dict(), "threads": 1}, handle)
+            yaml.safe_dump(dataclasses.replace(plan.train_config, threads=1).to_dict(), handle)
         subprocess.run([sys.executable, "-m", "scalesweep.cli", "train", "--config", handle.name,
                         "--storage", storage, "--sweep", "direct", "--trial-id", plan.trial_key],
                        cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

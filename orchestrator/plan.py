@@ -45,7 +45,7 @@ class TrialPlan:
     planned_tokens: int = 0  # tokens regime: D (capped by max_steps); dataset regime: max_steps * batch
     target_params: float | None = None  # None for explicit shapes
     corpus: CorpusSpec = field(default_factory=CorpusSpec)
-    trainer: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    trainer: Mapping[str, Any] = field(default_factory=dict, hash=False)  # parsed TrainConfig fields
 
     @property
     def non_embedding_params(self) -> int:
@@ -53,25 +53,15 @@ class TrialPlan:
 
     @functools.cached_property
     def train_config(self) -> TrainConfig:
-        """The trial's TrainConfig, built once by the trainer's own parser (errors name spec
-        fields); the searcher hands it to the trial with the trial's budget allowance."""
+        """The trial's TrainConfig, built once from the typed values by the trainer's own
+        validation (errors name spec fields); the searcher hands it to the trial with the trial's
+        budget allowance. `trainer` holds TrainConfig field values the spec already parsed."""
         try:
-            return TrainConfig.from_dict(self.train_config_dict())
+            return TrainConfig(**self.trainer, shape=self.shape, dataset_tokens=self.dataset_tokens,
+                               regime=self.regime, corpus=self.corpus, batch_tokens=self.batch_tokens,
+                               lr=self.lr, seed=self.seed)
         except ValueError as err:
             raise fail(_config_error_path(str(err)), f"(trial {self.trial_key}) {err}") from None
-
-    def train_config_dict(self) -> dict:
-        """Plain data `trainers.config.TrainConfig.from_dict` accepts."""
-        return {
-            **dict(self.trainer),
-            "shape": dataclasses.asdict(self.shape),
-            "dataset_tokens": self.dataset_tokens,
-            "regime": self.regime,
-            "corpus": dataclasses.asdict(self.corpus),
-            "batch_tokens": self.batch_tokens,
-            "lr": self.lr,
-            "seed": self.seed,
-        }
 
 
 @dataclass(frozen=True)

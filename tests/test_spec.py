@@ -157,8 +157,8 @@ def test_good_spec_expands_to_the_grid(tmp_path):
         assert trial.planned_tokens == trial.dataset_tokens  # tokens regime, no max_steps cap
         assert trial.planned_flops == train_flops(trial.shape, trial.dataset_tokens)
         assert 0 < trial.lr < 0.003239  # Kaplan's rule resolved from the actual N
-        config = trial.train_config_dict()
-        assert config["precision"] == "fp32" and config["shape"]["d_model"] == trial.shape.d_model
+        config = trial.train_config
+        assert config.precision == "fp32" and config.shape.d_model == trial.shape.d_model
     assert plan.total_flops == sum(t.planned_flops for t in plan.trials)
 
 

@@ -3,8 +3,11 @@ conversion at the Tune boundary; the train CLI has a flag for every scalar Train
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
+
+import yaml
 
 import pytest
 
@@ -14,7 +17,7 @@ from orchestrator.spec import expand_grid, load_spec
 from orchestrator.sweep import trial_settings
 from orchestrator.trial import TrialConfig
 from test_sweep import tiny_spec
-from trainers.cli import main as train_main
+from trainers.cli import add_train_arguments, config_from_args, main as train_main
 from trainers.config import TrainConfig
 
 
@@ -29,6 +32,16 @@ def test_a_trial_receives_its_plans_train_config_with_its_allowance(tmp_path):
     assert trial.trial_key == first.trial_key and trial.sweep == spec.name and trial.storage == spec.storage
     assert trial.train_config == dataclasses.replace(first.train_config, budget_flops=trial.train_config.budget_flops)
     assert trial.train_config.budget_flops == searcher.ledger.allowance(first.trial_key)
+
+
+def test_a_train_config_yaml_from_to_dict_reads_back_equal(tmp_path):
+    """The `train --config` edge (bench/sweep_overhead.py) serialises the TrainConfig itself."""
+    config = expand_grid(load_spec(tiny_spec(tmp_path / "store"))).trials[0].train_config
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config.to_dict()))
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    assert TrainConfig.from_dict(config_from_args(parser.parse_args(["--config", str(path)]))) == config
 
 
 def test_every_scalar_train_config_field_is_a_train_flag(capsys):
