@@ -22,7 +22,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from fitting.checks import ratio_note
-from fitting.laws import Law, get_law
+from fitting.law import Law
+from fitting.laws import get_law
 
 __all__ = [
     "chinchilla_optimal",
@@ -294,7 +295,7 @@ def plan(fit=None, compute: float = 1e21, *, law=None, params=None, level: float
     pct = lambda v: tuple(float(x) for x in np.quantile(v[ok], q))
     out.intervals = {"N_opt": pct(Ns), "D_opt": pct(Ds), "tokens_per_param": pct(Ds / Ns), "loss": pct(Ls),
                      "exponent_a": pct(a_s)}
-    from fitting.fit import prediction_interval
+    from fitting.uncertainty import prediction_interval
 
     X = {"N": res["N_opt"], "D": res["D_opt"], **_fixed_cols(law, fixed, (1,))}
     if "C" in law.inputs:

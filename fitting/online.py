@@ -19,8 +19,11 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from fitting.data import FitData
-from fitting.fit import FitError, FitResult, Interval, fit_law, log_jacobian
-from fitting.laws import Law, get_law
+from fitting.fit import FitError, FitResult, fit_law
+from fitting.objective import log_jacobian
+from fitting.uncertainty import Interval
+from fitting.law import Law
+from fitting.laws import get_law
 
 __all__ = ["OnlineFitConfig", "OnlineFitter"]
 

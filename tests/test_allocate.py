@@ -15,8 +15,10 @@ from fitting.allocate import (
     s_min,
     tokens_per_param,
 )
-from fitting.fit import bootstrap, fit_law
-from fitting.laws import CHINCHILLA_HOFFMANN, KAPLAN_PAPER, chinchilla, data_constrained, get_law, grid
+from fitting.fit import fit_law
+from fitting.uncertainty import bootstrap
+from fitting.law import grid
+from fitting.laws import CHINCHILLA_HOFFMANN, KAPLAN_PAPER, chinchilla, data_constrained, get_law
 
 
 def test_closed_form_exponent_hoffmann():

@@ -15,7 +15,8 @@ from fitting import reference
 from fitting.allocate import chinchilla_optimal, plan
 from fitting.checks import identifiability
 from fitting.extrapolation import MisfitCalibration, extrapolation_interval
-from fitting.fit import bootstrap, fit_law
+from fitting.fit import fit_law
+from fitting.uncertainty import bootstrap
 from fitting.laws import chinchilla
 from scalesweep.cli import main
 
@@ -161,7 +162,8 @@ def test_active_summary_shows_an_unidentified_law():
     from orchestrator.active_search import ActiveSearcher
     from orchestrator.budget import BudgetLedger
     from orchestrator.trial import TrialConfig
-    from orchestrator.spec import expand_grid, load_spec
+    from orchestrator.grid import expand_grid
+    from orchestrator.spec import load_spec
 
     spec = {"name": "a", "storage": "unused", "corpus": {"source": "builtin", "tokenizer": "byte"},
             "axes": {"target_params": [2.5e4, 5e4, 1e5, 2e5, 4e5, 8e5, 1.6e6], "aspect_ratio": 16, "head_dim": 16,
