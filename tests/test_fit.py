@@ -252,9 +252,9 @@ def test_user_law_nine_params(tmp_path):
     true = law.predict(FARSEER_TRUTH, {"N": np.array([3e10]), "D": np.array([6e11])})
     assert pi.lo[0] < pi.mean[0] < pi.hi[0]
     assert abs(pi.mean[0] / true[0] - 1) < 0.02
-    from fitting.allocate import plan
+    from fitting.allocate import compute_optimal_allocation
 
-    p = plan(fit, 1e21)
+    p = compute_optimal_allocation(fit, 1e21)
     assert 1e8 < p.N_opt < 1e12 and p.intervals["N_opt"][0] <= p.N_opt <= p.intervals["N_opt"][1]
 
 
