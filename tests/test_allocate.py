@@ -1,6 +1,4 @@
-"""Compute-optimal planning: closed form vs numeric, exponent with CI, Kaplan adjustments."""
-
-import warnings
+"""Compute-optimal allocation: closed form vs numeric, exponent with CI, Kaplan adjustments."""
 
 import numpy as np
 import pytest
@@ -17,7 +15,7 @@ from fitting.allocate import (
 )
 from fitting.fit import fit_law
 from fitting.law import grid
-from fitting.laws import CHINCHILLA_HOFFMANN, KAPLAN_PAPER, chinchilla, data_constrained, get_law
+from fitting.laws import CHINCHILLA_HOFFMANN, KAPLAN_PAPER, chinchilla, data_constrained
 from fitting.uncertainty import bootstrap
 
 
