@@ -9,6 +9,7 @@ Prints both wall times, Ray's start-up separately, and the ratio (goal <= 1.10) 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import subprocess
 import sys
@@ -39,18 +40,18 @@ def bench_spec(storage: str, runs: int, checkpoint_interval_s: float = 0.0) -> d
     }
 
 
-def run_direct(plans, storage: str, parallel: int) -> float:
-    def one(plan) -> None:
+def run_direct(trials, storage: str, parallel: int) -> float:
+    def one(trial) -> None:
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
-            yaml.safe_dump({**plan.train_config_dict(), "threads": 1}, handle)
+            yaml.safe_dump(dataclasses.replace(trial.train_config, threads=1).to_dict(), handle)
         subprocess.run([sys.executable, "-m", "scalesweep.cli", "train", "--config", handle.name,
-                        "--storage", storage, "--sweep", "direct", "--trial-id", plan.trial_key],
+                        "--storage", storage, "--sweep", "direct", "--trial-id", trial.trial_key],
                        cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.unlink(handle.name)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(parallel) as pool:
-        list(pool.map(one, plans))
+        list(pool.map(one, trials))
     return time.perf_counter() - started
 
 
@@ -65,14 +66,15 @@ def main() -> None:
 
     import ray
 
-    from orchestrator.spec import expand_grid, load_spec
+    from orchestrator.grid import expand_grid
+    from orchestrator.spec import load_spec
     from orchestrator.sweep import run_sweep
 
     with tempfile.TemporaryDirectory() as tmp:
         spec = load_spec(bench_spec(f"{tmp}/store", args.runs, args.checkpoint_interval))
-        plans = expand_grid(spec).trials
-        direct_s = run_direct(plans, f"{tmp}/direct", args.parallel)
-        print(f"direct: {len(plans)} trainer processes, {args.parallel} at a time: {direct_s:.1f} s", flush=True)
+        trials = expand_grid(spec).trials
+        direct_s = run_direct(trials, f"{tmp}/direct", args.parallel)
+        print(f"direct: {len(trials)} trainer processes, {args.parallel} at a time: {direct_s:.1f} s", flush=True)
 
         started = time.perf_counter()
         ray.init(num_cpus=args.parallel, include_dashboard=False)
@@ -81,7 +83,7 @@ def main() -> None:
         summary = run_sweep(spec, verbose=0)
         sweep_s = time.perf_counter() - started
         ray.shutdown()
-        assert summary.completed == len(plans), summary
+        assert summary.completed == len(trials), summary
         print(f"ray start-up: {ray_start_s:.1f} s")
         print(f"scalesweep run (Ray Tune, {args.parallel} concurrent): {sweep_s:.1f} s "
               f"(+ {ray_start_s:.1f} s Ray start = {sweep_s + ray_start_s:.1f} s)")

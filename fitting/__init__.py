@@ -12,7 +12,8 @@
   L-BFGS), :mod:`fitting.uncertainty` (sandwich covariance, bootstrap, prediction intervals).
 - :mod:`fitting.extrapolation` — intervals that include the law's misfit, calibrated by held-out
   extrapolation within the fitted runs.
-- :mod:`fitting.allocate` — compute-optimal N, D (closed form and numeric), ``plan``.
+- :mod:`fitting.allocate` — compute-optimal N, D (closed form and numeric),
+  ``compute_optimal_allocation`` (with intervals; ``scalesweep plan``).
 - :mod:`fitting.online` — ``OnlineFitter``: incremental refits as runs complete.
 - :mod:`fitting.design` — candidates, target regions, seeds; :mod:`fitting.posterior` — the
   expected-error algebra (linearised posterior, misfit discrepancy, gains);

@@ -1,11 +1,12 @@
-"""Compute-optimal planning from a fitted loss surface.
+"""Compute-optimal allocation (N, D at a compute budget) from a fitted loss surface.
 
 * :func:`chinchilla_optimal` — closed form for L = E + A/N^α + B/D^β under C = k·N·D
   (Hoffmann et al. 2022, App. A): N_opt = G (C/k)^a, D_opt = G⁻¹ (C/k)^b,
   G = (αA/(βB))^(1/(α+β)), a = β/(α+β), b = α/(α+β).
 * :func:`optimal_allocation` — numeric minimiser of L(N, C/(kN)) for any law with N and D inputs
   (other inputs, e.g. U for the data-constrained law, held fixed), vectorised over C.
-* :func:`plan` — N_opt, D_opt, tokens per parameter and the predicted loss at a compute budget,
+* :func:`compute_optimal_allocation` (an :class:`Allocation`; what ``scalesweep plan`` prints) —
+  N_opt, D_opt, tokens per parameter and the predicted loss at a compute budget,
   and the allocation exponent a in N_opt ∝ C^a, each with an interval that propagates the fit's
   parameter uncertainty (bootstrap samples when the fit has them, else draws from its sandwich
   covariance).
@@ -22,14 +23,15 @@ from typing import Any, Mapping
 import numpy as np
 
 from fitting.checks import ratio_note
-from fitting.laws import Law, get_law
+from fitting.law import Law
+from fitting.laws import get_law
 
 __all__ = [
     "chinchilla_optimal",
     "optimal_allocation",
     "allocation_exponent",
-    "plan",
-    "Plan",
+    "compute_optimal_allocation",
+    "Allocation",
     "critical_batch",
     "s_min",
     "c_min",
@@ -183,9 +185,12 @@ def allocation_exponent(law, params, C, *, flops_per_token: float = 6.0, fixed=N
     return float(np.log(r["N_opt"][1] / r["N_opt"][0]) / (2 * np.log(span)))
 
 
-# ====================================================================== plan with uncertainty
+# ====================================================================== the allocation with uncertainty
 @dataclass
-class Plan:
+class Allocation:
+    """The compute-optimal N and D at one compute budget, with intervals (what `scalesweep plan`
+    prints and its ``--json`` holds)."""
+
     law: str
     compute: float
     N_opt: float
@@ -207,7 +212,7 @@ class Plan:
     # then every number above is NaN and ``unidentified_reason`` says why
     identified: bool = True
     unidentified_reason: str | None = None
-    notes: list[str] = field(default_factory=list)  # warnings about this plan (e.g. an extrapolated ratio)
+    notes: list[str] = field(default_factory=list)  # warnings about this allocation (e.g. an extrapolated ratio)
 
     def to_dict(self) -> dict[str, Any]:
         key = f"ci{int(round(self.level * 100))}"
@@ -234,35 +239,35 @@ def _param_samples(fit, n: int, seed: int):
     return fit.law.from_z(np.clip(Zs, lo, hi)), f"sandwich covariance ({n} draws)"
 
 
-def plan(fit=None, compute: float = 1e21, *, law=None, params=None, level: float = 0.9,
+def compute_optimal_allocation(fit=None, compute: float = 1e21, *, law=None, params=None, level: float = 0.9,
          flops_per_token: float = 6.0, fixed: Mapping[str, float] | None = None, n_samples: int = 2000,
-         seed: int = 0, span: float = 10.0, misfit_calibration=None) -> Plan:
-    """Compute-optimal plan at ``compute`` FLOPs from a :class:`fitting.fit.FitResult` (with
+         seed: int = 0, span: float = 10.0, misfit_calibration=None) -> Allocation:
+    """The compute-optimal allocation at ``compute`` FLOPs from a :class:`fitting.fit.FitResult` (with
     intervals) or from bare ``law`` + ``params`` (point estimates only). ``misfit_calibration``
     (:func:`fitting.extrapolation.calibrate_misfit` of the fit) is computed when not given; pass
-    it to plan several budgets from one fit without refitting each time.
+    it to allocate several budgets from one fit without refitting each time.
 
     A fit whose runs cannot identify the allocation (:attr:`FitResult.identifiability`: one
-    model size, one tokens-per-parameter ratio, ...) gives a Plan with ``identified=False`` and
-    NaN numbers, never a point estimate with an interval. A planned ratio far outside the fitted
-    runs' is noted in ``Plan.notes`` (:func:`fitting.checks.ratio_note`)."""
+    model size, one tokens-per-parameter ratio, ...) gives an Allocation with ``identified=False`` and
+    NaN numbers, never a point estimate with an interval. A ratio far outside the fitted
+    runs' is noted in ``Allocation.notes`` (:func:`fitting.checks.ratio_note`)."""
     if fit is not None:
         law, theta = fit.law, fit.theta
         verdict = fit.identifiability
         if not verdict.identified:
             nan = float("nan")
-            return Plan(law=law.name, compute=float(compute), N_opt=nan, D_opt=nan, tokens_per_param=nan, loss=nan,
+            return Allocation(law=law.name, compute=float(compute), N_opt=nan, D_opt=nan, tokens_per_param=nan, loss=nan,
                         exponent_a=nan, level=level, fixed=dict(fixed or {}), uncertainty="none (not identified)",
                         identified=False, unidentified_reason=verdict.reason)
     else:
         if law is None or params is None:
-            raise ValueError("plan needs a fit, or a law and params")
+            raise ValueError("compute_optimal_allocation needs a fit, or a law and params")
         law = get_law(law)
         theta = law.as_array(params)
     C = float(compute)
     res = optimal_allocation(law, theta, C, flops_per_token=flops_per_token, fixed=fixed)
     a = allocation_exponent(law, theta, C, flops_per_token=flops_per_token, fixed=fixed, span=span)
-    out = Plan(law=law.name, compute=C, N_opt=float(res["N_opt"][0]), D_opt=float(res["D_opt"][0]),
+    out = Allocation(law=law.name, compute=C, N_opt=float(res["N_opt"][0]), D_opt=float(res["D_opt"][0]),
                tokens_per_param=float(res["tokens_per_param"][0]), loss=float(res["loss"][0]), exponent_a=a,
                level=level, fixed=dict(fixed or {}))
     if fit is None:
@@ -294,7 +299,7 @@ def plan(fit=None, compute: float = 1e21, *, law=None, params=None, level: float
     pct = lambda v: tuple(float(x) for x in np.quantile(v[ok], q))
     out.intervals = {"N_opt": pct(Ns), "D_opt": pct(Ds), "tokens_per_param": pct(Ds / Ns), "loss": pct(Ls),
                      "exponent_a": pct(a_s)}
-    from fitting.fit import prediction_interval
+    from fitting.uncertainty import prediction_interval
 
     X = {"N": res["N_opt"], "D": res["D_opt"], **_fixed_cols(law, fixed, (1,))}
     if "C" in law.inputs:

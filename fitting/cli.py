@@ -181,7 +181,7 @@ def _read_params(spec: str):
 
 
 def cmd_plan(args) -> int:
-    from fitting.allocate import plan
+    from fitting.allocate import compute_optimal_allocation
     from fitting.laws import get_law
 
     fixed = {"U": args.unique_tokens} if args.unique_tokens else None
@@ -190,8 +190,8 @@ def cmd_plan(args) -> int:
             raise ValueError("give --params or RUNS/--example, not both")
         law_name, params = _read_params(args.params)
         law = get_law(args.law if args.law != "chinchilla" or not law_name else law_name)
-        plans = [plan(law=law, params=params, compute=c, level=args.level, fixed=fixed,
-                      flops_per_token=args.flops_per_token) for c in args.compute]
+        allocations = [compute_optimal_allocation(law=law, params=params, compute=c, level=args.level, fixed=fixed,
+                                                  flops_per_token=args.flops_per_token) for c in args.compute]
         fit = None
     elif args.runs or args.example:
         from fitting.extrapolation import calibrate_misfit
@@ -199,31 +199,32 @@ def cmd_plan(args) -> int:
         fit = _fit(args)
         identified = fit.identifiability.identified
         misfit = calibrate_misfit(fit) if identified and {"N", "D"} <= set(fit.law.inputs) else None
-        plans = [plan(fit, c, level=args.level, fixed=fixed, flops_per_token=args.flops_per_token, seed=args.seed,
-                      misfit_calibration=misfit) for c in args.compute]
+        allocations = [compute_optimal_allocation(fit, c, level=args.level, fixed=fixed, seed=args.seed,
+                                                  flops_per_token=args.flops_per_token, misfit_calibration=misfit)
+                       for c in args.compute]
     else:
         raise ValueError("plan needs RUNS to fit (or --example NAME), or --params")
-    refused = [p for p in plans if not p.identified]
+    refused = [a for a in allocations if not a.identified]
     if args.json:
-        obj = {"law": plans[0].law, "plans": [_clean(p.to_dict()) for p in plans]}
+        obj = {"law": allocations[0].law, "plans": [_clean(a.to_dict()) for a in allocations]}
         if fit is not None:
             obj["fit"] = _clean(fit.to_dict())
-        if len(plans) == 1:
-            obj.update(_clean(plans[0].to_dict()))
+        if len(allocations) == 1:
+            obj.update(_clean(allocations[0].to_dict()))
         print(json.dumps(obj))
     else:
         if fit is not None:
             print(fit.summary())
             print()
-        for p in plans if not refused else []:
-            _print_plan(p, args.level)
+        for allocation in allocations if not refused else []:
+            _print_allocation(allocation, args.level)
     if refused:
         raise ValueError(f"no compute-optimal allocation: {refused[0].unidentified_reason}, so the runs cannot "
                          f"separate the N term from the D term (vary N and D/N independently)")
     return 0
 
 
-def _print_plan(p, level: float) -> None:
+def _print_allocation(p, level: float) -> None:
     lvl = int(round(level * 100))
     iv = p.intervals
     fmt = lambda k, v: f"{v:.4g}" + (f"  [{iv[k][0]:.4g}, {iv[k][1]:.4g}]" if k in iv else "")

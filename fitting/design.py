@@ -11,7 +11,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from fitting.fit import FitResult
-from fitting.laws import Law, get_law
+from fitting.law import Law
+from fitting.laws import get_law
 from fitting.posterior import log_coordinates
 
 __all__ = [

@@ -8,7 +8,7 @@
 * Derivatives: the law's own ``grad`` if it has one; otherwise complex-step differentiation of
   its ``fn`` (exact to rounding), falling back to central differences when ``fn`` is not
   complex-safe. Nothing is hand-written per law.
-* Uncertainty (:mod:`fitting.uncertainty`, re-exported here): an M-estimator sandwich covariance
+* Uncertainty (:mod:`fitting.uncertainty`): an M-estimator sandwich covariance
   at the optimum (the "Laplace" posterior the active design uses), bootstrap over runs (batched,
   seeded, warm-started), prediction and confidence intervals for any inputs.
 * Diagnostics: residuals, goodness of fit, held-out error, and a warning when the design is
@@ -28,26 +28,15 @@ from scipy import stats
 
 from fitting.checks import Identifiability, identifiability
 from fitting.data import FitData, load_fit_data
-from fitting.laws import Law, get_law
+from fitting.law import Law
+from fitting.laws import get_law
 from fitting.multistart import multistart_lbfgs, single_threaded_blas
-from fitting.objective import log_jacobian, make_objective, mu_jacobian, objective, rho_psi
-from fitting.uncertainty import BootstrapResult, Interval, bootstrap, estimate_covariance, prediction_interval
+from fitting.objective import log_jacobian, make_objective, rho_psi
+from fitting.uncertainty import (
+    BootstrapResult, Interval, bootstrap, estimate_covariance, prediction_interval,
+)
 
-__all__ = [
-    "FitResult",
-    "BootstrapResult",
-    "Interval",
-    "DegenerateDesignWarning",
-    "FitError",
-    "fit_law",
-    "bootstrap",
-    "prediction_interval",
-    "log_jacobian",
-    "mu_jacobian",
-    "objective",
-    "make_objective",
-    "load_fit_data",
-]
+__all__ = ["FitResult", "DegenerateDesignWarning", "FitError", "fit_law"]
 
 
 class DegenerateDesignWarning(UserWarning):
@@ -279,9 +268,7 @@ def fit_law(
     The best few candidates are then polished one by one with scipy's L-BFGS-B to tight tolerance. ``n_bootstrap``: also run :func:`bootstrap`.
     """
     law = get_law(law)
-    import fitting.data as _fd
-
-    full = data if isinstance(data, FitData) else _fd.load_fit_data(data, law=law, flops_per_token=flops_per_token, **columns)
+    full = data if isinstance(data, FitData) else load_fit_data(data, law=law, flops_per_token=flops_per_token, **columns)
     missing = [c for c in law.inputs if c not in full.X]
     if missing:
         raise FitError(f"law {law.name!r} needs inputs {list(law.inputs)}; data lacks {missing}")

@@ -19,7 +19,7 @@ A :class:`Law` is data plus one vectorised function:
 
 Also here: :func:`grid` (Cartesian start grids) and :class:`Columns` / :func:`logcol` (input
 columns with cached logarithms). The built-in laws and the name registry (``get_law``) live in
-:mod:`fitting.laws`, which re-exports everything here.
+:mod:`fitting.laws`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Built-in scaling laws and the law registry (``get_law``, ``register_law``, ``list_laws``).
 
 The :class:`~fitting.law.Law` type itself (and ``grid``, ``Columns``, ``logcol``) lives in
-:mod:`fitting.law` and is re-exported here, so ``from fitting.laws import Law`` keeps working.
+:mod:`fitting.law`: a law of your own imports ``from fitting.law import Law``.
 
 Built-in laws are defined exactly the way a user defines one, so a law loaded with
 ``get_law("path/to/file.py:LAW")`` or ``get_law("package.module:LAW")`` works everywhere a
@@ -18,10 +18,9 @@ from typing import Callable
 
 import numpy as np
 
-from fitting.law import IDENTITY, LOG, Columns, Law, grid, logcol  # noqa: F401 (re-exported)
+from fitting.law import IDENTITY, LOG, Law, grid, logcol
 
 __all__ = [
-    "Law",
     "get_law",
     "register_law",
     "list_laws",
@@ -312,6 +311,6 @@ def get_law(name_or_spec) -> Law:
         if callable(obj) and not isinstance(obj, Law):
             obj = obj()
         if not isinstance(obj, Law):
-            raise ValueError(f"law spec {spec!r} resolved to {type(obj).__name__}, not a fitting.laws.Law")
+            raise ValueError(f"law spec {spec!r} resolved to {type(obj).__name__}, not a fitting.law.Law")
         return obj
     raise ValueError(f"unknown law {spec!r}; built-ins: {', '.join(list_laws())}; or 'file.py:NAME' / 'pkg.module:NAME'")

@@ -13,7 +13,8 @@ from typing import Callable
 import numpy as np
 
 from fitting.data import load_fit_data
-from fitting.laws import Law, get_law
+from fitting.law import Law
+from fitting.laws import get_law
 
 
 # ====================================================================== loss functions

@@ -19,8 +19,11 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from fitting.data import FitData
-from fitting.fit import FitError, FitResult, Interval, fit_law, log_jacobian
-from fitting.laws import Law, get_law
+from fitting.fit import FitError, FitResult, fit_law
+from fitting.objective import log_jacobian
+from fitting.uncertainty import Interval
+from fitting.law import Law
+from fitting.laws import get_law
 
 __all__ = ["OnlineFitConfig", "OnlineFitter"]
 
@@ -109,8 +112,9 @@ class OnlineFitter:
     """Completed runs in, current law fit out.
 
     ``add(x, loss, failed=False, run_id=None)`` records one run (``x`` maps the law's inputs,
-    e.g. ``{"N": 1e8, "D": 2e9}``); ``add_many`` a batch; ``add_store(path)`` the new finished
-    trials of a sweep's metrics store. ``fit`` (property) refits lazily when runs were added.
+    e.g. ``{"N": 1e8, "D": 2e9}``); ``add_many`` a batch (a sweep's stored runs reach it through
+    its searcher's ``seed_from_store``, orchestrator/search.py). ``fit`` (property) refits lazily
+    when runs were added.
     """
 
     def __init__(self, law, config: OnlineFitConfig | None = None):
@@ -167,31 +171,6 @@ class OnlineFitter:
         ids = [None] * n if run_ids is None else list(run_ids)
         return sum(self.add({c: cols[c][i] for c in cols}, losses[i], failed=bool(failed[i]), run_id=ids[i])
                    for i in range(n))
-
-    def add_store(self, path, *, columns: Mapping[str, str] | None = None,
-                  ok_statuses: Iterable[str] | None = None) -> int:
-        """Read a sweep's metrics directory (``metrics.load_runs``) and add runs not seen
-        yet. ``columns`` maps law inputs and ``loss`` to store columns (defaults:
-        ``fitting.data.STORE_DEFAULTS``). Runs whose status is not ok (default
-        ``metrics.statuses.USABLE_STATUSES``: diverged, failed, interrupted… runs are not fitted)
-        count as failed."""
-        from fitting.data import STORE_DEFAULTS
-        from metrics.statuses import USABLE_STATUSES
-        from metrics import load_runs
-
-        tab = load_runs(path)
-        names = dict(STORE_DEFAULTS)
-        names.update(columns or {})
-        col = {n: tab.column(n).to_numpy(zero_copy_only=False) for n in tab.column_names}
-        missing = [names.get(c, c) for c in (*self.law.inputs, "loss") if names.get(c, c) not in col]
-        if missing:
-            raise ValueError(f"store {path} lacks columns {missing}; available: {sorted(col)}")
-        n = len(col[names["loss"]])
-        status = col.get("status", np.array(["completed"] * n)).astype(str)
-        ids = col.get("trial_id", np.arange(n)).astype(str)
-        failed = ~np.isin(status, list(USABLE_STATUSES if ok_statuses is None else ok_statuses))
-        X = {c: col[names.get(c, c)] for c in self.law.inputs}
-        return self.add_many(X, col[names["loss"]], failed=failed, run_ids=ids)
 
     # ------------------------------------------------------------------ fitting
     def _subsample_starts(self) -> np.ndarray:

@@ -36,16 +36,16 @@ from fitting.laws import get_law
 from fitting.online import OnlineFitConfig, OnlineFitter
 from fitting.strategies import ActiveDesign
 from orchestrator.search import BudgetedSearcher
-from orchestrator.spec import TrialPlan
-from orchestrator.target import plan_candidates, target_region  # noqa: F401  (target_region re-exported)
+from orchestrator.grid import TrialSpec
+from orchestrator.target import target_region, trial_candidates
 
-__all__ = ["ActiveSearcher", "target_region"]
+__all__ = ["ActiveSearcher"]
 
 
 class ActiveSearcher(BudgetedSearcher):
     """Picks the next planned trial with the active designer; refits on every completion."""
 
-    def __init__(self, plans: Iterable[TrialPlan], *, law="chinchilla", target: Mapping[str, Any] | None = None,
+    def __init__(self, trials: Iterable[TrialSpec], *, law="chinchilla", target: Mapping[str, Any] | None = None,
                  max_trials: int | None = None, stop_when: Mapping[str, float] | None = None,
                  done_keys: Iterable[str] = (), seed: int = 0, fit_config: OnlineFitConfig | None = None,
                  strategy: ActiveDesign | None = None, cost: str = "flops", **kwargs):
@@ -54,12 +54,12 @@ class ActiveSearcher(BudgetedSearcher):
             raise ValueError(f"active search: cost must be 'flops' or 'time', got {cost!r}")
         self.cost = cost
         self.run_times: list[tuple[float, float, float]] = []  # (N, FLOPs, wall seconds) of finished trials
-        self.plans = list(plans)
-        if not self.plans:
+        self.trials = list(trials)
+        if not self.trials:
             raise ValueError("active search: no planned trials")
         self.law = get_law(law)
-        self._index = {p.trial_key: i for i, p in enumerate(self.plans)}
-        self.candidates = plan_candidates(self.plans)
+        self._index = {p.trial_key: i for i, p in enumerate(self.trials)}
+        self.candidates = trial_candidates(self.trials)
         target = dict(target or {})
         self.stop_when = dict(stop_when or target.pop("stop_when", {}) or {})
         self.target = target_region(target, self.candidates, self.law)
@@ -91,7 +91,7 @@ class ActiveSearcher(BudgetedSearcher):
         """(reason, detail) when the designer picks nothing and no trial runs."""
         cost = self.candidates.cost[~taken]
         if cost.size == 0:
-            return "all_taken", f"every one of the {len(self.plans)} planned runs was chosen"
+            return "all_taken", f"every one of the {len(self.trials)} planned runs was chosen"
         if cost.min() > self.ledger.remaining:
             return "budget", (f"the cheapest of the {cost.size} runs left needs {cost.min():.3g} FLOPs, "
                               f"{max(self.ledger.remaining, 0.0):.3g} remain")
@@ -104,8 +104,8 @@ class ActiveSearcher(BudgetedSearcher):
             return f"the fit of {usable} runs did not converge"
         why = [f"{usable} usable runs, needs {need}"]
         cheapest = np.sort(self.candidates.cost)
-        if len(self.plans) < need:
-            why.append(f"the plan has only {len(self.plans)} runs")
+        if len(self.trials) < need:
+            why.append(f"the plan has only {len(self.trials)} runs")
         elif cheapest[:need].sum() > self.ledger.limit_flops:
             affordable = int(np.searchsorted(np.cumsum(cheapest), self.ledger.limit_flops, side="right"))
             why.append(f"the budget affords at most {affordable} of the planned runs (the {need} cheapest "
@@ -117,13 +117,13 @@ class ActiveSearcher(BudgetedSearcher):
         return "; ".join(why)
 
     # -- BudgetedSearcher hooks ----------------------------------------------------------------
-    def propose(self) -> TrialPlan | None | str:
+    def propose(self) -> TrialSpec | None | str:
         if self.max_trials is not None and self.n_started >= self.max_trials:
             return None if self.live else self._finished("max_trials")
         goal = self.stop_when.get("rel_pred_ci")
         if goal is not None and self.rel_pred_ci() <= float(goal):
             return self._finished("rel_pred_ci")
-        taken = np.zeros(len(self.plans), dtype=bool)
+        taken = np.zeros(len(self.trials), dtype=bool)
         for key in self.finished_keys:
             if key in self._index:
                 taken[self._index[key]] = True
@@ -135,11 +135,11 @@ class ActiveSearcher(BudgetedSearcher):
                             rng=np.random.default_rng([self.seed, self.n_started]), score_cost=self.predicted_seconds())
         pick = self.strategy.select(state, 1)
         if not pick:
-            # nothing affordable now; running trials may finish under plan and free budget
+            # nothing affordable now; running trials may finish under their planned FLOPs and free budget
             return None if self.live else self._finished(*self._why_nothing(taken))
         self.n_started += 1
         self._record_choice(pick[0])
-        return self.plans[pick[0]]
+        return self.trials[pick[0]]
 
     def throughput(self) -> ThroughputModel | None:
         """Measured FLOP/s vs model size, from the finished trials (None before any)."""
@@ -156,11 +156,11 @@ class ActiveSearcher(BudgetedSearcher):
 
     def _record_choice(self, index: int) -> None:
         scores = getattr(self.strategy, "last_scores", {})
-        plan = self.plans[index]
+        trial = self.trials[index]
         ranked_by = "seconds" if self.cost == "time" and self.run_times else "FLOPs"
         power = getattr(self.strategy, "cost_power", 1.0)
-        self.choices.append({"trial_key": plan.trial_key, "N": plan.non_embedding_params, "D": plan.dataset_tokens,
-                             "planned_flops": float(plan.planned_flops), "score": scores.get(index),
+        self.choices.append({"trial_key": trial.trial_key, "N": trial.non_embedding_params, "D": trial.dataset_tokens,
+                             "planned_flops": float(trial.planned_flops), "score": scores.get(index),
                              "why": f"error reduction per {ranked_by}^{power:g}" if index in scores else "seed"})
 
     def observe_point(self, key: str, n: float, d: float, result: dict | None, failed: bool) -> None:
@@ -193,7 +193,7 @@ class ActiveSearcher(BudgetedSearcher):
         stopped = f"{self.stop_reason} ({self.stop_detail})" if self.stop_detail else self.stop_reason
         ended = ", ".join(f"{n} {status}" for status, n in sorted(self.outcomes.items()))
         lines = [f"active design: stopped by {stopped or 'end of trials'}; "
-                 f"{len(self.choices)} of {len(self.plans)} planned runs chosen"
+                 f"{len(self.choices)} of {len(self.trials)} planned runs chosen"
                  f"{f' ({ended})' if ended else ''}; spent "
                  f"{ledger.spent:.3g} of {ledger.limit_flops:.3g} FLOPs ({ledger.spent / ledger.limit_flops:.0%})"]
         fit = self.fitter.fit

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
-from orchestrator.spec_fields import fail
+from trainers.fields import fail
 from orchestrator.spec_types import Resources
 
 _EPS = 1e-9

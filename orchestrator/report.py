@@ -25,7 +25,7 @@ class SweepReport:
     n_usable: int
     status_counts: dict[str, int]
     fit_text: str | None = None
-    plan_text: str | None = None
+    allocation_text: str | None = None
     fit: object | None = None
     notes: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
@@ -39,8 +39,8 @@ class SweepReport:
         lines = [f"sweep {self.sweep}: {self.n_runs} runs ({counts})"]
         if self.fit_text:
             lines += ["", self.fit_text]
-        if self.plan_text:
-            lines += ["", self.plan_text]
+        if self.allocation_text:
+            lines += ["", self.allocation_text]
         lines += [f"note: {n}" for n in self.notes]
         if self.skipped:
             lines += [f"skipped {len(self.skipped)} unreadable store file(s):"]
@@ -79,7 +79,7 @@ def build_report(storage: str, sweep: str, out_dir: str | Path, *, law_name: str
         report.fit = fit
         report.fit_text = fit.summary()
         compute = target_compute or 100 * max(r["flops"] for r in usable)
-        report.plan_text = _plan_text(fit, compute, report)
+        report.allocation_text = _allocation_text(fit, compute, report)
     report.files.append(_plot_curves(curves, runs, out / "curves.png"))
     report.files.append(_plot_scaling(usable, fit, out / "scaling.png"))
     report.files.append(_write_markdown(report, runs, out / "report.md"))
@@ -115,13 +115,13 @@ def _fit(usable: list[dict], law_name: str, n_bootstrap: int, report: SweepRepor
     return fit
 
 
-def _plan_text(fit, compute: float, report: SweepReport) -> str | None:
-    from fitting.allocate import plan
+def _allocation_text(fit, compute: float, report: SweepReport) -> str | None:
+    from fitting.allocate import compute_optimal_allocation
 
     if "D" not in fit.law.inputs:
         return None
     try:
-        p = plan(fit, compute)
+        p = compute_optimal_allocation(fit, compute)
     except (ValueError, FloatingPointError) as err:
         report.notes.append(f"no compute-optimal plan: {err}")
         return None
@@ -198,8 +198,8 @@ def _write_markdown(report: SweepReport, runs: list[dict], path: Path) -> Path:
                      f"| {r['tokens_seen']:,} | {r['flops']:.3g} | {best} |")
     if report.fit_text:
         lines += ["", "## Fitted law", "", "```", report.fit_text, "```"]
-    if report.plan_text:
-        lines += ["", "## Compute-optimal plan", "", report.plan_text]
+    if report.allocation_text:
+        lines += ["", "## Compute-optimal plan", "", report.allocation_text]
     if report.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in report.notes]
     if report.skipped:

@@ -1,7 +1,7 @@
 """Budget-aware Tune searchers.
 
 `BudgetedSearcher` does the Tune bookkeeping every scalesweep searcher shares: the budget
-ledger, which Tune trial runs which plan, the concurrency cap, save/restore (so a
+ledger, which Tune trial runs which of the grid's trials, the concurrency cap, save/restore (so a
 `Tuner.restore`d sweep keeps its state; ray#30861 lost exactly this) and the config dict
 each trial receives. Subclasses only say what to run next (`propose`) and hear what
 happened (`observe`).
@@ -20,7 +20,7 @@ from typing import Any, Iterable
 from ray.tune.search import Searcher
 
 from orchestrator.budget import BudgetLedger, ended_runs
-from orchestrator.spec import TrialPlan
+from orchestrator.grid import TrialSpec
 from orchestrator.trial import TrialConfig
 
 
@@ -35,18 +35,18 @@ class BudgetedSearcher(Searcher):
         self.settings = settings  # the sweep's part of every trial's config (no trial_key yet)
         self.ledger = ledger
         self.max_concurrent = max_concurrent
-        self.live: dict[str, TrialPlan] = {}  # Tune trial_id -> plan
+        self.live: dict[str, TrialSpec] = {}  # Tune trial_id -> the TrialSpec it runs
         self.finished_keys: set[str] = set()
         self.observed_keys: set[str] = set()  # ended runs already handed to observe
 
     # -- subclass hooks ----------------------------------------------------------------------
-    def propose(self) -> TrialPlan | None | str:
-        """The next plan; None: nothing to start now (Tune polls again); FINISHED: done."""
+    def propose(self) -> TrialSpec | None | str:
+        """The next trial to start; None: nothing to start now (Tune polls again); FINISHED: done."""
         raise NotImplementedError
 
-    def observe(self, plan: TrialPlan, result: dict | None, failed: bool) -> None:
+    def observe(self, trial: TrialSpec, result: dict | None, failed: bool) -> None:
         """A trial ended (after Tune's retries)."""
-        self.observe_point(plan.trial_key, plan.non_embedding_params, plan.dataset_tokens, result, failed)
+        self.observe_point(trial.trial_key, trial.non_embedding_params, trial.dataset_tokens, result, failed)
 
     def observe_point(self, key: str, n: float, d: float, result: dict | None, failed: bool) -> None:
         """A run of N=`n` non-embedding parameters on D=`d` planned tokens ended, here or in an
@@ -65,28 +65,28 @@ class BudgetedSearcher(Searcher):
     def suggest(self, trial_id: str) -> dict | None | str:
         if len(self.live) >= self.max_concurrent:
             return None
-        plan = self.propose()
-        if plan is None or plan == Searcher.FINISHED:
-            return plan
-        self.ledger.start(plan.trial_key, plan.planned_flops)
-        self.live[trial_id] = plan
-        return self.trial_config(plan)
+        trial = self.propose()
+        if trial is None or trial == Searcher.FINISHED:
+            return trial
+        self.ledger.start(trial.trial_key, trial.planned_flops)
+        self.live[trial_id] = trial
+        return self.trial_config(trial)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        plan = self.live.get(trial_id)
-        if plan is not None and result.get("flops") is not None:
-            self.ledger.progress(plan.trial_key, result["flops"])
+        trial = self.live.get(trial_id)
+        if trial is not None and result.get("flops") is not None:
+            self.ledger.progress(trial.trial_key, result["flops"])
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        plan = self.live.pop(trial_id, None)
-        if plan is None:
+        trial = self.live.pop(trial_id, None)
+        if trial is None:
             return
         flops = None if not result or result.get("flops") is None else result["flops"]
-        self.ledger.finish(plan.trial_key, flops)
-        self.finished_keys.add(plan.trial_key)
-        if plan.trial_key not in self.observed_keys:
-            self.observed_keys.add(plan.trial_key)
-            self.observe(plan, result, error)
+        self.ledger.finish(trial.trial_key, flops)
+        self.finished_keys.add(trial.trial_key)
+        if trial.trial_key not in self.observed_keys:
+            self.observed_keys.add(trial.trial_key)
+            self.observe(trial, result, error)
 
     def add_evaluated_point(self, parameters: dict, value: float | None, error: bool = False,
                             pruned: bool = False, intermediate_values=None) -> None:
@@ -118,12 +118,12 @@ class BudgetedSearcher(Searcher):
             self.add_evaluated_point(row, row.get(self.metric))
         return len(rows)
 
-    def trial_config(self, plan: TrialPlan) -> dict[str, Any]:
+    def trial_config(self, trial: TrialSpec) -> dict[str, Any]:
         """The config dict a Tune trial receives: plain data, shown in the progress table."""
-        train_config = dataclasses.replace(plan.train_config, budget_flops=self.ledger.allowance(plan.trial_key))
-        trial = self.settings.for_trial(plan.trial_key, train_config)
-        return {**trial.to_tune(), "N": plan.non_embedding_params, "D": plan.dataset_tokens,
-                "planned_flops": plan.planned_flops}
+        train_config = dataclasses.replace(trial.train_config, budget_flops=self.ledger.allowance(trial.trial_key))
+        config = self.settings.for_trial(trial.trial_key, train_config)
+        return {**config.to_tune(), "N": trial.non_embedding_params, "D": trial.dataset_tokens,
+                "planned_flops": trial.planned_flops}
 
     def save(self, checkpoint_path: str) -> None:
         state = {"ledger": self.ledger.state_dict(), "live": self.live,
@@ -145,25 +145,25 @@ class BudgetedSearcher(Searcher):
 
 
 class GridSearcher(BudgetedSearcher):
-    """The spec's grid in order (the budget cut is already applied), one trial per plan.
+    """The spec's grid in order (the budget cut is already applied), one Tune trial per TrialSpec.
 
-    Plans already finished in the store (a resumed sweep) are skipped. A plan that does not fit
-    the remaining budget waits while trials run (they may finish under plan) and is skipped
+    Trials already finished in the store (a resumed sweep) are skipped. A trial that does not fit
+    the remaining budget waits while trials run (they may finish under their planned FLOPs) and is skipped
     once nothing runs.
     """
 
-    def __init__(self, plans: Iterable[TrialPlan], *, done_keys: Iterable[str] = (), **kwargs):
+    def __init__(self, trials: Iterable[TrialSpec], *, done_keys: Iterable[str] = (), **kwargs):
         super().__init__(**kwargs)
         self.finished_keys |= set(done_keys)
-        self._queue: list[TrialPlan] = [p for p in plans if p.trial_key not in self.finished_keys]
+        self._queue: list[TrialSpec] = [p for p in trials if p.trial_key not in self.finished_keys]
         self.skipped: list[str] = []
 
-    def propose(self) -> TrialPlan | None | str:
+    def propose(self) -> TrialSpec | None | str:
         queue = self._queue
         while queue and (queue[0].trial_key in self.finished_keys or self.ledger.is_settled(queue[0].trial_key)):
             queue.pop(0)  # finished before a restore, or re-announced
-        for index, plan in enumerate(queue):
-            if self.ledger.fits(plan.planned_flops):
+        for index, trial in enumerate(queue):
+            if self.ledger.fits(trial.planned_flops):
                 return queue.pop(index)
         if not queue:
             return Searcher.FINISHED

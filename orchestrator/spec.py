@@ -14,10 +14,10 @@ parse as numbers; integer fields accept integral floats (``2.0e5``). Relative lo
 their own working directories.
 
 Modules: the dataclasses live in `orchestrator.spec_types` (field docs: docs/spec_reference.md),
-the field parsers in `trainers.fields` / `orchestrator.spec_fields`, the grid expansion and
-budget cut (`expand_grid`, `TrialPlan`, `GridPlan`, `format_grid`) in `orchestrator.plan`, the
-corpus checks in `orchestrator.spec_data`; all are re-exported here. This module holds
-`load_spec`, `validate_spec` and `validate_command`.
+the field parsers in `trainers.fields` (the spec's structural ones in `orchestrator.spec_fields`),
+the grid expansion and budget cut (`expand_grid`, `TrialSpec`, `Grid`, `format_grid`) in
+`orchestrator.grid`, the corpus checks in `orchestrator.spec_data`; import each from its owner.
+This module holds `load_spec`, `validate_spec` and `validate_command`.
 """
 
 from __future__ import annotations
@@ -27,26 +27,21 @@ import os
 from typing import Any, Mapping
 
 from metrics import validate_name
-from trainers.config import TrainConfig, corpus_from
-from trainers.data import CorpusSpec
-from trainers.fields import load_yaml
-from orchestrator.plan import CutTrial, GridPlan, TrialPlan, expand_grid, format_grid
+from orchestrator.grid import Grid, expand_grid, format_grid
 from orchestrator.spec_data import DATA_CHECKS, check_data
-from orchestrator.spec_fields import (
-    Problems, SpecError, axis, choice, fail, mapping, non_negative, positive, positive_int,
-)
+from orchestrator.spec_fields import Problems, axis
 from orchestrator.spec_types import (
-    AXES_KEYS, ACTIVE_LAWS, CUT_POLICIES, SEARCH_COSTS, SEARCH_KINDS, TOKENIZER_VOCAB, TRAINER_KEYS,
-    Axes, Budget, Resources, SearchSpec, SweepSpec,
+    ACTIVE_LAWS, AXES_KEYS, CUT_POLICIES, SEARCH_COSTS, SEARCH_KINDS, TRAINER_KEYS, Axes, Budget,
+    Resources, SearchSpec, SweepSpec,
 )
 from orchestrator.target import parse_stop_when, parse_target
+from trainers.config import TrainConfig, corpus_from
+from trainers.data import CorpusSpec
+from trainers.fields import (
+    choice, fail, load_yaml, mapping, non_negative, positive, positive_int,
+)
 
-__all__ = [
-    "SpecError", "SweepSpec", "Axes", "Resources", "SearchSpec", "Budget", "TrialPlan", "CutTrial",
-    "GridPlan", "load_spec", "validate_spec", "expand_grid", "format_grid", "validate_command",
-    "TRAINER_KEYS",
-    "TOKENIZER_VOCAB", "SEARCH_KINDS", "ACTIVE_LAWS", "CUT_POLICIES", "STORAGE_SCHEMES",
-]
+__all__ = ["load_spec", "validate_spec", "validate_command", "STORAGE_SCHEMES"]
 
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 
@@ -102,7 +97,7 @@ _TRAINER_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 def _trainer(raw: Any, problems: Problems) -> dict:
     """Each setting parsed by the trainer's own field parser (TrainConfig's metadata), so the
     error names the spec field even for a grid that would be cut to nothing; the cross-field
-    rules run per trial in `orchestrator.plan`."""
+    rules run per trial in `orchestrator.grid`."""
     trainer = mapping(raw, "trainer", TRAINER_KEYS)
     for key, value in trainer.items():
         meta = _TRAINER_FIELDS[key].metadata
@@ -198,24 +193,24 @@ def load_spec(path_or_dict: str | os.PathLike | Mapping) -> SweepSpec:
 
 
 def validate_spec(spec: SweepSpec | str | os.PathLike | Mapping, *,
-                  check_corpus: bool = True) -> tuple[SweepSpec, GridPlan]:
+                  check_corpus: bool = True) -> tuple[SweepSpec, Grid]:
     """The one validation pass `validate` and `run` share, before Ray starts: parse the spec,
     build every trial's TrainConfig and batch geometry (the trainer's own checks), the budget
     cut and the search target, then (unless `check_corpus` is False) the data checks: the corpus
     exists, its token count holds every trial's dataset_tokens plus the validation split, and
     each extra-eval set can be read. Raises SpecError, one line per problem."""
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
-    plan = expand_grid(spec)
+    grid = expand_grid(spec)
     if check_corpus:
-        check_data(spec, plan)
-    return spec, plan
+        check_data(spec, grid)
+    return spec, grid
 
 
 def validate_command(path: str | os.PathLike, *, check_corpus: bool = True) -> str:
     """What `scalesweep validate <spec>` prints; raises SpecError (a ValueError) on a bad spec.
     Resources are checked by `run`, against the cluster it attaches to."""
-    spec, plan = validate_spec(path, check_corpus=check_corpus)
-    lines = [f"sweep {spec.name} -> {spec.storage.rstrip('/')}/{spec.name}/", format_grid(plan)]
+    spec, grid = validate_spec(path, check_corpus=check_corpus)
+    lines = [f"sweep {spec.name} -> {spec.storage.rstrip('/')}/{spec.name}/", format_grid(grid)]
     if not check_corpus:
         lines.append("data checks deferred (each trial runs them when it loads the corpus): "
                      + "; ".join(DATA_CHECKS))

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from trainers.config import TrainConfig
 from trainers.data import CorpusSpec, check_split_sizes, eval_window_count, load_corpus
-from orchestrator.plan import GridPlan, TrialPlan, TrialProblems
-from orchestrator.spec_fields import Problems, SpecError, fail
+from orchestrator.grid import Grid, TrialProblems, TrialSpec
+from orchestrator.spec_fields import Problems
+from trainers.fields import SpecError, fail
 from orchestrator.spec_types import SweepSpec
 
 # What --defer-data-checks leaves to the trials (printed by `validate`).
@@ -40,7 +41,7 @@ def corpus_tokens(corpus: CorpusSpec, where: str) -> int:
         raise fail(f"{where}.source", f"cannot be read: {message}") from None
 
 
-def check_data(spec: SweepSpec, plan: GridPlan) -> None:
+def check_data(spec: SweepSpec, grid: Grid) -> None:
     """Raise SpecError (one line per problem) if a planned trial's data checks would fail."""
     problems = Problems()
     trainer, workers = spec.trainer, spec.resources.workers
@@ -48,7 +49,7 @@ def check_data(spec: SweepSpec, plan: GridPlan) -> None:
     eval_tokens = trainer.get("eval_tokens")
     n_tokens = problems.parse(corpus_tokens, spec.corpus, "corpus")
 
-    def fits_corpus(trial: TrialPlan) -> None:
+    def fits_corpus(trial: TrialSpec) -> None:
         try:
             check_split_sizes(n_tokens, trial.dataset_tokens, val_tokens=val_tokens, n_ctx=trial.shape.n_ctx)
         except ValueError as err:
@@ -57,7 +58,7 @@ def check_data(spec: SweepSpec, plan: GridPlan) -> None:
                     "n_ctx": "axes.n_ctx"}.get(field, "corpus.source")
             raise fail(path, f"(trial {trial.trial_key}) {rest.strip()}") from None
 
-    def fits_extra(trial: TrialPlan, where: str, extra: int) -> None:
+    def fits_extra(trial: TrialSpec, where: str, extra: int) -> None:
         tokens = min(extra, val_tokens)  # the trainer evaluates the set's first val_tokens tokens
         try:
             windows = eval_window_count(tokens, trial.shape.n_ctx, eval_tokens)
@@ -72,7 +73,7 @@ def check_data(spec: SweepSpec, plan: GridPlan) -> None:
         where = f"trainer.extra_evals.{name}"
         extras[where] = problems.parse(corpus_tokens, corpus, where)
     checks = TrialProblems()
-    for trial in plan.trials:
+    for trial in grid.trials:
         if n_tokens is not None:
             checks.check(trial, lambda: fits_corpus(trial))
         for where, extra in extras.items():

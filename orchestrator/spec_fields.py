@@ -1,18 +1,15 @@
-"""Field parsers for the sweep spec: the generic ones (numbers, integers, choices; owned by
-`trainers.fields`, shared with the trainer's own config) plus the spec's structural ones
-(`mapping`, `axis`). Each takes (value, path) and returns the typed value or raises `SpecError`
-whose message starts with the field path (``axes.dataset_tokens[2]: must be a positive integer,
-got -5``).
+"""The sweep spec's structural parsing helpers: `axis` (a scalar or list axis, each item parsed
+with its index in the path) and `Problems` (collect every section's errors before raising).
+The generic field parsers (numbers, integers, choices, `mapping`) are `trainers.fields`, shared
+with the trainer's own config. Errors are `SpecError`s whose message starts with the field path
+(``axes.dataset_tokens[2]: must be a positive integer, got -5``).
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from trainers.fields import (  # noqa: F401  (re-exported: the spec's parsers)
-    SpecError, choice, fail, interval, mapping, non_negative, non_negative_int, number, positive,
-    positive_int, text,
-)
+from trainers.fields import SpecError, fail
 
 
 def axis(raw: Mapping, key: str, parse: Callable[[Any, str], Any], default: tuple) -> tuple:

@@ -1,8 +1,8 @@
 """Typed sweep spec: the frozen dataclasses `orchestrator.spec.load_spec` returns.
 
 `SweepSpec` and its parts (`Axes`, `Resources`, `SearchSpec`, `Budget`), plus the key lists the
-parser and the grid expansion (`orchestrator.plan`) both check against. No parsing here: the
-YAML/mapping validation lives in `orchestrator.spec`, the trial grid in `orchestrator.plan`.
+parser and the grid expansion (`orchestrator.grid`) both check against. No parsing here: the
+YAML/mapping validation lives in `orchestrator.spec`, the trial grid in `orchestrator.grid`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from trainers.data import CorpusSpec, corpus_vocab_size
 from trainers.fields import (
     choice, mapping, non_negative, non_negative_int, option, positive, positive_int, text,
 )
-from trainers.tokenizers import TOKENIZER_VOCAB  # noqa: F401  (re-exported)
 
 # Trainer settings a spec may set: every TrainConfig field the grid axes, corpus and budget do
 # not own. Derived, so a new trainer option is accepted here without a second list to keep in sync.

@@ -22,8 +22,11 @@ from typing import Any, Callable, Iterable, Mapping
 from orchestrator.budget import BudgetLedger, budget_text, ledger_from_reports, ledger_from_store, limit_flops
 from orchestrator.cluster import cluster_nodes, local_node, unplaceable
 from orchestrator.interrupt import StopSignals, SweepInterrupted, exit_status
-from orchestrator.spec import GridPlan, SpecError, SweepSpec, validate_spec
-from orchestrator.trial import ENDED_STATUSES
+from orchestrator.grid import Grid
+from orchestrator.spec import validate_spec
+from orchestrator.spec_types import SweepSpec
+from trainers.fields import SpecError
+from metrics.statuses import ENDED_STATUSES
 
 
 class _NoMissingLoggerFiles(logging.Filter):
@@ -51,7 +54,7 @@ class SweepSummary:
     experiment_path: str
     trials: int  # Tune trials in this experiment
     statuses: Mapping[str, int]
-    skipped: tuple[str, ...]  # plans the remaining budget could not fit
+    skipped: tuple[str, ...]  # trials the remaining budget could not fit
     spent_flops: float
     committed_flops: float
     limit_flops: float
@@ -191,17 +194,17 @@ def trial_settings(spec: SweepSpec):
                        cpus_per_worker=res.cpus_per_worker, gpus_per_worker=res.gpus_per_worker)
 
 
-def _make_searcher(spec: SweepSpec, plan: GridPlan, ledger: BudgetLedger, done: set[str], max_concurrent: int):
+def _make_searcher(spec: SweepSpec, grid: Grid, ledger: BudgetLedger, done: set[str], max_concurrent: int):
     """The spec's searcher: the grid in order, or (search.kind: active) the active designer."""
     common = dict(done_keys=done, settings=trial_settings(spec), ledger=ledger, max_concurrent=max_concurrent)
     if spec.search.kind == "active":
-        return _make_active_searcher(spec, plan, **common)
+        return _make_active_searcher(spec, grid, **common)
     from orchestrator.search import GridSearcher
 
-    return GridSearcher(plan.trials, **common)
+    return GridSearcher(grid.trials, **common)
 
 
-def _make_active_searcher(spec: SweepSpec, plan: GridPlan, **common):
+def _make_active_searcher(spec: SweepSpec, grid: Grid, **common):
     # every planned run is a candidate (expand_grid does not cut active plans); the searcher
     # spends the budget run by run.
     from fitting.strategies import ActiveDesign
@@ -209,14 +212,14 @@ def _make_active_searcher(spec: SweepSpec, plan: GridPlan, **common):
 
     search = spec.search
     designer = ActiveDesign.with_misfit(search.misfit, seed_size=search.seed_runs)
-    return ActiveSearcher(plan.trials, law=search.law or "chinchilla", target=dict(search.target),
+    return ActiveSearcher(grid.trials, law=search.law or "chinchilla", target=dict(search.target),
                           max_trials=search.max_trials, stop_when=dict(search.stop_when) or None,
                           strategy=designer, cost=search.cost, **common)
 
 
 def _rerun_with(tuner, verbose: int, reporter, max_failures: int) -> None:
     """A restored Tuner keeps the run config pickled by the first driver; this driver's flags
-    (--quiet, --max-failures) and its reporter (the key width of today's plan) apply instead.
+    (--quiet, --max-failures) and its reporter (the key width of today's grid) apply instead.
     Through Tune's internal tuner (no public setter), so skipped if that changes."""
     from ray import tune
 
@@ -247,14 +250,14 @@ def run_sweep(
 ) -> SweepSummary:
     """Run (or with `resume`, continue) the sweep; returns when every trial has ended.
 
-    `make_searcher(spec, plan, ledger, done_keys, max_concurrent)` overrides the spec's searcher
+    `make_searcher(spec, grid, ledger, done_keys, max_concurrent)` overrides the spec's searcher
     (by default the grid one, or the active designer for ``search.kind: active``).
     Raises SpecError before Ray starts for a spec `scalesweep validate` rejects (`check_corpus`
     False defers its data checks to the trials), and before any Tune work when no node of the
     cluster can hold one trial.
     """
     started = time.time()
-    spec, plan = validate_spec(spec, check_corpus=check_corpus)
+    spec, grid = validate_spec(spec, check_corpus=check_corpus)
     # Progress tables from Tune's CLIReporter (the new output engine ignores custom reporters),
     # and no per-trial JSON/CSV/TensorBoard loggers: the store has the metrics, and the logger
     # callbacks cost driver memory per finished trial (ray#64231).
@@ -281,13 +284,13 @@ def run_sweep(
         stored = load_runs(spec.storage, spec.name).to_pylist()
         ledger, done = ledger_from_store(limit, stored)
         max_concurrent = max_concurrent_trials(spec, ray.cluster_resources())
-        searcher = (make_searcher or _make_searcher)(spec, plan, ledger, done, max_concurrent)
+        searcher = (make_searcher or _make_searcher)(spec, grid, ledger, done, max_concurrent)
         if hasattr(searcher, "seed_from_store"):
             searcher.seed_from_store(stored)  # stored runs count in its ledger and feed its designer
         trainable = tune.with_resources(run_trial, trial_resources(spec))
         storage = experiment_storage(spec)
         path = f"{storage}/{spec.name}"
-        reporter = make_reporter(limit, ledger.spent, key_width=max(len(t.trial_key) for t in plan.trials))
+        reporter = make_reporter(limit, ledger.spent, key_width=max(len(t.trial_key) for t in grid.trials))
         if resume and tune.Tuner.can_restore(path):
             tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
             _rerun_with(tuner, verbose, reporter, max_failures)

@@ -68,12 +68,12 @@ def parse_target(raw: Any, law: str, path: str = "search.target") -> dict[str, A
     return target
 
 
-def plan_candidates(plans: Iterable) -> Candidates:
+def trial_candidates(trials: Iterable) -> Candidates:
     """The active designer's candidates: each planned trial's (N, D), costed in planned FLOPs."""
-    plans = list(plans)
+    trials = list(trials)
     return Candidates.from_columns(
-        {"N": [p.non_embedding_params for p in plans], "D": [p.dataset_tokens for p in plans]},
-        cost=[float(p.planned_flops) for p in plans])
+        {"N": [t.non_embedding_params for t in trials], "D": [t.dataset_tokens for t in trials]},
+        cost=[float(t.planned_flops) for t in trials])
 
 
 def target_region(target: Mapping[str, Any], candidates: Candidates, law) -> TargetRegion:
@@ -92,10 +92,10 @@ def target_region(target: Mapping[str, Any], candidates: Candidates, law) -> Tar
     return TargetRegion.largest_planned(candidates, target.get("largest", 5))
 
 
-def check_target(target: Mapping[str, Any], law: str, plans: Iterable) -> None:
+def check_target(target: Mapping[str, Any], law: str, trials: Iterable) -> None:
     """Build the region exactly as the searcher will; every error names search.target."""
     try:
-        target_region(target, plan_candidates(plans), law)
+        target_region(target, trial_candidates(trials), law)
     except SpecError:
         raise
     except (ValueError, FloatingPointError) as err:

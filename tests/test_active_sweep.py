@@ -13,7 +13,8 @@ from fitting.replay import SimulatedOracle  # noqa: E402
 from orchestrator.active_search import ActiveSearcher  # noqa: E402
 from orchestrator.budget import BudgetLedger  # noqa: E402
 from orchestrator.trial import TrialConfig  # noqa: E402
-from orchestrator.spec import expand_grid, load_spec  # noqa: E402
+from orchestrator.grid import expand_grid  # noqa: E402
+from orchestrator.spec import load_spec  # noqa: E402
 
 SPEC = {
     "name": "active", "storage": "unused",
@@ -30,12 +31,12 @@ FAST = OnlineFitConfig(loss="ls", full_every=16, max_starts=256, screen=8)
 
 
 @pytest.fixture(scope="module")
-def plans():
+def trials():
     return expand_grid(load_spec(SPEC)).trials
 
 
-def _searcher(plans, limit, **kw):
-    return ActiveSearcher(plans, law="chinchilla", settings=TrialConfig(sweep="active", storage="unused"),
+def _searcher(trials, limit, **kw):
+    return ActiveSearcher(trials, law="chinchilla", settings=TrialConfig(sweep="active", storage="unused"),
                           ledger=BudgetLedger(limit_flops=limit), max_concurrent=3, fit_config=FAST, **kw)
 
 
@@ -59,47 +60,47 @@ def _drive(searcher, oracle, rng, fail_every=0, stop_after=None):
             assert finished, "nothing running and nothing proposed"
             break
         trial_id = rng.choice(sorted(searcher.live))
-        plan = searcher.live[trial_id]
+        trial = searcher.live[trial_id]
         failed = bool(fail_every) and done % fail_every == fail_every - 1
-        loss = float(oracle.observe({"N": [plan.non_embedding_params], "D": [plan.dataset_tokens]})[0])
+        loss = float(oracle.observe({"N": [trial.non_embedding_params], "D": [trial.dataset_tokens]})[0])
         searcher.on_trial_complete(trial_id, None if failed else {"best_val_loss": loss,
-                                                                   "flops": plan.planned_flops}, error=failed)
+                                                                   "flops": trial.planned_flops}, error=failed)
         done += 1
         if stop_after is not None and done >= stop_after:
             return done
     return done
 
 
-def test_active_sweep_stays_in_budget_and_finishes(plans):
-    total = sum(p.planned_flops for p in plans)
-    searcher = _searcher(plans, 0.2 * total)
+def test_active_sweep_stays_in_budget_and_finishes(trials):
+    total = sum(p.planned_flops for p in trials)
+    searcher = _searcher(trials, 0.2 * total)
     oracle = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.01, seed=0)
     done = _drive(searcher, oracle, np.random.default_rng(0), fail_every=7)
     assert searcher.stop_reason == "budget"
     assert searcher.ledger.spent <= 0.2 * total
     assert searcher.fitter.n_failed >= 1 and searcher.fitter.n_runs + searcher.fitter.n_failed == done
     # it spent most of the budget: nothing affordable was left
-    free = [p for p in plans if p.trial_key not in searcher.finished_keys]
+    free = [p for p in trials if p.trial_key not in searcher.finished_keys]
     assert min(p.planned_flops for p in free) > searcher.ledger.remaining
     assert searcher.fitter.fit is not None and np.isfinite(searcher.rel_pred_ci())
 
 
-def test_stops_when_the_target_is_pinned_down(plans):
-    total = sum(p.planned_flops for p in plans)
-    searcher = _searcher(plans, total, stop_when={"rel_pred_ci": 0.05}, target={"largest": 3})
+def test_stops_when_the_target_is_pinned_down(trials):
+    total = sum(p.planned_flops for p in trials)
+    searcher = _searcher(trials, total, stop_when={"rel_pred_ci": 0.05}, target={"largest": 3})
     _drive(searcher, SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.005, seed=1), np.random.default_rng(1))
     assert searcher.stop_reason == "rel_pred_ci" and searcher.rel_pred_ci() <= 0.05
     assert searcher.ledger.spent < total
 
 
-def test_save_restore_continues_identically(plans, tmp_path):
-    total = sum(p.planned_flops for p in plans)
-    first = _searcher(plans, 0.3 * total)
+def test_save_restore_continues_identically(trials, tmp_path):
+    total = sum(p.planned_flops for p in trials)
+    first = _searcher(trials, 0.3 * total)
     oracle = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.01, seed=2)
     _drive(first, oracle, np.random.default_rng(2), stop_after=10)
     path = tmp_path / "searcher.pkl"
     first.save(str(path))
-    second = _searcher(plans, 0.3 * total)
+    second = _searcher(trials, 0.3 * total)
     second.restore(str(path))
     assert second.ledger.state_dict() == first.ledger.state_dict()
     assert second.fitter.run_ids == first.fitter.run_ids and second.n_started == first.n_started
@@ -108,11 +109,11 @@ def test_save_restore_continues_identically(plans, tmp_path):
     assert (a is None and b is None) or a == b or (a["trial_key"] == b["trial_key"])
 
 
-def test_time_cost_learns_throughput_and_keeps_it_across_restore(plans, tmp_path):
+def test_time_cost_learns_throughput_and_keeps_it_across_restore(trials, tmp_path):
     """cost="time": finished trials report wall_s from a known rate law (small models slow per
     FLOP); the searcher fits it, ranks by predicted seconds and saves it with its state."""
-    total = sum(p.planned_flops for p in plans)
-    searcher = _searcher(plans, 0.3 * total, cost="time")
+    total = sum(p.planned_flops for p in trials)
+    searcher = _searcher(trials, 0.3 * total, cost="time")
     oracle = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.01, seed=3)
     rng = np.random.default_rng(3)
     n_ids = 0
@@ -122,21 +123,21 @@ def test_time_cost_learns_throughput_and_keeps_it_across_restore(plans, tmp_path
             break
         n_ids += 1
         trial_id = sorted(searcher.live)[0]
-        plan = searcher.live[trial_id]
-        N = plan.non_embedding_params
-        wall = plan.planned_flops / (1e9 * (N / 1e5) ** 0.5)
-        loss = float(oracle.observe({"N": [N], "D": [plan.dataset_tokens]})[0])
-        searcher.on_trial_complete(trial_id, {"best_val_loss": loss, "flops": plan.planned_flops, "wall_s": wall})
+        trial = searcher.live[trial_id]
+        N = trial.non_embedding_params
+        wall = trial.planned_flops / (1e9 * (N / 1e5) ** 0.5)
+        loss = float(oracle.observe({"N": [N], "D": [trial.dataset_tokens]})[0])
+        searcher.on_trial_complete(trial_id, {"best_val_loss": loss, "flops": trial.planned_flops, "wall_s": wall})
     model = searcher.throughput()
     assert model is not None and model.slope == pytest.approx(0.5, abs=0.05)
     seconds = searcher.predicted_seconds()
-    assert seconds.shape == (len(plans),) and np.all(seconds > 0)
+    assert seconds.shape == (len(trials),) and np.all(seconds > 0)
     scored = [c for c in searcher.choices if c["score"] is not None]
     assert scored and all("seconds" in c["why"] for c in scored)
     assert any("throughput" in line for line in searcher.summary_lines())
     path = tmp_path / "searcher.pkl"
     searcher.save(str(path))
-    restored = _searcher(plans, 0.3 * total, cost="time")
+    restored = _searcher(trials, 0.3 * total, cost="time")
     restored.restore(str(path))
     assert restored.run_times == searcher.run_times
     np.testing.assert_allclose(restored.predicted_seconds(), seconds)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.spec import expand_grid, load_spec
+from orchestrator.grid import expand_grid
+from orchestrator.spec import load_spec
 from metrics import load_runs
 from test_sweep_faults import kill_driver_after_first_run, resume_driver
 
@@ -24,15 +25,15 @@ def test_active_sweep_picks_adaptively_within_budget(tmp_path):
     from orchestrator.sweep import run_sweep
 
     spec = load_spec(active_demo_spec(tmp_path / "store"))
-    plan = expand_grid(spec)
+    grid = expand_grid(spec)
     limit = spec.budget.flops
-    assert len(plan.trials) == 9 and sum(t.planned_flops for t in plan.trials) > limit  # the grid does not fit
+    assert len(grid.trials) == 9 and sum(t.planned_flops for t in grid.trials) > limit  # the grid does not fit
 
     summary = run_sweep(spec, num_cpus=2, verbose=0)
     print(summary.text())
     runs = load_runs(spec.storage, spec.name).to_pylist()
     assert summary.failed == 0 and summary.completed == len(runs)
-    assert 0 < len(runs) < len(plan.trials) <= 9
+    assert 0 < len(runs) < len(grid.trials) <= 9
     assert len(runs) <= spec.search.max_trials
     assert sum(r["flops"] for r in runs) <= limit
     ledger = json.loads((tmp_path / "store" / spec.name / "ledger.json").read_text())
@@ -44,7 +45,7 @@ def test_active_sweep_picks_adaptively_within_budget(tmp_path):
     assert "stopped by budget" in design or "stopped by max_trials" in design, design
     chosen = [line.split(": N=")[0].split(". ", 1)[1] for line in summary.design if ": N=" in line]
     assert sorted(chosen) == sorted(r["trial_id"] for r in runs)
-    grid_order = [t.trial_key for t in plan.trials]
+    grid_order = [t.trial_key for t in grid.trials]
     assert chosen != grid_order[: len(chosen)], "designer just walked the grid"
     # with 2 slots the 8th pick comes after >= 6 runs ended: a Chinchilla fit exists, so the
     # designer scores it by gain/cost rather than by the seed design

@@ -1,6 +1,4 @@
-"""Compute-optimal planning: closed form vs numeric, exponent with CI, Kaplan adjustments."""
-
-import warnings
+"""Compute-optimal allocation: closed form vs numeric, exponent with CI, Kaplan adjustments."""
 
 import numpy as np
 import pytest
@@ -9,14 +7,16 @@ from fitting.allocate import (
     allocation_exponent,
     c_min,
     chinchilla_optimal,
+    compute_optimal_allocation,
     critical_batch,
     optimal_allocation,
-    plan,
     s_min,
     tokens_per_param,
 )
-from fitting.fit import bootstrap, fit_law
-from fitting.laws import CHINCHILLA_HOFFMANN, KAPLAN_PAPER, chinchilla, data_constrained, get_law, grid
+from fitting.fit import fit_law
+from fitting.law import grid
+from fitting.laws import CHINCHILLA_HOFFMANN, KAPLAN_PAPER, chinchilla, data_constrained
+from fitting.uncertainty import bootstrap
 
 
 def test_closed_form_exponent_hoffmann():
@@ -77,7 +77,7 @@ def test_plan_with_uncertainty():
     truth = {"E": 1.7, "A": 400.0, "alpha": 0.34, "B": 1500.0, "beta": 0.30}
     y = chinchilla.predict(truth, {"N": N, "D": D}) * np.exp(0.01 * rng.standard_normal(n))
     fit = fit_law(chinchilla, {"N": N, "D": D, "loss": y}, starts=grid([0, 0.5], [3, 6], [0.3], [3, 7], [0.3]))
-    p = plan(fit, 1e21)
+    p = compute_optimal_allocation(fit, 1e21)
     for k in ("N_opt", "D_opt", "tokens_per_param", "exponent_a"):
         lo, hi = p.intervals[k]
         assert lo < getattr(p, k) < hi, k
@@ -91,10 +91,10 @@ def test_plan_with_uncertainty():
     assert p.to_dict()["loss_misfit_interval"] == list(p.loss_misfit_interval)
     assert p.N_opt * p.D_opt * 6 == pytest.approx(1e21)
     bootstrap(fit, n_boot=200, seed=0)
-    pb = plan(fit, 1e21)
+    pb = compute_optimal_allocation(fit, 1e21)
     assert pb.uncertainty.startswith("bootstrap")
     d = pb.to_dict()
     assert set(d["ci90"]) >= {"N_opt", "D_opt", "loss", "exponent_a"}
     # bare parameters: point estimates only
-    q = plan(law="chinchilla", params=CHINCHILLA_HOFFMANN, compute=1e21)
+    q = compute_optimal_allocation(law="chinchilla", params=CHINCHILLA_HOFFMANN, compute=1e21)
     assert q.exponent_a == pytest.approx(0.4516, abs=1e-4) and q.intervals == {}

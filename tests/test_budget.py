@@ -3,7 +3,7 @@
 import pytest
 
 from orchestrator.budget import BudgetLedger, limit_flops
-from orchestrator.spec import Budget
+from orchestrator.spec_types import Budget
 
 
 def test_start_only_when_committed_plus_cost_fits():

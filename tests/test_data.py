@@ -6,8 +6,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from trainers.data import (CorpusSpec, SequenceSampler, TokenizedCorpus, build_tokenizer,
-                           eval_batches, load_corpus, make_splits, validation_tokens)
+from trainers.data import (
+    CorpusSpec, SequenceSampler, TokenizedCorpus, eval_batches, load_corpus, make_splits,
+    validation_tokens,
+)
+from trainers.tokenizers import build_tokenizer
 
 DOCS = ["def add(a, b):\n    return a + b\n", "héllo wörld — naïve text\n", "x = [i * i for i in range(10)]\n"]
 

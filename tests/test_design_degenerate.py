@@ -19,7 +19,8 @@ from fitting.strategies import STRATEGIES, ActiveDesign, make_strategy
 from orchestrator.active_search import ActiveSearcher
 from orchestrator.budget import BudgetLedger
 from orchestrator.trial import TrialConfig
-from orchestrator.spec import expand_grid, load_spec
+from orchestrator.grid import expand_grid
+from orchestrator.spec import load_spec
 from test_active_sweep_live import active_demo_spec
 
 LAW = get_law("chinchilla")
@@ -143,9 +144,9 @@ def test_one_axis_or_duplicates_fit_without_crashing(shape):
 
 # -- the sweep's searcher on the issue's grids -----------------------------------------------------
 def _searcher(raw, limit, **kw):
-    plans = expand_grid(load_spec(raw)).trials
+    trials = expand_grid(load_spec(raw)).trials
     search = raw["search"]
-    return ActiveSearcher(plans, law="chinchilla", target=dict(search["target"]), max_trials=search.get("max_trials"),
+    return ActiveSearcher(trials, law="chinchilla", target=dict(search["target"]), max_trials=search.get("max_trials"),
                           settings=TrialConfig(sweep=raw["name"], storage="unused"),
                           ledger=BudgetLedger(limit_flops=limit), max_concurrent=2, fit_config=FAST,
                           strategy=ActiveDesign.with_misfit(None, seed_size=search.get("seed_runs")), **kw)
@@ -165,9 +166,9 @@ def _drive(searcher, seed=0):
         if not searcher.live:
             return
         trial_id = sorted(searcher.live)[0]
-        plan = searcher.live[trial_id]
-        loss = float(oracle.observe({"N": [plan.non_embedding_params], "D": [plan.dataset_tokens]})[0])
-        searcher.on_trial_complete(trial_id, {"best_val_loss": loss, "flops": plan.planned_flops,
+        trial = searcher.live[trial_id]
+        loss = float(oracle.observe({"N": [trial.non_embedding_params], "D": [trial.dataset_tokens]})[0])
+        searcher.on_trial_complete(trial_id, {"best_val_loss": loss, "flops": trial.planned_flops,
                                               "status": "completed"})
 
 
@@ -199,9 +200,9 @@ def test_3x3_small_budget_spends_until_no_run_fits():
     run left exceeds what remains, and says that no 6 runs fit the budget."""
     searcher = _searcher(_grid(3, 3, 2e11), 2e11)
     _drive(searcher)
-    free = [p.planned_flops for p in searcher.plans if p.trial_key not in searcher.finished_keys]
+    free = [p.planned_flops for p in searcher.trials if p.trial_key not in searcher.finished_keys]
     assert searcher.stop_reason == "budget" and min(free) > searcher.ledger.remaining
-    cheapest6 = sum(sorted(p.planned_flops for p in searcher.plans)[:6])
+    cheapest6 = sum(sorted(p.planned_flops for p in searcher.trials)[:6])
     assert cheapest6 > 2e11
     lines = searcher.summary_lines()
     assert f"needs {min(free):.3g} FLOPs" in lines[0]

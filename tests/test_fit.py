@@ -8,15 +8,11 @@ import pytest
 
 from fitting import reference
 from fitting.data import DataWarning, load_fit_data
-from fitting.fit import (
-    DegenerateDesignWarning,
-    FitError,
-    bootstrap,
-    fit_law,
-    objective,
-    prediction_interval,
-)
-from fitting.laws import chinchilla, get_law, grid, kaplan_nd
+from fitting.fit import DegenerateDesignWarning, FitError, fit_law
+from fitting.objective import objective
+from fitting.uncertainty import bootstrap, prediction_interval
+from fitting.law import grid
+from fitting.laws import chinchilla, get_law, kaplan_nd
 
 EPOCH = reference.path("epoch-chinchilla")  # shipped with the package (fitting/reference/)
 
@@ -154,7 +150,7 @@ def test_degenerate_design_warns():
 
 def test_ill_conditioned_jacobian_warns():
     # two identical power laws: A/N^a + B/N^b with one input cannot separate (A, a) from (B, b)
-    from fitting.laws import Law
+    from fitting.law import Law
 
     law = Law(name="twin", param_names=("A", "a", "B", "b"), inputs=("N",),
               fn=lambda p, X: p["A"] * X["N"] ** (-p["a"]) + p["B"] * X["N"] ** (-p["b"]),
@@ -213,7 +209,7 @@ def test_table_inputs(tmp_path):
 # ---------------------------------------------------------------------------- bring your own law
 FARSEER = '''
 import numpy as np
-from fitting.laws import Law
+from fitting.law import Law
 
 def _fn(p, X):
     x = np.log(X["N"] / 1e8)
@@ -256,9 +252,9 @@ def test_user_law_nine_params(tmp_path):
     true = law.predict(FARSEER_TRUTH, {"N": np.array([3e10]), "D": np.array([6e11])})
     assert pi.lo[0] < pi.mean[0] < pi.hi[0]
     assert abs(pi.mean[0] / true[0] - 1) < 0.02
-    from fitting.allocate import plan
+    from fitting.allocate import compute_optimal_allocation
 
-    p = plan(fit, 1e21)
+    p = compute_optimal_allocation(fit, 1e21)
     assert 1e8 < p.N_opt < 1e12 and p.intervals["N_opt"][0] <= p.N_opt <= p.intervals["N_opt"][1]
 
 

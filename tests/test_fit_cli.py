@@ -118,7 +118,7 @@ def test_cli_errors(tmp_path, capsys):
 def test_cli_user_law_file(tmp_path, capsys):
     lawfile = tmp_path / "mylaw.py"
     lawfile.write_text(textwrap.dedent('''
-        from fitting.laws import Law
+        from fitting.law import Law
         LAW = Law(name="simple", param_names=("E", "A", "a"), inputs=("N",),
                   fn=lambda p, X: p["E"] + p["A"] * X["N"] ** (-p["a"]),
                   transforms=("log", "log", "identity"), init_box=((-1, 1), (0, 8), (0.1, 0.6)), n_init=64)

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from fitting import reference
-from fitting.allocate import chinchilla_optimal, plan
+from fitting.allocate import chinchilla_optimal, compute_optimal_allocation
 from fitting.checks import identifiability
 from fitting.extrapolation import MisfitCalibration, extrapolation_interval
-from fitting.fit import bootstrap, fit_law
+from fitting.fit import fit_law
+from fitting.uncertainty import bootstrap
 from fitting.laws import chinchilla
 from scalesweep.cli import main
 
@@ -106,11 +107,11 @@ def test_epoch_subsets_are_not_identified(epoch, subset, reason):
         warnings.simplefilter("ignore")
         fit = fit_law(chinchilla, epoch.subset(mask), n_bootstrap=50)
     assert fit.n_points == {"ratio": 23, "size": 11}[subset]
-    p = plan(fit, 1e24)
+    p = compute_optimal_allocation(fit, 1e24)
     assert not p.identified and reason in p.unidentified_reason
     assert np.isnan(p.N_opt) and p.intervals == {} and p.loss_prediction_interval is None
     assert "NOT IDENTIFIED" in fit.summary() and any(reason in w for w in fit.warnings)
-    full = plan(fit_law(chinchilla, epoch), 1e24)  # the whole table does identify it
+    full = compute_optimal_allocation(fit_law(chinchilla, epoch), 1e24)  # the whole table does identify it
     assert full.identified and full.intervals["N_opt"][0] < full.N_opt < full.intervals["N_opt"][1]
 
 
@@ -143,8 +144,8 @@ def test_report_shows_an_unidentified_allocation(tmp_path):
     _store(storage, np.geomspace(1e6, 3e8, 8), [1e9])  # one token count
     report = build_report(storage, "s", tmp_path / "report", n_bootstrap=20)
     assert report.fit.law.name == "chinchilla"
-    assert "NOT IDENTIFIED: every run has (almost) the same token count D" in report.plan_text
-    assert "N_opt" not in report.plan_text and "NOT IDENTIFIED" in report.fit_text
+    assert "NOT IDENTIFIED: every run has (almost) the same token count D" in report.allocation_text
+    assert "N_opt" not in report.allocation_text and "NOT IDENTIFIED" in report.fit_text
 
 
 def test_report_gives_the_allocation_with_its_intervals(tmp_path):
@@ -154,14 +155,15 @@ def test_report_gives_the_allocation_with_its_intervals(tmp_path):
     storage = str(tmp_path / "store")
     _store(storage, np.geomspace(1e6, 3e8, 6), [2e8, 1e9, 5e9])
     report = build_report(storage, "s", tmp_path / "report", n_bootstrap=20)
-    assert re.search(r"N_opt = \S+ \[\S+, \S+\], D_opt = \S+ \[\S+, \S+\]", report.plan_text), report.plan_text
+    assert re.search(r"N_opt = \S+ \[\S+, \S+\], D_opt = \S+ \[\S+, \S+\]", report.allocation_text), report.allocation_text
 
 
 def test_active_summary_shows_an_unidentified_law():
     from orchestrator.active_search import ActiveSearcher
     from orchestrator.budget import BudgetLedger
     from orchestrator.trial import TrialConfig
-    from orchestrator.spec import expand_grid, load_spec
+    from orchestrator.grid import expand_grid
+    from orchestrator.spec import load_spec
 
     spec = {"name": "a", "storage": "unused", "corpus": {"source": "builtin", "tokenizer": "byte"},
             "axes": {"target_params": [2.5e4, 5e4, 1e5, 2e5, 4e5, 8e5, 1.6e6], "aspect_ratio": 16, "head_dim": 16,

@@ -5,23 +5,12 @@ import textwrap
 import numpy as np
 import pytest
 
-from fitting.fit import log_jacobian, mu_jacobian
+from fitting.objective import log_jacobian, mu_jacobian
 from fitting.laws import (
-    CHINCHILLA_HOFFMANN,
-    KAPLAN_PAPER,
-    Law,
-    chinchilla,
-    critical_batch,
-    data_constrained,
-    effective_data,
-    get_law,
-    kaplan_c,
-    kaplan_d,
-    kaplan_n,
-    kaplan_nd,
-    kaplan_ns,
-    list_laws,
+    CHINCHILLA_HOFFMANN, KAPLAN_PAPER, chinchilla, critical_batch, data_constrained, effective_data,
+    get_law, kaplan_c, kaplan_d, kaplan_n, kaplan_nd, kaplan_ns, list_laws,
 )
+from fitting.law import Law
 
 N = np.array([1e7, 1e8, 1e9, 1e10])
 D = np.array([2e8, 2e9, 2e10, 2e11])
@@ -104,7 +93,7 @@ def test_law_from_file(tmp_path):
     f = tmp_path / "mylaw.py"
     f.write_text(textwrap.dedent('''
         import numpy as np
-        from fitting.laws import Law
+        from fitting.law import Law
         LAW = Law(name="mine", param_names=("E", "A", "a"), inputs=("N",),
                   fn=lambda p, X: p["E"] + p["A"] * X["N"] ** (-p["a"]),
                   transforms=("log", "log", "identity"))

@@ -1,12 +1,13 @@
 """The package layering of docs/architecture.md §2, checked on every module's imports (including
 imports inside functions): `metrics` is the ground floor, `fitting` is pure (no sweep driver, no
 trainer), `trainers` never import the sweep driver, and no module reaches for another module's
-private (underscore) names."""
+private (underscore) names, and every name is imported from the module that defines it."""
 
 from __future__ import annotations
 
 import ast
 import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,4 +81,53 @@ def test_no_module_imports_another_modules_private_names():
                 private.append(module)
             if private:
                 violations.append(f"{path}:{line} from {module} import {private}")
+    assert not violations, "\n".join(violations)
+
+
+def defined_names(path: str) -> set[str]:
+    """Names a module itself defines at top level (functions, classes, assignments, also inside
+    top-level if/try blocks); names it only imports are not its own."""
+    names: set[str] = set()
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Assign):
+                names.update(n.id for target in node.targets for n in ast.walk(target) if isinstance(n, ast.Name))
+            elif isinstance(node, (ast.AnnAssign, ast.AugAssign)) and isinstance(node.target, ast.Name):
+                names.add(node.target.id)
+            elif isinstance(node, (ast.If, ast.Try)):
+                for block in (node.body, node.orelse, getattr(node, "finalbody", [])):
+                    visit(block)
+                for handler in getattr(node, "handlers", []):
+                    visit(handler.body)
+
+    visit(ast.parse((REPO / path).read_text(), filename=path).body)
+    return names
+
+
+def test_the_owner_check_sees_a_name_passed_through(tmp_path, monkeypatch):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "owner.py").write_text("X = 1\ndef f(): pass\n")
+    (tmp_path / "pkg" / "middle.py").write_text("from pkg.owner import X, f\nY = X\n")
+    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
+    assert defined_names("pkg/owner.py") == {"X", "f"}
+    assert defined_names("pkg/middle.py") == {"Y"}
+
+
+def test_every_name_is_imported_from_the_module_that_defines_it():
+    # One owner per concept: no module passes on names it imported (the compatibility re-exports
+    # left by splits). A package's __init__ is its public API and may gather its modules' names
+    # (`metrics`, `scalesweep.load_runs`); a plain module hands out only what it defines.
+    files = set(project_files())
+    violations = []
+    for path in files:
+        for line, module, names in imports(path):
+            source = module.replace(".", "/") + ".py"
+            if module.split(".")[0] not in PACKAGES or source not in files:
+                continue  # another project's module, or a package's __init__
+            passed_on = sorted(set(names) - defined_names(source) - {"*"})
+            if passed_on:
+                violations.append(f"{path}:{line} from {module} import {passed_on}")
     assert not violations, "\n".join(violations)

@@ -44,7 +44,7 @@ def test_report_fits_the_known_surface_and_writes_files(tmp_path):
     assert params["E"] == pytest.approx(TRUTH["E"], rel=0.05)
     assert params["alpha"] == pytest.approx(TRUTH["alpha"], rel=0.15)
     assert params["beta"] == pytest.approx(TRUTH["beta"], rel=0.15)
-    assert "N_opt" in report.plan_text
+    assert "N_opt" in report.allocation_text
     text = (tmp_path / "report" / "report.md").read_text()
     assert "| t5 | completed |" in text and "## Fitted law" in text
     for png in ("curves.png", "scaling.png"):
@@ -58,7 +58,7 @@ def test_report_with_too_few_runs_falls_back_to_l_of_n(tmp_path):
     report = build_report(storage, "synthetic", tmp_path / "report", n_bootstrap=0)
     assert any("cannot identify" in note for note in report.notes)
     assert report.fit.law.name.startswith("kaplan_n")
-    assert report.plan_text is None  # L(N) alone says nothing about D
+    assert report.allocation_text is None  # L(N) alone says nothing about D
 
 
 def test_report_on_missing_sweep_names_it_and_creates_nothing(tmp_path):

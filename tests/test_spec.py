@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.spec import (
-    SpecError, expand_grid, format_grid, load_spec, validate_command, validate_spec,
-)
+from orchestrator.grid import expand_grid, format_grid
+from orchestrator.spec import load_spec, validate_command, validate_spec
+from trainers.fields import SpecError
 from metrics import validate_name
 from trainers.shapes import non_embedding_params, train_flops
 
@@ -123,8 +123,8 @@ def test_active_search_requires_max_trials_and_a_known_law(tmp_path):
         load_spec(spec)
     spec["search"]["law"] = "chinchilla"
     spec["budget"]["flops"] = 1e11  # below the grid total: active search is not cut up front
-    plan = expand_grid(load_spec(spec))
-    assert len(plan.trials) == 4 and plan.search.max_trials == 8 and not plan.cut
+    grid = expand_grid(load_spec(spec))
+    assert len(grid.trials) == 4 and grid.search.max_trials == 8 and not grid.cut
     spec["search"]["stop_when"] = {"rel_pred_ci": 0.01}
     assert load_spec(spec).search.stop_when == {"rel_pred_ci": 0.01}
     spec["search"]["stop_when"] = {"rel_ci": 0.01}
@@ -147,19 +147,19 @@ def test_active_search_requires_max_trials_and_a_known_law(tmp_path):
 
 
 def test_good_spec_expands_to_the_grid(tmp_path):
-    plan = expand_grid(load_spec(good_spec(tmp_path)))
-    assert len(plan.trials) == 4 and not plan.cut
-    combos = {(t.target_params, t.dataset_tokens) for t in plan.trials}
+    grid = expand_grid(load_spec(good_spec(tmp_path)))
+    assert len(grid.trials) == 4 and not grid.cut
+    combos = {(t.target_params, t.dataset_tokens) for t in grid.trials}
     assert combos == {(2e4, 200_000), (2e4, 800_000), (8e4, 200_000), (8e4, 800_000)}
-    for trial in plan.trials:
+    for trial in grid.trials:
         n = non_embedding_params(trial.shape)
         assert abs(n / trial.target_params - 1) < 0.10
         assert trial.planned_tokens == trial.dataset_tokens  # tokens regime, no max_steps cap
         assert trial.planned_flops == train_flops(trial.shape, trial.dataset_tokens)
         assert 0 < trial.lr < 0.003239  # Kaplan's rule resolved from the actual N
-        config = trial.train_config_dict()
-        assert config["precision"] == "fp32" and config["shape"]["d_model"] == trial.shape.d_model
-    assert plan.total_flops == sum(t.planned_flops for t in plan.trials)
+        config = trial.train_config
+        assert config.precision == "fp32" and config.shape.d_model == trial.shape.d_model
+    assert grid.total_flops == sum(t.planned_flops for t in grid.trials)
 
 
 def test_dataset_regime_plans_max_steps_of_batches(tmp_path):
@@ -167,29 +167,29 @@ def test_dataset_regime_plans_max_steps_of_batches(tmp_path):
     with pytest.raises(SpecError, match=r"^trainer\.max_steps: .*required in the dataset regime"):
         expand_grid(load_spec(spec))
     spec["trainer"]["max_steps"] = 30
-    plan = expand_grid(load_spec(spec))
-    assert {t.planned_tokens for t in plan.trials} == {30 * 2048}
+    grid = expand_grid(load_spec(spec))
+    assert {t.planned_tokens for t in grid.trials} == {30 * 2048}
 
 
 def test_budget_cut_cheapest_first_keeps_the_cheapest_and_reports(tmp_path):
     full = expand_grid(load_spec(good_spec(tmp_path)))
     costs = sorted(t.planned_flops for t in full.trials)
     budget = costs[0] + costs[1] + costs[2] // 2  # room for the two cheapest runs only
-    plan = expand_grid(load_spec(with_change(good_spec(tmp_path), "budget.flops", budget)))
-    assert sorted(t.planned_flops for t in plan.trials) == costs[:2]
-    assert sorted(c.trial.planned_flops for c in plan.cut) == costs[2:]
-    assert all("budget.cut=cheapest_first" in c.reason for c in plan.cut)
-    table = format_grid(plan)
-    assert "cut by the budget (2)" in table and plan.cut[0].trial.trial_key in table
+    grid = expand_grid(load_spec(with_change(good_spec(tmp_path), "budget.flops", budget)))
+    assert sorted(t.planned_flops for t in grid.trials) == costs[:2]
+    assert sorted(c.trial.planned_flops for c in grid.cut) == costs[2:]
+    assert all("budget.cut=cheapest_first" in c.reason for c in grid.cut)
+    table = format_grid(grid)
+    assert "cut by the budget (2)" in table and grid.cut[0].trial.trial_key in table
 
 
 def test_budget_cut_largest_first_and_error(tmp_path):
     full = expand_grid(load_spec(good_spec(tmp_path)))
     largest = max(t.planned_flops for t in full.trials)
     spec = with_change(good_spec(tmp_path), "budget", {"flops": largest * 1.01, "cut": "largest_first"})
-    plan = expand_grid(load_spec(spec))
-    assert max(t.planned_flops for t in plan.trials) == largest
-    assert sum(t.planned_flops for t in plan.trials) <= largest * 1.01
+    grid = expand_grid(load_spec(spec))
+    assert max(t.planned_flops for t in grid.trials) == largest
+    assert sum(t.planned_flops for t in grid.trials) <= largest * 1.01
     spec["budget"]["cut"] = "error"
     with pytest.raises(SpecError, match=r"^budget: the grid plans .* over budget\.flops"):
         expand_grid(load_spec(spec))

@@ -12,7 +12,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.spec import SpecError, validate_spec
+from orchestrator.spec import validate_spec
+from trainers.fields import SpecError
 from tests.test_spec import with_change
 from trainers.config import batch_geometry
 
@@ -63,7 +64,7 @@ def corpus(tmp_path_factory) -> Path:
 
 def assert_rejected_or_valid(spec_or_path, tmp_path: Path, monkeypatch) -> None:
     try:
-        spec, plan = validate_spec(spec_or_path)
+        spec, grid = validate_spec(spec_or_path)
     except SpecError as err:
         lines = str(err).splitlines()
         assert lines and all(FIELD_LINE.match(line) or line.startswith(str(tmp_path)) for line in lines), lines
@@ -78,7 +79,7 @@ def assert_rejected_or_valid(spec_or_path, tmp_path: Path, monkeypatch) -> None:
         with pytest.raises(SpecError):
             run_sweep(spec_or_path)
         return
-    for trial in plan.trials:  # valid: everything the trainer checks before training holds
+    for trial in grid.trials:  # valid: everything the trainer checks before training holds
         config = trial.train_config
         batch_geometry(config, spec.resources.workers, config.dataset_tokens // (config.shape.n_ctx + 1))
 

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from orchestrator.cluster import unplaceable
-from orchestrator.spec import SpecError, validate_spec
+from orchestrator.spec import validate_spec
+from trainers.fields import SpecError
 from orchestrator.spec_types import Resources
 from tests.test_spec import good_spec, with_change
 from trainers.config import TrainConfig, batch_geometry
@@ -37,8 +38,8 @@ def test_yaml_exponents_without_a_dot_reach_every_trial_as_floats(tmp_path):
     spec["trainer"].update(peak_flops="PF", warmup_frac="WF", min_lr_ratio="MR")
     path = write_yaml(tmp_path, spec, {"WD": "1e-2", "PF": "1e12", "WF": "2e-2", "MR": "1e-1"})
     assert yaml.safe_load(path.read_text())["trainer"]["weight_decay"] == "1e-2"  # YAML's reading
-    _, plan = validate_spec(path)
-    for trial in plan.trials:
+    _, grid = validate_spec(path)
+    for trial in grid.trials:
         config = trial.train_config
         assert (config.weight_decay, config.peak_flops, config.warmup_frac, config.min_lr_ratio) == (
             0.01, 1e12, 0.02, 0.1)

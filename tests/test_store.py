@@ -390,7 +390,11 @@ def test_old_runs_parts_without_the_geometry_columns_still_read(tmp_path):
 def test_fit_and_online_readers_of_a_store_skip_an_unreadable_part(tmp_path):
     from fitting.data import load_fit_data
     from fitting.laws import get_law
-    from fitting.online import OnlineFitter
+    from orchestrator.active_search import ActiveSearcher
+    from orchestrator.budget import BudgetLedger
+    from orchestrator.grid import expand_grid
+    from orchestrator.spec import load_spec
+    from orchestrator.trial import TrialConfig
 
     for i, n in enumerate([1e5, 3e5, 1e6, 3e6]):
         TrialWriter(str(tmp_path), "sw", f"t{i}").write_run(
@@ -400,6 +404,14 @@ def test_fit_and_online_readers_of_a_store_skip_an_unreadable_part(tmp_path):
     with pytest.warns(UnreadablePartWarning, match=str(bad)):
         data = load_fit_data(str(tmp_path / "sw"), law=get_law("kaplan_n"))
     assert len(data) == 4
-    online = OnlineFitter(get_law("kaplan_n"))
+    # The online fitter reads a store the way a sweep seeds it: the searcher's seed_from_store.
+    spec = {"name": "sw", "storage": str(tmp_path), "corpus": {"source": "builtin", "tokenizer": "byte"},
+            "axes": {"target_params": [2.5e4, 1e5], "aspect_ratio": 16, "head_dim": 16, "n_ctx": 64,
+                     "dataset_tokens": [1e6], "batch_tokens": 2048},
+            "search": {"kind": "grid"}, "budget": {"flops": 1e18}}
+    searcher = ActiveSearcher(expand_grid(load_spec(spec)).trials, law="chinchilla",
+                              settings=TrialConfig(sweep="sw", storage=str(tmp_path)),
+                              ledger=BudgetLedger(limit_flops=1e18), max_concurrent=1)
     with pytest.warns(UnreadablePartWarning, match=str(bad)):
-        assert online.add_store(str(tmp_path / "sw")) == 4
+        assert searcher.seed_from_store() == 4
+    assert sorted(searcher.fitter.run_ids) == ["t0", "t1", "t2", "t3"] and searcher.fitter.n_runs == 4

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from orchestrator.spec import expand_grid, load_spec
+from orchestrator.grid import expand_grid
+from orchestrator.spec import load_spec
 from metrics import load_curves, load_runs
 from trainers.shapes import train_flops
 
@@ -31,12 +32,12 @@ def test_grid_2x2_completes_with_runs_and_curves(tmp_path):
     from orchestrator.sweep import run_sweep
 
     spec = load_spec(tiny_spec(tmp_path / "store"))
-    plan = expand_grid(spec)
+    grid = expand_grid(spec)
     summary = run_sweep(spec, num_cpus=2, verbose=1)
     runs = load_runs(spec.storage, spec.name).to_pylist()
     assert summary.completed == 4 and summary.failed == 0, runs
-    assert sorted(r["trial_id"] for r in runs) == sorted(t.trial_key for t in plan.trials)
-    by_key = {t.trial_key: t for t in plan.trials}
+    assert sorted(r["trial_id"] for r in runs) == sorted(t.trial_key for t in grid.trials)
+    by_key = {t.trial_key: t for t in grid.trials}
     for row in runs:
         trial = by_key[row["trial_id"]]
         assert row["status"] == "completed"
@@ -46,7 +47,7 @@ def test_grid_2x2_completes_with_runs_and_curves(tmp_path):
         assert row["flops"] == train_flops(trial.shape, row["tokens_seen"]) <= trial.planned_flops
         assert row["tokens_seen"] > trial.dataset_tokens * 0.8
     assert {(r["non_embedding_params"], r["dataset_tokens"]) for r in runs} == {
-        (t.non_embedding_params, t.dataset_tokens) for t in plan.trials}
+        (t.non_embedding_params, t.dataset_tokens) for t in grid.trials}
     curves = load_curves(spec.storage, spec.name)
     assert set(curves.column("trial_id").to_pylist()) == set(by_key)
     import duckdb

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.spec import expand_grid, load_spec
+from orchestrator.grid import expand_grid
+from orchestrator.spec import load_spec
 from metrics import load_curves, load_runs
 from test_sweep import SHAPES, tiny_spec
 
@@ -26,10 +27,10 @@ def _ended(storage, name):
 
 
 def _assert_one_row_per_config(spec):
-    plan = expand_grid(spec)
+    grid = expand_grid(spec)
     every = load_runs(spec.storage, spec.name, all_attempts=True).to_pylist()
     completed = Counter(r["trial_id"] for r in every if r["status"] == "completed")
-    assert completed == Counter(t.trial_key for t in plan.trials), every  # once each, none missing
+    assert completed == Counter(t.trial_key for t in grid.trials), every  # once each, none missing
     curves = load_curves(spec.storage, spec.name).to_pylist()
     keys = [(r["trial_id"], r["step"]) for r in curves]
     assert len(keys) == len(set(keys))

@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from orchestrator.cli import resume_command
-from orchestrator.spec import expand_grid, load_spec
+from orchestrator.grid import expand_grid
+from orchestrator.spec import load_spec
 from orchestrator.sweep import SweepSummary, run_statuses, status_line
 from metrics import load_curves, load_runs
 from test_sweep import SHAPES, tiny_spec

@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from orchestrator.spec import expand_grid, load_spec
+from orchestrator.grid import expand_grid
+from orchestrator.spec import load_spec
 from metrics import load_runs
 from test_sweep import tiny_spec
 

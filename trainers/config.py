@@ -126,6 +126,8 @@ class TrainConfig:
                                  f"is larger than the model's ({vocab})")
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data that `from_dict` reads back: the edges that need a dict (Tune's param
+        dict, a `train --config` YAML) serialise the config itself, never a parallel dict."""
         return dataclasses.asdict(self)
 
     @classmethod

@@ -1,9 +1,9 @@
 """Grid expansion: a validated `SweepSpec` -> the trials to run, cut to the budget.
 
-`expand_grid` builds the Cartesian product of the axes (one `TrialPlan` per run, with a stable
+`expand_grid` builds the Cartesian product of the axes (one `TrialSpec` per run, with a stable
 readable trial key), validates each trial with the trainer's own config (errors mapped back to
 spec fields), and enforces the budget: a grid that does not fit is cut (cheapest first, largest
-first, or refused) and the cut is reported in the `GridPlan`. `format_grid` is the table
+first, or refused) and the cut is reported in the `Grid`. `format_grid` is the table
 `scalesweep validate` prints. Runs before Ray starts (no Ray import).
 """
 
@@ -18,7 +18,7 @@ from typing import Any, Mapping
 from trainers.config import TrainConfig, batch_geometry
 from trainers.data import CorpusSpec, eval_window_count
 from orchestrator.budget import BudgetLedger, budget_fraction, limit_flops
-from orchestrator.spec_fields import SpecError, fail
+from trainers.fields import SpecError, fail
 from orchestrator.spec_types import (
     AXES_KEYS, TRAINER_KEYS, Axes, Budget, Resources, SearchSpec, SweepSpec,
 )
@@ -27,12 +27,13 @@ from trainers.shapes import ModelShape, kaplan_lr, non_embedding_params, shape_f
 
 
 # --------------------------------------------------------------------------------------------
-# Trial plans
+# Trials of the grid
 
 
 @dataclass(frozen=True)
-class TrialPlan:
-    """One run of the grid."""
+class TrialSpec:
+    """One run of the grid, as the spec describes it (typed): what `train_config` turns into the
+    trainer's `TrainConfig`, and what the searchers pick from (`planned_flops` is its cost)."""
 
     trial_key: str  # stable, readable id from the config; the trial_id across resumes
     shape: ModelShape
@@ -45,7 +46,7 @@ class TrialPlan:
     planned_tokens: int = 0  # tokens regime: D (capped by max_steps); dataset regime: max_steps * batch
     target_params: float | None = None  # None for explicit shapes
     corpus: CorpusSpec = field(default_factory=CorpusSpec)
-    trainer: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    trainer: Mapping[str, Any] = field(default_factory=dict, hash=False)  # parsed TrainConfig fields
 
     @property
     def non_embedding_params(self) -> int:
@@ -53,36 +54,28 @@ class TrialPlan:
 
     @functools.cached_property
     def train_config(self) -> TrainConfig:
-        """The trial's TrainConfig, built once by the trainer's own parser (errors name spec
-        fields); the searcher hands it to the trial with the trial's budget allowance."""
+        """The trial's TrainConfig, built once from the typed values by the trainer's own
+        validation (errors name spec fields); the searcher hands it to the trial with the trial's
+        budget allowance. `trainer` holds TrainConfig field values the spec already parsed."""
         try:
-            return TrainConfig.from_dict(self.train_config_dict())
+            return TrainConfig(**self.trainer, shape=self.shape, dataset_tokens=self.dataset_tokens,
+                               regime=self.regime, corpus=self.corpus, batch_tokens=self.batch_tokens,
+                               lr=self.lr, seed=self.seed)
         except ValueError as err:
             raise fail(_config_error_path(str(err)), f"(trial {self.trial_key}) {err}") from None
-
-    def train_config_dict(self) -> dict:
-        """Plain data `trainers.config.TrainConfig.from_dict` accepts."""
-        return {
-            **dict(self.trainer),
-            "shape": dataclasses.asdict(self.shape),
-            "dataset_tokens": self.dataset_tokens,
-            "regime": self.regime,
-            "corpus": dataclasses.asdict(self.corpus),
-            "batch_tokens": self.batch_tokens,
-            "lr": self.lr,
-            "seed": self.seed,
-        }
 
 
 @dataclass(frozen=True)
 class CutTrial:
-    trial: TrialPlan
+    trial: TrialSpec
     reason: str
 
 
 @dataclass(frozen=True)
-class GridPlan:
-    trials: tuple[TrialPlan, ...]  # kept, in grid order
+class Grid:
+    """The expanded grid: the trials to run and those the budget cut."""
+
+    trials: tuple[TrialSpec, ...]  # kept, in grid order
     cut: tuple[CutTrial, ...]  # dropped by the budget
     total_flops: int  # planned FLOPs of the kept trials
     budget: Budget
@@ -176,7 +169,7 @@ def _config_error_path(message: str) -> str:
     return "axes"
 
 
-def _trials(spec: SweepSpec) -> list[TrialPlan]:
+def _trials(spec: SweepSpec) -> list[TrialSpec]:
     axes, default = spec.axes, Axes()
     max_steps = spec.trainer.get("max_steps")
     trials, problems = [], TrialProblems()
@@ -193,7 +186,7 @@ def _trials(spec: SweepSpec) -> list[TrialPlan]:
             key += f"-lr{_compact(lr)}" if lr is not None else ""
             key += f"-s{seed}"
             tokens = _planned_tokens(regime, dataset_tokens, batch_tokens, max_steps)
-            trial = TrialPlan(
+            trial = TrialSpec(
                 trial_key=key, shape=shape_choice.shape, dataset_tokens=dataset_tokens, regime=regime,
                 seed=seed, lr=lr if lr is not None else kaplan_lr(non_embedding_params(shape_choice.shape)),
                 batch_tokens=batch_tokens, planned_flops=train_flops(shape_choice.shape, tokens),
@@ -218,7 +211,7 @@ class TrialProblems:
         self.first: dict[str, str] = {}
         self.count: dict[str, int] = {}
 
-    def check(self, trial: TrialPlan, check) -> None:
+    def check(self, trial: TrialSpec, check) -> None:
         """Run `check()` (raises ValueError naming a field, with the trial key in the message)."""
         try:
             check()
@@ -236,7 +229,7 @@ class TrialProblems:
             raise SpecError("\n".join(self.lines()))
 
 
-def _check_trial(trial: TrialPlan, resources: Resources) -> None:
+def _check_trial(trial: TrialSpec, resources: Resources) -> None:
     """Everything the trainer checks before it reads data, with its own code: the config, the
     batch geometry over `resources.workers` ranks, and the validation windows per rank."""
     config = trial.train_config
@@ -253,7 +246,7 @@ def _check_trial(trial: TrialPlan, resources: Resources) -> None:
                                           f"resources.workers={resources.workers} ranks")
 
 
-def _apply_budget(trials: list[TrialPlan], budget: Budget, search: SearchSpec):
+def _apply_budget(trials: list[TrialSpec], budget: Budget, search: SearchSpec):
     cheapest = min(trials, key=lambda t: t.planned_flops)
     if budget_fraction(budget, cheapest.planned_flops) > 1:
         raise fail("budget", f"below the cheapest run ({cheapest.trial_key} plans "
@@ -286,36 +279,36 @@ def _budget_text(budget: Budget) -> str:
     return " and ".join(parts)
 
 
-def expand_grid(spec: SweepSpec) -> GridPlan:
+def expand_grid(spec: SweepSpec) -> Grid:
     """All trials of the grid, each validated by the trainer's config, cut to the budget; an
     active search's target region is built as the searcher will build it."""
     trials = _trials(spec)
     if spec.search.kind == "active":
         check_target(spec.search.target, spec.search.law or "chinchilla", trials)
     kept, cut = _apply_budget(trials, spec.budget, spec.search)
-    return GridPlan(trials=tuple(kept), cut=tuple(cut), budget=spec.budget, search=spec.search,
+    return Grid(trials=tuple(kept), cut=tuple(cut), budget=spec.budget, search=spec.search,
                     total_flops=sum(t.planned_flops for t in kept))
 
 
-def format_grid(plan: GridPlan) -> str:
+def format_grid(grid: Grid) -> str:
     """The table `scalesweep validate` prints."""
     header = ("trial", "n_layer", "d_model", "heads", "d_ff", "N", "N/target", "D", "regime",
               "tokens", "FLOPs", "lr")
 
-    def row(t: TrialPlan) -> tuple[str, ...]:
+    def row(t: TrialSpec) -> tuple[str, ...]:
         n = non_embedding_params(t.shape)
         ratio = f"{n / t.target_params:.2f}" if t.target_params else "-"
         return (t.trial_key, str(t.shape.n_layer), str(t.shape.d_model), str(t.shape.n_heads),
                 str(t.shape.d_ff), f"{n:.3g}", ratio, f"{t.dataset_tokens:.3g}", t.regime,
                 f"{t.planned_tokens:.3g}", f"{t.planned_flops:.3g}", f"{t.lr:.3g}")
 
-    rows = [header] + [row(t) for t in plan.trials]
+    rows = [header] + [row(t) for t in grid.trials]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
-    used = budget_fraction(plan.budget, plan.total_flops) if plan.trials else 0.0
-    lines.append(f"{len(plan.trials)} trials, {plan.total_flops:.3g} FLOPs planned = "
-                 f"{used:.1%} of {_budget_text(plan.budget)} (search: {plan.search.kind})")
-    if plan.cut:
-        lines.append(f"cut by the budget ({len(plan.cut)}):")
-        lines += [f"  {c.trial.trial_key}: {c.reason}" for c in plan.cut]
+    used = budget_fraction(grid.budget, grid.total_flops) if grid.trials else 0.0
+    lines.append(f"{len(grid.trials)} trials, {grid.total_flops:.3g} FLOPs planned = "
+                 f"{used:.1%} of {_budget_text(grid.budget)} (search: {grid.search.kind})")
+    if grid.cut:
+        lines.append(f"cut by the budget ({len(grid.cut)}):")
+        lines += [f"  {c.trial.trial_key}: {c.reason}" for c in grid.cut]
     return "\n".join(lines)
