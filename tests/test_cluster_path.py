@@ -1,0 +1,251 @@
+"""The README's cluster section, run against real Ray processes started here (no mocks): a local
+sweep is private and listens on 127.0.0.1 only; a sweep attaches to a `ray start --head`
+cluster with token auth (and fails at once, with one line, without the token); the README's
+`ray job submit ... --address auto` flow; after `kill -9` of a driver, the next `--resume`
+leaves none of its Ray processes or temp folders behind.
+
+Every process is started here and stopped by PID (never `ray stop`, which would stop other
+users' clusters); ports are free ones found by binding port 0; Ray's temp dirs are short paths
+(Unix socket paths are limited to 107 characters)."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import psutil
+import pytest
+import yaml
+
+from metrics import load_curves, load_runs
+from orchestrator.local_ray import RECORD, kill_processes, ray_processes
+from orchestrator.spec import load_spec
+from test_sweep import SHAPES, tiny_spec
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(**extra) -> dict:
+    """This test session's environment (DeepSpeed on CPU, the shared cache), the worktree on
+    PYTHONPATH and the venv's scripts on PATH, without any Ray address or auth settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "RAY_AUTH", "RAY_ENABLE"))}
+    env.update(PYTHONPATH=str(REPO), PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")
+    env.update(extra)
+    return env
+
+
+def _spec(tmp_path, name, dataset_tokens=12_000):
+    raw = tiny_spec(tmp_path / "store", name=name, shapes=SHAPES[:1], dataset_tokens=(dataset_tokens,))
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path, load_spec(raw)
+
+
+def _scalesweep(*args, env, timeout=300):
+    return subprocess.run([sys.executable, "-m", "scalesweep.cli", *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _listening(host, port) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _completed(spec) -> list[str]:
+    return [r["status"] for r in load_runs(spec.storage, spec.name).to_pylist()]
+
+
+@pytest.fixture(scope="module")
+def head():
+    """A `ray start --head` cluster as the README describes it: token auth on (the token in the
+    head's ~/.ray/auth_token, here a temp HOME), dashboard on 127.0.0.1, every listener on
+    loopback (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0), free ports, its own temp dir."""
+    root = Path(tempfile.mkdtemp(prefix="ssh-", dir="/tmp"))
+    home = root / "home"
+    home.mkdir()
+    env = _env(HOME=str(home), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    subprocess.run([BIN / "ray", "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
+    port, dashboard = _free_port(), _free_port()
+    log = open(root / "head.log", "w")
+    proc = subprocess.Popen(
+        [BIN / "ray", "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
+         f"--temp-dir={root / 't'}", "--num-cpus=2", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+         f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={_free_port()}",
+         f"--ray-client-server-port={_free_port()}", "--disable-usage-stats"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not (_listening("127.0.0.1", port) and _listening("127.0.0.1", dashboard)):
+            assert proc.poll() is None and time.time() < deadline, (root / "head.log").read_text()[-3000:]
+            time.sleep(0.5)
+        yield SimpleNamespace(root=root, home=home, port=port, dashboard=dashboard, temp=root / "t", env=env)
+    finally:
+        kill_processes([psutil.Process(proc.pid), *ray_processes(str(root / "t"))])
+        log.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _sockets(procs) -> list[tuple[str, str, int]]:
+    """(process name, ip, port) of every listening TCP socket of `procs`."""
+    out = []
+    for proc in procs:
+        try:
+            out += [(proc.name(), c.laddr.ip, c.laddr.port) for c in proc.net_connections("inet")
+                    if c.status == psutil.CONN_LISTEN]
+        except psutil.Error:
+            continue
+    return out
+
+
+def _wait_for(predicate, driver, seconds=150, what=""):
+    deadline = time.time() + seconds
+    while not predicate():
+        assert driver.poll() is None, f"the driver ended before {what}: {driver.communicate()}"
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
+def _record(spec) -> dict | None:
+    path = Path(spec.storage) / spec.name / RECORD
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def test_local_sweep_is_private_and_listens_on_loopback_only(head, tmp_path):
+    """Ray's default temp dir names the live head (`ray_current_cluster`), the driver has its
+    token: a sweep without --address still starts its own Ray (with --num-cpus, which an
+    attached driver may not pass), and every socket of it listens on loopback only."""
+    ray_tmp = tmp_path / "raytmp"
+    ray_tmp.mkdir()
+    (ray_tmp / "ray_current_cluster").write_text(f"127.0.0.1:{head.port}")
+    spec_path, spec = _spec(tmp_path, "private", dataset_tokens=150_000)
+    env = _env(HOME=str(head.home), RAY_TMPDIR=str(ray_tmp))
+    driver = subprocess.Popen([sys.executable, "-m", "scalesweep.cli", "run", spec_path, "--num-cpus", "2", "--quiet"],
+                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    temp_dir = None
+    try:
+        _wait_for(lambda: _record(spec) and load_curves(spec.storage, spec.name).num_rows, driver, what="a trial ran")
+        temp_dir = _record(spec)["temp_dir"]
+        assert not temp_dir.startswith(str(head.root))
+        procs = [psutil.Process(driver.pid), *ray_processes(temp_dir)]
+        sockets = _sockets(procs)
+        names = {name for name, _, _ in sockets}
+        assert {"gcs_server", "raylet", "ray::DashboardAgent", "ray::RuntimeEnvAgent"} <= names, sockets
+        assert any(name.startswith("ray::") and "Agent" not in name for name in names), sockets  # the trial worker
+        assert not [s for s in sockets if s[1] not in LOOPBACK], sockets
+        assert head.port not in {port for _, _, port in sockets}
+        out, err = driver.communicate(timeout=300)
+        assert driver.returncode == 0, out[-3000:] + err[-3000:]
+        assert _completed(spec) == ["completed"]
+        assert not [p for p in procs[1:] if p.is_running()] and not os.path.exists(temp_dir)
+        assert _record(spec) is None
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+        if temp_dir:
+            kill_processes(ray_processes(temp_dir))
+
+
+def test_attach_reads_the_heads_token(head, tmp_path):
+    """On the head (its ~/.ray/auth_token, RAY_AUTH_MODE unset): --address HOST:PORT attaches
+    and the runs land in the store."""
+    spec_path, spec = _spec(tmp_path, "attach")
+    done = _scalesweep("run", spec_path, "--address", f"127.0.0.1:{head.port}", "--quiet",
+                       env=_env(HOME=str(head.home)))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert _completed(spec) == ["completed"]
+    assert _record(spec) is None  # attached: no private Ray was started
+
+
+def test_attach_without_the_token_fails_at_once_with_one_line(head, tmp_path):
+    spec_path, spec = _spec(tmp_path, "refused")
+    nobody = tmp_path / "home"
+    nobody.mkdir()
+    cases = [(_env(HOME=str(nobody)), "this driver has no token"),
+             (_env(HOME=str(nobody), RAY_AUTH_TOKEN="0" * 64), "the token this driver read (RAY_AUTH_TOKEN)")]
+    for env, why in cases:
+        started = time.time()
+        done = _scalesweep("run", spec_path, "--address", f"127.0.0.1:{head.port}", env=env)
+        assert done.returncode == 2 and time.time() - started < 30, done.stderr[-3000:]
+        assert "Traceback" not in done.stderr, done.stderr[-3000:]
+        line = done.stderr.strip().splitlines()[-1]
+        assert "requires token authentication" in line and why in line and "RAY_AUTH_TOKEN" in line, line
+    free = _free_port()
+    done = _scalesweep("run", spec_path, "--address", f"127.0.0.1:{free}", env=_env(HOME=str(nobody)))
+    assert done.returncode == 2 and f"no Ray head answers at 127.0.0.1:{free}" in done.stderr, done.stderr[-3000:]
+    assert not (tmp_path / "store").exists()  # nothing created
+
+
+def test_ray_job_submit_runs_the_sweep(head, tmp_path):
+    """The README's job flow: `ray job submit --address http://127.0.0.1:PORT --working-dir . --
+    scalesweep run SPEC --address auto` (ray[default]'s jobs CLI, the head's token)."""
+    spec_path, spec = _spec(tmp_path, "job")
+    done = subprocess.run([BIN / "ray", "job", "submit", "--address", f"http://127.0.0.1:{head.dashboard}",
+                           "--working-dir", ".", "--", "scalesweep", "run", str(spec_path), "--address", "auto",
+                           "--quiet"], cwd=REPO, env=_env(HOME=str(head.home)), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "succeeded" in done.stdout + done.stderr
+    assert _completed(spec) == ["completed"]
+
+
+def test_kill_9_then_resume_leaves_nothing_running(tmp_path):
+    """`kill -9` of the driver mid-run leaves its Ray agents running; the next `--resume` of the
+    same sweep stops every process of the first driver's Ray and removes its temp folders (the
+    trials' ckpt-* and scalesweep-trial-* included: they live in that Ray's temp dir)."""
+    tmp = Path(tempfile.mkdtemp(prefix="ssk-", dir="/tmp"))  # the drivers' TMPDIR: what they leave
+    spec_path, spec = _spec(tmp_path, "killed", dataset_tokens=150_000)
+    env = _env(TMPDIR=str(tmp))
+    driver = subprocess.Popen([sys.executable, "-m", "scalesweep.cli", "run", spec_path, "--num-cpus", "2", "--quiet"],
+                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    first = None
+    try:
+        _wait_for(lambda: _record(spec) and load_curves(spec.storage, spec.name).num_rows, driver, what="a trial ran")
+        first = _record(spec)
+        assert first["temp_dir"].startswith(str(tmp))
+        trial_tmp = Path(first["temp_dir"]) / "tmp"
+        assert list(trial_tmp.glob("ckpt-*")) or list(trial_tmp.glob("scalesweep-trial-*"))
+        procs = ray_processes(first["temp_dir"])
+        assert len(procs) >= 4
+        driver.send_signal(signal.SIGKILL)  # the driver only, as `kill -9 PID` does
+        driver.communicate(timeout=30)
+        time.sleep(2)
+        left = [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        resumed = _scalesweep("run", spec_path, "--resume", "--num-cpus", "2", "--quiet", env=env)
+        assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+        assert f"cleaned up after an earlier driver of sweep {spec.name} (PID {driver.pid})" in resumed.stderr
+        still = [(p.pid, p.name()) for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert not still, (still, [(p.pid, p.name()) for p in left])
+        assert list(tmp.iterdir()) == []  # no Ray temp dir, no ckpt-*, no scalesweep-trial-*
+        assert _completed(spec) == ["completed"]
+        assert _record(spec) is None
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+        for path in tmp.glob("ss-ray-*"):
+            kill_processes(ray_processes(str(path)))
+        shutil.rmtree(tmp, ignore_errors=True)
