@@ -201,11 +201,14 @@ def test_attach_without_the_token_fails_at_once_with_one_line(head, tmp_path):
 
 def test_ray_job_submit_runs_the_sweep(head, tmp_path):
     """The README's job flow: `ray job submit --address http://127.0.0.1:PORT --working-dir . --
-    scalesweep run SPEC --address auto` (ray[default]'s jobs CLI, the head's token)."""
+    scalesweep run SPEC --address auto` (ray[default]'s jobs CLI). The jobs CLI sends the head's
+    ~/.ray/auth_token only with RAY_AUTH_MODE=token set (without it: 401, "Missing authentication
+    token"); the job's driver then finds the cluster and its token by itself."""
     spec_path, spec = _spec(tmp_path, "job")
     done = subprocess.run([BIN / "ray", "job", "submit", "--address", f"http://127.0.0.1:{head.dashboard}",
                            "--working-dir", ".", "--", "scalesweep", "run", str(spec_path), "--address", "auto",
-                           "--quiet"], cwd=REPO, env=_env(HOME=str(head.home)), capture_output=True, text=True,
+                           "--quiet"], cwd=REPO, env=_env(HOME=str(head.home), RAY_AUTH_MODE="token"),
+                          capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "succeeded" in done.stdout + done.stderr
