@@ -254,3 +254,32 @@ def test_kill_9_then_resume_leaves_nothing_running(tmp_path):
         for path in tmp.glob("ss-ray-*"):
             kill_processes(ray_processes(str(path)))
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_a_running_driver_of_the_sweep_is_not_reaped_and_a_second_one_refused(tmp_path):
+    """The record names a live driver on this host: a second `run` of the sweep stops with one
+    line (exit 2) and kills nothing; a record from another host is left alone, with a warning."""
+    spec_path, spec = _spec(tmp_path, "twice")
+    sweep_dir = Path(spec.storage) / spec.name
+    sweep_dir.mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        first = psutil.Process(other.pid)
+        record = {"host": socket.gethostname(), "driver_pid": other.pid, "driver_started": first.create_time(),
+                  "temp_dir": str(tmp_path / "gone"), "processes": [[other.pid, first.create_time()]]}
+        (sweep_dir / RECORD).write_text(json.dumps(record))
+        done = _scalesweep("run", spec_path, "--num-cpus", "1", env=_env())
+        assert done.returncode == 2, done.stderr[-3000:]
+        assert done.stderr.strip().splitlines()[-1].endswith(
+            f"sweep {spec.name}: another driver (PID {other.pid}) is running it on this host "
+            f"({sweep_dir / RECORD}); stop that one first"), done.stderr[-3000:]
+        assert first.is_running() and (sweep_dir / RECORD).exists() and not (sweep_dir / "runs").exists()
+
+        (sweep_dir / RECORD).write_text(json.dumps({**record, "host": "elsewhere"}))
+        done = _scalesweep("run", spec_path, "--num-cpus", "1", "--quiet", env=_env())
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert f"a driver of sweep {spec.name} ran on host elsewhere" in done.stderr
+        assert first.is_running() and _completed(spec) == ["completed"]
+    finally:
+        other.kill()
+        other.wait()
