@@ -117,11 +117,19 @@ def _sockets(procs) -> list[tuple[str, str, int]]:
     return out
 
 
-def _wait_for(predicate, driver, seconds=150, what=""):
+def _start_driver(spec_path, env):
+    """`scalesweep run SPEC --num-cpus 2 --quiet` in its own session (the test kills it by PID)."""
+    return subprocess.Popen([sys.executable, "-m", "scalesweep.cli", "run", spec_path, "--num-cpus", "2", "--quiet"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _wait_until_training(driver, spec, seconds=150):
+    """Until the driver has recorded its Ray and a trial has reported an evaluation."""
     deadline = time.time() + seconds
-    while not predicate():
-        assert driver.poll() is None, f"the driver ended before {what}: {driver.communicate()}"
-        assert time.time() < deadline, f"timed out waiting for {what}"
+    while not (_record(spec) and load_curves(spec.storage, spec.name).num_rows):
+        assert driver.poll() is None, f"the driver ended before a trial ran: {driver.communicate()}"
+        assert time.time() < deadline, "timed out waiting for a trial to run"
         time.sleep(0.3)
 
 
@@ -142,12 +150,10 @@ def test_local_sweep_is_private_and_listens_on_loopback_only(head, tmp_path):
     (ray_tmp / "ray_current_cluster").write_text(f"127.0.0.1:{head.port}")
     spec_path, spec = _spec(tmp_path, "private", dataset_tokens=150_000)
     env = _env(HOME=str(head.home), RAY_TMPDIR=str(ray_tmp))
-    driver = subprocess.Popen([sys.executable, "-m", "scalesweep.cli", "run", spec_path, "--num-cpus", "2", "--quiet"],
-                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True)
+    driver = _start_driver(spec_path, env)
     temp_dir = None
     try:
-        _wait_for(lambda: _record(spec) and load_curves(spec.storage, spec.name).num_rows, driver, what="a trial ran")
+        _wait_until_training(driver, spec)
         temp_dir = _record(spec)["temp_dir"]
         assert not temp_dir.startswith(str(head.root))
         procs = [psutil.Process(driver.pid), *ray_processes(temp_dir)]
@@ -222,12 +228,10 @@ def test_kill_9_then_resume_leaves_nothing_running(tmp_path):
     tmp = Path(tempfile.mkdtemp(prefix="ssk-", dir="/tmp"))  # the drivers' TMPDIR: what they leave
     spec_path, spec = _spec(tmp_path, "killed", dataset_tokens=150_000)
     env = _env(TMPDIR=str(tmp))
-    driver = subprocess.Popen([sys.executable, "-m", "scalesweep.cli", "run", spec_path, "--num-cpus", "2", "--quiet"],
-                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True)
+    driver = _start_driver(spec_path, env)
     first = None
     try:
-        _wait_for(lambda: _record(spec) and load_curves(spec.storage, spec.name).num_rows, driver, what="a trial ran")
+        _wait_until_training(driver, spec)
         first = _record(spec)
         assert first["temp_dir"].startswith(str(tmp))
         trial_tmp = Path(first["temp_dir"]) / "tmp"
