@@ -112,9 +112,9 @@ def start_ray(address: str | None, num_cpus: int | None, quiet: bool = False, re
 def attach(address: str, **init_kwargs) -> None:
     """`ray.init` on the cluster at `address`, failing at once with one line (ValueError) where
     Ray would retry for ~25 s and raise a bare ConnectionError: nothing listens there, or the
-    cluster wants a token this driver lacks. Ray itself enables token auth only for ``auto``;
-    here a token found in Ray's places (`_token_source`) enables it for any address, since a
-    driver on the head of a ``ray start`` cluster has the head's ``~/.ray/auth_token``.
+    cluster wants a token this driver lacks. A cluster that wants a token gets the one found
+    in Ray's places (`_token_source`), whatever the address form (Ray reads it for ``auto``
+    only), so a driver on the head of a ``ray start`` cluster uses its ``~/.ray/auth_token``.
     A head started on 127.0.0.1 only (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``) is reached there:
     Ray would dial this machine's network address instead."""
     import ray
@@ -139,8 +139,7 @@ def attach(address: str, **init_kwargs) -> None:
     if not _listening(target, port):
         raise ValueError(f"--address {address}: no Ray head answers at {target}:{port} (`ray status` on the head "
                          f"prints its address)")
-    _enable_token_if_found()
-    _check_token(f"{target}:{port}", address)
+    _authenticate(f"{target}:{port}", address)
     from orchestrator.local_ray import loopback_node
 
     with loopback_node() if loopback_head else contextlib.nullcontext():
@@ -166,32 +165,41 @@ def _token_source() -> str | None:
     return default if os.path.isfile(default) and os.path.getsize(default) else None
 
 
-def _enable_token_if_found() -> None:
-    """RAY_AUTH_MODE unset and a token found: token mode for this process, as Ray does for
-    ``address="auto"``. A cluster without token auth ignores the token."""
+def _authenticate(gcs: str, address: str) -> None:
+    """Settle this process's token mode for the cluster at `gcs`, by asking it: refused without
+    a token while RAY_AUTH_MODE is unset and a token is found, token mode is turned on (what
+    Ray does for ``address="auto"`` only). Not turned on for a cluster without token auth: its
+    workers could not call back into a token-mode driver (its trials die at start).
+    Raises ValueError naming what to set if the cluster still refuses this driver."""
+    if not _refused(gcs):
+        return
     if os.environ.get("RAY_AUTH_MODE") is None and _token_source():
         from ray._private.authentication.authentication_token_setup import _enable_token_auth  # private (2.60)
 
         _enable_token_auth()
+        if not _refused(gcs):
+            return
+    mode, source = os.environ.get("RAY_AUTH_MODE"), _token_source()
+    if mode and mode.lower() != "token":
+        why = f"RAY_AUTH_MODE={mode} here: unset it or set RAY_AUTH_MODE=token, and"
+    elif source:
+        why = f"the token this driver read ({source}) is not the cluster's:"
+    else:
+        why = "this driver has no token:"
+    raise ValueError(f"--address {address}: the cluster at {gcs} requires token authentication and {why} "
+                     f"{_TOKEN_HELP}")
 
 
-def _check_token(gcs: str, address: str) -> None:
-    """One cheap GCS call with this process's auth settings: ValueError naming what to set if
-    the cluster refuses it. Any other outcome is left to `ray.init`."""
+def _refused(gcs: str) -> bool:
+    """Whether the GCS at `gcs` refuses one cheap call for want of a token, with this process's
+    auth settings. Any other failure is left to `ray.init`, which reports it in full."""
     from ray._raylet import GcsClient
     from ray.exceptions import AuthenticationError
 
     try:
         GcsClient(address=gcs).internal_kv_get(b"session_name", b"session", timeout=5)
     except AuthenticationError:
-        mode, source = os.environ.get("RAY_AUTH_MODE"), _token_source()
-        if mode and mode.lower() != "token":
-            why = f"RAY_AUTH_MODE={mode} here: unset it or set RAY_AUTH_MODE=token, and"
-        elif source:
-            why = f"the token this driver read ({source}) is not the cluster's:"
-        else:
-            why = "this driver has no token:"
-        raise ValueError(f"--address {address}: the cluster at {gcs} requires token authentication and {why} "
-                         f"{_TOKEN_HELP}") from None
-    except Exception:  # noqa: BLE001 - not an auth refusal; ray.init reports it in full
-        return
+        return True
+    except Exception:  # noqa: BLE001 - not an auth refusal
+        return False
+    return False

@@ -8,6 +8,7 @@ Every process is started here and stopped by PID (never `ray stop`, which would 
 users' clusters); ports are free ones found by binding port 0; Ray's temp dirs are short paths
 (Unix socket paths are limited to 107 characters)."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -75,11 +76,12 @@ def _completed(spec) -> list[str]:
     return [r["status"] for r in load_runs(spec.storage, spec.name).to_pylist()]
 
 
-@pytest.fixture(scope="module")
-def head():
-    """A `ray start --head` cluster as the README describes it: token auth on (the token in the
-    head's ~/.ray/auth_token, here a temp HOME), dashboard on 127.0.0.1, every listener on
-    loopback (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0), free ports, its own temp dir."""
+@contextlib.contextmanager
+def _ray_head(token_auth: bool):
+    """A `ray start --head` cluster as the README describes it: dashboard on 127.0.0.1, every
+    listener on loopback (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0), free ports, its own temp dir and
+    HOME. `token_auth`: the head's ~/.ray/auth_token turns token auth on; else RAY_AUTH_MODE=
+    disabled (the token file is there all the same, as after any local `ray.init`)."""
     root = Path(tempfile.mkdtemp(prefix="ssh-", dir="/tmp"))
     home = root / "home"
     home.mkdir()
@@ -92,7 +94,8 @@ def head():
          f"--temp-dir={root / 't'}", "--num-cpus=2", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
          f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={_free_port()}",
          f"--ray-client-server-port={_free_port()}", "--disable-usage-stats"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        env={**env, **({} if token_auth else {"RAY_AUTH_MODE": "disabled"})}, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True)
     try:
         deadline = time.time() + 120
         while not (_listening("127.0.0.1", port) and _listening("127.0.0.1", dashboard)):
@@ -103,6 +106,13 @@ def head():
         kill_processes([psutil.Process(proc.pid), *ray_processes(str(root / "t"))])
         log.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def head():
+    """A token-auth head shared by this module's tests."""
+    with _ray_head(token_auth=True) as started:
+        yield started
 
 
 def _sockets(procs) -> list[tuple[str, str, int]]:
@@ -184,6 +194,17 @@ def test_attach_reads_the_heads_token(head, tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert _completed(spec) == ["completed"]
     assert _record(spec) is None  # attached: no private Ray was started
+
+
+def test_attach_with_a_token_to_a_cluster_without_token_auth(tmp_path):
+    """A driver holding a token (any local `ray.init` leaves ~/.ray/auth_token) attaches to a head
+    with token auth off: its runs land (a token-mode driver's trials would die at start)."""
+    spec_path, spec = _spec(tmp_path, "noauth")
+    with _ray_head(token_auth=False) as plain:
+        done = _scalesweep("run", spec_path, "--address", f"127.0.0.1:{plain.port}", "--quiet",
+                           env=_env(HOME=str(plain.home)))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert _completed(spec) == ["completed"]
 
 
 def test_attach_without_the_token_fails_at_once_with_one_line(head, tmp_path):
