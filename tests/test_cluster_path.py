@@ -308,3 +308,13 @@ def test_a_running_driver_of_the_sweep_is_not_reaped_and_a_second_one_refused(tm
     finally:
         other.kill()
         other.wait()
+
+
+def test_num_cpus_with_address_is_refused(tmp_path):
+    """--num-cpus sizes a local Ray; with --address it used to be dropped without a word."""
+    spec_path, spec = _spec(tmp_path, "both")
+    done = _scalesweep("run", spec_path, "--address", f"127.0.0.1:{_free_port()}", "--num-cpus", "2", env=_env())
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1].endswith(
+        "--num-cpus sets the CPUs of a local Ray; with --address the cluster's nodes have theirs"), done.stderr[-3000:]
+    assert not (tmp_path / "store" / spec.name / "runs").exists()
