@@ -125,6 +125,7 @@ def start_private(num_cpus: int | None, record_in: tuple | None, **init_kwargs) 
     `record_in`: (pyarrow filesystem, sweep directory) where ``ray_session.json`` is written."""
     import ray
 
+    # _temp_root reads (so caches) this process's own temp dir before TMPDIR changes below.
     temp_dir = tempfile.mkdtemp(prefix="ss-ray-", dir=_temp_root())
     os.makedirs(os.path.join(temp_dir, "tmp"))
     saved = {"TMPDIR": os.environ.get("TMPDIR")}
@@ -134,13 +135,19 @@ def start_private(num_cpus: int | None, record_in: tuple | None, **init_kwargs) 
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                      _temp_dir=temp_dir, **init_kwargs)
     except BaseException:
+        ray.shutdown()
+        kill_processes(ray_processes(temp_dir))
         shutil.rmtree(temp_dir, ignore_errors=True)
         raise
     finally:
         _restore_env(saved)
     local = PrivateRay(temp_dir, None)
     if record_in is not None:
-        local.record = _write_record(*record_in, temp_dir)
+        try:
+            local.record = _write_record(*record_in, temp_dir)
+        except BaseException:  # the storage refused: stop what was started, then report it
+            local.stop()
+            raise
     return local
 
 
