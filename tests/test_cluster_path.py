@@ -181,8 +181,9 @@ def test_local_sweep_is_private_and_listens_on_loopback_only(head, tmp_path):
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
-        if temp_dir:
+        if temp_dir:  # the driver killed here could not clean up after itself
             kill_processes(ray_processes(temp_dir))
+            shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_attach_reads_the_heads_token(head, tmp_path):
