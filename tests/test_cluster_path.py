@@ -187,14 +187,17 @@ def test_local_sweep_is_private_and_listens_on_loopback_only(head, tmp_path):
 
 
 def test_attach_reads_the_heads_token(head, tmp_path):
-    """On the head (its ~/.ray/auth_token, RAY_AUTH_MODE unset): --address HOST:PORT attaches
-    and the runs land in the store."""
-    spec_path, spec = _spec(tmp_path, "attach")
-    done = _scalesweep("run", spec_path, "--address", f"127.0.0.1:{head.port}", "--quiet",
-                       env=_env(HOME=str(head.home)))
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert _completed(spec) == ["completed"]
-    assert _record(spec) is None  # attached: no private Ray was started
+    """On the head (its ~/.ray/auth_token, RAY_AUTH_MODE unset), and elsewhere (no token file,
+    the head's token in RAY_AUTH_TOKEN): --address HOST:PORT attaches and the runs land."""
+    nobody = tmp_path / "home"
+    nobody.mkdir()
+    token = (head.home / ".ray" / "auth_token").read_text().strip()
+    for name, env in (("onhead", _env(HOME=str(head.home))), ("offhead", _env(HOME=str(nobody), RAY_AUTH_TOKEN=token))):
+        spec_path, spec = _spec(tmp_path, name)
+        done = _scalesweep("run", spec_path, "--address", f"127.0.0.1:{head.port}", "--quiet", env=env)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert _completed(spec) == ["completed"]
+        assert _record(spec) is None  # attached: no private Ray was started
 
 
 def test_attach_with_a_token_to_a_cluster_without_token_auth(tmp_path):
