@@ -8,7 +8,8 @@ Three promises, each tested against real Ray processes in tests/test_cluster_pat
   interface unless the node's address is loopback, and it turns a given ``127.0.0.1`` into the
   machine's network address (`ray._private.services.resolve_ip_for_localhost`) unless cluster
   mode is off (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, what Ray does on macOS). `loopback_node`
-  turns it off while Ray starts, so every listener of the instance is on 127.0.0.1.
+  turns it off while Ray starts, so every listener of the instance is on 127.0.0.1; the
+  trials' gloo listens on the loopback interface (``GLOO_SOCKET_IFNAME``).
 - **Nothing left after a kill**: the instance lives in its own temp dir (its session, logs and,
   through ``TMPDIR``, the trials' temp folders), recorded in ``<storage>/<sweep>/ray_session.json``.
   A driver killed with SIGKILL cannot stop its Ray (the raylet's agents outlive it, re-parented
@@ -114,6 +115,16 @@ class PrivateRay:
                 fs.delete_file(path)
 
 
+def _loopback_interface() -> str | None:
+    """The name of the network interface holding 127.0.0.1 (``lo`` on Linux), or None."""
+    import psutil
+
+    for name, addresses in psutil.net_if_addrs().items():
+        if any(a.family == socket.AF_INET and a.address == "127.0.0.1" for a in addresses):
+            return name
+    return None
+
+
 def _temp_root() -> str:
     base = tempfile.gettempdir()
     return base if len(base) <= _SOCKET_ROOM - len("/ss-ray-xxxxxxxx") else "/tmp"
@@ -128,8 +139,11 @@ def start_private(num_cpus: int | None, record_in: tuple | None, **init_kwargs) 
     # _temp_root reads (so caches) this process's own temp dir before TMPDIR changes below.
     temp_dir = tempfile.mkdtemp(prefix="ss-ray-", dir=_temp_root())
     os.makedirs(os.path.join(temp_dir, "tmp"))
-    saved = {"TMPDIR": os.environ.get("TMPDIR")}
+    saved = {key: os.environ.get(key) for key in ("TMPDIR", "GLOO_SOCKET_IFNAME")}
     os.environ["TMPDIR"] = os.path.join(temp_dir, "tmp")  # inherited by the raylet, so by every worker
+    loopback = _loopback_interface()
+    if loopback:  # gloo listens on this interface's address (by default the hostname's, maybe public)
+        os.environ["GLOO_SOCKET_IFNAME"] = loopback
     try:
         with loopback_node():
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",

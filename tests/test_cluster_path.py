@@ -154,12 +154,17 @@ def _record(spec) -> dict | None:
 def test_local_sweep_is_private_and_listens_on_loopback_only(head, tmp_path):
     """Ray's default temp dir names the live head (`ray_current_cluster`), the driver has its
     token: a sweep without --address still starts its own Ray (with --num-cpus, which an
-    attached driver may not pass), and every socket of it listens on loopback only."""
+    attached driver may not pass), and every socket of it (GCS, raylet, agents, the trial
+    worker with its gloo) listens on loopback only."""
     ray_tmp = tmp_path / "raytmp"
     ray_tmp.mkdir()
     (ray_tmp / "ray_current_cluster").write_text(f"127.0.0.1:{head.port}")
     spec_path, spec = _spec(tmp_path, "private", dataset_tokens=150_000)
-    env = _env(HOME=str(head.home), RAY_TMPDIR=str(ray_tmp))
+    # gloo pointed at a public interface, as where the hostname resolves to one: the private
+    # Ray still puts the trials' gloo on loopback.
+    public = [name for name, addresses in psutil.net_if_addrs().items()
+              if any(a.family == socket.AF_INET and not a.address.startswith("127.") for a in addresses)]
+    env = _env(HOME=str(head.home), RAY_TMPDIR=str(ray_tmp), **({"GLOO_SOCKET_IFNAME": public[0]} if public else {}))
     driver = _start_driver(spec_path, env)
     temp_dir = None
     try:
