@@ -64,8 +64,7 @@ def main() -> None:
                              "evaluation, the default; the direct runs never checkpoint)")
     args = parser.parse_args()
 
-    import ray
-
+    from orchestrator.cluster import start_ray
     from orchestrator.grid import expand_grid
     from orchestrator.spec import load_spec
     from orchestrator.sweep import run_sweep
@@ -77,12 +76,12 @@ def main() -> None:
         print(f"direct: {len(trials)} trainer processes, {args.parallel} at a time: {direct_s:.1f} s", flush=True)
 
         started = time.perf_counter()
-        ray.init(num_cpus=args.parallel, include_dashboard=False)
+        local_ray = start_ray(None, args.parallel)  # private, 127.0.0.1 only, as `scalesweep run` starts it
         ray_start_s = time.perf_counter() - started
         started = time.perf_counter()
         summary = run_sweep(spec, verbose=0)
         sweep_s = time.perf_counter() - started
-        ray.shutdown()
+        local_ray.stop()
         assert summary.completed == len(trials), summary
         print(f"ray start-up: {ray_start_s:.1f} s")
         print(f"scalesweep run (Ray Tune, {args.parallel} concurrent): {sweep_s:.1f} s "

@@ -49,15 +49,14 @@ def main() -> None:
     parser.add_argument("--cpus", type=int, default=2)
     args = parser.parse_args()
 
-    import ray
-
+    from orchestrator.cluster import start_ray
     from orchestrator.spec import load_spec
     from orchestrator.sweep import run_sweep
     from metrics import load_curves, load_runs
 
     with tempfile.TemporaryDirectory() as tmp:
         spec = load_spec(scale_spec(f"{tmp}/store", args.trials))
-        ray.init(num_cpus=args.cpus, include_dashboard=False)
+        local_ray = start_ray(None, args.cpus)  # private, 127.0.0.1 only, as `scalesweep run` starts it
         samples: list[tuple[float, int]] = []
         stop = threading.Event()
 
@@ -72,7 +71,7 @@ def main() -> None:
         summary = run_sweep(spec, verbose=0)
         wall = time.perf_counter() - started
         stop.set()
-        ray.shutdown()
+        local_ray.stop()
         print(f"{summary.completed} trials in {wall:.0f} s: {summary.completed / wall * 60:.1f} trials/min "
               f"on {args.cpus} CPUs")
         late = [s for s in samples if s[1] >= 0.2 * args.trials]

@@ -86,8 +86,9 @@ def register(subparsers) -> None:
     run.add_argument("--resume", action="store_true",
                      help="continue the sweep's Tune experiment (after a kill); ended runs are not re-run")
     run.add_argument("--address", default=None,
-                     help="attach to a running Ray cluster ('auto' or host:port); default: start a "
-                          "local one bound to 127.0.0.1")
+                     help="attach to a running Ray cluster ('auto' or host:port; its token is read from "
+                          "RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token); default: start a "
+                          "private local one listening on 127.0.0.1 only")
     run.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     run.add_argument("--max-failures", type=int, default=RUN_DEFAULTS["max_failures"],
                      help="retries per trial, each from its latest checkpoint (default 2)")

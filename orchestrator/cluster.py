@@ -1,4 +1,7 @@
-"""Can the cluster ever hold one trial? Checked before any Tune work, so a spec asking for more
+"""Where the sweep's trials run: can the cluster ever hold one trial, and the driver's Ray
+(`start_ray`: a private local one, or `attach` to a running cluster).
+
+Can the cluster ever hold one trial? Checked before any Tune work, so a spec asking for more
 CPUs or GPUs per rank than any node has fails with the field's name instead of waiting forever.
 
 `unplaceable` is pure (nodes as resource dicts); `local_node` and `cluster_nodes` read them:
@@ -8,7 +11,11 @@ cluster the driver attached to. An autoscaling cluster's future nodes are not kn
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
+import os
+import socket
 from typing import Mapping, Sequence
 
 from trainers.fields import fail
@@ -72,3 +79,127 @@ def cluster_nodes() -> list[dict[str, float]]:
     import ray
 
     return [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
+
+
+# ---- starting or attaching the driver's Ray --------------------------------------------------
+
+_TOKEN_HELP = ("give this driver the head's token: RAY_AUTH_TOKEN=<token>, or RAY_AUTH_TOKEN_PATH=<file>, "
+               "or the file ~/.ray/auth_token (`ray get-auth-token` on the head prints it)")
+
+
+def start_ray(address: str | None, num_cpus: int | None, quiet: bool = False, record_in: tuple | None = None):
+    """Attach to a cluster (`address`: ``auto``, HOST:PORT or ``ray://``) or start a private local
+    Ray on 127.0.0.1 (`orchestrator.local_ray`; `record_in`: (filesystem, sweep dir) for its
+    record). Returns what to call ``.stop()`` on when the sweep ends: the private Ray, or None
+    (attached, or Ray already initialised in this process: not ours to stop). `quiet`: the
+    trial workers' output is not forwarded and Ray's start-up lines are left out.
+    Raises ValueError with one line when the cluster cannot be reached or refuses the driver."""
+    import ray
+
+    if ray.is_initialized():
+        return None
+    common = dict(log_to_driver=not quiet, logging_level=logging.WARNING if quiet else logging.INFO)
+    if not address:
+        from orchestrator.local_ray import start_private
+
+        return start_private(num_cpus, record_in, **common)
+    if num_cpus is not None:
+        raise ValueError("--num-cpus sets the CPUs of a local Ray; with --address the cluster's nodes have theirs")
+    attach(address, **common)
+    return None
+
+
+def attach(address: str, **init_kwargs) -> None:
+    """`ray.init` on the cluster at `address`, failing at once with one line (ValueError) where
+    Ray would retry for ~25 s and raise a bare ConnectionError: nothing listens there, or the
+    cluster wants a token this driver lacks. A cluster that wants a token gets the one found
+    in Ray's places (`_token_source`), whatever the address form (Ray reads it for ``auto``
+    only), so a driver on the head of a ``ray start`` cluster uses its ``~/.ray/auth_token``.
+    A head started on 127.0.0.1 only (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``) is reached there:
+    Ray would dial this machine's network address instead."""
+    import ray
+    from ray._private import services
+
+    if address.startswith("ray://"):  # Ray Client: its server does its own checks
+        ray.init(address=address, **init_kwargs)
+        return
+    try:
+        found = services.get_ray_address_from_environment(address, None) if address == "auto" else address
+    except ConnectionError:
+        found = None
+    if not found or found == "auto":
+        raise ValueError("--address auto: no running Ray cluster found (no RAY_ADDRESS, no live `ray start` on "
+                         "this machine); give --address HOST:PORT of the head")
+    parsed = services.parse_address(found)
+    if parsed is None or not str(parsed[1]).isdigit():
+        raise ValueError(f"--address {address}: expected HOST:PORT of the head's GCS (e.g. 127.0.0.1:6379), got {found!r}")
+    host, port = parsed[0], int(parsed[1])
+    loopback_head = services.is_localhost(host) and not _listening(services.get_node_ip_address(), port)
+    target = host if loopback_head else services.resolve_ip_for_localhost(host)
+    if not _listening(target, port):
+        raise ValueError(f"--address {address}: no Ray head answers at {target}:{port} (`ray status` on the head "
+                         f"prints its address)")
+    _authenticate(f"{target}:{port}", address)
+    from orchestrator.local_ray import loopback_node
+
+    with loopback_node() if loopback_head else contextlib.nullcontext():
+        ray.init(address=f"{target}:{port}", **init_kwargs)
+
+
+def _listening(host: str, port: int, timeout: float = 3.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _token_source() -> str | None:
+    """Where Ray 2.60 would read a token from, in its order, or None."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "RAY_AUTH_TOKEN"
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if path:
+        return f"RAY_AUTH_TOKEN_PATH={path}" if os.path.isfile(path) and os.path.getsize(path) else None
+    default = os.path.expanduser("~/.ray/auth_token")
+    return default if os.path.isfile(default) and os.path.getsize(default) else None
+
+
+def _authenticate(gcs: str, address: str) -> None:
+    """Settle this process's token mode for the cluster at `gcs`, by asking it: refused without
+    a token while RAY_AUTH_MODE is unset and a token is found, token mode is turned on (what
+    Ray does for ``address="auto"`` only). Not turned on for a cluster without token auth: its
+    workers could not call back into a token-mode driver (its trials die at start).
+    Raises ValueError naming what to set if the cluster still refuses this driver."""
+    if not _refused(gcs):
+        return
+    if os.environ.get("RAY_AUTH_MODE") is None and _token_source():
+        from ray._private.authentication.authentication_token_setup import _enable_token_auth  # private (2.60)
+
+        _enable_token_auth()
+        if not _refused(gcs):
+            return
+    mode, source = os.environ.get("RAY_AUTH_MODE"), _token_source()
+    if mode and mode.lower() != "token":
+        why = f"RAY_AUTH_MODE={mode} here: unset it or set RAY_AUTH_MODE=token, and"
+    elif source:
+        why = f"the token this driver read ({source}) is not the cluster's:"
+    else:
+        why = "this driver has no token:"
+    raise ValueError(f"--address {address}: the cluster at {gcs} requires token authentication and {why} "
+                     f"{_TOKEN_HELP}")
+
+
+def _refused(gcs: str) -> bool:
+    """Whether the GCS at `gcs` refuses one cheap call for want of a token, with this process's
+    auth settings. Any other failure is left to `ray.init`, which reports it in full."""
+    from ray._raylet import GcsClient
+    from ray.exceptions import AuthenticationError
+
+    try:
+        GcsClient(address=gcs).internal_kv_get(b"session_name", b"session", timeout=5)
+    except AuthenticationError:
+        return True
+    except Exception:  # noqa: BLE001 - not an auth refusal
+        return False
+    return False

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from orchestrator.budget import BudgetLedger, budget_text, ledger_from_reports, ledger_from_store, limit_flops
-from orchestrator.cluster import cluster_nodes, local_node, unplaceable
+from orchestrator.cluster import cluster_nodes, local_node, start_ray, unplaceable
 from orchestrator.interrupt import StopSignals, SweepInterrupted, exit_status
 from orchestrator.grid import Grid
 from orchestrator.spec import validate_spec
@@ -157,26 +157,6 @@ def write_ledger(spec: SweepSpec, ledger: BudgetLedger) -> str:
     return path
 
 
-def _start_ray(address: str | None, num_cpus: int | None, quiet: bool = False) -> bool:
-    """Attach to a cluster (`address`) or start a local one bound to 127.0.0.1. Returns
-    whether we started Ray (and so must shut it down). `quiet`: the trial workers' output
-    (DeepSpeed's and the trainer's lines) is not forwarded to this terminal, and Ray's own
-    start-up lines are left out (warnings and errors still show)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    common = dict(log_to_driver=not quiet, logging_level=logging.WARNING if quiet else logging.INFO)
-    if address:
-        ray.init(address=address, **common)
-    else:
-        # address="local": a new instance even when another Ray runs on this machine (a bare
-        # ray.init() would attach to it, and fail when given num_cpus).
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 **common)
-    return True
-
-
 def _check_resources(spec: SweepSpec, nodes: list[dict], where: str) -> None:
     """SpecError if no node arrangement holds one trial (it would wait forever)."""
     driver = TRIAL_CPU_FOR_TRAIN_DRIVER if spec.resources.workers > 1 else 0.0
@@ -277,7 +257,12 @@ def run_sweep(
         node = local_node(num_cpus)
         if node is not None:  # else checked right after Ray starts, before any Tune work
             _check_resources(spec, [node], "this machine (--num-cpus to change)")
-    owns_ray = _start_ray(address, num_cpus, quiet=not verbose)
+    from metrics import resolve
+    from orchestrator.local_ray import reap_left_over
+
+    sweep_fs = resolve(spec.storage, spec.name)
+    reap_left_over(*sweep_fs, spec.name)  # what a killed driver of this sweep left running
+    own_ray = start_ray(address, num_cpus, quiet=not verbose, record_in=sweep_fs)
     try:
         _check_resources(spec, cluster_nodes(), "the Ray cluster")
         limit = limit_flops(spec.budget)
@@ -340,8 +325,8 @@ def run_sweep(
             print(summary.text(), flush=True)
         return summary
     finally:
-        if owns_ray:
-            ray.shutdown()
+        if own_ray is not None:
+            own_ray.stop()
 
 
 def budget_line(trials, limit: float, base_flops: float) -> str:

@@ -57,12 +57,14 @@ def setup_runtime(precision: str, threads: int | None) -> Runtime:
         # torchrun / deepspeed launcher (env://) or a Ray Train worker (group already up).
         deepspeed.init_distributed(dist_backend=backend, verbose=False)
     else:
-        # Standalone: a world of one on a free loopback port, without touching os.environ
-        # (a child process inheriting MASTER_PORT would collide with ours). DeepSpeed's engine
-        # insists on LOCAL_RANK, which is harmless for children to inherit.
+        # Standalone: a world of one over an in-process store, without touching os.environ (a
+        # child inheriting MASTER_PORT would collide with us) and without a TCP store, which
+        # listens on every interface whatever host its URL names (tests/test_cluster_path.py
+        # lists a local sweep's sockets). DeepSpeed's engine insists on LOCAL_RANK, which is
+        # harmless for children to inherit.
         os.environ.setdefault("LOCAL_RANK", "0")
-        deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False, verbose=False,
-                                   init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+        dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
+        deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False, verbose=False)
     rank, world = dist.get_rank(), dist.get_world_size()
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
@@ -103,12 +105,6 @@ def _skip_shm_comm_build() -> None:
 
     if not installed_ops.get("deepspeed_shm_comm", False):
         deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def peak_flops_per_device(device: torch.device, dtype: torch.dtype, threads: int) -> float:

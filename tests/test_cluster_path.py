@@ -1,0 +1,329 @@
+"""The README's cluster section, run against real Ray processes started here (no mocks): a local
+sweep is private and listens on 127.0.0.1 only; a sweep attaches to a `ray start --head`
+cluster with token auth (and fails at once, with one line, without the token); the README's
+`ray job submit ... --address auto` flow; after `kill -9` of a driver, the next `--resume`
+leaves none of its Ray processes or temp folders behind.
+
+Every process is started here and stopped by PID (never `ray stop`, which would stop other
+users' clusters); ports are free ones found by binding port 0; Ray's temp dirs are short paths
+(Unix socket paths are limited to 107 characters)."""
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import psutil
+import pytest
+import yaml
+
+from metrics import load_curves, load_runs
+from orchestrator.local_ray import RECORD, kill_processes, ray_processes
+from orchestrator.spec import load_spec
+from test_sweep import SHAPES, tiny_spec
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(**extra) -> dict:
+    """This test session's environment (DeepSpeed on CPU, the shared cache), the worktree on
+    PYTHONPATH and the venv's scripts on PATH, without any Ray address or auth settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "RAY_AUTH", "RAY_ENABLE"))}
+    env.update(PYTHONPATH=str(REPO), PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")
+    env.update(extra)
+    return env
+
+
+def _spec(tmp_path, name, dataset_tokens=12_000):
+    raw = tiny_spec(tmp_path / "store", name=name, shapes=SHAPES[:1], dataset_tokens=(dataset_tokens,))
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path, load_spec(raw)
+
+
+def _scalesweep(*args, env, timeout=300):
+    return subprocess.run([sys.executable, "-m", "scalesweep.cli", *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _listening(host, port) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _completed(spec) -> list[str]:
+    return [r["status"] for r in load_runs(spec.storage, spec.name).to_pylist()]
+
+
+@contextlib.contextmanager
+def _ray_head(token_auth: bool):
+    """A `ray start --head` cluster as the README describes it: dashboard on 127.0.0.1, every
+    listener on loopback (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0), free ports, its own temp dir and
+    HOME. `token_auth`: the head's ~/.ray/auth_token turns token auth on; else RAY_AUTH_MODE=
+    disabled (the token file is there all the same, as after any local `ray.init`)."""
+    root = Path(tempfile.mkdtemp(prefix="ssh-", dir="/tmp"))
+    home = root / "home"
+    home.mkdir()
+    env = _env(HOME=str(home), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    subprocess.run([BIN / "ray", "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
+    port, dashboard = _free_port(), _free_port()
+    log = open(root / "head.log", "w")
+    proc = subprocess.Popen(
+        [BIN / "ray", "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
+         f"--temp-dir={root / 't'}", "--num-cpus=2", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+         f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={_free_port()}",
+         f"--ray-client-server-port={_free_port()}", "--disable-usage-stats"],
+        env={**env, **({} if token_auth else {"RAY_AUTH_MODE": "disabled"})}, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not (_listening("127.0.0.1", port) and _listening("127.0.0.1", dashboard)):
+            assert proc.poll() is None and time.time() < deadline, (root / "head.log").read_text()[-3000:]
+            time.sleep(0.5)
+        yield SimpleNamespace(root=root, home=home, port=port, dashboard=dashboard, temp=root / "t", env=env)
+    finally:
+        kill_processes([psutil.Process(proc.pid), *ray_processes(str(root / "t"))])
+        log.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def head():
+    """A token-auth head shared by this module's tests."""
+    with _ray_head(token_auth=True) as started:
+        yield started
+
+
+def _sockets(procs) -> list[tuple[str, str, int]]:
+    """(process name, ip, port) of every listening TCP socket of `procs`."""
+    out = []
+    for proc in procs:
+        try:
+            out += [(proc.name(), c.laddr.ip, c.laddr.port) for c in proc.net_connections("inet")
+                    if c.status == psutil.CONN_LISTEN]
+        except psutil.Error:
+            continue
+    return out
+
+
+def _start_driver(spec_path, env):
+    """`scalesweep run SPEC --num-cpus 2 --quiet` in its own session (the test kills it by PID)."""
+    return subprocess.Popen([sys.executable, "-m", "scalesweep.cli", "run", spec_path, "--num-cpus", "2", "--quiet"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _wait_until_training(driver, spec, seconds=150):
+    """Until the driver has recorded its Ray and a trial has reported an evaluation."""
+    deadline = time.time() + seconds
+    while not (_record(spec) and load_curves(spec.storage, spec.name).num_rows):
+        assert driver.poll() is None, f"the driver ended before a trial ran: {driver.communicate()}"
+        assert time.time() < deadline, "timed out waiting for a trial to run"
+        time.sleep(0.3)
+
+
+def _record(spec) -> dict | None:
+    path = Path(spec.storage) / spec.name / RECORD
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def test_local_sweep_is_private_and_listens_on_loopback_only(head, tmp_path):
+    """Ray's default temp dir names the live head (`ray_current_cluster`), the driver has its
+    token: a sweep without --address still starts its own Ray (with --num-cpus, which an
+    attached driver may not pass), and every socket of it (GCS, raylet, agents, the trial
+    worker with its gloo) listens on loopback only."""
+    ray_tmp = tmp_path / "raytmp"
+    ray_tmp.mkdir()
+    (ray_tmp / "ray_current_cluster").write_text(f"127.0.0.1:{head.port}")
+    spec_path, spec = _spec(tmp_path, "private", dataset_tokens=150_000)
+    # gloo pointed at a public interface, as where the hostname resolves to one: the private
+    # Ray still puts the trials' gloo on loopback.
+    public = [name for name, addresses in psutil.net_if_addrs().items()
+              if any(a.family == socket.AF_INET and not a.address.startswith("127.") for a in addresses)]
+    env = _env(HOME=str(head.home), RAY_TMPDIR=str(ray_tmp), **({"GLOO_SOCKET_IFNAME": public[0]} if public else {}))
+    driver = _start_driver(spec_path, env)
+    temp_dir = None
+    try:
+        _wait_until_training(driver, spec)
+        temp_dir = _record(spec)["temp_dir"]
+        assert not temp_dir.startswith(str(head.root))
+        procs = [psutil.Process(driver.pid), *ray_processes(temp_dir)]
+        sockets = _sockets(procs)
+        names = {name for name, _, _ in sockets}
+        assert {"gcs_server", "raylet", "ray::DashboardAgent", "ray::RuntimeEnvAgent"} <= names, sockets
+        assert any(name.startswith("ray::") and "Agent" not in name for name in names), sockets  # the trial worker
+        assert not [s for s in sockets if s[1] not in LOOPBACK], sockets
+        assert head.port not in {port for _, _, port in sockets}
+        out, err = driver.communicate(timeout=300)
+        assert driver.returncode == 0, out[-3000:] + err[-3000:]
+        assert _completed(spec) == ["completed"]
+        assert not [p for p in procs[1:] if p.is_running()] and not os.path.exists(temp_dir)
+        assert _record(spec) is None
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+        if temp_dir:  # the driver killed here could not clean up after itself
+            kill_processes(ray_processes(temp_dir))
+            shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_attach_reads_the_heads_token(head, tmp_path):
+    """On the head (its ~/.ray/auth_token, RAY_AUTH_MODE unset), and elsewhere (no token file,
+    the head's token in RAY_AUTH_TOKEN): --address HOST:PORT attaches and the runs land."""
+    nobody = tmp_path / "home"
+    nobody.mkdir()
+    token = (head.home / ".ray" / "auth_token").read_text().strip()
+    for name, env in (("onhead", _env(HOME=str(head.home))), ("offhead", _env(HOME=str(nobody), RAY_AUTH_TOKEN=token))):
+        spec_path, spec = _spec(tmp_path, name)
+        done = _scalesweep("run", spec_path, "--address", f"127.0.0.1:{head.port}", "--quiet", env=env)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert _completed(spec) == ["completed"]
+        assert _record(spec) is None  # attached: no private Ray was started
+
+
+def test_attach_with_a_token_to_a_cluster_without_token_auth(tmp_path):
+    """A driver holding a token (any local `ray.init` leaves ~/.ray/auth_token) attaches to a head
+    with token auth off: its runs land (a token-mode driver's trials would die at start)."""
+    spec_path, spec = _spec(tmp_path, "noauth")
+    with _ray_head(token_auth=False) as plain:
+        done = _scalesweep("run", spec_path, "--address", f"127.0.0.1:{plain.port}", "--quiet",
+                           env=_env(HOME=str(plain.home)))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert _completed(spec) == ["completed"]
+
+
+def test_attach_without_the_token_fails_at_once_with_one_line(head, tmp_path):
+    spec_path, spec = _spec(tmp_path, "refused")
+    nobody = tmp_path / "home"
+    nobody.mkdir()
+    cases = [(_env(HOME=str(nobody)), "this driver has no token"),
+             (_env(HOME=str(nobody), RAY_AUTH_TOKEN="0" * 64), "the token this driver read (RAY_AUTH_TOKEN)")]
+    for env, why in cases:
+        started = time.time()
+        done = _scalesweep("run", spec_path, "--address", f"127.0.0.1:{head.port}", env=env)
+        assert done.returncode == 2 and time.time() - started < 30, done.stderr[-3000:]
+        assert "Traceback" not in done.stderr, done.stderr[-3000:]
+        line = done.stderr.strip().splitlines()[-1]
+        assert "requires token authentication" in line and why in line and "RAY_AUTH_TOKEN" in line, line
+    free = _free_port()
+    done = _scalesweep("run", spec_path, "--address", f"127.0.0.1:{free}", env=_env(HOME=str(nobody)))
+    assert done.returncode == 2 and f"no Ray head answers at 127.0.0.1:{free}" in done.stderr, done.stderr[-3000:]
+    assert not (tmp_path / "store").exists()  # nothing created
+
+
+def test_ray_job_submit_runs_the_sweep(head, tmp_path):
+    """The README's job flow: `ray job submit --address http://127.0.0.1:PORT --working-dir . --
+    scalesweep run SPEC --address auto` (ray[default]'s jobs CLI). The jobs CLI sends the head's
+    ~/.ray/auth_token only with RAY_AUTH_MODE=token set (without it: 401, "Missing authentication
+    token"); the job's driver then finds the cluster and its token by itself."""
+    spec_path, spec = _spec(tmp_path, "job")
+    done = subprocess.run([BIN / "ray", "job", "submit", "--address", f"http://127.0.0.1:{head.dashboard}",
+                           "--working-dir", ".", "--", "scalesweep", "run", str(spec_path), "--address", "auto",
+                           "--quiet"], cwd=REPO, env=_env(HOME=str(head.home), RAY_AUTH_MODE="token"),
+                          capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "succeeded" in done.stdout + done.stderr
+    assert _completed(spec) == ["completed"]
+
+
+def test_kill_9_then_resume_leaves_nothing_running(tmp_path):
+    """`kill -9` of the driver mid-run leaves its Ray agents running; the next `--resume` of the
+    same sweep stops every process of the first driver's Ray and removes its temp folders (the
+    trials' ckpt-* and scalesweep-trial-* included: they live in that Ray's temp dir)."""
+    tmp = Path(tempfile.mkdtemp(prefix="ssk-", dir="/tmp"))  # the drivers' TMPDIR: what they leave
+    spec_path, spec = _spec(tmp_path, "killed", dataset_tokens=150_000)
+    env = _env(TMPDIR=str(tmp))
+    driver = _start_driver(spec_path, env)
+    first = None
+    try:
+        _wait_until_training(driver, spec)
+        first = _record(spec)
+        assert first["temp_dir"].startswith(str(tmp))
+        trial_tmp = Path(first["temp_dir"]) / "tmp"
+        assert list(trial_tmp.glob("ckpt-*")) or list(trial_tmp.glob("scalesweep-trial-*"))
+        procs = ray_processes(first["temp_dir"])
+        assert len(procs) >= 4
+        driver.send_signal(signal.SIGKILL)  # the driver only, as `kill -9 PID` does
+        driver.communicate(timeout=30)
+        time.sleep(2)
+        left = [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        resumed = _scalesweep("run", spec_path, "--resume", "--num-cpus", "2", "--quiet", env=env)
+        assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+        assert f"cleaned up after an earlier driver of sweep {spec.name} (PID {driver.pid})" in resumed.stderr
+        still = [(p.pid, p.name()) for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert not still, (still, [(p.pid, p.name()) for p in left])
+        # No Ray temp dir, no ckpt-*, no scalesweep-trial-*. Ray AIR's `_ray_lockfiles` (file locks
+        # every Ray process on the machine shares, in the system temp dir) is not the sweep's.
+        assert [p.name for p in tmp.iterdir() if p.name != "_ray_lockfiles"] == []
+        assert _completed(spec) == ["completed"]
+        assert _record(spec) is None
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+        for path in tmp.glob("ss-ray-*"):
+            kill_processes(ray_processes(str(path)))
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_a_running_driver_of_the_sweep_is_not_reaped_and_a_second_one_refused(tmp_path):
+    """The record names a live driver on this host: a second `run` of the sweep stops with one
+    line (exit 2) and kills nothing; a record from another host is left alone, with a warning."""
+    spec_path, spec = _spec(tmp_path, "twice")
+    sweep_dir = Path(spec.storage) / spec.name
+    sweep_dir.mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        first = psutil.Process(other.pid)
+        record = {"host": socket.gethostname(), "driver_pid": other.pid, "driver_started": first.create_time(),
+                  "temp_dir": str(tmp_path / "gone"), "processes": [[other.pid, first.create_time()]]}
+        (sweep_dir / RECORD).write_text(json.dumps(record))
+        done = _scalesweep("run", spec_path, "--num-cpus", "1", env=_env())
+        assert done.returncode == 2, done.stderr[-3000:]
+        assert done.stderr.strip().splitlines()[-1].endswith(
+            f"sweep {spec.name}: another driver (PID {other.pid}) is running it on this host "
+            f"({sweep_dir / RECORD}); stop that one first"), done.stderr[-3000:]
+        assert first.is_running() and (sweep_dir / RECORD).exists() and not (sweep_dir / "runs").exists()
+
+        (sweep_dir / RECORD).write_text(json.dumps({**record, "host": "elsewhere"}))
+        done = _scalesweep("run", spec_path, "--num-cpus", "1", "--quiet", env=_env())
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert f"a driver of sweep {spec.name} ran on host elsewhere" in done.stderr
+        assert first.is_running() and _completed(spec) == ["completed"]
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_num_cpus_with_address_is_refused(tmp_path):
+    """--num-cpus sizes a local Ray; with --address it used to be dropped without a word."""
+    spec_path, spec = _spec(tmp_path, "both")
+    done = _scalesweep("run", spec_path, "--address", f"127.0.0.1:{_free_port()}", "--num-cpus", "2", env=_env())
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1].endswith(
+        "--num-cpus sets the CPUs of a local Ray; with --address the cluster's nodes have theirs"), done.stderr[-3000:]
+    assert not (tmp_path / "store" / spec.name / "runs").exists()
