@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from orchestrator.budget import BudgetLedger, budget_text, ledger_from_reports, ledger_from_store, limit_flops
-from orchestrator.cluster import cluster_nodes, local_node, unplaceable
+from orchestrator.cluster import cluster_nodes, local_node, max_concurrent_trials, trial_resources, unplaceable
 from orchestrator.interrupt import StopSignals, SweepInterrupted, exit_status
 from orchestrator.spec import GridPlan, SpecError, SweepSpec, validate_spec
 from orchestrator.trial import ENDED_STATUSES
@@ -36,9 +35,6 @@ class _NoMissingLoggerFiles(logging.Filter):
 
 
 logging.getLogger("ray.tune.analysis.experiment_analysis").addFilter(_NoMissingLoggerFiles())
-
-
-TRIAL_CPU_FOR_TRAIN_DRIVER = 0.01  # a multi-worker trial only drives a TorchTrainer; must be > 0
 
 
 @dataclass(frozen=True)
@@ -124,25 +120,6 @@ def experiment_storage(spec: SweepSpec) -> str:
     return f"{sweep_dir(spec)}/tune"
 
 
-def trial_resources(spec: SweepSpec) -> dict[str, float]:
-    """What the Tune trial itself reserves. A multi-worker trial reserves almost nothing: its
-    TorchTrainer's workers reserve their own CPUs/GPUs."""
-    res = spec.resources
-    if res.workers > 1:
-        return {"CPU": TRIAL_CPU_FOR_TRAIN_DRIVER}
-    return {"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if res.gpus_per_worker else {})}
-
-
-def max_concurrent_trials(spec: SweepSpec, cluster: Mapping[str, float]) -> int:
-    """How many trials the cluster's resources hold at once (at least one)."""
-    res = spec.resources
-    need = {"CPU": res.workers * res.cpus_per_worker, "GPU": res.workers * res.gpus_per_worker}
-    if res.workers > 1:
-        need["CPU"] += TRIAL_CPU_FOR_TRAIN_DRIVER
-    fits = [math.floor(cluster.get(kind, 0.0) / amount + 1e-9) for kind, amount in need.items() if amount > 0]
-    return max(1, min(fits))
-
-
 def write_ledger(spec: SweepSpec, ledger: BudgetLedger) -> str:
     """``<storage>/<sweep>/ledger.json``, written atomically (`metrics.write_atomically`)."""
     from metrics import resolve, write_atomically
@@ -176,8 +153,7 @@ def _start_ray(address: str | None, num_cpus: int | None, quiet: bool = False) -
 
 def _check_resources(spec: SweepSpec, nodes: list[dict], where: str) -> None:
     """SpecError if no node arrangement holds one trial (it would wait forever)."""
-    driver = TRIAL_CPU_FOR_TRAIN_DRIVER if spec.resources.workers > 1 else 0.0
-    problem = unplaceable(spec.resources, nodes, driver_cpus=driver, where=where)
+    problem = unplaceable(spec.resources, nodes, where=where)
     if problem:
         raise SpecError(problem)
 
@@ -280,11 +256,11 @@ def run_sweep(
         limit = limit_flops(spec.budget)
         stored = load_runs(spec.storage, spec.name).to_pylist()
         ledger, done = ledger_from_store(limit, stored)
-        max_concurrent = max_concurrent_trials(spec, ray.cluster_resources())
+        max_concurrent = max_concurrent_trials(spec.resources, ray.cluster_resources())
         searcher = (make_searcher or _make_searcher)(spec, plan, ledger, done, max_concurrent)
         if hasattr(searcher, "seed_from_store"):
             searcher.seed_from_store(stored)  # stored runs count in its ledger and feed its designer
-        trainable = tune.with_resources(run_trial, trial_resources(spec))
+        trainable = tune.with_resources(run_trial, trial_resources(spec.resources))
         storage = experiment_storage(spec)
         path = f"{storage}/{spec.name}"
         reporter = make_reporter(limit, ledger.spent, key_width=max(len(t.trial_key) for t in plan.trials))
