@@ -212,13 +212,16 @@ def run_trial(config: dict[str, Any]) -> None:
 
     trial = TrialConfig.from_tune(config)
     ended = ended_run(trial.storage, trial.sweep, trial.trial_key)
+    if ended is None and trial.workers > 1:
+        _run_data_parallel(trial)
+        # its runs row, not Train's result, whose metrics are those of the latest checkpoint
+        ended = ended_run(trial.storage, trial.sweep, trial.trial_key)
+        if ended is None:
+            raise RuntimeError(f"trial {trial.trial_key}: its workers ended without an ended runs row")
     if ended is not None:
         from trainers.record import TrainResult
 
         tune.report(TrainResult.from_run_row(ended).tune_metrics())
-        return
-    if trial.workers > 1:
-        tune.report(_run_data_parallel(trial))
         return
     result = _resume_and_train(trial, tune.get_checkpoint(), tune.report, tune.Checkpoint)
     tune.report(result.tune_metrics())
@@ -248,7 +251,7 @@ def _train_worker(loop_config: dict) -> None:
     ray.train.report(result.tune_metrics())
 
 
-def _run_data_parallel(trial: TrialConfig) -> dict:
+def _run_data_parallel(trial: TrialConfig) -> None:
     """Several workers: a Ray Train TorchTrainer started from inside the Tune trial. The Train run
     is named by the trial's key in `train_storage`, so a retry (Tune's: Train itself does not
     retry, `--max-failures` counts once) resumes from the checkpoint the failed attempt left."""
@@ -274,4 +277,3 @@ def _run_data_parallel(trial: TrialConfig) -> dict:
     result = trainer.fit()
     if result.error:
         raise result.error
-    return dict(result.metrics or {})
