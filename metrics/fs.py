@@ -36,6 +36,38 @@ def resolve(storage: str, *parts: str) -> tuple[pafs.FileSystem, str]:
     return fs, "/".join([root.rstrip("/")] + [p for p in parts if p])
 
 
+def join(location: str | os.PathLike, *parts: str) -> str:
+    """``location`` (a local path or a pyarrow.fs URI) with path ``parts`` appended; a URI's
+    ``?query`` options (``endpoint_override=...``) stay at the end, where `resolve` reads them."""
+    location = os.fspath(location)
+    base, sep, query = location.partition("?") if "://" in location else (location, "", "")
+    return "/".join([base.rstrip("/") or "/", *[p for p in parts if p]]) + sep + query
+
+
+def check_reachable(storage: str, field: str = "storage") -> None:
+    """Raise ValueError (one line naming ``field``) unless ``storage`` can hold a store: its
+    filesystem answers (credentials, endpoint), it is not a file, and its nearest existing
+    ancestor is a writable directory (local) or its bucket exists (object store)."""
+    try:
+        fs, root = resolve(storage)
+        info = fs.get_file_info(root)
+        if info.type == pafs.FileType.File:
+            raise ValueError(f"{field}: {storage} is a file, not a directory")
+        if isinstance(fs, pafs.LocalFileSystem):
+            existing = root
+            while not os.path.exists(existing):
+                existing = os.path.dirname(existing)
+            if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
+                raise ValueError(f"{field}: {storage} cannot be created ({existing} is not a writable directory)")
+        elif info.type == pafs.FileType.NotFound:
+            bucket = root.split("/", 1)[0]
+            if fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+                raise ValueError(f"{field}: {storage}: bucket {bucket!r} does not exist")
+    except OSError as err:  # pyarrow's network, permission and credential errors
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{field}: {storage} is not reachable ({reason})") from None
+
+
 def validate_name(kind: str, value: str) -> str:
     """``value`` if it is usable as a sweep name or trial id (a hive partition directory);
     raises ValueError naming ``kind`` otherwise."""

@@ -203,9 +203,16 @@ def validate_spec(spec: SweepSpec | str | os.PathLike | Mapping, *,
     build every trial's TrainConfig and batch geometry (the trainer's own checks), the budget
     cut and the search target, then (unless `check_corpus` is False) the data checks: the corpus
     exists, its token count holds every trial's dataset_tokens plus the validation split, and
-    each extra-eval set can be read. Raises SpecError, one line per problem."""
+    each extra-eval set can be read; the storage is reachable (`metrics.check_reachable`).
+    Raises SpecError, one line per problem."""
+    from metrics import check_reachable
+
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
     plan = expand_grid(spec)
+    try:  # the driver reads and writes the store (ledger, resume) before any trial runs
+        check_reachable(spec.storage)
+    except ValueError as err:
+        raise SpecError(str(err)) from None
     if check_corpus:
         check_data(spec, plan)
     return spec, plan
@@ -214,8 +221,10 @@ def validate_spec(spec: SweepSpec | str | os.PathLike | Mapping, *,
 def validate_command(path: str | os.PathLike, *, check_corpus: bool = True) -> str:
     """What `scalesweep validate <spec>` prints; raises SpecError (a ValueError) on a bad spec.
     Resources are checked by `run`, against the cluster it attaches to."""
+    from metrics import join
+
     spec, plan = validate_spec(path, check_corpus=check_corpus)
-    lines = [f"sweep {spec.name} -> {spec.storage.rstrip('/')}/{spec.name}/", format_grid(plan)]
+    lines = [f"sweep {spec.name} -> {join(spec.storage, spec.name)}/", format_grid(plan)]
     if not check_corpus:
         lines.append("data checks deferred (each trial runs them when it loads the corpus): "
                      + "; ".join(DATA_CHECKS))

@@ -83,10 +83,12 @@ class SweepSummary:
         return "\n".join((self.line(), *self.design))
 
     def line(self) -> str:
+        from metrics import join
+
         state = f" interrupted by {self.interrupted}" if self.interrupted else ""
         return (f"sweep {self.sweep}{state}: {status_text(self.statuses)}, {len(self.skipped)} skipped by budget; "
                 f"spent {self.spent_flops:.3g} of {self.limit_flops:.3g} FLOPs in {self.wall_s:.0f} s; metrics in "
-                f"{self.storage}/{self.sweep}/ (runs/, curves/)")
+                f"{join(self.storage, self.sweep)}/ (runs/, curves/)")
 
 
 def status_text(statuses: Mapping[str, int]) -> str:
@@ -113,11 +115,15 @@ def run_statuses(runs: Iterable[Mapping], interrupted_keys: Iterable[str] = ()) 
 
 
 def sweep_dir(spec: SweepSpec) -> str:
-    return f"{spec.storage.rstrip('/')}/{spec.name}"
+    from metrics import join
+
+    return join(spec.storage, spec.name)
 
 
 def experiment_storage(spec: SweepSpec) -> str:
-    return f"{sweep_dir(spec)}/tune"
+    from metrics import join
+
+    return join(sweep_dir(spec), "tune")
 
 
 def write_ledger(spec: SweepSpec, ledger: BudgetLedger) -> str:
@@ -205,6 +211,13 @@ def _rerun_with(tuner, verbose: int, reporter, max_failures: int) -> None:
     run_config.failure_config = tune.FailureConfig(max_failures=max_failures)
 
 
+def experiment_path(spec: SweepSpec) -> str:
+    """The Tune experiment: ``<storage>/<sweep>/tune/<sweep>`` (a URI's query options kept)."""
+    from metrics import join
+
+    return join(experiment_storage(spec), spec.name)
+
+
 def trial_dirname(trial) -> str:
     """The trial's directory: its stable key plus Tune's id (a key can run again on resume)."""
     return f"{trial.config.get('trial_key', 'trial')}-{trial.trial_id}"
@@ -262,7 +275,7 @@ def run_sweep(
             searcher.seed_from_store(stored)  # stored runs count in its ledger and feed its designer
         trainable = tune.with_resources(run_trial, trial_resources(spec.resources))
         storage = experiment_storage(spec)
-        path = f"{storage}/{spec.name}"
+        path = experiment_path(spec)
         reporter = make_reporter(limit, ledger.spent, key_width=max(len(t.trial_key) for t in plan.trials))
         if resume and tune.Tuner.can_restore(path):
             tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
