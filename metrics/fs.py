@@ -44,17 +44,19 @@ def join(location: str | os.PathLike, *parts: str) -> str:
     return "/".join([base.rstrip("/") or "/", *[p for p in parts if p]]) + sep + query
 
 
-def check_reachable(storage: str, field: str = "storage") -> None:
-    """Raise ValueError (one line naming ``field``) unless ``storage`` can hold a store: its
-    filesystem answers (credentials, endpoint), it is not a file, and its nearest existing
-    ancestor is a writable directory (local) or its bucket exists (object store)."""
+def check_reachable(storage: str, field: str = "storage", *, file: bool = False) -> None:
+    """Raise ValueError (one line naming ``field``) unless ``storage`` can hold a store (or, with
+    ``file``, be written as one file): its filesystem answers (credentials, endpoint), it is not
+    a file (a directory), and its nearest existing ancestor is a writable directory (local) or
+    its bucket exists (object store)."""
     try:
         fs, root = resolve(storage)
         info = fs.get_file_info(root)
-        if info.type == pafs.FileType.File:
-            raise ValueError(f"{field}: {storage} is a file, not a directory")
+        if info.type == (pafs.FileType.Directory if file else pafs.FileType.File):
+            raise ValueError(f"{field}: {storage} is a {'directory' if file else 'file'}, not a "
+                             f"{'file' if file else 'directory'}")
         if isinstance(fs, pafs.LocalFileSystem):
-            existing = root
+            existing = os.path.dirname(root) if file else root
             while not os.path.exists(existing):
                 existing = os.path.dirname(existing)
             if not os.path.isdir(existing) or not os.access(existing, os.W_OK):

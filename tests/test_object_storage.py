@@ -129,3 +129,23 @@ def test_every_store_command_works_on_s3(s3, tmp_path, monkeypatch):
     local = _cli(["report", storage, "--sweep", "s3sweep", "--out", str(tmp_path / "local")], env, cwd)
     assert local.returncode == 0 and (tmp_path / "local" / "report.md").read_text().startswith("# Sweep `s3sweep`")
     assert list(cwd.iterdir()) == []  # nothing local, no folder named 's3:'
+
+
+def test_fit_reads_and_replay_writes_files_on_s3(s3, tmp_path, monkeypatch, capsys):
+    for key, value in s3_env(s3).items():
+        monkeypatch.setenv(key, value)
+    fs, _ = pafs.FileSystem.from_uri(f"s3://{BUCKET}")
+    with fs.open_output_stream(f"{BUCKET}/ref/epoch.csv") as out:
+        out.write((REPO / "fitting" / "reference" / "epoch_chinchilla.csv").read_bytes())
+    assert main(["fit", f"s3://{BUCKET}/ref/epoch.csv", "--law", "chinchilla", "--json"]) == 0
+    assert '"law": "chinchilla"' in capsys.readouterr().out
+    assert main(["replay", "--example", "epoch-chinchilla", "--strategy", "random",
+                 "--out", f"s3://{BUCKET}/out/predictions.csv"]) == 0
+    with fs.open_input_stream(f"{BUCKET}/out/predictions.csv") as stream:
+        assert stream.read().splitlines()[0].endswith(b'"predicted_loss","lower","upper"')
+    capsys.readouterr()
+    assert main(["replay", "--example", "epoch-chinchilla", "--out", "s3://nobucket/p.csv"]) == 2
+    assert capsys.readouterr().err.strip() == ("scalesweep replay: error: --out: s3://nobucket/p.csv: bucket "
+                                               "'nobucket' does not exist")
+    assert main(["fit", f"s3://{BUCKET}/ref/missing.csv"]) == 2
+    assert "runs input not found: s3://bucket/ref/missing.csv" in capsys.readouterr().err
