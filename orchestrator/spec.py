@@ -197,24 +197,32 @@ def load_spec(path_or_dict: str | os.PathLike | Mapping) -> SweepSpec:
     return SweepSpec(**parts)
 
 
-def validate_spec(spec: SweepSpec | str | os.PathLike | Mapping, *,
-                  check_corpus: bool = True) -> tuple[SweepSpec, GridPlan]:
+def validate_spec(spec: SweepSpec | str | os.PathLike | Mapping, *, check_corpus: bool = True,
+                  check_storage: bool = True) -> tuple[SweepSpec, GridPlan]:
     """The one validation pass `validate` and `run` share, before Ray starts: parse the spec,
     build every trial's TrainConfig and batch geometry (the trainer's own checks), the budget
     cut and the search target, then (unless `check_corpus` is False) the data checks: the corpus
     exists, its token count holds every trial's dataset_tokens plus the validation split, and
-    each extra-eval set can be read; the storage is reachable (`metrics.check_reachable`).
+    each extra-eval set can be read; and (unless `check_storage` is False) that the storage is
+    reachable from here (`metrics.check_reachable`: the driver reads and writes the store).
     Raises SpecError, one line per problem."""
     from metrics import check_reachable
 
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
     plan = expand_grid(spec)
-    try:  # the driver reads and writes the store (ledger, resume) before any trial runs
-        check_reachable(spec.storage)
-    except ValueError as err:
-        raise SpecError(str(err)) from None
+    problems = []
     if check_corpus:
-        check_data(spec, plan)
+        try:
+            check_data(spec, plan)
+        except SpecError as err:
+            problems.append(str(err))
+    if check_storage:
+        try:
+            check_reachable(spec.storage)
+        except ValueError as err:
+            problems.append(str(err))
+    if problems:
+        raise SpecError("\n".join(problems))
     return spec, plan
 
 
@@ -223,10 +231,11 @@ def validate_command(path: str | os.PathLike, *, check_corpus: bool = True) -> s
     Resources are checked by `run`, against the cluster it attaches to."""
     from metrics import join
 
-    spec, plan = validate_spec(path, check_corpus=check_corpus)
+    # a cluster-only spec: its storage may answer only there (`run` always checks it)
+    spec, plan = validate_spec(path, check_corpus=check_corpus, check_storage=check_corpus)
     lines = [f"sweep {spec.name} -> {join(spec.storage, spec.name)}/", format_grid(plan)]
     if not check_corpus:
         lines.append("data checks deferred (each trial runs them when it loads the corpus): "
-                     + "; ".join(DATA_CHECKS))
+                     + "; ".join(DATA_CHECKS) + "; storage not checked from here (`run` checks it)")
     lines.append("resources are checked by `scalesweep run` against the cluster it runs on")
     return "\n".join(lines)

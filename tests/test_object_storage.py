@@ -63,7 +63,7 @@ def _spec_file(tmp_path: Path, storage: str, **overrides) -> Path:
 
 
 def _validate(spec: Path, capsys) -> tuple[int, list[str]]:
-    code = main(["validate", str(spec), "--defer-data-checks"])
+    code = main(["validate", str(spec)])
     return code, capsys.readouterr().err.strip().splitlines()
 
 
@@ -84,7 +84,7 @@ def test_validate_names_a_missing_bucket_and_a_file_as_storage(s3, tmp_path, mon
     (tmp_path / "a_file").write_text("")
     code, err = _validate(_spec_file(tmp_path, str(tmp_path / "a_file" / "store")), capsys)
     assert code == 2 and len(err) == 1 and err[0].startswith("scalesweep validate: error: storage: "), err
-    assert main(["validate", str(_spec_file(tmp_path, f"s3://{BUCKET}/ok")), "--defer-data-checks"]) == 0
+    assert main(["validate", str(_spec_file(tmp_path, f"s3://{BUCKET}/ok"))]) == 0
 
 
 def _cli(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:

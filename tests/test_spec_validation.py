@@ -229,7 +229,8 @@ def test_trial_requests_fit_the_ranks_alone():
 
 
 @pytest.mark.parametrize("resources,field", [({"cpus_per_worker": 64}, "resources.cpus_per_worker"),
-                                             ({"gpus_per_worker": 64}, "resources.gpus_per_worker")])
+                                             ({"gpus_per_worker": 64}, "resources.gpus_per_worker"),
+                                             ({"workers": 4}, "resources.workers")])
 def test_run_refuses_resources_no_node_can_hold_before_ray_starts(tmp_path, monkeypatch, resources, field):
     import ray
 
