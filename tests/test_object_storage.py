@@ -149,3 +149,28 @@ def test_fit_reads_and_replay_writes_files_on_s3(s3, tmp_path, monkeypatch, caps
                                                "'nobucket' does not exist")
     assert main(["fit", f"s3://{BUCKET}/ref/missing.csv"]) == 2
     assert "runs input not found: s3://bucket/ref/missing.csv" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_data_parallel_checkpoints_land_in_the_bucket(s3, tmp_path, monkeypatch):
+    """A 2-worker trial's Ray Train run (every rank's checkpoint shards) lives in the sweep's S3
+    storage, where a retry on any node finds it."""
+    from metrics import load_runs
+    from orchestrator.trial import train_storage
+
+    env = s3_env(s3)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    storage = f"s3://{BUCKET}/dp"
+    spec = _spec_file(tmp_path, storage, name="dp", shapes=SHAPES[:1], dataset_tokens=(12_000,),
+                      resources={"workers": 2, "cpus_per_worker": 1}, trainer={"zero_stage": 2})
+    done = _cli(["run", str(spec), "--num-cpus", "2", "--quiet"], env, tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (row,) = load_runs(storage, "dp").to_pylist()
+    assert row["status"] == "completed" and row["world_size"] == 2
+    fs, root = train_storage(storage, "dp")
+    names = [i.path.removeprefix(f"{root}/{row['trial_id']}/")
+             for i in fs.get_file_info(pafs.FileSelector(f"{root}/{row['trial_id']}", recursive=True))]
+    assert "checkpoint_manager_snapshot.json" in names, names
+    shards = {n.rsplit("/", 1)[-1] for n in names if "optim_states" in n}
+    assert shards == {"zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_1_mp_rank_00_optim_states.pt"}
