@@ -138,7 +138,12 @@ def test_fit_reads_and_replay_writes_files_on_s3(s3, tmp_path, monkeypatch, caps
     with fs.open_output_stream(f"{BUCKET}/ref/epoch.csv") as out:
         out.write((REPO / "fitting" / "reference" / "epoch_chinchilla.csv").read_bytes())
     assert main(["fit", f"s3://{BUCKET}/ref/epoch.csv", "--law", "chinchilla", "--json"]) == 0
-    assert '"law": "chinchilla"' in capsys.readouterr().out
+    fitted = capsys.readouterr().out
+    assert '"law": "chinchilla"' in fitted
+    with fs.open_output_stream(f"{BUCKET}/ref/fit.json") as out:  # plan reads a fit kept in the bucket
+        out.write(fitted.encode())
+    assert main(["plan", "--params", f"s3://{BUCKET}/ref/fit.json", "--compute", "1e22"]) == 0
+    assert capsys.readouterr().out.strip()
     assert main(["replay", "--example", "epoch-chinchilla", "--strategy", "random",
                  "--out", f"s3://{BUCKET}/out/predictions.csv"]) == 0
     with fs.open_input_stream(f"{BUCKET}/out/predictions.csv") as stream:
