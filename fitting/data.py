@@ -94,13 +94,10 @@ def _read_path(path: str) -> tuple[dict[str, np.ndarray], str, bool]:
     pyarrow.fs URI (s3://bucket/runs.csv, s3://bucket/prefix/sweep)."""
     from pyarrow import fs as pafs
 
-    from metrics import load_runs, require_sweep, resolve
+    from metrics import load_runs, require_sweep
+    from metrics.fs import file_info
 
-    try:
-        fs, fs_path = resolve(path)
-        info = fs.get_file_info(fs_path)
-    except OSError as err:  # an object store that does not answer
-        raise ValueError(f"cannot reach {path}: {err}") from err
+    fs, fs_path, info = file_info(path, "runs input")  # an object store that does not answer: one line
     if info.type == pafs.FileType.NotFound:
         raise FileNotFoundError(f"runs input not found: {path}")
     if info.type == pafs.FileType.Directory:

@@ -73,6 +73,10 @@ def test_validate_names_an_unreachable_storage(tmp_path, monkeypatch, capsys):
     code, err = _validate(_spec_file(tmp_path, "s3://bucket/prefix"), capsys)
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith("scalesweep validate: error: storage: s3://bucket/prefix is not reachable"), err
+    for command in (["report", "s3://bucket/prefix", "--sweep", "grid"], ["fit", "s3://bucket/prefix/grid"]):
+        assert main(command) == 2, command
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "s3://bucket/prefix" in err[0] and "is not reachable" in err[0], err
 
 
 def test_validate_names_a_missing_bucket_and_a_file_as_storage(s3, tmp_path, monkeypatch, capsys):
