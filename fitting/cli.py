@@ -161,7 +161,16 @@ def cmd_fit(args) -> int:
 
 
 def _read_params(spec: str):
-    if os.path.isfile(spec):
+    if "://" in spec:  # a `fit --json` output kept in object storage
+        from metrics import resolve
+
+        fs, path = resolve(spec)
+        try:
+            with fs.open_input_stream(path) as stream:
+                obj = json.loads(stream.read())
+        except (OSError, ValueError) as err:
+            raise ValueError(f"--params: cannot read {spec} ({str(err).splitlines()[0] if str(err) else err})") from None
+    elif os.path.isfile(spec):
         with open(spec) as fh:
             obj = json.load(fh)
     else:

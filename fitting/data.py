@@ -85,35 +85,43 @@ def read_table(source) -> tuple[dict[str, np.ndarray], str, bool]:
     if mod.startswith("pandas"):
         return {str(c): source[c].to_numpy() for c in source.columns}, "pandas frame", False
     if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        if not os.path.exists(path) and "://" not in path:
-            raise FileNotFoundError(f"runs input not found: {path}")
-        if os.path.isdir(path) or "://" in path:
-            if any(f.endswith((".parquet", ".csv")) for f in os.listdir(path)) if os.path.isdir(path) else False:
-                pass  # a folder of plain tables is read below as a dataset
-            else:
-                try:
-                    from metrics import load_runs, require_sweep
-                except ImportError as err:  # pragma: no cover - store written elsewhere
-                    raise ValueError(f"{path} is a directory but metrics is not available: {err}") from err
-                require_sweep(path)  # a store root or a stray directory is named, not read as empty
-                tab = load_runs(path)
-                return {n: tab.column(n).to_numpy(zero_copy_only=False) for n in tab.column_names}, path, True
-        try:  # a parse error names the file (pyarrow's ArrowInvalid is a ValueError; I/O errors are OSError)
-            if path.endswith(".csv") or path.endswith(".csv.gz") or path.endswith(".tsv"):
-                import pyarrow.csv as pcsv
-
-                opts = pcsv.ParseOptions(delimiter="\t") if path.endswith(".tsv") else None
-                tab = pcsv.read_csv(path, parse_options=opts)
-            else:
-                import pyarrow.parquet as pq
-
-                tab = pq.read_table(path)
-        except (ValueError, OSError) as err:
-            raise ValueError(f"cannot read {path} as a {'CSV' if '.csv' in path or path.endswith('.tsv') else 'Parquet'}"
-                             f" table: {err}") from err
-        return {n: tab.column(n).to_numpy(zero_copy_only=False) for n in tab.column_names}, path, False
+        return _read_path(os.fspath(source))
     raise TypeError(f"cannot read runs from {type(source).__name__}")
+
+
+def _read_path(path: str) -> tuple[dict[str, np.ndarray], str, bool]:
+    """A CSV/TSV/Parquet file, a folder of them, or a sweep's store directory: a local path or a
+    pyarrow.fs URI (s3://bucket/runs.csv, s3://bucket/prefix/sweep)."""
+    from pyarrow import fs as pafs
+
+    from metrics import load_runs, require_sweep
+    from metrics.fs import file_info
+
+    fs, fs_path, info = file_info(path, "runs input")  # an object store that does not answer: one line
+    if info.type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"runs input not found: {path}")
+    if info.type == pafs.FileType.Directory:
+        listed = fs.get_file_info(pafs.FileSelector(fs_path))
+        if not any(f.base_name.endswith((".parquet", ".csv")) for f in listed):
+            require_sweep(path)  # a store root or a stray directory is named, not read as empty
+            tab = load_runs(path)
+            return {n: tab.column(n).to_numpy(zero_copy_only=False) for n in tab.column_names}, path, True
+        # else a folder of plain tables, read below as a dataset
+    csv = path.endswith((".csv", ".csv.gz", ".tsv"))
+    try:  # a parse error names the file (pyarrow's ArrowInvalid is a ValueError; I/O errors are OSError)
+        if csv:
+            import pyarrow.csv as pcsv
+
+            opts = pcsv.ParseOptions(delimiter="\t") if path.endswith(".tsv") else None
+            with fs.open_input_stream(fs_path) as stream:  # compression detected from the extension
+                tab = pcsv.read_csv(stream, parse_options=opts)
+        else:
+            import pyarrow.parquet as pq
+
+            tab = pq.read_table(fs_path, filesystem=fs)
+    except (ValueError, OSError) as err:
+        raise ValueError(f"cannot read {path} as a {'CSV' if csv else 'Parquet'} table: {err}") from err
+    return {n: tab.column(n).to_numpy(zero_copy_only=False) for n in tab.column_names}, path, False
 
 
 def _pick(cols: Mapping[str, Any], logical: str, explicit: str | None, is_store: bool, desc: str) -> str | None:

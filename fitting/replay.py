@@ -278,6 +278,9 @@ def _write_predictions(path, cols: Mapping[str, np.ndarray], iv) -> None:
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
+    from metrics import resolve, write_atomically
+
     table = pa.table({**{k: np.asarray(v) for k, v in cols.items()},
                       "predicted_loss": iv.mean, "lower": iv.lo, "upper": iv.hi})
-    pcsv.write_csv(table, path)
+    fs, target = resolve(path)  # a local path or a pyarrow.fs URI
+    write_atomically(target, lambda stream: pcsv.write_csv(table, stream), fs)

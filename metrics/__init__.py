@@ -31,7 +31,7 @@ Contract choices (and why):
 
 Modules (the ground floor: ``metrics`` imports no other package of this project, and every
 package may import it): ``metrics.statuses`` (the run-status vocabulary), ``metrics.schema``
-(schemas, version, conformance), ``metrics.fs`` (``resolve``, names, part listing and the
+(schemas, version, conformance), ``metrics.fs`` (``resolve``, ``join``, ``check_reachable``, names, part listing and the
 project's one atomic-write helper), ``metrics.writer`` (``TrialWriter``) and ``metrics.readers``
 (``load_runs``, ``load_curves``, ``list_sweeps``, ``require_sweep``, the part reader). The public
 API below is imported lazily, so ``import metrics.statuses`` costs no pyarrow.
@@ -49,7 +49,8 @@ _PUBLIC = {
     "EXTRA_EVAL_PREFIX": "metrics.schema", "RUNS_SCHEMA": "metrics.schema",
     "REQUIRED_CURVE_COLUMNS": "metrics.schema", "REQUIRED_RUN_COLUMNS": "metrics.schema",
     "curves_schema": "metrics.schema",
-    "resolve": "metrics.fs", "validate_name": "metrics.fs", "write_atomically": "metrics.fs",
+    "resolve": "metrics.fs", "join": "metrics.fs", "check_reachable": "metrics.fs",
+    "validate_name": "metrics.fs", "write_atomically": "metrics.fs",
     "TrialWriter": "metrics.writer",
     "load_runs": "metrics.readers", "load_curves": "metrics.readers", "list_sweeps": "metrics.readers",
     "require_sweep": "metrics.readers", "SkippedPart": "metrics.readers",
@@ -59,7 +60,7 @@ _PUBLIC = {
 __all__ = ["RUN_STATUSES", "ENDED_STATUSES", "USABLE_STATUSES", *_PUBLIC]
 
 if TYPE_CHECKING:
-    from metrics.fs import resolve, validate_name, write_atomically
+    from metrics.fs import check_reachable, join, resolve, validate_name, write_atomically
     from metrics.readers import (
         SkippedPart, UnreadablePartWarning, list_sweeps, load_curves, load_runs, require_sweep,
     )

@@ -36,6 +36,48 @@ def resolve(storage: str, *parts: str) -> tuple[pafs.FileSystem, str]:
     return fs, "/".join([root.rstrip("/")] + [p for p in parts if p])
 
 
+def join(location: str | os.PathLike, *parts: str) -> str:
+    """``location`` (a local path or a pyarrow.fs URI) with path ``parts`` appended; a URI's
+    ``?query`` options (``endpoint_override=...``) stay at the end, where `resolve` reads them."""
+    location = os.fspath(location)
+    base, sep, query = location.partition("?") if "://" in location else (location, "", "")
+    return "/".join([base.rstrip("/") or "/", *[p for p in parts if p]]) + sep + query
+
+
+def file_info(location: str, field: str = "storage", *, bucket: bool = False
+              ) -> tuple[pafs.FileSystem, str, pafs.FileInfo]:
+    """(filesystem, path, what is there) for a local path or a pyarrow.fs URI (``bucket``: what
+    is at the path's first component, an object store's bucket); a filesystem that does not
+    answer (endpoint, credentials, network) is a ValueError naming ``field``."""
+    try:
+        fs, path = resolve(location)
+        return fs, path, fs.get_file_info(path.split("/", 1)[0] if bucket else path)
+    except OSError as err:  # pyarrow's network, permission and credential errors
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{field}: {location} is not reachable ({reason})") from None
+
+
+def check_reachable(storage: str, field: str = "storage", *, file: bool = False) -> None:
+    """Raise ValueError (one line naming ``field``) unless ``storage`` can hold a store (or, with
+    ``file``, be written as one file): its filesystem answers (`file_info`), it is not a file (a
+    directory), and its nearest existing ancestor is a writable directory (local) or its bucket
+    exists (object store)."""
+    fs, root, info = file_info(storage, field)
+    if info.type == (pafs.FileType.Directory if file else pafs.FileType.File):
+        raise ValueError(f"{field}: {storage} is a {'directory' if file else 'file'}, not a "
+                         f"{'file' if file else 'directory'}")
+    if isinstance(fs, pafs.LocalFileSystem):
+        existing = os.path.dirname(root) if file else root
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
+            raise ValueError(f"{field}: {storage} cannot be created ({existing} is not a writable directory)")
+    elif info.type == pafs.FileType.NotFound:
+        bucket = root.split("/", 1)[0]
+        if file_info(storage, field, bucket=True)[2].type == pafs.FileType.NotFound:
+            raise ValueError(f"{field}: {storage}: bucket {bucket!r} does not exist")
+
+
 def validate_name(kind: str, value: str) -> str:
     """``value`` if it is usable as a sweep name or trial id (a hive partition directory);
     raises ValueError naming ``kind`` otherwise."""

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from metrics.fs import CURVE_PART_RE, RUN_PART_RE, list_parts, resolve, validate_name
+from metrics.fs import CURVE_PART_RE, RUN_PART_RE, check_reachable, list_parts, resolve, validate_name
 from metrics.schema import (
     REQUIRED_CURVE_COLUMNS, REQUIRED_RUN_COLUMNS, RUNS_SCHEMA, SCHEMA_VERSION, SCHEMA_VERSION_KEY,
     SEQ_COLUMN, castable, conform, curves_schema,
@@ -245,7 +245,9 @@ def load_runs(
 def require_sweep(storage: str, sweep: str | None = None) -> None:
     """Raise FileNotFoundError (one line, naming what is missing) unless ``<storage>/<sweep>``
     (or, with ``sweep=None``, ``storage`` itself) is a sweep directory: one holding runs/ or
-    curves/. For commands that read a sweep and write outputs, so a typo creates nothing."""
+    curves/. For commands that read a sweep and write outputs, so a typo creates nothing. An
+    object store that does not answer is a ValueError naming it (`check_reachable`)."""
+    check_reachable(storage)
     fs, root = resolve(storage)
     if fs.get_file_info(root).type != pafs.FileType.Directory:
         raise FileNotFoundError(f"storage: {storage} is not a directory")

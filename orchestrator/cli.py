@@ -11,7 +11,8 @@ RUN_DEFAULTS = {"max_failures": 2}
 _DEFER_HELP = ("do not read the corpus (for a corpus that exists only on the cluster's nodes): "
                "defer the data checks (the source exists and reads, it holds every trial's "
                "dataset_tokens plus the validation split, the extra-eval sets) to the trials; "
-               "everything else is still checked")
+               "validate also skips the storage check (run always checks it); everything else is "
+               "still checked")
 
 
 def _validate(args: argparse.Namespace) -> int:

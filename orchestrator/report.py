@@ -1,13 +1,16 @@
 """Sweep report: metrics store → fitted law with uncertainty → compute-optimal plan → plots.
 
 `scalesweep report STORAGE --sweep NAME` writes `report.md`, `curves.png` and `scaling.png`
-next to the store; `scalesweep demo` runs the built-in demo sweep and then this report.
+next to the store (`--out`: elsewhere); store and output may be local paths or any pyarrow.fs
+URI (s3://...). `scalesweep demo` runs the built-in demo sweep and then this report.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +31,7 @@ class SweepReport:
     allocation_text: str | None = None
     fit: object | None = None
     notes: list[str] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # local paths or URIs
     skipped: list = field(default_factory=list)  # metrics.SkippedPart: files left unread
 
     def skipped_lines(self) -> list[str]:
@@ -49,12 +52,13 @@ class SweepReport:
         return "\n".join(lines)
 
 
-def build_report(storage: str, sweep: str, out_dir: str | Path, *, law_name: str = "chinchilla",
+def build_report(storage: str, sweep: str, out_dir: str | os.PathLike, *, law_name: str = "chinchilla",
                  target_compute: float | None = None, n_bootstrap: int = 200) -> SweepReport:
     """Read the sweep, fit, plan, plot. Raises FileNotFoundError (creating nothing) when
-    ``storage`` or the sweep in it does not exist; writes into ``out_dir`` only when there are
-    runs to report. Store files that cannot be read are listed in ``report.skipped``."""
-    from metrics import UnreadablePartWarning, load_curves, load_runs, require_sweep
+    ``storage`` or the sweep in it does not exist; writes into ``out_dir`` (a local path or a
+    pyarrow.fs URI) only when there are runs to report. Store files that cannot be read are
+    listed in ``report.skipped``."""
+    from metrics import UnreadablePartWarning, join, load_curves, load_runs, require_sweep, resolve, write_atomically
 
     require_sweep(storage, sweep)
     skipped: list = []
@@ -71,8 +75,11 @@ def build_report(storage: str, sweep: str, out_dir: str | Path, *, law_name: str
     if not runs:
         report.notes.append(f"no runs found under {storage}/{sweep}")
         return report
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out_fs, out_root = resolve(os.fspath(out_dir))
+
+    def write(name: str, content: bytes) -> str:
+        write_atomically(f"{out_root}/{name}", lambda stream: stream.write(content), out_fs)
+        return join(out_dir, name)
 
     fit = _fit(usable, law_name, n_bootstrap, report)
     if fit is not None:
@@ -80,9 +87,9 @@ def build_report(storage: str, sweep: str, out_dir: str | Path, *, law_name: str
         report.fit_text = fit.summary()
         compute = target_compute or 100 * max(r["flops"] for r in usable)
         report.allocation_text = _allocation_text(fit, compute, report)
-    report.files.append(_plot_curves(curves, runs, out / "curves.png"))
-    report.files.append(_plot_scaling(usable, fit, out / "scaling.png"))
-    report.files.append(_write_markdown(report, runs, out / "report.md"))
+    report.files.append(write("curves.png", _plot_curves(curves, runs)))
+    report.files.append(write("scaling.png", _plot_scaling(usable, fit)))
+    report.files.append(write("report.md", _markdown(report, runs).encode()))
     return report
 
 
@@ -149,18 +156,20 @@ def _new_plot():
     return plt.subplots(figsize=(7, 4.5))
 
 
-def _save_plot(fig, ax, path: Path, legend_size: int, **labels) -> Path:
+def _png(fig, ax, legend_size: int, **labels) -> bytes:
+    """The finished plot as PNG bytes (written through the output's filesystem)."""
     import matplotlib.pyplot as plt
 
     ax.set(xscale="log", yscale="log", **labels)
     ax.legend(fontsize=legend_size)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
-    return path
+    return buffer.getvalue()
 
 
-def _plot_curves(curves: list[dict], runs: list[dict], path: Path) -> Path:
+def _plot_curves(curves: list[dict], runs: list[dict]) -> bytes:
     by_trial: dict[str, list[dict]] = {}
     for row in curves:
         by_trial.setdefault(row["trial_id"], []).append(row)
@@ -169,11 +178,11 @@ def _plot_curves(curves: list[dict], runs: list[dict], path: Path) -> Path:
     for trial, rows in sorted(by_trial.items(), key=lambda kv: n_of.get(kv[0], 0)):
         rows.sort(key=lambda r: r["step"])
         ax.plot([r["tokens_seen"] for r in rows], [r["val_loss"] for r in rows], marker=".", label=trial)
-    return _save_plot(fig, ax, path, 6, xlabel="tokens seen", ylabel="validation loss (nats/token)",
+    return _png(fig, ax, 6, xlabel="tokens seen", ylabel="validation loss (nats/token)",
                       title="Validation loss curves")
 
 
-def _plot_scaling(usable: list[dict], fit, path: Path) -> Path:
+def _plot_scaling(usable: list[dict], fit) -> bytes:
     fig, ax = _new_plot()
     for d in sorted({r["dataset_tokens"] for r in usable}):
         rows = sorted((r for r in usable if r["dataset_tokens"] == d), key=lambda r: r["non_embedding_params"])
@@ -185,11 +194,11 @@ def _plot_scaling(usable: list[dict], fit, path: Path) -> Path:
             columns = {"N": grid, "D": np.full_like(grid, seen)}
             ax.plot(grid, fit.predict({k: v for k, v in columns.items() if k in fit.law.inputs}), "-",
                     color=line.get_color(), alpha=0.6)
-    return _save_plot(fig, ax, path, 7, xlabel="non-embedding parameters N", ylabel="best validation loss",
+    return _png(fig, ax, 7, xlabel="non-embedding parameters N", ylabel="best validation loss",
                       title="Loss vs model size (lines: fitted law)")
 
 
-def _write_markdown(report: SweepReport, runs: list[dict], path: Path) -> Path:
+def _markdown(report: SweepReport, runs: list[dict]) -> str:
     lines = [f"# Sweep `{report.sweep}`", "", "| trial | status | N | D | tokens seen | FLOPs | best val loss |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for r in sorted(runs, key=lambda r: (r["non_embedding_params"], r["dataset_tokens"])):
@@ -206,34 +215,38 @@ def _write_markdown(report: SweepReport, runs: list[dict], path: Path) -> Path:
         lines += ["", "## Skipped store files", "", "These files could not be read and are not in the tables above:",
                   ""] + [f"- `{p.path}`: {p.reason}" for p in report.skipped]
     lines += ["", "![curves](curves.png)", "", "![scaling](scaling.png)", ""]
-    path.write_text("\n".join(lines))
-    return path
+    return "\n".join(lines)
 
 
 def register(subparsers) -> None:
     rep = subparsers.add_parser("report", help="fit and plot a finished sweep's metrics")
-    rep.add_argument("storage", help="metrics store root")
+    rep.add_argument("storage", help="metrics store root (a local path or a pyarrow.fs URI, e.g. s3://bucket/prefix)")
     rep.add_argument("--sweep", required=True, help="sweep name (the spec's name; runs are in <storage>/<sweep>/)")
     rep.add_argument("--law", default="chinchilla", help="law to fit: built-in name, file.py:LAW or pkg.module:LAW (default chinchilla)")
-    rep.add_argument("--out", help="output directory (default: <storage>/<sweep>/report)")
+    rep.add_argument("--out", help="output directory, local or a URI (default: <storage>/<sweep>/report)")
     rep.add_argument("--compute", type=float, help="target compute for the plan (default 100x the largest run)")
     rep.set_defaults(func=run_report)
 
     demo = subparsers.add_parser("demo", help="run the built-in demo sweep end to end (sweep → metrics → fit → report)")
     demo.add_argument("--spec", default=str(Path(__file__).resolve().parents[1] / "examples" / "demo.yaml"),
                       help="sweep spec to run (default examples/demo.yaml)")
-    demo.add_argument("--out", default="demo_out", help="directory for the metrics store and the report")
+    demo.add_argument("--out", default="demo_out", help="directory (local or a URI) for the metrics store and the report")
     demo.set_defaults(func=run_demo)
 
 
 def run_report(args: argparse.Namespace) -> int:
-    out = args.out or str(Path(args.storage) / args.sweep / "report")
+    from metrics import join
+
+    out = args.out or join(args.storage, args.sweep, "report")
     report = build_report(args.storage, args.sweep, out, law_name=args.law, target_compute=args.compute)
     print(report.summary())
     return 0 if report.n_runs else 1
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    from pyarrow import fs as pafs
+
+    from metrics import join, resolve
     from orchestrator.spec import load_spec
     from orchestrator.sweep import run_sweep
     from trainers.fields import load_yaml  # refuses duplicate keys, names the file
@@ -241,10 +254,11 @@ def run_demo(args: argparse.Namespace) -> int:
     raw = load_yaml(args.spec)
     if not isinstance(raw, dict):
         raise ValueError(f"--spec: {args.spec} must hold a sweep spec mapping")
-    out = Path(args.out).resolve()
-    raw["storage"] = str(out / "store")
+    out = args.out if "://" in args.out else os.path.abspath(args.out)
+    raw["storage"] = join(out, "store")
     spec = load_spec(raw)
-    run_sweep(spec, resume=(out / "store").exists())
-    report = build_report(spec.storage, spec.name, out / "report")
+    fs, store = resolve(spec.storage)
+    run_sweep(spec, resume=fs.get_file_info(store).type != pafs.FileType.NotFound)
+    report = build_report(spec.storage, spec.name, join(out, "report"))
     print(report.summary())
     return 0 if report.n_usable else 1

@@ -192,27 +192,45 @@ def load_spec(path_or_dict: str | os.PathLike | Mapping) -> SweepSpec:
     return SweepSpec(**parts)
 
 
-def validate_spec(spec: SweepSpec | str | os.PathLike | Mapping, *,
-                  check_corpus: bool = True) -> tuple[SweepSpec, Grid]:
+def validate_spec(spec: SweepSpec | str | os.PathLike | Mapping, *, check_corpus: bool = True,
+                  check_storage: bool = True) -> tuple[SweepSpec, Grid]:
     """The one validation pass `validate` and `run` share, before Ray starts: parse the spec,
     build every trial's TrainConfig and batch geometry (the trainer's own checks), the budget
     cut and the search target, then (unless `check_corpus` is False) the data checks: the corpus
     exists, its token count holds every trial's dataset_tokens plus the validation split, and
-    each extra-eval set can be read. Raises SpecError, one line per problem."""
+    each extra-eval set can be read; and (unless `check_storage` is False) that the storage is
+    reachable from here (`metrics.check_reachable`: the driver reads and writes the store).
+    Raises SpecError, one line per problem."""
+    from metrics import check_reachable
+
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
     grid = expand_grid(spec)
+    problems = []
     if check_corpus:
-        check_data(spec, grid)
+        try:
+            check_data(spec, grid)
+        except SpecError as err:
+            problems.append(str(err))
+    if check_storage:
+        try:
+            check_reachable(spec.storage)
+        except ValueError as err:
+            problems.append(str(err))
+    if problems:
+        raise SpecError("\n".join(problems))
     return spec, grid
 
 
 def validate_command(path: str | os.PathLike, *, check_corpus: bool = True) -> str:
     """What `scalesweep validate <spec>` prints; raises SpecError (a ValueError) on a bad spec.
     Resources are checked by `run`, against the cluster it attaches to."""
-    spec, grid = validate_spec(path, check_corpus=check_corpus)
-    lines = [f"sweep {spec.name} -> {spec.storage.rstrip('/')}/{spec.name}/", format_grid(grid)]
+    from metrics import join
+
+    # a cluster-only spec: its storage may answer only there (`run` always checks it)
+    spec, grid = validate_spec(path, check_corpus=check_corpus, check_storage=check_corpus)
+    lines = [f"sweep {spec.name} -> {join(spec.storage, spec.name)}/", format_grid(grid)]
     if not check_corpus:
         lines.append("data checks deferred (each trial runs them when it loads the corpus): "
-                     + "; ".join(DATA_CHECKS))
+                     + "; ".join(DATA_CHECKS) + "; storage not checked from here (`run` checks it)")
     lines.append("resources are checked by `scalesweep run` against the cluster it runs on")
     return "\n".join(lines)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from orchestrator.budget import BudgetLedger, budget_text, ledger_from_reports, ledger_from_store, limit_flops
-from orchestrator.cluster import cluster_nodes, local_node, start_ray, unplaceable
+from orchestrator.cluster import cluster_nodes, local_node, max_concurrent_trials, start_ray, trial_resources, unplaceable
 from orchestrator.interrupt import StopSignals, SweepInterrupted, exit_status
 from orchestrator.grid import Grid
 from orchestrator.spec import validate_spec
@@ -39,9 +38,6 @@ class _NoMissingLoggerFiles(logging.Filter):
 
 
 logging.getLogger("ray.tune.analysis.experiment_analysis").addFilter(_NoMissingLoggerFiles())
-
-
-TRIAL_CPU_FOR_TRAIN_DRIVER = 0.01  # a multi-worker trial only drives a TorchTrainer; must be > 0
 
 
 @dataclass(frozen=True)
@@ -90,10 +86,12 @@ class SweepSummary:
         return "\n".join((self.line(), *self.design))
 
     def line(self) -> str:
+        from metrics import join
+
         state = f" interrupted by {self.interrupted}" if self.interrupted else ""
         return (f"sweep {self.sweep}{state}: {status_text(self.statuses)}, {len(self.skipped)} skipped by budget; "
                 f"spent {self.spent_flops:.3g} of {self.limit_flops:.3g} FLOPs in {self.wall_s:.0f} s; metrics in "
-                f"{self.storage}/{self.sweep}/ (runs/, curves/)")
+                f"{join(self.storage, self.sweep)}/ (runs/, curves/)")
 
 
 def status_text(statuses: Mapping[str, int]) -> str:
@@ -120,30 +118,15 @@ def run_statuses(runs: Iterable[Mapping], interrupted_keys: Iterable[str] = ()) 
 
 
 def sweep_dir(spec: SweepSpec) -> str:
-    return f"{spec.storage.rstrip('/')}/{spec.name}"
+    from metrics import join
+
+    return join(spec.storage, spec.name)
 
 
 def experiment_storage(spec: SweepSpec) -> str:
-    return f"{sweep_dir(spec)}/tune"
+    from metrics import join
 
-
-def trial_resources(spec: SweepSpec) -> dict[str, float]:
-    """What the Tune trial itself reserves. A multi-worker trial reserves almost nothing: its
-    TorchTrainer's workers reserve their own CPUs/GPUs."""
-    res = spec.resources
-    if res.workers > 1:
-        return {"CPU": TRIAL_CPU_FOR_TRAIN_DRIVER}
-    return {"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if res.gpus_per_worker else {})}
-
-
-def max_concurrent_trials(spec: SweepSpec, cluster: Mapping[str, float]) -> int:
-    """How many trials the cluster's resources hold at once (at least one)."""
-    res = spec.resources
-    need = {"CPU": res.workers * res.cpus_per_worker, "GPU": res.workers * res.gpus_per_worker}
-    if res.workers > 1:
-        need["CPU"] += TRIAL_CPU_FOR_TRAIN_DRIVER
-    fits = [math.floor(cluster.get(kind, 0.0) / amount + 1e-9) for kind, amount in need.items() if amount > 0]
-    return max(1, min(fits))
+    return join(sweep_dir(spec), "tune")
 
 
 def write_ledger(spec: SweepSpec, ledger: BudgetLedger) -> str:
@@ -159,8 +142,7 @@ def write_ledger(spec: SweepSpec, ledger: BudgetLedger) -> str:
 
 def _check_resources(spec: SweepSpec, nodes: list[dict], where: str) -> None:
     """SpecError if no node arrangement holds one trial (it would wait forever)."""
-    driver = TRIAL_CPU_FOR_TRAIN_DRIVER if spec.resources.workers > 1 else 0.0
-    problem = unplaceable(spec.resources, nodes, driver_cpus=driver, where=where)
+    problem = unplaceable(spec.resources, nodes, where=where)
     if problem:
         raise SpecError(problem)
 
@@ -210,6 +192,13 @@ def _rerun_with(tuner, verbose: int, reporter, max_failures: int) -> None:
     run_config.verbose = verbose
     run_config.progress_reporter = reporter if verbose else None
     run_config.failure_config = tune.FailureConfig(max_failures=max_failures)
+
+
+def experiment_path(spec: SweepSpec) -> str:
+    """The Tune experiment: ``<storage>/<sweep>/tune/<sweep>`` (a URI's query options kept)."""
+    from metrics import join
+
+    return join(experiment_storage(spec), spec.name)
 
 
 def trial_dirname(trial) -> str:
@@ -268,13 +257,13 @@ def run_sweep(
         limit = limit_flops(spec.budget)
         stored = load_runs(spec.storage, spec.name).to_pylist()
         ledger, done = ledger_from_store(limit, stored)
-        max_concurrent = max_concurrent_trials(spec, ray.cluster_resources())
+        max_concurrent = max_concurrent_trials(spec.resources, ray.cluster_resources())
         searcher = (make_searcher or _make_searcher)(spec, grid, ledger, done, max_concurrent)
         if hasattr(searcher, "seed_from_store"):
             searcher.seed_from_store(stored)  # stored runs count in its ledger and feed its designer
-        trainable = tune.with_resources(run_trial, trial_resources(spec))
+        trainable = tune.with_resources(run_trial, trial_resources(spec.resources))
         storage = experiment_storage(spec)
-        path = f"{storage}/{spec.name}"
+        path = experiment_path(spec)
         reporter = make_reporter(limit, ledger.spent, key_width=max(len(t.trial_key) for t in grid.trials))
         if resume and tune.Tuner.can_restore(path):
             tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)

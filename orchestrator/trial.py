@@ -3,10 +3,15 @@
 A single-worker trial runs the DeepSpeed trainer in the trial process itself. A multi-worker
 trial (data parallel) starts a Ray Train `TorchTrainer` inside this function: with Ray Train V2
 (the default in Ray 2.60) a trainer cannot be handed to `Tuner` directly (docs/architecture.md §7).
+Its ranks report every evaluation; Ray Train forwards rank 0's metrics to Tune
+(`TuneReportCallback`), so the live table shows its curve as for a single worker.
 
-Retries: each evaluation's DeepSpeed checkpoint is reported to Tune with a small
-``attempt.json`` beside it; a retried trial (`FailureConfig.max_failures`) restores that
-checkpoint and writes under a new attempt number, so the store's reader keeps the latest.
+Retries: each evaluation's DeepSpeed checkpoint is reported with a small ``ATTEMPT_FILE``
+beside it; a retried trial (`FailureConfig.max_failures`) restores that checkpoint and writes
+under a new attempt number, so the store's reader keeps the latest. A single worker reports it
+to Tune; the ranks of a multi-worker trial report their shards to Ray Train, which keeps them
+in the sweep's storage (`train_storage`, readable from any node) under the trial's key, so the
+retried trial's new TorchTrainer finds them there.
 
 Interrupts: when the driver stops (Ctrl-C, SIGTERM), Tune ends each running trial by raising
 ``SystemExit(0)`` from its next ``tune.report``. That is not a failure: the attempt is recorded
@@ -18,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -101,11 +105,18 @@ def ended_run(storage: str, sweep: str, trial_key: str) -> dict | None:
     return latest if latest and latest["status"] in ENDED_STATUSES else None
 
 
-def _restore_checkpoint(workdir: Path) -> tuple[str | None, int | None]:
-    """Copy Tune's latest checkpoint (if this is a retry) to local disk; its dir and attempt."""
-    from ray import tune
+def train_storage(storage: str, sweep: str):
+    """(filesystem, path) where multi-worker trials keep their Ray Train runs (checkpoints):
+    ``<storage>/<sweep>/train`` on the store's filesystem (any pyarrow.fs URI, its query
+    options included), so a retry on another node reads them."""
+    from metrics import resolve
 
-    checkpoint = tune.get_checkpoint()
+    return resolve(storage, sweep, "train")
+
+
+def _restore_checkpoint(checkpoint, workdir: Path) -> tuple[str | None, int | None]:
+    """Copy the latest checkpoint (Tune's or Ray Train's; None: not a retry) to local disk;
+    its dir and attempt."""
     if checkpoint is None:
         return None, None
     local = workdir / "resume"
@@ -122,7 +133,8 @@ def _restore_checkpoint(workdir: Path) -> tuple[str | None, int | None]:
 
 
 class _EvalReporter:
-    """`on_eval` callback: forwards metrics (and checkpoints, from rank 0) to Tune or Train."""
+    """`on_eval` callback: forwards metrics and checkpoints to Tune (one worker) or to Ray Train
+    (every rank: Train needs each rank's call and merges their checkpoint files into one)."""
 
     def __init__(self, report, checkpoint_cls, attempt: int):
         self._report, self._checkpoint_cls, self._attempt = report, checkpoint_cls, attempt
@@ -136,8 +148,9 @@ class _EvalReporter:
         if val == val and (self.best is None or val < self.best):  # val == val: not NaN
             self.best = val
         checkpoint = None
-        if event.checkpoint_dir and event.rank == 0:
-            Path(event.checkpoint_dir, ATTEMPT_FILE).write_text(json.dumps({"attempt": self._attempt}))
+        if event.checkpoint_dir:  # every rank: under ZeRO each holds its own optimizer shard
+            if event.rank == 0:
+                Path(event.checkpoint_dir, ATTEMPT_FILE).write_text(json.dumps({"attempt": self._attempt}))
             checkpoint = self._checkpoint_cls.from_directory(event.checkpoint_dir)
         try:
             from trainers.record import eval_metrics
@@ -199,59 +212,68 @@ def run_trial(config: dict[str, Any]) -> None:
 
     trial = TrialConfig.from_tune(config)
     ended = ended_run(trial.storage, trial.sweep, trial.trial_key)
+    if ended is None and trial.workers > 1:
+        _run_data_parallel(trial)
+        # its runs row, not Train's result, whose metrics are those of the latest checkpoint
+        ended = ended_run(trial.storage, trial.sweep, trial.trial_key)
+        if ended is None:
+            raise RuntimeError(f"trial {trial.trial_key}: its workers ended without an ended runs row")
     if ended is not None:
         from trainers.record import TrainResult
 
         tune.report(TrainResult.from_run_row(ended).tune_metrics())
         return
+    result = _resume_and_train(trial, tune.get_checkpoint(), tune.report, tune.Checkpoint)
+    tune.report(result.tune_metrics())
+
+
+def _resume_and_train(trial: TrialConfig, checkpoint, report, checkpoint_cls, rank: int = 0, world_size: int = 1):
+    """Restore `checkpoint` (None: a first attempt), number the attempt, train and report."""
     workdir = Path(tempfile.mkdtemp(prefix="scalesweep-trial-"))
     try:
-        resume_from, checkpoint_attempt = _restore_checkpoint(workdir)
+        resume_from, checkpoint_attempt = _restore_checkpoint(checkpoint, workdir)
+        # Every rank numbers it alike; only rank 0 writes rows and the checkpoint's attempt.
         attempt = next_attempt(trial.storage, trial.sweep, trial.trial_key, checkpoint_attempt)
-        if trial.workers > 1:
-            final = _run_data_parallel(trial, attempt, resume_from)
-        else:
-            result = _train_and_report(trial, attempt, resume_from, tune.report, tune.Checkpoint)
-            final = result.tune_metrics()
-        tune.report(final)
+        return _train_and_report(trial, attempt, resume_from, report, checkpoint_cls, rank, world_size)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _train_worker(loop_config: dict) -> None:
-    """Ray Train worker loop: every rank trains; rank 0 reports checkpoints and the result."""
+    """Ray Train worker loop: every rank trains, resuming from the run's latest checkpoint in the
+    sweep's storage (a retried trial's); each reports its evaluations, checkpoint shards and result."""
     import ray.train
 
     trial: TrialConfig = loop_config["trial"]
     context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
-
-    def report(metrics, checkpoint=None):
-        ray.train.report(metrics, checkpoint=checkpoint)
-
-    result = _train_and_report(trial, loop_config["attempt"], loop_config["resume_from"], report,
-                               ray.train.Checkpoint, rank=rank, world_size=world)
+    result = _resume_and_train(trial, ray.train.get_checkpoint(), ray.train.report, ray.train.Checkpoint,
+                               rank=context.get_world_rank(), world_size=context.get_world_size())
     ray.train.report(result.tune_metrics())
 
 
-def _run_data_parallel(trial: TrialConfig, attempt: int, resume_from: str | None) -> dict:
-    """Several workers: a Ray Train TorchTrainer started from inside the Tune trial."""
-    from ray.train import RunConfig, ScalingConfig
+def _run_data_parallel(trial: TrialConfig) -> None:
+    """Several workers: a Ray Train TorchTrainer started from inside the Tune trial. The Train run
+    is named by the trial's key in `train_storage`, so a retry (Tune's: Train itself does not
+    retry, `--max-failures` counts once) resumes from the checkpoint the failed attempt left."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
 
     workers = {"CPU": trial.cpus_per_worker}
     if trial.gpus_per_worker:
         workers["GPU"] = trial.gpus_per_worker
+    fs, path = train_storage(trial.storage, trial.sweep)
     trainer = TorchTrainer(
         _train_worker,
-        train_loop_config={"trial": trial, "attempt": attempt, "resume_from": resume_from},
+        train_loop_config={"trial": trial},
         scaling_config=ScalingConfig(num_workers=trial.workers, use_gpu=bool(trial.gpus_per_worker),
                                      resources_per_worker=workers),
         torch_config=TorchConfig(backend="nccl" if trial.gpus_per_worker else "gloo"),
-        run_config=RunConfig(name=f"{trial.trial_key}-a{attempt}",
-                             storage_path=os.path.join(tempfile.gettempdir(), "scalesweep-train")),
+        run_config=RunConfig(name=trial.trial_key, storage_path=path, storage_filesystem=fs,
+                             failure_config=FailureConfig(max_failures=0),
+                             checkpoint_config=CheckpointConfig(num_to_keep=1),
+                             callbacks=[TuneReportCallback()]),
     )
     result = trainer.fit()
     if result.error:
         raise result.error
-    return dict(result.metrics or {})

@@ -28,8 +28,15 @@ USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryEr
 
 def check_output_file(path: str, flag: str) -> None:
     """Raise FileNotFoundError/IsADirectoryError before any work if ``path`` cannot be written
-    as a new or replaced file (its directory is missing, or it is a directory)."""
+    as a new or replaced file (its directory is missing, or it is a directory). A pyarrow.fs URI
+    (s3://...) is checked on its filesystem (`metrics.check_reachable`, a ValueError)."""
     import os
+
+    if "://" in path:
+        from metrics import check_reachable
+
+        check_reachable(path, flag, file=True)
+        return
 
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):

@@ -27,3 +27,12 @@ def test_the_one_atomic_write_keeps_the_old_file_on_failure_and_leaves_no_temp(t
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # readable like any file, not mkstemp's 0600
+
+
+def test_join_appends_parts_before_a_uri_query():
+    from metrics import join
+
+    assert join("s3://b/p?endpoint_override=127.0.0.1:9000&scheme=http", "sweep", "report") == \
+        "s3://b/p/sweep/report?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert join("s3://b/p/", "sweep") == "s3://b/p/sweep"
+    assert join("/data/store/", "sweep", "") == "/data/store/sweep"

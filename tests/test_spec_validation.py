@@ -201,20 +201,37 @@ def test_deferred_data_checks_still_check_everything_else(tmp_path):
 
 def test_unplaceable_names_the_resource():
     two_cpus = [{"CPU": 2.0}]
-    assert unplaceable(Resources(cpus_per_worker=2), two_cpus, driver_cpus=0, where="m") is None
-    assert unplaceable(Resources(cpus_per_worker=64), two_cpus, driver_cpus=0, where="m").startswith(
+    assert unplaceable(Resources(cpus_per_worker=2), two_cpus, where="m") is None
+    assert unplaceable(Resources(cpus_per_worker=64), two_cpus, where="m").startswith(
         "resources.cpus_per_worker: 64 CPUs per rank, but no node has that many")
-    assert unplaceable(Resources(gpus_per_worker=1), two_cpus, driver_cpus=0, where="m").startswith(
+    assert unplaceable(Resources(gpus_per_worker=1), two_cpus, where="m").startswith(
         "resources.gpus_per_worker: 1 GPUs per rank")
-    # two ranks of 1 CPU plus the trial driver's 0.01 CPU do not fit on 2 CPUs, but on 2 nodes they do
-    assert unplaceable(Resources(workers=2), two_cpus, driver_cpus=0.01, where="m").startswith("resources.workers:")
-    assert unplaceable(Resources(workers=2), [{"CPU": 2.0}, {"CPU": 1.0}], driver_cpus=0.01, where="m") is None
+    # two ranks of 1 CPU fit on 2 CPUs: the trial's driver reserves no CPU (issue 11)
+    assert unplaceable(Resources(workers=2), two_cpus, where="m") is None
+    assert unplaceable(Resources(workers=3), two_cpus, where="m").startswith("resources.workers:")
+    assert unplaceable(Resources(workers=3), [{"CPU": 2.0}, {"CPU": 1.0}], where="m") is None
+    assert unplaceable(Resources(workers=2, cpus_per_worker=1.5), [{"CPU": 2.0}, {"CPU": 1.0}],
+                       where="m").startswith("resources.workers:")
     assert unplaceable(Resources(workers=3, gpus_per_worker=1), [{"CPU": 8, "GPU": 2}, {"CPU": 8, "GPU": 1}],
-                       driver_cpus=0.01, where="m") is None
+                       where="m") is None
+
+
+def test_trial_requests_fit_the_ranks_alone():
+    """Every resource request path agrees: ranks hold all CPUs/GPUs, a multi-worker trial's
+    driver none (a token of Ray's memory resource, since Tune refuses an all-zero request)."""
+    from orchestrator.cluster import max_concurrent_trials, trial_resources
+
+    two = Resources(workers=2, cpus_per_worker=1)
+    assert trial_resources(two)["CPU"] == 0 and trial_resources(two)["memory"] > 0
+    assert trial_resources(Resources(cpus_per_worker=2, gpus_per_worker=0.5)) == {"CPU": 2, "GPU": 0.5}
+    assert max_concurrent_trials(two, {"CPU": 2.0, "memory": 1e9}) == 1
+    assert max_concurrent_trials(two, {"CPU": 5.0}) == 2
+    assert max_concurrent_trials(Resources(gpus_per_worker=1), {"CPU": 8.0, "GPU": 3.0}) == 3
 
 
 @pytest.mark.parametrize("resources,field", [({"cpus_per_worker": 64}, "resources.cpus_per_worker"),
-                                             ({"gpus_per_worker": 64}, "resources.gpus_per_worker")])
+                                             ({"gpus_per_worker": 64}, "resources.gpus_per_worker"),
+                                             ({"workers": 4}, "resources.workers")])
 def test_run_refuses_resources_no_node_can_hold_before_ray_starts(tmp_path, monkeypatch, resources, field):
     import ray
 

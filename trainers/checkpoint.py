@@ -106,10 +106,11 @@ def save(engine, checkpoint_dir: str, step: int, client_state: dict, identity: d
                          lambda out: out.write(json.dumps({"identity": identity}, indent=1).encode()))
     if world_size > 1:
         dist.barrier()
-    if rank == 0:
-        for old in Path(checkpoint_dir).glob("step*"):
-            if old.name != tag and old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
+    # every rank prunes: its directory may be its own (Ray Train ranks); where ranks share one,
+    # they remove the same old tags (ignore_errors covers the race)
+    for old in Path(checkpoint_dir).glob("step*"):
+        if old.name != tag and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
     return checkpoint_dir
 
 
