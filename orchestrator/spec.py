@@ -38,7 +38,7 @@ from orchestrator.target import parse_stop_when, parse_target
 from trainers.config import TrainConfig, corpus_from
 from trainers.data import CorpusSpec
 from trainers.fields import (
-    choice, fail, load_yaml, mapping, non_negative, positive, positive_int,
+    SpecError, choice, fail, load_yaml, mapping, non_negative, positive, positive_int,
 )
 
 __all__ = ["load_spec", "validate_spec", "validate_command", "STORAGE_SCHEMES"]

@@ -16,7 +16,8 @@ import yaml
 
 from metrics import load_curves, load_runs, resolve
 from metrics.fs import CURVE_PART_RE, list_parts
-from orchestrator.spec import expand_grid, load_spec
+from orchestrator.grid import expand_grid
+from orchestrator.spec import load_spec
 from orchestrator.trial import train_storage
 from test_sweep import SHAPES, tiny_spec
 
