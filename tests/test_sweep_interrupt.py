@@ -42,11 +42,13 @@ def _start(args, quiet=False):
 
 
 def _stop_when_all_train(driver, spec, send) -> tuple[str, str]:
-    """Once every trial has reported an evaluation, `send(driver)`; returns (stdout, stderr)."""
+    """Once every trial has reported its second evaluation (so the checkpoint of its first one,
+    saved after that evaluation's curve row, has reached Tune), `send(driver)`; returns
+    (stdout, stderr). Waiting for only one row raced with that first checkpoint."""
     deadline = time.time() + 150
     while time.time() < deadline and driver.poll() is None:
-        if load_curves(spec.storage, spec.name).num_rows and \
-                len(set(load_curves(spec.storage, spec.name)["trial_id"].to_pylist())) == 2:
+        rows = load_curves(spec.storage, spec.name).to_pylist()
+        if len({r["trial_id"] for r in rows if r["step"] >= 2 * EVAL_EVERY}) == 2:
             break
         time.sleep(0.3)
     assert driver.poll() is None, "the sweep ended before it could be interrupted"
