@@ -1,6 +1,7 @@
 """Trainer throughput: the DeepSpeed engine's training step vs a minimal plain-PyTorch AdamW
 loop on the same model, batch and threads, measured alternately in one run; MFU against the
-measured fp32 matmul peak. Prints the ratio last.
+measured fp32 matmul peak. Prints the ratio, then the gradient-noise-scale probe's cost
+(trainers/noise_probe.py) as a % of step time at the default `noise_scale_every`, last.
 
     .venv/bin/python bench/trainer_throughput.py [--d-model 256 --n-layer 2 --n-ctx 128 --rounds 5]
 """
@@ -18,6 +19,7 @@ import torch
 
 from trainers.config import TrainConfig, batch_geometry
 from trainers.deepspeed_trainer import train_step
+from trainers.noise_probe import probe_norms
 from trainers.engine import build_engine
 from trainers.model import GPT
 from trainers.runtime import measure_matmul_flops, setup_runtime
@@ -77,11 +79,19 @@ def main() -> None:
             plain_step(model, optimizer, b, config.grad_clip)
         return time.perf_counter() - start
 
-    run_deepspeed(), run_plain()  # warm-up: allocator, first-step optimizer state
+    def run_probe() -> float:
+        start = time.perf_counter()
+        for b in batches:
+            probe_norms(engine, b, geometry, rt)
+        return time.perf_counter() - start
+
+    run_deepspeed(), run_plain(), run_probe()  # warm-up: allocator, first-step optimizer state
     times = {"deepspeed": [], "plain": []}
-    for _ in range(args.rounds):  # alternate so drift in machine load hits both equally
+    probe_times = []
+    for _ in range(args.rounds):  # alternate so drift in machine load hits all equally
         times["deepspeed"].append(run_deepspeed())
         times["plain"].append(run_plain())
+        probe_times.append(run_probe())
 
     tokens = args.steps * batch_tokens
     flops_per_token = train_flops(shape, 1)
@@ -96,6 +106,10 @@ def main() -> None:
         print(f"{name:10s} tokens/s median {tokens / median:10,.0f}  best {tokens / best:10,.0f}  "
               f"MFU median {100 * tokens / median * flops_per_token / peak:5.1f}%")
     print(f"ratio deepspeed/plain tokens/s (median blocks): {rates['deepspeed'] / rates['plain']:.3f}")
+    step, probe = np.median(times["deepspeed"]) / args.steps, np.median(probe_times) / args.steps
+    every = config.noise_scale_every
+    print(f"noise-scale probe: {1e3 * probe:.1f} ms per probe vs {1e3 * step:.1f} ms per step "
+          f"({probe / step:.2f} steps); overhead at noise_scale_every={every}: {100 * probe / (every * step):.1f}% of step time")
 
 
 if __name__ == "__main__":

@@ -72,6 +72,7 @@ def test_train_config_from_yaml_strings_coerces_and_names_bad_values():
     ("min_delta", -0.1, "trainer.min_delta: must be >= 0"),
     ("peak_flops", 0, "trainer.peak_flops: must be a positive number"),
     ("eval_tokens", 0, "trainer.eval_tokens: must be a positive integer"),
+    ("noise_scale_every", -1, "trainer.noise_scale_every: must be an integer >= 0"),
 ])
 def test_bad_trainer_values_name_the_field(tmp_path, key, value, message):
     with pytest.raises(SpecError) as err:

@@ -69,6 +69,9 @@ class TrainConfig:
                            positive_int)
     min_delta: float = option(0.0, "an improvement smaller than this (in loss) does not count",
                               non_negative)
+    noise_scale_every: int = option(25, "measure the gradient noise scale (curves column "
+                                    "grad_noise_scale, tokens) on every this many steps' batch "
+                                    "with an extra forward+backward; 0: off", non_negative_int)
     # System.
     zero_stage: int = option(0, "DeepSpeed ZeRO stage", choice(ZERO_STAGES))
     precision: str = option("auto", "auto: bf16 on a GPU that supports it, else fp32",

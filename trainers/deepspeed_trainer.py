@@ -24,6 +24,8 @@ from trainers import checkpoint
 from trainers.config import BatchGeometry, RunOutput, TrainConfig, batch_geometry
 from trainers.data import DataSplits, SequenceSampler, eval_batches, load_corpus, make_splits
 from trainers.engine import build_engine
+from trainers.noise_probe import probe_norms
+from trainers.noise_scale import NoiseScaleEMA
 from trainers.record import TrainResult
 from trainers.runtime import Runtime, peak_flops_per_device, setup_runtime
 from trainers.shapes import six_n_flops, train_flops
@@ -49,6 +51,7 @@ class _Progress:
     best_val_loss: float = math.inf
     best_step: int | None = None
     evals_since_best: int = 0
+    noise: NoiseScaleEMA = field(default_factory=NoiseScaleEMA)  # grad_noise_scale's EMAs
 
 
 @dataclass
@@ -130,6 +133,11 @@ def _step_loop(run: _Run, progress: _Progress, writer, on_eval) -> _Attempt:
             break
         step_start = time.perf_counter()
         batch = run.sampler.next_global_batch(geometry.seqs_per_step)
+        if config.noise_scale_every and progress.step % config.noise_scale_every == 0:
+            # Before the update, on the step's own batch; timed as part of the step (its cost).
+            norms = probe_norms(run.engine, batch, geometry, run.rt)
+            if norms:
+                progress.noise.update(norms.b_small, norms.sq_small, norms.b_big, norms.sq_big)
         loss = train_step(run.engine, batch, geometry, run.rt)
         elapsed = time.perf_counter() - step_start
         progress.step += 1
@@ -261,7 +269,7 @@ def _curve_row(run: _Run, progress: _Progress, train_losses: list[float], tokens
         "train_loss": float(np.mean(train_losses)) if train_losses else float("nan"),
         "val_loss": evaluate(engine, run.val_windows, micro, rt),
         "lr": engine.get_lr()[0],
-        "grad_noise_scale": None,
+        "grad_noise_scale": progress.noise.value,
         "tokens_per_s": tokens_per_s,
         "mfu": run.mfu(tokens_per_s),
         "wall_s": time.time() - run.started,
@@ -302,14 +310,18 @@ def _checkpoint_due(config: TrainConfig, output: RunOutput, step: int, last_save
 
 def _client_state(sampler: SequenceSampler, progress: _Progress) -> dict:
     """Loop state DeepSpeed saves beside the engine: data position, progress and RNG."""
-    return {"sampler": sampler.state_dict(), "progress": vars(progress).copy(), "torch_rng": torch.get_rng_state()}
+    loop = {**vars(progress), "noise": progress.noise.state_dict()}  # plain data, no pickled classes
+    return {"sampler": sampler.state_dict(), "progress": loop, "torch_rng": torch.get_rng_state()}
 
 
 def _restore(engine, checkpoint_dir: str, tag: str, sampler: SequenceSampler, progress: _Progress) -> None:
     client_state = checkpoint.load(engine, checkpoint_dir, tag)
     sampler.load_state_dict(client_state["sampler"])
     for key, value in client_state["progress"].items():
-        setattr(progress, key, value)
+        if key == "noise":
+            progress.noise.load_state_dict(value)
+        else:
+            setattr(progress, key, value)
     torch.set_rng_state(client_state["torch_rng"])
 
 
