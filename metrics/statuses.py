@@ -20,6 +20,7 @@ validation loss stopped improving for ``patience`` evaluations), ``predicted_fin
 prediction: its final loss was known to ``early_prediction.rel_ci``), ``predicted_overfit``
 (early prediction, dataset regime: predicted to have passed its best validation loss)."""
 
-PREDICTED_STOP_REASONS = ("predicted_final", "predicted_overfit")
-"""Stop reasons whose run's result is its *predicted* loss (``predicted_loss``, with its interval),
-not the loss it reached."""
+PREDICTED_LOSS_REASONS = ("predicted_final",)
+"""Stop reasons whose run's result is its *predicted* loss (``predicted_loss``, with its wider
+interval), not a loss it reached (a ``predicted_overfit`` run's result is its best loss so far, as
+after ``patience``)."""

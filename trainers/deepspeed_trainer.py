@@ -38,6 +38,7 @@ class EvalEvent:
     checkpoint_dir: str | None  # the checkpoint saved at this step, if any
     rank: int
     final: bool
+    total_steps: int = 0  # the run's planned optimizer steps (its schedule's length)
 
 
 @dataclass
@@ -166,7 +167,8 @@ def _step_loop(run: _Run, progress: _Progress, writer, on_eval) -> _Attempt:
                                        run.rt.world_size)
                 last_save = time.monotonic()
             if on_eval:
-                request = on_eval(EvalEvent(row=row, checkpoint_dir=ckpt, rank=run.rt.rank, final=stop or last))
+                request = on_eval(EvalEvent(row=row, checkpoint_dir=ckpt, rank=run.rt.rank, final=stop or last,
+                                            total_steps=geometry.total_steps))
                 if not (stop or last) and _agreed_stop(request, run.rt):
                     # after this evaluation's report and checkpoint: the run has ended, so a retry
                     # reads its runs row (written once, by rank 0, after the loop) and trains no more
