@@ -5,8 +5,8 @@
 (`fitting.curve_prediction.predict_final_loss`) for the loss at the planned last step and ends the
 run when that prediction is known to ``rel_ci`` (relative 90% half-width) — stop reason
 ``predicted_final`` — or, in the dataset regime, when the run is predicted to have passed its best
-validation loss (``predicted_overfit``: the whole interval of its final loss lies above the best
-loss it reached, so training on cannot improve its result). `check_evaluations` refuses, before
+validation loss (``predicted_overfit``: its latest evaluations lie above the interval its curve up to
+the best evaluation predicts for them, so training on cannot improve its result, its best loss). `check_evaluations` refuses, before
 Ray starts, a sweep whose runs evaluate too rarely to ever fit a curve before ``min_fraction``.
 
 Where the decision runs, and why not in the driver: a Tune `Stopper`/`TrialScheduler` ends a
@@ -116,13 +116,37 @@ class PredictionStopper:
         reason = None
         if prediction.rel_half_width <= self.rel_ci:
             reason = "predicted_final"
-        elif self.regime == "dataset" and prediction.lo > min(self.losses):
+        elif self.regime == "dataset" and self._past_best(step):
             reason = "predicted_overfit"
         if reason is None:
             return None
         return StopRequest(reason, predicted_loss=float(prediction.loss), predicted_lo=float(prediction.lo),
                            predicted_hi=float(prediction.hi), predicted_level=float(prediction.level),
                            predicted_method=prediction.method)
+
+
+    def _past_best(self, step: int) -> bool:
+        """Dataset regime: has the run left its learning curve upwards? The curve up to its best
+        evaluation, extrapolated to the last two evaluations (`predict_final_loss` at their steps),
+        has both of them above its interval, and above the best loss: the run is overfitting, so
+        training on cannot improve its result (its best loss). An extrapolation of the whole curve
+        cannot say this: a decreasing law misfits a curve that turned, and its interval only widens."""
+        import numpy as np
+
+        from fitting.curve_prediction import MIN_CURVE_POINTS, predict_final_loss
+
+        best = int(np.argmin(self.losses))
+        if best + 1 < MIN_CURVE_POINTS or len(self.losses) - best < 3:
+            return False
+        steps, losses = np.asarray(self.steps[:best + 1]), np.asarray(self.losses[:best + 1])
+        for later_step, later_loss in zip(self.steps[-2:], self.losses[-2:]):
+            try:
+                trend = predict_final_loss(steps, losses, later_step, level=LEVEL)
+            except ValueError:
+                return False
+            if not later_loss > max(trend.hi, self.losses[best]):
+                return False
+        return True
 
 
 def pred_text(prediction) -> str | None:

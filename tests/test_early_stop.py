@@ -5,6 +5,7 @@ stop request, and the ledger returning a stopped run's unspent compute."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -158,3 +159,112 @@ def test_an_early_stopped_run_returns_its_unspent_planned_compute_to_the_ledger(
     assert ledger.committed == 130.0 + 500.0
     assert ledger.remaining == 1000.0 - 630.0 == 100.0 + (400.0 - 130.0)  # the 270 unspent are free again
     assert ledger.fits(200.0) and ledger.allowance("b") == 1000.0 - 630.0 + 500.0
+
+
+# -- the stopper's rule, on synthetic curves (pure, milliseconds) ------------------------------------
+
+def _feed(stopper, steps, losses, total):
+    """Each evaluation in turn; -> (step of the stop or None, its request, predictions made)."""
+    predictions = []
+    for step, loss in zip(steps, losses):
+        prediction, request = stopper.observe(int(step), float(loss), total)
+        predictions.append(prediction)
+        if request is not None:
+            return int(step), request, predictions
+    return None, None, predictions
+
+
+def _power_curve(steps, noise=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    clean = 2.0 + 3.0 * np.asarray(steps, float) ** -0.5
+    return clean * (1 + noise * rng.standard_normal(len(clean))), 2.0 + 3.0 * 400 ** -0.5
+
+
+def test_a_clean_curve_stops_at_min_fraction_with_a_prediction_that_covers_its_end():
+    steps = np.arange(10, 401, 10)
+    losses, final = _power_curve(steps)
+    stopper = PredictionStopper(enabled=True, min_fraction=0.3, rel_ci=0.01, regime="tokens")
+    step, request, _ = _feed(stopper, steps, losses, 400)
+    assert step == 120  # the first evaluation at or after 30 % of 400 steps
+    assert request.reason == "predicted_final"
+    assert request.predicted_lo <= final <= request.predicted_hi
+    assert (request.predicted_hi - request.predicted_lo) / (2 * request.predicted_loss) <= 0.01
+    assert request.predicted_level == 0.9 and request.predicted_method in ("power_law", "kaplan_ns")
+
+
+def test_disabled_it_predicts_for_the_table_but_never_stops():
+    from orchestrator.early_stop import pred_text
+
+    steps = np.arange(10, 401, 10)
+    losses, _ = _power_curve(steps)
+    stopper = PredictionStopper(enabled=False, min_fraction=0.3, rel_ci=0.01, regime="tokens")
+    step, _, predictions = _feed(stopper, steps, losses, 400)
+    assert step is None
+    shown = [pred_text(p) for p in predictions]
+    assert shown[0] is None and shown[-2] is not None  # too few points first, then a prediction
+    assert re.fullmatch(r"\d\.\d{3}±\d\.\d{3}", shown[-2]), shown[-2]
+
+
+def test_a_noisy_curve_is_not_stopped_before_its_prediction_is_precise_enough():
+    steps = np.arange(10, 401, 10)
+    losses, _ = _power_curve(steps, noise=0.05)
+    stopper = PredictionStopper(enabled=True, min_fraction=0.3, rel_ci=0.001, regime="tokens")
+    step, _, predictions = _feed(stopper, steps, losses, 400)
+    assert step is None
+    assert all(p.rel_half_width > 0.001 for p in predictions if p is not None)
+
+
+def test_dataset_regime_stops_a_run_past_its_best_and_keeps_training_a_tokens_run():
+    steps = np.arange(10, 401, 10)
+    clean, _ = _power_curve(steps)
+    rising = np.where(steps <= 60, clean, clean[5] + 0.004 * (steps - 60))  # overfits after step 60
+    overfit = PredictionStopper(enabled=True, min_fraction=0.3, rel_ci=1e-6, regime="dataset")
+    step, request, _ = _feed(overfit, steps, rising, 400)
+    assert request is not None and request.reason == "predicted_overfit", (step, request)
+    assert step == 120  # the first evaluation at min_fraction: the rise began at step 70
+    tokens = PredictionStopper(enabled=True, min_fraction=0.3, rel_ci=1e-6, regime="tokens")
+    assert _feed(tokens, steps, rising, 400)[0] is None
+
+
+def test_repeated_or_non_finite_evaluations_are_ignored():
+    stopper = PredictionStopper(enabled=True, min_fraction=0.3, rel_ci=0.01, regime="tokens")
+    assert stopper.observe(10, float("nan"), 100) == (None, None)
+    stopper.observe(10, 3.0, 100)
+    stopper.observe(10, 2.0, 100)  # a resumed attempt re-reporting a step
+    assert (stopper.steps, stopper.losses) == ([10], [3.0])
+
+
+# -- the trainer ends a run on a stop request, on its own status path (real engine, tiny) ------------
+
+def test_the_trainer_ends_a_run_on_a_stop_request_and_records_reason_and_prediction(tmp_path):
+    from metrics import load_runs
+    from trainers.config import RunOutput
+    from trainers.deepspeed_trainer import train
+    from trainers.record import StopRequest
+    from tests.test_trainer import tiny_config
+
+    request = StopRequest("predicted_final", predicted_loss=2.5, predicted_lo=2.49, predicted_hi=2.51,
+                          predicted_level=0.9, predicted_method="power_law")
+    seen = []
+
+    def on_eval(event):
+        seen.append((event.row["step"], event.total_steps))
+        return request if event.row["step"] == 10 else None
+
+    result = train(tiny_config(dataset_tokens=60_000, eval_every=5),
+                   RunOutput(storage=str(tmp_path), sweep="s", trial_id="stop"), on_eval=on_eval)
+    total = 60_000 // 65 // 16
+    assert seen == [(5, total), (10, total)]
+    assert (result.status, result.steps) == ("early_stopped", 10)
+    (row,) = load_runs(str(tmp_path), "s").to_pylist()
+    assert (row["status"], row["stop_reason"], row["steps"], row["planned_steps"]) == (
+        "early_stopped", "predicted_final", 10, total)
+    assert (row["predicted_loss"], row["predicted_lo"], row["predicted_hi"], row["predicted_level"],
+            row["predicted_method"]) == (2.5, 2.49, 2.51, 0.9, "power_law")
+    assert row["final_val_loss"] == result.curve[-1]["val_loss"]  # the observed loss at the stop
+    # patience stopping (dataset regime) is told apart by its reason; no prediction columns
+    result = train(tiny_config(dataset_tokens=60_000, eval_every=5, regime="dataset", max_steps=40, patience=1,
+                               min_delta=10.0), RunOutput(storage=str(tmp_path), sweep="s", trial_id="patience"))
+    assert (result.status, result.steps) == ("early_stopped", 10)
+    row = load_runs(str(tmp_path), "s", trial_id="patience").to_pylist()[0]
+    assert (row["stop_reason"], row["planned_steps"], row["predicted_loss"]) == ("patience", 40, None)
