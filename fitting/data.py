@@ -54,6 +54,7 @@ class FitData:
     drop_reasons: dict[str, int] = field(default_factory=dict)
     source: str = ""
     index: np.ndarray | None = None  # positions of these rows in the source table
+    weights: np.ndarray | None = None  # per-row fit weights (None: all 1; fitting/run_result.py)
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -62,7 +63,8 @@ class FitData:
         mask = np.asarray(mask)
         return FitData({k: v[mask] for k, v in self.X.items()}, self.y[mask], dict(self.columns),
                        self.n_dropped, dict(self.drop_reasons), self.source,
-                       None if self.index is None else self.index[mask])
+                       None if self.index is None else self.index[mask],
+                       None if self.weights is None else self.weights[mask])
 
     def compute(self, flops_per_token: float = 6.0) -> np.ndarray:
         """Training compute per run: the ``C`` column if present, else ``6·N·D``."""
@@ -266,6 +268,7 @@ def load_fit_data(
         mapping["C"] = f"{flops_per_token:g}*N*D"
     if "loss" not in arrays:
         arrays["loss"] = np.full(n_rows, np.nan)
+    weights = _predicted_losses(cols, arrays["loss"]) if is_store and loss_col is None else None
     checked = list(inputs) + (["loss"] if require_loss else [])
     for key in checked:
         a = arrays[key]
@@ -302,4 +305,20 @@ def load_fit_data(
     for note in [] if is_store else unit_notes(X, mapping):  # a metrics store's units are its contract's
         warnings.warn(f"{desc}: {note}", DataWarning, stacklevel=2)
     return FitData(X=X, y=arrays["loss"][keep], columns=mapping, n_dropped=n_dropped, drop_reasons=reasons,
-                   source=str(desc), index=np.where(keep)[0])
+                   source=str(desc), index=np.where(keep)[0], weights=None if weights is None else weights[keep])
+
+
+def _predicted_losses(cols: dict[str, np.ndarray], loss: np.ndarray) -> np.ndarray | None:
+    """A store's prediction-stopped runs enter with their predicted loss (written into `loss`)
+    and a weight below 1 (`fitting.run_result`); None when the store has none."""
+    from fitting.run_result import result_loss
+
+    if "stop_reason" not in cols:
+        return None
+    names = [n for n in ("stop_reason", "predicted_loss", "predicted_lo", "predicted_hi", "predicted_level") if n in cols]
+    weights = np.ones(loss.shape[0])
+    for i in np.flatnonzero(np.asarray([r is not None for r in cols["stop_reason"]])):
+        value, weight = result_loss({n: cols[n][i] for n in names}, metric="")
+        if value is not None:
+            loss[i], weights[i] = value, weight
+    return weights if (weights < 1).any() else None

@@ -18,51 +18,7 @@ from tests.test_spec_validation import scalesweep, write_yaml
 from trainers.fields import SpecError
 
 
-# --- STAND-IN for fitting/curve_prediction.py (helper curvefit's; delete once it is merged) ---
-import sys
-import types
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class _Pred:
-    loss: float
-    lo: float
-    hi: float
-    level: float
-    method: str
-    n_points: int
-
-    @property
-    def rel_half_width(self):
-        return (self.hi - self.lo) / (2 * self.loss)
-
-
-def _predict(steps, losses, target_step, *, level=0.9, sweep_law=None):
-    steps, losses = np.asarray(steps, float), np.asarray(losses, float)
-    if steps.size < 4:
-        raise ValueError(f"{steps.size} curve points, need 4")
-    best = None
-    for c in np.linspace(0.05, 2.0, 40):
-        A = np.stack([np.ones_like(steps), steps ** -c], 1)
-        coef, *_ = np.linalg.lstsq(A, losses, rcond=None)
-        r = losses - A @ coef
-        if best is None or r @ r < best[0]:
-            best = (float(r @ r), c, coef)
-    rss, c, (a, b) = best
-    loss = a + b * target_step ** -c
-    half = 1.645 * np.sqrt(rss / max(1, steps.size - 3)) * 3
-    return _Pred(float(loss), float(loss - half), float(loss + half), level, "power_law", int(steps.size))
-
-
-if "fitting.curve_prediction" not in sys.modules:
-    try:
-        import fitting.curve_prediction  # noqa: F401
-    except ImportError:
-        _mod = types.ModuleType("fitting.curve_prediction")
-        _mod.MIN_CURVE_POINTS, _mod.predict_final_loss, _mod.CurvePrediction = 4, _predict, _Pred
-        sys.modules["fitting.curve_prediction"] = _mod
-# --- end of stand-in ---
+import tests.curve_standin  # noqa: F401  STAND-IN until fitting/curve_prediction.py is merged
 
 
 def early_spec(tmp_path, **section):
@@ -268,3 +224,46 @@ def test_the_trainer_ends_a_run_on_a_stop_request_and_records_reason_and_predict
     assert (result.status, result.steps) == ("early_stopped", 10)
     row = load_runs(str(tmp_path), "s", trial_id="patience").to_pylist()[0]
     assert (row["stop_reason"], row["planned_steps"], row["predicted_loss"]) == ("patience", 40, None)
+
+
+# -- on a real small Ray sweep --------------------------------------------------------------------
+
+def test_a_real_sweep_stops_runs_early_records_them_and_frees_their_compute(tmp_path, capsys):
+    """Two tiny runs (46 and 92 steps, an evaluation every 2) with early prediction at 30 %: the
+    loose rel_ci stops them at their first look; each is recorded once as early_stopped with its
+    observed and predicted losses, the ledger counts only what they spent, and the live table
+    showed their predictions."""
+    import json
+    import re as regex
+
+    from metrics import load_runs
+    from orchestrator.sweep import run_sweep
+    from tests.test_sweep import SHAPES, tiny_spec
+
+    raw = tiny_spec(tmp_path / "store", name="early", dataset_tokens=(48_000, 96_000), shapes=SHAPES[:1],
+                    trainer={"eval_every": 2}, early_prediction={"enabled": True, "min_fraction": 0.3,
+                                                                  "rel_ci": 0.5})
+    spec, grid = validate_spec(raw)
+    summary = run_sweep(spec, num_cpus=2, verbose=1)
+    table = capsys.readouterr().out
+    runs = {r["trial_id"]: r for r in load_runs(spec.storage, spec.name).to_pylist()}
+    assert summary.failed == 0 and summary.statuses.get("early_stopped", 0) >= 1, (summary, runs)
+    planned = {t.trial_key: t for t in grid.trials}
+    stopped = [r for r in runs.values() if r["status"] == "early_stopped"]
+    for row in stopped:
+        assert row["stop_reason"] == "predicted_final" and row["attempt"] == 0
+        assert row["steps"] >= 0.3 * row["planned_steps"] and row["steps"] < row["planned_steps"]
+        assert row["final_val_loss"] > 0  # the observed loss at the stop
+        assert row["predicted_lo"] <= row["predicted_loss"] <= row["predicted_hi"]
+        assert (row["predicted_hi"] - row["predicted_lo"]) / (2 * row["predicted_loss"]) <= 0.5
+        assert row["flops"] < planned[row["trial_id"]].planned_flops
+    # the ledger: spent = what the runs did; the unspent plan is no longer committed
+    ledger = json.loads((tmp_path / "store" / "early" / "ledger.json").read_text())
+    assert ledger["running"] == {}
+    assert ledger["finished"] == pytest.approx({k: r["flops"] for k, r in runs.items()})
+    assert ledger["spent"] == ledger["committed"] == pytest.approx(sum(r["flops"] for r in runs.values()))
+    freed = sum(planned[k].planned_flops - r["flops"] for k, r in runs.items())
+    assert freed > 0 and ledger["limit_flops"] - ledger["committed"] == pytest.approx(
+        ledger["limit_flops"] - sum(t.planned_flops for t in grid.trials) + freed)
+    assert " pred " in table or "| pred" in table, table[-2000:]
+    assert regex.search(r"\d\.\d{3}±\d\.\d{3}", table), table[-2000:]

@@ -114,7 +114,7 @@ class TrainResult:
                 "flops": self.flops, "best_val_loss": self.best_val_loss,
                 "final_val_loss": self.final_val_loss, "wall_s": self.wall_s,
                 "tokens_per_s": self.tokens_per_s, "trial_done": True,
-                "stop_reason": self.stop.reason if self.stop else None}
+                **(self.stop.columns() if self.stop else {"stop_reason": None})}
 
 
 def eval_metrics(curve_row: dict, best: float | None) -> dict:
