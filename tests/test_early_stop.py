@@ -229,20 +229,22 @@ def test_the_trainer_ends_a_run_on_a_stop_request_and_records_reason_and_predict
 # -- on a real small Ray sweep --------------------------------------------------------------------
 
 def test_a_real_sweep_stops_runs_early_records_them_and_frees_their_compute(tmp_path, capsys):
-    """Two tiny runs (46 and 92 steps, an evaluation every 2) with early prediction at 30 %: the
-    loose rel_ci stops them at their first look; each is recorded once as early_stopped with its
-    observed and predicted losses, the ledger counts only what they spent, and the live table
-    showed their predictions."""
+    """Two tiny runs at one N and D that differ in batch (item 5's axis: 512 and 1024 tokens, 184
+    and 92 steps, an evaluation every 2) with early prediction at 30 %: the loose rel_ci stops them
+    at their first look; each is recorded once as early_stopped with its observed and predicted
+    losses, the ledger counts only what they spent, the live table showed their predictions, and
+    their curves give a steps-vs-batch trade-off."""
     import json
     import re as regex
 
-    from metrics import load_runs
+    from fitting.batch_tradeoff import tradeoff_from_curves
+    from metrics import load_curves, load_runs
     from orchestrator.sweep import run_sweep
     from tests.test_sweep import SHAPES, tiny_spec
 
-    raw = tiny_spec(tmp_path / "store", name="early", dataset_tokens=(48_000, 96_000), shapes=SHAPES[:1],
-                    trainer={"eval_every": 2}, early_prediction={"enabled": True, "min_fraction": 0.3,
-                                                                  "rel_ci": 0.5})
+    raw = tiny_spec(tmp_path / "store", name="early", dataset_tokens=(96_000,), shapes=SHAPES[:1],
+                    axes={"batch_tokens": [512, 1024]}, trainer={"eval_every": 2},
+                    early_prediction={"enabled": True, "min_fraction": 0.3, "rel_ci": 0.5})
     spec, grid = validate_spec(raw)
     summary = run_sweep(spec, num_cpus=2, verbose=1)
     table = capsys.readouterr().out
@@ -265,5 +267,16 @@ def test_a_real_sweep_stops_runs_early_records_them_and_frees_their_compute(tmp_
     freed = sum(planned[k].planned_flops - r["flops"] for k, r in runs.items())
     assert freed > 0 and ledger["limit_flops"] - ledger["committed"] == pytest.approx(
         ledger["limit_flops"] - sum(t.planned_flops for t in grid.trials) + freed)
+    # item 5: the batch axis ran at fixed N and D, and its curves give S(B) = S_min (1 + B_crit/B)
+    assert sorted(r["batch_tokens"] for r in runs.values()) == [512, 1024]
+    assert len({(r["non_embedding_params"], r["dataset_tokens"]) for r in runs.values()}) == 1
+    curves = load_curves(spec.storage, spec.name).to_pylist()
+    by_batch = {r["batch_tokens"]: ([c["step"] for c in curves if c["trial_id"] == k],
+                                    [c["val_loss"] for c in curves if c["trial_id"] == k]) for k, r in runs.items()}
+    try:
+        tradeoff = tradeoff_from_curves(by_batch)
+        assert tradeoff.b_crit > 0 and tradeoff.steps.size == 2
+    except ValueError as err:  # two short noisy curves need not show a trade-off; it must say so
+        assert "trade-off" in str(err), err
     assert " pred " in table or "| pred" in table, table[-2000:]
     assert regex.search(r"\d\.\d{3}±\d\.\d{3}", table), table[-2000:]
