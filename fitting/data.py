@@ -239,6 +239,11 @@ def load_fit_data(
         inputs = law.inputs
     inputs = tuple(inputs) if inputs is not None else ("N", "D")
     cols, desc, is_store = read_table(source)
+    weights = None
+    if is_store:  # a prediction-stopped run stands for its planned end, down-weighted
+        from fitting.run_result import fitted_columns
+
+        cols, weights = fitted_columns(cols)
     desc = name or desc
     explicit = {"N": n_col, "D": d_col, "C": c_col, "loss": loss_col, **(extra_cols or {})}
     n_rows = len(next(iter(cols.values()))) if cols else 0
@@ -268,7 +273,6 @@ def load_fit_data(
         mapping["C"] = f"{flops_per_token:g}*N*D"
     if "loss" not in arrays:
         arrays["loss"] = np.full(n_rows, np.nan)
-    weights = _predicted_losses(cols, arrays["loss"]) if is_store and loss_col is None else None
     checked = list(inputs) + (["loss"] if require_loss else [])
     for key in checked:
         a = arrays[key]
@@ -307,18 +311,3 @@ def load_fit_data(
     return FitData(X=X, y=arrays["loss"][keep], columns=mapping, n_dropped=n_dropped, drop_reasons=reasons,
                    source=str(desc), index=np.where(keep)[0], weights=None if weights is None else weights[keep])
 
-
-def _predicted_losses(cols: dict[str, np.ndarray], loss: np.ndarray) -> np.ndarray | None:
-    """A store's prediction-stopped runs enter with their predicted loss (written into `loss`)
-    and a weight below 1 (`fitting.run_result`); None when the store has none."""
-    from fitting.run_result import result_loss
-
-    if "stop_reason" not in cols:
-        return None
-    names = [n for n in ("stop_reason", "predicted_loss", "predicted_lo", "predicted_hi", "predicted_level") if n in cols]
-    weights = np.ones(loss.shape[0])
-    for i in np.flatnonzero(np.asarray([r is not None for r in cols["stop_reason"]])):
-        value, weight = result_loss({n: cols[n][i] for n in names}, metric="")
-        if value is not None:
-            loss[i], weights[i] = value, weight
-    return weights if (weights < 1).any() else None

@@ -16,6 +16,8 @@ import math
 from statistics import NormalDist
 from typing import Mapping
 
+import numpy as np
+
 from metrics.statuses import PREDICTED_LOSS_REASONS
 
 REFERENCE_LOG_SD = 0.01
@@ -39,11 +41,50 @@ def is_predicted(row: Mapping) -> bool:
         row["predicted_lo"] <= row["predicted_loss"] <= row["predicted_hi"] and row["predicted_level"] < 1
 
 
+_PLANNED_END = ("best_val_loss", "final_val_loss", "steps", "tokens_seen", "flops", "flops_6n")
+"""The columns `as_fitted` changes for a prediction-stopped run."""
+
+
+def as_fitted(row: Mapping) -> tuple[Mapping, float]:
+    """(row, weight) as a fit reads it. A prediction-stopped run stands for the run it planned:
+    its losses (best_val_loss, final_val_loss) become the predicted loss, and its steps, tokens and
+    FLOPs those of its planned end (the prediction is the loss *there*), scaled by
+    planned_steps/steps; its weight is `prediction_weight`. Any other row: itself, weight 1."""
+    if not is_predicted(row) or not row.get("steps") or not row.get("planned_steps"):
+        return row, 1.0
+    scale = row["planned_steps"] / row["steps"]
+    out = dict(row, best_val_loss=float(row["predicted_loss"]), final_val_loss=float(row["predicted_loss"]),
+               steps=int(row["planned_steps"]))
+    for name in ("tokens_seen", "flops", "flops_6n"):
+        if isinstance(row.get(name), (int, float)):
+            out[name] = row[name] * scale
+    return out, prediction_weight(row["predicted_lo"], row["predicted_hi"], row["predicted_level"])
+
+
+def fitted_columns(cols: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """`as_fitted` over a store's runs columns: (columns, per-row weights or None if every row
+    counts fully)."""
+    cols = dict(cols)
+    if "stop_reason" not in cols:
+        return cols, None
+    rows = [i for i, reason in enumerate(cols["stop_reason"]) if reason in PREDICTED_LOSS_REASONS]
+    if not rows:
+        return cols, None
+    weights = np.ones(len(cols["stop_reason"]))
+    changed = [name for name in _PLANNED_END if name in cols]
+    for name in changed:
+        cols[name] = np.array(cols[name], dtype=float)  # nulls read as NaN, as numeric_column does
+    for i in rows:
+        fitted, weights[i] = as_fitted({name: column[i] for name, column in cols.items()})
+        for name in changed:
+            cols[name][i] = fitted[name]
+    return cols, (weights if (weights < 1).any() else None)
+
+
 def result_loss(row: Mapping, metric: str = "best_val_loss") -> tuple[float | None, float]:
-    """(loss, weight) a fit takes from a runs row (or a trial's final Tune result): the row's
-    `metric` with weight 1, or for a prediction-stopped run its predicted loss and
-    `prediction_weight`."""
-    if is_predicted(row):
+    """(loss, weight) a fit takes from a runs row (or a trial's final Tune result): `as_fitted`'s
+    `metric` (a prediction-stopped run's predicted loss) and weight."""
+    if is_predicted(row):  # a Tune result has no steps to rescale; the loss is all it needs
         return float(row["predicted_loss"]), prediction_weight(row["predicted_lo"], row["predicted_hi"],
                                                                row["predicted_level"])
     return row.get(metric), 1.0

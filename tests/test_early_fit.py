@@ -39,6 +39,8 @@ def test_a_store_s_predicted_run_enters_the_fit_data_with_its_predicted_loss_and
                                                                     best_val_loss=2.5 + i, **extra))
     data = load_fit_data(str(tmp_path / "sw"), law="chinchilla")
     assert list(data.y) == [2.5, 3.5, 2.2]
+    # it stands for its planned end: run_row's 97 steps of 400 planned, so D scales by 400/97
+    assert data.X["D"].tolist() == pytest.approx([200_000, 200_000, 200_000 * 400 / 97])
     assert data.weights[:2].tolist() == [1.0, 1.0] and 0 < data.weights[2] < 1
     assert data.subset(np.array([False, True, True])).weights.tolist() == data.weights[1:].tolist()
     # a store without predicted runs has no weights (every row counts fully, as before)
@@ -123,3 +125,15 @@ def test_the_designer_sees_the_prediction_in_the_trial_s_final_result_and_after_
     again = TrainResult.from_run_row({"status": "early_stopped", "best_val_loss": 2.6, **stop.columns()})
     assert live == result_loss({"best_val_loss": 2.6, **stop.columns()}) == result_loss(again.tune_metrics())
     assert live[0] == 2.2 and live[1] < 1
+
+
+def test_as_fitted_moves_a_predicted_run_to_its_planned_end_and_leaves_others_alone():
+    from fitting.run_result import as_fitted
+
+    row = run_row("early_stopped", steps=100, tokens_seen=51_200, flops=1e11, flops_6n=9e10, **PREDICTED)
+    fitted, weight = as_fitted(row)
+    assert (fitted["best_val_loss"], fitted["final_val_loss"], fitted["steps"]) == (2.2, 2.2, 400)
+    assert (fitted["tokens_seen"], fitted["flops"], fitted["flops_6n"]) == pytest.approx((204_800, 4e11, 3.6e11))
+    assert weight == result_loss(row)[1] < 1 and row["steps"] == 100  # the row itself is not changed
+    plain = run_row("early_stopped", stop_reason="patience")
+    assert as_fitted(plain) == (plain, 1.0)
