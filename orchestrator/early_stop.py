@@ -90,6 +90,14 @@ class PredictionStopper:
         return cls(enabled=bool(settings.get("enabled", False)), min_fraction=float(settings.get("min_fraction", 0.3)),
                    rel_ci=float(settings.get("rel_ci", 0.01)), regime=regime)
 
+    def seed(self, steps: Iterable[int], losses: Iterable[float]) -> None:
+        """The curve an earlier attempt of this run left (a retry resumes from its checkpoint, so
+        the prediction continues from the whole curve, not from the resumed part alone)."""
+        for step, loss in sorted(zip(steps, losses)):
+            if isinstance(loss, float) and math.isfinite(loss) and (not self.steps or step > self.steps[-1]):
+                self.steps.append(int(step))
+                self.losses.append(float(loss))
+
     def observe(self, step: int, val_loss: float, total_steps: int):
         """-> (prediction or None, StopRequest or None) after the evaluation at `step`."""
         from fitting.curve_prediction import MIN_CURVE_POINTS, predict_final_loss

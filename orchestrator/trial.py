@@ -206,6 +206,11 @@ def _train_and_report(trial: TrialConfig, attempt: int, resume_from: str | None,
     from orchestrator.early_stop import PredictionStopper
 
     stopper = PredictionStopper.from_settings(trial.early_prediction, config.regime)
+    if resume_from and rank == 0:  # a retry: the curve before its checkpoint is in the store
+        from metrics import load_curves
+
+        earlier = load_curves(trial.storage, trial.sweep, trial_id=trial.trial_key).to_pylist()
+        stopper.seed([row["step"] for row in earlier], [row["val_loss"] for row in earlier])
     reporter = _EvalReporter(report, checkpoint_cls, attempt, stopper)
     try:
         return train(config, output, on_eval=reporter)

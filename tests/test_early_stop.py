@@ -280,3 +280,13 @@ def test_a_real_sweep_stops_runs_early_records_them_and_frees_their_compute(tmp_
         assert "trade-off" in str(err), err
     assert " pred " in table or "| pred" in table, table[-2000:]
     assert regex.search(r"\d\.\d{3}±\d\.\d{3}", table), table[-2000:]
+
+
+def test_a_resumed_run_predicts_from_its_whole_curve():
+    steps = np.arange(10, 401, 10)
+    losses, _ = _power_curve(steps)
+    whole = PredictionStopper(enabled=True, min_fraction=0.3, rel_ci=0.01, regime="tokens")
+    resumed = PredictionStopper(enabled=True, min_fraction=0.3, rel_ci=0.01, regime="tokens")
+    resumed.seed(steps[:9][::-1], losses[:9][::-1])  # the earlier attempt's curve, in any order
+    assert resumed.steps == list(steps[:9])
+    assert _feed(resumed, steps[9:], losses[9:], 400)[:1] == _feed(whole, steps, losses, 400)[:1] == (120,)
