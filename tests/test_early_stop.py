@@ -230,8 +230,9 @@ def test_the_trainer_ends_a_run_on_a_stop_request_and_records_reason_and_predict
 
 def test_a_real_sweep_stops_runs_early_records_them_and_frees_their_compute(tmp_path, capsys):
     """Two tiny runs at one N and D that differ in batch (item 5's axis: 512 and 1024 tokens, 184
-    and 92 steps, an evaluation every 2) with early prediction at 30 %: the loose rel_ci stops them
-    at their first look; each is recorded once as early_stopped with its observed and predicted
+    and 92 steps, an evaluation every 2) with early prediction at 30 %: a rel_ci so loose that any
+    prediction meets it (this tests the mechanism, not the predictor's calibration) stops them at
+    their first look; each is recorded once as early_stopped with its observed and predicted
     losses, the ledger counts only what they spent, the live table showed their predictions, and
     their curves give a steps-vs-batch trade-off."""
     import json
@@ -244,7 +245,7 @@ def test_a_real_sweep_stops_runs_early_records_them_and_frees_their_compute(tmp_
 
     raw = tiny_spec(tmp_path / "store", name="early", dataset_tokens=(96_000,), shapes=SHAPES[:1],
                     axes={"batch_tokens": [512, 1024]}, trainer={"eval_every": 2},
-                    early_prediction={"enabled": True, "min_fraction": 0.3, "rel_ci": 0.5})
+                    early_prediction={"enabled": True, "min_fraction": 0.3, "rel_ci": 10.0})
     spec, grid = validate_spec(raw)
     summary = run_sweep(spec, num_cpus=2, verbose=1)
     table = capsys.readouterr().out
@@ -255,9 +256,10 @@ def test_a_real_sweep_stops_runs_early_records_them_and_frees_their_compute(tmp_
     for row in stopped:
         assert row["stop_reason"] == "predicted_final" and row["attempt"] == 0
         assert row["steps"] >= 0.3 * row["planned_steps"] and row["steps"] < row["planned_steps"]
+        assert row["steps"] - 2 < 0.3 * row["planned_steps"]  # at the first evaluation it could
         assert row["final_val_loss"] > 0  # the observed loss at the stop
         assert row["predicted_lo"] <= row["predicted_loss"] <= row["predicted_hi"]
-        assert (row["predicted_hi"] - row["predicted_lo"]) / (2 * row["predicted_loss"]) <= 0.5
+        assert (row["predicted_hi"] - row["predicted_lo"]) / (2 * row["predicted_loss"]) <= 10.0
         assert row["flops"] < planned[row["trial_id"]].planned_flops
     # the ledger: spent = what the runs did; the unspent plan is no longer committed
     ledger = json.loads((tmp_path / "store" / "early" / "ledger.json").read_text())
