@@ -14,6 +14,10 @@
   extrapolation within the fitted runs.
 - :mod:`fitting.allocate` — compute-optimal N, D (closed form and numeric),
   ``compute_optimal_allocation`` (with intervals; ``scalesweep plan``).
+- :mod:`fitting.dynamics` — Kaplan §5: B_crit(L), S_min, C_min, and a store's curves → the rows of
+  ``critical_batch``, ``kaplan_ns`` and the ``kaplan_c`` frontier (``scalesweep fit STORE``).
+- :mod:`fitting.curve_prediction` — ``predict_final_loss``: a run's final loss with an interval
+  from the start of its curve (per-run power law, or the sweep's L(N, S_min)).
 - :mod:`fitting.online` — ``OnlineFitter``: incremental refits as runs complete.
 - :mod:`fitting.design` — candidates, target regions, seeds; :mod:`fitting.posterior` — the
   expected-error algebra (linearised posterior, misfit discrepancy, gains);

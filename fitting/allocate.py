@@ -10,8 +10,8 @@
   and the allocation exponent a in N_opt ∝ C^a, each with an interval that propagates the fit's
   parameter uncertainty (bootstrap samples when the fit has them, else draws from its sandwich
   covariance).
-* Kaplan et al. 2020's batch-size adjustments: :func:`critical_batch`, :func:`s_min`,
-  :func:`c_min` (eqs. 5.1-5.5 there).
+
+Kaplan et al. 2020's batch-size adjustments (B_crit, S_min, C_min) live in :mod:`fitting.dynamics`.
 """
 
 from __future__ import annotations
@@ -32,27 +32,8 @@ __all__ = [
     "allocation_exponent",
     "compute_optimal_allocation",
     "Allocation",
-    "critical_batch",
-    "s_min",
-    "c_min",
     "tokens_per_param",
 ]
-
-
-# ====================================================================== Kaplan adjustments
-def critical_batch(L, B_star: float = 2e8, alpha_B: float = 0.21):
-    """B_crit(L) = B*/L^(1/α_B) in tokens (Kaplan et al. 2020, eq. 5.1; B* 2e8, α_B 0.21)."""
-    return B_star / np.asarray(L, dtype=float) ** (1.0 / alpha_B)
-
-
-def s_min(S, B, B_crit):
-    """Minimum steps at a batch far below critical: S_min = S/(1 + B_crit/B) (Kaplan eq. 5.4)."""
-    return np.asarray(S, dtype=float) / (1.0 + np.asarray(B_crit, dtype=float) / np.asarray(B, dtype=float))
-
-
-def c_min(C, B, B_crit):
-    """Minimum compute at a batch far above critical: C_min = C/(1 + B/B_crit) (Kaplan eq. 5.5)."""
-    return np.asarray(C, dtype=float) / (1.0 + np.asarray(B, dtype=float) / np.asarray(B_crit, dtype=float))
 
 
 def tokens_per_param(N_opt, D_opt):

@@ -86,7 +86,9 @@ def _add_data_args(p: argparse.ArgumentParser, runs_required: bool) -> None:
                         ("" if runs_required else " (or --params)") + "; or --example NAME")
     p.add_argument("--law", default="chinchilla",
                    help="chinchilla | kaplan | kaplan_n | kaplan_d | kaplan_c | kaplan_ns | data_constrained | "
-                        "critical_batch (append +E to a Kaplan form for an irreducible term) | file.py:LAW | pkg.module:LAW")
+                        "critical_batch (append +E to a Kaplan form for an irreducible term) | file.py:LAW | pkg.module:LAW; "
+                        "on a sweep directory kaplan_ns, kaplan_c and critical_batch are fitted to its curves (S_min, "
+                        "the C_min frontier, the noise scale)")
     add_table_args(p)
     p.add_argument("--loss", dest="objective", choices=["huber", "ls"], default="huber", help="objective (default huber)")
     p.add_argument("--delta", type=float, default=1e-3, help="Huber delta on log-loss residuals (default 1e-3)")
@@ -119,12 +121,20 @@ def register(subparsers) -> None:
 
 
 def _fit(args):
+    from fitting.dynamics import CURVE_LAWS, curve_rows, is_sweep_dir
     from fitting.fit import fit_law
     from fitting.laws import get_law
 
     law = get_law(args.law)
     source, drop, name = table_source(args.runs, args, "RUNS")
+    rows = None
+    if law.name.split("+")[0] in CURVE_LAWS and args.runs and is_sweep_dir(source):
+        # a store: these laws describe training dynamics, so their rows are its curves (fitting.dynamics)
+        rows = curve_rows(source, law.name, seed=args.seed)
+        source, name = rows.columns, f"{name} (curves)"
     data, notes = load_table(source, args, law, drop_top_loss=drop, name=name)
+    if rows is not None:
+        notes[:0] = rows.warnings
     train = {"max_compute": args.fit_max_compute} if getattr(args, "fit_max_compute", None) else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -133,6 +143,8 @@ def _fit(args):
                       flops_per_token=args.flops_per_token)
     notes += [str(w.message) for w in caught if str(w.message) not in fit.warnings]
     fit.warnings[:0] = notes
+    if rows is not None:
+        fit.diagnostics["rows"] = rows.note
     return fit
 
 
@@ -153,9 +165,12 @@ def _clean(o):
 
 def cmd_fit(args) -> int:
     fit = _fit(args)
+    rows = fit.diagnostics.get("rows")  # which curve rows a store's dynamics law used
     if args.json:
-        print(json.dumps(_clean(fit.to_dict()), sort_keys=False))
+        print(json.dumps(_clean(dict(fit.to_dict(), **({"rows": rows} if rows else {}))), sort_keys=False))
     else:
+        if rows:
+            print(rows)
         print(fit.summary())
     return 0
 

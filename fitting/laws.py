@@ -28,6 +28,7 @@ __all__ = [
     "kaplan_n",
     "kaplan_d",
     "kaplan_c",
+    "kaplan_s",
     "kaplan_nd",
     "kaplan_ns",
     "critical_batch",
@@ -133,6 +134,15 @@ def kaplan_d(irreducible: bool = False) -> Law:
         "L(D) = (D_c/D)^alpha_D. Kaplan et al. 2020, eq. (1.2); paper: alpha_D 0.095, D_c 5.4e13.", irreducible)
 
 
+def kaplan_s(irreducible: bool = True) -> Law:
+    """L(S) = E + (S_c/S)^alpha_S: one run's learning curve in optimizer steps, Kaplan et al. 2020's
+    L(N, S) (eq. 1.6) at fixed N, whose N term is the constant E (so ``kaplan_s+E`` by default)."""
+    return _single_power_law(
+        "kaplan_s", "S_c", "alpha_S", "S", [1e1, 1e3, 1e5, 1e7],
+        "L(S) = (S_c/S)^alpha_S: a learning curve in steps. Kaplan et al. 2020, eq. (1.6) at fixed N "
+        "(paper: alpha_S 0.76, S_c 2.1e3).", irreducible)
+
+
 def kaplan_c(irreducible: bool = False) -> Law:
     """L(C_min) = (C_c/C_min)^alpha_C [+ E]. Kaplan et al. 2020, eq. (1.3). Input column ``C``."""
     return _single_power_law(
@@ -156,7 +166,7 @@ def kaplan_nd(irreducible: bool = False) -> Law:
 def kaplan_ns(irreducible: bool = False) -> Law:
     """L(N, S_min) = (N_c/N)^alpha_N + (S_c/S_min)^alpha_S [+ E]. Kaplan et al. 2020, eq. (1.6).
 
-    Input column ``S`` is S_min = S/(1 + B_crit/B) (see :func:`fitting.allocate.s_min`)."""
+    Input column ``S`` is S_min = S/(1 + B_crit/B) (see :func:`fitting.dynamics.min_steps`)."""
     return _kaplan(
         "kaplan_ns", ("N_c", "alpha_N", "S_c", "alpha_S"), ("N", "S"),
         lambda p, X: (p["N_c"] / X["N"]) ** p["alpha_N"] + (p["S_c"] / X["S"]) ** p["alpha_S"],

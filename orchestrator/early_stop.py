@@ -33,18 +33,6 @@ from trainers.record import StopRequest
 LEVEL = 0.9  # the interval whose relative half-width rel_ci bounds (the spec's wording: "90%")
 
 
-def predictor():
-    """The learning-curve predictor module, `fitting.curve_prediction` (helper curvefit's, merged
-    separately), or None while it is absent. TEMPORARY guard: until that module is on main a sweep
-    without early prediction runs as before (its `pred` column empty) and one with it is refused
-    at validation; delete this function once it is merged and import the module directly."""
-    try:
-        from fitting import curve_prediction
-    except ImportError:
-        return None
-    return curve_prediction
-
-
 def planned_steps(train_config, workers: int) -> int:
     """A trial's schedule length in optimizer steps, as its trainer will compute it (the
     training split holds dataset_tokens // (n_ctx + 1) windows; `trainers.config.batch_geometry`)."""
@@ -67,10 +55,7 @@ def check_evaluations(settings, trials: Iterable, workers: int) -> None:
     The worst trial is named, with the steps and eval_every that make it so."""
     if not settings.enabled:
         return
-    if predictor() is None:
-        raise fail("early_prediction.enabled", "needs the learning-curve predictor, fitting/curve_prediction.py, "
-                                               "which this installation lacks")
-    MIN_CURVE_POINTS = predictor().MIN_CURVE_POINTS
+    from fitting.curve_prediction import MIN_CURVE_POINTS
 
     worst = None
     for trial in trials:
@@ -115,10 +100,8 @@ class PredictionStopper:
 
     def observe(self, step: int, val_loss: float, total_steps: int):
         """-> (prediction or None, StopRequest or None) after the evaluation at `step`."""
-        curve_prediction = predictor()
-        if curve_prediction is None:
-            return None, None
-        MIN_CURVE_POINTS, predict_final_loss = curve_prediction.MIN_CURVE_POINTS, curve_prediction.predict_final_loss
+        from fitting.curve_prediction import MIN_CURVE_POINTS, predict_final_loss
+
         if not (isinstance(val_loss, float) and math.isfinite(val_loss)) or (self.steps and step <= self.steps[-1]):
             return None, None  # a diverged eval ends the run anyway; a repeated step adds nothing
         self.steps.append(int(step))
@@ -158,7 +141,8 @@ class PredictionStopper:
         cannot say this: a decreasing law misfits a curve that turned, and its interval only widens."""
         import numpy as np
 
-        MIN_CURVE_POINTS, predict_final_loss = predictor().MIN_CURVE_POINTS, predictor().predict_final_loss
+        from fitting.curve_prediction import MIN_CURVE_POINTS, predict_final_loss
+
         best = int(np.argmin(self.losses))
         if best + 1 < MIN_CURVE_POINTS or len(self.losses) - best < 3:
             return False

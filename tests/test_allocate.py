@@ -5,14 +5,12 @@ import pytest
 
 from fitting.allocate import (
     allocation_exponent,
-    c_min,
     chinchilla_optimal,
     compute_optimal_allocation,
-    critical_batch,
     optimal_allocation,
-    s_min,
     tokens_per_param,
 )
+from fitting.dynamics import b_crit, min_compute, min_steps
 from fitting.fit import fit_law
 from fitting.law import grid
 from fitting.laws import CHINCHILLA_HOFFMANN, KAPLAN_PAPER, chinchilla, data_constrained
@@ -51,10 +49,10 @@ def test_kaplan_allocation_is_interior_and_growing():
 
 def test_kaplan_batch_adjustments():
     L = np.array([2.0, 3.0])
-    bc = critical_batch(L)
+    bc = b_crit(L)
     np.testing.assert_allclose(bc, 2e8 / L ** (1 / 0.21))
-    assert s_min(1000.0, 2 * bc[0], bc[0]) == pytest.approx(1000 / 1.5)
-    assert c_min(1e20, bc[0], bc[0]) == pytest.approx(0.5e20)
+    assert min_steps(1000.0, 2 * bc[0], bc[0]) == pytest.approx(1000 / 1.5)
+    assert min_compute(1e20, bc[0], bc[0]) == pytest.approx(0.5e20)
 
 
 def test_data_constrained_needs_unique_tokens():

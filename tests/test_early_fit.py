@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import tests.curve_standin  # noqa: F401  STAND-IN until fitting/curve_prediction.py is merged
 from fitting.fit import fit_law
 from fitting.laws import CHINCHILLA_EPOCH, chinchilla
 from fitting.run_result import REFERENCE_LOG_SD, prediction_weight, result_loss

@@ -253,11 +253,12 @@ def test_run_refuses_resources_the_connected_cluster_cannot_hold(tmp_path):
 
     from orchestrator.sweep import run_sweep
 
-    ray.init(num_cpus=1, include_dashboard=False, _node_ip_address="127.0.0.1")
+    # address="local": a cluster of its own, never one another test (or process) left running.
+    ray.init(address="local", num_cpus=1, include_dashboard=False, _node_ip_address="127.0.0.1")
     try:
         spec = with_change(good_spec(tmp_path), "resources.cpus_per_worker", 2)
         with pytest.raises(SpecError, match=r"^resources\.cpus_per_worker: 2 CPUs per rank.*the Ray cluster"):
-            run_sweep(spec, address="auto")
+            run_sweep(spec, address=ray.get_runtime_context().gcs_address)
         assert not (tmp_path / "store" / "t" / "tune").exists()  # no Tune work
     finally:
         ray.shutdown()

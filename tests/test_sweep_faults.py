@@ -144,15 +144,3 @@ def test_node_removed_trial_retried_elsewhere(tmp_path):
     runs = _assert_one_row_per_config(spec)
     assert {r["status"] for r in runs} == {"completed"}
 
-
-def test_data_parallel_trial_reports_through_tune(tmp_path):
-    from orchestrator.sweep import run_sweep
-
-    raw = tiny_spec(tmp_path / "store", name="dp", shapes=SHAPES[:1], dataset_tokens=(12_000,),
-                    resources={"workers": 2}, trainer={"zero_stage": 2})
-    spec = load_spec(raw)
-    summary = run_sweep(spec, num_cpus=3, verbose=0)
-    assert summary.completed == 1 and summary.failed == 0
-    (row,) = load_runs(spec.storage, spec.name).to_pylist()
-    assert row["status"] == "completed" and row["world_size"] == 2 and row["zero_stage"] == 2
-    assert load_curves(spec.storage, spec.name).num_rows >= 2

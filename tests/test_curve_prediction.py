@@ -1,0 +1,128 @@
+"""Learning-curve prediction (fitting.curve_prediction): calibrated intervals on synthetic curves
+from known parameters, both paths, and the errors of too short a curve. Pure numpy, no Ray."""
+
+import numpy as np
+import pytest
+
+from fitting.curve_prediction import MIN_CURVE_POINTS, CurvePrediction, SweepCurveLaw, predict_final_loss
+from fitting.data import FitData
+from fitting.dynamics import b_crit, min_steps
+from fitting.fit import fit_law
+from fitting.laws import kaplan_ns
+
+# Kaplan et al. 2020's L(N, S_min) and B_crit(L) (eqs. 1.6, 5.1), at laptop-sized N
+TRUE = {"N_c": 6.5e13, "alpha_N": 0.076, "S_c": 2.1e3, "alpha_S": 0.76}
+BCRIT = {"B_star": 2e8, "alpha_B": 0.21}
+BATCH = 2**16  # tokens per step: below B_crit (~1.5e5 at L 4.5), so S/S_min ≈ 3
+EVAL_SD = 0.005  # evaluation noise, relative (a few-M-token validation set)
+RUN_SD = 0.005  # run-to-run offset from the sweep's surface (seed, data order), relative
+FRACTION = 0.3  # predict from the first 30 % of the steps
+REPLICATES = 200
+
+
+def kaplan_curve(N, rng, n_points=60):
+    """(steps, losses) of a synthetic run evaluated every ``total/n_points`` steps: losses from
+    L(N, S_min) on a fine S_min grid, steps mapped back by S = S_min·(1 + B_crit(L)/B) (the
+    inverse of Kaplan eq. 5.4, so the curve comes from the law independently of the code under
+    test), interpolated onto the evaluation steps, then a run offset and evaluation noise."""
+    smin = np.geomspace(10, 4000, 2000)
+    loss = kaplan_ns().predict(TRUE, {"N": np.full(smin.size, N), "S": smin})
+    fine = smin * (1 + b_crit(loss, **BCRIT) / BATCH)
+    every = int(fine[-1] // n_points)
+    steps = np.arange(every, every * n_points + 1, every)
+    expected = np.exp(np.interp(np.log(steps), np.log(fine), np.log(loss)) + RUN_SD * rng.standard_normal())
+    return steps, expected * np.exp(EVAL_SD * rng.standard_normal(n_points)), expected
+
+
+def power_curve(rng, n_points=100):
+    """A single run on L(S) = E + (S_c/S)^α_S, evaluated every 100 steps to 10,000."""
+    steps = np.arange(100, 100 * n_points + 1, 100)
+    loss = 4.0 + (2.1e3 / steps) ** 0.76
+    return steps, loss * np.exp(EVAL_SD * rng.standard_normal(n_points))
+
+
+def early(steps, losses):
+    k = steps <= FRACTION * steps[-1]
+    return steps[k], losses[k]
+
+
+def test_power_law_interval_covers_the_final_loss_in_85_to_98_percent():
+    hits, widths = 0, []
+    for seed in range(REPLICATES):
+        steps, losses = power_curve(np.random.default_rng(seed))
+        p = predict_final_loss(*early(steps, losses), steps[-1], level=0.9)
+        assert p.method == "power_law" and p.n_points == 30 and p.lo < p.loss < p.hi
+        hits += p.lo <= losses[-1] <= p.hi
+        widths.append(p.rel_half_width)
+    assert 0.85 <= hits / REPLICATES <= 0.98, hits / REPLICATES
+    assert np.median(widths) < 0.03  # informative, not a catch-all
+
+
+@pytest.fixture(scope="module")
+def sweep_fit():
+    """kaplan_ns fitted on a synthetic sweep (5 sizes, whole curves) mapped to S_min with B_crit."""
+    rng = np.random.default_rng(1234)
+    N, S, L = [], [], []
+    for n in (1e5, 3e5, 1e6, 3e6, 1e7):
+        steps, losses, _ = kaplan_curve(n, rng)
+        N.append(np.full(steps.size, n))
+        S.append(min_steps(steps, BATCH, b_crit(losses, **BCRIT)))
+        L.append(losses)
+    return fit_law(kaplan_ns(), FitData({"N": np.concatenate(N), "S": np.concatenate(S)}, np.concatenate(L)))
+
+
+def test_sweep_law_interval_covers_the_final_loss_in_85_to_98_percent(sweep_fit):
+    hits, widths = 0, []
+    for seed in range(REPLICATES):
+        rng = np.random.default_rng(10_000 + seed)
+        N = float(rng.choice([2e5, 1e6, 5e6]))  # held-out runs, between and at the sweep's sizes
+        steps, losses, _ = kaplan_curve(N, rng)
+        law = SweepCurveLaw.from_fit(sweep_fit, N, BATCH, BCRIT)
+        p = predict_final_loss(*early(steps, losses), steps[-1], level=0.9, sweep_law=law)
+        assert p.method == "kaplan_ns"
+        hits += p.lo <= losses[-1] <= p.hi
+        widths.append(p.rel_half_width)
+    assert 0.85 <= hits / REPLICATES <= 0.98, hits / REPLICATES
+    assert np.median(widths) < 0.03
+
+
+def test_sweep_law_uses_s_min_not_s():
+    """The same curve predicted with and without B_crit differs: the mapping is applied."""
+    steps, losses, expected = kaplan_curve(1e6, np.random.default_rng(0))
+    s, y = early(steps, losses)
+    with_b = predict_final_loss(s, y, steps[-1], sweep_law=SweepCurveLaw(TRUE, 1e6, BATCH, BCRIT))
+    without = predict_final_loss(s, y, steps[-1], sweep_law=SweepCurveLaw(TRUE, 1e6, BATCH, None))
+    truth = expected[-1]
+    assert abs(with_b.loss / truth - 1) < 0.01
+    assert abs(without.loss / truth - 1) > 2 * abs(with_b.loss / truth - 1)
+
+
+def test_too_few_points_names_the_minimum():
+    steps, losses = power_curve(np.random.default_rng(0))
+    with pytest.raises(ValueError, match=f"need at least {MIN_CURVE_POINTS}"):
+        predict_final_loss(steps[: MIN_CURVE_POINTS - 1], losses[: MIN_CURVE_POINTS - 1], 10_000)
+    # step 0 and NaN losses are not points
+    s = np.r_[0, steps[:MIN_CURVE_POINTS - 1]]
+    y = np.r_[10.0, losses[:MIN_CURVE_POINTS - 2], np.nan]
+    with pytest.raises(ValueError, match=f"{MIN_CURVE_POINTS - 2} usable"):
+        predict_final_loss(s, y, 10_000)
+    with pytest.raises(ValueError, match="level"):
+        predict_final_loss(steps, losses, 10_000, level=90)
+    with pytest.raises(ValueError, match="target_step"):
+        predict_final_loss(steps, losses, 0)
+
+
+def test_rel_half_width():
+    assert CurvePrediction(2.0, 1.9, 2.3, 0.9, "power_law", 5).rel_half_width == pytest.approx(0.1)
+
+
+def test_a_noise_free_power_law_is_extrapolated_exactly_and_fast():
+    import time
+
+    steps = np.linspace(100, 4000, 40)
+    truth = 3.0 + (2000.0 / steps) ** 0.76
+    started = time.perf_counter()
+    p = predict_final_loss(steps[:12], truth[:12], steps[-1])
+    assert time.perf_counter() - started < 0.5  # a scheduler calls it at every evaluation of every trial
+    assert p.method == "power_law" and p.n_points == 12
+    assert p.loss == pytest.approx(truth[-1], rel=1e-4) and p.rel_half_width < 0.001
