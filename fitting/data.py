@@ -54,6 +54,7 @@ class FitData:
     drop_reasons: dict[str, int] = field(default_factory=dict)
     source: str = ""
     index: np.ndarray | None = None  # positions of these rows in the source table
+    weights: np.ndarray | None = None  # per-row fit weights (None: all 1; fitting/run_result.py)
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -62,7 +63,8 @@ class FitData:
         mask = np.asarray(mask)
         return FitData({k: v[mask] for k, v in self.X.items()}, self.y[mask], dict(self.columns),
                        self.n_dropped, dict(self.drop_reasons), self.source,
-                       None if self.index is None else self.index[mask])
+                       None if self.index is None else self.index[mask],
+                       None if self.weights is None else self.weights[mask])
 
     def compute(self, flops_per_token: float = 6.0) -> np.ndarray:
         """Training compute per run: the ``C`` column if present, else ``6·N·D``."""
@@ -237,6 +239,11 @@ def load_fit_data(
         inputs = law.inputs
     inputs = tuple(inputs) if inputs is not None else ("N", "D")
     cols, desc, is_store = read_table(source)
+    weights = None
+    if is_store:  # a prediction-stopped run stands for its planned end, down-weighted
+        from fitting.run_result import fitted_columns
+
+        cols, weights = fitted_columns(cols)
     desc = name or desc
     explicit = {"N": n_col, "D": d_col, "C": c_col, "loss": loss_col, **(extra_cols or {})}
     n_rows = len(next(iter(cols.values()))) if cols else 0
@@ -302,4 +309,5 @@ def load_fit_data(
     for note in [] if is_store else unit_notes(X, mapping):  # a metrics store's units are its contract's
         warnings.warn(f"{desc}: {note}", DataWarning, stacklevel=2)
     return FitData(X=X, y=arrays["loss"][keep], columns=mapping, n_dropped=n_dropped, drop_reasons=reasons,
-                   source=str(desc), index=np.where(keep)[0])
+                   source=str(desc), index=np.where(keep)[0], weights=None if weights is None else weights[keep])
+

@@ -274,6 +274,8 @@ def fit_law(
         raise FitError(f"law {law.name!r} needs inputs {list(law.inputs)}; data lacks {missing}")
     mask = _as_mask(train, full, flops_per_token)
     fdata = full.subset(mask) if mask is not None else full
+    if weights is None:
+        weights = fdata.weights  # e.g. predicted losses of early-stopped runs (fitting/run_result.py)
     P, n = law.n_params, len(fdata)
     if n < P + 1:
         raise FitError(f"too few points for law {law.name!r}: {n} usable runs for {P} parameters "

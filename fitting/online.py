@@ -59,21 +59,24 @@ class _Runs:
     cols: dict[str, list[float]] = field(default_factory=dict)
     loss: list[float] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)  # 1, or below for a predicted loss
 
     def __post_init__(self):
         for c in self.inputs:
             self.cols.setdefault(c, [])
 
-    def append(self, x: Mapping[str, float], loss: float, run_id: str) -> None:
+    def append(self, x: Mapping[str, float], loss: float, run_id: str, weight: float = 1.0) -> None:
         for c in self.inputs:
             self.cols[c].append(float(x[c]))
         self.loss.append(float(loss))
         self.ids.append(run_id)
+        self.weights.append(float(weight))
 
     def fit_data(self) -> FitData:
         X = {c: np.asarray(v, dtype=float) for c, v in self.cols.items()}
+        w = np.asarray(self.weights, dtype=float)
         return FitData(X=X, y=np.asarray(self.loss, dtype=float), columns={c: c for c in self.inputs},
-                       source="online")
+                       source="online", weights=w if (w < 1).any() else None)
 
 
 def _robust_step(law: Law, data: FitData, z0: np.ndarray, cfg: OnlineFitConfig) -> tuple[np.ndarray, float]:
@@ -86,15 +89,16 @@ def _robust_step(law: Law, data: FitData, z0: np.ndarray, cfg: OnlineFitConfig) 
     lo, hi = law.z_bounds.T
     logy = np.log(data.y)
     X = law.columns(data.X)
+    root_w = np.ones_like(logy) if data.weights is None else np.sqrt(data.weights)  # row weights (exact for squared loss; the fit_law polish after it weighs Huber's rho)
 
     def resid(z):
         with np.errstate(all="ignore"):
             r = np.log(law.predict(law.from_z(z), X)) - logy
-        return np.where(np.isfinite(r), r, 1e3)
+        return root_w * np.where(np.isfinite(r), r, 1e3)
 
     def jac(z):
         J = log_jacobian(law, z, X)
-        return np.where(np.isfinite(J), J, 0.0)
+        return root_w[:, None] * np.where(np.isfinite(J), J, 0.0)
 
     with np.errstate(invalid="ignore"):  # least_squares wants a strictly interior start
         eps = 1e-9 * (1.0 + np.abs(np.where(np.isfinite(lo), lo, 0.0)))
@@ -142,9 +146,10 @@ class OnlineFitter:
         return list(self._runs.ids)
 
     def add(self, x: Mapping[str, float], loss: float | None, *, failed: bool = False,
-            run_id: str | None = None) -> bool:
+            run_id: str | None = None, weight: float = 1.0) -> bool:
         """Record a run; returns whether it was accepted for fitting. A run id seen before is
-        ignored (idempotent when the same store is read twice)."""
+        ignored (idempotent when the same store is read twice). ``weight`` < 1: a less certain
+        loss (a predicted one, `fitting.run_result.result_loss`)."""
         run_id = str(run_id) if run_id is not None else f"run{len(self._seen)}"
         if run_id in self._seen:
             return False
@@ -156,7 +161,7 @@ class OnlineFitter:
         if bad:
             self.n_failed += 1
             return False
-        self._runs.append(x, float(loss), run_id)
+        self._runs.append(x, float(loss), run_id, weight)
         self._dirty = True
         self._since_full += 1
         return True
@@ -253,6 +258,7 @@ class OnlineFitter:
             "runs": {c: list(v) for c, v in self._runs.cols.items()},
             "loss": list(self._runs.loss),
             "ids": list(self._runs.ids),
+            "weights": list(self._runs.weights),
             "seen": sorted(self._seen),
             "n_failed": self.n_failed,
             "since_full": self._since_full,
@@ -263,8 +269,10 @@ class OnlineFitter:
         if list(state["inputs"]) != list(self.law.inputs):
             raise ValueError(f"state is for inputs {state['inputs']}, law {self.law.name!r} has {list(self.law.inputs)}")
         self._runs = _Runs(self.law.inputs)
+        weights = state.get("weights") or [1.0] * len(state["ids"])  # states saved before weights: all 1
         for i, run_id in enumerate(state["ids"]):
-            self._runs.append({c: state["runs"][c][i] for c in self.law.inputs}, state["loss"][i], run_id)
+            self._runs.append({c: state["runs"][c][i] for c in self.law.inputs}, state["loss"][i], run_id,
+                              weights[i])
         self._seen = set(state["seen"])
         self.n_failed = int(state["n_failed"])
         self._since_full = int(state["since_full"])

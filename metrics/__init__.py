@@ -42,7 +42,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from metrics.statuses import ENDED_STATUSES, RUN_STATUSES, USABLE_STATUSES
+from metrics.statuses import ENDED_STATUSES, PREDICTED_LOSS_REASONS, RUN_STATUSES, STOP_REASONS, USABLE_STATUSES
 
 _PUBLIC = {
     "SCHEMA_VERSION": "metrics.schema", "SCHEMA_VERSION_KEY": "metrics.schema",
@@ -57,7 +57,7 @@ _PUBLIC = {
     "UnreadablePartWarning": "metrics.readers",
 }
 
-__all__ = ["RUN_STATUSES", "ENDED_STATUSES", "USABLE_STATUSES", *_PUBLIC]
+__all__ = ["RUN_STATUSES", "ENDED_STATUSES", "USABLE_STATUSES", "STOP_REASONS", "PREDICTED_LOSS_REASONS", *_PUBLIC]
 
 if TYPE_CHECKING:
     from metrics.fs import check_reachable, join, resolve, validate_name, write_atomically

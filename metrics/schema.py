@@ -12,10 +12,12 @@ from typing import Sequence
 
 import pyarrow as pa
 
-# Bump only for a change an older reader would misread (a column renamed, retyped or removed);
-# such a reader skips newer parts. Added nullable columns keep the version: an older reader keeps
-# them as extra columns, a newer one fills nulls for parts written before them.
-SCHEMA_VERSION = 1
+# Bump for a change an older reader would misread (a column renamed, retyped or removed), or whose
+# meaning it would miss; such a reader skips newer parts. A newer reader reads every older
+# version, filling nulls for the columns added since.
+# 2: early prediction (`stop_reason`, `planned_steps`, `predicted_*`): a v1 reader would fit an
+#    `early_stopped` run's loss at its stop as if it were the run's final result.
+SCHEMA_VERSION = 2
 SCHEMA_VERSION_KEY = b"scalesweep.schema_version"
 EXTRA_EVAL_PREFIX = "val_loss_"
 
@@ -86,6 +88,15 @@ RUNS_SCHEMA = pa.schema(
         ("git_sha", pa.string()),
         ("hostname", pa.string()),
         ("error", pa.string()),
+        # why an early_stopped run stopped (STOP_REASONS; null for every other status and in v1 stores)
+        ("stop_reason", pa.string()),
+        ("planned_steps", pa.int64()),  # the schedule's length; steps < planned_steps: stopped early
+        # early prediction: the predicted loss at planned_steps and its `predicted_level` interval
+        ("predicted_loss", pa.float64()),
+        ("predicted_lo", pa.float64()),
+        ("predicted_hi", pa.float64()),
+        ("predicted_level", pa.float64()),
+        ("predicted_method", pa.string()),  # "power_law" or "kaplan_ns" (fitting.curve_prediction)
     ],
     metadata=SCHEMA_METADATA,
 )

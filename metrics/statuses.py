@@ -13,3 +13,14 @@ continued from their last checkpoint)."""
 USABLE_STATUSES = ("completed", "early_stopped")
 """Runs whose loss is a result a scaling law is fitted to (a diverged or budget-stopped run's
 loss is not the loss of its planned configuration)."""
+
+STOP_REASONS = ("patience", "predicted_final", "predicted_overfit")
+"""Why an ``early_stopped`` run stopped (its ``stop_reason``): ``patience`` (dataset regime: the
+validation loss stopped improving for ``patience`` evaluations), ``predicted_final`` (early
+prediction: its final loss was known to ``early_prediction.rel_ci``), ``predicted_overfit``
+(early prediction, dataset regime: predicted to have passed its best validation loss)."""
+
+PREDICTED_LOSS_REASONS = ("predicted_final",)
+"""Stop reasons whose run's result is its *predicted* loss (``predicted_loss``, with its wider
+interval), not a loss it reached (a ``predicted_overfit`` run's result is its best loss so far, as
+after ``patience``)."""

@@ -19,7 +19,7 @@ from metrics.schema import (
     CURVE_FIELDS, EXTRA_EVAL_PREFIX, REQUIRED_CURVE_COLUMNS, REQUIRED_RUN_COLUMNS, RUNS_SCHEMA,
     SCHEMA_METADATA, conform, curves_schema,
 )
-from metrics.statuses import RUN_STATUSES
+from metrics.statuses import RUN_STATUSES, STOP_REASONS
 
 _WRITER_COLUMNS = ("sweep", "trial_id", "attempt")  # filled by TrialWriter, not by the caller
 
@@ -115,6 +115,10 @@ class TrialWriter:
             raise ValueError(f"run row: missing required columns {missing}")
         if row["status"] not in RUN_STATUSES:
             raise ValueError(f"run row: status {row['status']!r} not in {list(RUN_STATUSES)}")
+        reason = row.get("stop_reason")
+        if reason is not None and (reason not in STOP_REASONS or row["status"] != "early_stopped"):
+            raise ValueError(f"run row: stop_reason {reason!r} needs status early_stopped and one of "
+                             f"{list(STOP_REASONS)} (status {row['status']!r})")
         clashes = [c for c in _WRITER_COLUMNS if c in row and row[c] != self._identity()[c]]
         if clashes:
             raise ValueError(f"run row: {clashes} differ from the writer's; leave them out")

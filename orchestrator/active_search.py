@@ -164,12 +164,14 @@ class ActiveSearcher(BudgetedSearcher):
                              "why": f"error reduction per {ranked_by}^{power:g}" if index in scores else "seed"})
 
     def observe_point(self, key: str, n: float, d: float, result: dict | None, failed: bool) -> None:
-        loss = None if not result else result.get(self.metric)
+        from fitting.run_result import result_loss
+
+        loss, weight = (None, 1.0) if not result else result_loss(result, self.metric)
         wall, flops = (result or {}).get("wall_s"), (result or {}).get("flops")
         self.outcomes["failed" if failed else (result or {}).get("status") or "ended"] += 1
         if not failed and wall and flops and wall > 0 and flops > 0:
             self.run_times.append((float(n), float(flops), float(wall)))
-        self.fitter.add({"N": n, "D": d}, loss, failed=failed, run_id=key)
+        self.fitter.add({"N": n, "D": d}, loss, failed=failed, run_id=key, weight=weight)
 
     def get_extra_state(self) -> dict:
         return {"fitter": self.fitter.state_dict(), "n_started": self.n_started, "stop_reason": self.stop_reason,

@@ -109,14 +109,20 @@ def _fit(usable: list[dict], law_name: str, n_bootstrap: int, report: SweepRepor
         if len(usable) <= law.n_params:
             report.notes.append("too few runs for any fit")
             return None
+    from fitting.run_result import as_fitted
+
+    fitted = [as_fitted(r) for r in usable]  # a prediction-stopped run: its planned end, down-weighted
     table = {
-        "N": np.array([r["non_embedding_params"] for r in usable], dtype=float),
-        "D": np.array([r["tokens_seen"] for r in usable], dtype=float),
-        "loss": np.array([r["best_val_loss"] for r in usable], dtype=float),
+        "N": np.array([r["non_embedding_params"] for r, _ in fitted], dtype=float),
+        "D": np.array([r["tokens_seen"] for r, _ in fitted], dtype=float),
+        "loss": np.array([r["best_val_loss"] for r, _ in fitted], dtype=float),
     }
+    weights = np.array([w for _, w in fitted])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         data = load_fit_data(table, n_col="N", d_col="D", loss_col="loss", law=law, statuses=None)
+        if (weights < 1).any():
+            data.weights = weights[data.index]
         fit = fit_law(law, data, n_bootstrap=n_bootstrap, seed=0)
     report.notes += sorted({str(w.message) for w in caught})
     return fit

@@ -32,7 +32,7 @@ from orchestrator.spec_data import DATA_CHECKS, check_data
 from orchestrator.spec_fields import Problems, axis
 from orchestrator.spec_types import (
     ACTIVE_LAWS, AXES_KEYS, CUT_POLICIES, SEARCH_COSTS, SEARCH_KINDS, TRAINER_KEYS, Axes, Budget,
-    Resources, SearchSpec, SweepSpec,
+    EarlyPrediction, Resources, SearchSpec, SweepSpec,
 )
 from orchestrator.target import parse_stop_when, parse_target
 from trainers.config import TrainConfig, corpus_from
@@ -45,7 +45,8 @@ __all__ = ["load_spec", "validate_spec", "validate_command", "STORAGE_SCHEMES"]
 
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 
-_TOP_KEYS = ("name", "storage", "corpus", "axes", "trainer", "resources", "search", "budget")
+_TOP_KEYS = ("name", "storage", "corpus", "axes", "trainer", "resources", "search", "budget",
+             "early_prediction")
 
 
 # --------------------------------------------------------------------------------------------
@@ -183,6 +184,8 @@ def load_spec(path_or_dict: str | os.PathLike | Mapping) -> SweepSpec:
         "resources": problems.parse(_section, Resources, raw.get("resources"), "resources", problems),
         "search": problems.parse(_search, raw.get("search")),
         "budget": problems.parse(_budget, raw.get("budget")),
+        "early_prediction": problems.parse(_section, EarlyPrediction, raw.get("early_prediction"),
+                                           "early_prediction", problems),
     }
     axes, trainer = parts["axes"], parts["trainer"]
     if axes and trainer is not None and "dataset" in axes.regime and trainer.get("max_steps") is None:
@@ -203,8 +206,11 @@ def validate_spec(spec: SweepSpec | str | os.PathLike | Mapping, *, check_corpus
     Raises SpecError, one line per problem."""
     from metrics import check_reachable
 
+    from orchestrator.early_stop import check_evaluations
+
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
     grid = expand_grid(spec)
+    check_evaluations(spec.early_prediction, grid.trials, spec.resources.workers)
     problems = []
     if check_corpus:
         try:

@@ -17,7 +17,7 @@ import sys
 
 from trainers.config import TrainConfig
 from trainers.data import CorpusSpec
-from orchestrator.spec_types import TRAINER_KEYS, Axes, Budget, Resources, SearchSpec, SweepSpec
+from orchestrator.spec_types import TRAINER_KEYS, Axes, Budget, EarlyPrediction, Resources, SearchSpec, SweepSpec
 
 # (section key, dataclass, fields to list, what the section is)
 SECTIONS = (
@@ -32,6 +32,9 @@ SECTIONS = (
                                    "cluster can hold."),
     ("search", SearchSpec, None, "How runs are chosen."),
     ("budget", Budget, None, "Required. Enforced before any trial runs and while trials run."),
+    ("early_prediction", EarlyPrediction, None, "Stop a run when its final loss is predicted from its "
+                                                "curve; checked before Ray starts (enough evaluations "
+                                                "before `min_fraction` of the shortest run)."),
 )
 
 HEADER = """# Sweep spec reference

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from trainers.config import REGIMES, TrainConfig
 from trainers.data import CorpusSpec, corpus_vocab_size
 from trainers.fields import (
-    choice, mapping, non_negative, non_negative_int, option, positive, positive_int, text,
+    choice, fail, mapping, non_negative, non_negative_int, number, option, positive, positive_int, text,
 )
 
 # Trainer settings a spec may set: every TrainConfig field the grid axes, corpus and budget do
@@ -140,6 +140,37 @@ class Budget:
                                         "(error)", choice(CUT_POLICIES))
 
 
+def _flag(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise fail(path, f"must be true or false, got {value!r}")
+    return value
+
+
+_flag.rule = "true or false"
+
+
+def _open_fraction(value: Any, path: str) -> float:
+    parsed = number(value, path)
+    if not 0 < parsed < 1:
+        raise fail(path, f"must be in (0, 1), got {value!r}")
+    return parsed
+
+
+_open_fraction.rule = "number in (0, 1)"
+
+
+@dataclass(frozen=True)
+class EarlyPrediction:
+    """Stop a run once its outcome is known from its curve (orchestrator/early_stop.py); off by
+    default, so a plain reproduction trains every run to its end."""
+
+    enabled: bool = option(False, "stop runs whose final loss is predicted well enough", _flag)
+    min_fraction: float = option(0.3, "never before this fraction of the run's planned steps",
+                                 _open_fraction)
+    rel_ci: float = option(0.01, "stop when the predicted final loss's 90% interval half-width, "
+                                 "relative to the loss, is at most this", positive)
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     name: str = option(doc="the sweep's name (letters, digits, '.', '_', '-'); runs land in "
@@ -154,6 +185,9 @@ class SweepSpec:
     resources: Resources = option(doc="per trial (below)", shown_default="1 worker, 1 CPU")
     search: SearchSpec = option(doc="how runs are chosen (below)", shown_default="kind: grid")
     budget: Budget = option(doc="compute limit (below)")
+    early_prediction: EarlyPrediction = option(default_factory=EarlyPrediction,
+                                               doc="stopping runs whose outcome is known (below)",
+                                               shown_default="enabled: false")
 
     @property
     def vocab_size(self) -> int:

@@ -9,6 +9,7 @@ searcher and the ledger.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -153,7 +154,8 @@ def trial_settings(spec: SweepSpec):
 
     res = spec.resources
     return TrialConfig(sweep=spec.name, storage=spec.storage, workers=res.workers,
-                       cpus_per_worker=res.cpus_per_worker, gpus_per_worker=res.gpus_per_worker)
+                       cpus_per_worker=res.cpus_per_worker, gpus_per_worker=res.gpus_per_worker,
+                       early_prediction=dataclasses.asdict(spec.early_prediction))
 
 
 def _make_searcher(spec: SweepSpec, grid: Grid, ledger: BudgetLedger, done: set[str], max_concurrent: int):
@@ -353,6 +355,6 @@ def make_reporter(limit: float, base_flops: float, key_width: int = 40):
     return SweepReporter(
         parameter_columns={"trial_key": "trial", "N": "N", "D": "D"},
         metric_columns={"step": "step", "train_loss": "train", "val_loss": "val",
-                        "best_val_loss": "best", "flops": "FLOPs", "status": "status"},
+                        "best_val_loss": "best", "pred": "pred", "flops": "FLOPs", "status": "status"},
         max_report_frequency=10, max_column_length=max(20, key_width),
     )

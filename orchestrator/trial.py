@@ -56,6 +56,8 @@ class TrialConfig:
     trial_key: str | None = option(None, "the plan's stable key; the trial_id in the store", optional=True)
     train_config: TrainConfig | None = option(None, "what the trial trains (budget_flops: this trial's "
                                               "allowance)", optional=True)
+    early_prediction: dict | None = option(None, "the spec's early_prediction section as plain data "
+                                                 "(orchestrator/early_stop.py)", optional=True)
 
     def for_trial(self, trial_key: str, train_config: TrainConfig) -> "TrialConfig":
         return dataclasses.replace(self, trial_key=trial_key, train_config=train_config)
@@ -134,10 +136,13 @@ def _restore_checkpoint(checkpoint, workdir: Path) -> tuple[str | None, int | No
 
 class _EvalReporter:
     """`on_eval` callback: forwards metrics and checkpoints to Tune (one worker) or to Ray Train
-    (every rank: Train needs each rank's call and merges their checkpoint files into one)."""
+    (every rank: Train needs each rank's call and merges their checkpoint files into one). On rank
+    0 it also predicts the final loss (the live table's ``pred``) and returns the early-prediction
+    stopper's `StopRequest`, which ends the run (orchestrator/early_stop.py says why here)."""
 
-    def __init__(self, report, checkpoint_cls, attempt: int):
+    def __init__(self, report, checkpoint_cls, attempt: int, stopper=None):
         self._report, self._checkpoint_cls, self._attempt = report, checkpoint_cls, attempt
+        self._stopper = stopper
         self.best: float | None = None
         self.last_row: dict | None = None
         self.stopped = False  # Tune stopped the trial from inside a report (driver interrupted)
@@ -152,14 +157,20 @@ class _EvalReporter:
             if event.rank == 0:
                 Path(event.checkpoint_dir, ATTEMPT_FILE).write_text(json.dumps({"attempt": self._attempt}))
             checkpoint = self._checkpoint_cls.from_directory(event.checkpoint_dir)
+        prediction = request = None
+        if self._stopper is not None and event.rank == 0:
+            prediction, request = self._stopper.observe(event.row["step"], val, event.total_steps)
         try:
+            from orchestrator.early_stop import pred_text
             from trainers.record import eval_metrics
 
-            self._report(eval_metrics(event.row, self.best), checkpoint=checkpoint)
+            metrics = {**eval_metrics(event.row, self.best), "pred": pred_text(prediction)}
+            self._report(metrics, checkpoint=checkpoint)
         except SystemExit:
             # Tune's session.report exits the training thread when the trial is stopped.
             self.stopped = True
             raise
+        return request
 
 
 def _write_unended_row(train_config, output, status: str, error: BaseException | None, world_size: int,
@@ -192,7 +203,15 @@ def _train_and_report(trial: TrialConfig, attempt: int, resume_from: str | None,
     checkpoint_dir = tempfile.mkdtemp(prefix=f"ckpt-{trial.trial_key}-")
     output = RunOutput(storage=trial.storage, sweep=trial.sweep, trial_id=trial.trial_key, attempt=attempt,
                        checkpoint_dir=checkpoint_dir, resume_from=resume_from)
-    reporter = _EvalReporter(report, checkpoint_cls, attempt)
+    from orchestrator.early_stop import PredictionStopper
+
+    stopper = PredictionStopper.from_settings(trial.early_prediction, config.regime)
+    if resume_from and rank == 0:  # a retry: the curve before its checkpoint is in the store
+        from metrics import load_curves
+
+        earlier = load_curves(trial.storage, trial.sweep, trial_id=trial.trial_key).to_pylist()
+        stopper.seed([row["step"] for row in earlier], [row["val_loss"] for row in earlier])
+    reporter = _EvalReporter(report, checkpoint_cls, attempt, stopper)
     try:
         return train(config, output, on_eval=reporter)
     except BaseException as error:

@@ -345,7 +345,7 @@ def test_unreadable_curve_parts_of_every_kind_are_named_and_skipped(tmp_path):
         "part-0-000002.parquet": _parquet_bytes(good.set_column(
             good.schema.get_field_index("step"), "step", pa.array(["5"]))),
         "part-0-000003.parquet": _parquet_bytes(good.drop_columns(["val_loss"])),
-        "part-0-000004.parquet": _parquet_bytes(_with_version(good, b"2")),
+        "part-0-000004.parquet": _parquet_bytes(_with_version(good, str(SCHEMA_VERSION + 1).encode())),
         "notes.parquet": _parquet_bytes(good),  # not a part name
     }
     for name, data in parts.items():
@@ -385,6 +385,44 @@ def test_old_runs_parts_without_the_geometry_columns_still_read(tmp_path):
     assert runs.select(["trial_id", "micro_batch_size", "grad_accum_steps"]).to_pylist() == [
         {"trial_id": "bad", "micro_batch_size": None, "grad_accum_steps": None},
         {"trial_id": "new", "micro_batch_size": 4, "grad_accum_steps": 2}]
+
+
+_EARLY_PREDICTION_COLUMNS = ["stop_reason", "planned_steps", "predicted_loss", "predicted_lo", "predicted_hi",
+                             "predicted_level", "predicted_method"]
+
+
+def test_a_version_1_store_without_the_early_prediction_columns_still_reads(tmp_path):
+    """Schema version 1 (before early prediction) reads under today's reader: its early-stopped
+    run keeps its status, and the columns added in version 2 read as nulls."""
+    assert SCHEMA_VERSION == 2
+    old = _good_run_table(status="early_stopped", **{c: None for c in _EARLY_PREDICTION_COLUMNS})
+    old = _with_version(old, b"1")
+    assert not set(_EARLY_PREDICTION_COLUMNS) & set(old.column_names)
+    _write_bytes(tmp_path / "sw/runs/trial_id=bad/part-0.parquet", _parquet_bytes(old))
+    TrialWriter(str(tmp_path), "sw", "new").write_run(run_row(
+        "early_stopped", stop_reason="predicted_final", planned_steps=200, predicted_loss=2.3,
+        predicted_lo=2.28, predicted_hi=2.32, predicted_level=0.9, predicted_method="power_law"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        runs = load_runs(str(tmp_path), "sw")
+    rows = {r["trial_id"]: r for r in runs.to_pylist()}
+    assert rows["bad"]["status"] == "early_stopped"
+    assert [rows["bad"][c] for c in _EARLY_PREDICTION_COLUMNS] == [None] * 7
+    assert [rows["new"][c] for c in _EARLY_PREDICTION_COLUMNS] == [
+        "predicted_final", 200, 2.3, 2.28, 2.32, 0.9, "power_law"]
+    new_part = next((tmp_path / "sw/runs/trial_id=new").glob("part-*.parquet"))
+    assert pq.read_schema(new_part).metadata[b"scalesweep.schema_version"] == b"2"
+
+
+def test_stop_reason_is_one_of_the_documented_reasons_and_only_for_early_stopped(tmp_path):
+    writer = TrialWriter(str(tmp_path), "sw", "a")
+    with pytest.raises(ValueError, match="stop_reason 'bored'"):
+        writer.write_run(run_row("early_stopped", stop_reason="bored"))
+    with pytest.raises(ValueError, match="stop_reason 'patience' needs status early_stopped"):
+        writer.write_run(run_row("completed", stop_reason="patience"))
+    assert not (tmp_path / "sw" / "runs").exists()
+    writer.write_run(run_row("early_stopped", stop_reason="patience"))
+    assert load_runs(str(tmp_path), "sw")["stop_reason"].to_pylist() == ["patience"]
 
 
 def test_fit_and_online_readers_of_a_store_skip_an_unreadable_part(tmp_path):

@@ -6,7 +6,8 @@ attempt continues exactly, and returns its record, a `TrainResult` (trainers/rec
 engine is built in trainers/engine.py; here are the step loop (`_step_loop`) and the record
 (`_record`). It runs standalone, under torchrun,
 or inside a Ray Tune / Ray Train worker; it knows nothing of Ray (the caller passes
-`on_eval` to hear about evaluations and checkpoints).
+`on_eval` to hear about evaluations and checkpoints; it may return a `StopRequest` to end the
+run there as ``early_stopped``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from trainers.data import DataSplits, SequenceSampler, eval_batches, load_corpus
 from trainers.engine import build_engine
 from trainers.noise_probe import probe_norms
 from trainers.noise_scale import NoiseScaleEMA
-from trainers.record import TrainResult
+from trainers.record import StopRequest, TrainResult
 from trainers.runtime import Runtime, peak_flops_per_device, setup_runtime
 from trainers.shapes import six_n_flops, train_flops
 
@@ -39,6 +40,7 @@ class EvalEvent:
     checkpoint_dir: str | None  # the checkpoint saved at this step, if any
     rank: int
     final: bool
+    total_steps: int = 0  # the run's planned optimizer steps (its schedule's length)
 
 
 @dataclass
@@ -59,6 +61,7 @@ class _Attempt:
     """What the step loop measured in this attempt (a resumed run's earlier attempts excluded)."""
 
     status: str = "completed"
+    stop: StopRequest | None = None  # why an early_stopped attempt stopped
     tokens: int = 0
     seconds: float = 0.0
     curve: list[dict] = field(default_factory=list)
@@ -89,8 +92,11 @@ class _Run:
         return tokens_per_s * train_flops(self.config.shape, 1) / (self.peak_flops * self.rt.world_size)
 
 
-def train(config: TrainConfig, output: RunOutput = RunOutput(), on_eval: Callable[[EvalEvent], None] | None = None) -> TrainResult:
-    """Train one run (engine: trainers/engine.py), write its curve and runs rows, return its record."""
+def train(config: TrainConfig, output: RunOutput = RunOutput(),
+          on_eval: Callable[[EvalEvent], StopRequest | None] | None = None) -> TrainResult:
+    """Train one run (engine: trainers/engine.py), write its curve and runs rows, return its record.
+    `on_eval` hears every evaluation on every rank; rank 0's `StopRequest` (if it returns one)
+    ends the run there, on every rank, as ``early_stopped`` with the request's reason."""
     started = time.time()
     if output.resume_from:
         checkpoint.latest_tag(output.resume_from)  # a missing checkpoint fails before any work
@@ -161,7 +167,7 @@ def _step_loop(run: _Run, progress: _Progress, writer, on_eval) -> _Attempt:
             if not math.isfinite(row["val_loss"]):
                 attempt.status, stop = "diverged", True
             elif stop:
-                attempt.status = "early_stopped"
+                attempt.status, attempt.stop = "early_stopped", StopRequest("patience")
             ckpt = None
             if output.checkpoint_dir and (stop or last or _checkpoint_due(config, output, progress.step, last_save)):
                 ckpt = checkpoint.save(run.engine, output.checkpoint_dir, progress.step,
@@ -169,10 +175,26 @@ def _step_loop(run: _Run, progress: _Progress, writer, on_eval) -> _Attempt:
                                        run.rt.world_size)
                 last_save = time.monotonic()
             if on_eval:
-                on_eval(EvalEvent(row=row, checkpoint_dir=ckpt, rank=run.rt.rank, final=stop or last))
+                request = on_eval(EvalEvent(row=row, checkpoint_dir=ckpt, rank=run.rt.rank, final=stop or last,
+                                            total_steps=geometry.total_steps))
+                if not (stop or last) and _agreed_stop(request, run.rt):
+                    # after this evaluation's report and checkpoint: the run has ended, so a retry
+                    # reads its runs row (written once, by rank 0, after the loop) and trains no more
+                    attempt.status, attempt.stop, stop = "early_stopped", request, True
             if stop:
                 break
     return attempt
+
+
+def _agreed_stop(request: StopRequest | None, rt: Runtime) -> bool:
+    """Rank 0's stop decision, for every rank (one broadcast per evaluation when data parallel):
+    ranks must leave the loop at the same step, or the collectives of the next step would hang."""
+    flag = request is not None
+    if rt.world_size > 1:
+        decided = torch.tensor([1.0 if flag else 0.0], device=rt.device)
+        dist.broadcast(decided, src=0)
+        flag = bool(decided.item())
+    return flag
 
 
 def _record(run: _Run, progress: _Progress, attempt: _Attempt) -> TrainResult:
@@ -195,6 +217,7 @@ def _record(run: _Run, progress: _Progress, attempt: _Attempt) -> TrainResult:
         step_losses=attempt.step_losses,
         loss_per_position=positions,
         geometry=run.geometry,
+        stop=attempt.stop,
     )
     result.run_row = result.run_row_for(run.config, run.output, run.rt.world_size)
     return result

@@ -25,6 +25,26 @@ from trainers.config import BatchGeometry, RunOutput, TrainConfig
 from trainers.shapes import embedding_params, non_embedding_params
 
 
+@dataclass(frozen=True)
+class StopRequest:
+    """What an `on_eval` callback returns to end the run at this evaluation as ``early_stopped``
+    (the trainer knows nothing of why; orchestrator/early_stop.py decides). ``reason``: one of
+    `metrics.STOP_REASONS`; the rest is the prediction that justified it, written to the runs
+    row (its ``predicted_*`` columns, docs/architecture.md §3)."""
+
+    reason: str
+    predicted_loss: float | None = None  # nats/token at the planned last step
+    predicted_lo: float | None = None
+    predicted_hi: float | None = None
+    predicted_level: float | None = None  # e.g. 0.9
+    predicted_method: str | None = None  # "power_law" or "kaplan_ns"
+
+    def columns(self) -> dict:
+        return {"stop_reason": self.reason, "predicted_loss": self.predicted_loss,
+                "predicted_lo": self.predicted_lo, "predicted_hi": self.predicted_hi,
+                "predicted_level": self.predicted_level, "predicted_method": self.predicted_method}
+
+
 @dataclass
 class TrainResult:
     status: str  # one of metrics.statuses.RUN_STATUSES
@@ -43,6 +63,7 @@ class TrainResult:
     loss_per_position: list[float] | None = None
     run_row: dict | None = None
     geometry: BatchGeometry | None = None  # how the batch was split (None: not known)
+    stop: StopRequest | None = None  # why an early_stopped run stopped (reason, prediction)
 
     @classmethod
     def unended(cls, status: str, last_curve_row: dict | None, geometry: BatchGeometry | None) -> "TrainResult":
@@ -61,7 +82,9 @@ class TrainResult:
                    flops=row.get("flops"), flops_6n=row.get("flops_6n"), best_val_loss=row.get("best_val_loss"),
                    best_step=row.get("best_step"), final_val_loss=row.get("final_val_loss"),
                    wall_s=row.get("wall_s"), tokens_per_s=row.get("tokens_per_s"), mfu=row.get("mfu"),
-                   run_row=row)
+                   run_row=row,
+                   stop=StopRequest(**{k: row.get(k) for k in StopRequest.__dataclass_fields__ if k != "reason"},
+                                    reason=row["stop_reason"]) if row.get("stop_reason") else None)
 
     def run_row_for(self, config: TrainConfig, output: RunOutput, world_size: int) -> dict:
         """The runs-table row (docs/architecture.md §3) of this attempt."""
@@ -81,6 +104,8 @@ class TrainResult:
             "wall_s": self.wall_s, "final_val_loss": self.final_val_loss, "best_val_loss": self.best_val_loss,
             "best_step": self.best_step, "tokens_per_s": self.tokens_per_s, "mfu": self.mfu,
             "git_sha": _git_sha(), "hostname": socket.gethostname(), "error": None,
+            "planned_steps": geometry.total_steps if geometry else None,
+            **(self.stop.columns() if self.stop else {}),
         }
 
     def tune_metrics(self) -> dict:
@@ -88,7 +113,8 @@ class TrainResult:
         return {"status": self.status, "step": self.steps, "tokens_seen": self.tokens_seen,
                 "flops": self.flops, "best_val_loss": self.best_val_loss,
                 "final_val_loss": self.final_val_loss, "wall_s": self.wall_s,
-                "tokens_per_s": self.tokens_per_s, "trial_done": True}
+                "tokens_per_s": self.tokens_per_s, "trial_done": True,
+                **(self.stop.columns() if self.stop else {"stop_reason": None})}
 
 
 def eval_metrics(curve_row: dict, best: float | None) -> dict:

@@ -1,0 +1,140 @@
+"""Compute saved by early prediction against the held-out error of the fitted L(N, D) (issue 12).
+
+    .venv/bin/python bench/early_prediction.py                       # run a small real sweep first
+    .venv/bin/python bench/early_prediction.py --store DIR --sweep NAME   # or use a stored one
+
+One real sweep trains every run to its end (early prediction off), so each run's whole curve is
+in the store. The early-prediction rule (`orchestrator.early_stop.PredictionStopper`, the one the
+trials run) is then replayed on each curve: its decisions depend only on the curve seen so far, so
+the stop step and the prediction are those a sweep with `early_prediction.enabled` would have
+made, and both arms of the comparison see the same runs and the same noise. Chinchilla's
+L(N, D) = E + A/N^a + B/D^b is fitted to the runs outside the largest quarter by compute, once
+with their final losses and once with early prediction (a stopped run enters with its predicted
+loss and its weight, `fitting.run_result`), and judged on the held-out largest runs' losses.
+Compute saved: planned FLOPs the stopped runs did not spend, over the fitted runs' planned FLOPs.
+
+Prints one line per rel_ci, then the saved fraction and the relative change of the held-out
+error at the spec's rel_ci last. Goal: >= 30 % saved for <= 10 % relative increase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("DS_ACCELERATOR", "cpu")
+os.environ.setdefault("SCALESWEEP_CACHE", str(REPO / ".cache" / "bench"))
+
+
+def bench_spec(storage: str) -> dict:
+    """4 N x 4 D tiny models on the built-in corpus, an evaluation every 8 steps (96-1536 steps)."""
+    return {
+        "name": "early", "storage": storage,
+        "axes": {"target_params": [2.5e4, 5e4, 1e5, 2e5], "aspect_ratio": 16, "head_dim": 16, "n_ctx": 64,
+                 "dataset_tokens": [1e5, 2e5, 4e5, 8e5], "batch_tokens": 512},
+        "trainer": {"eval_every": 8, "val_tokens": 4096, "peak_flops": 1e11, "zero_stage": 0,
+                    "precision": "fp32", "checkpoint_interval_s": 1e9},
+        "resources": {"cpus_per_worker": 1, "workers": 1},
+        "budget": {"flops": 1e15},
+    }
+
+
+def replay(runs: list[dict], curves: list[dict], min_fraction: float, rel_ci: float) -> dict[str, dict]:
+    """Each run's outcome under early prediction: {trial_id: row as a stopped run would have
+    written it (stop_reason, predicted_*, steps, flops), or the run's own row if never stopped}."""
+    from orchestrator.early_stop import PredictionStopper
+
+    by_trial: dict[str, list[dict]] = {}
+    for c in curves:
+        by_trial.setdefault(c["trial_id"], []).append(c)
+    out = {}
+    for row in runs:
+        stopper = PredictionStopper(enabled=True, min_fraction=min_fraction, rel_ci=rel_ci, regime=row["regime"])
+        out[row["trial_id"]] = row
+        for c in sorted(by_trial.get(row["trial_id"], []), key=lambda c: c["step"]):
+            _, request = stopper.observe(c["step"], c["val_loss"], row["planned_steps"])
+            if request is not None:
+                out[row["trial_id"]] = {**row, **request.columns(), "status": "early_stopped",
+                                        "steps": c["step"], "flops": c["flops"], "final_val_loss": c["val_loss"]}
+                break
+    return out
+
+
+def heldout_error(runs: list[dict], outcome: dict[str, dict] | None) -> tuple[float, object]:
+    """Mean relative error of Chinchilla fitted on the runs outside the largest quarter by FLOPs
+    (their result: observed, or `outcome`'s early one), on the largest quarter's observed losses."""
+    from fitting.data import FitData
+    from fitting.fit import fit_law
+    from fitting.laws import chinchilla
+    from fitting.run_result import result_loss
+
+    flops = np.array([r["flops"] for r in runs], dtype=float)
+    held = flops >= np.quantile(flops, 0.75)
+    X = {"N": np.array([r["non_embedding_params"] for r in runs], float),
+         "D": np.array([r["tokens_seen"] for r in runs], float)}  # planned D: a stopped run's D is its plan
+    y, w = [], []
+    for row, is_held in zip(runs, held):
+        loss, weight = result_loss(outcome[row["trial_id"]] if outcome and not is_held else row)
+        y.append(loss), w.append(weight)
+    y, w = np.array(y, float), np.array(w, float)
+    data = FitData(X, y, {"N": "non_embedding_params", "D": "tokens_seen"}, weights=w if (w < 1).any() else None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_law(chinchilla, data, train=~held)
+    return fit.diagnostics["holdout"]["mae_rel"], fit
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--store", help="a stored sweep's storage root (default: run the bench sweep)")
+    ap.add_argument("--sweep", default="early")
+    ap.add_argument("--min-fraction", type=float, default=0.3)
+    ap.add_argument("--rel-ci", type=float, default=0.01, help="the rel_ci reported last (spec default 0.01)")
+    args = ap.parse_args(argv)
+    from metrics import load_curves, load_runs
+
+    storage = args.store
+    if storage is None:
+        from orchestrator.sweep import run_sweep
+
+        storage = tempfile.mkdtemp(prefix="bench-early-")
+        started = time.time()
+        summary = run_sweep(bench_spec(storage), num_cpus=2, verbose=0)
+        print(f"sweep: {summary.line()} ({time.time() - started:.0f} s)")
+    runs = [r for r in load_runs(storage, args.sweep).to_pylist() if r["status"] == "completed"]
+    curves = load_curves(storage, args.sweep).to_pylist()
+    if not runs or any(r.get("planned_steps") is None for r in runs):
+        raise SystemExit(f"{storage}/{args.sweep}: needs completed runs with planned_steps (schema version 2)")
+    base, _ = heldout_error(runs, None)
+    flops = np.array([r["flops"] for r in runs], float)
+    fitted = flops < np.quantile(flops, 0.75)
+    print(f"{len(runs)} runs, {int(fitted.sum())} fitted, {int((~fitted).sum())} held out (largest by FLOPs); "
+          f"held-out mean relative error without early prediction: {base:.4f}")
+    print(f"{'rel_ci':>8} {'stopped':>8} {'saved':>7} {'held-out err':>13} {'change':>8}")
+    result = None
+    for rel_ci in sorted({0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, args.rel_ci}):
+        outcome = replay(runs, curves, args.min_fraction, rel_ci)
+        stopped = [outcome[r["trial_id"]] for r, f in zip(runs, fitted) if f]
+        saved = sum(r["flops"] - o["flops"] for r, o in zip([r for r, f in zip(runs, fitted) if f], stopped))
+        saved /= float(flops[fitted].sum())
+        error, _ = heldout_error(runs, outcome)
+        n_stopped = sum(o["status"] == "early_stopped" for o in stopped)
+        print(f"{rel_ci:>8g} {n_stopped:>8d} {saved:>7.1%} {error:>13.4f} {error / base - 1:>+8.1%}")
+        if rel_ci == args.rel_ci:
+            result = (saved, error / base - 1)
+    print(f"early prediction (min_fraction {args.min_fraction:g}, rel_ci {args.rel_ci:g}): saved {result[0]:.1%} of "
+          f"the fitted runs' compute; held-out error {result[1]:+.1%} relative (goal: >= 30 % saved, <= +10 %)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

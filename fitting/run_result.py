@@ -1,0 +1,90 @@
+"""Which loss a scaling-law fit takes from a run, and with what weight (issue 12 item 4).
+
+A run that trained to its end, or stopped by patience, contributes the loss it reached, weight 1.
+A run that early prediction stopped (``stop_reason`` in `metrics.statuses.PREDICTED_LOSS_REASONS`)
+contributes its *predicted* final loss, down-weighted by the width of its prediction interval:
+a log-loss residual's variance is taken as REFERENCE_LOG_SD² for an observed loss (run-to-run and
+evaluation noise) and REFERENCE_LOG_SD² + sd_pred² for a predicted one, where sd_pred is the
+prediction's log-space sd, ln(hi/lo)/(2·z) at its level. The weight is the ratio of the two
+variances. Pure Python + numpy; used by `fitting.data.load_fit_data` (stores) and the active
+designer (`orchestrator.active_search`).
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import Mapping
+
+import numpy as np
+
+from metrics.statuses import PREDICTED_LOSS_REASONS
+
+REFERENCE_LOG_SD = 0.01
+"""Assumed sd of an observed final loss in log space (1 %: the order of seed-to-seed scatter of
+small-LM losses); a prediction as precise as that gets weight 1/2. An assumption, not a fit."""
+
+
+def prediction_weight(lo: float, hi: float, level: float) -> float:
+    """Relative weight (0, 1] of a predicted loss whose `level` interval is [lo, hi]."""
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    sd = math.log(hi / lo) / (2 * z)
+    return REFERENCE_LOG_SD ** 2 / (REFERENCE_LOG_SD ** 2 + sd ** 2)
+
+
+def is_predicted(row: Mapping) -> bool:
+    """Whether a runs row's result is a predicted loss with a usable interval."""
+    if row.get("stop_reason") not in PREDICTED_LOSS_REASONS:
+        return False
+    values = [row.get(k) for k in ("predicted_loss", "predicted_lo", "predicted_hi", "predicted_level")]
+    return all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in values) and \
+        row["predicted_lo"] <= row["predicted_loss"] <= row["predicted_hi"] and row["predicted_level"] < 1
+
+
+_PLANNED_END = ("best_val_loss", "final_val_loss", "steps", "tokens_seen", "flops", "flops_6n")
+"""The columns `as_fitted` changes for a prediction-stopped run."""
+
+
+def as_fitted(row: Mapping) -> tuple[Mapping, float]:
+    """(row, weight) as a fit reads it. A prediction-stopped run stands for the run it planned:
+    its losses (best_val_loss, final_val_loss) become the predicted loss, and its steps, tokens and
+    FLOPs those of its planned end (the prediction is the loss *there*), scaled by
+    planned_steps/steps; its weight is `prediction_weight`. Any other row: itself, weight 1."""
+    if not is_predicted(row) or not row.get("steps") or not row.get("planned_steps"):
+        return row, 1.0
+    scale = row["planned_steps"] / row["steps"]
+    out = dict(row, best_val_loss=float(row["predicted_loss"]), final_val_loss=float(row["predicted_loss"]),
+               steps=int(row["planned_steps"]))
+    for name in ("tokens_seen", "flops", "flops_6n"):
+        if isinstance(row.get(name), (int, float)):
+            out[name] = row[name] * scale
+    return out, prediction_weight(row["predicted_lo"], row["predicted_hi"], row["predicted_level"])
+
+
+def fitted_columns(cols: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """`as_fitted` over a store's runs columns: (columns, per-row weights or None if every row
+    counts fully)."""
+    cols = dict(cols)
+    if "stop_reason" not in cols:
+        return cols, None
+    rows = [i for i, reason in enumerate(cols["stop_reason"]) if reason in PREDICTED_LOSS_REASONS]
+    if not rows:
+        return cols, None
+    weights = np.ones(len(cols["stop_reason"]))
+    changed = [name for name in _PLANNED_END if name in cols]
+    for name in changed:
+        cols[name] = np.array(cols[name], dtype=float)  # nulls read as NaN, as numeric_column does
+    for i in rows:
+        fitted, weights[i] = as_fitted({name: column[i] for name, column in cols.items()})
+        for name in changed:
+            cols[name][i] = fitted[name]
+    return cols, (weights if (weights < 1).any() else None)
+
+
+def result_loss(row: Mapping, metric: str = "best_val_loss") -> tuple[float | None, float]:
+    """(loss, weight) a fit takes from a runs row (or a trial's final Tune result): `as_fitted`'s
+    `metric` (a prediction-stopped run's predicted loss) and weight."""
+    if is_predicted(row):  # a Tune result has no steps to rescale; the loss is all it needs
+        return float(row["predicted_loss"]), prediction_weight(row["predicted_lo"], row["predicted_hi"],
+                                                               row["predicted_level"])
+    return row.get(metric), 1.0

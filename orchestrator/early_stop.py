@@ -1,0 +1,167 @@
+"""Early prediction: stop a run whose outcome its curve already tells (issue 12 item 4).
+
+`PredictionStopper` watches one run's evaluations (step, validation loss). From
+``min_fraction`` of its planned steps on, it asks the learning-curve predictor
+(`fitting.curve_prediction.predict_final_loss`) for the loss at the planned last step and ends the
+run when that prediction is known to ``rel_ci`` (relative 90% half-width) — stop reason
+``predicted_final`` — or, in the dataset regime, when the run is predicted to have passed its best
+validation loss (``predicted_overfit``: its latest evaluations lie above the interval its curve up to
+the best evaluation predicts for them, so training on cannot improve its result, its best loss). `check_evaluations` refuses, before
+Ray starts, a sweep whose runs evaluate too rarely to ever fit a curve before ``min_fraction``.
+
+Where the decision runs, and why not in the driver: a Tune `Stopper`/`TrialScheduler` ends a
+function trial by raising SystemExit from its next ``tune.report`` — to the trial the same event
+as the driver's Ctrl-C (recorded ``interrupted`` and continued on ``--resume``) — and for a
+multi-worker trial it tears the Ray Train run down before rank 0 can write its runs row. So the
+stopper runs inside the trial, in the `on_eval` callback (orchestrator/trial.py), on rank 0, at
+the evaluation whose data it needs: it returns a `trainers.record.StopRequest`, the trainer
+broadcasts rank 0's decision so every rank leaves the loop at the same step, and the run ends
+through the trainer's own status path: one runs row, written once by rank 0 (who knows the
+observed loss), ``early_stopped`` with its ``stop_reason`` and prediction. A retry or a resumed
+sweep finds that ended row (`orchestrator.trial.ended_run`) and trains no more. The trial's FLOPs
+reach the ledger as for any run, so the unspent planned compute is free again when it finishes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+from trainers.fields import fail
+from trainers.record import StopRequest
+
+LEVEL = 0.9  # the interval whose relative half-width rel_ci bounds (the spec's wording: "90%")
+
+
+def planned_steps(train_config, workers: int) -> int:
+    """A trial's schedule length in optimizer steps, as its trainer will compute it (the
+    training split holds dataset_tokens // (n_ctx + 1) windows; `trainers.config.batch_geometry`)."""
+    from trainers.config import batch_geometry
+
+    windows = train_config.dataset_tokens // (train_config.shape.n_ctx + 1)
+    return batch_geometry(train_config, workers, windows).total_steps
+
+
+def evaluations_before(min_fraction: float, total_steps: int, eval_every: int) -> int:
+    """How many evaluations a run of `total_steps` has made once `min_fraction` of it is done
+    (the trainer evaluates every `eval_every` steps and at the last)."""
+    return math.floor(min_fraction * total_steps) // eval_every
+
+
+def check_evaluations(settings, trials: Iterable, workers: int) -> None:
+    """SpecError (naming early_prediction.min_fraction) if early prediction is enabled and some
+    trial makes fewer than `fitting.curve_prediction.MIN_CURVE_POINTS` evaluations before
+    `min_fraction` of its planned steps: no curve could be fitted when the stopper first looks.
+    The worst trial is named, with the steps and eval_every that make it so."""
+    if not settings.enabled:
+        return
+    from fitting.curve_prediction import MIN_CURVE_POINTS
+
+    worst = None
+    for trial in trials:
+        config = trial.train_config
+        total = planned_steps(config, workers)
+        count = evaluations_before(settings.min_fraction, total, config.eval_every)
+        if worst is None or count < worst[0]:
+            worst = (count, trial.trial_key, total, config.eval_every)
+    if worst is not None and worst[0] < MIN_CURVE_POINTS:
+        count, key, total, every = worst
+        raise fail("early_prediction.min_fraction",
+                   f"{settings.min_fraction:g} of trial {key}'s {total} planned steps holds {count} "
+                   f"evaluations (trainer.eval_every {every}); fitting its curve needs at least "
+                   f"{MIN_CURVE_POINTS}: raise min_fraction or lower trainer.eval_every")
+
+
+class PredictionStopper:
+    """One run's early-prediction rule: feed it each evaluation (`observe`); it returns the
+    current prediction (None while too few points) and a `StopRequest` when the run should end.
+
+    With ``enabled`` False it only predicts (the live table's ``pred`` column)."""
+
+    def __init__(self, *, enabled: bool, min_fraction: float, rel_ci: float, regime: str):
+        self.enabled, self.min_fraction, self.rel_ci, self.regime = enabled, min_fraction, rel_ci, regime
+        self.steps: list[int] = []
+        self.losses: list[float] = []
+
+    @classmethod
+    def from_settings(cls, settings: dict | None, regime: str) -> "PredictionStopper":
+        """From the spec's ``early_prediction`` section as plain data (Tune's param dict)."""
+        settings = settings or {}
+        return cls(enabled=bool(settings.get("enabled", False)), min_fraction=float(settings.get("min_fraction", 0.3)),
+                   rel_ci=float(settings.get("rel_ci", 0.01)), regime=regime)
+
+    def seed(self, steps: Iterable[int], losses: Iterable[float]) -> None:
+        """The curve an earlier attempt of this run left (a retry resumes from its checkpoint, so
+        the prediction continues from the whole curve, not from the resumed part alone)."""
+        for step, loss in sorted(zip(steps, losses)):
+            if isinstance(loss, float) and math.isfinite(loss) and (not self.steps or step > self.steps[-1]):
+                self.steps.append(int(step))
+                self.losses.append(float(loss))
+
+    def observe(self, step: int, val_loss: float, total_steps: int):
+        """-> (prediction or None, StopRequest or None) after the evaluation at `step`."""
+        from fitting.curve_prediction import MIN_CURVE_POINTS, predict_final_loss
+
+        if not (isinstance(val_loss, float) and math.isfinite(val_loss)) or (self.steps and step <= self.steps[-1]):
+            return None, None  # a diverged eval ends the run anyway; a repeated step adds nothing
+        self.steps.append(int(step))
+        self.losses.append(float(val_loss))
+        if len(self.steps) < MIN_CURVE_POINTS or step >= total_steps:
+            return None, None
+        try:
+            import numpy as np
+
+            prediction = predict_final_loss(np.asarray(self.steps), np.asarray(self.losses), total_steps, level=LEVEL)
+        except ValueError:  # a curve the predictor cannot fit (e.g. flat noise): keep training
+            return None, None
+        return prediction, self._decide(prediction, step, total_steps)
+
+    def _decide(self, prediction, step: int, total_steps: int) -> StopRequest | None:
+        if not self.enabled or step < self.min_fraction * total_steps:
+            return None
+        if not (math.isfinite(prediction.loss) and prediction.loss > 0):
+            return None
+        reason = None
+        if prediction.rel_half_width <= self.rel_ci:
+            reason = "predicted_final"
+        elif self.regime == "dataset" and self._past_best(step):
+            reason = "predicted_overfit"
+        if reason is None:
+            return None
+        return StopRequest(reason, predicted_loss=float(prediction.loss), predicted_lo=float(prediction.lo),
+                           predicted_hi=float(prediction.hi), predicted_level=float(prediction.level),
+                           predicted_method=prediction.method)
+
+
+    def _past_best(self, step: int) -> bool:
+        """Dataset regime: has the run left its learning curve upwards? The curve up to its best
+        evaluation, extrapolated to the last two evaluations (`predict_final_loss` at their steps),
+        has both of them above its interval, and above the best loss: the run is overfitting, so
+        training on cannot improve its result (its best loss). An extrapolation of the whole curve
+        cannot say this: a decreasing law misfits a curve that turned, and its interval only widens."""
+        import numpy as np
+
+        from fitting.curve_prediction import MIN_CURVE_POINTS, predict_final_loss
+
+        best = int(np.argmin(self.losses))
+        if best + 1 < MIN_CURVE_POINTS or len(self.losses) - best < 3:
+            return False
+        steps, losses = np.asarray(self.steps[:best + 1]), np.asarray(self.losses[:best + 1])
+        for later_step, later_loss in zip(self.steps[-2:], self.losses[-2:]):
+            try:
+                trend = predict_final_loss(steps, losses, later_step, level=LEVEL)
+            except ValueError:
+                return False
+            if not later_loss > max(trend.hi, self.losses[best]):
+                return False
+        return True
+
+
+def pred_text(prediction) -> str | None:
+    """The live table's ``pred`` cell: predicted final loss ± its interval's half-width."""
+    if prediction is None:
+        return None
+    return f"{prediction.loss:.3f}±{(prediction.hi - prediction.lo) / 2:.3f}"
+
+
+__all__ = ["PredictionStopper", "check_evaluations", "evaluations_before", "planned_steps", "pred_text"]
