@@ -13,9 +13,11 @@ error that poisons the context) cannot stop the others from running and printing
           master weights) and through a plain torch AdamW loop (fp32 params, bf16 autocast),
           alternating timed blocks after a warm-up; tokens/s, TFLOP/s with the project's exact
           FLOPs per token (trainers/shapes.py `train_flops`), MFU against the data-sheet bf16 peak
-          (trainers/runtime.py) and against a measured bf16 matmul, and engine/plain last.
+          (trainers/runtime.py) and against a measured bf16 matmul, and engine/plain last; the
+          noise-scale probe timed alone, as a % of step time at the default interval.
   zero    ZeRO stages 0-3 in one process (world of one), same seed and batches: the first steps'
-          losses must agree within a stated tolerance (bf16 or fp32).
+          losses must agree within a stated tolerance (bf16 or fp32), and so must the gradient
+          noise scale the probe (trainers/noise_probe.py) measures on the first batch (10 %).
   resume  three real `train` runs of a small model: uninterrupted; stopped after a few steps
           (a FLOP budget, so its last step is lost after the step-4 checkpoint, as in a kill);
           resumed from that checkpoint. The resumed run must repeat the uninterrupted run's

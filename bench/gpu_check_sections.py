@@ -21,6 +21,7 @@ import time
 # reduction order (ZeRO partitioning, nondeterministic attention backward) stay far below
 # one bf16 step over a few updates. fp32 runs (CPU dry-run) must agree much more tightly.
 REL_TOL = {"bfloat16": 5e-3, "float32": 1e-4}
+NOISE_REL_TOL = 0.1  # the noise scale at ZeRO 1-3 vs 0 on the same weights and batch (issue 12: within 10 %)
 
 GPT2_SMALL = dict(n_layer=12, d_model=768, n_heads=12, d_ff=3072, n_ctx=1024, vocab_size=50257)
 TINY = dict(n_layer=2, d_model=64, n_heads=4, d_ff=256, n_ctx=64, vocab_size=256)
@@ -90,6 +91,7 @@ def check_mfu(dry_run: bool) -> tuple[bool, str]:
     from trainers.deepspeed_trainer import train_step
     from trainers.engine import build_engine
     from trainers.model import GPT, exact_param_counts
+    from trainers.noise_probe import probe_norms
     from trainers.runtime import measure_matmul_flops, peak_flops_per_device, setup_runtime
     from trainers.shapes import ModelShape, non_embedding_params, train_flops
 
@@ -141,7 +143,10 @@ def check_mfu(dry_run: bool) -> tuple[bool, str]:
         "deepspeed": lambda: timed(lambda b: train_step(engine, b, geometry, rt), batches),
         "ds-zero1": lambda: timed(lambda b: train_step(engine_z1, b, geometry, rt), batches),
         "plain": lambda: timed(lambda b: plain_step(model, optimizer, b, config.grad_clip, autocast), device_batches),
+        # The gradient-noise-scale probe alone (trainers/noise_probe.py), on the engine's weights.
+        "probe": lambda: timed(lambda b: probes.append(probe_norms(engine, b, geometry, rt)), batches),
     }
+    probes = []
     for run in contenders.values():  # warm-up: cuBLAS heuristics, allocator, optimizer state
         run()
     times = {name: [] for name in contenders}
@@ -165,6 +170,10 @@ def check_mfu(dry_run: bool) -> tuple[bool, str]:
     print(f"peak: trainers.runtime (GPU: data sheet) {sheet_peak / 1e12:.3g} TFLOP/s, measured "
           f"{'bf16' if rt.device.type == 'cuda' else 'fp32'} matmul {measured_peak / 1e12:.3g} TFLOP/s")
     print(f"{'':10s} {'tokens/s':>12s} {'TFLOP/s':>9s} {'MFU sheet':>10s} {'MFU meas':>9s} {'ms/step':>8s}")
+    probe_s = float(np.median(times.pop("probe"))) / steps
+    step_s = float(np.median(times["deepspeed"])) / steps
+    probe_ok = bool(probes) and all(p is not None and math.isfinite(p.sq_small) and math.isfinite(p.sq_big)
+                                    and p.sq_small > p.sq_big > 0 for p in probes)
     rates = {}
     for name, block_times in times.items():
         rate = tokens / float(np.median(block_times))
@@ -175,12 +184,18 @@ def check_mfu(dry_run: bool) -> tuple[bool, str]:
     ratio = rates["deepspeed"] / rates["plain"]
     print(f"ratio ZeRO 1 engine/plain tokens/s (median blocks): {rates['ds-zero1'] / rates['plain']:.3f}")
     print(f"ratio engine/plain tokens/s (median blocks; engine = ZeRO {config.zero_stage}, the default): {ratio:.3f}")
+    every = config.noise_scale_every
+    probe_cost = probe_s / (every * step_s)
+    print(f"noise-scale probe: {1e3 * probe_s:.1f} ms per call = {probe_s / step_s:.2f} engine steps; at the "
+          f"default interval ({every} steps) {100 * probe_cost:.1f} % of step time; |G_small|^2 > |G_big|^2 > 0 "
+          f"and finite on every call: {probe_ok}")
     mfu = rates["deepspeed"] * flops_per_token / sheet_peak
     summary = (f"engine {rates['deepspeed']:,.0f} tok/s MFU {100 * mfu:.1f}% of {sheet_peak / 1e12:.3g} TFLOP/s, "
                f"plain {rates['plain']:,.0f} tok/s, engine/plain {ratio:.2f} "
-               f"(ZeRO 1: {rates['ds-zero1'] / rates['plain']:.2f})")
-    # A measurement, not a target: it fails only if a contender produced no usable timing.
-    return all(math.isfinite(r) and r > 0 for r in rates.values()), summary
+               f"(ZeRO 1: {rates['ds-zero1'] / rates['plain']:.2f}), noise probe {100 * probe_cost:.1f} % of step time")
+    # A measurement, not a target: it fails only if a contender produced no usable timing or the
+    # probe no usable norms.
+    return all(math.isfinite(r) and r > 0 for r in rates.values()) and probe_ok, summary
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,6 +240,8 @@ def check_zero(dry_run: bool) -> tuple[bool, str]:
     from trainers.data import CorpusSpec
     from trainers.deepspeed_trainer import train_step
     from trainers.engine import build_engine
+    from trainers.noise_probe import probe_norms
+    from trainers.noise_scale import unbiased_estimates
     from trainers.runtime import setup_runtime
     from trainers.shapes import ModelShape
 
@@ -239,24 +256,34 @@ def check_zero(dry_run: bool) -> tuple[bool, str]:
     dtype = str(rt.dtype).removeprefix("torch.")
     sampler = _corpus_sampler(shape, seed=0)
     batches = [sampler.next_global_batch(seqs) for _ in range(k)]
-    losses = {}
+    losses, noise = {}, {}
     for stage in (0, 1, 2, 3):
         config = dataclasses.replace(base, zero_stage=stage)
         geometry = batch_geometry(config, rt.world_size, train_windows=10**6)
         torch.manual_seed(config.seed)
         engine = build_engine(config, geometry, rt)
+        # The noise-scale probe on the initial weights and the first batch: the same norms at
+        # every stage (ZeRO 3 gathers the partitioned parameters inside the module's forward).
+        norms = probe_norms(engine, batches[0], geometry, rt)
+        g2, trace = unbiased_estimates(norms.b_small, norms.sq_small, norms.b_big, norms.sq_big)
+        noise[stage] = trace / g2
         start = time.perf_counter()
         losses[stage] = [train_step(engine, b, geometry, rt) for b in batches]
         print(f"ZeRO {stage}: " + " ".join(f"{x:.5f}" for x in losses[stage])
-              + f"   ({time.perf_counter() - start:.1f} s for {k} steps)", flush=True)
+              + f"   ({time.perf_counter() - start:.1f} s for {k} steps); noise-scale probe B_simple "
+              f"{noise[stage]:.4g} tokens", flush=True)
         _free(engine)
         engine = None
     worst = max(abs(a - b) / max(abs(a), 1.0) for s in (1, 2, 3) for a, b in zip(losses[0], losses[s]))
     ok = all(_agree(a, b, dtype) for s in (1, 2, 3) for a, b in zip(losses[0], losses[s]))
     moved = losses[0][-1] < losses[0][0]
+    noise_dev = max(abs(noise[s] / noise[0] - 1) for s in (1, 2, 3))
+    noise_ok = all(math.isfinite(v) for v in noise.values()) and noise_dev <= NOISE_REL_TOL
+    print(f"noise-scale probe: max relative deviation from ZeRO 0 {noise_dev:.2e} (tolerance {NOISE_REL_TOL:.0e})")
     print(f"{dtype}: max relative deviation from ZeRO 0 over {k} steps {worst:.2e} "
           f"(tolerance {REL_TOL[dtype]:.0e}); loss moved {losses[0][0]:.4f} -> {losses[0][-1]:.4f}")
-    return ok and moved, f"{dtype} max rel dev {worst:.1e} <= {REL_TOL[dtype]:.0e}, first loss {losses[0][0]:.4f}"
+    return ok and moved and noise_ok, (f"{dtype} max rel dev {worst:.1e} <= {REL_TOL[dtype]:.0e}, first loss "
+                                       f"{losses[0][0]:.4f}, noise probe dev {noise_dev:.1e}")
 
 
 # ---------------------------------------------------------------------------------------------
