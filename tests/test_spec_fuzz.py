@@ -17,7 +17,7 @@ from trainers.fields import SpecError
 from tests.test_spec import with_change
 from trainers.config import batch_geometry
 
-TOP_KEYS = ("name", "storage", "corpus", "axes", "trainer", "resources", "search", "budget")
+TOP_KEYS = ("name", "storage", "corpus", "axes", "trainer", "resources", "search", "budget", "early_prediction")
 # A problem line: a field path under a top-level key ("trainer.lr", "axes.seeds[1]", "budget").
 FIELD_LINE = re.compile(r"^(%s)(\.[A-Za-z0-9_]+|\[\d+\])*: \S" % "|".join(TOP_KEYS))
 
@@ -28,6 +28,8 @@ PATHS = ["name", "storage", "corpus", "corpus.source", "corpus.tokenizer", "corp
          "trainer.weight_decay", "trainer.warmup_frac", "trainer.min_lr_ratio", "trainer.grad_clip",
          "trainer.micro_batch_size", "trainer.val_tokens", "trainer.eval_tokens", "trainer.max_steps",
          "trainer.checkpoint_interval_s", "trainer.peak_flops", "trainer.seed", "trainer.extra_evals",
+         "trainer.noise_scale_every", "early_prediction", "early_prediction.enabled",
+         "early_prediction.min_fraction", "early_prediction.rel_ci",
          "resources.cpus_per_worker", "resources.gpus_per_worker", "resources.workers",
          "search", "search.kind", "search.max_trials", "search.target", "search.law",
          "budget", "budget.flops", "budget.cut", "budget.gpu_hours"]
