@@ -17,6 +17,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from fitting.cost import affordable
 from fitting.design import Candidates, DesignState, TargetRegion
 from fitting.fit import FitResult
 from fitting.laws import get_law
@@ -47,7 +48,7 @@ def run_design(law, candidates: Candidates, reveal: Callable[[np.ndarray], np.nd
     law = get_law(law)
     if len(candidates) == 0:
         raise ValueError("empty candidate pool")
-    if budget < candidates.cost.min():
+    if not affordable(candidates.cost.min(), budget, budget):
         raise ValueError(f"budget {budget:.4g} is below the cheapest candidate's cost {candidates.cost.min():.4g}")
     target = target or TargetRegion.largest_planned(candidates)
     fitter = OnlineFitter(law, fit_config or OnlineFitConfig(seed=seed))
