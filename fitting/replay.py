@@ -264,8 +264,7 @@ def _cmd_replay(args) -> int:
            f"separated and the predictions assume the split below): ")
           + ", ".join(f"{k}={v:.4g}" for k, v in run.fit.params.items()))
     if args.interval == "misfit":
-        print(f"intervals: law misfit sd {calibration.amplitude:.3g} (log loss), calibrated by refitting "
-              f"{calibration.n_fit} runs and predicting the {calibration.n_held_out} largest by compute")
+        print(f"intervals: {calibration.describe()}")
     scored = np.isfinite(targets.y) & (targets.y > 0)
     if scored.any():
         m = target_metrics(iv.mean[scored], targets.y[scored], iv.lo[scored], iv.hi[scored])
