@@ -274,9 +274,9 @@ def compute_optimal_allocation(fit=None, compute: float = 1e21, *, law=None, par
     if fit is None:
         out.uncertainty = "none (parameters given)"
         return out
-    note = ratio_note(out.tokens_per_param, fit.data.X)
-    if note:
-        out.notes.append(note)
+    for note in (ratio_note(out.tokens_per_param, fit.data.X), fit.bounds_note):
+        if note:
+            out.notes.append(note)
     thetas, how = _param_samples(fit, n_samples, seed)
     q = [(1 - level) / 2, (1 + level) / 2]
     Cs = np.array([C, C / span, C * span])

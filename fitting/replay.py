@@ -263,6 +263,8 @@ def _cmd_replay(args) -> int:
     print(("fit: " if verdict.identified else f"fit (NOT IDENTIFIED: {verdict.reason}; the N and D terms are not "
            f"separated and the predictions assume the split below): ")
           + ", ".join(f"{k}={v:.4g}" for k, v in run.fit.params.items()))
+    if run.fit.bounds_note:
+        print(f"warning: {run.fit.bounds_note}")
     if args.interval == "misfit":
         print(f"intervals: {calibration.describe()}")
     scored = np.isfinite(targets.y) & (targets.y > 0)

@@ -208,6 +208,8 @@ class ActiveSearcher(BudgetedSearcher):
             terms = ", ".join(f"{k}={v:.3g} [{cis[k][0]:.3g}, {cis[k][1]:.3g}]" for k, v in fit.params.items())
             lines.append(f"  law {self.law.name} (90% CI): {terms}; target rel. CI half-width "
                          f"{self.rel_pred_ci():.3g}")
+        if fit is not None and fit.bounds_note:
+            lines.append(f"  warning: {fit.bounds_note}")
         model = self.throughput() if self.cost == "time" else None
         if model is not None:
             lines.append(f"  throughput ({model.n_runs} runs): FLOP/s ≈ {np.exp(model.intercept):.3g}·N^{model.slope:.2f} "

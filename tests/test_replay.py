@@ -112,6 +112,8 @@ def test_replay_with_too_few_runs_to_calibrate_says_so(csvs, capsys):
     assert "bought 7 of 217" in text
     assert "law misfit sd 0.04 (log loss) is a PRIOR, not calibrated: 7 runs are too few" in text
     assert "predicting the 0 largest" not in text
+    # issue 15 item 3: the same replay ends with E and beta at their bounds and now says so
+    assert "warning: parameters at a bound: E = " in text and "beta = 5 (upper bound)" in text
 
 
 def test_plan_with_too_few_runs_to_calibrate_says_so(tmp_path, capsys):
