@@ -186,6 +186,7 @@ class Allocation:
     # (fitting.extrapolation): what an extrapolation far beyond the data should be trusted to
     loss_misfit_interval: tuple[float, float] | None = None
     misfit_sd: float | None = None
+    misfit_source: str | None = None  # where misfit_sd came from: a calibration, or the stated prior
     uncertainty: str = ""
     n_samples: int = 0
     fixed: dict[str, float] = field(default_factory=dict)
@@ -203,7 +204,7 @@ class Allocation:
             key: {k: list(v) for k, v in self.intervals.items()},
             "loss_prediction_interval": list(self.loss_prediction_interval) if self.loss_prediction_interval else None,
             "loss_misfit_interval": list(self.loss_misfit_interval) if self.loss_misfit_interval else None,
-            "misfit_sd": self.misfit_sd,
+            "misfit_sd": self.misfit_sd, "misfit_source": self.misfit_source,
             "uncertainty": self.uncertainty, "n_samples": self.n_samples, "fixed": self.fixed,
             "identified": self.identified, "unidentified_reason": self.unidentified_reason, "notes": list(self.notes),
         }
@@ -254,9 +255,9 @@ def compute_optimal_allocation(fit=None, compute: float = 1e21, *, law=None, par
     if fit is None:
         out.uncertainty = "none (parameters given)"
         return out
-    note = ratio_note(out.tokens_per_param, fit.data.X)
-    if note:
-        out.notes.append(note)
+    for note in (ratio_note(out.tokens_per_param, fit.data.X), fit.bounds_note):
+        if note:
+            out.notes.append(note)
     thetas, how = _param_samples(fit, n_samples, seed)
     q = [(1 - level) / 2, (1 + level) / 2]
     Cs = np.array([C, C / span, C * span])
@@ -291,9 +292,8 @@ def compute_optimal_allocation(fit=None, compute: float = 1e21, *, law=None, par
         from fitting.extrapolation import calibrate_misfit, extrapolation_interval
 
         calibration = misfit_calibration or calibrate_misfit(fit)
-        if calibration.n_held_out:
-            ei = extrapolation_interval(fit, X, level=level, calibration=calibration)
-            out.loss_misfit_interval = (float(ei.lo[0]), float(ei.hi[0]))
-            out.misfit_sd = calibration.amplitude
+        ei = extrapolation_interval(fit, X, level=level, calibration=calibration)
+        out.loss_misfit_interval = (float(ei.lo[0]), float(ei.hi[0]))
+        out.misfit_sd, out.misfit_source = calibration.amplitude, calibration.describe()
     out.uncertainty, out.n_samples = how, int(ok.sum())
     return out

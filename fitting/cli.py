@@ -261,7 +261,7 @@ def _print_allocation(p, level: float) -> None:
         if p.loss_prediction_interval else ""))
     if p.loss_misfit_interval:
         print(f"  loss, law misfit  [{p.loss_misfit_interval[0]:.4g}, {p.loss_misfit_interval[1]:.4g}]  (prediction "
-              f"interval widened by the law's misfit, sd {p.misfit_sd:.3g} calibrated on held-out largest runs)")
+              f"interval widened by the {p.misfit_source})")
     print(f"  a (N_opt ∝ C^a)   {fmt('exponent_a', p.exponent_a)}")
     for note in p.notes:
         print(f"  warning: {note}")

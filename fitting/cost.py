@@ -14,7 +14,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ThroughputModel"]
+__all__ = ["BUDGET_RTOL", "ThroughputModel", "affordable"]
+
+# Relative slack of every budget comparison. A budget is usually a sum (a pool's cost times a
+# fraction, a ledger's committed FLOPs), and float sums round: a pool of 31 runs summing to
+# ~1e21 FLOPs left the last run 114,688 FLOPs (~1e-16 relative) "over" a --budget-fraction 1.0
+# budget. 1e-9 of the total is far above any rounding of a sum yet far below one run's cost.
+BUDGET_RTOL = 1e-9
+
+
+def affordable(cost, left, total):
+    """Whether ``cost`` fits in ``left`` of a budget of ``total`` (same unit: FLOPs or seconds).
+
+    The one budget tolerance rule (docs/architecture.md §6): ``cost <= left + BUDGET_RTOL·total``.
+    Works elementwise on numpy arrays. Every affordability check (the sweep's ledger, the
+    designers, replay) calls this, so a budget that buys "everything" buys everything."""
+    return np.asarray(cost) <= np.asarray(left) + BUDGET_RTOL * abs(float(total))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from fitting.cost import affordable
 from fitting.fit import FitResult
 from fitting.law import Law
 from fitting.laws import get_law
@@ -148,8 +149,12 @@ def farthest_point_order(U: np.ndarray, start: int, allowed: np.ndarray, k: int,
 
 
 def seed_design(candidates: Candidates, n: int, budget: float, rng: np.random.Generator,
-                taken: np.ndarray | None = None, method: str = "maximin") -> list[int]:
+                taken: np.ndarray | None = None, method: str = "maximin",
+                budget_total: float | None = None) -> list[int]:
     """A space-filling seed in log N × log(D/N) that costs at most ``budget``.
+
+    ``budget_total`` (default ``budget``) is the whole budget ``budget`` is a part of: the
+    float tolerance of :func:`fitting.cost.affordable` is relative to it.
 
     Candidates are limited to those costing ≤ budget/n (so the seed can be bought whole). Fewer
     than ``n`` (none when nothing free fits ``budget``) when the candidates or the budget run out.
@@ -162,8 +167,8 @@ def seed_design(candidates: Candidates, n: int, budget: float, rng: np.random.Ge
     free = ~taken
     if n < 1 or not free.any():
         return []
-    cap = budget / n
-    allowed = free & (candidates.cost <= cap)
+    total = budget if budget_total is None else budget_total
+    allowed = free & affordable(candidates.cost, budget / n, total)
     if allowed.sum() < n:  # budget too small for n spread runs: take the n cheapest free ones
         order = np.argsort(np.where(free, candidates.cost, np.inf))
         allowed = np.zeros_like(free)
@@ -190,7 +195,7 @@ def seed_design(candidates: Candidates, n: int, budget: float, rng: np.random.Ge
         raise ValueError(f"unknown seed method {method!r}: 'sobol' or 'maximin'")
     out, spent = [], 0.0
     for j in picks:
-        if spent + candidates.cost[j] <= budget:
+        if affordable(candidates.cost[j], budget - spent, total):
             out.append(j)
             spent += candidates.cost[j]
     return out

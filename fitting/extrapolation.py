@@ -29,15 +29,33 @@ from fitting.fit import FitResult, fit_law
 from fitting.posterior import Discrepancy, LinearPosterior, law_gradients
 from fitting.uncertainty import Interval
 
-__all__ = ["MisfitCalibration", "unit_misfit_sd", "calibrate_misfit", "extrapolation_interval"]
+__all__ = ["PRIOR_MISFIT_SD", "MisfitCalibration", "unit_misfit_sd", "calibrate_misfit", "extrapolation_interval"]
+
+
+# The misfit sd assumed when the runs are too few to calibrate one: the designer's prior
+# (fitting.posterior.Discrepancy, "the law may be off by a few per cent"), never a silent 0.
+PRIOR_MISFIT_SD = Discrepancy.amplitude
 
 
 @dataclass(frozen=True)
 class MisfitCalibration:
     amplitude: float  # sd of the law's misfit in log loss
     length: float  # its correlation length in ln units
-    n_fit: int  # runs the held-out refit used
-    n_held_out: int  # top-compute runs it predicted
+    n_fit: int  # runs the held-out refit used (all the fit's runs when not calibrated)
+    n_held_out: int  # top-compute runs it predicted (0: not calibrated, ``amplitude`` is the prior)
+    n_needed: int = 0  # runs a calibration needs (refit P + 2, plus 2 held out)
+
+    @property
+    def calibrated(self) -> bool:
+        return self.n_held_out > 0
+
+    def describe(self) -> str:
+        """One line for the user: where the misfit sd came from (calibration or stated prior)."""
+        if self.calibrated:
+            return (f"law misfit sd {self.amplitude:.3g} (log loss), calibrated by refitting {self.n_fit} runs "
+                    f"and predicting the {self.n_held_out} largest by compute")
+        return (f"law misfit sd {self.amplitude:.3g} (log loss) is a PRIOR, not calibrated: {self.n_fit} runs are "
+                f"too few to refit and hold out the largest ({self.n_needed} needed)")
 
 
 def unit_misfit_sd(fit: FitResult, X: Mapping[str, np.ndarray], length: float = 2.0,
@@ -54,7 +72,8 @@ def unit_misfit_sd(fit: FitResult, X: Mapping[str, np.ndarray], length: float = 
 def calibrate_misfit(fit: FitResult, *, held_out: float = 0.25, length: float = 2.0) -> MisfitCalibration:
     """Misfit amplitude from held-out extrapolation within the fitted runs (see module doc).
     Runs are ordered by N·D (compute) where the law has both, else by the product of its inputs. Too few runs
-    to hold any out (the refit needs P + 2) gives amplitude 0."""
+    to hold any out (the refit needs P + 2, plus 2 held out) gives the stated prior
+    ``PRIOR_MISFIT_SD``, with ``n_held_out`` 0 (:meth:`MisfitCalibration.describe` says so)."""
     X, y = fit.data.X, fit.data.y
     scale = [X["N"], X["D"]] if {"N", "D"} <= set(X) else list(X.values())
     compute = np.prod([np.asarray(v, dtype=float) for v in scale], axis=0)
@@ -62,8 +81,9 @@ def calibrate_misfit(fit: FitResult, *, held_out: float = 0.25, length: float = 
     k = max(2, int(round(held_out * n)))
     order = np.argsort(compute, kind="stable")
     train, test = order[:-k], order[-k:]
+    n_needed = fit.law.n_params + 2 + k
     if train.size < fit.law.n_params + 2:
-        return MisfitCalibration(0.0, length, int(train.size), 0)
+        return MisfitCalibration(PRIOR_MISFIT_SD, length, int(n), 0, n_needed)
     subset = {c: np.asarray(v)[train] for c, v in X.items()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a small refit may warn about its design; that is expected
@@ -74,7 +94,7 @@ def calibrate_misfit(fit: FitResult, *, held_out: float = 0.25, length: float = 
     misfit2 = unit_misfit_sd(sub, X_test, length) ** 2
     excess = float(np.mean(sq_err) - np.mean(iv.se_log**2))
     amplitude = float(np.sqrt(max(excess, 0.0) / max(float(np.mean(misfit2)), 1e-300)))
-    return MisfitCalibration(amplitude, length, int(train.size), int(test.size))
+    return MisfitCalibration(amplitude, length, int(train.size), int(test.size), n_needed)
 
 
 def extrapolation_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: float | None = None,

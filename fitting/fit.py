@@ -31,7 +31,7 @@ from fitting.data import FitData, load_fit_data
 from fitting.law import Law
 from fitting.laws import get_law
 from fitting.multistart import multistart_lbfgs, single_threaded_blas
-from fitting.objective import log_jacobian, make_objective, rho_psi
+from fitting.objective import bounds_note, log_jacobian, make_objective, params_at_bounds, rho_psi
 from fitting.uncertainty import (
     BootstrapResult, Interval, bootstrap, estimate_covariance, prediction_interval,
 )
@@ -83,6 +83,12 @@ class FitResult:
     def identifiability(self) -> Identifiability:
         """Whether the fitted runs identify the law's N/D split (:func:`fitting.checks.identifiability`)."""
         return identifiability(self.data.X, self.law)
+
+    @property
+    def bounds_note(self) -> str | None:
+        """The warning naming the parameters at their bounds (:func:`fitting.objective.params_at_bounds`),
+        None when none is: the line replay, plan and the active summary print."""
+        return bounds_note(params_at_bounds(self.law, self.z, self.data.X))
 
     @property
     def cov(self) -> np.ndarray:
@@ -371,9 +377,9 @@ def _finish(law: Law, fdata: FitData, full: FitData, mask: np.ndarray | None, op
                f"compute-optimal allocation) are not identified; vary N and D/N independently")
         msgs.append(msg)
         warnings.warn(msg, DegenerateDesignWarning, stacklevel=3)
-    at_bound = [k for k, zk, (l, h) in zip(law.param_names, z, law.z_bounds) if np.isclose(zk, l) or np.isclose(zk, h)]
-    if at_bound:
-        msgs.append(f"parameters at a bound: {at_bound}")
+    diag["params_at_bounds"] = params_at_bounds(law, z, fdata.X)
+    if diag["params_at_bounds"]:
+        msgs.append(bounds_note(diag["params_at_bounds"]))
     if not conv:
         msgs.append("best start did not meet the convergence tolerance")
     res = FitResult(law=law, theta=theta, z=z, objective=optimum.objective, loss=loss, delta=delta, data=fdata,

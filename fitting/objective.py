@@ -193,3 +193,45 @@ def objective(law, params, data, *, loss: str = "huber", delta: float = 1e-3) ->
     z = law.to_z(law.as_array(params))
     f, _ = make_objective(law, data.X, data.y, loss=loss, delta=delta)(z[None, :], np.arange(1))
     return float(f[0])
+
+
+# ====================================================================== bounds
+FLAT = 1e-6  # |∂ log L/∂z| below this on every run: the parameter no longer moves the predictions
+
+
+def params_at_bounds(law, z, X) -> dict[str, str]:
+    """The parameters a fit has pushed to their bounds, each with where: ``{"beta": "= 5 (upper
+    bound)", "E": "= 7.5e-42 (no effect on any run)"}``; empty when none.
+
+    A parameter is at a finite bound when its transformed value equals it (np.isclose). A
+    log-scaled parameter bounded by 0 or ∞ never reaches the bound, it heads there: it counts
+    when no fitted run's log prediction moves with it (|∂ log L/∂z| < ``FLAT``, e.g. E → 1e-41),
+    the state in which its interval and every extrapolation through it are unreliable (so is a
+    term another bound switched off: B once beta sits at 5 and B/D^5 vanishes). The one
+    owner of this check: fit, replay, plan, the online fitter and the active summary all read it
+    (through ``FitResult.at_bounds``)."""
+    law = get_law(law)
+    z = np.asarray(z, dtype=float)
+    theta = law.from_z(z)
+    out: dict[str, str] = {}
+    flat = None
+    for k, (name, zk, (lo, hi)) in enumerate(zip(law.param_names, z, law.z_bounds)):
+        for bound, side in ((lo, "lower"), (hi, "upper")):
+            if np.isfinite(bound) and np.isclose(zk, bound):
+                out[name] = f"= {theta[k]:.4g} ({side} bound)"
+        if name not in out and not (np.isfinite(lo) and np.isfinite(hi)):
+            if flat is None:
+                with np.errstate(all="ignore"):
+                    flat = np.all(np.abs(log_jacobian(law, z, X)) < FLAT, axis=0)
+            if flat[k]:
+                out[name] = f"= {theta[k]:.3g} (no effect on any run)"
+    return out
+
+
+def bounds_note(at_bounds: dict[str, str]) -> str | None:
+    """The one warning line for :func:`params_at_bounds`' result (None when empty)."""
+    if not at_bounds:
+        return None
+    where = ", ".join(f"{k} {v}" for k, v in at_bounds.items())
+    return (f"parameters at a bound: {where}; the fit is pinned by its bounds, so its intervals and "
+            f"extrapolations are unreliable")

@@ -17,6 +17,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from fitting.cost import affordable
 from fitting.design import Candidates, DesignState, TargetRegion
 from fitting.fit import FitResult
 from fitting.laws import get_law
@@ -47,7 +48,7 @@ def run_design(law, candidates: Candidates, reveal: Callable[[np.ndarray], np.nd
     law = get_law(law)
     if len(candidates) == 0:
         raise ValueError("empty candidate pool")
-    if budget < candidates.cost.min():
+    if not affordable(candidates.cost.min(), budget, budget):
         raise ValueError(f"budget {budget:.4g} is below the cheapest candidate's cost {candidates.cost.min():.4g}")
     target = target or TargetRegion.largest_planned(candidates)
     fitter = OnlineFitter(law, fit_config or OnlineFitConfig(seed=seed))
@@ -262,9 +263,10 @@ def _cmd_replay(args) -> int:
     print(("fit: " if verdict.identified else f"fit (NOT IDENTIFIED: {verdict.reason}; the N and D terms are not "
            f"separated and the predictions assume the split below): ")
           + ", ".join(f"{k}={v:.4g}" for k, v in run.fit.params.items()))
+    if run.fit.bounds_note:
+        print(f"warning: {run.fit.bounds_note}")
     if args.interval == "misfit":
-        print(f"intervals: law misfit sd {calibration.amplitude:.3g} (log loss), calibrated by refitting "
-              f"{calibration.n_fit} runs and predicting the {calibration.n_held_out} largest by compute")
+        print(f"intervals: {calibration.describe()}")
     scored = np.isfinite(targets.y) & (targets.y > 0)
     if scored.any():
         m = target_metrics(iv.mean[scored], targets.y[scored], iv.lo[scored], iv.hi[scored])

@@ -19,6 +19,7 @@ from typing import Mapping
 
 import numpy as np
 
+from fitting.cost import affordable
 from fitting.design import DesignState, design_coordinates, farthest_point_order, seed_design
 from fitting.posterior import Discrepancy, LinearPosterior, expected_error_reduction, law_gradients, quad_rows
 
@@ -60,7 +61,7 @@ class _OrderStrategy(Strategy):
         for j in order:
             if len(out) >= k:
                 break
-            if not state.taken[j] and state.candidates.cost[j] <= left:
+            if not state.taken[j] and affordable(state.candidates.cost[j], left, state.budget_total):
                 out.append(int(j))
                 left -= state.candidates.cost[j]
         return out
@@ -164,7 +165,8 @@ class _ModelStrategy(Strategy):
         for budget in (share, state.budget_left):
             # Without a fit there is nothing else to buy: when the seed's share of the budget
             # affords no free candidate, the rest of the budget does (or nothing is affordable).
-            picks = seed_design(state.candidates, want, budget, state.rng, taken=state.taken, method=self.seed_method)
+            picks = seed_design(state.candidates, want, budget, state.rng, taken=state.taken, method=self.seed_method,
+                                budget_total=state.budget_total)
             if picks:
                 return picks[:k]
         return []
@@ -178,7 +180,7 @@ class _ModelStrategy(Strategy):
             return self._seed(state, k)
         z, s2 = lin
         cands = state.candidates
-        free = np.flatnonzero(~state.taken & (cands.cost <= state.budget_left))
+        free = np.flatnonzero(~state.taken & affordable(cands.cost, state.budget_left, state.budget_total))
         if free.size == 0:
             return []
         X_obs = self.observed_inputs(state)
@@ -191,7 +193,7 @@ class _ModelStrategy(Strategy):
         alive = np.ones(free.size, dtype=bool)
         cache: dict = {"z": z}
         for _ in range(k):
-            alive &= cost <= left
+            alive &= affordable(cost, left, state.budget_total)
             if not alive.any():
                 break
             gain = self.gain(post, G_C, Phi_C, state, cache)

@@ -30,7 +30,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 from ray.tune.search import Searcher
 
-from fitting.cost import ThroughputModel
+from fitting.cost import ThroughputModel, affordable
 from fitting.design import DesignState
 from fitting.laws import get_law
 from fitting.online import OnlineFitConfig, OnlineFitter
@@ -92,7 +92,7 @@ class ActiveSearcher(BudgetedSearcher):
         cost = self.candidates.cost[~taken]
         if cost.size == 0:
             return "all_taken", f"every one of the {len(self.trials)} planned runs was chosen"
-        if cost.min() > self.ledger.remaining:
+        if not self.ledger.fits(cost.min()):
             return "budget", (f"the cheapest of the {cost.size} runs left needs {cost.min():.3g} FLOPs, "
                               f"{max(self.ledger.remaining, 0.0):.3g} remain")
         return "no_score", f"none of the {cost.size} affordable runs left has a finite score"
@@ -106,9 +106,9 @@ class ActiveSearcher(BudgetedSearcher):
         cheapest = np.sort(self.candidates.cost)
         if len(self.trials) < need:
             why.append(f"the plan has only {len(self.trials)} runs")
-        elif cheapest[:need].sum() > self.ledger.limit_flops:
-            affordable = int(np.searchsorted(np.cumsum(cheapest), self.ledger.limit_flops, side="right"))
-            why.append(f"the budget affords at most {affordable} of the planned runs (the {need} cheapest "
+        elif not affordable(cheapest[:need].sum(), self.ledger.limit_flops, self.ledger.limit_flops):
+            n_fit = int(affordable(np.cumsum(cheapest), self.ledger.limit_flops, self.ledger.limit_flops).sum())
+            why.append(f"the budget affords at most {n_fit} of the planned runs (the {need} cheapest "
                        f"cost {cheapest[:need].sum():.3g} FLOPs)")
         if self.max_trials is not None and self.max_trials < need:
             why.append(f"max_trials is {self.max_trials}")
@@ -210,6 +210,8 @@ class ActiveSearcher(BudgetedSearcher):
             terms = ", ".join(f"{k}={v:.3g} [{cis[k][0]:.3g}, {cis[k][1]:.3g}]" for k, v in fit.params.items())
             lines.append(f"  law {self.law.name} (90% CI): {terms}; target rel. CI half-width "
                          f"{self.rel_pred_ci():.3g}")
+        if fit is not None and fit.bounds_note:
+            lines.append(f"  warning: {fit.bounds_note}")
         model = self.throughput() if self.cost == "time" else None
         if model is not None:
             lines.append(f"  throughput ({model.n_runs} runs): FLOP/s ≈ {np.exp(model.intercept):.3g}·N^{model.slope:.2f} "

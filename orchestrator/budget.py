@@ -6,7 +6,8 @@ Two numbers matter (docs/architecture.md §6):
 - committed: spent by finished trials + the planned cost of running trials (or what they have
   already spent, if a trial overran its plan).
 
-A trial may start only if ``committed + its cost <= limit``. Each trial is keyed by its stable
+A trial may start only if ``committed + its cost <= limit`` (within the float tolerance of
+:func:`fitting.cost.affordable`). Each trial is keyed by its stable
 ``trial_key``, and FLOPs are recorded as the trial's *cumulative* count (the trainer's counter
 survives checkpoint/resume), so a retried or re-reported trial replaces its figure instead of
 adding to it: retries and restored drivers never double-count.
@@ -17,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fitting.cost import affordable
 from metrics.statuses import ENDED_STATUSES
 
 STATE_VERSION = 1
@@ -61,7 +63,7 @@ class BudgetLedger:
         return self.limit_flops - self.committed
 
     def fits(self, cost: float) -> bool:
-        return self.committed + cost <= self.limit_flops
+        return bool(affordable(cost, self.remaining, self.limit_flops))  # the one tolerance rule
 
     def is_settled(self, key: str) -> bool:
         return key in self.finished or key in self.running

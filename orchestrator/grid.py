@@ -18,6 +18,7 @@ from typing import Any, Mapping
 from trainers.config import TrainConfig, batch_geometry
 from trainers.data import CorpusSpec, eval_window_count
 from orchestrator.budget import BudgetLedger, budget_fraction, limit_flops
+from fitting.cost import affordable
 from trainers.fields import SpecError, fail
 from orchestrator.spec_types import (
     AXES_KEYS, TRAINER_KEYS, Axes, Budget, Resources, SearchSpec, SweepSpec,
@@ -248,17 +249,18 @@ def _check_trial(trial: TrialSpec, resources: Resources) -> None:
 
 def _apply_budget(trials: list[TrialSpec], budget: Budget, search: SearchSpec):
     cheapest = min(trials, key=lambda t: t.planned_flops)
-    if budget_fraction(budget, cheapest.planned_flops) > 1:
+    limit = limit_flops(budget)
+    if not affordable(cheapest.planned_flops, limit, limit):
         raise fail("budget", f"below the cheapest run ({cheapest.trial_key} plans "
                               f"{cheapest.planned_flops:.3g} FLOPs); {_budget_text(budget)}")
     total = sum(t.planned_flops for t in trials)
-    if search.kind == "active" or budget_fraction(budget, total) <= 1:
+    if search.kind == "active" or affordable(total, limit, limit):
         return trials, []  # active search spends the budget trial by trial, as it goes
     if budget.cut == "error":
         raise fail("budget", f"the grid plans {total:.3g} FLOPs, over {_budget_text(budget)}; "
                               "set budget.cut to cheapest_first or largest_first to cut it")
     order = sorted(trials, key=lambda t: t.planned_flops, reverse=budget.cut == "largest_first")
-    ledger, cut = BudgetLedger(limit_flops=limit_flops(budget)), []
+    ledger, cut = BudgetLedger(limit_flops=limit), []
     for trial in order:  # greedy: take in policy order, skip what no longer fits
         if ledger.fits(trial.planned_flops):
             ledger.start(trial.trial_key, trial.planned_flops)

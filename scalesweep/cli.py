@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "trainers.cli",        # train
     "fitting.cli",         # fit, plan
     "fitting.replay",      # replay
+    "fitting.predict_cli", # predict
     "orchestrator.cli",    # validate, run
     "orchestrator.report", # report, demo
 )

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ray.tune.search import Searcher
 
+from fitting.cost import affordable
 from fitting.design import Candidates, DesignState, TargetRegion, design_coordinates, seed_design
 from fitting.laws import CHINCHILLA_EPOCH, get_law
 from fitting.online import OnlineFitConfig, OnlineFitter
@@ -47,7 +48,7 @@ def _buy_until_stop(cands: Candidates, budget: float, *, designer=None, seed: in
         if not picks:
             break
         (j,) = picks
-        assert not taken[j] and cands.cost[j] <= left, (j, taken, cands.cost[j], left)
+        assert not taken[j] and affordable(cands.cost[j], left, budget), (j, taken, cands.cost[j], left)
         taken[j] = True
         left -= cands.cost[j]
         row = {"N": [cands.X["N"][j]], "D": [cands.X["D"][j]]}
@@ -55,7 +56,7 @@ def _buy_until_stop(cands: Candidates, budget: float, *, designer=None, seed: in
     else:
         pytest.fail("the designer picked more runs than there are candidates")
     # it stopped only because nothing free fits the budget left
-    assert np.all(taken | (cands.cost > left)), (taken, cands.cost, left)
+    assert np.all(taken | ~affordable(cands.cost, left, budget)), (taken, cands.cost, left)
     return taken, left, fitter
 
 

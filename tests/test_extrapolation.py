@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fitting.design import Candidates, TargetRegion
-from fitting.extrapolation import MisfitCalibration, calibrate_misfit, extrapolation_interval
+from fitting.extrapolation import PRIOR_MISFIT_SD, calibrate_misfit, extrapolation_interval
 from fitting.fit import fit_law
 from fitting.laws import CHINCHILLA_EPOCH
 from fitting.replay import SimulatedOracle, undertraining_misfit
@@ -52,17 +52,23 @@ def test_misfit_interval_is_near_plain_where_the_law_is_right():
     assert amplitude < 0.02
 
 
-def test_too_few_runs_to_hold_out_means_no_misfit_term():
+def test_too_few_runs_to_hold_out_use_the_stated_prior_and_say_so():
+    # issue 15 item 4: 6 runs printed "law misfit sd 0 ... calibrated by refitting 6 runs and
+    # predicting the 0 largest" although no refit happened
     X = {"N": np.array([1e7, 3e7, 1e8, 3e8, 1e9, 1e9]), "D": np.array([1e9, 3e9, 1e9, 3e10, 1e10, 1e11])}
     y = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.01).observe(X)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = fit_law("chinchilla", X | {"loss": y}, starts=(), init=CHINCHILLA_EPOCH)
     cal = calibrate_misfit(fit)
-    assert cal == MisfitCalibration(0.0, 2.0, cal.n_fit, 0)
-    iv0, iv1 = fit.interval(X, level=0.9, method="delta"), extrapolation_interval(fit, X, calibration=cal)
-    np.testing.assert_allclose(iv1.lo, iv0.lo, rtol=1e-9)
-    np.testing.assert_allclose(iv1.hi, iv0.hi, rtol=1e-9)
-    assert iv1.method.endswith("+misfit(a=0)")
+    assert not cal.calibrated and cal.n_held_out == 0 and cal.n_fit == 6
+    assert cal.amplitude == PRIOR_MISFIT_SD > 0
+    text = cal.describe()
+    assert "PRIOR, not calibrated" in text and "6 runs are too few" in text and "predicting the 0" not in text
+    assert f"({fit.law.n_params + 2 + 2} needed)" in text
+    far = {"N": np.array([1e11]), "D": np.array([2e12])}
+    iv0, iv1 = fit.interval(far, level=0.9, method="delta"), extrapolation_interval(fit, far, calibration=cal)
+    assert iv1.lo[0] < iv0.lo[0] and iv1.hi[0] > iv0.hi[0]  # the prior widens, it is not a silent 0
+    assert iv1.method.endswith(f"+misfit(a={PRIOR_MISFIT_SD:.3g})")
     with pytest.raises(Exception):
         extrapolation_interval(fit, {"N": np.array([1e9])}, calibration=cal)  # D missing: an error, not a guess

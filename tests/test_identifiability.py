@@ -208,7 +208,7 @@ def test_plan_prints_a_misfit_interval_that_contains_the_prediction_interval(tmp
     csv_path = write_csv(tmp_path / "good.csv", synthetic(n=20, sd=0.02, seed=0))
     for c in ("1e21", "1e23"):
         rc, out, _ = run(capsys, "plan", csv_path, "--compute", c, "--bootstrap", 200)
-        assert rc == 0 and "misfit, sd 0 calibrated" in out
+        assert rc == 0 and "misfit sd 0 (log loss), calibrated by refitting 15 runs" in out
         num = r"([-+0-9.e]+)"
         plo, phi = map(float, re.search(rf"prediction interval \[{num}, {num}\]", out).groups())
         wlo, whi = map(float, re.search(rf"loss, law misfit  \[{num}, {num}\]", out).groups())

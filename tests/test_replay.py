@@ -2,6 +2,7 @@
 at 10 % of the pool's compute compared with random buys and the full-pool fit."""
 
 import csv
+import json
 import warnings
 
 import numpy as np
@@ -10,7 +11,8 @@ import pytest
 from fitting import reference
 from fitting.design import Candidates, TargetRegion
 from fitting.online import OnlineFitConfig
-from fitting.replay import run_design, target_metrics
+from fitting.laws import CHINCHILLA_EPOCH
+from fitting.replay import SimulatedOracle, run_design, target_metrics
 from fitting.strategies import make_strategy
 from scalesweep.cli import main
 
@@ -98,3 +100,31 @@ def test_active_beats_random_and_the_full_pool_at_a_tenth(epoch):
     # full-pool fit (see bench/active_vs_grid.py for the table over budgets)
     assert active <= 0.85 * random, (active, random)
     assert active <= full, (active, full)
+
+
+def test_replay_with_too_few_runs_to_calibrate_says_so(csvs, capsys):
+    # issue 15 item 4: a tiny budget printed "law misfit sd 0 ... calibrated by refitting 6 runs
+    # and predicting the 0 largest"; now it names the prior it used and why
+    rc = main(["replay", str(csvs / "pool.csv"), "--targets", str(csvs / "targets.csv"), "--law", "chinchilla",
+               "--budget-fraction", "0.0005", "--strategy", "cheapest", "--out", str(csvs / "tiny.csv")])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "bought 7 of 217" in text
+    assert "law misfit sd 0.04 (log loss) is a PRIOR, not calibrated: 7 runs are too few" in text
+    assert "predicting the 0 largest" not in text
+    # issue 15 item 3: the same replay ends with E and beta at their bounds and now says so
+    assert "warning: parameters at a bound: E = " in text and "beta = 5 (upper bound)" in text
+
+
+def test_plan_with_too_few_runs_to_calibrate_says_so(tmp_path, capsys):
+    X = {"N": np.array([1e7, 3e7, 1e8, 3e8, 1e9, 1e9, 1e8]), "D": np.array([1e9, 3e9, 1e9, 3e10, 1e10, 1e11, 1e10])}
+    y = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.01).observe(X)
+    path = tmp_path / "runs.csv"
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows([["N", "D", "loss"], *zip(X["N"], X["D"], y)])
+    assert main(["plan", str(path), "--law", "chinchilla", "--compute", "1e21"]) == 0
+    text = capsys.readouterr().out
+    assert "widened by the law misfit sd 0.04 (log loss) is a PRIOR, not calibrated: 7 runs are too few" in text
+    assert main(["plan", str(path), "--law", "chinchilla", "--compute", "1e21", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["misfit_sd"] == 0.04 and "PRIOR" in plan["misfit_source"]

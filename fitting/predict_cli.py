@@ -1,0 +1,142 @@
+"""``scalesweep predict``: the held-out check. Fit a law on the rows a selection picks, predict the
+others (or a targets table), and print each target's prediction, interval and error, with the
+mean error and the interval coverage.
+
+``scalesweep predict RUNS --train "N <= 4.2e8" [--test "N > 4.2e8" | --targets FILE] --law chinchilla``
+
+Selections are a small safe grammar, never ``eval``: clauses ``COLUMN OP NUMBER`` (OP one of
+< <= > >= ==) joined by ``and`` or ``&``; COLUMN is a law input (N, D, ...), C (compute,
+k·N·D) or loss. Reuses the table reader (:func:`fitting.cli.load_table`), the fitter
+(:func:`fitting.fit.fit_law`), the misfit-widened prediction interval
+(:func:`fitting.extrapolation.extrapolation_interval`) and the replay metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+
+import numpy as np
+
+__all__ = ["select_rows", "register"]
+
+_CLAUSE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|==|<|>)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+_OPS = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal, "==": np.equal}
+
+
+def select_rows(expr: str, columns: dict[str, np.ndarray], flag: str = "--train") -> np.ndarray:
+    """Boolean mask of the rows where every clause of ``expr`` holds. Raises ValueError naming
+    ``flag`` and the clause for anything outside the grammar or an unknown column."""
+    clauses = [c for c in re.split(r"\s+and\s+|&", expr.strip())]
+    if not expr.strip() or any(not c.strip() for c in clauses):
+        raise ValueError(f"{flag}: empty clause in {expr!r}; write e.g. 'N <= 4.2e8 and D > 1e9'")
+    n = len(next(iter(columns.values())))
+    mask = np.ones(n, dtype=bool)
+    for clause in clauses:
+        m = _CLAUSE.match(clause)
+        if m is None:
+            raise ValueError(f"{flag}: cannot read {clause.strip()!r}; a clause is COLUMN OP NUMBER with OP one of "
+                             f"< <= > >= ==")
+        col, op, value = m.groups()
+        if col not in columns:
+            raise ValueError(f"{flag}: unknown column {col!r}; available: {', '.join(sorted(columns))}")
+        with np.errstate(invalid="ignore"):
+            mask &= _OPS[op](np.asarray(columns[col], dtype=float), float(value))
+    return mask
+
+
+def _columns(data, k: float) -> dict[str, np.ndarray]:
+    return {**{c: np.asarray(v, dtype=float) for c, v in data.X.items()}, "C": data.compute(k), "loss": data.y}
+
+
+def register(subparsers) -> None:
+    from fitting.cli import _add_data_args
+
+    p = subparsers.add_parser(
+        "predict", help="fit on a subset of runs and predict the rest (held-out check)",
+        description="Fit the law on the rows --train selects and predict the rows --test selects (default: "
+                    "every other row) or a --targets table: each target's prediction, interval and error, then "
+                    "the mean error and the interval coverage. Selections: 'N <= 4.2e8 and D > 1e9' (columns: "
+                    "the law's inputs, C, loss; ops < <= > >= ==; join with 'and' or '&').")
+    _add_data_args(p, True)
+    p.add_argument("--train", metavar="EXPR", help="rows to fit on")
+    p.add_argument("--test", metavar="EXPR", help="rows to predict (default: the rows --train leaves out)")
+    p.add_argument("--targets", metavar="FILE", help="a table of runs to predict instead of --test")
+    p.add_argument("--fit-max-compute", type=float, metavar="C",
+                   help="shorthand for --train 'C <= C' (and, without --test/--targets, the rest as targets)")
+    p.add_argument("--interval", choices=["misfit", "plain"], default="misfit",
+                   help="prediction intervals widened by the calibrated law misfit (default) or plain")
+    p.set_defaults(func=_cmd_predict)
+
+
+def _cmd_predict(args) -> int:
+    from fitting.cli import _clean, load_table, table_source
+    from fitting.extrapolation import calibrate_misfit, extrapolation_interval
+    from fitting.fit import fit_law
+    from fitting.laws import get_law
+    from fitting.replay import target_metrics
+
+    if args.fit_max_compute is not None:
+        if args.train:
+            raise ValueError("give --train or --fit-max-compute, not both")
+        args.train = f"C <= {args.fit_max_compute!r}"
+    if not args.train:
+        raise ValueError("predict needs --train EXPR (or --fit-max-compute C)")
+    if args.test and args.targets:
+        raise ValueError("give --test or --targets, not both")
+    law = get_law(args.law)
+    source, drop, name = table_source(args.runs, args, "RUNS")
+    data, notes = load_table(source, args, law, drop_top_loss=drop, name=name)
+    cols = _columns(data, args.flops_per_token)
+    train = select_rows(args.train, cols, "--train")
+    if args.targets:
+        targets, more = load_table(args.targets, args, law, require_loss=False)
+        notes += more
+    else:
+        test = select_rows(args.test, cols, "--test") if args.test else ~train
+        targets = data.subset(test)
+    if not train.any():
+        raise ValueError(f"--train {args.train!r} selects none of the {len(data)} runs")
+    if len(targets) == 0:
+        raise ValueError("no targets to predict: " + ("--targets has no usable row" if args.targets else
+                         f"--test {args.test!r} selects no run" if args.test else "--train selects every run"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = fit_law(law, data.subset(train), loss=args.objective, delta=args.delta, level=args.level,
+                      seed=args.seed, screen=None if args.exhaustive else "auto", n_bootstrap=args.bootstrap)
+    notes += [str(w.message) for w in caught if str(w.message) not in fit.warnings] + fit.warnings
+    calibration = calibrate_misfit(fit) if args.interval == "misfit" else None
+    iv = (extrapolation_interval(fit, targets.X, level=args.level, calibration=calibration) if calibration
+          else fit.interval(targets.X, level=args.level))
+    y = np.asarray(targets.y, dtype=float)
+    scored = np.isfinite(y) & (y > 0)
+    m = target_metrics(iv.mean[scored], y[scored], iv.lo[scored], iv.hi[scored]) if scored.any() else {}
+    rows = [{**{c: float(v[i]) for c, v in targets.X.items()}, "loss": float(y[i]) if scored[i] else None,
+             "predicted": float(iv.mean[i]), "lower": float(iv.lo[i]), "upper": float(iv.hi[i]),
+             "rel_error": float(iv.mean[i] / y[i] - 1) if scored[i] else None,
+             "covered": bool(iv.lo[i] <= y[i] <= iv.hi[i]) if scored[i] else None} for i in range(len(targets))]
+    summary = {"n_train": int(train.sum()), "n_targets": len(targets), "n_scored": int(scored.sum()),
+               "mean_abs_rel_error": m.get("mean_are"), "coverage": m.get("coverage"), "r2": m.get("r2"),
+               "level": args.level, "interval": iv.method,
+               "misfit": calibration.describe() if calibration else None}
+    if args.json:
+        print(json.dumps(_clean({"law": law.name, "params": fit.params, "warnings": notes, **summary,
+                                 "targets": rows})))
+        return 0
+    for note in notes:
+        print(f"warning: {note}")
+    print(f"fit on {summary['n_train']} of {len(data)} runs ({args.train}): "
+          + ", ".join(f"{k}={v:.4g}" for k, v in fit.params.items()))
+    if calibration:
+        print(f"intervals: {calibration.describe()}")
+    lvl = int(round(args.level * 100))
+    for r in rows:
+        where = ", ".join(f"{c}={r[c]:.4g}" for c in targets.X)
+        err = f"loss {r['loss']:.4f}, error {r['rel_error']:+.2%}{'' if r['covered'] else ' (outside)'}" \
+            if r["loss"] is not None else "no loss"
+        print(f"  {where}: predicted {r['predicted']:.4f} [{r['lower']:.4f}, {r['upper']:.4f}]; {err}")
+    if m:
+        print(f"targets ({summary['n_scored']} with a loss of {len(targets)}): mean abs rel error "
+              f"{m['mean_are']:.2%}, {lvl}% interval coverage {m['coverage']:.2%}, R2 {m['r2']:.4f}")
+    return 0

@@ -1,0 +1,73 @@
+"""Issue 15 item 3: parameters at their bounds are named by one function
+(fitting.objective.params_at_bounds) and reported by fit, replay, plan, the online fitter and the
+active summary, not only by fit. The example: a replay of 7 cheap Epoch runs ends with E → 1e-41
+and beta at its upper bound 5 (R² −7 on the targets) and used to say nothing."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from fitting import reference
+from fitting.allocate import compute_optimal_allocation
+from fitting.fit import fit_law
+from fitting.laws import CHINCHILLA_EPOCH, get_law
+from fitting.objective import params_at_bounds
+from fitting.online import OnlineFitConfig, OnlineFitter
+
+LAW = get_law("chinchilla")
+
+
+@pytest.fixture(scope="module")
+def cheap7():
+    """The 7 cheapest Epoch runs: what `replay --budget-fraction 0.0005 --strategy cheapest` buys."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = reference.load("epoch-chinchilla", law="chinchilla")
+    d = d.subset(d.compute() <= 1e21)
+    idx = np.argsort(d.compute(), kind="stable")[:7]
+    return {"N": d.X["N"][idx], "D": d.X["D"][idx]}, d.y[idx]
+
+
+def test_params_at_bounds_names_a_finite_bound_and_a_parameter_heading_to_zero():
+    X = {"N": np.geomspace(1e7, 1e9, 6), "D": np.geomspace(1e9, 1e11, 6)[::-1]}
+    theta = dict(CHINCHILLA_EPOCH, E=1e-40, beta=5.0)
+    found = params_at_bounds(LAW, LAW.to_z(LAW.as_array(theta)), X)
+    # B too: with beta at 5, B/D^5 vanishes on every run, so B no longer moves a prediction
+    assert set(found) == {"E", "B", "beta"}
+    assert "upper bound" in found["beta"] and found["E"] == "= 1e-40 (no effect on any run)"
+    assert params_at_bounds(LAW, LAW.to_z(LAW.as_array(CHINCHILLA_EPOCH)), X) == {}  # an interior fit: none
+
+
+def test_fit_plan_and_online_fitter_report_the_bounds(cheap7):
+    X, y = cheap7
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_law("chinchilla", X | {"loss": y})
+    assert {"E", "beta"} <= set(fit.diagnostics["params_at_bounds"])
+    assert any(w.startswith("parameters at a bound: E = ") for w in fit.warnings)
+    assert fit.bounds_note in fit.summary()  # fit (and plan, which prints the summary)
+    assert fit.identifiability.identified
+    plan = compute_optimal_allocation(fit, 1e21, n_samples=50)
+    assert fit.bounds_note in plan.notes  # beside the allocation it distorts
+    fitter = OnlineFitter(LAW, OnlineFitConfig(full_every=16, max_starts=256, screen=8))
+    fitter.add_many(X, y, run_ids=[str(i) for i in range(7)])
+    assert fitter.fit.bounds_note is not None and "beta" in fitter.fit.bounds_note
+
+
+def test_a_well_posed_fit_has_no_bounds_note():
+    N, D = np.meshgrid(np.geomspace(1e7, 1e9, 5), np.geomspace(3e8, 1e11, 5), indexing="ij")
+    X = {"N": N.ravel(), "D": D.ravel()}
+    y = LAW.predict(CHINCHILLA_EPOCH, X) * np.exp(0.005 * np.random.default_rng(0).standard_normal(25))
+    fit = fit_law("chinchilla", X | {"loss": y})
+    assert fit.bounds_note is None and fit.diagnostics["params_at_bounds"] == {}
+
+
+def test_active_summary_reports_the_bounds(cheap7):
+    from test_design_degenerate import _grid, _searcher  # the sweep's searcher on a 3 x 3 grid, no Ray
+
+    searcher = _searcher(_grid(3, 3, 1e13), 1e13)
+    X, y = cheap7
+    searcher.fitter.add_many(X, y, run_ids=[f"r{i}" for i in range(7)])  # the runs a sweep would have reported
+    lines = searcher.summary_lines()
+    assert any(line.startswith("  warning: parameters at a bound: E = ") for line in lines), lines

@@ -1,0 +1,88 @@
+"""Issue 15 item 8: `scalesweep predict` fits on the rows a selection picks and predicts the rest
+(or a targets table); selections are a small parser, not eval."""
+
+import csv
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from fitting import reference
+from fitting.fit import fit_law
+from fitting.predict_cli import select_rows
+from scalesweep.cli import main
+
+COLS = {"N": np.array([1e8, 4.2e8, 1e9]), "D": np.array([1e9, 2e10, 3e10]), "loss": np.array([3.0, 2.5, 2.2])}
+
+
+def test_selection_grammar():
+    assert select_rows("N <= 4.2e8", COLS).tolist() == [True, True, False]
+    assert select_rows("N<=4.2e8 and D > 1e9", COLS).tolist() == [False, True, False]
+    assert select_rows("N > 1e8 & loss >= 2.2", COLS).tolist() == [False, True, True]
+    assert select_rows("D == 3e10", COLS).tolist() == [False, False, True]
+
+
+@pytest.mark.parametrize("expr, message", [
+    ("__import__('os').system('true')", "--train: cannot read"),
+    ("P <= 3", "--train: unknown column 'P'; available: D, N, loss"),
+    ("N <= 1e9 &", "--train: empty clause"),
+    ("N <= 1e9 and", "--train: cannot read"),
+    ("N <= 1e9 or D > 1", "--train: cannot read"),
+])
+def test_selection_refuses_what_it_cannot_read(expr, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        select_rows(expr, COLS)
+
+
+def test_predict_fits_the_train_rows_and_scores_the_rest(capsys):
+    args = ["predict", "--example", "epoch-chinchilla", "--bootstrap", "0", "--json"]
+    assert main([*args, "--train", "C <= 1e21"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert main([*args, "--fit-max-compute", "1e21"]) == 0  # the shorthand selects the same rows
+    assert json.loads(capsys.readouterr().out) == out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = reference.load("epoch-chinchilla", law="chinchilla")
+    small = d.compute() <= 1e21
+    assert out["n_train"] == int(small.sum()) and out["n_targets"] == int((~small).sum()) == 23
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_law("chinchilla", d.subset(small))
+    big = d.subset(~small)
+    pred = np.array([t["predicted"] for t in out["targets"]])
+    np.testing.assert_allclose(pred, fit.predict(big.X), rtol=1e-6)  # the fit is on the train rows only
+    np.testing.assert_allclose([t["loss"] for t in out["targets"]], big.y)
+    covered = [t["lower"] <= t["loss"] <= t["upper"] for t in out["targets"]]
+    assert out["coverage"] == pytest.approx(np.mean(covered))
+    assert out["mean_abs_rel_error"] == pytest.approx(np.mean(np.abs(pred / big.y - 1)))
+    assert all(t["lower"] < t["predicted"] < t["upper"] for t in out["targets"])
+
+
+def test_predict_targets_file_and_test_selection(tmp_path, capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = reference.load("epoch-chinchilla", law="chinchilla")
+    path = tmp_path / "runs.csv"
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows([["N", "D", "loss"], *zip(d.X["N"], d.X["D"], d.y)])
+    targets = tmp_path / "targets.csv"
+    targets.write_text("N,D\n7e10,1.4e12\n")
+    rc = main(["predict", str(path), "--train", "N <= 4.2e8", "--targets", str(targets), "--bootstrap", "0"])
+    text = capsys.readouterr().out
+    assert rc == 0 and "N=7e+10, D=1.4e+12: predicted" in text and "no loss" in text
+    rc = main(["predict", str(path), "--train", "N <= 4.2e8", "--test", "N > 4.2e8", "--bootstrap", "0", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["n_targets"] == int((d.X["N"] > 4.2e8).sum()) and 0 <= out["coverage"] <= 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--train", "Q < 1"], "--train: unknown column 'Q'"),
+    (["--train", "N < 1"], "--train 'N < 1' selects none of the"),
+    (["--train", "N > 0"], "no targets to predict: --train selects every run"),
+    ([], "predict needs --train EXPR"),
+    (["--train", "N < 1e9", "--fit-max-compute", "1e21"], "not both"),
+])
+def test_predict_errors_exit_2(capsys, args, message):
+    rc = main(["predict", "--example", "epoch-chinchilla", "--bootstrap", "0", *args])
+    assert rc == 2 and message in capsys.readouterr().err
