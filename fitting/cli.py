@@ -79,7 +79,7 @@ def load_table(source, args, law, *, drop_top_loss: int = 0, require_loss: bool 
     return data, [str(w.message) for w in caught]
 
 
-def _add_data_args(p: argparse.ArgumentParser, runs_required: bool) -> None:
+def add_data_args(p: argparse.ArgumentParser, runs_required: bool) -> None:
     p.add_argument("runs", nargs="?", metavar="RUNS",
                    help="a sweep's metrics directory (its columns are known), or a CSV/Parquet table of runs "
                         "(columns found by name: see --n-col)" +
@@ -103,7 +103,7 @@ def _add_data_args(p: argparse.ArgumentParser, runs_required: bool) -> None:
 def register(subparsers) -> None:
     f = subparsers.add_parser("fit", help="fit a scaling law to runs, with uncertainty",
                               description="Fit a scaling law (robust multi-start) and print parameters with CIs.")
-    _add_data_args(f, True)
+    add_data_args(f, True)
     f.add_argument("--fit-max-compute", type=float, metavar="C",
                    help="fit on runs with C <= this and report held-out error on the rest")
     f.set_defaults(func=cmd_fit)
@@ -112,7 +112,7 @@ def register(subparsers) -> None:
                               description="Fit (or take parameters) and print the compute-optimal allocation. "
                                           "Runs that cannot identify it (one model size, one tokens-per-parameter "
                                           "ratio, ...) are refused: exit 2, with the fit and the reason.")
-    _add_data_args(p, False)
+    add_data_args(p, False)
     p.add_argument("--compute", type=float, required=True, action="append", help="FLOP budget (repeatable)")
     p.add_argument("--params", help="fitted parameters: a JSON object or a file written by `fit --json`")
     p.add_argument("--unique-tokens", "--u", dest="unique_tokens", type=float,
@@ -148,16 +148,17 @@ def _fit(args):
     return fit
 
 
-def _clean(o):
+def json_safe(o):
+    """``o`` as plain JSON data: non-finite floats become null, numpy scalars Python numbers."""
     if isinstance(o, float) and not math.isfinite(o):
         return None
     if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
+        return {k: json_safe(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
+        return [json_safe(v) for v in o]
     if hasattr(o, "item") and not isinstance(o, (str, bytes)):
         try:
-            return _clean(o.item())
+            return json_safe(o.item())
         except (ValueError, AttributeError):
             return str(o)
     return o
@@ -167,7 +168,7 @@ def cmd_fit(args) -> int:
     fit = _fit(args)
     rows = fit.diagnostics.get("rows")  # which curve rows a store's dynamics law used
     if args.json:
-        print(json.dumps(_clean(dict(fit.to_dict(), **({"rows": rows} if rows else {}))), sort_keys=False))
+        print(json.dumps(json_safe(dict(fit.to_dict(), **({"rows": rows} if rows else {}))), sort_keys=False))
     else:
         if rows:
             print(rows)
@@ -230,11 +231,11 @@ def cmd_plan(args) -> int:
         raise ValueError("plan needs RUNS to fit (or --example NAME), or --params")
     refused = [a for a in allocations if not a.identified]
     if args.json:
-        obj = {"law": allocations[0].law, "plans": [_clean(a.to_dict()) for a in allocations]}
+        obj = {"law": allocations[0].law, "plans": [json_safe(a.to_dict()) for a in allocations]}
         if fit is not None:
-            obj["fit"] = _clean(fit.to_dict())
+            obj["fit"] = json_safe(fit.to_dict())
         if len(allocations) == 1:
-            obj.update(_clean(allocations[0].to_dict()))
+            obj.update(json_safe(allocations[0].to_dict()))
         print(json.dumps(obj))
     else:
         if fit is not None:

@@ -51,7 +51,7 @@ def _columns(data, k: float) -> dict[str, np.ndarray]:
 
 
 def register(subparsers) -> None:
-    from fitting.cli import _add_data_args
+    from fitting.cli import add_data_args
 
     p = subparsers.add_parser(
         "predict", help="fit on a subset of runs and predict the rest (held-out check)",
@@ -59,7 +59,7 @@ def register(subparsers) -> None:
                     "every other row) or a --targets table: each target's prediction, interval and error, then "
                     "the mean error and the interval coverage. Selections: 'N <= 4.2e8 and D > 1e9' (columns: "
                     "the law's inputs, C, loss; ops < <= > >= ==; join with 'and' or '&').")
-    _add_data_args(p, True)
+    add_data_args(p, True)
     p.add_argument("--train", metavar="EXPR", help="rows to fit on")
     p.add_argument("--test", metavar="EXPR", help="rows to predict (default: the rows --train leaves out)")
     p.add_argument("--targets", metavar="FILE", help="a table of runs to predict instead of --test")
@@ -71,7 +71,7 @@ def register(subparsers) -> None:
 
 
 def _cmd_predict(args) -> int:
-    from fitting.cli import _clean, load_table, table_source
+    from fitting.cli import json_safe, load_table, table_source
     from fitting.extrapolation import calibrate_misfit, extrapolation_interval
     from fitting.fit import fit_law
     from fitting.laws import get_law
@@ -121,7 +121,7 @@ def _cmd_predict(args) -> int:
                "level": args.level, "interval": iv.method,
                "misfit": calibration.describe() if calibration else None}
     if args.json:
-        print(json.dumps(_clean({"law": law.name, "params": fit.params, "warnings": notes, **summary,
+        print(json.dumps(json_safe({"law": law.name, "params": fit.params, "warnings": notes, **summary,
                                  "targets": rows})))
         return 0
     for note in notes:
