@@ -298,8 +298,9 @@ def _file_sha256(path: str) -> str:
 
 
 def _claim(out: Path, want: dict) -> None:
-    """Make ``out`` this preparation's directory: new, empty, or a matching unfinished one
-    (whose hidden temp files, half-written shards, are removed). Anything else is refused."""
+    """Make ``out`` this preparation's directory: new, empty, or an unfinished preparation (a
+    matching one is resumed, minus its hidden temp files, the half-written shards; another
+    recipe's is started over). A directory holding anything else is refused."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out: {out} is a file, not a directory")
     recipe_path = out / "recipe.json"
@@ -309,12 +310,14 @@ def _claim(out: Path, want: dict) -> None:
         except (OSError, ValueError):
             raise ValueError(f"--out: {out} is not empty and holds no preparation; choose an "
                              "empty or new directory") from None
-        if theirs != want:
-            raise ValueError(f"--out: {out} holds an unfinished preparation of another source, file "
-                             "state or tokenizer; choose another --out or delete it")
         for temp in out.glob(".*.tmp"):
             temp.unlink()
-        return
+        if theirs == want:
+            return
+        # an unfinished preparation of another recipe (the files were fixed, another tokenizer):
+        # its shards are stale and only ever ours, so start over
+        for stale in [*out.glob("shard-*"), out / "tokenizer.json"]:
+            stale.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     write_atomically(recipe_path, lambda f: f.write(json.dumps(want, indent=1).encode()))
 
