@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from trainers.fields import SpecError, coerce_fields, option, positive_int, text
+from trainers.fields import coerce_fields, option, positive_int, text
 from trainers.token_arrays import BlockView, ShardedTokens
-from trainers.tokenizers import TOKENIZER_VOCAB
+from trainers.tokenizers import corpus_vocab_size
 
 
 @dataclass(frozen=True)
@@ -47,30 +47,6 @@ class CorpusSpec:
 
     def __post_init__(self) -> None:
         coerce_fields(self)
-
-
-def corpus_vocab_size(spec: CorpusSpec, where: str = "corpus") -> int:
-    """The model vocabulary this corpus needs, known without reading it: the tokenizer's, or
-    `vocab_size` when given (padding; never smaller). Raises SpecError naming ``where.<field>``.
-    `load_corpus` returns the same number after tokenising."""
-    if spec.source.endswith(".bin"):
-        if spec.tokenizer != "byte":
-            raise SpecError(f"{where}.tokenizer: a .bin corpus is already tokenised; leave "
-                            f"tokenizer at its default, got {spec.tokenizer!r}")
-        if spec.vocab_size is None:
-            raise SpecError(f"{where}.vocab_size: a pre-tokenised .bin corpus needs vocab_size "
-                            "(nanoGPT's GPT-2 data uses 50304)")
-        return spec.vocab_size
-    name = spec.tokenizer
-    is_bpe = name.startswith("bpe:") and name[4:].isdigit() and 257 <= int(name[4:]) <= 2**31 - 1
-    if name not in TOKENIZER_VOCAB and not is_bpe:
-        raise SpecError(f"{where}.tokenizer: must be one of byte, bpe:<vocab >= 257>, "
-                        f"tiktoken:gpt2; got {name!r}")
-    tokenizer_vocab = int(name[4:]) if is_bpe else TOKENIZER_VOCAB[name]
-    if spec.vocab_size is not None and spec.vocab_size < tokenizer_vocab:
-        raise SpecError(f"{where}.vocab_size: {spec.vocab_size} is smaller than the {name!r} "
-                        f"tokenizer's vocabulary ({tokenizer_vocab})")
-    return spec.vocab_size or tokenizer_vocab
 
 
 @dataclass(frozen=True)

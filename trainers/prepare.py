@@ -25,6 +25,9 @@ reads the manifest and memory-maps the shards, checking their sizes, and touches
 
 from __future__ import annotations
 
+# Every `spec` here is a trainers.data.CorpusSpec (not imported: trainers.data.load_corpus
+# calls this module, and imports point one way).
+
 import collections
 import concurrent.futures as cf
 import fcntl
@@ -40,12 +43,11 @@ from pathlib import Path
 import numpy as np
 
 from metrics.fs import write_atomically
-from trainers.data import CorpusSpec, corpus_vocab_size
 from trainers.documents import Fingerprint, describe_source, iter_documents, source_files
 from trainers.token_arrays import ShardedTokens
 from trainers.tokenizers import (
-    BPE_SAMPLE_BYTES, BPE_SAMPLE_SEED, bpe_from_file, build_tokenizer, default_cache_dir,
-    sample_documents, token_dtype, tokenizer_key,
+    BPE_SAMPLE_BYTES, BPE_SAMPLE_SEED, bpe_from_file, build_tokenizer, corpus_vocab_size,
+    default_cache_dir, sample_documents, token_dtype, tokenizer_key,
 )
 
 MANIFEST_VERSION = 1
@@ -65,7 +67,7 @@ def source_stamp(source: str) -> list[dict]:
     return stamp
 
 
-def recipe(spec: CorpusSpec, chunk_bytes: int = CHUNK_BYTES) -> dict:
+def recipe(spec, chunk_bytes: int = CHUNK_BYTES) -> dict:
     """Everything the shards depend on, known from stat alone."""
     return {"version": MANIFEST_VERSION, "source": spec.source, "text_field": spec.text_field,
             "tokenizer": spec.tokenizer, "tokenizer_key": tokenizer_key(spec.tokenizer),
@@ -76,7 +78,7 @@ def is_prepared(path: str | os.PathLike) -> bool:
     return (Path(path) / "manifest.json").is_file()
 
 
-def cached_dir(spec: CorpusSpec, cache_dir: str | Path | None = None) -> Path:
+def cached_dir(spec, cache_dir: str | Path | None = None) -> Path:
     """Where `ensure_prepared` keeps ``spec``'s prepared corpus: under the cache, keyed by its
     recipe (so a changed file, by size or mtime, gets a new preparation)."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -113,7 +115,7 @@ def open_prepared(path: str | os.PathLike) -> tuple[np.memmap | ShardedTokens, d
     return (arrays[0] if len(arrays) == 1 else ShardedTokens(arrays)), manifest
 
 
-def ensure_prepared(spec: CorpusSpec, cache_dir: str | Path | None = None, workers: int | None = None) -> Path:
+def ensure_prepared(spec, cache_dir: str | Path | None = None, workers: int | None = None) -> Path:
     """The prepared directory of a raw corpus, preparing it into the cache first unless a
     finished one with the same recipe is there. Concurrent callers (trials of one sweep) wait on
     a file lock, so the corpus is prepared once."""
@@ -132,7 +134,7 @@ def ensure_prepared(spec: CorpusSpec, cache_dir: str | Path | None = None, worke
 # Preparation
 # ---------------------------------------------------------------------------------------------
 
-def prepare_corpus(spec: CorpusSpec, out_dir: str | os.PathLike, *, workers: int | None = None,
+def prepare_corpus(spec, out_dir: str | os.PathLike, *, workers: int | None = None,
                    chunk_bytes: int = CHUNK_BYTES, cache_dir: str | Path | None = None,
                    log=None) -> dict:
     """Prepare ``spec`` into ``out_dir`` (layout: module docstring) and return its manifest.
@@ -262,7 +264,7 @@ def _result(item) -> dict:
     return item.result() if isinstance(item, cf.Future) else item
 
 
-def _chunks(spec: CorpusSpec, digest: Fingerprint, skipped: list, chunk_bytes: int):
+def _chunks(spec, digest: Fingerprint, skipped: list, chunk_bytes: int):
     """Lists of documents of about ``chunk_bytes`` of text (at least one document each),
     hashing every document into ``digest`` on the way."""
     chunk, size = [], 0
@@ -277,7 +279,7 @@ def _chunks(spec: CorpusSpec, digest: Fingerprint, skipped: list, chunk_bytes: i
         yield chunk
 
 
-def _fingerprint_and_sample(spec: CorpusSpec) -> tuple[str, list[bytes]]:
+def _fingerprint_and_sample(spec) -> tuple[str, list[bytes]]:
     digest = Fingerprint()
 
     def hashed():

@@ -18,11 +18,36 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from metrics.fs import write_atomically
+from trainers.fields import SpecError
 
 BPE_SAMPLE_BYTES = 5_000_000  # BPE trains on a seeded 5 MB sample of documents (~1 s; merges saturate)
 BPE_SAMPLE_SEED = 0
 END_OF_TEXT = "<|endoftext|>"
 TOKENIZER_VOCAB = {"byte": 256, "tiktoken:gpt2": 50257}  # plus "bpe:<vocab>": vocab
+
+
+def corpus_vocab_size(spec, where: str = "corpus") -> int:
+    """The model vocabulary this corpus needs, known without reading it: the tokenizer's, or
+    `vocab_size` when given (padding; never smaller). Raises SpecError naming ``where.<field>``.
+    `trainers.data.load_corpus` returns the same number. ``spec``: a `trainers.data.CorpusSpec`."""
+    if spec.source.endswith(".bin"):
+        if spec.tokenizer != "byte":
+            raise SpecError(f"{where}.tokenizer: a .bin corpus is already tokenised; leave "
+                            f"tokenizer at its default, got {spec.tokenizer!r}")
+        if spec.vocab_size is None:
+            raise SpecError(f"{where}.vocab_size: a pre-tokenised .bin corpus needs vocab_size "
+                            "(nanoGPT's GPT-2 data uses 50304)")
+        return spec.vocab_size
+    name = spec.tokenizer
+    is_bpe = name.startswith("bpe:") and name[4:].isdigit() and 257 <= int(name[4:]) <= 2**31 - 1
+    if name not in TOKENIZER_VOCAB and not is_bpe:
+        raise SpecError(f"{where}.tokenizer: must be one of byte, bpe:<vocab >= 257>, "
+                        f"tiktoken:gpt2; got {name!r}")
+    tokenizer_vocab = int(name[4:]) if is_bpe else TOKENIZER_VOCAB[name]
+    if spec.vocab_size is not None and spec.vocab_size < tokenizer_vocab:
+        raise SpecError(f"{where}.vocab_size: {spec.vocab_size} is smaller than the {name!r} "
+                        f"tokenizer's vocabulary ({tokenizer_vocab})")
+    return spec.vocab_size or tokenizer_vocab
 
 
 def default_cache_dir() -> Path:
