@@ -157,3 +157,18 @@ def test_prepare_cli_exits_2_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "source: no files match" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_validate_says_whether_the_corpus_is_prepared_without_tokenising(tmp_path, monkeypatch):
+    from orchestrator.spec import validate_command
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SCALESWEEP_CACHE", str(tmp_path / "cache"))
+    source = write_jsonl(tmp_path / "c.jsonl", 2_000_000)
+    spec = (REPO / "examples" / "demo.yaml").read_text().replace("source: builtin", f"source: {source}")
+    (tmp_path / "spec.yaml").write_text(spec)
+    out = validate_command(tmp_path / "spec.yaml")
+    assert "corpus: not prepared (`scalesweep prepare` or `run` tokenises it once)" in out
+    assert not (tmp_path / "cache").exists()  # nothing was tokenised
+    n = load_corpus(CorpusSpec(source=str(source))).tokens.size  # what `run` does first
+    assert f"corpus: prepared, {n} tokens; the largest D (900000) fits" in validate_command(tmp_path / "spec.yaml")
