@@ -172,3 +172,18 @@ def test_validate_says_whether_the_corpus_is_prepared_without_tokenising(tmp_pat
     assert not (tmp_path / "cache").exists()  # nothing was tokenised
     n = load_corpus(CorpusSpec(source=str(source))).tokens.size  # what `run` does first
     assert f"corpus: prepared, {n} tokens; the largest D (900000) fits" in validate_command(tmp_path / "spec.yaml")
+
+
+def test_views_slice_and_take_like_the_array_they_stand_for():
+    from trainers.token_arrays import BlockView, ShardedTokens
+
+    flat = np.arange(10_000, dtype=np.uint32)
+    sharded = ShardedTokens([flat[:1234], flat[1234:5000], flat[5000:]])
+    blocks = np.random.default_rng(0).permutation(10_000 // 100)
+    view = BlockView(sharded, blocks, 100, 2_345)
+    expected = flat.reshape(-1, 100)[blocks].reshape(-1)[:2_345]
+    assert np.array_equal(np.asarray(sharded), flat) and np.array_equal(np.asarray(view), expected)
+    for lo, hi in [(0, 2_345), (99, 101), (150, 1_999), (2_300, 2_345)]:
+        assert np.array_equal(view[lo:hi], expected[lo:hi]) and np.array_equal(sharded[lo:hi], flat[lo:hi])
+    starts = np.array([[0], [777], [2_300]]) + np.arange(45)
+    assert np.array_equal(view.take(starts), expected[starts]) and np.array_equal(sharded.take(starts * 4), flat[starts * 4])
