@@ -22,6 +22,13 @@ class TokenView:
     def __len__(self) -> int:
         return self.size
 
+    def __getitem__(self, key: slice) -> np.ndarray:
+        """A slice, copied out (contiguous reads when the step is 1)."""
+        if not isinstance(key, slice):
+            raise TypeError(f"{type(self).__name__} supports slices and take(), not item access")
+        start, stop, step = key.indices(self.size)
+        return self._slice(start, stop) if step == 1 else self.take(np.arange(start, stop, step))
+
     def __array__(self, dtype=None, copy=None):
         return np.asarray(self[:], dtype=dtype)
 
@@ -53,12 +60,7 @@ class ShardedTokens(TokenView):
             out[at] = self.shards[k][indices[at] - self.offsets[k]]
         return out
 
-    def __getitem__(self, key: slice) -> np.ndarray:
-        if not isinstance(key, slice):
-            raise TypeError("ShardedTokens supports slices and take(), not item access")
-        start, stop, step = key.indices(self.size)
-        if step != 1:
-            return self.take(np.arange(start, stop, step))
+    def _slice(self, start: int, stop: int) -> np.ndarray:
         pieces = []
         for k, shard in enumerate(self.shards):
             lo, hi = max(start - self.offsets[k], 0), min(stop - self.offsets[k], shard.size)
@@ -87,12 +89,7 @@ class BlockView(TokenView):
         block, offset = np.divmod(indices, self.block_tokens)
         return self.base.take(self.blocks[block] * self.block_tokens + offset)
 
-    def __getitem__(self, key: slice) -> np.ndarray:
-        if not isinstance(key, slice):
-            raise TypeError("BlockView supports slices and take(), not item access")
-        start, stop, step = key.indices(self.size)
-        if step != 1:
-            return self.take(np.arange(start, stop, step))
+    def _slice(self, start: int, stop: int) -> np.ndarray:
         pieces, bt = [], self.block_tokens  # whole-block slices: 0.4 s -> ms for 1M tokens of 18 shards
         for k in range(start // bt, -(-stop // bt)):
             lo, hi = max(start, k * bt), min(stop, (k + 1) * bt)
