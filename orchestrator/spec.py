@@ -196,13 +196,16 @@ def load_spec(path_or_dict: str | os.PathLike | Mapping) -> SweepSpec:
 
 
 def validate_spec(spec: SweepSpec | str | os.PathLike | Mapping, *, check_corpus: bool = True,
-                  check_storage: bool = True) -> tuple[SweepSpec, Grid]:
+                  check_storage: bool = True, prepare: bool = True,
+                  report: list | None = None) -> tuple[SweepSpec, Grid]:
     """The one validation pass `validate` and `run` share, before Ray starts: parse the spec,
     build every trial's TrainConfig and batch geometry (the trainer's own checks), the budget
     cut and the search target, then (unless `check_corpus` is False) the data checks: the corpus
     exists, its token count holds every trial's dataset_tokens plus the validation split, and
     each extra-eval set can be read; and (unless `check_storage` is False) that the storage is
     reachable from here (`metrics.check_reachable`: the driver reads and writes the store).
+    ``prepare`` False (`validate`) tokenises nothing (an unprepared corpus's sizes are not
+    checked); ``report`` receives one line per corpus (`orchestrator.spec_data.check_data`).
     Raises SpecError, one line per problem."""
     from metrics import check_reachable
 
@@ -214,7 +217,7 @@ def validate_spec(spec: SweepSpec | str | os.PathLike | Mapping, *, check_corpus
     problems = []
     if check_corpus:
         try:
-            check_data(spec, grid)
+            (report if report is not None else []).extend(check_data(spec, grid, prepare))
         except SpecError as err:
             problems.append(str(err))
     if check_storage:
@@ -233,8 +236,10 @@ def validate_command(path: str | os.PathLike, *, check_corpus: bool = True) -> s
     from metrics import join
 
     # a cluster-only spec: its storage may answer only there (`run` always checks it)
-    spec, grid = validate_spec(path, check_corpus=check_corpus, check_storage=check_corpus)
-    lines = [f"sweep {spec.name} -> {join(spec.storage, spec.name)}/", format_grid(grid)]
+    corpora: list[str] = []
+    spec, grid = validate_spec(path, check_corpus=check_corpus, check_storage=check_corpus,
+                               prepare=False, report=corpora)
+    lines = [f"sweep {spec.name} -> {join(spec.storage, spec.name)}/", format_grid(grid), *corpora]
     if not check_corpus:
         lines.append("data checks deferred (each trial runs them when it loads the corpus): "
                      + "; ".join(DATA_CHECKS) + "; storage not checked from here (`run` checks it)")

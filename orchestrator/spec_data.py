@@ -25,9 +25,26 @@ DATA_CHECKS = (
 )
 
 
-def corpus_tokens(corpus: CorpusSpec, where: str) -> int:
-    """The corpus's token count, as the trainer will load it; errors name ``where.<field>``."""
+def is_ready(corpus: CorpusSpec) -> bool:
+    """Whether loading ``corpus`` tokenises nothing: a .bin, a prepared directory, or a raw
+    corpus whose preparation (same files by size and mtime, same tokenizer) is in the cache."""
+    from trainers.prepare import cached_dir, is_prepared
+
+    return corpus.source.endswith(".bin") or is_prepared(corpus.source) or is_prepared(cached_dir(corpus))
+
+
+def corpus_tokens(corpus: CorpusSpec, where: str, prepare: bool = True) -> int | None:
+    """The corpus's token count, as the trainer will load it, preparing a raw corpus once
+    (into the cache the trials then open); with ``prepare`` False, None for a corpus that is not
+    prepared yet (its files are only listed, nothing is read). Errors name ``where.<field>``."""
+    from trainers.tokenizers import corpus_vocab_size
+    from trainers.documents import source_files
+
     try:
+        if not prepare and not is_ready(corpus):
+            corpus_vocab_size(corpus, where)
+            source_files(corpus.source)
+            return None
         return int(load_corpus(corpus).tokens.size)
     except (OSError, ValueError) as err:
         message = str(err)
@@ -41,13 +58,15 @@ def corpus_tokens(corpus: CorpusSpec, where: str) -> int:
         raise fail(f"{where}.source", f"cannot be read: {message}") from None
 
 
-def check_data(spec: SweepSpec, grid: Grid) -> None:
-    """Raise SpecError (one line per problem) if a planned trial's data checks would fail."""
+def check_data(spec: SweepSpec, grid: Grid, prepare: bool = True) -> list[str]:
+    """Raise SpecError (one line per problem) if a planned trial's data checks would fail; else
+    one line per corpus: prepared or not, its tokens, whether the largest D fits. ``prepare``
+    False (`validate`) tokenises nothing: an unprepared corpus's sizes are left unchecked."""
     problems = Problems()
     trainer, workers = spec.trainer, spec.resources.workers
     val_tokens = trainer.get("val_tokens") or TrainConfig.__dataclass_fields__["val_tokens"].default
     eval_tokens = trainer.get("eval_tokens")
-    n_tokens = problems.parse(corpus_tokens, spec.corpus, "corpus")
+    n_tokens = problems.parse(corpus_tokens, spec.corpus, "corpus", prepare)
 
     def fits_corpus(trial: TrialSpec) -> None:
         try:
@@ -71,7 +90,7 @@ def check_data(spec: SweepSpec, grid: Grid) -> None:
     extras = {}
     for name, corpus in (trainer.get("extra_evals") or {}).items():
         where = f"trainer.extra_evals.{name}"
-        extras[where] = problems.parse(corpus_tokens, corpus, where)
+        extras[where] = problems.parse(corpus_tokens, corpus, where, prepare)
     checks = TrialProblems()
     for trial in grid.trials:
         if n_tokens is not None:
@@ -82,3 +101,13 @@ def check_data(spec: SweepSpec, grid: Grid) -> None:
     for line in checks.lines():
         problems.add(SpecError(line))
     problems.raise_any()
+    largest = max((trial.dataset_tokens for trial in grid.trials), default=0)
+    lines = []
+    for where, tokens in [("corpus", n_tokens), *extras.items()]:
+        if tokens is None:
+            lines.append(f"{where}: not prepared (`scalesweep prepare` or `run` tokenises it once); "
+                         "its sizes are checked then")
+        else:
+            fits = f"; the largest D ({largest}) fits with the validation split" if where == "corpus" else ""
+            lines.append(f"{where}: prepared, {tokens} tokens{fits}")
+    return lines

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from trainers.config import REGIMES, TrainConfig
-from trainers.data import CorpusSpec, corpus_vocab_size
+from trainers.data import CorpusSpec
+from trainers.tokenizers import corpus_vocab_size
 from trainers.fields import (
     choice, fail, mapping, non_negative, non_negative_int, number, option, positive, positive_int, text,
 )

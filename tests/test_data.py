@@ -1,4 +1,5 @@
 import json
+import shutil
 import warnings
 
 import numpy as np
@@ -10,6 +11,7 @@ from trainers.data import (
     CorpusSpec, SequenceSampler, TokenizedCorpus, eval_batches, load_corpus, make_splits,
     validation_tokens,
 )
+from trainers.token_arrays import ShardedTokens
 from trainers.tokenizers import build_tokenizer
 
 DOCS = ["def add(a, b):\n    return a + b\n", "héllo wörld — naïve text\n", "x = [i * i for i in range(10)]\n"]
@@ -23,9 +25,9 @@ def synthetic_corpus(n_tokens=100_000):
 def test_builtin_corpus_size_deterministic_and_cached(tmp_path):
     first = load_corpus(CorpusSpec(), cache_dir=tmp_path)
     assert first.tokens.size >= 10_000_000 and first.vocab_size == 256
-    assert list((tmp_path / "tokens").glob("*.npy"))
-    second = load_corpus(CorpusSpec(), cache_dir=tmp_path)  # cache hit: memory-mapped file
-    assert isinstance(second.tokens, np.memmap)
+    assert len(list((tmp_path / "prepared").glob("*/manifest.json"))) == 1
+    second = load_corpus(CorpusSpec(), cache_dir=tmp_path)  # cache hit: memory-mapped shards
+    assert isinstance(second.tokens, (np.memmap, ShardedTokens))
     assert second.fingerprint == first.fingerprint
     assert np.array_equal(first.tokens[:100_000], second.tokens[:100_000])
     assert b"import" in bytes(first.tokens[:200_000].astype(np.uint8))
@@ -209,7 +211,7 @@ def test_parquet_text_column_bad_bytes_or_type_name_file_and_row(tmp_path):
     good = tmp_path / "good.parquet"
     pq.write_table(pa.table({"text": pa.array([b"caf\xc3\xa9", None], pa.binary())}), good)
     corpus = load_corpus(CorpusSpec(source=str(good)), cache_dir=tmp_path / "cache")
-    assert bytes(corpus.tokens.astype(np.uint8)) == "café\0".encode()
+    assert bytes(corpus.tokens.astype(np.uint8)) == "café".encode()  # the null row: an empty document, left out
 
 
 def test_train_cli_on_a_latin1_jsonl_exits_2_with_one_line(tmp_path, capsys):
@@ -233,14 +235,15 @@ def test_corrupt_token_cache_is_named_and_rebuilt(tmp_path):
     (tmp_path / "a.txt").write_text("".join(DOCS) * 20)
     spec = CorpusSpec(source=str(tmp_path / "a.txt"))
     fresh = load_corpus(spec, cache_dir=tmp_path / "cache")
-    (npy,) = (tmp_path / "cache" / "tokens").glob("*.npy")
-    npy.write_bytes(npy.read_bytes()[:200])  # truncated, as by a full disk
-    with pytest.warns(UserWarning, match=rf"tokenised-corpus cache {npy} does not match its record"):
+    fresh = np.array(fresh.tokens)  # a copy: the memmap would show the truncation below
+    (shard,) = (tmp_path / "cache" / "prepared").glob("*/shard-000000.bin")
+    shard.write_bytes(shard.read_bytes()[:200])  # truncated, as by a full disk
+    with pytest.warns(UserWarning, match=rf"prepared-corpus cache {shard.parent} is damaged .*shard {shard} holds 200 bytes"):
         again = load_corpus(spec, cache_dir=tmp_path / "cache")
-    assert np.array_equal(again.tokens, fresh.tokens)
+    assert np.array_equal(again.tokens, fresh)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # rewritten: the next load is a clean hit
-        assert np.array_equal(load_corpus(spec, cache_dir=tmp_path / "cache").tokens, fresh.tokens)
+        assert np.array_equal(load_corpus(spec, cache_dir=tmp_path / "cache").tokens, fresh)
 
 
 def test_bpe_cache_is_keyed_by_its_recipe_and_a_corrupt_model_is_retrained(tmp_path, monkeypatch):
@@ -252,13 +255,12 @@ def test_bpe_cache_is_keyed_by_its_recipe_and_a_corrupt_model_is_retrained(tmp_p
     monkeypatch.setattr(tokenizers, "BPE_SAMPLE_BYTES", 100)  # another recipe: other merges
     small_sample = load_corpus(spec, cache_dir=tmp_path / "cache")
     assert len(list((tmp_path / "cache" / "bpe").glob("*.json"))) == 2
-    assert len(list((tmp_path / "cache" / "tokens").glob("*.npy"))) == 2
+    assert len(list((tmp_path / "cache" / "prepared").glob("*/manifest.json"))) == 2
     assert not np.array_equal(small_sample.tokens, full.tokens)  # not the other recipe's cache
     monkeypatch.undo()
     for model in (tmp_path / "cache" / "bpe").glob("*.json"):
         model.write_text("{not json")
-    for cached in (tmp_path / "cache" / "tokens").iterdir():
-        cached.unlink()
+    shutil.rmtree(tmp_path / "cache" / "prepared")
     with pytest.warns(UserWarning, match=r"tokenizer cache .*-bpe-300-.*\.json is unreadable"):
         retrained = load_corpus(spec, cache_dir=tmp_path / "cache")
     assert np.array_equal(retrained.tokens, full.tokens)

@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from trainers.data import CorpusSpec, corpus_vocab_size
+from trainers.data import CorpusSpec
+from trainers.tokenizers import corpus_vocab_size
 from trainers.fields import (
     SpecError, choice, coerce_fields, fail, interval, non_negative, non_negative_int, option,
     positive, positive_int,

@@ -8,29 +8,31 @@ Corpus sources (CorpusSpec.source):
   other path/glob  plain-text files, each one document (glob supports ** recursion)
 Tokenisers (CorpusSpec.tokenizer):
   "byte"            raw UTF-8 bytes, vocab 256; documents separated by a NUL byte (never in text)
-  "bpe:<vocab>"     byte-level BPE trained locally with HF `tokenizers` on the first
-                    BPE_SAMPLE_BYTES of the corpus; documents separated by <|endoftext|> (id 0)
+  "bpe:<vocab>"     byte-level BPE trained locally with HF `tokenizers` on a seeded
+                    BPE_SAMPLE_BYTES sample of the corpus; documents separated by <|endoftext|> (id 0)
   "tiktoken:gpt2"   only if tiktoken and its gpt2 files are already cached (no downloads)
-Tokenised arrays and trained BPE models are cached under $SCALESWEEP_CACHE (default
-~/.cache/scalesweep), keyed by the corpus fingerprint (sha256 of file names and bytes) and the
-tokeniser's recipe (`tokenizer_key`), checked against their record when read, and written
-atomically (temp file + rename) so concurrent trials never see half a file.
+  a directory with a manifest.json: a corpus prepared by `scalesweep prepare` (trainers.prepare)
+A raw corpus is prepared once (streamed, tokenised in parallel, sharded token memmaps and a
+manifest: `trainers.prepare`) into $SCALESWEEP_CACHE (default ~/.cache/scalesweep), keyed by
+its files' paths, sizes and mtimes and the tokeniser's recipe (`tokenizer_key`); trained BPE
+models are cached keyed by the corpus fingerprint (sha256 of document names and bytes) and the
+recipe. Every file is written atomically (temp file + rename), so concurrent trials never see
+half a file. Training subsets are views into the memmaps (`trainers.token_arrays`).
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from metrics.fs import write_atomically
-from trainers.documents import read_documents
-from trainers.fields import SpecError, coerce_fields, option, positive_int, text
-from trainers.tokenizers import TOKENIZER_VOCAB, build_tokenizer, default_cache_dir, tokenizer_key
+from trainers.fields import coerce_fields, option, positive_int, text
+from trainers.token_arrays import BlockView, ShardedTokens
+from trainers.tokenizers import corpus_vocab_size
 
 
 @dataclass(frozen=True)
@@ -47,33 +49,9 @@ class CorpusSpec:
         coerce_fields(self)
 
 
-def corpus_vocab_size(spec: CorpusSpec, where: str = "corpus") -> int:
-    """The model vocabulary this corpus needs, known without reading it: the tokenizer's, or
-    `vocab_size` when given (padding; never smaller). Raises SpecError naming ``where.<field>``.
-    `load_corpus` returns the same number after tokenising."""
-    if spec.source.endswith(".bin"):
-        if spec.tokenizer != "byte":
-            raise SpecError(f"{where}.tokenizer: a .bin corpus is already tokenised; leave "
-                            f"tokenizer at its default, got {spec.tokenizer!r}")
-        if spec.vocab_size is None:
-            raise SpecError(f"{where}.vocab_size: a pre-tokenised .bin corpus needs vocab_size "
-                            "(nanoGPT's GPT-2 data uses 50304)")
-        return spec.vocab_size
-    name = spec.tokenizer
-    is_bpe = name.startswith("bpe:") and name[4:].isdigit() and 257 <= int(name[4:]) <= 2**31 - 1
-    if name not in TOKENIZER_VOCAB and not is_bpe:
-        raise SpecError(f"{where}.tokenizer: must be one of byte, bpe:<vocab >= 257>, "
-                        f"tiktoken:gpt2; got {name!r}")
-    tokenizer_vocab = int(name[4:]) if is_bpe else TOKENIZER_VOCAB[name]
-    if spec.vocab_size is not None and spec.vocab_size < tokenizer_vocab:
-        raise SpecError(f"{where}.vocab_size: {spec.vocab_size} is smaller than the {name!r} "
-                        f"tokenizer's vocabulary ({tokenizer_vocab})")
-    return spec.vocab_size or tokenizer_vocab
-
-
 @dataclass(frozen=True)
 class TokenizedCorpus:
-    tokens: np.ndarray   # 1-D, uint16 (vocab <= 65536) or int32
+    tokens: np.ndarray | ShardedTokens  # 1-D, uint16 (vocab <= 65536) or uint32, memory-mapped
     vocab_size: int
     fingerprint: str     # sha256 hex of the raw corpus (not of the tokeniser)
     description: str
@@ -81,7 +59,7 @@ class TokenizedCorpus:
 
 @dataclass(frozen=True)
 class DataSplits:
-    train: np.ndarray    # exactly dataset_tokens tokens
+    train: BlockView     # exactly dataset_tokens tokens: a view into the corpus, not a copy
     val: np.ndarray      # fixed validation tokens, disjoint from every training subset
 
 
@@ -118,53 +96,35 @@ def _load_bin(spec: CorpusSpec) -> TokenizedCorpus:
                            f"bin: {spec.source} ({tokens.size} uint16 tokens)")
 
 
-def _read_cached_tokens(tokens_path: Path, meta_path: Path, fingerprint: str) -> tuple[np.ndarray, int] | None:
-    """(memory-mapped tokens, tokeniser vocab) from the cache, or None to tokenise afresh: when
-    absent, or (warned, naming the file) unreadable or not what its record says it holds."""
-    if not (meta_path.exists() and tokens_path.exists()):  # meta is written last: it marks completion
-        return None
-    try:
-        meta = json.loads(meta_path.read_text())
-        tokens = np.load(tokens_path, mmap_mode="r")
-        vocab = int(meta["tokenizer_vocab_size"])
-        problem = None
-        if tokens.ndim != 1 or tokens.size != meta["tokens"]:
-            problem = f"{tokens.shape} tokens, its record says {meta['tokens']}"
-        elif meta.get("fingerprint", fingerprint) != fingerprint:  # records before 'fingerprint' pass
-            problem = "it was tokenised from another corpus"
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        problem = f"unreadable: {err}"
-    if problem is None:
-        return tokens, vocab
-    warnings.warn(f"tokenised-corpus cache {tokens_path} does not match its record ({problem}); "
-                  "tokenising again", stacklevel=3)
-    return None
-
-
-def load_corpus(spec: CorpusSpec, cache_dir: str | Path | None = None) -> TokenizedCorpus:
-    """Read, tokenise and cache a corpus. A cached load still reads and hashes the raw text (to
-    find its key; ~0.1 s for the builtin corpus) but skips tokenisation and memory-maps the
-    cached array."""
+def load_corpus(spec: CorpusSpec, cache_dir: str | Path | None = None,
+                workers: int | None = None) -> TokenizedCorpus:
+    """The corpus's tokens, memory-mapped. A `.bin` is mapped as is; a prepared directory
+    (`scalesweep prepare`) is opened from its manifest; a raw corpus is prepared once into the
+    cache (`trainers.prepare.ensure_prepared`, ``workers`` processes), keyed by its files' paths,
+    sizes and mtimes and the tokenizer's recipe, so a later load stats the files and reads no raw
+    text. Raises ValueError naming the field (source, tokenizer, vocab_size, text_field)."""
     if spec.source.endswith(".bin"):
         return _load_bin(spec)
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    documents, fingerprint, description = read_documents(spec.source, spec.text_field)
-    tokens_path = cache / "tokens" / f"{fingerprint[:24]}-{tokenizer_key(spec.tokenizer)}.npy"
-    meta_path = tokens_path.with_suffix(".json")
-    cached = _read_cached_tokens(tokens_path, meta_path, fingerprint)
-    if cached is not None:
-        tokens, vocab = cached
+    from trainers.prepare import ensure_prepared, is_prepared, open_prepared
+
+    corpus_vocab_size(spec)  # a bad tokenizer name is refused before anything is read
+    if is_prepared(spec.source):
+        path = Path(spec.source)
+        tokens, manifest = open_prepared(path)
     else:
-        tokenizer = build_tokenizer(spec.tokenizer, documents, fingerprint, cache)
-        tokens = tokenizer.encode_documents(documents)
-        vocab = tokenizer.vocab_size
-        # a stream, not a path: np.save would append ".npy" to the temp name
-        write_atomically(tokens_path, lambda out: np.save(out, tokens))
-        write_atomically(meta_path, lambda out: out.write(json.dumps(
-            {"tokenizer_vocab_size": vocab, "tokens": int(tokens.size), "source": description,
-             "fingerprint": fingerprint}).encode()))
-    return TokenizedCorpus(tokens, _check_vocab(spec, vocab), fingerprint,
-                           f"{description}, tokenizer {spec.tokenizer}, {tokens.size} tokens")
+        path = ensure_prepared(spec, cache_dir, workers)
+        try:
+            tokens, manifest = open_prepared(path)
+        except ValueError as err:  # a damaged cache entry (a full disk, a stray edit): rebuild it
+            warnings.warn(f"prepared-corpus cache {path} is damaged ({err}); preparing it again", stacklevel=2)
+            shutil.rmtree(path)
+            tokens, manifest = open_prepared(ensure_prepared(spec, cache_dir, workers))
+    prepared_with = manifest["tokenizer"]["name"]
+    if prepared_with != spec.tokenizer:
+        raise ValueError(f"tokenizer: {path} was prepared with {prepared_with!r}, not {spec.tokenizer!r}")
+    return TokenizedCorpus(tokens, _check_vocab(spec, manifest["tokenizer"]["vocab_size"]),
+                           manifest["fingerprint"], f"{manifest['description']}, tokenizer "
+                           f"{spec.tokenizer}, {tokens.size} tokens (prepared in {path})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,9 +149,6 @@ def _block_layout(n_tokens: int, val_tokens: int, block_tokens: int) -> tuple[in
     return n_blocks, order[::-1][:n_val_blocks]
 
 
-def _concat_blocks(tokens: np.ndarray, blocks: np.ndarray, block_tokens: int, n: int) -> np.ndarray:
-    blocked = tokens[: (tokens.size // block_tokens) * block_tokens].reshape(-1, block_tokens)
-    return np.ascontiguousarray(blocked[blocks].reshape(-1)[:n])
 
 
 def validation_tokens(corpus: TokenizedCorpus, val_tokens: int, *,
@@ -199,7 +156,7 @@ def validation_tokens(corpus: TokenizedCorpus, val_tokens: int, *,
     """The first val_tokens tokens of the validation stream (the same ones `make_splits` uses).
     Also the way to take a fixed slice of an extra evaluation corpus."""
     _, val_blocks = _block_layout(corpus.tokens.size, val_tokens, block_tokens)
-    return _concat_blocks(corpus.tokens, val_blocks, block_tokens, val_tokens)
+    return np.asarray(BlockView(corpus.tokens, val_blocks, block_tokens, val_tokens))
 
 
 def check_split_sizes(n_tokens: int, dataset_tokens: int, *, val_tokens: int, n_ctx: int,
@@ -235,13 +192,14 @@ def make_splits(corpus: TokenizedCorpus, dataset_tokens: int, *, val_tokens: int
     order = np.random.default_rng(seed).permutation(n_blocks)
     train_blocks = order[~is_val[order]]
     return DataSplits(
-        train=_concat_blocks(corpus.tokens, train_blocks, block_tokens, dataset_tokens),
-        val=_concat_blocks(corpus.tokens, val_blocks, block_tokens, val_tokens),
+        train=BlockView(corpus.tokens, train_blocks, block_tokens, dataset_tokens),
+        val=np.asarray(BlockView(corpus.tokens, val_blocks, block_tokens, val_tokens)),
     )
 
 
-def _windows(tokens: np.ndarray, starts: np.ndarray, n_ctx: int) -> np.ndarray:
-    return tokens[starts[:, None] + np.arange(n_ctx + 1)].astype(np.int64)
+def _windows(tokens, starts: np.ndarray, n_ctx: int) -> np.ndarray:
+    # take(): numpy's flat gather, which the views of trainers.token_arrays also provide
+    return tokens.take(starts[:, None] + np.arange(n_ctx + 1)).astype(np.int64)
 
 
 class SequenceSampler:

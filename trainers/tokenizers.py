@@ -7,20 +7,47 @@ end-of-text token) and ids -> text. Trained BPE models are cached under $SCALESW
 from __future__ import annotations
 
 import hashlib
+import heapq
 import os
 import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from metrics.fs import write_atomically
+from trainers.fields import SpecError
 
-BPE_SAMPLE_BYTES = 5_000_000  # BPE trains on the first 5 MB of documents (~1 s; merges saturate)
+BPE_SAMPLE_BYTES = 5_000_000  # BPE trains on a seeded 5 MB sample of documents (~1 s; merges saturate)
+BPE_SAMPLE_SEED = 0
 END_OF_TEXT = "<|endoftext|>"
 TOKENIZER_VOCAB = {"byte": 256, "tiktoken:gpt2": 50257}  # plus "bpe:<vocab>": vocab
+
+
+def corpus_vocab_size(spec, where: str = "corpus") -> int:
+    """The model vocabulary this corpus needs, known without reading it: the tokenizer's, or
+    `vocab_size` when given (padding; never smaller). Raises SpecError naming ``where.<field>``.
+    `trainers.data.load_corpus` returns the same number. ``spec``: a `trainers.data.CorpusSpec`."""
+    if spec.source.endswith(".bin"):
+        if spec.tokenizer != "byte":
+            raise SpecError(f"{where}.tokenizer: a .bin corpus is already tokenised; leave "
+                            f"tokenizer at its default, got {spec.tokenizer!r}")
+        if spec.vocab_size is None:
+            raise SpecError(f"{where}.vocab_size: a pre-tokenised .bin corpus needs vocab_size "
+                            "(nanoGPT's GPT-2 data uses 50304)")
+        return spec.vocab_size
+    name = spec.tokenizer
+    is_bpe = name.startswith("bpe:") and name[4:].isdigit() and 257 <= int(name[4:]) <= 2**31 - 1
+    if name not in TOKENIZER_VOCAB and not is_bpe:
+        raise SpecError(f"{where}.tokenizer: must be one of byte, bpe:<vocab >= 257>, "
+                        f"tiktoken:gpt2; got {name!r}")
+    tokenizer_vocab = int(name[4:]) if is_bpe else TOKENIZER_VOCAB[name]
+    if spec.vocab_size is not None and spec.vocab_size < tokenizer_vocab:
+        raise SpecError(f"{where}.vocab_size: {spec.vocab_size} is smaller than the {name!r} "
+                        f"tokenizer's vocabulary ({tokenizer_vocab})")
+    return spec.vocab_size or tokenizer_vocab
 
 
 def default_cache_dir() -> Path:
@@ -33,16 +60,18 @@ def default_cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class TextTokenizer:
-    """name, vocab_size, and two functions: documents -> one token array (documents separated by
+    """name, vocab_size, the separator id, and two functions: documents -> one token array (documents separated by
     an end-of-text token), and token ids -> text."""
     name: str
     vocab_size: int
+    separator: int       # the end-of-text id written between documents
     encode_documents: Callable[[Sequence[bytes]], np.ndarray]
     decode: Callable[[Sequence[int]], str]
 
 
 def token_dtype(vocab_size: int) -> type:
-    return np.uint16 if vocab_size <= 2**16 else np.int32
+    """uint16 when every id fits (vocab <= 65536), else uint32: the on-disk token width."""
+    return np.uint16 if vocab_size <= 2**16 else np.uint32
 
 
 def _byte_tokenizer() -> TextTokenizer:
@@ -52,7 +81,7 @@ def _byte_tokenizer() -> TextTokenizer:
     def decode(ids: Sequence[int]) -> str:
         return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
 
-    return TextTokenizer("byte", 256, encode, decode)
+    return TextTokenizer("byte", 256, 0, encode, decode)
 
 
 def tokenizer_key(name: str) -> str:
@@ -67,11 +96,12 @@ def tokenizer_key(name: str) -> str:
         library = version("tokenizers")
     except PackageNotFoundError:
         library = "missing"
-    recipe = f"{BPE_SAMPLE_BYTES}|{END_OF_TEXT}|bytelevel-no-prefix|tokenizers-{library}"
+    recipe = (f"{BPE_SAMPLE_BYTES}|seeded-sample-{BPE_SAMPLE_SEED}|{END_OF_TEXT}|bytelevel-no-prefix|"
+              f"tokenizers-{library}")
     return f"bpe-{name[4:]}-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
 
 
-def _bpe_tokenizer(vocab_size: int, documents: Sequence[bytes], fingerprint: str,
+def _bpe_tokenizer(vocab_size: int, documents: Iterable[bytes], fingerprint: str,
                    cache_dir: Path) -> TextTokenizer:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -90,8 +120,21 @@ def _bpe_tokenizer(vocab_size: int, documents: Sequence[bytes], fingerprint: str
             vocab_size=vocab_size, special_tokens=[END_OF_TEXT], show_progress=False,
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         )
-        tok.train_from_iterator(_text_sample(documents, BPE_SAMPLE_BYTES), trainer=trainer)
+        sample = sample_documents(documents, BPE_SAMPLE_BYTES, BPE_SAMPLE_SEED)
+        tok.train_from_iterator((d.decode("utf-8", errors="replace") for d in sample), trainer=trainer)
         write_atomically(model_path, lambda out: out.write(tok.to_str().encode()))
+    return _bpe_encoder(tok, vocab_size)
+
+
+def bpe_from_file(path: str | Path, vocab_size: int) -> TextTokenizer:
+    """The BPE tokeniser saved at ``path`` (a prepared corpus's tokenizer.json): how worker
+    processes load exactly the model their preparation trained."""
+    from tokenizers import Tokenizer
+
+    return _bpe_encoder(Tokenizer.from_file(str(path)), vocab_size)
+
+
+def _bpe_encoder(tok, vocab_size: int) -> TextTokenizer:
     eot_id = tok.token_to_id(END_OF_TEXT)
 
     def encode(docs: Sequence[bytes]) -> np.ndarray:
@@ -105,16 +148,28 @@ def _bpe_tokenizer(vocab_size: int, documents: Sequence[bytes], fingerprint: str
 
     # Small corpora can yield fewer merges than asked; ids stay < vocab_size either way, and
     # reporting the requested size keeps model shapes independent of that accident.
-    return TextTokenizer(f"bpe:{vocab_size}", vocab_size, encode, decode)
+    return TextTokenizer(f"bpe:{vocab_size}", vocab_size, eot_id, encode, decode)
 
 
-def _text_sample(documents: Sequence[bytes], max_bytes: int):
-    taken = 0
+def _priority(document: bytes, seed: int) -> bytes:
+    return hashlib.blake2b(document, digest_size=8, salt=seed.to_bytes(16, "little")).digest()
+
+
+def sample_documents(documents: Iterable[bytes], max_bytes: int, seed: int) -> list[bytes]:
+    """A seeded sample of at most ``max_bytes`` bytes, streamed in bounded memory: each document
+    (cut to ``max_bytes``) gets a pseudo-random priority hashed from (seed, its bytes); the sample
+    is the longest run of lowest-priority documents that fits, in priority order. Bottom-k
+    sampling: uniform over documents, independent of their order, and sampling a sample returns
+    it unchanged (so BPE trained from a streamed sample equals BPE trained from all documents)."""
+    heap: list[tuple[int, bytes]] = []  # (-priority, document): heap[0] holds the highest priority
+    total = 0
     for document in documents:
-        if taken >= max_bytes:
-            return
-        yield document[: max_bytes - taken].decode("utf-8", errors="replace")
-        taken += len(document)
+        document = bytes(document[:max_bytes])
+        heapq.heappush(heap, (-int.from_bytes(_priority(document, seed), "big"), document))
+        total += len(document)
+        while total > max_bytes:
+            total -= len(heapq.heappop(heap)[1])
+    return [document for _, document in sorted(heap, reverse=True)]
 
 
 def _tiktoken_gpt2() -> TextTokenizer:
@@ -143,14 +198,16 @@ def _tiktoken_gpt2() -> TextTokenizer:
             if k:
                 ids.append(enc.eot_token)
             ids.extend(enc.encode_ordinary(doc.decode("utf-8", errors="replace")))
-        return np.asarray(ids, dtype=np.uint16)
+        return np.asarray(ids, dtype=token_dtype(enc.n_vocab))
 
-    return TextTokenizer("tiktoken:gpt2", enc.n_vocab, encode, lambda ids: enc.decode(list(ids)))
+    return TextTokenizer("tiktoken:gpt2", enc.n_vocab, enc.eot_token, encode, lambda ids: enc.decode(list(ids)))
 
 
-def build_tokenizer(name: str, documents: Sequence[bytes], fingerprint: str,
+def build_tokenizer(name: str, documents: Iterable[bytes], fingerprint: str,
                     cache_dir: str | Path | None = None) -> TextTokenizer:
-    """Tokeniser by name; "bpe:<vocab>" trains on `documents` (or loads the cached model)."""
+    """Tokeniser by name; "bpe:<vocab>" trains on a seeded BPE_SAMPLE_BYTES sample of
+    `documents` (`sample_documents`; any iterable, streamed) or loads the model cached under
+    (fingerprint, recipe), in which case `documents` is not read."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if name == "byte":
         return _byte_tokenizer()

@@ -1,0 +1,189 @@
+"""`scalesweep prepare` / trainers.prepare: streamed, sharded, resumable, bounded memory, and
+trials that open a prepared corpus without touching its raw files."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainers.data import CorpusSpec, load_corpus, make_splits
+from trainers.documents import read_documents
+from trainers.prepare import open_prepared, prepare_corpus
+from trainers.tokenizers import build_tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+WORDS = (REPO / "README.md").read_text().split()
+
+
+def write_jsonl(path: Path, n_bytes: int, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    lines = [json.dumps({"text": " ".join(rng.choice(WORDS, size=int(rng.integers(20, 200))))}) + "\n"
+             for _ in range(300)]
+    block = "".join(lines)  # cycled: generating every line would dominate the larger corpora
+    with path.open("w") as f:
+        f.write(block * (n_bytes // len(block)))
+        written = len(block) * (n_bytes // len(block))
+        for line in lines:  # whole lines up to n_bytes
+            if written >= n_bytes:
+                break
+            f.write(line)
+            written += len(line)
+    return path
+
+
+def direct_tokens(spec: CorpusSpec, cache: Path) -> np.ndarray:
+    documents, fingerprint, _ = read_documents(spec.source, spec.text_field)
+    return build_tokenizer(spec.tokenizer, documents, fingerprint, cache).encode_documents(documents)
+
+
+@pytest.mark.parametrize("tokenizer,workers", [("byte", 1), ("bpe:400", 1), ("bpe:400", 2), ("bpe:70000", 1)])
+def test_prepared_tokens_equal_direct_tokenisation(tmp_path, tokenizer, workers):
+    source = write_jsonl(tmp_path / "c.jsonl", 60_000)
+    spec = CorpusSpec(source=str(source), tokenizer=tokenizer)
+    manifest = prepare_corpus(spec, tmp_path / "out", workers=workers, chunk_bytes=8_000, cache_dir=tmp_path / "cache")
+    tokens, _ = open_prepared(tmp_path / "out")
+    assert len(manifest["shards"]) >= 7  # many chunks: the separators between shards are checked
+    expected = direct_tokens(spec, tmp_path / "cache")
+    assert np.array_equal(np.asarray(tokens), expected)
+    assert manifest["tokens"] == expected.size and manifest["dtype"] == ("uint32" if tokenizer == "bpe:70000" else "uint16")
+    assert manifest["files"][0]["size"] == source.stat().st_size and len(manifest["files"][0]["sha256"]) == 64
+    if tokenizer.startswith("bpe"):
+        assert (tmp_path / "out" / manifest["tokenizer"]["file"]).is_file()
+
+
+PREPARE_SCRIPT = """
+import json, resource, sys, warnings
+from trainers.data import CorpusSpec
+from trainers.prepare import prepare_corpus
+source, tokenizer, out, chunk = sys.argv[1:5]
+m = prepare_corpus(CorpusSpec(source=source, tokenizer=tokenizer), out, workers=1, chunk_bytes=int(chunk))
+print(json.dumps({"tokens": m["tokens"], "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+def run_prepare(*args, **popen):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SCALESWEEP_CACHE": str(Path(args[2]).parent / "cache")}
+    return subprocess.Popen([sys.executable, "-c", PREPARE_SCRIPT, *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def test_peak_memory_does_not_grow_with_the_corpus(tmp_path):
+    peaks = {}
+    sources = {mb: write_jsonl(tmp_path / f"c{mb}.jsonl", mb * 1_000_000, seed=mb) for mb in (10, 40)}
+    os.sync()  # measured: reading a file whose pages are still dirty raised the reader's peak RSS ~60 MB
+    for mb, source in sources.items():
+        out, err = run_prepare(source, "byte", tmp_path / f"out{mb}", 4 << 20).communicate(timeout=300)
+        assert err == "" or "Warning" not in err, err
+        peaks[mb] = json.loads(out.splitlines()[-1])["maxrss_kb"] / 1024
+    # the whole-corpus path held ~42 bytes per byte: 30 MB more text would be >1 GB more
+    assert peaks[40] - peaks[10] < 40, peaks
+
+
+def test_a_killed_preparation_resumes_to_identical_shards(tmp_path):
+    source = write_jsonl(tmp_path / "c.jsonl", 1_500_000)
+    whole = run_prepare(source, "bpe:500", tmp_path / "whole", 30_000)
+    assert whole.wait(timeout=300) == 0, whole.stderr.read()
+    killed = run_prepare(source, "bpe:500", tmp_path / "killed", 30_000)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "killed" / "shard-000003.json").exists():
+        assert killed.poll() is None and time.monotonic() < deadline, "finished or stalled before the kill"
+        time.sleep(0.02)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not (tmp_path / "killed" / "manifest.json").exists()  # unfinished: not a valid corpus
+    with pytest.raises(ValueError, match="no manifest.json"):
+        open_prepared(tmp_path / "killed")
+    finished = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "killed").glob("shard-*.json")}
+    resumed = run_prepare(source, "bpe:500", tmp_path / "killed", 30_000)
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    assert all((tmp_path / "killed" / name).stat().st_mtime_ns == t for name, t in finished.items())  # kept
+    names = sorted(p.name for p in (tmp_path / "whole").glob("shard-*.bin"))
+    assert names == sorted(p.name for p in (tmp_path / "killed").glob("shard-*.bin")) and len(names) > 4
+    for name in names:
+        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "killed" / name).read_bytes(), name
+    assert not list((tmp_path / "killed").glob(".*.tmp"))
+
+
+def test_a_trial_load_reads_no_raw_text(tmp_path):
+    source = write_jsonl(tmp_path / "c.jsonl", 300_000)
+    spec = CorpusSpec(source=str(source))
+    first = load_corpus(spec, cache_dir=tmp_path / "cache")
+    expected = np.array(first.tokens)
+    info = source.stat()
+    source.write_bytes(b"\xff" * info.st_size)  # not UTF-8, not JSON: reading it would fail
+    os.utime(source, ns=(info.st_atime_ns, info.st_mtime_ns))  # same size and mtime
+    again = load_corpus(spec, cache_dir=tmp_path / "cache")
+    assert np.array_equal(np.asarray(again.tokens), expected) and again.fingerprint == first.fingerprint
+    splits = make_splits(again, 100_000, val_tokens=8192, n_ctx=64)
+    assert splits.train.size == 100_000 and np.isin(splits.val, expected).all()
+    # a prepared directory named as the source needs no raw file at all
+    prepared = CorpusSpec(source=str(tmp_path / "out"))
+    manifest = prepare_corpus(CorpusSpec(source=str(write_jsonl(tmp_path / "d.jsonl", 50_000))), tmp_path / "out")
+    (tmp_path / "d.jsonl").unlink()
+    assert load_corpus(prepared).tokens.size == manifest["tokens"] > 40_000
+    with pytest.raises(ValueError, match=r"^tokenizer: .* was prepared with 'byte', not 'bpe:300'"):
+        load_corpus(CorpusSpec(source=str(tmp_path / "out"), tokenizer="bpe:300"))
+
+
+def test_bad_input_names_the_file_and_leaves_no_valid_corpus(tmp_path):
+    source = tmp_path / "c.jsonl"
+    source.write_text('{"text": "one"}\n{"text": ""}\n{"body": "x"}\n')
+    with pytest.raises(ValueError, match=rf"^text_field: {source} line 3 \(byte offset 29\) has no string field 'text'"):
+        prepare_corpus(CorpusSpec(source=str(source)), tmp_path / "out")
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    source.write_text('{"text": "one"}\n{"text": ""}\n')
+    with pytest.warns(UserWarning, match=r"1 empty document\(s\) left out \(first: c.jsonl:2\)"):
+        manifest = prepare_corpus(CorpusSpec(source=str(source)), tmp_path / "out")
+    assert manifest["empty_documents_skipped"] == 1 and manifest["tokens"] == 3
+    with pytest.raises(ValueError, match=r"^--out: .* holds a prepared corpus of another"):
+        prepare_corpus(CorpusSpec(source=str(source), tokenizer="bpe:300"), tmp_path / "out")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "mine.txt").write_text("keep me")
+    with pytest.raises(ValueError, match=r"^--out: .* is not empty and holds no preparation"):
+        prepare_corpus(CorpusSpec(source=str(source)), tmp_path / "other")
+    assert [p.name for p in (tmp_path / "other").iterdir()] == ["mine.txt"]
+
+
+def test_prepare_cli_exits_2_with_one_line(tmp_path, capsys):
+    from scalesweep.cli import main
+
+    code = main(["prepare", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "source: no files match" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_validate_says_whether_the_corpus_is_prepared_without_tokenising(tmp_path, monkeypatch):
+    from orchestrator.spec import validate_command
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SCALESWEEP_CACHE", str(tmp_path / "cache"))
+    source = write_jsonl(tmp_path / "c.jsonl", 2_000_000)
+    spec = (REPO / "examples" / "demo.yaml").read_text().replace("source: builtin", f"source: {source}")
+    (tmp_path / "spec.yaml").write_text(spec)
+    out = validate_command(tmp_path / "spec.yaml")
+    assert "corpus: not prepared (`scalesweep prepare` or `run` tokenises it once)" in out
+    assert not (tmp_path / "cache").exists()  # nothing was tokenised
+    n = load_corpus(CorpusSpec(source=str(source))).tokens.size  # what `run` does first
+    assert f"corpus: prepared, {n} tokens; the largest D (900000) fits" in validate_command(tmp_path / "spec.yaml")
+
+
+def test_views_slice_and_take_like_the_array_they_stand_for():
+    from trainers.token_arrays import BlockView, ShardedTokens
+
+    flat = np.arange(10_000, dtype=np.uint32)
+    sharded = ShardedTokens([flat[:1234], flat[1234:5000], flat[5000:]])
+    blocks = np.random.default_rng(0).permutation(10_000 // 100)
+    view = BlockView(sharded, blocks, 100, 2_345)
+    expected = flat.reshape(-1, 100)[blocks].reshape(-1)[:2_345]
+    assert np.array_equal(np.asarray(sharded), flat) and np.array_equal(np.asarray(view), expected)
+    for lo, hi in [(0, 2_345), (99, 101), (150, 1_999), (2_300, 2_345)]:
+        assert np.array_equal(view[lo:hi], expected[lo:hi]) and np.array_equal(sharded[lo:hi], flat[lo:hi])
+    starts = np.array([[0], [777], [2_300]]) + np.arange(45)
+    assert np.array_equal(view.take(starts), expected[starts]) and np.array_equal(sharded.take(starts * 4), flat[starts * 4])
