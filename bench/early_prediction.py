@@ -121,7 +121,7 @@ def main(argv=None) -> int:
           f"held-out mean relative error without early prediction: {base:.4f}")
     print(f"{'rel_ci':>8} {'stopped':>8} {'saved':>7} {'held-out err':>13} {'change':>8}")
     result = None
-    for rel_ci in sorted({0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, args.rel_ci}):
+    for rel_ci in sorted({0.005, 0.01, 0.02, 0.05, 0.1, 0.12, 0.15, 0.2, 0.5, args.rel_ci}):
         outcome = replay(runs, curves, args.min_fraction, rel_ci)
         stopped = [outcome[r["trial_id"]] for r, f in zip(runs, fitted) if f]
         saved = sum(r["flops"] - o["flops"] for r, o in zip([r for r, f in zip(runs, fitted) if f], stopped))
