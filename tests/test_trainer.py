@@ -164,7 +164,7 @@ def test_context_longer_than_the_data_fails_before_training(tmp_path):
 
 @pytest.mark.slow
 def test_two_process_gloo_run_completes(tmp_path):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29611",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "trainers.cli", "--n-layer", "2", "--d-model", "64", "--n-heads", "4", "--d-ff", "256",
            "--n-ctx", "64", "--dataset-tokens", "60000", "--batch-tokens", "1024", "--zero-stage", "2",
            "--threads", "1", "--eval-every", "5", "--storage", str(tmp_path), "--sweep", "dp"]
