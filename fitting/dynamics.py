@@ -157,7 +157,8 @@ def curve_rows(sweep_dir: str, law_name: str, **fit_kw) -> CurveRows:
     if base == "critical_batch":
         if not has_noise.any():
             raise ValueError(f"{sweep_dir}: grad_noise_scale is missing in all {loss.size} curve rows; "
-                             f"critical_batch needs the gradient noise scale (item 1 of issue 12 logs it)")
+                             f"critical_batch needs the gradient noise scale (the trainer logs it every "
+                             f"trainer.noise_scale_every steps)")
         n_runs = np.unique(cur["trial_id"][has_noise]).size
         return CurveRows({"L": loss[has_noise], "loss": noise[has_noise]},
                          f"critical_batch: {int(has_noise.sum())} noise-scale points from {n_runs} runs")

@@ -58,8 +58,16 @@ def build_report(storage: str, sweep: str, out_dir: str | os.PathLike, *, law_na
     ``storage`` or the sweep in it does not exist; writes into ``out_dir`` (a local path or a
     pyarrow.fs URI) only when there are runs to report. Store files that cannot be read are
     listed in ``report.skipped``."""
+    from fitting.laws import get_law
     from metrics import UnreadablePartWarning, join, load_curves, load_runs, require_sweep, resolve, write_atomically
 
+    law = get_law(law_name)
+    if not set(law.inputs) <= {"N", "D"}:
+        # The report fits the runs table (N, D, loss) and plans from it; a law of steps, compute or
+        # loss (kaplan_ns, kaplan_c, critical_batch) is fitted from the curves by `fit`.
+        raise ValueError(f"--law {law_name}: the report fits a law of N and D to the runs table; fit "
+                         f"{law.name} (inputs {', '.join(law.inputs)}) from the sweep's curves with "
+                         f"`scalesweep fit {join(storage, sweep)} --law {law_name}`")
     require_sweep(storage, sweep)
     skipped: list = []
     with warnings.catch_warnings():  # listed in the report instead of warned one by one

@@ -94,3 +94,18 @@ def test_report_lists_the_store_files_it_skipped(tmp_path):
     assert f"{bad_run}: not a readable Parquet file" in summary
     text = (tmp_path / "report" / "report.md").read_text()
     assert "## Skipped store files" in text and f"`{bad_curve}`: not a readable Parquet file" in text
+
+
+@pytest.mark.parametrize("law", ["kaplan_ns", "kaplan_c", "critical_batch"])
+def test_report_with_a_curve_law_points_to_fit_and_creates_nothing(tmp_path, capsys, law):
+    """A law of steps, compute or loss is not fitted to the runs table (it used to fail asking for
+    an --s-col the report does not have)."""
+    from scalesweep.cli import main
+
+    store = str(tmp_path / "store")
+    write_runs(store, [1e6, 2e6, 4e6], [1e9, 1e9, 1e9])
+    assert main(["report", store, "--sweep", "synthetic", "--law", law, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--law {law}: the report fits a law of N and D" in err[0], err
+    assert f"scalesweep fit {store}/synthetic --law {law}" in err[0], err
+    assert not (tmp_path / "out").exists()
