@@ -157,6 +157,14 @@ def test_prepare_cli_exits_2_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "source: no files match" in err
     assert not (tmp_path / "out").exists()
+    source = tmp_path / "c.jsonl"
+    source.write_text('{"text": "hello"}\n')
+    for workers in ("0", "-3"):  # both used to prepare anyway (0 read as "all CPUs")
+        code = main(["prepare", str(source), "--tokenizer", "byte", "--out", str(tmp_path / "out"),
+                     "--workers", workers])
+        err = capsys.readouterr().err
+        assert code == 2 and err.strip().endswith(f"--workers: must be an integer >= 1, got {workers}"), err
+        assert not (tmp_path / "out").exists()
 
 
 def test_validate_says_whether_the_corpus_is_prepared_without_tokenising(tmp_path, monkeypatch):

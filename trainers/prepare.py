@@ -139,9 +139,11 @@ def prepare_corpus(spec, out_dir: str | os.PathLike, *, workers: int | None = No
                    log=None) -> dict:
     """Prepare ``spec`` into ``out_dir`` (layout: module docstring) and return its manifest.
     ``workers``: tokenising processes (default: this machine's CPUs; 1 tokenises in this
-    process). Raises ValueError naming the field or file for bad input (an unreadable or
+    process). Raises ValueError naming the field or file for bad input (``workers`` < 1, an unreadable or
     undecodable file, a missing JSONL field, a corpus with no documents, an ``out_dir`` that
     holds something else); finished shards stay for a resume, no manifest is written."""
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"--workers: must be an integer >= 1, got {workers!r}")
     if spec.source.endswith(".bin"):
         raise ValueError(f"source: {spec.source} is already tokenised (a .bin memmap); nothing to prepare")
     if is_prepared(spec.source):
@@ -158,7 +160,7 @@ def prepare_corpus(spec, out_dir: str | os.PathLike, *, workers: int | None = No
     _claim(out, want)
     started = time.perf_counter()
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    workers = max(1, workers or os.cpu_count() or 1)
+    workers = workers or os.cpu_count() or 1
     if sum(f["size"] for f in want["files"]) <= chunk_bytes:
         workers = 1  # one chunk: starting worker processes would cost more than it saves
     tokenizer_file = None
