@@ -161,7 +161,14 @@ def pred_text(prediction) -> str | None:
     """The live table's ``pred`` cell: predicted final loss ± its interval's half-width."""
     if prediction is None:
         return None
-    return f"{prediction.loss:.3f}±{(prediction.hi - prediction.lo) / 2:.3f}"
+    return pred_cell(prediction.loss, prediction.lo, prediction.hi)
 
 
-__all__ = ["PredictionStopper", "check_evaluations", "evaluations_before", "planned_steps", "pred_text"]
+def pred_cell(loss: float | None, lo: float | None, hi: float | None) -> str | None:
+    """``pred`` from a predicted loss and its interval (a prediction, or an ended run's row)."""
+    if loss is None or lo is None or hi is None:
+        return None
+    return f"{loss:.3f}±{(hi - lo) / 2:.3f}"
+
+
+__all__ = ["PredictionStopper", "check_evaluations", "evaluations_before", "planned_steps", "pred_cell", "pred_text"]

@@ -240,10 +240,20 @@ def run_trial(config: dict[str, Any]) -> None:
     if ended is not None:
         from trainers.record import TrainResult
 
-        tune.report(TrainResult.from_run_row(ended).tune_metrics())
+        tune.report(_final_metrics(TrainResult.from_run_row(ended)))
         return
     result = _resume_and_train(trial, tune.get_checkpoint(), tune.report, tune.Checkpoint)
-    tune.report(result.tune_metrics())
+    tune.report(_final_metrics(result))
+
+
+def _final_metrics(result) -> dict:
+    """The trial's last Tune result; a prediction-stopped run keeps its ``pred`` cell in the final
+    table (the evaluations' cells are replaced by this result)."""
+    from orchestrator.early_stop import pred_cell
+
+    metrics = result.tune_metrics()
+    pred = pred_cell(metrics.get("predicted_loss"), metrics.get("predicted_lo"), metrics.get("predicted_hi"))
+    return {**metrics, "pred": pred} if pred else metrics
 
 
 def _resume_and_train(trial: TrialConfig, checkpoint, report, checkpoint_cls, rank: int = 0, world_size: int = 1):

@@ -281,7 +281,10 @@ def test_a_real_sweep_stops_runs_early_records_them_and_frees_their_compute(tmp_
         assert tradeoff.b_crit > 0 and tradeoff.steps.size == 2
     except ValueError as err:  # two short noisy curves need not show a trade-off; it must say so
         assert "trade-off" in str(err), err
-    assert " pred " in table or "| pred" in table, table[-2000:]
+    # the final table (after every trial ended) keeps each stopped run's prediction: whether a
+    # live table was printed while a run was still predicting depends on timing
+    final = table[table.rindex("== Status =="):]
+    assert "| pred" in final or " pred " in final, final
     assert regex.search(r"\d\.\d{3}±\d\.\d{3}", table), table[-2000:]
 
 
