@@ -25,8 +25,8 @@ demo: $(STAMP)
 	$(VENV)/bin/scalesweep demo --out demo_out
 
 # Two pytest processes, one test file each at a time: the slow cases mostly wait on Ray and
-# DeepSpeed start-up, so two overlap well even on 2 cores (whole suite 11.6 min on a busy 2-core
-# machine, against ~15 min in one process on an idle one).
+# DeepSpeed start-up, so two overlap well even on 2 cores (whole suite 9.4 min in a clean clone on
+# 2 cores, 2026-12-01; one process took ~15 min for a smaller suite).
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
