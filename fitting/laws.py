@@ -28,7 +28,6 @@ __all__ = [
     "kaplan_n",
     "kaplan_d",
     "kaplan_c",
-    "kaplan_s",
     "kaplan_nd",
     "kaplan_ns",
     "critical_batch",
@@ -132,15 +131,6 @@ def kaplan_d(irreducible: bool = False) -> Law:
     return _single_power_law(
         "kaplan_d", "D_c", "alpha_D", "D", [1e8, 1e11, 1e14, 1e17],
         "L(D) = (D_c/D)^alpha_D. Kaplan et al. 2020, eq. (1.2); paper: alpha_D 0.095, D_c 5.4e13.", irreducible)
-
-
-def kaplan_s(irreducible: bool = True) -> Law:
-    """L(S) = E + (S_c/S)^alpha_S: one run's learning curve in optimizer steps, Kaplan et al. 2020's
-    L(N, S) (eq. 1.6) at fixed N, whose N term is the constant E (so ``kaplan_s+E`` by default)."""
-    return _single_power_law(
-        "kaplan_s", "S_c", "alpha_S", "S", [1e1, 1e3, 1e5, 1e7],
-        "L(S) = (S_c/S)^alpha_S: a learning curve in steps. Kaplan et al. 2020, eq. (1.6) at fixed N "
-        "(paper: alpha_S 0.76, S_c 2.1e3).", irreducible)
 
 
 def kaplan_c(irreducible: bool = False) -> Law:
