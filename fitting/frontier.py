@@ -5,7 +5,8 @@ frontier`` prints (:mod:`fitting.frontier_cli`).
 * :func:`envelope_frontier` — approach 1: over a sweep's training curves, the lowest loss at each
   FLOPs level (:func:`fitting.dynamics.frontier`) and the run attaining it; N_opt is that run's N,
   D_opt the tokens it had seen there. Only levels at least two runs reach count (above the
-  second-largest run's compute the largest run wins by default, not by comparison).
+  second-largest run's compute the largest run wins by default, not by comparison), and only
+  levels won by neither the smallest nor the largest size.
 * :func:`isoflop_frontier` — approach 2: runs grouped by budget (the ``isoflop_budget`` column, or
   compute within a tolerance: :func:`group_by_compute`); per budget a parabola of loss against
   ln N, its vertex N* with a bootstrap interval. A budget with < 3 distinct N is skipped, one
@@ -17,9 +18,9 @@ frontier`` prints (:mod:`fitting.frontier_cli`).
 
 Conventions: C = k·N·D FLOPs (k = ``flops_per_token``, 6 by default) in all three, so their N_opt
 at C compare; a and b are slopes of log N_opt and log D_opt against log C fitted by least squares
-on the approach's points (envelope levels, budget vertices), and the loss at C extrapolates a
-pure power law L ∝ C^-γ fitted to the points' losses (no irreducible term: a crude extrapolation,
-say so where it matters). Intervals (``level``, default 90 %) are percentile bootstraps over runs:
+on the approach's points (envelope levels, budget vertices), and the loss at C extrapolates
+L = E + A·C^-γ fitted to the points' losses (E = 0, a pure power law, with fewer than 4 points;
+noted). Intervals (``level``, default 90 %) are percentile bootstraps over runs:
 approach 1 resamples whole runs (curves); approach 2 resamples runs within each budget and, with
 four budgets or more, the budgets too; approach 3 uses the fit's own bootstrap/sandwich samples.
 """
@@ -84,14 +85,29 @@ def unsupported(approach: str, reason: str, compute: float, level: float, notes=
 
 # ====================================================================== shared: power laws in C
 def _slopes(C, N, D, L, compute: float) -> np.ndarray:
-    """Least squares of ln N, ln D, ln L on ln C → [a, b, N(C), D(C), L(C)] at ``compute``."""
+    """Least squares of ln N, ln D on ln C and :func:`_loss_curve` → [a, b, N(C), D(C), L(C)] at
+    ``compute``."""
     x = np.log(np.asarray(C, float))
     out = []
-    for y in (N, D, L):
+    for y in (N, D):
         slope, icpt = np.polyfit(x, np.log(np.asarray(y, float)), 1)
         out.append((slope, math.exp(icpt + slope * math.log(compute))))
-    (a, n), (b, d), (_, loss) = out
-    return np.array([a, b, n, d, loss])
+    (a, n), (b, d) = out
+    return np.array([a, b, n, d, _loss_curve(x, np.asarray(L, float), math.log(compute))])
+
+
+def _loss_curve(x, L, x_at: float, n_e: int = 200) -> float:
+    """L(C) = E + A·C^-γ through the points (x = ln C), evaluated at ``x_at``: least squares of
+    ln(L − E) on x for each E on a grid over [0, min L) and the best E kept (profiling E out keeps
+    it linear). Fewer than 4 points: E = 0 (a pure power law)."""
+    E = np.linspace(0.0, 0.995 * L.min(), n_e)[:, None] if L.size >= 4 else np.zeros((1, 1))
+    y = np.log(L[None, :] - E)  # (E, points)
+    xc = x - x.mean()
+    slope = (y - y.mean(1, keepdims=True)) @ xc / (xc @ xc)
+    icpt = y.mean(1) - slope * x.mean()
+    sse = ((y - icpt[:, None] - slope[:, None] * x[None, :]) ** 2).sum(1)
+    j = int(np.argmin(sse))
+    return float(E[j, 0] + math.exp(icpt[j] + slope[j] * x_at))
 
 
 def _answer(approach, C, N, D, L, reps: np.ndarray, compute: float, level: float, method: str,
@@ -104,9 +120,8 @@ def _answer(approach, C, N, D, L, reps: np.ndarray, compute: float, level: float
     ci = [tuple(float(v) for v in np.quantile(reps[ok, j], q)) if ok.sum() >= 2 else NAN2 for j in range(5)]
     if ok.sum() < 2:
         notes = notes + ["too few usable bootstrap resamples for intervals"]
-    if compute > np.max(C) * 1.5:
-        notes = notes + [f"loss at C extrapolates a pure power law in C (no irreducible term) from "
-                         f"{np.max(C):.3g} FLOPs: optimistic far beyond the data"]
+    if len(C) < 4:
+        notes = notes + ["loss at C: a pure power law in C (too few points to fit an irreducible term)"]
     return FrontierResult(approach, True, None, float(compute), float(est[0]), ci[0], float(est[1]), ci[1],
                           float(est[2]), ci[2], float(est[3]), ci[3], float(est[4]), ci[4], level,
                           f"{method}; {int(ok.sum())} resamples", notes,
@@ -119,8 +134,6 @@ def _envelope_points(C, L, N, D, run, points_per_decade: int, min_runs: int):
     from fitting.dynamics import frontier
 
     grid, best, winner, cover = frontier(C, L, run, points_per_decade, detail=True)
-    keep = cover >= min_runs
-    grid, best, winner = grid[keep], best[keep], winner[keep]
     n_opt = np.empty(grid.size)
     d_opt = np.empty(grid.size)
     for r in np.unique(winner):
@@ -128,7 +141,9 @@ def _envelope_points(C, L, N, D, run, points_per_decade: int, min_runs: int):
         order = np.argsort(C[m])
         n_opt[w] = N[m][0]
         d_opt[w] = np.exp(np.interp(np.log(grid[w]), np.log(C[m][order]), np.log(D[m][order])))
-    return grid, n_opt, d_opt, best
+    # a level won by the smallest or largest size swept may have its optimum outside the sweep
+    keep = (cover >= min_runs) & (n_opt > N.min()) & (n_opt < N.max())
+    return grid[keep], n_opt[keep], d_opt[keep], best[keep]
 
 
 def envelope_frontier(curves: Mapping[str, np.ndarray], compute: float, *, flops_per_token: float = 6.0,
@@ -137,7 +152,8 @@ def envelope_frontier(curves: Mapping[str, np.ndarray], compute: float, *, flops
     """Approach 1 from curve rows (``trial_id``, ``N`` parameters, ``tokens_seen`` tokens,
     ``val_loss``; :func:`fitting.dynamics.read_curves`): C = k·N·tokens_seen per row, the envelope
     on ``points_per_decade`` log-spaced levels that at least ``min_runs`` runs reach, N_opt the
-    attaining run's N, D_opt its tokens seen there. Intervals: bootstrap over runs
+    attaining run's N, D_opt its tokens seen there; levels won by the smallest or the largest size
+    are left out (the optimum may lie outside the sizes swept, as a flagged isoFLOP vertex). Intervals: bootstrap over runs
     (``n_bootstrap`` resamples of whole curves). Unsupported (not raised) with fewer than 2
     winning sizes or 3 levels."""
     run = np.asarray(curves["trial_id"]).astype(str)

@@ -68,6 +68,8 @@ def run_frontier(args) -> tuple[list, list[str]]:
     law = get_law(args.law)
     if not {"N", "D"} <= set(law.inputs):
         raise ValueError(f"--law {law.name}: frontier needs a law of N and D (e.g. chinchilla, data_constrained)")
+    if not args.tolerance > 0:
+        raise ValueError(f"--tolerance must be positive (decades of log10 compute), got {args.tolerance}")
     if args.compute is not None and not args.compute > 0:
         raise ValueError(f"--compute must be a positive number of FLOPs, got {args.compute}")
     if args.plot:
