@@ -22,7 +22,8 @@ on the approach's points (envelope levels, budget vertices), and the loss at C e
 L = E + A·C^-γ fitted to the points' losses (E = 0, a pure power law, with fewer than 4 points;
 noted). Intervals (``level``, default 90 %) are percentile bootstraps over runs:
 approach 1 resamples whole runs (curves); approach 2 resamples runs within each budget and, with
-four budgets or more, the budgets too; approach 3 uses the fit's own bootstrap/sandwich samples.
+``RESAMPLE_BUDGETS`` budgets or more, the budgets too (fewer would leave too few distinct
+budgets in a resample to fit a line and a loss curve); approach 3 uses the fit's own bootstrap/sandwich samples.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ __all__ = ["FrontierResult", "envelope_frontier", "isoflop_frontier", "parametri
 AGREE_FACTOR = 2.0
 #: Half-width, in decades of compute (log10 C), of a budget when runs are grouped by compute.
 DEFAULT_TOLERANCE = 0.05
+#: From this many used isoFLOP budgets on, the bootstrap resamples the budgets as well as their runs.
+RESAMPLE_BUDGETS = 6
 NAN = float("nan")
 NAN2 = (NAN, NAN)
 
@@ -99,8 +102,9 @@ def _slopes(C, N, D, L, compute: float) -> np.ndarray:
 def _loss_curve(x, L, x_at: float, n_e: int = 200) -> float:
     """L(C) = E + A·C^-γ through the points (x = ln C), evaluated at ``x_at``: least squares of
     ln(L − E) on x for each E on a grid over [0, min L) and the best E kept (profiling E out keeps
-    it linear). Fewer than 4 points: E = 0 (a pure power law)."""
-    E = np.linspace(0.0, 0.995 * L.min(), n_e)[:, None] if L.size >= 4 else np.zeros((1, 1))
+    it linear). Fewer than 4 distinct C: E = 0 (a pure power law)."""
+    saturating = np.unique(x).size >= 4
+    E = np.linspace(0.0, 0.995 * L.min(), n_e)[:, None] if saturating else np.zeros((1, 1))
     y = np.log(L[None, :] - E)  # (E, points)
     xc = x - x.mean()
     slope = (y - y.mean(1, keepdims=True)) @ xc / (xc @ xc)
@@ -120,7 +124,7 @@ def _answer(approach, C, N, D, L, reps: np.ndarray, compute: float, level: float
     ci = [tuple(float(v) for v in np.quantile(reps[ok, j], q)) if ok.sum() >= 2 else NAN2 for j in range(5)]
     if ok.sum() < 2:
         notes = notes + ["too few usable bootstrap resamples for intervals"]
-    if len(C) < 4:
+    if np.unique(C).size < 4:
         notes = notes + ["loss at C: a pure power law in C (too few points to fit an irreducible term)"]
     return FrontierResult(approach, True, None, float(compute), float(est[0]), ci[0], float(est[1]), ci[1],
                           float(est[2]), ci[2], float(est[3]), ci[3], float(est[4]), ci[4], level,
@@ -290,14 +294,14 @@ def isoflop_frontier(N, loss, compute, compute_at: float, *, budget=None, tolera
     boot = np.stack([_resample_valid(p, n_bootstrap, rng) for p in used])  # (budgets, B, 2)
     reps = np.full((n_bootstrap, 5), np.nan)
     for i in range(n_bootstrap):
-        pick = rng.integers(0, len(used), len(used)) if len(used) >= 4 else np.arange(len(used))
+        pick = rng.integers(0, len(used), len(used)) if len(used) >= RESAMPLE_BUDGETS else np.arange(len(used))
         bx, bl = boot[pick, i, 0], boot[pick, i, 1]
         if np.unique(pick).size >= 2 and np.all(np.isfinite(bx)) and np.all(bl > 0):
             n = np.exp(bx)
             reps[i] = _slopes(Cb[pick], n, Cb[pick] / (flops_per_token * n), bl, compute_at)
     notes.insert(0, f"{len(used)} of {len(profiles)} budgets used (grouped by {how})")
     n = np.exp(xv)
-    method = "bootstrap over runs within each budget" + (" and over budgets" if len(used) >= 4 else "")
+    method = "bootstrap over runs within each budget" + (" and over budgets" if len(used) >= RESAMPLE_BUDGETS else "")
     return _answer("isoflop", Cb, n, Cb / (flops_per_token * n), lv, reps, compute_at, level, method, notes,
                    _plain(profiles))
 

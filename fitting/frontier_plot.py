@@ -10,6 +10,8 @@ import numpy as np
 __all__ = ["plot_frontiers"]
 
 COLORS = {"envelope": "tab:green", "isoflop": "tab:blue", "parametric": "tab:red"}
+MARKERS = {"envelope": ("o", 10), "isoflop": ("s", 34), "parametric": ("o", 10)}
+NUDGE = {"envelope": 10 ** -0.12, "isoflop": 1.0, "parametric": 10 ** 0.12}  # interval bars side by side
 
 
 def plot_frontiers(results, path: str) -> None:
@@ -53,10 +55,11 @@ def plot_frontiers(results, path: str) -> None:
         right.plot(grid, r.n_opt * (grid / C_at) ** r.a, color=color, lw=1.5,
                    label=f"{r.approach}: a = {r.a:.3f}")
         if r.points:
-            right.scatter(r.points["C"], r.points["N_opt"], s=12, color=color, alpha=0.7)
+            marker, size = MARKERS.get(r.approach, ("o", 10))
+            right.scatter(r.points["C"], r.points["N_opt"], s=size, marker=marker, color=color, alpha=0.7, zorder=3)
         ci = r.n_opt_ci
         yerr = [[r.n_opt - ci[0]], [ci[1] - r.n_opt]] if np.all(np.isfinite(ci)) else None
-        right.errorbar([C_at], [r.n_opt], yerr=yerr, fmt="o", color=color, capsize=4)
+        right.errorbar([C_at * NUDGE.get(r.approach, 1.0)], [r.n_opt], yerr=yerr, fmt="o", color=color, capsize=4)
     right.set_xscale("log")
     right.set_yscale("log")
     right.set_xlabel("compute C (FLOPs, C = k·N·D)")
