@@ -83,10 +83,14 @@ def run_frontier(args) -> tuple[list, list[str]]:
     C = data.compute(k)
     at = float(args.compute or C.max())
     boot = dict(n_bootstrap=max(args.bootstrap, 200), level=args.level, seed=args.seed)
+    envelope = unsupported("envelope", "no curves: a table of final runs, not a sweep's store", at, args.level)
     if args.runs and is_sweep_dir(source):
-        envelope = envelope_frontier(read_curves(source), at, flops_per_token=k, **boot)
-    else:
-        envelope = unsupported("envelope", "no curves (a table of final runs, not a sweep's store)", at, args.level)
+        try:
+            curves = read_curves(source)
+        except ValueError as err:  # a store whose runs logged no usable curve: the other approaches still answer
+            envelope = unsupported("envelope", f"no curves: {err}", at, args.level)
+        else:
+            envelope = envelope_frontier(curves, at, flops_per_token=k, **boot)
     isoflop = isoflop_frontier(data.X["N"], data.y, C, at, budget=_budgets(source, data), tolerance=args.tolerance,
                                flops_per_token=k, **boot)
     with warnings.catch_warnings(record=True) as caught:

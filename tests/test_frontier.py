@@ -84,9 +84,10 @@ def test_isoflop_flags_a_vertex_outside_the_sampled_sizes_and_skips_thin_budgets
     assert not thin.supported and "1 usable isoFLOP budget(s) of 1" in thin.reason
 
 
-def write_store(root, budgets=(1e16, 1e17, 1e18), sizes=7, points=30, noise=0.0, seed=0, sweep="iso"):
+def write_store(root, budgets=(1e16, 1e17, 1e18), sizes=7, points=30, noise=0.0, seed=0, sweep="iso", curves=True):
     """A sweep store (real TrialWriter) of isoFLOP runs whose curves follow the law with D = tokens
-    seen: each run evaluated on ``points`` log-spaced steps up to its budget."""
+    seen: each run evaluated on ``points`` log-spaced steps up to its budget (no curve files
+    without ``curves``)."""
     rng = np.random.default_rng(seed)
     i = 0
     for C in budgets:
@@ -95,8 +96,9 @@ def write_store(root, budgets=(1e16, 1e17, 1e18), sizes=7, points=30, noise=0.0,
             steps = np.unique(np.geomspace(max(last // 200, 1), last, points).astype(int))
             loss = law(np.full(steps.size, N), steps * BATCH) * (1 + noise * rng.standard_normal(steps.size))
             w = metrics.TrialWriter(str(root), sweep, f"t{i}")
-            w.append_curves([{"step": int(s), "tokens_seen": int(s) * BATCH, "flops": 6.0 * N * BATCH * int(s),
-                              "val_loss": float(v)} for s, v in zip(steps, loss)])
+            if curves:
+                w.append_curves([{"step": int(s), "tokens_seen": int(s) * BATCH, "flops": 6.0 * N * BATCH * int(s),
+                                  "val_loss": float(v)} for s, v in zip(steps, loss)])
             w.write_run({"status": "completed", "n_layer": 2, "d_model": 64, "n_heads": 2, "d_ff": 256, "n_ctx": 64,
                          "vocab_size": 256, "non_embedding_params": int(N), "dataset_tokens": last * BATCH,
                          "regime": "tokens", "batch_tokens": BATCH, "lr": 1e-3, "seed": 0,
@@ -160,9 +162,17 @@ def test_runs_that_cannot_be_grouped_name_the_unsupported_approaches(tmp_path, c
     rc = main(["frontier", str(tmp_path / "grid.csv"), "--bootstrap", "0", "--tolerance", "0.01"])
     out = capsys.readouterr().out
     assert rc == 0
-    assert "envelope: unsupported (no curves (a table of final runs, not a sweep's store))" in out
+    assert "envelope: unsupported (no curves: a table of final runs, not a sweep's store)" in out
     assert "isoflop: unsupported (" in out and "parametric" in out.splitlines()[1]
     assert "verdict: only parametric answered; nothing to compare" in out
+
+
+def test_a_store_without_curves_leaves_the_envelope_unsupported(tmp_path, capsys):
+    store = write_store(tmp_path, sizes=5, curves=False)
+    rc = main(["frontier", str(store), "--bootstrap", "0"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "envelope: unsupported (no curves: " in out and "no curves of usable runs" in out
+    assert "isoflop" in out.splitlines()[1] and "3 of 3 budgets used" in out
 
 
 def test_no_approach_answers_exit_2_naming_each(tmp_path, capsys):
@@ -172,7 +182,7 @@ def test_no_approach_answers_exit_2_naming_each(tmp_path, capsys):
     rc = main(["frontier", str(tmp_path / "one_size.csv"), "--bootstrap", "0", "--plot", str(png)])
     err = capsys.readouterr().err
     assert rc == 2 and not png.exists()
-    assert "no approach could answer: envelope: no curves" in err
+    assert "no approach could answer: envelope: no curves: a table of final runs" in err
     assert "isoflop: " in err and "parametric: the fit is not identified" in err
 
 
