@@ -85,7 +85,7 @@ def is_sweep_dir(path) -> bool:
 
 
 def read_curves(sweep_dir: str) -> dict[str, np.ndarray]:
-    """A sweep's evaluation rows joined to its runs: trial_id, step, flops, val_loss,
+    """A sweep's evaluation rows joined to its runs: trial_id, step, tokens_seen, flops, val_loss,
     grad_noise_scale (tokens; NaN where not measured), N (non_embedding_params) and batch_tokens
     (tokens) per row. Only trials whose run row has a usable status are kept (the runs reader's
     latest attempt). Raises ValueError naming the store when no curve row remains."""
@@ -104,7 +104,7 @@ def read_curves(sweep_dir: str) -> dict[str, np.ndarray]:
         raise ValueError(f"{sweep_dir}: no curves of usable runs (statuses {list(USABLE_STATUSES)}): "
                          f"{curves.num_rows} curve rows, {runs.num_rows} runs")
     out = {"trial_id": tid[keep]}
-    for c in ("step", "flops", "val_loss", "grad_noise_scale"):
+    for c in ("step", "tokens_seen", "flops", "val_loss", "grad_noise_scale"):
         out[c] = np.array([np.nan if v is None else float(v) for v in col(curves, c)[keep]], dtype=float)
     out["N"] = np.array([usable[t][0] for t in out["trial_id"]])
     out["batch_tokens"] = np.array([usable[t][1] for t in out["trial_id"]])
@@ -120,23 +120,34 @@ def fit_critical_batch(loss, noise_scale, **fit_kw):
     return fit_law(critical_batch, {"L": np.asarray(loss, float), "loss": np.asarray(noise_scale, float)}, **fit_kw)
 
 
-def frontier(compute, loss, run, points_per_decade: int = 8) -> tuple[np.ndarray, np.ndarray]:
+def frontier(compute, loss, run, points_per_decade: int = 8, *, detail: bool = False):
     """The compute-efficient frontier (Kaplan fig. 1 left / fig. 13): on a log grid of compute,
     the lowest loss any run reaches there, each run's curve interpolated (in log C) only inside
-    its own compute range. ``run`` labels each point. → (C grid, frontier loss), finite only."""
+    its own compute range. ``run`` labels each point. → (C grid, frontier loss), finite only;
+    with ``detail`` also the run attaining each frontier point and how many runs cover it
+    (Hoffmann et al. 2022's approach 1 reads N_opt off the winners: :mod:`fitting.frontier`)."""
     C, L, run = np.asarray(compute, float), np.asarray(loss, float), np.asarray(run)
     ok = np.isfinite(C) & np.isfinite(L) & (C > 0) & (L > 0)
     C, L, run = C[ok], L[ok], run[ok]
     lo, hi = np.log10(C.min()), np.log10(C.max())
     grid_c = 10 ** np.linspace(lo, hi, max(int((hi - lo) * points_per_decade), 1) + 1)
     best = np.full(grid_c.size, np.inf)
-    for r in np.unique(run):
+    winner = np.full(grid_c.size, -1)
+    cover = np.zeros(grid_c.size, dtype=int)
+    labels = np.unique(run)
+    for j, r in enumerate(labels):
         m = run == r
         order = np.argsort(C[m])
         c, l = np.log(C[m][order]), L[m][order]
         inside = (np.log(grid_c) >= c[0]) & (np.log(grid_c) <= c[-1])
-        best[inside] = np.minimum(best[inside], np.interp(np.log(grid_c[inside]), c, l))
+        at = np.interp(np.log(grid_c[inside]), c, l)
+        cover[inside] += 1
+        better = at < best[inside]
+        winner[np.where(inside)[0][better]] = j
+        best[inside] = np.minimum(best[inside], at)
     keep = np.isfinite(best)
+    if detail:
+        return grid_c[keep], best[keep], labels[winner[keep]], cover[keep]
     return grid_c[keep], best[keep]
 
 

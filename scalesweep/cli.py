@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "fitting.cli",         # fit, plan
     "fitting.replay",      # replay
     "fitting.predict_cli", # predict
+    "fitting.frontier_cli", # frontier
     "orchestrator.cli",    # validate, run
     "orchestrator.report", # report, demo
 )
