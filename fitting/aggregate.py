@@ -165,30 +165,29 @@ def aggregate_rows(X: Mapping[str, np.ndarray], y, hyper: Mapping[str, Iterable]
     for i in range(n):
         settings.setdefault((int(cell[i]), i if every else tuple(best_keys[c][i] for c in best_cols)), []).append(i)
     unnamed = 0
-    chosen: dict[int, tuple[float, float, int, tuple]] = {}  # cell → (mean loss, variance, row, setting)
-    for (c, setting), rows in settings.items():
+    chosen: dict[int, tuple[float, float, int]] = {}  # cell → (mean loss, variance, its lowest-loss row)
+    for (c, _), rows in settings.items():
         rows = np.asarray(rows)
         unnamed += rows.size - len({tuple(k[i] for k in mean_keys) for i in rows})
         mean = float(np.sum(w[rows] * y[rows]) / np.sum(w[rows]))  # inverse-variance weighted (all 1: plain)
         spread = float(np.var(np.log(y[rows]), ddof=1)) / rows.size if rows.size > 1 else 0.0
         var = REFERENCE_LOG_SD ** 2 / float(np.mean(w[rows])) + spread
         if c not in chosen or mean < chosen[c][0]:
-            chosen[c] = (mean, var, int(rows[np.argmin(y[rows])]), setting)
+            chosen[c] = (mean, var, int(rows[np.argmin(y[rows])]))
     first = {}  # cell → its first row, so cells come out in the table's order
     for i in range(n):
         first.setdefault(int(cell[i]), i)
     order = sorted(chosen, key=first.__getitem__)
-    mean, var, index, _ = (np.array([chosen[c][k] for c in order]) for k in range(4)) if order else \
-        (np.zeros(0), np.zeros(0), np.zeros(0, dtype=int), None)
-    index = np.asarray(index, dtype=int)
-    sigma = np.sqrt(np.asarray(var, dtype=float))
+    mean = np.array([chosen[c][0] for c in order], dtype=float)
+    sigma = np.sqrt(np.array([chosen[c][1] for c in order], dtype=float))
+    index = np.array([chosen[c][2] for c in order], dtype=int)
     cell_w = REFERENCE_LOG_SD ** 2 / sigma ** 2
     notes = []
     if unnamed:
         named = ", ".join(aggregation.columns) or "no column"
         notes.append(f"{unnamed} of {n} rows repeat the {cell_text} and {named} of another row: averaged as "
                      f"repeats (name the column that tells them apart with --best-over COL or --mean-over COL)")
-    return Cells(X={k: np.asarray(v, dtype=float)[index] for k, v in X.items()}, y=np.asarray(mean, dtype=float),
+    return Cells(X={k: np.asarray(v, dtype=float)[index] for k, v in X.items()}, y=mean,
                  sigma=sigma, weights=cell_w if np.any(np.abs(cell_w - 1) > 1e-12) else None, index=index,
                  best={col: np.asarray(hyper[col])[index] for col in best_cols}, n_rows=n,
                  message=f"{n} rows → {len(order)} cells, {aggregation.describe(cell_text)}", notes=notes)
