@@ -9,8 +9,8 @@
   intervals stay tight around an arbitrary answer. ``fit``, ``plan``, ``replay``, the sweep
   report and the active search summary all ask this one function.
 * :func:`unit_notes` — inputs that look like other units (N in millions, D in billions).
-* :func:`repeated_configs`, :func:`best_per_config` — several rows per (N, D), e.g. a
-  learning-rate sweep, which a fit would otherwise count as independent runs.
+* :func:`repeated_configs` — several rows per (N, D), e.g. a learning-rate sweep, which a fit
+  would otherwise count as independent runs (:mod:`fitting.aggregate` turns them into cells).
 * :func:`ratio_note` — a planned tokens-per-parameter ratio far outside the fitted runs'.
 """
 
@@ -21,8 +21,7 @@ from typing import Mapping
 
 import numpy as np
 
-__all__ = ["MIN_SPREAD", "Identifiability", "identifiability", "unit_notes", "repeated_configs",
-           "best_per_config", "ratio_note"]
+__all__ = ["MIN_SPREAD", "Identifiability", "identifiability", "unit_notes", "repeated_configs", "ratio_note"]
 
 #: Least spread (sd, in natural-log units, i.e. ≈ 10 %) the runs need across their thinnest
 #: direction in ln N × ln D for the N/D split to count as identified.
@@ -97,17 +96,6 @@ def repeated_configs(X: Mapping[str, np.ndarray]) -> tuple[int, np.ndarray]:
     _, groups = np.unique(keys, axis=0, return_inverse=True)
     groups = np.asarray(groups).ravel()
     return int(groups.max()) + 1 if groups.size else 0, groups
-
-
-def best_per_config(X: Mapping[str, np.ndarray], y: np.ndarray) -> np.ndarray:
-    """Mask keeping the lowest-``y`` row of each configuration (best over hyperparameters)."""
-    _, groups = repeated_configs(X)
-    y = np.asarray(y, dtype=float)
-    keep = np.zeros(y.size, dtype=bool)
-    order = np.lexsort((y, groups))  # by group, then loss
-    first = np.r_[True, groups[order][1:] != groups[order][:-1]] if y.size else np.zeros(0, dtype=bool)
-    keep[order[first]] = True
-    return keep
 
 
 def ratio_note(tokens_per_param: float, X: Mapping[str, np.ndarray], factor: float = RATIO_FACTOR) -> str | None:

@@ -31,9 +31,15 @@ def add_table_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drop-top-loss", type=int, default=None, metavar="K",
                    help="drop the K highest-loss rows (default 0; with --example, what its source does: 5 for "
                         "epoch-chinchilla, as Epoch)")
+    p.add_argument("--best-over", action="append", default=[], metavar="COL",
+                   help="aggregate a hyperparameter sweep: each cell (rows with the same law inputs, e.g. (N, D)) "
+                        "is represented by its best (lowest mean loss) setting of COL, e.g. lr (repeatable; "
+                        "fit also prints COL_opt ∝ N^k)")
+    p.add_argument("--mean-over", action="append", default=[], metavar="COL",
+                   help="average each setting over COL first, e.g. seed (repeatable); the spread widens the "
+                        "cell's noise (a lower fit weight)")
     p.add_argument("--best-per-config", action="store_true",
-                   help="keep only the lowest-loss row of each (N, D) (best over a hyperparameter sweep) instead of "
-                        "fitting repeated rows as independent runs")
+                   help="shorthand: keep the lowest-loss row of each (N, D) cell (every row its own setting)")
     p.add_argument("--flops-per-token", type=float, default=6.0,
                    help="k in C = k·N·D (default 6); also used to derive D from a compute column")
 
@@ -70,13 +76,28 @@ def load_table(source, args, law, *, drop_top_loss: int = 0, require_loss: bool 
             raise ValueError(f"--col expects INPUT=COLUMN, got {item!r}")
         k, v = item.split("=", 1)
         extra[k.strip()] = v.strip()
+    aggregate = table_aggregation(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         data = load_fit_data(source, n_col=args.n_col, d_col=args.d_col, loss_col=args.loss_col, c_col=args.c_col,
                              extra_cols=extra, law=law, flops_per_token=args.flops_per_token,
                              drop_top_loss=drop_top_loss, best_per_config=args.best_per_config,
-                             require_loss=require_loss, name=name)
+                             aggregate=aggregate, require_loss=require_loss, name=name)
     return data, [str(w.message) for w in caught]
+
+
+def table_aggregation(args):
+    """``--best-over`` / ``--mean-over`` → a :class:`fitting.aggregate.Aggregation` (None when
+    neither is given); a column in both, or twice, is a ValueError naming the flag."""
+    from fitting.aggregate import Aggregation
+
+    best, mean = list(getattr(args, "best_over", None) or []), list(getattr(args, "mean_over", None) or [])
+    if not best and not mean:
+        return None
+    try:
+        return Aggregation(tuple(best), tuple(mean))
+    except ValueError as err:
+        raise ValueError(f"--best-over/--mean-over: {err}") from None
 
 
 def add_data_args(p: argparse.ArgumentParser, runs_required: bool) -> None:
@@ -143,6 +164,11 @@ def _fit(args):
                       flops_per_token=args.flops_per_token)
     notes += [str(w.message) for w in caught if str(w.message) not in fit.warnings]
     fit.warnings[:0] = notes
+    if data.best:  # --best-over: the best setting per cell against scale (fitting.hyperparams)
+        from fitting.hyperparams import optimal_hyperparameters
+
+        fit.diagnostics["optimal_hyperparameters"] = optimal_hyperparameters(
+            data, level=args.level, flops_per_token=args.flops_per_token)
     if rows is not None:
         fit.diagnostics["rows"] = rows.note
     return fit

@@ -4,8 +4,9 @@
 columns, a CSV/Parquet path, or a sweep's metrics directory (read with
 ``metrics.load_runs``). Rows with a non-numeric cell, NaN/inf or a non-positive value
 in a used column are dropped *with a warning that says how many and why*; a missing column is an
-error naming the file and the columns that exist. Inputs in implausible units and repeated
-(N, D) configurations are warned about (:mod:`fitting.checks`).
+error naming the file and the columns that exist. Inputs in implausible units are warned about
+(:mod:`fitting.checks`); repeated (N, D) configurations are aggregated into cells when asked
+(:mod:`fitting.aggregate`: best over lr, mean over seed) and warned about when not.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class FitData:
     source: str = ""
     index: np.ndarray | None = None  # positions of these rows in the source table
     weights: np.ndarray | None = None  # per-row fit weights (None: all 1; fitting/run_result.py)
+    aggregation: str | None = None  # "60 rows → 12 cells, best over lr" when rows were aggregated
+    best: dict[str, np.ndarray] = field(default_factory=dict)  # best_over column → each cell's best value
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -64,7 +67,8 @@ class FitData:
         return FitData({k: v[mask] for k, v in self.X.items()}, self.y[mask], dict(self.columns),
                        self.n_dropped, dict(self.drop_reasons), self.source,
                        None if self.index is None else self.index[mask],
-                       None if self.weights is None else self.weights[mask])
+                       None if self.weights is None else self.weights[mask], self.aggregation,
+                       {k: v[mask] for k, v in self.best.items()})
 
     def compute(self, flops_per_token: float = 6.0) -> np.ndarray:
         """Training compute per run: the ``C`` column if present, else ``6·N·D``."""
@@ -208,6 +212,8 @@ def load_fit_data(
     statuses: tuple[str, ...] | None = USABLE_STATUSES,
     drop_top_loss: int = 0,
     best_per_config: bool = False,
+    aggregate=None,
+    weights=None,
     require_loss: bool = True,
     name: str | None = None,
 ) -> FitData:
@@ -221,29 +227,39 @@ def load_fit_data(
     Cells that are not numbers (empty, ``nan``, ``diverged``), NaN/inf and non-positive values
     drop their row, counted in one :class:`DataWarning`; a column with no number at all is a
     ValueError naming it. Inputs that look like other units (:func:`fitting.checks.unit_notes`;
-    not for a metrics directory, whose units the store fixes) and rows repeating another row's
-    inputs (a hyperparameter sweep) are warned about; ``best_per_config`` keeps the lowest-loss
-    row of each configuration instead.
-    ``drop_top_loss`` then drops that many highest-loss rows (Epoch drops 5). With
+    not for a metrics directory, whose units the store fixes) are warned about. Rows repeating
+    another row's inputs (a hyperparameter sweep) become one row per cell when ``aggregate`` (a
+    :class:`fitting.aggregate.Aggregation`: best over lr, mean over seed) is given, or
+    ``best_per_config`` (its shorthand: the lowest-loss row of each cell); without either they
+    are warned about. ``FitData.aggregation`` then says what was done and ``FitData.best`` holds
+    each cell's best setting. An aggregation column missing from the table, or one that is an
+    input of the law, is a ValueError naming it. ``weights``: per source-row fit weights (a
+    metrics directory's prediction-stopped runs get theirs from `fitting.run_result`).
+    ``drop_top_loss`` then drops that many highest-loss rows (cells) (Epoch drops 5). With
     ``require_loss=False`` (prediction targets) the loss column is optional (``y`` is NaN where
     absent) and never drops a row. ``name`` describes the source in messages (default: its path).
     ``FitData.index`` holds the kept rows' positions in the source table.
     """
     if isinstance(source, FitData):
         return source
-    from fitting.checks import best_per_config as _best, repeated_configs, unit_notes
+    from fitting.aggregate import EVERY_ROW, Aggregation
+    from fitting.checks import unit_notes
     from fitting.laws import get_law
 
     if law is not None:
         law = get_law(law)
         inputs = law.inputs
     inputs = tuple(inputs) if inputs is not None else ("N", "D")
+    if best_per_config and aggregate:
+        raise ValueError("give --best-per-config or --best-over/--mean-over, not both")
+    aggregate = Aggregation((EVERY_ROW,)) if best_per_config else aggregate or None
     cols, desc, is_store = read_table(source)
-    weights = None
     if is_store:  # a prediction-stopped run stands for its planned end, down-weighted
         from fitting.run_result import fitted_columns
 
-        cols, weights = fitted_columns(cols)
+        cols, store_weights = fitted_columns(cols)
+        if store_weights is not None:
+            weights = store_weights if weights is None else np.asarray(weights, dtype=float) * store_weights
     desc = name or desc
     explicit = {"N": n_col, "D": d_col, "C": c_col, "loss": loss_col, **(extra_cols or {})}
     n_rows = len(next(iter(cols.values()))) if cols else 0
@@ -260,6 +276,7 @@ def load_fit_data(
         drop(~np.isin(np.asarray(cols["status"]).astype(str), list(statuses)), f"status not in {list(statuses)}")
 
     mapping, derive_d = _resolve(cols, inputs, explicit, is_store, desc, require_loss)
+    _check_aggregation(aggregate, cols, mapping, desc)
     arrays = {}
     for key, col in mapping.items():
         arrays[key], bad, examples = numeric_column(cols[col], col, desc)
@@ -278,36 +295,74 @@ def load_fit_data(
         a = arrays[key]
         drop(~np.isfinite(a), f"NaN/inf in {mapping[key]}")
         drop(a <= 0, f"non-positive {mapping[key]}")
-    X_all = {k: arrays[k] for k in inputs}
-    if require_loss and keep.any():
-        n_configs, _ = repeated_configs({k: v[keep] for k, v in X_all.items()})
-        n_kept = int(keep.sum())
-        if n_configs < n_kept:
-            what = f"({', '.join(inputs)})"
-            if best_per_config:
-                best = np.zeros(n_rows, dtype=bool)
-                best[np.where(keep)[0][_best({k: v[keep] for k, v in X_all.items()}, arrays["loss"][keep])]] = True
-                drop(~best, f"not the lowest loss of their {what} (best_per_config)")
-            else:
-                warnings.warn(f"{desc}: {n_kept - n_configs} of {n_kept} rows repeat the {what} of another row "
-                              f"({n_configs} distinct {what}); they are fitted as independent runs. For a "
-                              f"hyperparameter sweep keep the best row of each (--best-per-config)", DataWarning,
-                              stacklevel=2)
-    if drop_top_loss:
-        idx = np.where(keep)[0]
-        worst = idx[np.argsort(arrays["loss"][idx])[::-1][: int(drop_top_loss)]]
-        keep[worst] = False
-        reasons[f"{int(drop_top_loss)} highest-loss rows (drop_top_loss)"] = len(worst)
+    kept = np.where(keep)[0]
+    X, y, index, best, message = {k: arrays[k][kept] for k in inputs}, arrays["loss"][kept], kept, {}, None
+    weights = None if weights is None else np.asarray(weights, dtype=float)[kept]
+    if require_loss and kept.size:
+        if aggregate:
+            from fitting.aggregate import aggregate_rows
 
+            cells = aggregate_rows(X, y, {c: np.asarray(cols[c])[kept] for c in aggregate.columns}, aggregate,
+                                   weights, f"({', '.join(inputs)})")
+            for note in cells.notes:
+                warnings.warn(f"{desc}: {note}", DataWarning, stacklevel=2)
+            X, y, index, weights, best, message = (cells.X, cells.y, kept[cells.index], cells.weights, cells.best,
+                                                   cells.message)
+        else:
+            _warn_repeats(X, cols, kept, mapping, inputs, desc)
     n_dropped = int((~keep).sum())
+    if drop_top_loss:
+        worst = np.argsort(y)[::-1][: int(drop_top_loss)]
+        sel = np.ones(len(y), dtype=bool)
+        sel[worst] = False
+        reasons[f"{int(drop_top_loss)} highest-loss {'cells' if message else 'rows'} (drop_top_loss)"] = len(worst)
+        X, y, index = {k: v[sel] for k, v in X.items()}, y[sel], index[sel]
+        weights = None if weights is None else weights[sel]
+        best = {k: v[sel] for k, v in best.items()}
+        n_dropped += len(worst)
     if n_dropped:
         why = "; ".join(f"{v} for {k}" for k, v in reasons.items())
         warnings.warn(f"dropped {n_dropped} of {keep.size} rows from {desc}: {why}", DataWarning, stacklevel=2)
-    if not keep.any():
+    if not len(y):
         raise ValueError(f"no usable rows in {desc} (dropped {n_dropped}: {reasons})")
-    X = {k: v[keep] for k, v in X_all.items()}
     for note in [] if is_store else unit_notes(X, mapping):  # a metrics store's units are its contract's
         warnings.warn(f"{desc}: {note}", DataWarning, stacklevel=2)
-    return FitData(X=X, y=arrays["loss"][keep], columns=mapping, n_dropped=n_dropped, drop_reasons=reasons,
-                   source=str(desc), index=np.where(keep)[0], weights=None if weights is None else weights[keep])
+    return FitData(X=X, y=y, columns=mapping, n_dropped=n_dropped, drop_reasons=reasons, source=str(desc),
+                   index=index, weights=weights, aggregation=message, best=best)
 
+
+def _check_aggregation(aggregate, cols: Mapping[str, Any], mapping: Mapping[str, str], desc: str) -> None:
+    """An aggregation column must exist and must not be one the law reads (an input or the loss)."""
+    if not aggregate:
+        return
+    for col in aggregate.columns:
+        which = "best_over" if col in aggregate.best_over else "mean_over"
+        if col not in cols:
+            raise ValueError(f"{which} column {col!r} not found in {desc}; available columns: {sorted(cols)}")
+        used = [k for k, v in mapping.items() if v == col]
+        if used:
+            raise ValueError(f"{which} column {col!r} is the law's {used[0]} column in {desc}: a law input cannot "
+                             f"also be aggregated over")
+
+
+def _warn_repeats(X: Mapping[str, np.ndarray], cols: Mapping[str, Any], kept: np.ndarray,
+                  mapping: Mapping[str, str], inputs, desc: str) -> None:
+    """Several rows per configuration and no aggregation: say so, which hyperparameter columns
+    vary within a configuration, and the flags that aggregate them."""
+    from fitting.aggregate import HYPERPARAMETER_COLUMNS, swept_in_cells
+    from fitting.checks import repeated_configs
+
+    n_configs, _ = repeated_configs(X)
+    n_kept = kept.size
+    if n_configs >= n_kept:
+        return
+    what = f"({', '.join(inputs)})"
+    used = set(mapping.values())
+    swept = swept_in_cells(X, {c: np.asarray(cols[c])[kept] for c in HYPERPARAMETER_COLUMNS
+                               if c in cols and c not in used})
+    varying = f"; {', '.join(swept)} vary within a {what}" if swept else ""
+    warnings.warn(f"{desc}: {n_kept - n_configs} of {n_kept} rows repeat the {what} of another row "
+                  f"({n_configs} distinct {what}); they are fitted as independent runs{varying}. For a "
+                  f"hyperparameter sweep aggregate each {what} cell: --best-over COL (e.g. lr) keeps its best "
+                  f"setting, --mean-over COL (e.g. seed) averages replicates first, --best-per-config keeps its "
+                  f"best row", DataWarning, stacklevel=3)

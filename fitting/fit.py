@@ -177,6 +177,10 @@ class FitResult:
             "columns": dict(self.data.columns),
             "warnings": list(self.warnings),
         }
+        if self.data.aggregation:  # several rows per cell became one (fitting.aggregate)
+            out["aggregation"] = self.data.aggregation
+        if self.diagnostics.get("optimal_hyperparameters"):
+            out["optimal_hyperparameters"] = [h.to_dict() for h in self.diagnostics["optimal_hyperparameters"]]
         if self.bootstrap is not None:
             out["n_bootstrap"] = self.bootstrap.n
         if "holdout" in self.diagnostics:
@@ -190,6 +194,8 @@ class FitResult:
         lines = [f"law {self.law.name}: {self.n_points} points ({self.data.n_dropped} dropped), "
                  f"{self.loss}{'(δ=%g)' % self.delta if self.loss == 'huber' else ''}, {self.n_starts} starts, "
                  f"uncertainty: {'bootstrap (%d)' % self.bootstrap.n if self.bootstrap is not None else 'sandwich'}"]
+        if self.data.aggregation:
+            lines.append(f"rows: {self.data.aggregation}")
         verdict = self.identifiability
         if not verdict.identified:
             lines.append(f"NOT IDENTIFIED: {verdict.reason}; the values below fit these runs but do not separate "
@@ -206,6 +212,7 @@ class FitResult:
         if "holdout" in self.diagnostics:
             h = self.diagnostics["holdout"]
             lines.append(f"held out: {h['n']} points, mean |rel err| {h['mae_rel']:.4%}, max {h['max_rel']:.4%}")
+        lines += [h.text() for h in self.diagnostics.get("optimal_hyperparameters", ())]
         for w in self.warnings:
             lines.append(f"warning: {w}")
         return "\n".join(lines)

@@ -4,7 +4,9 @@
 (warm-started from the previous optimum, which is cheap and almost always lands in the same
 basin), and every ``full_every`` new runs does a full multi-start refit so a bad early basin
 cannot trap the fit for good. Failed or diverged runs (a ``failed`` flag, or a loss that is not
-a positive finite number) are excluded and counted, never fitted.
+a positive finite number) are excluded and counted, never fitted. With an ``aggregate``
+(:class:`fitting.aggregate.Aggregation`) runs sharing the law's inputs are fitted as one cell
+(best over lr, mean over seed), each run's hyperparameter values given to ``add``.
 
 Everything numeric is delegated to :mod:`fitting.fit` (``fit_law``, ``prediction_interval``);
 this module only decides *when* to fit and *from where*.
@@ -18,6 +20,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from fitting.aggregate import Aggregation, aggregate_rows
 from fitting.data import FitData
 from fitting.fit import FitError, FitResult, fit_law
 from fitting.objective import log_jacobian
@@ -56,7 +59,9 @@ class _Runs:
     """Column store of accepted runs (grows by appending)."""
 
     inputs: tuple[str, ...]
+    hyper_names: tuple[str, ...] = ()  # the aggregation's columns (lr, seed, ...)
     cols: dict[str, list[float]] = field(default_factory=dict)
+    hyper: dict[str, list] = field(default_factory=dict)
     loss: list[float] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
     weights: list[float] = field(default_factory=list)  # 1, or below for a predicted loss
@@ -64,18 +69,28 @@ class _Runs:
     def __post_init__(self):
         for c in self.inputs:
             self.cols.setdefault(c, [])
+        for c in self.hyper_names:
+            self.hyper.setdefault(c, [])
 
-    def append(self, x: Mapping[str, float], loss: float, run_id: str, weight: float = 1.0) -> None:
+    def append(self, x: Mapping[str, float], loss: float, run_id: str, weight: float = 1.0,
+               hyper: Mapping[str, Any] | None = None) -> None:
         for c in self.inputs:
             self.cols[c].append(float(x[c]))
+        for c in self.hyper_names:
+            self.hyper[c].append((hyper or {}).get(c))
         self.loss.append(float(loss))
         self.ids.append(run_id)
         self.weights.append(float(weight))
 
-    def fit_data(self) -> FitData:
+    def fit_data(self, aggregate: Aggregation | None = None) -> FitData:
         X = {c: np.asarray(v, dtype=float) for c, v in self.cols.items()}
         w = np.asarray(self.weights, dtype=float)
-        return FitData(X=X, y=np.asarray(self.loss, dtype=float), columns={c: c for c in self.inputs},
+        y = np.asarray(self.loss, dtype=float)
+        if aggregate and y.size:
+            cells = aggregate_rows(X, y, {c: np.array(v, dtype=object) for c, v in self.hyper.items()}, aggregate, w)
+            return FitData(X=cells.X, y=cells.y, columns={c: c for c in self.inputs}, source="online",
+                           index=cells.index, weights=cells.weights, aggregation=cells.message, best=cells.best)
+        return FitData(X=X, y=y, columns={c: c for c in self.inputs},
                        source="online", weights=w if (w < 1).any() else None)
 
 
@@ -121,10 +136,11 @@ class OnlineFitter:
     when runs were added.
     """
 
-    def __init__(self, law, config: OnlineFitConfig | None = None):
+    def __init__(self, law, config: OnlineFitConfig | None = None, aggregate: Aggregation | None = None):
         self.law: Law = get_law(law)
         self.config = config or OnlineFitConfig()
-        self._runs = _Runs(self.law.inputs)
+        self.aggregate = aggregate or None
+        self._runs = self._empty_runs()
         self._seen: set[str] = set()
         self.n_failed = 0
         self.n_full_refits = 0
@@ -142,14 +158,23 @@ class OnlineFitter:
         return len(self._runs.loss)
 
     @property
+    def n_cells(self) -> int:
+        """Fitted rows: the accepted runs, or with an aggregation the cells they form."""
+        return len(self._runs.fit_data(self.aggregate)) if self.aggregate and self.n_runs else self.n_runs
+
+    @property
     def run_ids(self) -> list[str]:
         return list(self._runs.ids)
 
+    def _empty_runs(self) -> _Runs:
+        return _Runs(self.law.inputs, self.aggregate.columns if self.aggregate else ())
+
     def add(self, x: Mapping[str, float], loss: float | None, *, failed: bool = False,
-            run_id: str | None = None, weight: float = 1.0) -> bool:
+            run_id: str | None = None, weight: float = 1.0, hyper: Mapping[str, Any] | None = None) -> bool:
         """Record a run; returns whether it was accepted for fitting. A run id seen before is
         ignored (idempotent when the same store is read twice). ``weight`` < 1: a less certain
-        loss (a predicted one, `fitting.run_result.result_loss`)."""
+        loss (a predicted one, `fitting.run_result.result_loss`). ``hyper``: the run's values of
+        the aggregation's columns (e.g. ``{"lr": 1e-3, "seed": 0}``)."""
         run_id = str(run_id) if run_id is not None else f"run{len(self._seen)}"
         if run_id in self._seen:
             return False
@@ -161,7 +186,7 @@ class OnlineFitter:
         if bad:
             self.n_failed += 1
             return False
-        self._runs.append(x, float(loss), run_id, weight)
+        self._runs.append(x, float(loss), run_id, weight, hyper)
         self._dirty = True
         self._since_full += 1
         return True
@@ -195,12 +220,12 @@ class OnlineFitter:
     def refit(self, *, full: bool | None = None) -> FitResult | None:
         """Refit now. ``full=None``: full multi-start when there is no fit yet or ``full_every``
         runs arrived since the last full one, else warm. None while too few runs to fit."""
-        if self.n_runs < self.law.n_params + 1:
+        data = self._runs.fit_data(self.aggregate)
+        if len(data) < self.law.n_params + 1:  # runs, or with an aggregation cells
             self._dirty = False
             return None
         cfg = self.config
         full = full if full is not None else (self._fit is None or self._since_full >= cfg.full_every)
-        data = self._runs.fit_data()
         common = dict(loss=cfg.loss, delta=cfg.delta, level=cfg.level, seed=cfg.seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # degenerate-design warnings are expected early on
@@ -259,6 +284,7 @@ class OnlineFitter:
             "loss": list(self._runs.loss),
             "ids": list(self._runs.ids),
             "weights": list(self._runs.weights),
+            "hyper": {c: list(v) for c, v in self._runs.hyper.items()},
             "seen": sorted(self._seen),
             "n_failed": self.n_failed,
             "since_full": self._since_full,
@@ -268,20 +294,22 @@ class OnlineFitter:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if list(state["inputs"]) != list(self.law.inputs):
             raise ValueError(f"state is for inputs {state['inputs']}, law {self.law.name!r} has {list(self.law.inputs)}")
-        self._runs = _Runs(self.law.inputs)
+        self._runs = self._empty_runs()
         weights = state.get("weights") or [1.0] * len(state["ids"])  # states saved before weights: all 1
+        hyper = state.get("hyper") or {}
         for i, run_id in enumerate(state["ids"]):
             self._runs.append({c: state["runs"][c][i] for c in self.law.inputs}, state["loss"][i], run_id,
-                              weights[i])
+                              weights[i], {c: v[i] for c, v in hyper.items()})
         self._seen = set(state["seen"])
         self.n_failed = int(state["n_failed"])
         self._since_full = int(state["since_full"])
         self._fit = None
         self._dirty = False
-        if state.get("z") is not None and self.n_runs > self.law.n_params:
+        data = self._runs.fit_data(self.aggregate)
+        if state.get("z") is not None and len(data) > self.law.n_params:
             # warm refit from the saved optimum: same basin, fresh covariance
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self._fit = fit_law(self.law, self._runs.fit_data(), starts=(),
+                self._fit = fit_law(self.law, data, starts=(),
                                     init=self.law.from_z(np.asarray(state["z"])), loss=self.config.loss,
                                     delta=self.config.delta, level=self.config.level)

@@ -122,10 +122,12 @@ def _cmd_predict(args) -> int:
                "misfit": calibration.describe() if calibration else None}
     if args.json:
         print(json.dumps(json_safe({"law": law.name, "params": fit.params, "warnings": notes, **summary,
-                                 "targets": rows})))
+                                 "aggregation": data.aggregation, "targets": rows})))
         return 0
     for note in notes:
         print(f"warning: {note}")
+    if data.aggregation:
+        print(f"rows: {data.aggregation}")
     print(f"fit on {summary['n_train']} of {len(data)} runs ({args.train}): "
           + ", ".join(f"{k}={v:.4g}" for k, v in fit.params.items()))
     if calibration:

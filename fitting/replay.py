@@ -255,6 +255,8 @@ def _cmd_replay(args) -> int:
     _write_predictions(args.out, tgt_cols, iv)
     for note in notes:
         print(f"warning: {note}")
+    if pool.aggregation:
+        print(f"pool rows: {pool.aggregation}")
     print(f"bought {len(run.bought)} of {len(cands)} pool rows with strategy {args.strategy}; "
           f"compute spent {run.spent:.4g} of budget {budget:.4g} ({run.spent / cands.cost.sum():.2%} of the pool)")
     for i in run.bought:

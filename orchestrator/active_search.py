@@ -4,7 +4,9 @@
 whose `propose` asks :class:`fitting.strategies.ActiveDesign` for the planned trial that most
 reduces the expected error of the predicted loss over the target region per cost, with the running
 trials fantasised as already observed so concurrent slots get different runs. Every completed
-trial is fed to an :class:`fitting.online.OnlineFitter`. The search finishes when nothing
+trial is fed to an :class:`fitting.online.OnlineFitter`, which fits runs sharing an (N, D) as one
+cell when the spec's axes sweep lr, batch or seeds (``aggregate``: `SweepSpec.aggregation`,
+fitting/aggregate.py). The search finishes when nothing
 affordable is left (``budget``), every planned run was taken (``all_taken``), ``max_trials``
 were started, or the target's relative confidence half-width falls to
 ``stop_when["rel_pred_ci"]``; the summary says which, and why the law could not be fitted if
@@ -48,7 +50,7 @@ class ActiveSearcher(BudgetedSearcher):
     def __init__(self, trials: Iterable[TrialSpec], *, law="chinchilla", target: Mapping[str, Any] | None = None,
                  max_trials: int | None = None, stop_when: Mapping[str, float] | None = None,
                  done_keys: Iterable[str] = (), seed: int = 0, fit_config: OnlineFitConfig | None = None,
-                 strategy: ActiveDesign | None = None, cost: str = "flops", **kwargs):
+                 strategy: ActiveDesign | None = None, cost: str = "flops", aggregate=None, **kwargs):
         super().__init__(**kwargs)
         if cost not in ("flops", "time"):
             raise ValueError(f"active search: cost must be 'flops' or 'time', got {cost!r}")
@@ -67,7 +69,7 @@ class ActiveSearcher(BudgetedSearcher):
         self.n_started = 0
         self.seed = seed
         self.strategy = strategy or ActiveDesign()
-        self.fitter = OnlineFitter(self.law, fit_config or OnlineFitConfig(seed=seed))
+        self.fitter = OnlineFitter(self.law, fit_config or OnlineFitConfig(seed=seed), aggregate=aggregate)
         self.finished_keys |= set(done_keys)
         self.stop_reason: str | None = None
         self.stop_detail = ""  # the numbers behind stop_reason
@@ -99,10 +101,12 @@ class ActiveSearcher(BudgetedSearcher):
 
     def _no_fit_reason(self) -> str:
         """Why the law has no fit: too few usable runs, and what limited them."""
-        need, usable = self.law.n_params + 1, self.fitter.n_runs
+        need, usable = self.law.n_params + 1, self.fitter.n_cells
+        runs = f"{self.fitter.n_runs} usable runs in {usable} cells" if usable != self.fitter.n_runs else \
+            f"{usable} usable runs"
         if usable >= need:
-            return f"the fit of {usable} runs did not converge"
-        why = [f"{usable} usable runs, needs {need}"]
+            return f"the fit of {runs} did not converge"
+        why = [f"{runs}, needs {need}"]
         cheapest = np.sort(self.candidates.cost)
         if len(self.trials) < need:
             why.append(f"the plan has only {len(self.trials)} runs")
@@ -171,7 +175,20 @@ class ActiveSearcher(BudgetedSearcher):
         self.outcomes["failed" if failed else (result or {}).get("status") or "ended"] += 1
         if not failed and wall and flops and wall > 0 and flops > 0:
             self.run_times.append((float(n), float(flops), float(wall)))
-        self.fitter.add({"N": n, "D": d}, loss, failed=failed, run_id=key, weight=weight)
+        self.fitter.add({"N": n, "D": d}, loss, failed=failed, run_id=key, weight=weight,
+                        hyper=self._hyper(key, result))
+
+    def _hyper(self, key: str, result: dict | None) -> dict:
+        """The run's values of the aggregation's columns: its runs row (a stored run), else its
+        planned trial (a Tune result carries no lr or seed)."""
+        trial = self.trials[self._index[key]] if key in self._index else None
+        out = {}
+        for column in self.fitter.aggregate.columns if self.fitter.aggregate else ():
+            value = (result or {}).get(column)
+            if value is None and trial is not None:
+                value = getattr(trial, column, getattr(trial.shape, column, None))
+            out[column] = value
+        return out
 
     def get_extra_state(self) -> dict:
         return {"fitter": self.fitter.state_dict(), "n_started": self.n_started, "stop_reason": self.stop_reason,
@@ -199,6 +216,8 @@ class ActiveSearcher(BudgetedSearcher):
                  f"{f' ({ended})' if ended else ''}; spent "
                  f"{ledger.spent:.3g} of {ledger.limit_flops:.3g} FLOPs ({ledger.spent / ledger.limit_flops:.0%})"]
         fit = self.fitter.fit
+        if fit is not None and fit.data.aggregation:
+            lines.append(f"  fitted cells: {fit.data.aggregation}")
         if fit is None:
             lines.append(f"  law {self.law.name}: no fit ({self._no_fit_reason()})")
         elif not fit.identifiability.identified:  # no interval printed as if the data fixed it

@@ -53,8 +53,10 @@ class SweepReport:
 
 
 def build_report(storage: str, sweep: str, out_dir: str | os.PathLike, *, law_name: str = "chinchilla",
-                 target_compute: float | None = None, n_bootstrap: int = 200) -> SweepReport:
-    """Read the sweep, fit, plan, plot. Raises FileNotFoundError (creating nothing) when
+                 target_compute: float | None = None, n_bootstrap: int = 200, aggregate=None) -> SweepReport:
+    """Read the sweep, fit, plan, plot. ``aggregate`` (a `fitting.aggregate.Aggregation`): how
+    several runs per (N, D) become one cell; None: whatever hyperparameter column the runs sweep
+    within a cell (best over lr and batch_tokens, mean over seed). Raises FileNotFoundError (creating nothing) when
     ``storage`` or the sweep in it does not exist; writes into ``out_dir`` (a local path or a
     pyarrow.fs URI) only when there are runs to report. Store files that cannot be read are
     listed in ``report.skipped``."""
@@ -89,7 +91,7 @@ def build_report(storage: str, sweep: str, out_dir: str | os.PathLike, *, law_na
         write_atomically(f"{out_root}/{name}", lambda stream: stream.write(content), out_fs)
         return join(out_dir, name)
 
-    fit = _fit(usable, law_name, n_bootstrap, report)
+    fit = _fit(usable, law_name, n_bootstrap, report, aggregate)
     if fit is not None:
         report.fit = fit
         report.fit_text = fit.summary()
@@ -101,37 +103,43 @@ def build_report(storage: str, sweep: str, out_dir: str | os.PathLike, *, law_na
     return report
 
 
-def _fit(usable: list[dict], law_name: str, n_bootstrap: int, report: SweepReport):
-    """Fit the requested law; with too few runs for it, fall back to L(N) and say so."""
+def _fit(usable: list[dict], law_name: str, n_bootstrap: int, report: SweepReport, aggregate=None):
+    """Fit the requested law to the runs, several per (N, D) as one cell (``aggregate``; None:
+    the hyperparameter columns the runs sweep within a cell, `fitting.aggregate`); with too few
+    runs (cells) for it, fall back to L(N) on the largest D and say so."""
+    from fitting.aggregate import HYPERPARAMETER_COLUMNS, default_aggregation, swept_in_cells
     from fitting.data import load_fit_data
     from fitting.fit import fit_law
+    from fitting.hyperparams import optimal_hyperparameters
     from fitting.laws import get_law
-
-    law = get_law(law_name)
-    if len(usable) <= law.n_params:
-        report.notes.append(f"{len(usable)} usable runs cannot identify the {law.n_params} parameters of "
-                            f"{law.name}; fitting L(N) on the largest D instead")
-        largest_d = max(r["dataset_tokens"] for r in usable)
-        usable = [r for r in usable if r["dataset_tokens"] == largest_d]
-        law = get_law("kaplan_n")
-        if len(usable) <= law.n_params:
-            report.notes.append("too few runs for any fit")
-            return None
     from fitting.run_result import as_fitted
 
     fitted = [as_fitted(r) for r in usable]  # a prediction-stopped run: its planned end, down-weighted
-    table = {
-        "N": np.array([r["non_embedding_params"] for r, _ in fitted], dtype=float),
-        "D": np.array([r["tokens_seen"] for r, _ in fitted], dtype=float),
-        "loss": np.array([r["best_val_loss"] for r, _ in fitted], dtype=float),
-    }
+    table = {"N": np.array([r["non_embedding_params"] for r, _ in fitted], dtype=float),
+             "D": np.array([r["tokens_seen"] for r, _ in fitted], dtype=float),
+             "loss": np.array([r["best_val_loss"] for r, _ in fitted], dtype=float),
+             **{c: np.array([r.get(c) for r, _ in fitted], dtype=object) for c in HYPERPARAMETER_COLUMNS}}
     weights = np.array([w for _, w in fitted])
+    if aggregate is None:
+        aggregate = default_aggregation(swept_in_cells({"N": table["N"], "D": table["D"]},
+                                                       {c: table[c] for c in HYPERPARAMETER_COLUMNS}))
+    law = get_law(law_name)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        data = load_fit_data(table, n_col="N", d_col="D", loss_col="loss", law=law, statuses=None)
-        if (weights < 1).any():
-            data.weights = weights[data.index]
+        data = load_fit_data(table, n_col="N", d_col="D", loss_col="loss", law=law, statuses=None,
+                             aggregate=aggregate or None, weights=weights if (weights < 1).any() else None)
+        if len(data) <= law.n_params:
+            report.notes.append(f"{len(data)} usable {'cells' if data.aggregation else 'runs'} cannot identify the "
+                                f"{law.n_params} parameters of {law.name}; fitting L(N) on the largest D instead")
+            law = get_law("kaplan_n")
+            planned = np.array([r["dataset_tokens"] for r in usable], dtype=float)[data.index]
+            data = data.subset(planned == planned.max())
+            if len(data) <= law.n_params:
+                report.notes.append("too few runs for any fit")
+                return None
         fit = fit_law(law, data, n_bootstrap=n_bootstrap, seed=0)
+    if data.best:
+        fit.diagnostics["optimal_hyperparameters"] = optimal_hyperparameters(data)
     report.notes += sorted({str(w.message) for w in caught})
     return fit
 
@@ -239,6 +247,11 @@ def register(subparsers) -> None:
     rep.add_argument("--law", default="chinchilla", help="law to fit: built-in name, file.py:LAW or pkg.module:LAW (default chinchilla)")
     rep.add_argument("--out", help="output directory, local or a URI (default: <storage>/<sweep>/report)")
     rep.add_argument("--compute", type=float, help="target compute for the plan (default 100x the largest run)")
+    rep.add_argument("--best-over", action="append", default=[], metavar="COL",
+                     help="fit each (N, D) cell's best setting of COL (repeatable; default: lr and batch_tokens "
+                          "where the runs sweep them within a cell)")
+    rep.add_argument("--mean-over", action="append", default=[], metavar="COL",
+                     help="average each setting over COL first (repeatable; default: seed where swept)")
     rep.set_defaults(func=run_report)
 
     demo = subparsers.add_parser("demo", help="run the built-in demo sweep end to end (sweep → metrics → fit → report)")
@@ -251,8 +264,11 @@ def register(subparsers) -> None:
 def run_report(args: argparse.Namespace) -> int:
     from metrics import join
 
+    from fitting.cli import table_aggregation
+
     out = args.out or join(args.storage, args.sweep, "report")
-    report = build_report(args.storage, args.sweep, out, law_name=args.law, target_compute=args.compute)
+    report = build_report(args.storage, args.sweep, out, law_name=args.law, target_compute=args.compute,
+                          aggregate=table_aggregation(args))
     print(report.summary())
     return 0 if report.n_runs else 1
 
@@ -273,6 +289,6 @@ def run_demo(args: argparse.Namespace) -> int:
     spec = load_spec(raw)
     fs, store = resolve(spec.storage)
     run_sweep(spec, resume=fs.get_file_info(store).type != pafs.FileType.NotFound)
-    report = build_report(spec.storage, spec.name, join(out, "report"))
+    report = build_report(spec.storage, spec.name, join(out, "report"), aggregate=spec.aggregation())
     print(report.summary())
     return 0 if report.n_usable else 1

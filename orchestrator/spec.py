@@ -32,7 +32,7 @@ from orchestrator.spec_data import DATA_CHECKS, check_data
 from orchestrator.spec_fields import Problems, axis
 from orchestrator.spec_types import (
     ACTIVE_LAWS, AXES_KEYS, CUT_POLICIES, SEARCH_COSTS, SEARCH_KINDS, TRAINER_KEYS, Axes, Budget,
-    EarlyPrediction, Resources, SearchSpec, SweepSpec,
+    EarlyPrediction, FitAggregate, FitSpec, Resources, SearchSpec, SweepSpec,
 )
 from orchestrator.target import parse_stop_when, parse_target
 from trainers.config import TrainConfig, corpus_from
@@ -46,7 +46,7 @@ __all__ = ["load_spec", "validate_spec", "validate_command", "STORAGE_SCHEMES"]
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 
 _TOP_KEYS = ("name", "storage", "corpus", "axes", "trainer", "resources", "search", "budget",
-             "early_prediction")
+             "early_prediction", "fit")
 
 
 # --------------------------------------------------------------------------------------------
@@ -169,6 +169,16 @@ def _budget(raw: Any) -> Budget:
     )
 
 
+def _fit(raw: Any, problems: Problems) -> FitSpec:
+    raw = mapping(raw, "fit", [f.name for f in dataclasses.fields(FitSpec)])
+    aggregate = _section(FitAggregate, raw.get("aggregate"), "fit.aggregate", problems)
+    both = sorted(set(aggregate.best_over or ()) & set(aggregate.mean_over or ()))
+    if both:
+        raise fail("fit.aggregate", f"column {both[0]!r} is in both best_over and mean_over (a column is "
+                                    f"either optimised over or averaged over)")
+    return FitSpec(aggregate=aggregate)
+
+
 def load_spec(path_or_dict: str | os.PathLike | Mapping) -> SweepSpec:
     """Parse and validate a sweep spec (YAML path or already-loaded mapping). Every section is
     parsed even when another fails; the SpecError lists one problem per line."""
@@ -186,6 +196,7 @@ def load_spec(path_or_dict: str | os.PathLike | Mapping) -> SweepSpec:
         "budget": problems.parse(_budget, raw.get("budget")),
         "early_prediction": problems.parse(_section, EarlyPrediction, raw.get("early_prediction"),
                                            "early_prediction", problems),
+        "fit": problems.parse(_fit, raw.get("fit"), problems, default=FitSpec()),
     }
     axes, trainer = parts["axes"], parts["trainer"]
     if axes and trainer is not None and "dataset" in axes.regime and trainer.get("max_steps") is None:
@@ -240,6 +251,11 @@ def validate_command(path: str | os.PathLike, *, check_corpus: bool = True) -> s
     spec, grid = validate_spec(path, check_corpus=check_corpus, check_storage=check_corpus,
                                prepare=False, report=corpora)
     lines = [f"sweep {spec.name} -> {join(spec.storage, spec.name)}/", format_grid(grid), *corpora]
+    aggregation = spec.aggregation()
+    if aggregation:  # several runs per (N, D): say how each cell is represented in the fits
+        given = spec.fit.aggregate.best_over is not None or spec.fit.aggregate.mean_over is not None
+        lines.append(f"fit: each (N, D) cell aggregated, {aggregation.describe()} "
+                     f"({'fit.aggregate' if given else 'default: the axes sweep them'})")
     if not check_corpus:
         lines.append("data checks deferred (each trial runs them when it loads the corpus): "
                      + "; ".join(DATA_CHECKS) + "; storage not checked from here (`run` checks it)")

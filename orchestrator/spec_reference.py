@@ -17,7 +17,9 @@ import sys
 
 from trainers.config import TrainConfig
 from trainers.data import CorpusSpec
-from orchestrator.spec_types import TRAINER_KEYS, Axes, Budget, EarlyPrediction, Resources, SearchSpec, SweepSpec
+from orchestrator.spec_types import (
+    TRAINER_KEYS, Axes, Budget, EarlyPrediction, FitAggregate, Resources, SearchSpec, SweepSpec,
+)
 
 # (section key, dataclass, fields to list, what the section is)
 SECTIONS = (
@@ -35,6 +37,13 @@ SECTIONS = (
     ("early_prediction", EarlyPrediction, None, "Stop a run when its final loss is predicted from its "
                                                 "curve; checked before Ray starts (enough evaluations "
                                                 "before `min_fraction` of the shortest run)."),
+    ("fit.aggregate", FitAggregate, None, "Several runs per (N, D) (a learning-rate, batch or seed axis) "
+                                          "are one cell in every fit of the sweep (the active designer's, "
+                                          "the report's): its best setting of `best_over`, each setting "
+                                          "averaged over `mean_over` first, the seeds' spread added to the "
+                                          "cell's noise. **Default**: best over `lr` and `batch_tokens` "
+                                          "and mean over `seed`, each when its axis has more than one "
+                                          "value; `scalesweep validate` prints what applies."),
 )
 
 HEADER = """# Sweep spec reference

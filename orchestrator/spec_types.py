@@ -172,6 +172,52 @@ class EarlyPrediction:
                                  "relative to the loss, is at most this", positive)
 
 
+AGGREGATE_COLUMNS = ("lr", "batch_tokens", "seed", "n_ctx", "regime", "n_layer", "d_model", "n_heads",
+                     "d_ff", "d_attn")
+"""Runs-table columns a sweep's fit may aggregate over: the ones its axes set (not N, D or loss)."""
+
+
+def _columns_item(value: Any, path: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    values = value if isinstance(value, (list, tuple)) else [value]
+    seen: list[str] = []
+    for i, column in enumerate(values):
+        where = f"{path}[{i}]" if isinstance(value, (list, tuple)) else path
+        if column not in AGGREGATE_COLUMNS:
+            raise fail(where, f"unknown column {column!r}; one of {', '.join(AGGREGATE_COLUMNS)}")
+        if column in seen:
+            raise fail(where, f"column {column!r} is named twice")
+        seen.append(column)
+    return tuple(seen)
+
+
+_columns_item.rule = f"any of {', '.join(AGGREGATE_COLUMNS)}, or a list of them"
+
+
+@dataclass(frozen=True)
+class FitAggregate:
+    """How several runs per (N, D) become one cell wherever the sweep fits (the active designer's
+    online fit, the report): the best setting of best_over after averaging over mean_over
+    (fitting/aggregate.py). A list left out defaults from the axes: best over lr and batch_tokens
+    and mean over seeds, each when its axis has more than one value; [] turns one off."""
+
+    best_over: tuple[str, ...] | None = option(
+        None, "columns whose best (lowest mean loss) setting represents the cell, e.g. [lr, "
+              "batch_tokens]; default: those of lr and batch_tokens the axes sweep",
+        _columns_item, optional=True)
+    mean_over: tuple[str, ...] | None = option(
+        None, "columns averaged over first (their spread widens the cell's noise), e.g. [seed]; "
+              "default: seed when axes.seeds has more than one value", _columns_item, optional=True)
+
+
+@dataclass(frozen=True)
+class FitSpec:
+    aggregate: FitAggregate = option(default_factory=FitAggregate,
+                                     doc="hyperparameter axes aggregated per (N, D) cell (below)",
+                                     shown_default="from the axes")
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     name: str = option(doc="the sweep's name (letters, digits, '.', '_', '-'); runs land in "
@@ -189,6 +235,22 @@ class SweepSpec:
     early_prediction: EarlyPrediction = option(default_factory=EarlyPrediction,
                                                doc="stopping runs whose outcome is known (below)",
                                                shown_default="enabled: false")
+    fit: FitSpec = option(default_factory=FitSpec, doc="how the sweep's runs are fitted (below)",
+                          shown_default="aggregate from the axes")
+
+    def aggregation(self):
+        """The `fitting.aggregate.Aggregation` the sweep's fits use: `fit.aggregate`, each list
+        left out taken from the axes (`fitting.aggregate.default_aggregation`)."""
+        from fitting.aggregate import Aggregation, default_aggregation
+
+        given = self.fit.aggregate
+        auto = default_aggregation({"lr": self.axes.lr, "batch_tokens": self.axes.batch_tokens,
+                                    "seed": self.axes.seeds})
+        best = given.best_over if given.best_over is not None else \
+            tuple(c for c in auto.best_over if c not in (given.mean_over or ()))
+        mean = given.mean_over if given.mean_over is not None else \
+            tuple(c for c in auto.mean_over if c not in best)
+        return Aggregation(best, mean)
 
     @property
     def vocab_size(self) -> int:

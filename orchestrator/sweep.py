@@ -178,7 +178,7 @@ def _make_active_searcher(spec: SweepSpec, grid: Grid, **common):
     designer = ActiveDesign.with_misfit(search.misfit, seed_size=search.seed_runs)
     return ActiveSearcher(grid.trials, law=search.law or "chinchilla", target=dict(search.target),
                           max_trials=search.max_trials, stop_when=dict(search.stop_when) or None,
-                          strategy=designer, cost=search.cost, **common)
+                          strategy=designer, cost=search.cost, aggregate=spec.aggregation(), **common)
 
 
 def _rerun_with(tuner, verbose: int, reporter, max_failures: int) -> None:

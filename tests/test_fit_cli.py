@@ -195,8 +195,8 @@ def test_repeated_configurations_are_warned_about_or_reduced(tmp_path, capsys):
     assert any("40 of 60 rows repeat the (N, D) of another row (20 distinct (N, D))" in w for w in obj["warnings"])
     rc, out, _ = run(capsys, "fit", csv, "--bootstrap", 0, "--best-per-config", "--json")
     obj = json.loads(out)
-    assert rc == 0 and obj["n_points"] == 20 and obj["n_dropped"] == 40
-    assert any("40 for not the lowest loss of their (N, D)" in w for w in obj["warnings"])
+    assert rc == 0 and obj["n_points"] == 20 and obj["n_dropped"] == 0  # aggregated into cells, not dropped
+    assert obj["aggregation"] == "60 rows → 20 cells, best row of each (N, D)"
     assert obj["params"]["alpha"] == pytest.approx(0.34, abs=0.05)  # the best rows are the law's own
 
 
