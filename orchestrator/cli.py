@@ -65,6 +65,10 @@ def _run(args: argparse.Namespace) -> int:
     if summary.interrupted:
         print(f"scalesweep run: interrupted by {summary.interrupted}; continue the sweep with:\n"
               f"  {resume_command(args)}", file=sys.stderr, flush=True)
+    if summary.exit_code == 0:  # a spec's ladder: section trains after a sweep that ended cleanly
+        from orchestrator.ladder import ladder_after_sweep
+
+        return ladder_after_sweep(args)
     return summary.exit_code
 
 
@@ -82,7 +86,8 @@ def register(subparsers) -> None:
         description="Run a sweep spec on Ray Tune. Ctrl-C or SIGTERM stops it gracefully: running trials are "
                     "recorded as interrupted, it exits 130 (SIGINT) or 143 (SIGTERM) and prints the --resume "
                     "line that continues them (from their last checkpoints). Exit 1: a run failed after its retries; "
-                    "diverged runs are results (exit 0), counted in the summary.")
+                    "diverged runs are results (exit 0), counted in the summary. A spec with a ladder: section then "
+                    "trains its ladder run (`scalesweep ladder`).")
     run.add_argument("spec", help="sweep spec YAML")
     run.add_argument("--resume", action="store_true",
                      help="continue the sweep's Tune experiment (after a kill); ended runs are not re-run")

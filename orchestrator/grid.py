@@ -170,9 +170,22 @@ def _config_error_path(message: str) -> str:
     return "axes"
 
 
+def make_trial(spec: SweepSpec, key: str, shape: ModelShape, dataset_tokens: int, *, regime: str,
+               batch_tokens: int, lr: float | None, seed: int, target_params: float | None = None) -> TrialSpec:
+    """One run as the grid plans it (not yet checked: `check_trial`): its planned tokens and exact
+    FLOPs under the spec's trainer.max_steps, and Kaplan's LR for its actual N where `lr` is None.
+    The grid's trials and the scaling ladder's run (orchestrator/ladder.py) are built here."""
+    tokens = _planned_tokens(regime, dataset_tokens, batch_tokens, spec.trainer.get("max_steps"))
+    return TrialSpec(
+        trial_key=key, shape=shape, dataset_tokens=dataset_tokens, regime=regime, seed=seed,
+        lr=lr if lr is not None else kaplan_lr(non_embedding_params(shape)), batch_tokens=batch_tokens,
+        planned_flops=train_flops(shape, tokens), planned_tokens=tokens, target_params=target_params,
+        corpus=spec.corpus, trainer=spec.trainer,
+    )
+
+
 def _trials(spec: SweepSpec) -> list[TrialSpec]:
     axes, default = spec.axes, Axes()
-    max_steps = spec.trainer.get("max_steps")
     trials, problems = [], TrialProblems()
     for n_ctx in axes.n_ctx:
         for shape_choice, dataset_tokens, regime, batch_tokens, lr, seed in itertools.product(
@@ -186,15 +199,10 @@ def _trials(spec: SweepSpec) -> list[TrialSpec]:
             key += f"-B{_compact(batch_tokens)}" if batch_tokens != default.batch_tokens[0] else ""
             key += f"-lr{_compact(lr)}" if lr is not None else ""
             key += f"-s{seed}"
-            tokens = _planned_tokens(regime, dataset_tokens, batch_tokens, max_steps)
-            trial = TrialSpec(
-                trial_key=key, shape=shape_choice.shape, dataset_tokens=dataset_tokens, regime=regime,
-                seed=seed, lr=lr if lr is not None else kaplan_lr(non_embedding_params(shape_choice.shape)),
-                batch_tokens=batch_tokens, planned_flops=train_flops(shape_choice.shape, tokens),
-                planned_tokens=tokens, target_params=shape_choice.target_params, corpus=spec.corpus,
-                trainer=spec.trainer,
-            )
-            problems.check(trial, lambda trial=trial: _check_trial(trial, spec.resources))
+            trial = make_trial(spec, key, shape_choice.shape, dataset_tokens, regime=regime,
+                               batch_tokens=batch_tokens, lr=lr, seed=seed,
+                               target_params=shape_choice.target_params)
+            problems.check(trial, lambda trial=trial: check_trial(trial, spec.resources))
             trials.append(trial)
     problems.raise_any()
     keys = [t.trial_key for t in trials]
@@ -230,7 +238,7 @@ class TrialProblems:
             raise SpecError("\n".join(self.lines()))
 
 
-def _check_trial(trial: TrialSpec, resources: Resources) -> None:
+def check_trial(trial: TrialSpec, resources: Resources) -> None:
     """Everything the trainer checks before it reads data, with its own code: the config, the
     batch geometry over `resources.workers` ranks, and the validation windows per rank."""
     config = trial.train_config

@@ -32,7 +32,7 @@ from orchestrator.spec_data import DATA_CHECKS, check_data
 from orchestrator.spec_fields import Problems, axis
 from orchestrator.spec_types import (
     ACTIVE_LAWS, AXES_KEYS, CUT_POLICIES, SEARCH_COSTS, SEARCH_KINDS, TRAINER_KEYS, Axes, Budget,
-    EarlyPrediction, Resources, SearchSpec, SweepSpec,
+    EarlyPrediction, LadderSpec, Resources, SearchSpec, SweepSpec,
 )
 from orchestrator.target import parse_stop_when, parse_target
 from trainers.config import TrainConfig, corpus_from
@@ -46,7 +46,7 @@ __all__ = ["load_spec", "validate_spec", "validate_command", "STORAGE_SCHEMES"]
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 
 _TOP_KEYS = ("name", "storage", "corpus", "axes", "trainer", "resources", "search", "budget",
-             "early_prediction")
+             "early_prediction", "ladder")
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,6 +186,8 @@ def load_spec(path_or_dict: str | os.PathLike | Mapping) -> SweepSpec:
         "budget": problems.parse(_budget, raw.get("budget")),
         "early_prediction": problems.parse(_section, EarlyPrediction, raw.get("early_prediction"),
                                            "early_prediction", problems),
+        "ladder": None if raw.get("ladder") is None else problems.parse(
+            _section, LadderSpec, raw["ladder"], "ladder", problems),
     }
     axes, trainer = parts["axes"], parts["trainer"]
     if axes and trainer is not None and "dataset" in axes.regime and trainer.get("max_steps") is None:

@@ -17,7 +17,9 @@ import sys
 
 from trainers.config import TrainConfig
 from trainers.data import CorpusSpec
-from orchestrator.spec_types import TRAINER_KEYS, Axes, Budget, EarlyPrediction, Resources, SearchSpec, SweepSpec
+from orchestrator.spec_types import (
+    TRAINER_KEYS, Axes, Budget, EarlyPrediction, LadderSpec, Resources, SearchSpec, SweepSpec,
+)
 
 # (section key, dataclass, fields to list, what the section is)
 SECTIONS = (
@@ -35,6 +37,8 @@ SECTIONS = (
     ("early_prediction", EarlyPrediction, None, "Stop a run when its final loss is predicted from its "
                                                 "curve; checked before Ray starts (enough evaluations "
                                                 "before `min_fraction` of the shortest run)."),
+    ("ladder", LadderSpec, None, "Optional. `scalesweep run` trains it after a sweep that ends with exit 0; "
+                                 "`scalesweep ladder SPEC` runs it on demand (`--multiplier` overrides)."),
 )
 
 HEADER = """# Sweep spec reference

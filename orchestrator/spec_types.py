@@ -172,6 +172,27 @@ class EarlyPrediction:
                                  "relative to the loss, is at most this", positive)
 
 
+def ladder_multiplier(value: Any, path: str) -> float:
+    """K of a scaling ladder: a number > 1 (the ladder predicts beyond the sweep, never inside it)."""
+    parsed = number(value, path)
+    if not parsed > 1:
+        raise fail(path, f"must be a number > 1 (the ladder's compute over the sweep's largest run), got {value!r}")
+    return parsed
+
+
+ladder_multiplier.rule = "number > 1"
+
+
+@dataclass(frozen=True)
+class LadderSpec:
+    """A scaling ladder (orchestrator/ladder.py): after the sweep, train the compute-optimal run the
+    sweep's fitted law predicts at `multiplier` x its largest run's compute, and score the prediction."""
+
+    multiplier: float = option(4.0, "the ladder run's compute over the largest fitted run's", ladder_multiplier)
+    allow_at_bounds: bool = option(False, "train even when the fitted law has parameters at their bounds "
+                                          "(by default the ladder refuses: its interval is unreliable)", _flag)
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     name: str = option(doc="the sweep's name (letters, digits, '.', '_', '-'); runs land in "
@@ -189,6 +210,9 @@ class SweepSpec:
     early_prediction: EarlyPrediction = option(default_factory=EarlyPrediction,
                                                doc="stopping runs whose outcome is known (below)",
                                                shown_default="enabled: false")
+    ladder: LadderSpec | None = option(None, "a scaling ladder that `scalesweep run` trains after the sweep "
+                                             "ends with exit 0 (below); null: none (`scalesweep ladder` "
+                                             "runs one on demand)", optional=True)
 
     @property
     def vocab_size(self) -> int:

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "fitting.replay",      # replay
     "fitting.predict_cli", # predict
     "orchestrator.cli",    # validate, run
+    "orchestrator.ladder", # ladder
     "orchestrator.report", # report, demo
 )
 
