@@ -89,8 +89,15 @@ def register(subparsers) -> None:
                     "diverged runs are results (exit 0), counted in the summary. A spec with a ladder: section then "
                     "trains its ladder run (`scalesweep ladder`).")
     run.add_argument("spec", help="sweep spec YAML")
+    add_run_flags(run, "the sweep's")
+    run.set_defaults(func=_run)
+
+
+def add_run_flags(run: argparse.ArgumentParser, what: str) -> None:
+    """The flags of a command that trains on Ray (`run`, `ladder`): resume, cluster, CPUs, retries,
+    quiet, deferred data checks. `what` names whose Tune experiment --resume continues."""
     run.add_argument("--resume", action="store_true",
-                     help="continue the sweep's Tune experiment (after a kill); ended runs are not re-run")
+                     help=f"continue {what} Tune experiment (after a kill); ended runs are not re-run")
     run.add_argument("--address", default=None,
                      help="attach to a running Ray cluster ('auto' or host:port; its token is read from "
                           "RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token); default: start a "
@@ -101,4 +108,3 @@ def register(subparsers) -> None:
     run.add_argument("--quiet", action="store_true",
                      help="no progress table and no trial worker output, only the summary")
     run.add_argument("--defer-data-checks", action="store_true", help=_DEFER_HELP)
-    run.set_defaults(func=_run)

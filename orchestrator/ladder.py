@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -35,6 +36,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from orchestrator.spec_types import EarlyPrediction, LadderSpec, SweepSpec, ladder_multiplier
+from trainers.fields import SpecError
 from trainers.shapes import ModelShape, non_embedding_params, shape_for_params, train_flops
 
 LADDER_PREFIX = "ladder-x"
@@ -277,6 +279,28 @@ def check_ladder_budget(spec: SweepSpec, trial) -> bool:
     return True
 
 
+def ladder_estimate(spec: SweepSpec, grid) -> str | None:
+    """Before the sweep (`validate_spec`): the spec's ladder section, estimated at its multiplier x
+    the largest planned grid run (the ladder's exact plan needs the sweep's fit). → one line for
+    `validate`, or None without a section. Raises SpecError naming ``budget`` when the grid's
+    planned FLOPs plus that estimate exceed the budget: the ladder would be refused only after the
+    whole sweep ran. An active search spends the budget as it goes, so its ladder is checked after."""
+    from fitting.cost import affordable
+    from orchestrator.budget import limit_flops
+
+    if spec.ladder is None or not grid.trials:
+        return None
+    estimate = spec.ladder.multiplier * max(t.planned_flops for t in grid.trials)
+    line = (f"ladder: after the sweep, one run at {spec.ladder.multiplier:g} x the largest run's compute, "
+            f"about {estimate:.3g} FLOPs")
+    limit = limit_flops(spec.budget)
+    if spec.search.kind == "grid" and not affordable(grid.total_flops + estimate, limit, limit):
+        raise SpecError(f"budget: the grid plans {grid.total_flops:.3g} FLOPs and its ladder (ladder.multiplier "
+                         f"{spec.ladder.multiplier:g}) about {estimate:.3g} more, over the limit of {limit:.3g}; raise "
+                         f"budget.flops to at least {grid.total_flops + estimate:.3g} or lower ladder.multiplier")
+    return line
+
+
 # --------------------------------------------------------------------------------------------
 # Training it
 
@@ -312,6 +336,7 @@ def run_ladder(spec, *, multiplier: float | None = None, allow_at_bounds: bool |
     from orchestrator.spec_data import check_data
     from orchestrator.sweep import run_sweep, trial_settings
 
+    spec_path = None if isinstance(spec, (SweepSpec, Mapping)) else str(spec)
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
     settings = spec.ladder or LadderSpec()
     multiplier = settings.multiplier if multiplier is None else multiplier
@@ -336,6 +361,10 @@ def run_ladder(spec, *, multiplier: float | None = None, allow_at_bounds: bool |
                             verbose=verbose, make_searcher=one_run, check_corpus=check_corpus,
                             experiment=trial.trial_key)
         exit_code = summary.exit_code
+        if summary.interrupted:
+            print(f"scalesweep ladder: interrupted by {summary.interrupted}; continue the ladder run with:\n"
+                  f"  scalesweep ladder {spec_path or 'SPEC'} --multiplier {multiplier:g} --resume",
+                  file=sys.stderr, flush=True)
     else:
         print(f"ladder {trial.trial_key}: already trained in sweep {spec.name}; scoring its stored run", flush=True)
     stored = load_runs(spec.storage, spec.name, trial_id=trial.trial_key).to_pylist()
@@ -374,6 +403,8 @@ def _cmd_ladder(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
+    from orchestrator.cli import add_run_flags
+
     p = subparsers.add_parser(
         "ladder", help="train the compute-optimal run a finished sweep predicts at K x its largest run; score it",
         description="From a finished sweep: fit its law (search.law or chinchilla), predict the compute-optimal "
@@ -386,11 +417,6 @@ def register(subparsers) -> None:
     p.add_argument("--allow-at-bounds", action="store_true",
                    help="train even when the fit has parameters at their bounds (default: refuse, exit 2)")
     p.add_argument("--level", type=float, default=0.9, help="prediction-interval level (default 0.9)")
-    p.add_argument("--resume", action="store_true", help="continue the ladder run's Tune experiment after a kill")
-    p.add_argument("--address", default=None, help="attach to a running Ray cluster (as `run`)")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
-    p.add_argument("--max-failures", type=int, default=2, help="retries of the ladder run (default 2)")
-    p.add_argument("--quiet", action="store_true", help="no progress table, only the plan and the verdict")
-    p.add_argument("--defer-data-checks", action="store_true", help="as `run --defer-data-checks`")
+    add_run_flags(p, "the ladder run's")
     p.set_defaults(func=_cmd_ladder)
 

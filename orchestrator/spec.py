@@ -207,15 +207,21 @@ def validate_spec(spec: SweepSpec | str | os.PathLike | Mapping, *, check_corpus
     each extra-eval set can be read; and (unless `check_storage` is False) that the storage is
     reachable from here (`metrics.check_reachable`: the driver reads and writes the store).
     ``prepare`` False (`validate`) tokenises nothing (an unprepared corpus's sizes are not
-    checked); ``report`` receives one line per corpus (`orchestrator.spec_data.check_data`).
+    checked); ``report`` receives one line per corpus (`orchestrator.spec_data.check_data`) and one
+    for a ``ladder:`` section, whose estimated cost must fit the budget with the grid
+    (`orchestrator.ladder.ladder_estimate`).
     Raises SpecError, one line per problem."""
     from metrics import check_reachable
 
     from orchestrator.early_stop import check_evaluations
+    from orchestrator.ladder import ladder_estimate
 
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
     grid = expand_grid(spec)
     check_evaluations(spec.early_prediction, grid.trials, spec.resources.workers)
+    ladder = ladder_estimate(spec, grid)  # a ladder the budget cannot pay is refused before the sweep
+    if ladder and report is not None:
+        report.append(ladder)
     problems = []
     if check_corpus:
         try:

@@ -14,8 +14,9 @@ from fitting.allocate import chinchilla_optimal
 from metrics import TrialWriter, load_ladder, write_ladder_row
 from orchestrator.grid import expand_grid
 from orchestrator.ladder import check_ladder_budget, plan_ladder
-from orchestrator.spec import load_spec
+from orchestrator.spec import load_spec, validate_spec
 from scalesweep.cli import main
+from trainers.fields import SpecError
 from trainers.shapes import non_embedding_params, shape_for_params, train_flops
 
 TRUE = {"E": 1.8, "A": 400.0, "alpha": 0.34, "B": 2000.0, "beta": 0.36}  # the surface the runs follow
@@ -178,3 +179,18 @@ def test_ladder_table_round_trip(synth, tmp_path):
     assert load_ladder(str(tmp_path), "nothing").num_rows == 0
     with pytest.raises(ValueError, match="unknown columns"):
         write_ladder_row(storage, "synth", {**row, "bogus": 1})
+
+
+def test_a_ladder_section_the_budget_cannot_pay_is_refused_before_the_sweep(tmp_path):
+    """The grid plus its ladder (estimated at K x the largest planned run) must fit the budget, or
+    the ladder would be refused only after the whole sweep ran."""
+    storage = tmp_path / "store"
+    trials = expand_grid(load_spec(spec_dict(storage))).trials
+    need = sum(t.planned_flops for t in trials) + 4 * max(t.planned_flops for t in trials)
+    with pytest.raises(SpecError, match=r"^budget: the grid plans .* its ladder \(ladder.multiplier 4\)"):
+        validate_spec(spec_dict(storage, budget=0.99 * need, ladder={"multiplier": 4}), check_corpus=False)
+    lines = []
+    validate_spec(spec_dict(storage, budget=need, ladder={}), check_corpus=False, report=lines)
+    assert lines == [f"ladder: after the sweep, one run at 4 x the largest run's compute, about "
+                     f"{4 * max(t.planned_flops for t in trials):.3g} FLOPs"]
+    assert not storage.exists()
