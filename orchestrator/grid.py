@@ -300,6 +300,26 @@ def expand_grid(spec: SweepSpec) -> Grid:
                     total_flops=sum(t.planned_flops for t in kept))
 
 
+def ladder_estimate(spec: SweepSpec, grid: Grid) -> str | None:
+    """Before the sweep (`validate_spec`): the spec's scaling-ladder section (orchestrator/ladder.py),
+    estimated at its multiplier x the largest planned grid run (its exact plan needs the sweep's
+    fit). → one line for `validate`, or None without a section. Raises SpecError naming ``budget`` when the grid's
+    planned FLOPs plus that estimate exceed the budget: the ladder would be refused only after the
+    whole sweep ran. An active search spends the budget as it goes, so its ladder is checked after."""
+    if spec.ladder is None or not grid.trials:
+        return None
+    estimate = spec.ladder.multiplier * max(t.planned_flops for t in grid.trials)
+    line = (f"ladder: after the sweep, one run at {spec.ladder.multiplier:g} x the largest run's compute, "
+            f"about {estimate:.3g} FLOPs")
+    limit = limit_flops(spec.budget)
+    if spec.search.kind == "grid" and not affordable(grid.total_flops + estimate, limit, limit):
+        raise fail("budget", f"the grid plans {grid.total_flops:.3g} FLOPs and its ladder (ladder.multiplier "
+                             f"{spec.ladder.multiplier:g}) about {estimate:.3g} more, over the limit of {limit:.3g}; "
+                             f"raise budget.flops to at least {grid.total_flops + estimate:.3g} or lower "
+                             f"ladder.multiplier")
+    return line
+
+
 def format_grid(grid: Grid) -> str:
     """The table `scalesweep validate` prints."""
     header = ("trial", "n_layer", "d_model", "heads", "d_ff", "N", "N/target", "D", "regime",

@@ -11,7 +11,7 @@ spec's ``ladder:`` section, run by `scalesweep run` after a sweep that ends with
    re-predicted at the trained (N, D), each loss with its prediction interval widened by the law's
    misfit (`fitting.extrapolation`, as `plan` and `predict`). The run's planned FLOPs must fit what
    the spec's budget has left after the sweep.
-2. `run_ladder`: that one run through `orchestrator.sweep.run_sweep` (a one-run `GridSearcher`;
+2. `run_ladder` (`scalesweep ladder`, in orchestrator/cli.py): that one run through `orchestrator.sweep.run_sweep` (a one-run `GridSearcher`;
    the sweep's trainer settings, resources and storage; its own Tune experiment, named by its
    trial key ``ladder-x<K>``), so retries, resume and the budget ledger work as for any run; then
    its row in the sweep's ``ladder/`` table (`metrics.write_ladder_row`; docs/architecture.md §3).
@@ -36,7 +36,6 @@ from typing import Any, Mapping
 import numpy as np
 
 from orchestrator.spec_types import EarlyPrediction, LadderSpec, SweepSpec, ladder_multiplier
-from trainers.fields import SpecError
 from trainers.shapes import ModelShape, non_embedding_params, shape_for_params, train_flops
 
 LADDER_PREFIX = "ladder-x"
@@ -279,28 +278,6 @@ def check_ladder_budget(spec: SweepSpec, trial) -> bool:
     return True
 
 
-def ladder_estimate(spec: SweepSpec, grid) -> str | None:
-    """Before the sweep (`validate_spec`): the spec's ladder section, estimated at its multiplier x
-    the largest planned grid run (the ladder's exact plan needs the sweep's fit). → one line for
-    `validate`, or None without a section. Raises SpecError naming ``budget`` when the grid's
-    planned FLOPs plus that estimate exceed the budget: the ladder would be refused only after the
-    whole sweep ran. An active search spends the budget as it goes, so its ladder is checked after."""
-    from fitting.cost import affordable
-    from orchestrator.budget import limit_flops
-
-    if spec.ladder is None or not grid.trials:
-        return None
-    estimate = spec.ladder.multiplier * max(t.planned_flops for t in grid.trials)
-    line = (f"ladder: after the sweep, one run at {spec.ladder.multiplier:g} x the largest run's compute, "
-            f"about {estimate:.3g} FLOPs")
-    limit = limit_flops(spec.budget)
-    if spec.search.kind == "grid" and not affordable(grid.total_flops + estimate, limit, limit):
-        raise SpecError(f"budget: the grid plans {grid.total_flops:.3g} FLOPs and its ladder (ladder.multiplier "
-                         f"{spec.ladder.multiplier:g}) about {estimate:.3g} more, over the limit of {limit:.3g}; raise "
-                         f"budget.flops to at least {grid.total_flops + estimate:.3g} or lower ladder.multiplier")
-    return line
-
-
 # --------------------------------------------------------------------------------------------
 # Training it
 
@@ -372,51 +349,3 @@ def run_ladder(spec, *, multiplier: float | None = None, allow_at_bounds: bool |
     write_ladder_row(spec.storage, spec.name, row)
     print(result_line(row), flush=True)
     return LadderOutcome(plan=plan, row=row, exit_code=exit_code)
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-
-
-def ladder_after_sweep(args: argparse.Namespace) -> int:
-    """`scalesweep run`'s ladder: the spec's ``ladder:`` section, trained after a sweep that ended
-    with exit 0; 0 when the spec has none. Uses the run's own flags (address, CPUs, retries)."""
-    from orchestrator.spec import load_spec
-
-    spec = load_spec(args.spec)
-    if spec.ladder is None:
-        return 0
-    return run_ladder(spec, resume=args.resume, address=args.address, num_cpus=args.num_cpus,
-                      max_failures=args.max_failures, verbose=0 if args.quiet else 1,
-                      check_corpus=not args.defer_data_checks).exit_code
-
-
-def _cmd_ladder(args: argparse.Namespace) -> int:
-    if args.multiplier is not None:
-        ladder_multiplier(args.multiplier, "--multiplier")  # before the spec or the store is read
-    if not 0 < args.level < 1:
-        raise ValueError(f"--level: must be in (0, 1), got {args.level}")
-    return run_ladder(args.spec, multiplier=args.multiplier, allow_at_bounds=args.allow_at_bounds or None,
-                      level=args.level, resume=args.resume, address=args.address, num_cpus=args.num_cpus,
-                      max_failures=args.max_failures, verbose=0 if args.quiet else 1,
-                      check_corpus=not args.defer_data_checks).exit_code
-
-
-def register(subparsers) -> None:
-    from orchestrator.cli import add_run_flags
-
-    p = subparsers.add_parser(
-        "ladder", help="train the compute-optimal run a finished sweep predicts at K x its largest run; score it",
-        description="From a finished sweep: fit its law (search.law or chinchilla), predict the compute-optimal "
-                    "N and D at --multiplier x its largest run's compute, train that one run on Ray like any run "
-                    "of the sweep (budget, retries, resume), and print predicted vs observed loss with the "
-                    "prediction interval and whether it covered it; the row lands in <storage>/<sweep>/ladder/.")
-    p.add_argument("spec", help="the sweep's spec YAML")
-    p.add_argument("--multiplier", type=float, default=None,
-                   help="K: the ladder's compute over the largest run's (> 1; default: the spec's ladder.multiplier, else 4)")
-    p.add_argument("--allow-at-bounds", action="store_true",
-                   help="train even when the fit has parameters at their bounds (default: refuse, exit 2)")
-    p.add_argument("--level", type=float, default=0.9, help="prediction-interval level (default 0.9)")
-    add_run_flags(p, "the ladder run's")
-    p.set_defaults(func=_cmd_ladder)
-

@@ -27,7 +27,7 @@ import os
 from typing import Any, Mapping
 
 from metrics import validate_name
-from orchestrator.grid import Grid, expand_grid, format_grid
+from orchestrator.grid import Grid, expand_grid, format_grid, ladder_estimate
 from orchestrator.spec_data import DATA_CHECKS, check_data
 from orchestrator.spec_fields import Problems, axis
 from orchestrator.spec_types import (
@@ -209,12 +209,11 @@ def validate_spec(spec: SweepSpec | str | os.PathLike | Mapping, *, check_corpus
     ``prepare`` False (`validate`) tokenises nothing (an unprepared corpus's sizes are not
     checked); ``report`` receives one line per corpus (`orchestrator.spec_data.check_data`) and one
     for a ``ladder:`` section, whose estimated cost must fit the budget with the grid
-    (`orchestrator.ladder.ladder_estimate`).
+    (`orchestrator.grid.ladder_estimate`).
     Raises SpecError, one line per problem."""
     from metrics import check_reachable
 
     from orchestrator.early_stop import check_evaluations
-    from orchestrator.ladder import ladder_estimate
 
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
     grid = expand_grid(spec)

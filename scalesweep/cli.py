@@ -18,8 +18,7 @@ COMMAND_MODULES = (
     "fitting.cli",         # fit, plan
     "fitting.replay",      # replay
     "fitting.predict_cli", # predict
-    "orchestrator.cli",    # validate, run
-    "orchestrator.ladder", # ladder
+    "orchestrator.cli",    # validate, run, ladder
     "orchestrator.report", # report, demo
 )
 
