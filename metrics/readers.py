@@ -263,13 +263,10 @@ def load_ladder(storage: str, sweep: str | None = None, *, as_pandas: bool = Fal
         warnings.warn(UnreadablePartWarning(part), stacklevel=2)
     if skipped is not None:
         skipped += found
-    if not tables:
-        return _finish_plain(LADDER_SCHEMA.empty_table(), as_pandas)
-    table = conform(pa.concat_tables(tables, promote_options="permissive"), LADDER_SCHEMA)
-    return _finish_plain(table.take(pc.sort_indices(table, sort_keys=[("trial_id", "ascending")])), as_pandas)
-
-
-def _finish_plain(table: pa.Table, as_pandas: bool):
+    table = LADDER_SCHEMA.empty_table()
+    if tables:
+        table = conform(pa.concat_tables(tables, promote_options="permissive"), LADDER_SCHEMA)
+        table = table.take(pc.sort_indices(table, sort_keys=[("trial_id", "ascending")]))
     return table.to_pandas() if as_pandas else table
 
 

@@ -132,6 +132,7 @@ def test_bad_input_names_the_thing(tmp_path, capsys):
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec_dict(storage)))
     for argv, needle in ((["--multiplier", "1"], "--multiplier"), (["--multiplier", "0.5"], "--multiplier"),
+                         (["--multiplier", "nan"], "--multiplier"), (["--level", "1.5"], "--level"),
                          ([], "sweep")):  # the sweep never ran
         assert main(["ladder", str(path), *argv]) == 2
         err = capsys.readouterr().err.strip().splitlines()
