@@ -178,6 +178,11 @@ def test_ladder_table_round_trip(synth, tmp_path):
     failed = plan.row({"status": "diverged", "flops": 1e9, "final_val_loss": math.nan})
     assert failed["observed_loss"] is None and failed["covered"] is None
     assert load_ladder(str(tmp_path), "nothing").num_rows == 0
+    (tmp_path / "synth" / "ladder" / "ladder-x9.parquet").write_bytes(b"not parquet")  # skipped, named, not fatal
+    skipped = []
+    with pytest.warns(UserWarning, match="ladder-x9.parquet"):
+        assert load_ladder(storage, "synth", skipped=skipped).num_rows == 1
+    assert [p.path.endswith("ladder-x9.parquet") for p in skipped] == [True]
     with pytest.raises(ValueError, match="unknown columns"):
         write_ladder_row(storage, "synth", {**row, "bogus": 1})
 
