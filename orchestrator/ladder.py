@@ -176,7 +176,9 @@ def _sweep_runs(spec: SweepSpec, law):
     parser = argparse.ArgumentParser(add_help=False)
     add_table_args(parser)  # the fit's own column defaults (and, with them, its aggregation flags)
     data, notes = load_table(store, parser.parse_args([]), law, name=f"sweep {spec.name}")
-    runs = load_runs(store)  # the table load_fit_data read, row for row: ids and FLOPs per token
+    with warnings.catch_warnings():  # its skipped parts are in `notes` already, from load_table's read
+        warnings.simplefilter("ignore")
+        runs = load_runs(store)  # the table load_fit_data read, row for row: ids and FLOPs per token
     rows = data.index
     ids = np.asarray(runs.column("trial_id").to_pylist(), dtype=object)[rows]
     flops = np.asarray(runs.column("flops").to_numpy(zero_copy_only=False), dtype=float)[rows]
