@@ -32,8 +32,8 @@ Contract choices (and why):
 Modules (the ground floor: ``metrics`` imports no other package of this project, and every
 package may import it): ``metrics.statuses`` (the run-status vocabulary), ``metrics.schema``
 (schemas, version, conformance), ``metrics.fs`` (``resolve``, ``join``, ``check_reachable``, names, part listing and the
-project's one atomic-write helper), ``metrics.writer`` (``TrialWriter``) and ``metrics.readers``
-(``load_runs``, ``load_curves``, ``list_sweeps``, ``require_sweep``, the part reader). The public
+project's one atomic-write helper), ``metrics.writer`` (``TrialWriter``, ``write_ladder_row``) and ``metrics.readers``
+(``load_runs``, ``load_curves``, ``load_ladder``, ``list_sweeps``, ``require_sweep``, the part reader). The public
 API below is imported lazily, so ``import metrics.statuses`` costs no pyarrow.
 """
 
@@ -48,10 +48,10 @@ _PUBLIC = {
     "SCHEMA_VERSION": "metrics.schema", "SCHEMA_VERSION_KEY": "metrics.schema",
     "EXTRA_EVAL_PREFIX": "metrics.schema", "RUNS_SCHEMA": "metrics.schema",
     "REQUIRED_CURVE_COLUMNS": "metrics.schema", "REQUIRED_RUN_COLUMNS": "metrics.schema",
-    "curves_schema": "metrics.schema",
+    "curves_schema": "metrics.schema", "LADDER_SCHEMA": "metrics.schema",
     "resolve": "metrics.fs", "join": "metrics.fs", "check_reachable": "metrics.fs",
     "validate_name": "metrics.fs", "write_atomically": "metrics.fs",
-    "TrialWriter": "metrics.writer",
+    "TrialWriter": "metrics.writer", "write_ladder_row": "metrics.writer", "load_ladder": "metrics.readers",
     "load_runs": "metrics.readers", "load_curves": "metrics.readers", "list_sweeps": "metrics.readers",
     "require_sweep": "metrics.readers", "SkippedPart": "metrics.readers",
     "UnreadablePartWarning": "metrics.readers",
@@ -62,13 +62,13 @@ __all__ = ["RUN_STATUSES", "ENDED_STATUSES", "USABLE_STATUSES", "STOP_REASONS", 
 if TYPE_CHECKING:
     from metrics.fs import check_reachable, join, resolve, validate_name, write_atomically
     from metrics.readers import (
-        SkippedPart, UnreadablePartWarning, list_sweeps, load_curves, load_runs, require_sweep,
+        SkippedPart, UnreadablePartWarning, list_sweeps, load_curves, load_ladder, load_runs, require_sweep,
     )
     from metrics.schema import (
-        EXTRA_EVAL_PREFIX, REQUIRED_CURVE_COLUMNS, REQUIRED_RUN_COLUMNS, RUNS_SCHEMA, SCHEMA_VERSION,
+        EXTRA_EVAL_PREFIX, LADDER_SCHEMA, REQUIRED_CURVE_COLUMNS, REQUIRED_RUN_COLUMNS, RUNS_SCHEMA, SCHEMA_VERSION,
         SCHEMA_VERSION_KEY, curves_schema,
     )
-    from metrics.writer import TrialWriter
+    from metrics.writer import TrialWriter, write_ladder_row
 
 
 def __getattr__(name: str):

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from metrics.fs import CURVE_PART_RE, RUN_PART_RE, check_reachable, list_parts, resolve, validate_name
 from metrics.schema import (
-    REQUIRED_CURVE_COLUMNS, REQUIRED_RUN_COLUMNS, RUNS_SCHEMA, SCHEMA_VERSION, SCHEMA_VERSION_KEY,
+    LADDER_SCHEMA, REQUIRED_CURVE_COLUMNS, REQUIRED_LADDER_COLUMNS, REQUIRED_RUN_COLUMNS, RUNS_SCHEMA, SCHEMA_VERSION, SCHEMA_VERSION_KEY,
     SEQ_COLUMN, castable, conform, curves_schema,
 )
 
@@ -37,6 +37,7 @@ _READ_THREADS = max(2, min(8, os.cpu_count() or 2))
 _READER_REQUIRED = {
     "runs": ("trial_id", "attempt", *REQUIRED_RUN_COLUMNS),
     "curves": ("trial_id", "attempt", *REQUIRED_CURVE_COLUMNS),
+    "ladder": REQUIRED_LADDER_COLUMNS,
 }
 
 
@@ -240,6 +241,33 @@ def load_runs(
         keys = [("trial_id", "ascending"), ("attempt", "ascending")]
         return _finish(table.take(pc.sort_indices(table, sort_keys=keys)), as_pandas)
     return _finish(_last_per_group(table, ("trial_id",), ("attempt",)), as_pandas)
+
+
+def load_ladder(storage: str, sweep: str | None = None, *, as_pandas: bool = False,
+                skipped: list[SkippedPart] | None = None) -> pa.Table | pd.DataFrame:
+    """The sweep's ``ladder/`` table (`metrics.LADDER_SCHEMA`): one row per ladder run, sorted by
+    trial_id; empty when no ladder ran. ``sweep=None``, ``skipped`` and unusable files: as in
+    `load_curves` (each file is one ladder run's row, `metrics.writer.write_ladder_row`)."""
+    fs, directory = resolve(storage, sweep or "", "ladder")
+    tables, found = [], []
+    for info in list_parts(fs, directory):
+        try:
+            result = read_part(fs, info.path, "ladder", LADDER_SCHEMA)
+        except PartVanished:  # replaced by a rerun of the same ladder while listed: its new file is read
+            continue
+        if isinstance(result, str):
+            found.append(SkippedPart(info.path, result))
+        else:
+            tables.append(result)
+    for part in found:
+        warnings.warn(UnreadablePartWarning(part), stacklevel=2)
+    if skipped is not None:
+        skipped += found
+    table = LADDER_SCHEMA.empty_table()
+    if tables:
+        table = conform(pa.concat_tables(tables, promote_options="permissive"), LADDER_SCHEMA)
+        table = table.take(pc.sort_indices(table, sort_keys=[("trial_id", "ascending")]))
+    return table.to_pandas() if as_pandas else table
 
 
 def require_sweep(storage: str, sweep: str | None = None) -> None:

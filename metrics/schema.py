@@ -108,6 +108,40 @@ REQUIRED_RUN_COLUMNS = (
     "tokens_seen", "steps", "flops", "wall_s",
 )
 
+LADDER_SCHEMA = pa.schema(
+    [
+        ("sweep", pa.string()),
+        ("trial_id", pa.string()),  # the ladder run's trial key in runs/ (e.g. ladder-x4)
+        ("multiplier", pa.float64()),  # K: the ladder's compute over the largest fitted run's
+        ("reference_compute", pa.float64()),  # the largest fitted run's exact training FLOPs
+        ("compute", pa.float64()),  # K x reference_compute: the FLOPs the prediction is for
+        ("law", pa.string()),
+        ("n_runs", pa.int64()),  # runs the law was fitted to
+        ("n_opt", pa.float64()),  # predicted compute-optimal N and D at `compute` (C = 6ND)
+        ("d_opt", pa.float64()),
+        ("loss_opt", pa.float64()),  # the law's loss at (n_opt, d_opt)
+        ("n_actual", pa.int64()),  # the trained shape's N and the tokens it was planned to see
+        ("d_actual", pa.int64()),
+        ("planned_flops", pa.float64()),  # the ladder run's planned exact FLOPs (budget)
+        ("predicted_loss", pa.float64()),  # the law's loss at (n_actual, d_actual) and its
+        ("predicted_lo", pa.float64()),  # prediction interval (law misfit included)
+        ("predicted_hi", pa.float64()),
+        ("predicted_level", pa.float64()),
+        ("status", pa.string()),  # the ladder run's status (metrics.RUN_STATUSES)
+        ("flops", pa.float64()),  # the ladder run's spent exact FLOPs
+        ("final_val_loss", pa.float64()),  # the ladder run's final validation loss
+        ("loss_column", pa.string()),  # the runs column the law was fitted to (best_val_loss)
+        ("observed_loss", pa.float64()),  # the ladder run's value of loss_column
+        ("covered", pa.bool_()),  # predicted_lo <= observed_loss <= predicted_hi (null: no loss)
+    ],
+    metadata=SCHEMA_METADATA,
+)
+"""The ``ladder/`` table: one row per ladder run (`scalesweep ladder`, orchestrator/ladder.py)."""
+
+REQUIRED_LADDER_COLUMNS = ("trial_id", "multiplier", "compute", "law", "predicted_loss", "predicted_lo",
+                           "predicted_hi", "predicted_level")
+
+
 def curves_schema(extra_evals: Sequence[str] = ()) -> pa.Schema:
     """Curves schema with one float64 ``val_loss_<name>`` column per extra eval set."""
     extra = []

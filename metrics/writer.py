@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 from metrics.fs import CURVE_PART_RE, list_parts, resolve, validate_name, write_atomically
 from metrics.readers import read_part
 from metrics.schema import (
-    CURVE_FIELDS, EXTRA_EVAL_PREFIX, REQUIRED_CURVE_COLUMNS, REQUIRED_RUN_COLUMNS, RUNS_SCHEMA,
+    CURVE_FIELDS, EXTRA_EVAL_PREFIX, LADDER_SCHEMA, REQUIRED_CURVE_COLUMNS, REQUIRED_LADDER_COLUMNS,
+    REQUIRED_RUN_COLUMNS, RUNS_SCHEMA,
     SCHEMA_METADATA, conform, curves_schema,
 )
 from metrics.statuses import RUN_STATUSES, STOP_REASONS
@@ -165,6 +166,24 @@ class TrialWriter:
         self._next_seq += 1
         for _, path in parts:
             self._fs.delete_file(path)
+
+
+def write_ladder_row(storage: str, sweep: str, row: dict) -> str:
+    """Write one ladder run's row to ``<storage>/<sweep>/ladder/<trial_id>.parquet`` (atomically:
+    a rerun of the same ladder replaces its row whole). → the path written. Raises ValueError for
+    a missing required column (`REQUIRED_LADDER_COLUMNS`) or a column outside `LADDER_SCHEMA`."""
+    missing = [c for c in REQUIRED_LADDER_COLUMNS if row.get(c) is None]
+    if missing:
+        raise ValueError(f"ladder row: missing required columns {missing}")
+    unknown = sorted(set(row) - set(LADDER_SCHEMA.names))
+    if unknown:
+        raise ValueError(f"ladder row: unknown columns {unknown}; allowed: {LADDER_SCHEMA.names}")
+    trial_id = validate_name("trial_id", row["trial_id"])
+    fs, directory = resolve(storage, validate_name("sweep", sweep), "ladder")
+    record = _coerce_floats({**row, "sweep": sweep}, LADDER_SCHEMA)
+    path = f"{directory}/{trial_id}.parquet"
+    _write_parquet(fs, path, pa.Table.from_pylist([record], schema=LADDER_SCHEMA))
+    return path
 
 
 def _write_parquet(fs, path: str, table: pa.Table) -> None:

@@ -1,4 +1,4 @@
-"""`scalesweep validate` and `scalesweep run`: the sweep driver's command line."""
+"""`scalesweep validate`, `scalesweep run` and `scalesweep ladder`: the sweep driver's command line."""
 
 from __future__ import annotations
 
@@ -65,7 +65,33 @@ def _run(args: argparse.Namespace) -> int:
     if summary.interrupted:
         print(f"scalesweep run: interrupted by {summary.interrupted}; continue the sweep with:\n"
               f"  {resume_command(args)}", file=sys.stderr, flush=True)
+    if summary.exit_code == 0:  # a spec's ladder: section trains after a sweep that ended cleanly
+        from orchestrator.spec import load_spec
+
+        spec = load_spec(args.spec)
+        if spec.ladder is not None:
+            return _train_ladder(spec, args)
     return summary.exit_code
+
+
+def _train_ladder(spec, args: argparse.Namespace, **options) -> int:
+    from orchestrator.ladder import run_ladder
+
+    return run_ladder(spec, resume=args.resume, address=args.address, num_cpus=args.num_cpus,
+                      max_failures=args.max_failures, verbose=0 if args.quiet else 1,
+                      check_corpus=not args.defer_data_checks, **options).exit_code
+
+
+def _ladder(args: argparse.Namespace) -> int:
+    """`scalesweep ladder` (orchestrator/ladder.py): the run's exit status (0: trained and scored)."""
+    from orchestrator.spec_types import ladder_multiplier
+
+    if args.multiplier is not None:
+        ladder_multiplier(args.multiplier, "--multiplier")  # before the spec or the store is read
+    if not 0 < args.level < 1:
+        raise ValueError(f"--level: must be in (0, 1), got {args.level}")
+    return _train_ladder(args.spec, args, multiplier=args.multiplier, level=args.level,
+                         allow_at_bounds=args.allow_at_bounds or None)
 
 
 def register(subparsers) -> None:
@@ -82,10 +108,34 @@ def register(subparsers) -> None:
         description="Run a sweep spec on Ray Tune. Ctrl-C or SIGTERM stops it gracefully: running trials are "
                     "recorded as interrupted, it exits 130 (SIGINT) or 143 (SIGTERM) and prints the --resume "
                     "line that continues them (from their last checkpoints). Exit 1: a run failed after its retries; "
-                    "diverged runs are results (exit 0), counted in the summary.")
+                    "diverged runs are results (exit 0), counted in the summary. A spec with a ladder: section then "
+                    "trains its ladder run (`scalesweep ladder`).")
     run.add_argument("spec", help="sweep spec YAML")
+    add_run_flags(run, "the sweep's")
+    run.set_defaults(func=_run)
+
+    ladder = subparsers.add_parser(
+        "ladder", help="train the compute-optimal run a finished sweep predicts at K x its largest run; score it",
+        description="From a finished sweep: fit its law (search.law or chinchilla), predict the compute-optimal "
+                    "N and D at --multiplier x its largest run's compute, train that one run on Ray like any run "
+                    "of the sweep (budget, retries, resume), and print predicted vs observed loss with the "
+                    "prediction interval and whether it covered it; the row lands in <storage>/<sweep>/ladder/.")
+    ladder.add_argument("spec", help="the sweep's spec YAML")
+    ladder.add_argument("--multiplier", type=float, default=None,
+                        help="K: the ladder's compute over the largest run's (> 1; default: the spec's "
+                             "ladder.multiplier, else 4)")
+    ladder.add_argument("--allow-at-bounds", action="store_true",
+                        help="train even when the fit has parameters at their bounds (default: refuse, exit 2)")
+    ladder.add_argument("--level", type=float, default=0.9, help="prediction-interval level (default 0.9)")
+    add_run_flags(ladder, "the ladder run's")
+    ladder.set_defaults(func=_ladder)
+
+
+def add_run_flags(run: argparse.ArgumentParser, what: str) -> None:
+    """The flags of a command that trains on Ray (`run`, `ladder`): resume, cluster, CPUs, retries,
+    quiet, deferred data checks. `what` names whose Tune experiment --resume continues."""
     run.add_argument("--resume", action="store_true",
-                     help="continue the sweep's Tune experiment (after a kill); ended runs are not re-run")
+                     help=f"continue {what} Tune experiment (after a kill); ended runs are not re-run")
     run.add_argument("--address", default=None,
                      help="attach to a running Ray cluster ('auto' or host:port; its token is read from "
                           "RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token); default: start a "
@@ -96,4 +146,3 @@ def register(subparsers) -> None:
     run.add_argument("--quiet", action="store_true",
                      help="no progress table and no trial worker output, only the summary")
     run.add_argument("--defer-data-checks", action="store_true", help=_DEFER_HELP)
-    run.set_defaults(func=_run)

@@ -170,9 +170,22 @@ def _config_error_path(message: str) -> str:
     return "axes"
 
 
+def make_trial(spec: SweepSpec, key: str, shape: ModelShape, dataset_tokens: int, *, regime: str,
+               batch_tokens: int, lr: float | None, seed: int, target_params: float | None = None) -> TrialSpec:
+    """One run as the grid plans it (not yet checked: `check_trial`): its planned tokens and exact
+    FLOPs under the spec's trainer.max_steps, and Kaplan's LR for its actual N where `lr` is None.
+    The grid's trials and the scaling ladder's run (orchestrator/ladder.py) are built here."""
+    tokens = _planned_tokens(regime, dataset_tokens, batch_tokens, spec.trainer.get("max_steps"))
+    return TrialSpec(
+        trial_key=key, shape=shape, dataset_tokens=dataset_tokens, regime=regime, seed=seed,
+        lr=lr if lr is not None else kaplan_lr(non_embedding_params(shape)), batch_tokens=batch_tokens,
+        planned_flops=train_flops(shape, tokens), planned_tokens=tokens, target_params=target_params,
+        corpus=spec.corpus, trainer=spec.trainer,
+    )
+
+
 def _trials(spec: SweepSpec) -> list[TrialSpec]:
     axes, default = spec.axes, Axes()
-    max_steps = spec.trainer.get("max_steps")
     trials, problems = [], TrialProblems()
     for n_ctx in axes.n_ctx:
         for shape_choice, dataset_tokens, regime, batch_tokens, lr, seed in itertools.product(
@@ -186,15 +199,10 @@ def _trials(spec: SweepSpec) -> list[TrialSpec]:
             key += f"-B{_compact(batch_tokens)}" if batch_tokens != default.batch_tokens[0] else ""
             key += f"-lr{_compact(lr)}" if lr is not None else ""
             key += f"-s{seed}"
-            tokens = _planned_tokens(regime, dataset_tokens, batch_tokens, max_steps)
-            trial = TrialSpec(
-                trial_key=key, shape=shape_choice.shape, dataset_tokens=dataset_tokens, regime=regime,
-                seed=seed, lr=lr if lr is not None else kaplan_lr(non_embedding_params(shape_choice.shape)),
-                batch_tokens=batch_tokens, planned_flops=train_flops(shape_choice.shape, tokens),
-                planned_tokens=tokens, target_params=shape_choice.target_params, corpus=spec.corpus,
-                trainer=spec.trainer,
-            )
-            problems.check(trial, lambda trial=trial: _check_trial(trial, spec.resources))
+            trial = make_trial(spec, key, shape_choice.shape, dataset_tokens, regime=regime,
+                               batch_tokens=batch_tokens, lr=lr, seed=seed,
+                               target_params=shape_choice.target_params)
+            problems.check(trial, lambda trial=trial: check_trial(trial, spec.resources))
             trials.append(trial)
     problems.raise_any()
     keys = [t.trial_key for t in trials]
@@ -230,7 +238,7 @@ class TrialProblems:
             raise SpecError("\n".join(self.lines()))
 
 
-def _check_trial(trial: TrialSpec, resources: Resources) -> None:
+def check_trial(trial: TrialSpec, resources: Resources) -> None:
     """Everything the trainer checks before it reads data, with its own code: the config, the
     batch geometry over `resources.workers` ranks, and the validation windows per rank."""
     config = trial.train_config
@@ -290,6 +298,26 @@ def expand_grid(spec: SweepSpec) -> Grid:
     kept, cut = _apply_budget(trials, spec.budget, spec.search)
     return Grid(trials=tuple(kept), cut=tuple(cut), budget=spec.budget, search=spec.search,
                     total_flops=sum(t.planned_flops for t in kept))
+
+
+def ladder_estimate(spec: SweepSpec, grid: Grid) -> str | None:
+    """Before the sweep (`validate_spec`): the spec's scaling-ladder section (orchestrator/ladder.py),
+    estimated at its multiplier x the largest planned grid run (its exact plan needs the sweep's
+    fit). → one line for `validate`, or None without a section. Raises SpecError naming ``budget`` when the grid's
+    planned FLOPs plus that estimate exceed the budget: the ladder would be refused only after the
+    whole sweep ran. An active search spends the budget as it goes, so its ladder is checked after."""
+    if spec.ladder is None or not grid.trials:
+        return None
+    estimate = spec.ladder.multiplier * max(t.planned_flops for t in grid.trials)
+    line = (f"ladder: after the sweep, one run at {spec.ladder.multiplier:g} x the largest run's compute, "
+            f"about {estimate:.3g} FLOPs")
+    limit = limit_flops(spec.budget)
+    if spec.search.kind == "grid" and not affordable(grid.total_flops + estimate, limit, limit):
+        raise fail("budget", f"the grid plans {grid.total_flops:.3g} FLOPs and its ladder (ladder.multiplier "
+                             f"{spec.ladder.multiplier:g}) about {estimate:.3g} more, over the limit of {limit:.3g}; "
+                             f"raise budget.flops to at least {grid.total_flops + estimate:.3g} or lower "
+                             f"ladder.multiplier")
+    return line
 
 
 def format_grid(grid: Grid) -> str:

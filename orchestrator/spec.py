@@ -27,12 +27,12 @@ import os
 from typing import Any, Mapping
 
 from metrics import validate_name
-from orchestrator.grid import Grid, expand_grid, format_grid
+from orchestrator.grid import Grid, expand_grid, format_grid, ladder_estimate
 from orchestrator.spec_data import DATA_CHECKS, check_data
 from orchestrator.spec_fields import Problems, axis
 from orchestrator.spec_types import (
     ACTIVE_LAWS, AXES_KEYS, CUT_POLICIES, SEARCH_COSTS, SEARCH_KINDS, TRAINER_KEYS, Axes, Budget,
-    EarlyPrediction, FitAggregate, FitSpec, Resources, SearchSpec, SweepSpec,
+    EarlyPrediction, FitAggregate, FitSpec, LadderSpec, Resources, SearchSpec, SweepSpec,
 )
 from orchestrator.target import parse_stop_when, parse_target
 from trainers.config import TrainConfig, corpus_from
@@ -46,7 +46,7 @@ __all__ = ["load_spec", "validate_spec", "validate_command", "STORAGE_SCHEMES"]
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 
 _TOP_KEYS = ("name", "storage", "corpus", "axes", "trainer", "resources", "search", "budget",
-             "early_prediction", "fit")
+             "early_prediction", "fit", "ladder")
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,6 +197,8 @@ def load_spec(path_or_dict: str | os.PathLike | Mapping) -> SweepSpec:
         "early_prediction": problems.parse(_section, EarlyPrediction, raw.get("early_prediction"),
                                            "early_prediction", problems),
         "fit": problems.parse(_fit, raw.get("fit"), problems, default=FitSpec()),
+        "ladder": None if raw.get("ladder") is None else problems.parse(
+            _section, LadderSpec, raw["ladder"], "ladder", problems),
     }
     axes, trainer = parts["axes"], parts["trainer"]
     if axes and trainer is not None and "dataset" in axes.regime and trainer.get("max_steps") is None:
@@ -216,7 +218,9 @@ def validate_spec(spec: SweepSpec | str | os.PathLike | Mapping, *, check_corpus
     each extra-eval set can be read; and (unless `check_storage` is False) that the storage is
     reachable from here (`metrics.check_reachable`: the driver reads and writes the store).
     ``prepare`` False (`validate`) tokenises nothing (an unprepared corpus's sizes are not
-    checked); ``report`` receives one line per corpus (`orchestrator.spec_data.check_data`).
+    checked); ``report`` receives one line per corpus (`orchestrator.spec_data.check_data`) and one
+    for a ``ladder:`` section, whose estimated cost must fit the budget with the grid
+    (`orchestrator.grid.ladder_estimate`).
     Raises SpecError, one line per problem."""
     from metrics import check_reachable
 
@@ -225,6 +229,9 @@ def validate_spec(spec: SweepSpec | str | os.PathLike | Mapping, *, check_corpus
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
     grid = expand_grid(spec)
     check_evaluations(spec.early_prediction, grid.trials, spec.resources.workers)
+    ladder = ladder_estimate(spec, grid)  # a ladder the budget cannot pay is refused before the sweep
+    if ladder and report is not None:
+        report.append(ladder)
     problems = []
     if check_corpus:
         try:

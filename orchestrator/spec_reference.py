@@ -18,7 +18,7 @@ import sys
 from trainers.config import TrainConfig
 from trainers.data import CorpusSpec
 from orchestrator.spec_types import (
-    TRAINER_KEYS, Axes, Budget, EarlyPrediction, FitAggregate, Resources, SearchSpec, SweepSpec,
+    TRAINER_KEYS, Axes, Budget, EarlyPrediction, FitAggregate, LadderSpec, Resources, SearchSpec, SweepSpec,
 )
 
 # (section key, dataclass, fields to list, what the section is)
@@ -44,6 +44,8 @@ SECTIONS = (
                                           "cell's noise. **Default**: best over `lr` and `batch_tokens` "
                                           "and mean over `seed`, each when its axis has more than one "
                                           "value; `scalesweep validate` prints what applies."),
+    ("ladder", LadderSpec, None, "Optional. `scalesweep run` trains it after a sweep that ends with exit 0; "
+                                 "`scalesweep ladder SPEC` runs it on demand (`--multiplier` overrides)."),
 )
 
 HEADER = """# Sweep spec reference

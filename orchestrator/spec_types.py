@@ -218,6 +218,27 @@ class FitSpec:
                                      shown_default="from the axes")
 
 
+def ladder_multiplier(value: Any, path: str) -> float:
+    """K of a scaling ladder: a number > 1 (the ladder predicts beyond the sweep, never inside it)."""
+    parsed = number(value, path)
+    if not parsed > 1:
+        raise fail(path, f"must be a number > 1 (the ladder's compute over the sweep's largest run), got {value!r}")
+    return parsed
+
+
+ladder_multiplier.rule = "number > 1"
+
+
+@dataclass(frozen=True)
+class LadderSpec:
+    """A scaling ladder (orchestrator/ladder.py): after the sweep, train the compute-optimal run the
+    sweep's fitted law predicts at `multiplier` x its largest run's compute, and score the prediction."""
+
+    multiplier: float = option(4.0, "the ladder run's compute over the largest fitted run's", ladder_multiplier)
+    allow_at_bounds: bool = option(False, "train even when the fitted law has parameters at their bounds "
+                                          "(by default the ladder refuses: its interval is unreliable)", _flag)
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     name: str = option(doc="the sweep's name (letters, digits, '.', '_', '-'); runs land in "
@@ -237,6 +258,9 @@ class SweepSpec:
                                                shown_default="enabled: false")
     fit: FitSpec = option(default_factory=FitSpec, doc="how the sweep's runs are fitted (below)",
                           shown_default="aggregate from the axes")
+    ladder: LadderSpec | None = option(None, "a scaling ladder that `scalesweep run` trains after the sweep "
+                                             "ends with exit 0 (below); null: none (`scalesweep ladder` "
+                                             "runs one on demand)", optional=True)
 
     def aggregation(self):
         """The `fitting.aggregate.Aggregation` the sweep's fits use: `fit.aggregate`, each list

@@ -196,11 +196,12 @@ def _rerun_with(tuner, verbose: int, reporter, max_failures: int) -> None:
     run_config.failure_config = tune.FailureConfig(max_failures=max_failures)
 
 
-def experiment_path(spec: SweepSpec) -> str:
-    """The Tune experiment: ``<storage>/<sweep>/tune/<sweep>`` (a URI's query options kept)."""
+def experiment_path(spec: SweepSpec, experiment: str | None = None) -> str:
+    """The Tune experiment: ``<storage>/<sweep>/tune/<experiment>`` (default: the sweep's name; a
+    URI's query options kept)."""
     from metrics import join
 
-    return join(experiment_storage(spec), spec.name)
+    return join(experiment_storage(spec), experiment or spec.name)
 
 
 def trial_dirname(trial) -> str:
@@ -218,6 +219,7 @@ def run_sweep(
     verbose: int = 1,
     make_searcher: Callable[..., Any] | None = None,
     check_corpus: bool = True,
+    experiment: str | None = None,
 ) -> SweepSummary:
     """Run (or with `resume`, continue) the sweep; returns when every trial has ended.
 
@@ -225,7 +227,8 @@ def run_sweep(
     (by default the grid one, or the active designer for ``search.kind: active``).
     Raises SpecError before Ray starts for a spec `scalesweep validate` rejects (`check_corpus`
     False defers its data checks to the trials), and before any Tune work when no node of the
-    cluster can hold one trial.
+    cluster can hold one trial. `experiment` names the Tune experiment (default: the sweep's
+    name), so a run outside the grid (the scaling ladder's) has its own resume state.
     """
     started = time.time()
     spec, grid = validate_spec(spec, check_corpus=check_corpus)
@@ -265,7 +268,7 @@ def run_sweep(
             searcher.seed_from_store(stored)  # stored runs count in its ledger and feed its designer
         trainable = tune.with_resources(run_trial, trial_resources(spec.resources))
         storage = experiment_storage(spec)
-        path = experiment_path(spec)
+        path = experiment_path(spec, experiment)
         reporter = make_reporter(limit, ledger.spent, key_width=max(len(t.trial_key) for t in grid.trials))
         if resume and tune.Tuner.can_restore(path):
             tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
@@ -283,7 +286,7 @@ def run_sweep(
                 tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, reuse_actors=True,
                                             trial_dirname_creator=trial_dirname),
                 run_config=tune.RunConfig(
-                    name=spec.name, storage_path=storage, verbose=verbose,
+                    name=experiment or spec.name, storage_path=storage, verbose=verbose,
                     progress_reporter=reporter if verbose else None,
                     failure_config=tune.FailureConfig(max_failures=max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),

@@ -19,7 +19,7 @@ COMMAND_MODULES = (
     "fitting.replay",      # replay
     "fitting.predict_cli", # predict
     "fitting.frontier_cli", # frontier
-    "orchestrator.cli",    # validate, run
+    "orchestrator.cli",    # validate, run, ladder
     "orchestrator.report", # report, demo
 )
 
