@@ -174,8 +174,11 @@ def _sweep_runs(spec: SweepSpec, law):
     require_sweep(spec.storage, spec.name)  # a sweep that never ran: one line, nothing created
     store = join(spec.storage, spec.name)
     parser = argparse.ArgumentParser(add_help=False)
-    add_table_args(parser)  # the fit's own column defaults (and, with them, its aggregation flags)
-    data, notes = load_table(store, parser.parse_args([]), law, name=f"sweep {spec.name}")
+    add_table_args(parser)  # the fit's own column defaults, and the sweep's aggregation (fit.aggregate)
+    aggregation = spec.aggregation()
+    flags = [a for c in aggregation.best_over for a in ("--best-over", c)]
+    flags += [a for c in aggregation.mean_over for a in ("--mean-over", c)]
+    data, notes = load_table(store, parser.parse_args(flags), law, name=f"sweep {spec.name}")
     with warnings.catch_warnings():  # its skipped parts are in `notes` already, from load_table's read
         warnings.simplefilter("ignore")
         runs = load_runs(store)  # the table load_fit_data read, row for row: ids and FLOPs per token
