@@ -24,6 +24,10 @@ from trainers.record import TrainResult
 from trainers.shapes import non_embedding_params, shape_for_params, six_n_flops, train_flops
 
 
+BUDGETS = (5e9, 1.5e10)  # FLOPs: ~20-200 steps per run, a few seconds each on one CPU core
+N_RANGE = (1e4, 4e4)
+
+
 def iso_spec(storage: Path, **search) -> dict:
     """A tiny isoFLOP sweep on the built-in corpus (the one tests/test_isoflop_sweep.py runs)."""
     return {
@@ -32,8 +36,8 @@ def iso_spec(storage: Path, **search) -> dict:
         "trainer": {"eval_every": 10, "val_tokens": 4096, "peak_flops": 1e11, "zero_stage": 0,
                     "precision": "fp32", "noise_scale_every": 0},
         "resources": {"cpus_per_worker": 1, "workers": 1},
-        "search": {"kind": "isoflop", "budgets": [1e10, 3e10], "sizes_per_budget": 3,
-                   "n_range": [1e4, 5e4], **search},
+        "search": {"kind": "isoflop", "budgets": list(BUDGETS), "sizes_per_budget": 3,
+                   "n_range": list(N_RANGE), **search},
         "budget": {"flops": 1e12},
     }
 
@@ -49,13 +53,13 @@ def test_each_budget_gets_distinct_log_spaced_shapes_whose_exact_flops_land_on_i
     spec = load_spec(iso_spec(tmp_path))
     grid = expand_grid(spec)
     assert len(grid.trials) == 2 * 3 and not grid.cut
-    for budget in (1e10, 3e10):
+    for budget in BUDGETS:
         trials = [t for t in grid.trials if t.run_columns == {"isoflop_budget": budget}]
         assert len(trials) == 3
         assert len({t.shape for t in trials}) == 3
         targets = sorted(t.target_params for t in trials)
-        assert targets[0] == 1e4 and targets[-1] == 5e4
-        assert targets[1] == pytest.approx(math.sqrt(1e4 * 5e4), rel=1e-2)  # log-spaced
+        assert targets[0] == N_RANGE[0] and targets[-1] == N_RANGE[1]
+        assert targets[1] == pytest.approx(math.sqrt(N_RANGE[0] * N_RANGE[1]), rel=1e-2)  # log-spaced
         for t in trials:
             # the shape rule of a grid with the same axes
             assert t.shape == shape_for_params(t.target_params, aspect_ratio=16, head_dim=16, n_ctx=64,
@@ -91,11 +95,11 @@ def test_other_axes_multiply_and_every_trial_is_distinct(tmp_path):
 
 
 def test_the_total_budget_cuts_an_isoflop_plan_as_it_cuts_a_grid(tmp_path):
-    grid = expand_grid(load_spec(with_change(iso_spec(tmp_path), "budget.flops", 8e10)))
-    assert grid.trials and grid.cut and grid.total_flops <= 8e10
+    grid = expand_grid(load_spec(with_change(iso_spec(tmp_path), "budget.flops", 4e10)))
+    assert grid.trials and grid.cut and grid.total_flops <= 4e10
     assert all("budget.cut=cheapest_first" in c.reason for c in grid.cut)
     with pytest.raises(SpecError, match=r"^budget: the grid plans"):
-        expand_grid(load_spec(with_change(with_change(iso_spec(tmp_path), "budget.flops", 8e10),
+        expand_grid(load_spec(with_change(with_change(iso_spec(tmp_path), "budget.flops", 4e10),
                                           "budget.cut", "error")))
 
 
@@ -154,7 +158,7 @@ def test_validate_prints_the_plan_per_budget(tmp_path):
     path = write_yaml(tmp_path, iso_spec(tmp_path / "store"))
     text = validate_command(path, check_corpus=False)
     grid = expand_grid(load_spec(iso_spec(tmp_path / "store")))
-    for budget in ("1e+10", "3e+10"):
+    for budget in (f"{b:.3g}" for b in BUDGETS):
         assert f"isoFLOP budget {budget} FLOPs: 3 runs, 3 sizes" in text
     for t in grid.trials:
         plan = text.split("isoFLOP budget", 1)[1]  # after the grid table
@@ -199,11 +203,11 @@ def test_run_columns_reach_the_runs_row_and_cannot_shadow_its_own(tmp_path):
     # as `BudgetedSearcher.trial_config` builds it (that path runs in tests/test_isoflop_sweep.py)
     config = trial_settings(spec).for_trial(trial.trial_key, trial.train_config, trial.run_columns)
     crossed = TrialConfig.from_tune(copy.deepcopy(config.to_tune()))  # what Tune hands the trial
-    assert crossed.run_columns == {"isoflop_budget": 1e10}
+    assert crossed.run_columns == {"isoflop_budget": BUDGETS[0]}
     config = crossed.train_config
     geometry = batch_geometry(config, 1, config.dataset_tokens // (config.shape.n_ctx + 1))
     result = TrainResult.unended("interrupted", None, geometry)
     row = result.run_row_for(config, RunOutput(run_columns=crossed.run_columns), 1)
-    assert row["isoflop_budget"] == 1e10 and isinstance(row["isoflop_budget"], float)
+    assert row["isoflop_budget"] == BUDGETS[0] and isinstance(row["isoflop_budget"], float)
     with pytest.raises(ValueError, match=r"run_columns: \['flops'\]"):
         result.run_row_for(config, RunOutput(run_columns={"flops": 1.0}), 1)
