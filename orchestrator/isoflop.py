@@ -139,7 +139,7 @@ def format_isoflop_plan(trials) -> str:
         sizes = sorted({t.non_embedding_params for t in group})
         lines.append(f"isoFLOP budget {budget:.3g} FLOPs: {len(group)} runs, {len(sizes)} sizes, "
                      f"N {sizes[0]:.3g}..{sizes[-1]:.3g} (Chinchilla-optimal N under Epoch's fit "
-                     f"{reference_n_opt(budget):.3g})")
+                     f"{reference_n_opt(budget):.3g}); D: tokens trained, FLOPs: their exact cost")
         rows = [("  trial", "N", "D", "D/N", "FLOPs", "FLOPs/C")]
         for t in sorted(group, key=lambda t: (t.non_embedding_params, t.trial_key)):
             n, d = t.non_embedding_params, trained_tokens(t.dataset_tokens, t.shape.n_ctx, t.batch_tokens)

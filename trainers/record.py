@@ -107,7 +107,9 @@ class TrainResult:
             "planned_steps": geometry.total_steps if geometry else None,
             **(self.stop.columns() if self.stop else {}),
         }
-        clashes = sorted(set(output.run_columns) & set(row))
+        from metrics.schema import RUNS_SCHEMA
+
+        clashes = sorted(set(output.run_columns) & (set(row) | set(RUNS_SCHEMA.names)))
         if clashes:
             raise ValueError(f"run_columns: {clashes} are the runs row's own columns")
         return {**row, **output.run_columns}
