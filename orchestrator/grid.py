@@ -50,6 +50,12 @@ class TrialSpec:
     corpus: CorpusSpec = field(default_factory=CorpusSpec)
     trainer: Mapping[str, Any] = field(default_factory=dict, hash=False)  # parsed TrainConfig fields
     run_columns: Mapping[str, float] = field(default_factory=dict, hash=False)  # extra runs columns
+    d_field: str = "axes.dataset_tokens"  # the spec field that sets D (an isoFLOP budget's otherwise)
+
+    def field_path(self, message: str) -> str:
+        """The spec field a trainer error about this trial names (D's own field for dataset_tokens)."""
+        path = _config_error_path(message)
+        return self.d_field if path == "axes.dataset_tokens" else path
 
     @property
     def non_embedding_params(self) -> int:
@@ -65,7 +71,7 @@ class TrialSpec:
                                regime=self.regime, corpus=self.corpus, batch_tokens=self.batch_tokens,
                                lr=self.lr, seed=self.seed)
         except ValueError as err:
-            raise fail(_config_error_path(str(err)), f"(trial {self.trial_key}) {err}") from None
+            raise fail(self.field_path(str(err)), f"(trial {self.trial_key}) {err}") from None
 
 
 @dataclass(frozen=True)
@@ -249,7 +255,7 @@ def _trials(spec: SweepSpec) -> list[TrialSpec]:
                 seed=seed, lr=lr if lr is not None else kaplan_lr(non_embedding_params(shape_choice.shape)),
                 batch_tokens=batch_tokens, planned_flops=train_flops(shape_choice.shape, tokens),
                 planned_tokens=tokens, target_params=shape_choice.target_params, corpus=spec.corpus,
-                trainer=spec.trainer, run_columns=run_columns,
+                trainer=spec.trainer, run_columns=run_columns, d_field=cell.budget_path or "axes.dataset_tokens",
             )
             problems.check(trial, lambda trial=trial: _check_trial(trial, spec.resources))
             trials.append(trial)
@@ -300,7 +306,7 @@ def _check_trial(trial: TrialSpec, resources: Resources) -> None:
         batch_geometry(config, resources.workers, config.dataset_tokens // (config.shape.n_ctx + 1))
         windows = eval_window_count(config.val_tokens, config.shape.n_ctx, config.eval_tokens)
     except ValueError as err:
-        raise fail(_config_error_path(str(err)), f"(trial {trial.trial_key}) {err}") from None
+        raise fail(trial.field_path(str(err)), f"(trial {trial.trial_key}) {err}") from None
     if windows < resources.workers:  # the trainer's evaluate() shards windows evenly over ranks
         raise fail("trainer.val_tokens", f"(trial {trial.trial_key}) {windows} validation windows of "
                                           f"n_ctx {config.shape.n_ctx} cannot be split over "

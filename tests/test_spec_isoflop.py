@@ -15,9 +15,9 @@ from fitting.allocate import chinchilla_optimal
 from fitting.laws import CHINCHILLA_EPOCH
 from orchestrator.grid import expand_grid
 from orchestrator.isoflop import ISOFLOP_RTOL, MIN_SIZES, budget_sizes
-from orchestrator.spec import load_spec, validate_command
+from orchestrator.spec import load_spec, validate_command, validate_spec
 from tests.test_spec import good_spec, with_change
-from tests.test_spec_validation import scalesweep, write_yaml
+from tests.test_spec_validation import scalesweep, small_corpus, write_yaml
 from trainers.config import RunOutput, batch_geometry
 from trainers.fields import SpecError
 from trainers.record import TrainResult
@@ -135,6 +135,16 @@ def test_isoflop_errors_name_the_field(tmp_path, changes, message):
         raw = with_change(raw, path, value)
     with pytest.raises(SpecError, match=message):
         expand_grid(load_spec(raw))
+
+
+def test_a_budget_whose_d_the_corpus_cannot_hold_is_named(tmp_path):
+    """D comes from the budget, so the corpus check names the budget, not axes.dataset_tokens."""
+    raw = iso_spec(tmp_path / "store", budgets=[BUDGETS[0], 4.5e10])
+    raw["corpus"] = {"source": str(small_corpus(tmp_path, 300_000)), "tokenizer": "byte"}
+    with pytest.raises(SpecError) as err:
+        validate_spec(raw)
+    assert str(err.value).startswith("search.budgets[1]: (trial C4.5e10-N1e4-"), str(err.value)
+    assert "must be in 1.." in str(err.value) and "axes.dataset_tokens" not in str(err.value)
 
 
 def test_isoflop_keys_under_another_kind_name_their_kind(tmp_path):
