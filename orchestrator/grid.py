@@ -23,6 +23,7 @@ from trainers.fields import SpecError, fail
 from orchestrator.spec_types import (
     AXES_KEYS, TRAINER_KEYS, Axes, Budget, Resources, SearchSpec, SweepSpec,
 )
+from orchestrator.isoflop import budget_sizes, isoflop_dataset_tokens, trained_tokens
 from orchestrator.target import check_target
 from trainers.shapes import ModelShape, kaplan_lr, non_embedding_params, shape_for_params, train_flops
 
@@ -48,6 +49,13 @@ class TrialSpec:
     target_params: float | None = None  # None for explicit shapes
     corpus: CorpusSpec = field(default_factory=CorpusSpec)
     trainer: Mapping[str, Any] = field(default_factory=dict, hash=False)  # parsed TrainConfig fields
+    run_columns: Mapping[str, float] = field(default_factory=dict, hash=False)  # extra runs columns
+    d_field: str = "axes.dataset_tokens"  # the spec field that sets D (an isoFLOP budget's otherwise)
+
+    def field_path(self, message: str) -> str:
+        """The spec field a trainer error about this trial names (D's own field for dataset_tokens)."""
+        path = _config_error_path(message)
+        return self.d_field if path == "axes.dataset_tokens" else path
 
     @property
     def non_embedding_params(self) -> int:
@@ -63,7 +71,7 @@ class TrialSpec:
                                regime=self.regime, corpus=self.corpus, batch_tokens=self.batch_tokens,
                                lr=self.lr, seed=self.seed)
         except ValueError as err:
-            raise fail(_config_error_path(str(err)), f"(trial {self.trial_key}) {err}") from None
+            raise fail(self.field_path(str(err)), f"(trial {self.trial_key}) {err}") from None
 
 
 @dataclass(frozen=True)
@@ -171,7 +179,8 @@ def _config_error_path(message: str) -> str:
 
 
 def make_trial(spec: SweepSpec, key: str, shape: ModelShape, dataset_tokens: int, *, regime: str,
-               batch_tokens: int, lr: float | None, seed: int, target_params: float | None = None) -> TrialSpec:
+               batch_tokens: int, lr: float | None, seed: int, target_params: float | None = None,
+               run_columns=None, d_field: str = "axes.dataset_tokens") -> TrialSpec:
     """One run as the grid plans it (not yet checked: `check_trial`): its planned tokens and exact
     FLOPs under the spec's trainer.max_steps, and Kaplan's LR for its actual N where `lr` is None.
     The grid's trials and the scaling ladder's run (orchestrator/ladder.py) are built here."""
@@ -180,18 +189,75 @@ def make_trial(spec: SweepSpec, key: str, shape: ModelShape, dataset_tokens: int
         trial_key=key, shape=shape, dataset_tokens=dataset_tokens, regime=regime, seed=seed,
         lr=lr if lr is not None else kaplan_lr(non_embedding_params(shape)), batch_tokens=batch_tokens,
         planned_flops=train_flops(shape, tokens), planned_tokens=tokens, target_params=target_params,
-        corpus=spec.corpus, trainer=spec.trainer,
+        corpus=spec.corpus, trainer=spec.trainer, run_columns=run_columns if run_columns is not None else {},
+        d_field=d_field,
     )
+
+
+@dataclass(frozen=True)
+class _Cell:
+    """A (shape, D) cell of the plan: D given (grid) or set per batch by an isoFLOP budget."""
+
+    shape_choice: _ShapeChoice
+    dataset_tokens: int | None
+    budget: float | None = None
+    budget_path: str = ""
+
+
+def _cells(spec: SweepSpec, n_ctx: int) -> list[_Cell]:
+    """The grid's shapes x D, or (search.kind: isoflop) each budget's sizes, made by the same
+    shape rules; sizes of one budget that round to one shape are refused."""
+    search = spec.search
+    if search.kind != "isoflop":
+        return [_Cell(choice, d) for choice, d in
+                itertools.product(_shape_choices(spec.axes, n_ctx, spec.vocab_size), spec.axes.dataset_tokens)]
+    sizes_field = "search.n_range" if search.n_range else "search.n_span_decades"
+    cells = []
+    for i, budget in enumerate(search.budgets):
+        per_size = []  # per target N: its shape under each (aspect, d_ff, heads) variant
+        for target in budget_sizes(search, budget):
+            try:
+                per_size.append(_shape_choices(dataclasses.replace(spec.axes, target_params=(target,)),
+                                               n_ctx, spec.vocab_size))
+            except SpecError as err:
+                raise SpecError(str(err).replace("axes.target_params", sizes_field, 1)) from None
+        for variant in zip(*per_size):
+            seen: dict[ModelShape, _ShapeChoice] = {}
+            for b in variant:
+                a = seen.setdefault(b.shape, b)
+                if a is not b:
+                    raise fail(sizes_field, f"sizes {a.target_params:g} and {b.target_params:g} of "
+                                            f"search.budgets[{i}] round to the same shape (L{a.shape.n_layer}-"
+                                            f"d{a.shape.d_model}-ff{a.shape.d_ff}); widen the range or "
+                                            f"lower search.sizes_per_budget")
+        cells += [_Cell(dataclasses.replace(choice, key=f"C{_compact(budget)}-{choice.key}"), None, budget,
+                        f"search.budgets[{i}]") for choices in per_size for choice in choices]
+    return cells
 
 
 def _trials(spec: SweepSpec) -> list[TrialSpec]:
     axes, default = spec.axes, Axes()
     trials, problems = [], TrialProblems()
+    max_steps = spec.trainer.get("max_steps")
     for n_ctx in axes.n_ctx:
-        for shape_choice, dataset_tokens, regime, batch_tokens, lr, seed in itertools.product(
-            _shape_choices(axes, n_ctx, spec.vocab_size), axes.dataset_tokens, axes.regime,
-            axes.batch_tokens, axes.lr, axes.seeds,
+        for cell, regime, batch_tokens, lr, seed in itertools.product(
+            _cells(spec, n_ctx), axes.regime, axes.batch_tokens, axes.lr, axes.seeds,
         ):
+            shape_choice, dataset_tokens, run_columns = cell.shape_choice, cell.dataset_tokens, {}
+            if cell.budget is not None:
+                try:
+                    dataset_tokens = isoflop_dataset_tokens(shape_choice.shape, cell.budget, batch_tokens,
+                                                            cell.budget_path)
+                except SpecError as err:
+                    problems.record(err)
+                    continue
+                run_columns = {"isoflop_budget": cell.budget}
+                if max_steps is not None and max_steps * batch_tokens < trained_tokens(dataset_tokens, n_ctx,
+                                                                                     batch_tokens):
+                    problems.record(fail("trainer.max_steps", f"{max_steps} steps cut isoFLOP runs short of "
+                                                              f"their budget ({cell.budget_path} = "
+                                                              f"{cell.budget:.3g} FLOPs); leave it unset"))
+                    continue
             key = shape_choice.key
             key += f"-c{n_ctx}" if n_ctx != default.n_ctx[0] else ""
             key += f"-D{_compact(dataset_tokens)}"
@@ -201,7 +267,8 @@ def _trials(spec: SweepSpec) -> list[TrialSpec]:
             key += f"-s{seed}"
             trial = make_trial(spec, key, shape_choice.shape, dataset_tokens, regime=regime,
                                batch_tokens=batch_tokens, lr=lr, seed=seed,
-                               target_params=shape_choice.target_params)
+                               target_params=shape_choice.target_params, run_columns=run_columns,
+                               d_field=cell.budget_path or "axes.dataset_tokens")
             problems.check(trial, lambda trial=trial: check_trial(trial, spec.resources))
             trials.append(trial)
     problems.raise_any()
@@ -225,9 +292,12 @@ class TrialProblems:
         try:
             check()
         except ValueError as err:
-            path = str(err).split(":", 1)[0]
-            self.first.setdefault(path, str(err))
-            self.count[path] = self.count.get(path, 0) + 1
+            self.record(err)
+
+    def record(self, err: ValueError) -> None:
+        path = str(err).split(":", 1)[0]
+        self.first.setdefault(path, str(err))
+        self.count[path] = self.count.get(path, 0) + 1
 
     def lines(self) -> list[str]:
         return [message + (f" (and {self.count[path] - 1} more trials)" if self.count[path] > 1 else "")
@@ -248,7 +318,7 @@ def check_trial(trial: TrialSpec, resources: Resources) -> None:
         batch_geometry(config, resources.workers, config.dataset_tokens // (config.shape.n_ctx + 1))
         windows = eval_window_count(config.val_tokens, config.shape.n_ctx, config.eval_tokens)
     except ValueError as err:
-        raise fail(_config_error_path(str(err)), f"(trial {trial.trial_key}) {err}") from None
+        raise fail(trial.field_path(str(err)), f"(trial {trial.trial_key}) {err}") from None
     if windows < resources.workers:  # the trainer's evaluate() shards windows evenly over ranks
         raise fail("trainer.val_tokens", f"(trial {trial.trial_key}) {windows} validation windows of "
                                           f"n_ctx {config.shape.n_ctx} cannot be split over "

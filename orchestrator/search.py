@@ -121,7 +121,7 @@ class BudgetedSearcher(Searcher):
     def trial_config(self, trial: TrialSpec) -> dict[str, Any]:
         """The config dict a Tune trial receives: plain data, shown in the progress table."""
         train_config = dataclasses.replace(trial.train_config, budget_flops=self.ledger.allowance(trial.trial_key))
-        config = self.settings.for_trial(trial.trial_key, train_config)
+        config = self.settings.for_trial(trial.trial_key, train_config, trial.run_columns)
         return {**config.to_tune(), "N": trial.non_embedding_params, "D": trial.dataset_tokens,
                 "planned_flops": trial.planned_flops}
 

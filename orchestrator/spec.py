@@ -28,6 +28,7 @@ from typing import Any, Mapping
 
 from metrics import validate_name
 from orchestrator.grid import Grid, expand_grid, format_grid, ladder_estimate
+from orchestrator.isoflop import ISOFLOP_KEYS, format_isoflop_plan, parse_isoflop
 from orchestrator.spec_data import DATA_CHECKS, check_data
 from orchestrator.spec_fields import Problems, axis
 from orchestrator.spec_types import (
@@ -80,10 +81,14 @@ def _corpus(raw: Any, where: str = "corpus") -> CorpusSpec:
     return corpus
 
 
-def _axes(raw: Any, problems: Problems) -> Axes:
-    """Each axis parsed by its field's parser (`Axes` metadata); every bad axis is reported."""
-    raw = mapping(raw, "axes", AXES_KEYS, required=("dataset_tokens",))
-    if ("target_params" in raw) == ("shapes" in raw):
+def _axes(raw: Any, problems: Problems, isoflop: bool = False) -> Axes:
+    """Each axis parsed by its field's parser (`Axes` metadata); every bad axis is reported.
+    With `isoflop` (search.kind: isoflop) the plan sets N and D, so those axes are refused."""
+    raw = mapping(raw, "axes", AXES_KEYS, required=() if isoflop else ("dataset_tokens",))
+    owned = [key for key in ("target_params", "shapes", "dataset_tokens") if key in raw]
+    if isoflop and owned:
+        raise fail(f"axes.{owned[0]}", "not with search.kind: isoflop (its plan sets N and D per budget)")
+    if not isoflop and ("target_params" in raw) == ("shapes" in raw):
         raise fail("axes", "give exactly one of target_params (N targets) or shapes (explicit)")
     if "head_dim" in raw and "n_heads" in raw:
         raise fail("axes", "give head_dim or n_heads, not both")
@@ -123,14 +128,23 @@ def _section(cls: type, raw: Any, path: str, problems: Problems) -> Any:
                   for key, value in raw.items()})
 
 
+# The search keys each kind reads; any other key is refused, naming the kind it belongs to.
+_KIND_KEYS = {"grid": (), "isoflop": ISOFLOP_KEYS,
+              "active": tuple(f.name for f in dataclasses.fields(SearchSpec)
+                              if f.name not in ("kind", *ISOFLOP_KEYS))}
+
+
 def _search(raw: Any) -> SearchSpec:
     raw = mapping(raw, "search", [f.name for f in dataclasses.fields(SearchSpec)])
     kind = choice(SEARCH_KINDS)(raw.get("kind", "grid"), "search.kind")
+    extra = sorted(set(raw) - {"kind", *_KIND_KEYS[kind]})
+    if extra:
+        owner = next(k for k, keys in _KIND_KEYS.items() if extra[0] in keys)
+        raise fail(f"search.{extra[0]}", f"only for search.kind: {owner}")
     if kind == "grid":
-        extra = sorted(set(raw) - {"kind"})
-        if extra:
-            raise fail(f"search.{extra[0]}", "only for search.kind: active")
         return SearchSpec()
+    if kind == "isoflop":
+        return parse_isoflop(raw)
     law = choice(ACTIVE_LAWS)(raw.get("law") or "chinchilla", "search.law")
     if raw.get("max_trials") is None:
         raise fail("search.max_trials", "required for search.kind: active")
@@ -185,11 +199,13 @@ def load_spec(path_or_dict: str | os.PathLike | Mapping) -> SweepSpec:
     raw = path_or_dict if isinstance(path_or_dict, Mapping) else load_yaml(path_or_dict)
     raw = mapping(raw, "", _TOP_KEYS, required=("name", "storage", "axes"))
     problems = Problems()
+    search = raw.get("search")
+    isoflop = isinstance(search, Mapping) and search.get("kind") == "isoflop"
     parts = {
         "name": problems.parse(_name, raw["name"], "name"),
         "storage": problems.parse(_storage, raw["storage"], "storage"),
         "corpus": problems.parse(_corpus, raw.get("corpus")),
-        "axes": problems.parse(_axes, raw["axes"], problems),
+        "axes": problems.parse(_axes, raw["axes"], problems, isoflop),
         "trainer": problems.parse(_trainer, raw.get("trainer"), problems),
         "resources": problems.parse(_section, Resources, raw.get("resources"), "resources", problems),
         "search": problems.parse(_search, raw.get("search")),
@@ -204,6 +220,9 @@ def load_spec(path_or_dict: str | os.PathLike | Mapping) -> SweepSpec:
     if axes and trainer is not None and "dataset" in axes.regime and trainer.get("max_steps") is None:
         problems.add(fail("trainer.max_steps", "required in the dataset regime (it caps the "
                                                "repeated passes over D and sets the LR schedule length)"))
+    if axes and isoflop and "dataset" in axes.regime:
+        problems.add(fail("axes.regime", "dataset does not fit search.kind: isoflop (a dataset-regime "
+                                         "run's FLOPs follow trainer.max_steps and early stopping, not D)"))
     problems.raise_any()
     return SweepSpec(**parts)
 
@@ -257,7 +276,10 @@ def validate_command(path: str | os.PathLike, *, check_corpus: bool = True) -> s
     corpora: list[str] = []
     spec, grid = validate_spec(path, check_corpus=check_corpus, check_storage=check_corpus,
                                prepare=False, report=corpora)
-    lines = [f"sweep {spec.name} -> {join(spec.storage, spec.name)}/", format_grid(grid), *corpora]
+    lines = [f"sweep {spec.name} -> {join(spec.storage, spec.name)}/", format_grid(grid)]
+    if spec.search.kind == "isoflop":
+        lines.append(format_isoflop_plan(grid.trials))
+    lines += corpora
     aggregation = spec.aggregation()
     if aggregation:  # several runs per (N, D): say how each cell is represented in the fits
         given = spec.fit.aggregate.best_over is not None or spec.fit.aggregate.mean_over is not None

@@ -73,7 +73,7 @@ def check_data(spec: SweepSpec, grid: Grid, prepare: bool = True) -> list[str]:
             check_split_sizes(n_tokens, trial.dataset_tokens, val_tokens=val_tokens, n_ctx=trial.shape.n_ctx)
         except ValueError as err:
             field, _, rest = str(err).partition(":")
-            path = {"dataset_tokens": "axes.dataset_tokens", "val_tokens": "trainer.val_tokens",
+            path = {"dataset_tokens": trial.d_field, "val_tokens": "trainer.val_tokens",
                     "n_ctx": "axes.n_ctx"}.get(field, "corpus.source")
             raise fail(path, f"(trial {trial.trial_key}) {rest.strip()}") from None
 

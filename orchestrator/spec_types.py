@@ -24,7 +24,7 @@ _AXIS_OWNED = {"shape", "dataset_tokens", "regime", "corpus", "batch_tokens", "l
                "budget_flops"}
 TRAINER_KEYS = tuple(sorted(f.name for f in dataclasses.fields(TrainConfig) if f.name not in _AXIS_OWNED))
 
-SEARCH_KINDS = ("grid", "active")
+SEARCH_KINDS = ("grid", "active", "isoflop")
 ACTIVE_LAWS = ("chinchilla", "kaplan")
 SEARCH_COSTS = ("flops", "time")
 CUT_POLICIES = ("cheapest_first", "largest_first", "error")
@@ -72,8 +72,8 @@ class Axes:
                                       positive_int)
     n_ctx: tuple[int, ...] = option((1024,), "context length in tokens", positive_int)
     dataset_tokens: tuple[int, ...] = option(
-        (), "D: training tokens (required; unique tokens in the dataset regime); at most the corpus "
-            "minus the validation split", positive_int)
+        (), "D: training tokens (required, except with search.kind isoflop; unique tokens in the "
+            "dataset regime); at most the corpus minus the validation split", positive_int)
     regime: tuple[str, ...] = option(
         ("tokens",), "tokens (each token once, schedule spans D) or dataset (repeat D, early-stop "
                      "on validation loss; needs trainer.max_steps)", choice(REGIMES))
@@ -102,7 +102,10 @@ class Resources:
 @dataclass(frozen=True)
 class SearchSpec:
     kind: str = option("grid", "grid: every planned run (cut to the budget up front); active: the "
-                               "designer picks runs one at a time (the fields below)",
+                               "designer picks runs one at a time (the fields below); isoflop: per "
+                               "compute budget, log-spaced sizes whose D spends that budget "
+                               "(orchestrator/isoflop.py; sets N and D, so no axes.target_params, "
+                               "shapes or dataset_tokens)",
                        choice(SEARCH_KINDS))
     law: str | None = option(None, "active: the law fitted as runs finish (default chinchilla)",
                              choice(ACTIVE_LAWS), optional=True)
@@ -123,6 +126,16 @@ class SearchSpec:
                                 "seconds (time)", choice(SEARCH_COSTS))
     misfit: float | None = option(None, "active: prior sd of the law's misfit in log loss (0: trust "
                                         "the law exactly)", non_negative, optional=True)
+    budgets: tuple[float, ...] = option((), "isoflop (required): compute budgets C in FLOPs, one "
+                                            "profile each, distinct", positive)
+    sizes_per_budget: int | None = option(None, "isoflop: model sizes per budget, log-spaced (default 7; "
+                                                "at least 3)", positive_int, optional=True)
+    n_range: tuple[float, ...] = option((), "isoflop: [lo, hi] non-embedding N of every budget's sizes "
+                                            "(or n_span_decades)", positive)
+    n_span_decades: float | None = option(None, "isoflop: the sizes span this many decades of N centred "
+                                                "on each budget's Chinchilla-optimal N under Epoch's fit "
+                                                "(C = 6ND; default 1.5 without n_range)", positive,
+                                          optional=True)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import traceback
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from metrics.statuses import ENDED_STATUSES
 from trainers.config import TrainConfig
@@ -58,9 +58,13 @@ class TrialConfig:
                                               "allowance)", optional=True)
     early_prediction: dict | None = option(None, "the spec's early_prediction section as plain data "
                                                  "(orchestrator/early_stop.py)", optional=True)
+    run_columns: dict | None = option(None, "extra scalar columns of the trial's runs row (e.g. "
+                                            "isoflop_budget, docs/architecture.md §3)", optional=True)
 
-    def for_trial(self, trial_key: str, train_config: TrainConfig) -> "TrialConfig":
-        return dataclasses.replace(self, trial_key=trial_key, train_config=train_config)
+    def for_trial(self, trial_key: str, train_config: TrainConfig,
+                  run_columns: Mapping[str, Any] | None = None) -> "TrialConfig":
+        return dataclasses.replace(self, trial_key=trial_key, train_config=train_config,
+                                   run_columns=dict(run_columns or {}))
 
     def to_tune(self) -> dict[str, Any]:
         """Plain data for Tune's param dict (JSON-able: the progress table and Tune's state)."""
@@ -202,7 +206,8 @@ def _train_and_report(trial: TrialConfig, attempt: int, resume_from: str | None,
     config = dataclasses.replace(trial.train_config, threads=max(1, int(trial.cpus_per_worker)))
     checkpoint_dir = tempfile.mkdtemp(prefix=f"ckpt-{trial.trial_key}-")
     output = RunOutput(storage=trial.storage, sweep=trial.sweep, trial_id=trial.trial_key, attempt=attempt,
-                       checkpoint_dir=checkpoint_dir, resume_from=resume_from)
+                       checkpoint_dir=checkpoint_dir, resume_from=resume_from,
+                       run_columns=dict(trial.run_columns or {}))
     from orchestrator.early_stop import PredictionStopper
 
     stopper = PredictionStopper.from_settings(trial.early_prediction, config.regime)

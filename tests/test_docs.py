@@ -20,6 +20,10 @@ def test_every_store_column_and_status_is_documented():
     documented = set(re.findall(r"[a-z_0-9]+", text))
     missing = [c for c in RUNS_SCHEMA.names + curves_schema().names + LADDER_SCHEMA.names if c not in documented]
     assert not missing, f"store columns missing from docs/architecture.md §3: {missing}"
+    from orchestrator.isoflop import RUN_COLUMNS  # extra runs columns a sweep writes
+
+    extra = [c for c in RUN_COLUMNS if not re.search(rf"^\| {c} \| {RUN_COLUMNS[c]} \|", text, flags=re.M)]
+    assert not extra, f"extra runs columns missing from docs/architecture.md §3: {extra}"
     statuses = set(re.findall(r"^\| `([a-z_]+)` \|", text, flags=re.M))
     assert statuses == set(RUN_STATUSES), (statuses, RUN_STATUSES)
 

@@ -28,7 +28,7 @@ def test_validate_loads_no_torch_ray_or_deepspeed():
 import contextlib, io
 from scalesweep.cli import main
 with contextlib.redirect_stdout(io.StringIO()) as text:
-    for args in (["examples/demo.yaml"], ["examples/active_demo.yaml"],
+    for args in (["examples/demo.yaml"], ["examples/active_demo.yaml"], ["examples/isoflop.yaml"],
                  ["examples/kaplan_small.yaml", "--defer-data-checks"], ["--reference"]):
         assert main(["validate", *args]) == 0, args
 assert "N2.5e4" in text.getvalue()  # the demo grid really was printed

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from trainers.data import CorpusSpec
@@ -170,6 +170,8 @@ class RunOutput:
     checkpoint_dir: str | None = None  # where this attempt saves checkpoints
     resume_from: str | None = None  # a checkpoint directory to continue from
     checkpoint_every: int | None = None  # steps; None: at every evaluation
+    # extra scalar columns of the runs row, e.g. a sweep's isoflop_budget (docs/architecture.md §3)
+    run_columns: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ class TrainResult:
     def run_row_for(self, config: TrainConfig, output: RunOutput, world_size: int) -> dict:
         """The runs-table row (docs/architecture.md §3) of this attempt."""
         shape, geometry = config.shape, self.geometry
-        return {
+        row = {
             "sweep": output.sweep, "trial_id": output.trial_id, "attempt": output.attempt, "status": self.status,
             "n_layer": shape.n_layer, "d_model": shape.d_model, "n_heads": shape.n_heads, "d_ff": shape.d_ff,
             "d_attn": shape.d_attn, "n_ctx": shape.n_ctx, "vocab_size": shape.vocab_size,
@@ -107,6 +107,12 @@ class TrainResult:
             "planned_steps": geometry.total_steps if geometry else None,
             **(self.stop.columns() if self.stop else {}),
         }
+        from metrics.schema import RUNS_SCHEMA
+
+        clashes = sorted(set(output.run_columns) & (set(row) | set(RUNS_SCHEMA.names)))
+        if clashes:
+            raise ValueError(f"run_columns: {clashes} are the runs row's own columns")
+        return {**row, **output.run_columns}
 
     def tune_metrics(self) -> dict:
         """The last dict Tune sees for the trial (searchers' `on_trial_complete`, the live table)."""
