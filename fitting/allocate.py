@@ -53,11 +53,12 @@ def chinchilla_optimal(params, C, flops_per_token: float = 6.0):
         A, al, B, be = th[..., 1], th[..., 2], th[..., 3], th[..., 4]
     A, al, B, be = (np.asarray(v, dtype=float)[..., None] if np.ndim(v) else v for v in (A, al, B, be))
     C = np.asarray(C, dtype=float)
-    G = (al * A / (be * B)) ** (1.0 / (al + be))
-    a = be / (al + be)
-    b = al / (al + be)
-    N = G * (C / flops_per_token) ** a
-    D = (C / flops_per_token) ** b / G
+    with np.errstate(all="ignore"):  # alpha or beta <= 0 has no interior optimum: NaN, judged by the caller
+        G = (al * A / (be * B)) ** (1.0 / (al + be))
+        a = be / (al + be)
+        b = al / (al + be)
+        N = G * (C / flops_per_token) ** a
+        D = (C / flops_per_token) ** b / G
     return N, D, a, b
 
 
@@ -233,21 +234,30 @@ def compute_optimal_allocation(fit=None, compute: float = 1e21, *, law=None, par
     model size, one tokens-per-parameter ratio, ...) gives an Allocation with ``identified=False`` and
     NaN numbers, never a point estimate with an interval. A ratio far outside the fitted
     runs' is noted in ``Allocation.notes`` (:func:`fitting.checks.ratio_note`)."""
+    def unidentified(reason: str) -> Allocation:
+        nan = float("nan")
+        return Allocation(law=law.name, compute=float(compute), N_opt=nan, D_opt=nan, tokens_per_param=nan, loss=nan,
+                          exponent_a=nan, level=level, fixed=dict(fixed or {}), uncertainty="none (not identified)",
+                          identified=False, unidentified_reason=reason)
+
     if fit is not None:
         law, theta = fit.law, fit.theta
         verdict = fit.identifiability
         if not verdict.identified:
-            nan = float("nan")
-            return Allocation(law=law.name, compute=float(compute), N_opt=nan, D_opt=nan, tokens_per_param=nan, loss=nan,
-                        exponent_a=nan, level=level, fixed=dict(fixed or {}), uncertainty="none (not identified)",
-                        identified=False, unidentified_reason=verdict.reason)
+            return unidentified(verdict.reason)
     else:
         if law is None or params is None:
             raise ValueError("compute_optimal_allocation needs a fit, or a law and params")
         law = get_law(law)
         theta = law.as_array(params)
     C = float(compute)
+    flat = [f"{k} = {v:.3g}" for k, v in law.as_dict(theta).items() if k in ("alpha", "beta") and not v > 0]
+    if flat:  # loss would not fall with N (or D): the optimum runs off to one end
+        return unidentified(f"the fitted {' and '.join(flat)} is not > 0, so the law has no compute-optimal "
+                            "interior (loss does not fall with that input)")
     res = optimal_allocation(law, theta, C, flops_per_token=flops_per_token, fixed=fixed)
+    if not (np.isfinite(res["N_opt"][0]) and np.isfinite(res["D_opt"][0])):
+        return unidentified(f"the fitted {law.name} has no finite compute-optimal allocation at {C:.3g} FLOPs")
     a = allocation_exponent(law, theta, C, flops_per_token=flops_per_token, fixed=fixed, span=span)
     out = Allocation(law=law.name, compute=C, N_opt=float(res["N_opt"][0]), D_opt=float(res["D_opt"][0]),
                tokens_per_param=float(res["tokens_per_param"][0]), loss=float(res["loss"][0]), exponent_a=a,

@@ -226,6 +226,9 @@ def plan_ladder(spec: SweepSpec, multiplier: float, *, allow_at_bounds: bool = F
     target = multiplier * reference
     calibration = calibrate_misfit(fit)
     allocation = compute_optimal_allocation(fit, target, level=level, misfit_calibration=calibration)
+    if not allocation.identified:
+        raise ValueError(f"ladder: no compute-optimal allocation from the runs of sweep {spec.name}: "
+                         f"{allocation.unidentified_reason}; add runs that vary N and D more widely")
     at_target = {k: np.append(v, allocation.N_opt if k == "N" else allocation.D_opt) for k, v in fit.data.X.items()}
     at_bounds = params_at_bounds(law, fit.z, at_target)
     if at_bounds and not allow_at_bounds:

@@ -96,3 +96,18 @@ def test_plan_with_uncertainty():
     # bare parameters: point estimates only
     q = compute_optimal_allocation(law="chinchilla", params=CHINCHILLA_HOFFMANN, compute=1e21)
     assert q.exponent_a == pytest.approx(0.4516, abs=1e-4) and q.intervals == {}
+
+
+def test_a_fit_with_a_non_positive_exponent_has_no_allocation_and_says_why():
+    """alpha <= 0 (loss does not fall with N: a tiny isoFLOP sweep whose smallest model wins every
+    budget fitted this) has no interior optimum: the allocation is unidentified with the reason,
+    never NaN numbers presented as an answer (nor a RuntimeWarning from the closed form)."""
+    import warnings as _warnings
+
+    from fitting.allocate import compute_optimal_allocation
+
+    params = {"E": 0.44, "A": 1.49, "alpha": -6.07e-05, "B": 2513.6, "beta": 0.715}
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error")
+        allocation = compute_optimal_allocation(law="chinchilla", params=params, compute=6e10)
+    assert not allocation.identified and "alpha = -6.07e-05 is not > 0" in allocation.unidentified_reason
