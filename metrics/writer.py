@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 from metrics.fs import CURVE_PART_RE, list_parts, resolve, validate_name, write_atomically
 from metrics.readers import read_part
 from metrics.schema import (
-    CURVE_FIELDS, EXTRA_EVAL_PREFIX, REQUIRED_CURVE_COLUMNS, REQUIRED_RUN_COLUMNS, RUNS_SCHEMA,
-    SCHEMA_METADATA, conform, curves_schema,
+    CURVE_FIELDS, EXTRA_EVAL_PREFIX, REQUIRED_CURVE_COLUMNS, RUNS_SCHEMA,
+    SCHEMA_METADATA, conform, curves_schema, required_run_columns,
 )
 from metrics.statuses import RUN_STATUSES, STOP_REASONS
 
@@ -110,7 +110,7 @@ class TrialWriter:
 
     def write_run(self, row: dict) -> None:
         """Write this attempt's summary row (overwrites an earlier summary of the same attempt)."""
-        missing = [c for c in REQUIRED_RUN_COLUMNS if row.get(c) is None]
+        missing = [c for c in required_run_columns(row.get("family")) if row.get(c) is None]
         if missing:
             raise ValueError(f"run row: missing required columns {missing}")
         if row["status"] not in RUN_STATUSES:

@@ -106,35 +106,49 @@ class _ShapeChoice:
     target_params: float | None
 
 
-def _shape_choices(axes: Axes, n_ctx: int, vocab: int) -> list[_ShapeChoice]:
-    """Every model shape of the grid at one context length."""
+def _shape_choices(axes: Axes, n_ctx: int, vocab: int, family: str) -> list[_ShapeChoice]:
+    """Every model shape of the grid at one context length, for one family. An LSTM takes each
+    explicit shape's n_layer and d_model (n_heads, d_ff and d_attn are the transformer's), and
+    from target_params one shape per aspect ratio (d_ff_ratio and heads do not apply)."""
     default = Axes()
+    prefix = "" if family == default.family[0] else f"{family}-"
     if axes.shapes:
-        choices = []
+        choices = {}
         for i, raw in enumerate(axes.shapes):
+            if family == "lstm":
+                raw = {key: raw[key] for key in ("n_layer", "d_model")}
             try:
-                shape = ModelShape(**raw, n_ctx=n_ctx, vocab_size=vocab)
+                shape = ModelShape(**raw, n_ctx=n_ctx, vocab_size=vocab, family=family)
             except ValueError as err:
                 raise fail(f"axes.shapes[{i}]", str(err)) from None
-            key = f"L{shape.n_layer}-d{shape.d_model}-h{shape.n_heads}-ff{shape.d_ff}"
-            key += f"-da{shape.d_attn}" if shape.d_attn != shape.d_model else ""
-            choices.append(_ShapeChoice(shape, key, None))
-        return choices
+            key = f"{prefix}L{shape.n_layer}-d{shape.d_model}"
+            if family == "transformer":
+                key += f"-h{shape.n_heads}-ff{shape.d_ff}"
+                key += f"-da{shape.d_attn}" if shape.d_attn != shape.d_model else ""
+            choices.setdefault(key, _ShapeChoice(shape, key, None))
+        return list(choices.values())
     heads = [("n_heads", i, n) for i, n in enumerate(axes.n_heads)] or \
             [("head_dim", i, h) for i, h in enumerate(axes.head_dim)]
+    if family == "lstm":  # one choice per target and aspect ratio
+        heads, ff_ratios = heads[:1], axes.d_ff_ratio[:1]
+    else:
+        ff_ratios = axes.d_ff_ratio
     choices = []
     for target, aspect, ff_ratio, (head_axis, head_index, head) in itertools.product(
-        axes.target_params, axes.aspect_ratio, axes.d_ff_ratio, heads
+        axes.target_params, axes.aspect_ratio, ff_ratios, heads
     ):
         head_dim = head if head_axis == "head_dim" else 8  # n_heads: any width multiple of 8
         try:
             shape = shape_for_params(target, aspect_ratio=aspect, d_ff_ratio=ff_ratio,
-                                     head_dim=head_dim, n_ctx=n_ctx, vocab_size=vocab)
+                                     head_dim=head_dim, n_ctx=n_ctx, vocab_size=vocab, family=family)
         except ValueError as err:
             field = "target_params" if str(err).startswith("target_params") else f"{head_axis}[{head_index}]"
             raise fail(f"axes.{field}", str(err)) from None
-        key = f"N{_compact(target)}"
+        key = f"{prefix}N{_compact(target)}"
         key += f"-ar{_compact(aspect)}" if aspect != default.aspect_ratio[0] else ""
+        if family == "lstm":
+            choices.append(_ShapeChoice(shape, key, target))
+            continue
         key += f"-ff{_compact(ff_ratio)}" if ff_ratio != default.d_ff_ratio[0] else ""
         if head_axis == "n_heads":
             if shape.d_model % head:
@@ -174,9 +188,9 @@ def _trials(spec: SweepSpec) -> list[TrialSpec]:
     axes, default = spec.axes, Axes()
     max_steps = spec.trainer.get("max_steps")
     trials, problems = [], TrialProblems()
-    for n_ctx in axes.n_ctx:
+    for n_ctx, family in itertools.product(axes.n_ctx, axes.family):
         for shape_choice, dataset_tokens, regime, batch_tokens, lr, seed in itertools.product(
-            _shape_choices(axes, n_ctx, spec.vocab_size), axes.dataset_tokens, axes.regime,
+            _shape_choices(axes, n_ctx, spec.vocab_size, family), axes.dataset_tokens, axes.regime,
             axes.batch_tokens, axes.lr, axes.seeds,
         ):
             key = shape_choice.key
