@@ -148,3 +148,45 @@ def test_lstm_zero_stage_2_matches_stage_0_and_resumes_exactly(tmp_path):
     resumed = train(small_config(**config), RunOutput(resume_from=str(tmp_path / "ckpt")))
     assert [r["step"] for r in resumed.curve] == [6]
     assert resumed.step_losses == pytest.approx(full[3:], rel=1e-5, abs=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# A sweep spec's family axis (grid expansion only: no Ray, no engine)
+
+
+def _spec(tmp_path, **axes):
+    from orchestrator.spec import load_spec
+
+    return load_spec({
+        "name": "fam", "storage": str(tmp_path / "store"), "corpus": {"source": "builtin"},
+        "axes": {"n_ctx": 16, "dataset_tokens": 2e4, "batch_tokens": 256, **axes},
+        "budget": {"flops": 1e15},
+    })
+
+
+def test_family_axis_expands_to_a_transformer_and_an_lstm_sub_sweep(tmp_path):
+    from orchestrator.grid import expand_grid
+
+    grid = expand_grid(_spec(tmp_path, target_params=[2e4, 8e4], family=["transformer", "lstm"],
+                             d_ff_ratio=[2, 4], head_dim=8))
+    lstm = [t for t in grid.trials if t.shape.family == "lstm"]
+    transformer = [t for t in grid.trials if t.shape.family == "transformer"]
+    assert len(transformer) == 4 and len(lstm) == 2  # d_ff_ratio does not multiply the LSTM trials
+    assert [t.trial_key for t in lstm] == ["lstm-N2e4-c16-D2e4-B256-s0", "lstm-N8e4-c16-D2e4-B256-s0"]
+    for trial in lstm:
+        assert abs(trial.non_embedding_params / trial.target_params - 1) < 0.05
+        assert trial.planned_flops == train_flops(trial.shape, trial.planned_tokens)
+        assert trial.train_config.family == "lstm"  # the trainer gets the family with the shape
+
+
+def test_explicit_shapes_for_an_lstm_use_layers_and_width(tmp_path):
+    from orchestrator.grid import expand_grid
+    from trainers.fields import SpecError
+
+    shapes = [{"n_layer": 2, "d_model": 32}, {"n_layer": 1, "d_model": 48}]
+    grid = expand_grid(_spec(tmp_path, shapes=shapes, family="lstm"))
+    assert [t.trial_key for t in grid.trials] == ["lstm-L2-d32-c16-D2e4-B256-s0", "lstm-L1-d48-c16-D2e4-B256-s0"]
+    with pytest.raises(SpecError, match=r"^axes\.shapes\[0\]: ModelShape\.n_heads must be a positive int"):
+        expand_grid(_spec(tmp_path, shapes=shapes, family=["lstm", "transformer"]))
+    with pytest.raises(SpecError, match=r"^axes\.family\[1\]: must be one of"):
+        _spec(tmp_path, target_params=2e4, family=["lstm", "gru"])
