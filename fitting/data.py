@@ -210,6 +210,7 @@ def load_fit_data(
     best_per_config: bool = False,
     require_loss: bool = True,
     name: str | None = None,
+    family: str | None = None,
 ) -> FitData:
     """Read and validate a table of runs for fitting ``law`` (or the given ``inputs``): the one
     column-mapping path of every command that reads a table (fit, plan, replay, report).
@@ -224,6 +225,8 @@ def load_fit_data(
     not for a metrics directory, whose units the store fixes) and rows repeating another row's
     inputs (a hyperparameter sweep) are warned about; ``best_per_config`` keeps the lowest-loss
     row of each configuration instead.
+    ``family`` (a metrics directory) keeps that model family's runs; without it, a store holding
+    several families is fitted whole with a DataWarning.
     ``drop_top_loss`` then drops that many highest-loss rows (Epoch drops 5). With
     ``require_loss=False`` (prediction targets) the loss column is optional (``y`` is NaN where
     absent) and never drops a row. ``name`` describes the source in messages (default: its path).
@@ -258,6 +261,14 @@ def load_fit_data(
 
     if is_store and statuses and "status" in cols:
         drop(~np.isin(np.asarray(cols["status"]).astype(str), list(statuses)), f"status not in {list(statuses)}")
+    if is_store and "family" in cols:  # a law describes one model family (Kaplan fig. 7 fits each)
+        families = np.asarray(cols["family"]).astype(str)
+        if family is not None:
+            drop(families != family, f"family not {family}")
+        elif len(set(families[keep])) > 1:
+            counts = ", ".join(f"{int((families[keep] == f).sum())} {f}" for f in sorted(set(families[keep])))
+            warnings.warn(DataWarning(f"{desc}: runs of several model families ({counts}) are fitted "
+                                      "together; a law describes one family"), stacklevel=2)
 
     mapping, derive_d = _resolve(cols, inputs, explicit, is_store, desc, require_loss)
     arrays = {}

@@ -190,3 +190,24 @@ def test_explicit_shapes_for_an_lstm_use_layers_and_width(tmp_path):
         expand_grid(_spec(tmp_path, shapes=shapes, family=["lstm", "transformer"]))
     with pytest.raises(SpecError, match=r"^axes\.family\[1\]: must be one of"):
         _spec(tmp_path, target_params=2e4, family=["lstm", "gru"])
+
+
+def test_a_fit_keeps_one_family_or_warns_that_it_mixes_them(tmp_path):
+    """A store with a transformer and an LSTM sub-sweep: `family=` keeps one family's runs; without
+    it the fit names both families in a DataWarning instead of silently mixing them."""
+    from fitting.data import DataWarning, load_fit_data
+    from metrics import TrialWriter
+
+    base = dict(status="completed", n_ctx=16, vocab_size=256, regime="tokens", batch_tokens=256, lr=1e-3,
+                seed=0, steps=10, wall_s=1.0)
+    for i, (family, n) in enumerate([("transformer", 2e4), ("transformer", 8e4), ("lstm", 2e4)]):
+        heads = dict(n_heads=2, d_ff=64) if family == "transformer" else {}
+        TrialWriter(str(tmp_path), "s", f"t{i}").write_run(dict(
+            base, family=family, n_layer=1, d_model=32, non_embedding_params=int(n), dataset_tokens=20_000 * (i + 1),
+            tokens_seen=20_000 * (i + 1), flops=6 * n * 20_000 * (i + 1), best_val_loss=3.0 - 0.1 * i,
+            final_val_loss=3.0 - 0.1 * i, **heads))
+    store = str(tmp_path / "s")
+    assert len(load_fit_data(store, family="lstm")) == 1
+    assert len(load_fit_data(store, family="transformer")) == 2
+    with pytest.warns(DataWarning, match=r"several model families \(1 lstm, 2 transformer\)"):
+        assert len(load_fit_data(store)) == 3
