@@ -314,8 +314,9 @@ def format_grid(grid: Grid) -> str:
     def row(t: TrialSpec) -> tuple[str, ...]:
         n = non_embedding_params(t.shape)
         ratio = f"{n / t.target_params:.2f}" if t.target_params else "-"
-        return (t.trial_key, str(t.shape.n_layer), str(t.shape.d_model), str(t.shape.n_heads),
-                str(t.shape.d_ff), f"{n:.3g}", ratio, f"{t.dataset_tokens:.3g}", t.regime,
+        # "-": an LSTM has no heads or d_ff
+        return (t.trial_key, str(t.shape.n_layer), str(t.shape.d_model), str(t.shape.n_heads or "-"),
+                str(t.shape.d_ff or "-"), f"{n:.3g}", ratio, f"{t.dataset_tokens:.3g}", t.regime,
                 f"{t.planned_tokens:.3g}", f"{t.planned_flops:.3g}", f"{t.lr:.3g}")
 
     rows = [header] + [row(t) for t in grid.trials]
