@@ -261,6 +261,8 @@ def load_fit_data(
 
     if is_store and statuses and "status" in cols:
         drop(~np.isin(np.asarray(cols["status"]).astype(str), list(statuses)), f"status not in {list(statuses)}")
+    if family is not None and not (is_store and "family" in cols):
+        raise ValueError(f"family: {desc} records no model family (only a sweep's metrics directory does)")
     if is_store and "family" in cols:  # a law describes one model family (Kaplan fig. 7 fits each)
         families = np.asarray(cols["family"]).astype(str)
         if family is not None:
