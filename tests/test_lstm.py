@@ -91,6 +91,12 @@ def test_bad_lstm_shape_names_the_field(shape, message):
         TrainConfig.from_dict({"shape": {"n_ctx": 16, **shape}, "dataset_tokens": 10_000, "batch_tokens": 256})
 
 
+def test_family_outside_the_shape_says_where_it_goes():
+    with pytest.raises(ValueError, match=r"^family: give it in the shape"):
+        TrainConfig.from_dict({"shape": {"target_params": 2e4, "n_ctx": 16}, "family": "lstm",
+                               "dataset_tokens": 10_000, "batch_tokens": 256})
+
+
 def test_family_round_trips_through_the_config_dict():
     config = TrainConfig.from_dict({"shape": {"target_params": 3e4, "n_ctx": 16, "family": "lstm"},
                                     "dataset_tokens": 10_000, "batch_tokens": 256})

@@ -151,6 +151,8 @@ class TrainConfig:
         raw = dict(raw)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(raw) - known)
+        if "family" in unknown:  # the family is part of the architecture, so of the shape
+            raise SpecError("family: give it in the shape (shape: {family: lstm, ...}; --family on train)")
         if unknown:
             raise SpecError(f"{unknown[0]}: unknown key; allowed keys: {', '.join(sorted(known))}")
         if raw.get("shape") is None:
