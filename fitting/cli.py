@@ -42,6 +42,9 @@ def add_table_args(p: argparse.ArgumentParser) -> None:
                    help="shorthand: keep the lowest-loss row of each (N, D) cell (every row its own setting)")
     p.add_argument("--flops-per-token", type=float, default=6.0,
                    help="k in C = k·N·D (default 6); also used to derive D from a compute column")
+    p.add_argument("--family", default=None, metavar="NAME",
+                   help="a sweep's metrics directory: fit only this model family's runs (transformer | lstm; "
+                        "default all, warned when there are several)")
 
 
 def table_source(path, args, what: str):
@@ -82,7 +85,8 @@ def load_table(source, args, law, *, drop_top_loss: int = 0, require_loss: bool 
         data = load_fit_data(source, n_col=args.n_col, d_col=args.d_col, loss_col=args.loss_col, c_col=args.c_col,
                              extra_cols=extra, law=law, flops_per_token=args.flops_per_token,
                              drop_top_loss=drop_top_loss, best_per_config=args.best_per_config,
-                             aggregate=aggregate, require_loss=require_loss, name=name)
+                             aggregate=aggregate, require_loss=require_loss, name=name,
+                             family=getattr(args, "family", None))
     return data, [str(w.message) for w in caught]
 
 

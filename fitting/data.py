@@ -216,6 +216,7 @@ def load_fit_data(
     weights=None,
     require_loss: bool = True,
     name: str | None = None,
+    family: str | None = None,
 ) -> FitData:
     """Read and validate a table of runs for fitting ``law`` (or the given ``inputs``): the one
     column-mapping path of every command that reads a table (fit, plan, replay, report).
@@ -235,6 +236,8 @@ def load_fit_data(
     each cell's best setting. An aggregation column missing from the table, or one that is an
     input of the law, is a ValueError naming it. ``weights``: per source-row fit weights (a
     metrics directory's prediction-stopped runs get theirs from `fitting.run_result`).
+    ``family`` (a metrics directory) keeps that model family's runs; without it, a store holding
+    several families is fitted whole with a DataWarning.
     ``drop_top_loss`` then drops that many highest-loss rows (cells) (Epoch drops 5). With
     ``require_loss=False`` (prediction targets) the loss column is optional (``y`` is NaN where
     absent) and never drops a row. ``name`` describes the source in messages (default: its path).
@@ -274,6 +277,16 @@ def load_fit_data(
 
     if is_store and statuses and "status" in cols:
         drop(~np.isin(np.asarray(cols["status"]).astype(str), list(statuses)), f"status not in {list(statuses)}")
+    if family is not None and not (is_store and "family" in cols):
+        raise ValueError(f"family: {desc} records no model family (only a sweep's metrics directory does)")
+    if is_store and "family" in cols:  # a law describes one model family (Kaplan fig. 7 fits each)
+        families = np.asarray(cols["family"]).astype(str)
+        if family is not None:
+            drop(families != family, f"family not {family}")
+        elif len(set(families[keep])) > 1:
+            counts = ", ".join(f"{int((families[keep] == f).sum())} {f}" for f in sorted(set(families[keep])))
+            warnings.warn(DataWarning(f"{desc}: runs of several model families ({counts}) are fitted "
+                                      "together; a law describes one family"), stacklevel=2)
 
     mapping, derive_d = _resolve(cols, inputs, explicit, is_store, desc, require_loss)
     _check_aggregation(aggregate, cols, mapping, desc)

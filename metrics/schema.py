@@ -39,6 +39,9 @@ CURVE_FIELDS = [
     ("flops", pa.float64()),  # float: exceeds int64 comfort at large scale and is an estimate anyway
     ("train_loss", pa.float64()),
     ("val_loss", pa.float64()),
+    # the validation loss at each context position 0..n_ctx-1 over the same windows as val_loss
+    # (its mean); null in rows written before it was stored
+    ("loss_per_position", pa.list_(pa.float64())),
     ("lr", pa.float64()),
     ("grad_noise_scale", pa.float64()),
     ("tokens_per_s", pa.float64()),
@@ -56,6 +59,9 @@ RUNS_SCHEMA = pa.schema(
         ("trial_id", pa.string()),
         ("attempt", pa.int64()),
         ("status", pa.string()),
+        # the model family (trainers.shapes.FAMILIES); rows written before it existed were all
+        # transformers, and `load_runs` reads their null as DEFAULT_FAMILY
+        ("family", pa.string()),
         ("n_layer", pa.int64()),
         ("d_model", pa.int64()),
         ("n_heads", pa.int64()),
@@ -107,6 +113,20 @@ REQUIRED_RUN_COLUMNS = (
     "non_embedding_params", "dataset_tokens", "regime", "batch_tokens", "lr", "seed",
     "tokens_seen", "steps", "flops", "wall_s",
 )
+TRANSFORMER_ONLY_RUN_COLUMNS = ("n_heads", "d_ff")
+"""Required columns that do not apply to (are null for) an LSTM run."""
+
+
+DEFAULT_FAMILY = "transformer"
+"""The family of a runs row whose ``family`` is null (every row written before the column)."""
+
+
+def required_run_columns(family: str | None) -> tuple[str, ...]:
+    """The columns a runs row of this family must fill (`REQUIRED_RUN_COLUMNS` less those an
+    LSTM does not have)."""
+    if (family or DEFAULT_FAMILY) == DEFAULT_FAMILY:
+        return REQUIRED_RUN_COLUMNS
+    return tuple(c for c in REQUIRED_RUN_COLUMNS if c not in TRANSFORMER_ONLY_RUN_COLUMNS)
 
 LADDER_SCHEMA = pa.schema(
     [
@@ -169,6 +189,9 @@ def castable(source: pa.DataType, target: pa.DataType) -> bool:
         return pa.types.is_string(source) or pa.types.is_large_string(source)
     if pa.types.is_timestamp(target):
         return pa.types.is_timestamp(source)
+    if pa.types.is_list(target):
+        return ((pa.types.is_list(source) or pa.types.is_large_list(source))
+                and castable(source.value_type, target.value_type))
     return False
 
 

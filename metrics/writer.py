@@ -17,8 +17,8 @@ from metrics.fs import CURVE_PART_RE, list_parts, resolve, validate_name, write_
 from metrics.readers import read_part
 from metrics.schema import (
     CURVE_FIELDS, EXTRA_EVAL_PREFIX, LADDER_SCHEMA, REQUIRED_CURVE_COLUMNS, REQUIRED_LADDER_COLUMNS,
-    REQUIRED_RUN_COLUMNS, RUNS_SCHEMA,
-    SCHEMA_METADATA, conform, curves_schema,
+    RUNS_SCHEMA,
+    SCHEMA_METADATA, conform, curves_schema, required_run_columns,
 )
 from metrics.statuses import RUN_STATUSES, STOP_REASONS
 
@@ -111,7 +111,7 @@ class TrialWriter:
 
     def write_run(self, row: dict) -> None:
         """Write this attempt's summary row (overwrites an earlier summary of the same attempt)."""
-        missing = [c for c in REQUIRED_RUN_COLUMNS if row.get(c) is None]
+        missing = [c for c in required_run_columns(row.get("family")) if row.get(c) is None]
         if missing:
             raise ValueError(f"run row: missing required columns {missing}")
         if row["status"] not in RUN_STATUSES:

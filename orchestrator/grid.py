@@ -114,35 +114,49 @@ class _ShapeChoice:
     target_params: float | None
 
 
-def _shape_choices(axes: Axes, n_ctx: int, vocab: int) -> list[_ShapeChoice]:
-    """Every model shape of the grid at one context length."""
+def _shape_choices(axes: Axes, n_ctx: int, vocab: int, family: str) -> list[_ShapeChoice]:
+    """Every model shape of the grid at one context length, for one family. An LSTM takes each
+    explicit shape's n_layer and d_model (n_heads, d_ff and d_attn are the transformer's), and
+    from target_params one shape per aspect ratio (d_ff_ratio and heads do not apply)."""
     default = Axes()
+    prefix = "" if family == default.family[0] else f"{family}-"
     if axes.shapes:
-        choices = []
+        choices = {}
         for i, raw in enumerate(axes.shapes):
+            if family == "lstm":
+                raw = {key: raw[key] for key in ("n_layer", "d_model")}
             try:
-                shape = ModelShape(**raw, n_ctx=n_ctx, vocab_size=vocab)
+                shape = ModelShape(**raw, n_ctx=n_ctx, vocab_size=vocab, family=family)
             except ValueError as err:
                 raise fail(f"axes.shapes[{i}]", str(err)) from None
-            key = f"L{shape.n_layer}-d{shape.d_model}-h{shape.n_heads}-ff{shape.d_ff}"
-            key += f"-da{shape.d_attn}" if shape.d_attn != shape.d_model else ""
-            choices.append(_ShapeChoice(shape, key, None))
-        return choices
+            key = f"{prefix}L{shape.n_layer}-d{shape.d_model}"
+            if family == "transformer":
+                key += f"-h{shape.n_heads}-ff{shape.d_ff}"
+                key += f"-da{shape.d_attn}" if shape.d_attn != shape.d_model else ""
+            choices.setdefault(key, _ShapeChoice(shape, key, None))
+        return list(choices.values())
     heads = [("n_heads", i, n) for i, n in enumerate(axes.n_heads)] or \
             [("head_dim", i, h) for i, h in enumerate(axes.head_dim)]
+    if family == "lstm":  # one choice per target and aspect ratio
+        heads, ff_ratios = heads[:1], axes.d_ff_ratio[:1]
+    else:
+        ff_ratios = axes.d_ff_ratio
     choices = []
     for target, aspect, ff_ratio, (head_axis, head_index, head) in itertools.product(
-        axes.target_params, axes.aspect_ratio, axes.d_ff_ratio, heads
+        axes.target_params, axes.aspect_ratio, ff_ratios, heads
     ):
         head_dim = head if head_axis == "head_dim" else 8  # n_heads: any width multiple of 8
         try:
             shape = shape_for_params(target, aspect_ratio=aspect, d_ff_ratio=ff_ratio,
-                                     head_dim=head_dim, n_ctx=n_ctx, vocab_size=vocab)
+                                     head_dim=head_dim, n_ctx=n_ctx, vocab_size=vocab, family=family)
         except ValueError as err:
             field = "target_params" if str(err).startswith("target_params") else f"{head_axis}[{head_index}]"
             raise fail(f"axes.{field}", str(err)) from None
-        key = f"N{_compact(target)}"
+        key = f"{prefix}N{_compact(target)}"
         key += f"-ar{_compact(aspect)}" if aspect != default.aspect_ratio[0] else ""
+        if family == "lstm":
+            choices.append(_ShapeChoice(shape, key, target))
+            continue
         key += f"-ff{_compact(ff_ratio)}" if ff_ratio != default.d_ff_ratio[0] else ""
         if head_axis == "n_heads":
             if shape.d_model % head:
@@ -204,13 +218,14 @@ class _Cell:
     budget_path: str = ""
 
 
-def _cells(spec: SweepSpec, n_ctx: int) -> list[_Cell]:
+def _cells(spec: SweepSpec, n_ctx: int, family: str) -> list[_Cell]:
     """The grid's shapes x D, or (search.kind: isoflop) each budget's sizes, made by the same
     shape rules; sizes of one budget that round to one shape are refused."""
     search = spec.search
     if search.kind != "isoflop":
         return [_Cell(choice, d) for choice, d in
-                itertools.product(_shape_choices(spec.axes, n_ctx, spec.vocab_size), spec.axes.dataset_tokens)]
+                itertools.product(_shape_choices(spec.axes, n_ctx, spec.vocab_size, family),
+                                  spec.axes.dataset_tokens)]
     sizes_field = "search.n_range" if search.n_range else "search.n_span_decades"
     cells = []
     for i, budget in enumerate(search.budgets):
@@ -218,7 +233,7 @@ def _cells(spec: SweepSpec, n_ctx: int) -> list[_Cell]:
         for target in budget_sizes(search, budget):
             try:
                 per_size.append(_shape_choices(dataclasses.replace(spec.axes, target_params=(target,)),
-                                               n_ctx, spec.vocab_size))
+                                               n_ctx, spec.vocab_size, family))
             except SpecError as err:
                 raise SpecError(str(err).replace("axes.target_params", sizes_field, 1)) from None
         for variant in zip(*per_size):
@@ -239,9 +254,9 @@ def _trials(spec: SweepSpec) -> list[TrialSpec]:
     axes, default = spec.axes, Axes()
     trials, problems = [], TrialProblems()
     max_steps = spec.trainer.get("max_steps")
-    for n_ctx in axes.n_ctx:
+    for n_ctx, family in itertools.product(axes.n_ctx, axes.family):
         for cell, regime, batch_tokens, lr, seed in itertools.product(
-            _cells(spec, n_ctx), axes.regime, axes.batch_tokens, axes.lr, axes.seeds,
+            _cells(spec, n_ctx, family), axes.regime, axes.batch_tokens, axes.lr, axes.seeds,
         ):
             shape_choice, dataset_tokens, run_columns = cell.shape_choice, cell.dataset_tokens, {}
             if cell.budget is not None:
@@ -398,8 +413,9 @@ def format_grid(grid: Grid) -> str:
     def row(t: TrialSpec) -> tuple[str, ...]:
         n = non_embedding_params(t.shape)
         ratio = f"{n / t.target_params:.2f}" if t.target_params else "-"
-        return (t.trial_key, str(t.shape.n_layer), str(t.shape.d_model), str(t.shape.n_heads),
-                str(t.shape.d_ff), f"{n:.3g}", ratio, f"{t.dataset_tokens:.3g}", t.regime,
+        # "-": an LSTM has no heads or d_ff
+        return (t.trial_key, str(t.shape.n_layer), str(t.shape.d_model), str(t.shape.n_heads or "-"),
+                str(t.shape.d_ff or "-"), f"{n:.3g}", ratio, f"{t.dataset_tokens:.3g}", t.regime,
                 f"{t.planned_tokens:.3g}", f"{t.planned_flops:.3g}", f"{t.lr:.3g}")
 
     rows = [header] + [row(t) for t in grid.trials]

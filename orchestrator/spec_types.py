@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from trainers.config import REGIMES, TrainConfig
 from trainers.data import CorpusSpec
+from trainers.shapes import FAMILIES
 from trainers.tokenizers import corpus_vocab_size
 from trainers.fields import (
     choice, fail, mapping, non_negative, non_negative_int, number, option, positive, positive_int, text,
@@ -41,7 +42,9 @@ _lr_item.rule = "number > 0 or kaplan"
 
 
 def _shape_item(value: Any, path: str) -> Mapping[str, int]:
-    raw = mapping(value, path, _SHAPE_KEYS, required=("n_layer", "d_model", "n_heads", "d_ff"))
+    # n_heads and d_ff: required by the transformer (ModelShape says so, per trial); an LSTM-only
+    # sweep may leave them out
+    raw = mapping(value, path, _SHAPE_KEYS, required=("n_layer", "d_model"))
     return {key: positive_int(item, f"{path}.{key}") for key, item in raw.items()}
 
 
@@ -63,7 +66,10 @@ class Axes:
             "(give this or shapes)", positive)
     shapes: tuple[Mapping[str, int], ...] = option(
         (), "explicit shapes {n_layer, d_model, n_heads, d_ff, d_attn (optional)} (give this or "
-            "target_params)", _shape_item)
+            "target_params); an lstm uses only n_layer and d_model", _shape_item)
+    family: tuple[str, ...] = option(
+        ("transformer",), "model families: transformer, lstm (Kaplan §3.2.1; hidden width d_model, "
+                          "its shape from target_params by aspect_ratio alone)", choice(FAMILIES))
     aspect_ratio: tuple[float, ...] = option((64.0,), "d_model / n_layer (with target_params)", positive)
     d_ff_ratio: tuple[float, ...] = option((4.0,), "d_ff / d_model (with target_params)", positive)
     head_dim: tuple[int, ...] = option((64,), "d_model / n_heads (with target_params; or n_heads)",

@@ -52,3 +52,14 @@ def test_the_status_vocabulary_has_one_owner():
     copies = [f for f in files if not f.startswith("tests/") and f != "metrics/statuses.py"
               and tuple_of_statuses.search((REPO / f).read_text())]
     assert not copies, copies
+
+
+def test_no_file_holds_a_merge_conflict_marker():
+    """A half-resolved merge leaves `<<<<<<< ` lines that no other test of a markdown file sees."""
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files", "*.py", "*.md", "*.yaml", "*.toml", "Makefile"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split()
+    marked = [f for f in files if (REPO / f).is_file() and any(
+        line.startswith(("<<<<<<< ", ">>>>>>> ")) for line in (REPO / f).read_text(errors="replace").splitlines())]
+    assert not marked, marked

@@ -257,6 +257,25 @@ def test_cluster_scale_integer_flops_are_stored_as_doubles(tmp_path):
         writer.append_curves([dict(step=2, tokens_seen=1, flops=1, val_loss=1.0, trial_id="other")])
 
 
+def test_family_and_loss_per_position_columns(tmp_path):
+    """A runs row written before `family` reads as a transformer; an LSTM row needs no n_heads
+    or d_ff, a transformer row still does; loss_per_position survives compaction beside a part
+    written before it."""
+    _write_bytes(tmp_path / "sw" / "runs" / "trial_id=bad" / "part-0.parquet",
+                 _parquet_bytes(_good_run_table(family=None)))
+    lstm = TrialWriter(str(tmp_path), "sw", "lstm")
+    lstm.append_curves(curve_rows([0]))
+    lstm.append_curves(curve_rows([1], loss_per_position=[2.0, 1.5, 1.25]))
+    lstm.write_run(run_row(family="lstm", n_heads=None, d_ff=None, d_attn=None))
+    with pytest.raises(ValueError, match=r"missing required columns \['n_heads', 'd_ff'\]"):
+        TrialWriter(str(tmp_path), "sw", "t").write_run(run_row(family="transformer", n_heads=None, d_ff=None))
+    runs = load_runs(str(tmp_path), "sw").to_pylist()
+    assert [(r["trial_id"], r["family"], r["n_heads"]) for r in runs] == [("bad", "transformer", 4), ("lstm", "lstm", None)]
+    curves = load_curves(str(tmp_path), "sw")
+    assert curves["loss_per_position"].to_pylist() == [None, [2.0, 1.5, 1.25]]
+    assert len(files_under(tmp_path / "sw" / "curves")) == 1  # compacted at write_run
+
+
 # --------------------------------------------------------------------------------------------
 # Unreadable parts: every kind is skipped and named, in every reader
 

@@ -74,6 +74,9 @@ def test_metrics_contract_read_by_pyarrow_and_duckdb(tmp_path):
                    "val_loss_other", "lr", "tokens_per_s", "mfu", "wall_s", "timestamp"):
         assert column in curves.column_names
     assert curves.num_rows == len(result.curve)
+    for row in curves.select(["val_loss", "loss_per_position"]).to_pylist():  # fig. 20, per evaluation
+        assert len(row["loss_per_position"]) == 64 and all(map(math.isfinite, row["loss_per_position"]))
+        assert sum(row["loss_per_position"]) / 64 == pytest.approx(row["val_loss"], rel=1e-9)
     import duckdb
     rows = duckdb.sql(
         f"select trial_id, count(*) n, max(step) s from read_parquet('{tmp_path}/contract/curves/**/*.parquet', "

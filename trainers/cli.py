@@ -40,9 +40,11 @@ def _shape_flags() -> dict[str, str]:
     import dataclasses
 
     from trainers.config import SHAPE_TARGET_PARSERS
-    from trainers.shapes import ModelShape
+    from trainers.shapes import FAMILIES, ModelShape
 
     flags = {f.name: f"shape.{f.name}: explicit shape (integer > 0)" for f in dataclasses.fields(ModelShape)}
+    flags["family"] = f"shape.family: model family, {' | '.join(FAMILIES)} (default transformer; an lstm " \
+                      "has no n_heads/d_ff/d_attn)"
     for name, parse in SHAPE_TARGET_PARSERS.items():
         flags.setdefault(name, f"shape.{name}: shape from a target N ({parse.rule}); overrides explicit sizes")
     return flags
@@ -106,7 +108,9 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if "target_params" in shape:
         for explicit in _EXPLICIT_SIZES:
             shape.pop(explicit, None)
-    raw["shape"] = shape or {"target_params": 1e5, "n_ctx": 128}
+    if not set(shape) & {"target_params", *_EXPLICIT_SIZES}:  # no size given: a small default
+        shape = {"target_params": 1e5, "n_ctx": 128, **shape}
+    raw["shape"] = shape
     for flag in _config_flags():
         if getattr(args, flag) is not None:
             raw[flag] = getattr(args, flag)
@@ -143,7 +147,7 @@ def format_summary(config, result) -> str:
     best = f"{result.best_val_loss:.4f} @ step {result.best_step}" if result.best_val_loss is not None else "n/a"
     lines = [
         f"status      {result.status}",
-        f"shape       n_layer={shape.n_layer} d_model={shape.d_model} n_heads={shape.n_heads} "
+        f"shape       {shape.family} n_layer={shape.n_layer} d_model={shape.d_model} n_heads={shape.n_heads} "
         f"d_ff={shape.d_ff} n_ctx={shape.n_ctx} vocab={shape.vocab_size}",
         f"N           {config.non_embedding_params:,} non-embedding params",
         f"D           {config.dataset_tokens:,} tokens ({config.regime} regime)",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -18,7 +19,7 @@ from trainers.fields import (
     SpecError, choice, coerce_fields, fail, interval, non_negative, non_negative_int, option,
     positive, positive_int,
 )
-from trainers.shapes import ModelShape, kaplan_lr, non_embedding_params, shape_for_params
+from trainers.shapes import FAMILIES, ModelShape, kaplan_lr, non_embedding_params, shape_for_params
 
 REGIMES = ("tokens", "dataset")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -95,6 +96,11 @@ class TrainConfig:
         self.validate()
 
     @property
+    def family(self) -> str:
+        """The model family, a property of the shape (`shape.family`: ``--family`` on `train`)."""
+        return self.shape.family
+
+    @property
     def non_embedding_params(self) -> int:
         return non_embedding_params(self.shape)
 
@@ -145,6 +151,8 @@ class TrainConfig:
         raw = dict(raw)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(raw) - known)
+        if "family" in unknown:  # the family is part of the architecture, so of the shape
+            raise SpecError("family: give it in the shape (shape: {family: lstm, ...}; --family on train)")
         if unknown:
             raise SpecError(f"{unknown[0]}: unknown key; allowed keys: {', '.join(sorted(known))}")
         if raw.get("shape") is None:
@@ -254,22 +262,29 @@ def corpus_from(raw: Any, where: str) -> CorpusSpec:
 # The `shape: {target_params: ...}` form: shape_for_params's arguments.
 SHAPE_TARGET_PARSERS = {"target_params": positive, "aspect_ratio": positive, "d_ff_ratio": positive,
                          "head_dim": positive_int, "n_ctx": positive_int, "vocab_size": positive_int,
-                         "tolerance": positive}
+                         "tolerance": positive, "family": choice(FAMILIES)}
+# The explicit form: ModelShape's fields (sizes are integers; family is a name).
+SHAPE_PARSERS = {f.name: positive_int for f in dataclasses.fields(ModelShape)} | {"family": choice(FAMILIES)}
 
 
 def _shape_from(raw: Any, vocab_size: int) -> ModelShape:
     if not isinstance(raw, Mapping):
         raise fail("shape", f"must be a mapping (n_layer, d_model, ... or target_params), got {raw!r}")
     raw = {"vocab_size": vocab_size, **raw}
-    if "target_params" in raw:
-        parsers = SHAPE_TARGET_PARSERS
-    else:
-        parsers = {f.name: positive_int for f in dataclasses.fields(ModelShape)}
+    parsers = SHAPE_TARGET_PARSERS if "target_params" in raw else SHAPE_PARSERS
     unknown = sorted(set(raw) - set(parsers))
     if unknown:
         raise SpecError(f"shape.{unknown[0]}: unknown key; allowed keys: {', '.join(parsers)}")
-    parsed = {key: value if key == "d_attn" and value is None else parsers[key](value, f"shape.{key}")
+    # None: a size left to its default (d_attn = d_model; an LSTM has no n_heads, d_ff, d_attn)
+    parsed = {key: None if value is None and key != "family" else parsers[key](value, f"shape.{key}")
               for key, value in raw.items()}
     if "target_params" in parsed:
         return shape_for_params(parsed.pop("target_params"), **parsed)
-    return ModelShape(**parsed)
+    required = ("n_layer", "d_model") + (() if parsed.get("family") == "lstm" else ("n_heads", "d_ff"))
+    missing = [key for key in required if key not in parsed]
+    if missing:
+        raise SpecError(f"shape.{missing[0]}: required (or give target_params)")
+    try:
+        return ModelShape(**parsed)
+    except ValueError as err:  # ModelShape names its field as ModelShape.<field>
+        raise SpecError(re.sub(r"^ModelShape\.(\w+) ", r"shape.\1: ", str(err))) from None

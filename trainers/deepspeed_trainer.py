@@ -25,6 +25,7 @@ from trainers import checkpoint
 from trainers.config import BatchGeometry, RunOutput, TrainConfig, batch_geometry
 from trainers.data import DataSplits, SequenceSampler, eval_batches, load_corpus, make_splits
 from trainers.engine import build_engine
+from trainers.model import token_losses
 from trainers.noise_probe import probe_norms
 from trainers.noise_scale import NoiseScaleEMA
 from trainers.record import StopRequest, TrainResult
@@ -200,7 +201,6 @@ def _agreed_stop(request: StopRequest | None, rt: Runtime) -> bool:
 def _record(run: _Run, progress: _Progress, attempt: _Attempt) -> TrainResult:
     """The end-of-run record (trainers/record.py), with its runs row."""
     shape = run.config.shape
-    positions = _loss_per_position(run.engine, run.val_windows, run.rt) if attempt.status != "diverged" else None
     result = TrainResult(
         status=attempt.status,
         steps=progress.step,
@@ -215,7 +215,7 @@ def _record(run: _Run, progress: _Progress, attempt: _Attempt) -> TrainResult:
         mfu=run.mfu(attempt.tokens_per_s),
         curve=attempt.curve,
         step_losses=attempt.step_losses,
-        loss_per_position=positions,
+        loss_per_position=attempt.curve[-1]["loss_per_position"] if attempt.curve else None,
         geometry=run.geometry,
         stop=attempt.stop,
     )
@@ -257,8 +257,10 @@ def train_step(engine, batch: np.ndarray, geometry: BatchGeometry, rt: Runtime) 
 
 
 @torch.no_grad()
-def evaluate(engine, windows: np.ndarray, micro_batch_size: int, rt: Runtime) -> float:
-    """Mean next-token loss over fixed windows, sharded evenly over ranks.
+def evaluate(engine, windows: np.ndarray, micro_batch_size: int, rt: Runtime) -> tuple[float, list[float]]:
+    """Mean next-token loss over fixed windows, and the mean loss at each of the n_ctx context
+    positions over the same windows (Kaplan fig. 20; its mean is the first number up to float
+    rounding), sharded evenly over ranks.
 
     Every rank runs the same number of forward passes (ZeRO-3 gathers parameters inside
     forward, so ranks must stay in lock-step); leftover windows beyond an even split are
@@ -269,19 +271,21 @@ def evaluate(engine, windows: np.ndarray, micro_batch_size: int, rt: Runtime) ->
         raise ValueError(f"val_tokens: {len(windows)} validation windows cannot be split over {rt.world_size} ranks")
     mine = torch.from_numpy(windows[rt.rank * per_rank : (rt.rank + 1) * per_rank]).to(engine.device)
     engine.eval()
-    total = torch.zeros((), device=engine.device, dtype=torch.float64)
+    position_sums = torch.zeros(windows.shape[1] - 1, device=engine.device, dtype=torch.float64)
     for micro in mine.split(micro_batch_size):
-        _, loss = engine(micro[:, :-1], micro[:, 1:])
-        total += loss.double() * len(micro)
+        logits, _ = engine(micro[:, :-1])
+        position_sums += token_losses(logits, micro[:, 1:]).double().sum(dim=0)
     engine.train()
     if rt.world_size > 1:
-        dist.all_reduce(total)
-    return total.item() / (per_rank * rt.world_size)
+        dist.all_reduce(position_sums)
+    per_position = position_sums / (per_rank * rt.world_size)
+    return per_position.mean().item(), per_position.tolist()
 
 
 def _curve_row(run: _Run, progress: _Progress, train_losses: list[float], tokens_per_s: float) -> dict:
     """The curves-table row (docs/architecture.md §3) of this evaluation; evaluates the model."""
     engine, micro, rt, output = run.engine, run.geometry.micro_batch_size, run.rt, run.output
+    val_loss, per_position = evaluate(engine, run.val_windows, micro, rt)
     row = {
         "sweep": output.sweep,
         "trial_id": output.trial_id,
@@ -290,7 +294,8 @@ def _curve_row(run: _Run, progress: _Progress, train_losses: list[float], tokens
         "tokens_seen": progress.tokens_seen,
         "flops": train_flops(run.config.shape, progress.tokens_seen),
         "train_loss": float(np.mean(train_losses)) if train_losses else float("nan"),
-        "val_loss": evaluate(engine, run.val_windows, micro, rt),
+        "val_loss": val_loss,
+        "loss_per_position": per_position,
         "lr": engine.get_lr()[0],
         "grad_noise_scale": progress.noise.value,
         "tokens_per_s": tokens_per_s,
@@ -299,7 +304,7 @@ def _curve_row(run: _Run, progress: _Progress, train_losses: list[float], tokens
         "timestamp": time.time(),
     }
     for name, windows in run.extra_windows.items():
-        row[f"val_loss_{name}"] = evaluate(engine, windows, micro, rt)
+        row[f"val_loss_{name}"], _ = evaluate(engine, windows, micro, rt)
     return row
 
 
@@ -313,16 +318,6 @@ def _update_early_stopping(config: TrainConfig, progress: _Progress, val_loss: f
         progress.best_val_loss, progress.best_step = val_loss, progress.step
     progress.evals_since_best += 1
     return config.regime == "dataset" and progress.evals_since_best >= config.patience
-
-
-@torch.no_grad()
-def _loss_per_position(engine, windows: np.ndarray, rt: Runtime, max_windows: int = 32) -> list[float]:
-    """Mean loss at each context position (Kaplan fig. 20), on the first validation windows."""
-    batch = torch.from_numpy(windows[:max_windows]).to(engine.device)
-    engine.eval()
-    per_position = engine.module.loss_per_position(batch[:, :-1], batch[:, 1:])
-    engine.train()
-    return [float(x) for x in per_position.float().cpu()]
 
 
 def _checkpoint_due(config: TrainConfig, output: RunOutput, step: int, last_save: float) -> bool:

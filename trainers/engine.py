@@ -10,8 +10,15 @@ from __future__ import annotations
 import torch
 
 from trainers.config import BatchGeometry, TrainConfig, lr_multiplier
+from trainers.lstm import LSTM
 from trainers.model import GPT
 from trainers.runtime import Runtime
+from trainers.shapes import ModelShape
+
+
+def build_model(shape: ModelShape) -> torch.nn.Module:
+    """The torch module of the shape's family: `trainers.model.GPT` or `trainers.lstm.LSTM`."""
+    return LSTM(shape) if shape.family == "lstm" else GPT(shape)
 
 
 def deepspeed_config(config: TrainConfig, geometry: BatchGeometry, rt: Runtime) -> dict:
@@ -31,10 +38,11 @@ def deepspeed_config(config: TrainConfig, geometry: BatchGeometry, rt: Runtime) 
 
 
 def build_engine(config: TrainConfig, geometry: BatchGeometry, rt: Runtime):
-    """A DeepSpeed engine around a fresh GPT with AdamW and warmup + cosine LR (`lr_multiplier`)."""
+    """A DeepSpeed engine around a fresh model (`build_model`) with AdamW and warmup + cosine LR
+    (`lr_multiplier`)."""
     import deepspeed
 
-    model = GPT(config.shape)
+    model = build_model(config.shape)
     # Weight decay on matrices only; biases, LayerNorm gains and embeddings' row norms are
     # not what decay is meant to shrink (the nanoGPT / GPT-2 convention).
     decay = [p for p in model.parameters() if p.dim() >= 2]

@@ -95,28 +95,24 @@ class GPT(nn.Module):
         for block in self.blocks:
             x = block(x)
         logits = self.lm_head(self.ln_final(x))
-        if targets is None:
-            return logits, None
-        # Loss in fp32 even under bf16 autocast: log-softmax over the vocab loses precision in bf16.
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
-        return logits, loss
-
-    @torch.no_grad()
-    def loss_per_position(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy at each context position over the batch: Tensor[T] (Kaplan fig. 20)."""
-        logits, _ = self.forward(idx)
-        per_token = F.cross_entropy(
-            logits.float().flatten(0, 1), targets.flatten(), reduction="none"
-        )
-        return per_token.view(targets.shape).mean(dim=0)
+        return logits, None if targets is None else token_losses(logits, targets).mean()
 
 
-def exact_param_counts(model: GPT) -> dict[str, int]:
-    """Count the module's real parameters by role.
+def token_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy of every token, in nats: Tensor[B, T] (float32). Its mean is the
+    training loss; its mean over the batch is the loss at each context position (Kaplan fig. 20).
+    In fp32 even under bf16: log-softmax over the vocab loses precision in bf16."""
+    per_token = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
+    return per_token.view(targets.shape)
+
+
+def exact_param_counts(model: nn.Module) -> dict[str, int]:
+    """Count a model's (GPT's or trainers.lstm.LSTM's) real parameters by role.
 
     Keys: total; embedding (token + position embeddings + untied output head);
-    non_embedding_matrices (Linear weights inside the blocks, equal to `non_embedding_params`);
-    biases (Linear biases); layernorm (LayerNorm gains and biases, including the final one).
+    non_embedding_matrices (Linear weights inside the blocks or LSTM layers, equal to
+    `non_embedding_params`); biases (Linear biases); layernorm (LayerNorm gains and biases,
+    including the final one).
     """
     counts = {"embedding": 0, "non_embedding_matrices": 0, "biases": 0, "layernorm": 0}
     for module in model.modules():

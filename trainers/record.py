@@ -60,7 +60,7 @@ class TrainResult:
     mfu: float  # model FLOPs utilisation, 0..1, over all ranks
     curve: list[dict] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)  # train loss of every step of this attempt
-    loss_per_position: list[float] | None = None
+    loss_per_position: list[float] | None = None  # the last evaluation's, nats at each of n_ctx positions
     run_row: dict | None = None
     geometry: BatchGeometry | None = None  # how the batch was split (None: not known)
     stop: StopRequest | None = None  # why an early_stopped run stopped (reason, prediction)
@@ -91,6 +91,7 @@ class TrainResult:
         shape, geometry = config.shape, self.geometry
         row = {
             "sweep": output.sweep, "trial_id": output.trial_id, "attempt": output.attempt, "status": self.status,
+            "family": shape.family,  # an LSTM's n_heads, d_ff and d_attn are None: they do not apply
             "n_layer": shape.n_layer, "d_model": shape.d_model, "n_heads": shape.n_heads, "d_ff": shape.d_ff,
             "d_attn": shape.d_attn, "n_ctx": shape.n_ctx, "vocab_size": shape.vocab_size,
             "non_embedding_params": non_embedding_params(shape),
