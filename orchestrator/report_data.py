@@ -31,6 +31,7 @@ class LawFit:
     rows: dict[str, np.ndarray] | None = None
     note: str = ""
     warnings: list[str] = field(default_factory=list)
+    critical_batch: dict[str, float] | None = None  # B_crit(L) params the rows' S_min / C_min used
 
     @property
     def drawable(self):
@@ -60,12 +61,29 @@ def curve_table(curves: list[dict], runs: list[dict]) -> dict[str, np.ndarray]:
     for col in ("step", "tokens_seen", "flops", "val_loss", "grad_noise_scale"):
         out[col] = np.array([num(c.get(col)) for c in rows], dtype=float)
     out["N"] = np.array([num(info[c["trial_id"]]["non_embedding_params"]) for c in rows], dtype=float)
+    out["batch_tokens"] = np.array([num(info[c["trial_id"]]["batch_tokens"]) for c in rows], dtype=float)
     out["dataset_tokens"] = np.array([num(info[c["trial_id"]]["dataset_tokens"]) for c in rows], dtype=float)
     if any("family" in r for r in runs):
         out["family"] = np.array([str(info[c["trial_id"]].get("family") or "transformer") for c in rows], dtype=str)
     if rows and "loss_per_position" in rows[0]:
         out["loss_per_position"] = np.array([c.get("loss_per_position") for c in rows] + [None], dtype=object)[:-1]
     return out
+
+
+def with_min_compute(curves: dict[str, np.ndarray], critical_batch: dict[str, float] | None) -> dict[str, np.ndarray]:
+    """``curves`` with ``flops`` mapped to C_min = C/(1 + B/B_crit(L)) (fitting.dynamics, Kaplan
+    eq. 5.5) where B_crit was fitted, so the runs' curves share the frontier's axis. As in
+    ``fitting.dynamics.curve_rows``, a run that measured no noise scale keeps C."""
+    from fitting.dynamics import b_crit_from, min_compute
+
+    if critical_batch is None or not len(curves["flops"]):
+        return curves
+    noise = curves["grad_noise_scale"]
+    measured = np.isin(curves["trial_id"], curves["trial_id"][np.isfinite(noise) & (noise > 0)])
+    with np.errstate(all="ignore"):
+        bc = b_crit_from(curves["val_loss"], critical_batch)
+        c_min = min_compute(curves["flops"], curves["batch_tokens"], bc)
+    return {**curves, "flops": np.where(measured, c_min, curves["flops"])}
 
 
 def best_per(runs: list[dict], key: str) -> dict[str, np.ndarray]:
@@ -131,6 +149,7 @@ def curve_fits(sweep_dir: str) -> dict[str, LawFit]:
                 continue
         fitted = _fit_rows(name, title, name, rows.columns, rows.note)
         fitted.warnings = rows.warnings + fitted.warnings
+        fitted.critical_batch = rows.critical_batch
         if rows.critical_batch is not None:
             fitted.note += f" (B* = {rows.critical_batch['B_star']:.3g} tokens, α_B = {rows.critical_batch['alpha_B']:.3g})"
         out[name] = fitted

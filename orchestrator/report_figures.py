@@ -28,29 +28,38 @@ def _plt():
 
 def _figure(ncols: int = 1, colorbar: bool = True):
     """A row of ``ncols`` axes, room on the right for a colour bar when there is one."""
-    width = 6.4 * ncols + (1.4 if colorbar else 0.0)
+    width = (6.4 if ncols == 1 else 4.4) * ncols + (1.4 if colorbar else 0.0)
     fig, axes = _plt().subplots(1, ncols, figsize=(width, 4.4), squeeze=False, layout="constrained")
     return fig, list(axes[0])
 
 
 def _log_axis(axis, limits) -> None:
-    """Readable labels on a log axis, chosen from its final limits: decades when it spans more than
-    about one, else 1-2-5 steps, else a few plain numbers (matplotlib's default labels every minor
-    tick of a short log axis, and they overlap)."""
+    """Readable labels on a log axis, chosen from its final limits: decades over more than two,
+    1-3-10 over one to two, 1-2-3-5 over half to one, else a few evenly spaced numbers
+    (matplotlib's default labels every minor tick of a short log axis, and they overlap)."""
     from matplotlib import ticker
 
     lo, hi = sorted(limits)
     span = math.log10(hi / lo) if lo > 0 and hi > 0 else 0.0
     axis.set_minor_formatter(ticker.NullFormatter())
-    if span > 1.2:
+    if span > 2.0:
         axis.set_major_locator(ticker.LogLocator(base=10, numticks=8))
         axis.set_major_formatter(ticker.LogFormatterSciNotation())
-    elif span > 0.45:
-        axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        axis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    elif span > 0.5:
+        axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 3.0) if span > 1.0 else (1.0, 2.0, 3.0, 5.0)))
+        axis.set_major_formatter(ticker.FuncFormatter(_tick_label))
     else:
         axis.set_major_locator(ticker.MaxNLocator(nbins=5, min_n_ticks=3))
-        axis.set_major_formatter(ticker.FormatStrFormatter("%.3g"))
+        axis.set_major_formatter(ticker.FuncFormatter(_tick_label))
+
+
+def _tick_label(value: float, _pos=None) -> str:
+    """3, 0.2, 3×10⁵: plain between 1e-3 and 1e4, else mantissa × power of ten (as the decades)."""
+    if value <= 0 or 1e-3 <= value < 1e4:
+        return f"{value:.3g}"
+    exponent = math.floor(math.log10(value))
+    mantissa = round(value / 10**exponent, 2)
+    return f"$10^{{{exponent}}}$" if mantissa == 1 else f"${mantissa:g}\\times10^{{{exponent}}}$"
 
 
 def _finish(fig, ax, xlabel: str, ylabel: str, title: str, logy: bool = True) -> None:
@@ -95,6 +104,7 @@ def _colorbar(fig, axes, norm, label: str) -> None:
 
     bar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap="viridis"), ax=axes, pad=0.02)
     bar.set_label(label)
+    _log_axis(bar.ax.yaxis, (norm.vmin, norm.vmax))
 
 
 def _law_line(ax, fit, columns: dict, x, color="black", label: str | None = None) -> None:
@@ -105,9 +115,10 @@ def _law_line(ax, fit, columns: dict, x, color="black", label: str | None = None
     ax.plot(np.asarray(x)[ok], y[ok], "--", color=color, lw=1.6, label=label)
 
 
-def loss_vs_compute(curves: dict, frontier: dict | None, fit) -> Figure | str:
+def loss_vs_compute(curves: dict, frontier: dict | None, fit, xlabel: str = "compute C (FLOPs)") -> Figure | str:
     """Kaplan fig. 1 left: every run's validation loss vs training compute, the compute-efficient
-    frontier (C_min, loss) and the fitted L(C_min). ``curves``: trial_id, flops, val_loss, N."""
+    frontier (C, loss) and the fitted L(C_min). ``curves``: trial_id, flops, val_loss, N; its
+    ``flops`` on the frontier's axis (C_min where B_crit is known: report_data.with_min_compute)."""
     ok = _positive(curves.get("flops", []), curves.get("val_loss", []))
     if ok.sum() < 2:
         return "no curve points with positive compute and loss to plot"
@@ -123,7 +134,7 @@ def loss_vs_compute(curves: dict, frontier: dict | None, fit) -> Figure | str:
     if fit is not None:
         grid = np.geomspace(C.min(), C.max() * 10, 60)
         _law_line(ax, fit, {"C": grid}, grid, label=f"fit L(C_min), α_C = {fit.params['alpha_C']:.3g}")
-    _finish(fig, ax, "compute C (FLOPs)", "validation loss (nats/token)", "Loss vs compute")
+    _finish(fig, ax, xlabel, "validation loss (nats/token)", "Loss vs compute")
     _colorbar(fig, [ax], norm, "non-embedding parameters N")
     return _done(fig)
 
@@ -294,12 +305,17 @@ def shape_dependence(runs: list[dict]) -> Figure | str:
             pts = sorted((f(r), r["best_val_loss"] / best) for r in g)
             if len({p[0] for p in pts}) < 2:
                 continue
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=palette[size], ms=4, lw=0.8)
+            # markers only: the other shape quantities vary too, so a line would join unlike runs
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o", color=palette[size], ms=5)
         ax.set_xscale("log")
         _log_axis(ax.xaxis, ax.get_xlim())
-        ax.set(xlabel=label, ylabel="loss / best loss at this N, D", title=f"Shape: {label.split(' ')[0]}")
+        ax.set(xlabel=label, ylabel="loss / best loss at this N and D" if key == varied[0] else "",
+               title=label.split(" d_")[0].split(" n_")[0])
         ax.grid(True, alpha=0.3)
-    _colorbar(fig, axes, norm, "non-embedding parameters N")
+    if len(sizes) > 1:
+        _colorbar(fig, axes, norm, "non-embedding parameters N")
+    else:  # one group: a colour bar of one colour says nothing
+        fig.suptitle(f"shapes at N ≈ {sizes[0]:.3g}, D = {groups[0][0]['dataset_tokens']:.3g} tokens")
     return fig
 
 

@@ -161,13 +161,13 @@ def laws_table(fits) -> str:
             rows.append([lf.title, "—", "—", lf.message or "no fit", "—", lf.note])
             continue
         paper = paper_values(lf.fit.law.name)
-        for name, value, text in param_rows(lf.fit):
+        for i, (name, value, text) in enumerate(param_rows(lf.fit)):
             ref = "—"
             if paper is not None and name in paper[1]:
                 v = paper[1][name]
                 ref = f"{v[0]:.4g} ({v[1]:.4g})" if isinstance(v, tuple) else f"{v:.4g}"
-            rows.append([lf.title if not rows or rows[-1][0] != lf.title else "", name, num(value), text, ref,
-                         f"{lf.fit.n_points} points; {lf.note}" if name == lf.fit.law.param_names[0] else ""])
+            rows.append([lf.title if i == 0 else "", name, num(value), text, ref,
+                         f"{lf.fit.n_points} points; {lf.note}" if i == 0 else ""])
     return table_html(["law", "parameter", "fitted", "90 % interval", "paper", "fitted to"], rows, {2})
 
 
@@ -224,7 +224,8 @@ def choices_table(choices: list[dict] | None) -> str:
     if not choices:
         return message_html("the active designer chose no run")
     rows = [[i, c["trial_key"], f"{c['N']:.3g}", f"{c['D']:.3g}", f"{c['planned_flops']:.3g}",
-             "seed (space-filling)" if c.get("score") is None else f"{c['score']:.3g}", c.get("why", "")]
+             "—" if c.get("score") is None else f"{c['score']:.3g}",
+             "seed (space-filling)" if c.get("score") is None else c.get("why", "gain/cost")]
             for i, c in enumerate(choices, 1)]
     return table_html(["#", "trial", "N", "D (tokens)", "planned FLOPs", "score", "why"], rows, {0, 2, 3, 4, 5})
 

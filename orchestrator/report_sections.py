@@ -62,7 +62,9 @@ def sections(sweep: str, sweep_dir: str, runs: list[dict], curves: list[dict], m
 
     out = []
     s = Section("Loss vs compute")
-    s.parts += [figure_html(figs.loss_vs_compute(table, kc.rows, kc.drawable),
+    on_cmin = rd.with_min_compute(table, kc.critical_batch)
+    s.parts += [figure_html(figs.loss_vs_compute(on_cmin, kc.rows, kc.drawable, "compute C_min (FLOPs at B ≪ B_crit)"
+                                                 if kc.critical_batch else "compute C (FLOPs)"),
                             "Lines: each run's validation loss as it trained (colour: model size). Circles: the "
                             "compute-efficient frontier. Dashed: the fitted L(C_min) (Kaplan fig. 1 left)."),
                 _fit_note(kc)]
@@ -122,7 +124,8 @@ def sections(sweep: str, sweep_dir: str, runs: list[dict], curves: list[dict], m
     s = Section("Fitted laws")
     s.parts += [laws_table([main, fit_n, fit_d, kc, ns, bc]),
                 '<p class="caption">Intervals are 90 % (bootstrap for the main law when it ran, else sandwich). '
-                "Exponents compare with the paper's; scale constants (N_c, D_c, C_c, S_c, B*, A, B, E) depend on the "
+                "Paper values: Kaplan et al. 2020 (Table 1, §1.2; C_c converted from PF-days to FLOPs); for "
+                "chinchilla Hoffmann et al. 2022 with Epoch AI's refit in parentheses. Exponents compare with the paper's; scale constants (N_c, D_c, C_c, S_c, B*, A, B, E) depend on the "
                 "tokenizer and data, so a byte-level sweep's differ by construction. A parameter the runs do not "
                 "identify has no interval.</p>"]
     out.append(s)
@@ -175,7 +178,7 @@ def frontier_section(runs: list[dict], curves: dict, fit, plans: list) -> Sectio
                 results.append(unsupported(name, f"{type(err).__name__}: {err}", compute, 0.9))
     iv = lambda v, ci: f"{v:.3g} [{ci[0]:.3g}, {ci[1]:.3g}]" if all(map(math.isfinite, ci)) else f"{v:.3g}"
     rows = [[r.approach, iv(r.a, r.a_ci), iv(r.n_opt, r.n_opt_ci), iv(r.d_opt, r.d_opt_ci), iv(r.loss, r.loss_ci),
-             "; ".join(r.notes)] if r.supported else [r.approach, f"not supported: {r.reason}", "", "", "", ""]
+             "; ".join(r.notes) or "—"] if r.supported else [r.approach, "—", "—", "—", "—", f"not supported: {r.reason}"]
             for r in results]
     s.parts.append(table_html(["approach", "a in N_opt ∝ C^a", f"N_opt at C = {compute:.3g} FLOPs", "D_opt (tokens)",
                                "loss (nats/token)", "notes"], rows))

@@ -14,7 +14,7 @@ from orchestrator import report_figures as figs
 from orchestrator.report import build_report
 from orchestrator.report_html import external_urls, render_page
 
-TRUTH = dict(E=1.7, A=400.0, alpha=0.34, B=1200.0, beta=0.30)
+TRUTH = dict(E=1.7, A=400.0, alpha=0.34, B=200.0, beta=0.30)
 BATCH = 2**14  # tokens per step
 SIZES = (2e5, 6e5, 2e6, 6e6)
 DATA = (2e7, 2e8, 2e9)
