@@ -77,10 +77,6 @@ def _finish(fig, ax, xlabel: str, ylabel: str, title: str, logy: bool = True) ->
         fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncol=min(len(handles), 3), frameon=False)
 
 
-def _done(fig) -> Figure:
-    return fig  # laid out by the constrained engine (colour bars, outside legends)
-
-
 def _positive(*arrays) -> np.ndarray:
     """Mask of rows where every array is finite and > 0 (what a log-log plot can show)."""
     ok = np.ones(np.asarray(arrays[0]).shape, dtype=bool)
@@ -115,20 +111,30 @@ def _law_line(ax, fit, columns: dict, x, color="black", label: str | None = None
     ax.plot(np.asarray(x)[ok], y[ok], "--", color=color, lw=1.6, label=label)
 
 
-def loss_vs_compute(curves: dict, frontier: dict | None, fit, xlabel: str = "compute C (FLOPs)") -> Figure | str:
-    """Kaplan fig. 1 left: every run's validation loss vs training compute, the compute-efficient
-    frontier (C, loss) and the fitted L(C_min). ``curves``: trial_id, flops, val_loss, N; its
-    ``flops`` on the frontier's axis (C_min where B_crit is known: report_data.with_min_compute)."""
-    ok = _positive(curves.get("flops", []), curves.get("val_loss", []))
+def _run_curves(curves: dict, x_key: str, what: str):
+    """Each run's validation loss against ``curves[x_key]``, coloured by its N: → (fig, ax, x values,
+    colour norm), or the message when fewer than 2 points have a positive x and loss."""
+    ok = _positive(curves.get(x_key, []), curves.get("val_loss", []))
     if ok.sum() < 2:
-        return "no curve points with positive compute and loss to plot"
-    C, L, N, tid = (np.asarray(curves[k])[ok] for k in ("flops", "val_loss", "N", "trial_id"))
+        return f"no curve points with {what} and a loss: nothing to plot"
+    X, L, N, tid = (np.asarray(curves[k])[ok] for k in (x_key, "val_loss", "N", "trial_id"))
     palette, norm = _colors(N)
     fig, (ax,) = _figure()
     for t in np.unique(tid):
         m = tid == t
-        order = np.argsort(C[m])
-        ax.plot(C[m][order], L[m][order], "-", color=palette[N[m][0]], lw=0.8, alpha=0.7)
+        order = np.argsort(X[m])
+        ax.plot(X[m][order], L[m][order], "-", marker=".", ms=3, color=palette[N[m][0]], lw=1.0)
+    return fig, ax, X, norm
+
+
+def loss_vs_compute(curves: dict, frontier: dict | None, fit, xlabel: str = "compute C (FLOPs)") -> Figure | str:
+    """Kaplan fig. 1 left: every run's validation loss vs training compute, the compute-efficient
+    frontier (C, loss) and the fitted L(C_min). ``curves``: trial_id, flops, val_loss, N; its
+    ``flops`` on the frontier's axis (C_min where B_crit is known: report_data.with_min_compute)."""
+    drawn = _run_curves(curves, "flops", "positive compute")
+    if isinstance(drawn, str):
+        return drawn
+    fig, ax, C, norm = drawn
     if frontier is not None and len(frontier.get("C", ())):
         ax.plot(frontier["C"], frontier["loss"], "o", ms=4, mfc="none", color="crimson", label="frontier (C_min, best loss)")
     if fit is not None:
@@ -136,7 +142,7 @@ def loss_vs_compute(curves: dict, frontier: dict | None, fit, xlabel: str = "com
         _law_line(ax, fit, {"C": grid}, grid, label=f"fit L(C_min), α_C = {fit.params['alpha_C']:.3g}")
     _finish(fig, ax, xlabel, "validation loss (nats/token)", "Loss vs compute")
     _colorbar(fig, [ax], norm, "non-embedding parameters N")
-    return _done(fig)
+    return fig
 
 
 def loss_vs_variable(points: dict, key: str, fit, xlabel: str, title: str) -> Figure | str:
@@ -154,7 +160,7 @@ def loss_vs_variable(points: dict, key: str, fit, xlabel: str, title: str) -> Fi
         exponent = next(v for k, v in fit.params.items() if k.startswith("alpha"))
         _law_line(ax, fit, {fit.law.inputs[0]: grid}, grid, label=f"fit {fit.law.name}, exponent {exponent:.3g}")
     _finish(fig, ax, xlabel, "best validation loss (nats/token)", title)
-    return _done(fig)
+    return fig
 
 
 def _by_data(runs: list[dict]):
@@ -183,7 +189,7 @@ def loss_vs_size_per_data(runs: list[dict], fit) -> Figure | str:
     _finish(fig, ax, "non-embedding parameters N",
             "best validation loss (nats/token)", "L(N, D): points measured, dashed lines the fitted surface")
     _colorbar(fig, [ax], norm, "dataset size D (tokens)")
-    return _done(fig)
+    return fig
 
 
 def overfitting_penalty(runs: list[dict], fit) -> Figure | str:
@@ -220,25 +226,19 @@ def overfitting_penalty(runs: list[dict], fit) -> Figure | str:
     _finish(fig, ax, "N^0.74 / D  (parameters^0.74 per token)", "L(N, D) / L(N, ∞) − 1",
             "Overfitting penalty (points measured, dashed lines the fit)")
     _colorbar(fig, [ax], norm, "non-embedding parameters N")
-    return _done(fig)
+    return fig
 
 
 def learning_curves(curves: dict) -> Figure | str:
     """Kaplan fig. 2: validation loss vs tokens processed, one curve per run coloured by N
     (larger models reach a loss with fewer tokens)."""
-    ok = _positive(curves.get("tokens_seen", []), curves.get("val_loss", []))
-    if ok.sum() < 2:
-        return "no curve points with tokens seen and a loss: nothing to plot"
-    T, L, N, tid = (np.asarray(curves[k])[ok] for k in ("tokens_seen", "val_loss", "N", "trial_id"))
-    palette, norm = _colors(N)
-    fig, (ax,) = _figure()
-    for t in np.unique(tid):
-        m = tid == t
-        order = np.argsort(T[m])
-        ax.plot(T[m][order], L[m][order], "-", marker=".", ms=3, color=palette[N[m][0]], lw=1.0)
+    drawn = _run_curves(curves, "tokens_seen", "tokens seen")
+    if isinstance(drawn, str):
+        return drawn
+    fig, ax, _, norm = drawn
     _finish(fig, ax, "tokens processed", "validation loss (nats/token)", "Learning curves (colour: model size)")
     _colorbar(fig, [ax], norm, "non-embedding parameters N")
-    return _done(fig)
+    return fig
 
 
 def loss_vs_min_steps(rows: dict | None, fit) -> Figure | str:
@@ -261,7 +261,7 @@ def loss_vs_min_steps(rows: dict | None, fit) -> Figure | str:
     _finish(fig, ax, "minimum optimizer steps S_min (steps)", "validation loss (nats/token)",
             "L(N, S_min): points measured, dashed lines the fit")
     _colorbar(fig, [ax], norm, "non-embedding parameters N")
-    return _done(fig)
+    return fig
 
 
 #: shape quantity → (label, how to compute it from a run row)
@@ -338,7 +338,7 @@ def critical_batch_vs_loss(rows: dict | None, fit) -> Figure | str:
     ax.plot(grid, b_crit(grid), ":", color="grey", label="Kaplan et al. (B* 2e8, α_B 0.21)")
     _finish(fig, ax, "validation loss (nats/token)", "critical batch B_crit (tokens)",
             "Critical batch size vs loss")
-    return _done(fig)
+    return fig
 
 
 def loss_per_position(curves: dict) -> Figure | str:
@@ -364,7 +364,7 @@ def loss_per_position(curves: dict) -> Figure | str:
     _finish(fig, ax, "position in context (tokens)", "loss at position (nats/token)",
             "Per-position loss (last evaluation of each run)")
     _colorbar(fig, [ax], norm, "non-embedding parameters N")
-    return _done(fig)
+    return fig
 
 
 def loss_vs_size_per_family(runs: list[dict]) -> Figure | str:
@@ -381,7 +381,7 @@ def loss_vs_size_per_family(runs: list[dict]) -> Figure | str:
         group = sorted((r for r in rows if r.get("family") == fam), key=lambda r: r["non_embedding_params"])
         ax.plot([r["non_embedding_params"] for r in group], [r["best_val_loss"] for r in group], marker + "-", label=fam)
     _finish(fig, ax, "non-embedding parameters N", "best validation loss (nats/token)", "Transformer vs LSTM")
-    return _done(fig)
+    return fig
 
 
 FIGURES = (loss_vs_compute, loss_vs_variable, loss_vs_size_per_data, overfitting_penalty, learning_curves,

@@ -128,10 +128,19 @@ def external_urls(page: str) -> list[str]:
 
 
 # ====================================================================== tables
+#: A scale parameter (log-transformed) whose interval spans more than this many decades, or an
+#: exponent whose interval is wider than this many times its magnitude, is reported as not
+#: identified by the runs (the demo's 9 runs: B in [105, 1.5e7], standard error 1e24).
+MAX_SCALE_DECADES = 2.0
+MAX_EXPONENT_WIDTH = 2.0
+
+
 def param_rows(fit, level: float = 0.9) -> list[tuple[str, float, str]]:
     """(parameter, value, interval text) for each parameter of ``fit``: the interval only where the
     runs identify it. Not identified (fitting.checks.identifiability), at a bound
-    (fitting.objective.params_at_bounds), or an interval without finite ends is said in words."""
+    (fitting.objective.params_at_bounds), or an interval too wide to mean anything
+    (MAX_SCALE_DECADES, MAX_EXPONENT_WIDTH) is said in words, with the interval as evidence."""
+    from fitting.law import LOG
     from fitting.objective import params_at_bounds
 
     verdict = fit.identifiability
@@ -139,14 +148,21 @@ def param_rows(fit, level: float = 0.9) -> list[tuple[str, float, str]]:
     with np.errstate(over="ignore"):  # an unidentified scale's Wald interval overflows: said in words below
         ci = fit.ci(level)
     out = []
-    for name, value in fit.params.items():
+    for (name, value), transform in zip(fit.params.items(), fit.law.transforms):
         lo, hi = ci[name]
+        finite = math.isfinite(lo) and math.isfinite(hi)
+        if transform == LOG:
+            wide = not finite or lo <= 0 or math.log10(hi / lo) > MAX_SCALE_DECADES
+        else:
+            wide = not finite or hi - lo > MAX_EXPONENT_WIDTH * abs(value)
         if not verdict.identified:
             text = f"not identified: {verdict.reason}"
         elif name in at_bounds:
             text = f"not identified: at its bound {at_bounds[name]}"
-        elif not (math.isfinite(lo) and math.isfinite(hi)) or (lo > 0 and hi / lo > 1e6):
-            text = "not identified: its interval spans more than 6 decades"
+        elif wide:
+            what = (f"spans more than {MAX_SCALE_DECADES:g} decades" if transform == LOG else
+                    f"is wider than {MAX_EXPONENT_WIDTH:g}× the value")
+            text = f"not identified by these runs: its interval [{lo:.3g}, {hi:.3g}] {what}"
         else:
             text = f"[{lo:.4g}, {hi:.4g}]"
         out.append((name, value, text))

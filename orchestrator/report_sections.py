@@ -127,7 +127,8 @@ def sections(sweep: str, sweep_dir: str, runs: list[dict], curves: list[dict], m
                 "Paper values: Kaplan et al. 2020 (Table 1, §1.2; C_c converted from PF-days to FLOPs); for "
                 "chinchilla Hoffmann et al. 2022 with Epoch AI's refit in parentheses. Exponents compare with the paper's; scale constants (N_c, D_c, C_c, S_c, B*, A, B, E) depend on the "
                 "tokenizer and data, so a byte-level sweep's differ by construction. A parameter the runs do not "
-                "identify has no interval.</p>"]
+                "identify has no interval: the N/D split not identified, a parameter at a bound, or an interval "
+                "over 2 decades (scales) or wider than twice the value (exponents).</p>"]
     out.append(s)
 
     s = Section("Compute-optimal plan")

@@ -241,3 +241,35 @@ def test_render_page_refuses_an_external_url():
     with pytest.raises(ValueError, match="must open offline"):
         render_page("t", [], [Section("s", ['<img src="https://example.org/x.png">'])])
     assert external_urls('<a href="#x">x</a><img src="data:image/png;base64,AA==">') == []
+
+
+def test_a_store_of_failed_runs_gets_a_page_of_messages_not_a_traceback(tmp_path, capsys):
+    """Every run diverged or failed: no fit, no figure, each section one line; the CLI exits 0 and
+    its last line is the page's path."""
+    from scalesweep.cli import main
+
+    store = str(tmp_path / "store")
+    rng = np.random.default_rng(2)
+    write_trial(store, "bad", "a", 1e6, 1e8, rng, status="diverged", error="loss is NaN")
+    write_trial(store, "bad", "b", 2e6, 1e8, rng, status="failed", error="OOM")
+    assert main(["report", store, "--sweep", "bad", "--out", str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"wrote {tmp_path / 'out' / 'report.html'}"
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert not images(html) and external_urls(html) == []
+    assert "no usable runs" in html and "no curves of usable runs" in html
+    assert "<td>a</td><td>diverged</td>" in section(html, "Compute and runs")
+
+
+def test_a_scale_known_only_within_decades_is_not_given_an_interval():
+    """The demo's L(N): three sizes, losses 2.33-2.23 → alpha_N ≈ 0.02 with a usable interval, but
+    N_c (≈ 1e22) known to no better than many decades: said in words, its interval as evidence."""
+    from fitting.fit import fit_law
+    from fitting.laws import kaplan_n
+    from orchestrator.report_html import MAX_SCALE_DECADES, param_rows
+
+    fit = fit_law(kaplan_n(), {"N": np.array([2.5e4, 8e4, 2e5]), "loss": np.array([2.332, 2.288, 2.233])})
+    rows = {name: text for name, _, text in param_rows(fit)}
+    lo, hi = fit.ci(0.9)["N_c"]
+    assert np.log10(hi / lo) > MAX_SCALE_DECADES
+    assert rows["N_c"].startswith("not identified by these runs: its interval [") and "decades" in rows["N_c"]
+    assert rows["alpha_N"].startswith("[")
