@@ -137,7 +137,8 @@ def _allocation_text(fit, compute: float, report: SweepReport) -> str | None:
 def register(subparsers) -> None:
     rep = subparsers.add_parser("report", help="write a sweep's HTML report: fitted laws, figures, plan, runs (prints its path)")
     rep.add_argument("storage", help="metrics store root (a local path or a pyarrow.fs URI, e.g. s3://bucket/prefix)")
-    rep.add_argument("--sweep", required=True, help="sweep name (the spec's name; runs are in <storage>/<sweep>/)")
+    rep.add_argument("--sweep", help="sweep name (the spec's name; runs are in <storage>/<sweep>/); optional when "
+                                     "the store holds one sweep")
     rep.add_argument("--law", default="chinchilla", help="law to fit: built-in name, file.py:LAW or pkg.module:LAW (default chinchilla)")
     rep.add_argument("--out", help="output directory, local or a URI (default: <storage>/<sweep>/report)")
     rep.add_argument("--compute", type=float, help="target compute for the plan (default 100x the largest run)")
@@ -150,11 +151,28 @@ def register(subparsers) -> None:
     demo.set_defaults(func=run_demo)
 
 
+def only_sweep(storage: str) -> str:
+    """The one sweep under ``storage`` (``report`` without --sweep). FileNotFoundError (one line)
+    when the store is missing or holds none, ValueError naming them when it holds several."""
+    from metrics import check_reachable, list_sweeps, require_sweep
+
+    check_reachable(storage)  # an object store that does not answer: one line, before listing it
+    sweeps = list_sweeps(storage)
+    if len(sweeps) == 1:
+        return sweeps[0]
+    if sweeps:
+        raise ValueError(f"--sweep: {storage} holds {len(sweeps)} sweeps ({', '.join(sweeps)}); name one")
+    require_sweep(storage)  # raises, naming a missing store or one that holds no sweep
+    raise ValueError(f"--sweep: {storage} is one sweep's directory, not a store: give the directory above it "
+                     f"and --sweep {os.path.basename(storage.rstrip('/'))}")
+
+
 def run_report(args: argparse.Namespace) -> int:
     from metrics import join
 
-    out = args.out or join(args.storage, args.sweep, "report")
-    report = build_report(args.storage, args.sweep, out, law_name=args.law, target_compute=args.compute)
+    sweep = args.sweep or only_sweep(args.storage)
+    out = args.out or join(args.storage, sweep, "report")
+    report = build_report(args.storage, sweep, out, law_name=args.law, target_compute=args.compute)
     print(report.summary())
     return 0 if report.n_runs else 1
 

@@ -199,7 +199,7 @@ def plan_table(plans) -> str:
             iv = lambda k: f" [{p.intervals[k][0]:.3g}, {p.intervals[k][1]:.3g}]" if k in p.intervals else ""
             lo, hi = p.loss_prediction_interval or (math.nan, math.nan)
             rows.append([f"{compute:.3g}", f"{p.N_opt:.3g}{iv('N_opt')}", f"{p.D_opt:.3g}{iv('D_opt')}",
-                         f"{p.tokens_per_param:.3g}", f"{p.loss:.4g} [{lo:.4g}, {hi:.4g}]", f"{p.exponent_a:.3g}"])
+                         f"{p.tokens_per_param:.3g}", f"{p.loss:.4g} [{lo:.4g}, {hi:.4g}]", f"{p.exponent_a:.3g}{iv('exponent_a')}"])
     return table_html(["compute C (FLOPs)", "N_opt (params)", "D_opt (tokens)", "tokens / param",
                        "loss (90 % prediction interval)", "a in N_opt ∝ C^a"], rows, {0, 3, 5})
 

@@ -14,7 +14,7 @@ import numpy as np
 from orchestrator import report_data as rd
 from orchestrator import report_figures as figs
 from orchestrator.report_html import (
-    Section, budget_table, choices_table, esc, figure_html, generic_table, laws_table, message_html, plan_table,
+    Section, budget_table, param_rows, choices_table, esc, figure_html, generic_table, laws_table, message_html, plan_table,
     png_html, problem_runs_table, runs_table, table_html,
 )
 
@@ -27,6 +27,11 @@ def _fit_note(lf: rd.LawFit) -> str:
     text = f"Fitted {lf.title} to {lf.note}."
     if lf.drawable is None:
         text += " Its line is not drawn: the runs do not identify it (see the warnings and the fitted-laws table)."
+    else:
+        unknown = [name for name, _, row in param_rows(lf.fit) if row.startswith("not identified")]
+        if unknown:
+            text += (f" Not identified by these runs: {', '.join(unknown)} (see Fitted laws); the line fits the points "
+                     f"but its extrapolation is a guess.")
     return f'<p class="caption">{esc(text)}</p>' + "".join(f'<p class="caption warn">{esc(w)}</p>' for w in lf.warnings)
 
 
@@ -134,6 +139,11 @@ def sections(sweep: str, sweep_dir: str, runs: list[dict], curves: list[dict], m
     s = Section("Compute-optimal plan")
     s.parts.append(plan_table(plans) if plans else message_html(
         "no plan: needs a fitted law of N and D" + (f" ({main.message})" if main.message else "")))
+    unknown = [name for name, _, text in param_rows(main.fit) if text.startswith("not identified")] if plans else []
+    if unknown:
+        s.parts.append(f'<p class="caption warn">{esc(", ".join(unknown))} of {esc(main.title)} are not identified '
+                       f"by these runs (see Fitted laws): the plan extrapolates through them, so read it as a guess "
+                       f"whose intervals understate the uncertainty.</p>")
     out.append(s)
 
     s = Section("Compute and runs")

@@ -273,3 +273,20 @@ def test_a_scale_known_only_within_decades_is_not_given_an_interval():
     assert np.log10(hi / lo) > MAX_SCALE_DECADES
     assert rows["N_c"].startswith("not identified by these runs: its interval [") and "decades" in rows["N_c"]
     assert rows["alpha_N"].startswith("[")
+
+
+def test_report_without_sweep_takes_the_stores_only_sweep_and_names_several(tmp_path, capsys):
+    from scalesweep.cli import main
+
+    store = tmp_path / "store"
+    rng = np.random.default_rng(3)
+    write_trial(str(store), "one", "a", 1e6, 1e8, rng, status="failed", error="x")
+    assert main(["report", str(store), "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "report.html").is_file()
+    write_trial(str(store), "two", "a", 1e6, 1e8, rng, status="failed", error="x")
+    assert main(["report", str(store), "--out", str(tmp_path / "out2")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"scalesweep report: error: --sweep: {store} holds 2 sweeps (one, two); name one"], err
+    assert main(["report", str(store / "one"), "--out", str(tmp_path / "out3")]) == 2
+    assert "is one sweep's directory, not a store" in capsys.readouterr().err
+    assert not (tmp_path / "out2").exists() and not (tmp_path / "out3").exists()
