@@ -98,7 +98,7 @@ def build_report(storage: str, sweep: str, out_dir: str | os.PathLike, *, law_na
     from orchestrator.report_sections import sections
 
     sweep_dir = join(storage, sweep)
-    page_sections, intro = sections(sweep, sweep_dir, runs, curves, main, plans, report)
+    page_sections, intro = sections(sweep, sweep_dir, runs, curves, main, plans, report, n_bootstrap)
     from orchestrator.report_html import render_page
 
     page = render_page(f"Sweep {sweep}: scaling report", intro, page_sections)

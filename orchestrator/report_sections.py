@@ -49,8 +49,9 @@ def _row(*parts: str) -> str:
 
 
 def sections(sweep: str, sweep_dir: str, runs: list[dict], curves: list[dict], main: rd.LawFit, plans: list,
-             report) -> tuple[list[Section], list[str]]:
-    """(page sections, intro fragments) for one sweep. ``report`` is the SweepReport (notes, skipped)."""
+             report, n_bootstrap: int = 200) -> tuple[list[Section], list[str]]:
+    """(page sections, intro fragments) for one sweep. ``report`` is the SweepReport (notes, skipped);
+    ``n_bootstrap`` the resamples behind the frontier approaches' intervals (at least 20)."""
     table = rd.curve_table(curves, runs)
     fit_n, fit_d = rd.size_and_data_fits(runs)
     from_curves = rd.curve_fits(sweep_dir)
@@ -123,7 +124,7 @@ def sections(sweep: str, sweep_dir: str, runs: list[dict], curves: list[dict], m
     s.parts.append(figure_html(figs.loss_vs_size_per_family(runs), "Best loss vs N per model family (Kaplan fig. 7)."))
     out.append(s)
 
-    out.append(frontier_section(runs, table, main.fit, plans))
+    out.append(frontier_section(runs, table, main.fit, plans, max(n_bootstrap, 20)))
     out.append(ladder_section(sweep_dir))
 
     s = Section("Fitted laws")
@@ -155,7 +156,7 @@ def sections(sweep: str, sweep_dir: str, runs: list[dict], curves: list[dict], m
     return out, intro
 
 
-def frontier_section(runs: list[dict], curves: dict, fit, plans: list) -> Section:
+def frontier_section(runs: list[dict], curves: dict, fit, plans: list, n_bootstrap: int = 200) -> Section:
     """The compute-optimal frontier from the three approaches (fitting.frontier: envelope over the
     curves, isoFLOP profiles over the runs, the parametric fit) at the largest planned budget, with
     ``scalesweep frontier --plot``'s figure; a message while that module is not in this build."""
@@ -176,8 +177,9 @@ def frontier_section(runs: list[dict], curves: dict, fit, plans: list) -> Sectio
     compute = plans[-1][0]
     N, L, C = (np.array([r[k] for r in usable], float) for k in ("non_embedding_params", "best_val_loss", "flops"))
     budget = np.array([math.nan if r.get("isoflop_budget") is None else r["isoflop_budget"] for r in usable], float)
-    calls = (("envelope", lambda: envelope_frontier(curves, compute)),
-             ("isoflop", lambda: isoflop_frontier(N, L, C, compute, budget=budget if np.isfinite(budget).any() else None)),
+    calls = (("envelope", lambda: envelope_frontier(curves, compute, n_bootstrap=n_bootstrap)),
+             ("isoflop", lambda: isoflop_frontier(N, L, C, compute, budget=budget if np.isfinite(budget).any() else None,
+                                                    n_bootstrap=n_bootstrap)),
              ("parametric", lambda: parametric_frontier(fit, compute)))
     results = []
     for name, call in calls:
