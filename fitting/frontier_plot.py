@@ -58,7 +58,8 @@ def plot_frontiers(results, path: str) -> None:
             marker, size = MARKERS.get(r.approach, ("o", 10))
             right.scatter(r.points["C"], r.points["N_opt"], s=size, marker=marker, color=color, alpha=0.7, zorder=3)
         ci = r.n_opt_ci
-        yerr = [[r.n_opt - ci[0]], [ci[1] - r.n_opt]] if np.all(np.isfinite(ci)) else None
+        # a bootstrap interval need not contain the point estimate: bars stop at the estimate then
+        yerr = [[max(0.0, r.n_opt - ci[0])], [max(0.0, ci[1] - r.n_opt)]] if np.all(np.isfinite(ci)) else None
         right.errorbar([C_at * NUDGE.get(r.approach, 1.0)], [r.n_opt], yerr=yerr, fmt="o", color=color, capsize=4)
     right.set_xscale("log")
     right.set_yscale("log")

@@ -186,6 +186,8 @@ KAPLAN_PAPER = {
     "kaplan_d": {"D_c": 5.4e13, "alpha_D": 0.095},
     "kaplan": {"N_c": 6.4e13, "alpha_N": 0.076, "D_c": 1.8e13, "alpha_D": 0.103},
     "kaplan_ns": {"N_c": 6.5e13, "alpha_N": 0.076, "S_c": 2.1e3, "alpha_S": 0.76},
+    # eq. (1.3): alpha_C^min 0.050, C_c^min 3.1e8 PF-days, here in FLOPs (1 PF-day = 8.64e19 FLOPs)
+    "kaplan_c": {"C_c": 3.1e8 * 8.64e19, "alpha_C": 0.050},
     "critical_batch": {"B_star": 2e8, "alpha_B": 0.21},
 }
 

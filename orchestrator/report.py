@@ -1,24 +1,21 @@
-"""Sweep report: metrics store → fitted law with uncertainty → compute-optimal plan → plots.
+"""Sweep report: metrics store → fitted laws with uncertainty → compute-optimal plan → one HTML page.
 
-`scalesweep report STORAGE --sweep NAME` writes `report.md`, `curves.png` and `scaling.png`
-next to the store (`--out`: elsewhere); store and output may be local paths or any pyarrow.fs
-URI (s3://...). `scalesweep demo` runs the built-in demo sweep and then this report.
+`scalesweep report STORAGE --sweep NAME` writes `report.html` (figures embedded as PNGs, no URL
+in it: it opens offline) into `<storage>/<sweep>/report` (`--out`: elsewhere) and prints its path;
+store and output may be local paths or any pyarrow.fs URI (s3://...). `scalesweep demo` runs the
+built-in demo sweep and then this report. The sections follow Kaplan et al. 2020's figures:
+`report_data` reads and fits, `report_figures` draws (one function per figure), `report_html`
+lays out the page and its tables.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import math
 import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
-
-from metrics.statuses import USABLE_STATUSES
-
 
 
 @dataclass
@@ -33,6 +30,7 @@ class SweepReport:
     notes: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)  # local paths or URIs
     skipped: list = field(default_factory=list)  # metrics.SkippedPart: files left unread
+    sections: list[str] = field(default_factory=list)  # the page's section titles
 
     def skipped_lines(self) -> list[str]:
         return [f"{p.path}: {p.reason}" for p in self.skipped]
@@ -54,14 +52,15 @@ class SweepReport:
 
 def build_report(storage: str, sweep: str, out_dir: str | os.PathLike, *, law_name: str = "chinchilla",
                  target_compute: float | None = None, n_bootstrap: int = 200, aggregate=None) -> SweepReport:
-    """Read the sweep, fit, plan, plot. ``aggregate`` (a `fitting.aggregate.Aggregation`): how
-    several runs per (N, D) become one cell; None: whatever hyperparameter column the runs sweep
-    within a cell (best over lr and batch_tokens, mean over seed). Raises FileNotFoundError (creating nothing) when
-    ``storage`` or the sweep in it does not exist; writes into ``out_dir`` (a local path or a
-    pyarrow.fs URI) only when there are runs to report. Store files that cannot be read are
-    listed in ``report.skipped``."""
+    """Read the sweep, fit, plan, draw, write ``report.html``. ``aggregate`` (a
+    `fitting.aggregate.Aggregation`): how several runs per (N, D) become one cell; None: whatever
+    hyperparameter column the runs sweep within a cell (best over lr and batch_tokens, mean over
+    seed). Raises FileNotFoundError (creating nothing) when ``storage`` or the sweep in it does not
+    exist; writes into ``out_dir`` (a local path or a pyarrow.fs URI) only when there are runs to
+    report. Store files that cannot be read are listed in ``report.skipped`` and on the page."""
     from fitting.laws import get_law
     from metrics import UnreadablePartWarning, join, load_curves, load_runs, require_sweep, resolve, write_atomically
+    from orchestrator import report_data as rd
 
     law = get_law(law_name)
     if not set(law.inputs) <= {"N", "D"}:
@@ -76,7 +75,7 @@ def build_report(storage: str, sweep: str, out_dir: str | os.PathLike, *, law_na
         warnings.simplefilter("ignore", UnreadablePartWarning)
         runs = load_runs(storage, sweep, skipped=skipped).to_pylist()
         curves = load_curves(storage, sweep, skipped=skipped).to_pylist()
-    usable = [r for r in runs if r["status"] in USABLE_STATUSES and r["best_val_loss"] is not None]
+    usable = rd.usable_runs(runs)
     counts: dict[str, int] = {}
     for r in runs:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
@@ -85,63 +84,31 @@ def build_report(storage: str, sweep: str, out_dir: str | os.PathLike, *, law_na
     if not runs:
         report.notes.append(f"no runs found under {storage}/{sweep}")
         return report
+
+    main = rd.main_fit(usable, law_name, n_bootstrap, aggregate)
+    report.notes += main.warnings
+    plans = []
+    if main.fit is not None:
+        report.fit = main.fit
+        report.fit_text = main.fit.summary()
+        largest = max(float(r["flops"]) for r in usable)
+        if "D" in main.fit.law.inputs:
+            plans = rd.plans(main.fit, largest, (10, 100))
+            if target_compute:
+                plans.append((target_compute, rd.plans(main.fit, target_compute, (1,))[0][1]))
+            report.allocation_text = _allocation_text(main.fit, target_compute or 100 * largest, report)
+    from orchestrator.report_sections import sections
+
+    sweep_dir = join(storage, sweep)
+    page_sections, intro = sections(sweep, sweep_dir, runs, curves, main, plans, report, n_bootstrap)
+    from orchestrator.report_html import render_page
+
+    page = render_page(f"Sweep {sweep}: scaling report", intro, page_sections)
+    report.sections = [s.title for s in page_sections]
     out_fs, out_root = resolve(os.fspath(out_dir))
-
-    def write(name: str, content: bytes) -> str:
-        write_atomically(f"{out_root}/{name}", lambda stream: stream.write(content), out_fs)
-        return join(out_dir, name)
-
-    fit = _fit(usable, law_name, n_bootstrap, report, aggregate)
-    if fit is not None:
-        report.fit = fit
-        report.fit_text = fit.summary()
-        compute = target_compute or 100 * max(r["flops"] for r in usable)
-        report.allocation_text = _allocation_text(fit, compute, report)
-    report.files.append(write("curves.png", _plot_curves(curves, runs)))
-    report.files.append(write("scaling.png", _plot_scaling(usable, fit)))
-    report.files.append(write("report.md", _markdown(report, runs).encode()))
+    write_atomically(f"{out_root}/report.html", lambda stream: stream.write(page.encode()), out_fs)
+    report.files.append(join(out_dir, "report.html"))
     return report
-
-
-def _fit(usable: list[dict], law_name: str, n_bootstrap: int, report: SweepReport, aggregate=None):
-    """Fit the requested law to the runs, several per (N, D) as one cell (``aggregate``; None:
-    the hyperparameter columns the runs sweep within a cell, `fitting.aggregate`); with too few
-    runs (cells) for it, fall back to L(N) on the largest D and say so."""
-    from fitting.aggregate import HYPERPARAMETER_COLUMNS, default_aggregation, swept_in_cells
-    from fitting.data import load_fit_data
-    from fitting.fit import fit_law
-    from fitting.hyperparams import optimal_hyperparameters
-    from fitting.laws import get_law
-    from fitting.run_result import as_fitted
-
-    fitted = [as_fitted(r) for r in usable]  # a prediction-stopped run: its planned end, down-weighted
-    table = {"N": np.array([r["non_embedding_params"] for r, _ in fitted], dtype=float),
-             "D": np.array([r["tokens_seen"] for r, _ in fitted], dtype=float),
-             "loss": np.array([r["best_val_loss"] for r, _ in fitted], dtype=float),
-             **{c: np.array([r.get(c) for r, _ in fitted], dtype=object) for c in HYPERPARAMETER_COLUMNS}}
-    weights = np.array([w for _, w in fitted])
-    if aggregate is None:
-        aggregate = default_aggregation(swept_in_cells({"N": table["N"], "D": table["D"]},
-                                                       {c: table[c] for c in HYPERPARAMETER_COLUMNS}))
-    law = get_law(law_name)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        data = load_fit_data(table, n_col="N", d_col="D", loss_col="loss", law=law, statuses=None,
-                             aggregate=aggregate or None, weights=weights if (weights < 1).any() else None)
-        if len(data) <= law.n_params:
-            report.notes.append(f"{len(data)} usable {'cells' if data.aggregation else 'runs'} cannot identify the "
-                                f"{law.n_params} parameters of {law.name}; fitting L(N) on the largest D instead")
-            law = get_law("kaplan_n")
-            planned = np.array([r["dataset_tokens"] for r in usable], dtype=float)[data.index]
-            data = data.subset(planned == planned.max())
-            if len(data) <= law.n_params:
-                report.notes.append("too few runs for any fit")
-                return None
-        fit = fit_law(law, data, n_bootstrap=n_bootstrap, seed=0)
-    if data.best:
-        fit.diagnostics["optimal_hyperparameters"] = optimal_hyperparameters(data)
-    report.notes += sorted({str(w.message) for w in caught})
-    return fit
 
 
 def _allocation_text(fit, compute: float, report: SweepReport) -> str | None:
@@ -169,81 +136,11 @@ def _allocation_text(fit, compute: float, report: SweepReport) -> str | None:
             f"[{lo:.4f}, {hi:.4f}] ({p.uncertainty}); N_opt ∝ C^{p.exponent_a:.3f}")
 
 
-def _new_plot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, never a window
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(7, 4.5))
-
-
-def _png(fig, ax, legend_size: int, **labels) -> bytes:
-    """The finished plot as PNG bytes (written through the output's filesystem)."""
-    import matplotlib.pyplot as plt
-
-    ax.set(xscale="log", yscale="log", **labels)
-    ax.legend(fontsize=legend_size)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-def _plot_curves(curves: list[dict], runs: list[dict]) -> bytes:
-    by_trial: dict[str, list[dict]] = {}
-    for row in curves:
-        by_trial.setdefault(row["trial_id"], []).append(row)
-    n_of = {r["trial_id"]: r["non_embedding_params"] for r in runs}
-    fig, ax = _new_plot()
-    for trial, rows in sorted(by_trial.items(), key=lambda kv: n_of.get(kv[0], 0)):
-        rows.sort(key=lambda r: r["step"])
-        ax.plot([r["tokens_seen"] for r in rows], [r["val_loss"] for r in rows], marker=".", label=trial)
-    return _png(fig, ax, 6, xlabel="tokens seen", ylabel="validation loss (nats/token)",
-                      title="Validation loss curves")
-
-
-def _plot_scaling(usable: list[dict], fit) -> bytes:
-    fig, ax = _new_plot()
-    for d in sorted({r["dataset_tokens"] for r in usable}):
-        rows = sorted((r for r in usable if r["dataset_tokens"] == d), key=lambda r: r["non_embedding_params"])
-        n = np.array([r["non_embedding_params"] for r in rows], dtype=float)
-        line = ax.plot(n, [r["best_val_loss"] for r in rows], "o", label=f"D = {d:.2g}")[0]
-        if fit is not None and len(n):
-            grid = np.geomspace(n.min() / 2, n.max() * 2, 50)
-            seen = np.mean([r["tokens_seen"] for r in rows])
-            columns = {"N": grid, "D": np.full_like(grid, seen)}
-            ax.plot(grid, fit.predict({k: v for k, v in columns.items() if k in fit.law.inputs}), "-",
-                    color=line.get_color(), alpha=0.6)
-    return _png(fig, ax, 7, xlabel="non-embedding parameters N", ylabel="best validation loss",
-                      title="Loss vs model size (lines: fitted law)")
-
-
-def _markdown(report: SweepReport, runs: list[dict]) -> str:
-    lines = [f"# Sweep `{report.sweep}`", "", "| trial | status | N | D | tokens seen | FLOPs | best val loss |",
-             "|---|---|---:|---:|---:|---:|---:|"]
-    for r in sorted(runs, key=lambda r: (r["non_embedding_params"], r["dataset_tokens"])):
-        best = f"{r['best_val_loss']:.4f}" if r["best_val_loss"] is not None else "—"
-        lines.append(f"| {r['trial_id']} | {r['status']} | {r['non_embedding_params']:,} | {r['dataset_tokens']:,} "
-                     f"| {r['tokens_seen']:,} | {r['flops']:.3g} | {best} |")
-    if report.fit_text:
-        lines += ["", "## Fitted law", "", "```", report.fit_text, "```"]
-    if report.allocation_text:
-        lines += ["", "## Compute-optimal plan", "", report.allocation_text]
-    if report.notes:
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in report.notes]
-    if report.skipped:
-        lines += ["", "## Skipped store files", "", "These files could not be read and are not in the tables above:",
-                  ""] + [f"- `{p.path}`: {p.reason}" for p in report.skipped]
-    lines += ["", "![curves](curves.png)", "", "![scaling](scaling.png)", ""]
-    return "\n".join(lines)
-
-
 def register(subparsers) -> None:
-    rep = subparsers.add_parser("report", help="fit and plot a finished sweep's metrics")
+    rep = subparsers.add_parser("report", help="write a sweep's HTML report: fitted laws, figures, plan, runs (prints its path)")
     rep.add_argument("storage", help="metrics store root (a local path or a pyarrow.fs URI, e.g. s3://bucket/prefix)")
-    rep.add_argument("--sweep", required=True, help="sweep name (the spec's name; runs are in <storage>/<sweep>/)")
+    rep.add_argument("--sweep", help="sweep name (the spec's name; runs are in <storage>/<sweep>/); optional when "
+                                     "the store holds one sweep")
     rep.add_argument("--law", default="chinchilla", help="law to fit: built-in name, file.py:LAW or pkg.module:LAW (default chinchilla)")
     rep.add_argument("--out", help="output directory, local or a URI (default: <storage>/<sweep>/report)")
     rep.add_argument("--compute", type=float, help="target compute for the plan (default 100x the largest run)")
@@ -261,13 +158,30 @@ def register(subparsers) -> None:
     demo.set_defaults(func=run_demo)
 
 
+def only_sweep(storage: str) -> str:
+    """The one sweep under ``storage`` (``report`` without --sweep). FileNotFoundError (one line)
+    when the store is missing or holds none, ValueError naming them when it holds several."""
+    from metrics import check_reachable, list_sweeps, require_sweep
+
+    check_reachable(storage)  # an object store that does not answer: one line, before listing it
+    sweeps = list_sweeps(storage)
+    if len(sweeps) == 1:
+        return sweeps[0]
+    if sweeps:
+        raise ValueError(f"--sweep: {storage} holds {len(sweeps)} sweeps ({', '.join(sweeps)}); name one")
+    require_sweep(storage)  # raises, naming a missing store or one that holds no sweep
+    raise ValueError(f"--sweep: {storage} is one sweep's directory, not a store: give the directory above it "
+                     f"and --sweep {os.path.basename(storage.rstrip('/'))}")
+
+
 def run_report(args: argparse.Namespace) -> int:
     from metrics import join
 
     from fitting.cli import table_aggregation
 
-    out = args.out or join(args.storage, args.sweep, "report")
-    report = build_report(args.storage, args.sweep, out, law_name=args.law, target_compute=args.compute,
+    sweep = args.sweep or only_sweep(args.storage)
+    out = args.out or join(args.storage, sweep, "report")
+    report = build_report(args.storage, sweep, out, law_name=args.law, target_compute=args.compute,
                           aggregate=table_aggregation(args))
     print(report.summary())
     return 0 if report.n_runs else 1

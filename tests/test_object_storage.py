@@ -161,10 +161,10 @@ def test_every_store_command_works_on_s3(s3, tmp_path, monkeypatch):
     assert report.returncode == 0, report.stdout[-2000:] + report.stderr[-2000:]
     fs, root = pafs.FileSystem.from_uri(f"{storage}/s3sweep/report")
     written = {i.base_name: i.size for i in fs.get_file_info(pafs.FileSelector(root))}
-    assert set(written) == {"report.md", "curves.png", "scaling.png"} and all(written.values()), written
-    assert f"wrote {storage}/s3sweep/report/report.md" in report.stdout
+    assert set(written) == {"report.html"} and all(written.values()), written
+    assert report.stdout.strip().splitlines()[-1] == f"wrote {storage}/s3sweep/report/report.html"
     local = _cli(["report", storage, "--sweep", "s3sweep", "--out", str(tmp_path / "local")], env, cwd)
-    assert local.returncode == 0 and (tmp_path / "local" / "report.md").read_text().startswith("# Sweep `s3sweep`")
+    assert local.returncode == 0 and "<h1>Sweep s3sweep: scaling report</h1>" in (tmp_path / "local" / "report.html").read_text()
     assert list(cwd.iterdir()) == []  # nothing local, no folder named 's3:'
 
 

@@ -1,5 +1,5 @@
 """Sweep report: store rows drawn from a known L(N, D) surface → the report recovers it,
-writes markdown and plots, and falls back honestly when there are too few runs."""
+writes its HTML page, and falls back honestly when there are too few runs."""
 
 import numpy as np
 import pytest
@@ -45,11 +45,10 @@ def test_report_fits_the_known_surface_and_writes_files(tmp_path):
     assert params["alpha"] == pytest.approx(TRUTH["alpha"], rel=0.15)
     assert params["beta"] == pytest.approx(TRUTH["beta"], rel=0.15)
     assert "N_opt" in report.allocation_text
-    text = (tmp_path / "report" / "report.md").read_text()
-    assert "| t5 | completed |" in text and "## Fitted law" in text
-    for png in ("curves.png", "scaling.png"):
-        data = (tmp_path / "report" / png).read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["report.html"]  # one file, figures inside
+    text = (tmp_path / "report" / "report.html").read_text()
+    assert "<tr><td>t5</td><td>completed</td>" in text and '<h2 id="fitted-laws">Fitted laws</h2>' in text
+    assert text.count('src="data:image/png;base64,') >= 4
 
 
 def test_report_with_too_few_runs_falls_back_to_l_of_n(tmp_path):
@@ -92,8 +91,8 @@ def test_report_lists_the_store_files_it_skipped(tmp_path):
     summary = report.summary()
     assert "skipped 2 unreadable store file(s):" in summary
     assert f"{bad_run}: not a readable Parquet file" in summary
-    text = (tmp_path / "report" / "report.md").read_text()
-    assert "## Skipped store files" in text and f"`{bad_curve}`: not a readable Parquet file" in text
+    text = (tmp_path / "report" / "report.html").read_text()
+    assert "2 store file(s) could not be read" in text and f"{bad_curve}: not a readable Parquet file" in text
 
 
 @pytest.mark.parametrize("law", ["kaplan_ns", "kaplan_c", "critical_batch"])

@@ -1,0 +1,262 @@
+"""The sweep report's page: one self-contained HTML file (figures as base64 PNGs, CSS inline, no
+URL of any kind), and the tables it shows. Pure functions of what ``orchestrator.report_data``
+read; every string from the store is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+def paper_values(law_name: str) -> tuple[str, dict[str, float]] | None:
+    """(source, {parameter: value}) the paper printed for ``law_name`` (Kaplan et al. 2020 Table 1
+    / §1.2 via fitting.laws.KAPLAN_PAPER; for chinchilla Hoffmann et al. 2022 with Epoch AI's
+    refit as a pair); None for a law no paper fitted."""
+    from fitting.laws import CHINCHILLA_EPOCH, CHINCHILLA_HOFFMANN, KAPLAN_PAPER
+
+    base = law_name.split("+")[0]
+    if base == "chinchilla":
+        return "Hoffmann et al. 2022 (Epoch AI refit)", {k: (CHINCHILLA_HOFFMANN[k], CHINCHILLA_EPOCH[k])
+                                                          for k in CHINCHILLA_HOFFMANN}
+    if base in KAPLAN_PAPER:
+        return "Kaplan et al. 2020", KAPLAN_PAPER[base]
+    return None
+
+
+STYLE = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1180px;margin:24px auto;padding:0 16px;
+color:#1d1d1f;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:4px}h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:3px}
+h3{font-size:1.05em;margin:1.2em 0 .3em}
+p.msg{color:#6b6b6b;font-style:italic;margin:.3em 0 .8em}
+p.caption{color:#444;font-size:.92em;margin:.2em 0 1.2em}
+img{max-width:100%;height:auto;display:block}
+table{border-collapse:collapse;font-size:.88em;margin:.4em 0 1em}
+th,td{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f4f4f6}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.warn{color:#9a3412}ul.notes li{margin:.15em 0}nav a{margin-right:.8em}
+details summary{cursor:pointer;color:#333}
+.row{display:flex;gap:20px;align-items:flex-start}.row>div{flex:1;min-width:0}
+"""
+
+
+def esc(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def num(value, digits: int = 4) -> str:
+    """A number for a table cell; '—' for None/NaN."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return f"{int(value):,}"
+    return f"{float(value):.{digits}g}"
+
+
+def figure_png(fig) -> bytes:
+    """A matplotlib Figure as PNG bytes (the figure is closed)."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def figure_html(result, caption: str = "") -> str:
+    """A figure function's result: the embedded PNG, or its message as one line (never a fake figure)."""
+    if isinstance(result, str):
+        return f'<p class="msg">{esc(result)}</p>'
+    return png_html(figure_png(result), caption)
+
+
+def png_html(png: bytes, caption: str = "") -> str:
+    """PNG bytes embedded as a data: URI, with its caption."""
+    data = base64.b64encode(png).decode()
+    cap = f'<p class="caption">{esc(caption)}</p>' if caption else ""
+    return f'<img alt="{esc(caption or "figure")}" src="data:image/png;base64,{data}">{cap}'
+
+
+def message_html(text: str) -> str:
+    return f'<p class="msg">{esc(text)}</p>'
+
+
+def table_html(header: list[str], rows: list[list], numeric: set[int] = frozenset()) -> str:
+    """An HTML table; cells are escaped (pass already-formatted strings), columns in ``numeric``
+    right-aligned."""
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f'<td{" class=num" if i in numeric else ""}>{esc(c)}</td>'
+                                    for i, c in enumerate(row)) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+@dataclass
+class Section:
+    """One section of the page: a title and its parts (HTML fragments, in order)."""
+
+    title: str
+    parts: list[str] = field(default_factory=list)
+
+    @property
+    def anchor(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", self.title.lower()).strip("-")
+
+
+def render_page(title: str, intro: list[str], sections: list[Section]) -> str:
+    """The whole page. Raises ValueError if any external URL slipped in (the file must open offline)."""
+    nav = " ".join(f'<a href="#{s.anchor}">{esc(s.title)}</a>' for s in sections)
+    body = "".join(f'<h2 id="{s.anchor}">{esc(s.title)}</h2>' + "".join(s.parts) for s in sections)
+    page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+            f"<style>{STYLE}</style></head><body><h1>{esc(title)}</h1>{''.join(intro)}<nav>{nav}</nav>{body}"
+            f"</body></html>")
+    external = external_urls(page)
+    if external:
+        raise ValueError(f"report page would load {external[0]!r}: the report must open offline")
+    return page
+
+
+def external_urls(page: str) -> list[str]:
+    """Every src/href/url() in ``page`` that is not a data: URI or an in-page #anchor."""
+    found = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)["']|url\(\s*["']?([^)"']*)""", page, flags=re.I)
+    return [a or b for a, b in found if not (a or b).startswith(("data:", "#"))]
+
+
+# ====================================================================== tables
+#: A scale parameter (log-transformed) whose interval spans more than this many decades, or an
+#: exponent whose interval is wider than this many times its magnitude, is reported as not
+#: identified by the runs (the demo's 9 runs: B in [105, 1.5e7], standard error 1e24).
+MAX_SCALE_DECADES = 2.0
+MAX_EXPONENT_WIDTH = 2.0
+
+
+def param_rows(fit, level: float = 0.9) -> list[tuple[str, float, str]]:
+    """(parameter, value, interval text) for each parameter of ``fit``: the interval only where the
+    runs identify it. Not identified (fitting.checks.identifiability), at a bound
+    (fitting.objective.params_at_bounds), or an interval too wide to mean anything
+    (MAX_SCALE_DECADES, MAX_EXPONENT_WIDTH) is said in words, with the interval as evidence."""
+    from fitting.law import LOG
+    from fitting.objective import params_at_bounds
+
+    verdict = fit.identifiability
+    at_bounds = params_at_bounds(fit.law, fit.z, fit.data.X)
+    with np.errstate(over="ignore"):  # an unidentified scale's Wald interval overflows: said in words below
+        ci = fit.ci(level)
+    out = []
+    for (name, value), transform in zip(fit.params.items(), fit.law.transforms):
+        lo, hi = ci[name]
+        finite = math.isfinite(lo) and math.isfinite(hi)
+        if transform == LOG:
+            wide = not finite or lo <= 0 or math.log10(hi / lo) > MAX_SCALE_DECADES
+        else:
+            wide = not finite or hi - lo > MAX_EXPONENT_WIDTH * abs(value)
+        if not verdict.identified:
+            text = f"not identified: {verdict.reason}"
+        elif name in at_bounds:
+            text = f"not identified: at its bound {at_bounds[name]}"
+        elif wide:
+            what = (f"spans more than {MAX_SCALE_DECADES:g} decades" if transform == LOG else
+                    f"is wider than {MAX_EXPONENT_WIDTH:g}× the value")
+            text = f"not identified by these runs: its interval [{lo:.3g}, {hi:.3g}] {what}"
+        else:
+            text = f"[{lo:.4g}, {hi:.4g}]"
+        out.append((name, value, text))
+    return out
+
+
+def laws_table(fits) -> str:
+    """Every fitted law: parameter, value, 90 % CI (or why none), the paper's value."""
+    rows = []
+    for lf in fits:
+        if lf.fit is None:
+            rows.append([lf.title, "—", "—", lf.message or "no fit", "—", lf.note])
+            continue
+        paper = paper_values(lf.fit.law.name)
+        for i, (name, value, text) in enumerate(param_rows(lf.fit)):
+            ref = "—"
+            if paper is not None and name in paper[1]:
+                v = paper[1][name]
+                ref = f"{v[0]:.4g} ({v[1]:.4g})" if isinstance(v, tuple) else f"{v:.4g}"
+            rows.append([lf.title if i == 0 else "", name, num(value), text, ref,
+                         f"{lf.fit.n_points} points; {lf.note}" if i == 0 else ""])
+    return table_html(["law", "parameter", "fitted", "90 % interval", "paper", "fitted to"], rows, {2})
+
+
+def plan_table(plans) -> str:
+    """The compute-optimal plan at each budget (fitting.allocate.Allocation), intervals beside."""
+    rows = []
+    for compute, p in plans:
+        if isinstance(p, str):
+            rows.append([f"{compute:.3g}", p, "", "", "", ""])
+        elif not p.identified:
+            rows.append([f"{compute:.3g}", f"not identified: {p.unidentified_reason}", "", "", "", ""])
+        else:
+            iv = lambda k: f" [{p.intervals[k][0]:.3g}, {p.intervals[k][1]:.3g}]" if k in p.intervals else ""
+            lo, hi = p.loss_prediction_interval or (math.nan, math.nan)
+            rows.append([f"{compute:.3g}", f"{p.N_opt:.3g}{iv('N_opt')}", f"{p.D_opt:.3g}{iv('D_opt')}",
+                         f"{p.tokens_per_param:.3g}", f"{p.loss:.4g} [{lo:.4g}, {hi:.4g}]", f"{p.exponent_a:.3g}{iv('exponent_a')}"])
+    return table_html(["compute C (FLOPs)", "N_opt (params)", "D_opt (tokens)", "tokens / param",
+                       "loss (90 % prediction interval)", "a in N_opt ∝ C^a"], rows, {0, 3, 5})
+
+
+def budget_table(ledger: dict | None, runs: list[dict]) -> str:
+    """Compute the runs spent (sum of their FLOPs) against the sweep's ledger (ledger.json)."""
+    spent = sum(float(r["flops"] or 0) for r in runs)
+    rows = [["spent by the stored runs (sum of runs.flops)", f"{spent:.3g}"]]
+    if ledger is None:
+        return table_html(["", "FLOPs"], rows, {1}) + message_html("no ledger.json in the store: the budget is unknown")
+    limit = float(ledger.get("limit_flops") or math.nan)
+    rows += [["spent (ledger)", f"{float(ledger.get('spent', math.nan)):.3g}"],
+             ["committed (ledger)", f"{float(ledger.get('committed', math.nan)):.3g}"],
+             ["budget limit", f"{limit:.3g}"],
+             ["fraction of the budget spent", f"{float(ledger.get('spent', math.nan)) / limit:.1%}"]]
+    return table_html(["", "FLOPs"], rows, {1})
+
+
+def problem_runs_table(runs: list[dict]) -> str:
+    """Every run that did not complete: status, why (stop_reason, error), how far it got."""
+    bad = [r for r in runs if r["status"] != "completed"]
+    if not bad:
+        return message_html(f"all {len(runs)} runs completed")
+    rows = []
+    for r in sorted(bad, key=lambda r: (r["status"], r["trial_id"])):
+        err = (r.get("error") or "").strip().splitlines()
+        planned = r.get("planned_steps")
+        rows.append([r["trial_id"], r["status"], r.get("stop_reason") or "—", num(r["non_embedding_params"]),
+                     num(r["dataset_tokens"]), f"{num(r['steps'])}" + (f" / {num(planned)}" if planned else ""),
+                     (err[-1][:200] if err else "—")])
+    return table_html(["trial", "status", "stop reason", "N", "D (tokens)", "steps / planned", "error (last line)"],
+                      rows, {3, 4, 5})
+
+
+def choices_table(choices: list[dict] | None) -> str:
+    if choices is None:
+        return message_html("no active-search checkpoint in the store (a grid sweep, or no Tune folder)")
+    if not choices:
+        return message_html("the active designer chose no run")
+    rows = [[i, c["trial_key"], f"{c['N']:.3g}", f"{c['D']:.3g}", f"{c['planned_flops']:.3g}",
+             "—" if c.get("score") is None else f"{c['score']:.3g}",
+             "seed (space-filling)" if c.get("score") is None else c.get("why", "gain/cost")]
+            for i, c in enumerate(choices, 1)]
+    return table_html(["#", "trial", "N", "D (tokens)", "planned FLOPs", "score", "why"], rows, {0, 2, 3, 4, 5})
+
+
+def runs_table(runs: list[dict]) -> str:
+    rows = [[r["trial_id"], r["status"], num(r["non_embedding_params"]), num(r["dataset_tokens"]),
+             num(r["tokens_seen"]), f"{float(r['flops'] or 0):.3g}", num(r.get("best_val_loss"))]
+            for r in sorted(runs, key=lambda r: (r["non_embedding_params"], r["dataset_tokens"], r["trial_id"]))]
+    return table_html(["trial", "status", "N", "D (tokens)", "tokens seen", "FLOPs", "best val loss (nats/token)"],
+                      rows, {2, 3, 4, 5, 6})
+
+
+def generic_table(columns: dict[str, list]) -> str:
+    """Any small table (e.g. a store table whose figure is not drawn yet), every column as stored."""
+    names = list(columns)
+    n = len(columns[names[0]]) if names else 0
+    return table_html(names, [[num(columns[k][i]) if isinstance(columns[k][i], (int, float)) else columns[k][i]
+                               for k in names] for i in range(n)])
