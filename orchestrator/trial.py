@@ -205,7 +205,7 @@ def _train_and_report(trial: TrialConfig, attempt: int, resume_from: str | None,
                        checkpoint_dir=checkpoint_dir, resume_from=resume_from)
     from orchestrator.early_stop import PredictionStopper
 
-    stopper = PredictionStopper.from_settings(trial.early_prediction, config.regime)
+    stopper = PredictionStopper.from_settings(trial.early_prediction, config.regime, config)
     if resume_from and rank == 0:  # a retry: the curve before its checkpoint is in the store
         from metrics import load_curves
 
