@@ -143,11 +143,12 @@ def _profile_law(x: np.ndarray, y: np.ndarray, xt: float, extra: np.ndarray, ext
     # centred columns keep the normal equations well conditioned (x^-α spans decades)
     mean = X.mean(axis=1, keepdims=True)
     Xc = (X - mean)[:, :, 1:]
-    gram = np.einsum("gni,gnj->gij", Xc, Xc)
+    XcT = Xc.transpose(0, 2, 1)
+    inv_gram = np.linalg.inv(XcT @ Xc)  # (G, p-1, p-1)
     ym = y.mean()
-    coef = np.linalg.solve(gram, np.einsum("gni,n->gi", Xc, y - ym)[:, :, None])[:, :, 0]  # (G, p-1): A, B_j
-    intercept = ym - np.einsum("gi,gi->g", mean[:, 0, 1:], coef)  # E
-    rss = ((y[None, :] - intercept[:, None] - np.einsum("gni,gi->gn", X[:, :, 1:], coef)) ** 2).sum(axis=1)
+    coef = (inv_gram @ (XcT @ (y - ym))[:, :, None])[:, :, 0]  # (G, p-1): A, B_j
+    intercept = ym - (mean[:, 0, 1:] * coef).sum(axis=1)  # E
+    rss = ((y[None, :] - intercept[:, None] - (X[:, :, 1:] @ coef[:, :, None])[:, :, 0]) ** 2).sum(axis=1)
     usable = (coef[:, 0] > 0) & (intercept >= 0) & (coef[:, 1:] >= 0).all(axis=1)
     if not usable.any():
         usable = coef[:, 0] > 0
@@ -166,9 +167,9 @@ def _profile_law(x: np.ndarray, y: np.ndarray, xt: float, extra: np.ndarray, ext
     threshold = rss_min + stats.f.ppf(level, 1, dof) * sigma2
     plausible = usable & (rss <= threshold)
     xt_row = np.concatenate([(xt ** -_ALPHA_GRID)[:, None], np.broadcast_to(extra_t, (_ALPHA_GRID.size, k))], axis=1)
-    pred = intercept + np.einsum("gi,gi->g", xt_row, coef)
+    pred = intercept + (xt_row * coef).sum(axis=1)
     d = xt_row - mean[:, 0, 1:]
-    unit = np.sqrt(1.0 / n + np.einsum("gi,gi->g", d, np.linalg.solve(gram, d[:, :, None])[:, :, 0]))
+    unit = np.sqrt(1.0 / n + (d * (inv_gram @ d[:, :, None])[:, :, 0]).sum(axis=1))
     reach = unit * np.sqrt(np.clip(threshold - rss, 0.0, None))
     loss = float(pred[best])
     below = loss - float(np.min((pred - reach)[plausible]))
