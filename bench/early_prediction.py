@@ -7,7 +7,9 @@ One real sweep trains every run to its end (early prediction off), so each run's
 in the store. The early-prediction rule (`orchestrator.early_stop.PredictionStopper`, the one the
 trials run) is then replayed on each curve: its decisions depend only on the curve seen so far, so
 the stop step and the prediction are those a sweep with `early_prediction.enabled` would have
-made, and both arms of the comparison see the same runs and the same noise. Chinchilla's
+made, and both arms of the comparison see the same runs and the same noise (each curve's
+predictions are made once and reused across the rel_ci values: they do not depend on it). The
+runs' LR schedule is modelled as the trials do (`--steps-law`: the power law in steps). Chinchilla's
 L(N, D) = E + A/N^a + B/D^b is fitted to the runs outside the largest quarter by compute, once
 with their final losses and once with early prediction (a stopped run enters with its predicted
 loss and its weight, `fitting.run_result`), and judged on the held-out largest runs' losses.
@@ -61,21 +63,44 @@ def trainer_schedule() -> tuple[float, float]:
     return defaults["warmup_frac"], defaults["min_lr_ratio"]
 
 
+_PREDICTIONS: dict[tuple, object] = {}
+"""Predictions already made, by (trial, schedule, last step seen, points seen, target): a curve's
+prediction at a step does not depend on rel_ci or min_fraction, so each replay reuses them."""
+
+
+def _stopper(trial_id: str, **kw):
+    """`PredictionStopper` whose predictions go through `_PREDICTIONS` (its rule unchanged)."""
+    from orchestrator.early_stop import PredictionStopper
+
+    class Replayed(PredictionStopper):
+        def _predict(self, steps, losses, target_step, total_steps):
+            key = (trial_id, self.schedule, steps[-1], len(steps), target_step, total_steps)
+            if key not in _PREDICTIONS:
+                try:
+                    _PREDICTIONS[key] = super()._predict(steps, losses, target_step, total_steps)
+                except ValueError as error:
+                    _PREDICTIONS[key] = error
+            if isinstance(_PREDICTIONS[key], ValueError):
+                raise _PREDICTIONS[key]
+            return _PREDICTIONS[key]
+
+    return Replayed(**kw)
+
+
 def replay(runs: list[dict], curves: list[dict], min_fraction: float, rel_ci: float,
            schedule: tuple[float, float] | None) -> dict[str, dict]:
     """Each run's outcome under early prediction: {trial_id: row as a stopped run would have
     written it (stop_reason, predicted_*, steps, flops), or the run's own row if never stopped}.
     schedule: the runs' (warmup_frac, min_lr_ratio) for the schedule-aware prediction (None: the
     power law in steps)."""
-    from orchestrator.early_stop import PredictionStopper
 
     by_trial: dict[str, list[dict]] = {}
     for c in curves:
         by_trial.setdefault(c["trial_id"], []).append(c)
     out = {}
     for row in runs:
-        stopper = PredictionStopper(enabled=True, min_fraction=min_fraction, rel_ci=rel_ci, regime=row["regime"],
-                                    schedule=schedule)
+        stopper = _stopper(row["trial_id"], enabled=True, min_fraction=min_fraction, rel_ci=rel_ci,
+                           regime=row["regime"], schedule=schedule)
         out[row["trial_id"]] = row
         for c in sorted(by_trial.get(row["trial_id"], []), key=lambda c: c["step"]):
             _, request = stopper.observe(c["step"], c["val_loss"], row["planned_steps"])
