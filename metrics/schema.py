@@ -102,7 +102,7 @@ RUNS_SCHEMA = pa.schema(
         ("predicted_lo", pa.float64()),
         ("predicted_hi", pa.float64()),
         ("predicted_level", pa.float64()),
-        ("predicted_method", pa.string()),  # "power_law" or "kaplan_ns" (fitting.curve_prediction)
+        ("predicted_method", pa.string()),  # "power_law", "lr_schedule" or "kaplan_ns" (fitting.curve_prediction)
     ],
     metadata=SCHEMA_METADATA,
 )

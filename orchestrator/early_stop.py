@@ -76,19 +76,43 @@ class PredictionStopper:
     """One run's early-prediction rule: feed it each evaluation (`observe`); it returns the
     current prediction (None while too few points) and a `StopRequest` when the run should end.
 
-    With ``enabled`` False it only predicts (the live table's ``pred`` column)."""
+    With ``enabled`` False it only predicts (the live table's ``pred`` column). ``schedule``:
+    the run's LR schedule as (warmup_frac, min_lr_ratio) of `trainers.config.lr_multiplier`; the
+    prediction then models it (`predict_final_loss`'s ``lr_schedule`` path; a power law in steps
+    is biased low on warmup + cosine curves). None: a power law in steps."""
 
-    def __init__(self, *, enabled: bool, min_fraction: float, rel_ci: float, regime: str):
+    def __init__(self, *, enabled: bool, min_fraction: float, rel_ci: float, regime: str,
+                 schedule: tuple[float, float] | None = None):
         self.enabled, self.min_fraction, self.rel_ci, self.regime = enabled, min_fraction, rel_ci, regime
+        self.schedule = schedule
+        self._lr: dict[int, object] = {}  # total_steps -> LR multipliers of steps 0..total-1
         self.steps: list[int] = []
         self.losses: list[float] = []
 
     @classmethod
-    def from_settings(cls, settings: dict | None, regime: str) -> "PredictionStopper":
-        """From the spec's ``early_prediction`` section as plain data (Tune's param dict)."""
+    def from_settings(cls, settings: dict | None, regime: str, config=None) -> "PredictionStopper":
+        """From the spec's ``early_prediction`` section as plain data (Tune's param dict) and the
+        run's `trainers.config.TrainConfig` (its LR schedule; None: not modelled)."""
         settings = settings or {}
+        schedule = None if config is None else (config.warmup_frac, config.min_lr_ratio)
         return cls(enabled=bool(settings.get("enabled", False)), min_fraction=float(settings.get("min_fraction", 0.3)),
-                   rel_ci=float(settings.get("rel_ci", 0.01)), regime=regime)
+                   rel_ci=float(settings.get("rel_ci", 0.01)), regime=regime, schedule=schedule)
+
+    def _predict(self, steps, losses, target_step: int, total_steps: int):
+        """`predict_final_loss` at `target_step` of a run whose schedule spans `total_steps`."""
+        import numpy as np
+
+        from fitting.curve_prediction import predict_final_loss
+
+        lr = None
+        if self.schedule is not None:
+            if total_steps not in self._lr:
+                from trainers.config import lr_multiplier
+
+                self._lr[total_steps] = np.array([lr_multiplier(i, total_steps, *self.schedule)
+                                                  for i in range(total_steps)])
+            lr = self._lr[total_steps]
+        return predict_final_loss(np.asarray(steps), np.asarray(losses), target_step, level=LEVEL, lr_schedule=lr)
 
     def seed(self, steps: Iterable[int], losses: Iterable[float]) -> None:
         """The curve an earlier attempt of this run left (a retry resumes from its checkpoint, so
@@ -100,7 +124,7 @@ class PredictionStopper:
 
     def observe(self, step: int, val_loss: float, total_steps: int):
         """-> (prediction or None, StopRequest or None) after the evaluation at `step`."""
-        from fitting.curve_prediction import MIN_CURVE_POINTS, predict_final_loss
+        from fitting.curve_prediction import MIN_CURVE_POINTS
 
         if not (isinstance(val_loss, float) and math.isfinite(val_loss)) or (self.steps and step <= self.steps[-1]):
             return None, None  # a diverged eval ends the run anyway; a repeated step adds nothing
@@ -109,9 +133,7 @@ class PredictionStopper:
         if len(self.steps) < MIN_CURVE_POINTS or step >= total_steps:
             return None, None
         try:
-            import numpy as np
-
-            prediction = predict_final_loss(np.asarray(self.steps), np.asarray(self.losses), total_steps, level=LEVEL)
+            prediction = self._predict(self.steps, self.losses, total_steps, total_steps)
         except ValueError:  # a curve the predictor cannot fit (e.g. flat noise): keep training
             return None, None
         return prediction, self._decide(prediction, step, total_steps)
@@ -124,7 +146,7 @@ class PredictionStopper:
         reason = None
         if prediction.rel_half_width <= self.rel_ci:
             reason = "predicted_final"
-        elif self.regime == "dataset" and self._past_best(step):
+        elif self.regime == "dataset" and self._past_best(total_steps):
             reason = "predicted_overfit"
         if reason is None:
             return None
@@ -133,7 +155,7 @@ class PredictionStopper:
                            predicted_method=prediction.method)
 
 
-    def _past_best(self, step: int) -> bool:
+    def _past_best(self, total_steps: int) -> bool:
         """Dataset regime: has the run left its learning curve upwards? The curve up to its best
         evaluation, extrapolated to the last two evaluations (`predict_final_loss` at their steps),
         has both of them above its interval, and above the best loss: the run is overfitting, so
@@ -141,7 +163,7 @@ class PredictionStopper:
         cannot say this: a decreasing law misfits a curve that turned, and its interval only widens."""
         import numpy as np
 
-        from fitting.curve_prediction import MIN_CURVE_POINTS, predict_final_loss
+        from fitting.curve_prediction import MIN_CURVE_POINTS
 
         best = int(np.argmin(self.losses))
         if best + 1 < MIN_CURVE_POINTS or len(self.losses) - best < 3:
@@ -149,7 +171,7 @@ class PredictionStopper:
         steps, losses = np.asarray(self.steps[:best + 1]), np.asarray(self.losses[:best + 1])
         for later_step, later_loss in zip(self.steps[-2:], self.losses[-2:]):
             try:
-                trend = predict_final_loss(steps, losses, later_step, level=LEVEL)
+                trend = self._predict(steps, losses, later_step, total_steps)
             except ValueError:
                 return False
             if not later_loss > max(trend.hi, self.losses[best]):

@@ -210,7 +210,7 @@ def _train_and_report(trial: TrialConfig, attempt: int, resume_from: str | None,
                        run_columns=dict(trial.run_columns or {}))
     from orchestrator.early_stop import PredictionStopper
 
-    stopper = PredictionStopper.from_settings(trial.early_prediction, config.regime)
+    stopper = PredictionStopper.from_settings(trial.early_prediction, config.regime, config)
     if resume_from and rank == 0:  # a retry: the curve before its checkpoint is in the store
         from metrics import load_curves
 

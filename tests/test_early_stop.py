@@ -183,6 +183,30 @@ def test_dataset_regime_stops_a_run_past_its_best_and_keeps_training_a_tokens_ru
     assert _feed(tokens, steps, rising, 400)[0] is None
 
 
+def test_with_the_runs_lr_schedule_the_stopper_predicts_the_cosine_decays_final_drop():
+    """from_settings takes the trial's schedule (warmup_frac, min_lr_ratio): the prediction models
+    it (method lr_schedule), and on warmup + cosine curves (6 seeds) its stops predict the end
+    with a median error under 0.5 % and none over 3 % (seed 0 misses by ~1.7 %: the 90 % interval
+    covers ~80 % on these curves)."""
+    from types import SimpleNamespace
+
+    from tests.test_curve_prediction import annealing_curve
+
+    config = SimpleNamespace(warmup_frac=0.05, min_lr_ratio=0.1)  # the trainer's default schedule
+    settings = {"enabled": True, "min_fraction": 0.3, "rel_ci": 0.01}
+    assert PredictionStopper.from_settings(settings, "tokens").schedule is None  # no config: steps
+    errors = []
+    for seed in range(6):
+        steps, losses, _ = annealing_curve(np.random.default_rng(seed), every=20)
+        stopper = PredictionStopper.from_settings(settings, "tokens", config)
+        assert stopper.schedule == (0.05, 0.1)
+        step, request, _ = _feed(stopper, steps, losses, 1000)
+        assert request is not None and request.predicted_method == "lr_schedule", (seed, step)
+        assert 300 <= step < 1000
+        errors.append(request.predicted_loss / losses[-1] - 1)
+    assert abs(np.median(errors)) < 0.005 and np.max(np.abs(errors)) < 0.03, errors
+
+
 def test_repeated_or_non_finite_evaluations_are_ignored():
     stopper = PredictionStopper(enabled=True, min_fraction=0.3, rel_ci=0.01, regime="tokens")
     assert stopper.observe(10, float("nan"), 100) == (None, None)

@@ -37,7 +37,7 @@ class StopRequest:
     predicted_lo: float | None = None
     predicted_hi: float | None = None
     predicted_level: float | None = None  # e.g. 0.9
-    predicted_method: str | None = None  # "power_law" or "kaplan_ns"
+    predicted_method: str | None = None  # "power_law", "lr_schedule" or "kaplan_ns"
 
     def columns(self) -> dict:
         return {"stop_reason": self.reason, "predicted_loss": self.predicted_loss,
