@@ -38,6 +38,8 @@ def write_jsonl(path: Path, n_bytes: int, seed: int = 0) -> Path:
 
 
 def direct_tokens(spec: CorpusSpec, cache: Path) -> np.ndarray:
+    """The documents encoded at once, by a BPE trained on all of them (a corpus under the BPE
+    sample size: the prepared one trains on exactly these, so the model file is shared)."""
     documents, fingerprint, _ = read_documents(spec.source, spec.text_field)
     return build_tokenizer(spec.tokenizer, documents, fingerprint, cache).encode_documents(documents)
 
@@ -46,7 +48,7 @@ def direct_tokens(spec: CorpusSpec, cache: Path) -> np.ndarray:
 def test_prepared_tokens_equal_direct_tokenisation(tmp_path, tokenizer, workers):
     source = write_jsonl(tmp_path / "c.jsonl", 60_000)
     spec = CorpusSpec(source=str(source), tokenizer=tokenizer)
-    manifest = prepare_corpus(spec, tmp_path / "out", workers=workers, chunk_bytes=8_000, cache_dir=tmp_path / "cache")
+    manifest = prepare_corpus(spec, tmp_path / "out", workers=workers, split_bytes=8_000, cache_dir=tmp_path / "cache")
     tokens, _ = open_prepared(tmp_path / "out")
     assert len(manifest["shards"]) >= 7  # many chunks: the separators between shards are checked
     expected = direct_tokens(spec, tmp_path / "cache")
@@ -62,7 +64,7 @@ import json, resource, sys, warnings
 from trainers.data import CorpusSpec
 from trainers.prepare import prepare_corpus
 source, tokenizer, out, chunk = sys.argv[1:5]
-m = prepare_corpus(CorpusSpec(source=source, tokenizer=tokenizer), out, workers=1, chunk_bytes=int(chunk))
+m = prepare_corpus(CorpusSpec(source=source, tokenizer=tokenizer), out, workers=1, split_bytes=int(chunk))
 print(json.dumps({"tokens": m["tokens"], "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
 
@@ -138,7 +140,7 @@ def test_bad_input_names_the_file_and_leaves_no_valid_corpus(tmp_path):
         prepare_corpus(CorpusSpec(source=str(source)), tmp_path / "out")
     assert not (tmp_path / "out" / "manifest.json").exists()
     source.write_text('{"text": "one"}\n{"text": ""}\n')
-    with pytest.warns(UserWarning, match=r"1 empty document\(s\) left out \(first: c.jsonl:2\)"):
+    with pytest.warns(UserWarning, match=r"1 empty document\(s\) left out \(first: c.jsonl at byte 16\)"):
         manifest = prepare_corpus(CorpusSpec(source=str(source)), tmp_path / "out")
     assert manifest["empty_documents_skipped"] == 1 and manifest["tokens"] == 3
     with pytest.raises(ValueError, match=r"^--out: .* holds a prepared corpus of another"):
@@ -195,3 +197,36 @@ def test_views_slice_and_take_like_the_array_they_stand_for():
         assert np.array_equal(view[lo:hi], expected[lo:hi]) and np.array_equal(sharded[lo:hi], flat[lo:hi])
     starts = np.array([[0], [777], [2_300]]) + np.arange(45)
     assert np.array_equal(view.take(starts), expected[starts]) and np.array_equal(sharded.take(starts * 4), flat[starts * 4])
+
+
+@pytest.mark.parametrize("split_bytes", [1, 7, 50, 333, 10_000_000])
+def test_splits_read_every_line_once_wherever_they_cut(tmp_path, split_bytes):
+    """JSONL byte ranges cut lines anywhere; each line is read by the split its first byte is in,
+    so the splits' documents, in order, are the file's (blank lines and a BOM included), and an
+    error in a split that starts mid-file still names the right line."""
+    from trainers.documents import iter_split_documents, plan_splits
+
+    source = tmp_path / "c.jsonl"
+    lines = ['\ufeff{"text": "first"}'] + [json.dumps({"text": f"doc {i} " + "x" * (i % 13)}) for i in range(40)]
+    lines[7] = "   "
+    source.write_text("\n".join(lines) + "\n")
+    splits = plan_splits(str(source), split_bytes)
+    docs = [d for split in splits for _, d in iter_split_documents(str(source), "text", split)]
+    assert docs == [b"first"] + [f"doc {i} {'x' * (i % 13)}".encode() for i in range(40) if i != 6]
+    assert len(splits) == (1 if split_bytes > source.stat().st_size else -(-source.stat().st_size // split_bytes))
+    source.write_text("\n".join(lines[:30] + ['{"body": 1}'] + lines[30:]) + "\n")
+    offset = len("\n".join(lines[:30]).encode()) + 1
+    with pytest.raises(ValueError, match=rf"line 31 \(byte offset {offset}\) has no string field"):
+        [d for split in plan_splits(str(source), split_bytes) for d in iter_split_documents(str(source), "text", split)]
+
+
+def test_an_empty_first_split_adds_no_separator(tmp_path):
+    """When the first splits hold no document (blank JSONL lines), the first shard with documents
+    must not start with a separator: the corpus equals direct tokenisation."""
+    source = tmp_path / "c.jsonl"
+    source.write_text("\n" * 6 + '{"text": "hello"}\n{"text": "world"}\n')
+    spec = CorpusSpec(source=str(source))
+    manifest = prepare_corpus(spec, tmp_path / "out", split_bytes=4, cache_dir=tmp_path / "cache")
+    tokens, _ = open_prepared(tmp_path / "out")
+    assert [s["documents"] for s in manifest["shards"][:2]] == [0, 1] and manifest["documents"] == 2
+    assert np.array_equal(np.asarray(tokens), direct_tokens(spec, tmp_path / "cache"))

@@ -1,14 +1,19 @@
 """Prepare a raw corpus once: stream it, tokenise in parallel, write sharded token memmaps.
 
-`prepare_corpus(spec, out_dir)` reads the documents as a stream (`trainers.documents`), cuts
-them into chunks of about `CHUNK_BYTES` of text, tokenises the chunks in worker processes and
-writes each as one shard; memory holds a few chunks, never the corpus. Layout of ``out_dir``:
+`prepare_corpus(spec, out_dir)` cuts the source into splits of about `SPLIT_BYTES` raw bytes from
+file sizes alone (`trainers.documents.plan_splits`); each worker reads its split itself, tokenises
+it and writes it as one shard, so the driver holds split descriptors and shard records, never
+text, and memory is a few splits per worker whatever the corpus size. The workers are a
+process pool here, or any engine that maps `encode_shard` over the splits (`run_shards`:
+`orchestrator.corpus_ray` runs it as a Ray Data job across a cluster). Layout of ``out_dir``:
 
   recipe.json          what is being prepared (source files' paths, sizes and mtimes, tokenizer
-                       recipe, chunk size), written first; a resumed run must match it
-  shard-000000.bin     the tokens of chunk 0, raw little-endian uint16 (vocab <= 65536) or uint32
-  shard-000000.json    its record (tokens, documents, text bytes, sha256), written after the .bin:
-                       a shard counts as finished only once its record exists
+                       recipe, split size), written first; a resumed run must match it
+  shard-000000.bin     the tokens of split 0, raw little-endian uint16 (vocab <= 65536) or uint32
+  shard-000000.json    its record (its split, tokens, documents, text bytes, sha256 of the tokens,
+                       the split's fingerprint, empty documents left out), written after the .bin:
+                       a shard counts as finished only once its record exists (a split with no
+                       documents has a record and no .bin)
   tokenizer.json       the trained BPE model (bpe:<vocab> only)
   manifest.json        written last, it marks the corpus complete (`MANIFEST_VERSION`): source
                        files with sizes, mtimes and sha256, tokenizer (name, recipe key, vocab,
@@ -17,9 +22,9 @@ writes each as one shard; memory holds a few chunks, never the corpus. Layout of
 
 Concatenating the shards gives exactly `tokenizer.encode_documents(all documents)`: documents
 are separated by the tokenizer's separator id, and every shard after the first starts with one.
-An interrupted preparation resumes: finished shards are kept, a half-written one (a hidden
-`.shard-*.tmp` or a .bin without its record) is written again; the chunking is deterministic, so
-the shards come out identical. `open_prepared(dir)` opens a finished corpus in O(shards): it
+An interrupted preparation resumes: finished shards are kept and not read again, a half-written
+one (a hidden `.shard-*.tmp` or a .bin without its record) is written again; the splits are
+deterministic, so the shards come out identical. `open_prepared(dir)` opens a finished corpus in O(shards): it
 reads the manifest and memory-maps the shards, checking their sizes, and touches no raw text.
 """
 
@@ -43,7 +48,10 @@ from pathlib import Path
 import numpy as np
 
 from metrics.fs import write_atomically
-from trainers.documents import Fingerprint, describe_source, iter_documents, source_files
+from trainers.documents import (
+    SPLIT_BYTES, Fingerprint, Split, combine_fingerprints, describe_source, iter_split_documents,
+    plan_splits, source_files,
+)
 from trainers.token_arrays import ShardedTokens
 from trainers.tokenizers import (
     BPE_SAMPLE_BYTES, BPE_SAMPLE_SEED, bpe_from_file, build_tokenizer, corpus_vocab_size,
@@ -51,8 +59,7 @@ from trainers.tokenizers import (
 )
 
 MANIFEST_VERSION = 1
-CHUNK_BYTES = 16 << 20    # text per shard: bounds memory (a few chunks in flight) and resume loss
-ENCODE_BYTES = 1 << 20    # text per encode call inside a chunk: HF Encodings cost ~40 B per byte
+ENCODE_BYTES = 1 << 20    # text per encode call inside a split: HF Encodings cost ~40 B per byte
 VALIDATION_RULE = {"block_tokens": 4096, "permutation_seed": 0,
                    "rule": "the last blocks of permutation(permutation_seed) of the corpus's "
                            "whole blocks (trainers.data.make_splits)"}
@@ -67,11 +74,11 @@ def source_stamp(source: str) -> list[dict]:
     return stamp
 
 
-def recipe(spec, chunk_bytes: int = CHUNK_BYTES) -> dict:
+def recipe(spec, split_bytes: int = SPLIT_BYTES) -> dict:
     """Everything the shards depend on, known from stat alone."""
     return {"version": MANIFEST_VERSION, "source": spec.source, "text_field": spec.text_field,
             "tokenizer": spec.tokenizer, "tokenizer_key": tokenizer_key(spec.tokenizer),
-            "chunk_bytes": chunk_bytes, "files": source_stamp(spec.source)}
+            "split_bytes": split_bytes, "files": source_stamp(spec.source)}
 
 
 def is_prepared(path: str | os.PathLike) -> bool:
@@ -106,6 +113,8 @@ def open_prepared(path: str | os.PathLike) -> tuple[np.memmap | ShardedTokens, d
                          f"{MANIFEST_VERSION} (prepare the corpus again)")
     arrays = []
     for shard in shards:
+        if not shard["tokens"]:
+            continue  # a split without documents
         file = path / shard["file"]
         size = file.stat().st_size if file.exists() else None
         if size != shard["tokens"] * dtype.itemsize:
@@ -135,11 +144,14 @@ def ensure_prepared(spec, cache_dir: str | Path | None = None, workers: int | No
 # ---------------------------------------------------------------------------------------------
 
 def prepare_corpus(spec, out_dir: str | os.PathLike, *, workers: int | None = None,
-                   chunk_bytes: int = CHUNK_BYTES, cache_dir: str | Path | None = None,
-                   log=None) -> dict:
+                   split_bytes: int = SPLIT_BYTES, cache_dir: str | Path | None = None,
+                   log=None, run_shards=None) -> dict:
     """Prepare ``spec`` into ``out_dir`` (layout: module docstring) and return its manifest.
     ``workers``: tokenising processes (default: this machine's CPUs; 1 tokenises in this
-    process). Raises ValueError naming the field or file for bad input (``workers`` < 1, an unreadable or
+    process). ``run_shards(job, todo)``: another engine for the shards not yet finished
+    (``todo``: (index, Split) pairs; it calls `encode_shard(job, index, split)` for each, anywhere
+    that sees ``out_dir``, and returns their records); default a process pool of ``workers``.
+    Raises ValueError naming the field or file for bad input (``workers`` < 1, an unreadable or
     undecodable file, a missing JSONL field, a corpus with no documents, an ``out_dir`` that
     holds something else); finished shards stay for a resume, no manifest is written."""
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
@@ -150,48 +162,52 @@ def prepare_corpus(spec, out_dir: str | os.PathLike, *, workers: int | None = No
         raise ValueError(f"source: {spec.source} is already a prepared corpus")
     vocab = corpus_vocab_size(spec)  # the tokenizer name is valid before anything is read
     out = Path(out_dir)
-    want = recipe(spec, chunk_bytes)
+    want = recipe(spec, split_bytes)
     if is_prepared(out):
         manifest = json.loads((out / "manifest.json").read_text())
         if manifest.get("recipe") == want:
             return manifest
         raise ValueError(f"--out: {out} holds a prepared corpus of another source, file state or "
                          "tokenizer; choose another --out or delete it")
+    splits = plan_splits(spec.source, split_bytes)
     _claim(out, want)
     started = time.perf_counter()
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    workers = workers or os.cpu_count() or 1
-    if sum(f["size"] for f in want["files"]) <= chunk_bytes:
-        workers = 1  # one chunk: starting worker processes would cost more than it saves
+    workers = max(1, min(workers or os.cpu_count() or 1, len(splits)))
     tokenizer_file = None
     fingerprint = None
     if spec.tokenizer.startswith("bpe:"):  # pass 1: the fingerprint keys the model; a seeded sample trains it
-        fingerprint, sample = _fingerprint_and_sample(spec)
+        fingerprint, sample = _fingerprint_and_sample(spec, splits)
         build_tokenizer(spec.tokenizer, sample, fingerprint, cache)
         del sample
         tokenizer_file = "tokenizer.json"
         model = cache / "bpe" / f"{fingerprint[:24]}-{tokenizer_key(spec.tokenizer)}.json"
         shutil.copyfile(model, out / tokenizer_file)
-    job = _Job(str(out), spec.tokenizer, tokenizer_file, vocab, np.dtype(token_dtype(vocab)).name)
-    digest, skipped, shards = Fingerprint(), [], []
-    with _executor(workers) as pool:
-        pending: collections.deque = collections.deque()
-        for index, docs in enumerate(_chunks(spec, digest, skipped, chunk_bytes)):
-            record = _finished_shard(out, index, docs)
-            if record is not None:
-                pending.append(record)
-            else:
-                pending.append(pool.submit(_encode_shard, job, index, docs) if pool else _encode_shard(job, index, docs))
-            while len(pending) > 2 * workers or (pending and not isinstance(pending[0], cf.Future)):
-                shards.append(_result(pending.popleft()))
-                if log and len(shards) % 16 == 0:
-                    log(f"prepare: {len(shards)} shards, {sum(s['tokens'] for s in shards)} tokens")
-        shards.extend(_result(item) for item in pending)
-    if not shards:
+    job = ShardJob(str(out), spec.source, spec.text_field, spec.tokenizer, tokenizer_file, vocab,
+                   np.dtype(token_dtype(vocab)).name)
+    records: dict[int, dict] = {}
+    todo = []
+    for index, split in enumerate(splits):
+        record = _finished_shard(out, index, split, job.dtype)
+        if record is None:
+            todo.append((index, split))
+        else:
+            records[index] = record
+    if log and records:
+        log(f"prepare: resuming, {len(records)} of {len(splits)} shards already finished")
+    if todo:
+        run = run_shards or (lambda job, todo: _pool_shards(job, todo, workers, log))
+        records.update(run(job, todo))
+    shards = [records[i] for i in range(len(splits))]
+    _drop_leading_separator(job, splits, shards)
+    if not any(s["documents"] for s in shards):
         raise ValueError(f"source: {spec.source!r} contains no documents")
-    if skipped and spec.source != "builtin":  # the stdlib's empty __init__.py files are expected
-        warnings.warn(f"source: {len(skipped)} empty document(s) left out (first: {skipped[0]})", stacklevel=2)
-    if fingerprint is not None and fingerprint != digest.hexdigest():
+    n_skipped = sum(s["empty_documents"] for s in shards)
+    if n_skipped and spec.source != "builtin":  # the stdlib's empty __init__.py files are expected
+        first = next(s["first_empty"] for s in shards if s["empty_documents"])
+        warnings.warn(f"source: {n_skipped} empty document(s) left out (first: {first})", stacklevel=2)
+    corpus_digest = combine_fingerprints(s["digest"] for s in shards)
+    if fingerprint is not None and fingerprint != corpus_digest:
         raise ValueError(f"source: {spec.source} changed while it was being prepared; prepare it again")
     n_files = len(want["files"])
     manifest = {
@@ -202,22 +218,23 @@ def prepare_corpus(spec, out_dir: str | os.PathLike, *, workers: int | None = No
                       "separator": _tokenizer(job).separator,
                       "file": tokenizer_file},
         "dtype": job.dtype, "tokens": sum(s["tokens"] for s in shards),
-        "documents": sum(s["documents"] for s in shards), "empty_documents_skipped": len(skipped),
-        "fingerprint": digest.hexdigest(), "shards": shards, "validation": VALIDATION_RULE,
+        "documents": sum(s["documents"] for s in shards), "empty_documents_skipped": n_skipped,
+        "fingerprint": corpus_digest, "shards": shards, "validation": VALIDATION_RULE,
         "workers": workers, "prepare_s": round(time.perf_counter() - started, 3),
     }
     write_atomically(out / "manifest.json", lambda f: f.write(json.dumps(manifest, indent=1).encode()))
     return manifest
 
 
-class _Job(collections.namedtuple("_Job", "out tokenizer tokenizer_file vocab dtype")):
-    """What every worker needs to encode and write a shard (plain data: it crosses processes)."""
+class ShardJob(collections.namedtuple("ShardJob", "out source text_field tokenizer tokenizer_file vocab dtype")):
+    """What every worker needs to read, encode and write a shard (plain data: it crosses
+    processes and Ray tasks)."""
 
 
 _WORKER_TOKENIZER = {}  # per process: tokenizer name -> TextTokenizer, built once
 
 
-def _tokenizer(job: _Job):
+def _tokenizer(job: ShardJob):
     """The job's tokeniser, built once per process; BPE from the preparation's own model file."""
     key = (job.out, job.tokenizer)
     if key not in _WORKER_TOKENIZER:
@@ -226,71 +243,97 @@ def _tokenizer(job: _Job):
     return _WORKER_TOKENIZER[key]
 
 
-def _encode_shard(job: _Job, index: int, docs: list[bytes]) -> dict:
-    """Encode one chunk (in groups of ~ENCODE_BYTES) and write shard ``index`` and its record."""
+def encode_shard(job: ShardJob, index: int, split: Split, leading_separator: bool | None = None) -> dict:
+    """Read split ``index`` of the source, encode it (in groups of ~ENCODE_BYTES of text) and
+    write shard ``index`` and its record; returns the record. Every shard but the first starts
+    with the separator (``leading_separator`` overrides), so the shards concatenate to the
+    tokenisation of the whole document stream."""
     tokenizer = _tokenizer(job)
     separator = np.array([tokenizer.separator], dtype=job.dtype)
-    pieces, group, size = [], [], 0
-    for doc in docs + [None]:
-        if doc is None or (group and size + len(doc) > ENCODE_BYTES):
-            if pieces or index > 0:
-                pieces.append(separator)
-            pieces.append(tokenizer.encode_documents(group).astype(job.dtype, copy=False))
+    digest, skipped = Fingerprint(), []
+    pieces, group, size, documents, text_bytes = [], [], 0, 0, 0
+
+    def flush():
+        if pieces or (index > 0 if leading_separator is None else leading_separator):
+            pieces.append(separator)
+        pieces.append(tokenizer.encode_documents(group).astype(job.dtype, copy=False))
+
+    for name, doc in iter_split_documents(job.source, job.text_field, split, skipped):
+        digest.update(name, doc)
+        if group and size + len(doc) > ENCODE_BYTES:
+            flush()
             group, size = [], 0
-        if doc is not None:
-            group.append(doc)
-            size += len(doc)
-    tokens = np.concatenate(pieces)
+        group.append(doc)
+        size += len(doc)
+        documents += 1
+        text_bytes += len(doc)
+    if group:
+        flush()
+    tokens = np.concatenate(pieces) if pieces else np.zeros(0, dtype=job.dtype)
     name = f"shard-{index:06d}"
-    record = {"file": f"{name}.bin", "tokens": int(tokens.size), "documents": len(docs),
-              "text_bytes": sum(map(len, docs)), "sha256": hashlib.sha256(tokens.data).hexdigest()}
-    write_atomically(Path(job.out) / f"{name}.bin", lambda f: f.write(tokens.data))
+    record = {"file": f"{name}.bin", "split": split.to_json(), "tokens": int(tokens.size),
+              "documents": documents, "text_bytes": text_bytes,
+              "sha256": hashlib.sha256(tokens.data).hexdigest(), "digest": digest.hexdigest(),
+              "leading_separator": bool(pieces) and int(tokens[0]) == tokenizer.separator
+              and (index > 0 if leading_separator is None else leading_separator),
+              "empty_documents": len(skipped), "first_empty": skipped[0] if skipped else None}
+    if tokens.size:
+        write_atomically(Path(job.out) / f"{name}.bin", lambda f: f.write(tokens.data))
     write_atomically(Path(job.out) / f"{name}.json", lambda f: f.write(json.dumps(record).encode()))
     return record
 
 
-def _finished_shard(out: Path, index: int, docs: list[bytes]) -> dict | None:
-    """Shard ``index``'s record if a previous run finished it from these same documents."""
+def _drop_leading_separator(job: ShardJob, splits: list[Split], shards: list[dict]) -> None:
+    """The corpus's first document has no separator before it: when the splits before the first
+    shard with documents held none (an empty first file, a range of blank lines), that shard
+    was written with one; write it again without."""
+    first = next((i for i, s in enumerate(shards) if s["documents"]), None)
+    if first is not None and shards[first]["leading_separator"]:
+        shards[first] = encode_shard(job, first, splits[first], leading_separator=False)
+
+
+def _pool_shards(job: ShardJob, todo: list[tuple[int, Split]], workers: int, log=None) -> dict[int, dict]:
+    """Records of the ``todo`` shards, encoded by a process pool of ``workers`` (or in this
+    process for one)."""
+    if workers == 1:
+        return {index: encode_shard(job, index, split) for index, split in todo}
+    records = {}
+    with _executor(workers) as pool:
+        futures = {pool.submit(encode_shard, job, index, split): index for index, split in todo}
+        for future in cf.as_completed(futures):
+            records[futures[future]] = future.result()
+            if log and len(records) % 16 == 0:
+                log(f"prepare: {len(records)} of {len(todo)} shards, {sum(r['tokens'] for r in records.values())} tokens")
+    return records
+
+
+def _finished_shard(out: Path, index: int, split: Split, dtype: str) -> dict | None:
+    """Shard ``index``'s record if a previous run finished it from this same split."""
     name = f"shard-{index:06d}"
     try:
         record = json.loads((out / f"{name}.json").read_text())
-        complete = (out / f"{name}.bin").stat().st_size > 0
+        size = (out / f"{name}.bin").stat().st_size if record.get("tokens") else 0
     except (OSError, ValueError):
         return None
-    if complete and record.get("documents") == len(docs) and record.get("text_bytes") == sum(map(len, docs)):
+    if record.get("split") == split.to_json() and size == record["tokens"] * np.dtype(dtype).itemsize:
         return record
     return None
 
 
-def _result(item) -> dict:
-    return item.result() if isinstance(item, cf.Future) else item
-
-
-def _chunks(spec, digest: Fingerprint, skipped: list, chunk_bytes: int):
-    """Lists of documents of about ``chunk_bytes`` of text (at least one document each),
-    hashing every document into ``digest`` on the way."""
-    chunk, size = [], 0
-    for name, doc in iter_documents(spec.source, spec.text_field, skipped):
-        digest.update(name, doc)
-        chunk.append(doc)
-        size += len(doc)
-        if size >= chunk_bytes:
-            yield chunk
-            chunk, size = [], 0
-    if chunk:
-        yield chunk
-
-
-def _fingerprint_and_sample(spec) -> tuple[str, list[bytes]]:
-    digest = Fingerprint()
+def _fingerprint_and_sample(spec, splits: list[Split]) -> tuple[str, list[bytes]]:
+    """The corpus fingerprint and the BPE training sample, in one pass over the splits."""
+    digests = []
 
     def hashed():
-        for name, doc in iter_documents(spec.source, spec.text_field):
-            digest.update(name, doc)
-            yield doc
+        for split in splits:
+            digest = Fingerprint()
+            for name, doc in iter_split_documents(spec.source, spec.text_field, split):
+                digest.update(name, doc)
+                yield doc
+            digests.append(digest.hexdigest())
 
     sample = sample_documents(hashed(), BPE_SAMPLE_BYTES, BPE_SAMPLE_SEED)
-    return digest.hexdigest(), sample
+    return combine_fingerprints(digests), sample
 
 
 def _file_sha256(path: str) -> str:
