@@ -167,6 +167,14 @@ def test_prepare_cli_exits_2_with_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert code == 2 and err.strip().endswith(f"--workers: must be an integer >= 1, got {workers}"), err
         assert not (tmp_path / "out").exists()
+    code = main(["prepare", str(source), "--out", str(tmp_path / "out"), "--address", "auto"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip().endswith("--address: only with --engine ray (the process pool runs on this machine)")
+    # bad input is refused before the Ray Data engine starts a Ray
+    code = main(["prepare", str(tmp_path / "missing.jsonl"), "--engine", "ray", "--out", str(tmp_path / "out")])
+    assert code == 2 and "source: no files match" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    import ray
+    assert not ray.is_initialized()
 
 
 def test_validate_says_whether_the_corpus_is_prepared_without_tokenising(tmp_path, monkeypatch):
@@ -230,3 +238,22 @@ def test_an_empty_first_split_adds_no_separator(tmp_path):
     tokens, _ = open_prepared(tmp_path / "out")
     assert [s["documents"] for s in manifest["shards"][:2]] == [0, 1] and manifest["documents"] == 2
     assert np.array_equal(np.asarray(tokens), direct_tokens(spec, tmp_path / "cache"))
+
+
+def test_ray_data_engine_writes_the_same_shards_as_the_pool(tmp_path):
+    """`prepare --engine ray`: the shards, encoded by Ray Data tasks on a private local Ray, are
+    byte-identical to the process pool's, and resuming after losing some re-encodes only those."""
+    from orchestrator.corpus_ray import prepare_on_ray
+
+    source = write_jsonl(tmp_path / "c.jsonl", 40_000)
+    spec = CorpusSpec(source=str(source), tokenizer="bpe:300")
+    pooled = prepare_corpus(spec, tmp_path / "pool", workers=2, split_bytes=5_000, cache_dir=tmp_path / "cache")
+    on_ray = prepare_on_ray(spec, tmp_path / "ray", workers=2, split_bytes=5_000, cache_dir=tmp_path / "cache")
+    assert len(on_ray["shards"]) == len(pooled["shards"]) >= 8
+    assert on_ray["fingerprint"] == pooled["fingerprint"] and on_ray["tokens"] == pooled["tokens"]
+    assert on_ray["shards"] == pooled["shards"]
+    for shard in pooled["shards"]:
+        if shard["tokens"]:
+            assert (tmp_path / "pool" / shard["file"]).read_bytes() == (tmp_path / "ray" / shard["file"]).read_bytes()
+    import ray
+    assert not ray.is_initialized()  # the private Ray it started is stopped
