@@ -108,9 +108,9 @@ def load_corpus(spec: CorpusSpec, cache_dir: str | Path | None = None,
     from trainers.prepare import ensure_prepared, is_prepared, open_prepared
 
     corpus_vocab_size(spec)  # a bad tokenizer name is refused before anything is read
-    if is_prepared(spec.source):
-        path = Path(spec.source)
-        tokens, manifest = open_prepared(path)
+    if is_prepared(spec.source):  # a local directory or a pyarrow.fs URI (fetched once per machine)
+        path = spec.source
+        tokens, manifest = open_prepared(path, cache_dir)
     else:
         path = ensure_prepared(spec, cache_dir, workers)
         try:

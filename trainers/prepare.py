@@ -40,18 +40,20 @@ import hashlib
 import json
 import multiprocessing
 import os
-import shutil
+import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from metrics.fs import write_atomically
+import pyarrow.fs as pafs
+
 from trainers.documents import (
     SPLIT_BYTES, Fingerprint, Split, combine_fingerprints, describe_source, iter_split_documents,
     plan_splits, source_files,
 )
+from trainers.place import Place, local_copy
 from trainers.token_arrays import ShardedTokens
 from trainers.tokenizers import (
     BPE_SAMPLE_BYTES, BPE_SAMPLE_SEED, bpe_from_file, build_tokenizer, corpus_vocab_size,
@@ -81,8 +83,9 @@ def recipe(spec, split_bytes: int = SPLIT_BYTES) -> dict:
             "split_bytes": split_bytes, "files": source_stamp(spec.source)}
 
 
-def is_prepared(path: str | os.PathLike) -> bool:
-    return (Path(path) / "manifest.json").is_file()
+def is_prepared(location: str | os.PathLike) -> bool:
+    """Whether ``location`` (a local path or a pyarrow.fs URI) holds a finished preparation."""
+    return Place(location).exists("manifest.json")
 
 
 def cached_dir(spec, cache_dir: str | Path | None = None) -> Path:
@@ -93,11 +96,17 @@ def cached_dir(spec, cache_dir: str | Path | None = None) -> Path:
     return cache / "prepared" / f"{key}-{tokenizer_key(spec.tokenizer)}"
 
 
-def open_prepared(path: str | os.PathLike) -> tuple[np.memmap | ShardedTokens, dict]:
+def open_prepared(location: str | os.PathLike, cache_dir: str | Path | None = None
+                  ) -> tuple[np.memmap | ShardedTokens, dict]:
     """(tokens over every shard, the manifest) of a prepared corpus, memory-mapped (one shard:
-    its memmap itself); ValueError
-    naming the file when the manifest is unreadable or a shard's size disagrees with it."""
-    path = Path(path)
+    its memmap itself). A pyarrow.fs URI is fetched once per machine into ``cache_dir``
+    (`trainers.place.local_copy`). ValueError naming the file when the manifest is unreadable
+    or a shard's size disagrees with it."""
+    try:
+        path = local_copy(os.fspath(location), Path(cache_dir) if cache_dir is not None else default_cache_dir())
+    except FileNotFoundError:
+        raise ValueError(f"source: {location} is not a prepared corpus (no manifest.json; "
+                         "`scalesweep prepare` writes one)") from None
     manifest_path = path / "manifest.json"
     try:
         manifest = json.loads(manifest_path.read_text())
@@ -161,10 +170,10 @@ def prepare_corpus(spec, out_dir: str | os.PathLike, *, workers: int | None = No
     if is_prepared(spec.source):
         raise ValueError(f"source: {spec.source} is already a prepared corpus")
     vocab = corpus_vocab_size(spec)  # the tokenizer name is valid before anything is read
-    out = Path(out_dir)
+    out = Place(out_dir)
     want = recipe(spec, split_bytes)
-    if is_prepared(out):
-        manifest = json.loads((out / "manifest.json").read_text())
+    if out.exists("manifest.json"):
+        manifest = json.loads(out.read("manifest.json"))
         if manifest.get("recipe") == want:
             return manifest
         raise ValueError(f"--out: {out} holds a prepared corpus of another source, file state or "
@@ -182,8 +191,8 @@ def prepare_corpus(spec, out_dir: str | os.PathLike, *, workers: int | None = No
         del sample
         tokenizer_file = "tokenizer.json"
         model = cache / "bpe" / f"{fingerprint[:24]}-{tokenizer_key(spec.tokenizer)}.json"
-        shutil.copyfile(model, out / tokenizer_file)
-    job = ShardJob(str(out), spec.source, spec.text_field, spec.tokenizer, tokenizer_file, vocab,
+        out.write(tokenizer_file, model.read_bytes())
+    job = ShardJob(out.location, spec.source, spec.text_field, spec.tokenizer, tokenizer_file, vocab,
                    np.dtype(token_dtype(vocab)).name)
     records: dict[int, dict] = {}
     todo = []
@@ -222,7 +231,7 @@ def prepare_corpus(spec, out_dir: str | os.PathLike, *, workers: int | None = No
         "fingerprint": corpus_digest, "shards": shards, "validation": VALIDATION_RULE,
         "workers": workers, "prepare_s": round(time.perf_counter() - started, 3),
     }
-    write_atomically(out / "manifest.json", lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+    out.write("manifest.json", json.dumps(manifest, indent=1).encode())
     return manifest
 
 
@@ -238,8 +247,13 @@ def _tokenizer(job: ShardJob):
     """The job's tokeniser, built once per process; BPE from the preparation's own model file."""
     key = (job.out, job.tokenizer)
     if key not in _WORKER_TOKENIZER:
-        _WORKER_TOKENIZER[key] = (bpe_from_file(Path(job.out) / job.tokenizer_file, job.vocab)
-                                  if job.tokenizer_file else build_tokenizer(job.tokenizer, [], ""))
+        if not job.tokenizer_file:
+            _WORKER_TOKENIZER[key] = build_tokenizer(job.tokenizer, [], "")
+        else:
+            with tempfile.TemporaryDirectory() as tmp:  # HF tokenizers load from a local file
+                model = Path(tmp) / job.tokenizer_file
+                model.write_bytes(Place(job.out).read(job.tokenizer_file))
+                _WORKER_TOKENIZER[key] = bpe_from_file(model, job.vocab)
     return _WORKER_TOKENIZER[key]
 
 
@@ -277,9 +291,10 @@ def encode_shard(job: ShardJob, index: int, split: Split, leading_separator: boo
               "leading_separator": bool(pieces) and int(tokens[0]) == tokenizer.separator
               and (index > 0 if leading_separator is None else leading_separator),
               "empty_documents": len(skipped), "first_empty": skipped[0] if skipped else None}
+    out = Place(job.out)
     if tokens.size:
-        write_atomically(Path(job.out) / f"{name}.bin", lambda f: f.write(tokens.data))
-    write_atomically(Path(job.out) / f"{name}.json", lambda f: f.write(json.dumps(record).encode()))
+        out.write(f"{name}.bin", tokens.data)
+    out.write(f"{name}.json", json.dumps(record).encode())
     return record
 
 
@@ -307,12 +322,12 @@ def _pool_shards(job: ShardJob, todo: list[tuple[int, Split]], workers: int, log
     return records
 
 
-def _finished_shard(out: Path, index: int, split: Split, dtype: str) -> dict | None:
+def _finished_shard(out: Place, index: int, split: Split, dtype: str) -> dict | None:
     """Shard ``index``'s record if a previous run finished it from this same split."""
     name = f"shard-{index:06d}"
     try:
-        record = json.loads((out / f"{name}.json").read_text())
-        size = (out / f"{name}.bin").stat().st_size if record.get("tokens") else 0
+        record = json.loads(out.read(f"{name}.json"))
+        size = out.size(f"{name}.bin") if record.get("tokens") else 0
     except (OSError, ValueError):
         return None
     if record.get("split") == split.to_json() and size == record["tokens"] * np.dtype(dtype).itemsize:
@@ -344,29 +359,30 @@ def _file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def _claim(out: Path, want: dict) -> None:
+def _claim(out: Place, want: dict) -> None:
     """Make ``out`` this preparation's directory: new, empty, or an unfinished preparation (a
     matching one is resumed, minus its hidden temp files, the half-written shards; another
     recipe's is started over). A directory holding anything else is refused."""
-    if out.exists() and not out.is_dir():
+    if out.info().type == pafs.FileType.File:
         raise ValueError(f"--out: {out} is a file, not a directory")
-    recipe_path = out / "recipe.json"
-    if out.is_dir() and any(out.iterdir()):
+    names = out.names()
+    if names:
         try:
-            theirs = json.loads(recipe_path.read_text())
+            theirs = json.loads(out.read("recipe.json"))
         except (OSError, ValueError):
             raise ValueError(f"--out: {out} is not empty and holds no preparation; choose an "
                              "empty or new directory") from None
-        for temp in out.glob(".*.tmp"):
-            temp.unlink()
+        for name in names:
+            if name.startswith(".") and name.endswith(".tmp"):
+                out.delete(name)
         if theirs == want:
             return
         # an unfinished preparation of another recipe (the files were fixed, another tokenizer):
         # its shards are stale and only ever ours, so start over
-        for stale in [*out.glob("shard-*"), out / "tokenizer.json"]:
-            stale.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomically(recipe_path, lambda f: f.write(json.dumps(want, indent=1).encode()))
+        for name in names:
+            if name.startswith("shard-") or name == "tokenizer.json":
+                out.delete(name)
+    out.write("recipe.json", json.dumps(want, indent=1).encode())
 
 
 class _executor:
