@@ -49,11 +49,12 @@ import numpy as np
 
 import pyarrow.fs as pafs
 
+from metrics.fs import check_reachable, file_info, join
 from trainers.documents import (
     SPLIT_BYTES, Fingerprint, Split, combine_fingerprints, describe_source, iter_split_documents,
     plan_splits, source_files,
 )
-from trainers.place import Place, local_copy
+from trainers.place import Place, is_remote, local_copy
 from trainers.token_arrays import ShardedTokens
 from trainers.tokenizers import (
     BPE_SAMPLE_BYTES, BPE_SAMPLE_SEED, bpe_from_file, build_tokenizer, corpus_vocab_size,
@@ -83,9 +84,12 @@ def recipe(spec, split_bytes: int = SPLIT_BYTES) -> dict:
             "split_bytes": split_bytes, "files": source_stamp(spec.source)}
 
 
-def is_prepared(location: str | os.PathLike) -> bool:
-    """Whether ``location`` (a local path or a pyarrow.fs URI) holds a finished preparation."""
-    return Place(location).exists("manifest.json")
+def is_prepared(location: str | os.PathLike, field: str = "source") -> bool:
+    """Whether ``location`` (a local path or a pyarrow.fs URI) holds a finished preparation; an
+    object store that does not answer is a ValueError naming ``field``."""
+    if not is_remote(location):
+        return Place(location).exists("manifest.json")
+    return file_info(join(location, "manifest.json"), field)[2].type == pafs.FileType.File
 
 
 def cached_dir(spec, cache_dir: str | Path | None = None) -> Path:
@@ -94,6 +98,18 @@ def cached_dir(spec, cache_dir: str | Path | None = None) -> Path:
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = hashlib.sha256(json.dumps(recipe(spec), sort_keys=True).encode()).hexdigest()[:24]
     return cache / "prepared" / f"{key}-{tokenizer_key(spec.tokenizer)}"
+
+
+def read_manifest(location: str | os.PathLike) -> dict:
+    """The manifest of the prepared corpus at ``location`` (local or a pyarrow.fs URI), without
+    fetching or mapping its shards; ValueError naming ``source`` when there is none."""
+    try:
+        return json.loads(Place(location).read("manifest.json"))
+    except FileNotFoundError:
+        raise ValueError(f"source: {location} is not a prepared corpus (no manifest.json; "
+                         "`scalesweep prepare` writes one)") from None
+    except (OSError, ValueError) as err:
+        raise ValueError(f"source: {location}/manifest.json is unreadable ({err})") from None
 
 
 def open_prepared(location: str | os.PathLike, cache_dir: str | Path | None = None
@@ -170,6 +186,8 @@ def prepare_corpus(spec, out_dir: str | os.PathLike, *, workers: int | None = No
     if is_prepared(spec.source):
         raise ValueError(f"source: {spec.source} is already a prepared corpus")
     vocab = corpus_vocab_size(spec)  # the tokenizer name is valid before anything is read
+    if is_remote(out_dir):
+        check_reachable(os.fspath(out_dir), "--out")
     out = Place(out_dir)
     want = recipe(spec, split_bytes)
     if out.exists("manifest.json"):
