@@ -222,6 +222,7 @@ def prepare_corpus(spec, out_dir: str | os.PathLike, *, workers: int | None = No
             records[index] = record
     if log and records:
         log(f"prepare: resuming, {len(records)} of {len(splits)} shards already finished")
+    tokenizer_s = time.perf_counter() - started
     if todo:
         run = run_shards or (lambda job, todo: _pool_shards(job, todo, workers, log))
         records.update(run(job, todo))
@@ -248,6 +249,7 @@ def prepare_corpus(spec, out_dir: str | os.PathLike, *, workers: int | None = No
         "documents": sum(s["documents"] for s in shards), "empty_documents_skipped": n_skipped,
         "fingerprint": corpus_digest, "shards": shards, "validation": VALIDATION_RULE,
         "workers": workers, "prepare_s": round(time.perf_counter() - started, 3),
+        "tokenizer_s": round(tokenizer_s, 3),
     }
     out.write("manifest.json", json.dumps(manifest, indent=1).encode())
     return manifest
