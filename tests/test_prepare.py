@@ -1,6 +1,7 @@
 """`scalesweep prepare` / trainers.prepare: streamed, sharded, resumable, bounded memory, and
 trials that open a prepared corpus without touching its raw files."""
 
+import functools
 import json
 import os
 import signal
@@ -262,3 +263,22 @@ def test_ray_data_engine_writes_the_same_shards_as_the_pool(tmp_path):
             assert (tmp_path / "pool" / shard["file"]).read_bytes() == (tmp_path / "ray" / shard["file"]).read_bytes()
     import ray
     assert not ray.is_initialized()  # the private Ray it started is stopped
+
+
+def test_the_parallel_bpe_sample_equals_the_whole_streams(tmp_path, monkeypatch):
+    """Pass 1 samples each split and samples the merged samples again; bottom-k sampling is
+    order-free, so that is the whole stream's sample (what the BPE model trains on)."""
+    from trainers.documents import corpus_fingerprint, iter_documents, plan_splits
+    from trainers.prepare import ShardJob, _fingerprint_and_sample, pool_map
+    from trainers.tokenizers import BPE_SAMPLE_SEED, sample_documents
+
+    source = write_jsonl(tmp_path / "c.jsonl", 120_000)
+    splits = plan_splits(str(source), 9_000)
+    job = ShardJob(str(tmp_path / "out"), str(source), "text", "bpe:300", None, 300, "uint16")
+    engine = functools.partial(pool_map, workers=1)
+    fingerprint, sample = _fingerprint_and_sample(job, splits, engine)
+    whole = sample_documents((d for _, d in iter_documents(str(source))), 30_000, BPE_SAMPLE_SEED)
+    monkeypatch.setattr("trainers.prepare.BPE_SAMPLE_BYTES", 30_000)  # smaller than the corpus: the merge must choose
+    _, merged = _fingerprint_and_sample(job, splits, engine)
+    assert merged == whole and 0 < sum(map(len, merged)) <= 30_000 < source.stat().st_size
+    assert fingerprint == corpus_fingerprint(str(source), "text", 9_000)

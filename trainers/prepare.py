@@ -3,9 +3,12 @@
 `prepare_corpus(spec, out_dir)` cuts the source into splits of about `SPLIT_BYTES` raw bytes from
 file sizes alone (`trainers.documents.plan_splits`); each worker reads its split itself, tokenises
 it and writes it as one shard, so the driver holds split descriptors and shard records, never
-text, and memory is a few splits per worker whatever the corpus size. The workers are a
-process pool here, or any engine that maps `encode_shard` over the splits (`run_shards`:
-`orchestrator.corpus_ray` runs it as a Ray Data job across a cluster). Layout of ``out_dir``:
+text, and memory is a few splits per worker whatever the corpus size. For BPE a first parallel
+pass (`sample_split`) hashes every split and draws its bottom-k sample; the driver merges them
+into the corpus fingerprint and the seeded sample the model trains on (bottom-k sampling is
+order-free, so this equals sampling the whole stream). The workers are a process pool
+(`pool_map`) or any engine with its signature (`orchestrator.corpus_ray.ray_data_map` runs them
+as Ray Data tasks across a cluster). Layout of ``out_dir``:
 
   recipe.json          what is being prepared (source files' paths, sizes and mtimes, tokenizer
                        recipe, split size), written first; a resumed run must match it
@@ -36,6 +39,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures as cf
 import fcntl
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -170,12 +174,12 @@ def ensure_prepared(spec, cache_dir: str | Path | None = None, workers: int | No
 
 def prepare_corpus(spec, out_dir: str | os.PathLike, *, workers: int | None = None,
                    split_bytes: int = SPLIT_BYTES, cache_dir: str | Path | None = None,
-                   log=None, run_shards=None) -> dict:
+                   log=None, engine=None) -> dict:
     """Prepare ``spec`` into ``out_dir`` (layout: module docstring) and return its manifest.
     ``workers``: tokenising processes (default: this machine's CPUs; 1 tokenises in this
-    process). ``run_shards(job, todo)``: another engine for the shards not yet finished
-    (``todo``: (index, Split) pairs; it calls `encode_shard(job, index, split)` for each, anywhere
-    that sees ``out_dir``, and returns their records); default a process pool of ``workers``.
+    process). ``engine(fn, job, todo)``: runs ``fn(job, index, split)`` for each (index, Split)
+    of ``todo`` anywhere that sees the source and ``out_dir`` and yields (index, result) in any
+    order; default `pool_map` over ``workers`` processes.
     Raises ValueError naming the field or file for bad input (``workers`` < 1, an unreadable or
     undecodable file, a missing JSONL field, a corpus with no documents, an ``out_dir`` that
     holds something else); finished shards stay for a resume, no manifest is written."""
@@ -201,17 +205,20 @@ def prepare_corpus(spec, out_dir: str | os.PathLike, *, workers: int | None = No
     started = time.perf_counter()
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     workers = max(1, min(workers or os.cpu_count() or 1, len(splits)))
-    tokenizer_file = None
     fingerprint = None
-    if spec.tokenizer.startswith("bpe:"):  # pass 1: the fingerprint keys the model; a seeded sample trains it
-        fingerprint, sample = _fingerprint_and_sample(spec, splits)
-        build_tokenizer(spec.tokenizer, sample, fingerprint, cache)
-        del sample
-        tokenizer_file = "tokenizer.json"
-        model = cache / "bpe" / f"{fingerprint[:24]}-{tokenizer_key(spec.tokenizer)}.json"
-        out.write(tokenizer_file, model.read_bytes())
-    job = ShardJob(out.location, spec.source, spec.text_field, spec.tokenizer, tokenizer_file, vocab,
+    if engine is None:
+        engine = functools.partial(pool_map, workers=workers, log=log)
+    job = ShardJob(out.location, spec.source, spec.text_field, spec.tokenizer, None, vocab,
                    np.dtype(token_dtype(vocab)).name)
+    if spec.tokenizer.startswith("bpe:"):
+        job = job._replace(tokenizer_file="tokenizer.json")
+        if not out.exists(job.tokenizer_file):  # (a resumed preparation of this recipe has its model)
+            # pass 1: the fingerprint keys the model; a seeded sample trains it
+            fingerprint, sample = _fingerprint_and_sample(job, splits, engine)
+            build_tokenizer(spec.tokenizer, sample, fingerprint, cache)
+            del sample
+            model = cache / "bpe" / f"{fingerprint[:24]}-{tokenizer_key(spec.tokenizer)}.json"
+            out.write(job.tokenizer_file, model.read_bytes())
     records: dict[int, dict] = {}
     todo = []
     for index, split in enumerate(splits):
@@ -223,9 +230,7 @@ def prepare_corpus(spec, out_dir: str | os.PathLike, *, workers: int | None = No
     if log and records:
         log(f"prepare: resuming, {len(records)} of {len(splits)} shards already finished")
     tokenizer_s = time.perf_counter() - started
-    if todo:
-        run = run_shards or (lambda job, todo: _pool_shards(job, todo, workers, log))
-        records.update(run(job, todo))
+    records.update(engine(encode_shard, job, todo) if todo else {})
     shards = [records[i] for i in range(len(splits))]
     _drop_leading_separator(job, splits, shards)
     if not any(s["documents"] for s in shards):
@@ -244,7 +249,7 @@ def prepare_corpus(spec, out_dir: str | os.PathLike, *, workers: int | None = No
         "files": [{**f, "sha256": _file_sha256(f["path"])} for f in want["files"]],
         "tokenizer": {"name": spec.tokenizer, "key": tokenizer_key(spec.tokenizer), "vocab_size": vocab,
                       "separator": _tokenizer(job).separator,
-                      "file": tokenizer_file},
+                      "file": job.tokenizer_file},
         "dtype": job.dtype, "tokens": sum(s["tokens"] for s in shards),
         "documents": sum(s["documents"] for s in shards), "empty_documents_skipped": n_skipped,
         "fingerprint": corpus_digest, "shards": shards, "validation": VALIDATION_RULE,
@@ -327,19 +332,19 @@ def _drop_leading_separator(job: ShardJob, splits: list[Split], shards: list[dic
         shards[first] = encode_shard(job, first, splits[first], leading_separator=False)
 
 
-def _pool_shards(job: ShardJob, todo: list[tuple[int, Split]], workers: int, log=None) -> dict[int, dict]:
-    """Records of the ``todo`` shards, encoded by a process pool of ``workers`` (or in this
-    process for one)."""
+def pool_map(fn, job: ShardJob, todo: list[tuple[int, Split]], *, workers: int, log=None):
+    """Yield (index, ``fn(job, index, split)``) for each of ``todo``, as a spawn-context process
+    pool of ``workers`` finishes them (in this process for one worker)."""
     if workers == 1:
-        return {index: encode_shard(job, index, split) for index, split in todo}
-    records = {}
+        for index, split in todo:
+            yield index, fn(job, index, split)
+        return
     with _executor(workers) as pool:
-        futures = {pool.submit(encode_shard, job, index, split): index for index, split in todo}
-        for future in cf.as_completed(futures):
-            records[futures[future]] = future.result()
-            if log and len(records) % 16 == 0:
-                log(f"prepare: {len(records)} of {len(todo)} shards, {sum(r['tokens'] for r in records.values())} tokens")
-    return records
+        futures = {pool.submit(fn, job, index, split): index for index, split in todo}
+        for done, future in enumerate(cf.as_completed(futures), 1):
+            yield futures[future], future.result()
+            if log and done % 16 == 0:
+                log(f"prepare: {fn.__name__} {done} of {len(todo)} splits")
 
 
 def _finished_shard(out: Place, index: int, split: Split, dtype: str) -> dict | None:
@@ -355,20 +360,32 @@ def _finished_shard(out: Place, index: int, split: Split, dtype: str) -> dict | 
     return None
 
 
-def _fingerprint_and_sample(spec, splits: list[Split]) -> tuple[str, list[bytes]]:
-    """The corpus fingerprint and the BPE training sample, in one pass over the splits."""
-    digests = []
+def sample_split(job: ShardJob, index: int, split: Split) -> dict:
+    """Pass 1 of a BPE preparation, for one split: its fingerprint and its bottom-k sample
+    (`trainers.tokenizers.sample_documents`)."""
+    digest = Fingerprint()
 
     def hashed():
-        for split in splits:
-            digest = Fingerprint()
-            for name, doc in iter_split_documents(spec.source, spec.text_field, split):
-                digest.update(name, doc)
-                yield doc
-            digests.append(digest.hexdigest())
+        for name, doc in iter_split_documents(job.source, job.text_field, split):
+            digest.update(name, doc)
+            yield doc
 
     sample = sample_documents(hashed(), BPE_SAMPLE_BYTES, BPE_SAMPLE_SEED)
-    return combine_fingerprints(digests), sample
+    return {"digest": digest.hexdigest(), "sample": sample}
+
+
+def _fingerprint_and_sample(job: ShardJob, splits: list[Split], engine) -> tuple[str, list[bytes]]:
+    """The corpus fingerprint and the BPE training sample, the splits hashed and sampled in
+    parallel; the merged samples are sampled again, which gives the whole stream's sample."""
+    digests: dict[int, str] = {}
+
+    def samples():
+        for index, result in engine(sample_split, job, list(enumerate(splits))):
+            digests[index] = result["digest"]
+            yield from result["sample"]
+
+    sample = sample_documents(samples(), BPE_SAMPLE_BYTES, BPE_SAMPLE_SEED)
+    return combine_fingerprints(digests[i] for i in range(len(splits))), sample
 
 
 def _file_sha256(path: str) -> str:
