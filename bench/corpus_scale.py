@@ -4,8 +4,10 @@ text (no download), prepared with `scalesweep prepare`'s code path in a fresh pr
 Prints per size: prepare wall time, MB/s and MB/s per worker, peak RSS (the preparing process
 and its workers, each), and trial start-up on the prepared corpus (a fresh process: load_corpus +
 make_splits + one batch). Baseline, in the same run: the same BPE model's bare `encode_batch`
-over 8 MB of the corpus, per core. Ratios last. Usage:
-  python bench/corpus_scale.py --sizes-gb 0.1 0.3 [--tokenizer bpe:4096] [--workers 2] [--dir /tmp/cs]
+over 8 MB of the corpus, per core. Then, at the smallest size, the same preparation by the Ray
+Data engine (`--engine ray` on a private local Ray, start-up included; its workers are Ray's
+processes, so only the driver's RSS is known) against the process pool. Ratios last. Usage:
+  python bench/corpus_scale.py --sizes-gb 0.1 0.3 [--tokenizer bpe:4096] [--workers 2] [--dir /tmp/cs] [--no-ray]
 Throughput on a shared machine is measured under whatever else runs there.
 """
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -24,10 +27,15 @@ PREPARE = """
 import json, resource, sys, time
 from trainers.data import CorpusSpec
 from trainers.prepare import prepare_corpus
-source, tokenizer, out, workers = sys.argv[1:5]
+source, tokenizer, out, workers, engine = sys.argv[1:6]
+spec = CorpusSpec(source=source, tokenizer=tokenizer)
 t = time.perf_counter()
-m = prepare_corpus(CorpusSpec(source=source, tokenizer=tokenizer), out, workers=int(workers))
-print(json.dumps({"s": time.perf_counter() - t, "tokens": m["tokens"],
+if engine == "ray":
+    from orchestrator.corpus_ray import prepare_on_ray
+    m = prepare_on_ray(spec, out, workers=int(workers))
+else:
+    m = prepare_corpus(spec, out, workers=int(workers))
+print(json.dumps({"s": time.perf_counter() - t, "tokens": m["tokens"], "tokenizer_s": m["tokenizer_s"],
                   "rss_self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "rss_worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 """
@@ -54,7 +62,10 @@ for _, doc in iter_documents(sys.argv[2]):
     if size > 8 << 20: break
 t = time.perf_counter()
 tok.encode_batch(docs)
-print(json.dumps({"mb_s": size / 1e6 / (time.perf_counter() - t), "cores": os.cpu_count()}))
+mb_s = size / 1e6 / (time.perf_counter() - t)
+t = time.perf_counter()
+tok.encode_batch_fast(docs)
+print(json.dumps({"mb_s": mb_s, "fast_mb_s": size / 1e6 / (time.perf_counter() - t), "cores": os.cpu_count()}))
 """
 
 
@@ -84,6 +95,7 @@ def main() -> None:
     parser.add_argument("--tokenizer", default="bpe:4096")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--dir", default="/tmp/corpus_scale")
+    parser.add_argument("--no-ray", action="store_true", help="skip the Ray Data engine comparison")
     args = parser.parse_args()
     root = Path(args.dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -95,22 +107,45 @@ def main() -> None:
             synthetic(source, int(gb * 1e9))
         mb = source.stat().st_size / 1e6
         out = root / f"prepared-{gb}-{args.tokenizer.replace(':', '-')}"
-        prep = python(PREPARE, source, args.tokenizer, out, args.workers)
+        if out.exists():
+            shutil.rmtree(out)  # a finished preparation would be returned as is, unmeasured
+        prep = python(PREPARE, source, args.tokenizer, out, args.workers, "pool")
         start = python(START, out, args.tokenizer)
         base = python(BASELINE, out / "tokenizer.json", source) if args.tokenizer.startswith("bpe") else None
         row = {"gb": gb, "mb": round(mb), "prepare_s": round(prep["s"], 1), "mb_s": round(mb / prep["s"], 2),
                "mb_s_per_worker": round(mb / prep["s"] / args.workers, 2),
+               "tokenizer_s": round(prep["tokenizer_s"], 1),
+               "encode_mb_s_per_worker": round(mb / (prep["s"] - prep["tokenizer_s"]) / args.workers, 2),
                "rss_driver_mb": round(prep["rss_self_mb"]), "rss_worker_mb": round(prep["rss_worker_mb"]),
                "trial_start_s": round(start["s"], 2), "tokens": prep["tokens"],
-               "baseline_mb_s_per_core": round(base["mb_s"] / base["cores"], 2) if base else None}
+               "baseline_mb_s_per_core": round(base["mb_s"] / base["cores"], 2) if base else None,
+               "baseline_fast_mb_s_per_core": round(base["fast_mb_s"] / base["cores"], 2) if base else None}
         rows.append(row)
         print(json.dumps(row), flush=True)
+    engines = None
+    if not args.no_ray:
+        gb = min(args.sizes_gb)
+        out = root / f"prepared-{gb}-{args.tokenizer.replace(':', '-')}-ray"
+        if out.exists():
+            shutil.rmtree(out)
+        on_ray = python(PREPARE, root / f"c{gb}.jsonl", args.tokenizer, out, args.workers, "ray")
+        pooled = next(row for row in rows if row["gb"] == gb)
+        engines = (gb, pooled["prepare_s"], round(on_ray["s"], 1))
+        print(json.dumps({"gb": gb, "engine": "ray", "prepare_s": engines[2], "rss_driver_mb": round(on_ray["rss_self_mb"])}))
     print("ratios (goal: RSS <= 2 GB flat; throughput >= 0.8x baseline per core; start-up <= 1 s):")
     for row in rows:
-        ratio = (f"{row['mb_s_per_worker'] / row['baseline_mb_s_per_core']:.2f}x"
-                 if row["baseline_mb_s_per_core"] else "n/a")
+        base = row["baseline_mb_s_per_core"]
+        ratio = f"{row['mb_s_per_worker'] / base:.2f}x" if base else "n/a"
+        encode = (f"{row['encode_mb_s_per_worker'] / base:.2f}x of encode_batch, "
+                  f"{row['encode_mb_s_per_worker'] / row['baseline_fast_mb_s_per_core']:.2f}x of encode_batch_fast"
+                  if base else "n/a")
         print(f"  {row['gb']} GB: peak RSS {max(row['rss_driver_mb'], row['rss_worker_mb'])} MB, "
-              f"throughput per core {ratio} of bare encode_batch, trial start-up {row['trial_start_s']} s")
+              f"throughput per core {ratio} of bare encode_batch overall ({row['tokenizer_s']} s of it "
+              f"BPE pass 1 + training), {encode} in the encode phase, trial start-up {row['trial_start_s']} s")
+    if engines:
+        gb, pool_s, ray_s = engines
+        print(f"  engines at {gb} GB, {args.workers} workers: process pool {pool_s} s, Ray Data {ray_s} s "
+              f"(Ray Data / pool: {ray_s / pool_s:.2f}x the time)")
 
 
 if __name__ == "__main__":

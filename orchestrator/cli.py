@@ -103,6 +103,23 @@ def register(subparsers) -> None:
                           help="print the spec field reference (docs/spec_reference.md) and exit")
     validate.set_defaults(func=_validate)
 
+    prepare = subparsers.add_parser(
+        "prepare", help="tokenise a corpus once into sharded token memmaps + manifest (resumable)",
+        description="Tokenise a corpus once into sharded token memmaps and a manifest; a spec then names "
+                    "--out as corpus.source. Interrupted, it resumes where it stopped (run it again).")
+    prepare.add_argument("corpus", help="builtin | path/glob | *.jsonl | *.parquet")
+    prepare.add_argument("--tokenizer", default="byte", help="byte | bpe:<vocab> | tiktoken:gpt2")
+    prepare.add_argument("--text-field", default="text", help="JSONL field / Parquet column (default text)")
+    prepare.add_argument("--out", required=True, help="directory for the shards and manifest.json")
+    prepare.add_argument("--workers", type=int, default=None,
+                         help="tokenising processes, or with --engine ray the most tasks at once (default: all CPUs)")
+    prepare.add_argument("--engine", choices=("pool", "ray"), default="pool",
+                         help="pool: a process pool on this machine (default); ray: a Ray Data job, on the "
+                              "cluster at --address (every node must see the corpus and --out at the same "
+                              "paths) or on a private local Ray")
+    prepare.add_argument("--address", default=None, help="with --engine ray: the cluster ('auto' or host:port)")
+    prepare.set_defaults(func=_prepare)
+
     run = subparsers.add_parser(
         "run", help="run a sweep spec on Ray Tune",
         description="Run a sweep spec on Ray Tune. Ctrl-C or SIGTERM stops it gracefully: running trials are "
@@ -146,3 +163,23 @@ def add_run_flags(run: argparse.ArgumentParser, what: str) -> None:
     run.add_argument("--quiet", action="store_true",
                      help="no progress table and no trial worker output, only the summary")
     run.add_argument("--defer-data-checks", action="store_true", help=_DEFER_HELP)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    """`scalesweep prepare`: one summary line."""
+    from trainers.data import CorpusSpec
+    from trainers.prepare import prepare_corpus
+
+    if args.address and args.engine != "ray":
+        raise ValueError("--address: only with --engine ray (the process pool runs on this machine)")
+    spec = CorpusSpec(source=args.corpus, tokenizer=args.tokenizer, text_field=args.text_field)
+    if args.engine == "ray":
+        from orchestrator.corpus_ray import prepare_on_ray
+
+        manifest = prepare_on_ray(spec, args.out, address=args.address, workers=args.workers, log=print)
+    else:
+        manifest = prepare_corpus(spec, args.out, workers=args.workers, log=print)
+    print(f"prepared {manifest['description']}: {manifest['documents']} documents, {manifest['tokens']} "
+          f"{manifest['dtype']} tokens in {len(manifest['shards'])} shard(s) -> {args.out} "
+          f"({manifest['prepare_s']} s; {manifest['empty_documents_skipped']} empty documents left out)")
+    return 0

@@ -39,12 +39,20 @@ def corpus_tokens(corpus: CorpusSpec, where: str, prepare: bool = True) -> int |
     prepared yet (its files are only listed, nothing is read). Errors name ``where.<field>``."""
     from trainers.tokenizers import corpus_vocab_size
     from trainers.documents import source_files
+    from trainers.place import is_remote
+    from trainers.prepare import read_manifest
 
     try:
         if not prepare and not is_ready(corpus):
             corpus_vocab_size(corpus, where)
             source_files(corpus.source)
             return None
+        if is_remote(corpus.source):  # a prepared corpus in object storage: its manifest says it all
+            manifest = read_manifest(corpus.source)
+            if manifest["tokenizer"]["name"] != corpus.tokenizer:
+                raise ValueError(f"tokenizer: {corpus.source} was prepared with "
+                                 f"{manifest['tokenizer']['name']!r}, not {corpus.tokenizer!r}")
+            return int(manifest["tokens"])
         return int(load_corpus(corpus).tokens.size)
     except (OSError, ValueError) as err:
         message = str(err)

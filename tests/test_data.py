@@ -2,6 +2,8 @@ import json
 import shutil
 import warnings
 
+import os
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -55,6 +57,14 @@ def test_bin_memmap_and_vocab_validation(tmp_path):
         load_corpus(CorpusSpec(source=str(path)))
     with pytest.raises(ValueError, match="vocab_size.*50000"):
         load_corpus(CorpusSpec(source=str(path), vocab_size=40000))
+    # the max-token scan is remembered by path, size and mtime: a later load reads no token ...
+    info = path.stat()
+    np.array([5, 1000, 50001, 3], dtype=np.uint16).tofile(path)
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+    assert load_corpus(CorpusSpec(source=str(path), vocab_size=50001)).vocab_size == 50001
+    path.touch()  # ... and a changed file is scanned again
+    with pytest.raises(ValueError, match="vocab_size.*50001"):
+        load_corpus(CorpusSpec(source=str(path), vocab_size=50001))
     odd = tmp_path / "odd.bin"
     odd.write_bytes(b"\x05\x00\x07")  # a cut-off token: memmap would fail naming no file
     with pytest.raises(ValueError, match=rf"source: {odd} holds 3 bytes, not a whole number of uint16 tokens"):

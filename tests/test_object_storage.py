@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
@@ -270,3 +271,39 @@ def test_two_workers_resume_from_the_bucket_after_a_worker_is_killed(s3, tmp_pat
     resumed_evals = len(range(first_of[final["attempt"]], final["steps"] + 1, EVAL_EVERY))
     assert tune_trial.last_result["training_iteration"] > resumed_evals, tune_trial.last_result
     assert list(tmp_path.iterdir()) == [spec_path]  # nothing local besides the spec
+
+
+def test_a_corpus_prepared_into_the_bucket_is_what_trials_load(s3, tmp_path, monkeypatch, capsys):
+    """`prepare --out s3://…` writes shards, records and manifest into the bucket; a spec naming
+    that URI as corpus.source loads the same tokens as a local preparation (fetched once per
+    machine into the cache); a missing bucket is one line naming --out, before any work."""
+    from test_prepare import write_jsonl
+    from trainers.data import CorpusSpec, load_corpus
+    from trainers.prepare import open_prepared
+
+    for key, value in s3_env(s3).items():
+        monkeypatch.setenv(key, value)
+    source = write_jsonl(tmp_path / "c.jsonl", 80_000)  # holds the tiny spec's D
+    assert main(["prepare", str(source), "--tokenizer", "bpe:300", "--out", "s3://nobucket/c"]) == 2
+    assert capsys.readouterr().err.strip().endswith("--out: s3://nobucket/c: bucket 'nobucket' does not exist")
+    uri = f"s3://{BUCKET}/corpora/c"
+    assert main(["prepare", str(source), "--tokenizer", "bpe:300", "--out", uri]) == 0
+    assert main(["prepare", str(source), "--tokenizer", "bpe:300", "--out", str(tmp_path / "local")]) == 0
+    capsys.readouterr()
+    fs, _ = pafs.FileSystem.from_uri(uri)
+    names = {info.base_name for info in fs.get_file_info(pafs.FileSelector(f"{BUCKET}/corpora/c"))}
+    assert {"manifest.json", "recipe.json", "tokenizer.json", "shard-000000.bin", "shard-000000.json"} <= names
+    local, _ = open_prepared(tmp_path / "local")
+    monkeypatch.setenv("SCALESWEEP_CACHE", str(tmp_path / "cache"))
+    corpus = load_corpus(CorpusSpec(source=uri, tokenizer="bpe:300"))
+    assert np.array_equal(np.asarray(corpus.tokens), np.asarray(local))
+    assert len(list((tmp_path / "cache" / "remote").iterdir())) == 2  # the copy and its lock
+    spec = _spec_file(tmp_path, f"s3://{BUCKET}/sweeps")
+    doc = yaml.safe_load(spec.read_text())
+    doc["corpus"] = {"source": uri, "tokenizer": "bpe:300"}
+    spec.write_text(yaml.safe_dump(doc))
+    monkeypatch.setenv("SCALESWEEP_CACHE", str(tmp_path / "driver-cache"))
+    assert main(["validate", str(spec)]) == 0  # reads the manifest only: no shard is fetched
+    out = capsys.readouterr().out
+    assert f"{corpus.tokens.size} tokens" in out or str(corpus.tokens.size) in out, out
+    assert not (tmp_path / "driver-cache" / "remote").exists()

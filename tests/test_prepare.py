@@ -1,6 +1,7 @@
 """`scalesweep prepare` / trainers.prepare: streamed, sharded, resumable, bounded memory, and
 trials that open a prepared corpus without touching its raw files."""
 
+import functools
 import json
 import os
 import signal
@@ -38,6 +39,8 @@ def write_jsonl(path: Path, n_bytes: int, seed: int = 0) -> Path:
 
 
 def direct_tokens(spec: CorpusSpec, cache: Path) -> np.ndarray:
+    """The documents encoded at once, by a BPE trained on all of them (a corpus under the BPE
+    sample size: the prepared one trains on exactly these, so the model file is shared)."""
     documents, fingerprint, _ = read_documents(spec.source, spec.text_field)
     return build_tokenizer(spec.tokenizer, documents, fingerprint, cache).encode_documents(documents)
 
@@ -46,7 +49,7 @@ def direct_tokens(spec: CorpusSpec, cache: Path) -> np.ndarray:
 def test_prepared_tokens_equal_direct_tokenisation(tmp_path, tokenizer, workers):
     source = write_jsonl(tmp_path / "c.jsonl", 60_000)
     spec = CorpusSpec(source=str(source), tokenizer=tokenizer)
-    manifest = prepare_corpus(spec, tmp_path / "out", workers=workers, chunk_bytes=8_000, cache_dir=tmp_path / "cache")
+    manifest = prepare_corpus(spec, tmp_path / "out", workers=workers, split_bytes=8_000, cache_dir=tmp_path / "cache")
     tokens, _ = open_prepared(tmp_path / "out")
     assert len(manifest["shards"]) >= 7  # many chunks: the separators between shards are checked
     expected = direct_tokens(spec, tmp_path / "cache")
@@ -54,7 +57,12 @@ def test_prepared_tokens_equal_direct_tokenisation(tmp_path, tokenizer, workers)
     assert manifest["tokens"] == expected.size and manifest["dtype"] == ("uint32" if tokenizer == "bpe:70000" else "uint16")
     assert manifest["files"][0]["size"] == source.stat().st_size and len(manifest["files"][0]["sha256"]) == 64
     if tokenizer.startswith("bpe"):
-        assert (tmp_path / "out" / manifest["tokenizer"]["file"]).is_file()
+        from tokenizers import Tokenizer
+
+        model = Tokenizer.from_file(str(tmp_path / "out" / manifest["tokenizer"]["file"]))
+        documents, _, _ = read_documents(spec.source, spec.text_field)  # plain encode_batch, by hand
+        plain = [i for enc in model.encode_batch([d.decode() for d in documents]) for i in enc.ids + [model.token_to_id("<|endoftext|>")]]
+        assert np.array_equal(np.asarray(tokens), plain[:-1])
 
 
 PREPARE_SCRIPT = """
@@ -62,7 +70,7 @@ import json, resource, sys, warnings
 from trainers.data import CorpusSpec
 from trainers.prepare import prepare_corpus
 source, tokenizer, out, chunk = sys.argv[1:5]
-m = prepare_corpus(CorpusSpec(source=source, tokenizer=tokenizer), out, workers=1, chunk_bytes=int(chunk))
+m = prepare_corpus(CorpusSpec(source=source, tokenizer=tokenizer), out, workers=1, split_bytes=int(chunk))
 print(json.dumps({"tokens": m["tokens"], "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
 
@@ -138,7 +146,7 @@ def test_bad_input_names_the_file_and_leaves_no_valid_corpus(tmp_path):
         prepare_corpus(CorpusSpec(source=str(source)), tmp_path / "out")
     assert not (tmp_path / "out" / "manifest.json").exists()
     source.write_text('{"text": "one"}\n{"text": ""}\n')
-    with pytest.warns(UserWarning, match=r"1 empty document\(s\) left out \(first: c.jsonl:2\)"):
+    with pytest.warns(UserWarning, match=r"1 empty document\(s\) left out \(first: c.jsonl at byte 16\)"):
         manifest = prepare_corpus(CorpusSpec(source=str(source)), tmp_path / "out")
     assert manifest["empty_documents_skipped"] == 1 and manifest["tokens"] == 3
     with pytest.raises(ValueError, match=r"^--out: .* holds a prepared corpus of another"):
@@ -165,6 +173,14 @@ def test_prepare_cli_exits_2_with_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert code == 2 and err.strip().endswith(f"--workers: must be an integer >= 1, got {workers}"), err
         assert not (tmp_path / "out").exists()
+    code = main(["prepare", str(source), "--out", str(tmp_path / "out"), "--address", "auto"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip().endswith("--address: only with --engine ray (the process pool runs on this machine)")
+    # bad input is refused before the Ray Data engine starts a Ray
+    code = main(["prepare", str(tmp_path / "missing.jsonl"), "--engine", "ray", "--out", str(tmp_path / "out")])
+    assert code == 2 and "source: no files match" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    import ray
+    assert not ray.is_initialized()
 
 
 def test_validate_says_whether_the_corpus_is_prepared_without_tokenising(tmp_path, monkeypatch):
@@ -195,3 +211,74 @@ def test_views_slice_and_take_like_the_array_they_stand_for():
         assert np.array_equal(view[lo:hi], expected[lo:hi]) and np.array_equal(sharded[lo:hi], flat[lo:hi])
     starts = np.array([[0], [777], [2_300]]) + np.arange(45)
     assert np.array_equal(view.take(starts), expected[starts]) and np.array_equal(sharded.take(starts * 4), flat[starts * 4])
+
+
+@pytest.mark.parametrize("split_bytes", [1, 7, 50, 333, 10_000_000])
+def test_splits_read_every_line_once_wherever_they_cut(tmp_path, split_bytes):
+    """JSONL byte ranges cut lines anywhere; each line is read by the split its first byte is in,
+    so the splits' documents, in order, are the file's (blank lines and a BOM included), and an
+    error in a split that starts mid-file still names the right line."""
+    from trainers.documents import iter_split_documents, plan_splits
+
+    source = tmp_path / "c.jsonl"
+    lines = ['\ufeff{"text": "first"}'] + [json.dumps({"text": f"doc {i} " + "x" * (i % 13)}) for i in range(40)]
+    lines[7] = "   "
+    source.write_text("\n".join(lines) + "\n")
+    splits = plan_splits(str(source), split_bytes)
+    docs = [d for split in splits for _, d in iter_split_documents(str(source), "text", split)]
+    assert docs == [b"first"] + [f"doc {i} {'x' * (i % 13)}".encode() for i in range(40) if i != 6]
+    assert len(splits) == (1 if split_bytes > source.stat().st_size else -(-source.stat().st_size // split_bytes))
+    source.write_text("\n".join(lines[:30] + ['{"body": 1}'] + lines[30:]) + "\n")
+    offset = len("\n".join(lines[:30]).encode()) + 1
+    with pytest.raises(ValueError, match=rf"line 31 \(byte offset {offset}\) has no string field"):
+        [d for split in plan_splits(str(source), split_bytes) for d in iter_split_documents(str(source), "text", split)]
+
+
+def test_an_empty_first_split_adds_no_separator(tmp_path):
+    """When the first splits hold no document (blank JSONL lines), the first shard with documents
+    must not start with a separator: the corpus equals direct tokenisation."""
+    source = tmp_path / "c.jsonl"
+    source.write_text("\n" * 6 + '{"text": "hello"}\n{"text": "world"}\n')
+    spec = CorpusSpec(source=str(source))
+    manifest = prepare_corpus(spec, tmp_path / "out", split_bytes=4, cache_dir=tmp_path / "cache")
+    tokens, _ = open_prepared(tmp_path / "out")
+    assert [s["documents"] for s in manifest["shards"][:2]] == [0, 1] and manifest["documents"] == 2
+    assert np.array_equal(np.asarray(tokens), direct_tokens(spec, tmp_path / "cache"))
+
+
+def test_ray_data_engine_writes_the_same_shards_as_the_pool(tmp_path):
+    """`prepare --engine ray`: the shards, encoded by Ray Data tasks on a private local Ray, are
+    byte-identical to the process pool's, and resuming after losing some re-encodes only those."""
+    from orchestrator.corpus_ray import prepare_on_ray
+
+    source = write_jsonl(tmp_path / "c.jsonl", 40_000)
+    spec = CorpusSpec(source=str(source), tokenizer="bpe:300")
+    pooled = prepare_corpus(spec, tmp_path / "pool", workers=2, split_bytes=5_000, cache_dir=tmp_path / "cache")
+    on_ray = prepare_on_ray(spec, tmp_path / "ray", workers=2, split_bytes=5_000, cache_dir=tmp_path / "cache")
+    assert len(on_ray["shards"]) == len(pooled["shards"]) >= 8
+    assert on_ray["fingerprint"] == pooled["fingerprint"] and on_ray["tokens"] == pooled["tokens"]
+    assert on_ray["shards"] == pooled["shards"]
+    for shard in pooled["shards"]:
+        if shard["tokens"]:
+            assert (tmp_path / "pool" / shard["file"]).read_bytes() == (tmp_path / "ray" / shard["file"]).read_bytes()
+    import ray
+    assert not ray.is_initialized()  # the private Ray it started is stopped
+
+
+def test_the_parallel_bpe_sample_equals_the_whole_streams(tmp_path, monkeypatch):
+    """Pass 1 samples each split and samples the merged samples again; bottom-k sampling is
+    order-free, so that is the whole stream's sample (what the BPE model trains on)."""
+    from trainers.documents import corpus_fingerprint, iter_documents, plan_splits
+    from trainers.prepare import ShardJob, _fingerprint_and_sample, pool_map
+    from trainers.tokenizers import BPE_SAMPLE_SEED, sample_documents
+
+    source = write_jsonl(tmp_path / "c.jsonl", 120_000)
+    splits = plan_splits(str(source), 9_000)
+    job = ShardJob(str(tmp_path / "out"), str(source), "text", "bpe:300", None, 300, "uint16")
+    engine = functools.partial(pool_map, workers=1)
+    fingerprint, sample = _fingerprint_and_sample(job, splits, engine)
+    whole = sample_documents((d for _, d in iter_documents(str(source))), 30_000, BPE_SAMPLE_SEED)
+    monkeypatch.setattr("trainers.prepare.BPE_SAMPLE_BYTES", 30_000)  # smaller than the corpus: the merge must choose
+    _, merged = _fingerprint_and_sample(job, splits, engine)
+    assert merged == whole and 0 < sum(map(len, merged)) <= 30_000 < source.stat().st_size
+    assert fingerprint == corpus_fingerprint(str(source), "text", 9_000)

@@ -57,27 +57,6 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train one model (DeepSpeed) and print its summary")
     add_train_arguments(parser)
     parser.set_defaults(func=run_train)
-    prepare = subparsers.add_parser(
-        "prepare", help="tokenise a corpus once into sharded token memmaps + manifest (resumable)")
-    prepare.add_argument("corpus", help="builtin | path/glob | *.jsonl | *.parquet")
-    prepare.add_argument("--tokenizer", default="byte", help="byte | bpe:<vocab> | tiktoken:gpt2")
-    prepare.add_argument("--text-field", default="text", help="JSONL field / Parquet column (default text)")
-    prepare.add_argument("--out", required=True, help="directory for the shards and manifest.json")
-    prepare.add_argument("--workers", type=int, default=None, help="tokenising processes (default: all CPUs)")
-    prepare.set_defaults(func=run_prepare)
-
-
-def run_prepare(args: argparse.Namespace) -> int:
-    """`scalesweep prepare`: one summary line; the spec then names --out as corpus.source."""
-    from trainers.data import CorpusSpec
-    from trainers.prepare import prepare_corpus
-
-    spec = CorpusSpec(source=args.corpus, tokenizer=args.tokenizer, text_field=args.text_field)
-    manifest = prepare_corpus(spec, args.out, workers=args.workers, log=print)
-    print(f"prepared {manifest['description']}: {manifest['documents']} documents, {manifest['tokens']} "
-          f"{manifest['dtype']} tokens in {len(manifest['shards'])} shard(s) -> {args.out} "
-          f"({manifest['prepare_s']} s; {manifest['empty_documents_skipped']} empty documents left out)")
-    return 0
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:

@@ -32,7 +32,7 @@ import numpy as np
 
 from trainers.fields import coerce_fields, option, positive_int, text
 from trainers.token_arrays import BlockView, ShardedTokens
-from trainers.tokenizers import corpus_vocab_size
+from trainers.tokenizers import corpus_vocab_size, default_cache_dir
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,23 @@ def _check_vocab(spec: CorpusSpec, tokenizer_vocab: int) -> int:
     return vocab
 
 
+def _max_token(path: str, tokens: np.ndarray) -> int:
+    """The largest token id in a .bin, scanned once and remembered under the cache keyed by the
+    file's path, size and mtime (a multi-GB scan on every trial start would dominate it)."""
+    info = os.stat(path)
+    key = hashlib.sha256(f"{os.path.abspath(path)}\0{info.st_size}\0{info.st_mtime_ns}".encode()).hexdigest()[:24]
+    record = default_cache_dir() / "bin-max-token" / key
+    try:
+        return int(record.read_text())
+    except (OSError, ValueError):
+        pass
+    max_token = int(tokens.max())
+    from metrics.fs import write_atomically
+
+    write_atomically(record, lambda f: f.write(str(max_token).encode()))
+    return max_token
+
+
 def _load_bin(spec: CorpusSpec) -> TokenizedCorpus:
     corpus_vocab_size(spec)  # .bin needs vocab_size and the default tokenizer
     size = os.path.getsize(spec.source)  # FileNotFoundError names the path
@@ -83,7 +100,7 @@ def _load_bin(spec: CorpusSpec) -> TokenizedCorpus:
         raise ValueError(f"source: {spec.source} holds {size} bytes, not a whole number of uint16 tokens "
                          "(a nanoGPT .bin file is uint16 token ids)")
     tokens = np.memmap(spec.source, dtype=np.uint16, mode="r")
-    max_token = int(tokens.max())
+    max_token = _max_token(spec.source, tokens)
     if max_token >= spec.vocab_size:
         raise ValueError(f"vocab_size: {spec.source} contains token {max_token} >= vocab_size "
                          f"{spec.vocab_size}")
@@ -108,9 +125,9 @@ def load_corpus(spec: CorpusSpec, cache_dir: str | Path | None = None,
     from trainers.prepare import ensure_prepared, is_prepared, open_prepared
 
     corpus_vocab_size(spec)  # a bad tokenizer name is refused before anything is read
-    if is_prepared(spec.source):
-        path = Path(spec.source)
-        tokens, manifest = open_prepared(path)
+    if is_prepared(spec.source):  # a local directory or a pyarrow.fs URI (fetched once per machine)
+        path = spec.source
+        tokens, manifest = open_prepared(path, cache_dir)
     else:
         path = ensure_prepared(spec, cache_dir, workers)
         try:

@@ -1,14 +1,22 @@
 """Prepare a raw corpus once: stream it, tokenise in parallel, write sharded token memmaps.
 
-`prepare_corpus(spec, out_dir)` reads the documents as a stream (`trainers.documents`), cuts
-them into chunks of about `CHUNK_BYTES` of text, tokenises the chunks in worker processes and
-writes each as one shard; memory holds a few chunks, never the corpus. Layout of ``out_dir``:
+`prepare_corpus(spec, out_dir)` cuts the source into splits of about `SPLIT_BYTES` raw bytes from
+file sizes alone (`trainers.documents.plan_splits`); each worker reads its split itself, tokenises
+it and writes it as one shard, so the driver holds split descriptors and shard records, never
+text, and memory is a few splits per worker whatever the corpus size. For BPE a first parallel
+pass (`sample_split`) hashes every split and draws its bottom-k sample; the driver merges them
+into the corpus fingerprint and the seeded sample the model trains on (bottom-k sampling is
+order-free, so this equals sampling the whole stream). The workers are a process pool
+(`pool_map`) or any engine with its signature (`orchestrator.corpus_ray.ray_data_map` runs them
+as Ray Data tasks across a cluster). Layout of ``out_dir``:
 
   recipe.json          what is being prepared (source files' paths, sizes and mtimes, tokenizer
-                       recipe, chunk size), written first; a resumed run must match it
-  shard-000000.bin     the tokens of chunk 0, raw little-endian uint16 (vocab <= 65536) or uint32
-  shard-000000.json    its record (tokens, documents, text bytes, sha256), written after the .bin:
-                       a shard counts as finished only once its record exists
+                       recipe, split size), written first; a resumed run must match it
+  shard-000000.bin     the tokens of split 0, raw little-endian uint16 (vocab <= 65536) or uint32
+  shard-000000.json    its record (its split, tokens, documents, text bytes, sha256 of the tokens,
+                       the split's fingerprint, empty documents left out), written after the .bin:
+                       a shard counts as finished only once its record exists (a split with no
+                       documents has a record and no .bin)
   tokenizer.json       the trained BPE model (bpe:<vocab> only)
   manifest.json        written last, it marks the corpus complete (`MANIFEST_VERSION`): source
                        files with sizes, mtimes and sha256, tokenizer (name, recipe key, vocab,
@@ -17,9 +25,9 @@ writes each as one shard; memory holds a few chunks, never the corpus. Layout of
 
 Concatenating the shards gives exactly `tokenizer.encode_documents(all documents)`: documents
 are separated by the tokenizer's separator id, and every shard after the first starts with one.
-An interrupted preparation resumes: finished shards are kept, a half-written one (a hidden
-`.shard-*.tmp` or a .bin without its record) is written again; the chunking is deterministic, so
-the shards come out identical. `open_prepared(dir)` opens a finished corpus in O(shards): it
+An interrupted preparation resumes: finished shards are kept and not read again, a half-written
+one (a hidden `.shard-*.tmp` or a .bin without its record) is written again; the splits are
+deterministic, so the shards come out identical. `open_prepared(dir)` opens a finished corpus in O(shards): it
 reads the manifest and memory-maps the shards, checking their sizes, and touches no raw text.
 """
 
@@ -31,19 +39,26 @@ from __future__ import annotations
 import collections
 import concurrent.futures as cf
 import fcntl
+import functools
 import hashlib
 import json
 import multiprocessing
 import os
-import shutil
+import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from metrics.fs import write_atomically
-from trainers.documents import Fingerprint, describe_source, iter_documents, source_files
+import pyarrow.fs as pafs
+
+from metrics.fs import check_reachable, file_info, join
+from trainers.documents import (
+    SPLIT_BYTES, Fingerprint, Split, combine_fingerprints, describe_source, iter_split_documents,
+    plan_splits, source_files,
+)
+from trainers.place import Place, is_remote, local_copy
 from trainers.token_arrays import ShardedTokens
 from trainers.tokenizers import (
     BPE_SAMPLE_BYTES, BPE_SAMPLE_SEED, bpe_from_file, build_tokenizer, corpus_vocab_size,
@@ -51,8 +66,7 @@ from trainers.tokenizers import (
 )
 
 MANIFEST_VERSION = 1
-CHUNK_BYTES = 16 << 20    # text per shard: bounds memory (a few chunks in flight) and resume loss
-ENCODE_BYTES = 1 << 20    # text per encode call inside a chunk: HF Encodings cost ~40 B per byte
+ENCODE_BYTES = 1 << 20    # text per encode call inside a split: HF Encodings cost ~40 B per byte
 VALIDATION_RULE = {"block_tokens": 4096, "permutation_seed": 0,
                    "rule": "the last blocks of permutation(permutation_seed) of the corpus's "
                            "whole blocks (trainers.data.make_splits)"}
@@ -67,15 +81,19 @@ def source_stamp(source: str) -> list[dict]:
     return stamp
 
 
-def recipe(spec, chunk_bytes: int = CHUNK_BYTES) -> dict:
+def recipe(spec, split_bytes: int = SPLIT_BYTES) -> dict:
     """Everything the shards depend on, known from stat alone."""
     return {"version": MANIFEST_VERSION, "source": spec.source, "text_field": spec.text_field,
             "tokenizer": spec.tokenizer, "tokenizer_key": tokenizer_key(spec.tokenizer),
-            "chunk_bytes": chunk_bytes, "files": source_stamp(spec.source)}
+            "split_bytes": split_bytes, "files": source_stamp(spec.source)}
 
 
-def is_prepared(path: str | os.PathLike) -> bool:
-    return (Path(path) / "manifest.json").is_file()
+def is_prepared(location: str | os.PathLike, field: str = "source") -> bool:
+    """Whether ``location`` (a local path or a pyarrow.fs URI) holds a finished preparation; an
+    object store that does not answer is a ValueError naming ``field``."""
+    if not is_remote(location):
+        return Place(location).exists("manifest.json")
+    return file_info(join(location, "manifest.json"), field)[2].type == pafs.FileType.File
 
 
 def cached_dir(spec, cache_dir: str | Path | None = None) -> Path:
@@ -86,11 +104,29 @@ def cached_dir(spec, cache_dir: str | Path | None = None) -> Path:
     return cache / "prepared" / f"{key}-{tokenizer_key(spec.tokenizer)}"
 
 
-def open_prepared(path: str | os.PathLike) -> tuple[np.memmap | ShardedTokens, dict]:
+def read_manifest(location: str | os.PathLike) -> dict:
+    """The manifest of the prepared corpus at ``location`` (local or a pyarrow.fs URI), without
+    fetching or mapping its shards; ValueError naming ``source`` when there is none."""
+    try:
+        return json.loads(Place(location).read("manifest.json"))
+    except FileNotFoundError:
+        raise ValueError(f"source: {location} is not a prepared corpus (no manifest.json; "
+                         "`scalesweep prepare` writes one)") from None
+    except (OSError, ValueError) as err:
+        raise ValueError(f"source: {location}/manifest.json is unreadable ({err})") from None
+
+
+def open_prepared(location: str | os.PathLike, cache_dir: str | Path | None = None
+                  ) -> tuple[np.memmap | ShardedTokens, dict]:
     """(tokens over every shard, the manifest) of a prepared corpus, memory-mapped (one shard:
-    its memmap itself); ValueError
-    naming the file when the manifest is unreadable or a shard's size disagrees with it."""
-    path = Path(path)
+    its memmap itself). A pyarrow.fs URI is fetched once per machine into ``cache_dir``
+    (`trainers.place.local_copy`). ValueError naming the file when the manifest is unreadable
+    or a shard's size disagrees with it."""
+    try:
+        path = local_copy(os.fspath(location), Path(cache_dir) if cache_dir is not None else default_cache_dir())
+    except FileNotFoundError:
+        raise ValueError(f"source: {location} is not a prepared corpus (no manifest.json; "
+                         "`scalesweep prepare` writes one)") from None
     manifest_path = path / "manifest.json"
     try:
         manifest = json.loads(manifest_path.read_text())
@@ -106,6 +142,8 @@ def open_prepared(path: str | os.PathLike) -> tuple[np.memmap | ShardedTokens, d
                          f"{MANIFEST_VERSION} (prepare the corpus again)")
     arrays = []
     for shard in shards:
+        if not shard["tokens"]:
+            continue  # a split without documents
         file = path / shard["file"]
         size = file.stat().st_size if file.exists() else None
         if size != shard["tokens"] * dtype.itemsize:
@@ -135,11 +173,14 @@ def ensure_prepared(spec, cache_dir: str | Path | None = None, workers: int | No
 # ---------------------------------------------------------------------------------------------
 
 def prepare_corpus(spec, out_dir: str | os.PathLike, *, workers: int | None = None,
-                   chunk_bytes: int = CHUNK_BYTES, cache_dir: str | Path | None = None,
-                   log=None) -> dict:
+                   split_bytes: int = SPLIT_BYTES, cache_dir: str | Path | None = None,
+                   log=None, engine=None) -> dict:
     """Prepare ``spec`` into ``out_dir`` (layout: module docstring) and return its manifest.
     ``workers``: tokenising processes (default: this machine's CPUs; 1 tokenises in this
-    process). Raises ValueError naming the field or file for bad input (``workers`` < 1, an unreadable or
+    process). ``engine(fn, job, todo)``: runs ``fn(job, index, split)`` for each (index, Split)
+    of ``todo`` anywhere that sees the source and ``out_dir`` and yields (index, result) in any
+    order; default `pool_map` over ``workers`` processes.
+    Raises ValueError naming the field or file for bad input (``workers`` < 1, an unreadable or
     undecodable file, a missing JSONL field, a corpus with no documents, an ``out_dir`` that
     holds something else); finished shards stay for a resume, no manifest is written."""
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
@@ -149,49 +190,57 @@ def prepare_corpus(spec, out_dir: str | os.PathLike, *, workers: int | None = No
     if is_prepared(spec.source):
         raise ValueError(f"source: {spec.source} is already a prepared corpus")
     vocab = corpus_vocab_size(spec)  # the tokenizer name is valid before anything is read
-    out = Path(out_dir)
-    want = recipe(spec, chunk_bytes)
-    if is_prepared(out):
-        manifest = json.loads((out / "manifest.json").read_text())
+    if is_remote(out_dir):
+        check_reachable(os.fspath(out_dir), "--out")
+    out = Place(out_dir)
+    want = recipe(spec, split_bytes)
+    if out.exists("manifest.json"):
+        manifest = json.loads(out.read("manifest.json"))
         if manifest.get("recipe") == want:
             return manifest
         raise ValueError(f"--out: {out} holds a prepared corpus of another source, file state or "
                          "tokenizer; choose another --out or delete it")
+    splits = plan_splits(spec.source, split_bytes)
     _claim(out, want)
     started = time.perf_counter()
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    workers = workers or os.cpu_count() or 1
-    if sum(f["size"] for f in want["files"]) <= chunk_bytes:
-        workers = 1  # one chunk: starting worker processes would cost more than it saves
-    tokenizer_file = None
+    workers = max(1, min(workers or os.cpu_count() or 1, len(splits)))
     fingerprint = None
-    if spec.tokenizer.startswith("bpe:"):  # pass 1: the fingerprint keys the model; a seeded sample trains it
-        fingerprint, sample = _fingerprint_and_sample(spec)
-        build_tokenizer(spec.tokenizer, sample, fingerprint, cache)
-        del sample
-        tokenizer_file = "tokenizer.json"
-        model = cache / "bpe" / f"{fingerprint[:24]}-{tokenizer_key(spec.tokenizer)}.json"
-        shutil.copyfile(model, out / tokenizer_file)
-    job = _Job(str(out), spec.tokenizer, tokenizer_file, vocab, np.dtype(token_dtype(vocab)).name)
-    digest, skipped, shards = Fingerprint(), [], []
-    with _executor(workers) as pool:
-        pending: collections.deque = collections.deque()
-        for index, docs in enumerate(_chunks(spec, digest, skipped, chunk_bytes)):
-            record = _finished_shard(out, index, docs)
-            if record is not None:
-                pending.append(record)
-            else:
-                pending.append(pool.submit(_encode_shard, job, index, docs) if pool else _encode_shard(job, index, docs))
-            while len(pending) > 2 * workers or (pending and not isinstance(pending[0], cf.Future)):
-                shards.append(_result(pending.popleft()))
-                if log and len(shards) % 16 == 0:
-                    log(f"prepare: {len(shards)} shards, {sum(s['tokens'] for s in shards)} tokens")
-        shards.extend(_result(item) for item in pending)
-    if not shards:
+    if engine is None:
+        engine = functools.partial(pool_map, workers=workers, log=log)
+    job = ShardJob(out.location, spec.source, spec.text_field, spec.tokenizer, None, vocab,
+                   np.dtype(token_dtype(vocab)).name)
+    if spec.tokenizer.startswith("bpe:"):
+        job = job._replace(tokenizer_file="tokenizer.json")
+        if not out.exists(job.tokenizer_file):  # (a resumed preparation of this recipe has its model)
+            # pass 1: the fingerprint keys the model; a seeded sample trains it
+            fingerprint, sample = _fingerprint_and_sample(job, splits, engine)
+            build_tokenizer(spec.tokenizer, sample, fingerprint, cache)
+            del sample
+            model = cache / "bpe" / f"{fingerprint[:24]}-{tokenizer_key(spec.tokenizer)}.json"
+            out.write(job.tokenizer_file, model.read_bytes())
+    records: dict[int, dict] = {}
+    todo = []
+    for index, split in enumerate(splits):
+        record = _finished_shard(out, index, split, job.dtype)
+        if record is None:
+            todo.append((index, split))
+        else:
+            records[index] = record
+    if log and records:
+        log(f"prepare: resuming, {len(records)} of {len(splits)} shards already finished")
+    tokenizer_s = time.perf_counter() - started
+    records.update(engine(encode_shard, job, todo) if todo else {})
+    shards = [records[i] for i in range(len(splits))]
+    _drop_leading_separator(job, splits, shards)
+    if not any(s["documents"] for s in shards):
         raise ValueError(f"source: {spec.source!r} contains no documents")
-    if skipped and spec.source != "builtin":  # the stdlib's empty __init__.py files are expected
-        warnings.warn(f"source: {len(skipped)} empty document(s) left out (first: {skipped[0]})", stacklevel=2)
-    if fingerprint is not None and fingerprint != digest.hexdigest():
+    n_skipped = sum(s["empty_documents"] for s in shards)
+    if n_skipped and spec.source != "builtin":  # the stdlib's empty __init__.py files are expected
+        first = next(s["first_empty"] for s in shards if s["empty_documents"])
+        warnings.warn(f"source: {n_skipped} empty document(s) left out (first: {first})", stacklevel=2)
+    corpus_digest = combine_fingerprints(s["digest"] for s in shards)
+    if fingerprint is not None and fingerprint != corpus_digest:
         raise ValueError(f"source: {spec.source} changed while it was being prepared; prepare it again")
     n_files = len(want["files"])
     manifest = {
@@ -200,97 +249,143 @@ def prepare_corpus(spec, out_dir: str | os.PathLike, *, workers: int | None = No
         "files": [{**f, "sha256": _file_sha256(f["path"])} for f in want["files"]],
         "tokenizer": {"name": spec.tokenizer, "key": tokenizer_key(spec.tokenizer), "vocab_size": vocab,
                       "separator": _tokenizer(job).separator,
-                      "file": tokenizer_file},
+                      "file": job.tokenizer_file},
         "dtype": job.dtype, "tokens": sum(s["tokens"] for s in shards),
-        "documents": sum(s["documents"] for s in shards), "empty_documents_skipped": len(skipped),
-        "fingerprint": digest.hexdigest(), "shards": shards, "validation": VALIDATION_RULE,
+        "documents": sum(s["documents"] for s in shards), "empty_documents_skipped": n_skipped,
+        "fingerprint": corpus_digest, "shards": shards, "validation": VALIDATION_RULE,
         "workers": workers, "prepare_s": round(time.perf_counter() - started, 3),
+        "tokenizer_s": round(tokenizer_s, 3),
     }
-    write_atomically(out / "manifest.json", lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+    out.write("manifest.json", json.dumps(manifest, indent=1).encode())
     return manifest
 
 
-class _Job(collections.namedtuple("_Job", "out tokenizer tokenizer_file vocab dtype")):
-    """What every worker needs to encode and write a shard (plain data: it crosses processes)."""
+class ShardJob(collections.namedtuple("ShardJob", "out source text_field tokenizer tokenizer_file vocab dtype")):
+    """What every worker needs to read, encode and write a shard (plain data: it crosses
+    processes and Ray tasks)."""
 
 
 _WORKER_TOKENIZER = {}  # per process: tokenizer name -> TextTokenizer, built once
 
 
-def _tokenizer(job: _Job):
+def _tokenizer(job: ShardJob):
     """The job's tokeniser, built once per process; BPE from the preparation's own model file."""
     key = (job.out, job.tokenizer)
     if key not in _WORKER_TOKENIZER:
-        _WORKER_TOKENIZER[key] = (bpe_from_file(Path(job.out) / job.tokenizer_file, job.vocab)
-                                  if job.tokenizer_file else build_tokenizer(job.tokenizer, [], ""))
+        if not job.tokenizer_file:
+            _WORKER_TOKENIZER[key] = build_tokenizer(job.tokenizer, [], "")
+        else:
+            with tempfile.TemporaryDirectory() as tmp:  # HF tokenizers load from a local file
+                model = Path(tmp) / job.tokenizer_file
+                model.write_bytes(Place(job.out).read(job.tokenizer_file))
+                _WORKER_TOKENIZER[key] = bpe_from_file(model, job.vocab)
     return _WORKER_TOKENIZER[key]
 
 
-def _encode_shard(job: _Job, index: int, docs: list[bytes]) -> dict:
-    """Encode one chunk (in groups of ~ENCODE_BYTES) and write shard ``index`` and its record."""
+def encode_shard(job: ShardJob, index: int, split: Split, leading_separator: bool | None = None) -> dict:
+    """Read split ``index`` of the source, encode it (in groups of ~ENCODE_BYTES of text) and
+    write shard ``index`` and its record; returns the record. Every shard but the first starts
+    with the separator (``leading_separator`` overrides), so the shards concatenate to the
+    tokenisation of the whole document stream."""
     tokenizer = _tokenizer(job)
     separator = np.array([tokenizer.separator], dtype=job.dtype)
-    pieces, group, size = [], [], 0
-    for doc in docs + [None]:
-        if doc is None or (group and size + len(doc) > ENCODE_BYTES):
-            if pieces or index > 0:
-                pieces.append(separator)
-            pieces.append(tokenizer.encode_documents(group).astype(job.dtype, copy=False))
+    digest, skipped = Fingerprint(), []
+    pieces, group, size, documents, text_bytes = [], [], 0, 0, 0
+
+    def flush():
+        if pieces or (index > 0 if leading_separator is None else leading_separator):
+            pieces.append(separator)
+        pieces.append(tokenizer.encode_documents(group).astype(job.dtype, copy=False))
+
+    for name, doc in iter_split_documents(job.source, job.text_field, split, skipped):
+        digest.update(name, doc)
+        if group and size + len(doc) > ENCODE_BYTES:
+            flush()
             group, size = [], 0
-        if doc is not None:
-            group.append(doc)
-            size += len(doc)
-    tokens = np.concatenate(pieces)
+        group.append(doc)
+        size += len(doc)
+        documents += 1
+        text_bytes += len(doc)
+    if group:
+        flush()
+    tokens = np.concatenate(pieces) if pieces else np.zeros(0, dtype=job.dtype)
     name = f"shard-{index:06d}"
-    record = {"file": f"{name}.bin", "tokens": int(tokens.size), "documents": len(docs),
-              "text_bytes": sum(map(len, docs)), "sha256": hashlib.sha256(tokens.data).hexdigest()}
-    write_atomically(Path(job.out) / f"{name}.bin", lambda f: f.write(tokens.data))
-    write_atomically(Path(job.out) / f"{name}.json", lambda f: f.write(json.dumps(record).encode()))
+    record = {"file": f"{name}.bin", "split": split.to_json(), "tokens": int(tokens.size),
+              "documents": documents, "text_bytes": text_bytes,
+              "sha256": hashlib.sha256(tokens.data).hexdigest(), "digest": digest.hexdigest(),
+              "leading_separator": bool(pieces) and int(tokens[0]) == tokenizer.separator
+              and (index > 0 if leading_separator is None else leading_separator),
+              "empty_documents": len(skipped), "first_empty": skipped[0] if skipped else None}
+    out = Place(job.out)
+    if tokens.size:
+        out.write(f"{name}.bin", tokens.data)
+    out.write(f"{name}.json", json.dumps(record).encode())
     return record
 
 
-def _finished_shard(out: Path, index: int, docs: list[bytes]) -> dict | None:
-    """Shard ``index``'s record if a previous run finished it from these same documents."""
+def _drop_leading_separator(job: ShardJob, splits: list[Split], shards: list[dict]) -> None:
+    """The corpus's first document has no separator before it: when the splits before the first
+    shard with documents held none (an empty first file, a range of blank lines), that shard
+    was written with one; write it again without."""
+    first = next((i for i, s in enumerate(shards) if s["documents"]), None)
+    if first is not None and shards[first]["leading_separator"]:
+        shards[first] = encode_shard(job, first, splits[first], leading_separator=False)
+
+
+def pool_map(fn, job: ShardJob, todo: list[tuple[int, Split]], *, workers: int, log=None):
+    """Yield (index, ``fn(job, index, split)``) for each of ``todo``, as a spawn-context process
+    pool of ``workers`` finishes them (in this process for one worker)."""
+    if workers == 1:
+        for index, split in todo:
+            yield index, fn(job, index, split)
+        return
+    with _executor(workers) as pool:
+        futures = {pool.submit(fn, job, index, split): index for index, split in todo}
+        for done, future in enumerate(cf.as_completed(futures), 1):
+            yield futures[future], future.result()
+            if log and done % 16 == 0:
+                log(f"prepare: {fn.__name__} {done} of {len(todo)} splits")
+
+
+def _finished_shard(out: Place, index: int, split: Split, dtype: str) -> dict | None:
+    """Shard ``index``'s record if a previous run finished it from this same split."""
     name = f"shard-{index:06d}"
     try:
-        record = json.loads((out / f"{name}.json").read_text())
-        complete = (out / f"{name}.bin").stat().st_size > 0
+        record = json.loads(out.read(f"{name}.json"))
+        size = out.size(f"{name}.bin") if record.get("tokens") else 0
     except (OSError, ValueError):
         return None
-    if complete and record.get("documents") == len(docs) and record.get("text_bytes") == sum(map(len, docs)):
+    if record.get("split") == split.to_json() and size == record["tokens"] * np.dtype(dtype).itemsize:
         return record
     return None
 
 
-def _result(item) -> dict:
-    return item.result() if isinstance(item, cf.Future) else item
-
-
-def _chunks(spec, digest: Fingerprint, skipped: list, chunk_bytes: int):
-    """Lists of documents of about ``chunk_bytes`` of text (at least one document each),
-    hashing every document into ``digest`` on the way."""
-    chunk, size = [], 0
-    for name, doc in iter_documents(spec.source, spec.text_field, skipped):
-        digest.update(name, doc)
-        chunk.append(doc)
-        size += len(doc)
-        if size >= chunk_bytes:
-            yield chunk
-            chunk, size = [], 0
-    if chunk:
-        yield chunk
-
-
-def _fingerprint_and_sample(spec) -> tuple[str, list[bytes]]:
+def sample_split(job: ShardJob, index: int, split: Split) -> dict:
+    """Pass 1 of a BPE preparation, for one split: its fingerprint and its bottom-k sample
+    (`trainers.tokenizers.sample_documents`)."""
     digest = Fingerprint()
 
     def hashed():
-        for name, doc in iter_documents(spec.source, spec.text_field):
+        for name, doc in iter_split_documents(job.source, job.text_field, split):
             digest.update(name, doc)
             yield doc
 
     sample = sample_documents(hashed(), BPE_SAMPLE_BYTES, BPE_SAMPLE_SEED)
-    return digest.hexdigest(), sample
+    return {"digest": digest.hexdigest(), "sample": sample}
+
+
+def _fingerprint_and_sample(job: ShardJob, splits: list[Split], engine) -> tuple[str, list[bytes]]:
+    """The corpus fingerprint and the BPE training sample, the splits hashed and sampled in
+    parallel; the merged samples are sampled again, which gives the whole stream's sample."""
+    digests: dict[int, str] = {}
+
+    def samples():
+        for index, result in engine(sample_split, job, list(enumerate(splits))):
+            digests[index] = result["digest"]
+            yield from result["sample"]
+
+    sample = sample_documents(samples(), BPE_SAMPLE_BYTES, BPE_SAMPLE_SEED)
+    return combine_fingerprints(digests[i] for i in range(len(splits))), sample
 
 
 def _file_sha256(path: str) -> str:
@@ -301,29 +396,30 @@ def _file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def _claim(out: Path, want: dict) -> None:
+def _claim(out: Place, want: dict) -> None:
     """Make ``out`` this preparation's directory: new, empty, or an unfinished preparation (a
     matching one is resumed, minus its hidden temp files, the half-written shards; another
     recipe's is started over). A directory holding anything else is refused."""
-    if out.exists() and not out.is_dir():
+    if out.info().type == pafs.FileType.File:
         raise ValueError(f"--out: {out} is a file, not a directory")
-    recipe_path = out / "recipe.json"
-    if out.is_dir() and any(out.iterdir()):
+    names = out.names()
+    if names:
         try:
-            theirs = json.loads(recipe_path.read_text())
+            theirs = json.loads(out.read("recipe.json"))
         except (OSError, ValueError):
             raise ValueError(f"--out: {out} is not empty and holds no preparation; choose an "
                              "empty or new directory") from None
-        for temp in out.glob(".*.tmp"):
-            temp.unlink()
+        for name in names:
+            if name.startswith(".") and name.endswith(".tmp"):
+                out.delete(name)
         if theirs == want:
             return
         # an unfinished preparation of another recipe (the files were fixed, another tokenizer):
         # its shards are stale and only ever ours, so start over
-        for stale in [*out.glob("shard-*"), out / "tokenizer.json"]:
-            stale.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomically(recipe_path, lambda f: f.write(json.dumps(want, indent=1).encode()))
+        for name in names:
+            if name.startswith("shard-") or name == "tokenizer.json":
+                out.delete(name)
+    out.write("recipe.json", json.dumps(want, indent=1).encode())
 
 
 class _executor:

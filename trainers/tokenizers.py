@@ -138,10 +138,13 @@ def _bpe_encoder(tok, vocab_size: int) -> TextTokenizer:
     eot_id = tok.token_to_id(END_OF_TEXT)
 
     def encode(docs: Sequence[bytes]) -> np.ndarray:
-        encodings = tok.encode_batch([d.decode("utf-8", errors="replace") for d in docs])
-        separator = np.array([eot_id])
-        pieces = [part for enc in encodings for part in (np.asarray(enc.ids), separator)]
-        return np.concatenate(pieces[:-1]).astype(token_dtype(vocab_size))
+        # encode_batch_fast: the same ids as encode_batch without the character offsets (~1.3x)
+        encodings = tok.encode_batch_fast([d.decode("utf-8", errors="replace") for d in docs])
+        ids: list[int] = []
+        for encoding in encodings:
+            ids.extend(encoding.ids)
+            ids.append(eot_id)
+        return np.array(ids[:-1], dtype=token_dtype(vocab_size))
 
     def decode(ids: Sequence[int]) -> str:
         return tok.decode([int(i) for i in ids], skip_special_tokens=False)
