@@ -384,5 +384,30 @@ def loss_vs_size_per_family(runs: list[dict]) -> Figure | str:
     return fig
 
 
+def ladder_prediction(rows: list[dict]) -> Figure | str:
+    """The scaling ladder's check: each ladder run's predicted loss with its interval against the
+    observed one, by the ladder's compute (rows of the ``ladder/`` table)."""
+    rows = [r for r in rows if r.get("predicted_loss") is not None and r.get("compute")]
+    if not rows:
+        return "no ladder run with a prediction"
+    fig, (ax,) = _figure(colorbar=False)
+    C = np.array([r["compute"] for r in rows], dtype=float)
+    pred = np.array([r["predicted_loss"] for r in rows], dtype=float)
+    lo = np.array([r["predicted_lo"] for r in rows], dtype=float)
+    hi = np.array([r["predicted_hi"] for r in rows], dtype=float)
+    ax.errorbar(C, pred, yerr=[np.maximum(pred - lo, 0), np.maximum(hi - pred, 0)], fmt="o", color="C0",
+                capsize=5, label=f"predicted ({int(round(100 * rows[0]['predicted_level']))} % interval)")
+    seen = [(c, r["observed_loss"]) for c, r in zip(C, rows) if r.get("observed_loss") is not None]
+    if seen:
+        ax.plot(*zip(*seen), "x", color="C3", ms=10, mew=2, label="observed (best validation loss)")
+    ax.set_xscale("log")
+    _log_axis(ax.xaxis, ax.get_xlim())
+    ax.set_xlabel("ladder run's compute C (FLOPs)")
+    ax.set_ylabel("loss (nats/token)")
+    ax.legend(loc="best")
+    return fig
+
+
 FIGURES = (loss_vs_compute, loss_vs_variable, loss_vs_size_per_data, overfitting_penalty, learning_curves,
-           loss_vs_min_steps, shape_dependence, critical_batch_vs_loss, loss_per_position, loss_vs_size_per_family)
+           loss_vs_min_steps, shape_dependence, critical_batch_vs_loss, loss_per_position, loss_vs_size_per_family,
+           ladder_prediction)

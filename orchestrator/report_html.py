@@ -252,11 +252,3 @@ def runs_table(runs: list[dict]) -> str:
             for r in sorted(runs, key=lambda r: (r["non_embedding_params"], r["dataset_tokens"], r["trial_id"]))]
     return table_html(["trial", "status", "N", "D (tokens)", "tokens seen", "FLOPs", "best val loss (nats/token)"],
                       rows, {2, 3, 4, 5, 6})
-
-
-def generic_table(columns: dict[str, list]) -> str:
-    """Any small table (e.g. a store table whose figure is not drawn yet), every column as stored."""
-    names = list(columns)
-    n = len(columns[names[0]]) if names else 0
-    return table_html(names, [[num(columns[k][i]) if isinstance(columns[k][i], (int, float)) else columns[k][i]
-                               for k in names] for i in range(n)])

@@ -14,7 +14,7 @@ import numpy as np
 from orchestrator import report_data as rd
 from orchestrator import report_figures as figs
 from orchestrator.report_html import (
-    Section, budget_table, param_rows, choices_table, esc, figure_html, generic_table, laws_table, message_html, plan_table,
+    Section, budget_table, param_rows, choices_table, esc, figure_html, laws_table, message_html, plan_table,
     png_html, problem_runs_table, runs_table, table_html,
 )
 
@@ -205,23 +205,22 @@ def frontier_section(runs: list[dict], curves: dict, fit, plans: list, n_bootstr
 
 
 def ladder_section(sweep_dir: str) -> Section:
-    """The ladder's predicted vs observed loss (the ``ladder/`` store table), shown as stored; a
+    """The ladder's predicted vs observed loss (`metrics.load_ladder`): a figure and the rows; a
     message when the store has none."""
-    from pyarrow import fs as pafs
-
-    from metrics import resolve
+    from metrics import load_ladder
 
     s = Section("Ladder: predicted vs observed")
-    fs, root = resolve(sweep_dir)
-    if fs.get_file_info(f"{root}/ladder").type != pafs.FileType.Directory:
+    with warnings.catch_warnings(record=True) as caught:  # an unreadable part: named on the page
+        warnings.simplefilter("always")
+        rows = load_ladder(sweep_dir).to_pylist()
+    for w in caught:
+        s.parts.append(message_html(str(w.message)))
+    if not rows:
         s.parts.append(message_html("no ladder/ table in this store (`scalesweep ladder` writes it)"))
         return s
-    try:
-        import pyarrow.dataset as ds
-
-        table = ds.dataset(f"{root}/ladder", filesystem=fs, format="parquet").to_table()
-    except (OSError, ValueError) as err:
-        s.parts.append(message_html(f"the ladder/ table could not be read: {err}"))
-        return s
-    s.parts.append(generic_table(table.to_pydict()) if table.num_rows else message_html("the ladder/ table is empty"))
+    s.parts.append(figure_html(figs.ladder_prediction(rows), "Each ladder run: the loss the sweep's law predicted "
+                                                            "at its compute-optimal (N, D), and the loss it reached."))
+    cols = ["trial_id", "multiplier", "compute", "n_actual", "d_actual", "predicted_loss", "predicted_lo",
+            "predicted_hi", "observed_loss", "covered"]
+    s.parts.append(table_html(cols, [[r.get(c) for c in cols] for r in rows]))
     return s

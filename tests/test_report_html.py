@@ -217,6 +217,8 @@ def run_row(N=1e6, D=1e8, loss=3.0, **kw):
     lambda: figs.loss_per_position(EMPTY_CURVES),
     lambda: figs.loss_per_position({**one_point_curves(), "loss_per_position": np.array([None], dtype=object)}),
     lambda: figs.loss_vs_size_per_family([]),
+    lambda: figs.ladder_prediction([]),
+    lambda: figs.ladder_prediction([{"trial_id": "ladder-x4", "compute": 4e15, "predicted_loss": None}]),
     lambda: figs.loss_vs_size_per_family([run_row(family="lstm"), run_row(N=2e6, family="lstm")]),
 ])
 def test_every_figure_answers_empty_or_degenerate_input_with_a_message(call):
@@ -292,3 +294,19 @@ def test_report_without_sweep_takes_the_stores_only_sweep_and_names_several(tmp_
     assert main(["report", str(store / "one"), "--out", str(tmp_path / "out3")]) == 2
     assert "is one sweep's directory, not a store" in capsys.readouterr().err
     assert not (tmp_path / "out2").exists() and not (tmp_path / "out3").exists()
+
+
+def test_the_ladder_section_draws_predicted_against_observed(tmp_path):
+    """A store with a ladder row (written by the ladder's writer): the section has the figure and
+    the row; without one, a message (the fixture page above)."""
+    from orchestrator.report_sections import ladder_section
+
+    row = {"sweep": "s", "trial_id": "ladder-x4", "multiplier": 4.0, "reference_compute": 1e15, "compute": 4e15,
+           "law": "chinchilla", "n_runs": 9, "n_opt": 2e6, "d_opt": 3e8, "loss_opt": 3.1, "n_actual": 2_100_000,
+           "d_actual": 310_000_000, "planned_flops": 4e15, "predicted_loss": 3.1, "predicted_lo": 2.9,
+           "predicted_hi": 3.3, "predicted_level": 0.9, "status": "completed", "flops": 3.9e15,
+           "final_val_loss": 3.2, "loss_column": "best_val_loss", "observed_loss": 3.15, "covered": True}
+    metrics.write_ladder_row(str(tmp_path), "s", row)
+    part = "".join(ladder_section(str(tmp_path / "s")).parts)
+    assert len(images(part)) == 1 and "ladder-x4" in part and "3.15" in part
+    assert "no ladder/ table" in "".join(ladder_section(str(tmp_path / "none")).parts)
