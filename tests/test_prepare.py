@@ -282,3 +282,27 @@ def test_the_parallel_bpe_sample_equals_the_whole_streams(tmp_path, monkeypatch)
     _, merged = _fingerprint_and_sample(job, splits, engine)
     assert merged == whole and 0 < sum(map(len, merged)) <= 30_000 < source.stat().st_size
     assert fingerprint == corpus_fingerprint(str(source), "text", 9_000)
+
+
+def test_the_pool_keeps_at_most_two_splits_per_worker_in_flight(tmp_path):
+    """pool_map submits lazily and drops each result once yielded: the driver's memory stays a few
+    results whatever the number of splits (pass 1's results are samples of up to 5 MB each)."""
+    from trainers.documents import plan_splits
+    from trainers.prepare import ShardJob, pool_map, sample_split
+
+    source = write_jsonl(tmp_path / "c.jsonl", 40_000)
+    splits = plan_splits(str(source), 2_000)
+    taken = []
+
+    class Counted(list):
+        def __iter__(self):
+            for item in list.__iter__(self):
+                taken.append(item[0])
+                yield item
+
+    job = ShardJob(str(tmp_path / "out"), str(source), "text", "bpe:300", None, 300, "uint16")
+    seen = []
+    for index, result in pool_map(sample_split, job, Counted(enumerate(splits)), workers=2):
+        assert len(taken) <= len(seen) + 1 + 2 * 2, (len(taken), len(seen))
+        seen.append(index)
+    assert sorted(seen) == list(range(len(splits))) and len(splits) >= 15
