@@ -20,7 +20,7 @@ from typing import Mapping
 import numpy as np
 
 from fitting.cost import affordable
-from fitting.design import DesignState, design_coordinates, farthest_point_order, seed_design
+from fitting.design import DesignState, design_coordinates, farthest_point_order, seed_design, unreliable_linearisation
 from fitting.posterior import Discrepancy, LinearPosterior, expected_error_reduction, law_gradients, quad_rows
 
 __all__ = [
@@ -126,9 +126,14 @@ class _ModelStrategy(Strategy):
     seed_fraction = 0.25  # of the total budget, for the seed design
     cost_power = 0.25  # score = gain / cost^cost_power (1 = per unit cost; see bench/active_vs_grid.py)
 
+    hedges = False  # whether an unreliable fit switches the gain to the whole space (ActiveDesign)
+
     def __init__(self, seed_size: int | None = None, prior_sd: float = 3.0, cost_power: float | None = None,
-                 discrepancy: Discrepancy | None = None, seed_method: str | None = None):
+                 discrepancy: Discrepancy | None = None, seed_method: str | None = None, hedge: bool | None = None):
         self.seed_size = seed_size
+        if hedge is not None:
+            self.hedges = hedge
+        self.hedged: str | None = None  # why the last select() hedged (None: it aimed at the targets)
         self.prior_sd = prior_sd
         self.discrepancy = discrepancy
         self.seed_method = seed_method or ("sobol" if discrepancy is not None else "maximin")
@@ -148,6 +153,17 @@ class _ModelStrategy(Strategy):
         return fit.z, max(float(fit.sigma), state.noise_floor) ** 2
 
     # -- features
+    def space_gain(self, post: LinearPosterior, G_C, Phi_C, state: DesignState, cache: dict) -> np.ndarray:
+        """Expected error reduction averaged over the whole candidate space (≤ 512 rows sampled):
+        V-optimal, plus the discrepancy's bias when one is modelled."""
+        if "G_V" not in cache:
+            K = len(state.candidates)
+            V = state.candidates.rows(np.arange(K) if K <= 512 else state.rng.choice(K, 512, replace=False))
+            cache["G_V"], cache["Phi_V"] = self.law_features(state, V, cache["z"]), self.misfit_features(V)
+        G_V = cache["G_V"]
+        return expected_error_reduction(post.Sigma, post.B, G_V, cache["Phi_V"], np.full(G_V.shape[0], 1.0 / G_V.shape[0]),
+                                        G_C, Phi_C, post.s2)
+
     def law_features(self, state: DesignState, X, z) -> np.ndarray:
         return law_gradients(state.law, z, X)
 
@@ -186,17 +202,26 @@ class _ModelStrategy(Strategy):
         X_obs = self.observed_inputs(state)
         post = LinearPosterior.from_runs(self.law_features(state, X_obs, z), self.misfit_features(X_obs), s2,
                                          self.prior_sd)
+        cache: dict = {"z": z}
+        # A linearisation the fit cannot vouch for (see design.unreliable_linearisation) makes
+        # target-aimed gains a bet on one guess; hedge with the whole space's error, which
+        # V-optimal shows stays stable there (issue 15 item 6).
+        self.hedged = None
+        if self.hedges and state.fit is not None:
+            cache["G_T"] = self.law_features(state, state.target.X, z)
+            target_sd = float(np.sqrt(np.max(quad_rows(cache["G_T"], post.Sigma))))
+            self.hedged = unreliable_linearisation(state.fit, state.target.X, np.sqrt(s2), target_sd)
+        gain_fn = self.space_gain if self.hedged else self.gain
         X_free = cands.rows(free)
         G_C, Phi_C = self.law_features(state, X_free, z), self.misfit_features(X_free)
         cost, rank_cost = cands.cost[free], state.ranking_cost()[free]
         out, left = [], state.budget_left
         alive = np.ones(free.size, dtype=bool)
-        cache: dict = {"z": z}
         for _ in range(k):
             alive &= affordable(cost, left, state.budget_total)
             if not alive.any():
                 break
-            gain = self.gain(post, G_C, Phi_C, state, cache)
+            gain = gain_fn(post, G_C, Phi_C, state, cache)
             score = np.where(alive & np.isfinite(gain), gain / rank_cost**self.cost_power, -np.inf)
             j = int(np.argmax(score))
             if score[j] == -np.inf:
@@ -223,6 +248,7 @@ class ActiveDesign(_ModelStrategy):
     ``discrepancy=False`` (a law trusted exactly, e.g. a simulated oracle)."""
 
     name = "active"
+    hedges = True
 
     def __init__(self, *args, discrepancy: Discrepancy | bool | None = True, **kwargs):
         if discrepancy is True:
@@ -240,6 +266,7 @@ class ActiveDesign(_ModelStrategy):
     def gain(self, post, G_C, Phi_C, state, cache):
         if "G_T" not in cache:
             cache["G_T"] = self.law_features(state, state.target.X, cache["z"])
+        if "Phi_T" not in cache:
             cache["Phi_T"] = self.misfit_features(state.target.X)
         return expected_error_reduction(post.Sigma, post.B, cache["G_T"], cache["Phi_T"], state.target.weights,
                                         G_C, Phi_C, post.s2)
@@ -253,6 +280,7 @@ class ReferenceDesign(ActiveDesign):
 
     name = "reference"
     needs_fit = False
+    hedges = False  # its linearisation is given, not fitted
 
     def __init__(self, params, *args, noise: float = 0.015, **kwargs):
         super().__init__(*args, **kwargs)
@@ -272,14 +300,7 @@ class VOptimal(_ModelStrategy):
     name = "v_optimal"
 
     def gain(self, post, G_C, Phi_C, state, cache):
-        if "G_V" not in cache:
-            K = len(state.candidates)
-            idx = np.arange(K) if K <= 512 else state.rng.choice(K, 512, replace=False)
-            cache["G_V"] = self.law_features(state, state.candidates.rows(idx), cache["z"])
-        G_V = cache["G_V"]
-        none = np.zeros((G_V.shape[0], 0))
-        return expected_error_reduction(post.Sigma, post.B, G_V, none, np.full(G_V.shape[0], 1.0 / G_V.shape[0]),
-                                        G_C, Phi_C, post.s2)
+        return self.space_gain(post, G_C, Phi_C, state, cache)
 
 
 class DOptimal(_ModelStrategy):

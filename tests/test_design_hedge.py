@@ -1,0 +1,84 @@
+"""The designer hedges when its linearisation is unreliable (issue 15 item 6): a fit with
+parameters at their bounds, or near-equal multi-start optima that disagree at the targets, makes
+ActiveDesign pick what the variance-based (V-optimal) criterion picks; a sound fit does not."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+import pytest
+
+from fitting.design import Candidates, DesignState, TargetRegion, unreliable_linearisation
+from fitting.fit import fit_law
+from fitting.laws import CHINCHILLA_EPOCH, chinchilla
+from fitting.replay import SimulatedOracle
+from fitting.strategies import ActiveDesign, make_strategy
+
+
+def _grid():
+    N, D = np.meshgrid(np.geomspace(1e7, 1e9, 7), np.geomspace(3e8, 1e11, 7), indexing="ij")
+    return Candidates.from_columns({"N": N.ravel(), "D": D.ravel()})
+
+
+@pytest.fixture(scope="module")
+def setup():
+    """A Chinchilla fit on 12 spread grid runs (1 % noise) and the state a designer sees."""
+    cands = _grid()
+    taken = np.zeros(len(cands), dtype=bool)
+    taken[[0, 3, 6, 21, 24, 27, 42, 45, 48, 10, 31, 38]] = True
+    X = cands.rows(taken)
+    y = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.01, seed=0).observe(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_law("chinchilla", dict(X) | {"loss": y}, loss="ls")
+    target = TargetRegion.compute_frontier("chinchilla", CHINCHILLA_EPOCH, 1e22)
+    return cands, taken, target, fit
+
+
+def _state(setup, fit):
+    cands, taken, target, _ = setup
+    total = cands.cost.sum()
+    return DesignState(chinchilla, cands, target, taken.copy(), total, 0.3 * total, fit)
+
+
+def test_sound_fit_is_not_hedged_and_aims_at_the_targets(setup):
+    fit = setup[3]
+    assert unreliable_linearisation(fit, setup[2].X, 0.01) is None
+    active = ActiveDesign(discrepancy=False)
+    picks = active.select(_state(setup, fit), 4)
+    assert active.hedged is None
+    # aiming at the targets buys something else than averaging over the space (so the next
+    # test could fail)
+    assert picks != make_strategy("v_optimal").select(_state(setup, fit), 4)
+
+
+def test_fit_at_bounds_is_hedged_with_the_variance_based_pick(setup):
+    fit = setup[3]
+    z = fit.z.copy()
+    z[chinchilla.param_names.index("beta")] = chinchilla.z_bounds[4][1]  # beta pinned at its upper bound 5
+    pinned = dataclasses.replace(fit, z=z, theta=chinchilla.from_z(z))
+    reason = unreliable_linearisation(pinned, setup[2].X, 0.01)
+    assert reason is not None and "beta" in reason
+    active = ActiveDesign(discrepancy=False)
+    picks = active.select(_state(setup, pinned), 4)
+    assert active.hedged == reason
+    assert picks == make_strategy("v_optimal").select(_state(setup, pinned), 4)
+    # hedging is the rule's doing: without it the pick differs
+    assert ActiveDesign(discrepancy=False, hedge=False).select(_state(setup, pinned), 4) != picks
+
+
+def test_near_equal_optima_that_disagree_at_the_targets_are_flagged(setup):
+    _, _, target, fit = setup
+    other = fit.z.copy()
+    other[chinchilla.param_names.index("alpha")] += 0.1  # a different extrapolation to 1e22 FLOPs
+    two = np.vstack([fit.z, other])
+    near = dataclasses.replace(fit, starts_z=two, start_objectives=np.array([fit.objective, fit.objective * 1.01]))
+    reason = unreliable_linearisation(near, target.X, 0.01)
+    assert reason is not None and "2 near-equal fit optima" in reason
+    # a far worse optimum is no rival; one that agrees at the targets is no ambiguity
+    worse = dataclasses.replace(near, start_objectives=np.array([fit.objective, fit.objective * 10]))
+    assert unreliable_linearisation(worse, target.X, 0.01) is None
+    same = dataclasses.replace(near, starts_z=np.vstack([fit.z, fit.z + 1e-6]))
+    assert unreliable_linearisation(same, target.X, 0.01) is None
