@@ -5,7 +5,8 @@ together within ``state.budget_left``, none already taken:
 
 * :class:`ActiveDesign` — expected reduction of the target region's squared error (variance
   plus the bias a misfitting law causes) per cost^cost_power, greedy batches with fantasised
-  observations, after a space-filling seed.
+  observations, after a space-filling seed; when the fit's linearisation is unreliable
+  (:func:`fitting.design.unreliable_linearisation`) it hedges with V-optimal's criterion.
 * :class:`ReferenceDesign` — the same criterion linearised at fixed, known parameters instead
   of the running fit: the design one would choose knowing the truth (a benchmark bound), or
   from a published fit before any run exists.
