@@ -250,7 +250,8 @@ def main(argv=None) -> int:
         "epoch": epoch_setting,
     }
     warnings.simplefilter("ignore")
-    print(f"seeds: {len(seeds)}; budget fractions of the full grid's compute: {fractions}")
+    if set(args.settings.split(",")) - {"nine"}:
+        print(f"seeds: {len(seeds)}; budget fractions of the full grid's compute: {fractions}")
     for name in args.settings.split(","):
         if name == "nine":
             nine_table(seeds, [float(f) for f in (args.fractions or "0.01,0.05,0.1").split(",")],
