@@ -82,3 +82,24 @@ def test_near_equal_optima_that_disagree_at_the_targets_are_flagged(setup):
     assert unreliable_linearisation(worse, target.X, 0.01) is None
     same = dataclasses.replace(near, starts_z=np.vstack([fit.z, fit.z + 1e-6]))
     assert unreliable_linearisation(same, target.X, 0.01) is None
+
+
+def test_a_fit_too_unsure_at_the_targets_is_hedged_even_with_a_misfit_prior(setup):
+    """Six runs for five parameters: the linearised target sd is far above 5 %, so the default
+    designer (misfit prior on) picks what V-optimal picks; the same rule at a small sd does not fire."""
+    cands, _, target, _ = setup
+    few = np.zeros(len(cands), dtype=bool)
+    few[[0, 6, 24, 42, 48, 17]] = True
+    X = cands.rows(few)
+    y = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.01, seed=1).observe(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_law("chinchilla", dict(X) | {"loss": y}, loss="ls", starts=(), init=CHINCHILLA_EPOCH)
+    assert "target sd" in unreliable_linearisation(fit, target.X, 0.01, target_sd=0.2)
+    assert "target sd" not in (unreliable_linearisation(fit, target.X, 0.01, target_sd=0.01) or "")
+    total = cands.cost.sum()
+    state = lambda: DesignState(chinchilla, cands, target, few.copy(), total, 0.3 * total, fit)  # noqa: E731
+    active = ActiveDesign()
+    picks = active.select(state(), 4)
+    assert "target sd" in active.hedged
+    assert picks == make_strategy("v_optimal").select(state(), 4)
