@@ -103,3 +103,27 @@ def test_a_fit_too_unsure_at_the_targets_is_hedged_even_with_a_misfit_prior(setu
     picks = active.select(state(), 4)
     assert "target sd" in active.hedged
     assert picks == make_strategy("v_optimal").select(state(), 4)
+
+
+def test_a_many_parameter_law_gets_the_exact_laws_seed_even_with_a_misfit_prior():
+    """Above ActiveDesign.many_params parameters the seed is maximin of P + 3 runs (the lever arm
+    a 9-parameter law needs, bench/active_vs_grid.py nine); a 5-parameter law keeps the Sobol seed
+    of 2·(P + 1); an explicit seed_method wins."""
+    from fitting.law import Law
+
+    nine = Law(name="nine_test", param_names=tuple(f"p{i}" for i in range(9)),
+               fn=lambda p, X: p["p0"] + p["p1"] * X["N"] ** -0.3 + p["p2"] * X["D"] ** -0.3,
+               transforms=("log",) * 9, bounds=((0, np.inf),) * 9, init_box=((0.0, 1.0),) * 9, n_init=16)
+    cands = _grid()
+    target = TargetRegion.largest_planned(cands)
+
+    def seed(law, design):
+        state = DesignState(law, cands, target, np.zeros(len(cands), dtype=bool), cands.cost.sum(),
+                            0.5 * cands.cost.sum(), None, rng=np.random.default_rng(3))
+        return design.select(state, 30)
+
+    assert seed(nine, ActiveDesign()) == seed(nine, ActiveDesign(seed_method="maximin", seed_size=12))
+    assert len(seed(nine, ActiveDesign())) == 12
+    assert seed(nine, ActiveDesign(seed_method="sobol")) != seed(nine, ActiveDesign())
+    assert len(seed(chinchilla, ActiveDesign())) == 12  # 2·(5 + 1), Sobol
+    assert seed(chinchilla, ActiveDesign()) == seed(chinchilla, ActiveDesign(seed_method="sobol", seed_size=12))
