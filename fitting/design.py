@@ -14,6 +14,7 @@ from fitting.cost import affordable
 from fitting.fit import FitResult
 from fitting.law import Law
 from fitting.laws import get_law
+from fitting.objective import params_at_bounds
 from fitting.posterior import log_coordinates
 
 __all__ = [
@@ -23,7 +24,45 @@ __all__ = [
     "seed_design",
     "farthest_point_order",
     "design_coordinates",
+    "unreliable_linearisation",
 ]
+
+
+# ====================================================================== the fit's trustworthiness
+MAX_TARGET_SD = 0.05  # log loss: past this the linearised target error is itself unreliable
+
+
+def unreliable_linearisation(fit: FitResult, X_target: Mapping[str, np.ndarray], scatter: float,
+                             target_sd: float | None = None) -> str | None:
+    """Why a design should not trust the linearisation at ``fit`` to aim at the targets, or None.
+
+    Three signs (issue 15, measured in bench/active_vs_grid.py's ``nine`` setting): parameters at
+    their bounds (:func:`fitting.objective.params_at_bounds`: the Jacobian there says the data
+    cannot move them, which is the bound's doing, not the data's); the linearised posterior's own
+    target sd (``target_sd``, log loss, the largest over targets) above :data:`MAX_TARGET_SD`,
+    where the first-order expansion no longer describes how the parameters move the targets; or
+    several multi-start optima with near-equal objective (within 1/(n − P) of the best, relative:
+    an F-test's one unit) whose log-loss predictions at the targets differ by more than
+    3 × ``scatter`` (log loss): the data do not choose between extrapolations, so gains aimed at
+    one of them are aimed at a guess."""
+    at = params_at_bounds(fit.law, fit.z, fit.data.X)
+    if at:
+        return f"parameters at a bound ({', '.join(at)})"
+    if target_sd is not None and target_sd > MAX_TARGET_SD:
+        return f"linearised target sd {target_sd:.1%} in log loss (> {MAX_TARGET_SD:.0%})"
+    Z, f = fit.starts_z, fit.start_objectives
+    if Z is None or f is None or len(f) < 2 or not np.isfinite(fit.objective):
+        return None
+    slack = 1.0 / max(fit.n_points - fit.law.n_params, 1)
+    near = np.flatnonzero(np.isfinite(f) & (f <= fit.objective + slack * abs(fit.objective)))
+    if near.size < 2:
+        return None
+    with np.errstate(all="ignore"):
+        ref = np.log(fit.predict(X_target))
+        spread = max(float(np.nanmax(np.abs(np.log(fit.law.predict_z(Z[i], X_target)) - ref))) for i in near)
+    if spread > 3.0 * scatter:
+        return f"{near.size} near-equal fit optima disagree at the targets by up to {spread:.1%} in log loss"
+    return None
 
 
 # ====================================================================== inputs
