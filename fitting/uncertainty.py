@@ -300,9 +300,9 @@ def wald_intervals(law, z: np.ndarray, cov_z: np.ndarray, q: float) -> dict[str,
 
 
 #: Multiples of the step (q × the sandwich se, clipped) at which the profile is evaluated on each side.
-PROFILE_LADDER = np.array([0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0, 64.0])
+PROFILE_LADDER = np.array([0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0, 32.0, 64.0])
 #: Further points, geometrically spaced from the ladder's end to the side's end.
-PROFILE_FAR = 8
+PROFILE_FAR = 6
 #: How far (in the transformed space: a factor e^40 for a log-scaled parameter) the profile walks
 #: toward an infinite bound, beyond the law's start grid, before calling that side open.
 PROFILE_REACH = 40.0
@@ -331,15 +331,23 @@ def profile_threshold(fit: FitResult, level: float) -> tuple[float, float]:
 
 def _profile_stat(fit: FitResult, K: np.ndarray, Zk: np.ndarray, c: float, maxiter: int) -> np.ndarray:
     """√(2·Δf·c) with parameter ``K[i]`` fixed at transformed value ``Zk[i]`` and the others
-    refitted from the optimum, all points in one batched L-BFGS (the fixed coordinate's gradient
-    is zeroed, so L-BFGS never moves it). Δf below 0 (a better optimum than the fit's) counts as 0."""
+    refitted, all points in one batched L-BFGS (the fixed coordinate's gradient is zeroed, so
+    L-BFGS never moves it). Each point is refitted from two starts, the better one kept: the
+    optimum with z_k replaced, and the sandwich's linear profile path (the others moved by
+    cov[:, k]/cov[k, k] per unit of z_k, the conditional mean of the Gaussian approximation);
+    a Huber objective is not smooth, and a refit stuck short of the constrained optimum would
+    make the interval too narrow. Δf below 0 (a better optimum than the fit's) counts as 0."""
     law, data = fit.law, fit.data
     zb = law.z_bounds
     rows = np.arange(K.size)
-    Z0 = np.tile(fit.z, (K.size, 1))
-    Z0[rows, K] = np.clip(Zk, zb[K, 0], zb[K, 1])
+    cov = fit.cov_z
+    with np.errstate(all="ignore"):
+        slope = cov[:, K].T / np.diag(cov)[K][:, None]  # (rows, P)
+    slope = np.where(np.isfinite(slope) & (np.abs(slope) < 1e6), slope, 0.0)
+    Z0 = np.vstack([np.clip(fit.z + slope * (Zk - fit.z[K])[:, None], zb[:, 0], zb[:, 1]), np.tile(fit.z, (K.size, 1))])
+    Z0[np.r_[rows, rows + K.size], np.r_[K, K]] = np.clip(np.r_[Zk, Zk], zb[np.r_[K, K], 0], zb[np.r_[K, K], 1])
     free = np.ones_like(Z0)
-    free[rows, K] = 0.0
+    free[np.r_[rows, rows + K.size], np.r_[K, K]] = 0.0
     fg = make_objective(law, data.X, data.y, loss=fit.loss, delta=fit.delta, weights=data.weights)
 
     def fg_fixed(z, r):
@@ -347,13 +355,14 @@ def _profile_stat(fit: FitResult, K: np.ndarray, Zk: np.ndarray, c: float, maxit
         return f, g * free[r]
 
     with single_threaded_blas():
-        _, F, _, _ = batched_lbfgs(fg_fixed, Z0, zb[:, 0], zb[:, 1], maxiter=maxiter, gtol=1e-8, ftol=1e-12)
+        _, F, _, _ = batched_lbfgs(fg_fixed, Z0, zb[:, 0], zb[:, 1], maxiter=maxiter, gtol=1e-7, ftol=1e-12)
+    F = np.where(np.isfinite(F), F, np.inf).reshape(2, K.size).min(axis=0)
     with np.errstate(all="ignore"):
         return np.sqrt(2 * np.clip(np.where(np.isfinite(F), F, np.inf) - fit.objective, 0, None) * c)
 
 
 def profile_intervals(fit: FitResult, level: float | None = None, *, reach: float = PROFILE_REACH,
-                      refine: int = 3, maxiter: int = 300) -> dict[str, ParamInterval]:
+                      refine: int = 3, maxiter: int = 150) -> dict[str, ParamInterval]:
     """Profile-likelihood intervals: for each parameter, the range of its values over which the
     objective, refitted over the other parameters, stays within :func:`profile_threshold`.
 
