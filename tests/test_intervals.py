@@ -20,14 +20,20 @@ from fitting.uncertainty import bootstrap, narrow_bootstrap, profile_intervals, 
 CHIN = get_law("chinchilla")
 
 
+def runs(law, truth, n, seed, n_max=1e9, ratios=(3, 100), noise=0.03):
+    """``n`` runs with N log-uniform in [1e7, n_max], D/N log-uniform in ``ratios``, losses from
+    ``law`` at ``truth`` with log-normal noise: → (inputs with the loss column)."""
+    rng = np.random.default_rng(seed)
+    N = np.exp(rng.uniform(np.log(1e7), np.log(n_max), n))
+    D = N * np.exp(rng.uniform(np.log(ratios[0]), np.log(ratios[1]), n))
+    return {"N": N, "D": D, "loss": law.predict(truth, {"N": N, "D": D}) * np.exp(noise * rng.standard_normal(n))}
+
+
 def flat_e_data(seed: int = 1, n: int = 68, noise: float = 0.026):
     """The issue's example, synthetic: 68 runs, ~2.6 % scatter, a truth without an irreducible
     term, so the best fit drives E = exp(e) toward 0, where the gradient in e vanishes."""
-    rng = np.random.default_rng(seed)
-    N = np.exp(rng.uniform(np.log(1e7), np.log(3e9), n))
-    D = N * np.exp(rng.uniform(np.log(2), np.log(100), n))
     truth = {"E": 1e-12, "A": 400.0, "alpha": 0.3, "B": 400.0, "beta": 0.3}
-    return {"N": N, "D": D, "loss": CHIN.predict(truth, {"N": N, "D": D}) * np.exp(noise * rng.standard_normal(n))}
+    return runs(CHIN, truth, n, seed, n_max=3e9, ratios=(2, 100), noise=noise)
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +89,8 @@ def test_profile_cli_prints_the_open_side(tmp_path, capsys):
 
 
 def test_well_posed_bootstrap_and_profile_agree():
-    rng = np.random.default_rng(3)
-    n = 120
-    N = np.exp(rng.uniform(np.log(1e7), np.log(3e9), n))
-    D = N * np.exp(rng.uniform(np.log(2), np.log(300), n))
-    y = CHIN.predict(CHINCHILLA_EPOCH, {"N": N, "D": D}) * np.exp(0.01 * rng.standard_normal(n))
-    fit = fit_law("chinchilla", {"N": N, "D": D, "loss": y}, n_bootstrap=400, loss="ls")
+    data = runs(CHIN, CHINCHILLA_EPOCH, 120, seed=3, n_max=3e9, ratios=(2, 300), noise=0.01)
+    fit = fit_law("chinchilla", data, n_bootstrap=400, loss="ls")
     boot, prof = fit.bootstrap.ci(), fit.profile
     assert "narrow_bootstrap" not in fit.diagnostics
     for k in CHIN.param_names:
@@ -138,15 +140,10 @@ def test_every_interval_stays_inside_the_bounds(seed):
     """A property over random small, noisy fits of the 9-parameter law and of chinchilla: the
     sandwich, profile and bootstrap intervals all lie inside each parameter's bounds. (Local fits
     from the truth: the intervals, not the multi-start, are under test.)"""
-    rng = np.random.default_rng(seed)
-    n = 24
-    N = np.exp(rng.uniform(np.log(1e7), np.log(1e9), n))
-    D = N * np.exp(rng.uniform(np.log(3), np.log(100), n))
     for law, truth in ((NINE, NINE_TRUTH), (CHIN, CHINCHILLA_EPOCH)):
-        y = law.predict(truth, {"N": N, "D": D}) * np.exp(0.03 * rng.standard_normal(n))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fit = fit_law(law, {"N": N, "D": D, "loss": y}, starts=(), init=truth, n_bootstrap=20, seed=seed)
+            fit = fit_law(law, runs(law, truth, 24, seed), starts=(), init=truth, n_bootstrap=20, seed=seed)
         _inside(law, fit.ci_laplace_intervals())
         _inside(law, fit.intervals())
         _inside(law, fit.profile)  # fit_law computes it beside a bootstrap
@@ -156,14 +153,10 @@ def test_every_interval_stays_inside_the_bounds(seed):
 
 def test_nine_parameter_e_interval_was_outside_its_bounds_and_now_is_not():
     # the issue's example: `fit --bootstrap 0` printed E in [-2.45, 10.29] with E bounded to (1, 6)
-    rng = np.random.default_rng(0)
     n = 30
-    N = np.exp(rng.uniform(np.log(1e7), np.log(1e9), n))
-    D = N * np.exp(rng.uniform(np.log(3), np.log(100), n))
-    y = NINE.predict(NINE_TRUTH, {"N": N, "D": D}) * np.exp(0.03 * rng.standard_normal(n))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = fit_law(NINE, {"N": N, "D": D, "loss": y})
+        fit = fit_law(NINE, runs(NINE, NINE_TRUTH, n, seed=0))
     q = stats.t.ppf(0.95, n - NINE.n_params)
     se_e = float(np.sqrt(fit.cov_z[0, 0]))
     plain = (fit.z[0] - q * se_e, fit.z[0] + q * se_e)
