@@ -32,10 +32,8 @@ from fitting.law import Law
 from fitting.laws import get_law
 from fitting.multistart import multistart_lbfgs, single_threaded_blas
 from fitting.objective import bounds_note, log_jacobian, make_objective, params_at_bounds, rho_psi
-from fitting.uncertainty import (
-    BootstrapResult, Interval, ParamInterval, bootstrap, estimate_covariance, narrow_bootstrap, prediction_interval,
-    profile_intervals, wald_intervals,
-)
+from fitting.param_intervals import ParamInterval, narrow_bootstrap, profile_intervals, wald_intervals
+from fitting.uncertainty import BootstrapResult, Interval, bootstrap, estimate_covariance, prediction_interval
 
 __all__ = ["FitResult", "DegenerateDesignWarning", "FitError", "fit_law"]
 
@@ -118,10 +116,10 @@ class FitResult:
 
     def intervals(self, level: float | None = None) -> dict[str, ParamInterval]:
         """Every parameter's central interval, with the sides the data leave open
-        (:class:`~fitting.uncertainty.ParamInterval`): profile intervals with ``method="profile"``,
+        (:class:`~fitting.param_intervals.ParamInterval`): profile intervals with ``method="profile"``,
         else bootstrap percentiles if run, else Wald intervals that stay inside the bounds
         (:meth:`ci_laplace`). A bootstrap interval much narrower than the parameter's profile (the
-        replicates missed a direction the data leave open, :func:`fitting.uncertainty.narrow_bootstrap`)
+        replicates missed a direction the data leave open, :func:`fitting.param_intervals.narrow_bootstrap`)
         is replaced by the profile's, so no printed interval is narrower than the data allow."""
         level = self.level if level is None else level
         if self.method == "profile" or self.diagnostics.get("narrow_bootstrap"):
@@ -141,7 +139,7 @@ class FitResult:
 
     def ci_laplace_intervals(self, level: float | None = None) -> dict[str, ParamInterval]:
         """Wald intervals from the sandwich covariance, taken in the law's transformed space and
-        once more in an unbounded coordinate (:func:`fitting.uncertainty.wald_intervals`), so
+        once more in an unbounded coordinate (:func:`fitting.param_intervals.wald_intervals`), so
         positive scales get asymmetric, positive intervals and none leaves the law's bounds."""
         level = self.level if level is None else level
         q = stats.t.ppf(0.5 + level / 2, max(self.n_points - self.law.n_params, 1))
@@ -308,9 +306,9 @@ def fit_law(
     ``None`` — run every start to convergence (exhaustive). On the Epoch data over a third of
     Hoffmann's 4,500 starts reach the global optimum, and screening finds it in all our checks.
     The best few candidates are then polished one by one with scipy's L-BFGS-B to tight tolerance.
-    ``n_bootstrap``: also run :func:`bootstrap`, and check its intervals against the profile's (:func:`fitting.uncertainty.narrow_bootstrap`).
+    ``n_bootstrap``: also run :func:`bootstrap`, and check its intervals against the profile's (:func:`fitting.param_intervals.narrow_bootstrap`).
     ``intervals``: ``"auto"`` (bootstrap if run, else sandwich) or ``"profile"`` (profile
-    likelihood, :func:`fitting.uncertainty.profile_intervals`); another value raises FitError.
+    likelihood, :func:`fitting.param_intervals.profile_intervals`); another value raises FitError.
     """
     if intervals not in ("auto", "profile"):
         raise FitError(f"intervals must be 'auto' or 'profile', got {intervals!r}")

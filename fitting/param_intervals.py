@@ -9,7 +9,7 @@
 * :func:`narrow_bootstrap`: a bootstrap interval much narrower than the profile's (replicates that
   never left the optimum's basin) named, so :meth:`fitting.fit.FitResult.intervals` can replace it.
 
-Re-exported by :mod:`fitting.uncertainty`; ``FitResult`` appears in annotations only.
+``FitResult`` appears in annotations only.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from fitting.law import LOG
 from fitting.multistart import single_threaded_blas
 from fitting.objective import make_objective, rho_psi
 from fitting.optim import batched_lbfgs
+from fitting.uncertainty import residual_scales
 
 if TYPE_CHECKING:  # annotations only: fitting.fit imports this module
     from fitting.fit import FitResult
@@ -124,14 +125,12 @@ def _natural(law, z: np.ndarray, k: int, zk: float) -> float:
 def profile_threshold(fit: FitResult, level: float) -> tuple[float, float]:
     """(q, c): a profile point is inside the ``level`` interval when ``√(2·Δf·c) ≤ q``, with Δf the
     rise of the fit's objective, q the Student-t quantile of :meth:`FitResult.ci_laplace` (so
-    2Δf·c ≤ q² is the F(1, n − P) test) and c = E ψ' / E ψ² (:func:`_scales`): for least squares
+    2Δf·c ≤ q² is the F(1, n − P) test) and c = E ψ' / E ψ² (:func:`fitting.uncertainty.residual_scales`): for least squares
     1/s², for Huber the M-estimator's drop-in-dispersion scaling, which makes the test agree with
     the sandwich interval where the objective is quadratic."""
-    from fitting.uncertainty import _scales  # the sandwich's scales (that module imports this one)
-
     law = fit.law
     _, psi = rho_psi(fit.residuals, fit.loss, fit.delta)
-    kappa, epsi2, _ = _scales(fit.residuals, psi, fit.loss, fit.delta, law.n_params)
+    kappa, epsi2, _ = residual_scales(fit.residuals, psi, fit.loss, fit.delta, law.n_params)
     dof = max(fit.n_points - law.n_params, 1)
     return float(stats.t.ppf(0.5 + level / 2, dof)), kappa / max(epsi2, 1e-300)
 

@@ -7,8 +7,8 @@
 * :func:`prediction_interval`: prediction and confidence intervals for any inputs (delta method
   or bootstrap percentiles).
 * Parameter intervals that stay inside the law's bounds and show the sides the data leave open
-  (:mod:`fitting.param_intervals`, re-exported here): Wald, profile likelihood, and the check of a
-  bootstrap interval against the profile.
+  live in :mod:`fitting.param_intervals`: Wald, profile likelihood, and the check of a bootstrap
+  interval against the profile.
 
 Everything here is re-exported by :mod:`fitting.fit`; this module needs nothing from it at
 import time (``FitResult`` appears in annotations only).
@@ -25,15 +25,12 @@ from scipy import stats
 from fitting.multistart import single_threaded_blas
 from fitting.objective import log_jacobian, make_objective
 from fitting.optim import batched_lbfgs
-from fitting.param_intervals import (  # noqa: F401 - re-exported: the parameter intervals live beside
-    ParamInterval, narrow_bootstrap, profile_intervals, wald_intervals,
-)
 
 if TYPE_CHECKING:  # annotations only: fitting.fit imports this module
     from fitting.fit import FitResult
 
-__all__ = ["Interval", "BootstrapResult", "bootstrap", "prediction_interval", "ParamInterval", "wald_intervals",
-           "profile_intervals", "narrow_bootstrap"]
+__all__ = ["Interval", "BootstrapResult", "bootstrap", "prediction_interval", "estimate_covariance",
+           "residual_scales"]
 
 
 # ====================================================================== results
@@ -76,7 +73,7 @@ class BootstrapResult:
 
 
 # ====================================================================== covariance
-def _scales(r: np.ndarray, psi: np.ndarray, loss: str, delta: float, p: int):
+def residual_scales(r: np.ndarray, psi: np.ndarray, loss: str, delta: float, p: int):
     """(kappa = E ψ', E ψ², robust sigma) with a kernel-smoothed E ψ' for Huber."""
     n = r.size
     dof_corr = n / max(n - p, 1)
@@ -99,7 +96,7 @@ def estimate_covariance(J, r, psi, loss, delta, p, kind="sandwich"):
     residual scale) at the optimum: ``J`` the residual Jacobian (n x p), ``r`` the residuals,
     ``psi`` the loss's ψ(r), ``kind`` "sandwich" (M-estimator) or "laplace"; another kind raises
     ValueError. Used by `fitting.fit`."""
-    kappa, epsi2, sigma = _scales(r, psi, loss, delta, p)
+    kappa, epsi2, sigma = residual_scales(r, psi, loss, delta, p)
     n = r.size
     JtJ = J.T @ J
     # pseudo-inverse on the column-scaled matrix for stability

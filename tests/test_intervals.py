@@ -15,7 +15,8 @@ from fitting.fit import fit_law
 from fitting.law import Law
 from fitting.laws import CHINCHILLA_EPOCH, get_law
 from fitting.objective import params_at_bounds
-from fitting.uncertainty import bootstrap, narrow_bootstrap, profile_intervals, wald_intervals
+from fitting.param_intervals import narrow_bootstrap, wald_intervals
+from fitting.uncertainty import bootstrap
 
 CHIN = get_law("chinchilla")
 
