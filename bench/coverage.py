@@ -153,13 +153,17 @@ def main(argv=None) -> int:
     ap.add_argument("--replicates", type=int, default=50)
     ap.add_argument("--laws", default=",".join(SETTINGS))
     ap.add_argument("--fractions", default="", help="active design at these budget fractions too (e.g. 0.05,0.1)")
+    ap.add_argument("--no-full", action="store_true", help="skip the full-pool row (only the --fractions ones)")
     args = ap.parse_args(argv)
     laws = [s for s in args.laws.split(",") if s]
     unknown = [s for s in laws if s not in SETTINGS]
     if unknown:
         print(f"--laws: unknown {unknown}; choose from {sorted(SETTINGS)}", file=sys.stderr)
         return 2
-    fractions = [1.0] + [float(f) for f in args.fractions.split(",") if f]
+    fractions = ([] if args.no_full else [1.0]) + [float(f) for f in args.fractions.split(",") if f]
+    if not fractions:
+        print("--no-full needs --fractions", file=sys.stderr)
+        return 2
     print(f"{'law':<17} {'strategy':<12} {'reps':>4} {'coverage':>9} {'± se':>6} {'misfit sd':>9} {'prior':>5} "
           f"{'zero':>4} {'mean|err|':>9} {'s':>6}")
     rows = []
