@@ -53,7 +53,7 @@ class ParamInterval:
         return self.lo_open and self.hi_open
 
     def describe(self, fmt: str = ".4g") -> str:
-        """``[lo, hi]``, with an open side written as ``(≤ hi; lower side open to the bound 0)``."""
+        """``[lo, hi]``; one open side as ``≤ hi (one-sided: open down to the bound 0)``."""
         if self.unidentified:
             return f"unidentified (open to both bounds [{self.lo:{fmt}}, {self.hi:{fmt}}])"
         if self.lo_open:
