@@ -119,6 +119,10 @@ def add_data_args(p: argparse.ArgumentParser, runs_required: bool) -> None:
     p.add_argument("--delta", type=float, default=1e-3, help="Huber delta on log-loss residuals (default 1e-3)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="B",
                    help="bootstrap resamples for SEs/CIs (default 1000; 0 = sandwich covariance only)")
+    p.add_argument("--intervals", choices=["auto", "profile"], default="auto",
+                   help="parameter intervals: auto (bootstrap when --bootstrap > 0, else sandwich; a bootstrap "
+                        "interval much narrower than the profile likelihood's is replaced by it) or profile "
+                        "(profile likelihood; a side the data leave open is printed as open, to the bound)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and of sampled starts (default 0)")
     p.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
     p.add_argument("--exhaustive", action="store_true", help="run every start to convergence (no screening)")
@@ -165,7 +169,7 @@ def _fit(args):
         warnings.simplefilter("always")
         fit = fit_law(law, data, loss=args.objective, delta=args.delta, level=args.level, train=train,
                       seed=args.seed, screen=None if args.exhaustive else "auto", n_bootstrap=args.bootstrap,
-                      flops_per_token=args.flops_per_token)
+                      intervals=args.intervals, flops_per_token=args.flops_per_token)
     notes += [str(w.message) for w in caught if str(w.message) not in fit.warnings]
     fit.warnings[:0] = notes
     if data.best:  # --best-over: the best setting per cell against scale (fitting.hyperparams)

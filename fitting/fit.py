@@ -32,9 +32,8 @@ from fitting.law import Law
 from fitting.laws import get_law
 from fitting.multistart import multistart_lbfgs, single_threaded_blas
 from fitting.objective import bounds_note, log_jacobian, make_objective, params_at_bounds, rho_psi
-from fitting.uncertainty import (
-    BootstrapResult, Interval, bootstrap, estimate_covariance, prediction_interval,
-)
+from fitting.param_intervals import ParamInterval, narrow_bootstrap, profile_intervals, wald_intervals
+from fitting.uncertainty import BootstrapResult, Interval, bootstrap, estimate_covariance, prediction_interval
 
 __all__ = ["FitResult", "DegenerateDesignWarning", "FitError", "fit_law"]
 
@@ -69,6 +68,8 @@ class FitResult:
     start_objectives: np.ndarray | None = None
     bootstrap: BootstrapResult | None = None
     warnings: list[str] = field(default_factory=list)
+    method: str = "auto"  # parameter intervals: "auto" (bootstrap if run, else sandwich) or "profile"
+    profile: dict[str, ParamInterval] | None = None  # profile intervals at ``level``, when computed
 
     # ---- parameters
     @property
@@ -108,22 +109,44 @@ class FitResult:
         se = np.sqrt(np.clip(np.diag(self.cov), 0, None))
         return {k: float(v) for k, v in zip(self.law.param_names, se)}
 
-    def ci(self, level: float | None = None) -> dict[str, tuple[float, float]]:
-        """Central CIs: bootstrap percentiles if run, else Wald intervals in the transformed space
-        mapped back (so positive scales get asymmetric, positive intervals)."""
+    @property
+    def uncertainty(self) -> str:
+        """Where :meth:`intervals` come from: "profile", "bootstrap" or "sandwich"."""
+        return "profile" if self.method == "profile" else "bootstrap" if self.bootstrap is not None else "sandwich"
+
+    def intervals(self, level: float | None = None) -> dict[str, ParamInterval]:
+        """Every parameter's central interval, with the sides the data leave open
+        (:class:`~fitting.param_intervals.ParamInterval`): profile intervals with ``method="profile"``,
+        else bootstrap percentiles if run, else Wald intervals that stay inside the bounds
+        (:meth:`ci_laplace`). A bootstrap interval much narrower than the parameter's profile (the
+        replicates missed a direction the data leave open, :func:`fitting.param_intervals.narrow_bootstrap`)
+        is replaced by the profile's, so no printed interval is narrower than the data allow."""
         level = self.level if level is None else level
-        if self.bootstrap is not None:
-            return self.bootstrap.ci(level)
-        return self.ci_laplace(level)
+        if self.method == "profile" or self.diagnostics.get("narrow_bootstrap"):
+            prof = self.profile if self.profile is not None and level == self.level else profile_intervals(self, level)
+        if self.method == "profile":
+            return prof
+        if self.bootstrap is None:
+            return self.ci_laplace_intervals(level)
+        out = {k: ParamInterval(lo, hi) for k, (lo, hi) in self.bootstrap.ci(level).items()}
+        for k in self.diagnostics.get("narrow_bootstrap", ()):
+            out[k] = prof[k]
+        return out
+
+    def ci(self, level: float | None = None) -> dict[str, tuple[float, float]]:
+        """Central CIs as (lo, hi) in natural units (:meth:`intervals`, an open side at its bound)."""
+        return {k: (iv.lo, iv.hi) for k, iv in self.intervals(level).items()}
+
+    def ci_laplace_intervals(self, level: float | None = None) -> dict[str, ParamInterval]:
+        """Wald intervals from the sandwich covariance, taken in the law's transformed space and
+        once more in an unbounded coordinate (:func:`fitting.param_intervals.wald_intervals`), so
+        positive scales get asymmetric, positive intervals and none leaves the law's bounds."""
+        level = self.level if level is None else level
+        q = stats.t.ppf(0.5 + level / 2, max(self.n_points - self.law.n_params, 1))
+        return wald_intervals(self.law, self.z, self.cov_z, q)
 
     def ci_laplace(self, level: float | None = None) -> dict[str, tuple[float, float]]:
-        level = self.level if level is None else level
-        dof = max(self.n_points - self.law.n_params, 1)
-        q = stats.t.ppf(0.5 + level / 2, dof)
-        se_z = np.sqrt(np.clip(np.diag(self.cov_z), 0, None))
-        lo = self.law.from_z(self.z - q * se_z)
-        hi = self.law.from_z(self.z + q * se_z)
-        return {k: (float(min(a, b)), float(max(a, b))) for k, a, b in zip(self.law.param_names, lo, hi)}
+        return {k: (iv.lo, iv.hi) for k, iv in self.ci_laplace_intervals(level).items()}
 
     # ---- predictions
     def predict(self, X) -> np.ndarray:
@@ -158,6 +181,7 @@ class FitResult:
         verdict = self.identifiability
         # unidentified: the intervals describe the runs' line only, so none is given as known
         known = verdict.identified
+        ivs = self.intervals(level)
         out = {
             "law": self.law.name,
             "n_points": self.n_points,
@@ -166,8 +190,10 @@ class FitResult:
             "identified": known,
             "unidentified_reason": verdict.reason,
             "stderr": self.stderr if known else {k: None for k in self.law.param_names},
-            key: {k: list(v) if known else None for k, v in self.ci(level).items()},
-            "uncertainty": "bootstrap" if self.bootstrap is not None else "sandwich",
+            key: {k: [iv.lo, iv.hi] if known else None for k, iv in ivs.items()},
+            # per parameter [lower open, upper open]: the data do not close that side (it runs to the bound)
+            f"{key}_open": {k: [iv.lo_open, iv.hi_open] if known else None for k, iv in ivs.items()},
+            "uncertainty": self.uncertainty,
             "loss": self.loss,
             "delta": self.delta if self.loss == "huber" else None,
             "objective": float(self.objective),
@@ -190,10 +216,12 @@ class FitResult:
 
     def summary(self, level: float | None = None) -> str:
         level = self.level if level is None else level
-        ci, se = self.ci(level), self.stderr
+        ivs, se = self.intervals(level), self.stderr
+        how = {"bootstrap": f"bootstrap ({self.bootstrap.n if self.bootstrap is not None else 0})",
+               "profile": "profile likelihood", "sandwich": "sandwich"}[self.uncertainty]
         lines = [f"law {self.law.name}: {self.n_points} points ({self.data.n_dropped} dropped), "
                  f"{self.loss}{'(δ=%g)' % self.delta if self.loss == 'huber' else ''}, {self.n_starts} starts, "
-                 f"uncertainty: {'bootstrap (%d)' % self.bootstrap.n if self.bootstrap is not None else 'sandwich'}"]
+                 f"uncertainty: {how}"]
         if self.data.aggregation:
             lines.append(f"rows: {self.data.aggregation}")
         verdict = self.identifiability
@@ -203,9 +231,14 @@ class FitResult:
         lines.append(f"{'param':<10} {'value':>12} {'stderr':>12} {'ci%d lo' % round(level * 100):>12} {'ci hi':>12}")
         for k in self.law.param_names:
             if verdict.identified:
-                lines.append(f"{k:<10} {self.params[k]:>12.6g} {se[k]:>12.4g} {ci[k][0]:>12.6g} {ci[k][1]:>12.6g}")
+                iv = ivs[k]
+                lo, hi = (f"{v:.6g}" + (" (open)" if o else "") for v, o in ((iv.lo, iv.lo_open), (iv.hi, iv.hi_open)))
+                tag = "  unidentified" if iv.unidentified else "  one-sided" if iv.one_sided else ""
+                lines.append(f"{k:<10} {self.params[k]:>12.6g} {se[k]:>12.4g} {lo:>12} {hi:>12}{tag}")
             else:
                 lines.append(f"{k:<10} {self.params[k]:>12.6g} {'—':>12} {'unidentified':>12} {'—':>12}")
+        if verdict.identified and any(iv.lo_open or iv.hi_open for iv in ivs.values()):
+            lines.append("(open): the data do not close the interval on that side; it runs to the law's bound")
         g = self.gof()
         lines.append(f"fit: rmse(log) {g['rmse_log']:.4g}  mean |rel err| {g['mae_rel']:.4%}  max {g['max_rel']:.4%}  "
                      f"R²(log) {g['r2_log']:.4f}  objective {g['objective']:.6g}")
@@ -263,6 +296,7 @@ def fit_law(
     cond_warn: float = 1e6,
     flops_per_token: float = 6.0,
     n_bootstrap: int = 0,
+    intervals: str = "auto",
     diff: str = "auto",
     **columns,
 ) -> FitResult:
@@ -278,8 +312,13 @@ def fit_law(
     objective, run those 3 L-BFGS iterations and finish the best 32 (up to 300 iterations each); an int — finish that many;
     ``None`` — run every start to convergence (exhaustive). On the Epoch data over a third of
     Hoffmann's 4,500 starts reach the global optimum, and screening finds it in all our checks.
-    The best few candidates are then polished one by one with scipy's L-BFGS-B to tight tolerance. ``n_bootstrap``: also run :func:`bootstrap`.
+    The best few candidates are then polished one by one with scipy's L-BFGS-B to tight tolerance.
+    ``n_bootstrap``: also run :func:`bootstrap`, and check its intervals against the profile's (:func:`fitting.param_intervals.narrow_bootstrap`).
+    ``intervals``: ``"auto"`` (bootstrap if run, else sandwich) or ``"profile"`` (profile
+    likelihood, :func:`fitting.param_intervals.profile_intervals`); another value raises FitError.
     """
+    if intervals not in ("auto", "profile"):
+        raise FitError(f"intervals must be 'auto' or 'profile', got {intervals!r}")
     law = get_law(law)
     full = data if isinstance(data, FitData) else load_fit_data(data, law=law, flops_per_token=flops_per_token, **columns)
     missing = [c for c in law.inputs if c not in full.X]
@@ -324,7 +363,7 @@ def fit_law(
     optimum = _Optimum(z=Zf[best], objective=float(ff[best]), converged=bool(conv[best]), n_starts=Z0.shape[0],
                        starts_z=Zf, start_objectives=ff)
     options = _FitOptions(loss=loss, delta=delta, level=level, covariance=covariance, cond_warn=cond_warn,
-                          n_bootstrap=n_bootstrap, seed=seed)
+                          n_bootstrap=n_bootstrap, seed=seed, intervals=intervals)
     return _finish(law, fdata, full, mask, optimum, options)
 
 
@@ -351,6 +390,7 @@ class _FitOptions:
     cond_warn: float  # Jacobian condition number above which the design is called degenerate
     n_bootstrap: int  # bootstrap resamples to run (0: none)
     seed: int  # bootstrap seed
+    intervals: str = "auto"  # "auto" or "profile" (FitResult.intervals)
 
 
 def _finish(law: Law, fdata: FitData, full: FitData, mask: np.ndarray | None, optimum: _Optimum,
@@ -392,7 +432,7 @@ def _finish(law: Law, fdata: FitData, full: FitData, mask: np.ndarray | None, op
     res = FitResult(law=law, theta=theta, z=z, objective=optimum.objective, loss=loss, delta=delta, data=fdata,
                     cov_z=cov_z, sigma=sigma, sigma_eff=sigma_eff, residuals=r, diagnostics=diag, level=options.level,
                     n_starts=optimum.n_starts, converged=conv, starts_z=optimum.starts_z,
-                    start_objectives=optimum.start_objectives, warnings=msgs)
+                    start_objectives=optimum.start_objectives, warnings=msgs, method=options.intervals)
     if mask is not None and (~mask).any():
         hd = full.subset(~mask)
         pred = law.predict(theta, hd.X)
@@ -402,4 +442,11 @@ def _finish(law: Law, fdata: FitData, full: FitData, mask: np.ndarray | None, op
         diag["holdout_data"] = hd
     if options.n_bootstrap:
         bootstrap(res, n_boot=options.n_bootstrap, seed=options.seed)
+    if options.n_bootstrap or options.intervals == "profile":
+        res.profile = profile_intervals(res)
+    if options.n_bootstrap:
+        narrow, note = narrow_bootstrap(res.bootstrap.ci(res.level), res.profile, law)
+        if narrow:
+            diag["narrow_bootstrap"] = narrow
+            msgs.append(note)
     return res

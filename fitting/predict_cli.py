@@ -104,7 +104,8 @@ def _cmd_predict(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit = fit_law(law, data.subset(train), loss=args.objective, delta=args.delta, level=args.level,
-                      seed=args.seed, screen=None if args.exhaustive else "auto", n_bootstrap=args.bootstrap)
+                      seed=args.seed, screen=None if args.exhaustive else "auto", n_bootstrap=args.bootstrap,
+                      intervals=args.intervals)
     notes += [str(w.message) for w in caught if str(w.message) not in fit.warnings] + fit.warnings
     calibration = calibrate_misfit(fit) if args.interval == "misfit" else None
     iv = (extrapolation_interval(fit, targets.X, level=args.level, calibration=calibration) if calibration

@@ -6,6 +6,9 @@
 * :func:`bootstrap`: nonparametric bootstrap over runs (batched, seeded, warm-started).
 * :func:`prediction_interval`: prediction and confidence intervals for any inputs (delta method
   or bootstrap percentiles).
+* Parameter intervals that stay inside the law's bounds and show the sides the data leave open
+  live in :mod:`fitting.param_intervals`: Wald, profile likelihood, and the check of a bootstrap
+  interval against the profile.
 
 Everything here is re-exported by :mod:`fitting.fit`; this module needs nothing from it at
 import time (``FitResult`` appears in annotations only).
@@ -26,7 +29,8 @@ from fitting.optim import batched_lbfgs
 if TYPE_CHECKING:  # annotations only: fitting.fit imports this module
     from fitting.fit import FitResult
 
-__all__ = ["Interval", "BootstrapResult", "bootstrap", "prediction_interval"]
+__all__ = ["Interval", "BootstrapResult", "bootstrap", "prediction_interval", "estimate_covariance",
+           "residual_scales"]
 
 
 # ====================================================================== results
@@ -69,7 +73,7 @@ class BootstrapResult:
 
 
 # ====================================================================== covariance
-def _scales(r: np.ndarray, psi: np.ndarray, loss: str, delta: float, p: int):
+def residual_scales(r: np.ndarray, psi: np.ndarray, loss: str, delta: float, p: int):
     """(kappa = E ψ', E ψ², robust sigma) with a kernel-smoothed E ψ' for Huber."""
     n = r.size
     dof_corr = n / max(n - p, 1)
@@ -92,7 +96,7 @@ def estimate_covariance(J, r, psi, loss, delta, p, kind="sandwich"):
     residual scale) at the optimum: ``J`` the residual Jacobian (n x p), ``r`` the residuals,
     ``psi`` the loss's ψ(r), ``kind`` "sandwich" (M-estimator) or "laplace"; another kind raises
     ValueError. Used by `fitting.fit`."""
-    kappa, epsi2, sigma = _scales(r, psi, loss, delta, p)
+    kappa, epsi2, sigma = residual_scales(r, psi, loss, delta, p)
     n = r.size
     JtJ = J.T @ J
     # pseudo-inverse on the column-scaled matrix for stability
@@ -111,30 +115,58 @@ def estimate_covariance(J, r, psi, loss, delta, p, kind="sandwich"):
 
 
 # ====================================================================== bootstrap
+def _candidate_starts(fit: FitResult, rng: np.random.Generator, n_boot: int, n_candidates: int,
+                      scale: float) -> np.ndarray:
+    """(n_boot, n_candidates, P) starts for the replicates, in z: each replicate's row 0 is the
+    full-data optimum, the others come from the law's own start grid (each coordinate taken from a
+    random grid row with probability ½, else the optimum's, plus a ``scale`` × sandwich-se jitter).
+    Starts away from the optimum are what let a replicate leave its basin: where the gradient
+    vanishes (E = exp(e) → 0 makes ∂f/∂e → 0) a replicate warm-started at the optimum never moves."""
+    law = fit.law
+    P = law.n_params
+    grid = law.initial_z(rng)
+    se = np.sqrt(np.clip(np.diag(fit.cov_z), 0, None))
+    se = np.where(np.isfinite(se), np.minimum(se, 5.0), 0.5)
+    k = n_candidates - 1
+    rows = grid[rng.integers(0, grid.shape[0], size=(n_boot, k))]
+    mix = rng.random((n_boot, k, P)) < 0.5
+    starts = np.where(mix, rows, fit.z) + scale * se * rng.standard_normal((n_boot, k, P))
+    lo, hi = law.z_bounds.T
+    return np.clip(np.concatenate([np.broadcast_to(fit.z, (n_boot, 1, P)), starts], axis=1), lo, hi)
+
+
 def bootstrap(fit: FitResult, n_boot: int = 1000, *, seed: int | None = 0, n_perturb: int = 1,
-              scale: float = 2.0, starts=None, level: float | None = None, chunk: int = 4096,
+              n_screen: int = 16, scale: float = 0.5, starts=None, level: float | None = None, chunk: int = 4096,
               attach: bool = True, maxiter: int = 150, gtol: float = 1e-6, ftol: float = 1e-10) -> BootstrapResult:
     """Nonparametric bootstrap over runs (rows resampled with replacement), seeded.
 
-    Each replicate is refit from the full-data optimum and ``n_perturb`` starts perturbed by
-    ``scale`` × the sandwich standard errors (plus any extra ``starts``), all replicates batched in
-    one vectorised L-BFGS (chunks of ``chunk`` problems); the best start per replicate wins.
-    With ``attach`` the result is stored on ``fit`` so its ``stderr``/``ci`` use it."""
+    Each replicate is a small screened multi-start: ``n_screen`` candidate starts (the full-data
+    optimum and points drawn from the law's start grid, :func:`_candidate_starts`) are scored on
+    the replicate's rows, and the optimum plus the ``n_perturb`` best others (plus any extra
+    ``starts``) are refit; all replicates run batched in one vectorised L-BFGS (chunks of
+    ``chunk`` problems) and the best start per replicate wins. ``n_perturb=0`` warm-starts at the
+    optimum only. With ``attach`` the result is stored on ``fit`` so its ``stderr``/``ci`` use it."""
     law, data = fit.law, fit.data
     n, P = len(data), law.n_params
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
-    base = [fit.z[None, :]]
-    se = np.sqrt(np.clip(np.diag(fit.cov_z), 0, None))
-    se = np.where(np.isfinite(se), np.minimum(se, 5.0), 0.5)
-    if n_perturb:
-        base.append(fit.z + scale * se * rng.standard_normal((n_perturb, P)))
-    if starts is not None:
-        base.append(np.atleast_2d(np.asarray(starts, dtype=float)))
-    S0 = np.vstack(base)
     lo, hi = law.z_bounds.T
-    S0 = np.clip(S0, lo, hi)
-    k = S0.shape[0]
+    if n_perturb:
+        cand = _candidate_starts(fit, rng, n_boot, max(n_screen, n_perturb + 1), scale)
+        C = cand.shape[1]
+        fg0 = make_objective(law, data.X, data.y, loss=fit.loss, delta=fit.delta, weights=counts)
+        with np.errstate(all="ignore"):
+            f0 = fg0(cand.reshape(-1, P), np.repeat(np.arange(n_boot), C))[0].reshape(n_boot, C)
+        f0 = np.where(np.isfinite(f0), f0, np.inf)
+        f0[:, 0] = -np.inf  # the optimum always stays
+        keep = np.argsort(f0, axis=1, kind="stable")[:, : n_perturb + 1]
+        S0 = np.take_along_axis(cand, keep[:, :, None], axis=1)
+    else:
+        S0 = np.broadcast_to(fit.z, (n_boot, 1, P))
+    if starts is not None:
+        extra = np.clip(np.atleast_2d(np.asarray(starts, dtype=float)), lo, hi)
+        S0 = np.concatenate([S0, np.broadcast_to(extra, (n_boot,) + extra.shape)], axis=1)
+    k = S0.shape[1]
     Zall = np.empty((n_boot, P))
     Fall = np.empty(n_boot)
     Call = np.empty(n_boot, dtype=bool)
@@ -142,7 +174,7 @@ def bootstrap(fit: FitResult, n_boot: int = 1000, *, seed: int | None = 0, n_per
     for b0 in range(0, n_boot, per):
         b1 = min(n_boot, b0 + per)
         W = np.repeat(counts[b0:b1], k, axis=0)
-        Z0 = np.tile(S0, (b1 - b0, 1))
+        Z0 = S0[b0:b1].reshape(-1, P)
         fg = make_objective(law, data.X, data.y, loss=fit.loss, delta=fit.delta, weights=W)
         with single_threaded_blas():
             Z, F, _, conv = batched_lbfgs(fg, Z0, lo, hi, maxiter=maxiter, gtol=gtol, ftol=ftol)

@@ -225,8 +225,10 @@ class ActiveSearcher(BudgetedSearcher):
             lines.append(f"  law {self.law.name}: NOT IDENTIFIED by the {fit.n_points} runs "
                          f"({fit.identifiability.reason}); point fit {terms}, no intervals")
         else:
-            cis = fit.ci(0.9)
-            terms = ", ".join(f"{k}={v:.3g} [{cis[k][0]:.3g}, {cis[k][1]:.3g}]" for k, v in fit.params.items())
+            ivs = fit.intervals(0.9)  # a side the data leave open is marked, never shown as pinned
+            side = lambda v, is_open: f"{v:.3g}" + (" (open)" if is_open else "")
+            terms = ", ".join(f"{k}={v:.3g} [{side(ivs[k].lo, ivs[k].lo_open)}, {side(ivs[k].hi, ivs[k].hi_open)}]"
+                              for k, v in fit.params.items())
             lines.append(f"  law {self.law.name} (90% CI): {terms}; target rel. CI half-width "
                          f"{self.rel_pred_ci():.3g}")
         if fit is not None and fit.bounds_note:

@@ -72,3 +72,29 @@ def test_too_few_runs_to_hold_out_use_the_stated_prior_and_say_so():
     assert iv1.method.endswith(f"+misfit(a={PRIOR_MISFIT_SD:.3g})")
     with pytest.raises(Exception):
         extrapolation_interval(fit, {"N": np.array([1e9])}, calibration=cal)  # D missing: an error, not a guess
+
+
+def test_a_calibration_whose_held_out_runs_fit_well_is_never_silently_zero():
+    # issue 15 item 5: the method-of-moments amplitude is 0 whenever the held-out errors fall
+    # within the plain predictive variance; the prior (weighted as PRIOR_WEIGHT runs) keeps it
+    # from vanishing, and describe() gives both numbers
+    from fitting.extrapolation import PRIOR_WEIGHT
+
+    cands = _grid()
+    orc = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.015, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_law("chinchilla", dict(cands.X) | {"loss": orc.observe(cands.X)}, starts=(), init=CHINCHILLA_EPOCH)
+    zeros = 0
+    for held_out in (0.15, 0.2, 0.25, 0.3):
+        raw = calibrate_misfit(fit, held_out=held_out, prior_weight=0)
+        cal = calibrate_misfit(fit, held_out=held_out)
+        k = cal.n_held_out
+        assert cal.calibrated and cal.estimate == pytest.approx(raw.amplitude)
+        floor = PRIOR_MISFIT_SD * np.sqrt(PRIOR_WEIGHT / (k + PRIOR_WEIGHT))
+        assert cal.amplitude >= floor * (1 - 1e-12) and cal.amplitude >= raw.amplitude
+        assert cal.amplitude == pytest.approx(np.sqrt((k * raw.amplitude**2 + PRIOR_WEIGHT * PRIOR_MISFIT_SD**2)
+                                                      / (k + PRIOR_WEIGHT)))
+        assert f"their own estimate {raw.amplitude:.3g}" in cal.describe()
+        zeros += raw.amplitude == 0
+    assert zeros >= 1  # the data's own estimate does come out exactly 0 here: the kind this guards

@@ -203,12 +203,14 @@ def test_misfit_interval_contains_the_bootstrap_interval():
 
 
 def test_plan_prints_a_misfit_interval_that_contains_the_prediction_interval(tmp_path, capsys):
-    # the issue's case: the calibrated misfit is 0 and the plain interval is a bootstrap one (here
-    # wider than the delta interval the widening used to start from)
+    # the issue's case: the held-out runs' own misfit estimate is 0 (issue 15: now shrunk toward
+    # the prior, never a silent 0) and the plain interval is a bootstrap one (here wider than the
+    # delta interval the widening used to start from)
     csv_path = write_csv(tmp_path / "good.csv", synthetic(n=20, sd=0.02, seed=0))
     for c in ("1e21", "1e23"):
         rc, out, _ = run(capsys, "plan", csv_path, "--compute", c, "--bootstrap", 200)
-        assert rc == 0 and "misfit sd 0 (log loss), calibrated by refitting 15 runs" in out
+        assert rc == 0 and "(log loss), calibrated by refitting 15 runs" in out and "their own estimate 0, " in out
+        assert "misfit sd 0 (log loss)" not in out
         num = r"([-+0-9.e]+)"
         plo, phi = map(float, re.search(rf"prediction interval \[{num}, {num}\]", out).groups())
         wlo, whi = map(float, re.search(rf"loss, law misfit  \[{num}, {num}\]", out).groups())

@@ -1,0 +1,186 @@
+"""Coverage of the 90 % prediction intervals when extrapolating (issue 15 item 5).
+
+For each law, a simulated oracle (the law at known parameters, a misfit the law cannot express,
+log-normal run-to-run noise) is observed on a 7 x 7 grid of small runs (N 1e7-1e9, D 3e8-1e11;
+the largest 6e20 FLOPs) and on 5 compute-optimal targets around 1e22 FLOPs, 1.2-2.2 decades
+beyond. Each seeded replicate draws new noise, fits the law on the small runs (the ``fit``
+command's defaults: Huber, the law's multi-start), widens the prediction interval by the misfit
+calibrated on those runs (:func:`fitting.extrapolation.extrapolation_interval`, what ``replay``,
+``predict`` and ``plan`` print) and counts the targets whose observed loss falls inside. With
+``--fractions`` the active designer also buys that share of the grid's compute first
+(:func:`fitting.replay.run_design`) and the fit is on what it bought.
+
+Laws and misfits:
+  chinchilla       E + A/N^α + B/D^β at Epoch's fit; undertrained runs (D/N < 12) read high
+                   (:func:`fitting.replay.undertraining_misfit`, +2 % at D/N = 1)
+  kaplan           Kaplan et al.'s L(N, D) at the paper's constants; the same misfit
+  data_constrained Muennighoff et al.'s law at Epoch's Chinchilla terms, R_D* 15.4, R_N* 5.3,
+                   U = 3e9 unique tokens (runs past 3e9 tokens repeat data); the same misfit
+  nine             a 9-parameter law with N-dependent exponents (α, β linear in ln N, B scaled by a
+                   quadratic in ln N); a smooth misfit of 1.5 % across ln N
+
+Prints one row per law and strategy: coverage (mean over replicates of the share of targets
+covered, and its standard error over replicates), mean calibrated misfit sd, how often it was the
+prior, mean |error|; last line the worst coverage against the goal (85-95 %).
+
+  python bench/coverage.py [--replicates 50] [--laws chinchilla,kaplan,...] [--fractions 0.05,0.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from fitting.design import Candidates, TargetRegion  # noqa: E402
+from fitting.extrapolation import calibrate_misfit, extrapolation_interval  # noqa: E402
+from fitting.fit import fit_law  # noqa: E402
+from fitting.law import Law  # noqa: E402
+from fitting.laws import CHINCHILLA_EPOCH, KAPLAN_PAPER, get_law  # noqa: E402
+from fitting.online import OnlineFitConfig  # noqa: E402
+from fitting.replay import SimulatedOracle, run_design, undertraining_misfit  # noqa: E402
+from fitting.strategies import make_strategy  # noqa: E402
+
+GOAL = (0.85, 0.95)
+LEVEL = 0.9
+NOISE = 0.01  # sd of log loss between runs
+
+
+def _nine_fn(p, X):
+    x = np.log(X["N"] / 1e8)
+    alpha, beta = p["a0"] + p["a1"] * x, p["b0"] + p["b1"] * x  # N-dependent exponents
+    B = p["B"] * np.exp(p["c1"] * x + p["c2"] * x * x)  # N-dependent data coefficient
+    return p["E"] + p["A"] * np.exp(-alpha * np.log(X["N"])) + B * np.exp(-beta * np.log(X["D"]))
+
+
+NINE = Law(
+    name="nine", param_names=("E", "A", "a0", "a1", "B", "b0", "b1", "c1", "c2"), fn=_nine_fn,
+    transforms=("log", "log", "identity", "identity", "log", "identity", "identity", "identity", "identity"),
+    bounds=((0, np.inf), (0, np.inf), (0, 2), (-0.1, 0.1), (0, np.inf), (0, 2), (-0.1, 0.1), (-1, 1), (-0.2, 0.2)),
+    init_box=((0.0, 1.0), (4.0, 8.0), (0.2, 0.5), (-0.02, 0.02), (5.0, 9.0), (0.2, 0.5), (-0.02, 0.02), (-0.1, 0.1),
+              (-0.02, 0.02)),
+    n_init=256,
+)
+NINE_TRUTH = {"E": 1.8, "A": 500.0, "a0": 0.35, "a1": 0.01, "B": 2000.0, "b0": 0.33, "b1": -0.01, "c1": 0.05,
+              "c2": -0.005}
+UNIQUE = 3e9  # data_constrained: unique tokens available
+
+
+def _wiggle(amplitude: float = 0.015) -> Callable:
+    """A smooth misfit across ln N that no N-dependent exponent absorbs: amplitude·sin(ln N / 1.5)."""
+    return lambda X: amplitude * np.sin(np.log(np.asarray(X["N"], dtype=float)) / 1.5)
+
+
+@dataclass
+class Setting:
+    name: str
+    law: object
+    truth: dict
+    misfit: Callable
+    fixed: dict | None = None  # inputs held fixed (data_constrained's U)
+
+    def pool(self) -> Candidates:
+        N, D = np.meshgrid(np.geomspace(1e7, 1e9, 7), np.geomspace(3e8, 1e11, 7), indexing="ij")
+        X = {"N": N.ravel(), "D": D.ravel()}
+        for k, v in (self.fixed or {}).items():
+            X[k] = np.minimum(np.full(X["N"].size, v), X["D"]) if k == "U" else np.full(X["N"].size, v)
+        return Candidates.from_columns(X)
+
+    def targets(self) -> TargetRegion:
+        return TargetRegion.compute_frontier(self.law, self.truth, 1e22, fixed=self.fixed)
+
+
+SETTINGS = {
+    "chinchilla": lambda: Setting("chinchilla", "chinchilla", CHINCHILLA_EPOCH, undertraining_misfit()),
+    "kaplan": lambda: Setting("kaplan", "kaplan", KAPLAN_PAPER["kaplan"], undertraining_misfit()),
+    "data_constrained": lambda: Setting("data_constrained", "data_constrained",
+                                        dict(CHINCHILLA_EPOCH, R_D_star=15.4, R_N_star=5.3), undertraining_misfit(),
+                                        fixed={"U": UNIQUE}),
+    "nine": lambda: Setting("nine", NINE, NINE_TRUTH, _wiggle()),
+}
+
+
+def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = False) -> dict:
+    """One seeded replicate: → covered share of the targets, misfit sd and whether calibrated,
+    mean |relative error| of the predictions (NaN entries when the budget bought too few runs).
+    ``warm``: fit the full pool from the true parameters only (a local fit, no multi-start: what
+    the CI test uses to stay within seconds; the intervals, not the search, are under test)."""
+    pool, target = setting.pool(), setting.targets()
+    orc = SimulatedOracle(setting.law, setting.truth, noise=NOISE, seed=seed, misfit=setting.misfit)
+    y_pool, y_target = orc.observe(pool.X), orc.observe(target.X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if fraction >= 1.0:
+            fit = fit_law(setting.law, dict(pool.X) | {"loss": y_pool}, seed=seed,
+                          **({"starts": (), "init": setting.truth} if warm else {}))
+        else:
+            run = run_design(setting.law, pool, lambda idx: y_pool[idx], make_strategy("active"),
+                             fraction * float(pool.cost.sum()), target, batch=4, seed=seed,
+                             fit_config=OnlineFitConfig(full_every=16, max_starts=256, screen=8, seed=seed))
+            fit = run.fit
+        if fit is None:
+            return {"coverage": np.nan, "amplitude": np.nan, "calibrated": False, "are": np.nan}
+        cal = calibrate_misfit(fit)
+        iv = extrapolation_interval(fit, target.X, level=LEVEL, calibration=cal)
+    return {"coverage": float(np.mean((y_target >= iv.lo) & (y_target <= iv.hi))), "amplitude": cal.amplitude,
+            "calibrated": cal.calibrated, "are": float(np.mean(np.abs(iv.mean / y_target - 1)))}
+
+
+def coverage(name: str, replicates: int, fraction: float = 1.0, first_seed: int = 0, warm: bool = False) -> dict:
+    """Mean over ``replicates`` seeded replicates of :func:`replicate` for law ``name``."""
+    setting = SETTINGS[name]()
+    rows = [replicate(setting, seed, fraction, warm) for seed in range(first_seed, first_seed + replicates)]
+    cov = np.array([r["coverage"] for r in rows])
+    ok = np.isfinite(cov)
+    return {"law": name, "fraction": fraction, "n": int(ok.sum()), "coverage": float(cov[ok].mean()),
+            "se": float(cov[ok].std(ddof=1) / np.sqrt(max(ok.sum(), 1))) if ok.sum() > 1 else float("nan"),
+            "amplitude": float(np.nanmean([r["amplitude"] for r in rows])),
+            "prior": int(sum(not r["calibrated"] for r in rows)),
+            "zero": int(sum(r["amplitude"] == 0 for r in rows)),
+            "are": float(np.nanmean([r["are"] for r in rows]))}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--replicates", type=int, default=50)
+    ap.add_argument("--laws", default=",".join(SETTINGS))
+    ap.add_argument("--fractions", default="", help="active design at these budget fractions too (e.g. 0.05,0.1)")
+    ap.add_argument("--no-full", action="store_true", help="skip the full-pool row (only the --fractions ones)")
+    args = ap.parse_args(argv)
+    laws = [s for s in args.laws.split(",") if s]
+    unknown = [s for s in laws if s not in SETTINGS]
+    if unknown:
+        print(f"--laws: unknown {unknown}; choose from {sorted(SETTINGS)}", file=sys.stderr)
+        return 2
+    fractions = ([] if args.no_full else [1.0]) + [float(f) for f in args.fractions.split(",") if f]
+    if not fractions:
+        print("--no-full needs --fractions", file=sys.stderr)
+        return 2
+    print(f"{'law':<17} {'strategy':<12} {'reps':>4} {'coverage':>9} {'± se':>6} {'misfit sd':>9} {'prior':>5} "
+          f"{'zero':>4} {'mean|err|':>9} {'s':>6}")
+    rows = []
+    for name in laws:
+        for frac in fractions:
+            t0 = time.perf_counter()
+            r = coverage(name, args.replicates, frac)
+            strategy = "full pool" if frac >= 1 else f"active {frac:.0%}"
+            print(f"{name:<17} {strategy:<12} {r['n']:>4} {r['coverage']:>9.1%} {r['se']:>6.1%} {r['amplitude']:>9.4f} "
+                  f"{r['prior']:>5} {r['zero']:>4} {r['are']:>9.2%} {time.perf_counter() - t0:>6.0f}", flush=True)
+            rows.append((name, strategy, r["coverage"]))
+    worst = min(rows, key=lambda row: row[2])
+    outside = [f"{n} {s} {c:.1%}" for n, s, c in rows if not GOAL[0] <= c <= GOAL[1]]
+    print(f"worst coverage: {worst[2]:.1%} ({worst[0]}, {worst[1]}); goal {GOAL[0]:.0%}-{GOAL[1]:.0%} for every "
+          f"law: {'met' if not outside else 'NOT met (' + '; '.join(outside) + ')'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

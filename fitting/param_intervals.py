@@ -1,0 +1,263 @@
+"""Parameter intervals that are as wide as the data allow and never leave the law's bounds.
+
+* :class:`ParamInterval`: lo, hi in natural units and whether each side is *open* (the data do
+  not close it; it runs to the law's bound): one-sided, or unidentified when both are.
+* :func:`wald_intervals`: sandwich (Wald) intervals in the law's transformed space, mapped once
+  more to an unbounded coordinate, so none leaves the bounds.
+* :func:`profile_intervals`: profile likelihood, each parameter fixed on a ladder and the others
+  refitted, batched.
+* :func:`narrow_bootstrap`: a bootstrap interval much narrower than the profile's (replicates that
+  never left the optimum's basin) named, so :meth:`fitting.fit.FitResult.intervals` can replace it.
+
+``FitResult`` appears in annotations only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import stats
+
+from fitting.law import LOG
+from fitting.multistart import single_threaded_blas
+from fitting.objective import make_objective, rho_psi
+from fitting.optim import batched_lbfgs
+from fitting.uncertainty import residual_scales
+
+if TYPE_CHECKING:  # annotations only: fitting.fit imports this module
+    from fitting.fit import FitResult
+
+__all__ = ["ParamInterval", "wald_intervals", "profile_intervals", "profile_threshold", "narrow_bootstrap"]
+
+
+# ====================================================================== parameter intervals
+@dataclass(frozen=True)
+class ParamInterval:
+    """A parameter's interval in natural units. ``lo_open``/``hi_open``: the data do not close that
+    side, the interval runs to the law's bound there (0 or ±inf for an unbounded parameter):
+    one-sided when one side is open, unidentified when both are."""
+
+    lo: float
+    hi: float
+    lo_open: bool = False
+    hi_open: bool = False
+
+    @property
+    def one_sided(self) -> bool:
+        return self.lo_open != self.hi_open
+
+    @property
+    def unidentified(self) -> bool:
+        return self.lo_open and self.hi_open
+
+    def describe(self, fmt: str = ".4g") -> str:
+        """``[lo, hi]``; one open side as ``≤ hi (one-sided: open down to the bound 0)``."""
+        if self.unidentified:
+            return f"unidentified (open to both bounds [{self.lo:{fmt}}, {self.hi:{fmt}}])"
+        if self.lo_open:
+            return f"≤ {self.hi:{fmt}} (one-sided: open down to the bound {self.lo:{fmt}})"
+        if self.hi_open:
+            return f"≥ {self.lo:{fmt}} (one-sided: open up to the bound {self.hi:{fmt}})"
+        return f"[{self.lo:{fmt}}, {self.hi:{fmt}}]"
+
+
+def _open_coordinates(z: np.ndarray, lo: np.ndarray, hi: np.ndarray):
+    """Each coordinate of ``z`` mapped to an unbounded one: logit between two finite bounds, log of
+    the distance to a single finite bound, identity without bounds. Returns (u, du/dz)."""
+    with np.errstate(all="ignore"):
+        both, low, high = np.isfinite(lo) & np.isfinite(hi), np.isfinite(lo) & ~np.isfinite(hi), ~np.isfinite(lo) & np.isfinite(hi)
+        u = np.where(both, np.log(z - lo) - np.log(hi - z), np.where(low, np.log(z - lo), np.where(high, -np.log(hi - z), z)))
+        du = np.where(both, 1 / (z - lo) + 1 / (hi - z), np.where(low, 1 / (z - lo), np.where(high, 1 / (hi - z), 1.0)))
+    return u, du
+
+
+def _closed_coordinates(u: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_open_coordinates` (u = ±inf lands on the bound)."""
+    with np.errstate(all="ignore"):
+        both, low, high = np.isfinite(lo) & np.isfinite(hi), np.isfinite(lo) & ~np.isfinite(hi), ~np.isfinite(lo) & np.isfinite(hi)
+        return np.where(both, lo + (hi - lo) / (1 + np.exp(-u)), np.where(low, lo + np.exp(u), np.where(high, hi - np.exp(-u), u)))
+
+
+def wald_intervals(law, z: np.ndarray, cov_z: np.ndarray, q: float) -> dict[str, ParamInterval]:
+    """Wald intervals ẑ ± q·se that never leave the law's bounds: each parameter's transformed value
+    z (``law.transforms``: log for scales) is mapped once more to an unbounded coordinate
+    (:func:`_open_coordinates`: logit between finite bounds, log of the distance to one), the
+    interval is taken there with the delta-method se and mapped back to natural units. A side that
+    reaches its bound (a parameter at the bound, or a non-finite se) is open."""
+    zb = law.z_bounds
+    lo, hi = zb[:, 0], zb[:, 1]
+    se = np.sqrt(np.clip(np.diag(cov_z), 0, None))
+    u, du = _open_coordinates(np.asarray(z, dtype=float), lo, hi)
+    with np.errstate(all="ignore"):
+        half = np.where(np.isfinite(se * du), q * se * du, np.inf)
+        zl = _closed_coordinates(np.where(np.isfinite(u), u - half, u), lo, hi)
+        zh = _closed_coordinates(np.where(np.isfinite(u), u + half, u), lo, hi)
+    at_lo = ~np.isfinite(u) & (u < 0) | ~np.isfinite(half)
+    at_hi = ~np.isfinite(u) & (u > 0) | ~np.isfinite(half)
+    zl = np.where(at_lo, lo, np.where(~np.isfinite(u), np.clip(z - q * se, lo, hi), zl))  # at a bound: clipped
+    zh = np.where(at_hi, hi, np.where(~np.isfinite(u), np.clip(z + q * se, lo, hi), zh))
+    with np.errstate(over="ignore"):
+        tl, th = law.from_z(zl), law.from_z(zh)
+    return {k: ParamInterval(float(tl[i]), float(th[i]), bool(np.isclose(zl[i], lo[i]) or zl[i] == lo[i]),
+                             bool(np.isclose(zh[i], hi[i]) or zh[i] == hi[i]))
+            for i, k in enumerate(law.param_names)}
+
+
+#: Multiples of the step (q × the sandwich se, clipped) at which the profile is evaluated on each side.
+PROFILE_LADDER = np.array([0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0, 32.0, 64.0])
+#: Further points, geometrically spaced from the ladder's end to the side's end.
+PROFILE_FAR = 6
+#: How far (in the transformed space: a factor e^40 for a log-scaled parameter) the profile walks
+#: toward an infinite bound, beyond the law's start grid, before calling that side open.
+PROFILE_REACH = 40.0
+
+
+def _natural(law, z: np.ndarray, k: int, zk: float) -> float:
+    """Parameter ``k`` in natural units when its transformed value is ``zk``."""
+    v = np.array(z, dtype=float)
+    v[k] = zk
+    with np.errstate(over="ignore"):
+        return float(law.from_z(v)[k])
+
+
+def profile_threshold(fit: FitResult, level: float) -> tuple[float, float]:
+    """(q, c): a profile point is inside the ``level`` interval when ``√(2·Δf·c) ≤ q``, with Δf the
+    rise of the fit's objective, q the Student-t quantile of :meth:`FitResult.ci_laplace` (so
+    2Δf·c ≤ q² is the F(1, n − P) test) and c = E ψ' / E ψ² (:func:`fitting.uncertainty.residual_scales`): for least squares
+    1/s², for Huber the M-estimator's drop-in-dispersion scaling, which makes the test agree with
+    the sandwich interval where the objective is quadratic."""
+    law = fit.law
+    _, psi = rho_psi(fit.residuals, fit.loss, fit.delta)
+    kappa, epsi2, _ = residual_scales(fit.residuals, psi, fit.loss, fit.delta, law.n_params)
+    dof = max(fit.n_points - law.n_params, 1)
+    return float(stats.t.ppf(0.5 + level / 2, dof)), kappa / max(epsi2, 1e-300)
+
+
+def _profile_stat(fit: FitResult, K: np.ndarray, Zk: np.ndarray, c: float, maxiter: int) -> np.ndarray:
+    """√(2·Δf·c) with parameter ``K[i]`` fixed at transformed value ``Zk[i]`` and the others
+    refitted, all points in one batched L-BFGS (the fixed coordinate's gradient is zeroed, so
+    L-BFGS never moves it). Each point is refitted from two starts, the better one kept: the
+    optimum with z_k replaced, and the sandwich's linear profile path (the others moved by
+    cov[:, k]/cov[k, k] per unit of z_k, the conditional mean of the Gaussian approximation);
+    a Huber objective is not smooth, and a refit stuck short of the constrained optimum would
+    make the interval too narrow. Δf below 0 (a better optimum than the fit's) counts as 0."""
+    law, data = fit.law, fit.data
+    zb = law.z_bounds
+    rows = np.arange(K.size)
+    cov = fit.cov_z
+    with np.errstate(all="ignore"):
+        slope = cov[:, K].T / np.diag(cov)[K][:, None]  # (rows, P)
+    slope = np.where(np.isfinite(slope) & (np.abs(slope) < 1e6), slope, 0.0)
+    Z0 = np.vstack([np.clip(fit.z + slope * (Zk - fit.z[K])[:, None], zb[:, 0], zb[:, 1]), np.tile(fit.z, (K.size, 1))])
+    Z0[np.r_[rows, rows + K.size], np.r_[K, K]] = np.clip(np.r_[Zk, Zk], zb[np.r_[K, K], 0], zb[np.r_[K, K], 1])
+    free = np.ones_like(Z0)
+    free[np.r_[rows, rows + K.size], np.r_[K, K]] = 0.0
+    fg = make_objective(law, data.X, data.y, loss=fit.loss, delta=fit.delta, weights=data.weights)
+
+    def fg_fixed(z, r):
+        f, g = fg(z, r)
+        return f, g * free[r]
+
+    with single_threaded_blas():
+        _, F, _, _ = batched_lbfgs(fg_fixed, Z0, zb[:, 0], zb[:, 1], maxiter=maxiter, gtol=1e-7, ftol=1e-12)
+    F = np.where(np.isfinite(F), F, np.inf).reshape(2, K.size).min(axis=0)
+    with np.errstate(all="ignore"):
+        return np.sqrt(2 * np.clip(np.where(np.isfinite(F), F, np.inf) - fit.objective, 0, None) * c)
+
+
+def profile_intervals(fit: FitResult, level: float | None = None, *, reach: float = PROFILE_REACH,
+                      refine: int = 3, maxiter: int = 150) -> dict[str, ParamInterval]:
+    """Profile-likelihood intervals: for each parameter, the range of its values over which the
+    objective, refitted over the other parameters, stays within :func:`profile_threshold`.
+
+    Each parameter is fixed at ẑ ± ``PROFILE_LADDER`` × step (step = q × its sandwich se, clipped
+    to [1e-3, 1] in the transformed space) plus ``PROFILE_FAR`` points spaced geometrically out to
+    the side's end: its finite bound, or ``reach`` beyond the law's start grid. Every point of
+    every parameter is refitted in one batched L-BFGS (:func:`_profile_stat`). A crossing wider
+    than a step is bracketed again ``refine`` times (8 points each), then interpolated linearly
+    in √(2Δf·c). A side never crossed is open (:class:`ParamInterval`), its end the law's bound.
+    Pure: the fit is not changed."""
+    level = fit.level if level is None else level
+    law = fit.law
+    P = law.n_params
+    q, c = profile_threshold(fit, level)
+    zb = law.z_bounds
+    se = np.sqrt(np.clip(np.diag(fit.cov_z), 0, None))
+    step = np.clip(np.where(np.isfinite(se), q * se, 1.0), 1e-3, 1.0)
+    grid = law.initial_z(np.random.default_rng(0))
+    # distances from ẑ, per (parameter k, side s): a fit that ran off to E = 1e-60 is walked back
+    # across every value the law's starts consider, and past them
+    dist = []
+    for k in range(P):
+        for s, sign in enumerate((-1.0, 1.0)):
+            edge = grid[:, k].min() if sign < 0 else grid[:, k].max()
+            end = abs(zb[k, s] - fit.z[k]) if np.isfinite(zb[k, s]) else reach + max(0.0, sign * (edge - fit.z[k]))
+            near = PROFILE_LADDER * step[k]
+            far = np.geomspace(max(min(near[-1], end), 1e-12), max(end, 1e-12), PROFILE_FAR)
+            dist.append(np.r_[0.0, np.minimum(np.sort(np.r_[near, far]), end)])
+    sides = [(k, sign) for k in range(P) for sign in (-1.0, 1.0)]
+    K = np.repeat(np.arange(P), 2 * (dist[0].size - 1))
+    Zk = np.concatenate([fit.z[k] + sign * d[1:] for (k, sign), d in zip(sides, dist)])
+    stat = np.split(_profile_stat(fit, K, Zk, c, maxiter), len(sides))
+    curves = [(d, np.r_[0.0, t]) for d, t in zip(dist, stat)]
+    for _ in range(refine):  # narrow wide brackets around each crossing
+        todo = []
+        for i, ((k, sign), (d, t)) in enumerate(zip(sides, curves)):
+            over = np.flatnonzero(t > q)
+            if over.size and d[over[0]] - d[over[0] - 1] > step[k]:
+                todo.append((i, np.linspace(d[over[0] - 1], d[over[0]], 10)[1:-1]))
+        if not todo:
+            break
+        Kr = np.concatenate([np.full(pts.size, sides[i][0]) for i, pts in todo])
+        Zr = np.concatenate([fit.z[sides[i][0]] + sides[i][1] * pts for i, pts in todo])
+        new = np.split(_profile_stat(fit, Kr, Zr, c, maxiter), len(todo))
+        for (i, pts), t_new in zip(todo, new):
+            d, t = curves[i]
+            order = np.argsort(np.r_[d, pts], kind="stable")
+            curves[i] = (np.r_[d, pts][order], np.r_[t, t_new][order])
+    out = {}
+    for k, name in enumerate(law.param_names):
+        ends = []
+        for s, sign in enumerate((-1.0, 1.0)):
+            d, t = curves[2 * k + s]
+            over = np.flatnonzero(t > q)
+            if over.size == 0:  # never crossed: open up to the bound
+                ends.append((zb[k, s], True))
+                continue
+            j = over[0]
+            frac = (q - t[j - 1]) / (t[j] - t[j - 1]) if np.isfinite(t[j]) else 0.0
+            ends.append((fit.z[k] + sign * (d[j - 1] + frac * (d[j] - d[j - 1])), False))
+        (zl, lo_open), (zh, hi_open) = ends
+        out[name] = ParamInterval(_natural(law, fit.z, k, zl), _natural(law, fit.z, k, zh), lo_open, hi_open)
+    return out
+
+
+#: A bootstrap interval narrower than this fraction of the profile's (widths in the transformed
+#: space) is flagged: its replicates missed a direction the data leave open.
+NARROW = 0.5
+
+
+def narrow_bootstrap(boot_ci: dict[str, tuple[float, float]], profile: dict[str, ParamInterval],
+                     law, reach: float = PROFILE_REACH) -> tuple[list[str], str | None]:
+    """The parameters whose bootstrap interval is much narrower (< ``NARROW`` × width, in the law's
+    transformed space) than their profile interval, and the warning naming them (None when none).
+    An open profile side at an infinite bound counts ``reach`` beyond the bootstrap's end on that
+    side (the profile walked at least that far without the objective rising)."""
+    names = []
+    for k, name in enumerate(law.param_names):
+        iv = profile[name]
+        with np.errstate(divide="ignore"):
+            zb, zp = (np.log(v) if law.transforms[k] == LOG else v for v in (np.array(boot_ci[name]), np.array([iv.lo, iv.hi])))
+        zl = zp[0] if np.isfinite(zp[0]) else min(zb[0], zp[1]) - reach
+        zh = zp[1] if np.isfinite(zp[1]) else max(zb[1], zp[0]) + reach
+        if zb[1] - zb[0] < NARROW * (zh - zl):
+            names.append(name)
+    if not names:
+        return [], None
+    which = "; ".join(f"{k} bootstrap [{boot_ci[k][0]:.4g}, {boot_ci[k][1]:.4g}] vs profile {profile[k].describe()}"
+                      for k in names)
+    return names, (f"bootstrap intervals much narrower than the profile likelihood's: {which}; the resamples did not "
+                   f"explore a direction the data leave open, so the profile interval is reported for "
+                   f"{', '.join(names)}")
