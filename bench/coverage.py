@@ -39,38 +39,22 @@ from typing import Callable
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/nine_law.py
 
 from fitting.design import Candidates, TargetRegion  # noqa: E402
 from fitting.extrapolation import calibrate_misfit, extrapolation_interval  # noqa: E402
 from fitting.fit import fit_law  # noqa: E402
-from fitting.law import Law  # noqa: E402
 from fitting.laws import CHINCHILLA_EPOCH, KAPLAN_PAPER, get_law  # noqa: E402
 from fitting.online import OnlineFitConfig  # noqa: E402
 from fitting.replay import SimulatedOracle, run_design, undertraining_misfit  # noqa: E402
 from fitting.strategies import make_strategy  # noqa: E402
+from nine_law import NINE, NINE_TRUTH  # noqa: E402
 
 GOAL = (0.85, 0.95)
 LEVEL = 0.9
 NOISE = 0.01  # sd of log loss between runs
 
 
-def _nine_fn(p, X):
-    x = np.log(X["N"] / 1e8)
-    alpha, beta = p["a0"] + p["a1"] * x, p["b0"] + p["b1"] * x  # N-dependent exponents
-    B = p["B"] * np.exp(p["c1"] * x + p["c2"] * x * x)  # N-dependent data coefficient
-    return p["E"] + p["A"] * np.exp(-alpha * np.log(X["N"])) + B * np.exp(-beta * np.log(X["D"]))
-
-
-NINE = Law(
-    name="nine", param_names=("E", "A", "a0", "a1", "B", "b0", "b1", "c1", "c2"), fn=_nine_fn,
-    transforms=("log", "log", "identity", "identity", "log", "identity", "identity", "identity", "identity"),
-    bounds=((0, np.inf), (0, np.inf), (0, 2), (-0.1, 0.1), (0, np.inf), (0, 2), (-0.1, 0.1), (-1, 1), (-0.2, 0.2)),
-    init_box=((0.0, 1.0), (4.0, 8.0), (0.2, 0.5), (-0.02, 0.02), (5.0, 9.0), (0.2, 0.5), (-0.02, 0.02), (-0.1, 0.1),
-              (-0.02, 0.02)),
-    n_init=256,
-)
-NINE_TRUTH = {"E": 1.8, "A": 500.0, "a0": 0.35, "a1": 0.01, "B": 2000.0, "b0": 0.33, "b1": -0.01, "c1": 0.05,
-              "c2": -0.005}
 UNIQUE = 3e9  # data_constrained: unique tokens available
 
 
