@@ -12,6 +12,8 @@
 * :func:`repeated_configs` — several rows per (N, D), e.g. a learning-rate sweep, which a fit
   would otherwise count as independent runs (:mod:`fitting.aggregate` turns them into cells).
 * :func:`ratio_note` — a planned tokens-per-parameter ratio far outside the fitted runs'.
+* :func:`user_messages` — the warnings a command shows its user, without numpy's floating-point
+  noise.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from typing import Mapping
 
 import numpy as np
 
-__all__ = ["MIN_SPREAD", "Identifiability", "identifiability", "unit_notes", "repeated_configs", "ratio_note"]
+__all__ = ["MIN_SPREAD", "Identifiability", "identifiability", "unit_notes", "repeated_configs", "ratio_note",
+           "user_messages"]
 
 #: Least spread (sd, in natural-log units, i.e. ≈ 10 %) the runs need across their thinnest
 #: direction in ln N × ln D for the N/D split to count as identified.
@@ -110,3 +113,13 @@ def ratio_note(tokens_per_param: float, X: Mapping[str, np.ndarray], factor: flo
     return (f"the planned {tokens_per_param:.3g} tokens per parameter lies more than {factor:g}× outside the fitted "
             f"runs' {lo:.3g}-{hi:.3g}: an extrapolation of the law's form, not of the data (check the units of N "
             f"and D)")
+
+
+def user_messages(caught) -> list[str]:
+    """The messages of recorded warnings (``warnings.catch_warnings(record=True)``) that a command
+    shows its user, once each, in order: the project's warnings and the libraries' user-facing
+    ones, not numpy's RuntimeWarnings ("divide by zero encountered in log", overflow in a
+    degenerate fit), which say nothing a user can act on; what they signal reaches the user as
+    the fit's own verdict (identifiability, parameters at bounds, unsupported approaches)."""
+    return list(dict.fromkeys(str(w.message) for w in caught if not issubclass(w.category, RuntimeWarning)))
+

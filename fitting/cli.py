@@ -67,6 +67,7 @@ def table_source(path, args, what: str):
 def load_table(source, args, law, *, drop_top_loss: int = 0, require_loss: bool = True, name: str | None = None):
     """Read ``source`` for ``law`` with the column flags of :func:`add_table_args`.
     → (FitData, the warnings it raised as strings)."""
+    from fitting.checks import user_messages
     from fitting.data import load_fit_data
 
     extra = {}
@@ -87,7 +88,7 @@ def load_table(source, args, law, *, drop_top_loss: int = 0, require_loss: bool 
                              drop_top_loss=drop_top_loss, best_per_config=args.best_per_config,
                              aggregate=aggregate, require_loss=require_loss, name=name,
                              family=getattr(args, "family", None))
-    return data, [str(w.message) for w in caught]
+    return data, user_messages(caught)
 
 
 def table_aggregation(args):
@@ -150,6 +151,7 @@ def register(subparsers) -> None:
 
 
 def _fit(args):
+    from fitting.checks import user_messages
     from fitting.dynamics import CURVE_LAWS, curve_rows, is_sweep_dir
     from fitting.fit import fit_law
     from fitting.laws import get_law
@@ -170,7 +172,7 @@ def _fit(args):
         fit = fit_law(law, data, loss=args.objective, delta=args.delta, level=args.level, train=train,
                       seed=args.seed, screen=None if args.exhaustive else "auto", n_bootstrap=args.bootstrap,
                       intervals=args.intervals, flops_per_token=args.flops_per_token)
-    notes += [str(w.message) for w in caught if str(w.message) not in fit.warnings]
+    notes += [m for m in user_messages(caught) if m not in fit.warnings]
     fit.warnings[:0] = notes
     if data.best:  # --best-over: the best setting per cell against scale (fitting.hyperparams)
         from fitting.hyperparams import optimal_hyperparameters

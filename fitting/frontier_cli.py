@@ -60,6 +60,7 @@ def _budgets(source, data):
 
 def run_frontier(args) -> tuple[list, list[str]]:
     """Every approach on ``args`` (the parsed flags) → (FrontierResult list, warnings)."""
+    from fitting.checks import user_messages
     from fitting.cli import load_table, table_source
     from fitting.dynamics import is_sweep_dir, read_curves
     from fitting.fit import fit_law
@@ -103,7 +104,7 @@ def run_frontier(args) -> tuple[list, list[str]]:
         if fit is not None:
             parametric = parametric_frontier(fit, at, level=args.level, flops_per_token=k, seed=args.seed)
             notes += fit.warnings
-    notes += [str(w.message) for w in caught]
+    notes += user_messages(caught)
     return [envelope, isoflop, parametric], list(dict.fromkeys(notes))
 
 

@@ -71,6 +71,7 @@ def register(subparsers) -> None:
 
 
 def _cmd_predict(args) -> int:
+    from fitting.checks import user_messages
     from fitting.cli import json_safe, load_table, table_source
     from fitting.extrapolation import calibrate_misfit, extrapolation_interval
     from fitting.fit import fit_law
@@ -106,7 +107,7 @@ def _cmd_predict(args) -> int:
         fit = fit_law(law, data.subset(train), loss=args.objective, delta=args.delta, level=args.level,
                       seed=args.seed, screen=None if args.exhaustive else "auto", n_bootstrap=args.bootstrap,
                       intervals=args.intervals)
-    notes += [str(w.message) for w in caught if str(w.message) not in fit.warnings] + fit.warnings
+    notes += [m for m in user_messages(caught) if m not in fit.warnings] + fit.warnings
     calibration = calibrate_misfit(fit) if args.interval == "misfit" else None
     iv = (extrapolation_interval(fit, targets.X, level=args.level, calibration=calibration) if calibration
           else fit.interval(targets.X, level=args.level))

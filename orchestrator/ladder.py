@@ -200,6 +200,7 @@ def plan_ladder(spec: SweepSpec, multiplier: float, *, allow_at_bounds: bool = F
     not identify, parameters at their bounds (unless `allow_at_bounds`), a spec that cannot train
     the run (tokens regime, trainer.max_steps, batch geometry) or, with `check_budget`, a budget
     that cannot pay for it; FileNotFoundError for a sweep that never ran."""
+    from fitting.checks import user_messages
     from fitting.allocate import compute_optimal_allocation
     from fitting.extrapolation import calibrate_misfit, extrapolation_interval
     from fitting.fit import fit_law
@@ -217,7 +218,7 @@ def plan_ladder(spec: SweepSpec, multiplier: float, *, allow_at_bounds: bool = F
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit = fit_law(law, data, level=level, seed=0)
-    notes += [str(w.message) for w in caught]
+    notes += user_messages(caught)
     verdict = fit.identifiability
     if not verdict.identified:
         raise ValueError(f"ladder: the runs of sweep {spec.name} do not identify {law.name} ({verdict.reason}); "

@@ -100,6 +100,7 @@ def best_per(runs: list[dict], key: str) -> dict[str, np.ndarray]:
 def _fit_rows(name: str, title: str, law_name: str, columns: dict[str, np.ndarray], note: str,
               n_bootstrap: int = 0) -> LawFit:
     """Fit ``law_name`` to ``columns`` (inputs + "loss"); a fit that cannot be made is a message."""
+    from fitting.checks import user_messages
     from fitting.fit import fit_law
     from fitting.laws import get_law
 
@@ -114,7 +115,7 @@ def _fit_rows(name: str, title: str, law_name: str, columns: dict[str, np.ndarra
             fit = fit_law(law, dict(columns), n_bootstrap=n_bootstrap, seed=0)
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as err:
             return LawFit(name, title, message=f"no fit: {err}", rows=columns, note=note)
-    said = sorted({str(w.message) for w in caught} | set(fit.warnings))
+    said = sorted(set(user_messages(caught)) | set(fit.warnings))
     return LawFit(name, title, fit=fit, rows=columns, note=note, warnings=said)
 
 
@@ -161,6 +162,7 @@ def main_fit(usable: list[dict], law_name: str, n_bootstrap: int, aggregate=None
     (``aggregate``, a `fitting.aggregate.Aggregation`; None: the hyperparameter columns the runs
     sweep within a cell); with too few runs (cells) for it, L(N) on the largest D, saying so. A
     prediction-stopped run counts at its planned end, down-weighted (fitting.run_result.as_fitted)."""
+    from fitting.checks import user_messages
     from fitting.aggregate import HYPERPARAMETER_COLUMNS, default_aggregation, swept_in_cells
     from fitting.data import load_fit_data
     from fitting.fit import FitError, fit_law
@@ -200,7 +202,7 @@ def main_fit(usable: list[dict], law_name: str, n_bootstrap: int, aggregate=None
             return LawFit("main", law.name, message=f"no fit: {err}", rows=table, warnings=notes)
     if data.best:
         fit.diagnostics["optimal_hyperparameters"] = optimal_hyperparameters(data)
-    notes += sorted({str(w.message) for w in caught})
+    notes += sorted(user_messages(caught))
     what = f"{len(data)} cells ({data.aggregation})" if data.aggregation else f"{len(data)} runs"
     return LawFit("main", law.name, fit=fit, rows=table, note=f"{what} (N, tokens seen, best loss)",
                   warnings=notes)

@@ -215,3 +215,19 @@ def test_plan_prints_a_misfit_interval_that_contains_the_prediction_interval(tmp
         plo, phi = map(float, re.search(rf"prediction interval \[{num}, {num}\]", out).groups())
         wlo, whi = map(float, re.search(rf"loss, law misfit  \[{num}, {num}\]", out).groups())
         assert wlo <= plo and whi >= phi, (c, plo, phi, wlo, whi)
+
+
+def test_user_messages_leave_out_numpy_floating_point_noise():
+    """`frontier` on a degenerate store printed "warning: divide by zero encountered in log": a
+    command shows the project's warnings, once each, not numpy's RuntimeWarnings."""
+    import warnings
+
+    from fitting.checks import user_messages
+    from fitting.data import DataWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        np.log(np.zeros(1))
+        warnings.warn("3 rows dropped", DataWarning)
+        warnings.warn("3 rows dropped", DataWarning)
+    assert user_messages(caught) == ["3 rows dropped"]
