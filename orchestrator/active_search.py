@@ -163,9 +163,12 @@ class ActiveSearcher(BudgetedSearcher):
         trial = self.trials[index]
         ranked_by = "seconds" if self.cost == "time" and self.run_times else "FLOPs"
         power = getattr(self.strategy, "cost_power", 1.0)
+        hedged = getattr(self.strategy, "hedged", None)  # the fit was unreliable: variance over the plan
+        why = "seed" if index not in scores else (
+            f"variance reduction over the whole plan per {ranked_by}^{power:g} (hedged: {hedged})" if hedged
+            else f"error reduction per {ranked_by}^{power:g}")
         self.choices.append({"trial_key": trial.trial_key, "N": trial.non_embedding_params, "D": trial.dataset_tokens,
-                             "planned_flops": float(trial.planned_flops), "score": scores.get(index),
-                             "why": f"error reduction per {ranked_by}^{power:g}" if index in scores else "seed"})
+                             "planned_flops": float(trial.planned_flops), "score": scores.get(index), "why": why})
 
     def observe_point(self, key: str, n: float, d: float, result: dict | None, failed: bool) -> None:
         from fitting.run_result import result_loss

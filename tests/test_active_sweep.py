@@ -83,6 +83,14 @@ def test_active_sweep_stays_in_budget_and_finishes(trials):
     free = [p for p in trials if p.trial_key not in searcher.finished_keys]
     assert min(p.planned_flops for p in free) > searcher.ledger.remaining
     assert searcher.fitter.fit is not None and np.isfinite(searcher.rel_pred_ci())
+    # each choice says why: the seed design, its error reduction per cost, or (an unreliable fit:
+    # fitting.design.unreliable_linearisation) the hedge and its reason
+    whys = [c["why"] for c in searcher.choices]
+    assert all(w == "seed" or w.startswith("error reduction per FLOPs^") or
+               (w.startswith("variance reduction over the whole plan per FLOPs^") and "(hedged: " in w) for w in whys), whys
+    assert "seed" in whys and len(set(whys)) >= 2
+    summary = "\n".join(searcher.summary_lines())
+    assert all(w in summary for w in set(whys))
 
 
 def test_stops_when_the_target_is_pinned_down(trials):
