@@ -306,3 +306,19 @@ def test_the_pool_keeps_at_most_two_splits_per_worker_in_flight(tmp_path):
         assert len(taken) <= len(seen) + 1 + 2 * 2, (len(taken), len(seen))
         seen.append(index)
     assert sorted(seen) == list(range(len(splits))) and len(splits) >= 15
+
+
+def test_the_bpe_sample_does_not_depend_on_the_order_of_the_documents():
+    """Variable sizes and repeated documents: a document evicted early must keep later
+    higher-priority ones out, and copies of one document are all in or all out, or the sample
+    (and the BPE model) would depend on the reading order."""
+    from trainers.tokenizers import sample_documents
+
+    rng = np.random.default_rng(0)
+    docs = [bytes(rng.integers(97, 123, size=int(rng.integers(1, 400))).astype(np.uint8)) for _ in range(300)]
+    docs += docs[:60]  # repeats, as a cycled corpus has
+    first = sample_documents(docs, 5_000, 7)
+    for seed in range(5):
+        order = rng.permutation(len(docs))
+        assert sample_documents([docs[i] for i in order], 5_000, 7) == first
+    assert 0 < sum(map(len, first)) <= 5_000 and sample_documents(first, 5_000, 7) == first

@@ -43,6 +43,7 @@ import functools
 import itertools
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import tempfile
@@ -383,22 +384,23 @@ def sample_split(job: ShardJob, index: int, split: Split) -> dict:
             digest.update(name, doc)
             yield doc
 
-    sample = sample_documents(hashed(), BPE_SAMPLE_BYTES, BPE_SAMPLE_SEED)
-    return {"digest": digest.hexdigest(), "sample": sample}
+    sample, cut = sample_documents(hashed(), BPE_SAMPLE_BYTES, BPE_SAMPLE_SEED, with_cut=True)
+    return {"digest": digest.hexdigest(), "sample": sample, "cut": cut}
 
 
 def _fingerprint_and_sample(job: ShardJob, splits: list[Split], engine) -> tuple[str, list[bytes]]:
     """The corpus fingerprint and the BPE training sample, the splits hashed and sampled in
     parallel; the merged samples are sampled again, which gives the whole stream's sample."""
     digests: dict[int, str] = {}
-
-    def samples():
-        for index, result in engine(sample_split, job, list(enumerate(splits))):
-            digests[index] = result["digest"]
-            yield from result["sample"]
-
-    sample = sample_documents(samples(), BPE_SAMPLE_BYTES, BPE_SAMPLE_SEED)
-    return combine_fingerprints(digests[i] for i in range(len(splits))), sample
+    kept: list[bytes] = []
+    cut = math.inf
+    for index, result in engine(sample_split, job, list(enumerate(splits))):
+        digests[index] = result["digest"]
+        cut = min(cut, result["cut"])
+        # merged as they come (bounded: one sample and one result), with the least cut so far
+        kept, cut = sample_documents(kept + result["sample"], BPE_SAMPLE_BYTES, BPE_SAMPLE_SEED, cut=cut,
+                                     with_cut=True)
+    return combine_fingerprints(digests[i] for i in range(len(splits))), kept
 
 
 def _file_sha256(path: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import math
 import os
 import tempfile
 import warnings
@@ -158,21 +159,33 @@ def _priority(document: bytes, seed: int) -> bytes:
     return hashlib.blake2b(document, digest_size=8, salt=seed.to_bytes(16, "little")).digest()
 
 
-def sample_documents(documents: Iterable[bytes], max_bytes: int, seed: int) -> list[bytes]:
+def sample_documents(documents: Iterable[bytes], max_bytes: int, seed: int, *, cut: float = math.inf,
+                     with_cut: bool = False):
     """A seeded sample of at most ``max_bytes`` bytes, streamed in bounded memory: each document
     (cut to ``max_bytes``) gets a pseudo-random priority hashed from (seed, its bytes); the sample
-    is the longest run of lowest-priority documents that fits, in priority order. Bottom-k
-    sampling: uniform over documents, independent of their order, and sampling a sample returns
-    it unchanged (so BPE trained from a streamed sample equals BPE trained from all documents)."""
+    is every document whose priority lies below the first priority at which the cumulative size,
+    in priority order, would pass ``max_bytes`` (so copies of one document are all in or all out),
+    in priority order. Bottom-k sampling: uniform over documents and independent of their order;
+    sampling a sample returns it unchanged. ``with_cut``: also return that cut priority, and
+    ``cut`` starts from one: the union of several streams' samples sampled again with the least
+    of their cuts is the sample of all the streams at once (how `trainers.prepare` samples its
+    splits in parallel). Without the cut rule a document evicted early could be replaced by a
+    later, higher-priority one, and the result would depend on the order."""
     heap: list[tuple[int, bytes]] = []  # (-priority, document): heap[0] holds the highest priority
     total = 0
     for document in documents:
         document = bytes(document[:max_bytes])
-        heapq.heappush(heap, (-int.from_bytes(_priority(document, seed), "big"), document))
+        priority = int.from_bytes(_priority(document, seed), "big")
+        if priority >= cut:
+            continue
+        heapq.heappush(heap, (-priority, document))
         total += len(document)
-        while total > max_bytes:
-            total -= len(heapq.heappop(heap)[1])
-    return [document for _, document in sorted(heap, reverse=True)]
+        while total > max_bytes or (heap and -heap[0][0] >= cut):
+            evicted, dropped = heapq.heappop(heap)
+            total -= len(dropped)
+            cut = min(cut, -evicted)  # nothing at or above an evicted priority may enter later
+    sample = [document for _, document in sorted(heap, reverse=True)]
+    return (sample, cut) if with_cut else sample
 
 
 def _tiktoken_gpt2() -> TextTokenizer:
