@@ -39,7 +39,7 @@ def register(subparsers) -> None:
                    help="FLOPs budget for N_opt, D_opt and loss (default: the largest run's compute)")
     p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="T",
                    help=f"without an isoflop_budget column, runs within ±T decades of log10 compute share a budget "
-                        f"(default {DEFAULT_TOLERANCE:g}, i.e. ±{10 ** DEFAULT_TOLERANCE - 1:.0%})")
+                        f"(default {DEFAULT_TOLERANCE:g}, i.e. ±{100 * (10 ** DEFAULT_TOLERANCE - 1):.0f}%%)")
     p.add_argument("--plot", metavar="PNG", help="write the isoFLOP profiles and the frontier lines to this PNG")
     p.set_defaults(func=_cmd_frontier)
 

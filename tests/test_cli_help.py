@@ -41,3 +41,11 @@ def test_validate_reference_prints_the_reference(capsys):
 
     assert main(["validate", "--reference"]) == 0
     assert capsys.readouterr().out == reference_markdown()
+
+
+def test_every_sub_commands_help_prints(capsys):
+    """`--help` of each command renders (argparse expands % in help strings: a bare one in
+    frontier's --tolerance text crashed `scalesweep frontier --help` with a traceback)."""
+    for name, parser in sub_commands(build_parser()).items():
+        text = parser.format_help()
+        assert name in text and "usage:" in text, name
