@@ -37,6 +37,19 @@ BIN = Path(sys.executable).parent
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
 
 
+
+def _still_running(procs: list) -> list:
+    """The processes that still run: a zombie has exited (it only waits for its parent to reap
+    it, which after the driver's exit may take a moment), and one may vanish while looked at."""
+    out = []
+    for p in procs:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -187,7 +200,7 @@ def test_local_sweep_is_private_and_listens_on_loopback_only(head, tmp_path):
         assert driver.returncode == 0, out[-3000:] + err[-3000:]
         assert f"a driver of sweep {spec.name} ran on host elsewhere" in err, err[-3000:]
         assert _completed(spec) == ["completed"]
-        assert not [p for p in procs[1:] if p.is_running()] and not os.path.exists(temp_dir)
+        assert not _still_running(procs[1:]) and not os.path.exists(temp_dir)
         assert _record(spec) is None
     finally:
         if driver.poll() is None:
@@ -283,11 +296,11 @@ def test_kill_9_then_resume_leaves_nothing_running(tmp_path):
         driver.send_signal(signal.SIGKILL)  # the driver only, as `kill -9 PID` does
         driver.communicate(timeout=30)
         time.sleep(2)
-        left = [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        left = _still_running(procs)
         resumed = _scalesweep("run", spec_path, "--resume", "--num-cpus", "2", "--quiet", env=env)
         assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
         assert f"cleaned up after an earlier driver of sweep {spec.name} (PID {driver.pid})" in resumed.stderr
-        still = [(p.pid, p.name()) for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        still = [(p.pid, p.name()) for p in _still_running(procs)]
         assert not still, (still, [(p.pid, p.name()) for p in left])
         # No Ray temp dir, no ckpt-*, no scalesweep-trial-*. Ray AIR's `_ray_lockfiles` (file locks
         # every Ray process on the machine shares, in the system temp dir) is not the sweep's.
