@@ -37,7 +37,6 @@ BIN = Path(sys.executable).parent
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
 
 
-
 def _still_running(procs: list) -> list:
     """The processes that still run: a zombie has exited (it only waits for its parent to reap
     it, which after the driver's exit may take a moment), and one may vanish while looked at."""
@@ -49,6 +48,7 @@ def _still_running(procs: list) -> list:
         except psutil.NoSuchProcess:
             pass
     return out
+
 
 def _free_port() -> int:
     with socket.socket() as s:
