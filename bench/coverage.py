@@ -44,7 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/nine_law
 from fitting.design import Candidates, TargetRegion  # noqa: E402
 from fitting.extrapolation import calibrate_misfit, extrapolation_interval  # noqa: E402
 from fitting.fit import fit_law  # noqa: E402
-from fitting.laws import CHINCHILLA_EPOCH, KAPLAN_PAPER, get_law  # noqa: E402
+from fitting.laws import CHINCHILLA_EPOCH, KAPLAN_PAPER  # noqa: E402
 from fitting.online import OnlineFitConfig  # noqa: E402
 from fitting.replay import SimulatedOracle, run_design, undertraining_misfit  # noqa: E402
 from fitting.strategies import make_strategy  # noqa: E402

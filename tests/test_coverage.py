@@ -7,7 +7,6 @@ import importlib.util
 import pathlib
 import sys
 
-import pytest
 
 _spec = importlib.util.spec_from_file_location(
     "bench_coverage", pathlib.Path(__file__).resolve().parents[1] / "bench" / "coverage.py")
