@@ -45,6 +45,9 @@ def add_table_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--family", default=None, metavar="NAME",
                    help="a sweep's metrics directory: fit only this model family's runs (transformer | lstm; "
                         "default all, warned when there are several)")
+    p.add_argument("--sub-sweep", default=None, metavar="NAME",
+                   help="a sweep's metrics directory whose spec had sub_sweeps: fit that grid's runs, or all "
+                        "(default: the main grid's)")
 
 
 def table_source(path, args, what: str):
@@ -87,7 +90,7 @@ def load_table(source, args, law, *, drop_top_loss: int = 0, require_loss: bool 
                              extra_cols=extra, law=law, flops_per_token=args.flops_per_token,
                              drop_top_loss=drop_top_loss, best_per_config=args.best_per_config,
                              aggregate=aggregate, require_loss=require_loss, name=name,
-                             family=getattr(args, "family", None))
+                             family=getattr(args, "family", None), sub_sweep=getattr(args, "sub_sweep", None))
     return data, user_messages(caught)
 
 
@@ -161,7 +164,7 @@ def _fit(args):
     rows = None
     if law.name.split("+")[0] in CURVE_LAWS and args.runs and is_sweep_dir(source):
         # a store: these laws describe training dynamics, so their rows are its curves (fitting.dynamics)
-        rows = curve_rows(source, law.name, seed=args.seed)
+        rows = curve_rows(source, law.name, family=getattr(args, "family", None), seed=args.seed)
         source, name = rows.columns, f"{name} (curves)"
     data, notes = load_table(source, args, law, drop_top_loss=drop, name=name)
     if rows is not None:

@@ -198,6 +198,22 @@ def _resolve(cols, inputs, explicit, is_store, desc, require_loss: bool) -> tupl
     return mapping, derive_d
 
 
+def _keep_grid(cols: dict, sub_sweep: str | None, is_store: bool, desc: str, drop) -> None:
+    """Drop the rows outside the wanted grid of a store with sub-sweeps (see `load_fit_data`)."""
+    from metrics.schema import MAIN_GRID, SUB_SWEEP_COLUMN
+
+    grids = ([MAIN_GRID if g is None else str(g) for g in cols[SUB_SWEEP_COLUMN]]
+             if is_store and SUB_SWEEP_COLUMN in cols else [])
+    wanted = sub_sweep or MAIN_GRID
+    if wanted == "all":
+        return
+    if wanted not in set(grids) | {MAIN_GRID}:
+        held = ", ".join(sorted(set(grids))) or "only its main grid"
+        raise ValueError(f"--sub-sweep: {desc} has no sub-sweep {wanted!r} (it holds {held})")
+    if grids:
+        drop(np.asarray(grids) != wanted, f"outside the {wanted} grid (--sub-sweep NAME or all picks others)")
+
+
 def load_fit_data(
     source,
     *,
@@ -217,6 +233,7 @@ def load_fit_data(
     require_loss: bool = True,
     name: str | None = None,
     family: str | None = None,
+    sub_sweep: str | None = None,
 ) -> FitData:
     """Read and validate a table of runs for fitting ``law`` (or the given ``inputs``): the one
     column-mapping path of every command that reads a table (fit, plan, replay, report).
@@ -237,7 +254,9 @@ def load_fit_data(
     input of the law, is a ValueError naming it. ``weights``: per source-row fit weights (a
     metrics directory's prediction-stopped runs get theirs from `fitting.run_result`).
     ``family`` (a metrics directory) keeps that model family's runs; without it, a store holding
-    several families is fitted whole with a DataWarning.
+    several families is fitted whole with a DataWarning. ``sub_sweep`` (a metrics directory
+    whose spec had ``sub_sweeps``) keeps that grid's runs, ``all`` every grid's; default the main
+    grid's (a shape or batch-size sub-sweep varies what the law does not model).
     ``drop_top_loss`` then drops that many highest-loss rows (cells) (Epoch drops 5). With
     ``require_loss=False`` (prediction targets) the loss column is optional (``y`` is NaN where
     absent) and never drops a row. ``name`` describes the source in messages (default: its path).
@@ -288,6 +307,7 @@ def load_fit_data(
             warnings.warn(DataWarning(f"{desc}: runs of several model families ({counts}) are fitted "
                                       "together; a law describes one family"), stacklevel=2)
 
+    _keep_grid(cols, sub_sweep, is_store, desc, drop)
     mapping, derive_d = _resolve(cols, inputs, explicit, is_store, desc, require_loss)
     _check_aggregation(aggregate, cols, mapping, desc)
     arrays = {}

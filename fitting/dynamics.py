@@ -84,24 +84,35 @@ def is_sweep_dir(path) -> bool:
     return any(c.type == pafs.FileType.Directory for c in fs.get_file_info([f"{root}/runs", f"{root}/curves"]))
 
 
-def read_curves(sweep_dir: str) -> dict[str, np.ndarray]:
+def read_curves(sweep_dir: str, family: str | None = None, notes: list[str] | None = None) -> dict[str, np.ndarray]:
     """A sweep's evaluation rows joined to its runs: trial_id, step, tokens_seen, flops, val_loss,
     grad_noise_scale (tokens; NaN where not measured), N (non_embedding_params) and batch_tokens
     (tokens) per row. Only trials whose run row has a usable status are kept (the runs reader's
-    latest attempt). Raises ValueError naming the store when no curve row remains."""
+    latest attempt), of one model family: ``family``, or by default the transformer's where the
+    store holds several (a law describes one family; the runs left out are said in ``notes``).
+    Raises ValueError naming the store when no curve row remains."""
     from metrics import load_curves, load_runs
+    from metrics.schema import DEFAULT_FAMILY
     from metrics.statuses import USABLE_STATUSES
 
     runs = load_runs(sweep_dir)
     curves = load_curves(sweep_dir)
     col = lambda t, c: np.asarray(t.column(c).to_numpy(zero_copy_only=False))
-    usable = {tid: (float(n), float(b)) for tid, st, n, b in zip(
-        col(runs, "trial_id"), col(runs, "status"), col(runs, "non_embedding_params"), col(runs, "batch_tokens"))
-        if st in USABLE_STATUSES and n is not None and b is not None}
+    families = col(runs, "family").astype(str)
+    present = set(families[np.isin(col(runs, "status"), list(USABLE_STATUSES))])
+    wanted = family or (DEFAULT_FAMILY if DEFAULT_FAMILY in present or not present else sorted(present)[0])
+    others = sorted(present - {wanted})
+    if others and notes is not None:
+        notes.append(f"curves of {wanted} runs only; {', '.join(others)} runs left out (a law describes one "
+                     f"model family: --family picks another)")
+    usable = {tid: (float(n), float(b)) for tid, st, fam, n, b in zip(
+        col(runs, "trial_id"), col(runs, "status"), families, col(runs, "non_embedding_params"),
+        col(runs, "batch_tokens"))
+        if st in USABLE_STATUSES and fam == wanted and n is not None and b is not None}
     tid = col(curves, "trial_id").astype(str) if curves.num_rows else np.array([], dtype=str)
     keep = np.isin(tid, list(usable))
     if not keep.any():
-        raise ValueError(f"{sweep_dir}: no curves of usable runs (statuses {list(USABLE_STATUSES)}): "
+        raise ValueError(f"{sweep_dir}: no curves of usable runs ({wanted} family, statuses {list(USABLE_STATUSES)}): "
                          f"{curves.num_rows} curve rows, {runs.num_rows} runs")
     out = {"trial_id": tid[keep]}
     for c in ("step", "tokens_seen", "flops", "val_loss", "grad_noise_scale"):
@@ -151,17 +162,18 @@ def frontier(compute, loss, run, points_per_decade: int = 8, *, detail: bool = F
     return grid_c[keep], best[keep]
 
 
-def curve_rows(sweep_dir: str, law_name: str, **fit_kw) -> CurveRows:
+def curve_rows(sweep_dir: str, law_name: str, family: str | None = None, **fit_kw) -> CurveRows:
     """Rows for fitting ``law_name`` (a :data:`CURVE_LAWS` form, ``+E`` allowed) from a sweep's
     curves. critical_batch: every (val_loss, grad_noise_scale) point. kaplan_ns: every curve
     point as (N, S_min, val_loss); kaplan_c: the frontier of (C_min, val_loss). S_min and C_min
     use B_crit(L) fitted on the noise-scale points; the curves of runs without any noise scale
-    keep S and C (warned, with the count). Raises ValueError (one line) for no curves, no
+    keep S and C (warned, with the count). ``family``: as in `read_curves`. Raises ValueError (one line) for no curves, no
     noise-scale point for critical_batch, or curves from one run only."""
     base = law_name.split("+")[0]
     if base not in CURVE_LAWS:
         raise ValueError(f"law {law_name!r} is not fitted from curves ({', '.join(CURVE_LAWS)} are)")
-    cur = read_curves(sweep_dir)
+    notes: list[str] = []
+    cur = read_curves(sweep_dir, family, notes)
     runs = np.unique(cur["trial_id"])
     loss, noise = cur["val_loss"], cur["grad_noise_scale"]
     has_noise = np.isfinite(noise) & (noise > 0) & np.isfinite(loss) & (loss > 0)
@@ -172,10 +184,9 @@ def curve_rows(sweep_dir: str, law_name: str, **fit_kw) -> CurveRows:
                              f"trainer.noise_scale_every steps)")
         n_runs = np.unique(cur["trial_id"][has_noise]).size
         return CurveRows({"L": loss[has_noise], "loss": noise[has_noise]},
-                         f"critical_batch: {int(has_noise.sum())} noise-scale points from {n_runs} runs")
+                         f"critical_batch: {int(has_noise.sum())} noise-scale points from {n_runs} runs", notes)
     if runs.size < 2:
         raise ValueError(f"{sweep_dir}: curves from one run only ({runs[0]}); {base} needs several runs")
-    notes: list[str] = []
     measured = np.isin(cur["trial_id"], np.unique(cur["trial_id"][has_noise]))
     bc_params, how = None, "no B_crit (no noise-scale points): S and C used as S_min and C_min"
     if has_noise.sum() >= 3:

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from metrics.fs import CURVE_PART_RE, RUN_PART_RE, check_reachable, list_parts, resolve, validate_name
 from metrics.schema import (
     LADDER_SCHEMA, REQUIRED_CURVE_COLUMNS, REQUIRED_LADDER_COLUMNS, REQUIRED_RUN_COLUMNS, RUNS_SCHEMA, SCHEMA_VERSION, SCHEMA_VERSION_KEY,
-    SEQ_COLUMN, DEFAULT_FAMILY, castable, conform, curves_schema,
+    SEQ_COLUMN, DEFAULT_FAMILY, MAIN_GRID, SUB_SWEEP_COLUMN, castable, conform, curves_schema,
 )
 
 if TYPE_CHECKING:  # pandas only on request (as_pandas=True)
@@ -233,13 +233,17 @@ def load_runs(
     trial_id: str | None = None, skipped: list[SkippedPart] | None = None,
 ) -> pa.Table | pd.DataFrame:
     """One summary row per trial (its latest ended attempt), or every attempt's row. A null
-    ``family`` (a row written before the column existed) reads as ``transformer``.
+    ``family`` (a row written before the column existed) reads as ``transformer``, and a null
+    ``sub_sweep`` (a run of the spec's main grid) as ``main``.
 
     ``trial_id``, ``skipped`` and unusable files: as in `load_curves`.
     """
     table = _load_parts(storage, sweep, "runs", RUN_PART_RE, RUNS_SCHEMA, trial_id, skipped)
     index = table.schema.get_field_index("family")  # rows from before the column: transformers
     table = table.set_column(index, "family", pc.fill_null(table["family"], DEFAULT_FAMILY))
+    index = table.schema.get_field_index(SUB_SWEEP_COLUMN)  # the main grid's runs have no sub-sweep
+    if index >= 0:
+        table = table.set_column(index, SUB_SWEEP_COLUMN, pc.fill_null(table[SUB_SWEEP_COLUMN], MAIN_GRID))
     if all_attempts:
         keys = [("trial_id", "ascending"), ("attempt", "ascending")]
         return _finish(table.take(pc.sort_indices(table, sort_keys=keys)), as_pandas)

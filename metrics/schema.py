@@ -121,6 +121,14 @@ DEFAULT_FAMILY = "transformer"
 """The family of a runs row whose ``family`` is null (every row written before the column)."""
 
 
+SUB_SWEEP_COLUMN = "sub_sweep"
+"""Extra runs column naming the spec's ``sub_sweeps`` entry a run belongs to; absent or null for
+the main grid's runs (`load_runs` reads those as :data:`MAIN_GRID`)."""
+
+MAIN_GRID = "main"
+"""The ``sub_sweep`` value of a run of the spec's main ``axes`` grid."""
+
+
 def required_run_columns(family: str | None) -> tuple[str, ...]:
     """The columns a runs row of this family must fill (`REQUIRED_RUN_COLUMNS` less those an
     LSTM does not have)."""

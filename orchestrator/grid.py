@@ -25,6 +25,7 @@ from orchestrator.spec_types import (
 )
 from orchestrator.isoflop import budget_sizes, isoflop_dataset_tokens, trained_tokens
 from orchestrator.target import check_target
+from metrics.schema import MAIN_GRID, SUB_SWEEP_COLUMN
 from trainers.shapes import ModelShape, kaplan_lr, non_embedding_params, shape_for_params, train_flops
 
 
@@ -251,8 +252,31 @@ def _cells(spec: SweepSpec, n_ctx: int, family: str) -> list[_Cell]:
 
 
 def _trials(spec: SweepSpec) -> list[TrialSpec]:
+    """The main grid's trials, then each sub-sweep's (`SweepSpec.sub_sweeps`) that the grids
+    before it do not already hold: a configuration in two grids runs once, under the first."""
+    trials: dict[str, TrialSpec] = {}
+    problems = TrialProblems()
+    for name, axes in [(MAIN_GRID, spec.axes), *spec.sub_sweeps.items()]:
+        section = "axes" if name == MAIN_GRID else f"sub_sweeps.{name}"
+        try:
+            part = _grid_trials(dataclasses.replace(spec, axes=axes), section)
+        except SpecError as err:
+            for line in str(err).splitlines():
+                problems.record(SpecError(line), section)
+            continue
+        for trial in part:
+            if name != MAIN_GRID:
+                trial = dataclasses.replace(trial, run_columns={**trial.run_columns, SUB_SWEEP_COLUMN: name})
+            trials.setdefault(trial.trial_key, trial)
+    problems.raise_any()
+    return list(trials.values())
+
+
+def _grid_trials(spec: SweepSpec, section: str = "axes") -> list[TrialSpec]:
+    """One grid's trials (the Cartesian product of ``spec.axes``); SpecError naming fields under
+    ``section`` (where those axes sit in the spec)."""
     axes, default = spec.axes, Axes()
-    trials, problems = [], TrialProblems()
+    trials, problems = [], TrialProblems(section)
     max_steps = spec.trainer.get("max_steps")
     for n_ctx, family in itertools.product(axes.n_ctx, axes.family):
         for cell, regime, batch_tokens, lr, seed in itertools.product(
@@ -290,7 +314,7 @@ def _trials(spec: SweepSpec) -> list[TrialSpec]:
     keys = [t.trial_key for t in trials]
     duplicates = sorted({k for k in keys if keys.count(k) > 1}) if len(set(keys)) < len(keys) else []
     if duplicates:
-        raise fail("axes", f"the grid repeats a configuration (trial key {duplicates[0]})")
+        raise fail(section, f"the grid repeats a configuration (trial key {duplicates[0]})")
     return trials
 
 
@@ -298,7 +322,8 @@ class TrialProblems:
     """Per-trial errors, one line per field: the first trial's message and how many more
     trials share the problem (a grid of 40 trials with one bad D gives one line, not 40)."""
 
-    def __init__(self) -> None:
+    def __init__(self, section: str = "axes") -> None:
+        self.section = section  # where the grid's axes sit: axes, or sub_sweeps.<name>
         self.first: dict[str, str] = {}
         self.count: dict[str, int] = {}
 
@@ -309,9 +334,12 @@ class TrialProblems:
         except ValueError as err:
             self.record(err)
 
-    def record(self, err: ValueError) -> None:
-        path = str(err).split(":", 1)[0]
-        self.first.setdefault(path, str(err))
+    def record(self, err: ValueError, section: str | None = None) -> None:
+        text, section = str(err), section or self.section
+        if section != "axes" and text.startswith("axes"):  # a sub-sweep's axis: name where it sits
+            text = section + text[len("axes"):]
+        path = text.split(":", 1)[0]
+        self.first.setdefault(path, text)
         self.count[path] = self.count.get(path, 0) + 1
 
     def lines(self) -> list[str]:
@@ -419,7 +447,10 @@ def format_grid(grid: Grid) -> str:
                 f"{t.planned_tokens:.3g}", f"{t.planned_flops:.3g}", f"{t.lr:.3g}")
 
     rows = [header] + [row(t) for t in grid.trials]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    if any(SUB_SWEEP_COLUMN in t.run_columns for t in grid.trials):  # which grid each run serves
+        rows = [r + (g,) for r, g in zip(rows, ["grid"] + [t.run_columns.get(SUB_SWEEP_COLUMN, MAIN_GRID)
+                                                           for t in grid.trials])]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
     used = budget_fraction(grid.budget, grid.total_flops) if grid.trials else 0.0
     lines.append(f"{len(grid.trials)} trials, {grid.total_flops:.3g} FLOPs planned = "

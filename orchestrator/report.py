@@ -85,13 +85,18 @@ def build_report(storage: str, sweep: str, out_dir: str | os.PathLike, *, law_na
         report.notes.append(f"no runs found under {storage}/{sweep}")
         return report
 
-    main = rd.main_fit(usable, law_name, n_bootstrap, aggregate)
+    fitted = rd.law_runs(runs)
+    if len(fitted) < len(runs):
+        report.notes.append(f"laws are fitted to the {len(fitted)} runs of the main grid's {fitted[0]['family'] if fitted else ''} "
+                            f"family; the other {len(runs) - len(fitted)} runs (sub-sweeps, other families) feed "
+                            f"only the shape, family and batch-size figures")
+    main = rd.main_fit(rd.usable_runs(fitted), law_name, n_bootstrap, aggregate)
     report.notes += main.warnings
     plans = []
     if main.fit is not None:
         report.fit = main.fit
         report.fit_text = main.fit.summary()
-        largest = max(float(r["flops"]) for r in usable)
+        largest = max(float(r["flops"]) for r in rd.usable_runs(fitted))
         if "D" in main.fit.law.inputs:
             plans = rd.plans(main.fit, largest, (10, 100))
             if target_compute:
@@ -100,7 +105,7 @@ def build_report(storage: str, sweep: str, out_dir: str | os.PathLike, *, law_na
     from orchestrator.report_sections import sections
 
     sweep_dir = join(storage, sweep)
-    page_sections, intro = sections(sweep, sweep_dir, runs, curves, main, plans, report, n_bootstrap)
+    page_sections, intro = sections(sweep, sweep_dir, runs, fitted, curves, main, plans, report, n_bootstrap)
     from orchestrator.report_html import render_page
 
     page = render_page(f"Sweep {sweep}: scaling report", intro, page_sections)

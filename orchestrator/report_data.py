@@ -49,6 +49,19 @@ def usable_runs(runs: list[dict]) -> list[dict]:
     return [r for r in runs if r["status"] in USABLE_STATUSES and r.get("best_val_loss") is not None]
 
 
+def law_runs(runs: list[dict]) -> list[dict]:
+    """The runs the report's laws are fitted to: the spec's main grid (runs column ``sub_sweep``:
+    a shape or batch-size sub-sweep varies what the laws do not model) of one model family (the
+    transformer's where there are several: a law describes one family). Figures of shape,
+    family and batch size take every run."""
+    from metrics.schema import DEFAULT_FAMILY, MAIN_GRID, SUB_SWEEP_COLUMN
+
+    main = [r for r in runs if (r.get(SUB_SWEEP_COLUMN) or MAIN_GRID) == MAIN_GRID]
+    families = {r.get("family") or DEFAULT_FAMILY for r in main}
+    family = DEFAULT_FAMILY if DEFAULT_FAMILY in families or not families else sorted(families)[0]
+    return [r for r in main if (r.get("family") or DEFAULT_FAMILY) == family]
+
+
 def curve_table(curves: list[dict], runs: list[dict]) -> dict[str, np.ndarray]:
     """The curves of usable runs as columns (trial_id, step, tokens_seen, flops, val_loss,
     grad_noise_scale; NaN where missing) with the run's N (non_embedding_params), dataset_tokens,

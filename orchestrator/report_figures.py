@@ -342,25 +342,33 @@ def critical_batch_vs_loss(rows: dict | None, fit) -> Figure | str:
 
 
 def loss_per_position(curves: dict) -> Figure | str:
-    """Kaplan fig. 20: each run's loss at each context position (its last evaluation that stored
-    one), coloured by N. Needs the curves column ``loss_per_position`` (a list per eval row)."""
+    """Kaplan fig. 20 (and fig. 7 right): each run's loss at each context position (its last
+    evaluation that stored one), coloured by N; LSTM runs dashed. Needs the curves column
+    ``loss_per_position`` (a list per eval row)."""
     if "loss_per_position" not in curves:
         return "the store has no loss_per_position column (written by trainers that record per-position loss)"
     per, tid, N, step = curves["loss_per_position"], curves["trial_id"], curves["N"], curves["step"]
-    last: dict[str, tuple[float, float, np.ndarray]] = {}
+    family = curves.get("family", np.full(tid.size, "transformer"))
+    last: dict[str, tuple[float, float, np.ndarray, str]] = {}
     for i, values in enumerate(per):
         if values is None or len(values) < 2:
             continue
         if tid[i] not in last or step[i] > last[tid[i]][0]:
-            last[tid[i]] = (step[i], N[i], np.asarray(values, float))
+            last[tid[i]] = (step[i], N[i], np.asarray(values, float), str(family[i]))
     if not last:
         return "no evaluation stored a per-position loss with at least 2 positions"
     palette, norm = _colors([v[1] for v in last.values()])
     fig, (ax,) = _figure()
-    for _, n, values in sorted(last.values(), key=lambda v: v[1]):
+    styles = {"lstm": "--"}
+    for _, n, values, fam in sorted(last.values(), key=lambda v: v[1]):
         pos = np.arange(1, values.size + 1)
         ok = _positive(values)
-        ax.plot(pos[ok], values[ok], "-", color=palette[n], lw=1.0)
+        ax.plot(pos[ok], values[ok], styles.get(fam, "-"), color=palette[n], lw=1.0)
+    if len({v[3] for v in last.values()}) > 1:
+        from matplotlib.lines import Line2D
+
+        ax.legend(handles=[Line2D([], [], color="0.3", ls=styles.get(f, "-"), label=f)
+                           for f in sorted({v[3] for v in last.values()})], loc="upper right", frameon=False)
     _finish(fig, ax, "position in context (tokens)", "loss at position (nats/token)",
             "Per-position loss (last evaluation of each run)")
     _colorbar(fig, [ax], norm, "non-embedding parameters N")

@@ -48,12 +48,14 @@ def _row(*parts: str) -> str:
     return '<div class="row">' + "".join(f"<div>{p}</div>" for p in parts) + "</div>"
 
 
-def sections(sweep: str, sweep_dir: str, runs: list[dict], curves: list[dict], main: rd.LawFit, plans: list,
-             report, n_bootstrap: int = 200) -> tuple[list[Section], list[str]]:
-    """(page sections, intro fragments) for one sweep. ``report`` is the SweepReport (notes, skipped);
+def sections(sweep: str, sweep_dir: str, runs: list[dict], fitted: list[dict], curves: list[dict],
+             main: rd.LawFit, plans: list, report, n_bootstrap: int = 200) -> tuple[list[Section], list[str]]:
+    """(page sections, intro fragments) for one sweep. ``fitted`` are the runs the laws describe
+    (`report_data.law_runs`), ``runs`` every run; ``report`` is the SweepReport (notes, skipped);
     ``n_bootstrap`` the resamples behind the frontier approaches' intervals (at least 20)."""
-    table = rd.curve_table(curves, runs)
-    fit_n, fit_d = rd.size_and_data_fits(runs)
+    table = rd.curve_table(curves, fitted)
+    every_curve = rd.curve_table(curves, runs)
+    fit_n, fit_d = rd.size_and_data_fits(fitted)
     from_curves = rd.curve_fits(sweep_dir)
     kc, ns, bc = from_curves["kaplan_c"], from_curves["kaplan_ns"], from_curves["critical_batch"]
     counts = ", ".join(f"{n} {s}" for s, n in sorted(report.status_counts.items()))
@@ -89,11 +91,11 @@ def sections(sweep: str, sweep_dir: str, runs: list[dict], curves: list[dict], m
     out.append(s)
 
     s = Section("L(N, D) and overfitting")
-    s.parts += [figure_html(figs.loss_vs_size_per_data(runs, main.drawable),
+    s.parts += [figure_html(figs.loss_vs_size_per_data(fitted, main.drawable),
                             f"Loss vs N at each dataset size (colour), with the fitted {main.title} at that D "
                             f"(Kaplan fig. 9 left)."),
                 _fit_note(main),
-                figure_html(figs.overfitting_penalty(runs, main.drawable),
+                figure_html(figs.overfitting_penalty(fitted, main.drawable),
                             "The overfitting penalty L(N, D)/L(N, ∞) − 1 against N^0.74/D; the paper finds one curve "
                             "for all N (Kaplan fig. 9 right).")]
     out.append(s)
@@ -117,14 +119,15 @@ def sections(sweep: str, sweep_dir: str, runs: list[dict], curves: list[dict], m
     out.append(s)
 
     s = Section("Per-position loss")
-    s.parts.append(figure_html(figs.loss_per_position(table), "Loss at each position in the context (Kaplan fig. 20)."))
+    s.parts.append(figure_html(figs.loss_per_position(every_curve), "Loss at each position in the context (Kaplan "
+                                                                    "fig. 20; fig. 7 right: LSTM runs dashed)."))
     out.append(s)
 
     s = Section("Transformer vs LSTM")
     s.parts.append(figure_html(figs.loss_vs_size_per_family(runs), "Best loss vs N per model family (Kaplan fig. 7)."))
     out.append(s)
 
-    out.append(frontier_section(runs, table, main.fit, plans, max(n_bootstrap, 20)))
+    out.append(frontier_section(fitted, table, main.fit, plans, max(n_bootstrap, 20)))
     out.append(ladder_section(sweep_dir))
 
     s = Section("Fitted laws")

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import Any, Mapping
 
 from metrics import validate_name
+from metrics.schema import MAIN_GRID
 from orchestrator.grid import Grid, expand_grid, format_grid, ladder_estimate
 from orchestrator.isoflop import ISOFLOP_KEYS, format_isoflop_plan, parse_isoflop
 from orchestrator.spec_data import DATA_CHECKS, check_data
@@ -46,7 +48,7 @@ __all__ = ["load_spec", "validate_spec", "validate_command", "STORAGE_SCHEMES"]
 
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 
-_TOP_KEYS = ("name", "storage", "corpus", "axes", "trainer", "resources", "search", "budget",
+_TOP_KEYS = ("name", "storage", "corpus", "axes", "sub_sweeps", "trainer", "resources", "search", "budget",
              "early_prediction", "fit", "ladder")
 
 
@@ -81,20 +83,53 @@ def _corpus(raw: Any, where: str = "corpus") -> CorpusSpec:
     return corpus
 
 
-def _axes(raw: Any, problems: Problems, isoflop: bool = False) -> Axes:
+def _axes(raw: Any, problems: Problems, isoflop: bool = False, section: str = "axes") -> Axes:
     """Each axis parsed by its field's parser (`Axes` metadata); every bad axis is reported.
-    With `isoflop` (search.kind: isoflop) the plan sets N and D, so those axes are refused."""
-    raw = mapping(raw, "axes", AXES_KEYS, required=() if isoflop else ("dataset_tokens",))
+    With `isoflop` (search.kind: isoflop) the plan sets N and D, so those axes are refused.
+    ``section`` is the mapping's path in error messages (a sub-sweep's: ``sub_sweeps.<name>``)."""
+    raw = mapping(raw, section, AXES_KEYS, required=() if isoflop else ("dataset_tokens",))
     owned = [key for key in ("target_params", "shapes", "dataset_tokens") if key in raw]
     if isoflop and owned:
-        raise fail(f"axes.{owned[0]}", "not with search.kind: isoflop (its plan sets N and D per budget)")
+        raise fail(f"{section}.{owned[0]}", "not with search.kind: isoflop (its plan sets N and D per budget)")
     if not isoflop and ("target_params" in raw) == ("shapes" in raw):
-        raise fail("axes", "give exactly one of target_params (N targets) or shapes (explicit)")
+        raise fail(section, "give exactly one of target_params (N targets) or shapes (explicit)")
     if "head_dim" in raw and "n_heads" in raw:
-        raise fail("axes", "give head_dim or n_heads, not both")
-    values = {f.name: problems.parse(axis, raw, f.name, f.metadata["parse"], f.default, default=f.default)
+        raise fail(section, "give head_dim or n_heads, not both")
+    values = {f.name: problems.parse(axis, raw, f.name, f.metadata["parse"], f.default, section, default=f.default)
               for f in dataclasses.fields(Axes)}
     return Axes(**values)
+
+
+# Keys of which an axes mapping holds one: a sub-sweep giving either replaces the main grid's.
+_EITHER_OR = (("target_params", "shapes"), ("head_dim", "n_heads"))
+
+
+def _sub_sweeps(raw: Any, raw_axes: Mapping, problems: Problems, isoflop: bool) -> dict[str, Axes]:
+    """``sub_sweeps: {name: {axis: values, ...}}``: each a grid of the main ``axes`` with the
+    given axes replaced (Kaplan's shape, LSTM and batch-size sweeps beside the N x D grid)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping) or not raw:
+        raise fail("sub_sweeps", f"must be a mapping of names to axes overrides, e.g. "
+                                 f"{{shape: {{aspect_ratio: [4, 16, 64]}}}}; got {raw!r}")
+    if isoflop:
+        raise fail("sub_sweeps", "not with search.kind: isoflop (its plan sets N and D per budget)")
+    out = {}
+    for name, override in raw.items():
+        section = f"sub_sweeps.{name}"
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", name) or name == MAIN_GRID:
+            raise fail(section, f"a sub-sweep's name is letters, digits, '_' or '-', not {MAIN_GRID!r}")
+        override = mapping(override, section, AXES_KEYS)
+        if not override:
+            raise fail(section, "must replace at least one axis of the main grid")
+        merged = dict(raw_axes)
+        for pair in _EITHER_OR:
+            if any(key in override for key in pair):
+                for key in pair:
+                    merged.pop(key, None)
+        merged.update(override)
+        out[name] = problems.parse(_axes, merged, problems, False, section)
+    return out
 
 
 _TRAINER_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -206,6 +241,7 @@ def load_spec(path_or_dict: str | os.PathLike | Mapping) -> SweepSpec:
         "storage": problems.parse(_storage, raw["storage"], "storage"),
         "corpus": problems.parse(_corpus, raw.get("corpus")),
         "axes": problems.parse(_axes, raw["axes"], problems, isoflop),
+        "sub_sweeps": {},
         "trainer": problems.parse(_trainer, raw.get("trainer"), problems),
         "resources": problems.parse(_section, Resources, raw.get("resources"), "resources", problems),
         "search": problems.parse(_search, raw.get("search")),
@@ -216,8 +252,12 @@ def load_spec(path_or_dict: str | os.PathLike | Mapping) -> SweepSpec:
         "ladder": None if raw.get("ladder") is None else problems.parse(
             _section, LadderSpec, raw["ladder"], "ladder", problems),
     }
+    if parts["axes"] is not None and raw.get("sub_sweeps") is not None:  # after the main grid parses
+        parts["sub_sweeps"] = problems.parse(_sub_sweeps, raw["sub_sweeps"], raw["axes"], problems, isoflop,
+                                             default={})
     axes, trainer = parts["axes"], parts["trainer"]
-    if axes and trainer is not None and "dataset" in axes.regime and trainer.get("max_steps") is None:
+    regimes = set(axes.regime if axes else ()).union(*(a.regime for a in parts["sub_sweeps"].values() if a))
+    if axes and trainer is not None and "dataset" in regimes and trainer.get("max_steps") is None:
         problems.add(fail("trainer.max_steps", "required in the dataset regime (it caps the "
                                                "repeated passes over D and sets the LR schedule length)"))
     if axes and isoflop and "dataset" in axes.regime:

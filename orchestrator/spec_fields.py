@@ -12,9 +12,11 @@ from typing import Any, Callable, Mapping
 from trainers.fields import SpecError, fail
 
 
-def axis(raw: Mapping, key: str, parse: Callable[[Any, str], Any], default: tuple) -> tuple:
-    """An axis value: a scalar or a non-empty list, each item parsed with its index in the path."""
-    path = f"axes.{key}"
+def axis(raw: Mapping, key: str, parse: Callable[[Any, str], Any], default: tuple,
+         section: str = "axes") -> tuple:
+    """An axis value: a scalar or a non-empty list, each item parsed with its index in the path
+    (``section``: where the axes mapping sits, ``axes`` or ``sub_sweeps.<name>``)."""
+    path = f"{section}.{key}"
     if key not in raw:
         return default
     values = raw[key]

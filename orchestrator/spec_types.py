@@ -280,6 +280,12 @@ class SweepSpec:
     ladder: LadderSpec | None = option(None, "a scaling ladder that `scalesweep run` trains after the sweep "
                                              "ends with exit 0 (below); null: none (`scalesweep ladder` "
                                              "runs one on demand)", optional=True)
+    sub_sweeps: Mapping[str, Axes] = option(
+        hash=False, default_factory=dict, shown_default="{}",
+        doc="named extra grids run in the same sweep and budget, each the main axes with the axes it "
+            "gives replaced, e.g. {shape: {target_params: 1e5, aspect_ratio: [4, 16, 64]}, lstm: {family: "
+            "lstm}}; a run repeated across grids runs once; runs record the name in the runs column "
+            "sub_sweep (main grid: main); fits use the main grid's runs (`fit --sub-sweep` picks others)")
 
     def aggregation(self):
         """The `fitting.aggregate.Aggregation` the sweep's fits use: `fit.aggregate`, each list
