@@ -415,14 +415,16 @@ def expand_grid(spec: SweepSpec) -> Grid:
 
 def ladder_estimate(spec: SweepSpec, grid: Grid) -> str | None:
     """Before the sweep (`validate_spec`): the spec's scaling-ladder section (orchestrator/ladder.py),
-    estimated at its multiplier x the largest planned grid run (its exact plan needs the sweep's
+    estimated at its multiplier x the largest planned run of the main grid, which the sweep's laws
+    are fitted to (its exact plan needs the sweep's
     fit). → one line for `validate`, or None without a section. Raises SpecError naming ``budget`` when the grid's
     planned FLOPs plus that estimate exceed the budget: the ladder would be refused only after the
     whole sweep ran. An active search spends the budget as it goes, so its ladder is checked after."""
     if spec.ladder is None or not grid.trials:
         return None
-    estimate = spec.ladder.multiplier * max(t.planned_flops for t in grid.trials)
-    line = (f"ladder: after the sweep, one run at {spec.ladder.multiplier:g} x the largest run's compute, "
+    fitted = [t for t in grid.trials if SUB_SWEEP_COLUMN not in t.run_columns] or grid.trials  # the main grid's
+    estimate = spec.ladder.multiplier * max(t.planned_flops for t in fitted)
+    line = (f"ladder: after the sweep, one run at {spec.ladder.multiplier:g} x the largest fitted run's compute, "
             f"about {estimate:.3g} FLOPs")
     limit = limit_flops(spec.budget)
     if spec.search.kind == "grid" and not affordable(grid.total_flops + estimate, limit, limit):
