@@ -196,6 +196,6 @@ def test_a_ladder_section_the_budget_cannot_pay_is_refused_before_the_sweep(tmp_
         validate_spec(spec_dict(storage, budget=0.99 * need, ladder={"multiplier": 4}), check_corpus=False)
     lines = []
     validate_spec(spec_dict(storage, budget=need, ladder={}), check_corpus=False, report=lines)
-    assert lines == [f"ladder: after the sweep, one run at 4 x the largest run's compute, about "
+    assert lines == [f"ladder: after the sweep, one run at 4 x the largest fitted run's compute, about "
                      f"{4 * max(t.planned_flops for t in trials):.3g} FLOPs"]
     assert not storage.exists()
