@@ -116,6 +116,7 @@ def sections(sweep: str, sweep_dir: str, runs: list[dict], fitted: list[dict], c
     s.parts += _curve_figure(bc, figs.critical_batch_vs_loss,
                              "Gradient noise scale (≈ B_crit) vs loss, the fitted B_crit(L) dashed, Kaplan et al.'s "
                              "dotted (Kaplan fig. 10).")
+    s.parts += batch_tradeoff_parts(runs, every_curve, bc)
     out.append(s)
 
     s = Section("Per-position loss")
@@ -157,6 +158,27 @@ def sections(sweep: str, sweep_dir: str, runs: list[dict], fitted: list[dict], c
                 f"<details><summary>All {len(runs)} runs</summary>{runs_table(runs)}</details>"]
     out.append(s)
     return out, intro
+
+
+def batch_tradeoff_parts(runs: list[dict], curves: dict, noise_fit: rd.LawFit) -> list[str]:
+    """Kaplan fig. 11 from runs that differ only in batch size (orchestrator.report_batch), with
+    a table of each target loss's B_crit beside the noise-scale fit's B_crit(L) at that loss."""
+    from orchestrator.report_batch import steps_vs_tokens
+
+    fig, rows = steps_vs_tokens(runs, curves)
+    parts = [figure_html(fig, "Optimizer steps vs training tokens needed to reach each loss, one point per batch "
+                              "size; dashed: S/S_min − 1 = (E/E_min − 1)^−1 fitted to them (Kaplan fig. 11, "
+                              "McCandlish et al. 2018). B_crit = E_min/S_min needs no noise-scale estimate.")]
+    if rows:
+        fit = noise_fit.drawable
+        body = []
+        for loss, s_min, e_min, b in rows:
+            from_noise = float(fit.predict({"L": np.array([loss])})[0]) if fit is not None else None
+            body.append((f"{loss:.3f}", f"{s_min:.3g}", f"{e_min:.3g}", f"{b:.3g}",
+                         f"{from_noise:.3g}" if from_noise is not None else "—"))
+        parts.append(table_html(("target loss", "S_min (steps)", "E_min (tokens)", "B_crit from batch sizes",
+                                 "B_crit(L) from noise scale"), body))
+    return parts
 
 
 def frontier_section(runs: list[dict], curves: dict, fit, plans: list, n_bootstrap: int = 200) -> Section:

@@ -44,6 +44,25 @@ def write_trial(store, sweep, tid, N, D, rng, *, status="completed", shape=SHAPE
                  "final_val_loss": float(loss[-1]), "planned_steps": int(D // BATCH), **extra})
 
 
+B_CRIT = 4 * BATCH  # the batch sub-sweep's true critical batch (tokens)
+
+
+def write_batch_sub_sweep(store, sweep, N, D):
+    """Runs at one N and D and four batch sizes (a ``sub_sweep: batch``) whose curves follow
+    McCandlish's trade-off exactly: reaching a loss takes E_min(L)·(1 + B/B_crit) tokens."""
+    for B in (BATCH, 2 * BATCH, 8 * BATCH, 32 * BATCH):
+        steps = np.unique(np.geomspace(2, D * (1 + B / B_CRIT) / B, 24).astype(int))
+        loss = chinchilla(N, steps * B / (1 + B / B_CRIT))
+        w = metrics.TrialWriter(store, sweep, f"batch{B}")
+        w.append_curves([{"step": int(s), "tokens_seen": int(s * B), "flops": 6.0 * N * s * B, "val_loss": float(l)}
+                         for s, l in zip(steps, loss)])
+        w.write_run({"status": "completed", **SHAPE_BASE, "n_ctx": 64, "vocab_size": 256, "non_embedding_params": int(N),
+                     "dataset_tokens": int(D), "regime": "tokens", "batch_tokens": int(B), "lr": 1e-3, "seed": 0,
+                     "tokens_seen": int(steps[-1] * B), "steps": int(steps[-1]), "flops": 6.0 * N * steps[-1] * B,
+                     "wall_s": 1.0, "best_val_loss": float(loss.min()), "final_val_loss": float(loss[-1]),
+                     "sub_sweep": "batch"})
+
+
 def write_sweep(root, sweep="mini"):
     """A 4 × 3 grid in N and D, a shape sub-sweep at N ≈ 2e6, and runs that diverged, failed,
     stopped on patience and ran out of budget; the ledger; an active designer's checkpoint."""
@@ -63,6 +82,7 @@ def write_sweep(root, sweep="mini"):
                 error="Traceback (most recent call last):\n  ...\nRuntimeError: worker died")
     write_trial(store, sweep, "pat", 6e5, 2e9, rng, status="early_stopped", stop_reason="patience", scale=1.01)
     write_trial(store, sweep, "bud", 6e6, 2e9, rng, status="budget_stopped")
+    write_batch_sub_sweep(store, sweep, 6e5, DATA[1])
 
     from orchestrator.budget import BudgetLedger
     from orchestrator.sweep import write_ledger
@@ -126,7 +146,7 @@ def test_report_writes_one_offline_page_with_every_supported_section(page):
     assert external_urls(html) == [] and not re.search(r"(src|href)\s*=\s*[\"']?https?://", html, flags=re.I)
     # sections the fixture supports each embed a figure (a PNG that decodes)
     for title, n in [("Loss vs compute", 1), ("Loss vs data and model size", 2), ("L(N, D) and overfitting", 2),
-                     ("Learning curves", 2), ("Model shape", 1), ("Critical batch size", 1),
+                     ("Learning curves", 2), ("Model shape", 1), ("Critical batch size", 2),
                      ("Per-position loss", 1)]:
         found = images(section(html, title))
         assert len(found) == n, (title, len(found))
@@ -184,6 +204,16 @@ def test_unidentified_fit_is_said_never_given_an_interval(tmp_path):
 
 
 EMPTY_CURVES = {k: np.array([]) for k in ("trial_id", "step", "tokens_seen", "flops", "val_loss", "N")}
+
+
+def test_the_batch_sub_sweep_gives_b_crit_without_the_noise_scale_and_stays_out_of_the_laws(page):
+    report, html = page
+    part = section(html, "Critical batch size")
+    rows = re.findall(r"<tr><td>([\d.]+)</td><td>[^<]*</td><td>[^<]*</td><td>([^<]+)</td>", part)
+    assert len(rows) >= 2, part[-800:]
+    assert all(abs(float(b) / B_CRIT - 1) < 0.25 for _, b in rows), (rows, B_CRIT)
+    # the laws are fitted to the main grid: the 12 N x D runs, the shape and patience-stopped runs
+    assert "feed only the shape, family and batch-size figures" in html
 
 
 def one_point_curves():
