@@ -3,8 +3,8 @@
 `expand_grid` builds the Cartesian product of the axes (one `TrialSpec` per run, with a stable
 readable trial key), validates each trial with the trainer's own config (errors mapped back to
 spec fields), and enforces the budget: a grid that does not fit is cut (cheapest first, largest
-first, or refused) and the cut is reported in the `Grid`. `format_grid` is the table
-`scalesweep validate` prints. Runs before Ray starts (no Ray import).
+first, or refused) and the cut is reported in the `Grid` (`orchestrator.spec.format_grid`
+prints it). Runs before Ray starts (no Ray import).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from trainers.config import TrainConfig, batch_geometry
 from trainers.data import CorpusSpec, eval_window_count
-from orchestrator.budget import BudgetLedger, budget_fraction, limit_flops
+from orchestrator.budget import BudgetLedger, limit_flops
 from fitting.cost import affordable
 from trainers.fields import SpecError, fail
 from orchestrator.spec_types import (
@@ -373,12 +373,12 @@ def _apply_budget(trials: list[TrialSpec], budget: Budget, search: SearchSpec):
     limit = limit_flops(budget)
     if not affordable(cheapest.planned_flops, limit, limit):
         raise fail("budget", f"below the cheapest run ({cheapest.trial_key} plans "
-                              f"{cheapest.planned_flops:.3g} FLOPs); {_budget_text(budget)}")
+                              f"{cheapest.planned_flops:.3g} FLOPs); {budget_text(budget)}")
     total = sum(t.planned_flops for t in trials)
     if search.kind == "active" or affordable(total, limit, limit):
         return trials, []  # active search spends the budget trial by trial, as it goes
     if budget.cut == "error":
-        raise fail("budget", f"the grid plans {total:.3g} FLOPs, over {_budget_text(budget)}; "
+        raise fail("budget", f"the grid plans {total:.3g} FLOPs, over {budget_text(budget)}; "
                               "set budget.cut to cheapest_first or largest_first to cut it")
     order = sorted(trials, key=lambda t: t.planned_flops, reverse=budget.cut == "largest_first")
     ledger, cut = BudgetLedger(limit_flops=limit), []
@@ -387,13 +387,13 @@ def _apply_budget(trials: list[TrialSpec], budget: Budget, search: SearchSpec):
             ledger.start(trial.trial_key, trial.planned_flops)
         else:
             reason = (f"budget.cut={budget.cut}: {ledger.committed:.3g} FLOPs already planned + "
-                      f"{trial.planned_flops:.3g} exceeds {_budget_text(budget)}")
+                      f"{trial.planned_flops:.3g} exceeds {budget_text(budget)}")
             cut.append(CutTrial(trial, reason))
     kept = ledger.running
     return [t for t in trials if t.trial_key in kept], cut
 
 
-def _budget_text(budget: Budget) -> str:
+def budget_text(budget: Budget) -> str:
     parts = []
     if budget.flops is not None:
         parts.append(f"budget.flops={budget.flops:.3g}")
@@ -433,31 +433,3 @@ def ladder_estimate(spec: SweepSpec, grid: Grid) -> str | None:
                              f"raise budget.flops to at least {grid.total_flops + estimate:.3g} or lower "
                              f"ladder.multiplier")
     return line
-
-
-def format_grid(grid: Grid) -> str:
-    """The table `scalesweep validate` prints."""
-    header = ("trial", "n_layer", "d_model", "heads", "d_ff", "N", "N/target", "D", "regime",
-              "tokens", "FLOPs", "lr")
-
-    def row(t: TrialSpec) -> tuple[str, ...]:
-        n = non_embedding_params(t.shape)
-        ratio = f"{n / t.target_params:.2f}" if t.target_params else "-"
-        # "-": an LSTM has no heads or d_ff
-        return (t.trial_key, str(t.shape.n_layer), str(t.shape.d_model), str(t.shape.n_heads or "-"),
-                str(t.shape.d_ff or "-"), f"{n:.3g}", ratio, f"{t.dataset_tokens:.3g}", t.regime,
-                f"{t.planned_tokens:.3g}", f"{t.planned_flops:.3g}", f"{t.lr:.3g}")
-
-    rows = [header] + [row(t) for t in grid.trials]
-    if any(SUB_SWEEP_COLUMN in t.run_columns for t in grid.trials):  # which grid each run serves
-        rows = [r + (g,) for r, g in zip(rows, ["grid"] + [t.run_columns.get(SUB_SWEEP_COLUMN, MAIN_GRID)
-                                                           for t in grid.trials])]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
-    used = budget_fraction(grid.budget, grid.total_flops) if grid.trials else 0.0
-    lines.append(f"{len(grid.trials)} trials, {grid.total_flops:.3g} FLOPs planned = "
-                 f"{used:.1%} of {_budget_text(grid.budget)} (search: {grid.search.kind})")
-    if grid.cut:
-        lines.append(f"cut by the budget ({len(grid.cut)}):")
-        lines += [f"  {c.trial.trial_key}: {c.reason}" for c in grid.cut]
-    return "\n".join(lines)

@@ -15,9 +15,9 @@ their own working directories.
 
 Modules: the dataclasses live in `orchestrator.spec_types` (field docs: docs/spec_reference.md),
 the field parsers in `trainers.fields` (the spec's structural ones in `orchestrator.spec_fields`),
-the grid expansion and budget cut (`expand_grid`, `TrialSpec`, `Grid`, `format_grid`) in
-`orchestrator.grid`, the corpus checks in `orchestrator.spec_data`; import each from its owner.
-This module holds `load_spec`, `validate_spec` and `validate_command`.
+the grid expansion and budget cut (`expand_grid`, `TrialSpec`, `Grid`) in `orchestrator.grid`,
+the corpus checks in `orchestrator.spec_data`; import each from its owner. This module holds
+`load_spec`, `validate_spec`, `validate_command` and `format_grid` (the table `validate` prints).
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ import re
 from typing import Any, Mapping
 
 from metrics import validate_name
-from metrics.schema import MAIN_GRID
-from orchestrator.grid import Grid, expand_grid, format_grid, ladder_estimate
+from metrics.schema import MAIN_GRID, SUB_SWEEP_COLUMN
+from orchestrator.budget import budget_fraction
+from orchestrator.grid import Grid, TrialSpec, budget_text, expand_grid, ladder_estimate
+from trainers.shapes import non_embedding_params
 from orchestrator.isoflop import ISOFLOP_KEYS, format_isoflop_plan, parse_isoflop
 from orchestrator.spec_data import DATA_CHECKS, check_data
 from orchestrator.spec_fields import Problems, axis
@@ -329,4 +331,32 @@ def validate_command(path: str | os.PathLike, *, check_corpus: bool = True) -> s
         lines.append("data checks deferred (each trial runs them when it loads the corpus): "
                      + "; ".join(DATA_CHECKS) + "; storage not checked from here (`run` checks it)")
     lines.append("resources are checked by `scalesweep run` against the cluster it runs on")
+    return "\n".join(lines)
+
+
+def format_grid(grid: Grid) -> str:
+    """The table `scalesweep validate` prints."""
+    header = ("trial", "n_layer", "d_model", "heads", "d_ff", "N", "N/target", "D", "regime",
+              "tokens", "FLOPs", "lr")
+
+    def row(t: TrialSpec) -> tuple[str, ...]:
+        n = non_embedding_params(t.shape)
+        ratio = f"{n / t.target_params:.2f}" if t.target_params else "-"
+        # "-": an LSTM has no heads or d_ff
+        return (t.trial_key, str(t.shape.n_layer), str(t.shape.d_model), str(t.shape.n_heads or "-"),
+                str(t.shape.d_ff or "-"), f"{n:.3g}", ratio, f"{t.dataset_tokens:.3g}", t.regime,
+                f"{t.planned_tokens:.3g}", f"{t.planned_flops:.3g}", f"{t.lr:.3g}")
+
+    rows = [header] + [row(t) for t in grid.trials]
+    if any(SUB_SWEEP_COLUMN in t.run_columns for t in grid.trials):  # which grid each run serves
+        rows = [r + (g,) for r, g in zip(rows, ["grid"] + [t.run_columns.get(SUB_SWEEP_COLUMN, MAIN_GRID)
+                                                           for t in grid.trials])]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    used = budget_fraction(grid.budget, grid.total_flops) if grid.trials else 0.0
+    lines.append(f"{len(grid.trials)} trials, {grid.total_flops:.3g} FLOPs planned = "
+                 f"{used:.1%} of {budget_text(grid.budget)} (search: {grid.search.kind})")
+    if grid.cut:
+        lines.append(f"cut by the budget ({len(grid.cut)}):")
+        lines += [f"  {c.trial.trial_key}: {c.reason}" for c in grid.cut]
     return "\n".join(lines)

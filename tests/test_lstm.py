@@ -183,7 +183,7 @@ def test_family_axis_expands_to_a_transformer_and_an_lstm_sub_sweep(tmp_path):
         assert abs(trial.non_embedding_params / trial.target_params - 1) < 0.05
         assert trial.planned_flops == train_flops(trial.shape, trial.planned_tokens)
         assert trial.train_config.family == "lstm"  # the trainer gets the family with the shape
-    from orchestrator.grid import format_grid
+    from orchestrator.spec import format_grid
 
     table = format_grid(grid).splitlines()
     assert table[-3].split()[:5] == ["lstm-N2e4-c16-D2e4-B256-s0", "1", "50", "-", "-"]  # no heads, no d_ff

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.grid import expand_grid, format_grid
+from orchestrator.grid import expand_grid
+from orchestrator.spec import format_grid
 from orchestrator.spec import load_spec, validate_command, validate_spec
 from trainers.fields import SpecError
 from metrics import validate_name
