@@ -164,7 +164,8 @@ def _fit(args):
     rows = None
     if law.name.split("+")[0] in CURVE_LAWS and args.runs and is_sweep_dir(source):
         # a store: these laws describe training dynamics, so their rows are its curves (fitting.dynamics)
-        rows = curve_rows(source, law.name, family=getattr(args, "family", None), seed=args.seed)
+        rows = curve_rows(source, law.name, family=getattr(args, "family", None),
+                          sub_sweep=getattr(args, "sub_sweep", None), seed=args.seed)
         source, name = rows.columns, f"{name} (curves)"
     data, notes = load_table(source, args, law, drop_top_loss=drop, name=name)
     if rows is not None:

@@ -84,20 +84,29 @@ def is_sweep_dir(path) -> bool:
     return any(c.type == pafs.FileType.Directory for c in fs.get_file_info([f"{root}/runs", f"{root}/curves"]))
 
 
-def read_curves(sweep_dir: str, family: str | None = None, notes: list[str] | None = None) -> dict[str, np.ndarray]:
+def read_curves(sweep_dir: str, family: str | None = None, notes: list[str] | None = None,
+                sub_sweep: str | None = None) -> dict[str, np.ndarray]:
     """A sweep's evaluation rows joined to its runs: trial_id, step, tokens_seen, flops, val_loss,
     grad_noise_scale (tokens; NaN where not measured), N (non_embedding_params) and batch_tokens
     (tokens) per row. Only trials whose run row has a usable status are kept (the runs reader's
-    latest attempt), of one model family: ``family``, or by default the transformer's where the
-    store holds several (a law describes one family; the runs left out are said in ``notes``).
-    Raises ValueError naming the store when no curve row remains."""
+    latest attempt), of the spec's main grid (``sub_sweep``: another grid, or ``all``; as
+    `fitting.data.load_fit_data`) and of one model family: ``family``, or by default the
+    transformer's where the store holds several (a law describes one family; the runs left out
+    are said in ``notes``). Raises ValueError naming the store when no curve row remains."""
     from metrics import load_curves, load_runs
-    from metrics.schema import DEFAULT_FAMILY
+    from metrics.schema import DEFAULT_FAMILY, MAIN_GRID, SUB_SWEEP_COLUMN
     from metrics.statuses import USABLE_STATUSES
 
     runs = load_runs(sweep_dir)
     curves = load_curves(sweep_dir)
     col = lambda t, c: np.asarray(t.column(c).to_numpy(zero_copy_only=False))
+    wanted_grid = sub_sweep or MAIN_GRID
+    if SUB_SWEEP_COLUMN in runs.column_names and wanted_grid != "all":
+        in_grid = col(runs, SUB_SWEEP_COLUMN).astype(str) == wanted_grid
+        if notes is not None and not in_grid.all():
+            notes.append(f"curves of the {wanted_grid} grid's runs only ({int((~in_grid).sum())} runs of other "
+                         f"grids left out: --sub-sweep NAME or all picks others)")
+        runs = runs.filter(in_grid)
     families = col(runs, "family").astype(str)
     present = set(families[np.isin(col(runs, "status"), list(USABLE_STATUSES))])
     wanted = family or (DEFAULT_FAMILY if DEFAULT_FAMILY in present or not present else sorted(present)[0])
@@ -162,18 +171,19 @@ def frontier(compute, loss, run, points_per_decade: int = 8, *, detail: bool = F
     return grid_c[keep], best[keep]
 
 
-def curve_rows(sweep_dir: str, law_name: str, family: str | None = None, **fit_kw) -> CurveRows:
+def curve_rows(sweep_dir: str, law_name: str, family: str | None = None, sub_sweep: str | None = None,
+               **fit_kw) -> CurveRows:
     """Rows for fitting ``law_name`` (a :data:`CURVE_LAWS` form, ``+E`` allowed) from a sweep's
     curves. critical_batch: every (val_loss, grad_noise_scale) point. kaplan_ns: every curve
     point as (N, S_min, val_loss); kaplan_c: the frontier of (C_min, val_loss). S_min and C_min
     use B_crit(L) fitted on the noise-scale points; the curves of runs without any noise scale
-    keep S and C (warned, with the count). ``family``: as in `read_curves`. Raises ValueError (one line) for no curves, no
+    keep S and C (warned, with the count). ``family``, ``sub_sweep``: as in `read_curves`. Raises ValueError (one line) for no curves, no
     noise-scale point for critical_batch, or curves from one run only."""
     base = law_name.split("+")[0]
     if base not in CURVE_LAWS:
         raise ValueError(f"law {law_name!r} is not fitted from curves ({', '.join(CURVE_LAWS)} are)")
     notes: list[str] = []
-    cur = read_curves(sweep_dir, family, notes)
+    cur = read_curves(sweep_dir, family, notes, sub_sweep)
     runs = np.unique(cur["trial_id"])
     loss, noise = cur["val_loss"], cur["grad_noise_scale"]
     has_noise = np.isfinite(noise) & (noise > 0) & np.isfinite(loss) & (loss > 0)

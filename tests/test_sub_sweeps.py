@@ -69,7 +69,10 @@ def _write_runs(root):
             ("shape", 7.9e4, 4e4, 2.7), ("batch", 2e4, 4e4, 3.2)]
     for i, (grid, n, d, loss) in enumerate(rows):
         extra = {} if grid == "main" else {"sub_sweep": grid}
-        TrialWriter(str(root), "s", f"t{i}").write_run(dict(
+        writer = TrialWriter(str(root), "s", f"t{i}")
+        writer.append_curves([{"step": k, "tokens_seen": k * 256, "flops": 6 * n * k * 256,
+                               "val_loss": loss * (1 + 1 / k)} for k in (10, 20, 40)])
+        writer.write_run(dict(
             base, non_embedding_params=int(n), dataset_tokens=int(d), tokens_seen=int(d), flops=6 * n * d,
             best_val_loss=loss, final_val_loss=loss, **extra))
     return str(root / "s")
@@ -89,3 +92,13 @@ def test_fits_take_the_main_grid_unless_told(tmp_path):
     assert len(load_fit_data(store, sub_sweep="all")) == 6
     with pytest.raises(ValueError, match=r"^--sub-sweep: .* has no sub-sweep 'lstm' \(it holds batch, main, shape\)"):
         load_fit_data(store, sub_sweep="lstm")
+
+
+def test_curve_laws_read_the_main_grids_curves_unless_told(tmp_path):
+    from fitting.dynamics import curve_rows
+
+    store = _write_runs(tmp_path)
+    main = curve_rows(store, "kaplan_ns")
+    assert "12 curve points from 4 runs" in main.note
+    assert any("2 runs of other grids left out" in n for n in main.warnings)
+    assert "18 curve points from 6 runs" in curve_rows(store, "kaplan_ns", sub_sweep="all").note
