@@ -251,8 +251,14 @@ def plan_ladder(spec: SweepSpec, multiplier: float, *, allow_at_bounds: bool = F
     dataset_tokens = steps * seqs * (shape.n_ctx + 1)
     max_steps = spec.trainer.get("max_steps")
     if max_steps is not None and max_steps < steps:
-        raise ValueError(f"trainer.max_steps: {max_steps} would cut the ladder run at {max_steps} of its {steps} "
-                         f"steps ({target:.3g} FLOPs)")
+        if "dataset" not in spec.axes.regime and all("dataset" not in a.regime for a in spec.sub_sweeps.values()):
+            raise ValueError(f"trainer.max_steps: {max_steps} would cut the ladder run at {max_steps} of its {steps} "
+                             f"steps ({target:.3g} FLOPs)")
+        # The sweep needs max_steps for its dataset-regime runs (their cap and schedule length); a
+        # cut ladder run would test nothing, so it trains its whole schedule (the budget still holds).
+        notes.append(f"trainer.max_steps ({max_steps}) caps the sweep's dataset-regime runs; the ladder run "
+                     f"(tokens regime) trains all its {steps} steps")
+        spec = dataclasses.replace(spec, trainer={k: v for k, v in spec.trainer.items() if k != "max_steps"})
     trial = make_trial(spec, ladder_key(multiplier), shape, dataset_tokens, regime="tokens",
                        batch_tokens=batch_tokens, lr=lr, seed=seed, target_params=allocation.N_opt)
     check_trial(trial, spec.resources)

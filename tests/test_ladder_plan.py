@@ -199,3 +199,19 @@ def test_a_ladder_section_the_budget_cannot_pay_is_refused_before_the_sweep(tmp_
     assert lines == [f"ladder: after the sweep, one run at 4 x the largest fitted run's compute, about "
                      f"{4 * max(t.planned_flops for t in trials):.3g} FLOPs"]
     assert not storage.exists()
+
+
+def test_max_steps_set_for_a_dataset_regime_sub_sweep_does_not_cut_the_ladder_run(synth, tmp_path):
+    """trainer.max_steps caps a sweep's dataset-regime runs; the tokens-regime ladder run trains its whole
+    schedule (noted). Without a dataset regime a max_steps that would cut it stays an error naming it."""
+    spec, _, before = synth
+    steps = before.d_actual // 8192
+    shutil.copytree(spec.storage, tmp_path / "store")
+    raw = spec_dict(tmp_path / "store", trainer={"max_steps": steps // 2},
+                    sub_sweeps={"overfit": {"regime": "dataset", "dataset_tokens": 1_000_000}})
+    plan = plan_ladder(load_spec(raw), 4)
+    assert plan.trial.planned_tokens == before.trial.planned_tokens and "max_steps" not in plan.trial.trainer
+    assert any("trains all its" in n for n in plan.notes)
+    del raw["sub_sweeps"]
+    with pytest.raises(ValueError, match=r"^trainer\.max_steps: .* would cut the ladder run"):
+        plan_ladder(load_spec(raw), 4)
