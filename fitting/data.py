@@ -296,6 +296,7 @@ def load_fit_data(
 
     if is_store and statuses and "status" in cols:
         drop(~np.isin(np.asarray(cols["status"]).astype(str), list(statuses)), f"status not in {list(statuses)}")
+    _keep_grid(cols, sub_sweep, is_store, desc, drop)  # before the family check: it speaks of the kept rows
     if family is not None and not (is_store and "family" in cols):
         raise ValueError(f"family: {desc} records no model family (only a sweep's metrics directory does)")
     if is_store and "family" in cols:  # a law describes one model family (Kaplan fig. 7 fits each)
@@ -307,7 +308,6 @@ def load_fit_data(
             warnings.warn(DataWarning(f"{desc}: runs of several model families ({counts}) are fitted "
                                       "together; a law describes one family"), stacklevel=2)
 
-    _keep_grid(cols, sub_sweep, is_store, desc, drop)
     mapping, derive_d = _resolve(cols, inputs, explicit, is_store, desc, require_loss)
     _check_aggregation(aggregate, cols, mapping, desc)
     arrays = {}

@@ -102,3 +102,20 @@ def test_curve_laws_read_the_main_grids_curves_unless_told(tmp_path):
     assert "12 curve points from 4 runs" in main.note
     assert any("2 runs of other grids left out" in n for n in main.warnings)
     assert "18 curve points from 6 runs" in curve_rows(store, "kaplan_ns", sub_sweep="all").note
+
+
+def test_an_lstm_sub_sweep_left_out_is_not_called_a_mixed_fit(tmp_path):
+    import warnings
+
+    from fitting.data import load_fit_data
+    from metrics import TrialWriter
+
+    store = _write_runs(tmp_path)
+    TrialWriter(str(tmp_path), "s", "lstm0").write_run(dict(
+        status="completed", family="lstm", n_layer=1, d_model=32, n_ctx=16, vocab_size=256, regime="tokens",
+        batch_tokens=256, lr=1e-3, seed=0, steps=10, wall_s=1.0, non_embedding_params=20000, dataset_tokens=40000,
+        tokens_seen=40000, flops=4.8e9, best_val_loss=3.1, final_val_loss=3.1, sub_sweep="lstm"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert len(load_fit_data(store)) == 4
+    assert not any("several model families" in str(w.message) for w in caught)
