@@ -35,11 +35,15 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from metrics.schema import SUB_SWEEP_COLUMN
 from orchestrator.spec_types import EarlyPrediction, LadderSpec, SweepSpec, ladder_multiplier
 from trainers.shapes import ModelShape, non_embedding_params, shape_for_params, train_flops
 
 LADDER_PREFIX = "ladder-x"
 """Trial keys of ladder runs start with this; the ladder's fit leaves them out."""
+
+LADDER_GRID = "ladder"
+"""The runs column ``sub_sweep`` of a ladder run (fits of the main grid leave it out)."""
 
 
 def ladder_key(multiplier: float) -> str:
@@ -259,8 +263,10 @@ def plan_ladder(spec: SweepSpec, multiplier: float, *, allow_at_bounds: bool = F
         notes.append(f"trainer.max_steps ({max_steps}) caps the sweep's dataset-regime runs; the ladder run "
                      f"(tokens regime) trains all its {steps} steps")
         spec = dataclasses.replace(spec, trainer={k: v for k, v in spec.trainer.items() if k != "max_steps"})
+    # its own grid in the runs table, so fits of the sweep (`--sub-sweep` main) leave it out
     trial = make_trial(spec, ladder_key(multiplier), shape, dataset_tokens, regime="tokens",
-                       batch_tokens=batch_tokens, lr=lr, seed=seed, target_params=allocation.N_opt)
+                       batch_tokens=batch_tokens, lr=lr, seed=seed, target_params=allocation.N_opt,
+                       run_columns={SUB_SWEEP_COLUMN: LADDER_GRID})
     check_trial(trial, spec.resources)
     d_actual = steps * batch_tokens
     iv = extrapolation_interval(fit, {"N": np.array([float(non_embedding_params(shape))]),

@@ -273,15 +273,19 @@ SHAPE_AXES = {
 
 
 def shape_groups(runs: list[dict], tolerance: float = 0.25) -> list[list[dict]]:
-    """Usable runs grouped at (about) fixed N and the same D: sizes within ``tolerance`` (relative)
-    of the group's smallest. Only groups of at least 2 runs (Kaplan fig. 5 compares shapes at one N)."""
+    """Usable transformer runs grouped at (about) fixed N and the same D, regime, batch and seed
+    (runs that differ in those are not shape variants): sizes within ``tolerance`` (relative) of
+    the group's smallest. Only groups of at least 2 runs (Kaplan fig. 5 compares shapes at one N)."""
     from orchestrator.report_data import usable_runs
 
+    def setting(r):
+        return (r["dataset_tokens"], str(r.get("regime")), r.get("batch_tokens") or 0, r.get("seed") or 0)
+
     groups: list[list[dict]] = []
-    rows = sorted(usable_runs(runs), key=lambda r: (r["dataset_tokens"], r["non_embedding_params"]))
-    for r in rows:
+    shaped = [r for r in usable_runs(runs) if r.get("d_ff") is not None and r.get("n_heads") is not None]
+    for r in sorted(shaped, key=lambda r: (setting(r), r["non_embedding_params"])):
         g = groups[-1] if groups else None
-        if g and g[0]["dataset_tokens"] == r["dataset_tokens"] and r["non_embedding_params"] <= (1 + tolerance) * g[0]["non_embedding_params"]:
+        if g and setting(g[0]) == setting(r) and r["non_embedding_params"] <= (1 + tolerance) * g[0]["non_embedding_params"]:
             g.append(r)
         else:
             groups.append([r])

@@ -77,6 +77,7 @@ def test_the_trained_shape_follows_the_spec_rules_and_spends_k_times_c(synth):
     spec, _, plan = synth
     trial = plan.trial
     assert trial.trial_key == "ladder-x4" and trial.regime == "tokens" and trial.batch_tokens == 8192
+    assert trial.run_columns == {"sub_sweep": "ladder"}  # so fits of the main grid leave it out
     assert trial.shape == shape_for_params(plan.allocation.N_opt, aspect_ratio=64.0, d_ff_ratio=4.0, head_dim=64,
                                            n_ctx=128, vocab_size=spec.vocab_size)
     # D from the shape's exact FLOPs per token, in whole batches: within half a batch of K x C

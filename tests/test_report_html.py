@@ -242,6 +242,8 @@ def run_row(N=1e6, D=1e8, loss=3.0, **kw):
     lambda: figs.loss_vs_min_steps({"N": np.array([1e6]), "S": np.array([0.0]), "loss": np.array([3.0])}, None),
     lambda: figs.shape_dependence([]),
     lambda: figs.shape_dependence([run_row(), run_row(loss=3.1)]),  # two runs of one shape: nothing varied
+    # an LSTM beside a transformer of the same N and D is not a shape variant (it has no d_ff or heads)
+    lambda: figs.shape_dependence([run_row(), run_row(loss=3.1, family="lstm", d_ff=None, n_heads=None)]),
     lambda: figs.critical_batch_vs_loss(None, None),
     lambda: figs.critical_batch_vs_loss({"L": np.array([3.0]), "loss": np.array([1e6])}, None),
     lambda: figs.loss_per_position(EMPTY_CURVES),
