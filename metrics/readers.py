@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from metrics.fs import CURVE_PART_RE, RUN_PART_RE, check_reachable, list_parts, resolve, validate_name
 from metrics.schema import (
     LADDER_SCHEMA, REQUIRED_CURVE_COLUMNS, REQUIRED_LADDER_COLUMNS, REQUIRED_RUN_COLUMNS, RUNS_SCHEMA, SCHEMA_VERSION, SCHEMA_VERSION_KEY,
-    SEQ_COLUMN, DEFAULT_FAMILY, MAIN_GRID, SUB_SWEEP_COLUMN, castable, conform, curves_schema,
+    SEQ_COLUMN, DEFAULT_FAMILY, LADDER_GRID, LADDER_PREFIX, MAIN_GRID, SUB_SWEEP_COLUMN, castable, conform, curves_schema,
 )
 
 if TYPE_CHECKING:  # pandas only on request (as_pandas=True)
@@ -228,22 +228,33 @@ def load_curves(
     return _finish(_last_per_group(table, group, order), as_pandas)
 
 
+def _with_grid(table: pa.Table) -> pa.Table:
+    """The runs column ``sub_sweep`` filled: null is the main grid's, or a ladder run's (known by
+    its key, from before ladder runs recorded it); added only where a store has either."""
+    ids = table["trial_id"]
+    ladder = pc.fill_null(pc.starts_with(ids, LADDER_PREFIX), False)
+    index = table.schema.get_field_index(SUB_SWEEP_COLUMN)
+    if index < 0 and not pc.any(ladder).as_py():
+        return table
+    given = table[SUB_SWEEP_COLUMN] if index >= 0 else pa.nulls(table.num_rows, pa.string())
+    filled = pc.coalesce(given, pc.if_else(ladder, LADDER_GRID, MAIN_GRID))
+    return table.set_column(index, SUB_SWEEP_COLUMN, filled) if index >= 0 else table.append_column(SUB_SWEEP_COLUMN, filled)
+
+
 def load_runs(
     storage: str, sweep: str | None = None, *, all_attempts: bool = False, as_pandas: bool = False,
     trial_id: str | None = None, skipped: list[SkippedPart] | None = None,
 ) -> pa.Table | pd.DataFrame:
     """One summary row per trial (its latest ended attempt), or every attempt's row. A null
     ``family`` (a row written before the column existed) reads as ``transformer``, and a null
-    ``sub_sweep`` (a run of the spec's main grid) as ``main``.
+    ``sub_sweep`` as ``main`` (the spec's main grid) or, for a ladder run, ``ladder``.
 
     ``trial_id``, ``skipped`` and unusable files: as in `load_curves`.
     """
     table = _load_parts(storage, sweep, "runs", RUN_PART_RE, RUNS_SCHEMA, trial_id, skipped)
     index = table.schema.get_field_index("family")  # rows from before the column: transformers
     table = table.set_column(index, "family", pc.fill_null(table["family"], DEFAULT_FAMILY))
-    index = table.schema.get_field_index(SUB_SWEEP_COLUMN)  # the main grid's runs have no sub-sweep
-    if index >= 0:
-        table = table.set_column(index, SUB_SWEEP_COLUMN, pc.fill_null(table[SUB_SWEEP_COLUMN], MAIN_GRID))
+    table = _with_grid(table)
     if all_attempts:
         keys = [("trial_id", "ascending"), ("attempt", "ascending")]
         return _finish(table.take(pc.sort_indices(table, sort_keys=keys)), as_pandas)

@@ -128,6 +128,13 @@ the main grid's runs (`load_runs` reads those as :data:`MAIN_GRID`)."""
 MAIN_GRID = "main"
 """The ``sub_sweep`` value of a run of the spec's main ``axes`` grid."""
 
+LADDER_PREFIX = "ladder-x"
+"""Trial keys of scaling-ladder runs (orchestrator/ladder.py) start with this."""
+
+LADDER_GRID = "ladder"
+"""The ``sub_sweep`` of a ladder run: the test of the sweep's laws, not their data (a ladder row
+written before it had the column reads as this too, by its key)."""
+
 
 def required_run_columns(family: str | None) -> tuple[str, ...]:
     """The columns a runs row of this family must fill (`REQUIRED_RUN_COLUMNS` less those an

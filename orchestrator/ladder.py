@@ -35,15 +35,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from metrics.schema import SUB_SWEEP_COLUMN
+from metrics.schema import LADDER_GRID, LADDER_PREFIX, SUB_SWEEP_COLUMN
 from orchestrator.spec_types import EarlyPrediction, LadderSpec, SweepSpec, ladder_multiplier
 from trainers.shapes import ModelShape, non_embedding_params, shape_for_params, train_flops
-
-LADDER_PREFIX = "ladder-x"
-"""Trial keys of ladder runs start with this; the ladder's fit leaves them out."""
-
-LADDER_GRID = "ladder"
-"""The runs column ``sub_sweep`` of a ladder run (fits of the main grid leave it out)."""
 
 
 def ladder_key(multiplier: float) -> str:

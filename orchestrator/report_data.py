@@ -56,12 +56,8 @@ def law_runs(runs: list[dict]) -> list[dict]:
     transformer's where there are several: a law describes one family). Figures of shape,
     family and batch size take every run."""
     from metrics.schema import DEFAULT_FAMILY, MAIN_GRID, SUB_SWEEP_COLUMN
-    from orchestrator.ladder import LADDER_PREFIX
 
-    # a ladder run tests the laws' prediction (its own section); runs from before it had a grid
-    # name are known by their key
-    main = [r for r in runs if (r.get(SUB_SWEEP_COLUMN) or MAIN_GRID) == MAIN_GRID
-            and not str(r["trial_id"]).startswith(LADDER_PREFIX)]
+    main = [r for r in runs if (r.get(SUB_SWEEP_COLUMN) or MAIN_GRID) == MAIN_GRID]
     families = {r.get("family") or DEFAULT_FAMILY for r in main}
     family = DEFAULT_FAMILY if DEFAULT_FAMILY in families or not families else sorted(families)[0]
     return [r for r in main if (r.get("family") or DEFAULT_FAMILY) == family]
