@@ -128,45 +128,11 @@ def external_urls(page: str) -> list[str]:
 
 
 # ====================================================================== tables
-#: A scale parameter (log-transformed) whose interval spans more than this many decades, or an
-#: exponent whose interval is wider than this many times its magnitude, is reported as not
-#: identified by the runs (the demo's 9 runs: B in [105, 1.5e7], standard error 1e24).
-MAX_SCALE_DECADES = 2.0
-MAX_EXPONENT_WIDTH = 2.0
-
-
 def param_rows(fit, level: float = 0.9) -> list[tuple[str, float, str]]:
-    """(parameter, value, interval text) for each parameter of ``fit``: the interval only where the
-    runs identify it. Not identified (fitting.checks.identifiability), at a bound
-    (fitting.objective.params_at_bounds), or an interval too wide to mean anything
-    (MAX_SCALE_DECADES, MAX_EXPONENT_WIDTH) is said in words, with the interval as evidence."""
-    from fitting.law import LOG
-    from fitting.objective import params_at_bounds
-
-    verdict = fit.identifiability
-    at_bounds = params_at_bounds(fit.law, fit.z, fit.data.X)
-    with np.errstate(over="ignore"):  # an unidentified scale's Wald interval overflows: said in words below
-        ci = fit.ci(level)
-    out = []
-    for (name, value), transform in zip(fit.params.items(), fit.law.transforms):
-        lo, hi = ci[name]
-        finite = math.isfinite(lo) and math.isfinite(hi)
-        if transform == LOG:
-            wide = not finite or lo <= 0 or math.log10(hi / lo) > MAX_SCALE_DECADES
-        else:
-            wide = not finite or hi - lo > MAX_EXPONENT_WIDTH * abs(value)
-        if not verdict.identified:
-            text = f"not identified: {verdict.reason}"
-        elif name in at_bounds:
-            text = f"not identified: at its bound {at_bounds[name]}"
-        elif wide:
-            what = (f"spans more than {MAX_SCALE_DECADES:g} decades" if transform == LOG else
-                    f"is wider than {MAX_EXPONENT_WIDTH:g}× the value")
-            text = f"not identified by these runs: its interval [{lo:.3g}, {hi:.3g}] {what}"
-        else:
-            text = f"[{lo:.4g}, {hi:.4g}]"
-        out.append((name, value, text))
-    return out
+    """(parameter, value, interval text) for each parameter of ``fit``: the interval where the runs
+    identify it, else why not in words with the interval as evidence (``FitResult.verdicts``, the
+    verdict fit, plan, frontier and predict print: fitting.checks.parameter_verdicts)."""
+    return [(name, v.value, v.text()) for name, v in fit.verdicts(level).items()]
 
 
 def laws_table(fits) -> str:

@@ -269,7 +269,8 @@ def test_a_scale_known_only_within_decades_is_not_given_an_interval():
     N_c (≈ 1e22) known to no better than many decades: said in words, its interval as evidence."""
     from fitting.fit import fit_law
     from fitting.laws import kaplan_n
-    from orchestrator.report_html import MAX_SCALE_DECADES, param_rows
+    from fitting.checks import MAX_SCALE_DECADES
+    from orchestrator.report_html import param_rows
 
     fit = fit_law(kaplan_n(), {"N": np.array([2.5e4, 8e4, 2e5]), "loss": np.array([2.332, 2.288, 2.233])})
     rows = {name: text for name, _, text in param_rows(fit)}
