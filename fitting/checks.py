@@ -131,10 +131,9 @@ def parameter_verdicts(law, params: Mapping[str, float], intervals: Mapping, spl
         elif name in at_bounds:
             verdict = ParamVerdict(name, value, lo, hi, False, f"at its bound {at_bounds[name]}", "bound")
         elif open_side or not finite:
-            where = " and ".join(open_side) or "a non-finite"
-            verdict = ParamVerdict(name, value, lo, hi, False, f"its interval [{lo:.3g}, {hi:.3g}] is open on the "
-                                   f"{where} side{'s' if len(open_side) == 2 else ''} (the data do not close it)",
-                                   "interval")
+            how = (f"is open on the {' and '.join(open_side)} side{'s' if len(open_side) == 2 else ''} (the data do "
+                   f"not close it)" if open_side else "is not finite")
+            verdict = ParamVerdict(name, value, lo, hi, False, f"its interval [{lo:.3g}, {hi:.3g}] {how}", "interval")
         elif is_log and (lo <= 0 or np.log10(hi / lo) > MAX_SCALE_DECADES):
             verdict = ParamVerdict(name, value, lo, hi, False, f"its interval [{lo:.3g}, {hi:.3g}] spans more than "
                                    f"{MAX_SCALE_DECADES:g} decades", "interval")
