@@ -245,8 +245,9 @@ class FitResult:
             if verdict.identified:
                 iv = ivs[k]
                 lo, hi = (f"{v:.6g}" + (" (open)" if o else "") for v, o in ((iv.lo, iv.lo_open), (iv.hi, iv.hi_open)))
-                tag = "  unidentified" if iv.unidentified else "  one-sided" if iv.one_sided else \
-                    "" if verdicts[k].identified else "  not identified"
+                tags = ["unidentified" if iv.unidentified else "one-sided" if iv.one_sided else ""]
+                tags.append("" if verdicts[k].identified or iv.unidentified else "not identified")
+                tag = "  " + ", ".join(t for t in tags if t) if any(tags) else ""
                 lines.append(f"{k:<10} {self.params[k]:>12.6g} {se[k]:>12.4g} {lo:>12} {hi:>12}{tag}")
             else:
                 lines.append(f"{k:<10} {self.params[k]:>12.6g} {'—':>12} {'unidentified':>12} {'—':>12}")

@@ -43,6 +43,8 @@ th{background:#f4f4f6}td.num{text-align:right;font-variant-numeric:tabular-nums;
 .warn{color:#9a3412}ul.notes li{margin:.15em 0}nav a{margin-right:.8em}
 details summary{cursor:pointer;color:#333}
 .row{display:flex;gap:20px;align-items:flex-start}.row>div{flex:1;min-width:0}
+div.headline{background:#f4f7fb;border:1px solid #c9d6e8;border-radius:6px;padding:6px 14px;margin:10px 0 14px}
+div.headline p{margin:.45em 0}
 """
 
 
@@ -133,6 +135,53 @@ def param_rows(fit, level: float = 0.9) -> list[tuple[str, float, str]]:
     identify it, else why not in words with the interval as evidence (``FitResult.verdicts``, the
     verdict fit, plan, frontier and predict print: fitting.checks.parameter_verdicts)."""
     return [(name, v.value, v.text()) for name, v in fit.verdicts(level).items()]
+
+
+def measured_text(runs: list[dict]) -> str:
+    """One sentence on what the usable runs are: family, N and D ranges, regime, vocabulary."""
+    if not runs:
+        return "no usable runs"
+    N = [float(r["non_embedding_params"]) for r in runs]
+    D = [float(r["dataset_tokens"]) for r in runs]
+    kinds = lambda key: ", ".join(sorted({str(r.get(key)) for r in runs if r.get(key) is not None})) or "—"
+    vocab = {r.get("vocab_size") for r in runs}
+    unit = " (bytes)" if vocab == {256} else ""
+    return (f"{len(runs)} usable runs of {kinds('family') if any(r.get('family') for r in runs) else 'transformer'} "
+            f"language models, {len({*N})} model sizes N = {min(N):.3g}–{max(N):.3g} non-embedding parameters × "
+            f"{len({*D})} dataset sizes D = {min(D):.3g}–{max(D):.3g} tokens ({kinds('regime')} regime), vocabulary "
+            f"{kinds('vocab_size')}{unit}; loss is the best validation loss in nats per token.")
+
+
+def headline(lf, runs: list[dict], level: float = 0.9) -> tuple[str, str]:
+    """(HTML block, one plain line) stating the headline law's exponents: each with its ``level``
+    interval where the runs identify it (``FitResult.verdicts``), else why not, next to the
+    paper's value. ``lf`` is a report_data.LawFit; ``runs`` the usable runs."""
+    from fitting.law import IDENTITY
+
+    if lf.fit is None:
+        line = f"{lf.title}: no fit ({lf.message})"
+        parts = [f"<b>Headline:</b> {esc(line)}"]
+    else:
+        fit = lf.fit
+        paper = paper_values(fit.law.name)
+        verdicts = fit.verdicts(level)
+        said = []
+        for name, transform in zip(fit.law.param_names, fit.law.transforms):
+            if transform != IDENTITY:  # exponents only: scale constants depend on the tokenizer
+                continue
+            v = verdicts[name]
+            ref = paper[1].get(name) if paper else None
+            ref = "" if ref is None else f" (paper: {ref[0] if isinstance(ref, tuple) else ref:.3g})"
+            said.append(f"{name} = {v.value:.3g}, {round(level * 100)} % interval [{v.lo:.3g}, {v.hi:.3g}]{ref}"
+                        if v.identified else f"{name} = {v.value:.3g}, {v.text('.3g')}{ref}")
+        line = f"{lf.title} fitted to {lf.note}: " + "; ".join(said)
+        parts = [f"<b>Headline:</b> {esc(line)}."]
+        if not all(verdicts[n].identified for n, t in zip(fit.law.param_names, fit.law.transforms) if t == IDENTITY):
+            parts.append('<span class="warn">An exponent these runs do not identify is a guess, not a '
+                         'measurement.</span>')
+    block = (f'<div class="headline"><p><b>What was measured:</b> {esc(measured_text(runs))}</p>'
+             f'<p>{" ".join(parts)}</p></div>')
+    return block, f"headline: {line}"
 
 
 def laws_table(fits) -> str:

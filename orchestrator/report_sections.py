@@ -18,6 +18,7 @@ from orchestrator.report_html import (
     Section, budget_table, param_rows, choices_table, esc, figure_html, laws_table, message_html, plan_table,
     png_html, problem_runs_table, runs_table, table_html,
 )
+from orchestrator.report_html import headline as headline_block
 
 
 def _fit_note(lf: rd.LawFit) -> str:
@@ -50,15 +51,18 @@ def _row(*parts: str) -> str:
 
 
 def sections(sweep: str, sweep_dir: str, runs: list[dict], curves: list[dict], main: rd.LawFit, plans: list,
-             report, n_bootstrap: int = 200) -> tuple[list[Section], list[str]]:
-    """(page sections, intro fragments) for one sweep. ``report`` is the SweepReport (notes, skipped);
-    ``n_bootstrap`` the resamples behind the frontier approaches' intervals (at least 20)."""
+             report, n_bootstrap: int = 200, headline: str = "main") -> tuple[list[Section], list[str]]:
+    """(page sections, intro fragments) for one sweep. ``report`` is the SweepReport (notes, skipped;
+    its ``headline`` line is set here); ``n_bootstrap`` the resamples behind the frontier approaches'
+    intervals (at least 20); ``headline`` which fit the page states first (spec_types.HEADLINES)."""
     table = rd.curve_table(curves, runs)
     fit_n, fit_d = rd.size_and_data_fits(runs)
     from_curves = rd.curve_fits(sweep_dir)
     kc, ns, bc = from_curves["kaplan_c"], from_curves["kaplan_ns"], from_curves["critical_batch"]
     counts = ", ".join(f"{n} {s}" for s, n in sorted(report.status_counts.items()))
-    intro = [f"<p>{esc(report.n_runs)} runs ({esc(counts)}); {esc(report.n_usable)} usable for fits "
+    block, report.headline = headline_block({"main": main, "kaplan_n": fit_n, "kaplan_d": fit_d, "kaplan_c": kc}[headline],
+                                            rd.usable_runs(runs))
+    intro = [block, f"<p>{esc(report.n_runs)} runs ({esc(counts)}); {esc(report.n_usable)} usable for fits "
              f"(completed or early-stopped with a loss). Losses are validation losses in nats per token; "
              f"N counts non-embedding parameters, D tokens, C training FLOPs.</p>"]
     if report.notes:
