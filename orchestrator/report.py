@@ -57,7 +57,7 @@ def build_report(storage: str, sweep: str, out_dir: str | os.PathLike, *, law_na
                  target_compute: float | None = None, n_bootstrap: int = 200, aggregate=None,
                  headline: str = "main") -> SweepReport:
     """Read the sweep, fit, plan, draw, write ``report.html``. ``headline``: the fit whose exponents
-    the page (and ``summary()``) states first: main (``law_name``), kaplan_n, kaplan_d or kaplan_c
+    the page (and ``summary()``) states first: main (``law_name``), kaplan_n, kaplan_d, kaplan_c or kaplan_ns
     (orchestrator.spec_types.HEADLINES; ValueError naming --headline otherwise). ``aggregate`` (a
     `fitting.aggregate.Aggregation`): how several runs per (N, D) become one cell; None: whatever
     hyperparameter column the runs sweep within a cell (best over lr and batch_tokens, mean over
@@ -156,7 +156,8 @@ def register(subparsers) -> None:
     rep.add_argument("--compute", type=float, help="target compute for the plan (default 100x the largest run)")
     rep.add_argument("--headline", default="main", metavar="FIT",
                      help="the fit whose exponents the page states first: main (--law), kaplan_n (L(N)), kaplan_d "
-                          "(L(D)) or kaplan_c (L(C_min)); a spec's fit.headline (default main)")
+                          "(L(D)), kaplan_c (L(C_min)) or kaplan_ns (L(N, S_min)); what a spec's fit.headline sets "
+                          "(default main)")
     rep.add_argument("--best-over", action="append", default=[], metavar="COL",
                      help="fit each (N, D) cell's best setting of COL (repeatable; default: lr and batch_tokens "
                           "where the runs sweep them within a cell)")

@@ -174,7 +174,8 @@ def headline(lf, runs: list[dict], level: float = 0.9) -> tuple[str, str]:
             ref = "" if ref is None else f" (paper: {ref[0] if isinstance(ref, tuple) else ref:.3g})"
             said.append(f"{name} = {v.value:.3g}, {round(level * 100)} % interval [{v.lo:.3g}, {v.hi:.3g}]{ref}"
                         if v.identified else f"{name} = {v.value:.3g}, {v.text('.3g')}{ref}")
-        line = f"{lf.title} fitted to {lf.note}: " + "; ".join(said)
+        note = lf.note.removeprefix(f"{lf.name}: ")  # curve rows' notes start with the law's name
+        line = f"{lf.title} fitted to {note}: " + "; ".join(said)
         parts = [f"<b>Headline:</b> {esc(line)}."]
         if not all(verdicts[n].identified for n, t in zip(fit.law.param_names, fit.law.transforms) if t == IDENTITY):
             parts.append('<span class="warn">An exponent these runs do not identify is a guess, not a '

@@ -60,7 +60,8 @@ def sections(sweep: str, sweep_dir: str, runs: list[dict], curves: list[dict], m
     from_curves = rd.curve_fits(sweep_dir)
     kc, ns, bc = from_curves["kaplan_c"], from_curves["kaplan_ns"], from_curves["critical_batch"]
     counts = ", ".join(f"{n} {s}" for s, n in sorted(report.status_counts.items()))
-    block, report.headline = headline_block({"main": main, "kaplan_n": fit_n, "kaplan_d": fit_d, "kaplan_c": kc}[headline],
+    block, report.headline = headline_block({"main": main, "kaplan_n": fit_n, "kaplan_d": fit_d, "kaplan_c": kc,
+                                             "kaplan_ns": ns}[headline],
                                             rd.usable_runs(runs))
     intro = [block, f"<p>{esc(report.n_runs)} runs ({esc(counts)}); {esc(report.n_usable)} usable for fits "
              f"(completed or early-stopped with a loss). Losses are validation losses in nats per token; "
