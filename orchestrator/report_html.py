@@ -155,12 +155,13 @@ def measured_text(runs: list[dict]) -> str:
 def headline(lf, runs: list[dict], level: float = 0.9) -> tuple[str, str]:
     """(HTML block, one plain line) stating the headline law's exponents: each with its ``level``
     interval where the runs identify it (``FitResult.verdicts``), else why not, next to the
-    paper's value. ``lf`` is a report_data.LawFit; ``runs`` the usable runs."""
+    paper's value; then what the law was fitted to and how well. ``lf`` is a report_data.LawFit;
+    ``runs`` the usable runs."""
     from fitting.law import IDENTITY
 
+    pct = round(level * 100)
     if lf.fit is None:
-        line = f"{lf.title}: no fit ({lf.message})"
-        parts = [f"<b>Headline:</b> {esc(line)}"]
+        line, detail = f"{lf.title}: no fit ({lf.message})", ""
     else:
         fit = lf.fit
         paper = paper_values(fit.law.name)
@@ -171,17 +172,18 @@ def headline(lf, runs: list[dict], level: float = 0.9) -> tuple[str, str]:
                 continue
             v = verdicts[name]
             ref = paper[1].get(name) if paper else None
-            ref = "" if ref is None else f" (paper: {ref[0] if isinstance(ref, tuple) else ref:.3g})"
-            said.append(f"{name} = {v.value:.3g}, {round(level * 100)} % interval [{v.lo:.3g}, {v.hi:.3g}]{ref}"
-                        if v.identified else f"{name} = {v.value:.3g}, {v.text('.3g')}{ref}")
+            ref = "" if ref is None else f"; {paper[0]}: " + (f"{ref[0]:#.3g} ({ref[1]:#.3g})" if isinstance(ref, tuple)
+                                                               else f"{ref:#.3g}")
+            said.append(f"{name} = {v.value:#.3g} ({pct} % interval [{v.lo:#.3g}, {v.hi:#.3g}]{ref})" if v.identified
+                        else f"{name} = {v.value:#.3g} ({v.text('#.3g')}{ref})")
+        line = f"{lf.title} with " + ", ".join(said)
         note = lf.note.removeprefix(f"{lf.name}: ")  # curve rows' notes start with the law's name
-        line = f"{lf.title} fitted to {note}: " + "; ".join(said)
-        parts = [f"<b>Headline:</b> {esc(line)}."]
+        detail = f"Fitted to {note}; rms misfit {fit.gof()['rmse_log']:.1%} in log loss."
         if not all(verdicts[n].identified for n, t in zip(fit.law.param_names, fit.law.transforms) if t == IDENTITY):
-            parts.append('<span class="warn">An exponent these runs do not identify is a guess, not a '
-                         'measurement.</span>')
+            detail += " An exponent these runs do not identify is a guess, not a measurement."
     block = (f'<div class="headline"><p><b>What was measured:</b> {esc(measured_text(runs))}</p>'
-             f'<p>{" ".join(parts)}</p></div>')
+             f"<p><b>Headline:</b> {esc(line)}.</p>"
+             + (f'<p class="caption">{esc(detail)}</p>' if detail else "") + "</div>")
     return block, f"headline: {line}"
 
 

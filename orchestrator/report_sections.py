@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from fitting.checks import MAX_EXPONENT_WIDTH, MAX_SCALE_DECADES
+from fitting.checks import MAX_EXPONENT_WIDTH, MAX_SCALE_DECADES, unidentified_note
 from orchestrator import report_data as rd
 from orchestrator import report_figures as figs
 from orchestrator.report_html import (
@@ -34,7 +34,10 @@ def _fit_note(lf: rd.LawFit) -> str:
         if unknown:
             text += (f" Not identified by these runs: {', '.join(unknown)} (see Fitted laws); the line fits the points "
                      f"but its extrapolation is a guess.")
-    return f'<p class="caption">{esc(text)}</p>' + "".join(f'<p class="caption warn">{esc(w)}</p>' for w in lf.warnings)
+    # the caption above names the unidentified parameters of a drawn line: its warning would repeat it
+    said = unidentified_note(lf.fit.verdicts(), f"law {lf.fit.law.name!r}") if lf.drawable is not None else None
+    return f'<p class="caption">{esc(text)}</p>' + "".join(f'<p class="caption warn">{esc(w)}</p>' for w in lf.warnings
+                                                          if w != said)
 
 
 def _curve_figure(lf: rd.LawFit, draw, caption: str) -> list[str]:

@@ -177,13 +177,13 @@ def test_the_page_opens_with_what_was_measured_and_the_headline_exponents(page, 
     assert top.index('<div class="headline">') < top.index("runs (")
     assert "What was measured:</b> 16 usable runs of transformer language models, 7 model sizes N = 2e+05–6e+06" in top
     lo, hi = report.fit.ci(0.9)["beta"]
-    assert f"beta = {report.fit.params['beta']:.3g}, 90 % interval [{lo:.3g}, {hi:.3g}] (paper: 0.28)" in top
+    assert (f"beta = {report.fit.params['beta']:#.3g} (90 % interval [{lo:#.3g}, {hi:#.3g}]; Hoffmann et al. 2022 "
+            f"(Epoch AI refit): 0.280 (0.366))") in top
     assert report.summary().splitlines()[1] == report.headline and report.headline.startswith("headline: chinchilla")
     store = str(report.files[0]).rsplit("/out/", 1)[0] + "/store"
     assert main(["report", store, "--sweep", "mini", "--out", str(tmp_path / "c"), "--headline", "kaplan_c"]) == 0
     line = capsys.readouterr().out.splitlines()[1]
-    assert line.startswith("headline: L(C_min) = (C_c/C_min)^α_C fitted to frontier of ") and "alpha_C = " in line
-    assert "(paper: 0.05)" in line
+    assert line.startswith("headline: L(C_min) = (C_c/C_min)^α_C with alpha_C = ") and "Kaplan et al. 2020: 0.0500)" in line
     assert main(["report", store, "--sweep", "mini", "--out", str(tmp_path / "x"), "--headline", "E"]) == 2
     assert "--headline: one of main, kaplan_n" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
