@@ -150,7 +150,8 @@ def curve_fits(sweep_dir: str) -> dict[str, LawFit]:
             except (ValueError, FloatingPointError) as err:
                 out[name] = LawFit(name, title, message=str(err))
                 continue
-        fitted = _fit_rows(name, title, name, rows.columns, rows.note, curve_points=True)
+        # the rows' note names the law for `fit`'s output; here the title does
+        fitted = _fit_rows(name, title, name, rows.columns, rows.note.removeprefix(f"{name}: "), curve_points=True)
         fitted.warnings = rows.warnings + fitted.warnings
         fitted.critical_batch = rows.critical_batch
         if rows.critical_batch is not None:

@@ -177,8 +177,7 @@ def headline(lf, runs: list[dict], level: float = 0.9) -> tuple[str, str]:
             said.append(f"{name} = {v.value:#.3g} ({pct} % interval [{v.lo:#.3g}, {v.hi:#.3g}]{ref})" if v.identified
                         else f"{name} = {v.value:#.3g} ({v.text('#.3g')}{ref})")
         line = f"{lf.title} with " + ", ".join(said)
-        note = lf.note.removeprefix(f"{lf.name}: ")  # curve rows' notes start with the law's name
-        detail = f"Fitted to {note}; rms misfit {fit.gof()['rmse_log']:.1%} in log loss."
+        detail = f"Fitted to {lf.note}; rms misfit {fit.gof()['rmse_log']:.1%} in log loss."
         if not all(verdicts[n].identified for n, t in zip(fit.law.param_names, fit.law.transforms) if t == IDENTITY):
             detail += " An exponent these runs do not identify is a guess, not a measurement."
     block = (f'<div class="headline"><p><b>What was measured:</b> {esc(measured_text(runs))}</p>'

@@ -69,8 +69,10 @@ def sections(sweep: str, sweep_dir: str, runs: list[dict], curves: list[dict], m
     intro = [block, f"<p>{esc(report.n_runs)} runs ({esc(counts)}); {esc(report.n_usable)} usable for fits "
              f"(completed or early-stopped with a loss). Losses are validation losses in nats per token; "
              f"N counts non-embedding parameters, D tokens, C training FLOPs.</p>"]
-    if report.notes:
-        intro.append('<ul class="notes">' + "".join(f'<li class="warn">{esc(n)}</li>' for n in report.notes) + "</ul>")
+    if report.notes:  # what the main fit and its plan warned (orchestrator.report.build_report): say which
+        intro.append(f'<p class="warn">About the main fit ({esc(main.title)}, a law of N and D) and its compute-optimal plan '
+                     f'(see Fitted laws):</p><ul class="notes">'
+                     + "".join(f'<li class="warn">{esc(n)}</li>' for n in report.notes) + "</ul>")
     if report.skipped:
         intro.append(message_html(f"{len(report.skipped)} store file(s) could not be read and are left out: "
                                   + "; ".join(report.skipped_lines())))
