@@ -144,7 +144,7 @@ def sections(sweep: str, sweep_dir: str, runs: list[dict], curves: list[dict], m
                 "Paper values: Kaplan et al. 2020 (Table 1, §1.2; C_c converted from PF-days to FLOPs); for "
                 "chinchilla Hoffmann et al. 2022 with Epoch AI's refit in parentheses. Exponents compare with the paper's; scale constants (N_c, D_c, C_c, S_c, B*, A, B, E) depend on the "
                 "tokenizer and data, so a byte-level sweep's differ by construction. A parameter the runs do not "
-                f"identify has no interval (the verdict `fit`, `plan`, `frontier` and `predict` print too): the N/D split not identified, a parameter at a bound, or an interval open to a "
+                f"identify has no interval (the same verdict fit, plan, frontier and predict print): the N/D split not identified, a parameter at a bound, or an interval open to a "
                 f"bound, over {MAX_SCALE_DECADES:g} decades (scales) or wider than {MAX_EXPONENT_WIDTH:g}× the value "
                 f"(exponents).</p>"]
     out.append(s)
