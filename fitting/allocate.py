@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from fitting.checks import ratio_note
+from fitting.checks import ratio_note, unidentified_note
 from fitting.law import Law
 from fitting.laws import get_law
 
@@ -265,7 +265,8 @@ def compute_optimal_allocation(fit=None, compute: float = 1e21, *, law=None, par
     if fit is None:
         out.uncertainty = "none (parameters given)"
         return out
-    for note in (ratio_note(out.tokens_per_param, fit.data.X), fit.bounds_note):
+    for note in (ratio_note(out.tokens_per_param, fit.data.X), fit.bounds_note,
+                 unidentified_note(fit.verdicts(level), f"law {law.name!r}")):
         if note:
             out.notes.append(note)
     thetas, how = _param_samples(fit, n_samples, seed)

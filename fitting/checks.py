@@ -8,6 +8,10 @@
   one size A/N^α merges into E). Bootstrap resamples of such runs stay on the line, so their
   intervals stay tight around an arbitrary answer. ``fit``, ``plan``, ``replay``, the sweep
   report and the active search summary all ask this one function.
+* :func:`parameter_verdicts` — whether the runs identify each fitted parameter: the N/D split
+  above, the parameter at a bound, or a 90 % interval too wide or open to mean anything. The one
+  owner of "is this parameter identified": the report's tables, ``fit``, ``plan``, ``frontier``
+  and ``predict`` all read it (through :meth:`fitting.fit.FitResult.verdicts`).
 * :func:`unit_notes` — inputs that look like other units (N in millions, D in billions).
 * :func:`repeated_configs` — several rows per (N, D), e.g. a learning-rate sweep, which a fit
   would otherwise count as independent runs (:mod:`fitting.aggregate` turns them into cells).
@@ -23,7 +27,10 @@ from typing import Mapping
 
 import numpy as np
 
-__all__ = ["MIN_SPREAD", "Identifiability", "identifiability", "unit_notes", "repeated_configs", "ratio_note",
+from fitting.law import LOG
+
+__all__ = ["MIN_SPREAD", "MAX_SCALE_DECADES", "MAX_EXPONENT_WIDTH", "Identifiability", "identifiability",
+           "ParamVerdict", "parameter_verdicts", "unidentified_note", "unit_notes", "repeated_configs", "ratio_note",
            "user_messages"]
 
 #: Least spread (sd, in natural-log units, i.e. ≈ 10 %) the runs need across their thinnest
@@ -32,6 +39,11 @@ MIN_SPREAD = 0.1
 #: A planned tokens-per-parameter ratio more than this factor outside the fitted runs' range is
 #: reported as an extrapolation of the law's form.
 RATIO_FACTOR = 10.0
+#: A scale parameter (log-transformed: A, B, E, N_c, ...) whose interval spans more than this many
+#: decades, or an exponent whose interval is wider than this many times its magnitude, is not
+#: identified by the runs (the former 3 x 3 demo: B in [82, 1.5e7], a standard error of 1e24).
+MAX_SCALE_DECADES = 2.0
+MAX_EXPONENT_WIDTH = 2.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,79 @@ def identifiability(X: Mapping[str, np.ndarray], law=None, min_spread: float = M
         return Identifiability(False, f"the runs lie on one line ln D ≈ {slope:.3g}·ln N + c (sd across it "
                                       f"{spread:.2g} < {min_spread:g})", spread)
     return Identifiability(True, None, spread)
+
+
+@dataclass(frozen=True)
+class ParamVerdict:
+    """Verdict of :func:`parameter_verdicts` on one parameter: its value, its interval (lo, hi, in
+    natural units) and whether the runs identify it; ``reason`` says why not, in words, with the
+    interval as evidence; ``kind`` is "split", "bound" or "interval" (which check said no)."""
+
+    name: str
+    value: float
+    lo: float
+    hi: float
+    identified: bool
+    reason: str | None = None
+    kind: str | None = None
+
+    def text(self, fmt: str = ".4g") -> str:
+        """``[lo, hi]`` when identified, else ``not identified: <reason>`` (the report's cell)."""
+        if self.identified:
+            return f"[{self.lo:{fmt}}, {self.hi:{fmt}}]"
+        return f"not identified{' by these runs' if self.kind == 'interval' else ''}: {self.reason}"
+
+
+def parameter_verdicts(law, params: Mapping[str, float], intervals: Mapping, split: Identifiability,
+                       at_bounds: Mapping[str, str]) -> dict[str, ParamVerdict]:
+    """Whether the runs identify each parameter of a fitted ``law`` (a :class:`fitting.law.Law`).
+
+    ``params``: name → fitted value; ``intervals``: name → an interval with ``lo``, ``hi`` and
+    optionally ``lo_open``/``hi_open`` (:class:`fitting.param_intervals.ParamInterval`) or a
+    (lo, hi) pair; ``split``: :func:`identifiability` of the fitted runs; ``at_bounds``:
+    :func:`fitting.objective.params_at_bounds`. A parameter is not identified, in this order, when
+    the runs do not identify the law's N/D split (every parameter), when it sits at a bound, or
+    when its interval is open on a side (it runs to the law's bound), not finite, spans more
+    than ``MAX_SCALE_DECADES`` (a log-scaled parameter) or is wider than ``MAX_EXPONENT_WIDTH``
+    times the value (any other). Pure; the thresholds are a reading convention, not a test."""
+    log_scaled = [t == LOG for t in law.transforms]
+    out = {}
+    for (name, value), is_log in zip(params.items(), log_scaled):
+        iv = intervals[name]
+        lo, hi = (float(iv.lo), float(iv.hi)) if hasattr(iv, "lo") else (float(iv[0]), float(iv[1]))
+        open_side = [side for side, flag in (("lower", getattr(iv, "lo_open", False)),
+                                             ("upper", getattr(iv, "hi_open", False))) if flag]
+        finite = np.isfinite(lo) and np.isfinite(hi)
+        if not split.identified:
+            verdict = ParamVerdict(name, value, lo, hi, False, split.reason, "split")
+        elif name in at_bounds:
+            verdict = ParamVerdict(name, value, lo, hi, False, f"at its bound {at_bounds[name]}", "bound")
+        elif open_side or not finite:
+            how = (f"is open on the {' and '.join(open_side)} side{'s' if len(open_side) == 2 else ''} (the data do "
+                   f"not close it)" if open_side else "is not finite")
+            verdict = ParamVerdict(name, value, lo, hi, False, f"its interval [{lo:.3g}, {hi:.3g}] {how}", "interval")
+        elif is_log and (lo <= 0 or np.log10(hi / lo) > MAX_SCALE_DECADES):
+            verdict = ParamVerdict(name, value, lo, hi, False, f"its interval [{lo:.3g}, {hi:.3g}] spans more than "
+                                   f"{MAX_SCALE_DECADES:g} decades", "interval")
+        elif not is_log and hi - lo > MAX_EXPONENT_WIDTH * abs(value):
+            verdict = ParamVerdict(name, value, lo, hi, False, f"its interval [{lo:.3g}, {hi:.3g}] is wider than "
+                                   f"{MAX_EXPONENT_WIDTH:g}× the value", "interval")
+        else:
+            verdict = ParamVerdict(name, value, lo, hi, True)
+        out[name] = verdict
+    return out
+
+
+def unidentified_note(verdicts: Mapping[str, ParamVerdict], law_name: str = "the law") -> str | None:
+    """The one warning line naming the parameters whose *interval* says the runs do not identify
+    them (``kind == "interval"``); None when none. An unidentified N/D split and parameters at a
+    bound have their own warnings (fitting.fit, fitting.objective.bounds_note)."""
+    bad = [v for v in verdicts.values() if not v.identified and v.kind == "interval"]
+    if not bad:
+        return None
+    return (f"not identified by these runs: {'; '.join(f'{v.name} ({v.reason})' for v in bad)}; {law_name} fits the "
+            f"runs, but a prediction or plan that leans on {'it' if len(bad) == 1 else 'them'} is a guess whose "
+            f"intervals understate the uncertainty")
 
 
 def unit_notes(X: Mapping[str, np.ndarray], columns: Mapping[str, str] | None = None) -> list[str]:

@@ -67,9 +67,10 @@ def table_source(path, args, what: str):
     return path, drop or 0, str(path)
 
 
-def load_table(source, args, law, *, drop_top_loss: int = 0, require_loss: bool = True, name: str | None = None):
-    """Read ``source`` for ``law`` with the column flags of :func:`add_table_args`.
-    → (FitData, the warnings it raised as strings)."""
+def load_table(source, args, law, *, drop_top_loss: int = 0, require_loss: bool = True, name: str | None = None,
+               curve_points: bool = False):
+    """Read ``source`` for ``law`` with the column flags of :func:`add_table_args`; ``curve_points``:
+    its rows are curve points (fitting.data.load_fit_data). → (FitData, the warnings it raised as strings)."""
     from fitting.checks import user_messages
     from fitting.data import load_fit_data
 
@@ -90,7 +91,8 @@ def load_table(source, args, law, *, drop_top_loss: int = 0, require_loss: bool 
                              extra_cols=extra, law=law, flops_per_token=args.flops_per_token,
                              drop_top_loss=drop_top_loss, best_per_config=args.best_per_config,
                              aggregate=aggregate, require_loss=require_loss, name=name,
-                             family=getattr(args, "family", None), sub_sweep=getattr(args, "sub_sweep", None))
+                             family=getattr(args, "family", None), sub_sweep=getattr(args, "sub_sweep", None),
+                             curve_points=curve_points)
     return data, user_messages(caught)
 
 
@@ -167,7 +169,7 @@ def _fit(args):
         rows = curve_rows(source, law.name, family=getattr(args, "family", None),
                           sub_sweep=getattr(args, "sub_sweep", None), seed=args.seed)
         source, name = rows.columns, f"{name} (curves)"
-    data, notes = load_table(source, args, law, drop_top_loss=drop, name=name)
+    data, notes = load_table(source, args, law, drop_top_loss=drop, name=name, curve_points=rows is not None)
     if rows is not None:
         notes[:0] = rows.warnings
     train = {"max_compute": args.fit_max_compute} if getattr(args, "fit_max_compute", None) else None

@@ -234,6 +234,7 @@ def load_fit_data(
     name: str | None = None,
     family: str | None = None,
     sub_sweep: str | None = None,
+    curve_points: bool = False,
 ) -> FitData:
     """Read and validate a table of runs for fitting ``law`` (or the given ``inputs``): the one
     column-mapping path of every command that reads a table (fit, plan, replay, report).
@@ -260,7 +261,10 @@ def load_fit_data(
     ``drop_top_loss`` then drops that many highest-loss rows (cells) (Epoch drops 5). With
     ``require_loss=False`` (prediction targets) the loss column is optional (``y`` is NaN where
     absent) and never drops a row. ``name`` describes the source in messages (default: its path).
-    ``FitData.index`` holds the kept rows' positions in the source table.
+    ``FitData.index`` holds the kept rows' positions in the source table. ``curve_points``: the
+    rows are points of training curves (`fitting.dynamics.curve_rows`), not runs, so rows sharing
+    inputs (runs of one N evaluated at the same step) are expected and not warned about as an
+    unaggregated hyperparameter sweep.
     """
     if isinstance(source, FitData):
         return source
@@ -341,7 +345,7 @@ def load_fit_data(
                 warnings.warn(f"{desc}: {note}", DataWarning, stacklevel=2)
             X, y, index, weights, best, message = (cells.X, cells.y, kept[cells.index], cells.weights, cells.best,
                                                    cells.message)
-        else:
+        elif not curve_points:
             _warn_repeats(X, cols, kept, mapping, inputs, desc)
     n_dropped = int((~keep).sum())
     if drop_top_loss:

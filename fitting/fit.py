@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import numpy as np
 from scipy import stats
 
-from fitting.checks import Identifiability, identifiability
+from fitting.checks import Identifiability, ParamVerdict, identifiability, parameter_verdicts, unidentified_note
 from fitting.data import FitData, load_fit_data
 from fitting.law import Law
 from fitting.laws import get_law
@@ -84,6 +84,15 @@ class FitResult:
     def identifiability(self) -> Identifiability:
         """Whether the fitted runs identify the law's N/D split (:func:`fitting.checks.identifiability`)."""
         return identifiability(self.data.X, self.law)
+
+    def verdicts(self, level: float | None = None) -> dict[str, ParamVerdict]:
+        """Whether the runs identify each parameter (:func:`fitting.checks.parameter_verdicts`: the
+        N/D split, a bound, the ``level`` interval of :meth:`intervals`), the one verdict the
+        report, fit, plan, frontier and predict give."""
+        with np.errstate(over="ignore"):  # an unidentified scale's Wald interval overflows: said in words
+            ivs = self.intervals(level)
+        return parameter_verdicts(self.law, self.params, ivs, self.identifiability,
+                                  params_at_bounds(self.law, self.z, self.data.X))
 
     @property
     def bounds_note(self) -> str | None:
@@ -189,6 +198,8 @@ class FitResult:
             "params": self.params,
             "identified": known,
             "unidentified_reason": verdict.reason,
+            # per parameter: null when the runs identify it, else why not (fitting.checks.parameter_verdicts)
+            "not_identified": {k: None if v.identified else v.reason for k, v in self.verdicts(level).items()},
             "stderr": self.stderr if known else {k: None for k in self.law.param_names},
             key: {k: [iv.lo, iv.hi] if known else None for k, iv in ivs.items()},
             # per parameter [lower open, upper open]: the data do not close that side (it runs to the bound)
@@ -225,6 +236,7 @@ class FitResult:
         if self.data.aggregation:
             lines.append(f"rows: {self.data.aggregation}")
         verdict = self.identifiability
+        verdicts = self.verdicts(level)
         if not verdict.identified:
             lines.append(f"NOT IDENTIFIED: {verdict.reason}; the values below fit these runs but do not separate "
                          f"the N term from the D term: no intervals")
@@ -233,7 +245,9 @@ class FitResult:
             if verdict.identified:
                 iv = ivs[k]
                 lo, hi = (f"{v:.6g}" + (" (open)" if o else "") for v, o in ((iv.lo, iv.lo_open), (iv.hi, iv.hi_open)))
-                tag = "  unidentified" if iv.unidentified else "  one-sided" if iv.one_sided else ""
+                tags = ["unidentified" if iv.unidentified else "one-sided" if iv.one_sided else ""]
+                tags.append("" if verdicts[k].identified or iv.unidentified else "not identified")
+                tag = "  " + ", ".join(t for t in tags if t) if any(tags) else ""
                 lines.append(f"{k:<10} {self.params[k]:>12.6g} {se[k]:>12.4g} {lo:>12} {hi:>12}{tag}")
             else:
                 lines.append(f"{k:<10} {self.params[k]:>12.6g} {'—':>12} {'unidentified':>12} {'—':>12}")
@@ -449,4 +463,7 @@ def _finish(law: Law, fdata: FitData, full: FitData, mask: np.ndarray | None, op
         if narrow:
             diag["narrow_bootstrap"] = narrow
             msgs.append(note)
+    note = unidentified_note(res.verdicts(), f"law {law.name!r}")  # with the final intervals
+    if note:
+        msgs.append(note)
     return res

@@ -31,6 +31,7 @@ class SweepReport:
     files: list[str] = field(default_factory=list)  # local paths or URIs
     skipped: list = field(default_factory=list)  # metrics.SkippedPart: files left unread
     sections: list[str] = field(default_factory=list)  # the page's section titles
+    headline: str | None = None  # the headline law's exponents, one line (report_html.headline)
 
     def skipped_lines(self) -> list[str]:
         return [f"{p.path}: {p.reason}" for p in self.skipped]
@@ -38,6 +39,8 @@ class SweepReport:
     def summary(self) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(self.status_counts.items()))
         lines = [f"sweep {self.sweep}: {self.n_runs} runs ({counts})"]
+        if self.headline:
+            lines.append(self.headline)
         if self.fit_text:
             lines += ["", self.fit_text]
         if self.allocation_text:
@@ -51,8 +54,11 @@ class SweepReport:
 
 
 def build_report(storage: str, sweep: str, out_dir: str | os.PathLike, *, law_name: str = "chinchilla",
-                 target_compute: float | None = None, n_bootstrap: int = 200, aggregate=None) -> SweepReport:
-    """Read the sweep, fit, plan, draw, write ``report.html``. ``aggregate`` (a
+                 target_compute: float | None = None, n_bootstrap: int = 200, aggregate=None,
+                 headline: str = "main") -> SweepReport:
+    """Read the sweep, fit, plan, draw, write ``report.html``. ``headline``: the fit whose exponents
+    the page (and ``summary()``) states first: main (``law_name``), kaplan_n, kaplan_d, kaplan_c or kaplan_ns
+    (orchestrator.spec_types.HEADLINES; ValueError naming --headline otherwise). ``aggregate`` (a
     `fitting.aggregate.Aggregation`): how several runs per (N, D) become one cell; None: whatever
     hyperparameter column the runs sweep within a cell (best over lr and batch_tokens, mean over
     seed). Raises FileNotFoundError (creating nothing) when ``storage`` or the sweep in it does not
@@ -62,6 +68,10 @@ def build_report(storage: str, sweep: str, out_dir: str | os.PathLike, *, law_na
     from metrics import UnreadablePartWarning, join, load_curves, load_runs, require_sweep, resolve, write_atomically
     from orchestrator import report_data as rd
 
+    from orchestrator.spec_types import HEADLINES
+
+    if headline not in HEADLINES:
+        raise ValueError(f"--headline: one of {', '.join(HEADLINES)}, got {headline!r}")
     law = get_law(law_name)
     if not set(law.inputs) <= {"N", "D"}:
         # The report fits the runs table (N, D, loss) and plans from it; a law of steps, compute or
@@ -105,7 +115,8 @@ def build_report(storage: str, sweep: str, out_dir: str | os.PathLike, *, law_na
     from orchestrator.report_sections import sections
 
     sweep_dir = join(storage, sweep)
-    page_sections, intro = sections(sweep, sweep_dir, runs, fitted, curves, main, plans, report, n_bootstrap)
+    page_sections, intro = sections(sweep, sweep_dir, runs, fitted, curves, main, plans, report, n_bootstrap,
+                                    headline)
     from orchestrator.report_html import render_page
 
     page = render_page(f"Sweep {sweep}: scaling report", intro, page_sections)
@@ -149,6 +160,10 @@ def register(subparsers) -> None:
     rep.add_argument("--law", default="chinchilla", help="law to fit: built-in name, file.py:LAW or pkg.module:LAW (default chinchilla)")
     rep.add_argument("--out", help="output directory, local or a URI (default: <storage>/<sweep>/report)")
     rep.add_argument("--compute", type=float, help="target compute for the plan (default 100x the largest run)")
+    rep.add_argument("--headline", default="main", metavar="FIT",
+                     help="the fit whose exponents the page states first: main (--law), kaplan_n (L(N)), kaplan_d "
+                          "(L(D)), kaplan_c (L(C_min)) or kaplan_ns (L(N, S_min)); what a spec's fit.headline sets "
+                          "(default main)")
     rep.add_argument("--best-over", action="append", default=[], metavar="COL",
                      help="fit each (N, D) cell's best setting of COL (repeatable; default: lr and batch_tokens "
                           "where the runs sweep them within a cell)")
@@ -187,7 +202,7 @@ def run_report(args: argparse.Namespace) -> int:
     sweep = args.sweep or only_sweep(args.storage)
     out = args.out or join(args.storage, sweep, "report")
     report = build_report(args.storage, sweep, out, law_name=args.law, target_compute=args.compute,
-                          aggregate=table_aggregation(args))
+                          aggregate=table_aggregation(args), headline=args.headline)
     print(report.summary())
     return 0 if report.n_runs else 1
 
@@ -208,6 +223,7 @@ def run_demo(args: argparse.Namespace) -> int:
     spec = load_spec(raw)
     fs, store = resolve(spec.storage)
     run_sweep(spec, resume=fs.get_file_info(store).type != pafs.FileType.NotFound)
-    report = build_report(spec.storage, spec.name, join(out, "report"), aggregate=spec.aggregation())
+    report = build_report(spec.storage, spec.name, join(out, "report"), aggregate=spec.aggregation(),
+                          headline=spec.fit.headline)
     print(report.summary())
     return 0 if report.n_usable else 1

@@ -112,8 +112,10 @@ def best_per(runs: list[dict], key: str) -> dict[str, np.ndarray]:
 
 
 def _fit_rows(name: str, title: str, law_name: str, columns: dict[str, np.ndarray], note: str,
-              n_bootstrap: int = 0) -> LawFit:
-    """Fit ``law_name`` to ``columns`` (inputs + "loss"); a fit that cannot be made is a message."""
+              n_bootstrap: int = 0, curve_points: bool = False) -> LawFit:
+    """Fit ``law_name`` to ``columns`` (inputs + "loss"); a fit that cannot be made is a message.
+    ``curve_points``: the rows are curve points, whose repeated inputs are expected
+    (fitting.data.load_fit_data), not a hyperparameter sweep to aggregate."""
     from fitting.checks import user_messages
     from fitting.fit import fit_law
     from fitting.laws import get_law
@@ -126,7 +128,7 @@ def _fit_rows(name: str, title: str, law_name: str, columns: dict[str, np.ndarra
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            fit = fit_law(law, dict(columns), n_bootstrap=n_bootstrap, seed=0)
+            fit = fit_law(law, dict(columns), n_bootstrap=n_bootstrap, seed=0, curve_points=curve_points)
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as err:
             return LawFit(name, title, message=f"no fit: {err}", rows=columns, note=note)
     said = sorted(set(user_messages(caught)) | set(fit.warnings))
@@ -162,7 +164,8 @@ def curve_fits(sweep_dir: str) -> dict[str, LawFit]:
             except (ValueError, FloatingPointError) as err:
                 out[name] = LawFit(name, title, message=str(err))
                 continue
-        fitted = _fit_rows(name, title, name, rows.columns, rows.note)
+        # the rows' note names the law for `fit`'s output; here the title does
+        fitted = _fit_rows(name, title, name, rows.columns, rows.note.removeprefix(f"{name}: "), curve_points=True)
         fitted.warnings = rows.warnings + fitted.warnings
         fitted.critical_batch = rows.critical_batch
         if rows.critical_batch is not None:

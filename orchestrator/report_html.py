@@ -43,6 +43,8 @@ th{background:#f4f4f6}td.num{text-align:right;font-variant-numeric:tabular-nums;
 .warn{color:#9a3412}ul.notes li{margin:.15em 0}nav a{margin-right:.8em}
 details summary{cursor:pointer;color:#333}
 .row{display:flex;gap:20px;align-items:flex-start}.row>div{flex:1;min-width:0}
+div.headline{background:#f4f7fb;border:1px solid #c9d6e8;border-radius:6px;padding:6px 14px;margin:10px 0 14px}
+div.headline p{margin:.45em 0}
 """
 
 
@@ -128,45 +130,60 @@ def external_urls(page: str) -> list[str]:
 
 
 # ====================================================================== tables
-#: A scale parameter (log-transformed) whose interval spans more than this many decades, or an
-#: exponent whose interval is wider than this many times its magnitude, is reported as not
-#: identified by the runs (the demo's 9 runs: B in [105, 1.5e7], standard error 1e24).
-MAX_SCALE_DECADES = 2.0
-MAX_EXPONENT_WIDTH = 2.0
-
-
 def param_rows(fit, level: float = 0.9) -> list[tuple[str, float, str]]:
-    """(parameter, value, interval text) for each parameter of ``fit``: the interval only where the
-    runs identify it. Not identified (fitting.checks.identifiability), at a bound
-    (fitting.objective.params_at_bounds), or an interval too wide to mean anything
-    (MAX_SCALE_DECADES, MAX_EXPONENT_WIDTH) is said in words, with the interval as evidence."""
-    from fitting.law import LOG
-    from fitting.objective import params_at_bounds
+    """(parameter, value, interval text) for each parameter of ``fit``: the interval where the runs
+    identify it, else why not in words with the interval as evidence (``FitResult.verdicts``, the
+    verdict fit, plan, frontier and predict print: fitting.checks.parameter_verdicts)."""
+    return [(name, v.value, v.text()) for name, v in fit.verdicts(level).items()]
 
-    verdict = fit.identifiability
-    at_bounds = params_at_bounds(fit.law, fit.z, fit.data.X)
-    with np.errstate(over="ignore"):  # an unidentified scale's Wald interval overflows: said in words below
-        ci = fit.ci(level)
-    out = []
-    for (name, value), transform in zip(fit.params.items(), fit.law.transforms):
-        lo, hi = ci[name]
-        finite = math.isfinite(lo) and math.isfinite(hi)
-        if transform == LOG:
-            wide = not finite or lo <= 0 or math.log10(hi / lo) > MAX_SCALE_DECADES
-        else:
-            wide = not finite or hi - lo > MAX_EXPONENT_WIDTH * abs(value)
-        if not verdict.identified:
-            text = f"not identified: {verdict.reason}"
-        elif name in at_bounds:
-            text = f"not identified: at its bound {at_bounds[name]}"
-        elif wide:
-            what = (f"spans more than {MAX_SCALE_DECADES:g} decades" if transform == LOG else
-                    f"is wider than {MAX_EXPONENT_WIDTH:g}× the value")
-            text = f"not identified by these runs: its interval [{lo:.3g}, {hi:.3g}] {what}"
-        else:
-            text = f"[{lo:.4g}, {hi:.4g}]"
-        out.append((name, value, text))
-    return out
+
+def measured_text(runs: list[dict]) -> str:
+    """One sentence on what the usable runs are: family, N and D ranges, regime, vocabulary."""
+    if not runs:
+        return "no usable runs"
+    N = [float(r["non_embedding_params"]) for r in runs]
+    D = [float(r["dataset_tokens"]) for r in runs]
+    kinds = lambda key: ", ".join(sorted({str(r.get(key)) for r in runs if r.get(key) is not None})) or "—"
+    vocab = {r.get("vocab_size") for r in runs}
+    unit = " (bytes)" if vocab == {256} else ""
+    return (f"{len(runs)} usable runs of {kinds('family') if any(r.get('family') for r in runs) else 'transformer'} "
+            f"language models, {len({*N})} model sizes N = {min(N):.3g}–{max(N):.3g} non-embedding parameters × "
+            f"{len({*D})} dataset sizes D = {min(D):.3g}–{max(D):.3g} tokens ({kinds('regime')} regime), vocabulary "
+            f"{kinds('vocab_size')}{unit}; loss is the best validation loss in nats per token.")
+
+
+def headline(lf, runs: list[dict], level: float = 0.9) -> tuple[str, str]:
+    """(HTML block, one plain line) stating the headline law's exponents: each with its ``level``
+    interval where the runs identify it (``FitResult.verdicts``), else why not, next to the
+    paper's value; then what the law was fitted to and how well. ``lf`` is a report_data.LawFit;
+    ``runs`` the usable runs."""
+    from fitting.law import IDENTITY
+
+    pct = round(level * 100)
+    if lf.fit is None:
+        line, detail = f"{lf.title}: no fit ({lf.message})", ""
+    else:
+        fit = lf.fit
+        paper = paper_values(fit.law.name)
+        verdicts = fit.verdicts(level)
+        said = []
+        for name, transform in zip(fit.law.param_names, fit.law.transforms):
+            if transform != IDENTITY:  # exponents only: scale constants depend on the tokenizer
+                continue
+            v = verdicts[name]
+            ref = paper[1].get(name) if paper else None
+            ref = "" if ref is None else f"; {paper[0]}: " + (f"{ref[0]:#.3g} ({ref[1]:#.3g})" if isinstance(ref, tuple)
+                                                               else f"{ref:#.3g}")
+            said.append(f"{name} = {v.value:#.3g} ({pct} % interval [{v.lo:#.3g}, {v.hi:#.3g}]{ref})" if v.identified
+                        else f"{name} = {v.value:#.3g} ({v.text('#.3g')}{ref})")
+        line = f"{lf.title} with " + ", ".join(said)
+        detail = f"Fitted to {lf.note}; rms misfit {fit.gof()['rmse_log']:.1%} in log loss."
+        if not all(verdicts[n].identified for n, t in zip(fit.law.param_names, fit.law.transforms) if t == IDENTITY):
+            detail += " An exponent these runs do not identify is a guess, not a measurement."
+    block = (f'<div class="headline"><p><b>What was measured:</b> {esc(measured_text(runs))}</p>'
+             f"<p><b>Headline:</b> {esc(line)}.</p>"
+             + (f'<p class="caption">{esc(detail)}</p>' if detail else "") + "</div>")
+    return block, f"headline: {line}"
 
 
 def laws_table(fits) -> str:

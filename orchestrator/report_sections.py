@@ -11,12 +11,14 @@ import warnings
 
 import numpy as np
 
+from fitting.checks import MAX_EXPONENT_WIDTH, MAX_SCALE_DECADES, unidentified_note
 from orchestrator import report_data as rd
 from orchestrator import report_figures as figs
 from orchestrator.report_html import (
     Section, budget_table, param_rows, choices_table, esc, figure_html, laws_table, message_html, plan_table,
     png_html, problem_runs_table, runs_table, table_html,
 )
+from orchestrator.report_html import headline as headline_block
 
 
 def _fit_note(lf: rd.LawFit) -> str:
@@ -32,7 +34,10 @@ def _fit_note(lf: rd.LawFit) -> str:
         if unknown:
             text += (f" Not identified by these runs: {', '.join(unknown)} (see Fitted laws); the line fits the points "
                      f"but its extrapolation is a guess.")
-    return f'<p class="caption">{esc(text)}</p>' + "".join(f'<p class="caption warn">{esc(w)}</p>' for w in lf.warnings)
+    # the caption above names the unidentified parameters of a drawn line: its warning would repeat it
+    said = unidentified_note(lf.fit.verdicts(), f"law {lf.fit.law.name!r}") if lf.drawable is not None else None
+    return f'<p class="caption">{esc(text)}</p>' + "".join(f'<p class="caption warn">{esc(w)}</p>' for w in lf.warnings
+                                                          if w != said)
 
 
 def _curve_figure(lf: rd.LawFit, draw, caption: str) -> list[str]:
@@ -49,21 +54,29 @@ def _row(*parts: str) -> str:
 
 
 def sections(sweep: str, sweep_dir: str, runs: list[dict], fitted: list[dict], curves: list[dict],
-             main: rd.LawFit, plans: list, report, n_bootstrap: int = 200) -> tuple[list[Section], list[str]]:
+             main: rd.LawFit, plans: list, report, n_bootstrap: int = 200,
+             headline: str = "main") -> tuple[list[Section], list[str]]:
     """(page sections, intro fragments) for one sweep. ``fitted`` are the runs the laws describe
-    (`report_data.law_runs`), ``runs`` every run; ``report`` is the SweepReport (notes, skipped);
-    ``n_bootstrap`` the resamples behind the frontier approaches' intervals (at least 20)."""
+    (`report_data.law_runs`), ``runs`` every run; ``report`` is the SweepReport (notes, skipped;
+    its ``headline`` line is set here); ``n_bootstrap`` the resamples behind the frontier
+    approaches' intervals (at least 20); ``headline`` which fit the page states first
+    (spec_types.HEADLINES)."""
     table = rd.curve_table(curves, fitted)
     every_curve = rd.curve_table(curves, runs)
     fit_n, fit_d = rd.size_and_data_fits(fitted)
     from_curves = rd.curve_fits(sweep_dir)
     kc, ns, bc = from_curves["kaplan_c"], from_curves["kaplan_ns"], from_curves["critical_batch"]
     counts = ", ".join(f"{n} {s}" for s, n in sorted(report.status_counts.items()))
-    intro = [f"<p>{esc(report.n_runs)} runs ({esc(counts)}); {esc(report.n_usable)} usable for fits "
+    block, report.headline = headline_block({"main": main, "kaplan_n": fit_n, "kaplan_d": fit_d, "kaplan_c": kc,
+                                             "kaplan_ns": ns}[headline],
+                                            rd.usable_runs(runs))
+    intro = [block, f"<p>{esc(report.n_runs)} runs ({esc(counts)}); {esc(report.n_usable)} usable for fits "
              f"(completed or early-stopped with a loss). Losses are validation losses in nats per token; "
              f"N counts non-embedding parameters, D tokens, C training FLOPs.</p>"]
-    if report.notes:
-        intro.append('<ul class="notes">' + "".join(f'<li class="warn">{esc(n)}</li>' for n in report.notes) + "</ul>")
+    if report.notes:  # what the main fit and its plan warned (orchestrator.report.build_report): say which
+        intro.append(f'<p class="warn">About the main fit ({esc(main.title)}, a law of N and D) and its compute-optimal plan '
+                     f'(see Fitted laws):</p><ul class="notes">'
+                     + "".join(f'<li class="warn">{esc(n)}</li>' for n in report.notes) + "</ul>")
     if report.skipped:
         intro.append(message_html(f"{len(report.skipped)} store file(s) could not be read and are left out: "
                                   + "; ".join(report.skipped_lines())))
@@ -137,8 +150,9 @@ def sections(sweep: str, sweep_dir: str, runs: list[dict], fitted: list[dict], c
                 "Paper values: Kaplan et al. 2020 (Table 1, §1.2; C_c converted from PF-days to FLOPs); for "
                 "chinchilla Hoffmann et al. 2022 with Epoch AI's refit in parentheses. Exponents compare with the paper's; scale constants (N_c, D_c, C_c, S_c, B*, A, B, E) depend on the "
                 "tokenizer and data, so a byte-level sweep's differ by construction. A parameter the runs do not "
-                "identify has no interval: the N/D split not identified, a parameter at a bound, or an interval "
-                "over 2 decades (scales) or wider than twice the value (exponents).</p>"]
+                f"identify has no interval (the same verdict fit, plan, frontier and predict print): the N/D split not identified, a parameter at a bound, or an interval open to a "
+                f"bound, over {MAX_SCALE_DECADES:g} decades (scales) or wider than {MAX_EXPONENT_WIDTH:g}× the value "
+                f"(exponents).</p>"]
     out.append(s)
 
     s = Section("Compute-optimal plan")

@@ -37,7 +37,7 @@ from orchestrator.spec_data import DATA_CHECKS, check_data
 from orchestrator.spec_fields import Problems, axis
 from orchestrator.spec_types import (
     ACTIVE_LAWS, AXES_KEYS, CUT_POLICIES, SEARCH_COSTS, SEARCH_KINDS, TRAINER_KEYS, Axes, Budget,
-    EarlyPrediction, FitAggregate, FitSpec, LadderSpec, Resources, SearchSpec, SweepSpec,
+    EarlyPrediction, FitAggregate, FitSpec, HEADLINES, LadderSpec, Resources, SearchSpec, SweepSpec,
 )
 from orchestrator.target import parse_stop_when, parse_target
 from trainers.config import TrainConfig, corpus_from
@@ -227,7 +227,7 @@ def _fit(raw: Any, problems: Problems) -> FitSpec:
     if both:
         raise fail("fit.aggregate", f"column {both[0]!r} is in both best_over and mean_over (a column is "
                                     f"either optimised over or averaged over)")
-    return FitSpec(aggregate=aggregate)
+    return FitSpec(aggregate=aggregate, headline=choice(HEADLINES)(raw.get("headline", "main"), "fit.headline"))
 
 
 def load_spec(path_or_dict: str | os.PathLike | Mapping) -> SweepSpec:

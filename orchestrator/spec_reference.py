@@ -18,7 +18,7 @@ import sys
 from trainers.config import TrainConfig
 from trainers.data import CorpusSpec
 from orchestrator.spec_types import (
-    TRAINER_KEYS, Axes, Budget, EarlyPrediction, FitAggregate, LadderSpec, Resources, SearchSpec, SweepSpec,
+    TRAINER_KEYS, Axes, Budget, EarlyPrediction, FitAggregate, FitSpec, LadderSpec, Resources, SearchSpec, SweepSpec,
 )
 
 # (section key, dataclass, fields to list, what the section is)
@@ -37,6 +37,7 @@ SECTIONS = (
     ("early_prediction", EarlyPrediction, None, "Stop a run when its final loss is predicted from its "
                                                 "curve; checked before Ray starts (enough evaluations "
                                                 "before `min_fraction` of the shortest run)."),
+    ("fit", FitSpec, ("headline",), "How the sweep's runs are fitted: `headline` here, the cells below."),
     ("fit.aggregate", FitAggregate, None, "Several runs per (N, D) (a learning-rate, batch or seed axis) "
                                           "are one cell in every fit of the sweep (the active designer's, "
                                           "the report's): its best setting of `best_over`, each setting "

@@ -29,6 +29,8 @@ SEARCH_KINDS = ("grid", "active", "isoflop")
 ACTIVE_LAWS = ("chinchilla", "kaplan")
 SEARCH_COSTS = ("flops", "time")
 CUT_POLICIES = ("cheapest_first", "largest_first", "error")
+HEADLINES = ("main", "kaplan_n", "kaplan_d", "kaplan_c", "kaplan_ns")
+"""What the report states first (`fit.headline`): the law of N and D, L(N), L(D), L(C_min) or L(N, S_min)."""
 _SHAPE_KEYS = ("n_layer", "d_model", "n_heads", "d_ff", "d_attn")
 
 
@@ -235,6 +237,12 @@ class FitSpec:
     aggregate: FitAggregate = option(default_factory=FitAggregate,
                                      doc="hyperparameter axes aggregated per (N, D) cell (below)",
                                      shown_default="from the axes")
+    headline: str = option("main", "the law whose exponents the report states first: main (the law of N "
+                                   "and D, `report --law`), kaplan_n (L(N) on the best loss per model size), "
+                                   "kaplan_d (L(D) on the best loss per dataset size), kaplan_c (L(C_min) "
+                                   "on the compute frontier of the curves) or kaplan_ns (L(N, S_min) on every "
+                                   "curve point); pick one the design identifies",
+                           choice(HEADLINES))
 
 
 def ladder_multiplier(value: Any, path: str) -> float:

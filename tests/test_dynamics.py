@@ -135,3 +135,22 @@ def test_fit_store_curves_bad_input_exits_2(tmp_path, capsys):
     rc, out, err = run_cli(capsys, "fit", tmp_path / "c" / "empty", "--law", "kaplan_ns", "--bootstrap", 0)
     assert rc == 2 and "no curves of usable runs" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_repeated_curve_points_are_not_called_an_unaggregated_hyperparameter_sweep(tmp_path, capsys):
+    """Two runs per size log their curves at the same steps (no noise scale: S_min = S), so (N, S)
+    rows repeat; they are curve points, not a learning-rate sweep, so neither `fit` nor the report's
+    L(N, S_min) section tells the user to aggregate each cell."""
+    from orchestrator.report import build_report
+
+    store = write_store(tmp_path, sizes=(1e5, 1e5, 1e6, 1e6, 1e7), no_noise=range(5))
+    rows = curve_rows(str(store), "kaplan_ns")
+    keys = set(zip(rows.columns["N"].tolist(), rows.columns["S"].tolist()))
+    assert len(keys) < rows.columns["N"].size  # the repeats this test is about
+    rc, out, err = run_cli(capsys, "fit", store, "--law", "kaplan_ns", "--bootstrap", 0)
+    assert rc == 0 and "kaplan_ns: 125 curve points from 5 runs" in out, err
+    assert "repeat the" not in out + err and "--best-over" not in out + err
+    build_report(str(tmp_path), "dyn", str(tmp_path / "out"), n_bootstrap=0)
+    page = (tmp_path / "out" / "report.html").read_text()
+    curves = page[page.index('id="learning-curves"'):page.index('id="model-shape"')]
+    assert "L(N, S_min)" in curves and "aggregate each" not in curves and "repeat the" not in curves

@@ -82,10 +82,12 @@ def test_profile_cli_prints_the_open_side(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "uncertainty: profile likelihood" in out
     row = next(line for line in out.splitlines() if line.startswith("E "))
-    assert "0 (open)" in row and row.rstrip().endswith("one-sided"), row
+    # open down to its bound, and so not identified (fitting.checks.parameter_verdicts)
+    assert "0 (open)" in row and row.rstrip().endswith("one-sided, not identified"), row
     assert main(["fit", str(path), "--intervals", "profile", "--bootstrap", "0", "--json"]) == 0
     obj = json.loads(capsys.readouterr().out)
     assert obj["uncertainty"] == "profile" and obj["ci90_open"]["E"] == [True, False]
+    assert obj["not_identified"]["E"].startswith("at its bound") and obj["not_identified"]["alpha"] is None
     assert obj["ci90"]["E"][0] == 0.0 and obj["ci90"]["E"][1] > 1e-3
 
 

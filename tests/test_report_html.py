@@ -186,6 +186,28 @@ def test_report_tables_show_laws_with_intervals_plans_budget_and_why_runs_stoppe
     assert runs.count("seed (space-filling)") == 3  # the active designer's three choices, in order
 
 
+def test_the_page_opens_with_what_was_measured_and_the_headline_exponents(page, tmp_path, capsys):
+    """Before any section: the runs measured, then the headline law's exponents with their 90 %
+    intervals (the fit's own, where identified) next to the paper's; the printed summary says the
+    same line. --headline picks another fit (here L(C_min) from the curves); a bad one exits 2."""
+    from scalesweep.cli import main
+
+    report, html = page
+    top = html[html.index("<h1>"):html.index("<nav>")]
+    assert top.index('<div class="headline">') < top.index("runs (")
+    assert "What was measured:</b> 16 usable runs of transformer language models, 7 model sizes N = 2e+05–6e+06" in top
+    lo, hi = report.fit.ci(0.9)["beta"]
+    assert (f"beta = {report.fit.params['beta']:#.3g} (90 % interval [{lo:#.3g}, {hi:#.3g}]; Hoffmann et al. 2022 "
+            f"(Epoch AI refit): 0.280 (0.366))") in top
+    assert report.summary().splitlines()[1] == report.headline and report.headline.startswith("headline: chinchilla")
+    store = str(report.files[0]).rsplit("/out/", 1)[0] + "/store"
+    assert main(["report", store, "--sweep", "mini", "--out", str(tmp_path / "c"), "--headline", "kaplan_c"]) == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    assert line.startswith("headline: L(C_min) = (C_c/C_min)^α_C with alpha_C = ") and "Kaplan et al. 2020: 0.0500)" in line
+    assert main(["report", store, "--sweep", "mini", "--out", str(tmp_path / "x"), "--headline", "E"]) == 2
+    assert "--headline: one of main, kaplan_n" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
 def test_unidentified_fit_is_said_never_given_an_interval(tmp_path):
     """Runs at one tokens-per-parameter ratio cannot split loss between N and D: the page says so
     for each chinchilla parameter and draws no L(N, ∞)."""
@@ -301,7 +323,8 @@ def test_a_scale_known_only_within_decades_is_not_given_an_interval():
     N_c (≈ 1e22) known to no better than many decades: said in words, its interval as evidence."""
     from fitting.fit import fit_law
     from fitting.laws import kaplan_n
-    from orchestrator.report_html import MAX_SCALE_DECADES, param_rows
+    from fitting.checks import MAX_SCALE_DECADES
+    from orchestrator.report_html import param_rows
 
     fit = fit_law(kaplan_n(), {"N": np.array([2.5e4, 8e4, 2e5]), "loss": np.array([2.332, 2.288, 2.233])})
     rows = {name: text for name, _, text in param_rows(fit)}
