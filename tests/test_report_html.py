@@ -195,7 +195,7 @@ def test_the_page_opens_with_what_was_measured_and_the_headline_exponents(page, 
     report, html = page
     top = html[html.index("<h1>"):html.index("<nav>")]
     assert top.index('<div class="headline">') < top.index("runs (")
-    assert "What was measured:</b> 16 usable runs of transformer language models, 7 model sizes N = 2e+05–6e+06" in top
+    assert "What was measured:</b> 20 usable runs of transformer language models, 7 model sizes N = 2e+05–6e+06" in top
     lo, hi = report.fit.ci(0.9)["beta"]
     assert (f"beta = {report.fit.params['beta']:#.3g} (90 % interval [{lo:#.3g}, {hi:#.3g}]; Hoffmann et al. 2022 "
             f"(Epoch AI refit): 0.280 (0.366))") in top
