@@ -147,6 +147,7 @@ def test_a_clean_curve_stops_at_min_fraction_with_a_prediction_that_covers_its_e
     assert request.predicted_loss == pytest.approx(final, rel=1e-3)
     assert (request.predicted_hi - request.predicted_lo) / (2 * request.predicted_loss) <= 0.01
     assert request.predicted_level == 0.9 and request.predicted_method in ("power_law", "kaplan_ns")
+    assert 0 < request.eval_log_sd < 1e-3 and request.columns()["eval_log_sd"] == request.eval_log_sd  # noiseless
 
 
 def test_disabled_it_predicts_for_the_table_but_never_stops():
