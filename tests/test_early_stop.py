@@ -286,6 +286,7 @@ def test_a_real_sweep_stops_runs_early_records_them_and_frees_their_compute(tmp_
         assert row["final_val_loss"] > 0  # the observed loss at the stop
         assert row["predicted_lo"] <= row["predicted_loss"] <= row["predicted_hi"]
         assert (row["predicted_hi"] - row["predicted_lo"]) / (2 * row["predicted_loss"]) <= 10.0
+        assert 0 < row["eval_log_sd"] < 1  # the run's own evaluation scatter, written with the prediction
         assert row["flops"] < planned[row["trial_id"]].planned_flops
     # the ledger: spent = what the runs did; the unspent plan is no longer committed
     ledger = json.loads((tmp_path / "store" / "early" / "ledger.json").read_text())
