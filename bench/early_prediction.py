@@ -20,8 +20,8 @@ spend, over the fitted runs' planned FLOPs.
 Resolution: one 16-run sweep's held-out error moved by -33 % ... +27 % when its fitted losses got
 0.5 % noise, so it cannot resolve a 10 % change. Here the runs are pooled over the sweeps, and the
 change is paired-bootstrapped: each replicate resamples the fitted and the held-out runs (with
-replacement, one draw for both arms) and refits both arms (warm-started at their full-sample
-fits); the table gives the change on all runs and the 5th-95th percentile of the replicates'. The
+replacement, one draw for both arms) and refits both arms (each fit started from every arm's
+full-sample optimum); the table gives the change on all runs and the 5th-95th percentile of the replicates'. The
 resolution line is the change 0.5 % loss noise alone makes, nothing stopped.
 
 Prints one line per (min_fraction, rel_ci), the resolution, the setting that saves most within the
@@ -165,10 +165,11 @@ class Design:
                  for r, held in zip(self.runs, self.held)]
         return np.array([p[0] for p in pairs], float), np.array([p[1] for p in pairs], float)
 
-    def error(self, y: np.ndarray, w: np.ndarray, fit_counts=None, held_counts=None, init=None):
+    def error(self, y: np.ndarray, w: np.ndarray, fit_counts=None, held_counts=None, starts=None):
         """(held-out mean relative error, fit): Chinchilla fitted to the fitted runs' `y` with
         weights `w` x `fit_counts` (bootstrap multiplicities; None: 1), its error averaged over
-        the held-out runs with `held_counts`. `init`: a fit to warm-start from (no multistart)."""
+        the held-out runs with `held_counts`. `starts`: (S, 5) transformed-space starts instead of
+        the law's multistart grid."""
         from fitting.data import FitData
         from fitting.fit import fit_law
         from fitting.laws import chinchilla
@@ -181,7 +182,7 @@ class Design:
                        weights=weights if (weights != 1).any() else None)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fit = fit_law(chinchilla, data, **({} if init is None else {"init": init, "starts": ()}))
+            fit = fit_law(chinchilla, data, **({} if starts is None else {"starts": starts}))
         rel = np.abs(fit.predict({k: v[self.held] for k, v in self.X.items()}) / self.observed[self.held] - 1)
         counts = np.ones(rel.size) if held_counts is None else held_counts
         return float(rel @ counts / counts.sum()), fit
@@ -189,16 +190,18 @@ class Design:
 
 def paired_changes(design: Design, arms: dict, replicates: int, seed: int = 0) -> dict:
     """{key: relative changes of the held-out error against the base arm over `replicates`
-    paired bootstrap draws}. arms: {key: (y, w)}, key None the base arm (observed losses)."""
+    paired bootstrap draws}. arms: {key: (y, w)}, key None the base arm (observed losses). Each
+    replicate's fits start from every arm's full-sample optimum (Chinchilla's objective has
+    several basins on so few runs; one shared set of starts keeps the arms' fits comparable)."""
     rng = np.random.default_rng(seed)
     fitted, held = np.flatnonzero(~design.held), np.flatnonzero(design.held)
-    full = {key: design.error(y, w)[1] for key, (y, w) in arms.items()}
+    starts = np.stack([design.error(y, w)[1].z for y, w in arms.values()])
     changes = {key: [] for key in arms if key is not None}
     for _ in range(replicates):
         fit_counts = np.zeros(len(design.runs))
         fit_counts[fitted] = rng.multinomial(fitted.size, np.full(fitted.size, 1 / fitted.size))
         held_counts = rng.multinomial(held.size, np.full(held.size, 1 / held.size)).astype(float)
-        errors = {key: design.error(y, w, fit_counts, held_counts, init=full[key])[0] for key, (y, w) in arms.items()}
+        errors = {key: design.error(y, w, fit_counts, held_counts, starts)[0] for key, (y, w) in arms.items()}
         for key in changes:
             changes[key].append(errors[key] / errors[None] - 1)
     return {key: np.array(v) for key, v in changes.items()}
@@ -254,9 +257,10 @@ def main(argv=None) -> int:
           f"(largest by FLOPs); held-out mean relative error without early prediction: {base:.4f}")
     schedule = None if args.steps_law else trainer_schedule()
     settings = sorted({(f, c) for f in MIN_FRACTIONS for c in REL_CIS} | {(args.min_fraction, args.rel_ci)})
-    rows, arms = {}, {None: (design.observed, ones)}
+    rows, arms, scatter = {}, {None: (design.observed, ones)}, []
     for setting in settings:
         outcome = replay(runs, curves, *setting, schedule)
+        scatter += [o["eval_log_sd"] for o in outcome.values() if o.get("eval_log_sd")]
         if args.assumed_sd:  # as rows written before eval_log_sd: fitting.run_result.REFERENCE_LOG_SD
             outcome = {key: dict(row, eval_log_sd=None) for key, row in outcome.items()}
         early = [outcome[r["trial_id"]] for r in runs]
@@ -291,6 +295,9 @@ def main(argv=None) -> int:
     print(f"resolution: 0.5 % noise on the fitted runs' losses alone (no early prediction) changes the held-out "
           f"error by {np.percentile(floor, 10):+.1%} ... {np.percentile(floor, 90):+.1%} (10th-90th percentile of "
           f"{floor.size} draws)")
+    if scatter:
+        print(f"scale: the goal's +10 % is {0.1 * base:.2%} of held-out error; the runs' own evaluation scatter about "
+              f"their curves (eval_log_sd, median over the stops) is {np.median(scatter):.2%} of the loss")
     if best is None:
         print("no setting saves >= 30 % with the 95th percentile of its held-out error change <= +10 %")
     else:
