@@ -7,7 +7,7 @@ The bench's sweeps (`SWEEPS`) train every run to its end (early prediction off),
 whole curve is in the store: 3 grids of 4 N x 4 D tiny models, each with its own seed
 (initialisation, data order), scaled by 1, 2^-1/2 and 1/2 in N and D (48 runs: the second grid
 interleaves the first, the third repeats 9 of its configurations one step down with another seed;
-~25 min on 2 loaded cores). The early-prediction rule (`orchestrator.early_stop.
+~26 min to train on 2 loaded cores, ~15 min to analyse). The early-prediction rule (`orchestrator.early_stop.
 PredictionStopper`, the one the trials run, with the runs' warmup + cosine schedule) is replayed
 on each curve: its decisions depend only on the curve seen so far, so the stop step and the
 prediction are those a sweep with `early_prediction.enabled` would have made, and both arms see the
@@ -18,12 +18,12 @@ its predicted loss and its weight, `fitting.run_result`), and judged on the held
 observed losses (mean relative error). Compute saved: planned FLOPs the stopped runs did not
 spend, over the fitted runs' planned FLOPs.
 
-Resolution: one 16-run sweep's held-out error moved by -33 % ... +27 % when its fitted losses got
-0.5 % noise, so it cannot resolve a 10 % change. Here the runs are pooled over the sweeps, and the
-change is paired-bootstrapped: each replicate resamples the fitted and the held-out runs (with
+Resolution: one 16-run sweep's held-out error moves by -44 % ... +105 % when its fitted losses get
+0.5 % noise, so it cannot resolve a 10 % change; the 48 pooled runs: -2 % ... +22 %. The change
+is paired-bootstrapped: each replicate resamples the fitted and the held-out runs (with
 replacement, one draw for both arms) and refits both arms (each fit started from every arm's
-full-sample optimum); the table gives the change on all runs and the 5th-95th percentile of the replicates'. The
-resolution line is the change 0.5 % loss noise alone makes, nothing stopped.
+full-sample optimum); the table gives the change on all runs and the 5th-95th percentile of the
+replicates'. The resolution line is the change 0.5 % loss noise alone makes, nothing stopped.
 
 Prints one line per (min_fraction, rel_ci), the resolution, the setting that saves most within the
 goal (or that none does), and last the saved fraction and the change of the held-out error at the
