@@ -1,23 +1,33 @@
 """Compute saved by early prediction against the held-out error of the fitted L(N, D) (issue 12).
 
-    .venv/bin/python bench/early_prediction.py                       # run a small real sweep first
-    .venv/bin/python bench/early_prediction.py --store DIR --sweep NAME   # or use a stored one
+    .venv/bin/python bench/early_prediction.py --out DIR          # train the bench's 3 sweeps first
+    .venv/bin/python bench/early_prediction.py --store DIR [--store DIR ...]   # or use stored ones
 
-One real sweep trains every run to its end (early prediction off), so each run's whole curve is
-in the store. The early-prediction rule (`orchestrator.early_stop.PredictionStopper`, the one the
-trials run) is then replayed on each curve: its decisions depend only on the curve seen so far, so
-the stop step and the prediction are those a sweep with `early_prediction.enabled` would have
-made, and both arms of the comparison see the same runs and the same noise (each curve's
-predictions are made once and reused across the rel_ci values: they do not depend on it). The
-runs' LR schedule is modelled as the trials do (`--steps-law`: the power law in steps). Chinchilla's
-L(N, D) = E + A/N^a + B/D^b is fitted to the runs outside the largest quarter by compute, once
-with their final losses and once with early prediction (a stopped run enters with its predicted
-loss and its weight, `fitting.run_result`), and judged on the held-out largest runs' losses.
-Compute saved: planned FLOPs the stopped runs did not spend, over the fitted runs' planned FLOPs.
+The bench's sweeps (`SWEEPS`) train every run to its end (early prediction off), so each run's
+whole curve is in the store: 3 grids of 4 N x 4 D tiny models, each with its own seed
+(initialisation, data order), scaled by 1, 2^-1/2 and 1/2 in N and D (48 runs: the second grid
+interleaves the first, the third repeats 9 of its configurations one step down with another seed;
+~26 min to train on 2 loaded cores, ~15 min to analyse). The early-prediction rule (`orchestrator.early_stop.
+PredictionStopper`, the one the trials run, with the runs' warmup + cosine schedule) is replayed
+on each curve: its decisions depend only on the curve seen so far, so the stop step and the
+prediction are those a sweep with `early_prediction.enabled` would have made, and both arms see the
+same runs and the same noise (each curve's predictions are made once and reused across settings).
+Chinchilla's L(N, D) = E + A/N^a + B/D^b is fitted to the pooled runs outside the largest quarter
+by compute, once with their final losses and once with early prediction (a stopped run enters with
+its predicted loss and its weight, `fitting.run_result`), and judged on the held-out largest runs'
+observed losses (mean relative error). Compute saved: planned FLOPs the stopped runs did not
+spend, over the fitted runs' planned FLOPs.
 
-Prints one line per rel_ci, the held-out error's resolution (its change when the fitted runs'
-losses get 0.5 % noise and nothing is stopped), then the saved fraction and the relative change
-of the held-out error at the spec's rel_ci last. Goal: >= 30 % saved for <= 10 % relative increase.
+Resolution: one 16-run sweep's held-out error moves by -44 % ... +105 % when its fitted losses get
+0.5 % noise, so it cannot resolve a 10 % change; the 48 pooled runs: -2 % ... +22 %. The change
+is paired-bootstrapped: each replicate resamples the fitted and the held-out runs (with
+replacement, one draw for both arms) and refits both arms (each fit started from every arm's
+full-sample optimum); the table gives the change on all runs and the 5th-95th percentile of the
+replicates'. The resolution line is the change 0.5 % loss noise alone makes, nothing stopped.
+
+Prints one line per (min_fraction, rel_ci), the resolution, the setting that saves most within the
+goal (or that none does), and last the saved fraction and the change of the held-out error at the
+reported setting. Goal: >= 30 % saved for <= 10 % relative increase.
 """
 
 from __future__ import annotations
@@ -112,92 +122,194 @@ def replay(runs: list[dict], curves: list[dict], min_fraction: float, rel_ci: fl
     return out
 
 
-def heldout_error(runs: list[dict], outcome: dict[str, dict] | None) -> tuple[float, object]:
-    """Mean relative error of Chinchilla fitted on the runs outside the largest quarter by FLOPs
-    (their result: observed, or `outcome`'s early one), on the largest quarter's observed losses."""
-    from fitting.data import FitData
-    from fitting.fit import fit_law
-    from fitting.laws import chinchilla
-    from fitting.run_result import result_loss
+SWEEPS = ((0, 1.0), (1, 2 ** -0.5), (2, 0.5))
+"""(seed, scale) of the bench's sweeps: three seeds on interleaved grids (`bench_spec`)."""
 
-    flops = np.array([r["flops"] for r in runs], dtype=float)
-    held = flops >= np.quantile(flops, 0.75)
-    X = {"N": np.array([r["non_embedding_params"] for r in runs], float),
-         "D": np.array([r["tokens_seen"] for r in runs], float)}  # planned D: a stopped run's D is its plan
-    y, w = [], []
-    for row, is_held in zip(runs, held):
-        loss, weight = result_loss(outcome[row["trial_id"]] if outcome and not is_held else row)
-        y.append(loss), w.append(weight)
-    y, w = np.array(y, float), np.array(w, float)
-    data = FitData(X, y, {"N": "non_embedding_params", "D": "tokens_seen"}, weights=w if (w < 1).any() else None)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = fit_law(chinchilla, data, train=~held)
-    return fit.diagnostics["holdout"]["mae_rel"], fit
+MIN_FRACTIONS = (0.3, 0.5, 0.6, 0.7, 0.8)
+REL_CIS = (0.01, 0.02, 0.03, 0.05, 0.1)
 
 
-def noise_floor(runs: list[dict], base: float, sd: float = 0.005, draws: int = 20) -> np.ndarray:
+def load_pooled(stores: list[str], sweep: str) -> tuple[list[dict], list[dict]]:
+    """Completed runs and curves of every store, trial ids prefixed by the store's index (the
+    sweeps share trial ids)."""
+    from metrics import load_curves, load_runs
+
+    runs, curves = [], []
+    for k, storage in enumerate(stores):
+        rows = [r for r in load_runs(storage, sweep).to_pylist() if r["status"] == "completed"]
+        if not rows or any(r.get("planned_steps") is None for r in rows):
+            raise SystemExit(f"{storage}/{sweep}: needs completed runs with planned_steps (schema version 2)")
+        runs += [dict(r, trial_id=f"{k}/{r['trial_id']}") for r in rows]
+        curves += [dict(c, trial_id=f"{k}/{c['trial_id']}") for c in load_curves(storage, sweep).to_pylist()]
+    return runs, curves
+
+
+class Design:
+    """The pooled runs' inputs, which are held out (the largest quarter by FLOPs), and the fit of
+    Chinchilla on the others with given losses, weights and bootstrap counts."""
+
+    def __init__(self, runs: list[dict]):
+        self.runs = runs
+        self.flops = np.array([r["flops"] for r in runs], float)
+        self.held = self.flops >= np.quantile(self.flops, 0.75)
+        # planned D: a stopped run's D is its plan (its prediction is the loss there)
+        self.X = {"N": np.array([r["non_embedding_params"] for r in runs], float),
+                  "D": np.array([r["tokens_seen"] for r in runs], float)}
+        self.observed = np.array([r["best_val_loss"] for r in runs], float)
+
+    def losses(self, outcome: dict[str, dict] | None) -> tuple[np.ndarray, np.ndarray]:
+        """(loss, weight) of each run as the fit takes it: the held-out runs' and, without
+        `outcome`, every run's observed loss; a fitted run's early outcome otherwise."""
+        from fitting.run_result import result_loss
+
+        pairs = [result_loss(outcome[r["trial_id"]] if outcome and not held else r)
+                 for r, held in zip(self.runs, self.held)]
+        return np.array([p[0] for p in pairs], float), np.array([p[1] for p in pairs], float)
+
+    def error(self, y: np.ndarray, w: np.ndarray, fit_counts=None, held_counts=None, starts=None):
+        """(held-out mean relative error, fit): Chinchilla fitted to the fitted runs' `y` with
+        weights `w` x `fit_counts` (bootstrap multiplicities; None: 1), its error averaged over
+        the held-out runs with `held_counts`. `starts`: (S, 5) transformed-space starts instead of
+        the law's multistart grid."""
+        from fitting.data import FitData
+        from fitting.fit import fit_law
+        from fitting.laws import chinchilla
+
+        fit_counts = np.ones(len(y)) if fit_counts is None else fit_counts
+        train = ~self.held & (fit_counts > 0)
+        weights = (w * fit_counts)[train]
+        data = FitData({k: v[train] for k, v in self.X.items()}, y[train],
+                       {"N": "non_embedding_params", "D": "tokens_seen"},
+                       weights=weights if (weights != 1).any() else None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = fit_law(chinchilla, data, **({} if starts is None else {"starts": starts}))
+        rel = np.abs(fit.predict({k: v[self.held] for k, v in self.X.items()}) / self.observed[self.held] - 1)
+        counts = np.ones(rel.size) if held_counts is None else held_counts
+        return float(rel @ counts / counts.sum()), fit
+
+
+def paired_changes(design: Design, arms: dict, replicates: int, seed: int = 0) -> dict:
+    """{key: relative changes of the held-out error against the base arm over `replicates`
+    paired bootstrap draws}. arms: {key: (y, w)}, key None the base arm (observed losses). Each
+    replicate's fits start from every arm's full-sample optimum (Chinchilla's objective has
+    several basins on so few runs; one shared set of starts keeps the arms' fits comparable)."""
+    rng = np.random.default_rng(seed)
+    fitted, held = np.flatnonzero(~design.held), np.flatnonzero(design.held)
+    starts = np.stack([design.error(y, w)[1].z for y, w in arms.values()])
+    changes = {key: [] for key in arms if key is not None}
+    for _ in range(replicates):
+        fit_counts = np.zeros(len(design.runs))
+        fit_counts[fitted] = rng.multinomial(fitted.size, np.full(fitted.size, 1 / fitted.size))
+        held_counts = rng.multinomial(held.size, np.full(held.size, 1 / held.size)).astype(float)
+        errors = {key: design.error(y, w, fit_counts, held_counts, starts)[0] for key, (y, w) in arms.items()}
+        for key in changes:
+            changes[key].append(errors[key] / errors[None] - 1)
+    return {key: np.array(v) for key, v in changes.items()}
+
+
+def noise_floor(design: Design, base: float, sd: float = 0.005, draws: int = 20) -> np.ndarray:
     """Relative changes of the held-out error when every fitted run's loss is multiplied by
-    exp(sd·z), z standard normal (seeded), with no early prediction: how finely this sweep's
+    exp(sd·z), z standard normal (seeded), with no early prediction: how finely this design's
     held-out error can resolve a change in the fitted losses at all."""
     rng = np.random.default_rng(0)
-    changes = []
-    for _ in range(draws):
-        noisy = {r["trial_id"]: dict(r, best_val_loss=r["best_val_loss"] * float(np.exp(sd * rng.standard_normal())))
-                 for r in runs}
-        changes.append(heldout_error(runs, noisy)[0] / base - 1)
-    return np.array(changes)
+    ones = np.ones(len(design.runs))
+    noisy = [design.observed * np.where(design.held, 1.0, np.exp(sd * rng.standard_normal(len(design.runs))))
+             for _ in range(draws)]
+    return np.array([design.error(y, ones)[0] / base - 1 for y in noisy])
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--store", help="a stored sweep's storage root (default: run the bench sweep)")
+    ap.add_argument("--store", action="append", help="a stored sweep's storage root; repeat to pool several "
+                                                     "(default: train the bench's sweeps under --out)")
     ap.add_argument("--sweep", default="early")
-    ap.add_argument("--seed", type=int, default=0, help="the bench sweep's seed (without --store)")
-    ap.add_argument("--scale", type=float, default=1.0, help="multiplies the bench sweep's N and D (without --store)")
-    ap.add_argument("--out", help="where the bench sweep writes its store (default: a new temporary folder)")
-    ap.add_argument("--min-fraction", type=float, default=0.3)
+    ap.add_argument("--out", help="where the bench's sweeps write their stores, one folder each "
+                                  "(default: a new temporary folder)")
+    ap.add_argument("--min-fraction", type=float, default=0.3, help="the min_fraction reported last (spec default 0.3)")
     ap.add_argument("--rel-ci", type=float, default=0.01, help="the rel_ci reported last (spec default 0.01)")
+    ap.add_argument("--replicates", type=int, default=40, help="paired bootstrap draws per setting")
+    ap.add_argument("--min-saved", type=float, default=0.2,
+                    help="bootstrap only the settings that save at least this (and the reported one)")
+    ap.add_argument("--assumed-sd", action="store_true",
+                    help="weigh predictions against the assumed 0.01 observed-loss sd, not the run's measured scatter")
     ap.add_argument("--steps-law", action="store_true",
                     help="predict with the power law in steps (no LR schedule), as the stopper did before")
     args = ap.parse_args(argv)
-    from metrics import load_curves, load_runs
 
-    storage = args.store
-    if storage is None:
+    stores = args.store
+    if not stores:
         from orchestrator.sweep import run_sweep
 
-        storage = args.out or tempfile.mkdtemp(prefix="bench-early-")
-        started = time.time()
-        summary = run_sweep(bench_spec(storage, args.seed, args.scale), num_cpus=2, verbose=0)
-        print(f"sweep: {summary.line()} ({time.time() - started:.0f} s)")
-    runs = [r for r in load_runs(storage, args.sweep).to_pylist() if r["status"] == "completed"]
-    curves = load_curves(storage, args.sweep).to_pylist()
-    if not runs or any(r.get("planned_steps") is None for r in runs):
-        raise SystemExit(f"{storage}/{args.sweep}: needs completed runs with planned_steps (schema version 2)")
-    base, _ = heldout_error(runs, None)
-    flops = np.array([r["flops"] for r in runs], float)
-    fitted = flops < np.quantile(flops, 0.75)
-    print(f"{len(runs)} runs, {int(fitted.sum())} fitted, {int((~fitted).sum())} held out (largest by FLOPs); "
-          f"held-out mean relative error without early prediction: {base:.4f}")
-    print(f"{'rel_ci':>8} {'stopped':>8} {'saved':>7} {'held-out err':>13} {'change':>8}")
-    result = None
-    for rel_ci in sorted({0.005, 0.01, 0.02, 0.05, 0.1, 0.12, 0.15, 0.2, 0.5, args.rel_ci}):
-        outcome = replay(runs, curves, args.min_fraction, rel_ci, None if args.steps_law else trainer_schedule())
-        stopped = [outcome[r["trial_id"]] for r, f in zip(runs, fitted) if f]
-        saved = sum(r["flops"] - o["flops"] for r, o in zip([r for r, f in zip(runs, fitted) if f], stopped))
-        saved /= float(flops[fitted].sum())
-        error, _ = heldout_error(runs, outcome)
-        n_stopped = sum(o["status"] == "early_stopped" for o in stopped)
-        print(f"{rel_ci:>8g} {n_stopped:>8d} {saved:>7.1%} {error:>13.4f} {error / base - 1:>+8.1%}")
-        if rel_ci == args.rel_ci:
-            result = (saved, error / base - 1)
-    floor = noise_floor(runs, base)
+        root = Path(args.out or tempfile.mkdtemp(prefix="bench-early-"))
+        stores = []
+        for seed, scale in SWEEPS:
+            storage = str(root / f"seed{seed}_x{scale:.2f}")
+            started = time.time()
+            summary = run_sweep(bench_spec(storage, seed, scale), num_cpus=2, verbose=0)
+            print(f"sweep seed {seed} x{scale:.2f}: {summary.line()} ({time.time() - started:.0f} s) -> {storage}")
+            stores.append(storage)
+    runs, curves = load_pooled(stores, args.sweep)
+    design = Design(runs)
+    ones = np.ones(len(runs))
+    base, _ = design.error(design.observed, ones)
+    fitted = ~design.held
+    print(f"{len(stores)} sweeps, {len(runs)} runs, {int(fitted.sum())} fitted, {int(design.held.sum())} held out "
+          f"(largest by FLOPs); held-out mean relative error without early prediction: {base:.4f}")
+    schedule = None if args.steps_law else trainer_schedule()
+    settings = sorted({(f, c) for f in MIN_FRACTIONS for c in REL_CIS} | {(args.min_fraction, args.rel_ci)})
+    rows, arms, scatter = {}, {None: (design.observed, ones)}, []
+    for setting in settings:
+        outcome = replay(runs, curves, *setting, schedule)
+        scatter += [o["eval_log_sd"] for o in outcome.values() if o.get("eval_log_sd")]
+        if args.assumed_sd:  # as rows written before eval_log_sd: fitting.run_result.REFERENCE_LOG_SD
+            outcome = {key: dict(row, eval_log_sd=None) for key, row in outcome.items()}
+        early = [outcome[r["trial_id"]] for r in runs]
+        saved = sum(r["flops"] - o["flops"] for r, o, f in zip(runs, early, fitted) if f) / float(design.flops[fitted].sum())
+        stops = tuple(o["steps"] for o in early)
+        rows[setting] = (sum(o["status"] == "early_stopped" for o, f in zip(early, fitted) if f), saved, stops)
+        if saved >= args.min_saved or setting == (args.min_fraction, args.rel_ci):
+            arms.setdefault(stops, design.losses(outcome))  # settings that stop alike share one arm
+        else:
+            rows[setting] += (design.losses(outcome),)
+    started = time.time()
+    changes = paired_changes(design, arms, args.replicates)
+    errors = {key: design.error(*arm)[0] for key, arm in arms.items()}
+    for row in rows.values():
+        if row[2] not in errors:  # row: (stopped, saved, stops, the arm's (loss, weight))
+            errors[row[2]] = design.error(*row[3])[0]
+    print(f"{'min_frac':>8} {'rel_ci':>7} {'stopped':>8} {'saved':>7} {'held-out err':>13} {'change':>8} "
+          f"{'90% interval':>17} {'P(<=+10%)':>9}   ({args.replicates} paired bootstrap draws, {time.time() - started:.0f} s)")
+    best = None
+    for (fraction, rel_ci), (n_stopped, saved, stops, *_) in rows.items():
+        change = errors[stops] / base - 1
+        if stops not in changes:  # saves too little to be a candidate: no interval
+            print(f"{fraction:>8g} {rel_ci:>7g} {n_stopped:>8d} {saved:>7.1%} {errors[stops]:>13.4f} {change:>+8.1%}")
+            continue
+        draws = changes[stops]
+        lo, hi = np.percentile(draws, [5, 95])
+        print(f"{fraction:>8g} {rel_ci:>7g} {n_stopped:>8d} {saved:>7.1%} {errors[stops]:>13.4f} {change:>+8.1%} "
+              f"{f'[{lo:+.1%}, {hi:+.1%}]':>17} {np.mean(draws <= 0.10):>9.0%}")
+        if saved >= 0.30 and hi <= 0.10 and (best is None or saved > best[1]):
+            best = ((fraction, rel_ci), saved, change, lo, hi)
+    floor = noise_floor(design, base)
     print(f"resolution: 0.5 % noise on the fitted runs' losses alone (no early prediction) changes the held-out "
           f"error by {np.percentile(floor, 10):+.1%} ... {np.percentile(floor, 90):+.1%} (10th-90th percentile of "
           f"{floor.size} draws)")
-    print(f"early prediction (min_fraction {args.min_fraction:g}, rel_ci {args.rel_ci:g}): saved {result[0]:.1%} of "
-          f"the fitted runs' compute; held-out error {result[1]:+.1%} relative (goal: >= 30 % saved, <= +10 %)")
+    if scatter:
+        print(f"scale: the goal's +10 % is {0.1 * base:.2%} of held-out error; the runs' own evaluation scatter about "
+              f"their curves (eval_log_sd, median over the stops) is {np.median(scatter):.2%} of the loss")
+    if best is None:
+        print("no setting saves >= 30 % with the 95th percentile of its held-out error change <= +10 %")
+    else:
+        (fraction, rel_ci), saved, change, lo, hi = best
+        print(f"most saved within the goal (95th percentile <= +10 %): min_fraction {fraction:g}, rel_ci {rel_ci:g}: "
+              f"saved {saved:.1%}, change {change:+.1%} [{lo:+.1%}, {hi:+.1%}]")
+    _, saved, stops, *_ = rows[(args.min_fraction, args.rel_ci)]
+    lo, hi = np.percentile(changes[stops], [5, 95])
+    print(f"early prediction (min_fraction {args.min_fraction:g}, rel_ci {args.rel_ci:g}): saved {saved:.1%} of the "
+          f"fitted runs' compute; held-out error {errors[stops] / base - 1:+.1%} relative, 90% interval "
+          f"[{lo:+.1%}, {hi:+.1%}] (goal: >= 30 % saved, <= +10 %)")
     return 0
 
 

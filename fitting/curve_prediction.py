@@ -65,8 +65,11 @@ class CurvePrediction:
     lo: float  # lower end of the `level` interval
     hi: float  # upper end
     level: float  # e.g. 0.9
-    method: str  # "power_law" (per-run fit in steps) or "kaplan_ns" (the sweep's fitted L(N, S_min))
+    method: str  # "power_law", "lr_schedule" (per-run fits) or "kaplan_ns" (the sweep's fitted L(N, S_min))
     n_points: int  # curve points used
+    # sd of one evaluation about the fitted curve, in log space (residual sd, dof-corrected): the
+    # run's own evaluation scatter, what one observed loss of this run is uncertain by
+    eval_log_sd: float | None = None
 
     @property
     def rel_half_width(self) -> float:
@@ -120,10 +123,11 @@ def _usable(steps, losses) -> tuple[np.ndarray, np.ndarray]:
     return s[ok], y[ok]
 
 
-def _interval(log_mean: float, se_log: float, dof: int, level: float, method: str, n: int) -> CurvePrediction:
+def _interval(log_mean: float, se_log: float, dof: int, level: float, method: str, n: int,
+              eval_log_sd: float) -> CurvePrediction:
     q = stats.t.ppf(0.5 + level / 2, max(dof, 1))
     return CurvePrediction(float(np.exp(log_mean)), float(np.exp(log_mean - q * se_log)),
-                           float(np.exp(log_mean + q * se_log)), float(level), method, int(n))
+                           float(np.exp(log_mean + q * se_log)), float(level), method, int(n), float(eval_log_sd))
 
 
 def _profile_law(x: np.ndarray, y: np.ndarray, xt: float, extra: np.ndarray, extra_t: np.ndarray,
@@ -159,6 +163,7 @@ def _profile_law(x: np.ndarray, y: np.ndarray, xt: float, extra: np.ndarray, ext
     dof = max(n - p - 1, 1)  # α is a parameter too
     # the residual variance as an independent-noise fit would see it, inflated for runs of residuals
     residuals = y - intercept[best] - X[best, :, 1:] @ coef[best]
+    eval_log_sd = float(np.sqrt(np.sum((residuals / (y - residuals)) ** 2) / dof))  # r/L̂ ≈ log L − log L̂
     sigma2 = max(rss_min / dof, 1e-12 * ym ** 2) * _inflation(residuals)
     # The profile of the prediction itself: a value v at the target is plausible when some α and
     # linear parameters with that prediction fit within the F threshold of the best fit. At fixed
@@ -177,7 +182,8 @@ def _profile_law(x: np.ndarray, y: np.ndarray, xt: float, extra: np.ndarray, ext
     # The final evaluation is itself a noisy observation: its scatter adds in quadrature.
     noise = stats.t.ppf((1 + level) / 2, dof) * np.sqrt(sigma2)
     lo, hi = loss - float(np.hypot(below, noise)), loss + float(np.hypot(above, noise))
-    return CurvePrediction(loss=loss, lo=min(lo, loss), hi=max(hi, loss), level=level, method=method, n_points=n)
+    return CurvePrediction(loss=loss, lo=min(lo, loss), hi=max(hi, loss), level=level, method=method, n_points=n,
+                           eval_log_sd=eval_log_sd)
 
 
 def _inflation(r: np.ndarray) -> float:
@@ -253,7 +259,8 @@ def _sweep_law(s: np.ndarray, y: np.ndarray, target_step: float, level: float, s
     curve = _run_curve(sweep, np.append(s, float(target_step)), offset)
     r = ly - curve[:-1]
     n = len(y)
-    var = float(np.sum(r * r) / (n - 1)) * (1.0 + 1.0 / n)  # evaluation noise at the target + the offset's
+    eval_var = float(np.sum(r * r) / (n - 1))
+    var = eval_var * (1.0 + 1.0 / n)  # evaluation noise at the target + the offset's
     if sweep.cov_z is not None:
         # d/dz [log L(target) − mean_i log L(s_i)]: the offset cancels what the points share with the target
         smin = sweep.s_min(np.append(s, float(target_step)), np.exp(curve))
@@ -261,7 +268,7 @@ def _sweep_law(s: np.ndarray, y: np.ndarray, target_step: float, level: float, s
         J = log_jacobian(law, law.to_z(law.as_array(sweep.params)), X)
         g = J[-1] - J[:-1].mean(axis=0)
         var += float(g @ np.asarray(sweep.cov_z, dtype=float) @ g)
-    return _interval(float(curve[-1]), float(np.sqrt(var)), n - 1, level, "kaplan_ns", n)
+    return _interval(float(curve[-1]), float(np.sqrt(var)), n - 1, level, "kaplan_ns", n, np.sqrt(eval_var))
 
 
 def predict_final_loss(steps, losses, target_step, *, level=0.9, sweep_law=None, lr_schedule=None) -> CurvePrediction:

@@ -3,10 +3,11 @@
 A run that trained to its end, or stopped by patience, contributes the loss it reached, weight 1.
 A run that early prediction stopped (``stop_reason`` in `metrics.statuses.PREDICTED_LOSS_REASONS`)
 contributes its *predicted* final loss, down-weighted by the width of its prediction interval:
-a log-loss residual's variance is taken as REFERENCE_LOG_SD² for an observed loss (run-to-run and
-evaluation noise) and REFERENCE_LOG_SD² + sd_pred² for a predicted one, where sd_pred is the
-prediction's log-space sd, ln(hi/lo)/(2·z) at its level. The weight is the ratio of the two
-variances. Pure Python + numpy; used by `fitting.data.load_fit_data` (stores) and the active
+a log-loss residual's variance is taken as sd_obs² for an observed loss and sd_obs² + sd_pred² for
+a predicted one, where sd_pred is the prediction's log-space sd, ln(hi/lo)/(2·z) at its level.
+The weight is the ratio of the two variances. sd_obs is the run's own evaluation scatter about its
+fitted curve (``eval_log_sd``, measured by the predictor from the curve it stopped on), or
+REFERENCE_LOG_SD where the row does not carry it (rows written before it was stored). Pure Python + numpy; used by `fitting.data.load_fit_data` (stores) and the active
 designer (`orchestrator.active_search`).
 """
 
@@ -22,14 +23,28 @@ from metrics.statuses import PREDICTED_LOSS_REASONS
 
 REFERENCE_LOG_SD = 0.01
 """Assumed sd of an observed final loss in log space (1 %: the order of seed-to-seed scatter of
-small-LM losses); a prediction as precise as that gets weight 1/2. An assumption, not a fit."""
+small-LM losses) where a row carries no measured ``eval_log_sd``; a prediction as precise as the
+observed loss gets weight 1/2. An assumption, not a fit."""
 
 
-def prediction_weight(lo: float, hi: float, level: float) -> float:
-    """Relative weight (0, 1] of a predicted loss whose `level` interval is [lo, hi]."""
+def prediction_weight(lo: float, hi: float, level: float, eval_log_sd: float | None = None) -> float:
+    """Relative weight (0, 1] of a predicted loss whose `level` interval is [lo, hi], against an
+    observed loss whose log-space sd is `eval_log_sd` (None or not a positive number:
+    REFERENCE_LOG_SD)."""
     z = NormalDist().inv_cdf(0.5 + level / 2)
     sd = math.log(hi / lo) / (2 * z)
-    return REFERENCE_LOG_SD ** 2 / (REFERENCE_LOG_SD ** 2 + sd ** 2)
+    observed = _observed_sd(eval_log_sd)
+    return observed ** 2 / (observed ** 2 + sd ** 2)
+
+
+def _observed_sd(eval_log_sd) -> float:
+    usable = isinstance(eval_log_sd, (int, float)) and math.isfinite(eval_log_sd) and eval_log_sd > 0
+    return float(eval_log_sd) if usable else REFERENCE_LOG_SD
+
+
+def _weight(row: Mapping) -> float:
+    """`prediction_weight` of a predicted row (`is_predicted`), with its measured scatter if any."""
+    return prediction_weight(row["predicted_lo"], row["predicted_hi"], row["predicted_level"], row.get("eval_log_sd"))
 
 
 def is_predicted(row: Mapping) -> bool:
@@ -58,7 +73,7 @@ def as_fitted(row: Mapping) -> tuple[Mapping, float]:
     for name in ("tokens_seen", "flops", "flops_6n"):
         if isinstance(row.get(name), (int, float)):
             out[name] = row[name] * scale
-    return out, prediction_weight(row["predicted_lo"], row["predicted_hi"], row["predicted_level"])
+    return out, _weight(row)
 
 
 def fitted_columns(cols: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
@@ -85,6 +100,5 @@ def result_loss(row: Mapping, metric: str = "best_val_loss") -> tuple[float | No
     """(loss, weight) a fit takes from a runs row (or a trial's final Tune result): `as_fitted`'s
     `metric` (a prediction-stopped run's predicted loss) and weight."""
     if is_predicted(row):  # a Tune result has no steps to rescale; the loss is all it needs
-        return float(row["predicted_loss"]), prediction_weight(row["predicted_lo"], row["predicted_hi"],
-                                                               row["predicted_level"])
+        return float(row["predicted_loss"]), _weight(row)
     return row.get(metric), 1.0

@@ -103,6 +103,9 @@ RUNS_SCHEMA = pa.schema(
         ("predicted_hi", pa.float64()),
         ("predicted_level", pa.float64()),
         ("predicted_method", pa.string()),  # "power_law", "lr_schedule" or "kaplan_ns" (fitting.curve_prediction)
+        # sd of one evaluation about the run's fitted curve, log space (fitting.run_result weighs the
+        # prediction against it); null before it was stored: a reader falls back to REFERENCE_LOG_SD
+        ("eval_log_sd", pa.float64()),
     ],
     metadata=SCHEMA_METADATA,
 )

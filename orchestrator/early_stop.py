@@ -152,7 +152,7 @@ class PredictionStopper:
             return None
         return StopRequest(reason, predicted_loss=float(prediction.loss), predicted_lo=float(prediction.lo),
                            predicted_hi=float(prediction.hi), predicted_level=float(prediction.level),
-                           predicted_method=prediction.method)
+                           predicted_method=prediction.method, eval_log_sd=prediction.eval_log_sd)
 
 
     def _past_best(self, total_steps: int) -> bool:

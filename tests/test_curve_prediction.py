@@ -175,3 +175,27 @@ def test_lr_schedule_errors_name_what_is_missing():
     constant = np.ones(1000)  # a constant LR: the power law in S1 = steps
     p = predict_final_loss(steps[:30], losses[:30], 1000, lr_schedule=constant)
     assert p.method == "lr_schedule" and np.isfinite(p.loss)
+
+
+def test_eval_log_sd_measures_the_curve_s_own_evaluation_scatter():
+    """Each path reports the sd of one evaluation about its fitted curve in log space: on curves
+    with known lognormal evaluation noise it lands near that noise (median over seeds within
+    15 %), and a noisier run reports a larger scatter."""
+    per_run, schedule = [], []
+    for seed in range(20):
+        steps, losses = power_curve(np.random.default_rng(seed))
+        per_run.append(predict_final_loss(*early(steps, losses), steps[-1]).eval_log_sd)
+        steps, losses, eta = annealing_curve(np.random.default_rng(seed))
+        schedule.append(predict_final_loss(steps[:50], losses[:50], steps[-1], lr_schedule=eta).eval_log_sd)
+    assert np.median(per_run) == pytest.approx(EVAL_SD, rel=0.15)
+    assert np.median(schedule) == pytest.approx(0.003, rel=0.15)  # annealing_curve's noise
+    steps, losses = power_curve(np.random.default_rng(0))
+    noisier = losses * np.exp(0.02 * np.random.default_rng(1).standard_normal(losses.size))
+    assert predict_final_loss(*early(steps, noisier), steps[-1]).eval_log_sd > 2 * per_run[0]
+
+
+def test_sweep_law_eval_log_sd_is_the_residual_scatter(sweep_fit):
+    steps, losses, _ = kaplan_curve(1e6, np.random.default_rng(3))
+    law = SweepCurveLaw.from_fit(sweep_fit, 1e6, BATCH, BCRIT)
+    p = predict_final_loss(*early(steps, losses), steps[-1], sweep_law=law)
+    assert p.method == "kaplan_ns" and p.eval_log_sd == pytest.approx(EVAL_SD, rel=0.5)

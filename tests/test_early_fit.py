@@ -29,6 +29,20 @@ def test_result_loss_takes_the_prediction_of_a_prediction_stopped_run_with_its_w
     assert result_loss({"best_val_loss": 2.5, **PREDICTED, "predicted_lo": 2.25}) == (2.5, 1.0)
 
 
+def test_the_weight_measures_the_observed_loss_against_the_run_s_own_evaluation_scatter():
+    """With ``eval_log_sd`` in the row the observed-loss sd is the measured one: a run whose
+    evaluations scatter less makes the same prediction interval weigh less; a missing, null or
+    non-positive value falls back to REFERENCE_LOG_SD."""
+    sd = np.log(2.3 / 2.1) / (2 * 1.6448536)
+    for measured in (0.002, 0.03):
+        loss, weight = result_loss({"best_val_loss": 2.5, **PREDICTED, "eval_log_sd": measured})
+        assert loss == 2.2 and weight == pytest.approx(measured ** 2 / (measured ** 2 + sd ** 2))
+    assert result_loss({**PREDICTED, "eval_log_sd": 0.002})[1] < result_loss(PREDICTED)[1] < \
+        result_loss({**PREDICTED, "eval_log_sd": 0.03})[1]
+    for missing in (None, float("nan"), 0.0, -0.01):
+        assert result_loss({**PREDICTED, "eval_log_sd": missing}) == result_loss(PREDICTED)
+
+
 def test_a_store_s_predicted_run_enters_the_fit_data_with_its_predicted_loss_and_weight(tmp_path):
     from fitting.data import load_fit_data
 
@@ -45,6 +59,12 @@ def test_a_store_s_predicted_run_enters_the_fit_data_with_its_predicted_loss_and
     # a store without predicted runs has no weights (every row counts fully, as before)
     TrialWriter(str(tmp_path), "plain", "r0").write_run(run_row())
     assert load_fit_data(str(tmp_path / "plain"), law="chinchilla", ).weights is None
+    # the run's measured evaluation scatter travels through the store into its weight
+    for i, extra in enumerate([{}, {**PREDICTED, "eval_log_sd": 0.002}]):
+        TrialWriter(str(tmp_path), "measured", f"r{i}").write_run(run_row(
+            "early_stopped" if extra else "completed", non_embedding_params=int(1e5 * (i + 1)), **extra))
+    weights = load_fit_data(str(tmp_path / "measured"), law="chinchilla").weights
+    assert weights.tolist() == [1.0, pytest.approx(result_loss({**PREDICTED, "eval_log_sd": 0.002})[1])]
 
 
 def test_the_online_fitter_keeps_weights_across_its_state():

@@ -147,6 +147,7 @@ def test_a_clean_curve_stops_at_min_fraction_with_a_prediction_that_covers_its_e
     assert request.predicted_loss == pytest.approx(final, rel=1e-3)
     assert (request.predicted_hi - request.predicted_lo) / (2 * request.predicted_loss) <= 0.01
     assert request.predicted_level == 0.9 and request.predicted_method in ("power_law", "kaplan_ns")
+    assert 0 < request.eval_log_sd < 1e-3 and request.columns()["eval_log_sd"] == request.eval_log_sd  # noiseless
 
 
 def test_disabled_it_predicts_for_the_table_but_never_stops():
@@ -285,6 +286,7 @@ def test_a_real_sweep_stops_runs_early_records_them_and_frees_their_compute(tmp_
         assert row["final_val_loss"] > 0  # the observed loss at the stop
         assert row["predicted_lo"] <= row["predicted_loss"] <= row["predicted_hi"]
         assert (row["predicted_hi"] - row["predicted_lo"]) / (2 * row["predicted_loss"]) <= 10.0
+        assert 0 < row["eval_log_sd"] < 1  # the run's own evaluation scatter, written with the prediction
         assert row["flops"] < planned[row["trial_id"]].planned_flops
     # the ledger: spent = what the runs did; the unspent plan is no longer committed
     ledger = json.loads((tmp_path / "store" / "early" / "ledger.json").read_text())

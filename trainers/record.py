@@ -38,11 +38,13 @@ class StopRequest:
     predicted_hi: float | None = None
     predicted_level: float | None = None  # e.g. 0.9
     predicted_method: str | None = None  # "power_law", "lr_schedule" or "kaplan_ns"
+    eval_log_sd: float | None = None  # the run's evaluation scatter about its fitted curve, log space
 
     def columns(self) -> dict:
         return {"stop_reason": self.reason, "predicted_loss": self.predicted_loss,
                 "predicted_lo": self.predicted_lo, "predicted_hi": self.predicted_hi,
-                "predicted_level": self.predicted_level, "predicted_method": self.predicted_method}
+                "predicted_level": self.predicted_level, "predicted_method": self.predicted_method,
+                "eval_log_sd": self.eval_log_sd}
 
 
 @dataclass
