@@ -347,34 +347,41 @@ def critical_batch_vs_loss(rows: dict | None, fit) -> Figure | str:
 
 def loss_per_position(curves: dict) -> Figure | str:
     """Kaplan fig. 20 (and fig. 7 right): each run's loss at each context position (its last
-    evaluation that stored one), coloured by N; LSTM runs dashed. Needs the curves column
+    evaluation that stored one), coloured by N, LSTM runs dashed; only the runs at one dataset
+    size, the one with the most families, then the most runs (all positions are scored on the same validation windows, so runs of
+    one D compare like with like and the page stays readable). Needs the curves column
     ``loss_per_position`` (a list per eval row)."""
     if "loss_per_position" not in curves:
         return "the store has no loss_per_position column (written by trainers that record per-position loss)"
     per, tid, N, step = curves["loss_per_position"], curves["trial_id"], curves["N"], curves["step"]
     family = curves.get("family", np.full(tid.size, "transformer"))
-    last: dict[str, tuple[float, float, np.ndarray, str]] = {}
+    data = curves.get("dataset_tokens", np.zeros(tid.size))
+    last: dict[str, tuple[float, float, np.ndarray, str, float]] = {}
     for i, values in enumerate(per):
         if values is None or len(values) < 2:
             continue
         if tid[i] not in last or step[i] > last[tid[i]][0]:
-            last[tid[i]] = (step[i], N[i], np.asarray(values, float), str(family[i]))
+            last[tid[i]] = (step[i], N[i], np.asarray(values, float), str(family[i]), float(data[i]))
     if not last:
         return "no evaluation stored a per-position loss with at least 2 positions"
-    palette, norm = _colors([v[1] for v in last.values()])
+    sizes = [v[4] for v in last.values()]
+    kinds = {d: len({v[3] for v in last.values() if v[4] == d}) for d in set(sizes)}  # families at each D
+    common = max(set(sizes), key=lambda d: (kinds[d], sizes.count(d), d))
+    shown = [v for v in last.values() if v[4] == common]
+    palette, norm = _colors([v[1] for v in shown])
     fig, (ax,) = _figure()
     styles = {"lstm": "--"}
-    for _, n, values, fam in sorted(last.values(), key=lambda v: v[1]):
+    for _, n, values, fam, _ in sorted(shown, key=lambda v: v[1]):
         pos = np.arange(1, values.size + 1)
         ok = _positive(values)
         ax.plot(pos[ok], values[ok], styles.get(fam, "-"), color=palette[n], lw=1.0)
-    if len({v[3] for v in last.values()}) > 1:
-        from matplotlib.lines import Line2D
-
-        ax.legend(handles=[Line2D([], [], color="0.3", ls=styles.get(f, "-"), label=f)
-                           for f in sorted({v[3] for v in last.values()})], loc="upper right", frameon=False)
+    families = sorted({v[3] for v in shown})
+    if len(families) > 1:  # legend entries only (drawn below the plot by _finish)
+        for f in families:
+            ax.plot([], [], styles.get(f, "-"), color="0.3", label=f)
+    what = f"D = {common:.3g} tokens, " if common else ""
     _finish(fig, ax, "position in context (tokens)", "loss at position (nats/token)",
-            "Per-position loss (last evaluation of each run)")
+            f"Per-position loss ({what}last evaluation of each run)")
     _colorbar(fig, [ax], norm, "non-embedding parameters N")
     return fig
 
