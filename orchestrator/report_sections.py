@@ -259,7 +259,16 @@ def ladder_section(sweep_dir: str) -> Section:
         return s
     s.parts.append(figure_html(figs.ladder_prediction(rows), "Each ladder run: the loss the sweep's law predicted "
                                                             "at its compute-optimal (N, D), and the loss it reached."))
-    cols = ["trial_id", "multiplier", "compute", "n_actual", "d_actual", "predicted_loss", "predicted_lo",
-            "predicted_hi", "observed_loss", "covered"]
-    s.parts.append(table_html(cols, [[r.get(c) for c in cols] for r in rows]))
+    def row(r: dict) -> list[str]:
+        num = lambda v, f: "—" if v is None else format(v, f)
+        level = r.get("predicted_level") or 0.9
+        interval = f"{num(r.get('predicted_lo'), '.3f')} – {num(r.get('predicted_hi'), '.3f')} ({level:.0%})"
+        covered = {True: "yes", False: "NO"}.get(r.get("covered"), "not trained yet")
+        return [str(r["trial_id"]), num(r.get("multiplier"), "g"), num(r.get("compute"), ".3g"),
+                num(r.get("n_actual"), ".3g"), num(r.get("d_actual"), ".3g"), num(r.get("predicted_loss"), ".3f"),
+                interval, num(r.get("observed_loss"), ".3f"), covered]
+
+    s.parts.append(table_html(["run", "K", "compute (FLOPs)", "N", "D (tokens)", "predicted loss",
+                               "prediction interval", "observed loss", "covered"],
+                              [row(r) for r in rows], numeric={1, 2, 3, 4, 5, 7}))
     return s
