@@ -98,3 +98,32 @@ def test_a_calibration_whose_held_out_runs_fit_well_is_never_silently_zero():
         assert f"their own estimate {raw.amplitude:.3g}" in cal.describe()
         zeros += raw.amplitude == 0
     assert zeros >= 1  # the data's own estimate does come out exactly 0 here: the kind this guards
+
+
+def test_the_calibration_pools_every_held_out_split_and_weighs_the_prior_as_one_prediction():
+    # issue 15 item 5: with one split (the top 25 %: 12 of 49 runs) the prior 0.04 was most of a²
+    # and intervals 1-2 decades out over-covered; every split of HELD_OUT is now one refit
+    # predicting the top h of the runs by compute, pooled into one estimate
+    from fitting.extrapolation import HELD_OUT, PRIOR_WEIGHT
+
+    cands = _grid()
+    orc = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.01, seed=1, misfit=undertraining_misfit())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_law("chinchilla", dict(cands.X) | {"loss": orc.observe(cands.X)}, starts=(), init=CHINCHILLA_EPOCH)
+    cal = calibrate_misfit(fit)
+    sizes = tuple(sorted({max(2, int(round(h * 49))) for h in HELD_OUT}))
+    assert cal.calibrated and cal.splits == sizes and cal.n_held_out == sum(sizes)
+    assert cal.n_fit == 49 - sizes[-1]  # the smallest refit: all but the largest split
+    k = cal.n_held_out
+    assert cal.amplitude == pytest.approx(np.sqrt((k * cal.estimate**2 + PRIOR_WEIGHT * PRIOR_MISFIT_SD**2)
+                                                  / (k + PRIOR_WEIGHT)))
+    assert f"{len(sizes)} refits predicting the {sizes[0]}," in cal.describe()
+    assert f"({k} held-out predictions; their own estimate {cal.estimate:.3g}" in cal.describe()
+    # one split is the former calibration, whose prior floor is far higher
+    one = calibrate_misfit(fit, held_out=0.25)
+    assert one.splits == (12,) and one.n_held_out == 12 and "1 refit predicting the 12 largest" in one.describe()
+    def prior_share(c):  # the prior's part of a²
+        return PRIOR_WEIGHT * PRIOR_MISFIT_SD**2 / (c.n_held_out + PRIOR_WEIGHT) / c.amplitude**2
+
+    assert prior_share(cal) < prior_share(one)
