@@ -100,10 +100,9 @@ def test_a_calibration_whose_held_out_runs_fit_well_is_never_silently_zero():
     assert zeros >= 1  # the data's own estimate does come out exactly 0 here: the kind this guards
 
 
-def test_the_calibration_pools_every_held_out_split_and_weighs_the_prior_as_one_prediction():
-    # issue 15 item 5: with one split (the top 25 %: 12 of 49 runs) the prior 0.04 was most of a²
-    # and intervals 1-2 decades out over-covered; every split of HELD_OUT is now one refit
-    # predicting the top h of the runs by compute, pooled into one estimate
+def test_a_calibration_pools_the_held_out_splits_it_is_given_and_weighs_the_prior_as_one_prediction():
+    # issue 15 item 5: each split is one refit predicting the top h of the runs by compute; the
+    # splits' squared errors pool into one estimate, and the prior counts as one prediction
     from fitting.extrapolation import HELD_OUT, PRIOR_WEIGHT
 
     cands = _grid()
@@ -111,19 +110,17 @@ def test_the_calibration_pools_every_held_out_split_and_weighs_the_prior_as_one_
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = fit_law("chinchilla", dict(cands.X) | {"loss": orc.observe(cands.X)}, starts=(), init=CHINCHILLA_EPOCH)
-    cal = calibrate_misfit(fit)
-    sizes = tuple(sorted({max(2, int(round(h * 49))) for h in HELD_OUT}))
-    assert cal.calibrated and cal.splits == sizes and cal.n_held_out == sum(sizes)
-    assert cal.n_fit == 49 - sizes[-1]  # the smallest refit: all but the largest split
+    one = calibrate_misfit(fit)  # the default: the top quarter
+    assert HELD_OUT == (0.25,) and one.splits == (12,) and one.n_held_out == 12 and one.n_fit == 37
+    assert "calibrated by 1 refit predicting the 12 largest runs by compute" in one.describe()
+    cal = calibrate_misfit(fit, held_out=(0.1, 0.3, 0.5))
+    assert cal.calibrated and cal.splits == (5, 15, 24) and cal.n_held_out == 44
+    assert cal.n_fit == 49 - 24  # the smallest refit: all but the largest split
     k = cal.n_held_out
     assert cal.amplitude == pytest.approx(np.sqrt((k * cal.estimate**2 + PRIOR_WEIGHT * PRIOR_MISFIT_SD**2)
                                                   / (k + PRIOR_WEIGHT)))
-    assert f"{len(sizes)} refits predicting the {sizes[0]}," in cal.describe()
+    assert "3 refits predicting the 5, 15 and 24 largest" in cal.describe()
     assert f"({k} held-out predictions; their own estimate {cal.estimate:.3g}" in cal.describe()
-    # one split is the former calibration, whose prior floor is far higher
-    one = calibrate_misfit(fit, held_out=0.25)
-    assert one.splits == (12,) and one.n_held_out == 12 and "1 refit predicting the 12 largest" in one.describe()
-    def prior_share(c):  # the prior's part of a²
-        return PRIOR_WEIGHT * PRIOR_MISFIT_SD**2 / (c.n_held_out + PRIOR_WEIGHT) / c.amplitude**2
-
-    assert prior_share(cal) < prior_share(one)
+    # the pooled estimate is the splits' squared errors over their misfit variances, not a mean of estimates
+    parts = [calibrate_misfit(fit, held_out=h, prior_weight=0) for h in (0.1, 0.3, 0.5)]
+    assert min(p.estimate for p in parts) <= cal.estimate <= max(p.estimate for p in parts)
