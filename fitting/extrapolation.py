@@ -77,12 +77,15 @@ class MisfitCalibration:
     def describe(self) -> str:
         """One line for the user: where the misfit sd came from (calibration or stated prior)."""
         if self.calibrated:
-            held = (f"the {self.splits[0]} largest" if len(self.splits) == 1 else
-                    f"the {', '.join(map(str, self.splits[:-1]))} and {self.splits[-1]} largest")
-            return (f"law misfit sd {self.amplitude:.3g} (log loss), calibrated by {len(self.splits)} refit"
-                    f"{'s' if len(self.splits) > 1 else ''} predicting {held} runs by compute from the rest "
-                    f"({self.n_held_out} held-out predictions; their own estimate {self.estimate:.3g}, "
-                    f"shrunk toward the prior {PRIOR_MISFIT_SD:.3g} weighted as {self.prior_weight:g} of them)")
+            if len(self.splits) <= 1:
+                return (f"law misfit sd {self.amplitude:.3g} (log loss), calibrated by refitting {self.n_fit} runs "
+                        f"and predicting the {self.n_held_out} largest by compute (their own estimate {self.estimate:.3g}, "
+                        f"shrunk toward the prior {PRIOR_MISFIT_SD:.3g} weighted as {self.prior_weight:g} runs)")
+            held = f"{', '.join(map(str, self.splits[:-1]))} and {self.splits[-1]}"
+            return (f"law misfit sd {self.amplitude:.3g} (log loss), calibrated by {len(self.splits)} refits "
+                    f"predicting the {held} largest runs by compute from the rest ({self.n_held_out} held-out "
+                    f"predictions; their own estimate {self.estimate:.3g}, shrunk toward the prior "
+                    f"{PRIOR_MISFIT_SD:.3g} weighted as {self.prior_weight:g} of them)")
         return (f"law misfit sd {self.amplitude:.3g} (log loss) is a PRIOR, not calibrated: {self.n_fit} runs are "
                 f"too few to refit and hold out the largest ({self.n_needed} needed)")
 

@@ -112,7 +112,7 @@ def test_a_calibration_pools_the_held_out_splits_it_is_given_and_weighs_the_prio
         fit = fit_law("chinchilla", dict(cands.X) | {"loss": orc.observe(cands.X)}, starts=(), init=CHINCHILLA_EPOCH)
     one = calibrate_misfit(fit)  # the default: the top quarter
     assert HELD_OUT == (0.25,) and one.splits == (12,) and one.n_held_out == 12 and one.n_fit == 37
-    assert "calibrated by 1 refit predicting the 12 largest runs by compute" in one.describe()
+    assert "calibrated by refitting 37 runs and predicting the 12 largest by compute" in one.describe()
     cal = calibrate_misfit(fit, held_out=(0.1, 0.3, 0.5))
     assert cal.calibrated and cal.splits == (5, 15, 24) and cal.n_held_out == 44
     assert cal.n_fit == 49 - 24  # the smallest refit: all but the largest split
