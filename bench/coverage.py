@@ -21,7 +21,9 @@ Laws and misfits:
 
 Prints one row per law and strategy: coverage (mean over replicates of the share of targets
 covered, and its standard error over replicates), mean calibrated misfit sd, how often it was the
-prior, mean |error|; last line the worst coverage against the goal (85-95 %).
+prior, mean |error|, the interval's parts at the targets (mean log-loss sd from the parameters,
+the run-to-run scatter and the misfit) against the rms of the observed log error; last line the
+worst coverage against the goal (85-95 %).
 
   python bench/coverage.py [--replicates 50] [--laws chinchilla,kaplan,...] [--fractions 0.05,0.1]
 """
@@ -42,7 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/nine_law.py
 
 from fitting.design import Candidates, TargetRegion  # noqa: E402
-from fitting.extrapolation import calibrate_misfit, extrapolation_interval  # noqa: E402
+from fitting.extrapolation import calibrate_misfit, extrapolation_interval, unit_misfit_sd  # noqa: E402
 from fitting.fit import fit_law  # noqa: E402
 from fitting.laws import CHINCHILLA_EPOCH, KAPLAN_PAPER  # noqa: E402
 from fitting.online import OnlineFitConfig  # noqa: E402
@@ -53,6 +55,8 @@ from nine_law import NINE, NINE_TRUTH  # noqa: E402
 GOAL = (0.85, 0.95)
 LEVEL = 0.9
 NOISE = 0.01  # sd of log loss between runs
+# the 90 % interval's parts at the targets (mean log-loss sd), and the rms of the observed log error
+PARTS = ("param", "scatter", "misfit", "rms")
 
 
 UNIQUE = 3e9  # data_constrained: unique tokens available
@@ -111,11 +115,17 @@ def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = F
                              fit_config=OnlineFitConfig(full_every=16, max_starts=256, screen=8, seed=seed))
             fit = run.fit
         if fit is None:
-            return {"coverage": np.nan, "amplitude": np.nan, "calibrated": False, "are": np.nan}
+            return dict.fromkeys(("coverage", "amplitude", "are") + PARTS, np.nan) | {"calibrated": False}
         cal = calibrate_misfit(fit)
         iv = extrapolation_interval(fit, target.X, level=LEVEL, calibration=cal)
+        conf = fit.interval(target.X, level=LEVEL, kind="confidence", method="delta")
+    err = np.log(y_target) - np.log(iv.mean)
+    # the interval's log-sd parts at the targets: parameters (sandwich), run-to-run scatter, misfit
+    parts = {"param": float(np.mean(conf.se_log)), "scatter": float(fit.sigma),
+             "misfit": float(np.mean(cal.amplitude * unit_misfit_sd(fit, target.X, cal.length))),
+             "rms": float(np.sqrt(np.mean(err**2)))}
     return {"coverage": float(np.mean((y_target >= iv.lo) & (y_target <= iv.hi))), "amplitude": cal.amplitude,
-            "calibrated": cal.calibrated, "are": float(np.mean(np.abs(iv.mean / y_target - 1)))}
+            "calibrated": cal.calibrated, "are": float(np.mean(np.abs(iv.mean / y_target - 1)))} | parts
 
 
 def coverage(name: str, replicates: int, fraction: float = 1.0, first_seed: int = 0, warm: bool = False) -> dict:
@@ -129,7 +139,8 @@ def coverage(name: str, replicates: int, fraction: float = 1.0, first_seed: int 
             "amplitude": float(np.nanmean([r["amplitude"] for r in rows])),
             "prior": int(sum(not r["calibrated"] for r in rows)),
             "zero": int(sum(r["amplitude"] == 0 for r in rows)),
-            "are": float(np.nanmean([r["are"] for r in rows]))}
+            "are": float(np.nanmean([r["are"] for r in rows]))} | {
+            k: float(np.nanmean([r[k] for r in rows])) for k in PARTS}
 
 
 def main(argv=None) -> int:
@@ -149,7 +160,7 @@ def main(argv=None) -> int:
         print("--no-full needs --fractions", file=sys.stderr)
         return 2
     print(f"{'law':<17} {'strategy':<12} {'reps':>4} {'coverage':>9} {'± se':>6} {'misfit sd':>9} {'prior':>5} "
-          f"{'zero':>4} {'mean|err|':>9} {'s':>6}")
+          f"{'zero':>4} {'mean|err|':>9} {'sd: param':>9} {'scatter':>7} {'misfit':>6} {'rms err':>7} {'s':>6}")
     rows = []
     for name in laws:
         for frac in fractions:
@@ -157,7 +168,8 @@ def main(argv=None) -> int:
             r = coverage(name, args.replicates, frac)
             strategy = "full pool" if frac >= 1 else f"active {frac:.0%}"
             print(f"{name:<17} {strategy:<12} {r['n']:>4} {r['coverage']:>9.1%} {r['se']:>6.1%} {r['amplitude']:>9.4f} "
-                  f"{r['prior']:>5} {r['zero']:>4} {r['are']:>9.2%} {time.perf_counter() - t0:>6.0f}", flush=True)
+                  f"{r['prior']:>5} {r['zero']:>4} {r['are']:>9.2%} {r['param']:>9.4f} {r['scatter']:>7.4f} {r['misfit']:>6.4f} "
+                  f"{r['rms']:>7.4f} {time.perf_counter() - t0:>6.0f}", flush=True)
             rows.append((name, strategy, r["coverage"]))
     worst = min(rows, key=lambda row: row[2])
     outside = [f"{n} {s} {c:.1%}" for n, s, c in rows if not GOAL[0] <= c <= GOAL[1]]

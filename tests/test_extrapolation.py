@@ -98,3 +98,29 @@ def test_a_calibration_whose_held_out_runs_fit_well_is_never_silently_zero():
         assert f"their own estimate {raw.amplitude:.3g}" in cal.describe()
         zeros += raw.amplitude == 0
     assert zeros >= 1  # the data's own estimate does come out exactly 0 here: the kind this guards
+
+
+def test_a_calibration_pools_the_held_out_splits_it_is_given_and_weighs_the_prior_as_one_prediction():
+    # issue 15 item 5: each split is one refit predicting the top h of the runs by compute; the
+    # splits' squared errors pool into one estimate, and the prior counts as one prediction
+    from fitting.extrapolation import HELD_OUT, PRIOR_WEIGHT
+
+    cands = _grid()
+    orc = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.01, seed=1, misfit=undertraining_misfit())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_law("chinchilla", dict(cands.X) | {"loss": orc.observe(cands.X)}, starts=(), init=CHINCHILLA_EPOCH)
+    one = calibrate_misfit(fit)  # the default: the top quarter
+    assert HELD_OUT == (0.25,) and one.splits == (12,) and one.n_held_out == 12 and one.n_fit == 37
+    assert "calibrated by refitting 37 runs and predicting the 12 largest by compute" in one.describe()
+    cal = calibrate_misfit(fit, held_out=(0.1, 0.3, 0.5))
+    assert cal.calibrated and cal.splits == (5, 15, 24) and cal.n_held_out == 44
+    assert cal.n_fit == 49 - 24  # the smallest refit: all but the largest split
+    k = cal.n_held_out
+    assert cal.amplitude == pytest.approx(np.sqrt((k * cal.estimate**2 + PRIOR_WEIGHT * PRIOR_MISFIT_SD**2)
+                                                  / (k + PRIOR_WEIGHT)))
+    assert "3 refits predicting the 5, 15 and 24 largest" in cal.describe()
+    assert f"({k} held-out predictions; their own estimate {cal.estimate:.3g}" in cal.describe()
+    # the pooled estimate is the splits' squared errors over their misfit variances, not a mean of estimates
+    parts = [calibrate_misfit(fit, held_out=h, prior_weight=0) for h in (0.1, 0.3, 0.5)]
+    assert min(p.estimate for p in parts) <= cal.estimate <= max(p.estimate for p in parts)
