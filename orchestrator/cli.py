@@ -179,7 +179,13 @@ def _prepare(args: argparse.Namespace) -> int:
         manifest = prepare_on_ray(spec, args.out, address=args.address, workers=args.workers, log=print)
     else:
         manifest = prepare_corpus(spec, args.out, workers=args.workers, log=print)
-    print(f"prepared {manifest['description']}: {manifest['documents']} documents, {manifest['tokens']} "
-          f"{manifest['dtype']} tokens in {len(manifest['shards'])} shard(s) -> {args.out} "
-          f"({manifest['prepare_s']} s; {manifest['empty_documents_skipped']} empty documents left out)")
+    held = (f"{manifest['description']}: {manifest['documents']} documents, {manifest['tokens']} "
+            f"{manifest['dtype']} tokens in {len(manifest['shards'])} shard(s)")
+    if manifest.get("reused"):
+        print(f"already prepared: {args.out} holds {held} (same files by size and mtime, same tokenizer); "
+              "reused, nothing read")
+        return 0
+    startup = f" plus {manifest['engine_start_s']} s starting Ray" if manifest.get("engine_start_s") else ""
+    print(f"prepared {held} -> {args.out} ({manifest['prepare_s']} s{startup}; "
+          f"{manifest['empty_documents_skipped']} empty documents left out)")
     return 0

@@ -69,7 +69,14 @@ def corpus_tokens(corpus: CorpusSpec, where: str, prepare: bool = True) -> int |
 def check_data(spec: SweepSpec, grid: Grid, prepare: bool = True) -> list[str]:
     """Raise SpecError (one line per problem) if a planned trial's data checks would fail; else
     one line per corpus: prepared or not, its tokens, whether the largest D fits. ``prepare``
-    False (`validate`) tokenises nothing: an unprepared corpus's sizes are left unchecked."""
+    False (`validate`) tokenises nothing: an unprepared corpus's sizes are left unchecked. A raw
+    corpus that `run` has prepared into the sweep's storage is checked there (its manifest)."""
+    from orchestrator.sweep_corpus import prepared_in_sweep
+
+    try:
+        spec = prepared_in_sweep(spec)
+    except ValueError:  # the storage does not answer: its own check names it
+        pass
     problems = Problems()
     trainer, workers = spec.trainer, spec.resources.workers
     val_tokens = trainer.get("val_tokens") or TrainConfig.__dataclass_fields__["val_tokens"].default
@@ -113,8 +120,8 @@ def check_data(spec: SweepSpec, grid: Grid, prepare: bool = True) -> list[str]:
     lines = []
     for where, tokens in [("corpus", n_tokens), *extras.items()]:
         if tokens is None:
-            lines.append(f"{where}: not prepared (`scalesweep prepare` or `run` tokenises it once); "
-                         "its sizes are checked then")
+            lines.append(f"{where}: not prepared (`run` prepares it once into the sweep's storage, or "
+                         "`scalesweep prepare`); its sizes are checked then")
         else:
             fits = f"; the largest D ({largest}) fits with the validation split" if where == "corpus" else ""
             lines.append(f"{where}: prepared, {tokens} tokens{fits}")

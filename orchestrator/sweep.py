@@ -231,7 +231,8 @@ def run_sweep(
     name), so a run outside the grid (the scaling ladder's) has its own resume state.
     """
     started = time.time()
-    spec, grid = validate_spec(spec, check_corpus=check_corpus)
+    # the corpus sizes are checked once the raw corpora are prepared (`_prepare_corpora`)
+    spec, grid = validate_spec(spec, check_corpus=check_corpus, prepare=False)
     # Progress tables from Tune's CLIReporter (the new output engine ignores custom reporters),
     # and no per-trial JSON/CSV/TensorBoard loggers: the store has the metrics, and the logger
     # callbacks cost driver memory per finished trial (ray#64231).
@@ -254,11 +255,17 @@ def run_sweep(
     from metrics import resolve
     from orchestrator.local_ray import reap_left_over
 
+    if not address:  # the local pool prepares, before Ray starts (bad input stops it first)
+        spec, grid = _prepare_corpora(spec, None, num_cpus, verbose, check_corpus)
     sweep_fs = resolve(spec.storage, spec.name)
     reap_left_over(*sweep_fs, spec.name)  # what a killed driver of this sweep left running
     own_ray = start_ray(address, num_cpus, quiet=not verbose, record_in=sweep_fs)
     try:
         _check_resources(spec, cluster_nodes(), "the Ray cluster")
+        if address:  # attached to a cluster: its nodes prepare, as a Ray Data job
+            from orchestrator.corpus_ray import RayDataEngine
+
+            spec, grid = _prepare_corpora(spec, RayDataEngine(), None, verbose, check_corpus)
         limit = limit_flops(spec.budget)
         stored = load_runs(spec.storage, spec.name).to_pylist()
         ledger, done = ledger_from_store(limit, stored)
@@ -321,6 +328,24 @@ def run_sweep(
     finally:
         if own_ray is not None:
             own_ray.stop()
+
+
+def _prepare_corpora(spec: SweepSpec, engine, workers: int | None, verbose: int, check_corpus: bool
+                     ) -> tuple[SweepSpec, Grid]:
+    """The spec with its raw corpora prepared once into the sweep's storage and named by their
+    prepared locations (`orchestrator.sweep_corpus`), so no trial reads raw text or prepares;
+    its grid again (the trials carry those locations); then, unless `check_corpus` is False,
+    the data checks on the prepared corpora (token counts from their manifests)."""
+    from orchestrator.grid import expand_grid
+    from orchestrator.spec_data import check_data
+    from orchestrator.sweep_corpus import prepare_sweep_corpora
+
+    log = (lambda line: print(line, flush=True)) if verbose else None
+    spec = prepare_sweep_corpora(spec, engine=engine, workers=workers, log=log)
+    grid = expand_grid(spec)
+    if check_corpus:
+        check_data(spec, grid)
+    return spec, grid
 
 
 def budget_line(trials, limit: float, base_flops: float) -> str:

@@ -192,7 +192,7 @@ def test_validate_says_whether_the_corpus_is_prepared_without_tokenising(tmp_pat
     spec = (REPO / "examples" / "demo.yaml").read_text().replace("source: builtin", f"source: {source}")
     (tmp_path / "spec.yaml").write_text(spec)
     out = validate_command(tmp_path / "spec.yaml")
-    assert "corpus: not prepared (`scalesweep prepare` or `run` tokenises it once)" in out
+    assert "corpus: not prepared (`run` prepares it once into the sweep's storage" in out
     assert not (tmp_path / "cache").exists()  # nothing was tokenised
     n = load_corpus(CorpusSpec(source=str(source))).tokens.size  # what `run` does first
     assert f"corpus: prepared, {n} tokens; the largest D (900000) fits" in validate_command(tmp_path / "spec.yaml")

@@ -38,7 +38,9 @@ from trainers.tokenizers import corpus_vocab_size, default_cache_dir
 @dataclass(frozen=True)
 class CorpusSpec:
     source: str = option("builtin", "'builtin' (the Python standard library's sources), a text "
-                         "file or glob, *.jsonl, *.parquet, or a pre-tokenised uint16 *.bin", text)
+                         "file or glob, *.jsonl, *.parquet, a pre-tokenised uint16 *.bin, or a corpus "
+                         "prepared by `scalesweep prepare`: its directory or a pyarrow.fs URI "
+                         "(s3://bucket/corpora/owt) holding manifest.json", text)
     tokenizer: str = option("byte", "byte (vocab 256) | bpe:<vocab >= 257> (trained locally on the "
                             "corpus) | tiktoken:gpt2 (only if its files are cached)", text)
     text_field: str = option("text", "JSONL field / Parquet column holding the text", text)

@@ -91,6 +91,21 @@ def recipe(spec, split_bytes: int = SPLIT_BYTES) -> dict:
             "split_bytes": split_bytes, "files": source_stamp(spec.source)}
 
 
+def recipe_matches(theirs: dict | None, want: dict) -> bool:
+    """Whether a preparation made from recipe ``theirs`` is the one ``want`` asks for: the same
+    files (absolute paths, sizes, mtimes), tokenizer, text field and split size. The source
+    string itself may differ (a relative path or glob naming the same files)."""
+    drop = lambda r: {k: v for k, v in r.items() if k != "source"}  # noqa: E731
+    return isinstance(theirs, dict) and drop(theirs) == drop(want)
+
+
+def finished_manifest(location: str | os.PathLike, field: str = "--out") -> dict | None:
+    """The manifest of a finished preparation at ``location`` (local or a pyarrow.fs URI), or
+    None where there is none yet (an unfinished one has no manifest: it is written last). An
+    object store that does not answer is a ValueError naming ``field``."""
+    return read_manifest(location) if is_prepared(location, field) else None
+
+
 def is_prepared(location: str | os.PathLike, field: str = "source") -> bool:
     """Whether ``location`` (a local path or a pyarrow.fs URI) holds a finished preparation; an
     object store that does not answer is a ValueError naming ``field``."""
@@ -156,6 +171,21 @@ def open_prepared(location: str | os.PathLike, cache_dir: str | Path | None = No
     return (arrays[0] if len(arrays) == 1 else ShardedTokens(arrays)), manifest
 
 
+def copy_prepared(source: str | os.PathLike, out_dir: str | os.PathLike) -> dict:
+    """Copy the finished local preparation at ``source`` to ``out_dir`` (local or a pyarrow.fs
+    URI, claimed as `prepare_corpus` claims it): every file, then the manifest last, so a copy
+    cut short is an unfinished preparation, never a valid one. Returns the manifest."""
+    source = Path(source)
+    manifest = read_manifest(source)
+    out = Place(out_dir)
+    _claim(out, manifest["recipe"])
+    for path in sorted(source.iterdir()):
+        if path.is_file() and path.name != "manifest.json" and not path.name.startswith("."):
+            out.copy_in(path.name, path)
+    out.copy_in("manifest.json", source / "manifest.json")
+    return manifest
+
+
 def ensure_prepared(spec, cache_dir: str | Path | None = None, workers: int | None = None) -> Path:
     """The prepared directory of a raw corpus, preparing it into the cache first unless a
     finished one with the same recipe is there. Concurrent callers (trials of one sweep) wait on
@@ -182,10 +212,17 @@ def prepare_corpus(spec, out_dir: str | os.PathLike, *, workers: int | None = No
     ``workers``: tokenising processes (default: this machine's CPUs; 1 tokenises in this
     process). ``engine(fn, job, todo)``: runs ``fn(job, index, split)`` for each (index, Split)
     of ``todo`` anywhere that sees the source and ``out_dir`` and yields (index, result) in any
-    order; default `pool_map` over ``workers`` processes.
+    order; default `pool_map` over ``workers`` processes. An engine with a ``start()`` method
+    (`orchestrator.corpus_ray.RayDataEngine`: Ray's start-up) is started once the input is
+    checked; the manifest times that apart (``engine_start_s``) from ``tokenizer_s`` and
+    ``prepare_s``, and names the engine (its ``name``, else ``pool``).
+    A finished preparation of the same recipe at ``out_dir`` is returned as is, nothing read,
+    with ``"reused": True`` added (not in the file).
     Raises ValueError naming the field or file for bad input (``workers`` < 1, an unreadable or
     undecodable file, a missing JSONL field, a corpus with no documents, an ``out_dir`` that
-    holds something else); finished shards stay for a resume, no manifest is written."""
+    holds something else); then what this preparation wrote is removed, so no half-written
+    corpus is left (an ``out_dir`` it created goes too). Interrupted any other way (a kill, a
+    lost node), the finished shards stay for a resume; no manifest is written either way."""
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"--workers: must be an integer >= 1, got {workers!r}")
     if spec.source.endswith(".bin"):
@@ -197,14 +234,30 @@ def prepare_corpus(spec, out_dir: str | os.PathLike, *, workers: int | None = No
         check_reachable(os.fspath(out_dir), "--out")
     out = Place(out_dir)
     want = recipe(spec, split_bytes)
-    if out.exists("manifest.json"):
-        manifest = json.loads(out.read("manifest.json"))
-        if manifest.get("recipe") == want:
-            return manifest
+    manifest = finished_manifest(out_dir)
+    if manifest is not None:
+        if recipe_matches(manifest.get("recipe"), want):
+            return {**manifest, "reused": True}
         raise ValueError(f"--out: {out} holds a prepared corpus of another source, file state or "
                          "tokenizer; choose another --out or delete it")
     splits = plan_splits(spec.source, split_bytes)
+    existed = out.exists()
     _claim(out, want)
+    try:
+        return _prepare_claimed(spec, out, want, splits, vocab, workers, cache_dir, log, engine)
+    except ValueError:  # bad input: nothing of it may stay behind to look like a start
+        _discard(out, remove_dir=not existed)
+        raise
+
+
+def _prepare_claimed(spec, out: Place, want: dict, splits: list[Split], vocab: int, workers: int | None,
+                     cache_dir, log, engine) -> dict:
+    """`prepare_corpus` once ``out`` is claimed: the passes, then the manifest."""
+    engine_start_s = 0.0
+    if hasattr(engine, "start"):  # e.g. Ray's start-up: timed apart from the tokenizer's work
+        begun = time.perf_counter()
+        engine.start()
+        engine_start_s = time.perf_counter() - begun
     started = time.perf_counter()
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     workers = max(1, min(workers or os.cpu_count() or 1, len(splits)))
@@ -256,8 +309,9 @@ def prepare_corpus(spec, out_dir: str | os.PathLike, *, workers: int | None = No
         "dtype": job.dtype, "tokens": sum(s["tokens"] for s in shards),
         "documents": sum(s["documents"] for s in shards), "empty_documents_skipped": n_skipped,
         "fingerprint": corpus_digest, "shards": shards, "validation": VALIDATION_RULE,
-        "workers": workers, "prepare_s": round(time.perf_counter() - started, 3),
-        "tokenizer_s": round(tokenizer_s, 3),
+        "workers": workers, "engine": getattr(engine, "name", "pool"),
+        "prepare_s": round(time.perf_counter() - started, 3), "tokenizer_s": round(tokenizer_s, 3),
+        "engine_start_s": round(engine_start_s, 3),
     }
     out.write("manifest.json", json.dumps(manifest, indent=1).encode())
     return manifest
@@ -427,7 +481,7 @@ def _claim(out: Place, want: dict) -> None:
         for name in names:
             if name.startswith(".") and name.endswith(".tmp"):
                 out.delete(name)
-        if theirs == want:
+        if recipe_matches(theirs, want):
             return
         # an unfinished preparation of another recipe (the files were fixed, another tokenizer):
         # its shards are stale and only ever ours, so start over
@@ -435,6 +489,17 @@ def _claim(out: Place, want: dict) -> None:
             if name.startswith("shard-") or name == "tokenizer.json":
                 out.delete(name)
     out.write("recipe.json", json.dumps(want, indent=1).encode())
+
+
+def _discard(out: Place, remove_dir: bool) -> None:
+    """Remove what a failed preparation wrote in ``out`` (its recipe, shards, records, model,
+    temp files), and ``out`` itself when ``remove_dir`` and nothing else is left there."""
+    for name in out.names():
+        if (name in ("recipe.json", "tokenizer.json") or name.startswith("shard-")
+                or (name.startswith(".") and name.endswith(".tmp"))):
+            out.delete(name)
+    if remove_dir and out.exists() and not out.names():
+        out.fs.delete_dir(out.root)
 
 
 class _executor:
