@@ -26,8 +26,11 @@ from trainers.prepare import ShardJob
 
 def _run_row(row: dict, fn, job: tuple) -> dict:
     index = int(row["index"])
-    result = fn(ShardJob(*job), index, Split.from_json(json.loads(row["split"])))
-    return {"index": index, "result": pickle.dumps(result)}
+    try:
+        result = fn(ShardJob(*job), index, Split.from_json(json.loads(row["split"])))
+    except ValueError as err:  # bad input (a file, line and field): the driver raises it as it is,
+        return {"index": index, "result": b"", "error": str(err)}  # not as Ray's task trace
+    return {"index": index, "result": pickle.dumps(result), "error": ""}
 
 
 def ray_data_map(fn, job: ShardJob, todo: list[tuple[int, Split]], *, concurrency: int | None = None,
@@ -35,7 +38,8 @@ def ray_data_map(fn, job: ShardJob, todo: list[tuple[int, Split]], *, concurrenc
     """Yield (index, ``fn(job, index, split)``) for each of ``todo``, run as a Ray Data map on the
     Ray this process is connected to (`ray.init` first), one task per split, as they finish.
     ``concurrency``: at most this many tasks at once (default: as many as the cluster's CPUs
-    allow, one CPU each). The engine `trainers.prepare.prepare_corpus` takes."""
+    allow, one CPU each). The engine `trainers.prepare.prepare_corpus` takes. A ValueError in a
+    task (bad input: the file, line and field) is raised here as that ValueError."""
     import ray
 
     rows = [{"index": index, "split": json.dumps(split.to_json())} for index, split in todo]
@@ -46,6 +50,8 @@ def ray_data_map(fn, job: ShardJob, todo: list[tuple[int, Split]], *, concurrenc
     with warnings.catch_warnings():  # Ray Data's advice on tuning, printed per operator
         warnings.simplefilter("ignore", UserWarning)
         for done, row in enumerate(dataset.iter_rows(), 1):
+            if row["error"]:
+                raise ValueError(row["error"])
             yield int(row["index"]), pickle.loads(row["result"])
             if log and done % 16 == 0:
                 log(f"prepare: {fn.__name__} {done} of {len(todo)} splits (Ray Data)")

@@ -142,9 +142,14 @@ def test_a_trial_load_reads_no_raw_text(tmp_path):
 def test_bad_input_names_the_file_and_leaves_no_valid_corpus(tmp_path):
     source = tmp_path / "c.jsonl"
     source.write_text('{"text": "one"}\n{"text": ""}\n{"body": "x"}\n')
-    with pytest.raises(ValueError, match=rf"^text_field: {source} line 3 \(byte offset 29\) has no string field 'text'"):
-        prepare_corpus(CorpusSpec(source=str(source)), tmp_path / "out")
-    assert not (tmp_path / "out" / "manifest.json").exists()
+    for split_bytes in (16, 1 << 20):  # the bad line in a later shard, or in the only one
+        with pytest.raises(ValueError, match=rf"^text_field: {source} line 3 \(byte offset 29\) has no string field 'text'"):
+            prepare_corpus(CorpusSpec(source=str(source)), tmp_path / "out", split_bytes=split_bytes)
+        assert not (tmp_path / "out").exists()  # no recipe, no shard: it made the directory, it is gone
+    (tmp_path / "out").mkdir()
+    with pytest.raises(ValueError, match="has no string field 'text'"):
+        prepare_corpus(CorpusSpec(source=str(source)), tmp_path / "out", split_bytes=16)
+    assert list((tmp_path / "out").iterdir()) == []  # a directory it did not make stays, empty
     source.write_text('{"text": "one"}\n{"text": ""}\n')
     with pytest.warns(UserWarning, match=r"1 empty document\(s\) left out \(first: c.jsonl at byte 16\)"):
         manifest = prepare_corpus(CorpusSpec(source=str(source)), tmp_path / "out")
@@ -248,21 +253,56 @@ def test_an_empty_first_split_adds_no_separator(tmp_path):
 
 def test_ray_data_engine_writes_the_same_shards_as_the_pool(tmp_path):
     """`prepare --engine ray`: the shards, encoded by Ray Data tasks on a private local Ray, are
-    byte-identical to the process pool's, and resuming after losing some re-encodes only those."""
-    from orchestrator.corpus_ray import prepare_on_ray
+    byte-identical to the process pool's; Ray's start-up is timed apart from the work; bad input
+    in a task is the same one-line ValueError as in the pool, and leaves nothing behind."""
+    from orchestrator.corpus_ray import RayDataEngine
 
     source = write_jsonl(tmp_path / "c.jsonl", 40_000)
     spec = CorpusSpec(source=str(source), tokenizer="bpe:300")
     pooled = prepare_corpus(spec, tmp_path / "pool", workers=2, split_bytes=5_000, cache_dir=tmp_path / "cache")
-    on_ray = prepare_on_ray(spec, tmp_path / "ray", workers=2, split_bytes=5_000, cache_dir=tmp_path / "cache")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "one"}\n{"body": "x"}\n')
+    engine = RayDataEngine(workers=2)
+    try:
+        on_ray = prepare_corpus(spec, tmp_path / "ray", workers=2, split_bytes=5_000, cache_dir=tmp_path / "cache",
+                                engine=engine)
+        with pytest.raises(ValueError, match=rf"^text_field: {bad} line 2 \(byte offset 16\) has no string field 'text'$"):
+            prepare_corpus(CorpusSpec(source=str(bad)), tmp_path / "bad", split_bytes=16, engine=engine)
+    finally:
+        engine.stop()
+    assert not (tmp_path / "bad").exists()
     assert len(on_ray["shards"]) == len(pooled["shards"]) >= 8
     assert on_ray["fingerprint"] == pooled["fingerprint"] and on_ray["tokens"] == pooled["tokens"]
     assert on_ray["shards"] == pooled["shards"]
+    assert (on_ray["engine"], pooled["engine"], pooled["engine_start_s"]) == ("ray-data", "pool", 0)
+    assert on_ray["engine_start_s"] > 0  # Ray's start-up, not in tokenizer_s / prepare_s
     for shard in pooled["shards"]:
         if shard["tokens"]:
             assert (tmp_path / "pool" / shard["file"]).read_bytes() == (tmp_path / "ray" / shard["file"]).read_bytes()
     import ray
     assert not ray.is_initialized()  # the private Ray it started is stopped
+
+
+def test_prepare_on_ray_prints_one_line_and_a_rerun_reuses_the_finished_out(tmp_path, capfd):
+    """Neither Ray's start-up notices nor Ray Data's progress and advice reach the terminal: one
+    line, whose timing names Ray's start-up apart. Run again on the finished --out: one line
+    saying it is reused, and no Ray is started."""
+    import ray
+
+    from scalesweep.cli import main
+
+    source = write_jsonl(tmp_path / "c.jsonl", 20_000)
+    args = ["prepare", str(source), "--engine", "ray", "--workers", "2", "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    out, err = capfd.readouterr()
+    assert out.count("\n") == 1 and out.startswith("prepared jsonl: ") and " s starting Ray; " in out, out
+    assert err == "", err
+    stamp = (tmp_path / "out" / "manifest.json").stat().st_mtime_ns
+    assert main(args) == 0
+    out, err = capfd.readouterr()
+    assert out.count("\n") == 1 and out.startswith(f"already prepared: {tmp_path / 'out'} holds jsonl: "), out
+    assert out.rstrip().endswith("reused, nothing read") and err == "", (out, err)
+    assert (tmp_path / "out" / "manifest.json").stat().st_mtime_ns == stamp and not ray.is_initialized()
 
 
 def test_the_parallel_bpe_sample_equals_the_whole_streams(tmp_path, monkeypatch):
