@@ -12,7 +12,8 @@ _DEFER_HELP = ("do not read the corpus (for a corpus that exists only on the clu
                "defer the data checks (the source exists and reads, it holds every trial's "
                "dataset_tokens plus the validation split, the extra-eval sets) to the trials; "
                "validate also skips the storage check (run always checks it); everything else is "
-               "still checked")
+               "still checked. run still prepares a raw corpus once, from the driver, into the "
+               "sweep's storage, so the driver must see its files")
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -3,7 +3,8 @@
 One Tune trial per planned run (orchestrator.trial), chosen by a budget-aware searcher
 (orchestrator.search). The Tune experiment lives at ``<storage>/<sweep>/tune/<sweep>`` so its
 name is stable: `run_sweep(spec, resume=True)` continues a killed sweep with `Tuner.restore`.
-Side effects (Ray start-up, the experiment, the ledger file) are here; decisions are in the
+Before any trial, each raw corpus is prepared once into ``<storage>/<sweep>/corpus/`` and the
+trials are handed that location (`orchestrator.sweep_corpus`). Side effects (Ray start-up, the experiment, the ledger file) are here; decisions are in the
 searcher and the ledger.
 """
 
@@ -225,8 +226,17 @@ def run_sweep(
 
     `make_searcher(spec, grid, ledger, done_keys, max_concurrent)` overrides the spec's searcher
     (by default the grid one, or the active designer for ``search.kind: active``).
+    Each raw corpus (``corpus``, every ``trainer.extra_evals`` set) is prepared once, before any
+    trial starts, into ``<storage>/<sweep>/corpus/…`` (`orchestrator.sweep_corpus`): by this
+    machine's process pool (``num_cpus`` processes) before Ray starts, or, attached to a cluster
+    (``address``), by a Ray Data job on its nodes; a finished one of the same files (by size
+    and mtime) is reused without reading raw text, as on `resume`. The trials are handed the
+    prepared locations: none reads raw text or prepares anything. The data checks then run on
+    the prepared corpora (their manifests).
     Raises SpecError before Ray starts for a spec `scalesweep validate` rejects (`check_corpus`
-    False defers its data checks to the trials), and before any Tune work when no node of the
+    False defers its data checks to the trials), for a raw corpus that this driver cannot see
+    or whose files changed since the sweep prepared them, or (attached) right after Ray Data
+    prepared a corpus too small for a trial; and before any Tune work when no node of the
     cluster can hold one trial. `experiment` names the Tune experiment (default: the sweep's
     name), so a run outside the grid (the scaling ladder's) has its own resume state.
     """

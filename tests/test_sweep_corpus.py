@@ -1,8 +1,10 @@
 """`scalesweep run` prepares each raw corpus once into the sweep's storage
 (orchestrator/sweep_corpus.py): trials are handed the prepared location and never read raw text;
 a second run reuses it by stat alone; a changed file, a driver that cannot see the files and a
-half-prepared copy are each handled as the module says. The S3 variant is in
-test_object_storage.py, the Ray Data (attached cluster) variant in test_cluster_path.py."""
+half-prepared copy are each handled as the module says. A real sweep that trains on the prepared
+copies with the raw files deleted is in test_object_storage.py (storage on S3); `run` attached to
+a cluster, preparing with Ray Data, is in test_cluster_path.py; every other sweep test trains on
+its storage's copy of the builtin corpus."""
 
 import os
 from pathlib import Path
@@ -96,33 +98,3 @@ def test_a_changed_file_is_refused_and_a_half_prepared_copy_is_not_taken(tmp_pat
         open_prepared(location)
     assert prepare_sweep_corpora(spec) == prepared
     assert open_prepared(location)[1]["tokens"] > 0
-
-
-def test_a_sweep_trains_on_the_prepared_copy_with_the_raw_files_gone(tmp_path, monkeypatch):
-    """A real sweep (local Ray, DeepSpeed on CPU) on a raw JSONL corpus and a raw extra-eval set:
-    once they are prepared, before the searcher is made, the raw files are deleted; the trial
-    still completes (it could not have read or prepared them), its config names the prepared
-    locations, and no trial prepared anything into the machine's cache."""
-    from metrics import load_runs
-    from orchestrator.sweep import _make_searcher, run_sweep
-
-    monkeypatch.setenv("SCALESWEEP_CACHE", str(tmp_path / "cache"))  # the trials inherit it
-    spec, corpus, other = _spec(tmp_path)
-    seen = {}
-
-    def searcher(prepared, grid, *args):
-        config = grid.trials[0].train_config
-        seen["sources"] = (config.corpus.source, config.extra_evals["other"].source)
-        seen["cache"] = sorted(p.name for p in (tmp_path / "cache" / "prepared").iterdir())
-        corpus.unlink()
-        other.unlink()
-        return _make_searcher(prepared, grid, *args)
-
-    summary = run_sweep(spec, num_cpus=2, verbose=0, make_searcher=searcher)
-    assert summary.completed == 1 and summary.failed == 0, load_runs(spec.storage, spec.name).to_pylist()
-    assert seen["sources"] == (sweep_corpus_location(spec, spec.corpus),
-                               sweep_corpus_location(spec, spec.trainer["extra_evals"]["other"]))
-    assert all(Path(source, "manifest.json").is_file() for source in seen["sources"])
-    # the driver prepared the two corpora (and their locks) on this machine; the trial nothing more
-    assert len(seen["cache"]) == 4
-    assert sorted(p.name for p in (tmp_path / "cache" / "prepared").iterdir()) == seen["cache"]
