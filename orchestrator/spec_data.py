@@ -28,7 +28,8 @@ DATA_CHECKS = (
 def is_ready(corpus: CorpusSpec) -> bool:
     """Whether loading ``corpus`` tokenises nothing: a .bin, a prepared directory, or a raw
     corpus whose preparation (same files by size and mtime, same tokenizer) is in the cache."""
-    from trainers.prepare import cached_dir, is_prepared
+    from trainers.prepare import cached_dir
+    from trainers.prepared import is_prepared
 
     return corpus.source.endswith(".bin") or is_prepared(corpus.source) or is_prepared(cached_dir(corpus))
 
@@ -40,7 +41,7 @@ def corpus_tokens(corpus: CorpusSpec, where: str, prepare: bool = True) -> int |
     from trainers.tokenizers import corpus_vocab_size
     from trainers.documents import source_files
     from trainers.place import is_remote
-    from trainers.prepare import read_manifest
+    from trainers.prepared import read_manifest
 
     try:
         if not prepare and not is_ready(corpus):

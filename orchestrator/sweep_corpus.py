@@ -42,10 +42,8 @@ from metrics.fs import join
 from orchestrator.spec_types import SweepSpec
 from trainers.data import CorpusSpec
 from trainers.fields import SpecError, fail
-from trainers.prepare import (
-    cached_dir, copy_prepared, ensure_prepared, finished_manifest, is_prepared, prepare_corpus, recipe,
-    recipe_matches,
-)
+from trainers.prepare import cached_dir, copy_prepared, ensure_prepared, prepare_corpus, recipe
+from trainers.prepared import finished_manifest, is_prepared, recipe_matches
 from trainers.tokenizers import tokenizer_key
 
 

@@ -279,7 +279,7 @@ def test_a_corpus_prepared_into_the_bucket_is_what_trials_load(s3, tmp_path, mon
     machine into the cache); a missing bucket is one line naming --out, before any work."""
     from test_prepare import write_jsonl
     from trainers.data import CorpusSpec, load_corpus
-    from trainers.prepare import open_prepared
+    from trainers.prepared import open_prepared
 
     for key, value in s3_env(s3).items():
         monkeypatch.setenv(key, value)

@@ -15,7 +15,8 @@ import pytest
 
 from trainers.data import CorpusSpec, load_corpus, make_splits
 from trainers.documents import read_documents
-from trainers.prepare import open_prepared, prepare_corpus
+from trainers.prepare import prepare_corpus
+from trainers.prepared import open_prepared
 from trainers.tokenizers import build_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -309,7 +310,8 @@ def test_the_parallel_bpe_sample_equals_the_whole_streams(tmp_path, monkeypatch)
     """Pass 1 samples each split and samples the merged samples again; bottom-k sampling is
     order-free, so that is the whole stream's sample (what the BPE model trains on)."""
     from trainers.documents import corpus_fingerprint, iter_documents, plan_splits
-    from trainers.prepare import ShardJob, _fingerprint_and_sample, pool_map
+    from trainers.prepare import ShardJob, _fingerprint_and_sample
+    from trainers.prepare_pool import pool_map
     from trainers.tokenizers import BPE_SAMPLE_SEED, sample_documents
 
     source = write_jsonl(tmp_path / "c.jsonl", 120_000)
@@ -328,7 +330,8 @@ def test_the_pool_keeps_at_most_two_splits_per_worker_in_flight(tmp_path):
     """pool_map submits lazily and drops each result once yielded: the driver's memory stays a few
     results whatever the number of splits (pass 1's results are samples of up to 5 MB each)."""
     from trainers.documents import plan_splits
-    from trainers.prepare import ShardJob, pool_map, sample_split
+    from trainers.prepare import ShardJob, sample_split
+    from trainers.prepare_pool import pool_map
 
     source = write_jsonl(tmp_path / "c.jsonl", 40_000)
     splits = plan_splits(str(source), 2_000)

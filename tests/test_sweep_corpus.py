@@ -17,7 +17,7 @@ from orchestrator.sweep_corpus import prepare_sweep_corpora, sweep_corpus_locati
 from test_prepare import write_jsonl
 from test_sweep import SHAPES, tiny_spec
 from trainers.fields import SpecError
-from trainers.prepare import open_prepared
+from trainers.prepared import open_prepared
 
 
 def _spec(tmp_path: Path, name: str = "grid", **overrides):

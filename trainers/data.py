@@ -124,7 +124,8 @@ def load_corpus(spec: CorpusSpec, cache_dir: str | Path | None = None,
     text. Raises ValueError naming the field (source, tokenizer, vocab_size, text_field)."""
     if spec.source.endswith(".bin"):
         return _load_bin(spec)
-    from trainers.prepare import ensure_prepared, is_prepared, open_prepared
+    from trainers.prepare import ensure_prepared
+    from trainers.prepared import is_prepared, open_prepared
 
     corpus_vocab_size(spec)  # a bad tokenizer name is refused before anything is read
     if is_prepared(spec.source):  # a local directory or a pyarrow.fs URI (fetched once per machine)
