@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import socket
 import warnings
 
 from trainers.documents import Split
@@ -29,7 +30,11 @@ def _run_row(row: dict, fn, job: tuple) -> dict:
     try:
         result = fn(ShardJob(*job), index, Split.from_json(json.loads(row["split"])))
     except ValueError as err:  # bad input (a file, line and field): the driver raises it as it is,
-        return {"index": index, "result": b"", "error": str(err)}  # not as Ray's task trace
+        message = str(err)      # not as Ray's task trace
+        if message.startswith("source: cannot read "):  # likely a node that does not see the files
+            message += (f" on node {socket.gethostname()}: every node must see the raw files at the "
+                        "driver's paths")
+        return {"index": index, "result": b"", "error": message}
     return {"index": index, "result": pickle.dumps(result), "error": ""}
 
 
