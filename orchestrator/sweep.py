@@ -4,8 +4,8 @@ One Tune trial per planned run (orchestrator.trial), chosen by a budget-aware se
 (orchestrator.search). The Tune experiment lives at ``<storage>/<sweep>/tune/<sweep>`` so its
 name is stable: `run_sweep(spec, resume=True)` continues a killed sweep with `Tuner.restore`.
 Before any trial, each raw corpus is prepared once into ``<storage>/<sweep>/corpus/`` and the
-trials are handed that location (`orchestrator.sweep_corpus`). Side effects (Ray start-up, the experiment, the ledger file) are here; decisions are in the
-searcher and the ledger.
+trials are handed that location (`orchestrator.sweep_corpus`). Side effects (Ray start-up, the
+experiment, the ledger file) are here; decisions are in the searcher and the ledger.
 """
 
 from __future__ import annotations

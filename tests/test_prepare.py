@@ -365,3 +365,22 @@ def test_the_bpe_sample_does_not_depend_on_the_order_of_the_documents():
         order = rng.permutation(len(docs))
         assert sample_documents([docs[i] for i in order], 5_000, 7) == first
     assert 0 < sum(map(len, first)) <= 5_000 and sample_documents(first, 5_000, 7) == first
+
+
+def test_a_ray_data_task_that_cannot_read_the_source_names_its_node(tmp_path):
+    """On a cluster whose nodes do not see the raw files, a task's error says so (the row function
+    the Ray Data map runs, called here as a task would call it)."""
+    import socket
+
+    from orchestrator.corpus_ray import _run_row
+    from trainers.documents import plan_splits
+    from trainers.prepare import ShardJob, encode_shard
+
+    source = write_jsonl(tmp_path / "c.jsonl", 5_000)
+    (split,) = plan_splits(str(source), 1 << 20)
+    job = ShardJob(str(tmp_path / "out"), str(source), "text", "byte", None, 256, "uint16")
+    source.unlink()  # as on a node without the driver's files
+    row = _run_row({"index": 0, "split": json.dumps(split.to_json())}, encode_shard, tuple(job))
+    assert row["error"].startswith(f"source: cannot read {source} (No such file or directory) on node "
+                                   f"{socket.gethostname()}: every node must see the raw files"), row
+    assert row["result"] == b"" and not (tmp_path / "out").exists()

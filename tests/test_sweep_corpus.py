@@ -7,12 +7,15 @@ a cluster, preparing with Ray Data, is in test_cluster_path.py; every other swee
 its storage's copy of the builtin corpus."""
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from orchestrator.grid import expand_grid
 from orchestrator.spec import load_spec
+from orchestrator.spec_data import check_data
 from orchestrator.sweep_corpus import prepare_sweep_corpora, sweep_corpus_location
 from test_prepare import write_jsonl
 from test_sweep import SHAPES, tiny_spec
@@ -51,6 +54,12 @@ def test_the_corpora_are_prepared_once_and_reused_by_stat_alone(tmp_path, monkey
     tokens, manifest = open_prepared(location)
     assert manifest["tokens"] == tokens.size > 12_000 + 4096
     stamp = (Path(location) / "manifest.json").stat().st_mtime_ns
+    # `validate` (tokenising nothing) finds the sweep's copies, with this machine's cache gone
+    shutil.rmtree(tmp_path / "cache")
+    lines = check_data(spec, expand_grid(spec), prepare=False)
+    assert lines[0] == (f"corpus: prepared, {manifest['tokens']} tokens; the largest D (12000) fits with "
+                        "the validation split"), lines
+    assert lines[1].startswith("trainer.extra_evals.other: prepared, ") and not (tmp_path / "cache").exists()
 
     # a second run: same files by size and mtime -> reused, no raw byte read (the garbled files
     # would fail to decode), nothing written
