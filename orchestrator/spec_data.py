@@ -67,17 +67,19 @@ def corpus_tokens(corpus: CorpusSpec, where: str, prepare: bool = True) -> int |
         raise fail(f"{where}.source", f"cannot be read: {message}") from None
 
 
-def check_data(spec: SweepSpec, grid: Grid, prepare: bool = True) -> list[str]:
+def check_data(spec: SweepSpec, grid: Grid, prepare: bool = True, in_storage: bool = True) -> list[str]:
     """Raise SpecError (one line per problem) if a planned trial's data checks would fail; else
     one line per corpus: prepared or not, its tokens, whether the largest D fits. ``prepare``
     False (`validate`) tokenises nothing: an unprepared corpus's sizes are left unchecked. A raw
-    corpus that `run` has prepared into the sweep's storage is checked there (its manifest)."""
+    corpus that `run` has prepared into the sweep's storage is checked there (its manifest),
+    unless ``in_storage`` is False (a storage known not to answer is not asked)."""
     from orchestrator.sweep_corpus import prepared_in_sweep
 
-    try:
-        spec = prepared_in_sweep(spec)
-    except ValueError:  # the storage does not answer: its own check names it
-        pass
+    if in_storage:
+        try:
+            spec = prepared_in_sweep(spec)
+        except ValueError:  # the storage does not answer: its own check names it
+            pass
     problems = Problems()
     trainer, workers = spec.trainer, spec.resources.workers
     val_tokens = trainer.get("val_tokens") or TrainConfig.__dataclass_fields__["val_tokens"].default
