@@ -12,7 +12,8 @@ _DEFER_HELP = ("do not read the corpus (for a corpus that exists only on the clu
                "defer the data checks (the source exists and reads, it holds every trial's "
                "dataset_tokens plus the validation split, the extra-eval sets) to the trials; "
                "validate also skips the storage check (run always checks it); everything else is "
-               "still checked")
+               "still checked. run still prepares a raw corpus once, from the driver, into the "
+               "sweep's storage, so the driver must see its files")
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -179,7 +180,13 @@ def _prepare(args: argparse.Namespace) -> int:
         manifest = prepare_on_ray(spec, args.out, address=args.address, workers=args.workers, log=print)
     else:
         manifest = prepare_corpus(spec, args.out, workers=args.workers, log=print)
-    print(f"prepared {manifest['description']}: {manifest['documents']} documents, {manifest['tokens']} "
-          f"{manifest['dtype']} tokens in {len(manifest['shards'])} shard(s) -> {args.out} "
-          f"({manifest['prepare_s']} s; {manifest['empty_documents_skipped']} empty documents left out)")
+    held = (f"{manifest['description']}: {manifest['documents']} documents, {manifest['tokens']} "
+            f"{manifest['dtype']} tokens in {len(manifest['shards'])} shard(s)")
+    if manifest.get("reused"):
+        print(f"already prepared: {args.out} holds {held} (same files by size and mtime, same tokenizer); "
+              "reused, nothing read")
+        return 0
+    startup = f" plus {manifest['engine_start_s']} s starting Ray" if manifest.get("engine_start_s") else ""
+    print(f"prepared {held} -> {args.out} ({manifest['prepare_s']} s{startup}; "
+          f"{manifest['empty_documents_skipped']} empty documents left out)")
     return 0

@@ -102,6 +102,9 @@ _TOKEN_HELP = ("give this driver the head's token: RAY_AUTH_TOKEN=<token>, or RA
                "or the file ~/.ray/auth_token (`ray get-auth-token` on the head prints it)")
 
 
+_TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
 def start_ray(address: str | None, num_cpus: int | None, quiet: bool = False, record_in: tuple | None = None):
     """Attach to a cluster (`address`: ``auto``, HOST:PORT or ``ray://``) or start a private local
     Ray on 127.0.0.1 (`orchestrator.local_ray`; `record_in`: (filesystem, sweep dir) for its
@@ -114,6 +117,8 @@ def start_ray(address: str | None, num_cpus: int | None, quiet: bool = False, re
     if ray.is_initialized():
         return None
     common = dict(log_to_driver=not quiet, logging_level=logging.WARNING if quiet else logging.INFO)
+    if quiet:  # Ray's notice that a local Ray found a token and turned token auth on: a start-up line
+        logging.getLogger(_TOKEN_NOTICE_LOGGER).setLevel(logging.ERROR)
     if not address:
         from orchestrator.local_ray import start_private
 

@@ -346,7 +346,9 @@ def run_ladder(spec, *, multiplier: float | None = None, allow_at_bounds: bool |
                                            early_prediction=dataclasses.asdict(EarlyPrediction()))
 
         def one_run(spec, grid, ledger, done, max_concurrent):
-            return GridSearcher([trial], done_keys=done, settings=run_settings, ledger=ledger,
+            # the spec `run_sweep` passes names the corpora as prepared in the sweep's storage
+            run = dataclasses.replace(trial, corpus=spec.corpus, trainer=spec.trainer)
+            return GridSearcher([run], done_keys=done, settings=run_settings, ledger=ledger,
                                 max_concurrent=max_concurrent)
 
         summary = run_sweep(spec, resume=resume, address=address, num_cpus=num_cpus, max_failures=max_failures,

@@ -293,17 +293,20 @@ def validate_spec(spec: SweepSpec | str | os.PathLike | Mapping, *, check_corpus
     ladder = ladder_estimate(spec, grid)  # a ladder the budget cannot pay is refused before the sweep
     if ladder and report is not None:
         report.append(ladder)
-    problems = []
-    if check_corpus:
-        try:
-            (report if report is not None else []).extend(check_data(spec, grid, prepare))
-        except SpecError as err:
-            problems.append(str(err))
-    if check_storage:
+    storage_problem = None
+    if check_storage:  # first: the data checks look for the sweep's prepared corpora there
         try:
             check_reachable(spec.storage)
         except ValueError as err:
+            storage_problem = str(err)
+    problems = []
+    if check_corpus:
+        try:
+            (report if report is not None else []).extend(
+                check_data(spec, grid, prepare, in_storage=check_storage and storage_problem is None))
+        except SpecError as err:
             problems.append(str(err))
+    problems += [storage_problem] if storage_problem else []
     if problems:
         raise SpecError("\n".join(problems))
     return spec, grid

@@ -28,7 +28,8 @@ DATA_CHECKS = (
 def is_ready(corpus: CorpusSpec) -> bool:
     """Whether loading ``corpus`` tokenises nothing: a .bin, a prepared directory, or a raw
     corpus whose preparation (same files by size and mtime, same tokenizer) is in the cache."""
-    from trainers.prepare import cached_dir, is_prepared
+    from trainers.prepare import cached_dir
+    from trainers.prepared import is_prepared
 
     return corpus.source.endswith(".bin") or is_prepared(corpus.source) or is_prepared(cached_dir(corpus))
 
@@ -40,7 +41,7 @@ def corpus_tokens(corpus: CorpusSpec, where: str, prepare: bool = True) -> int |
     from trainers.tokenizers import corpus_vocab_size
     from trainers.documents import source_files
     from trainers.place import is_remote
-    from trainers.prepare import read_manifest
+    from trainers.prepared import read_manifest
 
     try:
         if not prepare and not is_ready(corpus):
@@ -66,10 +67,19 @@ def corpus_tokens(corpus: CorpusSpec, where: str, prepare: bool = True) -> int |
         raise fail(f"{where}.source", f"cannot be read: {message}") from None
 
 
-def check_data(spec: SweepSpec, grid: Grid, prepare: bool = True) -> list[str]:
+def check_data(spec: SweepSpec, grid: Grid, prepare: bool = True, in_storage: bool = True) -> list[str]:
     """Raise SpecError (one line per problem) if a planned trial's data checks would fail; else
     one line per corpus: prepared or not, its tokens, whether the largest D fits. ``prepare``
-    False (`validate`) tokenises nothing: an unprepared corpus's sizes are left unchecked."""
+    False (`validate`) tokenises nothing: an unprepared corpus's sizes are left unchecked. A raw
+    corpus that `run` has prepared into the sweep's storage is checked there (its manifest),
+    unless ``in_storage`` is False (a storage known not to answer is not asked)."""
+    from orchestrator.sweep_corpus import prepared_in_sweep
+
+    if in_storage:
+        try:
+            spec = prepared_in_sweep(spec)
+        except ValueError:  # the storage does not answer: its own check names it
+            pass
     problems = Problems()
     trainer, workers = spec.trainer, spec.resources.workers
     val_tokens = trainer.get("val_tokens") or TrainConfig.__dataclass_fields__["val_tokens"].default
@@ -113,8 +123,8 @@ def check_data(spec: SweepSpec, grid: Grid, prepare: bool = True) -> list[str]:
     lines = []
     for where, tokens in [("corpus", n_tokens), *extras.items()]:
         if tokens is None:
-            lines.append(f"{where}: not prepared (`scalesweep prepare` or `run` tokenises it once); "
-                         "its sizes are checked then")
+            lines.append(f"{where}: not prepared (`run` prepares it once into the sweep's storage, or "
+                         "`scalesweep prepare`); its sizes are checked then")
         else:
             fits = f"; the largest D ({largest}) fits with the validation split" if where == "corpus" else ""
             lines.append(f"{where}: prepared, {tokens} tokens{fits}")

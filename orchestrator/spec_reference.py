@@ -25,7 +25,9 @@ from orchestrator.spec_types import (
 SECTIONS = (
     ("", SweepSpec, None, "Top-level keys. Unknown keys, and a key written twice, are errors."),
     ("corpus", CorpusSpec, None, "The training corpus (also the form of each `trainer.extra_evals` "
-                                 "set). A plain string is taken as `source`."),
+                                 "set). A plain string is taken as `source`. `run` prepares a raw corpus "
+                                 "once, before any trial starts, into `<storage>/<name>/corpus/`, and the "
+                                 "trials open that copy (README, Corpora)."),
     ("axes", Axes, None, "The grid: every combination of the axis values is one trial. Each axis "
                          "takes one value or a list."),
     ("trainer", TrainConfig, TRAINER_KEYS, "Training settings shared by every trial (the trainer's "

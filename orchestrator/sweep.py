@@ -3,8 +3,9 @@
 One Tune trial per planned run (orchestrator.trial), chosen by a budget-aware searcher
 (orchestrator.search). The Tune experiment lives at ``<storage>/<sweep>/tune/<sweep>`` so its
 name is stable: `run_sweep(spec, resume=True)` continues a killed sweep with `Tuner.restore`.
-Side effects (Ray start-up, the experiment, the ledger file) are here; decisions are in the
-searcher and the ledger.
+Before any trial, each raw corpus is prepared once into ``<storage>/<sweep>/corpus/`` and the
+trials are handed that location (`orchestrator.sweep_corpus`). Side effects (Ray start-up, the
+experiment, the ledger file) are here; decisions are in the searcher and the ledger.
 """
 
 from __future__ import annotations
@@ -225,13 +226,23 @@ def run_sweep(
 
     `make_searcher(spec, grid, ledger, done_keys, max_concurrent)` overrides the spec's searcher
     (by default the grid one, or the active designer for ``search.kind: active``).
+    Each raw corpus (``corpus``, every ``trainer.extra_evals`` set) is prepared once, before any
+    trial starts, into ``<storage>/<sweep>/corpus/…`` (`orchestrator.sweep_corpus`): by this
+    machine's process pool (``num_cpus`` processes) before Ray starts, or, attached to a cluster
+    (``address``), by a Ray Data job on its nodes; a finished one of the same files (by size
+    and mtime) is reused without reading raw text, as on `resume`. The trials are handed the
+    prepared locations: none reads raw text or prepares anything. The data checks then run on
+    the prepared corpora (their manifests).
     Raises SpecError before Ray starts for a spec `scalesweep validate` rejects (`check_corpus`
-    False defers its data checks to the trials), and before any Tune work when no node of the
+    False defers its data checks to the trials), for a raw corpus that this driver cannot see
+    or whose files changed since the sweep prepared them, or (attached) right after Ray Data
+    prepared a corpus too small for a trial; and before any Tune work when no node of the
     cluster can hold one trial. `experiment` names the Tune experiment (default: the sweep's
     name), so a run outside the grid (the scaling ladder's) has its own resume state.
     """
     started = time.time()
-    spec, grid = validate_spec(spec, check_corpus=check_corpus)
+    # the corpus sizes are checked once the raw corpora are prepared (`_prepare_corpora`)
+    spec, grid = validate_spec(spec, check_corpus=check_corpus, prepare=False)
     # Progress tables from Tune's CLIReporter (the new output engine ignores custom reporters),
     # and no per-trial JSON/CSV/TensorBoard loggers: the store has the metrics, and the logger
     # callbacks cost driver memory per finished trial (ray#64231).
@@ -254,11 +265,17 @@ def run_sweep(
     from metrics import resolve
     from orchestrator.local_ray import reap_left_over
 
+    if not address:  # the local pool prepares, before Ray starts (bad input stops it first)
+        spec, grid = _prepare_corpora(spec, None, num_cpus, verbose, check_corpus)
     sweep_fs = resolve(spec.storage, spec.name)
     reap_left_over(*sweep_fs, spec.name)  # what a killed driver of this sweep left running
     own_ray = start_ray(address, num_cpus, quiet=not verbose, record_in=sweep_fs)
     try:
         _check_resources(spec, cluster_nodes(), "the Ray cluster")
+        if address:  # attached to a cluster: its nodes prepare, as a Ray Data job
+            from orchestrator.corpus_ray import RayDataEngine
+
+            spec, grid = _prepare_corpora(spec, RayDataEngine(), None, verbose, check_corpus)
         limit = limit_flops(spec.budget)
         stored = load_runs(spec.storage, spec.name).to_pylist()
         ledger, done = ledger_from_store(limit, stored)
@@ -321,6 +338,24 @@ def run_sweep(
     finally:
         if own_ray is not None:
             own_ray.stop()
+
+
+def _prepare_corpora(spec: SweepSpec, engine, workers: int | None, verbose: int, check_corpus: bool
+                     ) -> tuple[SweepSpec, Grid]:
+    """The spec with its raw corpora prepared once into the sweep's storage and named by their
+    prepared locations (`orchestrator.sweep_corpus`), so no trial reads raw text or prepares;
+    its grid again (the trials carry those locations); then, unless `check_corpus` is False,
+    the data checks on the prepared corpora (token counts from their manifests)."""
+    from orchestrator.grid import expand_grid
+    from orchestrator.spec_data import check_data
+    from orchestrator.sweep_corpus import prepare_sweep_corpora
+
+    log = (lambda line: print(line, flush=True)) if verbose else None
+    spec = prepare_sweep_corpora(spec, engine=engine, workers=workers, log=log)
+    grid = expand_grid(spec)
+    if check_corpus:
+        check_data(spec, grid)
+    return spec, grid
 
 
 def budget_line(trials, limit: float, base_flops: float) -> str:

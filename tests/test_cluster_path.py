@@ -65,8 +65,8 @@ def _env(**extra) -> dict:
     return env
 
 
-def _spec(tmp_path, name, dataset_tokens=12_000):
-    raw = tiny_spec(tmp_path / "store", name=name, shapes=SHAPES[:1], dataset_tokens=(dataset_tokens,))
+def _spec(tmp_path, name, dataset_tokens=12_000, **overrides):
+    raw = tiny_spec(tmp_path / "store", name=name, shapes=SHAPES[:1], dataset_tokens=(dataset_tokens,), **overrides)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path, load_spec(raw)
@@ -212,13 +212,20 @@ def test_local_sweep_is_private_and_listens_on_loopback_only(head, tmp_path):
 
 def test_attach_reads_the_heads_token(head, tmp_path):
     """On the head (its ~/.ray/auth_token, RAY_AUTH_MODE unset), and elsewhere (no token file,
-    the head's token in RAY_AUTH_TOKEN): --address HOST:PORT attaches and the runs land."""
+    the head's token in RAY_AUTH_TOKEN): --address HOST:PORT attaches and the runs land. The
+    first names a raw JSONL corpus: attached, `run` prepares it once with Ray Data on the
+    cluster, into the sweep's storage, and the trial trains on that copy."""
+    from orchestrator.sweep_corpus import sweep_corpus_location
+    from test_prepare import write_jsonl
+
     nobody = tmp_path / "home"
     nobody.mkdir()
     token = (head.home / ".ray" / "auth_token").read_text().strip()
+    corpus = {"source": str(write_jsonl(tmp_path / "c.jsonl", 80_000))}  # in no machine's cache yet
     drivers = []
-    for name, env in (("onhead", _env(HOME=str(head.home))), ("offhead", _env(HOME=str(nobody), RAY_AUTH_TOKEN=token))):
-        spec_path, spec = _spec(tmp_path, name)
+    for name, env, overrides in (("onhead", _env(HOME=str(head.home)), {"corpus": corpus}),
+                                 ("offhead", _env(HOME=str(nobody), RAY_AUTH_TOKEN=token), {})):
+        spec_path, spec = _spec(tmp_path, name, **overrides)
         # Both at once (the head has 2 CPUs, each trial takes 1): two drivers share one cluster.
         drivers.append((spec, subprocess.Popen(
             [sys.executable, "-m", "scalesweep.cli", "run", str(spec_path), "--address", f"127.0.0.1:{head.port}",
@@ -228,6 +235,8 @@ def test_attach_reads_the_heads_token(head, tmp_path):
         assert driver.returncode == 0, out[-3000:] + err[-3000:]
         assert _completed(spec) == ["completed"]
         assert _record(spec) is None  # attached: no private Ray was started
+    manifest = json.loads((Path(sweep_corpus_location(drivers[0][0], drivers[0][0].corpus)) / "manifest.json").read_text())
+    assert manifest["engine"] == "ray-data" and manifest["tokens"] > 12_000
 
 
 def test_attach_with_a_token_to_a_cluster_without_token_auth(tmp_path):

@@ -15,7 +15,8 @@ import pytest
 
 from trainers.data import CorpusSpec, load_corpus, make_splits
 from trainers.documents import read_documents
-from trainers.prepare import open_prepared, prepare_corpus
+from trainers.prepare import prepare_corpus
+from trainers.prepared import open_prepared
 from trainers.tokenizers import build_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,9 +143,14 @@ def test_a_trial_load_reads_no_raw_text(tmp_path):
 def test_bad_input_names_the_file_and_leaves_no_valid_corpus(tmp_path):
     source = tmp_path / "c.jsonl"
     source.write_text('{"text": "one"}\n{"text": ""}\n{"body": "x"}\n')
-    with pytest.raises(ValueError, match=rf"^text_field: {source} line 3 \(byte offset 29\) has no string field 'text'"):
-        prepare_corpus(CorpusSpec(source=str(source)), tmp_path / "out")
-    assert not (tmp_path / "out" / "manifest.json").exists()
+    for split_bytes in (16, 1 << 20):  # the bad line in a later shard, or in the only one
+        with pytest.raises(ValueError, match=rf"^text_field: {source} line 3 \(byte offset 29\) has no string field 'text'"):
+            prepare_corpus(CorpusSpec(source=str(source)), tmp_path / "out", split_bytes=split_bytes)
+        assert not (tmp_path / "out").exists()  # no recipe, no shard: it made the directory, it is gone
+    (tmp_path / "out").mkdir()
+    with pytest.raises(ValueError, match="has no string field 'text'"):
+        prepare_corpus(CorpusSpec(source=str(source)), tmp_path / "out", split_bytes=16)
+    assert list((tmp_path / "out").iterdir()) == []  # a directory it did not make stays, empty
     source.write_text('{"text": "one"}\n{"text": ""}\n')
     with pytest.warns(UserWarning, match=r"1 empty document\(s\) left out \(first: c.jsonl at byte 16\)"):
         manifest = prepare_corpus(CorpusSpec(source=str(source)), tmp_path / "out")
@@ -192,7 +198,7 @@ def test_validate_says_whether_the_corpus_is_prepared_without_tokenising(tmp_pat
     spec = (REPO / "examples" / "demo.yaml").read_text().replace("source: builtin", f"source: {source}")
     (tmp_path / "spec.yaml").write_text(spec)
     out = validate_command(tmp_path / "spec.yaml")
-    assert "corpus: not prepared (`scalesweep prepare` or `run` tokenises it once)" in out
+    assert "corpus: not prepared (`run` prepares it once into the sweep's storage" in out
     assert not (tmp_path / "cache").exists()  # nothing was tokenised
     n = load_corpus(CorpusSpec(source=str(source))).tokens.size  # what `run` does first
     assert f"corpus: prepared, {n} tokens; the largest D (900000) fits" in validate_command(tmp_path / "spec.yaml")
@@ -248,16 +254,29 @@ def test_an_empty_first_split_adds_no_separator(tmp_path):
 
 def test_ray_data_engine_writes_the_same_shards_as_the_pool(tmp_path):
     """`prepare --engine ray`: the shards, encoded by Ray Data tasks on a private local Ray, are
-    byte-identical to the process pool's, and resuming after losing some re-encodes only those."""
-    from orchestrator.corpus_ray import prepare_on_ray
+    byte-identical to the process pool's; Ray's start-up is timed apart from the work; bad input
+    in a task is the same one-line ValueError as in the pool, and leaves nothing behind."""
+    from orchestrator.corpus_ray import RayDataEngine
 
     source = write_jsonl(tmp_path / "c.jsonl", 40_000)
     spec = CorpusSpec(source=str(source), tokenizer="bpe:300")
     pooled = prepare_corpus(spec, tmp_path / "pool", workers=2, split_bytes=5_000, cache_dir=tmp_path / "cache")
-    on_ray = prepare_on_ray(spec, tmp_path / "ray", workers=2, split_bytes=5_000, cache_dir=tmp_path / "cache")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "one"}\n{"body": "x"}\n')
+    engine = RayDataEngine(workers=2)
+    try:
+        on_ray = prepare_corpus(spec, tmp_path / "ray", workers=2, split_bytes=5_000, cache_dir=tmp_path / "cache",
+                                engine=engine)
+        with pytest.raises(ValueError, match=rf"^text_field: {bad} line 2 \(byte offset 16\) has no string field 'text'$"):
+            prepare_corpus(CorpusSpec(source=str(bad)), tmp_path / "bad", split_bytes=16, engine=engine)
+    finally:
+        engine.stop()
+    assert not (tmp_path / "bad").exists()
     assert len(on_ray["shards"]) == len(pooled["shards"]) >= 8
     assert on_ray["fingerprint"] == pooled["fingerprint"] and on_ray["tokens"] == pooled["tokens"]
     assert on_ray["shards"] == pooled["shards"]
+    assert (on_ray["engine"], pooled["engine"], pooled["engine_start_s"]) == ("ray-data", "pool", 0)
+    assert on_ray["engine_start_s"] > 0  # Ray's start-up, not in tokenizer_s / prepare_s
     for shard in pooled["shards"]:
         if shard["tokens"]:
             assert (tmp_path / "pool" / shard["file"]).read_bytes() == (tmp_path / "ray" / shard["file"]).read_bytes()
@@ -265,11 +284,34 @@ def test_ray_data_engine_writes_the_same_shards_as_the_pool(tmp_path):
     assert not ray.is_initialized()  # the private Ray it started is stopped
 
 
+def test_prepare_on_ray_prints_one_line_and_a_rerun_reuses_the_finished_out(tmp_path, capfd):
+    """Neither Ray's start-up notices nor Ray Data's progress and advice reach the terminal: one
+    line, whose timing names Ray's start-up apart. Run again on the finished --out: one line
+    saying it is reused, and no Ray is started."""
+    import ray
+
+    from scalesweep.cli import main
+
+    source = write_jsonl(tmp_path / "c.jsonl", 20_000)
+    args = ["prepare", str(source), "--engine", "ray", "--workers", "2", "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    out, err = capfd.readouterr()
+    assert out.count("\n") == 1 and out.startswith("prepared jsonl: ") and " s starting Ray; " in out, out
+    assert err == "", err
+    stamp = (tmp_path / "out" / "manifest.json").stat().st_mtime_ns
+    assert main(args) == 0
+    out, err = capfd.readouterr()
+    assert out.count("\n") == 1 and out.startswith(f"already prepared: {tmp_path / 'out'} holds jsonl: "), out
+    assert out.rstrip().endswith("reused, nothing read") and err == "", (out, err)
+    assert (tmp_path / "out" / "manifest.json").stat().st_mtime_ns == stamp and not ray.is_initialized()
+
+
 def test_the_parallel_bpe_sample_equals_the_whole_streams(tmp_path, monkeypatch):
     """Pass 1 samples each split and samples the merged samples again; bottom-k sampling is
     order-free, so that is the whole stream's sample (what the BPE model trains on)."""
     from trainers.documents import corpus_fingerprint, iter_documents, plan_splits
-    from trainers.prepare import ShardJob, _fingerprint_and_sample, pool_map
+    from trainers.prepare import ShardJob, _fingerprint_and_sample
+    from trainers.prepare_pool import pool_map
     from trainers.tokenizers import BPE_SAMPLE_SEED, sample_documents
 
     source = write_jsonl(tmp_path / "c.jsonl", 120_000)
@@ -288,7 +330,8 @@ def test_the_pool_keeps_at_most_two_splits_per_worker_in_flight(tmp_path):
     """pool_map submits lazily and drops each result once yielded: the driver's memory stays a few
     results whatever the number of splits (pass 1's results are samples of up to 5 MB each)."""
     from trainers.documents import plan_splits
-    from trainers.prepare import ShardJob, pool_map, sample_split
+    from trainers.prepare import ShardJob, sample_split
+    from trainers.prepare_pool import pool_map
 
     source = write_jsonl(tmp_path / "c.jsonl", 40_000)
     splits = plan_splits(str(source), 2_000)
@@ -322,3 +365,22 @@ def test_the_bpe_sample_does_not_depend_on_the_order_of_the_documents():
         order = rng.permutation(len(docs))
         assert sample_documents([docs[i] for i in order], 5_000, 7) == first
     assert 0 < sum(map(len, first)) <= 5_000 and sample_documents(first, 5_000, 7) == first
+
+
+def test_a_ray_data_task_that_cannot_read_the_source_names_its_node(tmp_path):
+    """On a cluster whose nodes do not see the raw files, a task's error says so (the row function
+    the Ray Data map runs, called here as a task would call it)."""
+    import socket
+
+    from orchestrator.corpus_ray import _run_row
+    from trainers.documents import plan_splits
+    from trainers.prepare import ShardJob, encode_shard
+
+    source = write_jsonl(tmp_path / "c.jsonl", 5_000)
+    (split,) = plan_splits(str(source), 1 << 20)
+    job = ShardJob(str(tmp_path / "out"), str(source), "text", "byte", None, 256, "uint16")
+    source.unlink()  # as on a node without the driver's files
+    row = _run_row({"index": 0, "split": json.dumps(split.to_json())}, encode_shard, tuple(job))
+    assert row["error"].startswith(f"source: cannot read {source} (No such file or directory) on node "
+                                   f"{socket.gethostname()}: every node must see the raw files"), row
+    assert row["result"] == b"" and not (tmp_path / "out").exists()

@@ -38,7 +38,9 @@ from trainers.tokenizers import corpus_vocab_size, default_cache_dir
 @dataclass(frozen=True)
 class CorpusSpec:
     source: str = option("builtin", "'builtin' (the Python standard library's sources), a text "
-                         "file or glob, *.jsonl, *.parquet, or a pre-tokenised uint16 *.bin", text)
+                         "file or glob, *.jsonl, *.parquet, a pre-tokenised uint16 *.bin, or a corpus "
+                         "prepared by `scalesweep prepare`: its directory or a pyarrow.fs URI "
+                         "(s3://bucket/corpora/owt) holding manifest.json", text)
     tokenizer: str = option("byte", "byte (vocab 256) | bpe:<vocab >= 257> (trained locally on the "
                             "corpus) | tiktoken:gpt2 (only if its files are cached)", text)
     text_field: str = option("text", "JSONL field / Parquet column holding the text", text)
@@ -122,7 +124,8 @@ def load_corpus(spec: CorpusSpec, cache_dir: str | Path | None = None,
     text. Raises ValueError naming the field (source, tokenizer, vocab_size, text_field)."""
     if spec.source.endswith(".bin"):
         return _load_bin(spec)
-    from trainers.prepare import ensure_prepared, is_prepared, open_prepared
+    from trainers.prepare import ensure_prepared
+    from trainers.prepared import is_prepared, open_prepared
 
     corpus_vocab_size(spec)  # a bad tokenizer name is refused before anything is read
     if is_prepared(spec.source):  # a local directory or a pyarrow.fs URI (fetched once per machine)

@@ -57,6 +57,23 @@ class Place:
         """Atomically: readers see the old file or the whole new one (`metrics.fs.write_atomically`)."""
         write_atomically(self.path(name), lambda f: f.write(data), self.fs)
 
+    def copy_in(self, name: str, path: str | os.PathLike) -> None:
+        """The local file at ``path`` written here as ``name``, atomically as `write`, streamed; a
+        hard link where both are on one local filesystem (prepared files are never changed in
+        place: every write replaces a file by renaming a new one over it)."""
+        if not self.remote:
+            os.makedirs(self.root, exist_ok=True)
+            temp = self.path(f".{name}.link.tmp")
+            try:
+                os.link(path, temp)
+                os.replace(temp, self.path(name))
+                return
+            except OSError:  # another filesystem, or links not supported: copy
+                if os.path.lexists(temp):
+                    os.unlink(temp)
+        with open(path, "rb") as source:
+            write_atomically(self.path(name), lambda f: shutil.copyfileobj(source, f, 1 << 22), self.fs)
+
     def size(self, name: str) -> int | None:
         info = self.info(name)
         return info.size if info.type == pafs.FileType.File else None

@@ -27,8 +27,9 @@ Concatenating the shards gives exactly `tokenizer.encode_documents(all documents
 are separated by the tokenizer's separator id, and every shard after the first starts with one.
 An interrupted preparation resumes: finished shards are kept and not read again, a half-written
 one (a hidden `.shard-*.tmp` or a .bin without its record) is written again; the splits are
-deterministic, so the shards come out identical. `open_prepared(dir)` opens a finished corpus in O(shards): it
-reads the manifest and memory-maps the shards, checking their sizes, and touches no raw text.
+deterministic, so the shards come out identical. `trainers.prepared.open_prepared(dir)` opens a
+finished corpus in O(shards): it reads the manifest and memory-maps the shards, checking their
+sizes, and touches no raw text.
 """
 
 from __future__ import annotations
@@ -37,14 +38,11 @@ from __future__ import annotations
 # calls this module, and imports point one way).
 
 import collections
-import concurrent.futures as cf
 import fcntl
 import functools
-import itertools
 import hashlib
 import json
 import math
-import multiprocessing
 import os
 import tempfile
 import time
@@ -55,20 +53,21 @@ import numpy as np
 
 import pyarrow.fs as pafs
 
-from metrics.fs import check_reachable, file_info, join
+from metrics.fs import check_reachable
 from trainers.documents import (
     SPLIT_BYTES, Fingerprint, Split, combine_fingerprints, describe_source, iter_split_documents,
     plan_splits, source_files,
 )
-from trainers.place import Place, is_remote, local_copy
-from trainers.token_arrays import ShardedTokens
+from trainers.place import Place, is_remote
+from trainers.prepare_pool import pool_map
+from trainers.prepared import (
+    MANIFEST_VERSION, finished_manifest, is_prepared, read_manifest, recipe_matches,
+)
 from trainers.tokenizers import (
     BPE_SAMPLE_BYTES, BPE_SAMPLE_SEED, bpe_from_file, build_tokenizer, corpus_vocab_size,
     default_cache_dir, sample_documents, token_dtype, tokenizer_key,
 )
 
-MANIFEST_VERSION = 1
-TASKS_PER_WORKER = 4      # splits a pool worker handles before a fresh process replaces it
 ENCODE_BYTES = 1 << 20    # text per encode call inside a split: HF Encodings cost ~40 B per byte
 VALIDATION_RULE = {"block_tokens": 4096, "permutation_seed": 0,
                    "rule": "the last blocks of permutation(permutation_seed) of the corpus's "
@@ -91,14 +90,6 @@ def recipe(spec, split_bytes: int = SPLIT_BYTES) -> dict:
             "split_bytes": split_bytes, "files": source_stamp(spec.source)}
 
 
-def is_prepared(location: str | os.PathLike, field: str = "source") -> bool:
-    """Whether ``location`` (a local path or a pyarrow.fs URI) holds a finished preparation; an
-    object store that does not answer is a ValueError naming ``field``."""
-    if not is_remote(location):
-        return Place(location).exists("manifest.json")
-    return file_info(join(location, "manifest.json"), field)[2].type == pafs.FileType.File
-
-
 def cached_dir(spec, cache_dir: str | Path | None = None) -> Path:
     """Where `ensure_prepared` keeps ``spec``'s prepared corpus: under the cache, keyed by its
     recipe (so a changed file, by size or mtime, gets a new preparation)."""
@@ -107,53 +98,19 @@ def cached_dir(spec, cache_dir: str | Path | None = None) -> Path:
     return cache / "prepared" / f"{key}-{tokenizer_key(spec.tokenizer)}"
 
 
-def read_manifest(location: str | os.PathLike) -> dict:
-    """The manifest of the prepared corpus at ``location`` (local or a pyarrow.fs URI), without
-    fetching or mapping its shards; ValueError naming ``source`` when there is none."""
-    try:
-        return json.loads(Place(location).read("manifest.json"))
-    except FileNotFoundError:
-        raise ValueError(f"source: {location} is not a prepared corpus (no manifest.json; "
-                         "`scalesweep prepare` writes one)") from None
-    except (OSError, ValueError) as err:
-        raise ValueError(f"source: {location}/manifest.json is unreadable ({err})") from None
-
-
-def open_prepared(location: str | os.PathLike, cache_dir: str | Path | None = None
-                  ) -> tuple[np.memmap | ShardedTokens, dict]:
-    """(tokens over every shard, the manifest) of a prepared corpus, memory-mapped (one shard:
-    its memmap itself). A pyarrow.fs URI is fetched once per machine into ``cache_dir``
-    (`trainers.place.local_copy`). ValueError naming the file when the manifest is unreadable
-    or a shard's size disagrees with it."""
-    try:
-        path = local_copy(os.fspath(location), Path(cache_dir) if cache_dir is not None else default_cache_dir())
-    except FileNotFoundError:
-        raise ValueError(f"source: {location} is not a prepared corpus (no manifest.json; "
-                         "`scalesweep prepare` writes one)") from None
-    manifest_path = path / "manifest.json"
-    try:
-        manifest = json.loads(manifest_path.read_text())
-        version, dtype = manifest["version"], np.dtype(manifest["dtype"])
-        shards = manifest["shards"]
-    except FileNotFoundError:
-        raise ValueError(f"source: {path} is not a prepared corpus (no manifest.json; "
-                         "`scalesweep prepare` writes one)") from None
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"source: {manifest_path} is unreadable ({err})") from None
-    if version != MANIFEST_VERSION:
-        raise ValueError(f"source: {manifest_path} has version {version}; this scalesweep reads "
-                         f"{MANIFEST_VERSION} (prepare the corpus again)")
-    arrays = []
-    for shard in shards:
-        if not shard["tokens"]:
-            continue  # a split without documents
-        file = path / shard["file"]
-        size = file.stat().st_size if file.exists() else None
-        if size != shard["tokens"] * dtype.itemsize:
-            raise ValueError(f"source: shard {file} holds {size} bytes, its manifest says "
-                             f"{shard['tokens']} {dtype} tokens (prepare the corpus again)")
-        arrays.append(np.memmap(file, dtype=dtype, mode="r"))
-    return (arrays[0] if len(arrays) == 1 else ShardedTokens(arrays)), manifest
+def copy_prepared(source: str | os.PathLike, out_dir: str | os.PathLike) -> dict:
+    """Copy the finished local preparation at ``source`` to ``out_dir`` (local or a pyarrow.fs
+    URI, claimed as `prepare_corpus` claims it): every file, then the manifest last, so a copy
+    cut short is an unfinished preparation, never a valid one. Returns the manifest."""
+    source = Path(source)
+    manifest = read_manifest(source)
+    out = Place(out_dir)
+    _claim(out, manifest["recipe"])
+    for path in sorted(source.iterdir()):
+        if path.is_file() and path.name != "manifest.json" and not path.name.startswith("."):
+            out.copy_in(path.name, path)
+    out.copy_in("manifest.json", source / "manifest.json")
+    return manifest
 
 
 def ensure_prepared(spec, cache_dir: str | Path | None = None, workers: int | None = None) -> Path:
@@ -182,10 +139,17 @@ def prepare_corpus(spec, out_dir: str | os.PathLike, *, workers: int | None = No
     ``workers``: tokenising processes (default: this machine's CPUs; 1 tokenises in this
     process). ``engine(fn, job, todo)``: runs ``fn(job, index, split)`` for each (index, Split)
     of ``todo`` anywhere that sees the source and ``out_dir`` and yields (index, result) in any
-    order; default `pool_map` over ``workers`` processes.
+    order; default `pool_map` over ``workers`` processes. An engine with a ``start()`` method
+    (`orchestrator.corpus_ray.RayDataEngine`: Ray's start-up) is started once the input is
+    checked; the manifest times that apart (``engine_start_s``) from ``tokenizer_s`` and
+    ``prepare_s``, and names the engine (its ``name``, else ``pool``).
+    A finished preparation of the same recipe at ``out_dir`` is returned as is, nothing read,
+    with ``"reused": True`` added (not in the file).
     Raises ValueError naming the field or file for bad input (``workers`` < 1, an unreadable or
     undecodable file, a missing JSONL field, a corpus with no documents, an ``out_dir`` that
-    holds something else); finished shards stay for a resume, no manifest is written."""
+    holds something else); then what this preparation wrote is removed, so no half-written
+    corpus is left (an ``out_dir`` it created goes too). Interrupted any other way (a kill, a
+    lost node), the finished shards stay for a resume; no manifest is written either way."""
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"--workers: must be an integer >= 1, got {workers!r}")
     if spec.source.endswith(".bin"):
@@ -197,14 +161,30 @@ def prepare_corpus(spec, out_dir: str | os.PathLike, *, workers: int | None = No
         check_reachable(os.fspath(out_dir), "--out")
     out = Place(out_dir)
     want = recipe(spec, split_bytes)
-    if out.exists("manifest.json"):
-        manifest = json.loads(out.read("manifest.json"))
-        if manifest.get("recipe") == want:
-            return manifest
+    manifest = finished_manifest(out_dir)
+    if manifest is not None:
+        if recipe_matches(manifest.get("recipe"), want):
+            return {**manifest, "reused": True}
         raise ValueError(f"--out: {out} holds a prepared corpus of another source, file state or "
                          "tokenizer; choose another --out or delete it")
     splits = plan_splits(spec.source, split_bytes)
+    existed = out.exists()
     _claim(out, want)
+    try:
+        return _prepare_claimed(spec, out, want, splits, vocab, workers, cache_dir, log, engine)
+    except ValueError:  # bad input: nothing of it may stay behind to look like a start
+        _discard(out, remove_dir=not existed)
+        raise
+
+
+def _prepare_claimed(spec, out: Place, want: dict, splits: list[Split], vocab: int, workers: int | None,
+                     cache_dir, log, engine) -> dict:
+    """`prepare_corpus` once ``out`` is claimed: the passes, then the manifest."""
+    engine_start_s = 0.0
+    if hasattr(engine, "start"):  # e.g. Ray's start-up: timed apart from the tokenizer's work
+        begun = time.perf_counter()
+        engine.start()
+        engine_start_s = time.perf_counter() - begun
     started = time.perf_counter()
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     workers = max(1, min(workers or os.cpu_count() or 1, len(splits)))
@@ -256,8 +236,9 @@ def prepare_corpus(spec, out_dir: str | os.PathLike, *, workers: int | None = No
         "dtype": job.dtype, "tokens": sum(s["tokens"] for s in shards),
         "documents": sum(s["documents"] for s in shards), "empty_documents_skipped": n_skipped,
         "fingerprint": corpus_digest, "shards": shards, "validation": VALIDATION_RULE,
-        "workers": workers, "prepare_s": round(time.perf_counter() - started, 3),
-        "tokenizer_s": round(tokenizer_s, 3),
+        "workers": workers, "engine": getattr(engine, "name", "pool"),
+        "prepare_s": round(time.perf_counter() - started, 3), "tokenizer_s": round(tokenizer_s, 3),
+        "engine_start_s": round(engine_start_s, 3),
     }
     out.write("manifest.json", json.dumps(manifest, indent=1).encode())
     return manifest
@@ -335,32 +316,6 @@ def _drop_leading_separator(job: ShardJob, splits: list[Split], shards: list[dic
         shards[first] = encode_shard(job, first, splits[first], leading_separator=False)
 
 
-def pool_map(fn, job: ShardJob, todo: list[tuple[int, Split]], *, workers: int, log=None):
-    """Yield (index, ``fn(job, index, split)``) for each of ``todo``, as a spawn-context process
-    pool of ``workers`` finishes them (in this process for one worker). At most two splits per
-    worker are in flight and a result is dropped once yielded, so the driver's memory does not
-    grow with the corpus (pass 1's results are samples of up to BPE_SAMPLE_BYTES each)."""
-    if workers == 1:
-        for index, split in todo:
-            yield index, fn(job, index, split)
-        return
-    pending = iter(todo)
-    with _executor(workers) as pool:
-        running = {pool.submit(fn, job, index, split): index
-                   for index, split in itertools.islice(pending, 2 * workers)}
-        done = 0
-        while running:
-            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-            for future in finished:
-                index = running.pop(future)
-                for next_index, split in itertools.islice(pending, 1):
-                    running[pool.submit(fn, job, next_index, split)] = next_index
-                yield index, future.result()
-                done += 1
-                if log and done % 16 == 0:
-                    log(f"prepare: {fn.__name__} {done} of {len(todo)} splits")
-
-
 def _finished_shard(out: Place, index: int, split: Split, dtype: str) -> dict | None:
     """Shard ``index``'s record if a previous run finished it from this same split."""
     name = f"shard-{index:06d}"
@@ -427,7 +382,7 @@ def _claim(out: Place, want: dict) -> None:
         for name in names:
             if name.startswith(".") and name.endswith(".tmp"):
                 out.delete(name)
-        if theirs == want:
+        if recipe_matches(theirs, want):
             return
         # an unfinished preparation of another recipe (the files were fixed, another tokenizer):
         # its shards are stale and only ever ours, so start over
@@ -437,21 +392,12 @@ def _claim(out: Place, want: dict) -> None:
     out.write("recipe.json", json.dumps(want, indent=1).encode())
 
 
-class _executor:
-    """A spawn-context process pool of ``workers`` processes, or None for one worker (encode
-    in this process). Spawn, not fork: a forked child of a process that has used HF tokenizers'
-    thread pool or torch can deadlock. A worker is replaced after `TASKS_PER_WORKER` splits: a
-    long-lived encoding process creeps up by ~5 MB per split (allocator fragmentation), which
-    would make memory grow with the corpus; a fresh one costs ~1 s against ~15 s per split."""
-
-    def __init__(self, workers: int):
-        self.pool = (cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                            max_tasks_per_child=TASKS_PER_WORKER)
-                     if workers > 1 else None)
-
-    def __enter__(self):
-        return self.pool
-
-    def __exit__(self, *exc):
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+def _discard(out: Place, remove_dir: bool) -> None:
+    """Remove what a failed preparation wrote in ``out`` (its recipe, shards, records, model,
+    temp files), and ``out`` itself when ``remove_dir`` and nothing else is left there."""
+    for name in out.names():
+        if (name in ("recipe.json", "tokenizer.json") or name.startswith("shard-")
+                or (name.startswith(".") and name.endswith(".tmp"))):
+            out.delete(name)
+    if remove_dir and out.exists() and not out.names():
+        out.fs.delete_dir(out.root)
