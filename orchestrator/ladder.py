@@ -37,6 +37,7 @@ import numpy as np
 
 from metrics.schema import LADDER_GRID, LADDER_PREFIX, SUB_SWEEP_COLUMN
 from orchestrator.spec_types import EarlyPrediction, LadderSpec, SweepSpec, ladder_multiplier
+from trainers.fields import SpecError
 from trainers.shapes import ModelShape, non_embedding_params, shape_for_params, train_flops
 
 
@@ -337,7 +338,14 @@ def run_ladder(spec, *, multiplier: float | None = None, allow_at_bounds: bool |
     trial = plan.trial
     to_train = check_ladder_budget(spec, trial)
     if to_train and check_corpus:  # the ladder's D may exceed every grid run's
-        check_data(spec, Grid(trials=(trial,), cut=(), total_flops=trial.planned_flops, budget=spec.budget))
+        try:
+            check_data(spec, Grid(trials=(trial,), cut=(), total_flops=trial.planned_flops, budget=spec.budget))
+        except SpecError as err:
+            if "axes.dataset_tokens" not in str(err):
+                raise
+            raise SpecError(f"ladder: the compute-optimal D at {multiplier:g}x ({trial.dataset_tokens:.4g} tokens) does "
+                            f"not fit the corpus ({str(err).split(' must be in ', 1)[-1]}); lower ladder.multiplier "
+                            f"(--multiplier) or use a larger corpus") from None
     print("\n".join(plan.lines()), flush=True)
     exit_code = 0
     if to_train:
@@ -347,7 +355,10 @@ def run_ladder(spec, *, multiplier: float | None = None, allow_at_bounds: bool |
 
         def one_run(spec, grid, ledger, done, max_concurrent):
             # the spec `run_sweep` passes names the corpora as prepared in the sweep's storage
-            run = dataclasses.replace(trial, corpus=spec.corpus, trainer=spec.trainer)
+            # (the extra-eval sets too); the ladder's own trainer settings stand (it may have left
+            # out a max_steps that only the dataset regime needs)
+            run = dataclasses.replace(trial, corpus=spec.corpus,
+                                      trainer={k: v for k, v in spec.trainer.items() if k in trial.trainer})
             return GridSearcher([run], done_keys=done, settings=run_settings, ledger=ledger,
                                 max_concurrent=max_concurrent)
 

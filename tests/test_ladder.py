@@ -20,8 +20,11 @@ SHAPES = [{"n_layer": 1, "d_model": 32, "n_heads": 2, "d_ff": 128},
 
 def test_run_with_a_ladder_section_trains_the_predicted_optimum_and_scores_it(tmp_path, capsys):
     # allow_at_bounds: six noisy tiny runs may pin a parameter; the refusal is tested in test_ladder_plan
+    # max_steps (34: the longest grid run's steps) is there for a dataset-regime sub-sweep; the ladder
+    # run, longer, must still train its whole schedule, and neither that run nor the ladder enters the fit
     raw = tiny_spec(tmp_path / "store", name="lad", shapes=SHAPES, dataset_tokens=(12_000, 36_000),
-                    ladder={"multiplier": 4, "allow_at_bounds": True}, trainer={"eval_every": 8})
+                    ladder={"multiplier": 4, "allow_at_bounds": True}, trainer={"eval_every": 8, "max_steps": 34},
+                    sub_sweeps={"overfit": {"regime": "dataset", "shapes": [SHAPES[0]], "dataset_tokens": 12_000}})
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(raw))
     ray = start_private(2, None, log_to_driver=False)  # one Ray for the sweep and its ladder (saves a start)
@@ -32,6 +35,8 @@ def test_run_with_a_ladder_section_trains_the_predicted_optimum_and_scores_it(tm
     out = capsys.readouterr().out
     runs = {r["trial_id"]: r for r in load_runs(str(tmp_path / "store"), "lad").to_pylist()}
     ladder_run = runs.pop("ladder-x4")
+    overfit = [runs.pop(k) for k in [k for k, r in runs.items() if r["sub_sweep"] == "overfit"]]
+    assert len(overfit) == 1 and overfit[0]["steps"] <= 34 and ladder_run["sub_sweep"] == "ladder"
     assert len(runs) == 6 and all(r["status"] == "completed" for r in runs.values())
     assert ladder_run["status"] == "completed"
     [row] = load_ladder(str(tmp_path / "store"), "lad").to_pylist()
@@ -50,6 +55,7 @@ def test_run_with_a_ladder_section_trains_the_predicted_optimum_and_scores_it(tm
     assert row["covered"] == (row["predicted_lo"] <= ladder_run["best_val_loss"] <= row["predicted_hi"])
     assert f"covered {'yes' if row['covered'] else 'NO'}" in out and "predicted optimum" in out
     ledger = json.loads((tmp_path / "store" / "lad" / "ledger.json").read_text())
-    assert ledger["spent"] == pytest.approx(sum(r["flops"] for r in runs.values()) + ladder_run["flops"])
+    assert ledger["spent"] == pytest.approx(sum(r["flops"] for r in runs.values()) + ladder_run["flops"]
+                                            + overfit[0]["flops"])
     # the ladder has its own Tune experiment: the sweep's resume state is untouched
     assert sorted(p.name for p in (tmp_path / "store" / "lad" / "tune").iterdir()) == ["lad", "ladder-x4"]

@@ -14,6 +14,7 @@ from metrics import TrialWriter, load_ladder, write_ladder_row
 from orchestrator.grid import expand_grid
 from orchestrator.ladder import check_ladder_budget, plan_ladder
 from orchestrator.spec import load_spec, validate_spec
+from trainers.fields import SpecError
 from scalesweep.cli import main
 from trainers.fields import SpecError
 from trainers.shapes import non_embedding_params, shape_for_params, train_flops
@@ -216,3 +217,14 @@ def test_max_steps_set_for_a_dataset_regime_sub_sweep_does_not_cut_the_ladder_ru
     del raw["sub_sweeps"]
     with pytest.raises(ValueError, match=r"^trainer\.max_steps: .* would cut the ladder run"):
         plan_ladder(load_spec(raw), 4)
+
+
+def test_a_ladder_d_beyond_the_corpus_says_so_before_ray(synth):
+    """The builtin corpus holds ~12M tokens; the synthetic sweep's optimum at 4x wants more."""
+    from orchestrator.ladder import run_ladder
+
+    spec, _, plan = synth
+    assert plan.trial.dataset_tokens > 12_100_000
+    with pytest.raises(SpecError, match=r"^ladder: the compute-optimal D at 4x \(.* tokens\) does not fit the corpus "
+                                        r"\(.*\); lower ladder.multiplier"):
+        run_ladder(spec, multiplier=4)
