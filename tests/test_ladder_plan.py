@@ -14,7 +14,6 @@ from metrics import TrialWriter, load_ladder, write_ladder_row
 from orchestrator.grid import expand_grid
 from orchestrator.ladder import check_ladder_budget, plan_ladder
 from orchestrator.spec import load_spec, validate_spec
-from trainers.fields import SpecError
 from scalesweep.cli import main
 from trainers.fields import SpecError
 from trainers.shapes import non_embedding_params, shape_for_params, train_flops
