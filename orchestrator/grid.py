@@ -264,10 +264,13 @@ def _trials(spec: SweepSpec) -> list[TrialSpec]:
             for line in str(err).splitlines():
                 problems.record(SpecError(line), section)
             continue
+        before = len(trials)
         for trial in part:
             if name != MAIN_GRID:
                 trial = dataclasses.replace(trial, run_columns={**trial.run_columns, SUB_SWEEP_COLUMN: name})
             trials.setdefault(trial.trial_key, trial)
+        if name != MAIN_GRID and len(trials) == before:  # likely a typo: it changed nothing
+            problems.record(fail(section, "adds no run: every configuration it gives is already in the grids above"))
     problems.raise_any()
     return list(trials.values())
 

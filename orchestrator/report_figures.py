@@ -268,11 +268,11 @@ def loss_vs_min_steps(rows: dict | None, fit) -> Figure | str:
 SHAPE_AXES = {
     "aspect": ("aspect ratio d_model / n_layer", lambda r: r["d_model"] / r["n_layer"]),
     "ff": ("feed-forward ratio d_ff / d_model", lambda r: r["d_ff"] / r["d_model"]),
-    "heads": ("attention heads n_heads", lambda r: float(r["n_heads"])),
+    "heads": ("attention head width d_model / n_heads", lambda r: r["d_model"] / r["n_heads"]),
 }
 
 
-def shape_groups(runs: list[dict], tolerance: float = 0.25) -> list[list[dict]]:
+def shape_groups(runs: list[dict], tolerance: float = 0.4) -> list[list[dict]]:
     """Usable transformer runs grouped at (about) fixed N and the same D, regime, batch and seed
     (runs that differ in those are not shape variants): sizes within ``tolerance`` (relative) of
     the group's smallest. Only groups of at least 2 runs (Kaplan fig. 5 compares shapes at one N)."""
@@ -292,11 +292,32 @@ def shape_groups(runs: list[dict], tolerance: float = 0.25) -> list[list[dict]]:
     return [g for g in groups if len(g) >= 2]
 
 
+def _panel_runs(group: list[dict]) -> dict[str, list[dict]]:
+    """Which runs of a shape group each panel shows. Runs of named sub-sweeps (runs column
+    ``sub_sweep``) go to the panel of the quantity that varies most (in log range) across the
+    sub-sweep and the group's main-grid runs, shown beside those; without sub-sweeps every panel
+    shows every run (the sweep varied the quantities together)."""
+    grids: dict[str, list[dict]] = {}
+    for r in group:
+        grids.setdefault(r.get("sub_sweep") or "main", []).append(r)
+    if set(grids) <= {"main"}:
+        return {key: group for key in SHAPE_AXES}
+    reference = grids.pop("main", [])
+    panels: dict[str, list[dict]] = {key: list(reference) for key in SHAPE_AXES}
+    for members in grids.values():
+        both = members + reference
+        span = {k: np.ptp(np.log([f(r) for r in both])) for k, (_, f) in SHAPE_AXES.items()}
+        panels[max(span, key=span.get)] += members
+    return panels
+
+
 def shape_dependence(runs: list[dict]) -> Figure | str:
     """Kaplan fig. 5: loss relative to the best shape at (about) the same N and D, against aspect
-    ratio, feed-forward ratio and heads; one panel per quantity the sweep varies at fixed N."""
+    ratio, feed-forward ratio and head width; one panel per quantity the sweep varies at fixed N
+    (each sub-sweep in its quantity's panel: `_panel_runs`)."""
     groups = shape_groups(runs)
-    varied = [k for k, (_, f) in SHAPE_AXES.items() if any(len({f(r) for r in g}) > 1 for g in groups)]
+    panels = [_panel_runs(g) for g in groups]
+    varied = [k for k, (_, f) in SHAPE_AXES.items() if any(len({f(r) for r in p[k]}) > 1 for p in panels)]
     if not varied:
         return "the sweep varies no shape (aspect ratio, d_ff ratio, heads) at a fixed N and D"
     sizes = [float(np.mean([r["non_embedding_params"] for r in g])) for g in groups]
@@ -304,15 +325,16 @@ def shape_dependence(runs: list[dict]) -> Figure | str:
     fig, axes = _figure(len(varied))
     for ax, key in zip(axes, varied):
         label, f = SHAPE_AXES[key]
-        for g, size in zip(groups, sizes):
+        for g, p, size in zip(groups, panels, sizes):
             best = min(r["best_val_loss"] for r in g)
-            pts = sorted((f(r), r["best_val_loss"] / best) for r in g)
-            if len({p[0] for p in pts}) < 2:
+            pts = sorted((f(r), r["best_val_loss"] / best) for r in p[key])
+            if len({q[0] for q in pts}) < 2:
                 continue
             # markers only: the other shape quantities vary too, so a line would join unlike runs
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o", color=palette[size], ms=5)
+            ax.plot([q[0] for q in pts], [q[1] for q in pts], "o", color=palette[size], ms=5)
         ax.set_xscale("log")
         _log_axis(ax.xaxis, ax.get_xlim())
+        ax.ticklabel_format(axis="y", useOffset=False)  # ratios as such, not "+1.056" and a 1e-4 scale
         ax.set(xlabel=label, ylabel="loss / best loss at this N and D" if key == varied[0] else "",
                title=label.split(" d_")[0].split(" n_")[0])
         ax.grid(True, alpha=0.3)
@@ -387,19 +409,60 @@ def loss_per_position(curves: dict) -> Figure | str:
 
 
 def loss_vs_size_per_family(runs: list[dict]) -> Figure | str:
-    """Kaplan fig. 7 left: best loss vs N per model family (runs column ``family``)."""
+    """Kaplan fig. 7 left: best loss vs N per model family (runs column ``family``), at the one
+    dataset size and regime where the most families have runs (a family's runs at other D, or a
+    ladder run, would zigzag its line)."""
     from orchestrator.report_data import usable_runs
 
-    rows = usable_runs(runs)
+    rows = [r for r in usable_runs(runs) if r.get("sub_sweep") != "ladder"]
     families = sorted({r.get("family") for r in rows if r.get("family")})
     if len(families) < 2:
         return (f"one model family ({families[0]}): the comparison needs runs of at least two" if families else
                 "the runs carry no `family` column: every run is one model family, nothing to compare")
+    settings = {(r["dataset_tokens"], r.get("regime")) for r in rows}
+    at = max(settings, key=lambda k: (len({r.get("family") for r in rows if (r["dataset_tokens"], r.get("regime")) == k}),
+                                      sum((r["dataset_tokens"], r.get("regime")) == k for r in rows), k[0]))
+    rows = [r for r in rows if (r["dataset_tokens"], r.get("regime")) == at]
     fig, (ax,) = _figure(colorbar=False)
     for fam, marker in zip(families, "os^dv"):
-        group = sorted((r for r in rows if r.get("family") == fam), key=lambda r: r["non_embedding_params"])
-        ax.plot([r["non_embedding_params"] for r in group], [r["best_val_loss"] for r in group], marker + "-", label=fam)
-    _finish(fig, ax, "non-embedding parameters N", "best validation loss (nats/token)", "Transformer vs LSTM")
+        best: dict[float, float] = {}
+        for r in rows:
+            if r.get("family") == fam:
+                n = float(r["non_embedding_params"])
+                best[n] = min(best.get(n, math.inf), float(r["best_val_loss"]))
+        if best:
+            ax.plot(sorted(best), [best[n] for n in sorted(best)], marker + "-", label=fam)
+    _finish(fig, ax, "non-embedding parameters N", "best validation loss (nats/token)",
+            f"Transformer vs LSTM (D = {at[0]:.3g} tokens, {at[1]} regime)")
+    return fig
+
+
+def overfitting_penalty_measured(runs: list[dict]) -> Figure | str:
+    """Kaplan fig. 9 right from dataset-regime runs alone: L(N, D)/L(N, D_max) − 1 against
+    N^0.74/D, each N's run at its largest D standing in for L(N, ∞) (no fitted law needed)."""
+    from orchestrator.report_data import usable_runs
+
+    rows = [r for r in usable_runs(runs) if r.get("regime") == "dataset"]
+    by_n: dict[float, list[dict]] = {}
+    for r in rows:
+        by_n.setdefault(float(r["non_embedding_params"]), []).append(r)
+    pts = []
+    for n, group in by_n.items():
+        ref = max(group, key=lambda r: r["dataset_tokens"])
+        pts += [(n, n**0.74 / r["dataset_tokens"], r["best_val_loss"] / ref["best_val_loss"] - 1)
+                for r in group if r is not ref]
+    if len(pts) < 2:
+        return "fewer than 2 dataset-regime runs below their size's largest D: no overfitting penalty to plot"
+    N, x, y = (np.array(v, float) for v in zip(*pts))
+    ok = _positive(x, y)
+    if ok.sum() < 2:
+        return f"{int((y <= 0).sum())} of {y.size} runs are no worse than at their size's largest D: nothing to plot"
+    palette, norm = _colors(N[ok])
+    fig, (ax,) = _figure()
+    ax.scatter(x[ok], y[ok], c=[palette[v] for v in N[ok]], s=28, zorder=3)
+    _finish(fig, ax, "N^0.74 / D  (parameters^0.74 per token)", "L(N, D) / L(N, D_max) − 1",
+            "Overfitting penalty, dataset regime (each N against its largest D)")
+    _colorbar(fig, [ax], norm, "non-embedding parameters N")
     return fig
 
 

@@ -109,8 +109,12 @@ def sections(sweep: str, sweep_dir: str, runs: list[dict], fitted: list[dict], c
                             f"(Kaplan fig. 9 left)."),
                 _fit_note(main),
                 figure_html(figs.overfitting_penalty(fitted, main.drawable),
-                            "The overfitting penalty L(N, D)/L(N, ∞) − 1 against N^0.74/D; the paper finds one curve "
-                            "for all N (Kaplan fig. 9 right).")]
+                            "The overfitting penalty L(N, D)/L(N, ∞) − 1 against N^0.74/D, L(N, ∞) from the fit; the "
+                            "paper finds one curve for all N (Kaplan fig. 9 right).")]
+    if any(r.get("regime") == "dataset" for r in runs) and any(r.get("regime") != "dataset" for r in fitted):
+        s.parts.append(figure_html(figs.overfitting_penalty_measured(runs),
+                                   "The same penalty from the dataset-regime runs (repeated D, early stopping), each "
+                                   "model size against its own largest D (Kaplan fig. 9 right's setting)."))
     out.append(s)
 
     s = Section("Learning curves")

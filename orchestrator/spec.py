@@ -119,8 +119,10 @@ def _sub_sweeps(raw: Any, raw_axes: Mapping, problems: Problems, isoflop: bool) 
     out = {}
     for name, override in raw.items():
         section = f"sub_sweeps.{name}"
-        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", name) or name == MAIN_GRID:
-            raise fail(section, f"a sub-sweep's name is letters, digits, '_' or '-', not {MAIN_GRID!r}")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+            raise fail(section, f"a sub-sweep's name is letters, digits, '_' or '-', got {name!r}")
+        if name == MAIN_GRID:
+            raise fail(section, f"{MAIN_GRID!r} names the main axes grid; give the sub-sweep another name")
         override = mapping(override, section, AXES_KEYS)
         if not override:
             raise fail(section, "must replace at least one axis of the main grid")

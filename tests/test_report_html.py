@@ -271,6 +271,8 @@ def run_row(N=1e6, D=1e8, loss=3.0, **kw):
     lambda: figs.loss_per_position(EMPTY_CURVES),
     lambda: figs.loss_per_position({**one_point_curves(), "loss_per_position": np.array([None], dtype=object)}),
     lambda: figs.loss_vs_size_per_family([]),
+    lambda: figs.overfitting_penalty_measured([]),
+    lambda: figs.overfitting_penalty_measured([run_row(regime="dataset"), run_row(D=2e8, loss=3.1, regime="dataset")]),
     lambda: figs.ladder_prediction([]),
     lambda: figs.ladder_prediction([{"trial_id": "ladder-x4", "compute": 4e15, "predicted_loss": None}]),
     lambda: figs.loss_vs_size_per_family([run_row(family="lstm"), run_row(N=2e6, family="lstm")]),

@@ -38,10 +38,12 @@ def test_sub_sweeps_add_their_grids_once_and_name_them_in_the_runs_column(tmp_pa
     ({"shape": {"aspect_ratio": [4, -1]}}, r"^sub_sweeps\.shape\.aspect_ratio\[1\]: "),
     ({"shape": {"depth": 3}}, r"^sub_sweeps\.shape\.depth: unknown key"),
     ({"shape": {}}, r"^sub_sweeps\.shape: must replace at least one axis"),
-    ({"main": {"seeds": [1]}}, r"^sub_sweeps\.main: a sub-sweep's name"),
+    ({"main": {"seeds": [1]}}, r"^sub_sweeps\.main: 'main' names the main axes grid"),
+    ({"my shape": {"seeds": [1]}}, r"^sub_sweeps\.my shape: a sub-sweep's name is letters, digits, '_' or '-', got 'my shape'"),
     ([{"seeds": [1]}], r"^sub_sweeps: must be a mapping"),
     ({"batch": {"batch_tokens": 100}}, r"^sub_sweeps\.batch\.batch_tokens: .*multiple of n_ctx"),
     ({"shape": {"head_dim": 7}}, r"^sub_sweeps\.shape\.head_dim\[0\]: "),
+    ({"same": {"batch_tokens": 256}}, r"^sub_sweeps\.same: adds no run"),
 ])
 def test_a_bad_sub_sweep_names_its_own_field(tmp_path, sub_sweeps, line):
     from orchestrator.grid import expand_grid
