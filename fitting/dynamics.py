@@ -94,7 +94,7 @@ def read_curves(sweep_dir: str, family: str | None = None, notes: list[str] | No
     transformer's where the store holds several (a law describes one family; the runs left out
     are said in ``notes``). Raises ValueError naming the store when no curve row remains."""
     from metrics import load_curves, load_runs
-    from metrics.schema import DEFAULT_FAMILY, MAIN_GRID, SUB_SWEEP_COLUMN
+    from metrics.schema import MAIN_GRID, SUB_SWEEP_COLUMN, fitted_family
     from metrics.statuses import USABLE_STATUSES
 
     runs = load_runs(sweep_dir)
@@ -109,7 +109,7 @@ def read_curves(sweep_dir: str, family: str | None = None, notes: list[str] | No
         runs = runs.filter(in_grid)
     families = col(runs, "family").astype(str)
     present = set(families[np.isin(col(runs, "status"), list(USABLE_STATUSES))])
-    wanted = family or (DEFAULT_FAMILY if DEFAULT_FAMILY in present or not present else sorted(present)[0])
+    wanted = family or fitted_family(present)
     others = sorted(present - {wanted})
     if others and notes is not None:
         notes.append(f"curves of {wanted} runs only; {', '.join(others)} runs left out (a law describes one "

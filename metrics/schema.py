@@ -124,6 +124,13 @@ DEFAULT_FAMILY = "transformer"
 """The family of a runs row whose ``family`` is null (every row written before the column)."""
 
 
+def fitted_family(families) -> str:
+    """The model family a sweep's laws describe when its runs hold several (a law describes one):
+    the transformer where present, else the first by name (``families``: any iterable of names)."""
+    present = set(families)
+    return DEFAULT_FAMILY if DEFAULT_FAMILY in present or not present else sorted(present)[0]
+
+
 SUB_SWEEP_COLUMN = "sub_sweep"
 """Extra runs column naming the spec's ``sub_sweeps`` entry a run belongs to; absent or null for
 the main grid's runs (`load_runs` reads those as :data:`MAIN_GRID`)."""

@@ -55,11 +55,10 @@ def law_runs(runs: list[dict]) -> list[dict]:
     test, not their data) of one model family (the
     transformer's where there are several: a law describes one family). Figures of shape,
     family and batch size take every run."""
-    from metrics.schema import DEFAULT_FAMILY, MAIN_GRID, SUB_SWEEP_COLUMN
+    from metrics.schema import DEFAULT_FAMILY, MAIN_GRID, SUB_SWEEP_COLUMN, fitted_family
 
     main = [r for r in runs if (r.get(SUB_SWEEP_COLUMN) or MAIN_GRID) == MAIN_GRID]
-    families = {r.get("family") or DEFAULT_FAMILY for r in main}
-    family = DEFAULT_FAMILY if DEFAULT_FAMILY in families or not families else sorted(families)[0]
+    family = fitted_family(r.get("family") or DEFAULT_FAMILY for r in main)
     return [r for r in main if (r.get("family") or DEFAULT_FAMILY) == family]
 
 
