@@ -108,15 +108,29 @@ def status_text(statuses: Mapping[str, int]) -> str:
     return f"{total} run{'s' if total != 1 else ''}" + (f": {', '.join(parts)}" if parts else "")
 
 
-def run_statuses(runs: Iterable[Mapping], interrupted_keys: Iterable[str] = ()) -> dict[str, int]:
+def run_statuses(runs: Iterable[Mapping], interrupted_keys: Iterable[str] = (),
+                 errored_keys: Iterable[str] = ()) -> dict[str, int]:
     """Runs per status from the store's rows (latest attempt per trial). Trials in
     `interrupted_keys` (running when the driver stopped) count as ``interrupted`` whatever row
-    they have left yet: a stopped trial writes its row while the driver shuts down."""
+    they have left yet: a stopped trial writes its row while the driver shuts down. Trials in
+    `errored_keys` (Tune gave up on them after their retries) count as ``failed`` unless their
+    row says the run ended: one that crashed before the trainer wrote a row has none, and must
+    not vanish from the count (nor let the sweep exit 0)."""
     interrupted = set(interrupted_keys)
-    counts = Counter(row["status"] for row in runs if row["trial_id"] not in interrupted)
+    latest = {row["trial_id"]: row["status"] for row in runs if row["trial_id"] not in interrupted}
+    for key in set(errored_keys) - interrupted:
+        if latest.get(key) not in ENDED_STATUSES:
+            latest[key] = "failed"
+    counts = Counter(latest.values())
     if interrupted:
         counts["interrupted"] += len(interrupted)
     return dict(counts)
+
+
+def errored_trial_keys(results) -> set[str]:
+    """The trial keys of a Tune `ResultGrid`'s trials that ended in error (after their retries)."""
+    return {result.config.get("trial_key") for result in results
+            if result.error is not None and result.config}
 
 
 def sweep_dir(spec: SweepSpec) -> str:
@@ -327,7 +341,7 @@ def run_sweep(
         stopped = ledger.running if stop.signum is not None else ()
         summary = SweepSummary(
             sweep=spec.name, storage=spec.storage, experiment_path=results.experiment_path,
-            trials=len(results), statuses=run_statuses(runs, stopped),
+            trials=len(results), statuses=run_statuses(runs, stopped, errored_trial_keys(results)),
             skipped=tuple(getattr(final, "skipped", ())), spent_flops=ledger.spent,
             committed_flops=ledger.committed, limit_flops=limit, wall_s=time.time() - started,
             design=tuple(final.summary_lines()) if hasattr(final, "summary_lines") else (),

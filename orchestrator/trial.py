@@ -247,8 +247,42 @@ def run_trial(config: dict[str, Any]) -> None:
 
         tune.report(_final_metrics(TrainResult.from_run_row(ended)))
         return
-    result = _resume_and_train(trial, tune.get_checkpoint(), tune.report, tune.Checkpoint)
+    # Not Tune's checkpoints: the trial's own, by its key (orchestrator.trial_checkpoint says why).
+    result = _resume_and_train(trial, _StoredCheckpoint.latest(trial), tune.report, _StoredCheckpoint.saver(trial))
     tune.report(_final_metrics(result))
+
+
+class _StoredCheckpoint:
+    """A single-worker trial's checkpoint in the sweep's storage, behind the parts of Ray's
+    `Checkpoint` this module uses: ``to_directory`` (restore) and, on the object `saver` returns,
+    ``from_directory`` (save; it returns None, so nothing is reported to Tune)."""
+
+    def __init__(self, trial: TrialConfig):
+        self.trial = trial
+
+    @classmethod
+    def latest(cls, trial: TrialConfig) -> "_StoredCheckpoint | None":
+        from orchestrator.trial_checkpoint import latest_checkpoint
+
+        return cls(trial) if latest_checkpoint(trial.storage, trial.sweep, trial.trial_key) else None
+
+    def to_directory(self, path: str) -> None:
+        from orchestrator.trial_checkpoint import download_checkpoint
+
+        if not download_checkpoint(self.trial.storage, self.trial.sweep, self.trial.trial_key, path):
+            raise FileNotFoundError(f"trial {self.trial.trial_key}: no stored checkpoint")
+
+    @classmethod
+    def saver(cls, trial: TrialConfig):
+        from orchestrator.trial_checkpoint import save_checkpoint
+
+        class Saver:
+            @staticmethod
+            def from_directory(local_dir: str) -> None:
+                save_checkpoint(trial.storage, trial.sweep, trial.trial_key, local_dir)
+                return None
+
+        return Saver
 
 
 def _final_metrics(result) -> dict:

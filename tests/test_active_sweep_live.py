@@ -79,12 +79,20 @@ def test_active_2x2_takes_every_run_says_why_no_fit_and_resumes(tmp_path):
 @pytest.mark.slow
 def test_active_sweep_resumes_after_a_driver_kill_with_the_same_ledger(tmp_path):
     """SIGKILL the driver of a live active sweep after its first run; `--resume` restores the
-    searcher (fitter, ledger, choices) and finishes without re-running or overspending."""
+    searcher (fitter, ledger, choices) and finishes without re-running or overspending.
+
+    Tune deletes a trial's older checkpoint as soon as it registers a new one but saves the
+    experiment state that names the latest only now and then, so a kill in between restored a
+    trial whose checkpoint was gone (CI once lost a chosen run that way: no row, its partial
+    FLOPs left in the ledger, exit 0). Trials now keep their checkpoints in the store by key."""
     raw = active_demo_spec(tmp_path / "store", name="killed_active")
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(raw))
     spec = load_spec(raw)
     before = kill_driver_after_first_run(spec_path, spec)
+    assert not list((tmp_path / "store" / spec.name / "tune").glob("*/*/checkpoint_*"))  # none of Tune's
+    stored = {p.parent.name for p in (tmp_path / "store" / spec.name / "checkpoints").glob("*/latest.json")}
+    assert set(before) <= stored  # a finished run keeps its last checkpoint
     resume_driver(spec_path)
 
     every = load_runs(spec.storage, spec.name, all_attempts=True).to_pylist()
@@ -97,5 +105,7 @@ def test_active_sweep_resumes_after_a_driver_kill_with_the_same_ledger(tmp_path)
             assert row["attempt"] == before[row["trial_id"]]
     spent = sum(r["flops"] for r in runs)
     ledger = json.loads((tmp_path / "store" / spec.name / "ledger.json").read_text())
-    assert ledger["spent"] == pytest.approx(spent) and spent <= spec.budget.flops
+    rows = {r["trial_id"]: (r["status"], r["flops"]) for r in every}
+    assert set(ledger["finished"]) == set(completed), (ledger, rows)  # every chosen run ran to its end
+    assert ledger["spent"] == pytest.approx(spent) and spent <= spec.budget.flops, (ledger, rows)
     assert ledger["running"] == {}
