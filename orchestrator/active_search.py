@@ -207,6 +207,18 @@ class ActiveSearcher(BudgetedSearcher):
         self.choices = list(state.get("choices", []))
         self.run_times = [tuple(r) for r in state.get("run_times", [])]
 
+    def on_restored(self, ended_since: set[str]) -> None:
+        """Picks made after Tune's last checkpoint of this searcher whose runs ended before the
+        driver stopped are picks all the same: they count toward ``max_trials`` (a resumed
+        sweep once could run more) and are listed among the choices."""
+        chosen = {c["trial_key"] for c in self.choices}
+        for key in sorted(k for k in ended_since if k in self._index and k not in chosen):
+            self.n_started += 1
+            trial = self.trials[self._index[key]]
+            self.choices.append({"trial_key": key, "N": trial.non_embedding_params, "D": trial.dataset_tokens,
+                                 "planned_flops": float(trial.planned_flops), "score": None,
+                                 "why": "picked before the driver stopped (after Tune's last checkpoint)"})
+
     # -- end-of-run report ---------------------------------------------------------------------
     def summary_lines(self) -> list[str]:
         """The fitted law with its 90 % CIs, compute spent vs budget, and each chosen run with
@@ -241,7 +253,10 @@ class ActiveSearcher(BudgetedSearcher):
             lines.append(f"  throughput ({model.n_runs} runs): FLOP/s ≈ {np.exp(model.intercept):.3g}·N^{model.slope:.2f} "
                          f"for N in [{np.exp(model.log_n_min):.3g}, {np.exp(model.log_n_max):.3g}]")
         for i, c in enumerate(self.choices, 1):
-            why = "seed (space-filling)" if c["score"] is None else f"score {c['score']:.3g} ({c.get('why', 'gain/cost')})"
+            if c["score"] is None:
+                why = "seed (space-filling)" if c.get("why", "seed") == "seed" else c["why"]
+            else:
+                why = f"score {c['score']:.3g} ({c.get('why', 'gain/cost')})"
             lines.append(f"  {i}. {c['trial_key']}: N={c['N']:.3g} D={c['D']:.3g} "
                          f"{c['planned_flops']:.3g} FLOPs, {why}")
         return lines

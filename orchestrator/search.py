@@ -141,7 +141,14 @@ class BudgetedSearcher(Searcher):
         self.finished_keys = set(state["finished_keys"])
         self.observed_keys = set(state.get("observed_keys", ()))
         self.set_extra_state(state["extra"])
+        known = set(self.finished_keys)
         self.seed_from_store()  # runs that ended after Tune's last checkpoint of this searcher
+        self.on_restored(self.finished_keys - known)
+
+    def on_restored(self, ended_since: set[str]) -> None:
+        """After a restore: `ended_since` are the runs this sweep started after Tune's last
+        checkpoint of this searcher and that ended before the driver stopped (Tune saves its
+        state only now and then). A searcher that counts its picks counts them here."""
 
 
 class GridSearcher(BudgetedSearcher):

@@ -29,6 +29,7 @@ from metrics import load_curves, load_runs
 from orchestrator.local_ray import RECORD, kill_processes, ray_processes
 from orchestrator.spec import load_spec
 from test_sweep import SHAPES, tiny_spec
+from test_sweep_faults import _ended, assert_one_row_per_config
 
 pytestmark = pytest.mark.slow
 
@@ -285,25 +286,33 @@ def test_ray_job_submit_runs_the_sweep(head, tmp_path):
     assert _completed(spec) == ["completed"]
 
 
-def test_kill_9_then_resume_leaves_nothing_running(tmp_path):
-    """`kill -9` of the driver mid-run leaves its Ray agents running; the next `--resume` of the
-    same sweep stops every process of the first driver's Ray and removes its temp folders (the
-    trials' ckpt-* and scalesweep-trial-* included: they live in that Ray's temp dir)."""
+def test_kill_9_then_resume_reaps_the_old_ray_and_runs_each_config_once(tmp_path):
+    """`kill -9` of the driver (only: its Ray agents keep running) once its first run has ended;
+    the next `--resume` of the same sweep stops every process of the first driver's Ray, removes
+    its temp folders (the trials' ckpt-* and scalesweep-trial-* included: they live in that
+    Ray's temp dir), does not train the ended run again and runs every other config once, with
+    the ledger equal to the runs' FLOPs."""
     tmp = Path(tempfile.mkdtemp(prefix="ssk-", dir="/tmp"))  # the drivers' TMPDIR: what they leave
-    spec_path, spec = _spec(tmp_path, "killed", dataset_tokens=150_000)
+    raw = tiny_spec(tmp_path / "store", name="killed", dataset_tokens=(12_000, 20_000))
+    spec_path = tmp_path / "killed.yaml"
+    spec_path.write_text(yaml.safe_dump(raw))
+    spec = load_spec(raw)
     env = _env(TMPDIR=str(tmp))
     driver = _start_driver(spec_path, env)
-    first = None
     try:
-        _wait_until_training(driver, spec)
+        deadline = time.time() + 150
+        while not (_record(spec) and _ended(spec.storage, spec.name)):
+            assert driver.poll() is None, f"the driver ended before it was killed: {driver.communicate()}"
+            assert time.time() < deadline, "timed out waiting for a run to end"
+            time.sleep(0.3)
+        before = {r["trial_id"]: r["attempt"] for r in _ended(spec.storage, spec.name)}
         first = _record(spec)
         assert first["temp_dir"].startswith(str(tmp))
-        trial_tmp = Path(first["temp_dir"]) / "tmp"
-        assert list(trial_tmp.glob("ckpt-*")) or list(trial_tmp.glob("scalesweep-trial-*"))
         procs = ray_processes(first["temp_dir"])
         assert len(procs) >= 4
         driver.send_signal(signal.SIGKILL)  # the driver only, as `kill -9 PID` does
         driver.communicate(timeout=30)
+        assert 0 < len(before) < 4
         time.sleep(2)
         left = _still_running(procs)
         resumed = _scalesweep("run", spec_path, "--resume", "--num-cpus", "2", "--quiet", env=env)
@@ -314,8 +323,16 @@ def test_kill_9_then_resume_leaves_nothing_running(tmp_path):
         # No Ray temp dir, no ckpt-*, no scalesweep-trial-*. Ray AIR's `_ray_lockfiles` (file locks
         # every Ray process on the machine shares, in the system temp dir) is not the sweep's.
         assert [p.name for p in tmp.iterdir() if p.name != "_ray_lockfiles"] == []
-        assert _completed(spec) == ["completed"]
         assert _record(spec) is None
+
+        runs = assert_one_row_per_config(spec)
+        assert all(r["status"] == "completed" for r in runs)
+        for row in runs:  # finished before the kill: not trained again
+            if row["trial_id"] in before:
+                assert row["attempt"] == before[row["trial_id"]]
+        ledger = json.loads((tmp_path / "store" / "killed" / "ledger.json").read_text())
+        assert ledger["spent"] == pytest.approx(sum(r["flops"] for r in runs))
+        assert ledger["running"] == {}
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)

@@ -1,7 +1,8 @@
-"""Faults during a sweep, on real local Ray clusters: a driver SIGKILLed and resumed, a node
-removed under a running trial, and a data-parallel trial (TorchTrainer inside a Tune trial)."""
+"""Faults during a sweep, on real local Ray clusters: a node removed under a running trial, and a
+data-parallel trial (TorchTrainer inside a Tune trial). A driver SIGKILLed and resumed:
+tests/test_cluster_path.py (grid) and tests/test_active_sweep_live.py (active search), with
+the helpers here."""
 
-import json
 import os
 import signal
 import subprocess
@@ -11,8 +12,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
-import yaml
 
 from orchestrator.grid import expand_grid
 from orchestrator.spec import load_spec
@@ -26,7 +25,7 @@ def _ended(storage, name):
     return [r for r in load_runs(storage, name).to_pylist() if r["status"] == "completed"]
 
 
-def _assert_one_row_per_config(spec):
+def assert_one_row_per_config(spec):
     grid = expand_grid(spec)
     every = load_runs(spec.storage, spec.name, all_attempts=True).to_pylist()
     completed = Counter(r["trial_id"] for r in every if r["status"] == "completed")
@@ -54,37 +53,12 @@ def kill_driver_after_first_run(spec_path: Path, spec) -> dict[str, int]:
     return {r["trial_id"]: r["attempt"] for r in _ended(spec.storage, spec.name)}
 
 
-def resume_driver(spec_path: Path) -> None:
-    resumed = subprocess.run(_run_command(spec_path) + ["--resume"], cwd=REPO, env=_env(),
-                             capture_output=True, text=True, timeout=240)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-
-
 def _run_command(spec_path: Path) -> list[str]:
     return [sys.executable, "-m", "scalesweep.cli", "run", str(spec_path), "--num-cpus", "2", "--quiet"]
 
 
 def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(REPO)}
-
-
-def test_driver_sigkill_then_resume(tmp_path):
-    raw = tiny_spec(tmp_path / "store", name="killed", dataset_tokens=(12_000, 20_000))
-    spec_path = tmp_path / "spec.yaml"
-    spec_path.write_text(yaml.safe_dump(raw))
-    spec = load_spec(raw)
-    before = kill_driver_after_first_run(spec_path, spec)
-    assert 0 < len(before) < 4
-
-    resume_driver(spec_path)
-    runs = _assert_one_row_per_config(spec)
-    assert all(r["status"] == "completed" for r in runs)
-    for row in runs:  # finished before the kill: not trained again
-        if row["trial_id"] in before:
-            assert row["attempt"] == before[row["trial_id"]]
-    ledger = json.loads((tmp_path / "store" / "killed" / "ledger.json").read_text())
-    assert ledger["spent"] == pytest.approx(sum(r["flops"] for r in runs))
-    assert ledger["running"] == {}
 
 
 def _crash_a_node_running_a_trial(cluster, nodes) -> None:
@@ -141,6 +115,6 @@ def test_node_removed_trial_retried_elsewhere(tmp_path):
         cluster.shutdown()
     every = load_runs(spec.storage, spec.name, all_attempts=True).to_pylist()
     assert max(r["attempt"] for r in every) >= 1, every  # something was retried
-    runs = _assert_one_row_per_config(spec)
+    runs = assert_one_row_per_config(spec)
     assert {r["status"] for r in runs} == {"completed"}
 
