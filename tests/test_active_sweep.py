@@ -149,3 +149,38 @@ def test_time_cost_learns_throughput_and_keeps_it_across_restore(trials, tmp_pat
     restored.restore(str(path))
     assert restored.run_times == searcher.run_times
     np.testing.assert_allclose(restored.predicted_seconds(), seconds)
+
+
+def test_a_pick_whose_run_ended_after_tunes_last_checkpoint_counts_after_a_restore(trials, tmp_path):
+    """Tune saves the searcher now and then: a run picked after the last save that ended before
+    the driver died is in the store, not in the saved state. Restored, the searcher counts it
+    toward max_trials and lists it among its choices (a resumed sweep could run more)."""
+    from metrics import TrialWriter
+    from test_store import run_row
+
+    total = sum(p.planned_flops for p in trials)
+    storage = str(tmp_path / "store")
+
+    def searcher():
+        return ActiveSearcher(trials, law="chinchilla", settings=TrialConfig(sweep="active", storage=storage),
+                              ledger=BudgetLedger(limit_flops=0.3 * total), max_concurrent=3, fit_config=FAST,
+                              max_trials=4)
+
+    first = searcher()
+    first.suggest("t0")
+    first.save(str(tmp_path / "searcher.pkl"))  # Tune's last save: one pick
+    first.suggest("t1")
+    late = first.live["t1"]
+    TrialWriter(storage, "active", late.trial_key).write_run(run_row(
+        non_embedding_params=int(late.non_embedding_params), dataset_tokens=int(late.dataset_tokens),
+        flops=late.planned_flops))
+
+    second = searcher()
+    second.restore(str(tmp_path / "searcher.pkl"))
+    assert second.n_started == 2 and [c["trial_key"] for c in second.choices][-1] == late.trial_key
+    assert "picked before the driver stopped" in second.summary_lines()[-1]
+    assert late.trial_key in second.finished_keys and second.ledger.finished[late.trial_key] == late.planned_flops
+    picks = 0
+    while second.suggest(f"r{picks}") not in (None, Searcher.FINISHED):
+        picks += 1
+    assert picks == 2  # max_trials 4: t0 (live at the save: Tune runs it again), the late one, two more
