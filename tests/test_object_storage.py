@@ -125,47 +125,48 @@ def test_validate_names_a_missing_bucket_and_a_file_as_storage(s3, tmp_path, mon
     assert main(["validate", str(_spec_file(tmp_path, f"s3://{BUCKET}/ok"))]) == 0
 
 
-def _cli(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "scalesweep.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO), **env}, timeout=300)
-
-
 @pytest.mark.slow
-def test_every_store_command_works_on_s3(s3, tmp_path, monkeypatch):
+def test_every_store_command_works_on_s3(s3, tmp_path, monkeypatch, capsys):
+    """validate, run, run --resume, fit and report with the store in the bucket; in this
+    process (the CLI's `main`), from an empty working directory that must stay empty."""
     from metrics import load_curves, load_runs
 
-    env = s3_env(s3)
-    for key, value in env.items():
+    for key, value in s3_env(s3).items():
         monkeypatch.setenv(key, value)
     storage = f"s3://{BUCKET}/prefix"
     spec = _spec_file(tmp_path, storage, name="s3sweep", dataset_tokens=(12_000,),
                       shapes=SHAPES + [{"n_layer": 2, "d_model": 64, "n_heads": 4, "d_ff": 256}])
     cwd = tmp_path / "cwd"
     cwd.mkdir()
-    for args in (["validate", str(spec)], ["run", str(spec), "--num-cpus", "2", "--quiet"]):
-        done = _cli(args, env, cwd)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    monkeypatch.chdir(cwd)
+
+    def cli(*args: str) -> tuple[str, str]:
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        assert code == 0, (args, out[-3000:], err[-3000:])
+        return out, err
+
+    cli("validate", str(spec))
+    cli("run", str(spec), "--num-cpus", "2", "--quiet")
     runs = load_runs(storage, "s3sweep").to_pylist()
     assert len(runs) == 3 and {r["status"] for r in runs} == {"completed"}, runs
     assert load_curves(storage, "s3sweep").num_rows >= 3 * 2
 
-    resumed = _cli(["run", str(spec), "--num-cpus", "2", "--quiet", "--resume"], env, cwd)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert "no Tune experiment to restore" not in resumed.stderr  # Tune's experiment restored from S3
+    _, err = cli("run", str(spec), "--num-cpus", "2", "--quiet", "--resume")
+    assert "no Tune experiment to restore" not in err  # Tune's experiment restored from S3
     every = load_runs(storage, "s3sweep", all_attempts=True).to_pylist()
     assert sorted((r["trial_id"], r["attempt"]) for r in every) == sorted((r["trial_id"], r["attempt"]) for r in runs)
 
-    fit = _cli(["fit", f"{storage}/s3sweep", "--law", "kaplan_n", "--json"], env, cwd)
-    assert fit.returncode == 0 and '"law"' in fit.stdout, fit.stdout[-2000:] + fit.stderr[-2000:]
+    out, _ = cli("fit", f"{storage}/s3sweep", "--law", "kaplan_n", "--json")
+    assert '"law"' in out, out[-2000:]
 
-    report = _cli(["report", storage, "--sweep", "s3sweep"], env, cwd)
-    assert report.returncode == 0, report.stdout[-2000:] + report.stderr[-2000:]
+    out, _ = cli("report", storage, "--sweep", "s3sweep")
     fs, root = pafs.FileSystem.from_uri(f"{storage}/s3sweep/report")
     written = {i.base_name: i.size for i in fs.get_file_info(pafs.FileSelector(root))}
     assert set(written) == {"report.html"} and all(written.values()), written
-    assert report.stdout.strip().splitlines()[-1] == f"wrote {storage}/s3sweep/report/report.html"
-    local = _cli(["report", storage, "--sweep", "s3sweep", "--out", str(tmp_path / "local")], env, cwd)
-    assert local.returncode == 0 and "<h1>Sweep s3sweep: scaling report</h1>" in (tmp_path / "local" / "report.html").read_text()
+    assert out.strip().splitlines()[-1] == f"wrote {storage}/s3sweep/report/report.html"
+    cli("report", storage, "--sweep", "s3sweep", "--out", str(tmp_path / "local"))
+    assert "<h1>Sweep s3sweep: scaling report</h1>" in (tmp_path / "local" / "report.html").read_text()
     assert list(cwd.iterdir()) == []  # nothing local, no folder named 's3:'
 
 
