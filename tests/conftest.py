@@ -3,7 +3,6 @@
 import os
 from pathlib import Path
 
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -13,3 +12,12 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 # and for the Ray workers it starts, which inherit this environment.
 os.environ.setdefault("SCALESWEEP_CACHE", str(REPO / ".cache" / "test"))
 
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files holding slow (end-to-end) tests first, in their usual order: `make test` hands whole
+    files to two workers in collection order, so the minutes-long files start at once and the
+    many short ones fill in at the end, and both workers finish together (collected
+    alphabetically, test_trainer.py's minutes came last and one worker idled)."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: files stay contiguous

@@ -21,6 +21,7 @@ def active_demo_spec(storage, name="active") -> dict:
     return {**raw, "name": name, "storage": str(storage)}
 
 
+@pytest.mark.slow
 def test_active_sweep_picks_adaptively_within_budget_and_resumes_after_a_driver_kill(tmp_path):
     """SIGKILL the driver of a live active sweep after its first run; `--resume` restores the
     searcher (fitter, ledger, choices) and finishes without re-running or overspending, having
@@ -78,6 +79,7 @@ def test_active_sweep_picks_adaptively_within_budget_and_resumes_after_a_driver_
         assert "per seconds^0.25" in summary.design[-1] and "throughput (" in design, design
 
 
+@pytest.mark.slow
 def test_active_2x2_takes_every_run_says_why_no_fit_and_resumes(tmp_path):
     """Four candidates cannot fit Chinchilla's 5 parameters: the sweep buys all four, ends with
     the reason and why there is no fit (once crashed with a zero-size reduction), and so does

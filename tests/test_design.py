@@ -145,6 +145,7 @@ def test_suggest_at_scale_picks_one_affordable_untaken_run():
     assert cands.cost[pick[0]] <= state.budget_left
 
 
+@pytest.mark.slow
 def test_active_at_a_tenth_of_the_grid_compute_on_a_simulated_oracle():
     """Chinchilla surface + 1.5 % noise, cost 6ND, a 7×7 grid; targets: the compute-optimal
     frontier around 1e22 FLOPs (16× beyond the grid's largest run). Mean over 20 seeds.

@@ -254,6 +254,7 @@ def test_the_trainer_ends_a_run_on_a_stop_request_and_records_reason_and_predict
 
 # -- on a real small Ray sweep --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_real_sweep_stops_runs_early_records_them_and_frees_their_compute(tmp_path, capsys):
     """Two tiny runs at one N and D that differ in batch (item 5's axis: 512 and 1024 tokens, 184
     and 92 steps, an evaluation every 2) with early prediction at 30 %: a rel_ci so loose that any

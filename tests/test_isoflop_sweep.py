@@ -23,6 +23,8 @@ from orchestrator.spec import load_spec
 from scalesweep.cli import main
 from tests.test_spec_isoflop import iso_spec
 
+pytestmark = pytest.mark.slow  # real Ray sweeps
+
 
 @pytest.fixture(scope="module")
 def isoflop_sweep(tmp_path_factory):

@@ -18,6 +18,7 @@ SHAPES = [{"n_layer": 1, "d_model": 32, "n_heads": 2, "d_ff": 128},
           {"n_layer": 2, "d_model": 64, "n_heads": 4, "d_ff": 256}]
 
 
+@pytest.mark.slow
 def test_run_with_a_ladder_section_trains_the_predicted_optimum_and_scores_it(tmp_path, capsys):
     # allow_at_bounds: six noisy tiny runs may pin a parameter; the refusal is tested in test_ladder_plan
     # max_steps (34: the longest grid run's steps) is there for a dataset-regime sub-sweep; the ladder

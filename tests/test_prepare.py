@@ -252,6 +252,7 @@ def test_an_empty_first_split_adds_no_separator(tmp_path):
     assert np.array_equal(np.asarray(tokens), direct_tokens(spec, tmp_path / "cache"))
 
 
+@pytest.mark.slow
 def test_ray_data_engine_writes_the_same_shards_as_the_pool(tmp_path):
     """`prepare --engine ray`: the shards, encoded by Ray Data tasks on a private local Ray, are
     byte-identical to the process pool's; Ray's start-up is timed apart from the work; bad input
@@ -284,6 +285,7 @@ def test_ray_data_engine_writes_the_same_shards_as_the_pool(tmp_path):
     assert not ray.is_initialized()  # the private Ray it started is stopped
 
 
+@pytest.mark.slow
 def test_prepare_on_ray_prints_one_line_and_a_rerun_reuses_the_finished_out(tmp_path, capfd):
     """Neither Ray's start-up notices nor Ray Data's progress and advice reach the terminal: one
     line, whose timing names Ray's start-up apart. Run again on the finished --out: one line

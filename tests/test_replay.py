@@ -78,6 +78,7 @@ def test_cli_rejects_an_empty_pool(csvs, capsys):
     assert rc == 2 and "error" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_active_beats_random_and_the_full_pool_at_a_tenth(epoch):
     pool, targets = epoch
     cands = Candidates.from_columns(pool.X)

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 
 from orchestrator.grid import expand_grid
 from orchestrator.spec import load_spec
@@ -82,6 +83,7 @@ def _crash_a_node_running_a_trial(cluster, nodes) -> None:
                 pass
 
 
+@pytest.mark.slow
 def test_node_removed_trial_retried_elsewhere(tmp_path):
     import ray
     from ray.cluster_utils import Cluster
