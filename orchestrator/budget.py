@@ -162,18 +162,21 @@ def budget_fraction(budget, flops: float) -> float:
     return flops / limit_flops(budget)
 
 
-def ledger_from_reports(limit: float, base_flops: float, reports) -> BudgetLedger:
+def ledger_from_reports(limit: float, stored: dict[str, float], reports) -> BudgetLedger:
     """A ledger rebuilt from what trials reported, for the live table (it cannot see the searcher
-    Tune unpickled on restore). ``reports``: (Tune trial id, FLOPs done, planned FLOPs, running?)
-    per trial; ``base_flops``: runs finished before this driver started."""
-    finished = {"(before this driver)": float(base_flops)}
-    running = {}
-    for key, done, planned, is_running in reports:
+    Tune unpickled on restore). ``stored``: {trial_key: FLOPs} of the runs that had ended in the
+    store when this driver started; ``reports``: (trial_key, FLOPs done, planned FLOPs, running?)
+    per Tune trial. Keyed by trial_key, keeping the larger figure as the ledger does, so a run
+    both in the store and among a restored experiment's trials, or run by two Tune trials (one
+    lost with a killed driver), counts once; a key with any running trial is running."""
+    done: dict[str, float] = {k: float(v) for k, v in stored.items()}
+    planned: dict[str, float] = {}
+    for key, flops, plan, is_running in reports:
+        done[key] = max(done.get(key, 0.0), float(flops or 0.0))
         if is_running:
-            running[key] = RunningTrial(float(planned), float(done))
-        else:
-            finished[key] = float(done)
-    return BudgetLedger(limit_flops=limit, finished=finished, running=running)
+            planned[key] = max(planned.get(key, 0.0), float(plan or 0.0))
+    running = {k: RunningTrial(p, done.pop(k)) for k, p in planned.items()}
+    return BudgetLedger(limit_flops=limit, finished=done, running=running)
 
 
 def budget_text(ledger: BudgetLedger) -> str:

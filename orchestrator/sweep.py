@@ -300,7 +300,7 @@ def run_sweep(
         trainable = tune.with_resources(run_trial, trial_resources(spec.resources))
         storage = experiment_storage(spec)
         path = experiment_path(spec, experiment)
-        reporter = make_reporter(limit, ledger.spent, key_width=max(len(t.trial_key) for t in grid.trials))
+        reporter = make_reporter(limit, dict(ledger.finished), key_width=max(len(t.trial_key) for t in grid.trials))
         if resume and tune.Tuner.can_restore(path):
             tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
             _rerun_with(tuner, verbose, reporter, max_failures)
@@ -372,11 +372,12 @@ def _prepare_corpora(spec: SweepSpec, engine, workers: int | None, verbose: int,
     return spec, grid
 
 
-def budget_line(trials, limit: float, base_flops: float) -> str:
-    """The live table's budget line, from the trials' own reports (`orchestrator.budget` counts)."""
-    reports = [(t.trial_id, (t.last_result or {}).get("flops") or 0, t.config.get("planned_flops", 0),
-                t.status in ("RUNNING", "PENDING")) for t in trials]
-    return budget_text(ledger_from_reports(limit, base_flops, reports))
+def budget_line(trials, limit: float, stored: dict[str, float]) -> str:
+    """The live table's budget line, from the runs ended in the store before this driver
+    (`stored`: {trial_key: FLOPs}) and the trials' own reports (`orchestrator.budget` counts)."""
+    reports = [(t.config.get("trial_key", t.trial_id), (t.last_result or {}).get("flops") or 0,
+                t.config.get("planned_flops", 0), t.status in ("RUNNING", "PENDING")) for t in trials]
+    return budget_text(ledger_from_reports(limit, stored, reports))
 
 
 def status_line(trials) -> str:
@@ -394,7 +395,7 @@ def status_line(trials) -> str:
     return status_text(counts)
 
 
-def make_reporter(limit: float, base_flops: float, key_width: int = 40):
+def make_reporter(limit: float, stored: dict[str, float], key_width: int = 40):
     """Tune's CLI table with N, D, step, losses, FLOPs per trial, and a budget line and a
     trials-per-status line on top. `key_width`: the longest trial key, so that keys are shown
     whole (Tune cuts longer values at the end, where keys differ by seed or learning rate)."""
@@ -402,7 +403,7 @@ def make_reporter(limit: float, base_flops: float, key_width: int = 40):
 
     class SweepReporter(CLIReporter):
         def report(self, trials, done, *sys_info):
-            super().report(trials, done, budget_line(trials, limit, base_flops), status_line(trials), *sys_info)
+            super().report(trials, done, budget_line(trials, limit, stored), status_line(trials), *sys_info)
 
     return SweepReporter(
         parameter_columns={"trial_key": "trial", "N": "N", "D": "D"},

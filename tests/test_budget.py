@@ -85,10 +85,27 @@ def test_live_table_line_counts_reported_flops_and_running_plans():
     from orchestrator.budget import budget_text, ledger_from_reports
 
     reports = [("t1", 30, 40, False), ("t2", 10, 50, True), ("t3", 70, 50, True)]
-    ledger = ledger_from_reports(1000, 100, reports)
+    ledger = ledger_from_reports(1000, {"old": 100}, reports)
     assert ledger.spent == 100 + 30 + 10 + 70
     assert ledger.committed == 100 + 30 + 50 + 70
     assert budget_text(ledger) == "budget: spent 210 / committed 250 / limit 1e+03 FLOPs (25% committed)"
+
+
+def test_live_table_counts_a_run_once_after_a_resume():
+    """Resumed, the table's trials are the restored experiment's, whose ended runs are also in
+    the store, and a run lost with a killed driver is run again by a new Tune trial: each run
+    counts once (the line once showed twice the spend after `--resume`)."""
+    from orchestrator.budget import ledger_from_reports
+
+    stored = {"a": 30.0, "b": 20.0}
+    reports = [("a", 30, 40, False),           # restored, ended before the kill: in the store too
+               ("c", 12, 50, False),           # the killed driver's trial, restored at 12 FLOPs
+               ("c", 5, 50, True),             # ... and run again by the new driver
+               ("d", 0, 60, True)]
+    ledger = ledger_from_reports(1000, stored, reports)
+    assert ledger.spent == 30 + 20 + 12 + 0
+    assert ledger.committed == 30 + 20 + 50 + 60
+    assert set(ledger.running) == {"c", "d"}
 
 
 def test_ledger_from_store_counts_ended_runs_only():
