@@ -17,7 +17,9 @@
 - :mod:`fitting.dynamics` — Kaplan §5: B_crit(L), S_min, C_min, and a store's curves → the rows of
   ``critical_batch``, ``kaplan_ns`` and the ``kaplan_c`` frontier (``scalesweep fit STORE``).
 - :mod:`fitting.curve_prediction` — ``predict_final_loss``: a run's final loss with an interval
-  from the start of its curve (per-run power law, or the sweep's L(N, S_min)).
+  from the start of its curve (per-run power law, or the sweep's L(N, S_min));
+  :mod:`fitting.reference_curves` — ``reference_prediction``: the same from the sweep's finished
+  runs of the same schedule (the shared-curve rule; bench/early_prediction.py ``--rule reference``).
 - :mod:`fitting.online` — ``OnlineFitter``: incremental refits as runs complete.
 - :mod:`fitting.design` — candidates, target regions, seeds; :mod:`fitting.posterior` — the
   expected-error algebra (linearised posterior, misfit discrepancy, gains);
