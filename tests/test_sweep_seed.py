@@ -39,11 +39,22 @@ def first_sweep(tmp_path):
 
 
 @pytest.mark.slow
-def test_extended_sweep_starts_from_every_stored_run(tmp_path):
+def test_resumed_without_a_tune_experiment_then_extended_the_sweep_starts_from_every_stored_run(tmp_path):
     raw, before = first_sweep(tmp_path)
-    fresh_seed = load_runs(str(tmp_path / "store"), "seeded").to_pylist()[0]["trial_id"]
+    fresh_seed = before[0]["trial_id"]
 
-    raw["budget"] = {"flops": 1e13}  # raise the budget: the designer may buy more
+    # --resume after Tune's experiment is lost: nothing retrained, the ledger and the fit hold
+    # every stored run
+    shutil.rmtree(tmp_path / "store" / "seeded" / "tune")  # Tune cannot restore
+    summary, searcher = run_capturing(load_spec(raw), resume=True)
+    after = load_runs(str(tmp_path / "store"), "seeded").to_pylist()
+    assert {r["trial_id"]: r["attempt"] for r in after} == {r["trial_id"]: r["attempt"] for r in before}
+    assert {r["trial_id"] for r in before} <= set(searcher.fitter.run_ids)
+    assert searcher.ledger.spent == pytest.approx(sum(r["flops"] for r in before))
+    assert summary.spent_flops == pytest.approx(sum(r["flops"] for r in before))
+
+    # extended with a larger budget: the designer starts from every stored run and buys more
+    raw["budget"] = {"flops": 1e13}
     raw["search"] = {**raw["search"], "max_trials": 1}
     summary, searcher = run_capturing(load_spec(raw))
     after = {r["trial_id"]: r for r in load_runs(str(tmp_path / "store"), "seeded").to_pylist()}
@@ -55,16 +66,3 @@ def test_extended_sweep_starts_from_every_stored_run(tmp_path):
     assert searcher.ledger.spent == pytest.approx(sum(r["flops"] for r in after.values()))
     picked = [c["trial_key"] for c in searcher.choices]
     assert len(picked) == 1 and picked[0] not in stored and picked[0] != fresh_seed
-
-
-@pytest.mark.slow
-def test_resume_without_a_tune_experiment_still_seeds_ledger_and_fitter(tmp_path):
-    raw, before = first_sweep(tmp_path)
-    shutil.rmtree(tmp_path / "store" / "seeded" / "tune")  # Tune cannot restore
-
-    summary, searcher = run_capturing(load_spec(raw), resume=True)
-    after = load_runs(str(tmp_path / "store"), "seeded").to_pylist()
-    assert {r["trial_id"]: r["attempt"] for r in after} == {r["trial_id"]: r["attempt"] for r in before}
-    assert {r["trial_id"] for r in before} <= set(searcher.fitter.run_ids)
-    assert searcher.ledger.spent == pytest.approx(sum(r["flops"] for r in before))
-    assert summary.spent_flops == pytest.approx(sum(r["flops"] for r in before))
