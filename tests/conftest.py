@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,3 +22,20 @@ def pytest_collection_modifyitems(config, items):
     alphabetically, test_trainer.py's minutes came last and one worker idled)."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)  # stable: files stay contiguous
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One private local Ray (2 CPUs, orchestrator.local_ray) for a module's in-process sweeps:
+    `run_sweep` uses a Ray already started in its process instead of starting (~7 s) and
+    stopping its own for each sweep. Its workers keep this moment's environment, so it is not
+    for tests that change the trials' environment (monkeypatched AWS_*, SCALESWEEP_CACHE)."""
+    import logging
+
+    from orchestrator.local_ray import start_private
+
+    private = start_private(2, None, log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        yield private
+    finally:
+        private.stop()

@@ -13,6 +13,8 @@ from orchestrator.spec import load_spec
 from metrics import load_runs
 from test_sweep_faults import kill_driver_after_first_run
 
+pytestmark = pytest.mark.usefixtures("local_ray")  # one Ray for the module's in-process sweeps
+
 REPO = Path(__file__).resolve().parents[1]
 
 

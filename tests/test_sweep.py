@@ -9,7 +9,7 @@ from orchestrator.spec import load_spec
 from metrics import load_curves, load_runs
 from trainers.shapes import train_flops
 
-pytestmark = pytest.mark.slow  # real Ray sweeps
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("local_ray")]  # real Ray sweeps, one Ray
 
 SHAPES = [{"n_layer": 1, "d_model": 32, "n_heads": 2, "d_ff": 128},
           {"n_layer": 2, "d_model": 48, "n_heads": 4, "d_ff": 192}]

@@ -11,6 +11,8 @@ from orchestrator.spec import load_spec
 from metrics import load_runs
 from test_sweep import tiny_spec
 
+pytestmark = pytest.mark.usefixtures("local_ray")  # one Ray for the module's sweeps
+
 
 def active_spec(storage, flops: float, **search) -> dict:
     return tiny_spec(storage, name="seeded", search={"kind": "active", "law": "chinchilla", **search},
