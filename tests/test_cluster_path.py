@@ -173,7 +173,7 @@ def test_local_sweep_is_private_and_listens_on_loopback_only(head, tmp_path):
     ray_tmp = tmp_path / "raytmp"
     ray_tmp.mkdir()
     (ray_tmp / "ray_current_cluster").write_text(f"127.0.0.1:{head.port}")
-    spec_path, spec = _spec(tmp_path, "private", dataset_tokens=150_000)
+    spec_path, spec = _spec(tmp_path, "private", dataset_tokens=60_000)
     # A record left by a driver on another host is not this host's to reap: warned and left alone.
     elsewhere = {"host": "elsewhere", "driver_pid": os.getpid(), "driver_started": psutil.Process().create_time(),
                  "temp_dir": str(tmp_path / "gone"), "processes": [[os.getpid(), psutil.Process().create_time()]]}

@@ -28,7 +28,7 @@ EVAL_EVERY = 4
 
 def _spec(tmp_path, name):
     # Two seeds: trial keys longer than 40 characters that differ only in their last one.
-    raw = tiny_spec(tmp_path / "store", name=name, shapes=SHAPES[:1], dataset_tokens=(150_000,),
+    raw = tiny_spec(tmp_path / "store", name=name, shapes=SHAPES[:1], dataset_tokens=(60_000,),
                     axes={"seeds": [0, 1]}, trainer={"eval_every": EVAL_EVERY})
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(raw))

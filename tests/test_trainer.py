@@ -104,11 +104,11 @@ def test_failed_row_records_the_batch_split(tmp_path):
 def test_resume_after_kill_continues_exactly(tmp_path):
     """SIGKILL a standalone training process after its first checkpoint; resuming from that
     checkpoint reproduces the uninterrupted run's next losses."""
-    args = dict(dataset_tokens=150_000, eval_every=4)
+    args = dict(dataset_tokens=60_000, eval_every=4)
     reference = train(tiny_config(**args)).step_losses
     ckpt = tmp_path / "ckpt"
     cmd = [sys.executable, "-m", "trainers.cli", "--n-layer", "2", "--d-model", "64", "--n-heads", "4",
-           "--d-ff", "256", "--n-ctx", "64", "--dataset-tokens", "150000", "--batch-tokens", "1024",
+           "--d-ff", "256", "--n-ctx", "64", "--dataset-tokens", "60000", "--batch-tokens", "1024",
            "--lr", "3e-3", "--eval-every", "4", "--threads", "1", "--checkpoint-dir", str(ckpt)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
