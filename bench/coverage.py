@@ -44,7 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/nine_law.py
 
 from fitting.design import Candidates, TargetRegion  # noqa: E402
-from fitting.extrapolation import calibrate_misfit, extrapolation_interval, unit_misfit_sd  # noqa: E402
+from fitting.extrapolation import calibrate_misfit, extrapolation_interval, misfit_sd  # noqa: E402
 from fitting.fit import fit_law  # noqa: E402
 from fitting.laws import CHINCHILLA_EPOCH, KAPLAN_PAPER  # noqa: E402
 from fitting.online import OnlineFitConfig  # noqa: E402
@@ -122,7 +122,7 @@ def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = F
     err = np.log(y_target) - np.log(iv.mean)
     # the interval's log-sd parts at the targets: parameters (sandwich), run-to-run scatter, misfit
     parts = {"param": float(np.mean(conf.se_log)), "scatter": float(fit.sigma),
-             "misfit": float(np.mean(cal.amplitude * unit_misfit_sd(fit, target.X, cal.length))),
+             "misfit": float(np.mean(misfit_sd(fit, fit.law.columns(target.X), cal))),
              "rms": float(np.sqrt(np.mean(err**2)))}
     return {"coverage": float(np.mean((y_target >= iv.lo) & (y_target <= iv.hi))), "amplitude": cal.amplitude,
             "calibrated": cal.calibrated, "are": float(np.mean(np.abs(iv.mean / y_target - 1)))} | parts

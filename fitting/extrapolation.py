@@ -41,7 +41,8 @@ from fitting.fit import FitResult, fit_law
 from fitting.posterior import Discrepancy, LinearPosterior, law_gradients
 from fitting.uncertainty import Interval
 
-__all__ = ["PRIOR_MISFIT_SD", "PRIOR_WEIGHT", "HELD_OUT", "MisfitCalibration", "unit_misfit_sd", "calibrate_misfit", "extrapolation_interval"]
+__all__ = ["PRIOR_MISFIT_SD", "PRIOR_WEIGHT", "HELD_OUT", "MisfitCalibration", "unit_misfit_sd", "calibrate_misfit",
+           "misfit_sd", "extrapolation_interval"]
 
 
 # The misfit sd assumed when the runs are too few to calibrate one: the designer's prior
@@ -69,6 +70,7 @@ class MisfitCalibration:
     estimate: float = float("nan")  # the held-out data's own estimate â, before the prior (NaN: none)
     prior_weight: float = 0.0  # held-out predictions the prior counted as
     splits: tuple[int, ...] = ()  # runs held out by each refit (the top ones by compute)
+    unit_held_out: float = float("nan")  # rms unit misfit sd ū_h of the held-out predictions (NaN: not calibrated)
 
     @property
     def calibrated(self) -> bool:
@@ -147,7 +149,26 @@ def calibrate_misfit(fit: FitResult, *, held_out: float | tuple[float, ...] = HE
     k = sum(sizes)
     amplitude = float(np.sqrt((k * estimate2 + prior_weight * PRIOR_MISFIT_SD**2) / (k + prior_weight)))
     return MisfitCalibration(amplitude, length, int(n - sizes[-1]), int(k), n_needed, float(np.sqrt(estimate2)),
-                             float(prior_weight), tuple(sizes))
+                             float(prior_weight), tuple(sizes), float(np.sqrt(misfit_var / max(k, 1))))
+
+
+def misfit_sd(fit: FitResult, X: Mapping[str, np.ndarray], calibration: MisfitCalibration) -> np.ndarray:
+    """sd of the law's misfit in log loss at each row of X (shape (n,)): the part
+    :func:`extrapolation_interval` adds to the plain interval, in quadrature.
+
+    With u the GP's unit misfit (:func:`unit_misfit_sd`) at X and ū_h its rms over the held-out
+    predictions, a calibrated sd is √((k·â²·u² + w·p²·min(u, ū_h)²)/(k + w)) for k held-out
+    predictions, their estimate â, the prior p = ``PRIOR_MISFIT_SD`` and its weight w: the
+    held-out data's part grows with the GP's distance factor, the prior's never beyond what it
+    is at the held-out runs (module doc: multiplying the prior's floor by u_t/ū_h = 1.8-2.5 made
+    Kaplan's and the 9-parameter law's intervals over-cover). Not calibrated: the prior
+    amplitude times u (no held-out runs to anchor it)."""
+    u = unit_misfit_sd(fit, X, calibration.length)
+    if not calibration.calibrated:
+        return calibration.amplitude * u
+    k, w = calibration.n_held_out, calibration.prior_weight
+    prior_u = np.minimum(u, calibration.unit_held_out)
+    return np.sqrt((k * calibration.estimate**2 * u**2 + w * PRIOR_MISFIT_SD**2 * prior_u**2) / (k + w))
 
 
 def extrapolation_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: float | None = None,
@@ -165,7 +186,7 @@ def extrapolation_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: f
     X = fit.law.columns(X)
     plain = fit.interval(X, level=level, kind="prediction")
     q = stats.t.ppf(0.5 + level / 2, max(fit.n_points - fit.law.n_params, 1))  # as the plain delta interval
-    extra = q * calibration.amplitude * unit_misfit_sd(fit, X, calibration.length)
+    extra = q * misfit_sd(fit, X, calibration)
     log_mean = np.log(plain.mean)
     h_lo = np.sqrt(np.clip(log_mean - np.log(plain.lo), 0, None) ** 2 + extra**2)
     h_hi = np.sqrt(np.clip(np.log(plain.hi) - log_mean, 0, None) ** 2 + extra**2)
