@@ -15,12 +15,25 @@ a²·misfit² (method of moments), shrunk toward the stated prior ``PRIOR_MISFIT
 weight of ``PRIOR_WEIGHT`` held-out predictions: a² = (k·â² + w·prior²)/(k + w) for k held-out
 predictions. Without the prior a held-out error below the plain predictive variance (often, with
 a dozen runs held out) made the amplitude exactly 0, and intervals 1-2 decades beyond the runs
-then ignored the misfit. Where the intervals over-cover (bench/coverage.py, 49 runs, targets
-1.2-2.2 decades out: Kaplan's L(N, D) and the 9-parameter law at 98-100 %), the prior is most
-of a² (0.04² against 12·â², â ≈ 0.005-0.012: 70-80 %), a floor of 0.011 that, times the unit
-misfit at those targets (1.3-1.7; 1.1-2.5 times that at the held-out runs), is wider than the
-parameter and run-to-run parts together, while Kaplan's plain interval alone already covers
-~95 % (its sandwich se is 1.17x the spread of its predictions under that misfit).
+then ignored the misfit.
+
+The misfit sd added at a point (:func:`misfit_sd`) splits a² back into its parts: the data's
+k·â² is multiplied by the GP's distance factor u² (it grows beyond the runs), the prior's w·p² only
+by min(u, ū_h)², its value at the held-out runs: the prior says how far off the law may be where
+it was checked, and the GP's growth beyond that is not evidence. Multiplying the prior by u as
+well (before) made it most of the sd at targets 1.2-2.2 decades out (bench/coverage.py, 49 runs:
+0.04² against 12·â², â ≈ 0.005-0.012, 70-80 % of a²), times u_t/ū_h = 1.8 (Kaplan's L(N, D))
+and 2.5 (the 9-parameter law), and those intervals covered 98-100 %. Measured with the same fits
+(50 replicates, before → after): 9-parameter full pool 98.0 → 91.2 %, Chinchilla 93.2 → 91.6 %
+(active at 10 %: 92.0 → 90.4 %), Kaplan 99.6 → 99.2 % (active at 10 %: 100 → 98.4 %); Epoch's
+full pool stays at 91.3 % and its active replays at 5 % and 10 % stay at 89.6 % and 85.7 %, where
+the designer's own targets sit nearer than the held-out runs (u_t/ū_h 0.2-0.9). Kaplan's L(N, D)
+still over-covers: its plain interval alone covers 95.2 % (sandwich se 0.0116 at the targets
+against an rms error of the predicted mean ~0.008), and its held-out estimate times u_t/ū_h 1.7
+over-states the error at the targets. The other ideas measured (same fits): the data's estimate
+alone (w = 0) leaves Chinchilla at 81-86 % (â is 0 in a fifth of the replicates); a prior of the
+fit's residual sd is too small on Epoch (0.004: its active replays at 68-74 %); carrying the
+whole sd flat from the held-out runs over-covers Epoch's active replays (97-100 %).
 Measured on Epoch (coverage of nominal 90 %): full pool 35 % →
 87 % before the prior's weight, 91 % with it (`scalesweep predict --example epoch-chinchilla`);
 active at 10 % of the compute 52 % → 74 % (before); on an exact-law oracle the amplitude comes
