@@ -20,6 +20,16 @@ def _grid():
     return Candidates.from_columns({"N": N.ravel(), "D": D.ravel()})
 
 
+def _fit_on_grid(noise, seed, misfit=None):
+    """→ (the 7 x 7 grid, Chinchilla fitted from the truth on a simulated oracle's losses there)."""
+    cands = _grid()
+    orc = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=noise, seed=seed, misfit=misfit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_law("chinchilla", dict(cands.X) | {"loss": orc.observe(cands.X)}, starts=(), init=CHINCHILLA_EPOCH)
+    return cands, fit
+
+
 def _coverage(misfit, noise, seeds=range(8)):
     cands = _grid()
     target = TargetRegion.compute_frontier("chinchilla", CHINCHILLA_EPOCH, 1e22)
@@ -81,11 +91,7 @@ def test_a_calibration_whose_held_out_runs_fit_well_is_never_silently_zero():
     # from vanishing, and describe() gives both numbers
     from fitting.extrapolation import PRIOR_WEIGHT
 
-    cands = _grid()
-    orc = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.015, seed=3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = fit_law("chinchilla", dict(cands.X) | {"loss": orc.observe(cands.X)}, starts=(), init=CHINCHILLA_EPOCH)
+    _, fit = _fit_on_grid(noise=0.015, seed=3)
     zeros = 0
     for held_out in (0.15, 0.2, 0.25, 0.3):
         raw = calibrate_misfit(fit, held_out=held_out, prior_weight=0)
@@ -106,11 +112,7 @@ def test_a_calibration_pools_the_held_out_splits_it_is_given_and_weighs_the_prio
     # splits' squared errors pool into one estimate, and the prior counts as one prediction
     from fitting.extrapolation import HELD_OUT, PRIOR_WEIGHT
 
-    cands = _grid()
-    orc = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.01, seed=1, misfit=undertraining_misfit())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = fit_law("chinchilla", dict(cands.X) | {"loss": orc.observe(cands.X)}, starts=(), init=CHINCHILLA_EPOCH)
+    _, fit = _fit_on_grid(noise=0.01, seed=1, misfit=undertraining_misfit())
     one = calibrate_misfit(fit)  # the default: the top quarter
     assert HELD_OUT == (0.25,) and one.splits == (12,) and one.n_held_out == 12 and one.n_fit == 37
     assert "calibrated by refitting 37 runs and predicting the 12 largest by compute" in one.describe()
@@ -133,11 +135,7 @@ def test_the_prior_part_of_a_calibrated_misfit_never_grows_beyond_the_held_out_r
     # sd, and those laws' intervals covered 98-100 %; now only the held-out data's part grows with it
     from fitting.extrapolation import misfit_sd, unit_misfit_sd
 
-    cands = _grid()
-    orc = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.01, seed=1, misfit=undertraining_misfit())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = fit_law("chinchilla", dict(cands.X) | {"loss": orc.observe(cands.X)}, starts=(), init=CHINCHILLA_EPOCH)
+    cands, fit = _fit_on_grid(noise=0.01, seed=1, misfit=undertraining_misfit())
     cal = calibrate_misfit(fit)
     far_targets = TargetRegion.compute_frontier("chinchilla", CHINCHILLA_EPOCH, 1e24).X  # 3 decades beyond the runs
     X = {c: np.concatenate([cands.X[c], far_targets[c]]) for c in ("N", "D")}
