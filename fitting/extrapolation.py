@@ -24,7 +24,8 @@ it was checked, and the GP's growth beyond that is not evidence. Multiplying the
 well (before) made it most of the sd at targets 1.2-2.2 decades out (bench/coverage.py, 49 runs:
 0.04² against 12·â², â ≈ 0.005-0.012, 70-80 % of a²), times u_t/ū_h = 1.8 (Kaplan's L(N, D))
 and 2.5 (the 9-parameter law), and those intervals covered 98-100 %. Measured with the same fits
-(50 replicates, before → after): 9-parameter full pool 98.0 → 91.2 %, Chinchilla 93.2 → 91.6 %
+(50 replicates, before → after): 9-parameter full pool 98.0 → 91.2 % (active at 5 % and 10 %:
+93.6 → 88.0 %, 97.2 → 94.4 %), Chinchilla 93.2 → 91.6 %
 (active at 10 %: 92.0 → 90.4 %), Kaplan 99.6 → 99.2 % (active at 10 %: 100 → 98.4 %),
 data-constrained 92.8 → 92.8 % (active at 5 %: 84.0 → 82.4 %: 22 runs for 7 parameters, 6 held out,
 an estimate 0 in 38 % of the replicates, where the targets need an amplitude of 0.027); Epoch's
