@@ -25,10 +25,12 @@ def test_chinchilla_prediction_interval_coverage_is_calibrated():
 def test_kaplan_prediction_intervals_do_not_under_cover():
     # Kaplan's L(N, D) absorbs most of this misfit toward its compute-optimal targets (rms error of
     # the predicted mean 0.005-0.008 against a sandwich se of 0.010-0.011): its plain interval alone
-    # (parameters + run-to-run scatter) covers ~95 %, and the calibrated misfit (mostly the prior's
-    # floor of 0.011, times the unit misfit 1.65 at these targets) widens it to 98-100 %
-    # (bench/coverage.py, fitting/extrapolation.py's module doc). The goal's upper end is not met;
-    # it must never fall below the lower end
-    r = bench.coverage("kaplan", replicates=30, warm=True)
+    # (parameters + run-to-run scatter, no misfit) covers 95-96 % here (92 % over 100 replicates),
+    # and the misfit interval always contains it, so the goal's upper end (95 %) cannot be met for
+    # this law (bench/coverage.py's "plain" column; fitting/extrapolation.py's module doc). No
+    # longer multiplying the prior's floor by the distance factor took it from 99.6 % to 99.2 %
+    # (full pool) and 100 % to 98.4 % (active at 10 %); it must never fall below the lower end
+    r = bench.coverage("kaplan", replicates=50, warm=True)
+    assert r["n"] == 50
     assert r["zero"] == 0
-    assert r["coverage"] >= 0.85, r
+    assert r["coverage"] >= r["plain"] and r["coverage"] >= 0.85, r

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from fitting.design import Candidates, TargetRegion
 from fitting.extrapolation import PRIOR_MISFIT_SD, calibrate_misfit, extrapolation_interval
@@ -17,6 +18,16 @@ from fitting.replay import SimulatedOracle, undertraining_misfit
 def _grid():
     N, D = np.meshgrid(np.geomspace(1e7, 1e9, 7), np.geomspace(3e8, 1e11, 7), indexing="ij")
     return Candidates.from_columns({"N": N.ravel(), "D": D.ravel()})
+
+
+def _fit_on_grid(noise, seed, misfit=None):
+    """→ (the 7 x 7 grid, Chinchilla fitted from the truth on a simulated oracle's losses there)."""
+    cands = _grid()
+    orc = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=noise, seed=seed, misfit=misfit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_law("chinchilla", dict(cands.X) | {"loss": orc.observe(cands.X)}, starts=(), init=CHINCHILLA_EPOCH)
+    return cands, fit
 
 
 def _coverage(misfit, noise, seeds=range(8)):
@@ -80,11 +91,7 @@ def test_a_calibration_whose_held_out_runs_fit_well_is_never_silently_zero():
     # from vanishing, and describe() gives both numbers
     from fitting.extrapolation import PRIOR_WEIGHT
 
-    cands = _grid()
-    orc = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.015, seed=3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = fit_law("chinchilla", dict(cands.X) | {"loss": orc.observe(cands.X)}, starts=(), init=CHINCHILLA_EPOCH)
+    _, fit = _fit_on_grid(noise=0.015, seed=3)
     zeros = 0
     for held_out in (0.15, 0.2, 0.25, 0.3):
         raw = calibrate_misfit(fit, held_out=held_out, prior_weight=0)
@@ -105,11 +112,7 @@ def test_a_calibration_pools_the_held_out_splits_it_is_given_and_weighs_the_prio
     # splits' squared errors pool into one estimate, and the prior counts as one prediction
     from fitting.extrapolation import HELD_OUT, PRIOR_WEIGHT
 
-    cands = _grid()
-    orc = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.01, seed=1, misfit=undertraining_misfit())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = fit_law("chinchilla", dict(cands.X) | {"loss": orc.observe(cands.X)}, starts=(), init=CHINCHILLA_EPOCH)
+    _, fit = _fit_on_grid(noise=0.01, seed=1, misfit=undertraining_misfit())
     one = calibrate_misfit(fit)  # the default: the top quarter
     assert HELD_OUT == (0.25,) and one.splits == (12,) and one.n_held_out == 12 and one.n_fit == 37
     assert "calibrated by refitting 37 runs and predicting the 12 largest by compute" in one.describe()
@@ -124,3 +127,31 @@ def test_a_calibration_pools_the_held_out_splits_it_is_given_and_weighs_the_prio
     # the pooled estimate is the splits' squared errors over their misfit variances, not a mean of estimates
     parts = [calibrate_misfit(fit, held_out=h, prior_weight=0) for h in (0.1, 0.3, 0.5)]
     assert min(p.estimate for p in parts) <= cal.estimate <= max(p.estimate for p in parts)
+
+
+def test_the_prior_part_of_a_calibrated_misfit_never_grows_beyond_the_held_out_runs():
+    # issue 15 item 5: the GP's distance factor u_t/ū_h (1.8 for Kaplan's L(N, D), 2.5 for the
+    # 9-parameter law at targets 1-2 decades out) multiplied the prior's floor, most of the misfit
+    # sd, and those laws' intervals covered 98-100 %; now only the held-out data's part grows with it
+    from fitting.extrapolation import misfit_sd, unit_misfit_sd
+
+    cands, fit = _fit_on_grid(noise=0.01, seed=1, misfit=undertraining_misfit())
+    cal = calibrate_misfit(fit)
+    far_targets = TargetRegion.compute_frontier("chinchilla", CHINCHILLA_EPOCH, 1e24).X  # 3 decades beyond the runs
+    X = {c: np.concatenate([cands.X[c], far_targets[c]]) for c in ("N", "D")}
+    u, sd = unit_misfit_sd(fit, X, cal.length), misfit_sd(fit, X, cal)
+    far = u > cal.unit_held_out
+    assert far.any() and (~far).any()
+    # nearer than the held-out runs: the GP's amplitude times u, as before
+    assert np.allclose(sd[~far], cal.amplitude * u[~far])
+    # beyond them: less than that, and the prior's part stays at its value at the held-out runs
+    k, w = cal.n_held_out, cal.prior_weight
+    assert np.all(sd[far] < cal.amplitude * u[far])
+    assert np.allclose(sd[far] ** 2 * (k + w), k * cal.estimate**2 * u[far] ** 2 + w * PRIOR_MISFIT_SD**2 * cal.unit_held_out**2)
+    # the interval adds it in quadrature to the plain interval's log half-width, with the delta interval's t quantile
+    iv0, iv1 = fit.interval(X, level=0.9, method="delta"), extrapolation_interval(fit, X, level=0.9, calibration=cal)
+    q = stats.t.ppf(0.95, fit.n_points - fit.law.n_params)
+    assert np.allclose(np.log(iv1.hi / iv1.mean) ** 2, np.log(iv0.hi / iv0.mean) ** 2 + (q * sd) ** 2)
+    # without the prior it is the data's own estimate times u everywhere
+    raw = calibrate_misfit(fit, prior_weight=0)
+    assert np.allclose(misfit_sd(fit, X, raw), raw.estimate * u)
