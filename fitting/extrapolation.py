@@ -180,9 +180,10 @@ def misfit_sd(fit: FitResult, X: Mapping[str, np.ndarray], calibration: MisfitCa
     held-out data's part grows with the GP's distance factor, the prior's never beyond what it
     is at the held-out runs (module doc: multiplying the prior's floor by u_t/ū_h = 1.8-2.5 made
     Kaplan's and the 9-parameter law's intervals over-cover). Not calibrated: the prior
-    amplitude times u (no held-out runs to anchor it)."""
+    amplitude times u (no held-out runs to anchor it), as is a calibration given only its
+    amplitude (no estimate â or ū_h to split it by)."""
     u = unit_misfit_sd(fit, X, calibration.length)
-    if not calibration.calibrated:
+    if not calibration.calibrated or not (np.isfinite(calibration.estimate) and np.isfinite(calibration.unit_held_out)):
         return calibration.amplitude * u
     k, w = calibration.n_held_out, calibration.prior_weight
     prior_u = np.minimum(u, calibration.unit_held_out)

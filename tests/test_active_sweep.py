@@ -123,7 +123,6 @@ def test_time_cost_learns_throughput_and_keeps_it_across_restore(trials, tmp_pat
     total = sum(p.planned_flops for p in trials)
     searcher = _searcher(trials, 0.3 * total, cost="time")
     oracle = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.01, seed=3)
-    rng = np.random.default_rng(3)
     n_ids = 0
     while n_ids < 12:
         cfg = searcher.suggest(f"t{n_ids}")

@@ -43,7 +43,7 @@ def kill_driver_after_first_run(spec_path: Path, spec) -> dict[str, int]:
     driver = subprocess.Popen(_run_command(spec_path), cwd=REPO, env=_env(), start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 150
+        deadline = time.time() + 300  # a wait, not a timing: a loaded machine may need it
         while len(_ended(spec.storage, spec.name)) < 1 and time.time() < deadline:
             assert driver.poll() is None, "driver ended before it was killed"
             time.sleep(0.5)
