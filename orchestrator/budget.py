@@ -144,6 +144,20 @@ class BudgetLedger:
         return ledger
 
 
+def write_ledger_file(storage: str, sweep: str, ledger: BudgetLedger) -> str:
+    """``<storage>/<sweep>/ledger.json`` (the ledger's `state_dict`), written atomically
+    (`metrics.write_atomically`) so a reader never sees half of it; its path."""
+    import json
+
+    from metrics import resolve, write_atomically
+
+    fs, directory = resolve(storage, sweep)
+    path = f"{directory}/ledger.json"
+    payload = json.dumps(ledger.state_dict(), indent=1, sort_keys=True).encode()
+    write_atomically(path, lambda out: out.write(payload), fs)
+    return path
+
+
 def limit_flops(budget) -> float:
     """The tightest FLOPs limit of an `orchestrator.spec.Budget` (flops and/or GPU-hours: one
     GPU-hour is ``gpu_flops_per_s * 3600`` FLOPs). The only place a budget becomes FLOPs."""

@@ -38,6 +38,7 @@ class BudgetedSearcher(Searcher):
         self.live: dict[str, TrialSpec] = {}  # Tune trial_id -> the TrialSpec it runs
         self.finished_keys: set[str] = set()
         self.observed_keys: set[str] = set()  # ended runs already handed to observe
+        self.persist_ledger = False  # the driver sets it: write ledger.json after each ended run
 
     # -- subclass hooks ----------------------------------------------------------------------
     def propose(self) -> TrialSpec | None | str:
@@ -84,6 +85,10 @@ class BudgetedSearcher(Searcher):
         flops = None if not result or result.get("flops") is None else result["flops"]
         self.ledger.finish(trial.trial_key, flops)
         self.finished_keys.add(trial.trial_key)
+        if getattr(self, "persist_ledger", False):  # a killed driver leaves the ledger as of its last run (older pickles lack it)
+            from orchestrator.budget import write_ledger_file
+
+            write_ledger_file(self.settings.storage, self.settings.sweep, self.ledger)
         if trial.trial_key not in self.observed_keys:
             self.observed_keys.add(trial.trial_key)
             self.observe(trial, result, error)

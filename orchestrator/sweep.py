@@ -11,7 +11,6 @@ experiment, the ledger file) are here; decisions are in the searcher and the led
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import sys
@@ -20,7 +19,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from orchestrator.budget import BudgetLedger, budget_text, ledger_from_reports, ledger_from_store, limit_flops
+from orchestrator.budget import (BudgetLedger, budget_text, ledger_from_reports, ledger_from_store, limit_flops,
+                                 write_ledger_file)
 from orchestrator.cluster import cluster_nodes, local_node, max_concurrent_trials, start_ray, trial_resources, unplaceable
 from orchestrator.interrupt import StopSignals, SweepInterrupted, exit_status
 from orchestrator.grid import Grid
@@ -146,14 +146,8 @@ def experiment_storage(spec: SweepSpec) -> str:
 
 
 def write_ledger(spec: SweepSpec, ledger: BudgetLedger) -> str:
-    """``<storage>/<sweep>/ledger.json``, written atomically (`metrics.write_atomically`)."""
-    from metrics import resolve, write_atomically
-
-    fs, directory = resolve(spec.storage, spec.name)
-    path = f"{directory}/ledger.json"
-    payload = json.dumps(ledger.state_dict(), indent=1, sort_keys=True).encode()
-    write_atomically(path, lambda out: out.write(payload), fs)
-    return path
+    """``<storage>/<sweep>/ledger.json`` (`orchestrator.budget.write_ledger_file`)."""
+    return write_ledger_file(spec.storage, spec.name, ledger)
 
 
 def _check_resources(spec: SweepSpec, nodes: list[dict], where: str) -> None:
@@ -297,6 +291,8 @@ def run_sweep(
         searcher = (make_searcher or _make_searcher)(spec, grid, ledger, done, max_concurrent)
         if hasattr(searcher, "seed_from_store"):
             searcher.seed_from_store(stored)  # stored runs count in its ledger and feed its designer
+        if hasattr(searcher, "persist_ledger"):
+            searcher.persist_ledger = True  # ledger.json after every run, not only at the end
         trainable = tune.with_resources(run_trial, trial_resources(spec.resources))
         storage = experiment_storage(spec)
         path = experiment_path(spec, experiment)

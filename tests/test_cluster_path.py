@@ -300,12 +300,16 @@ def test_kill_9_then_resume_reaps_the_old_ray_and_runs_each_config_once(tmp_path
     env = _env(TMPDIR=str(tmp))
     driver = _start_driver(spec_path, env)
     try:
-        deadline = time.time() + 150
-        while not (_record(spec) and _ended(spec.storage, spec.name)):
+        ledger_path = tmp_path / "store" / "killed" / "ledger.json"
+        deadline = time.time() + 300
+        while not (_record(spec) and _ended(spec.storage, spec.name) and ledger_path.exists()):
             assert driver.poll() is None, f"the driver ended before it was killed: {driver.communicate()}"
-            assert time.time() < deadline, "timed out waiting for a run to end"
+            assert time.time() < deadline, "timed out waiting for a run to end and the ledger to be written"
             time.sleep(0.3)
+        # the ledger is written after each ended run, not only when the driver ends
+        written = json.loads(ledger_path.read_text())
         before = {r["trial_id"]: r["attempt"] for r in _ended(spec.storage, spec.name)}
+        assert written["finished"] and set(written["finished"]) <= set(before), (written, before)
         first = _record(spec)
         assert first["temp_dir"].startswith(str(tmp))
         procs = ray_processes(first["temp_dir"])
