@@ -24,9 +24,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/scalesweep demo --out demo_out
 
-# Two pytest processes, one test file each at a time: the slow cases mostly wait on Ray and
-# DeepSpeed start-up, so two overlap well even on 2 cores (whole suite 9.4 min in a clean clone on
-# 2 cores, 2026-12-01; one process took ~15 min for a smaller suite).
+# Two pytest processes, one test file each at a time (files with slow end-to-end cases first,
+# tests/conftest.py): the slow cases mostly wait on Ray and DeepSpeed start-up, so two overlap well
+# on 2 cores; three were slower and flaky here. Whole suite 18 min in a clean clone on 2 cores
+# (2026-12-01, 699 tests, empty test cache), over the 15-minute goal.
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
