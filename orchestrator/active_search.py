@@ -220,6 +220,17 @@ class ActiveSearcher(BudgetedSearcher):
                                  "why": "picked before the driver stopped (after Tune's last checkpoint)"})
 
     # -- end-of-run report ---------------------------------------------------------------------
+    def _flops_text(self, choice: dict) -> str:
+        """A chosen run's FLOPs as the ledger counts them: spent once it ended (an early-stopped,
+        diverged or failed run spends less than planned), planned while it runs or never ran."""
+        planned = choice["planned_flops"]
+        spent = self.ledger.finished.get(choice["trial_key"])
+        if spent is None:
+            return f"{planned:.3g} FLOPs planned"
+        if abs(spent - planned) <= 1e-3 * planned:
+            return f"{spent:.3g} FLOPs"
+        return f"{spent:.3g} of {planned:.3g} planned FLOPs"
+
     def summary_lines(self) -> list[str]:
         """The fitted law with its 90 % CIs, compute spent vs budget, and each chosen run with
         why (seed design, or its gain/cost score)."""
@@ -258,5 +269,5 @@ class ActiveSearcher(BudgetedSearcher):
             else:
                 why = f"score {c['score']:.3g} ({c.get('why', 'gain/cost')})"
             lines.append(f"  {i}. {c['trial_key']}: N={c['N']:.3g} D={c['D']:.3g} "
-                         f"{c['planned_flops']:.3g} FLOPs, {why}")
+                         f"{self._flops_text(c)}, {why}")
         return lines

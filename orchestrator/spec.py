@@ -40,6 +40,7 @@ from orchestrator.spec_types import (
     EarlyPrediction, FitAggregate, FitSpec, HEADLINES, LadderSpec, Resources, SearchSpec, SweepSpec,
 )
 from orchestrator.target import parse_stop_when, parse_target
+from fitting.laws import get_law
 from trainers.config import TrainConfig, corpus_from
 from trainers.data import CorpusSpec
 from trainers.fields import (
@@ -193,12 +194,17 @@ def _search(raw: Any) -> SearchSpec:
         if stop_when:
             raise fail("search.target.stop_when", "give stop_when once (search.stop_when or here)")
         stop_when = target.pop("stop_when")
-    seed_runs = raw.get("seed_runs")
+    seed_runs = None if raw.get("seed_runs") is None else positive_int(raw["seed_runs"], "search.seed_runs")
+    need = get_law(law).n_params + 1  # the online fitter's minimum (ActiveSearcher._no_fit_reason)
+    if seed_runs is not None and seed_runs < need:
+        # fewer would not change anything: without a fit the designer keeps seeding anyway
+        raise fail("search.seed_runs", f"{seed_runs} is fewer than the {need} runs a fit of law {law} needs "
+                                       f"(its parameters + 1); the designer seeds until it has a fit")
     misfit = raw.get("misfit")
     return SearchSpec(kind=kind, law=law, target=target,
                       max_trials=positive_int(raw["max_trials"], "search.max_trials"),
                       stop_when=stop_when,
-                      seed_runs=None if seed_runs is None else positive_int(seed_runs, "search.seed_runs"),
+                      seed_runs=seed_runs,
                       misfit=None if misfit is None else non_negative(misfit, "search.misfit"),
                       cost=choice(SEARCH_COSTS)(raw.get("cost", "flops"), "search.cost"))
 

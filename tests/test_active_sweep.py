@@ -183,3 +183,17 @@ def test_a_pick_whose_run_ended_after_tunes_last_checkpoint_counts_after_a_resto
     while second.suggest(f"r{picks}") not in (None, Searcher.FINISHED):
         picks += 1
     assert picks == 2  # max_trials 4: t0 (live at the save: Tune runs it again), the late one, two more
+
+
+def test_the_summary_lists_each_ended_runs_spent_flops_not_its_plan(trials):
+    """A run that ended under its plan (early-stopped, diverged) is listed at what the ledger
+    counted; one still running at what it plans (a new user read planned FLOPs as spent)."""
+    searcher = _searcher(trials, sum(p.planned_flops for p in trials))
+    first, second = searcher.suggest("t0"), searcher.suggest("t1")
+    assert first not in (None, Searcher.FINISHED) and second not in (None, Searcher.FINISHED)
+    planned = searcher.live["t0"].planned_flops
+    searcher.on_trial_complete("t0", {"best_val_loss": 3.0, "flops": 0.4 * planned, "status": "early_stopped"})
+    lines = searcher.summary_lines()
+    assert f"{0.4 * planned:.3g} of {planned:.3g} planned FLOPs" in lines[-2]
+    assert lines[-1].endswith(f"{searcher.live['t1'].planned_flops:.3g} FLOPs planned, seed (space-filling)")
+    assert f"spent {0.4 * planned:.3g} of" in lines[0]

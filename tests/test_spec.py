@@ -137,6 +137,10 @@ def test_active_search_requires_max_trials_and_a_known_law(tmp_path):
     spec["search"]["seed_runs"] = 0
     with pytest.raises(SpecError, match=r"^search\.seed_runs: .*positive integer"):
         load_spec(spec)
+    # fewer than a fit needs was silently ignored: the designer seeded on (every pick "seed")
+    spec["search"]["seed_runs"] = 5
+    with pytest.raises(SpecError, match=r"^search\.seed_runs: 5 is fewer than the 6 runs a fit of law chinchilla needs"):
+        load_spec(spec)
     spec["search"].update(seed_runs=6, misfit=-0.01)
     with pytest.raises(SpecError, match=r"^search\.misfit: .*>= 0"):
         load_spec(spec)
