@@ -299,12 +299,20 @@ def _print_allocation(p, level: float) -> None:
     print(f"  N_opt             {fmt('N_opt', p.N_opt)}")
     print(f"  D_opt             {fmt('D_opt', p.D_opt)}")
     print(f"  tokens/param      {fmt('tokens_per_param', p.tokens_per_param)}")
-    print(f"  loss              {fmt('loss', p.loss)}" + (
-        f"  (prediction interval [{p.loss_prediction_interval[0]:.4g}, {p.loss_prediction_interval[1]:.4g}])"
-        if p.loss_prediction_interval else ""))
+    # The interval to act on comes first: the prediction interval with the law's misfit (the one
+    # bench/coverage.py calibrates); the narrower ones are listed after it, named for what they omit.
+    plain = p.loss_prediction_interval
+    plain_text = f"prediction [{plain[0]:.4g}, {plain[1]:.4g}] without the misfit" if plain else ""
+    conf_text = f"confidence [{iv['loss'][0]:.4g}, {iv['loss'][1]:.4g}] (parameters only)" if "loss" in iv else ""
     if p.loss_misfit_interval:
-        print(f"  loss, law misfit  [{p.loss_misfit_interval[0]:.4g}, {p.loss_misfit_interval[1]:.4g}]  (prediction "
-              f"interval widened by the {p.misfit_source})")
+        lo, hi = p.loss_misfit_interval
+        print(f"  loss              {p.loss:.4g}  [{lo:.4g}, {hi:.4g}]  (prediction interval with the {p.misfit_source})")
+        narrower = "; ".join(t for t in (conf_text, plain_text) if t)
+        if narrower:
+            print(f"                    narrower, for reference: {narrower}")
+    else:
+        print(f"  loss              {fmt('loss', p.loss)}" + (f"  (confidence, parameters only; {plain_text})"
+                                                               if plain and "loss" in iv else ""))
     print(f"  a (N_opt ∝ C^a)   {fmt('exponent_a', p.exponent_a)}")
     for note in p.notes:
         print(f"  warning: {note}")

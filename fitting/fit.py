@@ -240,7 +240,8 @@ class FitResult:
         if not verdict.identified:
             lines.append(f"NOT IDENTIFIED: {verdict.reason}; the values below fit these runs but do not separate "
                          f"the N term from the D term: no intervals")
-        lines.append(f"{'param':<10} {'value':>12} {'stderr':>12} {'ci%d lo' % round(level * 100):>12} {'ci hi':>12}")
+        pct = round(level * 100)
+        lines.append(f"{'param':<10} {'value':>12} {'stderr':>12} {f'ci{pct} lo':>12} {f'ci{pct} hi':>12}")
         for k in self.law.param_names:
             if verdict.identified:
                 iv = ivs[k]

@@ -212,8 +212,10 @@ def test_plan_prints_a_misfit_interval_that_contains_the_prediction_interval(tmp
         assert rc == 0 and "(log loss), calibrated by refitting 15 runs" in out and "their own estimate 0, " in out
         assert "misfit sd 0 (log loss)" not in out
         num = r"([-+0-9.e]+)"
-        plo, phi = map(float, re.search(rf"prediction interval \[{num}, {num}\]", out).groups())
-        wlo, whi = map(float, re.search(rf"loss, law misfit  \[{num}, {num}\]", out).groups())
+        plo, phi = map(float, re.search(rf"prediction \[{num}, {num}\] without the misfit", out).groups())
+        # the interval to act on is the loss line's own: the prediction interval with the misfit
+        wlo, whi = map(float, re.search(rf"  loss +{num}  \[{num}, {num}\]  \(prediction interval with the law misfit",
+                                        out).groups()[1:])
         assert wlo <= plo and whi >= phi, (c, plo, phi, wlo, whi)
 
 
