@@ -130,10 +130,41 @@ def _temp_root() -> str:
     return base if len(base) <= _SOCKET_ROOM - len("/ss-ray-xxxxxxxx") else "/tmp"
 
 
+class RayStartError(RuntimeError):
+    """The private local Ray did not start (twice): an environment fault, not bad input. The
+    CLI prints it as one line (exit 1) instead of Ray's traceback."""
+
+
+START_ATTEMPTS = 2  # on a loaded machine Ray's raylet can miss its 30 s start window once
+
+
 def start_private(num_cpus: int | None, record_in: tuple | None, **init_kwargs) -> PrivateRay:
     """Start a new local Ray of `num_cpus` CPUs (None: all), listening on 127.0.0.1 only, in
     its own temp dir; the trials' temp folders go there too (``TMPDIR`` of its workers).
-    `record_in`: (pyarrow filesystem, sweep directory) where ``ray_session.json`` is written."""
+    `record_in`: (pyarrow filesystem, sweep directory) where ``ray_session.json`` is written.
+    A start that fails is cleaned up and tried once more; raises `RayStartError` after
+    `START_ATTEMPTS` (the last failure chained), and whatever the storage raises for the record."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            temp_dir = _start_once(num_cpus, **init_kwargs)
+            break
+        except Exception as err:  # noqa: BLE001 - Ray raises bare Exception("...timed out during startup")
+            if attempt == START_ATTEMPTS:
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise RayStartError(f"the local Ray did not start ({START_ATTEMPTS} tries; last: {first}); "
+                                    f"a heavily loaded machine is the usual cause: run the command again") from err
+    local = PrivateRay(temp_dir, None)
+    if record_in is not None:
+        try:
+            local.record = _write_record(*record_in, temp_dir)
+        except BaseException:  # the storage refused: stop what was started, then report it
+            local.stop()
+            raise
+    return local
+
+
+def _start_once(num_cpus: int | None, **init_kwargs) -> str:
+    """One `ray.init` of a private instance; -> its temp dir. A failed start leaves nothing."""
     import ray
 
     # _temp_root reads (so caches) this process's own temp dir before TMPDIR changes below.
@@ -155,14 +186,7 @@ def start_private(num_cpus: int | None, record_in: tuple | None, **init_kwargs) 
         raise
     finally:
         _restore_env(saved)
-    local = PrivateRay(temp_dir, None)
-    if record_in is not None:
-        try:
-            local.record = _write_record(*record_in, temp_dir)
-        except BaseException:  # the storage refused: stop what was started, then report it
-            local.stop()
-            raise
-    return local
+    return temp_dir
 
 
 def _write_record(fs, directory: str, temp_dir: str) -> tuple:

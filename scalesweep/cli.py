@@ -26,6 +26,9 @@ COMMAND_MODULES = (
 
 # Bad input is the user's to fix: these exceptions print one line and exit 2, no traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
+# Faults of the machine, not the input, that the raiser already states in one line (exit 1).
+# By name: the CLI imports neither Ray nor the orchestrator before a command needs them.
+ENVIRONMENT_ERRORS = ("RayStartError",)  # orchestrator.local_ray
 
 
 def check_output_file(path: str, flag: str) -> None:
@@ -78,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
             for line in str(err).splitlines() or [repr(err)]:
                 print(f"scalesweep {args.command}: error: {line}", file=sys.stderr)
             return 2
+        except RuntimeError as err:
+            if type(err).__name__ not in ENVIRONMENT_ERRORS:
+                raise
+            print(f"scalesweep {args.command}: error: {err}", file=sys.stderr)
+            return 1
     except KeyboardInterrupt:
         # Ctrl-C is not a crash: no traceback, the shell's exit status for SIGINT. (`run`
         # handles its own, to print the line that resumes the sweep.)
