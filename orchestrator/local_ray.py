@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -115,6 +116,26 @@ class PrivateRay:
                 fs.delete_file(path)
 
 
+class _DefaultTokenAuthNotice(logging.Filter):
+    """Drops Ray's notice that a new local cluster turned token auth on by default (with how to
+    opt out): it is the setting a private Ray wants, printed on every run. Every other record,
+    e.g. the warning that auth is *disabled*, passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+
+
+@contextlib.contextmanager
+def _quiet_default_token_auth() -> Iterator[None]:
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    notice = _DefaultTokenAuthNotice()
+    logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice)
+
+
 def _loopback_interface() -> str | None:
     """The name of the network interface holding 127.0.0.1 (``lo`` on Linux), or None."""
     import psutil
@@ -176,7 +197,7 @@ def _start_once(num_cpus: int | None, **init_kwargs) -> str:
     if loopback:  # gloo listens on this interface's address (by default the hostname's, maybe public)
         os.environ["GLOO_SOCKET_IFNAME"] = loopback
     try:
-        with loopback_node():
+        with loopback_node(), _quiet_default_token_auth():
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                      _temp_dir=temp_dir, **init_kwargs)
     except BaseException:

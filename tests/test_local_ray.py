@@ -83,3 +83,19 @@ def test_other_runtime_errors_keep_their_traceback(monkeypatch):
     monkeypatch.setattr(cli, "build_parser", Parser)
     with pytest.raises(RuntimeError, match="a bug"):
         cli.main(["validate"])
+
+
+def test_the_private_ray_starts_with_token_auth_and_without_rays_notice_about_it(capfd, monkeypatch):
+    """Ray turns token auth on for a new local cluster and says so on every run ("Set
+    RAY_AUTH_MODE=disabled to opt out"): the private Ray keeps the setting, not the notice."""
+    import ray
+
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    private = local_ray.start_private(1, None, log_to_driver=False)
+    try:
+        assert os.environ.get("RAY_AUTH_MODE") == "token"  # Ray's default, kept
+    finally:
+        private.stop()
+    out = capfd.readouterr()
+    assert "Token authentication is enabled" not in out.out + out.err
+    assert not ray.is_initialized()
