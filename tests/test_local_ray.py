@@ -15,6 +15,8 @@ import yaml
 
 from orchestrator import local_ray
 
+pytestmark = pytest.mark.slow  # real Ray starts and a CLI run: scheduled among the long files
+
 TIMED_OUT = ("The current node timed out during startup. This could happen because some of the raylet "
              "failed to startup or the GCS has become overloaded.")
 
@@ -32,20 +34,26 @@ def _failing_init(real_init, fail_times: int, calls: list):
     return init
 
 
-def test_a_start_that_times_out_is_cleaned_up_and_tried_once_more(monkeypatch):
+def test_a_start_that_times_out_is_cleaned_up_and_tried_once_more(monkeypatch, capfd):
+    """...and the instance that starts keeps Ray's default token auth without Ray's every-run
+    notice about it ("Set RAY_AUTH_MODE=disabled to opt out")."""
     import ray
 
     calls: list = []
     monkeypatch.setattr(ray, "init", _failing_init(ray.init, 1, calls))
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     private = local_ray.start_private(1, None, log_to_driver=False)
     try:
         assert len(calls) == 2 and ray.is_initialized()
         assert not os.path.exists(calls[0])  # the failed attempt's temp dir is gone
         assert private.temp_dir == calls[1] and os.path.isdir(calls[1])
         assert ray.cluster_resources().get("CPU") == 1
+        assert os.environ.get("RAY_AUTH_MODE") == "token"  # Ray's default for a new local cluster, kept
     finally:
         private.stop()
-    assert not os.path.exists(calls[1])
+    assert not os.path.exists(calls[1]) and not ray.is_initialized()
+    out = capfd.readouterr()
+    assert "Token authentication is enabled" not in out.out + out.err
 
 
 def test_run_says_in_one_line_that_ray_did_not_start(tmp_path, monkeypatch, capsys):
@@ -84,18 +92,3 @@ def test_other_runtime_errors_keep_their_traceback(monkeypatch):
     with pytest.raises(RuntimeError, match="a bug"):
         cli.main(["validate"])
 
-
-def test_the_private_ray_starts_with_token_auth_and_without_rays_notice_about_it(capfd, monkeypatch):
-    """Ray turns token auth on for a new local cluster and says so on every run ("Set
-    RAY_AUTH_MODE=disabled to opt out"): the private Ray keeps the setting, not the notice."""
-    import ray
-
-    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
-    private = local_ray.start_private(1, None, log_to_driver=False)
-    try:
-        assert os.environ.get("RAY_AUTH_MODE") == "token"  # Ray's default, kept
-    finally:
-        private.stop()
-    out = capfd.readouterr()
-    assert "Token authentication is enabled" not in out.out + out.err
-    assert not ray.is_initialized()
