@@ -18,10 +18,13 @@ Settings
               best baseline's worst decile at every budget). Its own defaults: fractions
               0.01,0.05,0.1 and strategies active,v_optimal,d_optimal,random. Measured (20 seeds,
               mean / worst-decile R²; 1 %, 5 %, 10 %): active before the hedge −27.1/−137.7,
-              −3.47/−18.7, −0.59/−7.93; after −17.0/−73.0, −1.23/−6.43, −0.54/−5.34; best
-              baselines v_optimal −17.0/−73.0, v_optimal −1.42/−6.43, d_optimal −0.15/−4.96:
-              the goal is met at 1 % (a tie: active's seed and hedge are V-optimal's) and 5 %,
-              not at 10 %.
+              −3.47/−18.7, −0.59/−7.93; with the hedge −17.0/−73.0, −1.23/−6.43, −0.54/−5.34; with
+              the hedge and the posterior mixture (fitting.strategies, mixture_draws)
+              −17.0/−73.0, −1.29/−6.43, −0.05/−1.79; baselines v_optimal −17.0/−73.0,
+              −1.42/−6.43, −0.48/−7.21; d_optimal −25.5/−86.2, −3.87/−27.4, −0.15/−4.96; random
+              −∞ at 1 % and 5 % (seeds that bought too few runs to fit), −0.52/−5.47 at 10 %: the
+              goal is met at every budget (at 1 % a tie: active's seed and hedge are
+              V-optimal's; at 5 % the worst decile ties).
 
 For every setting: the full grid (pool) fit as reference, then each strategy at each budget
 fraction (of the whole grid's/pool's compute) over seeds; prints target R² (of loss) and mean

@@ -1,6 +1,7 @@
 """The designer hedges when its linearisation is unreliable (issue 15 item 6): a fit with
 parameters at their bounds, or near-equal multi-start optima that disagree at the targets, makes
-ActiveDesign pick what the variance-based (V-optimal) criterion picks; a sound fit does not."""
+ActiveDesign pick what the variance-based (V-optimal) criterion picks; a sound fit does not, and
+is scored under a mixture of draws from its linearised posterior instead of at the one point."""
 
 from __future__ import annotations
 
@@ -132,3 +133,48 @@ def test_a_many_parameter_law_gets_the_exact_laws_seed_even_with_a_misfit_prior(
     assert seed(nine, ActiveDesign(seed_method="sobol")) != seed(nine, ActiveDesign())
     assert len(seed(chinchilla, ActiveDesign())) == 12  # 2·(5 + 1), Sobol
     assert seed(chinchilla, ActiveDesign()) == seed(chinchilla, ActiveDesign(seed_method="sobol", seed_size=12))
+
+
+def test_posterior_draws_stay_inside_the_bounds_and_the_step_cap():
+    """The mixture's draws: centred on z, spread inflation × the posterior sd, each step capped
+    and every draw inside the law's z bounds."""
+    from fitting.posterior import posterior_draws
+
+    z = np.array([0.0, 1.0, 2.0])
+    Sigma = np.diag([0.01, 0.04, 25.0])
+    bounds = np.array([[-np.inf, np.inf], [-np.inf, np.inf], [1.0, 2.5]])
+    Z = posterior_draws(z, Sigma, 4000, np.random.default_rng(0), inflation=2.0, max_step=2.0, bounds=bounds)
+    assert Z.shape == (4000, 3)
+    np.testing.assert_allclose(Z[:, :2].mean(axis=0), z[:2], atol=0.02)
+    np.testing.assert_allclose(Z[:, :2].std(axis=0), [0.2, 0.4], rtol=0.05)  # 2 × sd
+    assert Z[:, 2].min() >= 1.0 and Z[:, 2].max() <= 2.5  # sd 10 × 2: capped at ±2, then clipped
+    assert np.all(np.abs(Z - z) <= 2.0 + 1e-12)
+    assert np.all(posterior_draws(z, Sigma, 5, np.random.default_rng(0), inflation=0.0) == z)
+
+
+def test_a_sound_fit_is_scored_under_the_mixture_where_the_rule_is_on(setup):
+    """With the rule on and the fit sound, scores average the target gain over draws around the
+    fit: draws that collapse onto the fit (inflation 0) give the one-point design exactly; spread
+    draws score differently. With the rule off (a 5-parameter law by default) no mixture."""
+    fit = setup[3]
+
+    def scores(**kw):
+        design = ActiveDesign(discrepancy=False, **kw)
+        picks = design.select(_state(setup, fit), 4)
+        assert design.hedged is None
+        return picks, [design.last_scores[j] for j in picks]
+
+    one_point = scores(hedge=True)
+    collapsed = ActiveDesign(discrepancy=False, hedge=True)
+    collapsed.mixture_inflation = 0.0
+    picks = collapsed.select(_state(setup, fit), 4)
+    point = ActiveDesign(discrepancy=False, hedge=True)
+    point.mixture_draws = 0
+    ref = point.select(_state(setup, fit), 4)
+    assert picks == ref
+    np.testing.assert_allclose([collapsed.last_scores[j] for j in picks], [point.last_scores[j] for j in ref], rtol=1e-9)
+    assert not np.allclose(one_point[1], [point.last_scores[j] for j in ref], rtol=1e-3, atol=0)  # the mixture counts
+    # a 5-parameter law by default: the rule, and with it the mixture, is off
+    no_mixture = ActiveDesign(discrepancy=False)
+    no_mixture.mixture_draws = 0
+    assert scores() == (no_mixture.select(_state(setup, fit), 4), list(no_mixture.last_scores.values()))
