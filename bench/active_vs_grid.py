@@ -216,13 +216,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="4 seeds")
     ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="seeds first_seed … first_seed+seeds−1 (a second set checks a setting chosen on the first)")
     ap.add_argument("--settings", default="chinchilla,kaplan,misfit,epoch")
     ap.add_argument("--strategies", default=None,
                     help="default active,clairvoyant,random,cost_random,cheapest,grid,d_optimal,v_optimal "
                          "(nine: active,v_optimal,d_optimal,random)")
     ap.add_argument("--fractions", default=None, help="default 0.01,0.03,0.1,0.3 (nine: 0.01,0.05,0.1)")
     args = ap.parse_args(argv)
-    seeds = range(4 if args.quick else args.seeds)
+    seeds = range(args.first_seed, args.first_seed + (4 if args.quick else args.seeds))
     fractions = [float(f) for f in (args.fractions or "0.01,0.03,0.1,0.3").split(",")]
     strategies = (args.strategies or "active,clairvoyant,random,cost_random,cheapest,grid,d_optimal,v_optimal").split(",")
     makers = {
