@@ -24,10 +24,16 @@ covered, and its standard error over replicates), the plain interval's coverage 
 run-to-run scatter, no misfit: the misfit interval always contains it, so where it alone covers
 more than 95 % the goal cannot be met), mean calibrated misfit amplitude, how often it was the
 prior, mean |error|, the interval's parts at the targets (mean log-loss sd from the parameters,
-the run-to-run scatter and the misfit) against the rms of the observed log error; last line the
-worst coverage against the goal (85-95 %).
+the run-to-run scatter and the misfit) against the rms of the observed log error and the rms error
+of the predicted mean against the noise-free truth ("vs truth": what the parameter and misfit parts
+should cover; both pooled over replicates and targets); last line the worst coverage against the
+goal (85-95 %). ``--exact`` makes every oracle the law itself (no misfit): the parameter and
+scatter parts alone, to see what the misfit adds to them (a misfit in the residuals widens them).
+``--scales`` adds a line per row: the coverage had the misfit sd been multiplied by each scale
+(the same fits), the trade-off any one misfit calibration faces across the laws.
 
-  python bench/coverage.py [--replicates 50] [--laws chinchilla,kaplan,...] [--fractions 0.05,0.1]
+  python bench/coverage.py [--replicates 50] [--laws chinchilla,kaplan,...] [--fractions 0.05,0.1] [--exact]
+                           [--scales 0,0.5,0.75,1,1.25]
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from scipy import stats
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/nine_law.py
@@ -57,8 +64,11 @@ from nine_law import NINE, NINE_TRUTH  # noqa: E402
 GOAL = (0.85, 0.95)
 LEVEL = 0.9
 NOISE = 0.01  # sd of log loss between runs
-# the 90 % interval's parts at the targets (mean log-loss sd), and the rms of the observed log error
-PARTS = ("param", "scatter", "misfit", "rms")
+# the 90 % interval's parts at the targets (mean log-loss sd); the rms over replicates and targets of
+# the observed log error ("rms", noise included) and of the predicted mean's error against the noise-free
+# truth ("truth": what the parameter and misfit parts are there to cover), squared per replicate and
+# pooled in coverage() (a mean of per-replicate rms reads low with 5 correlated targets)
+PARTS = ("param", "scatter", "misfit", "rms", "truth")
 
 
 UNIQUE = 3e9  # data_constrained: unique tokens available
@@ -98,13 +108,17 @@ SETTINGS = {
 }
 
 
-def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = False) -> dict:
+def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = False, exact: bool = False,
+              scales: tuple[float, ...] = ()) -> dict:
     """One seeded replicate: → covered share of the targets, misfit sd and whether calibrated,
     mean |relative error| of the predictions (NaN entries when the budget bought too few runs).
     ``warm``: fit the full pool from the true parameters only (a local fit, no multi-start: what
-    the CI test uses to stay within seconds; the intervals, not the search, are under test)."""
+    the CI test uses to stay within seconds; the intervals, not the search, are under test).
+    ``exact``: the oracle is the law itself (no misfit), so the parameter and scatter parts can be
+    checked against the error they alone should cover. ``scales``: also the coverage with the misfit
+    sd multiplied by each (key ``"scale"``, one entry per scale; 1 is the interval printed)."""
     pool, target = setting.pool(), setting.targets()
-    orc = SimulatedOracle(setting.law, setting.truth, noise=NOISE, seed=seed, misfit=setting.misfit)
+    orc = SimulatedOracle(setting.law, setting.truth, noise=NOISE, seed=seed, misfit=None if exact else setting.misfit)
     y_pool, y_target = orc.observe(pool.X), orc.observe(target.X)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -117,25 +131,33 @@ def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = F
                              fit_config=OnlineFitConfig(full_every=16, max_starts=256, screen=8, seed=seed))
             fit = run.fit
         if fit is None:
-            return dict.fromkeys(("coverage", "plain", "amplitude", "are") + PARTS, np.nan) | {"calibrated": False}
+            return dict.fromkeys(("coverage", "plain", "amplitude", "are") + PARTS, np.nan) | {
+            "calibrated": False, "scale": [np.nan] * len(scales)}
         cal = calibrate_misfit(fit)
         iv = extrapolation_interval(fit, target.X, level=LEVEL, calibration=cal)
         conf = fit.interval(target.X, level=LEVEL, kind="confidence", method="delta")
         plain = fit.interval(target.X, level=LEVEL)  # parameters and run-to-run scatter, no misfit
     err = np.log(y_target) - np.log(iv.mean)
-    # the interval's log-sd parts at the targets: parameters (sandwich), run-to-run scatter, misfit
+    # the delta-method interval is symmetric in log: half-width q·√(plain sd² + (scale·misfit sd)²)
+    m = misfit_sd(fit, fit.law.columns(target.X), cal)
+    q = stats.t.ppf(0.5 + LEVEL / 2, max(fit.n_points - fit.law.n_params, 1))
+    by_scale = [float(np.mean(np.abs(err) <= q * np.sqrt(plain.se_log**2 + (c * m) ** 2))) for c in scales]
+    # the interval's log-sd parts at the targets: parameters (sandwich), run-to-run scatter, misfit;
+    # mean squared errors (observed, and of the mean against the noise-free truth), pooled in coverage()
     parts = {"param": float(np.mean(conf.se_log)), "scatter": float(fit.sigma),
-             "misfit": float(np.mean(misfit_sd(fit, fit.law.columns(target.X), cal))),
-             "rms": float(np.sqrt(np.mean(err**2)))}
+             "misfit": float(np.mean(m)),
+             "rms": float(np.mean(err**2)), "truth": float(np.mean((np.log(orc.truth(target.X)) - np.log(iv.mean)) ** 2))}
     return {"coverage": float(np.mean((y_target >= iv.lo) & (y_target <= iv.hi))), "amplitude": cal.amplitude,
             "plain": float(np.mean((y_target >= plain.lo) & (y_target <= plain.hi))),
-            "calibrated": cal.calibrated, "are": float(np.mean(np.abs(iv.mean / y_target - 1)))} | parts
+            "calibrated": cal.calibrated, "are": float(np.mean(np.abs(iv.mean / y_target - 1))),
+            "scale": by_scale} | parts
 
 
-def coverage(name: str, replicates: int, fraction: float = 1.0, first_seed: int = 0, warm: bool = False) -> dict:
+def coverage(name: str, replicates: int, fraction: float = 1.0, first_seed: int = 0, warm: bool = False,
+             exact: bool = False, scales: tuple[float, ...] = ()) -> dict:
     """Mean over ``replicates`` seeded replicates of :func:`replicate` for law ``name``."""
     setting = SETTINGS[name]()
-    rows = [replicate(setting, seed, fraction, warm) for seed in range(first_seed, first_seed + replicates)]
+    rows = [replicate(setting, seed, fraction, warm, exact, scales) for seed in range(first_seed, first_seed + replicates)]
     cov = np.array([r["coverage"] for r in rows])
     ok = np.isfinite(cov)
     return {"law": name, "fraction": fraction, "n": int(ok.sum()), "coverage": float(cov[ok].mean()),
@@ -143,8 +165,9 @@ def coverage(name: str, replicates: int, fraction: float = 1.0, first_seed: int 
             "amplitude": float(np.nanmean([r["amplitude"] for r in rows])),
             "prior": int(sum(not r["calibrated"] for r in rows)),
             "zero": int(sum(r["amplitude"] == 0 for r in rows)),
-            "are": float(np.nanmean([r["are"] for r in rows])), "plain": float(np.nanmean([r["plain"] for r in rows]))} | {
-            k: float(np.nanmean([r[k] for r in rows])) for k in PARTS}
+            "are": float(np.nanmean([r["are"] for r in rows])), "plain": float(np.nanmean([r["plain"] for r in rows])),
+            "scale": np.nanmean([r["scale"] for r in rows], axis=0).tolist() if scales else []} | {
+            k: float(np.nanmean([r[k] for r in rows]) ** (0.5 if k in ("rms", "truth") else 1)) for k in PARTS}
 
 
 def main(argv=None) -> int:
@@ -153,6 +176,9 @@ def main(argv=None) -> int:
     ap.add_argument("--laws", default=",".join(SETTINGS))
     ap.add_argument("--fractions", default="", help="active design at these budget fractions too (e.g. 0.05,0.1)")
     ap.add_argument("--no-full", action="store_true", help="skip the full-pool row (only the --fractions ones)")
+    ap.add_argument("--exact", action="store_true", help="oracles without misfit: the parameter and scatter parts alone")
+    ap.add_argument("--scales", default="", help="also the coverage with the misfit sd times each of these (e.g. "
+                    "0,0.5,1,1.5): the trade-off one calibration would face across laws")
     args = ap.parse_args(argv)
     laws = [s for s in args.laws.split(",") if s]
     unknown = [s for s in laws if s not in SETTINGS]
@@ -160,20 +186,23 @@ def main(argv=None) -> int:
         print(f"--laws: unknown {unknown}; choose from {sorted(SETTINGS)}", file=sys.stderr)
         return 2
     fractions = ([] if args.no_full else [1.0]) + [float(f) for f in args.fractions.split(",") if f]
+    scales = tuple(float(c) for c in args.scales.split(",") if c)
     if not fractions:
         print("--no-full needs --fractions", file=sys.stderr)
         return 2
     print(f"{'law':<17} {'strategy':<12} {'reps':>4} {'coverage':>9} {'± se':>6} {'plain':>6} {'misfit sd':>9} {'prior':>5} "
-          f"{'zero':>4} {'mean|err|':>9} {'sd: param':>9} {'scatter':>7} {'misfit':>6} {'rms err':>7} {'s':>6}")
+          f"{'zero':>4} {'mean|err|':>9} {'sd: param':>9} {'scatter':>7} {'misfit':>6} {'rms err':>7} {'vs truth':>8} {'s':>6}")
     rows = []
     for name in laws:
         for frac in fractions:
             t0 = time.perf_counter()
-            r = coverage(name, args.replicates, frac)
+            r = coverage(name, args.replicates, frac, exact=args.exact, scales=scales)
             strategy = "full pool" if frac >= 1 else f"active {frac:.0%}"
             print(f"{name:<17} {strategy:<12} {r['n']:>4} {r['coverage']:>9.1%} {r['se']:>6.1%} {r['plain']:>6.1%} {r['amplitude']:>9.4f} "
                   f"{r['prior']:>5} {r['zero']:>4} {r['are']:>9.2%} {r['param']:>9.4f} {r['scatter']:>7.4f} {r['misfit']:>6.4f} "
-                  f"{r['rms']:>7.4f} {time.perf_counter() - t0:>6.0f}", flush=True)
+                  f"{r['rms']:>7.4f} {r['truth']:>8.4f} {time.perf_counter() - t0:>6.0f}", flush=True)
+            if scales:
+                print(f"{'':<17} {'':<12} misfit sd x " + ", ".join(f"{c:g}: {v:.1%}" for c, v in zip(scales, r["scale"])))
             rows.append((name, strategy, r["coverage"]))
     worst = min(rows, key=lambda row: row[2])
     outside = [f"{n} {s} {c:.1%}" for n, s, c in rows if not GOAL[0] <= c <= GOAL[1]]
