@@ -263,6 +263,8 @@ def main(argv=None) -> int:
                     help="predict with the power law in steps (no LR schedule), as the stopper did before")
     ap.add_argument("--rule", choices=("own", "reference"), default="own",
                     help="own: each run's own curve (the trials' stopper); reference: the finished runs of its sweep")
+    ap.add_argument("--points", type=int, default=None,
+                    help="--rule reference: evaluations the run's offset averages (default: fitting.reference_curves.POINTS)")
     args = ap.parse_args(argv)
 
     stores = args.store
@@ -290,7 +292,7 @@ def main(argv=None) -> int:
     rows, arms, scatter = {}, {None: (design.observed, ones)}, []
     for setting in settings:
         outcome = replay(runs, curves, *setting, schedule) if args.rule == "own" else \
-            replay_reference(runs, curves, *setting)
+            replay_reference(runs, curves, *setting, points=args.points)
         scatter += [o["eval_log_sd"] for o in outcome.values() if o.get("eval_log_sd")]
         if args.assumed_sd:  # as rows written before eval_log_sd: fitting.run_result.REFERENCE_LOG_SD
             outcome = {key: dict(row, eval_log_sd=None) for key, row in outcome.items()}
