@@ -164,14 +164,28 @@ class Design:
                   "D": np.array([r["tokens_seen"] for r in runs], float)}
         self.observed = np.array([r["best_val_loss"] for r in runs], float)
 
-    def losses(self, outcome: dict[str, dict] | None) -> tuple[np.ndarray, np.ndarray]:
+    def losses(self, outcome: dict[str, dict] | None, weights: str = "interval") -> tuple[np.ndarray, np.ndarray]:
         """(loss, weight) of each run as the fit takes it: the held-out runs' and, without
-        `outcome`, every run's observed loss; a fitted run's early outcome otherwise."""
+        `outcome`, every run's observed loss; a fitted run's early outcome otherwise, weighted
+        (`weights`) by `fitting.run_result`'s rule (``interval``), with the law's misfit
+        (``misfit``: the base fit's rms log residual, `misfit`) or not at all (``one``)."""
         from fitting.run_result import result_loss
 
-        pairs = [result_loss(outcome[r["trial_id"]] if outcome and not held else r)
+        misfit = self.misfit() if weights == "misfit" else 0.0
+        pairs = [result_loss(outcome[r["trial_id"]] if outcome and not held else r, misfit_log_sd=misfit)
                  for r, held in zip(self.runs, self.held)]
-        return np.array([p[0] for p in pairs], float), np.array([p[1] for p in pairs], float)
+        w = np.array([p[1] for p in pairs], float)
+        return np.array([p[0] for p in pairs], float), (np.ones_like(w) if weights == "one" else w)
+
+    def misfit(self) -> float:
+        """rms log residual of the fitted runs about Chinchilla fitted to their observed losses:
+        the law's misfit on this design (its evaluation scatter included)."""
+        if not hasattr(self, "_misfit"):
+            fit = self.error(self.observed, np.ones(len(self.runs)))[1]
+            fitted = ~self.held
+            log_pred = np.log(fit.predict({k: v[fitted] for k, v in self.X.items()}))
+            self._misfit = float(np.sqrt(np.mean((log_pred - np.log(self.observed[fitted])) ** 2)))
+        return self._misfit
 
     def error(self, y: np.ndarray, w: np.ndarray, fit_counts=None, held_counts=None, starts=None):
         """(held-out mean relative error, fit): Chinchilla fitted to the fitted runs' `y` with
@@ -265,6 +279,9 @@ def main(argv=None) -> int:
                     help="own: each run's own curve (the trials' stopper); reference: the finished runs of its sweep")
     ap.add_argument("--points", type=int, default=None,
                     help="--rule reference: evaluations the run's offset averages (default: fitting.reference_curves.POINTS)")
+    ap.add_argument("--weights", choices=("interval", "misfit", "one"), default="interval",
+                    help="a stopped run's weight in the fit: interval (fitting.run_result, the sweep's), misfit "
+                         "(its interval against the law's misfit + the run's scatter) or one")
     args = ap.parse_args(argv)
 
     stores = args.store
@@ -301,9 +318,11 @@ def main(argv=None) -> int:
         stops = tuple(o["steps"] for o in early)
         rows[setting] = (sum(o["status"] == "early_stopped" for o, f in zip(early, fitted) if f), saved, stops)
         if saved >= args.min_saved or setting == (args.min_fraction, args.rel_ci):
-            arms.setdefault(stops, design.losses(outcome))  # settings that stop alike share one arm
+            arms.setdefault(stops, design.losses(outcome, args.weights))  # settings that stop alike share one arm
         else:
-            rows[setting] += (design.losses(outcome),)
+            rows[setting] += (design.losses(outcome, args.weights),)
+        if setting == (args.min_fraction, args.rel_ci):
+            reported = design.losses(outcome, args.weights)
     # the ideal predictor: the reported setting's stopped runs, observed losses off by one evaluation's scatter
     sd = evaluation_scatter(curves, runs)
     stopped = np.array(rows[(args.min_fraction, args.rel_ci)][2]) < np.array([r["steps"] for r in runs])
@@ -342,6 +361,11 @@ def main(argv=None) -> int:
     if scatter:
         print(f"scale: the goal's +10 % is {0.1 * base:.2%} of held-out error; the runs' own evaluation scatter about "
               f"their curves (eval_log_sd, median over the stops) is {np.median(scatter):.2%} of the loss")
+    y, w = reported
+    print(f"the reported setting's change split (full sample): its weights with the observed losses "
+          f"{design.error(design.observed, w)[0] / base - 1:+.1%}, its predicted losses with weight 1 "
+          f"{design.error(y, ones)[0] / base - 1:+.1%} (weights: {args.weights}; law misfit "
+          f"{design.misfit():.2%} rms)")
     if best is None:
         print("no setting saves >= 30 % with its held-out error change and the 95th percentile of it <= +10 %")
     else:

@@ -8,8 +8,10 @@ sweep enter as far as they had got at that evaluation's wall-clock time (stored 
 prediction is compared with the loss a fit takes from the finished run (its best evaluation).
 Rules: ``own`` (the trials' stopper: the run's own curve, LR-schedule law), ``reference``
 (`fitting.reference_curves`: the nearest-N finished run of the same schedule, shifted), ``joint``
-(`fitting.schedule_law`: Tissue et al.'s law fitted jointly to the same-N runs, per-curve L0) and
-``joint1`` (the same with one shared L0). Prints per rule and fraction: runs predicted, rms and
+(`fitting.schedule_law`: Tissue et al.'s law fitted jointly to the same-N runs, per-curve L0),
+``joint1`` (the same with one shared L0) and ``amplitudes`` (the law fitted jointly to the runs
+with the same schedule, every N: α, λ, C shared, L0 and A per curve). ``referenceK``: the
+reference rule with its offset averaged over the last K evaluations (default 4). Prints per rule and fraction: runs predicted, rms and
 mean of the log error, and the 90 % intervals' coverage.
 """
 from __future__ import annotations
@@ -70,14 +72,15 @@ def predict(rule, tid, view, fraction):
             return reference_prediction(s[:k], y[:k], total, float(row["non_embedding_params"]), refs,
                                         points=int(rule[9:] or POINTS)), truth
         others = []
+        shared = "non_embedding_params" if rule.startswith("joint") else "planned_steps"  # same N / schedule
         for q, v in same_store:
-            if v[0]["non_embedding_params"] != row["non_embedding_params"]:
+            if v[0][shared] != row[shared]:
                 continue
             seen = v[3] <= now
             if seen.sum() >= 3:
                 others.append(Curve(v[1][seen], v[2][seen], lr_of(int(v[0]["planned_steps"]))))
         run = Curve(s[:k], y[:k], lr_of(total))
-        return joint_prediction(run, others, offsets=(rule == "joint")), truth
+        return joint_prediction(run, others, offsets=rule != "joint1", amplitudes=rule == "amplitudes"), truth
     except ValueError:
         return None
 
@@ -88,13 +91,14 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store", action="append", required=True)
     ap.add_argument("--sweep", default="early")
-    ap.add_argument("--rule", action="append", help="own, reference, joint, joint1 (default: all)")
+    ap.add_argument("--rule", action="append", help="own, reference, referenceK (K evaluations in the offset), "
+                                                    "joint, joint1, amplitudes (default: all but referenceK)")
     args = ap.parse_args(argv)
     runs, curves = load_pooled(args.store, args.sweep)
     view = sweep_view(runs, curves)
     print(f"{len(args.store)} sweeps, {len(runs)} runs")
     print(f"{'rule':>10} {'at':>4} {'runs':>5} {'rms err':>8} {'mean err':>9} {'90% held':>9}")
-    for rule in args.rule or ("own", "reference", "joint", "joint1"):
+    for rule in args.rule or ("own", "reference", "joint", "joint1", "amplitudes"):
         for fraction in (0.3, 0.5, 0.7):
             out = [p for tid in view if (p := predict(rule, tid, view, fraction)) is not None]
             if not out:

@@ -135,18 +135,18 @@ def fit_joint(curves: Sequence[Curve], offsets: bool = True, weights: Sequence[f
                     float(resid / np.sqrt(max(n - k - 2, 1))))
 
 
-def _predict_log(run: Curve, others: Sequence[Curve], offsets: bool) -> float:
-    fit = fit_joint([run, *others], offsets)
+def _predict_log(run: Curve, others: Sequence[Curve], offsets: bool, amplitudes: bool) -> float:
+    fit = fit_joint([run, *others], offsets, amplitudes=amplitudes)
     return float(np.log(fit.predict(0, run.lr, run.planned)))
 
 
 def joint_prediction(run: Curve, others: Sequence[Curve], *, level: float = 0.9,
-                     offsets: bool = True) -> CurvePrediction:
+                     offsets: bool = True, amplitudes: bool = False) -> CurvePrediction:
     """Predicted loss of `run` at its planned last step from the joint law fitted to it and the
     same-N curves `others` (finished ones whole, running ones as far as they have got), method
     ``joint_schedule``; interval calibrated on the finished others (module docstring). Raises
     ValueError with too few points or fewer than :data:`MIN_CALIBRATION` finished others."""
-    log_loss = _predict_log(run, others, offsets)
+    log_loss = _predict_log(run, others, offsets, amplitudes)
     fraction = run.steps[-1] / run.planned
     finished = [j for j, c in enumerate(others) if c.steps.size and c.steps[-1] >= c.planned]
     errors = []
@@ -154,14 +154,14 @@ def joint_prediction(run: Curve, others: Sequence[Curve], *, level: float = 0.9,
         ref = others[j]
         rest = [run, *(c for i, c in enumerate(others) if i != j)]
         try:
-            errors.append(_predict_log(ref.upto(fraction * ref.planned), rest, offsets) - np.log(ref.losses[-1]))
+            errors.append(_predict_log(ref.upto(fraction * ref.planned), rest, offsets, amplitudes) - np.log(ref.losses[-1]))
         except ValueError:
             continue
     if len(errors) < MIN_CALIBRATION:
-        raise ValueError(f"{len(errors)} finished same-size runs calibrate the interval, need at least {MIN_CALIBRATION}")
+        raise ValueError(f"{len(errors)} finished runs among the others calibrate the interval, need at least {MIN_CALIBRATION}")
     errors = np.array(errors)
     half = float(stats.t.ppf(0.5 + level / 2, errors.size) * np.sqrt(np.mean(errors ** 2)))
-    fit = fit_joint([run, *others], offsets)
+    fit = fit_joint([run, *others], offsets, amplitudes=amplitudes)
     return CurvePrediction(loss=float(np.exp(log_loss)), lo=float(np.exp(log_loss - half)),
                            hi=float(np.exp(log_loss + half)), level=float(level), method="joint_schedule",
                            n_points=int(run.steps.size), eval_log_sd=fit.rms / float(np.exp(log_loss)))

@@ -48,5 +48,5 @@ def test_a_stopped_long_run_borrows_the_annealing_from_finished_shorter_ones():
 def test_no_stop_without_finished_runs_to_calibrate_on():
     rng = np.random.default_rng(1)
     long_run, _ = law_curve(1600, rng)
-    with pytest.raises(ValueError, match="finished same-size runs"):
+    with pytest.raises(ValueError, match="finished runs among the others"):
         joint_prediction(long_run.upto(600), [law_curve(200, rng)[0]])
