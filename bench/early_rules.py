@@ -11,8 +11,8 @@ Rules: ``own`` (the trials' stopper: the run's own curve, LR-schedule law), ``re
 (`fitting.schedule_law`: Tissue et al.'s law fitted jointly to the same-N runs, per-curve L0),
 ``joint1`` (the same with one shared L0) and ``amplitudes`` (the law fitted jointly to the runs
 with the same schedule, every N: α, λ, C shared, L0 and A per curve). ``referenceK``: the
-reference rule with its offset averaged over the last K evaluations (default 4). Prints per rule and fraction: runs predicted, rms and
-mean of the log error, and the 90 % intervals' coverage.
+reference rule with its offset averaged over the last K evaluations (default 4). Prints per rule and fraction: runs predicted (with a finite
+positive prediction), rms and mean of the log error, and the 90 % intervals' coverage.
 """
 from __future__ import annotations
 
@@ -100,7 +100,8 @@ def main(argv=None):
     print(f"{'rule':>10} {'at':>4} {'runs':>5} {'rms err':>8} {'mean err':>9} {'90% held':>9}")
     for rule in args.rule or ("own", "reference", "joint", "joint1", "amplitudes"):
         for fraction in (0.3, 0.5, 0.7):
-            out = [p for tid in view if (p := predict(rule, tid, view, fraction)) is not None]
+            out = [p for tid in view if (p := predict(rule, tid, view, fraction)) is not None
+                   and np.isfinite(p[0].loss) and p[0].loss > 0]
             if not out:
                 print(f"{rule:>10} {fraction:>4g} {0:>5d}")
                 continue
