@@ -23,7 +23,19 @@ predicts each finished same-N run from the evaluations it had made at the run's 
 its steps (the others as they are now), and the half-width is t·rms of those log errors, t on
 as many degrees of freedom as errors, the `level` quantile (fewer than :data:`MIN_CALIBRATION`
 finished same-N runs: ValueError, no stop without evidence).
-Units: steps are optimizer steps, losses nats/token; η any scale (normalised to its peak).
+``amplitudes`` instead fits the runs of one *schedule* across N: α, λ, C shared, L0 and A per curve.
+
+Measured (bench/early_rules.py, causal replay on the 48 stored runs of /work/earlybench4; rms
+error of the final loss from 30 / 50 / 70 % of a run): same-N joint fit 11.4 / 8.0 / 5.4 %, one
+shared L0 9.0 / 6.7 / 4.6 %, ``amplitudes`` 4.4 / 3.2 / 2.3 % — better than the run's own curve
+(50.7 / 9.4 / 2.5 %, one wild fit at 30 %) but worse than the shared-curve rule
+(`fitting.reference_curves`: 2.0 / 1.0 / 0.5 %). Why: the same-N runs that finish before a long
+run's decision are its shorter-schedule siblings, whose forward area S1 never reaches the S1 the
+long run must be extrapolated to (a 1538-step run at 30 % is at S1 ≈ 404 of its final 843; its 769-step sibling
+ends at S1 ≈ 420), so they pin the annealing term but not the power law's reach; and the law
+misfits these tiny models' curves by ~1 % rms (plateaus and bumps that the same-schedule runs share
+— they see the same data in the same order — and the shared-curve rule copies). Not wired into
+sweeps. Units: steps are optimizer steps, losses nats/token; η any scale (normalised to its peak).
 Pure numpy/scipy.
 """
 
