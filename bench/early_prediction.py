@@ -19,7 +19,9 @@ observed losses (mean relative error). Compute saved: planned FLOPs the stopped 
 spend, over the fitted runs' planned FLOPs.
 
 Resolution: one 16-run sweep's held-out error moves by -44 % ... +105 % when its fitted losses get
-0.5 % noise, so it cannot resolve a 10 % change; the 48 pooled runs: -2 % ... +22 %. The change
+0.5 % noise, so it cannot resolve a 10 % change; the 48 pooled runs: -2 % ... +22 %; 112 runs (7
+sweeps: these 3 and seeds 3-6 at scales 0.5, 0.84, 0.59, 0.71): -8.7 % ... +4.3 %, and there the
+ideal predictor's 90 % interval is [-6.4 %, +12.3 %], so +10 % is at the edge of what it resolves. The change
 is paired-bootstrapped: each replicate resamples the fitted and the held-out runs (with
 replacement, one draw for both arms) and refits both arms (each fit started from every arm's
 full-sample optimum); the table gives the change on all runs and the 5th-95th percentile of the
@@ -28,7 +30,14 @@ replicates'. The resolution line is the change 0.5 % loss noise alone makes, not
 Rules (``--rule``): ``own`` (default) is the trials' stopper, each run predicted from its own curve;
 ``reference`` the shared-curve rule (`fitting.reference_curves`): each run predicted from the
 finished runs of its own sweep with the same schedule, its interval calibrated on them (replayed
-in the stored order in which runs finished, bench/early_reference.py; not wired into sweeps).
+in the stored order in which runs finished, bench/early_reference.py; not wired into sweeps;
+`--points`: the evaluations its offset averages). bench/early_rules.py compares the rules' errors.
+
+Weights (``--weights``): a stopped run enters the fit with `fitting.run_result`'s weight, its
+interval against its own evaluation scatter (``interval``, what sweeps do), against scatter + the
+law's misfit on this design (``misfit``: the base fit's rms log residual), or 1 (``one``). A line
+splits the reported setting's change into the weighting alone (observed losses, its weights) and
+the predictions alone (weight 1): Chinchilla's near-L1 fit on these runs moves with either.
 
 Prints one line per (min_fraction, rel_ci), the resolution, the setting that saves most within the
 goal (or that none does), and last the saved fraction and the change of the held-out error at the
