@@ -7,7 +7,13 @@ a log-loss residual's variance is taken as sd_obs² for an observed loss and sd_
 a predicted one, where sd_pred is the prediction's log-space sd, ln(hi/lo)/(2·z) at its level.
 The weight is the ratio of the two variances. sd_obs is the run's own evaluation scatter about its
 fitted curve (``eval_log_sd``, measured by the predictor from the curve it stopped on), or
-REFERENCE_LOG_SD where the row does not carry it (rows written before it was stored). Pure Python + numpy; used by `fitting.data.load_fit_data` (stores) and the active
+REFERENCE_LOG_SD where the row does not carry it (rows written before it was stored).
+``misfit_log_sd`` (optional, 0 by default) adds the law's own misfit to both variances: a run's
+residual about the fitted law is misfit + noise, and where the misfit dominates (the bench's tiny
+runs: 1.6 % rms against 0.3-0.6 % scatter) a prediction 0.6 % off is almost as good as an
+observation; the plain ratio weighed such runs ~0.5, and that re-weighting alone moved the
+held-out error of the bench's near-L1 Chinchilla fit by +16-23 % with observed losses
+(bench/early_prediction.py, ``--weights``). Pure Python + numpy; used by `fitting.data.load_fit_data` (stores) and the active
 designer (`orchestrator.active_search`).
 """
 
@@ -27,14 +33,15 @@ small-LM losses) where a row carries no measured ``eval_log_sd``; a prediction a
 observed loss gets weight 1/2. An assumption, not a fit."""
 
 
-def prediction_weight(lo: float, hi: float, level: float, eval_log_sd: float | None = None) -> float:
+def prediction_weight(lo: float, hi: float, level: float, eval_log_sd: float | None = None,
+                      misfit_log_sd: float = 0.0) -> float:
     """Relative weight (0, 1] of a predicted loss whose `level` interval is [lo, hi], against an
     observed loss whose log-space sd is `eval_log_sd` (None or not a positive number:
-    REFERENCE_LOG_SD)."""
+    REFERENCE_LOG_SD); `misfit_log_sd`, the law's misfit sd in log loss, adds to both variances."""
     z = NormalDist().inv_cdf(0.5 + level / 2)
     sd = math.log(hi / lo) / (2 * z)
-    observed = _observed_sd(eval_log_sd)
-    return observed ** 2 / (observed ** 2 + sd ** 2)
+    observed = _observed_sd(eval_log_sd) ** 2 + misfit_log_sd ** 2
+    return observed / (observed + sd ** 2)
 
 
 def _observed_sd(eval_log_sd) -> float:
@@ -42,9 +49,10 @@ def _observed_sd(eval_log_sd) -> float:
     return float(eval_log_sd) if usable else REFERENCE_LOG_SD
 
 
-def _weight(row: Mapping) -> float:
+def _weight(row: Mapping, misfit_log_sd: float = 0.0) -> float:
     """`prediction_weight` of a predicted row (`is_predicted`), with its measured scatter if any."""
-    return prediction_weight(row["predicted_lo"], row["predicted_hi"], row["predicted_level"], row.get("eval_log_sd"))
+    return prediction_weight(row["predicted_lo"], row["predicted_hi"], row["predicted_level"], row.get("eval_log_sd"),
+                             misfit_log_sd)
 
 
 def is_predicted(row: Mapping) -> bool:
@@ -96,9 +104,10 @@ def fitted_columns(cols: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray
     return cols, (weights if (weights < 1).any() else None)
 
 
-def result_loss(row: Mapping, metric: str = "best_val_loss") -> tuple[float | None, float]:
+def result_loss(row: Mapping, metric: str = "best_val_loss", misfit_log_sd: float = 0.0) -> tuple[float | None, float]:
     """(loss, weight) a fit takes from a runs row (or a trial's final Tune result): `as_fitted`'s
-    `metric` (a prediction-stopped run's predicted loss) and weight."""
+    `metric` (a prediction-stopped run's predicted loss) and weight (`misfit_log_sd`: as in
+    `prediction_weight`)."""
     if is_predicted(row):  # a Tune result has no steps to rescale; the loss is all it needs
-        return float(row["predicted_loss"]), _weight(row)
+        return float(row["predicted_loss"]), _weight(row, misfit_log_sd)
     return row.get(metric), 1.0

@@ -43,6 +43,18 @@ def test_the_weight_measures_the_observed_loss_against_the_run_s_own_evaluation_
         assert result_loss({**PREDICTED, "eval_log_sd": missing}) == result_loss(PREDICTED)
 
 
+def test_the_law_s_misfit_adds_to_both_variances():
+    """A residual about the fitted law is misfit + noise: with `misfit_log_sd` the same prediction
+    weighs (o² + m²)/(o² + m² + p²), more the larger the misfit, 1 in the limit."""
+    sd = np.log(2.3 / 2.1) / (2 * 1.6448536)
+    row = {**PREDICTED, "eval_log_sd": 0.005}
+    weights = [result_loss(row, misfit_log_sd=m)[1] for m in (0.0, 0.016, 1.0)]
+    assert weights[0] == pytest.approx(0.005 ** 2 / (0.005 ** 2 + sd ** 2))
+    observed = 0.005 ** 2 + 0.016 ** 2
+    assert weights[1] == pytest.approx(observed / (observed + sd ** 2))
+    assert weights[0] < weights[1] < weights[2] < 1 and weights[2] > 0.999
+
+
 def test_a_store_s_predicted_run_enters_the_fit_data_with_its_predicted_loss_and_weight(tmp_path):
     from fitting.data import load_fit_data
 

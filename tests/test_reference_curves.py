@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fitting.reference_curves import MIN_CALIBRATION, ReferenceCurve, reference_prediction
+from fitting.reference_curves import MIN_CALIBRATION, POINTS, ReferenceCurve, reference_prediction
 
 T = 400
 STEPS = np.arange(8, T + 1, 8)
@@ -41,7 +41,7 @@ def test_the_nearest_reference_in_log_n_is_used():
     losses = 0.9 * shape(STEPS[:20])
     pred = reference_prediction(STEPS[:20], losses, T, 5e4, refs)
     near = refs[1]
-    offset = np.mean(np.log(losses[-4:]) - np.log(near.losses[16:20]))
+    offset = np.mean(np.log(losses[-POINTS:]) - np.log(near.losses[20 - POINTS:20]))
     assert pred.loss == pytest.approx(near.final_loss * np.exp(offset), rel=1e-12)
 
 
