@@ -125,7 +125,7 @@ def test_plan_with_too_few_runs_to_calibrate_says_so(tmp_path, capsys):
         csv.writer(fh).writerows([["N", "D", "loss"], *zip(X["N"], X["D"], y)])
     assert main(["plan", str(path), "--law", "chinchilla", "--compute", "1e21"]) == 0
     text = capsys.readouterr().out
-    assert "widened by the law misfit sd 0.04 (log loss) is a PRIOR, not calibrated: 7 runs are too few" in text
+    assert "(prediction interval with the law misfit sd 0.04 (log loss) is a PRIOR, not calibrated: 7 runs are too few" in text
     assert main(["plan", str(path), "--law", "chinchilla", "--compute", "1e21", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["misfit_sd"] == 0.04 and "PRIOR" in plan["misfit_source"]
