@@ -242,7 +242,18 @@ def main(argv=None) -> int:
                                          misfit=undertraining_misfit()),
         "epoch": epoch_setting,
     }
+    # unknown names fail here, in one line, not minutes in (a KeyError or a strategy's ValueError)
+    unknown = sorted(set(args.settings.split(",")) - {*makers, "nine"})
+    if unknown:
+        ap.error(f"--settings: unknown {unknown}; choose from {', '.join([*makers, 'nine'])}")
+    from fitting.strategies import STRATEGIES
+
+    given = (args.strategies or "").split(",") if args.strategies else []
+    unknown = sorted(set(given) - {*STRATEGIES, "clairvoyant"})
+    if unknown:
+        ap.error(f"--strategies: unknown {unknown}; choose from {', '.join([*STRATEGIES, 'clairvoyant'])}")
     warnings.simplefilter("ignore")
+    print(f"seeds {seeds.start}-{seeds.stop - 1}")
     if set(args.settings.split(",")) - {"nine"}:
         print(f"seeds: {len(seeds)}; budget fractions of the full grid's compute: {fractions}")
     for name in args.settings.split(","):

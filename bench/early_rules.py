@@ -17,6 +17,7 @@ positive prediction), rms and mean of the log error, and the 90 % intervals' cov
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -94,6 +95,10 @@ def main(argv=None):
     ap.add_argument("--rule", action="append", help="own, reference, referenceK (K evaluations in the offset), "
                                                     "joint, joint1, amplitudes (default: all but referenceK)")
     args = ap.parse_args(argv)
+    for rule in args.rule or ():  # a typo once printed another rule's numbers under its name
+        if not re.fullmatch(r"own|reference\d*|joint1?|amplitudes", rule):
+            ap.error(f"--rule: unknown rule {rule!r}; one of own, reference, referenceK, joint, joint1, amplitudes "
+                     f"(repeat --rule for several)")
     runs, curves = load_pooled(args.store, args.sweep)
     view = sweep_view(runs, curves)
     print(f"{len(args.store)} sweeps, {len(runs)} runs")
