@@ -332,6 +332,8 @@ def validate_command(path: str | os.PathLike, *, check_corpus: bool = True) -> s
     lines = [f"sweep {spec.name} -> {join(spec.storage, spec.name)}/", format_grid(grid)]
     if spec.search.kind == "isoflop":
         lines.append(format_isoflop_plan(grid.trials))
+    if spec.search.kind == "active":
+        lines += active_plan_lines(spec.search, len(grid.trials))
     lines += corpora
     aggregation = spec.aggregation()
     if aggregation:  # several runs per (N, D): say how each cell is represented in the fits
@@ -343,6 +345,24 @@ def validate_command(path: str | os.PathLike, *, check_corpus: bool = True) -> s
                      + "; ".join(DATA_CHECKS) + "; storage not checked from here (`run` checks it)")
     lines.append("resources are checked by `scalesweep run` against the cluster it runs on")
     return "\n".join(lines)
+
+
+def active_plan_lines(search: SearchSpec, n_planned: int) -> list[str]:
+    """What an active search can do with its limits: the runs a fit of its law needs (its
+    parameters + 1, ActiveSearcher._no_fit_reason), against max_trials and the planned runs; a
+    warning where the sweep would end without any fit, or seed_runs exceeds max_trials (it was
+    accepted silently and found out at the end)."""
+    need = get_law(search.law).n_params + 1
+    lines = [f"active: law {search.law} needs {need} runs for a fit; max_trials {search.max_trials}, "
+             f"{n_planned} planned runs"]
+    if min(search.max_trials, n_planned) < need:
+        limit = "max_trials" if search.max_trials <= n_planned else "the plan"
+        lines.append(f"warning: search.max_trials: at most {min(search.max_trials, n_planned)} runs ({limit}), fewer "
+                     f"than the {need} a fit needs: the sweep will end without a fit (only seed runs)")
+    if search.seed_runs is not None and search.seed_runs > min(search.max_trials, n_planned):
+        lines.append(f"warning: search.seed_runs: {search.seed_runs} seed runs asked, at most "
+                     f"{min(search.max_trials, n_planned)} can run: every run will be a seed run")
+    return lines
 
 
 def format_grid(grid: Grid) -> str:

@@ -141,6 +141,18 @@ def test_active_search_requires_max_trials_and_a_known_law(tmp_path):
     spec["search"]["seed_runs"] = 5
     with pytest.raises(SpecError, match=r"^search\.seed_runs: 5 is fewer than the 6 runs a fit of law chinchilla needs"):
         load_spec(spec)
+    # a max_trials that can never reach a fit, and more seed runs than can run, are accepted
+    # (a small trial sweep) but validate says what they mean, before any run
+    path = tmp_path / "active.yaml"
+    path.write_text(yaml.safe_dump({**spec, "search": {**spec["search"], "max_trials": 4, "seed_runs": 12}}))
+    text = validate_command(path, check_corpus=False)
+    assert "active: law chinchilla needs 6 runs for a fit; max_trials 4, 4 planned runs" in text
+    assert "warning: search.max_trials: at most 4 runs (max_trials), fewer than the 6 a fit needs" in text
+    assert "warning: search.seed_runs: 12 seed runs asked, at most 4 can run" in text
+    path.write_text(yaml.safe_dump({**spec, "search": {**spec["search"], "max_trials": 8, "seed_runs": 6}}))
+    text = validate_command(path, check_corpus=False)
+    assert "warning: search.max_trials: at most 4 runs (the plan), fewer than the 6 a fit needs" in text
+    assert "warning: search.seed_runs: 6 seed runs asked, at most 4 can run" in text  # the plan's 4
     spec["search"].update(seed_runs=6, misfit=-0.01)
     with pytest.raises(SpecError, match=r"^search\.misfit: .*>= 0"):
         load_spec(spec)
