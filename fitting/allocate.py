@@ -188,6 +188,7 @@ class Allocation:
     loss_misfit_interval: tuple[float, float] | None = None
     misfit_sd: float | None = None
     misfit_source: str | None = None  # where misfit_sd came from: a calibration, or the stated prior
+    misfit_sd_here: float | None = None  # the misfit sd at this (N_opt, D_opt): misfit_sd grown with distance
     uncertainty: str = ""
     n_samples: int = 0
     fixed: dict[str, float] = field(default_factory=dict)
@@ -205,7 +206,12 @@ class Allocation:
             key: {k: list(v) for k, v in self.intervals.items()},
             "loss_prediction_interval": list(self.loss_prediction_interval) if self.loss_prediction_interval else None,
             "loss_misfit_interval": list(self.loss_misfit_interval) if self.loss_misfit_interval else None,
-            "misfit_sd": self.misfit_sd, "misfit_source": self.misfit_source,
+            "misfit_sd": self.misfit_sd, "misfit_source": self.misfit_source, "misfit_sd_here": self.misfit_sd_here,
+            # the interval to quote: with the law misfit where it was calibrated, else the plain
+            # prediction interval (the key{ci} "loss" entry is the parameters' part alone)
+            "loss_interval": list(self.loss_misfit_interval or self.loss_prediction_interval or ()) or None,
+            "loss_interval_kind": ("prediction, with the law misfit" if self.loss_misfit_interval else
+                                   "prediction, without the law misfit" if self.loss_prediction_interval else None),
             "uncertainty": self.uncertainty, "n_samples": self.n_samples, "fixed": self.fixed,
             "identified": self.identified, "unidentified_reason": self.unidentified_reason, "notes": list(self.notes),
         }
@@ -300,11 +306,12 @@ def compute_optimal_allocation(fit=None, compute: float = 1e21, *, law=None, par
     pi = prediction_interval(fit, X, level=level, kind="prediction")
     out.loss_prediction_interval = (float(pi.lo[0]), float(pi.hi[0]))
     if {"N", "D"} <= set(law.inputs):
-        from fitting.extrapolation import calibrate_misfit, extrapolation_interval
+        from fitting.extrapolation import calibrate_misfit, extrapolation_interval, misfit_sd
 
         calibration = misfit_calibration or calibrate_misfit(fit)
         ei = extrapolation_interval(fit, X, level=level, calibration=calibration)
         out.loss_misfit_interval = (float(ei.lo[0]), float(ei.hi[0]))
         out.misfit_sd, out.misfit_source = calibration.amplitude, calibration.describe()
+        out.misfit_sd_here = float(misfit_sd(fit, X, calibration)[0])
     out.uncertainty, out.n_samples = how, int(ok.sum())
     return out

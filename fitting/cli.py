@@ -306,7 +306,10 @@ def _print_allocation(p, level: float) -> None:
     conf_text = f"confidence [{iv['loss'][0]:.4g}, {iv['loss'][1]:.4g}] (parameters only)" if "loss" in iv else ""
     if p.loss_misfit_interval:
         lo, hi = p.loss_misfit_interval
-        print(f"  loss              {p.loss:.4g}  [{lo:.4g}, {hi:.4g}]  (prediction interval with the {p.misfit_source})")
+        here = (f"sd {p.misfit_sd_here:.3g} (log loss) at this point, grown with its distance beyond the runs; "
+                if p.misfit_sd_here is not None else "")
+        print(f"  loss              {p.loss:.4g}  [{lo:.4g}, {hi:.4g}]  (prediction interval with the law misfit: "
+              f"{here}{p.misfit_source})")
         narrower = "; ".join(t for t in (conf_text, plain_text) if t)
         if narrower:
             print(f"                    narrower, for reference: {narrower}")

@@ -131,7 +131,8 @@ class MisfitCalibration:
             if len(self.splits) <= 1:
                 return (f"law misfit sd {self.amplitude:.3g} (log loss), calibrated by refitting {self.n_fit} runs "
                         f"and predicting the {self.n_held_out} largest by compute (their own estimate {self.estimate:.3g}, "
-                        f"shrunk toward the prior {PRIOR_MISFIT_SD:.3g} weighted as {self.prior_weight:g} runs)")
+                        f"shrunk toward the prior {PRIOR_MISFIT_SD:.3g}, which counts as {self.prior_weight:g} more "
+                        f"held-out run{'' if self.prior_weight == 1 else 's'})")
             held = f"{', '.join(map(str, self.splits[:-1]))} and {self.splits[-1]}"
             return (f"law misfit sd {self.amplitude:.3g} (log loss), calibrated by {len(self.splits)} refits "
                     f"predicting the {held} largest runs by compute from the rest ({self.n_held_out} held-out "
