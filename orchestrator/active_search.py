@@ -255,8 +255,11 @@ class ActiveSearcher(BudgetedSearcher):
             side = lambda v, is_open: f"{v:.3g}" + (" (open)" if is_open else "")
             terms = ", ".join(f"{k}={v:.3g} [{side(ivs[k].lo, ivs[k].lo_open)}, {side(ivs[k].hi, ivs[k].hi_open)}]"
                               for k, v in fit.params.items())
+            # a fit pinned at a bound is linearised where the law stops, not where the data point:
+            # its target interval is not evidence, and a bare number read as one (a new user's finding)
+            caveat = " (parameters at their bounds: not to be trusted)" if fit.bounds_note else ""
             lines.append(f"  law {self.law.name} (90% CI): {terms}; target rel. CI half-width "
-                         f"{self.rel_pred_ci():.3g}")
+                         f"{self.rel_pred_ci():.3g}{caveat}")
         if fit is not None and fit.bounds_note:
             lines.append(f"  warning: {fit.bounds_note}")
         model = self.throughput() if self.cost == "time" else None

@@ -71,3 +71,7 @@ def test_active_summary_reports_the_bounds(cheap7):
     searcher.fitter.add_many(X, y, run_ids=[f"r{i}" for i in range(7)])  # the runs a sweep would have reported
     lines = searcher.summary_lines()
     assert any(line.startswith("  warning: parameters at a bound: E = ") for line in lines), lines
+    # the target interval of such a fit is printed with the caveat, not as a bare number
+    law_line = next(line for line in lines if line.startswith("  law chinchilla"))
+    assert "target rel. CI half-width" in law_line
+    assert law_line.endswith("(parameters at their bounds: not to be trusted)"), law_line
