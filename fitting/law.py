@@ -88,6 +88,13 @@ class Law:
         return len(self.param_names)
 
     @property
+    def min_runs(self) -> int:
+        """Fewest runs (or aggregated cells) a fit of this law takes: its parameters + 1, so that
+        one degree of freedom is left for the residual scale (fitting.online, the designer, the
+        spec's checks, replay, the ladder and the report all use this one rule)."""
+        return self.n_params + 1
+
+    @property
     def z_bounds(self) -> np.ndarray:
         """Bounds in the transformed (optimisation) space, shape ``(P, 2)``."""
         out = np.empty((self.n_params, 2))

@@ -221,7 +221,7 @@ class OnlineFitter:
         """Refit now. ``full=None``: full multi-start when there is no fit yet or ``full_every``
         runs arrived since the last full one, else warm. None while too few runs to fit."""
         data = self._runs.fit_data(self.aggregate)
-        if len(data) < self.law.n_params + 1:  # runs, or with an aggregation cells
+        if len(data) < self.law.min_runs:  # runs, or with an aggregation cells
             self._dirty = False
             return None
         cfg = self.config
@@ -271,7 +271,7 @@ class OnlineFitter:
         f = self.fit
         if f is None:
             raise FitError(f"no fit yet: {self.n_runs} usable runs, law {self.law.name!r} needs "
-                           f"{self.law.n_params + 1}")
+                           f"{self.law.min_runs}")
         return f.interval(X, level=level, kind=kind)
 
     # ------------------------------------------------------------------ persistence

@@ -244,7 +244,7 @@ def _cmd_replay(args) -> int:
                          seed=args.seed)
     if run.fit is None:
         raise ValueError(f"the budget bought {len(run.bought)} runs: too few to fit law {law.name!r} "
-                         f"({law.n_params + 1} needed); raise --budget-fraction")
+                         f"({law.min_runs} needed); raise --budget-fraction")
     if args.interval == "misfit":
         from fitting.extrapolation import calibrate_misfit, extrapolation_interval
 

@@ -101,7 +101,7 @@ class ActiveSearcher(BudgetedSearcher):
 
     def _no_fit_reason(self) -> str:
         """Why the law has no fit: too few usable runs, and what limited them."""
-        need, usable = self.law.n_params + 1, self.fitter.n_cells
+        need, usable = self.law.min_runs, self.fitter.n_cells
         runs = f"{self.fitter.n_runs} usable runs in {usable} cells" if usable != self.fitter.n_runs else \
             f"{usable} usable runs"
         if usable >= need:

@@ -210,7 +210,7 @@ def plan_ladder(spec: SweepSpec, multiplier: float, *, allow_at_bounds: bool = F
     multiplier = ladder_multiplier(multiplier, "ladder.multiplier")
     law = get_law(spec.search.law or "chinchilla")
     data, compute, notes = _sweep_runs(spec, law)
-    need = law.n_params + 1
+    need = law.min_runs
     if len(data) < need:
         raise ValueError(f"ladder: sweep {spec.name} has {len(data)} usable runs; fitting {law.name} "
                          f"({law.n_params} parameters) needs at least {need}")

@@ -123,7 +123,7 @@ def _fit_rows(name: str, title: str, law_name: str, columns: dict[str, np.ndarra
     n = len(columns.get("loss", ()))
     if n <= law.n_params:
         return LawFit(name, title, message=f"{n} points cannot identify the {law.n_params} parameters of {law.name} "
-                                           f"(need at least {law.n_params + 1})", rows=columns, note=note)
+                                           f"(need at least {law.min_runs})", rows=columns, note=note)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

@@ -195,7 +195,7 @@ def _search(raw: Any) -> SearchSpec:
             raise fail("search.target.stop_when", "give stop_when once (search.stop_when or here)")
         stop_when = target.pop("stop_when")
     seed_runs = None if raw.get("seed_runs") is None else positive_int(raw["seed_runs"], "search.seed_runs")
-    need = get_law(law).n_params + 1  # the online fitter's minimum (ActiveSearcher._no_fit_reason)
+    need = get_law(law).min_runs  # the online fitter's minimum (ActiveSearcher._no_fit_reason)
     if seed_runs is not None and seed_runs < need:
         # fewer would not change anything: without a fit the designer keeps seeding anyway
         raise fail("search.seed_runs", f"{seed_runs} is fewer than the {need} runs a fit of law {law} needs "
@@ -352,7 +352,7 @@ def active_plan_lines(search: SearchSpec, n_planned: int) -> list[str]:
     parameters + 1, ActiveSearcher._no_fit_reason), against max_trials and the planned runs; a
     warning where the sweep would end without any fit, or seed_runs exceeds max_trials (it was
     accepted silently and found out at the end)."""
-    need = get_law(search.law).n_params + 1
+    need = get_law(search.law).min_runs
     lines = [f"active: law {search.law} needs {need} runs for a fit; max_trials {search.max_trials}, "
              f"{n_planned} planned runs"]
     if min(search.max_trials, n_planned) < need:
