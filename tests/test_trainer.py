@@ -63,6 +63,21 @@ def test_diverged_run_is_recorded_not_raised(tmp_path):
     assert runs[0]["steps"] < 20 and runs[0]["tokens_seen"] == runs[0]["steps"] * 1024
 
 
+def test_a_finite_loss_blown_far_above_uniform_is_diverged_not_completed(tmp_path):
+    """lr 3 without warmup: the loss stays finite but reaches hundreds of nats on a 256-byte
+    vocabulary (an lr of 30 reached 1688 and was recorded ``completed``, so its loss could reach a
+    fit). Above 2 ln(vocab) the run ends ``diverged``, the runs row saying why."""
+    from trainers.deepspeed_trainer import divergence
+
+    result = train(tiny_config(lr=3.0, warmup_frac=0.0, dataset_tokens=30_000, eval_every=5),
+                   RunOutput(storage=str(tmp_path), sweep="s", trial_id="blown"))
+    assert result.status == "diverged" and result.steps == 5, result.curve
+    assert math.isfinite(result.curve[-1]["val_loss"]) and result.curve[-1]["val_loss"] > 2 * math.log(256)
+    (row,) = load_runs(str(tmp_path), "s").to_pylist()
+    assert row["status"] == "diverged" and "above 2 x ln(vocab 256) = 11.09 at step 5" in row["error"], row["error"]
+    assert divergence(2 * math.log(256) - 1e-9, 256) is None and divergence(float("nan"), 256) is not None
+
+
 def test_metrics_contract_read_by_pyarrow_and_duckdb(tmp_path):
     from trainers.data import CorpusSpec
 

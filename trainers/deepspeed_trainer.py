@@ -33,6 +33,24 @@ from trainers.runtime import Runtime, peak_flops_per_device, setup_runtime
 from trainers.shapes import six_n_flops, train_flops
 
 
+DIVERGED_FACTOR = 2.0
+"""A validation loss above this multiple of ln(vocab_size) ends the run as ``diverged``."""
+
+
+def divergence(val_loss: float, vocab_size: int) -> str | None:
+    """Why a validation loss (nats/token) means the run has diverged, or None. Non-finite, or
+    above `DIVERGED_FACTOR` x ln(vocab_size): a model that predicts uniformly scores ln(vocab_size)
+    and a freshly initialised one about that, so a loss twice as high is a run that blew up
+    (an lr of 30 reached 1688 nats on a 256-token vocabulary and was once recorded
+    ``completed``). It is not the result of its configuration and must not reach a fit."""
+    if not math.isfinite(val_loss):
+        return f"validation loss is {val_loss}"
+    limit = DIVERGED_FACTOR * math.log(vocab_size)
+    if val_loss > limit:
+        return f"validation loss {val_loss:.4g} is above {DIVERGED_FACTOR:g} x ln(vocab {vocab_size}) = {limit:.4g}"
+    return None
+
+
 @dataclass
 class EvalEvent:
     """What `on_eval` receives after each evaluation (on every rank)."""
@@ -67,6 +85,7 @@ class _Attempt:
     seconds: float = 0.0
     curve: list[dict] = field(default_factory=list)
     step_losses: list[float] = field(default_factory=list)
+    error: str | None = None  # why a diverged attempt diverged
 
     @property
     def tokens_per_s(self) -> float:
@@ -154,7 +173,7 @@ def _step_loop(run: _Run, progress: _Progress, writer, on_eval) -> _Attempt:
         attempt.seconds += elapsed
         attempt.step_losses.append(loss)
         if not math.isfinite(loss):
-            attempt.status = "diverged"
+            attempt.status, attempt.error = "diverged", f"training loss is {loss} at step {progress.step}"
             break
         train_losses.append(loss)
         last = progress.step == geometry.total_steps
@@ -165,8 +184,8 @@ def _step_loop(run: _Run, progress: _Progress, writer, on_eval) -> _Attempt:
             if writer:
                 writer.append_curves([row])
             stop = _update_early_stopping(config, progress, row["val_loss"])
-            if not math.isfinite(row["val_loss"]):
-                attempt.status, stop = "diverged", True
+            if (why := divergence(row["val_loss"], config.shape.vocab_size)) is not None:
+                attempt.status, attempt.error, stop = "diverged", f"{why} at step {progress.step}", True
             elif stop:
                 attempt.status, attempt.stop = "early_stopped", StopRequest("patience")
             ckpt = None
@@ -218,6 +237,7 @@ def _record(run: _Run, progress: _Progress, attempt: _Attempt) -> TrainResult:
         loss_per_position=attempt.curve[-1]["loss_per_position"] if attempt.curve else None,
         geometry=run.geometry,
         stop=attempt.stop,
+        error=attempt.error,
     )
     result.run_row = result.run_row_for(run.config, run.output, run.rt.world_size)
     return result

@@ -66,6 +66,7 @@ class TrainResult:
     run_row: dict | None = None
     geometry: BatchGeometry | None = None  # how the batch was split (None: not known)
     stop: StopRequest | None = None  # why an early_stopped run stopped (reason, prediction)
+    error: str | None = None  # why the run diverged (the runs row's ``error``)
 
     @classmethod
     def unended(cls, status: str, last_curve_row: dict | None, geometry: BatchGeometry | None) -> "TrainResult":
@@ -84,7 +85,7 @@ class TrainResult:
                    flops=row.get("flops"), flops_6n=row.get("flops_6n"), best_val_loss=row.get("best_val_loss"),
                    best_step=row.get("best_step"), final_val_loss=row.get("final_val_loss"),
                    wall_s=row.get("wall_s"), tokens_per_s=row.get("tokens_per_s"), mfu=row.get("mfu"),
-                   run_row=row,
+                   run_row=row, error=row.get("error"),
                    stop=StopRequest(**{k: row.get(k) for k in StopRequest.__dataclass_fields__ if k != "reason"},
                                     reason=row["stop_reason"]) if row.get("stop_reason") else None)
 
@@ -106,7 +107,7 @@ class TrainResult:
             "tokens_seen": self.tokens_seen, "steps": self.steps, "flops": self.flops, "flops_6n": self.flops_6n,
             "wall_s": self.wall_s, "final_val_loss": self.final_val_loss, "best_val_loss": self.best_val_loss,
             "best_step": self.best_step, "tokens_per_s": self.tokens_per_s, "mfu": self.mfu,
-            "git_sha": _git_sha(), "hostname": socket.gethostname(), "error": None,
+            "git_sha": _git_sha(), "hostname": socket.gethostname(), "error": self.error,
             "planned_steps": geometry.total_steps if geometry else None,
             **(self.stop.columns() if self.stop else {}),
         }
