@@ -117,7 +117,8 @@ class ActiveSearcher(BudgetedSearcher):
         if self.max_trials is not None and self.max_trials < need:
             why.append(f"max_trials is {self.max_trials}")
         if self.fitter.n_failed:
-            why.append(f"{self.fitter.n_failed} runs ended without a usable loss")
+            n = self.fitter.n_failed
+            why.append(f"{n} run{'s' if n != 1 else ''} ended without a usable loss")
         return "; ".join(why)
 
     # -- BudgetedSearcher hooks ----------------------------------------------------------------
@@ -164,9 +165,17 @@ class ActiveSearcher(BudgetedSearcher):
         ranked_by = "seconds" if self.cost == "time" and self.run_times else "FLOPs"
         power = getattr(self.strategy, "cost_power", 1.0)
         hedged = getattr(self.strategy, "hedged", None)  # the fit was unreliable: variance over the plan
-        why = "seed" if index not in scores else (
-            f"variance reduction over the whole plan per {ranked_by}^{power:g} (hedged: {hedged})" if hedged
-            else f"error reduction per {ranked_by}^{power:g}")
+        if index in scores:
+            why = (f"variance reduction over the whole plan per {ranked_by}^{power:g} (hedged: {hedged})" if hedged
+                   else f"error reduction per {ranked_by}^{power:g}")
+        elif self.fitter.fit is None and len(self.choices) >= self.law.min_runs:
+            # picked as many runs as a fit needs and still seeding: runs still running, ended
+            # without a loss, or a fit that did not converge; without the reason this reads as
+            # the designer ignoring seed_runs (a new user's finding)
+            running = f"; {len(self.live)} running" if self.live else ""
+            why = f"seed (no fit yet: {self._no_fit_reason()}{running})"
+        else:
+            why = "seed"
         self.choices.append({"trial_key": trial.trial_key, "N": trial.non_embedding_params, "D": trial.dataset_tokens,
                              "planned_flops": float(trial.planned_flops), "score": scores.get(index), "why": why})
 

@@ -86,7 +86,7 @@ def test_active_sweep_stays_in_budget_and_finishes(trials):
     # each choice says why: the seed design, its error reduction per cost, or (an unreliable fit:
     # fitting.design.unreliable_linearisation) the hedge and its reason
     whys = [c["why"] for c in searcher.choices]
-    assert all(w == "seed" or w.startswith("error reduction per FLOPs^") or
+    assert all(w == "seed" or w.startswith("seed (no fit yet: ") or w.startswith("error reduction per FLOPs^") or
                (w.startswith("variance reduction over the whole plan per FLOPs^") and "(hedged: " in w) for w in whys), whys
     assert "seed" in whys and len(set(whys)) >= 2
     summary = "\n".join(searcher.summary_lines())
@@ -197,3 +197,27 @@ def test_the_summary_lists_each_ended_runs_spent_flops_not_its_plan(trials):
     assert f"{0.4 * planned:.3g} of {planned:.3g} planned FLOPs" in lines[-2]
     assert lines[-1].endswith(f"{searcher.live['t1'].planned_flops:.3g} FLOPs planned, seed (space-filling)")
     assert f"spent {0.4 * planned:.3g} of" in lines[0]
+
+
+def test_a_seed_picked_past_what_a_fit_needs_says_why_there_is_no_fit(trials):
+    """With runs still running or ended without a loss, the designer seeds past seed_runs; each
+    such pick names why there is no fit yet (a new user read 7 seeds for 6 as a bug)."""
+    searcher = _searcher(trials, sum(p.planned_flops for p in trials))
+    oracle = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.01, seed=0)
+
+    def complete(trial_id, status="completed"):
+        p = searcher.live[trial_id]
+        loss = float(oracle.observe({"N": np.array([p.non_embedding_params]), "D": np.array([p.dataset_tokens])})[0])
+        searcher.on_trial_complete(trial_id, {"best_val_loss": loss if status == "completed" else None,
+                                              "flops": p.planned_flops, "status": status})
+
+    for i in range(3):
+        searcher.suggest(f"t{i}")
+    complete("t0"), complete("t1", "diverged")
+    searcher.suggest("t3"), searcher.suggest("t4")
+    complete("t2"), complete("t3")
+    searcher.suggest("t5"), searcher.suggest("t6")
+    whys = [c["why"] for c in searcher.choices]
+    assert whys[:6] == ["seed"] * 6, whys
+    assert whys[6] == "seed (no fit yet: 3 usable runs, needs 6; 1 run ended without a usable loss; 2 running)", whys
+    assert searcher.summary_lines()[-1].endswith(whys[6])
