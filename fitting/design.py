@@ -222,13 +222,20 @@ def seed_design(candidates: Candidates, n: int, budget: float, rng: np.random.Ge
         U = design_coordinates(candidates.rows(pool))  # scaled to the affordable region
         m = int(np.ceil(np.log2(max(n, 2))))
         S = qmc.Sobol(d=U.shape[1], scramble=True, seed=rng).random_base2(m)[:n]
+        # Candidates that differ only off the (N, D) plane (an lr or seed axis) share a point:
+        # a second run there adds nothing to the law's lever arm, so an occupied point (a run
+        # taken or picked there) is chosen only when every free point is occupied.
+        cell = [tuple(row) for row in np.round(log_coordinates(candidates.X), 9)]
+        occupied = {cell[i] for i in np.flatnonzero(taken)}
         picks, used = [], np.zeros(pool.size, dtype=bool)
         for point in S:
-            d = np.where(used, np.inf, np.sum((U - point) ** 2, axis=1))
+            crowded = np.array([cell[i] in occupied for i in pool])
+            d = np.where(used, np.inf, np.sum((U - point) ** 2, axis=1) + 4.0 * crowded)  # 4 > any distance² in [0,1]²
             j = int(np.argmin(d))
             if not np.isfinite(d[j]):
                 break
             used[j] = True
+            occupied.add(cell[pool[j]])
             picks.append(int(pool[j]))
     else:
         raise ValueError(f"unknown seed method {method!r}: 'sobol' or 'maximin'")

@@ -86,6 +86,22 @@ def test_seed_design_spreads_over_tokens_per_parameter_within_budget():
     assert np.ptp(U[:, 0]) > 0.5 and np.ptp(U[:, 1]) > 0.5
 
 
+@pytest.mark.parametrize("method", ["sobol", "maximin"])
+def test_seeds_take_distinct_points_when_an_lr_axis_doubles_every_candidate(method):
+    """Two lrs per (N, D): a seed spends no second run on a point it (or a run taken before)
+    already holds while a free point remains (a new user's Sobol seed took one cell at two lrs)."""
+    grid = _grid()
+    twins = Candidates.from_columns({k: np.repeat(v, 2) for k, v in grid.X.items()})  # each point twice
+    cell = lambda i: (twins.X["N"][i], twins.X["D"][i])
+    for seed in range(10):
+        picks = seed_design(twins, 8, twins.cost.sum(), np.random.default_rng(seed), method=method)
+        assert len({cell(i) for i in picks}) == 8, (seed, picks)
+        taken = np.zeros(len(twins), dtype=bool)
+        taken[0: 2 * (len(grid) - 3): 2] = True  # one run at every point but the last three
+        picks = seed_design(twins, 3, twins.cost.sum(), np.random.default_rng(seed), taken=taken, method=method)
+        assert {cell(i) for i in picks} == {cell(2 * k) for k in range(len(grid) - 3, len(grid))}, (seed, picks)
+
+
 def _state(cands, budget, fit=None, seed=0):
     target = TargetRegion.compute_frontier("chinchilla", CHINCHILLA_EPOCH, 1e22)
     return DesignState(law=chinchilla, candidates=cands, target=target, taken=np.zeros(len(cands), dtype=bool),
