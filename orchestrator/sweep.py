@@ -296,7 +296,8 @@ def run_sweep(
         trainable = tune.with_resources(run_trial, trial_resources(spec.resources))
         storage = experiment_storage(spec)
         path = experiment_path(spec, experiment)
-        reporter = make_reporter(limit, dict(ledger.finished), key_width=max(len(t.trial_key) for t in grid.trials))
+        reporter = make_reporter(limit, dict(ledger.finished), key_width=max(len(t.trial_key) for t in grid.trials),
+                                 experiment=path)
         if resume and tune.Tuner.can_restore(path):
             tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
             _rerun_with(tuner, verbose, reporter, max_failures)
@@ -391,15 +392,26 @@ def status_line(trials) -> str:
     return status_text(counts)
 
 
-def make_reporter(limit: float, stored: dict[str, float], key_width: int = 40):
+def make_reporter(limit: float, stored: dict[str, float], key_width: int = 40, experiment: str | None = None):
     """Tune's CLI table with N, D, step, losses, FLOPs per trial, and a budget line and a
     trials-per-status line on top. `key_width`: the longest trial key, so that keys are shown
-    whole (Tune cuts longer values at the end, where keys differ by seed or learning rate)."""
+    whole (Tune cuts longer values at the end, where keys differ by seed or learning rate).
+    `experiment`: where Tune's experiment is kept (its storage), named instead of Tune's
+    ``Result logdir``, the driver's staging folder inside a private Ray's temp dir, which is
+    removed when the sweep ends (a new user looked for results there)."""
     from ray.tune import CLIReporter
 
     class SweepReporter(CLIReporter):
         def report(self, trials, done, *sys_info):
             super().report(trials, done, budget_line(trials, limit, stored), status_line(trials), *sys_info)
+
+        def _progress_str(self, trials, done, *sys_info, **kwargs):
+            text = super()._progress_str(trials, done, *sys_info, **kwargs)
+            if experiment is None:
+                return text
+            delim = kwargs.get("delim", "\n")
+            return delim.join(f"Tune experiment: {experiment}" if line.startswith("Result logdir: ") else line
+                              for line in text.split(delim))
 
     return SweepReporter(
         parameter_columns={"trial_key": "trial", "N": "N", "D": "D"},

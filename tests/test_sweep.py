@@ -30,12 +30,16 @@ def tiny_spec(storage, name="grid", dataset_tokens=(12_000, 24_000), shapes=SHAP
     return spec
 
 
-def test_grid_2x2_completes_with_runs_and_curves(tmp_path):
+def test_grid_2x2_completes_with_runs_and_curves(tmp_path, capfd):
     from orchestrator.sweep import run_sweep
 
     spec = load_spec(tiny_spec(tmp_path / "store"))
     grid = expand_grid(spec)
     summary = run_sweep(spec, num_cpus=2, verbose=1)
+    # the live table names where Tune's experiment is kept, not the private Ray's temp dir
+    # (Tune's "Result logdir", removed when the sweep ends)
+    out = capfd.readouterr().out
+    assert f"Tune experiment: {tmp_path / 'store' / spec.name}" in out and "Result logdir" not in out, out[-3000:]
     runs = load_runs(spec.storage, spec.name).to_pylist()
     assert summary.completed == 4 and summary.failed == 0, runs
     assert sorted(r["trial_id"] for r in runs) == sorted(t.trial_key for t in grid.trials)
