@@ -143,9 +143,13 @@ def fit_critical_batch(loss, noise_scale, **fit_kw):
 def frontier(compute, loss, run, points_per_decade: int = 8, *, detail: bool = False):
     """The compute-efficient frontier (Kaplan fig. 1 left / fig. 13): on a log grid of compute,
     the lowest loss any run reaches there, each run's curve interpolated (in log C) only inside
-    its own compute range. ``run`` labels each point. → (C grid, frontier loss), finite only;
-    with ``detail`` also the run attaining each frontier point and how many runs cover it
-    (Hoffmann et al. 2022's approach 1 reads N_opt off the winners: :mod:`fitting.frontier`)."""
+    its own compute range. ``run`` labels each point. A level whose lowest loss is not below
+    every cheaper level's is dropped: a run that ended at less compute reached a lower loss, so
+    that level's covering runs are not efficient there (the frontier, the lowest loss C buys,
+    is decreasing; a user saw it rise where only the largest run covered the compute).
+    → (C grid, frontier loss), finite only; with ``detail`` also the run attaining each frontier
+    point and how many runs cover it (Hoffmann et al. 2022's approach 1 reads N_opt off the
+    winners: :mod:`fitting.frontier`)."""
     C, L, run = np.asarray(compute, float), np.asarray(loss, float), np.asarray(run)
     ok = np.isfinite(C) & np.isfinite(L) & (C > 0) & (L > 0)
     C, L, run = C[ok], L[ok], run[ok]
@@ -165,7 +169,8 @@ def frontier(compute, loss, run, points_per_decade: int = 8, *, detail: bool = F
         better = at < best[inside]
         winner[np.where(inside)[0][better]] = j
         best[inside] = np.minimum(best[inside], at)
-    keep = np.isfinite(best)
+    cheaper_best = np.minimum.accumulate(np.r_[np.inf, best[:-1]])  # grid_c ascends
+    keep = np.isfinite(best) & (best < cheaper_best)
     if detail:
         return grid_c[keep], best[keep], labels[winner[keep]], cover[keep]
     return grid_c[keep], best[keep]
@@ -220,5 +225,6 @@ def curve_rows(sweep_dir: str, law_name: str, family: str | None = None, sub_swe
     else:
         fc, fl = frontier(C, loss, cur["trial_id"])
         cols = {"C": fc, "loss": fl}
-        note = f"kaplan_c: frontier of {fc.size} C_min points over {loss.size} curve points from {runs.size} runs; {how}"
+        note = (f"kaplan_c: frontier at {fc.size} C_min levels (8 per decade, each the lowest loss there and below "
+                f"every cheaper level's) from {loss.size} curve points of {runs.size} runs; {how}")
     return CurveRows(cols, note, notes, bc_params)

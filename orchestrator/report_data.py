@@ -147,9 +147,13 @@ def size_and_data_fits(runs: list[dict]) -> tuple[LawFit, LawFit]:
     return fit_n, fit_d
 
 
-def curve_fits(sweep_dir: str) -> dict[str, LawFit]:
+def curve_fits(sweep_dir: str, n_bootstrap: int = 0) -> dict[str, LawFit]:
     """L(C_min), L(N, S_min) and B_crit(L) from the sweep's curves (`fitting.dynamics.curve_rows`,
-    what ``scalesweep fit STORE --law ...`` fits); each a message when the curves cannot give it."""
+    what ``scalesweep fit STORE --law ...`` fits); each a message when the curves cannot give it.
+    ``n_bootstrap``: resamples behind L(C_min)'s intervals (0: sandwich); the report passes its
+    own, so its headline interval is a bootstrap one like ``fit``'s (a user compared them: the
+    sandwich one, on frontier points interpolated from a few curves, was a third as wide).
+    The other two keep the sandwich: L(N, S_min) on every curve point is slow to resample."""
     from fitting.dynamics import curve_rows
 
     titles = {"kaplan_c": "L(C_min) = (C_c/C_min)^α_C", "kaplan_ns": "L(N, S_min) = (N_c/N)^α_N + (S_c/S_min)^α_S",
@@ -164,7 +168,8 @@ def curve_fits(sweep_dir: str) -> dict[str, LawFit]:
                 out[name] = LawFit(name, title, message=str(err))
                 continue
         # the rows' note names the law for `fit`'s output; here the title does
-        fitted = _fit_rows(name, title, name, rows.columns, rows.note.removeprefix(f"{name}: "), curve_points=True)
+        fitted = _fit_rows(name, title, name, rows.columns, rows.note.removeprefix(f"{name}: "),
+                           n_bootstrap if name == "kaplan_c" else 0, curve_points=True)
         fitted.warnings = rows.warnings + fitted.warnings
         fitted.critical_batch = rows.critical_batch
         if rows.critical_batch is not None:

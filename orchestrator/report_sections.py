@@ -64,7 +64,7 @@ def sections(sweep: str, sweep_dir: str, runs: list[dict], fitted: list[dict], c
     table = rd.curve_table(curves, fitted)
     every_curve = rd.curve_table(curves, runs)
     fit_n, fit_d = rd.size_and_data_fits(fitted)
-    from_curves = rd.curve_fits(sweep_dir)
+    from_curves = rd.curve_fits(sweep_dir, n_bootstrap)
     kc, ns, bc = from_curves["kaplan_c"], from_curves["kaplan_ns"], from_curves["critical_batch"]
     counts = ", ".join(f"{n} {s}" for s, n in sorted(report.status_counts.items()))
     block, report.headline = headline_block({"main": main, "kaplan_n": fit_n, "kaplan_d": fit_d, "kaplan_c": kc,

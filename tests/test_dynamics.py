@@ -96,6 +96,19 @@ def test_frontier_is_the_lowest_loss_at_each_compute():
     np.testing.assert_allclose(fl, [5.0, 4.0, 3.0, 2.5])
 
 
+def test_frontier_never_rises_where_a_cheaper_run_reached_a_lower_loss():
+    """A small run ends at 1e16 FLOPs with loss 3.3; the large run covers 1e17 at 3.55 only: that
+    level is not on the frontier (3.3 costs less), so it is dropped, not drawn above the
+    cheaper point (a new user's report: the envelope went up as well as down)."""
+    C = np.array([1e14, 1e15, 1e16, 1e15, 1e16, 1e17, 1e18])
+    L = np.array([4.5, 3.8, 3.3, 4.9, 4.0, 3.55, 3.1])
+    run = np.array(["small"] * 3 + ["large"] * 4)
+    fc, fl = frontier(C, L, run, points_per_decade=1)
+    np.testing.assert_allclose(fc, [1e14, 1e15, 1e16, 1e18])
+    np.testing.assert_allclose(fl, [4.5, 3.8, 3.3, 3.1])
+    assert np.all(np.diff(fl) < 0)
+
+
 def run_cli(capsys, *argv):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -117,7 +130,7 @@ def test_fit_store_curves_prints_rows_and_the_fallback(tmp_path, capsys):
     assert obj["params"]["alpha_B"] == pytest.approx(0.21, rel=0.1)
     rc, out, err = run_cli(capsys, "fit", store, "--law", "kaplan_c", "--bootstrap", 0)
     assert rc == 0, err
-    assert "kaplan_c: frontier of" in out and "over 125 curve points from 5 runs" in out
+    assert "kaplan_c: frontier at " in out and "from 125 curve points of 5 runs" in out
 
 
 def test_fit_store_curves_bad_input_exits_2(tmp_path, capsys):
