@@ -189,7 +189,7 @@ def farthest_point_order(U: np.ndarray, start: int, allowed: np.ndarray, k: int,
 
 def seed_design(candidates: Candidates, n: int, budget: float, rng: np.random.Generator,
                 taken: np.ndarray | None = None, method: str = "maximin",
-                budget_total: float | None = None) -> list[int]:
+                budget_total: float | None = None, distinct: bool = False) -> list[int]:
     """A space-filling seed in log N × log(D/N) that costs at most ``budget``.
 
     ``budget_total`` (default ``budget``) is the whole budget ``budget`` is a part of: the
@@ -201,17 +201,30 @@ def seed_design(candidates: Candidates, n: int, budget: float, rng: np.random.Ge
     (the widest lever arm for α and β: best when the law is exactly right); ``"sobol"``: the
     candidate nearest each point of a scrambled Sobol sample of that region, which covers the
     interior (best when the law is only approximately right: the corners are where it fits
-    worst; see bench/active_vs_grid.py)."""
+    worst; see bench/active_vs_grid.py).
+
+    ``distinct``: only points of the (N, D) plane that hold no run yet, at most one pick each
+    (candidates that differ only in an lr or seed axis share a point; a second run there adds no
+    lever arm: a new user's seed bought three cells twice and never reached a fit); [] when no
+    such point is affordable. Without it, an occupied point is only picked after the free ones."""
     taken = np.zeros(len(candidates), dtype=bool) if taken is None else taken
     free = ~taken
+    cell = [tuple(row) for row in np.round(log_coordinates(candidates.X), 9)]
+    if distinct:
+        occupied = {cell[i] for i in np.flatnonzero(taken)}
+        free = free & np.array([c not in occupied for c in cell], dtype=bool)
     if n < 1 or not free.any():
         return []
     total = budget if budget_total is None else budget_total
     allowed = free & affordable(candidates.cost, budget / n, total)
-    if allowed.sum() < n:  # budget too small for n spread runs: take the n cheapest free ones
-        order = np.argsort(np.where(free, candidates.cost, np.inf))
+    spots = len({cell[i] for i in np.flatnonzero(allowed)}) if distinct else int(allowed.sum())
+    if spots < n:  # budget too small for n spread runs: take the n cheapest free ones
+        order = np.argsort(np.where(free, candidates.cost, np.inf))[: int(free.sum())]
+        if distinct:  # the cheapest candidate of each point
+            seen: set = set()
+            order = np.array([i for i in order if not (cell[i] in seen or seen.add(cell[i]))], dtype=int)
         allowed = np.zeros_like(free)
-        allowed[order[: min(n, free.sum())]] = True
+        allowed[order[:n]] = True
     pool = np.flatnonzero(allowed)
     if method == "maximin":
         U = design_coordinates(candidates.X)
@@ -225,7 +238,6 @@ def seed_design(candidates: Candidates, n: int, budget: float, rng: np.random.Ge
         # Candidates that differ only off the (N, D) plane (an lr or seed axis) share a point:
         # a second run there adds nothing to the law's lever arm, so an occupied point (a run
         # taken or picked there) is chosen only when every free point is occupied.
-        cell = [tuple(row) for row in np.round(log_coordinates(candidates.X), 9)]
         occupied = {cell[i] for i in np.flatnonzero(taken)}
         picks, used = [], np.zeros(pool.size, dtype=bool)
         for point in S:
@@ -239,6 +251,9 @@ def seed_design(candidates: Candidates, n: int, budget: float, rng: np.random.Ge
             picks.append(int(pool[j]))
     else:
         raise ValueError(f"unknown seed method {method!r}: 'sobol' or 'maximin'")
+    if distinct:  # one pick per point (maximin reaches a shared point's twin only when short of points)
+        seen: set = set()
+        picks = [j for j in picks if not (cell[j] in seen or seen.add(cell[j]))]
     out, spent = [], 0.0
     for j in picks:
         if affordable(candidates.cost[j], budget - spent, total):

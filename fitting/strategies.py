@@ -202,13 +202,16 @@ class _ModelStrategy(Strategy):
         want = max(n_seed - int(state.taken.sum()), 1)
         share = max(self.seed_fraction * state.budget_total - (state.budget_total - state.budget_left), 0.0)
         share = min(max(share, state.budget_left * 0.5), state.budget_left)
-        for budget in (share, state.budget_left):
-            # Without a fit there is nothing else to buy: when the seed's share of the budget
-            # affords no free candidate, the rest of the budget does (or nothing is affordable).
-            picks = seed_design(state.candidates, want, budget, state.rng, taken=state.taken, method=method,
-                                budget_total=state.budget_total)
-            if picks:
-                return picks[:k]
+        # Without a fit there is nothing else to buy: when the seed's share of the budget affords
+        # no free candidate, the rest of the budget does (or nothing is affordable). Points of the
+        # (N, D) plane that hold no run come first, even at the larger budget: a fit needs as many
+        # distinct points as parameters + 1, and another lr at a held point adds none.
+        for distinct in (True, False):
+            for budget in (share, state.budget_left):
+                picks = seed_design(state.candidates, want, budget, state.rng, taken=state.taken, method=method,
+                                    budget_total=state.budget_total, distinct=distinct)
+                if picks:
+                    return picks[:k]
         return []
 
     def select(self, state: DesignState, k: int = 1) -> list[int]:

@@ -102,6 +102,26 @@ def test_seeds_take_distinct_points_when_an_lr_axis_doubles_every_candidate(meth
         assert {cell(i) for i in picks} == {cell(2 * k) for k in range(len(grid) - 3, len(grid))}, (seed, picks)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_seeding_takes_every_affordable_point_before_a_second_lr_of_one(seed):
+    """3 N x 2 D points, each at two lrs (a new user's active sweep: its seed bought three points
+    twice, left the sixth point unbought though affordable, and ended with no fit). Seeding one
+    pick at a time, as a live sweep does, the six picks are the six points."""
+    N, D = np.meshgrid([8e4, 2e5, 5e5], [1e5, 3e5], indexing="ij")
+    twins = Candidates.from_columns({"N": np.repeat(N.ravel(), 2), "D": np.repeat(D.ravel(), 2)})
+    budget = twins.cost[::2].sum() * 1.01  # every point once, with no room for a second lr of the largest
+    strategy = make_strategy("active")
+    taken, spent = np.zeros(len(twins), dtype=bool), 0.0
+    for _ in range(6):
+        state = DesignState(law=chinchilla, candidates=twins, target=TargetRegion.largest_planned(twins),
+                            taken=taken.copy(), budget_total=budget, budget_left=budget - spent, fit=None,
+                            rng=np.random.default_rng([seed, int(taken.sum())]))
+        (pick,) = strategy.select(state, 1)
+        taken[pick], spent = True, spent + twins.cost[pick]
+    points = {(twins.X["N"][i], twins.X["D"][i]) for i in np.flatnonzero(taken)}
+    assert len(points) == 6 and spent <= budget
+
+
 def _state(cands, budget, fit=None, seed=0):
     target = TargetRegion.compute_frontier("chinchilla", CHINCHILLA_EPOCH, 1e22)
     return DesignState(law=chinchilla, candidates=cands, target=target, taken=np.zeros(len(cands), dtype=bool),
