@@ -333,7 +333,7 @@ def validate_command(path: str | os.PathLike, *, check_corpus: bool = True) -> s
     if spec.search.kind == "isoflop":
         lines.append(format_isoflop_plan(grid.trials))
     if spec.search.kind == "active":
-        lines += active_plan_lines(spec.search, len(grid.trials))
+        lines += active_plan_lines(spec.search, grid.trials)
     lines += corpora
     aggregation = spec.aggregation()
     if aggregation:  # several runs per (N, D): say how each cell is represented in the fits
@@ -347,14 +347,21 @@ def validate_command(path: str | os.PathLike, *, check_corpus: bool = True) -> s
     return "\n".join(lines)
 
 
-def active_plan_lines(search: SearchSpec, n_planned: int) -> list[str]:
+def active_plan_lines(search: SearchSpec, trials) -> list[str]:
     """What an active search can do with its limits: the runs a fit of its law needs (its
-    parameters + 1, ActiveSearcher._no_fit_reason), against max_trials and the planned runs; a
-    warning where the sweep would end without any fit, or seed_runs exceeds max_trials (it was
-    accepted silently and found out at the end)."""
+    parameters + 1, at as many distinct (N, D) points: runs at one point at several lrs or
+    seeds are one fitted cell; ActiveSearcher._no_fit_reason), against max_trials and the
+    planned runs and points; a warning where the sweep would end without any fit, or seed_runs
+    exceeds max_trials (it was accepted silently and found out at the end)."""
     need = get_law(search.law).min_runs
-    lines = [f"active: law {search.law} needs {need} runs for a fit; max_trials {search.max_trials}, "
-             f"{n_planned} planned runs"]
+    n_planned = len(trials)
+    n_points = len({(t.non_embedding_params, t.dataset_tokens) for t in trials})
+    at = f" at {n_points} (N, D) points" if n_points != n_planned else ""
+    lines = [f"active: law {search.law} needs {need} runs at distinct (N, D) points for a fit; max_trials "
+             f"{search.max_trials}, {n_planned} planned runs{at}"]
+    if n_points < need <= min(search.max_trials, n_planned):
+        lines.append(f"warning: the plan has {n_points} distinct (N, D) points, fewer than the {need} a fit needs: "
+                     f"the sweep will end without a fit")
     if min(search.max_trials, n_planned) < need:
         limit = "max_trials" if search.max_trials <= n_planned else "the plan"
         lines.append(f"warning: search.max_trials: at most {min(search.max_trials, n_planned)} runs ({limit}), fewer "

@@ -146,13 +146,19 @@ def test_active_search_requires_max_trials_and_a_known_law(tmp_path):
     path = tmp_path / "active.yaml"
     path.write_text(yaml.safe_dump({**spec, "search": {**spec["search"], "max_trials": 4, "seed_runs": 12}}))
     text = validate_command(path, check_corpus=False)
-    assert "active: law chinchilla needs 6 runs for a fit; max_trials 4, 4 planned runs" in text
+    assert "active: law chinchilla needs 6 runs at distinct (N, D) points for a fit; max_trials 4, 4 planned runs\n" in text
     assert "warning: search.max_trials: at most 4 runs (max_trials), fewer than the 6 a fit needs" in text
     assert "warning: search.seed_runs: 12 seed runs asked, at most 4 can run" in text
     path.write_text(yaml.safe_dump({**spec, "search": {**spec["search"], "max_trials": 8, "seed_runs": 6}}))
     text = validate_command(path, check_corpus=False)
     assert "warning: search.max_trials: at most 4 runs (the plan), fewer than the 6 a fit needs" in text
     assert "warning: search.seed_runs: 6 seed runs asked, at most 4 can run" in text  # the plan's 4
+    # two lrs per (N, D) point: 8 runs, but a fit needs 6 distinct points and the plan has 4
+    path.write_text(yaml.safe_dump({**spec, "axes": {**spec["axes"], "lr": [1e-3, 3e-3]},
+                                    "search": {**spec["search"], "max_trials": 8, "seed_runs": 6}}))
+    text = validate_command(path, check_corpus=False)
+    assert "max_trials 8, 8 planned runs at 4 (N, D) points" in text, text
+    assert "warning: the plan has 4 distinct (N, D) points, fewer than the 6 a fit needs" in text, text
     spec["search"].update(seed_runs=6, misfit=-0.01)
     with pytest.raises(SpecError, match=r"^search\.misfit: .*>= 0"):
         load_spec(spec)
