@@ -27,6 +27,7 @@ from fitting.law import Law
 from fitting.laws import get_law
 
 __all__ = [
+    "allocation_drivers",
     "chinchilla_optimal",
     "optimal_allocation",
     "allocation_exponent",
@@ -228,6 +229,41 @@ def _param_samples(fit, n: int, seed: int):
     return fit.law.from_z(np.clip(Zs, lo, hi)), f"sandwich covariance ({n} draws)"
 
 
+def allocation_drivers(fit, compute: float, level: float = 0.9, *, flops_per_token: float = 6.0,
+                       fixed: Mapping[str, float] | None = None, n_opt: float | None = None,
+                       step: float = 0.1, tolerance: float = 0.01) -> list[str]:
+    """The parameters the fit's runs leave unbounded by the data (`FitResult.verdicts` at
+    ``level``: at a bound of the law, or an interval open to one; `ParamVerdict.bounded`) that
+    move the compute-optimal N at ``compute`` FLOPs: a step of ``step`` in the parameter's fitted
+    (transformed) coordinate changes ln N_opt by more than ``tolerance``. Chinchilla's E never
+    does (an additive constant), its exponents and scales do. The bootstrap behind N_opt's
+    interval cannot show the spread such a parameter has (the bounds cut it), so the allocation
+    is not identified, however narrow that interval (a new user's plan printed N_opt
+    [1.3e6, 2.6e6] from a fit with beta at its bound and every parameter unidentified). A merely
+    wide interval is not enough: the bootstrap carries that width into N_opt's."""
+    law = fit.law
+    verdicts = fit.verdicts(level)
+    unknown = [name for name in law.param_names if verdicts[name].bounded]
+    if not unknown:
+        return []
+    if n_opt is None:
+        n_opt = float(optimal_allocation(law, fit.theta, compute, flops_per_token=flops_per_token, fixed=fixed)["N_opt"][0])
+    z = law.to_z(fit.theta)
+    out = []
+    for name in unknown:
+        j = law.param_names.index(name)
+        for sign in (1.0, -1.0):
+            moved = z.copy()
+            moved[j] += sign * step
+            with np.errstate(all="ignore"):
+                n = optimal_allocation(law, law.from_z(moved), compute, flops_per_token=flops_per_token,
+                                       fixed=fixed)["N_opt"][0]
+            if not (np.isfinite(n) and abs(np.log(n / n_opt)) <= tolerance):
+                out.append(name)
+                break
+    return out
+
+
 def compute_optimal_allocation(fit=None, compute: float = 1e21, *, law=None, params=None, level: float = 0.9,
          flops_per_token: float = 6.0, fixed: Mapping[str, float] | None = None, n_samples: int = 2000,
          seed: int = 0, span: float = 10.0, misfit_calibration=None) -> Allocation:
@@ -250,7 +286,8 @@ def compute_optimal_allocation(fit=None, compute: float = 1e21, *, law=None, par
         law, theta = fit.law, fit.theta
         verdict = fit.identifiability
         if not verdict.identified:
-            return unidentified(verdict.reason)
+            return unidentified(f"{verdict.reason}, so the runs cannot separate the N term from the D term "
+                                f"(vary N and D/N independently)")
     else:
         if law is None or params is None:
             raise ValueError("compute_optimal_allocation needs a fit, or a law and params")
@@ -264,6 +301,12 @@ def compute_optimal_allocation(fit=None, compute: float = 1e21, *, law=None, par
     res = optimal_allocation(law, theta, C, flops_per_token=flops_per_token, fixed=fixed)
     if not (np.isfinite(res["N_opt"][0]) and np.isfinite(res["D_opt"][0])):
         return unidentified(f"the fitted {law.name} has no finite compute-optimal allocation at {C:.3g} FLOPs")
+    if fit is not None:
+        driving = allocation_drivers(fit, C, level, flops_per_token=flops_per_token, fixed=fixed,
+                                     n_opt=float(res["N_opt"][0]))
+        if driving:
+            return unidentified(f"N_opt depends on {', '.join(driving)}, which the runs leave at or open to a "
+                                f"bound of the law (fit's verdicts), so no interval for it can be trusted")
     a = allocation_exponent(law, theta, C, flops_per_token=flops_per_token, fixed=fixed, span=span)
     out = Allocation(law=law.name, compute=C, N_opt=float(res["N_opt"][0]), D_opt=float(res["D_opt"][0]),
                tokens_per_param=float(res["tokens_per_param"][0]), loss=float(res["loss"][0]), exponent_a=a,

@@ -98,6 +98,7 @@ class ParamVerdict:
     identified: bool
     reason: str | None = None
     kind: str | None = None
+    bounded: bool = False  # at a bound, or its interval open to one or not finite: resampling cannot show its spread
 
     def text(self, fmt: str = ".4g") -> str:
         """``[lo, hi]`` when identified, else ``not identified: <reason>`` (the report's cell)."""
@@ -129,11 +130,12 @@ def parameter_verdicts(law, params: Mapping[str, float], intervals: Mapping, spl
         if not split.identified:
             verdict = ParamVerdict(name, value, lo, hi, False, split.reason, "split")
         elif name in at_bounds:
-            verdict = ParamVerdict(name, value, lo, hi, False, f"at its bound {at_bounds[name]}", "bound")
+            verdict = ParamVerdict(name, value, lo, hi, False, f"at its bound {at_bounds[name]}", "bound", True)
         elif open_side or not finite:
             how = (f"is open on the {' and '.join(open_side)} side{'s' if len(open_side) == 2 else ''} (the data do "
                    f"not close it)" if open_side else "is not finite")
-            verdict = ParamVerdict(name, value, lo, hi, False, f"its interval [{lo:.3g}, {hi:.3g}] {how}", "interval")
+            verdict = ParamVerdict(name, value, lo, hi, False, f"its interval [{lo:.3g}, {hi:.3g}] {how}", "interval",
+                                   True)
         elif is_log and (lo <= 0 or np.log10(hi / lo) > MAX_SCALE_DECADES):
             verdict = ParamVerdict(name, value, lo, hi, False, f"its interval [{lo:.3g}, {hi:.3g}] spans more than "
                                    f"{MAX_SCALE_DECADES:g} decades", "interval")

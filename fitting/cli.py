@@ -286,8 +286,7 @@ def cmd_plan(args) -> int:
         for allocation in allocations if not refused else []:
             _print_allocation(allocation, args.level)
     if refused:
-        raise ValueError(f"no compute-optimal allocation: {refused[0].unidentified_reason}, so the runs cannot "
-                         f"separate the N term from the D term (vary N and D/N independently)")
+        raise ValueError(f"no compute-optimal allocation: {refused[0].unidentified_reason}")
     return 0
 
 

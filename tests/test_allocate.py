@@ -111,3 +111,26 @@ def test_a_fit_with_a_non_positive_exponent_has_no_allocation_and_says_why():
         _warnings.simplefilter("error")
         allocation = compute_optimal_allocation(law="chinchilla", params=params, compute=6e10)
     assert not allocation.identified and "alpha = -6.07e-05 is not > 0" in allocation.unidentified_reason
+
+
+def test_an_allocation_that_leans_on_a_parameter_at_its_bound_is_not_identified():
+    """A new user's active sweep (7 runs at 5 (N, D) points, two lrs at two of them): the
+    Chinchilla fit put beta at its bound 5 and E at 1e-217, its bootstrap explored nothing, and
+    `plan` printed N_opt [1.27e6, 2.60e6]. N_opt leans on beta, so there is no allocation; a
+    parameter that cannot move N_opt (E, additive) does not count."""
+    import warnings
+
+    from fitting.allocate import allocation_drivers
+
+    N = np.array([24576, 24576, 196608, 82944, 82944, 82944, 82944], dtype=float)
+    D = np.array([1e5, 5e4, 5e4, 1e5, 1e5, 5e4, 5e4])
+    loss = np.array([3.306877, 4.001286, 3.369922, 3.081283, 3.126286, 3.567851, 3.291400])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_law(chinchilla, {"N": N, "D": D, "loss": loss}, n_bootstrap=100, seed=0)
+        verdicts = fit.verdicts(0.9)
+        assert verdicts["beta"].bounded and verdicts["E"].bounded  # the user's fit: both pinned
+        assert allocation_drivers(fit, 1e12) == ["beta"]  # E is additive: N_opt does not move with it
+        allocation = compute_optimal_allocation(fit, 1e12)
+    assert not allocation.identified and np.isnan(allocation.N_opt)
+    assert allocation.unidentified_reason.startswith("N_opt depends on beta, which the runs leave at or open to a bound")
