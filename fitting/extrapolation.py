@@ -88,10 +88,11 @@ from scipy import stats
 
 from fitting.fit import FitResult, fit_law
 from fitting.posterior import Discrepancy, LinearPosterior, law_gradients
-from fitting.uncertainty import Interval
+from fitting.objective import log_jacobian
+from fitting.uncertainty import Interval, m_estimator_factor, scaled_pinv, split_residuals
 
-__all__ = ["PRIOR_MISFIT_SD", "PRIOR_WEIGHT", "HELD_OUT", "MisfitCalibration", "unit_misfit_sd", "calibrate_misfit",
-           "misfit_sd", "extrapolation_interval"]
+__all__ = ["PRIOR_MISFIT_SD", "PRIOR_WEIGHT", "HELD_OUT", "MisfitCalibration", "NoiseParts", "noise_parts", "residual_split",
+           "unit_misfit_sd", "calibrate_misfit", "misfit_sd", "extrapolation_interval"]
 
 
 # The misfit sd assumed when the runs are too few to calibrate one: the designer's prior
@@ -120,6 +121,7 @@ class MisfitCalibration:
     prior_weight: float = 0.0  # held-out predictions the prior counted as
     splits: tuple[int, ...] = ()  # runs held out by each refit (the top ones by compute)
     unit_held_out: float = float("nan")  # rms unit misfit sd ū_h of the held-out predictions (NaN: not calibrated)
+    prior: float = PRIOR_MISFIT_SD  # the amplitude â was shrunk toward: the residuals' own misfit (REML)
 
     @property
     def calibrated(self) -> bool:
@@ -131,15 +133,49 @@ class MisfitCalibration:
             if len(self.splits) <= 1:
                 return (f"law misfit sd {self.amplitude:.3g} (log loss), calibrated by refitting {self.n_fit} runs "
                         f"and predicting the {self.n_held_out} largest by compute (their own estimate {self.estimate:.3g}, "
-                        f"shrunk toward the prior {PRIOR_MISFIT_SD:.3g}, which counts as {self.prior_weight:g} more "
-                        f"held-out run{'' if self.prior_weight == 1 else 's'})")
+                        f"shrunk toward the residuals' own misfit {self.prior:.3g}, which counts as {self.prior_weight:g} "
+                        f"more held-out run{'' if self.prior_weight == 1 else 's'})")
             held = f"{', '.join(map(str, self.splits[:-1]))} and {self.splits[-1]}"
             return (f"law misfit sd {self.amplitude:.3g} (log loss), calibrated by {len(self.splits)} refits "
                     f"predicting the {held} largest runs by compute from the rest ({self.n_held_out} held-out "
-                    f"predictions; their own estimate {self.estimate:.3g}, shrunk toward the prior "
-                    f"{PRIOR_MISFIT_SD:.3g} weighted as {self.prior_weight:g} of them)")
+                    f"predictions; their own estimate {self.estimate:.3g}, shrunk toward the residuals' own misfit "
+                    f"{self.prior:.3g} weighted as {self.prior_weight:g} of them)")
         return (f"law misfit sd {self.amplitude:.3g} (log loss) is a PRIOR, not calibrated: {self.n_fit} runs are "
                 f"too few to refit and hold out the largest ({self.n_needed} needed)")
+
+
+@dataclass(frozen=True)
+class NoiseParts:
+    """The plain (misfit-free) part of an extrapolation interval, with the misfit taken out of the
+    residuals first (:func:`noise_parts`)."""
+
+    param_var: np.ndarray  # (n,) variance of log L̂ at the rows from the parameters, noise only
+    noise_sd: float  # run-to-run scatter σ of log loss, the smooth misfit taken out (REML)
+    misfit_in_sample: float  # the residuals' own smooth-misfit amplitude (REML), same units as a
+    dof: int  # residual degrees of freedom of the split
+
+
+def residual_split(fit: FitResult, length: float = 2.0, J: np.ndarray | None = None) -> tuple[float, float, int]:
+    """(noise sd σ > 0, smooth-misfit amplitude, degrees of freedom) of the fit's residuals by REML
+    (:func:`fitting.uncertainty.split_residuals`), the misfit the GP of :func:`unit_misfit_sd`."""
+    J = log_jacobian(fit.law, fit.z, fit.data.X) if J is None else J
+    sigma, a_in, dof = split_residuals(fit.residuals, J, Discrepancy(amplitude=1.0, length=length).features(fit.data.X))
+    return max(sigma, 1e-6), a_in, dof
+
+
+def noise_parts(fit: FitResult, X: Mapping[str, np.ndarray], length: float = 2.0) -> NoiseParts:
+    """Parameter and scatter parts at X counting the run-to-run noise only: the fit's residuals
+    are split (:func:`fitting.uncertainty.split_residuals`) into white noise σ and a smooth misfit
+    (the GP of :func:`unit_misfit_sd`, same length), and the parameter variance is the
+    M-estimator's under noise σ alone, m(σ)·gᵀ(JᵀJ)⁻¹g (:func:`fitting.uncertainty.m_estimator_factor`).
+    The fit's own sandwich and MAD scale read the misfit in the residuals as noise, and the misfit
+    term counted it again (module doc)."""
+    J = log_jacobian(fit.law, fit.z, fit.data.X)
+    sigma, a_in, dof = residual_split(fit, length, J)
+    G = log_jacobian(fit.law, fit.z, X)
+    G = np.where(np.isfinite(G), G, 0.0)
+    unit = np.einsum("np,pq,nq->n", G, scaled_pinv(J.T @ J), G)
+    return NoiseParts(m_estimator_factor(sigma, fit.loss, fit.delta) * np.clip(unit, 0, None), sigma, a_in, dof)
 
 
 def unit_misfit_sd(fit: FitResult, X: Mapping[str, np.ndarray], length: float = 2.0,
@@ -162,9 +198,10 @@ def _held_out_excess(fit: FitResult, train: np.ndarray, test: np.ndarray, length
         warnings.simplefilter("ignore")  # a small refit may warn about its design; that is expected
         sub = fit_law(fit.law, subset | {"loss": y[train]}, starts=(), init=fit.params, loss=fit.loss, delta=fit.delta)
     X_test = {c: np.asarray(v)[test] for c, v in X.items()}
-    iv = sub.interval(X_test, level=fit.level, method="delta")
-    sq_err = (np.log(y[test]) - np.log(iv.mean)) ** 2
-    return float(np.sum(sq_err)), float(np.sum(iv.se_log**2)), float(np.sum(unit_misfit_sd(sub, X_test, length) ** 2))
+    sq_err = (np.log(y[test]) - np.log(sub.predict(X_test))) ** 2
+    plain = noise_parts(sub, X_test, length)
+    plain_var = plain.param_var + plain.noise_sd**2
+    return float(np.sum(sq_err)), float(np.sum(plain_var)), float(np.sum(unit_misfit_sd(sub, X_test, length) ** 2))
 
 
 def calibrate_misfit(fit: FitResult, *, held_out: float | tuple[float, ...] = HELD_OUT, length: float = 2.0,
@@ -197,9 +234,10 @@ def calibrate_misfit(fit: FitResult, *, held_out: float | tuple[float, ...] = HE
     sq_err, plain_var, misfit_var = sums
     estimate2 = max(sq_err - plain_var, 0.0) / max(misfit_var, 1e-300)
     k = sum(sizes)
-    amplitude = float(np.sqrt((k * estimate2 + prior_weight * PRIOR_MISFIT_SD**2) / (k + prior_weight)))
+    prior = residual_split(fit, length)[1]
+    amplitude = float(np.sqrt((k * estimate2 + prior_weight * prior**2) / (k + prior_weight)))
     return MisfitCalibration(amplitude, length, int(n - sizes[-1]), int(k), n_needed, float(np.sqrt(estimate2)),
-                             float(prior_weight), tuple(sizes), float(np.sqrt(misfit_var / max(k, 1))))
+                             float(prior_weight), tuple(sizes), float(np.sqrt(misfit_var / max(k, 1))), float(prior))
 
 
 def misfit_sd(fit: FitResult, X: Mapping[str, np.ndarray], calibration: MisfitCalibration) -> np.ndarray:
@@ -219,29 +257,37 @@ def misfit_sd(fit: FitResult, X: Mapping[str, np.ndarray], calibration: MisfitCa
         return calibration.amplitude * u
     k, w = calibration.n_held_out, calibration.prior_weight
     prior_u = np.minimum(u, calibration.unit_held_out)
-    return np.sqrt((k * calibration.estimate**2 * u**2 + w * PRIOR_MISFIT_SD**2 * prior_u**2) / (k + w))
+    return np.sqrt((k * calibration.estimate**2 * u**2 + w * calibration.prior**2 * prior_u**2) / (k + w))
 
 
 def extrapolation_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: float | None = None,
                            calibration: MisfitCalibration | None = None) -> Interval:
-    """The fit's prediction interval widened by the calibrated misfit (``calibration`` defaults to
-    :func:`calibrate_misfit` on the fit's own runs).
+    """The fit's prediction interval for extrapolation: parameters, run-to-run scatter and the
+    calibrated misfit (``calibration`` defaults to :func:`calibrate_misfit` on the fit's own runs),
+    each counted once.
 
-    The widened interval always contains the plain one, ``fit.interval(X, level)`` (bootstrap
-    percentiles when the fit has a bootstrap, else the delta method): each side's log half-width
-    h becomes √(h² + (q·a·u)²) for misfit amplitude a, unit misfit sd u and the t quantile q of
-    the delta interval, and is never less than the plain side (a percentile interval need not be
-    centred on the point prediction)."""
+    Delta method (no bootstrap on the fit): log half-width q·√(v_θ + σ² + m²) about the point
+    prediction, with v_θ and σ the noise-only parameter variance and scatter (:func:`noise_parts`:
+    the smooth misfit taken out of the residuals first), m the misfit sd (:func:`misfit_sd`) and q
+    the t quantile with n − P degrees of freedom. With a bootstrap, each side's parameter part is
+    the bootstrap's confidence half-width instead of q·√v_θ. Unlike ``fit.interval(X, level)``,
+    whose sandwich and scatter read the misfit in the residuals as noise, this need not contain the
+    plain interval: that double counting made Kaplan's L(N, D) intervals cover 98-99 % (module doc)."""
     calibration = calibration or calibrate_misfit(fit)
     level = fit.level if level is None else level
     X = fit.law.columns(X)
-    plain = fit.interval(X, level=level, kind="prediction")
+    mean = fit.law.predict(fit.theta, X)
     q = stats.t.ppf(0.5 + level / 2, max(fit.n_points - fit.law.n_params, 1))  # as the plain delta interval
-    extra = q * misfit_sd(fit, X, calibration)
-    log_mean = np.log(plain.mean)
-    h_lo = np.sqrt(np.clip(log_mean - np.log(plain.lo), 0, None) ** 2 + extra**2)
-    h_hi = np.sqrt(np.clip(np.log(plain.hi) - log_mean, 0, None) ** 2 + extra**2)
-    sd = np.sqrt(plain.se_log**2 + (extra / q) ** 2) if plain.se_log is not None else None
-    return Interval(mean=plain.mean, lo=np.minimum(plain.lo, plain.mean * np.exp(-h_lo)),
-                    hi=np.maximum(plain.hi, plain.mean * np.exp(h_hi)), level=level, kind="prediction",
-                    method=f"{plain.method}+misfit(a={calibration.amplitude:.3g})", se_log=sd)
+    parts = noise_parts(fit, X, calibration.length)
+    other = parts.noise_sd**2 + misfit_sd(fit, X, calibration) ** 2  # scatter and misfit variances
+    log_mean = np.log(mean)
+    if fit.bootstrap is not None:
+        conf = fit.interval(X, level=level, kind="confidence")
+        h_lo = np.sqrt(np.clip(log_mean - np.log(conf.lo), 0, None) ** 2 + q**2 * other)
+        h_hi = np.sqrt(np.clip(np.log(conf.hi) - log_mean, 0, None) ** 2 + q**2 * other)
+        sd, method = np.sqrt(conf.se_log**2 + other), "bootstrap"
+    else:
+        sd, method = np.sqrt(parts.param_var + other), "delta"
+        h_lo = h_hi = q * sd
+    return Interval(mean=mean, lo=mean * np.exp(-h_lo), hi=mean * np.exp(h_hi), level=level, kind="prediction",
+                    method=f"{method}+misfit(a={calibration.amplitude:.3g})", se_log=sd)
