@@ -8,73 +8,40 @@ full pool's 90 % intervals covered 35 % of the targets.
 The misfit is the smooth discrepancy of :mod:`fitting.posterior` (a Gaussian process in
 ln N × ln D/N with correlation length ``length``): at a target t, the expected squared bias of
 the law-only fit is a²·|Bᵀg_t − φ_t|² for amplitude a (the design algebra's |r_t|², which scales
-with a²). The amplitude is *calibrated on the data itself* by held-out extrapolation: refit on
-all but the top h of the runs by compute, predict that top h, for each h of ``HELD_OUT`` (the
-top quarter), and match the pooled squared held-out error to the plain predictive variance plus
-a²·misfit² (method of moments), shrunk toward the stated prior ``PRIOR_MISFIT_SD`` with the
-weight of ``PRIOR_WEIGHT`` held-out predictions: a² = (k·â² + w·prior²)/(k + w) for k held-out
-predictions. Without the prior a held-out error below the plain predictive variance (often, with
-a dozen runs held out) made the amplitude exactly 0, and intervals 1-2 decades beyond the runs
-then ignored the misfit.
+with a²; :func:`unit_misfit_sd` is its square root u at a = 1). The amplitude is *calibrated on the
+data itself* by held-out extrapolation: refit on all but the top h of the runs by compute, predict
+that top h, for each h of ``HELD_OUT`` (the top quarter), and match the pooled squared held-out
+error to the plain predictive variance plus a²·u² (method of moments), shrunk toward a prior with
+the weight of ``PRIOR_WEIGHT`` held-out predictions: a² = (k·â² + w·p²)/(k + w) for k held-out
+predictions. In :func:`misfit_sd` the data's part grows with u beyond the runs, the prior's only up
+to its value ū_h at the held-out runs. Without a prior a held-out error below the plain variance
+(often, with a dozen runs held out) made a exactly 0.
 
-The misfit sd added at a point (:func:`misfit_sd`) splits a² back into its parts: the data's
-k·â² is multiplied by the GP's distance factor u² (it grows beyond the runs), the prior's w·p² only
-by min(u, ū_h)², its value at the held-out runs: the prior says how far off the law may be where
-it was checked, and the GP's growth beyond that is not evidence. Multiplying the prior by u as
-well (before) made it most of the sd at targets 1.2-2.2 decades out (bench/coverage.py, 49 runs:
-0.04² against 12·â², â ≈ 0.005-0.012, 70-80 % of a²), times u_t/ū_h = 1.8 (Kaplan's L(N, D))
-and 2.5 (the 9-parameter law), and those intervals covered 98-100 %. Measured with the same fits
-(50 replicates, before → after): 9-parameter full pool 98.0 → 91.2 % (active at 5 % and 10 %:
-93.6 → 88.0 %, 97.2 → 94.4 %), Chinchilla 93.2 → 91.6 %
-(active at 10 %: 92.0 → 90.4 %), Kaplan 99.6 → 99.2 % (active at 10 %: 100 → 98.4 %),
-data-constrained 92.8 → 92.8 % (active at 5 %: 84.0 → 82.4 %: 22 runs for 7 parameters, 6 held out,
-an estimate 0 in 38 % of the replicates, where the targets need an amplitude of 0.027); Epoch's
-full pool stays at 91.3 % and its active replays at 5 % and 10 % stay at 89.6 % and 85.7 %, where
-the designer's own targets sit nearer than the held-out runs (u_t/ū_h 0.2-0.9). Kaplan's L(N, D)
-still over-covers: its plain interval alone covers 95.2 % (sandwich se 0.0116 at the targets
-against an rms error of the predicted mean ~0.008), and its held-out estimate times u_t/ū_h 1.7
-over-states the error at the targets. The other ideas measured (same fits): the data's estimate
-alone (w = 0) leaves Chinchilla at 81-86 % (â is 0 in a fifth of the replicates); a prior of the
-fit's residual sd is too small on Epoch (0.004: its active replays at 68-74 %); carrying the
-whole sd flat from the held-out runs over-covers Epoch's active replays (97-100 %); a Student-t
-quantile with k + w degrees of freedom for the misfit part (its variance is estimated from k + w
-predictions) lifts data-constrained at 5 % only to 83.2 % and Chinchilla's rows by 1-3 points.
-Measured on Epoch (coverage of nominal 90 %): full pool 35 % →
-87 % before the prior's weight, 91 % with it (`scalesweep predict --example epoch-chinchilla`);
-active at 10 % of the compute 52 % → 74 % (before); on an exact-law oracle the amplitude comes
-out small and coverage stays at 88 % (before). Simulated oracles with misfit, per law:
-``bench/coverage.py``.
+Each part counted once (issue 15 item 5). The fit's own sandwich covariance and MAD scale read the
+smooth misfit in its residuals as run-to-run noise, and the misfit term counted it again. The
+interval's plain part is now noise-only (:func:`noise_parts`): the residuals are split by REML into
+white noise σ and a smooth misfit of the same GP (:func:`fitting.uncertainty.split_residuals`, in
+the left null space of the fit's Jacobian, so the fit's degrees of freedom are taken out: the MAD
+read 0.0063-0.0084 for a true 0.01 with 49 runs and 5 parameters, REML 0.0100 on average over 10
+seeds), the parameter variance is the M-estimator's under noise σ alone, m(σ)·gᵀ(JᵀJ)⁻¹g, and the
+held-out calibration subtracts the same noise-only variance. The prior p is the residuals' own
+misfit amplitude from that split, not a fixed 0.04: the fixed floor added width where the law was
+not off (exact-law oracles: 96-98 % coverage). ``PRIOR_MISFIT_SD`` stays the stated prior when the
+runs are too few to hold any out (item 4). The interval no longer contains ``fit.interval``'s.
 
-Why no calibration here meets 85-95 % on every row (bench/coverage.py, seeds 0-49; ``--exact`` and
-``--scales`` on the same fits). (1) Kaplan's L(N, D) over-covers before any misfit is added: its
-plain interval alone covers 95.2 % of the full pool's targets. The misfit does widen the parameter
-and scatter parts (the double counting suspected): against an exact-law oracle (30 replicates)
-Kaplan's sandwich se at the targets is 0.0098 for a replicate sd of the predicted mean of 0.0104 and
-σ 0.0092; with the misfit, 0.0116 for a replicate sd of 0.0102 (a misfit fixed across replicates
-adds bias, not spread) and σ 0.0102. The Laplace covariance, blind to where the large residuals sit,
-is as wide (0.0119), so it is the residual scale, not the sandwich's meat. With the exact-law parts
-(this run's se and σ scaled to them) the plain interval would cover 86.8 %, and the misfit interval
-as calibrated 97.2 %. The misfit part is the larger excess: Kaplan's held-out runs show â ≈ 0.005 (0
-in a third of the replicates), times u_t/ū_h ≈ 1.8, plus the prior's 0.010, 0.015 at the targets,
-where the predicted mean is off the truth by only 0.011 rms (bias +0.003). Chinchilla, with the same
-misfit, needs it (plain 70.4 %; its mean is off by 0.020 rms). On exact-law oracles (50 replicates)
-the misfit interval covers 96.0 % (Kaplan) and 97.6 % (Chinchilla) where the plain one covers 88.0 %
-and 88.4 %: the prior's floor is there whether or not the law is off. (2) The parameter part is not
-uniformly too wide: exact-law Chinchilla's sandwich se is 0.0109 for a replicate sd of 0.0153 (30
-replicates), the 9-parameter law's 0.0137 for 0.0164 (with misfit). (3) Scaling the misfit sd by c
-(same fits): Kaplan full pool 95.2 % at c = 0, 99.2 % at 1; Kaplan active 5 % and 10 % need c ≤ 0.5
-and ≤ 0.75 (93.2 %, 94.4 %); Chinchilla full pool needs c ≥ 0.75 (88.0 %; 80.0 % at 0.5);
-data-constrained active 5 % needs c ≥ 1.25 (86.4 %; 82.4 % at 1): no one scale, and no prior weight
-(w = 0-1) or cap of the data part's growth at ū_h (Kaplan 96.4-99.2 %, Chinchilla 83.2-91.6 %,
-data-constrained 5 % 70-82 %), serves every row. (4) Data-constrained at 5 % (22 runs for 7
-parameters, 6 held out): 38 % of the replicates predict more than 0.03 above the truth (rms error of
-the mean 0.042), and the held-out estimate is the same where the targets are covered and where they
-are missed (â 0.0099 against 0.0096; the 13 replicates with a miss are 0.063 high on average): the
-bias lies where the held-out runs do not reach. Its scatter σ is half the true 0.01 (median 0.0054:
-a MAD of 22 residuals after 7 parameters), but that part is too small to matter next to the bias; a
-maximum-likelihood â (held-out predictions weighted by their precision) lifts it by 3 points over 20
-replicates but the 9-parameter full pool from 91.2 to 94.0 %. The row's 82.4 % is 0.5 standard
-errors (±4.8) below 85 %; Kaplan's 98.4-99.2 % (±1.0) is clearly above 95 %.
+Measured (bench/coverage.py, 50 replicates unless stated; full pool / active 5 % / active 10 %;
+before → after): Chinchilla 91.6 / 92.8 / 90.4 → 85.6 / 92.8 / 90.3; Kaplan L(N, D)
+99.2 / 98.4 / 98.4 → 94.8 / 94.4 / 94.8; 9-parameter 91.2 / 88.4 / 92.0 → 92.4 / @N5 / @N10;
+data-constrained 92.8 / 82.4 / 90.8 → @D1 / @D5 / @D10. Epoch (``scalesweep predict --example
+epoch-chinchilla``): 91.3 % → 91.3 %. Other rules measured on the same fits (seeds 0-49): the fixed 0.04
+prior with the noise-only parts, Kaplan 96.8 / 98.8 % (full, 5 %); no prior, Epoch 87.0 %; prior
+weight 0.5-4 or the prior's part uncapped, Chinchilla 85.6-86.4 % and Kaplan 94.4-96.4 %; held-out
+runs nearest the targets instead of the top by compute, Kaplan's â rms 0.0077 → 0.0153 (it over-covers
+more); a posterior-mean â (Jeffreys, so never 0) Kaplan 96.8-99.2 %. Chinchilla's full pool and
+Kaplan sit near the band's ends: the same misfit leaves Chinchilla's compute-optimal targets off by
+0.020 rms and Kaplan's by 0.011, while their held-out runs show similar estimates (â rms 0.0125 and
+0.0077) and the GP grows Kaplan's more (u_t/ū_h 1.8 against 1.1): no held-out statistic here tells
+the two apart better.
 """
 
 from __future__ import annotations
@@ -98,12 +65,12 @@ __all__ = ["PRIOR_MISFIT_SD", "PRIOR_WEIGHT", "HELD_OUT", "MisfitCalibration", "
 # The misfit sd assumed when the runs are too few to calibrate one: the designer's prior
 # (fitting.posterior.Discrepancy, "the law may be off by a few per cent"), never a silent 0.
 PRIOR_MISFIT_SD = Discrepancy.amplitude
-# How many held-out runs the prior counts as in a calibration (module doc): the calibrated sd is
-# never below PRIOR_MISFIT_SD·√(w/(k + w)) for k runs held out, and the data dominate as k grows
+# How many held-out runs the prior (the residuals' own misfit, module doc) counts as in a calibration:
+# the calibrated sd is never below that prior·√(w/(k + w)) for k runs held out; the data dominate as k grows
 PRIOR_WEIGHT = 1.0
 # The held-out-by-compute splits a calibration pools (calibrate_misfit): the top quarter of the runs
 # by compute, predicted by the law refitted on the rest. Pooling five splits (10 %-50 %) gave the
-# data 3x the predictions and cut the 0.04 prior's share of a², but on Epoch (217 runs; the prior's
+# data 3x the predictions and cut the prior's share of a² (then a fixed 0.04), but on Epoch (217 runs; the prior's
 # share is small there) the larger splits' refits, with their wider plain variance, estimate less
 # (â 0.018, 0.014, 0.016, 0.014, 0.010, 0.009 at 10, 20, 25, 30, 40, 50 %) while the 23 targets
 # above 1e21 need â ≈ 0.022: full-pool coverage fell from 91 % to 65 %. One split stays the default.
@@ -213,7 +180,8 @@ def calibrate_misfit(fit: FitResult, *, held_out: float | tuple[float, ...] = HE
     variances and unit misfit variances of every split are pooled into one method-of-moments
     estimate (the splits reach from just beyond the refit runs to far beyond them, so the GP's
     distance-dependent unit misfit is matched across distances, not at one), then shrunk toward
-    the prior with the weight of ``prior_weight`` of the pooled held-out predictions.
+    the prior (the residuals' own smooth-misfit amplitude, :func:`residual_split`) with the weight
+    of ``prior_weight`` of the pooled held-out predictions.
     A split whose refit would have fewer than P + 2 runs is skipped; when none is left (the
     refit needs P + 2, plus 2 held out) the result is the stated prior ``PRIOR_MISFIT_SD``, with
     ``n_held_out`` 0 (:meth:`MisfitCalibration.describe` says so).
@@ -246,7 +214,7 @@ def misfit_sd(fit: FitResult, X: Mapping[str, np.ndarray], calibration: MisfitCa
 
     With u the GP's unit misfit (:func:`unit_misfit_sd`) at X and ū_h its rms over the held-out
     predictions, a calibrated sd is √((k·â²·u² + w·p²·min(u, ū_h)²)/(k + w)) for k held-out
-    predictions, their estimate â, the prior p = ``PRIOR_MISFIT_SD`` and its weight w: the
+    predictions, their estimate â, the prior p (``calibration.prior``) and its weight w: the
     held-out data's part grows with the GP's distance factor, the prior's never beyond what it
     is at the held-out runs (module doc: multiplying the prior's floor by u_t/ū_h = 1.8-2.5 made
     Kaplan's and the 9-parameter law's intervals over-cover). Not calibrated: the prior

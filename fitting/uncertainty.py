@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 from fitting.multistart import single_threaded_blas
 from fitting.objective import log_jacobian, make_objective
@@ -105,7 +105,7 @@ def m_estimator_factor(sigma: float, loss: str, delta: float) -> float:
     if loss != "huber":
         return float(sigma) ** 2
     t = delta / max(float(sigma), 1e-300)
-    kappa = 2 * stats.norm.cdf(t) - 1
+    kappa = float(special.erf(t / np.sqrt(2)))  # 2Φ(t) − 1 without the cancellation at small t
     epsi2 = sigma**2 * (kappa - 2 * t * stats.norm.pdf(t)) + 2 * delta**2 * stats.norm.sf(t)
     return float(epsi2 / max(kappa, 1e-300) ** 2)
 
