@@ -21,18 +21,19 @@ Laws and misfits:
 
 Prints one row per law and strategy: coverage (mean over replicates of the share of targets
 covered, and its standard error over replicates), the plain interval's coverage (parameters and
-run-to-run scatter, no misfit: the misfit interval always contains it, so where it alone covers
-more than 95 % the goal cannot be met), mean calibrated misfit amplitude, how often it was the
-prior, mean |error|, the interval's parts at the targets (mean log-loss sd from the parameters,
+run-to-run scatter with the misfit taken out of the residuals, :func:`fitting.extrapolation.noise_parts`;
+the misfit interval adds the misfit sd to it in quadrature, so where it alone covers more than 95 %
+the goal cannot be met), mean calibrated misfit amplitude, how often it was the stated prior (too
+few runs), mean |error|, the interval's parts at the targets (mean log-loss sd from the parameters,
 the run-to-run scatter and the misfit) against the rms of the observed log error and the rms error
 of the predicted mean against the noise-free truth ("vs truth": what the parameter and misfit parts
 should cover; both pooled over replicates and targets); last line the worst coverage against the
 goal (85-95 %). ``--exact`` makes every oracle the law itself (no misfit): the parameter and
-scatter parts alone, to see what the misfit adds to them (a misfit in the residuals widens them).
+scatter parts alone, to see what the misfit adds to them.
 ``--scales`` adds a line per row: the coverage had the misfit sd been multiplied by each scale
 (the same fits), the trade-off any one misfit calibration faces across the laws.
 
-  python bench/coverage.py [--replicates 50] [--laws chinchilla,kaplan,...] [--fractions 0.05,0.1] [--exact]
+  python bench/coverage.py [--replicates 50] [--first-seed 0] [--laws chinchilla,kaplan,...] [--fractions 0.05,0.1] [--exact]
                            [--scales 0,0.5,0.75,1,1.25]
 """
 
@@ -53,7 +54,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/nine_law.py
 
 from fitting.design import Candidates, TargetRegion  # noqa: E402
-from fitting.extrapolation import calibrate_misfit, extrapolation_interval, misfit_sd  # noqa: E402
+from fitting.extrapolation import calibrate_misfit, extrapolation_interval, misfit_sd, noise_parts  # noqa: E402
 from fitting.fit import fit_law  # noqa: E402
 from fitting.laws import CHINCHILLA_EPOCH, KAPLAN_PAPER  # noqa: E402
 from fitting.online import OnlineFitConfig  # noqa: E402
@@ -135,20 +136,21 @@ def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = F
             "calibrated": False, "scale": [np.nan] * len(scales)}
         cal = calibrate_misfit(fit)
         iv = extrapolation_interval(fit, target.X, level=LEVEL, calibration=cal)
-        conf = fit.interval(target.X, level=LEVEL, kind="confidence", method="delta")
-        plain = fit.interval(target.X, level=LEVEL)  # parameters and run-to-run scatter, no misfit
+        X_t = fit.law.columns(target.X)
+        noise = noise_parts(fit, X_t, cal.length)  # parameters and run-to-run scatter, the misfit taken out
     err = np.log(y_target) - np.log(iv.mean)
     # the delta-method interval is symmetric in log: half-width q·√(plain sd² + (scale·misfit sd)²)
-    m = misfit_sd(fit, fit.law.columns(target.X), cal)
+    m = misfit_sd(fit, X_t, cal)
     q = stats.t.ppf(0.5 + LEVEL / 2, max(fit.n_points - fit.law.n_params, 1))
-    by_scale = [float(np.mean(np.abs(err) <= q * np.sqrt(plain.se_log**2 + (c * m) ** 2))) for c in scales]
-    # the interval's log-sd parts at the targets: parameters (sandwich), run-to-run scatter, misfit;
+    plain_sd = np.sqrt(noise.param_var + noise.noise_sd**2)
+    by_scale = [float(np.mean(np.abs(err) <= q * np.sqrt(plain_sd**2 + (c * m) ** 2))) for c in scales]
+    # the interval's log-sd parts at the targets: parameters, run-to-run scatter (both noise only), misfit;
     # mean squared errors (observed, and of the mean against the noise-free truth), pooled in coverage()
-    parts = {"param": float(np.mean(conf.se_log)), "scatter": float(fit.sigma),
+    parts = {"param": float(np.mean(np.sqrt(noise.param_var))), "scatter": noise.noise_sd,
              "misfit": float(np.mean(m)),
              "rms": float(np.mean(err**2)), "truth": float(np.mean((np.log(orc.truth(target.X)) - np.log(iv.mean)) ** 2))}
     return {"coverage": float(np.mean((y_target >= iv.lo) & (y_target <= iv.hi))), "amplitude": cal.amplitude,
-            "plain": float(np.mean((y_target >= plain.lo) & (y_target <= plain.hi))),
+            "plain": float(np.mean(np.abs(err) <= q * plain_sd)),
             "calibrated": cal.calibrated, "are": float(np.mean(np.abs(iv.mean / y_target - 1))),
             "scale": by_scale} | parts
 
@@ -173,6 +175,8 @@ def coverage(name: str, replicates: int, fraction: float = 1.0, first_seed: int 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--replicates", type=int, default=50)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + replicates - 1 (rules "
+                    "are chosen on 0-49; confirm on others)")
     ap.add_argument("--laws", default=",".join(SETTINGS))
     ap.add_argument("--fractions", default="", help="active design at these budget fractions too (e.g. 0.05,0.1)")
     ap.add_argument("--no-full", action="store_true", help="skip the full-pool row (only the --fractions ones)")
@@ -196,7 +200,7 @@ def main(argv=None) -> int:
     for name in laws:
         for frac in fractions:
             t0 = time.perf_counter()
-            r = coverage(name, args.replicates, frac, exact=args.exact, scales=scales)
+            r = coverage(name, args.replicates, frac, first_seed=args.first_seed, exact=args.exact, scales=scales)
             strategy = "full pool" if frac >= 1 else f"active {frac:.0%}"
             print(f"{name:<17} {strategy:<12} {r['n']:>4} {r['coverage']:>9.1%} {r['se']:>6.1%} {r['plain']:>6.1%} {r['amplitude']:>9.4f} "
                   f"{r['prior']:>5} {r['zero']:>4} {r['are']:>9.2%} {r['param']:>9.4f} {r['scatter']:>7.4f} {r['misfit']:>6.4f} "

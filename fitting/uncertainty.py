@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 from fitting.multistart import single_threaded_blas
 from fitting.objective import log_jacobian, make_objective
@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # annotations only: fitting.fit imports this module
     from fitting.fit import FitResult
 
 __all__ = ["Interval", "BootstrapResult", "bootstrap", "prediction_interval", "estimate_covariance",
-           "residual_scales"]
+           "residual_scales", "scaled_pinv", "m_estimator_factor", "split_residuals"]
 
 
 # ====================================================================== results
@@ -91,6 +91,67 @@ def residual_scales(r: np.ndarray, psi: np.ndarray, loss: str, delta: float, p: 
     return max(kappa, 1e-12), epsi2, float(sigma)
 
 
+def scaled_pinv(JtJ: np.ndarray) -> np.ndarray:
+    """Pseudo-inverse of JᵀJ (p x p), taken on the column-scaled matrix for stability."""
+    sc = np.sqrt(np.clip(np.diag(JtJ), 1e-300, None))
+    return np.linalg.pinv(JtJ / np.outer(sc, sc), rcond=1e-13) / np.outer(sc, sc)
+
+
+def m_estimator_factor(sigma: float, loss: str, delta: float) -> float:
+    """E ψ(ε)² / (E ψ'(ε))² for ε ~ N(0, σ²): the M-estimator's asymptotic covariance is this
+    times (JᵀJ)⁻¹ (Huber 1964; Huber & Ronchetti 2009 §7.6). Least squares: σ². Huber with
+    threshold δ and t = δ/σ: E ψ' = 2Φ(t) − 1, E ψ² = σ²(2Φ(t) − 1 − 2tφ(t)) + 2δ²(1 − Φ(t))
+    (→ π σ²/2, least absolute deviations, as δ/σ → 0). ``sigma`` > 0 in log loss."""
+    if loss != "huber":
+        return float(sigma) ** 2
+    t = delta / max(float(sigma), 1e-300)
+    kappa = float(special.erf(t / np.sqrt(2)))  # 2Φ(t) − 1 without the cancellation at small t
+    epsi2 = sigma**2 * (kappa - 2 * t * stats.norm.pdf(t)) + 2 * delta**2 * stats.norm.sf(t)
+    return float(epsi2 / max(kappa, 1e-300) ** 2)
+
+
+def split_residuals(r: np.ndarray, J: np.ndarray, Phi: np.ndarray) -> tuple[float, float, int]:
+    """REML split of a fit's residuals into white noise and a smooth misfit: → (noise sd σ,
+    misfit amplitude a, residual degrees of freedom m).
+
+    ``r`` (n,) the log residuals, ``J`` (n, p) their Jacobian in the parameters, ``Phi`` (n, f) the
+    misfit's features at the same rows for amplitude 1 (a Gaussian process with kernel ΦΦᵀ,
+    :class:`fitting.posterior.Discrepancy`). The fit absorbs what J's columns span, so the model is
+    for r's component in J's left null space Q (n x m, m = n − rank J): Qᵀr ~ N(0, a²QᵀΦΦᵀQ + σ²I),
+    fitted by maximum likelihood (restricted maximum likelihood: Patterson & Thompson 1971;
+    Rasmussen & Williams 2006 §5.4), σ² profiled out and the ratio a²/σ² searched on a log grid
+    (0 included) then refined. σ is the run-to-run scatter with the smooth misfit taken out and
+    with the fit's degrees of freedom removed (REML's correction), so it reads neither the misfit
+    nor a MAD's small-sample shortfall. m ≤ 1: (the residuals' rms, 0, m), nothing to split."""
+    r, J, Phi = np.asarray(r, float), np.asarray(J, float), np.asarray(Phi, float)
+    U, s, _ = np.linalg.svd(np.where(np.isfinite(J), J, 0.0), full_matrices=True)
+    rank = int(np.sum(s > (s[0] if s.size else 0) * 1e-10))
+    Q = U[:, rank:]
+    m = Q.shape[1]
+    if m <= 1:
+        return float(np.sqrt(np.mean(r**2))), 0.0, m
+    Qr, QPhi = Q.T @ r, Q.T @ Phi
+    lam, V = np.linalg.eigh(QPhi @ QPhi.T)
+    z2 = (V.T @ Qr) ** 2
+    lam = np.clip(lam, 0.0, None)
+
+    def nll(log_ratio):  # σ² profiled out: −2 log L = Σ log(ρλ + 1) + m log(Σ z²/(ρλ + 1)/m) + const
+        v = np.exp(log_ratio) * lam + 1.0
+        return float(np.sum(np.log(v)) + m * np.log(np.sum(z2 / v) / m))
+
+    grid = np.linspace(-12.0, 12.0, 97)
+    values = [nll(g) for g in grid]
+    best = int(np.argmin(values))
+    ratio = 0.0
+    if nll(-np.inf) > values[best]:  # a ratio above 0 is better than none
+        from scipy.optimize import minimize_scalar
+
+        lo, hi = grid[max(best - 1, 0)], grid[min(best + 1, grid.size - 1)]
+        ratio = float(np.exp(minimize_scalar(nll, bounds=(lo, hi), method="bounded").x))
+    sigma2 = float(np.sum(z2 / (ratio * lam + 1.0)) / m)
+    return float(np.sqrt(sigma2)), float(np.sqrt(ratio * sigma2)), m
+
+
 def estimate_covariance(J, r, psi, loss, delta, p, kind="sandwich"):
     """(covariance of the transformed parameters, effective residual scale sqrt(E ψ²)/E ψ', robust
     residual scale) at the optimum: ``J`` the residual Jacobian (n x p), ``r`` the residuals,
@@ -98,11 +159,7 @@ def estimate_covariance(J, r, psi, loss, delta, p, kind="sandwich"):
     ValueError. Used by `fitting.fit`."""
     kappa, epsi2, sigma = residual_scales(r, psi, loss, delta, p)
     n = r.size
-    JtJ = J.T @ J
-    # pseudo-inverse on the column-scaled matrix for stability
-    sc = np.sqrt(np.clip(np.diag(JtJ), 1e-300, None))
-    Jn = JtJ / np.outer(sc, sc)
-    inv = np.linalg.pinv(Jn, rcond=1e-13) / np.outer(sc, sc)
+    inv = scaled_pinv(J.T @ J)
     sigma_eff2 = epsi2 / kappa**2
     if kind == "laplace":
         cov = sigma_eff2 * inv

@@ -18,20 +18,19 @@ _spec.loader.exec_module(bench)
 def test_chinchilla_prediction_interval_coverage_is_calibrated():
     r = bench.coverage("chinchilla", replicates=50, warm=True)
     assert r["n"] == 50 and r["prior"] == 0  # every replicate calibrated on its own runs
-    assert r["zero"] == 0  # a calibrated misfit sd is never silently 0
+    # a calibrated misfit sd is 0 only where neither the held-out runs nor the residuals show any
+    # (the prior is the residuals' own misfit, not a fixed floor); describe() prints both numbers
+    assert r["zero"] <= 0.05 * r["n"], r
     assert 0.85 <= r["coverage"] <= 0.95, r
 
 
-def test_kaplan_prediction_intervals_do_not_under_cover():
-    # Kaplan's plain interval alone (parameters + run-to-run scatter, no misfit) covers 95.2 % of the
-    # full pool's targets over seeds 0-49 (bench/coverage.py's "plain" column), and the misfit interval
-    # always contains it, so the goal's upper end (95 %) cannot be met for this law by a misfit
-    # calibration: its residuals' misfit widens the parameter part (sandwich se 0.0116 at the targets,
-    # 0.0098 on an exact-law oracle, --exact) and its held-out runs show an error its compute-optimal
-    # targets do not (fitting/extrapolation.py's module doc: --scales puts Kaplan at 10 % within 95 %
-    # only with the misfit sd scaled by <= 0.75, where Chinchilla's full pool needs >= 0.75). It must
-    # never fall below the lower end or below the plain interval
+def test_kaplan_prediction_interval_coverage_is_calibrated():
+    # Kaplan's L(N, D) covered 99 %: its sandwich and MAD scale read the misfit in its residuals as
+    # noise (plain interval alone 95.2 %) and the misfit term counted it again, on top of a fixed
+    # 0.04 prior's floor. With the misfit split out of the residuals first (noise-only parameter and
+    # scatter parts, fitting.extrapolation.noise_parts) and the prior the residuals' own misfit, the
+    # band holds from both sides
     r = bench.coverage("kaplan", replicates=50, warm=True)
-    assert r["n"] == 50
-    assert r["zero"] == 0
-    assert r["coverage"] >= r["plain"] and r["coverage"] >= 0.85, r
+    assert r["n"] == 50 and r["prior"] == 0
+    assert r["zero"] <= 0.05 * r["n"], r
+    assert 0.85 <= r["coverage"] <= 0.95, r

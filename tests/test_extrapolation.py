@@ -30,6 +30,19 @@ def _fit_on_grid(noise, seed, misfit=None):
     return cands, fit
 
 
+def _noise_only_interval(fit, X, level=0.9):
+    """The 90 % interval from the parameters and run-to-run scatter alone, the misfit taken out of the
+    residuals (fitting.extrapolation.noise_parts): what the misfit interval widens."""
+    from types import SimpleNamespace
+
+    from fitting.extrapolation import noise_parts
+
+    parts = noise_parts(fit, fit.law.columns(X))
+    mean = fit.predict(X)
+    h = stats.t.ppf(0.5 + level / 2, fit.n_points - fit.law.n_params) * np.sqrt(parts.param_var + parts.noise_sd**2)
+    return SimpleNamespace(mean=mean, lo=mean * np.exp(-h), hi=mean * np.exp(h))
+
+
 def _coverage(misfit, noise, seeds=range(8)):
     cands = _grid()
     target = TargetRegion.compute_frontier("chinchilla", CHINCHILLA_EPOCH, 1e22)
@@ -42,9 +55,9 @@ def _coverage(misfit, noise, seeds=range(8)):
             fit = fit_law("chinchilla", dict(cands.X) | {"loss": y}, starts=(), init=CHINCHILLA_EPOCH)
             cal = calibrate_misfit(fit)
             amps.append(cal.amplitude)
-            iv0 = fit.interval(target.X, level=0.9, method="delta")
+            iv0 = _noise_only_interval(fit, target.X)
             iv1 = extrapolation_interval(fit, target.X, level=0.9, calibration=cal)
-            assert np.all(iv1.lo <= iv0.lo + 1e-12) and np.all(iv1.hi >= iv0.hi - 1e-12)
+            assert np.all(iv1.lo <= iv0.lo * (1 + 1e-12)) and np.all(iv1.hi >= iv0.hi * (1 - 1e-12))
             plain.append(np.mean((truth >= iv0.lo) & (truth <= iv0.hi)))
             widened.append(np.mean((truth >= iv1.lo) & (truth <= iv1.hi)))
     return float(np.mean(plain)), float(np.mean(widened)), float(np.mean(amps))
@@ -78,7 +91,7 @@ def test_too_few_runs_to_hold_out_use_the_stated_prior_and_say_so():
     assert "PRIOR, not calibrated" in text and "6 runs are too few" in text and "predicting the 0" not in text
     assert f"({fit.law.n_params + 2 + 2} needed)" in text
     far = {"N": np.array([1e11]), "D": np.array([2e12])}
-    iv0, iv1 = fit.interval(far, level=0.9, method="delta"), extrapolation_interval(fit, far, calibration=cal)
+    iv0, iv1 = _noise_only_interval(fit, far), extrapolation_interval(fit, far, calibration=cal)
     assert iv1.lo[0] < iv0.lo[0] and iv1.hi[0] > iv0.hi[0]  # the prior widens, it is not a silent 0
     assert iv1.method.endswith(f"+misfit(a={PRIOR_MISFIT_SD:.3g})")
     with pytest.raises(Exception):
@@ -87,9 +100,10 @@ def test_too_few_runs_to_hold_out_use_the_stated_prior_and_say_so():
 
 def test_a_calibration_whose_held_out_runs_fit_well_is_never_silently_zero():
     # issue 15 item 5: the method-of-moments amplitude is 0 whenever the held-out errors fall
-    # within the plain predictive variance; the prior (weighted as PRIOR_WEIGHT runs) keeps it
-    # from vanishing, and describe() gives both numbers
-    from fitting.extrapolation import PRIOR_WEIGHT
+    # within the plain predictive variance; the prior (the residuals' own smooth misfit, by REML,
+    # weighted as PRIOR_WEIGHT runs) keeps it from vanishing where the residuals show one, and
+    # describe() gives both numbers
+    from fitting.extrapolation import PRIOR_WEIGHT, residual_split
 
     _, fit = _fit_on_grid(noise=0.015, seed=3)
     zeros = 0
@@ -98,11 +112,13 @@ def test_a_calibration_whose_held_out_runs_fit_well_is_never_silently_zero():
         cal = calibrate_misfit(fit, held_out=held_out)
         k = cal.n_held_out
         assert cal.calibrated and cal.estimate == pytest.approx(raw.amplitude)
-        floor = PRIOR_MISFIT_SD * np.sqrt(PRIOR_WEIGHT / (k + PRIOR_WEIGHT))
-        assert cal.amplitude >= floor * (1 - 1e-12) and cal.amplitude >= raw.amplitude
-        assert cal.amplitude == pytest.approx(np.sqrt((k * raw.amplitude**2 + PRIOR_WEIGHT * PRIOR_MISFIT_SD**2)
+        assert cal.prior == pytest.approx(residual_split(fit, cal.length)[1]) and cal.prior > 0
+        floor = cal.prior * np.sqrt(PRIOR_WEIGHT / (k + PRIOR_WEIGHT))
+        assert cal.amplitude >= floor * (1 - 1e-12) and cal.amplitude > 0
+        assert cal.amplitude == pytest.approx(np.sqrt((k * raw.amplitude**2 + PRIOR_WEIGHT * cal.prior**2)
                                                       / (k + PRIOR_WEIGHT)))
         assert f"their own estimate {raw.amplitude:.3g}" in cal.describe()
+        assert f"shrunk toward the residuals' own misfit {cal.prior:.3g}" in cal.describe()
         zeros += raw.amplitude == 0
     assert zeros >= 1  # the data's own estimate does come out exactly 0 here: the kind this guards
 
@@ -120,7 +136,7 @@ def test_a_calibration_pools_the_held_out_splits_it_is_given_and_weighs_the_prio
     assert cal.calibrated and cal.splits == (5, 15, 24) and cal.n_held_out == 44
     assert cal.n_fit == 49 - 24  # the smallest refit: all but the largest split
     k = cal.n_held_out
-    assert cal.amplitude == pytest.approx(np.sqrt((k * cal.estimate**2 + PRIOR_WEIGHT * PRIOR_MISFIT_SD**2)
+    assert cal.amplitude == pytest.approx(np.sqrt((k * cal.estimate**2 + PRIOR_WEIGHT * cal.prior**2)
                                                   / (k + PRIOR_WEIGHT)))
     assert "3 refits predicting the 5, 15 and 24 largest" in cal.describe()
     assert f"({k} held-out predictions; their own estimate {cal.estimate:.3g}" in cal.describe()
@@ -147,11 +163,37 @@ def test_the_prior_part_of_a_calibrated_misfit_never_grows_beyond_the_held_out_r
     # beyond them: less than that, and the prior's part stays at its value at the held-out runs
     k, w = cal.n_held_out, cal.prior_weight
     assert np.all(sd[far] < cal.amplitude * u[far])
-    assert np.allclose(sd[far] ** 2 * (k + w), k * cal.estimate**2 * u[far] ** 2 + w * PRIOR_MISFIT_SD**2 * cal.unit_held_out**2)
-    # the interval adds it in quadrature to the plain interval's log half-width, with the delta interval's t quantile
-    iv0, iv1 = fit.interval(X, level=0.9, method="delta"), extrapolation_interval(fit, X, level=0.9, calibration=cal)
+    assert np.allclose(sd[far] ** 2 * (k + w), k * cal.estimate**2 * u[far] ** 2 + w * cal.prior**2 * cal.unit_held_out**2)
+    # the interval adds it in quadrature to the noise-only plain interval's log half-width, with the t quantile
+    iv0, iv1 = _noise_only_interval(fit, X), extrapolation_interval(fit, X, level=0.9, calibration=cal)
     q = stats.t.ppf(0.95, fit.n_points - fit.law.n_params)
     assert np.allclose(np.log(iv1.hi / iv1.mean) ** 2, np.log(iv0.hi / iv0.mean) ** 2 + (q * sd) ** 2)
+    assert np.allclose(np.log(iv1.mean / iv1.lo), np.log(iv1.hi / iv1.mean))  # symmetric in log (delta method)
     # without the prior it is the data's own estimate times u everywhere
     raw = calibrate_misfit(fit, prior_weight=0)
     assert np.allclose(misfit_sd(fit, X, raw), raw.estimate * u)
+
+
+def test_the_noise_split_reads_the_run_to_run_scatter_without_the_misfit():
+    # issue 15 item 5 (a, b): the fit's MAD scale and sandwich read a smooth misfit in the residuals as
+    # noise, and the misfit term then counted it again; the REML split takes the misfit out, and its
+    # degrees-of-freedom correction keeps the noise sd from reading low with 49 runs for 5 parameters
+    from fitting.extrapolation import noise_parts, residual_split
+    from fitting.uncertainty import m_estimator_factor
+
+    noise = 0.01
+    split = {m: np.array([residual_split(_fit_on_grid(noise, seed, misfit)[1]) for seed in range(10)])
+             for m, misfit in (("misfit", undertraining_misfit(0.04)), ("exact", None))}
+    for name, s in split.items():
+        assert 0.85 * noise <= s[:, 0].mean() <= 1.15 * noise, (name, s[:, 0])
+        assert np.all(s[:, 2] == 49 - 5)
+    assert split["misfit"][:, 1].mean() > 3 * split["exact"][:, 1].mean()  # the misfit shows as misfit, not noise
+    # the parameter part is the M-estimator's at that noise: Huber with δ → 0 is least absolute
+    # deviations (π/2 σ²), δ → ∞ least squares (σ²)
+    assert m_estimator_factor(0.01, "huber", 1e-6) == pytest.approx(np.pi / 2 * 1e-4, rel=1e-3)
+    assert m_estimator_factor(0.01, "huber", 1.0) == pytest.approx(1e-4, rel=1e-6)
+    assert m_estimator_factor(0.01, "ls", 1e-3) == pytest.approx(1e-4)
+    _, fit = _fit_on_grid(noise, 0, undertraining_misfit(0.04))
+    X = {"N": np.array([3e10]), "D": np.array([6e11])}
+    parts = noise_parts(fit, X)
+    assert parts.noise_sd == pytest.approx(residual_split(fit)[0]) and parts.param_var[0] > 0
