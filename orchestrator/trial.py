@@ -208,9 +208,10 @@ def _train_and_report(trial: TrialConfig, attempt: int, resume_from: str | None,
     output = RunOutput(storage=trial.storage, sweep=trial.sweep, trial_id=trial.trial_key, attempt=attempt,
                        checkpoint_dir=checkpoint_dir, resume_from=resume_from,
                        run_columns=dict(trial.run_columns or {}))
-    from orchestrator.early_stop import PredictionStopper
+    from orchestrator.early_stop import PredictionStopper, StoreReferences
 
-    stopper = PredictionStopper.from_settings(trial.early_prediction, config.regime, config)
+    references = StoreReferences(trial.storage, trial.sweep, trial.trial_key, config.family) if rank == 0 else None
+    stopper = PredictionStopper.from_settings(trial.early_prediction, config.regime, config, references)
     if resume_from and rank == 0:  # a retry: the curve before its checkpoint is in the store
         from metrics import load_curves
 
