@@ -114,9 +114,10 @@ class PredictionStopper:
 
         settings = {**dataclasses.asdict(EarlyPrediction()), **(settings or {})}
         schedule = None if config is None else (config.warmup_frac, config.min_lr_ratio)
+        by_reference = settings["rule"] == "reference" and config is not None
         return cls(enabled=bool(settings["enabled"]), min_fraction=float(settings["min_fraction"]),
                    rel_ci=float(settings["rel_ci"]), regime=regime, schedule=schedule, rule=settings["rule"],
-                   N=None if config is None else float(non_embedding_params(config.shape)), references=references)
+                   N=float(non_embedding_params(config.shape)) if by_reference else None, references=references)
 
     def _predict(self, steps, losses, target_step: int, total_steps: int):
         """`predict_final_loss` at `target_step` of a run whose schedule spans `total_steps`."""

@@ -32,12 +32,12 @@ def early_spec(tmp_path, **section):
 
 def test_early_prediction_is_off_by_default_and_parsed_when_given(tmp_path):
     spec, _ = validate_spec(good_spec(tmp_path), check_corpus=False, check_storage=False)
-    assert (spec.early_prediction.enabled, spec.early_prediction.min_fraction, spec.early_prediction.rel_ci) == (
-        False, 0.3, 0.01)
-    spec, _ = validate_spec(early_spec(tmp_path, enabled=True, min_fraction="5e-1", rel_ci=0.02),
+    ep = spec.early_prediction
+    assert (ep.enabled, ep.min_fraction, ep.rel_ci, ep.rule) == (False, 0.5, 0.05, "reference")
+    spec, _ = validate_spec(early_spec(tmp_path, enabled=True, min_fraction="3e-1", rel_ci=0.02, rule="own"),
                             check_corpus=False, check_storage=False)
-    assert (spec.early_prediction.enabled, spec.early_prediction.min_fraction, spec.early_prediction.rel_ci) == (
-        True, 0.5, 0.02)
+    ep = spec.early_prediction
+    assert (ep.enabled, ep.min_fraction, ep.rel_ci, ep.rule) == (True, 0.3, 0.02, "own")
 
 
 @pytest.mark.parametrize("section, message", [
@@ -48,6 +48,7 @@ def test_early_prediction_is_off_by_default_and_parsed_when_given(tmp_path):
     ({"min_fraction": 1.5}, "early_prediction.min_fraction: must be in (0, 1), got 1.5"),
     ({"enabled": "yes"}, "early_prediction.enabled: must be true or false, got 'yes'"),
     ({"rel_cl": 0.1}, "early_prediction.rel_cl: unknown key"),
+    ({"rule": "shared"}, "early_prediction.rule: must be one of reference, own; got 'shared'"),
 ])
 def test_bad_early_prediction_values_name_the_field(tmp_path, section, message):
     with pytest.raises(SpecError) as err:
@@ -59,7 +60,7 @@ def test_evaluations_too_sparse_to_fit_a_curve_are_refused_naming_the_shortest_r
     from fitting.curve_prediction import MIN_CURVE_POINTS
 
     # eval_every 50: the shortest run (N2e4, D2e5: 96 steps) has no evaluation before 30 % of it
-    spec = with_change(good_spec(tmp_path), "early_prediction", {"enabled": True})
+    spec = with_change(good_spec(tmp_path), "early_prediction", {"enabled": True, "min_fraction": 0.3})
     with pytest.raises(SpecError) as err:
         validate_spec(spec, check_corpus=False, check_storage=False)
     (line,) = str(err.value).splitlines()
@@ -194,7 +195,7 @@ def test_with_the_runs_lr_schedule_the_stopper_predicts_the_cosine_decays_final_
     from tests.test_curve_prediction import annealing_curve
 
     config = SimpleNamespace(warmup_frac=0.05, min_lr_ratio=0.1)  # the trainer's default schedule
-    settings = {"enabled": True, "min_fraction": 0.3, "rel_ci": 0.01}
+    settings = {"enabled": True, "min_fraction": 0.3, "rel_ci": 0.01, "rule": "own"}
     assert PredictionStopper.from_settings(settings, "tokens").schedule is None  # no config: steps
     errors = []
     for seed in range(6):
@@ -282,6 +283,8 @@ def test_a_real_sweep_stops_runs_early_records_them_and_frees_their_compute(tmp_
     stopped = [r for r in runs.values() if r["status"] == "early_stopped"]
     for row in stopped:
         assert row["stop_reason"] == "predicted_final" and row["attempt"] == 0
+        # rule reference (the default) read the store and found no finished run of its schedule
+        assert row["predicted_method"].startswith("lr_schedule; no reference: no finished run with the same "), row
         assert row["steps"] >= 0.3 * row["planned_steps"] and row["steps"] < row["planned_steps"]
         assert row["steps"] - 2 < 0.3 * row["planned_steps"]  # at the first evaluation it could
         assert row["final_val_loss"] > 0  # the observed loss at the stop
