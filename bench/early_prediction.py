@@ -118,31 +118,6 @@ def _stopper(trial_id: str, **kw):
     return Replayed(**kw)
 
 
-def replay(runs: list[dict], curves: list[dict], min_fraction: float, rel_ci: float,
-           schedule: tuple[float, float] | None) -> dict[str, dict]:
-    """The stopper with rule own (see `early_reference.replay_reference` for rule reference)."""
-    """Each run's outcome under early prediction (rule own): {trial_id: row as a stopped run would have
-    written it (stop_reason, predicted_*, steps, flops), or the run's own row if never stopped}.
-    schedule: the runs' (warmup_frac, min_lr_ratio) for the schedule-aware prediction (None: the
-    power law in steps)."""
-
-    by_trial: dict[str, list[dict]] = {}
-    for c in curves:
-        by_trial.setdefault(c["trial_id"], []).append(c)
-    out = {}
-    for row in runs:
-        stopper = _stopper(row["trial_id"], enabled=True, min_fraction=min_fraction, rel_ci=rel_ci,
-                           regime=row["regime"], schedule=schedule, rule="own")
-        out[row["trial_id"]] = row
-        for c in sorted(by_trial.get(row["trial_id"], []), key=lambda c: c["step"]):
-            _, request = stopper.observe(c["step"], c["val_loss"], row["planned_steps"])
-            if request is not None:
-                out[row["trial_id"]] = {**row, **request.columns(), "status": "early_stopped",
-                                        "steps": c["step"], "flops": c["flops"], "final_val_loss": c["val_loss"]}
-                break
-    return out
-
-
 SWEEPS = ((0, 1.0), (1, 2 ** -0.5), (2, 0.5))
 """(seed, scale) of the bench's sweeps: three seeds on interleaved grids (`bench_spec`)."""
 
@@ -289,6 +264,8 @@ def main(argv=None) -> int:
     ap.add_argument("--replicates", type=int, default=40, help="paired bootstrap draws per setting")
     ap.add_argument("--min-saved", type=float, default=0.2,
                     help="bootstrap only the settings that save at least this (and the reported one)")
+    ap.add_argument("--only-reported", action="store_true",
+                    help="replay only the reported setting, not the whole (min_fraction, rel_ci) table")
     ap.add_argument("--assumed-sd", action="store_true",
                     help="weigh predictions against the assumed 0.01 observed-loss sd, not the run's measured scatter")
     ap.add_argument("--steps-law", action="store_true",
@@ -321,12 +298,12 @@ def main(argv=None) -> int:
     print(f"{len(stores)} sweeps, {len(runs)} runs, {int(fitted.sum())} fitted, {int(design.held.sum())} held out "
           f"(largest by FLOPs); held-out mean relative error without early prediction: {base:.4f}")
     schedule = None if args.steps_law else trainer_schedule()
-    from early_reference import replay_reference
-    settings = sorted({(f, c) for f in MIN_FRACTIONS for c in REL_CIS} | {(args.min_fraction, args.rel_ci)})
+    from early_reference import replay
+    grid = set() if args.only_reported else {(f, c) for f in MIN_FRACTIONS for c in REL_CIS}
+    settings = sorted(grid | {(args.min_fraction, args.rel_ci)})
     rows, arms, scatter = {}, {None: (design.observed, ones)}, []
     for setting in settings:
-        outcome = replay(runs, curves, *setting, schedule) if args.rule == "own" else \
-            replay_reference(runs, curves, *setting, schedule)
+        outcome = replay(runs, curves, *setting, schedule, args.rule)
         scatter += [o["eval_log_sd"] for o in outcome.values() if o.get("eval_log_sd")]
         if args.assumed_sd:  # as rows written before eval_log_sd: fitting.run_result.REFERENCE_LOG_SD
             outcome = {key: dict(row, eval_log_sd=None) for key, row in outcome.items()}

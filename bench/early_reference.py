@@ -1,8 +1,9 @@
-"""Replay of the trials' stopper with ``rule: reference`` (orchestrator.early_stop.PredictionStopper,
-the shared-curve rule of `fitting.reference_curves`) on stored sweeps, for bench/early_prediction.py.
+"""Replay of the trials' stopper (orchestrator.early_stop.PredictionStopper, either rule) on stored
+sweeps, for bench/early_prediction.py.
 
-The rule predicts a run from the runs of its own sweep that had trained to their end before the
-evaluation it decides at, so the replay is an event simulation per sweep, in the stored wall-clock
+Both rules use the runs of the sweep that had trained to their end before the evaluation they
+decide at (``reference`` predicts from them, `fitting.reference_curves`; both calibrate an
+own-curve interval on them), so the replay is an event simulation per sweep, in the stored wall-clock
 order of the evaluations: a run becomes a reference when its last evaluation passes unstopped (in a
 sweep: when its ``completed`` row is written, what `StoreReferences` reads), and a run the rule
 stops never becomes one (its end is unknown). The stopper is the sweep's own class; only where its
@@ -29,12 +30,25 @@ def _by_trial(curves: list[dict]) -> dict[str, list[dict]]:
     return {k: sorted(v, key=lambda c: c["step"]) for k, v in out.items()}
 
 
-def _reference_stopper(trial_id: str, references: list, **kw):
-    """The bench's cached `PredictionStopper` (early_prediction._stopper) with rule reference,
-    its references the replay's `references` list as it grows."""
+_ERRORS: dict[tuple, object] = {}
+"""Own-curve errors on finished runs already computed, by (finished run's curve, points, schedule)."""
+
+
+def _replayed_stopper(trial_id: str, references: list, **kw):
+    """The bench's cached `PredictionStopper` (early_prediction._stopper), its finished runs the
+    replay's `references` list as it grows."""
     from early_prediction import _stopper
 
-    stopper = _stopper(trial_id, rule="reference", references=lambda: references, **kw)
+    stopper = _stopper(trial_id, references=lambda: references, **kw)
+    own_error = stopper._own_error
+
+    def cached_error(ref, seen):
+        key = (id(ref), seen, stopper.schedule)
+        if key not in _ERRORS:
+            _ERRORS[key] = own_error(ref, seen)
+        return _ERRORS[key]
+
+    stopper._own_error = cached_error
     plain = stopper._reference
 
     def cached(steps, losses, total_steps):
@@ -52,9 +66,9 @@ def _reference_stopper(trial_id: str, references: list, **kw):
     return stopper
 
 
-def replay_reference(runs: list[dict], curves: list[dict], min_fraction: float, rel_ci: float,
-                     schedule: tuple[float, float] | None) -> dict[str, dict]:
-    """Each run's outcome under the trials' stopper with rule reference: {trial_id: the row a
+def replay(runs: list[dict], curves: list[dict], min_fraction: float, rel_ci: float,
+           schedule: tuple[float, float] | None, rule: str) -> dict[str, dict]:
+    """Each run's outcome under the trials' stopper with `rule`: {trial_id: the row a
     stopped run would have written (stop_reason, predicted_*, steps, flops at the stop), or the
     run's own row}. Trial ids are "<store index>/<key>" (`early_prediction.load_pooled`); only runs
     of the same store are references. schedule: the runs' (warmup_frac, min_lr_ratio), for the
@@ -81,9 +95,9 @@ def replay_reference(runs: list[dict], curves: list[dict], min_fraction: float, 
                 pool.append(_REFERENCES[tid])
             continue
         if tid not in stoppers:
-            stoppers[tid] = _reference_stopper(tid, pool, enabled=True, min_fraction=min_fraction, rel_ci=rel_ci,
-                                               regime=row["regime"], schedule=schedule,
-                                               N=float(row["non_embedding_params"]))
+            stoppers[tid] = _replayed_stopper(tid, pool, enabled=True, min_fraction=min_fraction, rel_ci=rel_ci,
+                                              regime=row["regime"], schedule=schedule, rule=rule,
+                                              N=float(row["non_embedding_params"]))
         _, request = stoppers[tid].observe(cs[i]["step"], cs[i]["val_loss"], row["planned_steps"])
         if request is not None:
             out[tid] = {**row, **request.columns(), "status": "early_stopped", "steps": cs[i]["step"],

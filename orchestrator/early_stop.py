@@ -15,6 +15,12 @@ Rules (``early_prediction.rule``): ``reference`` (the default) predicts a run, f
 so only runs that have ended unstopped count); where none can serve (no finished run with its
 schedule, too few calibration pairs) it falls back to the run's own curve and a stop records why
 in ``predicted_method`` (``lr_schedule; no reference: ...``). ``own``: the run's own curve always.
+Either way a stop on the run's own curve is made on an interval calibrated like the reference
+rule's: widened to the errors the same prediction made from the same fraction of the sweep's
+finished runs (`fitting.reference_curves.calibrated`; the model's own interval was over-confident,
+3 of 8 "90 %" intervals held at rel_ci 0.5), and there is no such stop before
+`fitting.reference_curves.MIN_CALIBRATION` runs have finished. A stopper given no source of
+finished runs (``references`` None: built outside a sweep) stops on the model's interval.
 bench/early_prediction.py replays this class, not a copy of its rule.
 
 Where the decision runs, and why not in the driver: a Tune `Stopper`/`TrialScheduler` ends a
@@ -99,6 +105,7 @@ class PredictionStopper:
         # rule "reference": the run's non-embedding parameters and a callable giving the sweep's
         # finished runs as `fitting.reference_curves.ReferenceCurve`s at the time of the call
         self.rule, self.N, self.references = rule, N, references
+        self._errors: dict[tuple, float | None] = {}  # (id of a finished run's curve, points) -> its log error
         self._lr: dict[int, object] = {}  # total_steps -> LR multipliers of steps 0..total-1
         self.steps: list[int] = []
         self.losses: list[float] = []
@@ -175,7 +182,40 @@ class PredictionStopper:
             prediction = self._predict(self.steps, self.losses, total_steps, total_steps)
         except ValueError:  # a curve the predictor cannot fit (e.g. flat noise): keep training
             return None, None
+        if self.references is not None and self.enabled and step >= self.min_fraction * total_steps:
+            try:  # the interval the run is stopped on is the one its finished peers bear out
+                prediction = self._calibrated(prediction, step / total_steps)
+            except ValueError:  # fewer finished runs than calibrate it: no stop without evidence
+                return prediction, None
         return prediction, self._decide(prediction, step, total_steps, note)
+
+    def _calibrated(self, prediction, fraction: float):
+        """The own-curve `prediction`, its interval widened to the errors the same prediction made
+        from `fraction` of each of the sweep's finished runs (`fitting.reference_curves.calibrated`)."""
+        from fitting.curve_prediction import MIN_CURVE_POINTS
+        from fitting.reference_curves import calibrated
+
+        errors = []
+        for ref in self.references():
+            seen = int((ref.steps <= fraction * ref.total_steps).sum())
+            if seen >= MIN_CURVE_POINTS:
+                error = self._own_error(ref, seen)
+                if error is not None:
+                    errors.append(error)
+        return calibrated(prediction, errors, LEVEL)
+
+    def _own_error(self, ref, seen: int) -> float | None:
+        """log(predicted / final loss) of the own-curve prediction from a finished run's first
+        `seen` evaluations (None: its curve cannot be fitted); cached, a finished run's curve is fixed."""
+        key = (id(ref), seen)
+        if key not in self._errors:
+            try:
+                p = PredictionStopper._predict(self, ref.steps[:seen], ref.losses[:seen], ref.total_steps,
+                                               ref.total_steps)
+                self._errors[key] = math.log(p.loss / ref.final_loss)
+            except ValueError:
+                self._errors[key] = None
+        return self._errors[key]
 
     def _decide(self, prediction, step: int, total_steps: int, note: str | None = None) -> StopRequest | None:
         if not self.enabled or step < self.min_fraction * total_steps:

@@ -64,12 +64,23 @@ def test_the_stopper_predicts_from_the_sweep_s_finished_runs_in_the_store_and_fa
     assert request is not None and step >= 400, step
     assert request.predicted_method == "lr_schedule; no reference: no finished run with the same 800 planned steps " \
                                        "to predict from"
-    # one finished run of its schedule cannot calibrate an interval: the same fallback, its own reason
+    # ... on its own curve's prediction, the interval at least as wide as the errors that prediction
+    # made from the same fraction of the finished runs
+    model = PredictionStopper(enabled=False, min_fraction=0.5, rel_ci=0.05, regime="tokens", schedule=SCHEDULE)
+    prediction = [model.observe(int(s), float(v), 800)[0] for s, v in zip(steps, losses) if s <= step][-1]
+    assert request.predicted_loss == prediction.loss
+    assert request.predicted_lo <= prediction.lo and request.predicted_hi >= prediction.hi
+    errors = []
+    for ref in references():
+        seen = ref.steps <= step / 800 * ref.total_steps
+        errors.append(np.log(model._predict(ref.steps[seen], ref.losses[seen], 400, 400).loss / ref.final_loss))
+    half = np.log(request.predicted_hi / request.predicted_loss)
+    assert half >= np.sqrt(np.mean(np.square(errors))) * 1.6  # t(3 dof, 95 %) = 2.35
+    # one finished run cannot calibrate either interval: no stop without evidence (it still predicts)
     alone = PredictionStopper(enabled=True, min_fraction=0.5, rel_ci=0.05, regime="tokens", schedule=SCHEDULE,
                               rule="reference", N=3e5, references=lambda: references()[:1])
     steps, losses = _curve(3e5, 400, seed=9)
-    _, request = _feed(alone, steps, losses, 400)
-    assert request is not None and "no reference: 0 finished same-schedule pairs" in request.predicted_method
+    assert _feed(alone, steps, losses, 400) == (None, None)
     # a run that finishes later is read at the next listing (the trial's own row never counts)
     _write(storage, "late", 6e5, 400, seed=3)
     _write(storage, "run", 3e5, 400, seed=7)
