@@ -9,7 +9,8 @@ sweep: when its ``completed`` row is written, what `StoreReferences` reads), and
 stops never becomes one (its end is unknown). The stopper is the sweep's own class; only where its
 references come from differs (this list instead of the store) and its predictions are cached across
 settings (they do not depend on min_fraction or rel_ci). Where no reference can serve, it falls back
-to the run's own curve, as in a sweep. What the replay cannot reproduce: a stopped run frees its
+to the run's own curve, as in a sweep (stopping on it only a run whose planned steps no other run
+of its sweep shares). What the replay cannot reproduce: a stopped run frees its
 worker early, so in a live sweep later runs start (and end) sooner; the order in which runs finish,
 which decides the references, is kept as stored.
 """
@@ -80,6 +81,10 @@ def replay(runs: list[dict], curves: list[dict], min_fraction: float, rel_ci: fl
     out = dict(rows)
     events = sorted(((c["timestamp"], tid, i) for tid, cs in by_trial.items() if tid in rows
                      for i, c in enumerate(cs)), key=lambda e: (e[0], e[1], e[2]))
+    from collections import Counter
+
+    # as the sweep tells each trial (orchestrator.sweep.shared_steps): schedules 2+ of its runs plan
+    planned = Counter((tid.split("/", 1)[0], row["planned_steps"]) for tid, row in rows.items())
     references: dict[str, list] = {}  # store index -> ReferenceCurve of runs that ended unstopped
     stoppers = {}
     for _, tid, i in events:
@@ -97,7 +102,8 @@ def replay(runs: list[dict], curves: list[dict], min_fraction: float, rel_ci: fl
         if tid not in stoppers:
             stoppers[tid] = _replayed_stopper(tid, pool, enabled=True, min_fraction=min_fraction, rel_ci=rel_ci,
                                               regime=row["regime"], schedule=schedule, rule=rule,
-                                              N=float(row["non_embedding_params"]))
+                                              N=float(row["non_embedding_params"]),
+                                              fallback_stops=planned[(store, row["planned_steps"])] < 2)
         _, request = stoppers[tid].observe(cs[i]["step"], cs[i]["val_loss"], row["planned_steps"])
         if request is not None:
             out[tid] = {**row, **request.columns(), "status": "early_stopped", "steps": cs[i]["step"],

@@ -76,6 +76,10 @@ def test_the_stopper_predicts_from_the_sweep_s_finished_runs_in_the_store_and_fa
         errors.append(np.log(model._predict(ref.steps[seen], ref.losses[seen], 400, 400).loss / ref.final_loss))
     half = np.log(request.predicted_hi / request.predicted_loss)
     assert half >= np.sqrt(np.mean(np.square(errors))) * 1.6  # t(3 dof, 95 %) = 2.35
+    # ... unless other runs of the sweep plan its steps: it is their reference, so it trains on
+    shared = PredictionStopper(enabled=True, min_fraction=0.5, rel_ci=0.05, regime="tokens", schedule=SCHEDULE,
+                               rule="reference", N=3e5, references=references, fallback_stops=False)
+    assert _feed(shared, steps, losses, 800) == (None, None)
     # one finished run cannot calibrate either interval: no stop without evidence (it still predicts)
     alone = PredictionStopper(enabled=True, min_fraction=0.5, rel_ci=0.05, regime="tokens", schedule=SCHEDULE,
                               rule="reference", N=3e5, references=lambda: references()[:1])
@@ -99,3 +103,12 @@ def test_from_settings_gives_the_reference_rule_the_run_s_n_and_the_own_rule_nee
     assert stopper.N == 2 * 32 * 2 * (2 * 32 + 128)  # Kaplan's N of the run's shape
     own = PredictionStopper.from_settings({"enabled": True, "rule": "own"}, "tokens", config)
     assert own.rule == "own" and own.references is None
+
+
+def test_the_sweep_tells_each_trial_which_planned_steps_other_trials_share(tmp_path):
+    from orchestrator.spec import validate_spec
+    from orchestrator.sweep import shared_steps
+    from tests.test_spec import good_spec
+
+    _, grid = validate_spec(good_spec(tmp_path), check_corpus=False, check_storage=False)
+    assert shared_steps(grid, 1) == (96, 384)  # 2 N x 2 D: each D's schedule is planned by both N
