@@ -17,8 +17,8 @@ SCHEDULE = (0.05, 0.1)  # the trainer's default warmup + cosine (annealing_curve
 
 def _curve(n: float, total: int, seed: int):
     """A warmup + cosine curve of `total` steps, lower for a larger N by (N/1e5)^-0.05 (a run's
-    gap to another run of its schedule is the same over its whole curve), evaluated every 10."""
-    steps, losses, _ = annealing_curve(np.random.default_rng(seed), total=total)
+    gap to another run of its schedule is the same over its whole curve), evaluated every 20."""
+    steps, losses, _ = annealing_curve(np.random.default_rng(seed), total=total, every=20)
     return steps, losses * (n / 1e5) ** -0.05
 
 
