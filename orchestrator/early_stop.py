@@ -191,12 +191,14 @@ class PredictionStopper:
             prediction = self._predict(self.steps, self.losses, total_steps, total_steps)
         except ValueError:  # a curve the predictor cannot fit (e.g. flat noise): keep training
             return None, None
+        if not deciding:  # a reference-to-be: its own-curve prediction is for the live table only
+            return prediction, None
         if self.references is not None and self.enabled and step >= self.min_fraction * total_steps:
             try:  # the interval the run is stopped on is the one its finished peers bear out
                 prediction = self._calibrated(prediction, step / total_steps)
             except ValueError:  # fewer finished runs than calibrate it: no stop without evidence
                 return prediction, None
-        return prediction, (self._decide(prediction, step, total_steps, note) if deciding else None)
+        return prediction, self._decide(prediction, step, total_steps, note)
 
     def _calibrated(self, prediction, fraction: float):
         """The own-curve `prediction`, its interval widened to the errors the same prediction made
