@@ -191,8 +191,8 @@ finished runs of its sweep with the same schedule (fitting.reference_curves), fa
 class EarlyPrediction:
     """Stop a run once its outcome is known from its curve (orchestrator/early_stop.py); off by
     default, so a plain reproduction trains every run to its end. The defaults are the setting
-    pre-registered on the benchmark's 112 runs and then checked on new ones (README, Sweeps;
-    bench/early_prediction.py)."""
+    pre-registered on the benchmark's 112 runs and confirmed on 160 new ones: 33.5 % of the compute
+    saved for +6.7 % held-out error of the fitted L(N, D) (README, Sweeps; bench/early_prediction.py)."""
 
     enabled: bool = option(False, "stop runs whose final loss is predicted well enough", _flag)
     min_fraction: float = option(0.5, "never before this fraction of the run's planned steps",
