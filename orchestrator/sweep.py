@@ -180,8 +180,10 @@ def shared_steps(grid: Grid, workers: int) -> tuple[int, ...]:
 
 def _make_searcher(spec: SweepSpec, grid: Grid, ledger: BudgetLedger, done: set[str], max_concurrent: int):
     """The spec's searcher: the grid in order, or (search.kind: active) the active designer."""
-    common = dict(done_keys=done, settings=dataclasses.replace(trial_settings(spec), shared_steps=shared_steps(
-        grid, spec.resources.workers)), ledger=ledger, max_concurrent=max_concurrent)
+    settings = trial_settings(spec)
+    if spec.early_prediction.enabled:  # validate_spec computed every trial's planned steps already
+        settings = dataclasses.replace(settings, shared_steps=shared_steps(grid, spec.resources.workers))
+    common = dict(done_keys=done, settings=settings, ledger=ledger, max_concurrent=max_concurrent)
     if spec.search.kind == "active":
         return _make_active_searcher(spec, grid, **common)
     from orchestrator.search import GridSearcher
