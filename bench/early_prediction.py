@@ -27,21 +27,23 @@ replacement, one draw for both arms) and refits both arms (each fit started from
 full-sample optimum); the table gives the change on all runs and the 5th-95th percentile of the
 replicates'. The resolution line is the change 0.5 % loss noise alone makes, nothing stopped.
 
-Rules (``--rule``): ``own`` (default) is the trials' stopper, each run predicted from its own curve;
-``reference`` the shared-curve rule (`fitting.reference_curves`): each run predicted from the
-finished runs of its own sweep with the same schedule, its interval calibrated on them (replayed
-in the stored order in which runs finished, bench/early_reference.py; not wired into sweeps;
-`--points`: the evaluations its offset averages). bench/early_rules.py compares the rules' errors.
+Rules (``--rule``, default the spec's `early_prediction.rule`): both replay the trials' own
+`PredictionStopper`. ``reference`` predicts each run from the finished runs of its own sweep with
+the same schedule, its interval calibrated on them, and falls back to the run's own curve where
+none can serve (replayed in the stored order in which runs finished, bench/early_reference.py);
+``own`` predicts every run from its own curve. bench/early_rules.py compares the rules' errors.
 
 Weights (``--weights``): a stopped run enters the fit with `fitting.run_result`'s weight, its
-interval against its own evaluation scatter (``interval``, what sweeps do), against scatter + the
-law's misfit on this design (``misfit``: the base fit's rms log residual), or 1 (``one``). A line
-splits the reported setting's change into the weighting alone (observed losses, its weights) and
-the predictions alone (weight 1): Chinchilla's near-L1 fit on these runs moves with either.
+interval against its own evaluation scatter (``interval``), against scatter + the law's misfit
+(``misfit``, what a store's fit does, `fitting.data.load_fit_data`: the misfit is
+`fitting.run_result.law_misfit` of a first fit with the ``interval`` weights) or 1 (``one``). A
+line splits the reported setting's change into the weighting alone (observed losses, its weights)
+and the predictions alone (weight 1): Chinchilla's near-L1 fit on these runs moves with either.
 
 Prints one line per (min_fraction, rel_ci), the resolution, the setting that saves most within the
 goal (or that none does), and last the saved fraction and the change of the held-out error at the
-reported setting. Goal: >= 30 % saved for <= 10 % relative increase. The ideal-predictor line
+reported setting (default: the spec's defaults, the setting sweeps ship). Goal: >= 30 % saved for
+<= 10 % relative increase. The ideal-predictor line
 bounds what any rule can show here: the reported setting's stopped runs keep their observed losses
 up to one evaluation's scatter (the runs' median scatter about their own late curve), weight 1.
 """
@@ -101,6 +103,8 @@ def _stopper(trial_id: str, **kw):
 
     class Replayed(PredictionStopper):
         def _predict(self, steps, losses, target_step, total_steps):
+            if steps[-1] < self.min_fraction * total_steps:  # only the live table's pred needs these
+                raise ValueError("before min_fraction: no decision to make")
             key = (trial_id, self.schedule, steps[-1], len(steps), target_step, total_steps)
             if key not in _PREDICTIONS:
                 try:
@@ -112,30 +116,6 @@ def _stopper(trial_id: str, **kw):
             return _PREDICTIONS[key]
 
     return Replayed(**kw)
-
-
-def replay(runs: list[dict], curves: list[dict], min_fraction: float, rel_ci: float,
-           schedule: tuple[float, float] | None) -> dict[str, dict]:
-    """Each run's outcome under early prediction: {trial_id: row as a stopped run would have
-    written it (stop_reason, predicted_*, steps, flops), or the run's own row if never stopped}.
-    schedule: the runs' (warmup_frac, min_lr_ratio) for the schedule-aware prediction (None: the
-    power law in steps)."""
-
-    by_trial: dict[str, list[dict]] = {}
-    for c in curves:
-        by_trial.setdefault(c["trial_id"], []).append(c)
-    out = {}
-    for row in runs:
-        stopper = _stopper(row["trial_id"], enabled=True, min_fraction=min_fraction, rel_ci=rel_ci,
-                           regime=row["regime"], schedule=schedule)
-        out[row["trial_id"]] = row
-        for c in sorted(by_trial.get(row["trial_id"], []), key=lambda c: c["step"]):
-            _, request = stopper.observe(c["step"], c["val_loss"], row["planned_steps"])
-            if request is not None:
-                out[row["trial_id"]] = {**row, **request.columns(), "status": "early_stopped",
-                                        "steps": c["step"], "flops": c["flops"], "final_val_loss": c["val_loss"]}
-                break
-    return out
 
 
 SWEEPS = ((0, 1.0), (1, 2 ** -0.5), (2, 0.5))
@@ -172,29 +152,28 @@ class Design:
         self.X = {"N": np.array([r["non_embedding_params"] for r in runs], float),
                   "D": np.array([r["tokens_seen"] for r in runs], float)}
         self.observed = np.array([r["best_val_loss"] for r in runs], float)
+        self.misfits: dict[int, float] = {}  # id(outcome) -> the law misfit its ``misfit`` weights used
 
-    def losses(self, outcome: dict[str, dict] | None, weights: str = "interval") -> tuple[np.ndarray, np.ndarray]:
+    def losses(self, outcome: dict[str, dict] | None, weights: str = "misfit") -> tuple[np.ndarray, np.ndarray]:
         """(loss, weight) of each run as the fit takes it: the held-out runs' and, without
         `outcome`, every run's observed loss; a fitted run's early outcome otherwise, weighted
-        (`weights`) by `fitting.run_result`'s rule (``interval``), with the law's misfit
-        (``misfit``: the base fit's rms log residual, `misfit`) or not at all (``one``)."""
-        from fitting.run_result import result_loss
+        (`weights`) by `fitting.run_result`'s rule (``interval``), with the law's misfit estimated
+        as a store's fit does (``misfit``: `law_misfit` of the fit with the ``interval`` weights,
+        `fitting.data._with_misfit`) or not at all (``one``)."""
+        from fitting.run_result import law_misfit, result_loss
 
-        misfit = self.misfit() if weights == "misfit" else 0.0
-        pairs = [result_loss(outcome[r["trial_id"]] if outcome and not held else r, misfit_log_sd=misfit)
-                 for r, held in zip(self.runs, self.held)]
-        w = np.array([p[1] for p in pairs], float)
-        return np.array([p[0] for p in pairs], float), (np.ones_like(w) if weights == "one" else w)
+        def rows(misfit):
+            pairs = [result_loss(outcome[r["trial_id"]] if outcome and not held else r, misfit_log_sd=misfit)
+                     for r, held in zip(self.runs, self.held)]
+            return np.array([p[0] for p in pairs], float), np.array([p[1] for p in pairs], float)
 
-    def misfit(self) -> float:
-        """rms log residual of the fitted runs about Chinchilla fitted to their observed losses:
-        the law's misfit on this design (its evaluation scatter included)."""
-        if not hasattr(self, "_misfit"):
-            fit = self.error(self.observed, np.ones(len(self.runs)))[1]
-            fitted = ~self.held
-            log_pred = np.log(fit.predict({k: v[fitted] for k, v in self.X.items()}))
-            self._misfit = float(np.sqrt(np.mean((log_pred - np.log(self.observed[fitted])) ** 2)))
-        return self._misfit
+        y, w = rows(0.0)
+        if weights == "misfit":
+            fit, fitted = self.error(y, w)[1], ~self.held
+            misfit = law_misfit(fit.predict({k: v[fitted] for k, v in self.X.items()}), y[fitted], w[fitted])
+            self.misfits[id(outcome)] = misfit
+            y, w = rows(misfit)
+        return y, (np.ones_like(w) if weights == "one" else w)
 
     def error(self, y: np.ndarray, w: np.ndarray, fit_counts=None, held_counts=None, starts=None):
         """(held-out mean relative error, fit): Chinchilla fitted to the fitted runs' `y` with
@@ -275,22 +254,28 @@ def main(argv=None) -> int:
     ap.add_argument("--sweep", default="early")
     ap.add_argument("--out", help="where the bench's sweeps write their stores, one folder each "
                                   "(default: a new temporary folder)")
-    ap.add_argument("--min-fraction", type=float, default=0.3, help="the min_fraction reported last (spec default 0.3)")
-    ap.add_argument("--rel-ci", type=float, default=0.01, help="the rel_ci reported last (spec default 0.01)")
+    from orchestrator.spec_types import EARLY_RULES, EarlyPrediction
+
+    shipped = EarlyPrediction()
+    ap.add_argument("--min-fraction", type=float, default=shipped.min_fraction,
+                    help=f"the min_fraction reported last (default: the spec's, {shipped.min_fraction:g})")
+    ap.add_argument("--rel-ci", type=float, default=shipped.rel_ci,
+                    help=f"the rel_ci reported last (default: the spec's, {shipped.rel_ci:g})")
     ap.add_argument("--replicates", type=int, default=40, help="paired bootstrap draws per setting")
     ap.add_argument("--min-saved", type=float, default=0.2,
                     help="bootstrap only the settings that save at least this (and the reported one)")
+    ap.add_argument("--only-reported", action="store_true",
+                    help="replay only the reported setting, not the whole (min_fraction, rel_ci) table")
     ap.add_argument("--assumed-sd", action="store_true",
                     help="weigh predictions against the assumed 0.01 observed-loss sd, not the run's measured scatter")
     ap.add_argument("--steps-law", action="store_true",
                     help="predict with the power law in steps (no LR schedule), as the stopper did before")
-    ap.add_argument("--rule", choices=("own", "reference"), default="own",
-                    help="own: each run's own curve (the trials' stopper); reference: the finished runs of its sweep")
-    ap.add_argument("--points", type=int, default=None,
-                    help="--rule reference: evaluations the run's offset averages (default: fitting.reference_curves.POINTS)")
-    ap.add_argument("--weights", choices=("interval", "misfit", "one"), default="interval",
-                    help="a stopped run's weight in the fit: interval (fitting.run_result, the sweep's), misfit "
-                         "(its interval against the law's misfit + the run's scatter) or one")
+    ap.add_argument("--rule", choices=EARLY_RULES, default=shipped.rule,
+                    help="the trials' stopper's rule: reference (the finished runs of its sweep, own curve where none "
+                         f"serves) or own (each run's own curve); default the spec's, {shipped.rule}")
+    ap.add_argument("--weights", choices=("interval", "misfit", "one"), default="misfit",
+                    help="a stopped run's weight in the fit: misfit (its interval against the law's misfit + the run's "
+                         "scatter, what a store's fit does), interval (against the scatter alone) or one")
     args = ap.parse_args(argv)
 
     stores = args.store
@@ -313,12 +298,12 @@ def main(argv=None) -> int:
     print(f"{len(stores)} sweeps, {len(runs)} runs, {int(fitted.sum())} fitted, {int(design.held.sum())} held out "
           f"(largest by FLOPs); held-out mean relative error without early prediction: {base:.4f}")
     schedule = None if args.steps_law else trainer_schedule()
-    from early_reference import replay_reference
-    settings = sorted({(f, c) for f in MIN_FRACTIONS for c in REL_CIS} | {(args.min_fraction, args.rel_ci)})
+    from early_reference import replay
+    grid = set() if args.only_reported else {(f, c) for f in MIN_FRACTIONS for c in REL_CIS}
+    settings = sorted(grid | {(args.min_fraction, args.rel_ci)})
     rows, arms, scatter = {}, {None: (design.observed, ones)}, []
     for setting in settings:
-        outcome = replay(runs, curves, *setting, schedule) if args.rule == "own" else \
-            replay_reference(runs, curves, *setting, points=args.points)
+        outcome = replay(runs, curves, *setting, schedule, args.rule)
         scatter += [o["eval_log_sd"] for o in outcome.values() if o.get("eval_log_sd")]
         if args.assumed_sd:  # as rows written before eval_log_sd: fitting.run_result.REFERENCE_LOG_SD
             outcome = {key: dict(row, eval_log_sd=None) for key, row in outcome.items()}
@@ -332,6 +317,7 @@ def main(argv=None) -> int:
             rows[setting] += (design.losses(outcome, args.weights),)
         if setting == (args.min_fraction, args.rel_ci):
             reported = design.losses(outcome, args.weights)
+            reported_misfit = design.misfits.get(id(outcome))
     # the ideal predictor: the reported setting's stopped runs, observed losses off by one evaluation's scatter
     sd = evaluation_scatter(curves, runs)
     stopped = np.array(rows[(args.min_fraction, args.rel_ci)][2]) < np.array([r["steps"] for r in runs])
@@ -374,7 +360,7 @@ def main(argv=None) -> int:
     print(f"the reported setting's change split (full sample): its weights with the observed losses "
           f"{design.error(design.observed, w)[0] / base - 1:+.1%}, its predicted losses with weight 1 "
           f"{design.error(y, ones)[0] / base - 1:+.1%} (weights: {args.weights}; law misfit "
-          f"{design.misfit():.2%} rms)")
+          f"{'-' if reported_misfit is None else f'{reported_misfit:.2%}'} rms)")
     if best is None:
         print("no setting saves >= 30 % with its held-out error change and the 95th percentile of it <= +10 %")
     else:
@@ -383,7 +369,13 @@ def main(argv=None) -> int:
               f"saved {saved:.1%}, change {change:+.1%} [{lo:+.1%}, {hi:+.1%}]")
     _, saved, stops, *_ = rows[(args.min_fraction, args.rel_ci)]
     lo, hi = np.percentile(changes[stops], [5, 95])
-    print(f"early prediction (min_fraction {args.min_fraction:g}, rel_ci {args.rel_ci:g}): saved {saved:.1%} of the "
+    from orchestrator.spec_types import EarlyPrediction
+
+    shipped = EarlyPrediction()
+    which = " = the spec's defaults" if (args.rule, args.min_fraction, args.rel_ci, args.weights) == (
+        shipped.rule, shipped.min_fraction, shipped.rel_ci, "misfit") else ""
+    print(f"early prediction (rule {args.rule}, min_fraction {args.min_fraction:g}, rel_ci {args.rel_ci:g}, weights "
+          f"{args.weights}{which}): saved {saved:.1%} of the "
           f"fitted runs' compute; held-out error {errors[stops] / base - 1:+.1%} relative, 90% interval "
           f"[{lo:+.1%}, {hi:+.1%}] (goal: >= 30 % saved, <= +10 %)")
     return 0

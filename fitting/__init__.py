@@ -19,7 +19,8 @@
 - :mod:`fitting.curve_prediction` — ``predict_final_loss``: a run's final loss with an interval
   from the start of its curve (per-run power law, or the sweep's L(N, S_min));
   :mod:`fitting.reference_curves` — ``reference_prediction``: the same from the sweep's finished
-  runs of the same schedule (the shared-curve rule; bench/early_prediction.py ``--rule reference``);
+  runs of the same schedule (the shared-curve rule, ``early_prediction.rule: reference``, the
+  default), and ``calibrated``: an interval widened to the errors made on the finished runs;
   :mod:`fitting.schedule_law` — ``joint_prediction``: the same from Tissue et al.'s LR-annealing
   law fitted jointly across runs (measured worse, bench/early_rules.py; not wired in).
 - :mod:`fitting.online` — ``OnlineFitter``: incremental refits as runs complete.

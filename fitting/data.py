@@ -235,6 +235,7 @@ def load_fit_data(
     family: str | None = None,
     sub_sweep: str | None = None,
     curve_points: bool = False,
+    misfit_log_sd: float | None = None,
 ) -> FitData:
     """Read and validate a table of runs for fitting ``law`` (or the given ``inputs``): the one
     column-mapping path of every command that reads a table (fit, plan, replay, report).
@@ -264,8 +265,11 @@ def load_fit_data(
     ``FitData.index`` holds the kept rows' positions in the source table. ``curve_points``: the
     rows are points of training curves (`fitting.dynamics.curve_rows`), not runs, so rows sharing
     inputs (runs of one N evaluated at the same step) are expected and not warned about as an
-    unaggregated hyperparameter sweep.
+    unaggregated hyperparameter sweep. ``misfit_log_sd``: the law's misfit that a metrics
+    directory's prediction-stopped runs are weighed with (`fitting.run_result.prediction_weight`);
+    None: with a ``law``, estimated from the directory itself (`_with_misfit`), else 0.
     """
+    call = dict(locals())  # the arguments, for the second pass of `_with_misfit`
     if isinstance(source, FitData):
         return source
     from fitting.aggregate import EVERY_ROW, Aggregation
@@ -283,7 +287,7 @@ def load_fit_data(
     if is_store:  # a prediction-stopped run stands for its planned end, down-weighted
         from fitting.run_result import fitted_columns
 
-        cols, store_weights = fitted_columns(cols)
+        cols, store_weights = fitted_columns(cols, misfit_log_sd or 0.0)
         if store_weights is not None:
             weights = store_weights if weights is None else np.asarray(weights, dtype=float) * store_weights
     desc = name or desc
@@ -364,8 +368,29 @@ def load_fit_data(
         raise ValueError(f"no usable rows in {desc} (dropped {n_dropped}: {reasons})")
     for note in [] if is_store else unit_notes(X, mapping):  # a metrics store's units are its contract's
         warnings.warn(f"{desc}: {note}", DataWarning, stacklevel=2)
-    return FitData(X=X, y=y, columns=mapping, n_dropped=n_dropped, drop_reasons=reasons, source=str(desc),
+    data = FitData(X=X, y=y, columns=mapping, n_dropped=n_dropped, drop_reasons=reasons, source=str(desc),
                    index=index, weights=weights, aggregation=message, best=best)
+    if is_store and store_weights is not None and misfit_log_sd is None and law is not None and require_loss:
+        return _with_misfit(data, law, call)
+    return data
+
+
+def _with_misfit(data: FitData, law, call: dict) -> FitData:
+    """A store with prediction-stopped runs, re-read with their weights counting the law's misfit:
+    fit `law` to `data` (their plain weights), take `fitting.run_result.law_misfit` of that fit
+    and load again (`call`: load_fit_data's arguments) with it. Too few rows to fit: `data` as it
+    is. Bench/early_prediction.py's ``misfit`` weights are these two steps."""
+    from fitting.fit import FitError, fit_law
+    from fitting.run_result import law_misfit
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the first pass already said what it dropped
+        try:
+            fit = fit_law(law, data)
+        except FitError:
+            return data
+        misfit = law_misfit(fit.predict(data.X), data.y, data.weights)
+        return load_fit_data(**{**call, "misfit_log_sd": misfit})
 
 
 def _check_aggregation(aggregate, cols: Mapping[str, Any], mapping: Mapping[str, str], desc: str) -> None:

@@ -30,9 +30,9 @@ The runs it stops are the larger models, predicted from smaller ones, and the ca
 on the smaller pairs that finished first, is over-confident for them: with rel_ci 0.01 the 19
 fitted runs it stopped (at a median 54 % of their steps) were off by 0.95 % rms and their
 intervals held the final loss 53 % of the time (rel_ci 0.03: 1.35 %, 95 %).
-The figures on the stopped runs above are with 4 points. Not wired into sweeps: it does not
-reach the benchmark's goal either (README, Sweeps; on 112 runs the weighting of the stopped runs
-moves the held-out error more than their prediction errors do). Units:
+The figures on the stopped runs above are with 4 points. Wired into sweeps as
+``early_prediction.rule: reference`` (orchestrator/early_stop.py reads the finished runs from the
+metrics store, `reference_curve` builds each; the bench replays the same stopper). Units:
 steps are optimizer steps, N parameters, losses nats/token. Pure numpy/scipy.
 """
 
@@ -46,7 +46,7 @@ from scipy import stats
 
 from fitting.curve_prediction import CurvePrediction
 
-__all__ = ["MIN_CALIBRATION", "ReferenceCurve", "reference_prediction"]
+__all__ = ["MIN_CALIBRATION", "ReferenceCurve", "calibrated", "reference_curve", "reference_prediction"]
 
 MIN_CALIBRATION = 2
 """Fewest finished same-schedule pairs whose errors calibrate the interval."""
@@ -70,6 +70,28 @@ class ReferenceCurve:
     steps: np.ndarray
     losses: np.ndarray
     final_loss: float
+
+
+def reference_curve(row, curve_rows) -> ReferenceCurve | None:
+    """The `ReferenceCurve` of a runs row that trained to its end (status ``completed``, its
+    ``planned_steps``, ``non_embedding_params`` and ``best_val_loss`` known) and its curve rows
+    (``step``, ``val_loss``; any order, non-finite losses dropped, a repeated step kept once);
+    None for any other row or an empty curve: only a run whose end is known can be a reference."""
+    if row.get("status") != "completed" or not row.get("planned_steps") or not row.get("non_embedding_params"):
+        return None
+    final = row.get("best_val_loss")
+    if not (isinstance(final, (int, float)) and np.isfinite(final) and final > 0):
+        return None
+    points = {}
+    for c in curve_rows:
+        loss = c.get("val_loss")
+        if isinstance(loss, (int, float)) and np.isfinite(loss) and loss > 0 and c.get("step") is not None:
+            points[int(c["step"])] = float(loss)
+    if not points:
+        return None
+    steps = np.array(sorted(points), float)
+    return ReferenceCurve(float(row["non_embedding_params"]), int(row["planned_steps"]), steps,
+                          np.array([points[int(s)] for s in steps], float), float(final))
 
 
 def _nearest(N: float, total_steps: int, pool: Sequence[ReferenceCurve], skip=None) -> ReferenceCurve | None:
@@ -139,3 +161,19 @@ def reference_prediction(steps, losses, total_steps: int, N: float, references: 
     return CurvePrediction(loss=float(np.exp(log_loss)), lo=float(np.exp(log_loss - half)),
                            hi=float(np.exp(log_loss + half)), level=float(level), method="reference",
                            n_points=int(d.size), eval_log_sd=eval_log_sd)
+
+
+def calibrated(prediction: CurvePrediction, log_errors, level: float = 0.9) -> CurvePrediction:
+    """`prediction` with its interval widened, where narrower, to t · rms(log_errors) either side
+    of it in log space (t on as many degrees of freedom as errors, the 90 % ``level``): the errors
+    the same predictor made on the sweep's finished runs from the same fraction of them (log
+    predicted − log final loss), as the reference rule's interval is built. A model's own interval
+    can be far narrower than its errors (the own-curve rule at rel_ci 0.5: 3 of 8 "90 %" intervals
+    held the final loss). ValueError below :data:`MIN_CALIBRATION` errors: no stop without evidence."""
+    errors = np.asarray(log_errors, dtype=float)
+    if errors.size < MIN_CALIBRATION:
+        raise ValueError(f"{errors.size} finished runs calibrate the interval, need at least {MIN_CALIBRATION}")
+    half = float(stats.t.ppf(0.5 + level / 2, errors.size) * np.sqrt(np.mean(errors ** 2)))
+    return CurvePrediction(loss=prediction.loss, lo=min(prediction.lo, prediction.loss * float(np.exp(-half))),
+                           hi=max(prediction.hi, prediction.loss * float(np.exp(half))), level=prediction.level,
+                           method=prediction.method, n_points=prediction.n_points, eval_log_sd=prediction.eval_log_sd)

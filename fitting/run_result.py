@@ -13,7 +13,9 @@ residual about the fitted law is misfit + noise, and where the misfit dominates 
 runs: 1.6 % rms against 0.3-0.6 % scatter) a prediction 0.6 % off is almost as good as an
 observation; the plain ratio weighed such runs ~0.5, and that re-weighting alone moved the
 held-out error of the bench's near-L1 Chinchilla fit by +16-23 % with observed losses
-(bench/early_prediction.py, ``--weights``). Pure Python + numpy; used by `fitting.data.load_fit_data` (stores) and the active
+(bench/early_prediction.py, ``--weights``). A store's fit (`fitting.data.load_fit_data`) estimates
+it from the store itself, `law_misfit` of a first fit with the plain weights, and weighs the
+predicted runs with it; the bench's ``misfit`` weights are the same two steps. Pure Python + numpy; used by `fitting.data.load_fit_data` (stores) and the active
 designer (`orchestrator.active_search`).
 """
 
@@ -44,6 +46,19 @@ def prediction_weight(lo: float, hi: float, level: float, eval_log_sd: float | N
     return observed / (observed + sd ** 2)
 
 
+def law_misfit(predicted, observed, weights=None) -> float:
+    """The law's misfit sd in log loss on the rows a fit took: the (weighted) rms of log(predicted /
+    observed) over them. predicted, observed: (n,) losses of the fit and of the rows (a predicted
+    run's: its predicted loss); weights: (n,) the fit's row weights (None: 1), so a prediction
+    counts as much as the fit let it. ValueError for no rows or a non-positive loss."""
+    predicted, observed = np.asarray(predicted, float).ravel(), np.asarray(observed, float).ravel()
+    w = np.ones_like(observed) if weights is None else np.asarray(weights, float).ravel()
+    if observed.size == 0 or not ((predicted > 0).all() and (observed > 0).all()):
+        raise ValueError("law_misfit needs rows with positive losses")
+    r = np.log(predicted / observed)
+    return float(np.sqrt(w @ r ** 2 / w.sum()))
+
+
 def _observed_sd(eval_log_sd) -> float:
     usable = isinstance(eval_log_sd, (int, float)) and math.isfinite(eval_log_sd) and eval_log_sd > 0
     return float(eval_log_sd) if usable else REFERENCE_LOG_SD
@@ -68,11 +83,12 @@ _PLANNED_END = ("best_val_loss", "final_val_loss", "steps", "tokens_seen", "flop
 """The columns `as_fitted` changes for a prediction-stopped run."""
 
 
-def as_fitted(row: Mapping) -> tuple[Mapping, float]:
+def as_fitted(row: Mapping, misfit_log_sd: float = 0.0) -> tuple[Mapping, float]:
     """(row, weight) as a fit reads it. A prediction-stopped run stands for the run it planned:
     its losses (best_val_loss, final_val_loss) become the predicted loss, and its steps, tokens and
     FLOPs those of its planned end (the prediction is the loss *there*), scaled by
-    planned_steps/steps; its weight is `prediction_weight`. Any other row: itself, weight 1."""
+    planned_steps/steps; its weight is `prediction_weight` (with `misfit_log_sd`). Any other row:
+    itself, weight 1."""
     if not is_predicted(row) or not row.get("steps") or not row.get("planned_steps"):
         return row, 1.0
     scale = row["planned_steps"] / row["steps"]
@@ -81,10 +97,10 @@ def as_fitted(row: Mapping) -> tuple[Mapping, float]:
     for name in ("tokens_seen", "flops", "flops_6n"):
         if isinstance(row.get(name), (int, float)):
             out[name] = row[name] * scale
-    return out, _weight(row)
+    return out, _weight(row, misfit_log_sd)
 
 
-def fitted_columns(cols: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+def fitted_columns(cols: Mapping[str, np.ndarray], misfit_log_sd: float = 0.0) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """`as_fitted` over a store's runs columns: (columns, per-row weights or None if every row
     counts fully)."""
     cols = dict(cols)
@@ -98,7 +114,7 @@ def fitted_columns(cols: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray
     for name in changed:
         cols[name] = np.array(cols[name], dtype=float)  # nulls read as NaN, as numeric_column does
     for i in rows:
-        fitted, weights[i] = as_fitted({name: column[i] for name, column in cols.items()})
+        fitted, weights[i] = as_fitted({name: column[i] for name, column in cols.items()}, misfit_log_sd)
         for name in changed:
             cols[name][i] = fitted[name]
     return cols, (weights if (weights < 1).any() else None)

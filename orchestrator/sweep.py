@@ -167,9 +167,23 @@ def trial_settings(spec: SweepSpec):
                        early_prediction=dataclasses.asdict(spec.early_prediction))
 
 
+def shared_steps(grid: Grid, workers: int) -> tuple[int, ...]:
+    """Planned step counts that two or more of the grid's trials share (the runs of one schedule,
+    references for each other under early_prediction.rule reference)."""
+    from collections import Counter
+
+    from orchestrator.early_stop import planned_steps
+
+    counts = Counter(planned_steps(t.train_config, workers) for t in grid.trials)
+    return tuple(sorted(steps for steps, n in counts.items() if n > 1))
+
+
 def _make_searcher(spec: SweepSpec, grid: Grid, ledger: BudgetLedger, done: set[str], max_concurrent: int):
     """The spec's searcher: the grid in order, or (search.kind: active) the active designer."""
-    common = dict(done_keys=done, settings=trial_settings(spec), ledger=ledger, max_concurrent=max_concurrent)
+    settings = trial_settings(spec)
+    if spec.early_prediction.enabled:  # validate_spec computed every trial's planned steps already
+        settings = dataclasses.replace(settings, shared_steps=shared_steps(grid, spec.resources.workers))
+    common = dict(done_keys=done, settings=settings, ledger=ledger, max_concurrent=max_concurrent)
     if spec.search.kind == "active":
         return _make_active_searcher(spec, grid, **common)
     from orchestrator.search import GridSearcher

@@ -60,6 +60,9 @@ class TrialConfig:
                                                  "(orchestrator/early_stop.py)", optional=True)
     run_columns: dict | None = option(None, "extra scalar columns of the trial's runs row (e.g. "
                                             "isoflop_budget, docs/architecture.md §3)", optional=True)
+    shared_steps: tuple | None = option(None, "planned step counts two or more of the sweep's planned trials "
+                                              "share (early_prediction.rule reference: such a run is a reference "
+                                              "for others, so its own-curve fallback does not stop it)", optional=True)
 
     def for_trial(self, trial_key: str, train_config: TrainConfig,
                   run_columns: Mapping[str, Any] | None = None) -> "TrialConfig":
@@ -208,9 +211,11 @@ def _train_and_report(trial: TrialConfig, attempt: int, resume_from: str | None,
     output = RunOutput(storage=trial.storage, sweep=trial.sweep, trial_id=trial.trial_key, attempt=attempt,
                        checkpoint_dir=checkpoint_dir, resume_from=resume_from,
                        run_columns=dict(trial.run_columns or {}))
-    from orchestrator.early_stop import PredictionStopper
+    from orchestrator.early_stop import PredictionStopper, StoreReferences, planned_steps
 
-    stopper = PredictionStopper.from_settings(trial.early_prediction, config.regime, config)
+    references = StoreReferences(trial.storage, trial.sweep, trial.trial_key, config.family) if rank == 0 else None
+    fallback_stops = planned_steps(config, world_size) not in (trial.shared_steps or ())
+    stopper = PredictionStopper.from_settings(trial.early_prediction, config.regime, config, references, fallback_stops)
     if resume_from and rank == 0:  # a retry: the curve before its checkpoint is in the store
         from metrics import load_curves
 

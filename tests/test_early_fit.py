@@ -168,3 +168,34 @@ def test_as_fitted_moves_a_predicted_run_to_its_planned_end_and_leaves_others_al
     assert weight == result_loss(row)[1] < 1 and row["steps"] == 100  # the row itself is not changed
     plain = run_row("early_stopped", stop_reason="patience")
     assert as_fitted(plain) == (plain, 1.0)
+
+
+def test_a_store_s_fit_weighs_predicted_runs_with_the_law_misfit_it_estimates(tmp_path):
+    """Runs scattered 3 % about Chinchilla (more than their 0.5 % evaluation scatter): a predicted
+    run 1 % wide weighs little against the scatter alone, but the law misfits every run by ~3 %, so
+    load_fit_data first fits with the plain weights, takes the law's misfit (law_misfit) and weighs
+    the predicted runs with it, as the bench's ``misfit`` weights do."""
+    from statistics import NormalDist
+
+    from fitting.data import load_fit_data
+
+    rng = np.random.default_rng(0)
+    p = CHINCHILLA_EPOCH
+    for i, (n, d) in enumerate((n, d) for n in np.geomspace(1e7, 1e8, 4) for d in np.geomspace(2e8, 2e9, 3)):
+        loss = (p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]) * np.exp(0.03 * rng.standard_normal())
+        extra = dict(PREDICTED, predicted_loss=loss, predicted_lo=loss * 0.99, predicted_hi=loss * 1.01,
+                     eval_log_sd=0.005, steps=200, tokens_seen=int(d / 2)) if i in (4, 9) else {"tokens_seen": int(d)}
+        TrialWriter(str(tmp_path), "sw", f"r{i}").write_run(run_row(
+            "early_stopped" if i in (4, 9) else "completed", non_embedding_params=int(n), best_val_loss=loss, **extra))
+    plain = load_fit_data(str(tmp_path / "sw"), law="chinchilla", misfit_log_sd=0.0)
+    data = load_fit_data(str(tmp_path / "sw"), law="chinchilla")
+    assert data.y.tolist() == plain.y.tolist() and data.X["D"].tolist() == plain.X["D"].tolist()
+    stopped = plain.weights < 1
+    assert stopped.sum() == 2 and plain.weights[stopped] == pytest.approx([prediction_weight(0.99, 1.01, 0.9, 0.005)] * 2)
+    assert (data.weights[~stopped] == 1).all() and data.weights[stopped][0] == pytest.approx(data.weights[stopped][1])
+    # the misfit the weight implies: w = (o² + m²) / (o² + m² + p²), o the scatter, p the prediction's sd
+    w, sd = data.weights[stopped][0], np.log(1.01 / 0.99) / (2 * NormalDist().inv_cdf(0.95))
+    misfit = np.sqrt(w * sd ** 2 / (1 - w) - 0.005 ** 2)
+    assert 0.01 < misfit < 0.06 and w > 0.7 > 0.5 > plain.weights[stopped][0]  # ~3 %, less what the fit absorbs
+    # without a law there is nothing to estimate the misfit with: the plain weights
+    assert load_fit_data(str(tmp_path / "sw"), inputs=("N", "D")).weights.tolist() == plain.weights.tolist()

@@ -32,12 +32,12 @@ def early_spec(tmp_path, **section):
 
 def test_early_prediction_is_off_by_default_and_parsed_when_given(tmp_path):
     spec, _ = validate_spec(good_spec(tmp_path), check_corpus=False, check_storage=False)
-    assert (spec.early_prediction.enabled, spec.early_prediction.min_fraction, spec.early_prediction.rel_ci) == (
-        False, 0.3, 0.01)
-    spec, _ = validate_spec(early_spec(tmp_path, enabled=True, min_fraction="5e-1", rel_ci=0.02),
+    ep = spec.early_prediction
+    assert (ep.enabled, ep.min_fraction, ep.rel_ci, ep.rule) == (False, 0.5, 0.05, "reference")
+    spec, _ = validate_spec(early_spec(tmp_path, enabled=True, min_fraction="3e-1", rel_ci=0.02, rule="own"),
                             check_corpus=False, check_storage=False)
-    assert (spec.early_prediction.enabled, spec.early_prediction.min_fraction, spec.early_prediction.rel_ci) == (
-        True, 0.5, 0.02)
+    ep = spec.early_prediction
+    assert (ep.enabled, ep.min_fraction, ep.rel_ci, ep.rule) == (True, 0.3, 0.02, "own")
 
 
 @pytest.mark.parametrize("section, message", [
@@ -48,6 +48,7 @@ def test_early_prediction_is_off_by_default_and_parsed_when_given(tmp_path):
     ({"min_fraction": 1.5}, "early_prediction.min_fraction: must be in (0, 1), got 1.5"),
     ({"enabled": "yes"}, "early_prediction.enabled: must be true or false, got 'yes'"),
     ({"rel_cl": 0.1}, "early_prediction.rel_cl: unknown key"),
+    ({"rule": "shared"}, "early_prediction.rule: must be one of reference, own; got 'shared'"),
 ])
 def test_bad_early_prediction_values_name_the_field(tmp_path, section, message):
     with pytest.raises(SpecError) as err:
@@ -59,7 +60,7 @@ def test_evaluations_too_sparse_to_fit_a_curve_are_refused_naming_the_shortest_r
     from fitting.curve_prediction import MIN_CURVE_POINTS
 
     # eval_every 50: the shortest run (N2e4, D2e5: 96 steps) has no evaluation before 30 % of it
-    spec = with_change(good_spec(tmp_path), "early_prediction", {"enabled": True})
+    spec = with_change(good_spec(tmp_path), "early_prediction", {"enabled": True, "min_fraction": 0.3})
     with pytest.raises(SpecError) as err:
         validate_spec(spec, check_corpus=False, check_storage=False)
     (line,) = str(err.value).splitlines()
@@ -194,7 +195,7 @@ def test_with_the_runs_lr_schedule_the_stopper_predicts_the_cosine_decays_final_
     from tests.test_curve_prediction import annealing_curve
 
     config = SimpleNamespace(warmup_frac=0.05, min_lr_ratio=0.1)  # the trainer's default schedule
-    settings = {"enabled": True, "min_fraction": 0.3, "rel_ci": 0.01}
+    settings = {"enabled": True, "min_fraction": 0.3, "rel_ci": 0.01, "rule": "own"}
     assert PredictionStopper.from_settings(settings, "tokens").schedule is None  # no config: steps
     errors = []
     for seed in range(6):
@@ -256,12 +257,14 @@ def test_the_trainer_ends_a_run_on_a_stop_request_and_records_reason_and_predict
 
 @pytest.mark.slow
 def test_a_real_sweep_stops_runs_early_records_them_and_frees_their_compute(tmp_path, capsys):
-    """Two tiny runs at one N and D that differ in batch (item 5's axis: 512 and 1024 tokens, 184
-    and 92 steps, an evaluation every 2) with early prediction at 30 %: a rel_ci so loose that any
-    prediction meets it (this tests the mechanism, not the predictor's calibration) stops them at
-    their first look; each is recorded once as early_stopped with its observed and predicted
-    losses, the ledger counts only what they spent, the live table showed their predictions, and
-    their curves give a steps-vs-batch trade-off."""
+    """Three tiny runs at one N and D that differ in batch (item 5's axis: 512, 1024 and 2048
+    tokens, 184, 92 and 46 steps, an evaluation every 2), one at a time, with early prediction at
+    30 %: a rel_ci so loose that any prediction meets it (this tests the mechanism, not the
+    predictor's calibration). The first two find fewer than 2 finished runs to calibrate an
+    interval on and train to their end; the last stops within its first two looks. It is recorded once as
+    early_stopped with its observed and predicted losses (from its own curve: no finished run has
+    its schedule, which the row says), the ledger counts only what the runs spent, the live table
+    showed its prediction, and the curves give a steps-vs-batch trade-off."""
     import json
     import re as regex
 
@@ -271,19 +274,21 @@ def test_a_real_sweep_stops_runs_early_records_them_and_frees_their_compute(tmp_
     from tests.test_sweep import SHAPES, tiny_spec
 
     raw = tiny_spec(tmp_path / "store", name="early", dataset_tokens=(96_000,), shapes=SHAPES[:1],
-                    axes={"batch_tokens": [512, 1024]}, trainer={"eval_every": 2},
+                    axes={"batch_tokens": [512, 1024, 2048]}, trainer={"eval_every": 2},
                     early_prediction={"enabled": True, "min_fraction": 0.3, "rel_ci": 10.0})
     spec, grid = validate_spec(raw)
-    summary = run_sweep(spec, num_cpus=2, verbose=1)
+    summary = run_sweep(spec, num_cpus=1, verbose=1)
     table = capsys.readouterr().out
     runs = {r["trial_id"]: r for r in load_runs(spec.storage, spec.name).to_pylist()}
-    assert summary.failed == 0 and summary.statuses.get("early_stopped", 0) >= 1, (summary, runs)
+    assert summary.failed == 0 and summary.statuses == {"completed": 2, "early_stopped": 1}, (summary, runs)
     planned = {t.trial_key: t for t in grid.trials}
     stopped = [r for r in runs.values() if r["status"] == "early_stopped"]
     for row in stopped:
         assert row["stop_reason"] == "predicted_final" and row["attempt"] == 0
+        # rule reference (the default) read the store and found no finished run of its schedule
+        assert row["predicted_method"].startswith("lr_schedule; no reference: no finished run with the same "), row
         assert row["steps"] >= 0.3 * row["planned_steps"] and row["steps"] < row["planned_steps"]
-        assert row["steps"] - 2 < 0.3 * row["planned_steps"]  # at the first evaluation it could
+        assert row["steps"] - 4 < 0.3 * row["planned_steps"]  # within its first two looks
         assert row["final_val_loss"] > 0  # the observed loss at the stop
         assert row["predicted_lo"] <= row["predicted_loss"] <= row["predicted_hi"]
         assert (row["predicted_hi"] - row["predicted_lo"]) / (2 * row["predicted_loss"]) <= 10.0
@@ -298,14 +303,14 @@ def test_a_real_sweep_stops_runs_early_records_them_and_frees_their_compute(tmp_
     assert freed > 0 and ledger["limit_flops"] - ledger["committed"] == pytest.approx(
         ledger["limit_flops"] - sum(t.planned_flops for t in grid.trials) + freed)
     # item 5: the batch axis ran at fixed N and D, and its curves give S(B) = S_min (1 + B_crit/B)
-    assert sorted(r["batch_tokens"] for r in runs.values()) == [512, 1024]
+    assert sorted(r["batch_tokens"] for r in runs.values()) == [512, 1024, 2048]
     assert len({(r["non_embedding_params"], r["dataset_tokens"]) for r in runs.values()}) == 1
     curves = load_curves(spec.storage, spec.name).to_pylist()
     by_batch = {r["batch_tokens"]: ([c["step"] for c in curves if c["trial_id"] == k],
                                     [c["val_loss"] for c in curves if c["trial_id"] == k]) for k, r in runs.items()}
     try:
         tradeoff = tradeoff_from_curves(by_batch)
-        assert tradeoff.b_crit > 0 and tradeoff.steps.size == 2
+        assert tradeoff.b_crit > 0 and tradeoff.steps.size == 3
     except ValueError as err:  # two short noisy curves need not show a trade-off; it must say so
         assert "trade-off" in str(err), err
     # the final table (after every trial ended) keeps each stopped run's prediction: whether a

@@ -29,7 +29,7 @@ PATHS = ["name", "storage", "corpus", "corpus.source", "corpus.tokenizer", "corp
          "trainer.micro_batch_size", "trainer.val_tokens", "trainer.eval_tokens", "trainer.max_steps",
          "trainer.checkpoint_interval_s", "trainer.peak_flops", "trainer.seed", "trainer.extra_evals",
          "trainer.noise_scale_every", "early_prediction", "early_prediction.enabled",
-         "early_prediction.min_fraction", "early_prediction.rel_ci",
+         "early_prediction.min_fraction", "early_prediction.rel_ci", "early_prediction.rule",
          "resources.cpus_per_worker", "resources.gpus_per_worker", "resources.workers",
          "search", "search.kind", "search.max_trials", "search.target", "search.law",
          "budget", "budget.flops", "budget.cut", "budget.gpu_hours"]
