@@ -191,6 +191,8 @@ class PredictionStopper:
             prediction = self._predict(self.steps, self.losses, total_steps, total_steps)
         except ValueError:  # a curve the predictor cannot fit (e.g. flat noise): keep training
             return None, None
+        if not (math.isfinite(prediction.loss) and prediction.loss > 0):
+            return None, None  # a loss is > 0: an early curve extrapolated below it is no prediction (a user saw -3.8)
         if not deciding:  # a reference-to-be: its own-curve prediction is for the live table only
             return prediction, None
         if self.references is not None and self.enabled and step >= self.min_fraction * total_steps:

@@ -173,6 +173,23 @@ def test_a_noisy_curve_is_not_stopped_before_its_prediction_is_precise_enough():
     assert all(p.rel_half_width > 0.001 for p in predictions if p is not None)
 
 
+def test_an_early_curve_extrapolated_below_zero_is_no_prediction():
+    """Cosine to zero without warmup, 10 points of a 100-step run falling fast: the schedule's
+    law extrapolates to a negative final loss (a new user's live table showed -3.774±12.579);
+    such a prediction is not shown, and nothing is decided on it."""
+    from orchestrator.early_stop import pred_text
+
+    stopper = PredictionStopper(enabled=True, min_fraction=0.01, rel_ci=1e9, regime="tokens", rule="own",
+                                schedule=(0.0, 0.0))
+    shown = []
+    for step, loss in zip(range(2, 22, 2), [5.5, 5.0, 4.4, 3.9, 3.5, 3.2, 3.0, 2.9, 2.85, 2.8]):
+        prediction, stop = stopper.observe(step, loss, 100)
+        assert prediction is None or prediction.loss > 0, prediction
+        assert stop is None or stop.predicted_loss > 0
+        shown.append(pred_text(prediction))
+    assert shown[:8] == [None] * 8, shown  # each of these extrapolated below 0
+
+
 def test_dataset_regime_stops_a_run_past_its_best_and_keeps_training_a_tokens_run():
     steps = np.arange(10, 401, 10)
     clean, _ = _power_curve(steps)
