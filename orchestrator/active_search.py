@@ -41,7 +41,18 @@ from orchestrator.search import BudgetedSearcher
 from orchestrator.grid import TrialSpec
 from orchestrator.target import target_region, trial_candidates
 
-__all__ = ["ActiveSearcher"]
+SEED_WHY = "seed (space-filling)"
+"""Why a choice made before any fit was made: the seed design (fitting.design.seed_design)."""
+
+
+def choice_why(choice: Mapping[str, Any]) -> str:
+    """A seed choice's reason as the summary and the report print it (``why`` of a choice
+    without a score; a store written before the reason was stored whole says ``seed``)."""
+    why = choice.get("why") or SEED_WHY
+    return SEED_WHY if why == "seed" else why
+
+
+__all__ = ["ActiveSearcher", "choice_why"]
 
 
 class ActiveSearcher(BudgetedSearcher):
@@ -175,7 +186,7 @@ class ActiveSearcher(BudgetedSearcher):
             running = f"; {len(self.live)} running" if self.live else ""
             why = f"seed (no fit yet: {self._no_fit_reason()}{running})"
         else:
-            why = "seed"
+            why = SEED_WHY
         self.choices.append({"trial_key": trial.trial_key, "N": trial.non_embedding_params, "D": trial.dataset_tokens,
                              "planned_flops": float(trial.planned_flops), "score": scores.get(index), "why": why})
 
@@ -277,7 +288,7 @@ class ActiveSearcher(BudgetedSearcher):
                          f"for N in [{np.exp(model.log_n_min):.3g}, {np.exp(model.log_n_max):.3g}]")
         for i, c in enumerate(self.choices, 1):
             if c["score"] is None:
-                why = "seed (space-filling)" if c.get("why", "seed") == "seed" else c["why"]
+                why = choice_why(c)
             else:
                 why = f"score {c['score']:.3g} ({c.get('why', 'gain/cost')})"
             lines.append(f"  {i}. {c['trial_key']}: N={c['N']:.3g} D={c['D']:.3g} "

@@ -252,13 +252,14 @@ def problem_runs_table(runs: list[dict]) -> str:
 
 
 def choices_table(choices: list[dict] | None) -> str:
+    from orchestrator.active_search import choice_why
     if choices is None:
         return message_html("no active-search checkpoint in the store (a grid sweep, or no Tune folder)")
     if not choices:
         return message_html("the active designer chose no run")
     rows = [[i, c["trial_key"], f"{c['N']:.3g}", f"{c['D']:.3g}", f"{c['planned_flops']:.3g}",
              "—" if c.get("score") is None else f"{c['score']:.3g}",
-             "seed (space-filling)" if c.get("score") is None else c.get("why", "gain/cost")]
+             choice_why(c) if c.get("score") is None else c.get("why", "gain/cost")]
             for i, c in enumerate(choices, 1)]
     return table_html(["#", "trial", "N", "D (tokens)", "planned FLOPs", "score", "why"], rows, {0, 2, 3, 4, 5})
 

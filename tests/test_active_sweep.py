@@ -86,9 +86,9 @@ def test_active_sweep_stays_in_budget_and_finishes(trials):
     # each choice says why: the seed design, its error reduction per cost, or (an unreliable fit:
     # fitting.design.unreliable_linearisation) the hedge and its reason
     whys = [c["why"] for c in searcher.choices]
-    assert all(w == "seed" or w.startswith("seed (no fit yet: ") or w.startswith("error reduction per FLOPs^") or
+    assert all(w == "seed (space-filling)" or w.startswith("seed (no fit yet: ") or w.startswith("error reduction per FLOPs^") or
                (w.startswith("variance reduction over the whole plan per FLOPs^") and "(hedged: " in w) for w in whys), whys
-    assert "seed" in whys and len(set(whys)) >= 2
+    assert "seed (space-filling)" in whys and len(set(whys)) >= 2
     summary = "\n".join(searcher.summary_lines())
     assert all(w in summary for w in set(whys))
 
@@ -218,6 +218,9 @@ def test_a_seed_picked_past_what_a_fit_needs_says_why_there_is_no_fit(trials):
     complete("t2"), complete("t3")
     searcher.suggest("t5"), searcher.suggest("t6")
     whys = [c["why"] for c in searcher.choices]
-    assert whys[:6] == ["seed"] * 6, whys
+    assert whys[:6] == ["seed (space-filling)"] * 6, whys
     assert whys[6] == "seed (no fit yet: 3 usable runs, needs 6; 1 run ended without a usable loss; 2 running)", whys
     assert searcher.summary_lines()[-1].endswith(whys[6])
+    from orchestrator.report_html import choices_table  # the report gives the same reason (it said "space-filling")
+
+    assert whys[6] in choices_table(searcher.choices)
