@@ -302,8 +302,10 @@ def load_fit_data(
             reasons[why] = reasons.get(why, 0) + int(bad.sum())
             keep[bad] = False
 
-    if is_store and statuses and "status" in cols:
-        drop(~np.isin(np.asarray(cols["status"]).astype(str), list(statuses)), f"status not in {list(statuses)}")
+    if is_store and statuses and "status" in cols:  # named per status: "2 for status diverged" says which runs
+        status = np.asarray(cols["status"]).astype(str)
+        for value in sorted(set(status) - set(statuses)):
+            drop(status == value, f"status {value} (fitted: {', '.join(statuses)})")
     _keep_grid(cols, sub_sweep, is_store, desc, drop)  # before the family check: it speaks of the kept rows
     if family is not None and not (is_store and "family" in cols):
         raise ValueError(f"family: {desc} records no model family (only a sweep's metrics directory does)")

@@ -108,3 +108,20 @@ def test_report_with_a_curve_law_points_to_fit_and_creates_nothing(tmp_path, cap
     assert len(err) == 1 and f"--law {law}: the report fits a law of N and D" in err[0], err
     assert f"scalesweep fit {store}/synthetic --law {law}" in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_fit_of_a_store_names_the_status_of_the_runs_it_drops(tmp_path):
+    """`fit` on a sweep with diverged runs said 'dropped 2 rows' with a list of the statuses it
+    keeps; it names the dropped runs' status (a new user could not tell they were the diverged)."""
+    import warnings
+
+    from fitting.data import load_fit_data
+
+    storage = str(tmp_path / "store")
+    write_runs(storage, np.geomspace(1e6, 3e8, 3), np.geomspace(1e8, 3e10, 3), diverged=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = load_fit_data(f"{storage}/synthetic", law="chinchilla")
+    said = " ".join(str(w.message) for w in caught)
+    assert len(data.y) == 7 and "dropped 2 of 9 rows" in said
+    assert "2 for status diverged (fitted: completed, early_stopped)" in said, said
