@@ -430,6 +430,6 @@ def make_reporter(limit: float, stored: dict[str, float], key_width: int = 40, e
     return SweepReporter(
         parameter_columns={"trial_key": "trial", "N": "N", "D": "D"},
         metric_columns={"step": "step", "train_loss": "train", "val_loss": "val",
-                        "best_val_loss": "best", "pred": "pred", "flops": "FLOPs", "status": "status"},
+                        "best_val_loss": "best", "pred": "pred", "flops": "FLOPs", "status": "ended as"},
         max_report_frequency=10, max_column_length=max(20, key_width),
     )

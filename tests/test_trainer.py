@@ -75,6 +75,7 @@ def test_a_finite_loss_blown_far_above_uniform_is_diverged_not_completed(tmp_pat
     assert math.isfinite(result.curve[-1]["val_loss"]) and result.curve[-1]["val_loss"] > 2 * math.log(256)
     (row,) = load_runs(str(tmp_path), "s").to_pylist()
     assert row["status"] == "diverged" and "above 2 x ln(vocab 256) = 11.09 at step 5" in row["error"], row["error"]
+    assert row["best_val_loss"] is None and result.best_val_loss is None  # a blown-up loss is no one's best
     assert divergence(2 * math.log(256) - 1e-9, 256) is None and divergence(float("nan"), 256) is not None
 
 

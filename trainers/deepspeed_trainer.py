@@ -183,10 +183,10 @@ def _step_loop(run: _Run, progress: _Progress, writer, on_eval) -> _Attempt:
             attempt.curve.append(row)
             if writer:
                 writer.append_curves([row])
-            stop = _update_early_stopping(config, progress, row["val_loss"])
+            # a diverged evaluation never becomes the run's best loss (the live table showed 4.99e6)
             if (why := divergence(row["val_loss"], config.shape.vocab_size)) is not None:
                 attempt.status, attempt.error, stop = "diverged", f"{why} at step {progress.step}", True
-            elif stop:
+            elif stop := _update_early_stopping(config, progress, row["val_loss"]):
                 attempt.status, attempt.stop = "early_stopped", StopRequest("patience")
             ckpt = None
             if output.checkpoint_dir and (stop or last or _checkpoint_due(config, output, progress.step, last_save)):
