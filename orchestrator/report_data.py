@@ -192,6 +192,7 @@ def main_fit(usable: list[dict], law_name: str, n_bootstrap: int, aggregate=None
     from fitting.run_result import as_fitted
 
     law = get_law(law_name)
+    title = law.name
     notes = []
     if not usable:
         return LawFit("main", law.name, message="no usable runs (completed or early_stopped with a loss)")
@@ -212,20 +213,23 @@ def main_fit(usable: list[dict], law_name: str, n_bootstrap: int, aggregate=None
             if len(data) <= law.n_params:
                 notes.append(f"{len(data)} usable {'cells' if data.aggregation else 'runs'} cannot identify the "
                              f"{law.n_params} parameters of {law.name}; fitting L(N) on the largest D instead")
-                law = get_law("kaplan_n")
                 planned = np.array([r["dataset_tokens"] for r in usable], dtype=float)[data.index]
+                # titled apart from the page's other L(N) (best loss per size over every D): a user
+                # read "kaplan_n: no fit" beside a fitted L(N)
+                title = f"L(N) on the largest D ({planned.max():.3g} tokens), in place of {law.name}"
+                law = get_law("kaplan_n")
                 data = data.subset(planned == planned.max())
                 if len(data) <= law.n_params:
-                    return LawFit("main", law.name, message="too few runs for any fit",
+                    return LawFit("main", title, message=f"{len(data)} runs at that D, too few for any fit",
                                   warnings=notes + ["too few runs for any fit"])
             fit = fit_law(law, data, n_bootstrap=n_bootstrap, seed=0)
         except (FitError, ValueError, FloatingPointError) as err:
-            return LawFit("main", law.name, message=f"no fit: {err}", rows=table, warnings=notes)
+            return LawFit("main", title, message=f"no fit: {err}", rows=table, warnings=notes)
     if data.best:
         fit.diagnostics["optimal_hyperparameters"] = optimal_hyperparameters(data)
     notes += sorted(user_messages(caught))
     what = f"{len(data)} cells ({data.aggregation})" if data.aggregation else f"{len(data)} runs"
-    return LawFit("main", law.name, fit=fit, rows=table, note=f"{what} (N, tokens seen, best loss)",
+    return LawFit("main", title, fit=fit, rows=table, note=f"{what} (N, tokens seen, best loss)",
                   warnings=notes)
 
 

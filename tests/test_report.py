@@ -58,6 +58,8 @@ def test_report_with_too_few_runs_falls_back_to_l_of_n(tmp_path):
     assert any("cannot identify" in note for note in report.notes)
     assert report.fit.law.name.startswith("kaplan_n")
     assert report.allocation_text is None  # L(N) alone says nothing about D
+    # titled apart from the page's L(N) over every D (a user read "kaplan_n: no fit" beside a fitted L(N))
+    assert report.headline.startswith("headline: L(N) on the largest D (1e+09 tokens), in place of chinchilla with alpha_N = ")
 
 
 def test_report_on_missing_sweep_names_it_and_creates_nothing(tmp_path):
