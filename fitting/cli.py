@@ -73,6 +73,7 @@ def load_table(source, args, law, *, drop_top_loss: int = 0, require_loss: bool 
     its rows are curve points (fitting.data.load_fit_data). → (FitData, the warnings it raised as strings)."""
     from fitting.checks import user_messages
     from fitting.data import load_fit_data
+    from fitting.fit import store_misfit
 
     extra = {}
     if args.u_col:
@@ -92,7 +93,7 @@ def load_table(source, args, law, *, drop_top_loss: int = 0, require_loss: bool 
                              drop_top_loss=drop_top_loss, best_per_config=args.best_per_config,
                              aggregate=aggregate, require_loss=require_loss, name=name,
                              family=getattr(args, "family", None), sub_sweep=getattr(args, "sub_sweep", None),
-                             curve_points=curve_points)
+                             curve_points=curve_points, misfit_of=store_misfit)
     return data, user_messages(caught)
 
 

@@ -236,6 +236,7 @@ def load_fit_data(
     sub_sweep: str | None = None,
     curve_points: bool = False,
     misfit_log_sd: float | None = None,
+    misfit_of=None,
 ) -> FitData:
     """Read and validate a table of runs for fitting ``law`` (or the given ``inputs``): the one
     column-mapping path of every command that reads a table (fit, plan, replay, report).
@@ -267,7 +268,9 @@ def load_fit_data(
     inputs (runs of one N evaluated at the same step) are expected and not warned about as an
     unaggregated hyperparameter sweep. ``misfit_log_sd``: the law's misfit that a metrics
     directory's prediction-stopped runs are weighed with (`fitting.run_result.prediction_weight`);
-    None: with a ``law``, estimated from the directory itself (`_with_misfit`), else 0.
+    None: with a ``law`` and ``misfit_of`` (a function (law, FitData) -> misfit sd, e.g.
+    `fitting.fit.store_misfit`, passed in so that this module need not import the fitter),
+    estimated from the directory itself (`_with_misfit`), else 0.
     """
     call = dict(locals())  # the arguments, for the second pass of `_with_misfit`
     if isinstance(source, FitData):
@@ -372,26 +375,22 @@ def load_fit_data(
         warnings.warn(f"{desc}: {note}", DataWarning, stacklevel=2)
     data = FitData(X=X, y=y, columns=mapping, n_dropped=n_dropped, drop_reasons=reasons, source=str(desc),
                    index=index, weights=weights, aggregation=message, best=best)
-    if is_store and store_weights is not None and misfit_log_sd is None and law is not None and require_loss:
+    if (is_store and store_weights is not None and misfit_log_sd is None and misfit_of is not None
+            and law is not None and require_loss):
         return _with_misfit(data, law, call)
     return data
 
 
 def _with_misfit(data: FitData, law, call: dict) -> FitData:
     """A store with prediction-stopped runs, re-read with their weights counting the law's misfit:
-    fit `law` to `data` (their plain weights), take `fitting.run_result.law_misfit` of that fit
-    and load again (`call`: load_fit_data's arguments) with it. Too few rows to fit: `data` as it
+    ``call["misfit_of"]`` (law, `data` with their plain weights) -> the misfit, then load again
+    (`call`: load_fit_data's arguments) with it. No misfit (too few rows to fit): `data` as it
     is. Bench/early_prediction.py's ``misfit`` weights are these two steps."""
-    from fitting.fit import FitError, fit_law
-    from fitting.run_result import law_misfit
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the first pass already said what it dropped
-        try:
-            fit = fit_law(law, data)
-        except FitError:
+        misfit = call["misfit_of"](law, data)
+        if misfit is None:
             return data
-        misfit = law_misfit(fit.predict(data.X), data.y, data.weights)
         return load_fit_data(**{**call, "misfit_log_sd": misfit})
 
 

@@ -35,7 +35,7 @@ from fitting.objective import bounds_note, log_jacobian, make_objective, params_
 from fitting.param_intervals import ParamInterval, narrow_bootstrap, profile_intervals, wald_intervals
 from fitting.uncertainty import BootstrapResult, Interval, bootstrap, estimate_covariance, prediction_interval
 
-__all__ = ["FitResult", "DegenerateDesignWarning", "FitError", "fit_law"]
+__all__ = ["FitResult", "DegenerateDesignWarning", "FitError", "fit_law", "store_misfit"]
 
 
 class DegenerateDesignWarning(UserWarning):
@@ -335,7 +335,8 @@ def fit_law(
     if intervals not in ("auto", "profile"):
         raise FitError(f"intervals must be 'auto' or 'profile', got {intervals!r}")
     law = get_law(law)
-    full = data if isinstance(data, FitData) else load_fit_data(data, law=law, flops_per_token=flops_per_token, **columns)
+    full = data if isinstance(data, FitData) else load_fit_data(data, law=law, flops_per_token=flops_per_token,
+                                                                misfit_of=store_misfit, **columns)
     missing = [c for c in law.inputs if c not in full.X]
     if missing:
         raise FitError(f"law {law.name!r} needs inputs {list(law.inputs)}; data lacks {missing}")
@@ -468,3 +469,16 @@ def _finish(law: Law, fdata: FitData, full: FitData, mask: np.ndarray | None, op
     if note:
         msgs.append(note)
     return res
+
+
+def store_misfit(law, data: FitData) -> float | None:
+    """The law's misfit sd (log loss) on a store's runs, what its prediction-stopped runs are
+    weighed with (`fitting.run_result.law_misfit` of a fit with their plain weights); None when
+    the rows cannot be fitted. `load_fit_data`'s ``misfit_of``."""
+    from fitting.run_result import law_misfit
+
+    try:
+        fit = fit_law(law, data)
+    except FitError:
+        return None
+    return law_misfit(fit.predict(data.X), data.y, data.weights)

@@ -178,6 +178,7 @@ def test_a_store_s_fit_weighs_predicted_runs_with_the_law_misfit_it_estimates(tm
     from statistics import NormalDist
 
     from fitting.data import load_fit_data
+    from fitting.fit import store_misfit
 
     rng = np.random.default_rng(0)
     p = CHINCHILLA_EPOCH
@@ -188,7 +189,7 @@ def test_a_store_s_fit_weighs_predicted_runs_with_the_law_misfit_it_estimates(tm
         TrialWriter(str(tmp_path), "sw", f"r{i}").write_run(run_row(
             "early_stopped" if i in (4, 9) else "completed", non_embedding_params=int(n), best_val_loss=loss, **extra))
     plain = load_fit_data(str(tmp_path / "sw"), law="chinchilla", misfit_log_sd=0.0)
-    data = load_fit_data(str(tmp_path / "sw"), law="chinchilla")
+    data = load_fit_data(str(tmp_path / "sw"), law="chinchilla", misfit_of=store_misfit)  # what fit and plan pass
     assert data.y.tolist() == plain.y.tolist() and data.X["D"].tolist() == plain.X["D"].tolist()
     stopped = plain.weights < 1
     assert stopped.sum() == 2 and plain.weights[stopped] == pytest.approx([prediction_weight(0.99, 1.01, 0.9, 0.005)] * 2)
