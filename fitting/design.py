@@ -187,6 +187,12 @@ def farthest_point_order(U: np.ndarray, start: int, allowed: np.ndarray, k: int,
     return picks[:k]
 
 
+def _one_per_point(indices, cell: list) -> list[int]:
+    """`indices` in order, each (N, D) point (``cell[i]``) kept at its first index only."""
+    seen: set = set()
+    return [int(i) for i in indices if not (cell[i] in seen or seen.add(cell[i]))]
+
+
 def seed_design(candidates: Candidates, n: int, budget: float, rng: np.random.Generator,
                 taken: np.ndarray | None = None, method: str = "maximin",
                 budget_total: float | None = None, distinct: bool = False) -> list[int]:
@@ -210,8 +216,8 @@ def seed_design(candidates: Candidates, n: int, budget: float, rng: np.random.Ge
     taken = np.zeros(len(candidates), dtype=bool) if taken is None else taken
     free = ~taken
     cell = [tuple(row) for row in np.round(log_coordinates(candidates.X), 9)]
+    occupied = {cell[i] for i in np.flatnonzero(taken)}
     if distinct:
-        occupied = {cell[i] for i in np.flatnonzero(taken)}
         free = free & np.array([c not in occupied for c in cell], dtype=bool)
     if n < 1 or not free.any():
         return []
@@ -221,8 +227,7 @@ def seed_design(candidates: Candidates, n: int, budget: float, rng: np.random.Ge
     if spots < n:  # budget too small for n spread runs: take the n cheapest free ones
         order = np.argsort(np.where(free, candidates.cost, np.inf))[: int(free.sum())]
         if distinct:  # the cheapest candidate of each point
-            seen: set = set()
-            order = np.array([i for i in order if not (cell[i] in seen or seen.add(cell[i]))], dtype=int)
+            order = np.array(_one_per_point(order, cell), dtype=int)
         allowed = np.zeros_like(free)
         allowed[order[:n]] = True
     pool = np.flatnonzero(allowed)
@@ -238,7 +243,6 @@ def seed_design(candidates: Candidates, n: int, budget: float, rng: np.random.Ge
         # Candidates that differ only off the (N, D) plane (an lr or seed axis) share a point:
         # a second run there adds nothing to the law's lever arm, so an occupied point (a run
         # taken or picked there) is chosen only when every free point is occupied.
-        occupied = {cell[i] for i in np.flatnonzero(taken)}
         picks, used = [], np.zeros(pool.size, dtype=bool)
         for point in S:
             crowded = np.array([cell[i] in occupied for i in pool])
@@ -252,8 +256,7 @@ def seed_design(candidates: Candidates, n: int, budget: float, rng: np.random.Ge
     else:
         raise ValueError(f"unknown seed method {method!r}: 'sobol' or 'maximin'")
     if distinct:  # one pick per point (maximin reaches a shared point's twin only when short of points)
-        seen: set = set()
-        picks = [j for j in picks if not (cell[j] in seen or seen.add(cell[j]))]
+        picks = _one_per_point(picks, cell)
     out, spent = [], 0.0
     for j in picks:
         if affordable(candidates.cost[j], budget - spent, total):
