@@ -44,11 +44,10 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
-from scipy import stats
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/nine_law.py
@@ -60,6 +59,7 @@ from fitting.laws import CHINCHILLA_EPOCH, KAPLAN_PAPER  # noqa: E402
 from fitting.online import OnlineFitConfig  # noqa: E402
 from fitting.replay import SimulatedOracle, run_design, undertraining_misfit  # noqa: E402
 from fitting.strategies import make_strategy  # noqa: E402
+from fitting.uncertainty import bootstrap  # noqa: E402
 from nine_law import NINE, NINE_TRUTH  # noqa: E402
 
 GOAL = (0.85, 0.95)
@@ -110,14 +110,18 @@ SETTINGS = {
 
 
 def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = False, exact: bool = False,
-              scales: tuple[float, ...] = ()) -> dict:
+              scales: tuple[float, ...] = (), n_bootstrap: int = 0) -> dict:
     """One seeded replicate: → covered share of the targets, misfit sd and whether calibrated,
     mean |relative error| of the predictions (NaN entries when the budget bought too few runs).
     ``warm``: fit the full pool from the true parameters only (a local fit, no multi-start: what
     the CI test uses to stay within seconds; the intervals, not the search, are under test).
     ``exact``: the oracle is the law itself (no misfit), so the parameter and scatter parts can be
     checked against the error they alone should cover. ``scales``: also the coverage with the misfit
-    sd multiplied by each (key ``"scale"``, one entry per scale; 1 is the interval printed)."""
+    sd multiplied by each (key ``"scale"``, one entry per scale; 1 is the interval printed).
+    ``n_bootstrap``: the parameter part from that many bootstrap resamples, the interval ``fit``,
+    ``predict`` and ``plan`` print by default (their ``--bootstrap 1000``); an active design's runs are
+    refitted first with the fit command's defaults, as ``predict`` on them would. 0: the delta
+    method's, what ``replay`` and the active summary print."""
     pool, target = setting.pool(), setting.targets()
     orc = SimulatedOracle(setting.law, setting.truth, noise=NOISE, seed=seed, misfit=None if exact else setting.misfit)
     y_pool, y_target = orc.observe(pool.X), orc.observe(target.X)
@@ -131,35 +135,46 @@ def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = F
                              fraction * float(pool.cost.sum()), target, batch=4, seed=seed,
                              fit_config=OnlineFitConfig(full_every=16, max_starts=256, screen=8, seed=seed))
             fit = run.fit
+            if fit is not None and n_bootstrap:
+                fit = fit_law(setting.law, dict(fit.data.X) | {"loss": fit.data.y}, seed=seed)
         if fit is None:
             return dict.fromkeys(("coverage", "plain", "amplitude", "are") + PARTS, np.nan) | {
             "calibrated": False, "scale": [np.nan] * len(scales)}
+        if n_bootstrap:
+            bootstrap(fit, n_boot=n_bootstrap, seed=seed)
         cal = calibrate_misfit(fit)
         iv = extrapolation_interval(fit, target.X, level=LEVEL, calibration=cal)
         X_t = fit.law.columns(target.X)
         noise = noise_parts(fit, X_t, cal.length)  # parameters and run-to-run scatter, the misfit taken out
+
+        def covered(scale: float) -> float:  # the same interval with the misfit sd times ``scale``
+            cal_c = replace(cal, amplitude=scale * cal.amplitude, estimate=scale * cal.estimate, prior=scale * cal.prior)
+            iv_c = extrapolation_interval(fit, target.X, level=LEVEL, calibration=cal_c)
+            return float(np.mean((y_target >= iv_c.lo) & (y_target <= iv_c.hi)))
+
+        plain = covered(0.0)
+        by_scale = [covered(c) for c in scales]
     err = np.log(y_target) - np.log(iv.mean)
-    # the delta-method interval is symmetric in log: half-width q·√(plain sd² + (scale·misfit sd)²)
     m = misfit_sd(fit, X_t, cal)
-    q = stats.t.ppf(0.5 + LEVEL / 2, max(fit.n_points - fit.law.n_params, 1))
-    plain_sd = np.sqrt(noise.param_var + noise.noise_sd**2)
-    by_scale = [float(np.mean(np.abs(err) <= q * np.sqrt(plain_sd**2 + (c * m) ** 2))) for c in scales]
     # the interval's log-sd parts at the targets: parameters, run-to-run scatter (both noise only), misfit;
     # mean squared errors (observed, and of the mean against the noise-free truth), pooled in coverage()
-    parts = {"param": float(np.mean(np.sqrt(noise.param_var))), "scatter": noise.noise_sd,
+    param_sd = (fit.interval(X_t, level=LEVEL, kind="confidence").se_log if n_bootstrap  # the part the interval used
+                else np.sqrt(noise.param_var))
+    parts = {"param": float(np.mean(param_sd)), "scatter": noise.noise_sd,
              "misfit": float(np.mean(m)),
              "rms": float(np.mean(err**2)), "truth": float(np.mean((np.log(orc.truth(target.X)) - np.log(iv.mean)) ** 2))}
     return {"coverage": float(np.mean((y_target >= iv.lo) & (y_target <= iv.hi))), "amplitude": cal.amplitude,
-            "plain": float(np.mean(np.abs(err) <= q * plain_sd)),
+            "plain": plain,
             "calibrated": cal.calibrated, "are": float(np.mean(np.abs(iv.mean / y_target - 1))),
             "scale": by_scale} | parts
 
 
 def coverage(name: str, replicates: int, fraction: float = 1.0, first_seed: int = 0, warm: bool = False,
-             exact: bool = False, scales: tuple[float, ...] = ()) -> dict:
+             exact: bool = False, scales: tuple[float, ...] = (), n_bootstrap: int = 0) -> dict:
     """Mean over ``replicates`` seeded replicates of :func:`replicate` for law ``name``."""
     setting = SETTINGS[name]()
-    rows = [replicate(setting, seed, fraction, warm, exact, scales) for seed in range(first_seed, first_seed + replicates)]
+    rows = [replicate(setting, seed, fraction, warm, exact, scales, n_bootstrap)
+            for seed in range(first_seed, first_seed + replicates)]
     cov = np.array([r["coverage"] for r in rows])
     ok = np.isfinite(cov)
     return {"law": name, "fraction": fraction, "n": int(ok.sum()), "coverage": float(cov[ok].mean()),
@@ -181,6 +196,9 @@ def main(argv=None) -> int:
     ap.add_argument("--fractions", default="", help="active design at these budget fractions too (e.g. 0.05,0.1)")
     ap.add_argument("--no-full", action="store_true", help="skip the full-pool row (only the --fractions ones)")
     ap.add_argument("--exact", action="store_true", help="oracles without misfit: the parameter and scatter parts alone")
+    ap.add_argument("--bootstrap", type=int, default=0, metavar="B",
+                    help="parameter part from B bootstrap resamples: the interval fit/predict/plan print by default "
+                    "(their --bootstrap 1000); 0 (default): the delta method's, what replay and the active summary print")
     ap.add_argument("--scales", default="", help="also the coverage with the misfit sd times each of these (e.g. "
                     "0,0.5,1,1.5): the trade-off one calibration would face across laws")
     args = ap.parse_args(argv)
@@ -200,7 +218,8 @@ def main(argv=None) -> int:
     for name in laws:
         for frac in fractions:
             t0 = time.perf_counter()
-            r = coverage(name, args.replicates, frac, first_seed=args.first_seed, exact=args.exact, scales=scales)
+            r = coverage(name, args.replicates, frac, first_seed=args.first_seed, exact=args.exact, scales=scales,
+                         n_bootstrap=args.bootstrap)
             strategy = "full pool" if frac >= 1 else f"active {frac:.0%}"
             print(f"{name:<17} {strategy:<12} {r['n']:>4} {r['coverage']:>9.1%} {r['se']:>6.1%} {r['plain']:>6.1%} {r['amplitude']:>9.4f} "
                   f"{r['prior']:>5} {r['zero']:>4} {r['are']:>9.2%} {r['param']:>9.4f} {r['scatter']:>7.4f} {r['misfit']:>6.4f} "

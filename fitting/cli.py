@@ -111,6 +111,13 @@ def table_aggregation(args):
         raise ValueError(f"--best-over/--mean-over: {err}") from None
 
 
+def add_bootstrap_arg(p: argparse.ArgumentParser) -> None:
+    """``--bootstrap B``, one default for every command that prints a fit's intervals (fit, predict,
+    plan, frontier, replay): the parameter part of each interval from B resamples."""
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="B",
+                   help="bootstrap resamples for SEs/CIs (default 1000; 0 = sandwich covariance only)")
+
+
 def add_data_args(p: argparse.ArgumentParser, runs_required: bool) -> None:
     p.add_argument("runs", nargs="?", metavar="RUNS",
                    help="a sweep's metrics directory (its columns are known), or a CSV/Parquet table of runs "
@@ -124,8 +131,7 @@ def add_data_args(p: argparse.ArgumentParser, runs_required: bool) -> None:
     add_table_args(p)
     p.add_argument("--loss", dest="objective", choices=["huber", "ls"], default="huber", help="objective (default huber)")
     p.add_argument("--delta", type=float, default=1e-3, help="Huber delta on log-loss residuals (default 1e-3)")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="B",
-                   help="bootstrap resamples for SEs/CIs (default 1000; 0 = sandwich covariance only)")
+    add_bootstrap_arg(p)
     p.add_argument("--intervals", choices=["auto", "profile"], default="auto",
                    help="parameter intervals: auto (bootstrap when --bootstrap > 0, else sandwich; a bootstrap "
                         "interval much narrower than the profile likelihood's is replaced by it) or profile "

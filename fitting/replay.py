@@ -138,7 +138,7 @@ def register(subparsers) -> None:
         "replay", help="run a design strategy against an existing pool of runs",
         description="Buy pool rows one batch at a time (revealing a loss only when bought) until the "
         "budget is spent, fit the law on what was bought, and predict the targets.")
-    from fitting.cli import add_table_args
+    from fitting.cli import add_bootstrap_arg, add_table_args
 
     p.add_argument("pool", nargs="?", help="CSV/Parquet of existing runs (or --example NAME)")
     p.add_argument("--targets", help="CSV/Parquet of configurations to predict (a loss column there is scored); "
@@ -157,6 +157,7 @@ def register(subparsers) -> None:
     p.add_argument("--interval", choices=["misfit", "plain"], default="misfit",
                    help="90%% intervals: widened by the law's misfit calibrated on held-out top-compute runs "
                    "(fitting.extrapolation; default), or the plain prediction interval")
+    add_bootstrap_arg(p)  # the final fit's intervals, as fit/predict/plan print them
     p.add_argument("--batch", type=int, default=1, help="runs bought per refit")
     p.add_argument("--seed", type=int, default=0, help="seed of the strategy and the fits (default 0)")
     p.add_argument("--out", required=True, help="predictions CSV")
@@ -245,6 +246,10 @@ def _cmd_replay(args) -> int:
     if run.fit is None:
         raise ValueError(f"the budget bought {len(run.bought)} runs: too few to fit law {law.name!r} "
                          f"({law.min_runs} needed); raise --budget-fraction")
+    if args.bootstrap:  # the parameter part as `predict` on the bought runs prints it (bench/coverage.py --bootstrap)
+        from fitting.uncertainty import bootstrap
+
+        bootstrap(run.fit, n_boot=args.bootstrap, seed=args.seed)
     if args.interval == "misfit":
         from fitting.extrapolation import calibrate_misfit, extrapolation_interval
 
@@ -267,6 +272,8 @@ def _cmd_replay(args) -> int:
           + ", ".join(f"{k}={v:.4g}" for k, v in run.fit.params.items()))
     if run.fit.bounds_note:
         print(f"warning: {run.fit.bounds_note}")
+    print(f"intervals: parameter part from {args.bootstrap} bootstrap resamples" if args.bootstrap else
+          "intervals: parameter part by the delta method (--bootstrap 0)")
     if args.interval == "misfit":
         print(f"intervals: {calibration.describe()}")
     scored = np.isfinite(targets.y) & (targets.y > 0)
