@@ -6,7 +6,8 @@ the largest 6e20 FLOPs) and on 5 compute-optimal targets around 1e22 FLOPs, 1.2-
 beyond. Each seeded replicate draws new noise, fits the law on the small runs (the ``fit``
 command's defaults: Huber, the law's multi-start), widens the prediction interval by the misfit
 calibrated on those runs (:func:`fitting.extrapolation.extrapolation_interval`, what ``replay``,
-``predict`` and ``plan`` print) and counts the targets whose observed loss falls inside. With
+``predict`` and ``plan`` print; the parameter part by the delta method unless ``--bootstrap``) and
+counts the targets whose observed loss falls inside. With
 ``--fractions`` the active designer also buys that share of the grid's compute first
 (:func:`fitting.replay.run_design`) and the fit is on what it bought.
 
@@ -33,8 +34,12 @@ scatter parts alone, to see what the misfit adds to them.
 ``--scales`` adds a line per row: the coverage had the misfit sd been multiplied by each scale
 (the same fits), the trade-off any one misfit calibration faces across the laws.
 
+``--bootstrap B`` takes the parameter part from B bootstrap resamples, the interval every command
+prints by default (``fit``/``predict``/``plan``/``replay``, their ``--bootstrap 1000``); without it the
+delta method's (``--bootstrap 0``, and the active summary).
+
   python bench/coverage.py [--replicates 50] [--first-seed 0] [--laws chinchilla,kaplan,...] [--fractions 0.05,0.1] [--exact]
-                           [--scales 0,0.5,0.75,1,1.25]
+                           [--scales 0,0.5,0.75,1,1.25] [--bootstrap 200]
 """
 
 from __future__ import annotations
@@ -119,7 +124,7 @@ def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = F
     checked against the error they alone should cover. ``scales``: also the coverage with the misfit
     sd multiplied by each (key ``"scale"``, one entry per scale; 1 is the interval printed).
     ``n_bootstrap``: the parameter part from that many bootstrap resamples, the interval ``fit``,
-    ``predict`` and ``plan`` print by default (their ``--bootstrap 1000``); an active design's runs are
+    ``predict``, ``plan`` and ``replay`` print by default (their ``--bootstrap 1000``); an active design's runs are
     refitted first with the fit command's defaults, as ``predict`` on them would. 0: the delta
     method's, what ``replay`` and the active summary print."""
     pool, target = setting.pool(), setting.targets()
@@ -197,8 +202,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-full", action="store_true", help="skip the full-pool row (only the --fractions ones)")
     ap.add_argument("--exact", action="store_true", help="oracles without misfit: the parameter and scatter parts alone")
     ap.add_argument("--bootstrap", type=int, default=0, metavar="B",
-                    help="parameter part from B bootstrap resamples: the interval fit/predict/plan print by default "
-                    "(their --bootstrap 1000); 0 (default): the delta method's, what replay and the active summary print")
+                    help="parameter part from B bootstrap resamples: the interval fit/predict/plan/replay print by default "
+                    "(their --bootstrap 1000); 0 (default): the delta method's (their --bootstrap 0)")
     ap.add_argument("--scales", default="", help="also the coverage with the misfit sd times each of these (e.g. "
                     "0,0.5,1,1.5): the trade-off one calibration would face across laws")
     args = ap.parse_args(argv)
