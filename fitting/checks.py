@@ -30,7 +30,7 @@ import numpy as np
 from fitting.law import LOG
 
 __all__ = ["MIN_SPREAD", "MAX_SCALE_DECADES", "MAX_EXPONENT_WIDTH", "Identifiability", "identifiability",
-           "ParamVerdict", "parameter_verdicts", "MIN_RESIDUAL_DOF", "too_few_configs", "unidentified_note", "unit_notes", "repeated_configs", "ratio_note",
+           "ParamVerdict", "parameter_verdicts", "unidentified_note", "unit_notes", "repeated_configs", "ratio_note",
            "user_messages"]
 
 #: Least spread (sd, in natural-log units, i.e. ≈ 10 %) the runs need across their thinnest
@@ -44,12 +44,6 @@ RATIO_FACTOR = 10.0
 #: identified by the runs (the former 3 x 3 demo: B in [82, 1.5e7], a standard error of 1e24).
 MAX_SCALE_DECADES = 2.0
 MAX_EXPONENT_WIDTH = 2.0
-#: Fewest residual degrees of freedom (distinct input configurations minus parameters) a fit
-#: needs for its intervals to mean anything: with one, the noise scale every interval is scaled
-#: by is a single squared residual (χ²₁: its 90 % range spans a factor 800), and a bootstrap
-#: resample keeps on average only 63 % of the configurations, fewer than the parameters, so its
-#: replicates interpolate (a new user's 6 runs for 5 parameters: alpha [1.51, 1.96], truth 0.34).
-MIN_RESIDUAL_DOF = 2
 
 
 @dataclass(frozen=True)
@@ -95,7 +89,7 @@ def identifiability(X: Mapping[str, np.ndarray], law=None, min_spread: float = M
 class ParamVerdict:
     """Verdict of :func:`parameter_verdicts` on one parameter: its value, its interval (lo, hi, in
     natural units) and whether the runs identify it; ``reason`` says why not, in words, with the
-    interval as evidence; ``kind`` is "split", "bound", "null", "runs" or "interval" (which check
+    interval as evidence; ``kind`` is "split", "bound", "null" or "interval" (which check
     said no)."""
 
     name: str
@@ -114,31 +108,17 @@ class ParamVerdict:
         return f"not identified{' by these runs' if self.kind == 'interval' else ''}: {self.reason}"
 
 
-def too_few_configs(X: Mapping[str, np.ndarray], n_params: int, min_dof: int = MIN_RESIDUAL_DOF) -> str | None:
-    """Why runs at inputs ``X`` are too few for intervals on ``n_params`` parameters (fewer than
-    ``min_dof`` residual degrees of freedom over distinct configurations, :data:`MIN_RESIDUAL_DOF`),
-    or None when they are enough."""
-    n_configs = repeated_configs(X)[0] if X else 0
-    if n_configs - n_params >= min_dof:
-        return None
-    return (f"only {n_configs} distinct runs for {n_params} parameters ({max(n_configs - n_params, 0)} residual "
-            f"degree{'' if n_configs - n_params == 1 else 's'} of freedom, at least {min_dof} needed): the noise its "
-            f"interval is scaled by is not measured")
-
-
 def parameter_verdicts(law, params: Mapping[str, float], intervals: Mapping, split: Identifiability,
-                       at_bounds: Mapping[str, str], null: Mapping[str, str] | None = None,
-                       too_few: str | None = None) -> dict[str, ParamVerdict]:
+                       at_bounds: Mapping[str, str], null: Mapping[str, str] | None = None) -> dict[str, ParamVerdict]:
     """Whether the runs identify each parameter of a fitted ``law`` (a :class:`fitting.law.Law`).
 
     ``params``: name → fitted value; ``intervals``: name → an interval with ``lo``, ``hi`` and
     optionally ``lo_open``/``hi_open`` (:class:`fitting.param_intervals.ParamInterval`) or a
     (lo, hi) pair; ``split``: :func:`identifiability` of the fitted runs; ``at_bounds``:
     :func:`fitting.objective.params_at_bounds`; ``null``: name → why, for the parameters in a
-    (near-)null direction of the fit's Jacobian (:class:`fitting.uncertainty.NullSpace`);
-    ``too_few``: :func:`too_few_configs` of the fitted runs. A parameter is not identified, in this
-    order, when the runs do not identify the law's N/D split (every parameter), when it sits at a
-    bound, when the runs leave it in a null direction, when they are too few (every parameter), or
+    (near-)null direction of the fit's Jacobian (:class:`fitting.uncertainty.NullSpace`). A
+    parameter is not identified, in this order, when the runs do not identify the law's N/D split
+    (every parameter), when it sits at a bound, when the runs leave it in a null direction, or
     when its interval is open on a side (it runs to the law's bound), not finite, spans more
     than ``MAX_SCALE_DECADES`` (a log-scaled parameter) or is wider than ``MAX_EXPONENT_WIDTH``
     times the value (any other). Pure; the thresholds are a reading convention, not a test."""
@@ -156,8 +136,6 @@ def parameter_verdicts(law, params: Mapping[str, float], intervals: Mapping, spl
             verdict = ParamVerdict(name, value, lo, hi, False, f"at its bound {at_bounds[name]}", "bound", True)
         elif null and name in null:
             verdict = ParamVerdict(name, value, lo, hi, False, null[name], "null", True)
-        elif too_few:
-            verdict = ParamVerdict(name, value, lo, hi, False, too_few, "runs", True)
         elif open_side or not finite:
             how = (f"is open on the {' and '.join(open_side)} side{'s' if len(open_side) == 2 else ''} (the data do "
                    f"not close it)" if open_side else "is not finite")
@@ -176,11 +154,11 @@ def parameter_verdicts(law, params: Mapping[str, float], intervals: Mapping, spl
 
 
 def unidentified_note(verdicts: Mapping[str, ParamVerdict], law_name: str = "the law") -> str | None:
-    """The one warning line naming the parameters whose interval, null direction or too few runs
-    say the runs do not identify them (``kind`` "interval", "null" or "runs"); None when none. An
+    """The one warning line naming the parameters whose interval or null direction says the runs
+    do not identify them (``kind`` "interval" or "null"); None when none. An
     unidentified N/D split and parameters at a bound have their own warnings (fitting.fit,
     fitting.objective.bounds_note)."""
-    bad = [v for v in verdicts.values() if not v.identified and v.kind in ("interval", "null", "runs")]
+    bad = [v for v in verdicts.values() if not v.identified and v.kind in ("interval", "null")]
     if not bad:
         return None
     return (f"not identified by these runs: {'; '.join(f'{v.name} ({v.reason})' for v in bad)}; {law_name} fits the "

@@ -26,8 +26,7 @@ from typing import Any, Mapping
 import numpy as np
 from scipy import stats
 
-from fitting.checks import (Identifiability, ParamVerdict, identifiability, parameter_verdicts, too_few_configs,
-                            unidentified_note)
+from fitting.checks import Identifiability, ParamVerdict, identifiability, parameter_verdicts, unidentified_note
 from fitting.data import FitData, load_fit_data
 from fitting.law import Law
 from fitting.laws import get_law
@@ -95,8 +94,7 @@ class FitResult:
         with np.errstate(over="ignore"):  # an unidentified scale's Wald interval overflows: said in words
             ivs = self.intervals(level)
         return parameter_verdicts(self.law, self.params, ivs, self.identifiability,
-                                  params_at_bounds(self.law, self.z, self.data.X), self.null_reasons,
-                                  too_few_configs(self.data.X, self.law.n_params))
+                                  params_at_bounds(self.law, self.z, self.data.X), self.null_reasons)
 
     @property
     def null_params(self) -> list[str]:
