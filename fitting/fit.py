@@ -311,7 +311,9 @@ def degenerate_note(law: Law, cond: float, cond_warn: float, weak: np.ndarray, n
     what = (f"{names[0]} (changing it alone leaves every run's loss {'unchanged' if null.params else 'almost unchanged'})"
             if len(names) == 1 else f"the combination of {', '.join(names)} (only a product or trade-off of them is fixed)")
     advice = [law.identify[k] for k in names if k in law.identify]
-    fix = "; ".join(dict.fromkeys(advice)) if advice else "runs that vary tokens-per-parameter and scale more widely"
+    fix = "; ".join(dict.fromkeys(advice)) if advice else ("runs where they change the loss (vary tokens-per-parameter "
+                                                           "and scale more widely), or drop a parameter the law does "
+                                                           "not need")
     return (f"degenerate design for law {law.name!r}: Jacobian condition number {cond:.3g} > {cond_warn:g}; the runs "
             f"{free} {what}; to identify {'it' if len(names) == 1 else 'them'} add {fix}; their uncertainties are "
             f"unreliable")
