@@ -89,7 +89,8 @@ def identifiability(X: Mapping[str, np.ndarray], law=None, min_spread: float = M
 class ParamVerdict:
     """Verdict of :func:`parameter_verdicts` on one parameter: its value, its interval (lo, hi, in
     natural units) and whether the runs identify it; ``reason`` says why not, in words, with the
-    interval as evidence; ``kind`` is "split", "bound" or "interval" (which check said no)."""
+    interval as evidence; ``kind`` is "split", "bound", "null" or "interval" (which check
+    said no)."""
 
     name: str
     value: float
@@ -108,14 +109,16 @@ class ParamVerdict:
 
 
 def parameter_verdicts(law, params: Mapping[str, float], intervals: Mapping, split: Identifiability,
-                       at_bounds: Mapping[str, str]) -> dict[str, ParamVerdict]:
+                       at_bounds: Mapping[str, str], null: Mapping[str, str] | None = None) -> dict[str, ParamVerdict]:
     """Whether the runs identify each parameter of a fitted ``law`` (a :class:`fitting.law.Law`).
 
     ``params``: name → fitted value; ``intervals``: name → an interval with ``lo``, ``hi`` and
     optionally ``lo_open``/``hi_open`` (:class:`fitting.param_intervals.ParamInterval`) or a
     (lo, hi) pair; ``split``: :func:`identifiability` of the fitted runs; ``at_bounds``:
-    :func:`fitting.objective.params_at_bounds`. A parameter is not identified, in this order, when
-    the runs do not identify the law's N/D split (every parameter), when it sits at a bound, or
+    :func:`fitting.objective.params_at_bounds`; ``null``: name → why, for the parameters in a
+    (near-)null direction of the fit's Jacobian (:class:`fitting.uncertainty.NullSpace`). A
+    parameter is not identified, in this order, when the runs do not identify the law's N/D split
+    (every parameter), when it sits at a bound, when the runs leave it in a null direction, or
     when its interval is open on a side (it runs to the law's bound), not finite, spans more
     than ``MAX_SCALE_DECADES`` (a log-scaled parameter) or is wider than ``MAX_EXPONENT_WIDTH``
     times the value (any other). Pure; the thresholds are a reading convention, not a test."""
@@ -131,6 +134,8 @@ def parameter_verdicts(law, params: Mapping[str, float], intervals: Mapping, spl
             verdict = ParamVerdict(name, value, lo, hi, False, split.reason, "split")
         elif name in at_bounds:
             verdict = ParamVerdict(name, value, lo, hi, False, f"at its bound {at_bounds[name]}", "bound", True)
+        elif null and name in null:
+            verdict = ParamVerdict(name, value, lo, hi, False, null[name], "null", True)
         elif open_side or not finite:
             how = (f"is open on the {' and '.join(open_side)} side{'s' if len(open_side) == 2 else ''} (the data do "
                    f"not close it)" if open_side else "is not finite")
@@ -149,10 +154,11 @@ def parameter_verdicts(law, params: Mapping[str, float], intervals: Mapping, spl
 
 
 def unidentified_note(verdicts: Mapping[str, ParamVerdict], law_name: str = "the law") -> str | None:
-    """The one warning line naming the parameters whose *interval* says the runs do not identify
-    them (``kind == "interval"``); None when none. An unidentified N/D split and parameters at a
-    bound have their own warnings (fitting.fit, fitting.objective.bounds_note)."""
-    bad = [v for v in verdicts.values() if not v.identified and v.kind == "interval"]
+    """The one warning line naming the parameters whose interval or null direction says the runs
+    do not identify them (``kind`` "interval" or "null"); None when none. An
+    unidentified N/D split and parameters at a bound have their own warnings (fitting.fit,
+    fitting.objective.bounds_note)."""
+    bad = [v for v in verdicts.values() if not v.identified and v.kind in ("interval", "null")]
     if not bad:
         return None
     return (f"not identified by these runs: {'; '.join(f'{v.name} ({v.reason})' for v in bad)}; {law_name} fits the "

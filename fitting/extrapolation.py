@@ -99,23 +99,28 @@ class MisfitCalibration:
         return self.n_held_out > 0
 
     def describe(self) -> str:
-        """One line for the user: where the misfit sd came from (calibration or stated prior)."""
+        """One line for the user: what the extrapolation-error sd added to the intervals is and where it
+        came from. Calibrated, it is the error of refits predicting held-out runs, which holds the
+        refits' own parameter error too, so it is not a misfit of the law's form: an exactly true law
+        gets one above 0 (a new user read "law misfit sd 0.0792" as the law being wrong)."""
         if self.calibrated:
             if self.amplitude == 0:
-                return (f"law misfit sd 0 (log loss): neither the {self.n_held_out} largest runs by compute, predicted "
-                        f"by a refit on the other {self.n_fit}, nor the fit's residuals show a misfit")
+                return (f"extrapolation error sd 0 (log loss): neither the {self.n_held_out} largest runs by compute, "
+                        f"predicted by a refit on the other {self.n_fit}, nor the fit's residuals show an error beyond "
+                        f"the noise")
+            what = (f"extrapolation error sd {self.amplitude:.3g} (log loss), added to the intervals: the held-out error "
+                    f"of refits (their parameter error included, not only a misfit of the law's form)")
             if len(self.splits) <= 1:
-                return (f"law misfit sd {self.amplitude:.3g} (log loss), calibrated by refitting {self.n_fit} runs "
-                        f"and predicting the {self.n_held_out} largest by compute (their own estimate {self.estimate:.3g}, "
-                        f"shrunk toward the residuals' own misfit {self.prior:.3g}, which counts as {self.prior_weight:g} "
-                        f"more held-out run{'' if self.prior_weight == 1 else 's'})")
+                return (f"{what}, calibrated by refitting {self.n_fit} runs and predicting the {self.n_held_out} largest "
+                        f"by compute (their own estimate {self.estimate:.3g}, shrunk toward the residuals' own misfit "
+                        f"{self.prior:.3g}, which counts as {self.prior_weight:g} more held-out "
+                        f"run{'' if self.prior_weight == 1 else 's'})")
             held = f"{', '.join(map(str, self.splits[:-1]))} and {self.splits[-1]}"
-            return (f"law misfit sd {self.amplitude:.3g} (log loss), calibrated by {len(self.splits)} refits "
-                    f"predicting the {held} largest runs by compute from the rest ({self.n_held_out} held-out "
-                    f"predictions; their own estimate {self.estimate:.3g}, shrunk toward the residuals' own misfit "
-                    f"{self.prior:.3g} weighted as {self.prior_weight:g} of them)")
-        return (f"law misfit sd {self.amplitude:.3g} (log loss) is a PRIOR, not calibrated: {self.n_fit} runs are "
-                f"too few to refit and hold out the largest ({self.n_needed} needed)")
+            return (f"{what}, calibrated by {len(self.splits)} refits predicting the {held} largest runs by compute "
+                    f"from the rest ({self.n_held_out} held-out predictions; their own estimate {self.estimate:.3g}, "
+                    f"shrunk toward the residuals' own misfit {self.prior:.3g} weighted as {self.prior_weight:g} of them)")
+        return (f"extrapolation error sd {self.amplitude:.3g} (log loss) is a PRIOR, not calibrated: {self.n_fit} runs "
+                f"are too few to refit and hold out the largest ({self.n_needed} needed)")
 
 
 @dataclass(frozen=True)
@@ -143,12 +148,15 @@ def noise_parts(fit: FitResult, X: Mapping[str, np.ndarray], length: float = 2.0
     (the GP of :func:`unit_misfit_sd`, same length), and the parameter variance is the
     M-estimator's under noise σ alone, m(σ)·gᵀ(JᵀJ)⁻¹g (:func:`fitting.uncertainty.m_estimator_factor`).
     The fit's own sandwich and MAD scale read the misfit in the residuals as noise, and the misfit
-    term counted it again (module doc)."""
+    term counted it again (module doc). A prediction that moves along a null direction of the fit
+    (:meth:`fitting.uncertainty.NullSpace.moves`) has an infinite parameter variance."""
     J = log_jacobian(fit.law, fit.z, fit.data.X)
     sigma, a_in, dof = residual_split(fit, length, J)
     G = log_jacobian(fit.law, fit.z, X)
     G = np.where(np.isfinite(G), G, 0.0)
     unit = np.einsum("np,pq,nq->n", G, scaled_pinv(J.T @ J), G)
+    if fit.null_space is not None:  # the pseudo-inverse gives a null direction no variance; the runs bound it not at all
+        unit = np.where(fit.null_space.moves(G), np.inf, unit)
     return NoiseParts(m_estimator_factor(sigma, fit.loss, fit.delta) * np.clip(unit, 0, None), sigma, a_in, dof)
 
 

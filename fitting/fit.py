@@ -32,8 +32,9 @@ from fitting.law import Law
 from fitting.laws import get_law
 from fitting.multistart import multistart_lbfgs, single_threaded_blas
 from fitting.objective import bounds_note, log_jacobian, make_objective, params_at_bounds, rho_psi
-from fitting.param_intervals import ParamInterval, narrow_bootstrap, profile_intervals, wald_intervals
-from fitting.uncertainty import BootstrapResult, Interval, bootstrap, estimate_covariance, prediction_interval
+from fitting.param_intervals import ParamInterval, narrow_bootstrap, open_interval, profile_intervals, wald_intervals
+from fitting.uncertainty import (BootstrapResult, Interval, NullSpace, bootstrap, estimate_covariance,
+                                 jacobian_directions, loaded_params, null_space, prediction_interval)
 
 __all__ = ["FitResult", "DegenerateDesignWarning", "FitError", "fit_law", "store_misfit"]
 
@@ -70,6 +71,7 @@ class FitResult:
     warnings: list[str] = field(default_factory=list)
     method: str = "auto"  # parameter intervals: "auto" (bootstrap if run, else sandwich) or "profile"
     profile: dict[str, ParamInterval] | None = None  # profile intervals at ``level``, when computed
+    null_space: NullSpace | None = None  # directions the runs leave the loss unchanged along (unidentified)
 
     # ---- parameters
     @property
@@ -92,7 +94,24 @@ class FitResult:
         with np.errstate(over="ignore"):  # an unidentified scale's Wald interval overflows: said in words
             ivs = self.intervals(level)
         return parameter_verdicts(self.law, self.params, ivs, self.identifiability,
-                                  params_at_bounds(self.law, self.z, self.data.X))
+                                  params_at_bounds(self.law, self.z, self.data.X), self.null_reasons)
+
+    @property
+    def null_params(self) -> list[str]:
+        """The parameters in a (near-)null direction of the fit's Jacobian (:class:`NullSpace`): the
+        runs' losses do not move along it, so no interval, sandwich, bootstrap or profile, can
+        bound them (the sandwich's pseudo-inverse gave them zero width; warm-started resamples
+        never leave the optimum along it)."""
+        return self.null_space.params if self.null_space is not None else []
+
+    @property
+    def null_reasons(self) -> dict[str, str]:
+        """name → why, for :attr:`null_params`: no effect on these runs' losses, or only a
+        combination with the others named."""
+        names = self.null_params
+        if len(names) == 1:
+            return {names[0]: "it has no effect on these runs' losses: a null direction of the fit"}
+        return {k: f"the runs fix only a combination of {', '.join(names)}: a null direction of the fit" for k in names}
 
     @property
     def bounds_note(self) -> str | None:
@@ -109,9 +128,8 @@ class FitResult:
     @property
     def stderr(self) -> dict[str, float]:
         """Standard errors: bootstrap if one was run, else the sandwich (delta method)."""
-        if self.bootstrap is not None:
-            return self.bootstrap.stderr
-        return self.stderr_laplace
+        se = self.bootstrap.stderr if self.bootstrap is not None else self.stderr_laplace
+        return {k: float("inf") if k in self.null_params else v for k, v in se.items()}
 
     @property
     def stderr_laplace(self) -> dict[str, float]:
@@ -129,12 +147,20 @@ class FitResult:
         else bootstrap percentiles if run, else Wald intervals that stay inside the bounds
         (:meth:`ci_laplace`). A bootstrap interval much narrower than the parameter's profile (the
         replicates missed a direction the data leave open, :func:`fitting.param_intervals.narrow_bootstrap`)
-        is replaced by the profile's, so no printed interval is narrower than the data allow."""
+        is replaced by the profile's, so no printed interval is narrower than the data allow. A
+        parameter in a null direction (:attr:`null_params`) is unidentified (open to both bounds)
+        whichever the method."""
         level = self.level if level is None else level
+        out = self._intervals(level)
+        for k in self.null_params:
+            out[k] = open_interval(self.law, self.z, self.law.param_names.index(k))
+        return out
+
+    def _intervals(self, level: float) -> dict[str, ParamInterval]:
         if self.method == "profile" or self.diagnostics.get("narrow_bootstrap"):
             prof = self.profile if self.profile is not None and level == self.level else profile_intervals(self, level)
         if self.method == "profile":
-            return prof
+            return dict(prof)
         if self.bootstrap is None:
             return self.ci_laplace_intervals(level)
         out = {k: ParamInterval(lo, hi) for k, (lo, hi) in self.bootstrap.ci(level).items()}
@@ -152,7 +178,10 @@ class FitResult:
         positive scales get asymmetric, positive intervals and none leaves the law's bounds."""
         level = self.level if level is None else level
         q = stats.t.ppf(0.5 + level / 2, max(self.n_points - self.law.n_params, 1))
-        return wald_intervals(self.law, self.z, self.cov_z, q)
+        out = wald_intervals(self.law, self.z, self.cov_z, q)
+        for k in self.null_params:  # the pseudo-inverse gave them zero width
+            out[k] = open_interval(self.law, self.z, self.law.param_names.index(k))
+        return out
 
     def ci_laplace(self, level: float | None = None) -> dict[str, tuple[float, float]]:
         return {k: (iv.lo, iv.hi) for k, iv in self.ci_laplace_intervals(level).items()}
@@ -200,7 +229,7 @@ class FitResult:
             "unidentified_reason": verdict.reason,
             # per parameter: null when the runs identify it, else why not (fitting.checks.parameter_verdicts)
             "not_identified": {k: None if v.identified else v.reason for k, v in self.verdicts(level).items()},
-            "stderr": self.stderr if known else {k: None for k in self.law.param_names},
+            "stderr": {k: v if known and np.isfinite(v) else None for k, v in self.stderr.items()},
             key: {k: [iv.lo, iv.hi] if known else None for k, iv in ivs.items()},
             # per parameter [lower open, upper open]: the data do not close that side (it runs to the bound)
             f"{key}_open": {k: [iv.lo_open, iv.hi_open] if known else None for k, iv in ivs.items()},
@@ -268,10 +297,26 @@ class FitResult:
 
 # ====================================================================== diagnostics
 def _conditioning(J: np.ndarray) -> tuple[float, np.ndarray]:
-    Jc = J / np.maximum(np.linalg.norm(J, axis=0), 1e-300)
-    s, vt = np.linalg.svd(Jc, full_matrices=False)[1:]
-    cond = float(s[0] / max(s[-1], 1e-300))
-    return cond, vt[-1]
+    """(condition number of the column-scaled Jacobian, its weakest unit direction (P,))."""
+    ratio, vt, _ = jacobian_directions(J)
+    return float(1 / max(ratio[-1], 1e-300)), vt[-1]
+
+
+def degenerate_note(law: Law, cond: float, cond_warn: float, weak: np.ndarray, null: NullSpace) -> str:
+    """The degenerate-design warning: the parameters the runs leave (nearly) free, named from the
+    loadings of the null directions (else of the weakest one), and how to fix the design: the
+    law's own advice for them (``Law.identify``), else the generic one."""
+    names = null.params or loaded_params(weak, law.param_names)
+    free = "do not constrain" if null.params else "barely constrain"
+    what = (f"{names[0]} (changing it alone leaves every run's loss {'unchanged' if null.params else 'almost unchanged'})"
+            if len(names) == 1 else f"the combination of {', '.join(names)} (only a product or trade-off of them is fixed)")
+    advice = [law.identify[k] for k in names if k in law.identify]
+    fix = "; ".join(dict.fromkeys(advice)) if advice else ("runs where they change the loss (vary tokens-per-parameter "
+                                                           "and scale more widely), or drop a parameter the law does "
+                                                           "not need")
+    return (f"degenerate design for law {law.name!r}: Jacobian condition number {cond:.3g} > {cond_warn:g}; the runs "
+            f"{free} {what}; to identify {'it' if len(names) == 1 else 'them'} add {fix}; their uncertainties are "
+            f"unreliable")
 
 
 # ====================================================================== fitting
@@ -426,11 +471,10 @@ def _finish(law: Law, fdata: FitData, full: FitData, mask: np.ndarray | None, op
     msgs = []
     diag: dict[str, Any] = {"condition_number": cond, "weak_direction": dict(zip(law.param_names, np.round(weak, 4).tolist())),
                             "iterations_converged": conv}
-    if not np.isfinite(cond) or cond > cond_warn:
-        top = sorted(zip(law.param_names, np.abs(weak)), key=lambda t: -t[1])[:3]
-        msg = (f"degenerate design for law {law.name!r}: Jacobian condition number {cond:.3g} > {cond_warn:g}; "
-               f"the runs barely constrain the combination of {', '.join(k for k, _ in top)} "
-               f"(vary tokens-per-parameter and scale more widely); uncertainties are unreliable")
+    null = null_space(J, law.param_names)
+    diag["null_params"] = null.params
+    if not np.isfinite(cond) or cond > cond_warn or null.params:
+        msg = degenerate_note(law, cond, cond_warn, weak, null)
         msgs.append(msg)
         warnings.warn(msg, DegenerateDesignWarning, stacklevel=3)
     verdict = identifiability(fdata.X, law)
@@ -448,7 +492,8 @@ def _finish(law: Law, fdata: FitData, full: FitData, mask: np.ndarray | None, op
     res = FitResult(law=law, theta=theta, z=z, objective=optimum.objective, loss=loss, delta=delta, data=fdata,
                     cov_z=cov_z, sigma=sigma, sigma_eff=sigma_eff, residuals=r, diagnostics=diag, level=options.level,
                     n_starts=optimum.n_starts, converged=conv, starts_z=optimum.starts_z,
-                    start_objectives=optimum.start_objectives, warnings=msgs, method=options.intervals)
+                    start_objectives=optimum.start_objectives, warnings=msgs, method=options.intervals,
+                    null_space=null)
     if mask is not None and (~mask).any():
         hd = full.subset(~mask)
         pred = law.predict(theta, hd.X)

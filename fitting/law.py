@@ -54,6 +54,8 @@ class Law:
     target: str = "loss"
     doc: str = ""
     defaults: Mapping[str, float] = field(default_factory=dict)
+    # parameter -> the runs that identify it, for the degenerate-design warning (fitting.fit)
+    identify: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         P = len(self.param_names)

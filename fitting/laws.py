@@ -235,6 +235,8 @@ data_constrained = Law(
     "Models', eqs. 5-7): L = E + A/N'^alpha + B/D'^beta with effective data D' = U + U R_D* "
     "(1 - exp(-R_D/R_D*)), R_D = D/U - 1 repetitions of U unique tokens, and effective params N' "
     "likewise with U_N = N_opt(U). Paper: R_D* ≈ 15.4, R_N* ≈ 5.3.",
+    identify={"R_D_star": "runs with repeated data (U < D: several epochs over fewer unique tokens)",
+              "R_N_star": "runs with models larger than compute-optimal for their unique tokens (N above U_N)"},
 )
 
 

@@ -29,7 +29,7 @@ from fitting.uncertainty import residual_scales
 if TYPE_CHECKING:  # annotations only: fitting.fit imports this module
     from fitting.fit import FitResult
 
-__all__ = ["ParamInterval", "wald_intervals", "profile_intervals", "profile_threshold", "narrow_bootstrap"]
+__all__ = ["ParamInterval", "open_interval", "wald_intervals", "profile_intervals", "profile_threshold", "narrow_bootstrap"]
 
 
 # ====================================================================== parameter intervals
@@ -61,6 +61,13 @@ class ParamInterval:
         if self.hi_open:
             return f"≥ {self.lo:{fmt}} (one-sided: open up to the bound {self.hi:{fmt}})"
         return f"[{self.lo:{fmt}}, {self.hi:{fmt}}]"
+
+
+def open_interval(law, z: np.ndarray, k: int) -> ParamInterval:
+    """Parameter ``k``'s interval when the data say nothing about it: the law's bounds, both sides
+    open (:attr:`ParamInterval.unidentified`)."""
+    zb = law.z_bounds[k]
+    return ParamInterval(_natural(law, z, k, zb[0]), _natural(law, z, k, zb[1]), True, True)
 
 
 def _open_coordinates(z: np.ndarray, lo: np.ndarray, hi: np.ndarray):

@@ -30,7 +30,8 @@ if TYPE_CHECKING:  # annotations only: fitting.fit imports this module
     from fitting.fit import FitResult
 
 __all__ = ["Interval", "BootstrapResult", "bootstrap", "prediction_interval", "estimate_covariance",
-           "residual_scales", "scaled_pinv", "m_estimator_factor", "split_residuals"]
+           "residual_scales", "scaled_pinv", "m_estimator_factor", "split_residuals", "NullSpace", "null_space",
+           "jacobian_directions", "loaded_params", "NULL_RCOND", "NULL_LOADING"]
 
 
 # ====================================================================== results
@@ -89,6 +90,77 @@ def residual_scales(r: np.ndarray, psi: np.ndarray, loss: str, delta: float, p: 
         kappa = 1.0
     epsi2 = float(np.mean(psi * psi)) * dof_corr
     return max(kappa, 1e-12), epsi2, float(sigma)
+
+
+#: A direction of the column-scaled Jacobian whose singular value is below this fraction of the
+#: largest is null: the runs' losses do not move along it, so the data say nothing about it
+#: (Rothenberg 1971: a parameter is locally identified iff the information matrix JᵀJ is nonsingular).
+#: A sandwich's pseudo-inverse drops such a direction and would give its parameters zero width.
+#: 1e-7 is where float64 J stops telling a tiny slope from rounding (its square, 1e-14, is
+#: :func:`scaled_pinv`'s cut on JᵀJ); a direction this flat has a standard error ~1e7 × the noise.
+NULL_RCOND = 1e-7
+#: A parameter is in a (near-)null direction when its loading (the unit vector's component, in
+#: column-scaled coordinates; root-sum-square over several null directions) is at least this.
+NULL_LOADING = 0.1
+#: A prediction depends on a null direction when its gradient's component along it is at least
+#: this fraction of the gradient (column-scaled; 100 × NULL_RCOND, above what a near-null direction
+#: moves the fitted runs themselves): a product A·K the runs fix keeps a finite interval.
+NULL_TOUCH = 1e-5
+
+
+def jacobian_directions(J: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The column-scaled Jacobian's directions, weakest last: → (s/s₀ (P,), Vᵀ (P, P) unit rows in
+    the scaled coordinates, column norms of ``J`` (P,)). ``J`` (n, P): log-loss residuals'
+    Jacobian in the law's transformed parameters. A zero column (a parameter with no effect on
+    these runs) gives a zero singular value with that parameter's unit vector."""
+    J = np.where(np.isfinite(J), J, 0.0)
+    scale = np.linalg.norm(J, axis=0)
+    Jc = J / np.maximum(scale, 1e-300)
+    _, s, vt = np.linalg.svd(Jc, full_matrices=True)
+    s = np.r_[s, np.zeros(vt.shape[0] - s.size)]  # fewer runs than parameters: the rest are null
+    return s / max(s[0], 1e-300), vt, scale
+
+
+def loaded_params(vectors: np.ndarray, names, threshold: float = NULL_LOADING) -> list[str]:
+    """The names whose loading (root-sum-square over the rows of ``vectors`` (k, P)) is at least
+    ``threshold``, largest first."""
+    load = np.sqrt(np.sum(np.atleast_2d(vectors) ** 2, axis=0))
+    return [names[i] for i in np.argsort(-load, kind="stable") if load[i] >= threshold]
+
+
+@dataclass(frozen=True)
+class NullSpace:
+    """The directions in which a fit's runs leave the loss unchanged (:func:`null_space`):
+    ``vectors`` (k, P) unit rows in column-scaled transformed coordinates, ``scale`` (P,) the
+    Jacobian's column norms, ``names`` the law's parameter names."""
+
+    vectors: np.ndarray
+    scale: np.ndarray
+    names: tuple[str, ...]
+
+    @property
+    def params(self) -> list[str]:
+        """The parameters the null directions move (:data:`NULL_LOADING`), largest loading first."""
+        return loaded_params(self.vectors, self.names) if self.vectors.size else []
+
+    def moves(self, G: np.ndarray) -> np.ndarray:
+        """(n,) bool: whether each prediction, with gradient rows ``G`` (n, P) in the transformed
+        parameters, changes along a null direction (so the runs do not fix it)."""
+        G = np.atleast_2d(np.asarray(G, dtype=float))
+        if not self.vectors.size:
+            return np.zeros(G.shape[0], dtype=bool)
+        with np.errstate(all="ignore"):
+            # a zero column (no effect on the runs) scaled by a floor that keeps |Gs| finite
+            Gs = np.where(np.isfinite(G), G, 0.0) / np.maximum(self.scale, 1e-12 * max(self.scale.max(), 1e-300))
+            along = np.linalg.norm(Gs @ self.vectors.T, axis=1)
+            return along > NULL_TOUCH * np.linalg.norm(Gs, axis=1)
+
+
+def null_space(J: np.ndarray, names, rcond: float = NULL_RCOND) -> NullSpace:
+    """The (near-)null directions of the Jacobian ``J`` (n, P): singular value below ``rcond`` of
+    the largest, in column-scaled coordinates (:func:`jacobian_directions`)."""
+    ratio, vt, scale = jacobian_directions(J)
+    return NullSpace(vt[ratio < rcond], scale, tuple(names))
 
 
 def scaled_pinv(JtJ: np.ndarray) -> np.ndarray:
@@ -253,7 +325,9 @@ def prediction_interval(fit: FitResult, X, level: float = 0.9, kind: str = "pred
     ``kind="confidence"``: uncertainty of the fitted curve; ``"prediction"``: plus the run-to-run
     scatter (robust scale of the log residuals). ``method``: ``"delta"`` (sandwich covariance,
     computed in log space), ``"bootstrap"`` (percentiles of bootstrap predictions; needs
-    :func:`bootstrap`), or ``"auto"`` (bootstrap when available)."""
+    :func:`bootstrap`), or ``"auto"`` (bootstrap when available). A prediction that moves along a
+    null direction of the fit (``fit.null_space``, :meth:`NullSpace.moves`: the runs do not fix
+    it) gets the interval (0, inf) and an infinite se, whichever the method."""
     law = fit.law
     cols = law.columns(X)
     mean = law.predict(fit.theta, cols)
@@ -263,6 +337,8 @@ def prediction_interval(fit: FitResult, X, level: float = 0.9, kind: str = "pred
         raise ValueError("kind must be 'prediction' or 'confidence'")
     if method == "auto":
         method = "bootstrap" if fit.bootstrap is not None else "delta"
+    null = getattr(fit, "null_space", None)
+    moved = null.moves(log_jacobian(law, fit.z, cols)) if null is not None and null.vectors.size else None
     if method == "bootstrap":
         if fit.bootstrap is None:
             raise ValueError("no bootstrap on this fit: call fitting.fit.bootstrap(fit) first")
@@ -274,12 +350,16 @@ def prediction_interval(fit: FitResult, X, level: float = 0.9, kind: str = "pred
             lp = lp + noise * rng.standard_normal(lp.shape)
         lo, hi = np.quantile(lp, [a, 1 - a], axis=0)
         se = lp.std(axis=0, ddof=1)
+        if moved is not None:  # resamples never leave the optimum along a null direction: not a spread
+            lo, hi, se = np.where(moved, -np.inf, lo), np.where(moved, np.inf, hi), np.where(moved, np.inf, se)
         return Interval(mean, np.exp(lo), np.exp(hi), level, kind, method, se)
     if method != "delta":
         raise ValueError("method must be 'delta', 'bootstrap' or 'auto'")
     G = log_jacobian(law, fit.z, cols)
     var = np.einsum("np,pq,nq->n", G, fit.cov_z, G) + noise**2
     se = np.sqrt(np.clip(var, 0, None))
+    if moved is not None:  # the pseudo-inverse gives a null direction zero variance; the runs give it none
+        se = np.where(moved, np.inf, se)
     dof = max(fit.n_points - law.n_params, 1)
     q = stats.t.ppf(1 - a, dof)
     lm = np.log(mean)

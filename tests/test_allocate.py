@@ -130,7 +130,10 @@ def test_an_allocation_that_leans_on_a_parameter_at_its_bound_is_not_identified(
         fit = fit_law(chinchilla, {"N": N, "D": D, "loss": loss}, n_bootstrap=100, seed=0)
         verdicts = fit.verdicts(0.9)
         assert verdicts["beta"].bounded and verdicts["E"].bounded  # the user's fit: both pinned
-        assert allocation_drivers(fit, 1e12) == ["beta"]  # E is additive: N_opt does not move with it
+        drivers = allocation_drivers(fit, 1e12)
+        # E is additive: N_opt does not move with it; 5 points for 5 parameters also leave a null
+        # direction (fit.null_params), whose parameters count too where they move N_opt
+        assert "beta" in drivers and "E" not in drivers and set(drivers) - {"beta"} <= set(fit.null_params)
         allocation = compute_optimal_allocation(fit, 1e12)
     assert not allocation.identified and np.isnan(allocation.N_opt)
-    assert allocation.unidentified_reason.startswith("N_opt depends on beta, which the runs leave at or open to a bound")
+    assert allocation.unidentified_reason.startswith("N_opt depends on ") and "beta" in allocation.unidentified_reason

@@ -213,8 +213,8 @@ def test_plan_prints_a_misfit_interval_that_contains_the_prediction_interval(tmp
     for c in ("1e21", "1e23"):
         rc, out, _ = run(capsys, "plan", csv_path, "--compute", c, "--bootstrap", 200)
         # a 0 backed by the data says what showed none (item 4: never a silent 0)
-        assert rc == 0 and ("law misfit sd 0 (log loss): neither the 5 largest runs by compute, predicted by a refit "
-                            "on the other 15, nor the fit's residuals show a misfit") in out, out
+        assert rc == 0 and ("extrapolation error sd 0 (log loss): neither the 5 largest runs by compute, predicted by "
+                            "a refit on the other 15, nor the fit's residuals show an error beyond the noise") in out, out
         num = r"([-+0-9.e]+)"
         plo, phi = map(float, re.search(rf"prediction \[{num}, {num}\] without the misfit", out).groups())
         # the interval to act on is the loss line's own: the prediction interval with the misfit

@@ -51,7 +51,7 @@ def test_cli_writes_predictions_and_reports_metrics(csvs, capsys):
     assert rc == 0
     text = capsys.readouterr().out
     assert "compute spent" in text and "R2" in text and "coverage" in text
-    assert "law misfit sd" in text  # intervals widened by the calibrated misfit (the default)
+    assert "extrapolation error sd" in text  # intervals widened by the calibrated misfit (the default)
     rows = list(csv.DictReader(open(out)))
     assert len(rows) == 23
     for r in rows:
@@ -112,7 +112,7 @@ def test_replay_with_too_few_runs_to_calibrate_says_so(csvs, capsys):
     assert rc == 0
     text = capsys.readouterr().out
     assert "bought 7 of 217" in text
-    assert "law misfit sd 0.04 (log loss) is a PRIOR, not calibrated: 7 runs are too few" in text
+    assert "extrapolation error sd 0.04 (log loss) is a PRIOR, not calibrated: 7 runs are too few" in text
     assert "predicting the 0 largest" not in text
     # issue 15 item 3: the same replay ends with E and beta at their bounds and now says so
     assert "warning: parameters at a bound: E = " in text and "beta = 5 (upper bound)" in text
@@ -127,7 +127,7 @@ def test_plan_with_too_few_runs_to_calibrate_says_so(tmp_path, capsys):
     assert main(["plan", str(path), "--law", "chinchilla", "--compute", "1e21"]) == 0
     text = capsys.readouterr().out
     assert "(prediction interval with the law misfit: sd " in text  # at the target, grown with distance
-    assert "; law misfit sd 0.04 (log loss) is a PRIOR, not calibrated: 7 runs are too few" in text
+    assert "; extrapolation error sd 0.04 (log loss) is a PRIOR, not calibrated: 7 runs are too few" in text
     assert main(["plan", str(path), "--law", "chinchilla", "--compute", "1e21", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["misfit_sd"] == 0.04 and "PRIOR" in plan["misfit_source"]
