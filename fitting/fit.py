@@ -26,7 +26,9 @@ from typing import Any, Mapping
 import numpy as np
 from scipy import stats
 
-from fitting.checks import Identifiability, ParamVerdict, identifiability, parameter_verdicts, unidentified_note
+from fitting.checks import (
+    Identifiability, ParamVerdict, identifiability, parameter_verdicts, r2_log, unidentified_note, worse_than_constant,
+)
 from fitting.data import FitData, load_fit_data
 from fitting.law import Law
 from fitting.laws import get_law
@@ -173,14 +175,12 @@ class FitResult:
     def gof(self) -> dict[str, float]:
         r = self.residuals
         rel = np.abs(np.expm1(r))
-        ly = np.log(self.data.y)
-        ss_tot = float(((ly - ly.mean()) ** 2).sum())
         return {
             "objective": float(self.objective),
             "rmse_log": float(np.sqrt(np.mean(r * r))),
             "mae_rel": float(rel.mean()),
             "max_rel": float(rel.max()),
-            "r2_log": float(1 - (r * r).sum() / ss_tot) if ss_tot > 0 else float("nan"),
+            "r2_log": r2_log(r, self.data.y),
             "sigma": float(self.sigma),
         }
 
@@ -355,7 +355,7 @@ def fit_law(
     lo, hi = law.z_bounds.T
     rng = np.random.default_rng(seed)
     if starts is None:
-        Z0 = law.initial_z(rng)
+        Z0 = law.initial_z(rng, fdata.X, fdata.y)  # the law's grid, and starts placed from these rows
     else:
         Z0 = np.asarray(starts, dtype=float).reshape(-1, P) if len(np.atleast_1d(starts)) else np.empty((0, P))
     if init is not None:
@@ -426,11 +426,17 @@ def _finish(law: Law, fdata: FitData, full: FitData, mask: np.ndarray | None, op
     msgs = []
     diag: dict[str, Any] = {"condition_number": cond, "weak_direction": dict(zip(law.param_names, np.round(weak, 4).tolist())),
                             "iterations_converged": conv}
+    misfit = worse_than_constant(law.name, law.param_names, r, fdata.y)
+    if misfit:  # first: a fit that missed the data is not a design problem, whatever the Jacobian says
+        msgs.append(misfit)
+        warnings.warn(misfit, UserWarning, stacklevel=3)
     if not np.isfinite(cond) or cond > cond_warn:
         top = sorted(zip(law.param_names, np.abs(weak)), key=lambda t: -t[1])[:3]
+        advice = ("the misfit above comes first: the flat Jacobian is where the fit stopped, not proof of a "
+                  "weak design" if misfit else "vary tokens-per-parameter and scale more widely")
         msg = (f"degenerate design for law {law.name!r}: Jacobian condition number {cond:.3g} > {cond_warn:g}; "
                f"the runs barely constrain the combination of {', '.join(k for k, _ in top)} "
-               f"(vary tokens-per-parameter and scale more widely); uncertainties are unreliable")
+               f"({advice}); uncertainties are unreliable")
         msgs.append(msg)
         warnings.warn(msg, DegenerateDesignWarning, stacklevel=3)
     verdict = identifiability(fdata.X, law)
