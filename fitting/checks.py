@@ -16,6 +16,8 @@
 * :func:`repeated_configs` — several rows per (N, D), e.g. a learning-rate sweep, which a fit
   would otherwise count as independent runs (:mod:`fitting.aggregate` turns them into cells).
 * :func:`ratio_note` — a planned tokens-per-parameter ratio far outside the fitted runs'.
+* :func:`worse_than_constant` — a fit worse than a constant (R²(log) < 0, :func:`r2_log`): a misfit,
+  never a design verdict.
 * :func:`user_messages` — the warnings a command shows its user, without numpy's floating-point
   noise.
 """
@@ -216,3 +218,24 @@ def user_messages(caught) -> list[str]:
     the fit's own verdict (identifiability, parameters at bounds, unsupported approaches)."""
     return list(dict.fromkeys(str(w.message) for w in caught if not issubclass(w.category, RuntimeWarning)))
 
+
+def r2_log(r: np.ndarray, y: np.ndarray) -> float:
+    """R² of log loss: 1 - Σ r² / Σ (log y - mean log y)²; ``r`` log residuals ``(n,)``, ``y``
+    targets ``(n,)``; NaN when every target is equal. Below 0: worse than a constant."""
+    ly = np.log(y)
+    ss_tot = float(((ly - ly.mean()) ** 2).sum())
+    return float(1 - (r * r).sum() / ss_tot) if ss_tot > 0 else float("nan")
+
+
+def worse_than_constant(name: str, param_names, r: np.ndarray, y: np.ndarray) -> str | None:
+    """The note for a fit worse than predicting every run's mean log loss (R²(log) < 0), or None.
+
+    No design makes a fitted law worse than a constant: the optimiser stopped away from the data
+    (starts or bounds that do not reach the data's scale; see `fitting.law.Law.data_init`) or the law does not
+    describe these runs. ``name``/``param_names``: the law's; ``r``: log residuals ``(n,)``; ``y``: targets ``(n,)``."""
+    r2 = r2_log(r, y)
+    if not r2 < 0:
+        return None
+    return (f"law {name!r} fits worse than a constant (R²(log) {r2:.3g} < 0): the fit did not reach the "
+            f"data (starts or bounds of {', '.join(param_names)} away from its scale?) or the law does not "
+            f"describe these runs; its parameters and intervals are not estimates")

@@ -26,7 +26,9 @@ from typing import Any, Mapping
 import numpy as np
 from scipy import stats
 
-from fitting.checks import Identifiability, ParamVerdict, identifiability, parameter_verdicts, unidentified_note
+from fitting.checks import (
+    Identifiability, ParamVerdict, identifiability, parameter_verdicts, r2_log, unidentified_note, worse_than_constant,
+)
 from fitting.data import FitData, load_fit_data
 from fitting.law import Law
 from fitting.laws import get_law
@@ -202,14 +204,12 @@ class FitResult:
     def gof(self) -> dict[str, float]:
         r = self.residuals
         rel = np.abs(np.expm1(r))
-        ly = np.log(self.data.y)
-        ss_tot = float(((ly - ly.mean()) ** 2).sum())
         return {
             "objective": float(self.objective),
             "rmse_log": float(np.sqrt(np.mean(r * r))),
             "mae_rel": float(rel.mean()),
             "max_rel": float(rel.max()),
-            "r2_log": float(1 - (r * r).sum() / ss_tot) if ss_tot > 0 else float("nan"),
+            "r2_log": r2_log(r, self.data.y),
             "sigma": float(self.sigma),
         }
 
@@ -302,10 +302,13 @@ def _conditioning(J: np.ndarray) -> tuple[float, np.ndarray]:
     return float(1 / max(ratio[-1], 1e-300)), vt[-1]
 
 
-def degenerate_note(law: Law, cond: float, cond_warn: float, weak: np.ndarray, null: NullSpace) -> str:
+def degenerate_note(law: Law, cond: float, cond_warn: float, weak: np.ndarray, null: NullSpace,
+                    missed: bool = False) -> str:
     """The degenerate-design warning: the parameters the runs leave (nearly) free, named from the
     loadings of the null directions (else of the weakest one), and how to fix the design: the
-    law's own advice for them (``Law.identify``), else the generic one."""
+    law's own advice for them (``Law.identify``), else the generic one. ``missed``: the fit is
+    worse than a constant (:func:`fitting.checks.worse_than_constant`), so the flat Jacobian is
+    where the fit stopped, not proof of a weak design, and no design advice is given."""
     names = null.params or loaded_params(weak, law.param_names)
     free = "do not constrain" if null.params else "barely constrain"
     what = (f"{names[0]} (changing it alone leaves every run's loss {'unchanged' if null.params else 'almost unchanged'})"
@@ -314,9 +317,10 @@ def degenerate_note(law: Law, cond: float, cond_warn: float, weak: np.ndarray, n
     fix = "; ".join(dict.fromkeys(advice)) if advice else ("runs where they change the loss (vary tokens-per-parameter "
                                                            "and scale more widely), or drop a parameter the law does "
                                                            "not need")
+    todo = ("the misfit above comes first: the flat Jacobian is where the fit stopped, not proof of a weak design"
+            if missed else f"to identify {'it' if len(names) == 1 else 'them'} add {fix}")
     return (f"degenerate design for law {law.name!r}: Jacobian condition number {cond:.3g} > {cond_warn:g}; the runs "
-            f"{free} {what}; to identify {'it' if len(names) == 1 else 'them'} add {fix}; their uncertainties are "
-            f"unreliable")
+            f"{free} {what}; {todo}; their uncertainties are unreliable")
 
 
 # ====================================================================== fitting
@@ -400,7 +404,7 @@ def fit_law(
     lo, hi = law.z_bounds.T
     rng = np.random.default_rng(seed)
     if starts is None:
-        Z0 = law.initial_z(rng)
+        Z0 = law.initial_z(rng, fdata.X, fdata.y)  # the law's grid, and starts placed from these rows
     else:
         Z0 = np.asarray(starts, dtype=float).reshape(-1, P) if len(np.atleast_1d(starts)) else np.empty((0, P))
     if init is not None:
@@ -473,8 +477,12 @@ def _finish(law: Law, fdata: FitData, full: FitData, mask: np.ndarray | None, op
                             "iterations_converged": conv}
     null = null_space(J, law.param_names)
     diag["null_params"] = null.params
+    misfit = worse_than_constant(law.name, law.param_names, r, fdata.y)
+    if misfit:  # first: a fit that missed the data is not a design problem, whatever the Jacobian says
+        msgs.append(misfit)
+        warnings.warn(misfit, UserWarning, stacklevel=3)
     if not np.isfinite(cond) or cond > cond_warn or null.params:
-        msg = degenerate_note(law, cond, cond_warn, weak, null)
+        msg = degenerate_note(law, cond, cond_warn, weak, null, missed=bool(misfit))
         msgs.append(msg)
         warnings.warn(msg, DegenerateDesignWarning, stacklevel=3)
     verdict = identifiability(fdata.X, law)

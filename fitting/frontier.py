@@ -52,6 +52,7 @@ class FrontierResult:
     """One approach's answer. ``a``, ``b``: exponents of N_opt ∝ C^a, D_opt ∝ C^b; ``n_opt``
     (parameters), ``d_opt`` (tokens), ``loss`` (nats/token) at ``compute`` (FLOPs); each ``*_ci``
     a (lo, hi) interval at ``level``. ``supported`` False: ``reason`` says why, numbers are NaN.
+    ``floor``: the irreducible loss E of the law behind the answer (parametric only; NaN else).
     ``points``: the (C, N_opt, D_opt, loss) points the exponents were fitted to; ``profiles``
     (isoFLOP only): per budget its runs, parabola, vertex and status; ``notes``: budgets skipped or
     flagged, and other caveats."""
@@ -75,6 +76,7 @@ class FrontierResult:
     notes: list[str] = field(default_factory=list)
     points: dict[str, list[float]] = field(default_factory=dict)
     profiles: list[dict[str, Any]] = field(default_factory=list)
+    floor: float = NAN
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -340,26 +342,54 @@ def parametric_frontier(fit, compute: float, *, level: float = 0.9, flops_per_to
     a_ci = iv.get("exponent_a", NAN2)
     return FrontierResult("parametric", True, None, float(compute), p.exponent_a, a_ci, 1 - p.exponent_a,
                           (1 - a_ci[1], 1 - a_ci[0]), p.N_opt, iv.get("N_opt", NAN2), p.D_opt, iv.get("D_opt", NAN2),
-                          p.loss, iv.get("loss", NAN2), level, f"{fit.law.name} fit; {p.uncertainty}", list(p.notes))
+                          p.loss, iv.get("loss", NAN2), level, f"{fit.law.name} fit; {p.uncertainty}", list(p.notes),
+                          floor=float(fit.params.get("E", NAN)))
 
 
 # ====================================================================== the verdict
+def _disjoint(r: FrontierResult, s: FrontierResult, attr: str) -> bool:
+    (lo1, hi1), (lo2, hi2) = getattr(r, attr + "_ci"), getattr(s, attr + "_ci")
+    return hi1 < lo2 or hi2 < lo1
+
+
+def _has_ci(r: FrontierResult, attr: str) -> bool:
+    return bool(np.all(np.isfinite(getattr(r, attr + "_ci"))))
+
+
 def compare_frontiers(results, factor: float = AGREE_FACTOR) -> str:
-    """One line: the approaches agree when every pair's a intervals overlap and their N_opt at C
-    lie within ``factor`` of each other (largest / smallest); else which test fails and where."""
+    """One line: what the approaches agree on and what not, each judged on its own.
+
+    * exponents: every pair's a intervals overlap;
+    * N_opt at C: largest / smallest within ``factor``;
+    * loss at C: every pair's loss intervals overlap (pairs without intervals are not compared);
+    * no approach's loss lies below another's fitted floor E (`FrontierResult.floor`): a law's own
+      irreducible loss is the least it allows at any compute.
+
+    "agree" only when every check passes; else "DISAGREE (what fails, with the numbers)" and, when
+    some checks pass, "agree on ..." after it."""
     ok = [r for r in results if r.supported]
     if len(ok) < 2:
         return (f"verdict: only {ok[0].approach} answered; nothing to compare" if ok else
                 "verdict: no approach answered")
     names = ", ".join(r.approach for r in ok)
-    apart = [f"{r.approach} vs {s.approach}" for i, r in enumerate(ok) for s in ok[i + 1:]
-             if r.a_ci[1] < s.a_ci[0] or s.a_ci[1] < r.a_ci[0]]
+    pairs = [(r, s) for i, r in enumerate(ok) for s in ok[i + 1:]]
+    c = f"{ok[0].compute:.3g} FLOPs"
+    agree, why = [], []
+    apart = [f"{r.approach} vs {s.approach}" for r, s in pairs if _disjoint(r, s, "a")]
+    (why if apart else agree).append(f"a intervals disjoint for {'; '.join(apart)}" if apart else "a intervals overlap")
     n = [r.n_opt for r in ok]
     ratio = max(n) / min(n)
-    c = f"{ok[0].compute:.3g} FLOPs"
-    if not apart and ratio <= factor:
-        return (f"verdict: {names} agree (a intervals overlap; N_opt at {c} within ×{ratio:.2f}, "
-                f"≤ ×{factor:g})")
-    why = ([f"a intervals disjoint for {'; '.join(apart)}"] if apart else []) + (
-        [f"N_opt at {c} spans ×{ratio:.2f} > ×{factor:g}"] if ratio > factor else [])
-    return f"verdict: {names} DISAGREE ({'; '.join(why)})"
+    (agree if ratio <= factor else why).append(
+        f"N_opt at {c} within ×{ratio:.2f}, ≤ ×{factor:g}" if ratio <= factor else f"N_opt at {c} spans ×{ratio:.2f} > ×{factor:g}")
+    compared = [(r, s) for r, s in pairs if _has_ci(r, "loss") and _has_ci(s, "loss")]
+    loss_apart = [f"{r.approach} {r.loss:.4g} [{r.loss_ci[0]:.4g}, {r.loss_ci[1]:.4g}] vs {s.approach} {s.loss:.4g} "
+                  f"[{s.loss_ci[0]:.4g}, {s.loss_ci[1]:.4g}]" for r, s in compared if _disjoint(r, s, "loss")]
+    if loss_apart:
+        why.append(f"loss intervals at {c} disjoint: {'; '.join(loss_apart)}")
+    elif compared:
+        agree.append("loss intervals overlap")
+    why += [f"{r.approach}'s loss {r.loss:.4g} is below {s.approach}'s fitted floor E = {s.floor:.4g}"
+            for r in ok for s in ok if r is not s and np.isfinite(s.floor) and r.loss < s.floor]
+    if not why:
+        return f"verdict: {names} agree ({'; '.join(agree)})"
+    return f"verdict: {names} DISAGREE ({'; '.join(why)})" + (f"; agree on: {'; '.join(agree)}" if agree else "")

@@ -31,8 +31,8 @@ def register(subparsers) -> None:
                     "curves, 2 isoFLOP profiles (runs grouped by the isoflop_budget column, else by compute within "
                     "--tolerance), 3 the parametric fit (--law). Prints a, b (N_opt ∝ C^a, D_opt ∝ C^b) and N_opt, "
                     "D_opt, loss at --compute with intervals, the approaches the data cannot support with why, and "
-                    f"a verdict: they agree when every pair's a intervals overlap and N_opt lie within "
-                    f"×{AGREE_FACTOR:g}. Exit 2 when no approach answered. --bootstrap also sets approaches 1 and "
+                    f"a verdict on what agrees and what does not: a intervals overlap, N_opt within "
+                    f"×{AGREE_FACTOR:g}, loss intervals overlap, no loss below the law's fitted floor E. Exit 2 when no approach answered. --bootstrap also sets approaches 1 and "
                     f"2's resamples (at least 200).")
     add_data_args(p, True)
     p.add_argument("--compute", type=float, metavar="C",

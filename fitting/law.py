@@ -14,6 +14,11 @@ A :class:`Law` is data plus one vectorised function:
   differentiable, which the engine uses for exact derivatives);
 * ``init``: an initialisation grid in ``z`` space (array ``(S, P)``), a callable
   ``rng -> (S, P)``, or ``None`` for a scrambled-Sobol sample inside ``init_box``;
+* optionally ``data_init(X, y) -> (S, P)``: more starts in ``z`` space placed from the data's
+  own scale (e.g. ``log N_c = median log N + log L / alpha_N``), so that a law whose fixed grid
+  was written for one unit (FLOPs, PF-days, millions of parameters) still starts near the data
+  in another: the same runs with an input multiplied by 1e4 then give the same exponents. The
+  fitter, the bootstrap, profiles and the online fitter add them to ``init``'s starts;
 * optionally ``grad(p, X) -> list`` of ``d prediction / d θ_k`` (natural space) for speed.
   Without it the engine differentiates ``fn`` itself (complex step, else central differences).
 
@@ -50,6 +55,7 @@ class Law:
     init_box: tuple[tuple[float, float], ...] | None = None
     n_init: int = 512
     grad: Callable | None = None
+    data_init: Callable[[Mapping[str, np.ndarray], np.ndarray], Any] | None = None
     value_and_grad: Callable | None = None
     target: str = "loss"
     doc: str = ""
@@ -186,8 +192,26 @@ class Law:
         return self.predict(self.from_z(z), X)
 
     # ------------------------------------------------------------------ starts
-    def initial_z(self, rng: np.random.Generator | None = None) -> np.ndarray:
-        """Start points in ``z`` space, shape ``(S, P)``."""
+    def initial_z(self, rng: np.random.Generator | None = None, X=None, y=None) -> np.ndarray:
+        """Start points in ``z`` space, shape ``(S, P)``: ``init``'s (or the Sobol sample's),
+        then, given the rows ``X`` and targets ``y``, the law's :meth:`data_starts`."""
+        fixed = self._fixed_z(rng)
+        if X is None or y is None:
+            return fixed
+        return np.vstack([fixed, self.data_starts(X, y)])
+
+    def data_starts(self, X, y) -> np.ndarray:
+        """``data_init``'s starts for rows ``X`` (mapping of columns) and targets ``y`` ``(n,)``,
+        shape ``(S, P)`` (``(0, P)`` without ``data_init``); rows that are not finite are dropped
+        (e.g. a floor above every loss)."""
+        if self.data_init is None or y is None or len(np.atleast_1d(y)) == 0:
+            return np.empty((0, self.n_params))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            arr = np.asarray(self.data_init(self.columns(X), np.asarray(y, dtype=float)), dtype=float)
+        arr = arr.reshape(-1, self.n_params) if arr.size else np.empty((0, self.n_params))
+        return arr[np.isfinite(arr).all(axis=1)]
+
+    def _fixed_z(self, rng: np.random.Generator | None) -> np.ndarray:
         rng = np.random.default_rng(0) if rng is None else rng
         init = self.init
         if callable(init):

@@ -19,6 +19,9 @@ from typing import Callable
 import numpy as np
 
 from fitting.law import IDENTITY, LOG, Law, grid, logcol
+from fitting.law_starts import (
+    chinchilla_starts, critical_batch_starts, data_constrained_starts, kaplan_nd_starts, power_terms,
+)
 
 __all__ = [
     "get_law",
@@ -75,6 +78,7 @@ chinchilla = Law(
     transforms=(LOG, LOG, IDENTITY, LOG, IDENTITY),
     bounds=((0, np.inf), (0, np.inf), (-1.0, 5.0), (0, np.inf), (-1.0, 5.0)),
     init=HOFFMANN_GRID,
+    data_init=chinchilla_starts,
     doc="L(N, D) = E + A/N^alpha + B/D^beta. Hoffmann et al. 2022, 'Training Compute-Optimal "
     "Large Language Models', eq. (2) and App. D.2 (Huber delta=1e-3 on log L, L-BFGS grid).",
 )
@@ -89,7 +93,7 @@ def _maybe_E(p):
     return p["E"] if "E" in p else 0.0
 
 
-def _kaplan(name, pnames, inputs, core, init_axes, doc, irreducible, transforms, bounds):
+def _kaplan(name, pnames, inputs, core, init_axes, doc, irreducible, transforms, bounds, data_init):
     if irreducible:
         pnames = ("E",) + pnames
         transforms = (LOG,) + transforms
@@ -105,6 +109,7 @@ def _kaplan(name, pnames, inputs, core, init_axes, doc, irreducible, transforms,
         transforms=transforms,
         bounds=bounds,
         init=grid(*init_axes),
+        data_init=data_init(irreducible),  # the fixed grid is written for one unit; these follow the data
         doc=doc,
     )
 
@@ -116,6 +121,7 @@ def _single_power_law(name: str, scale: str, exponent: str, column: str, scale_g
         name, (scale, exponent), (column,), lambda p, X: (p[scale] / X[column]) ** p[exponent],
         (np.log(scale_grid), np.array([0.02, 0.05, 0.1, 0.2, 0.4])),
         doc, irreducible, (LOG, IDENTITY), ((0, np.inf), (0.0, 5.0)),
+        lambda irr: power_terms((column,), irr),
     )
 
 
@@ -150,6 +156,7 @@ def kaplan_nd(irreducible: bool = False) -> Law:
         "L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D. Kaplan et al. 2020, eq. (1.5); "
         "paper: alpha_N 0.076, alpha_D 0.103, N_c 6.4e13, D_c 1.8e13.",
         irreducible, (LOG, IDENTITY, LOG, IDENTITY), ((0, np.inf), (1e-4, 5.0), (0, np.inf), (1e-4, 5.0)),
+        kaplan_nd_starts,
     )
 
 
@@ -165,6 +172,7 @@ def kaplan_ns(irreducible: bool = False) -> Law:
         "L(N, S_min) = (N_c/N)^alpha_N + (S_c/S_min)^alpha_S. Kaplan et al. 2020, eq. (1.6); "
         "paper: alpha_N 0.076, N_c 6.5e13, alpha_S 0.76, S_c 2.1e3.",
         irreducible, (LOG, IDENTITY, LOG, IDENTITY), ((0, np.inf), (0.0, 5.0), (0, np.inf), (0.0, 5.0)),
+        lambda irr: power_terms(("N", "S"), irr),
     )
 
 
@@ -177,6 +185,7 @@ critical_batch = Law(
     transforms=(LOG, IDENTITY),
     bounds=((0, np.inf), (1e-3, 10.0)),
     init=grid(np.log([1e6, 1e8, 1e10]), np.array([0.1, 0.2, 0.4, 0.8])),
+    data_init=critical_batch_starts,
     doc="B_crit(L) = B*/L^(1/alpha_B). Kaplan et al. 2020, eq. (1.4); paper: B* 2e8 tokens, alpha_B 0.21. "
     "Fit with the loss column holding B_crit and input L = loss.",
 )
@@ -231,6 +240,7 @@ data_constrained = Law(
         [-1.0, 0.0, 0.5], [0.0, 5.0, 10.0], [0.2, 0.5, 1.0], [0.0, 5.0, 10.0], [0.2, 0.5, 1.0],
         np.log([2.0, 15.0, 100.0]), np.log([1.0, 5.0, 50.0]),
     ),
+    data_init=data_constrained_starts,
     doc="Data-constrained scaling (Muennighoff et al. 2023, 'Scaling Data-Constrained Language "
     "Models', eqs. 5-7): L = E + A/N'^alpha + B/D'^beta with effective data D' = U + U R_D* "
     "(1 - exp(-R_D/R_D*)), R_D = D/U - 1 repetitions of U unique tokens, and effective params N' "

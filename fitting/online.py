@@ -231,7 +231,7 @@ class OnlineFitter:
             warnings.simplefilter("ignore")  # degenerate-design warnings are expected early on
             try:
                 if full:
-                    starts = self._full_starts
+                    starts = np.vstack([self._full_starts, self.law.data_starts(data.X, data.y)])
                     new = fit_law(self.law, data, starts=starts, init=self._fit, screen=cfg.screen, **common)
                     self.n_full_refits += 1
                     self._since_full = 0

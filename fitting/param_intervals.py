@@ -193,7 +193,7 @@ def profile_intervals(fit: FitResult, level: float | None = None, *, reach: floa
     zb = law.z_bounds
     se = np.sqrt(np.clip(np.diag(fit.cov_z), 0, None))
     step = np.clip(np.where(np.isfinite(se), q * se, 1.0), 1e-3, 1.0)
-    grid = law.initial_z(np.random.default_rng(0))
+    grid = law.initial_z(np.random.default_rng(0), fit.data.X, fit.data.y)
     # distances from ẑ, per (parameter k, side s): a fit that ran off to E = 1e-60 is walked back
     # across every value the law's starts consider, and past them
     dist = []

@@ -253,7 +253,7 @@ def _candidate_starts(fit: FitResult, rng: np.random.Generator, n_boot: int, n_c
     vanishes (E = exp(e) → 0 makes ∂f/∂e → 0) a replicate warm-started at the optimum never moves."""
     law = fit.law
     P = law.n_params
-    grid = law.initial_z(rng)
+    grid = law.initial_z(rng, fit.data.X, fit.data.y)
     se = np.sqrt(np.clip(np.diag(fit.cov_z), 0, None))
     se = np.where(np.isfinite(se), np.minimum(se, 5.0), 0.5)
     k = n_candidates - 1

@@ -7,10 +7,15 @@ Layout (hive-partitioned by trial, one writer per trial, append-only)::
 
 Contract choices (and why):
 
-* ``trial_id`` is stored *both* as the hive directory value and as a string column inside every
-  file, with identical values. Readers that ignore the directory (``pq.read_table`` on one file,
-  polars/pandas on a file list) still see it, and hive-aware readers (DuckDB
-  ``hive_partitioning=true``, ``pyarrow.dataset`` with ``partitioning="hive"``) agree with it.
+* ``trial_id`` is stored *both* as the hive directory value and as a column inside every file,
+  with identical values. Readers that ignore the directory (``pq.read_table`` on one file,
+  polars/pandas on a file list) still see it, and hive-aware readers agree with it: DuckDB
+  ``hive_partitioning=true``, polars ``hive_partitioning=True``, ``pd.read_parquet``/
+  ``pq.read_table`` on the folder, ``pyarrow.dataset`` with
+  ``partitioning=ds.HivePartitioning.discover(infer_dictionary=True)``. Inside the file it is
+  ``dictionary<int32, string>``, the type pyarrow gives the directory value (a plain string there
+  made pandas fail with "string vs dictionary"; stores written so still load with `load_runs`);
+  the loaders return it as ``string``.
   ``TrialWriter`` rejects ids that would need escaping in a path or that look like numbers, so a
   hive reader never infers a non-string type for the partition.
 * ``timestamp`` is ``timestamp[us, tz=UTC]``; writers may pass a ``datetime`` or float seconds

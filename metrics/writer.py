@@ -106,7 +106,7 @@ class TrialWriter:
         ]
         table = pa.Table.from_pylist(records, schema=schema)
         name = f"part-{self.attempt}-{self._next_seq:06d}.parquet"
-        _write_parquet(self._fs, f"{self._curves_dir}/{name}", table)
+        _write_part(self._fs, f"{self._curves_dir}/{name}", table)
         self._next_seq += 1
 
     def write_run(self, row: dict) -> None:
@@ -132,7 +132,7 @@ class TrialWriter:
         for key in extra:  # extra config columns keep their inferred Arrow type
             core = core.append_column(key, pa.array([row[key]]))
         table = core.replace_schema_metadata(SCHEMA_METADATA)
-        _write_parquet(self._fs, f"{self._runs_dir}/part-{self.attempt}.parquet", table)
+        _write_part(self._fs, f"{self._runs_dir}/part-{self.attempt}.parquet", table)
         self.compact_curves()
 
     def compact_curves(self) -> None:
@@ -162,7 +162,7 @@ class TrialWriter:
         merged = pa.concat_tables(tables, promote_options="permissive")
         merged = conform(merged, curves_schema())
         name = f"part-{self.attempt}-{self._next_seq:06d}.parquet"
-        _write_parquet(self._fs, f"{self._curves_dir}/{name}", merged)
+        _write_part(self._fs, f"{self._curves_dir}/{name}", merged)
         self._next_seq += 1
         for _, path in parts:
             self._fs.delete_file(path)
@@ -188,6 +188,21 @@ def write_ladder_row(storage: str, sweep: str, row: dict) -> str:
 
 def _write_parquet(fs, path: str, table: pa.Table) -> None:
     write_atomically(path, lambda out: pq.write_table(table, out), fs)
+
+
+#: How ``trial_id`` is stored inside a hive-partitioned part: the type pyarrow's hive discovery
+#: gives the ``trial_id=<id>`` directory (``pq.read_table``/``pd.read_parquet`` on a folder infer
+#: partitions as ``dictionary<int32, string>``). A plain string column there made those reads fail
+#: to merge ("string vs dictionary"); DuckDB and polars read either. The readers' contract type
+#: stays ``string`` (`metrics.schema.castable` reads a dictionary as its values).
+_PARTITION_TYPE = pa.dictionary(pa.int32(), pa.string())
+
+
+def _write_part(fs, path: str, table: pa.Table) -> None:
+    """Write a runs/ or curves/ part, its ``trial_id`` column typed as its directory reads."""
+    index = table.schema.get_field_index("trial_id")
+    table = table.set_column(index, pa.field("trial_id", _PARTITION_TYPE), table["trial_id"].cast(_PARTITION_TYPE))
+    _write_parquet(fs, path, table)
 
 
 def _now() -> _dt.datetime:

@@ -16,6 +16,9 @@ from fitting.objective import params_at_bounds
 from fitting.online import OnlineFitConfig, OnlineFitter
 
 LAW = get_law("chinchilla")
+# The replay's end state (E -> 0, beta at 5) came from Hoffmann's grid; the starts placed from the
+# data (`Law.data_init`) stop elsewhere in the same flat valley of these 7 runs (beta 3.8, E -> 0).
+GRID_ONLY = LAW.with_(data_init=None)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +46,7 @@ def test_fit_plan_and_online_fitter_report_the_bounds(cheap7):
     X, y = cheap7
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = fit_law("chinchilla", X | {"loss": y})
+        fit = fit_law(GRID_ONLY, X | {"loss": y})
     assert {"E", "beta"} <= set(fit.diagnostics["params_at_bounds"])
     assert any(w.startswith("parameters at a bound: E = ") for w in fit.warnings)
     assert fit.bounds_note in fit.summary()  # fit (and plan, which prints the summary)
@@ -52,7 +55,7 @@ def test_fit_plan_and_online_fitter_report_the_bounds(cheap7):
     # beta at its bound moves N_opt: no allocation at all (fitting.allocate.allocation_drivers),
     # where this used to be a note beside an allocation it distorts
     assert not plan.identified and plan.unidentified_reason.startswith("N_opt depends on beta"), plan.unidentified_reason
-    fitter = OnlineFitter(LAW, OnlineFitConfig(full_every=16, max_starts=256, screen=8))
+    fitter = OnlineFitter(GRID_ONLY, OnlineFitConfig(full_every=16, max_starts=256, screen=8))
     fitter.add_many(X, y, run_ids=[str(i) for i in range(7)])
     assert fitter.fit.bounds_note is not None and "beta" in fitter.fit.bounds_note
 

@@ -203,3 +203,24 @@ def test_compare_frontiers_defines_agreement():
     assert "agree" in compare_frontiers([mk("x", 0.5, (0.45, 0.55), 1e11), mk("y", 0.52, (0.5, 0.6), 1.9e11)])
     v = compare_frontiers([mk("x", 0.5, (0.45, 0.5), 1e11), mk("y", 0.6, (0.55, 0.65), 3e11)])
     assert "DISAGREE" in v and "a intervals disjoint for x vs y" in v and "spans ×3.00 > ×2" in v
+
+
+def test_the_verdict_says_what_agrees_and_flags_a_loss_below_the_laws_floor():
+    """The user report's 1e24 numbers: exponents and N_opt agree, losses do not, and the isoFLOP
+    loss is below the parametric law's own E; the verdict said "isoflop, parametric agree"."""
+    iso = FrontierResult("isoflop", True, compute=1e24, a=0.511, a_ci=(0.39, 0.56), n_opt=9.3e10,
+                         loss=1.593, loss_ci=(1.519, 1.923))
+    par = FrontierResult("parametric", True, compute=1e24, a=0.514, a_ci=(0.485, 0.549), n_opt=9.7e10,
+                         loss=1.959, loss_ci=(1.939, 1.983), floor=1.817)
+    v = compare_frontiers([iso, par])
+    bad, _, good = v.partition("; agree on: ")
+    assert "DISAGREE" in bad and "loss intervals at 1e+24 FLOPs disjoint" in bad and "1.593 [1.519, 1.923]" in bad
+    assert "isoflop's loss 1.593 is below parametric's fitted floor E = 1.817" in bad
+    assert "a intervals overlap" in good and "N_opt at 1e+24 FLOPs within ×1.04" in good
+    # overlapping losses above the floor: every check passes
+    iso.loss, iso.loss_ci = 1.95, (1.90, 2.0)
+    v = compare_frontiers([iso, par])
+    assert v.startswith("verdict: isoflop, parametric agree") and "loss intervals overlap" in v
+    # a point below the floor is flagged even when the intervals overlap
+    iso.loss = 1.80
+    assert "below parametric's fitted floor" in compare_frontiers([iso, par])

@@ -184,31 +184,61 @@ def test_list_sweeps(tmp_path):
 
 
 def test_duckdb_polars_pandas_and_pyarrow_dataset_read_the_store(tmp_path):
+    """The plain reads docs/architecture.md §3 names, on runs/ and curves/ as folders."""
     import duckdb
+    import pandas as pd
     import polars as pl
     import pyarrow.dataset as ds
 
     for trial in ("t0", "t1"):
         TrialWriter(str(tmp_path), "sw", trial).append_curves(curve_rows([0, 1]))
         TrialWriter(str(tmp_path), "sw", trial).write_run(run_row())
-    pattern = f"{tmp_path}/sw/curves/**/*.parquet"
+    for kind, rows in (("curves", ["t0", "t0", "t1", "t1"]), ("runs", ["t0", "t1"])):
+        folder = f"{tmp_path}/sw/{kind}"
+        contract = CONTRACT_CURVES if kind == "curves" else RUNS_SCHEMA.names
+        duck = duckdb.sql(f"SELECT * FROM read_parquet('{folder}/**/*.parquet', hive_partitioning=true) "
+                          "ORDER BY trial_id")
+        assert set(contract) <= set(duck.columns)
+        assert [r[0] for r in duck.select("trial_id").fetchall()] == rows
 
-    duck = duckdb.sql(f"SELECT * FROM read_parquet('{pattern}', hive_partitioning=true) "
-                      "ORDER BY trial_id, step")
-    assert set(CONTRACT_CURVES) <= set(duck.columns)
-    ids = duck.select("trial_id, step, val_loss").fetchall()
-    assert ids == [("t0", 0, 1.0), ("t0", 1, 1.0), ("t1", 0, 1.0), ("t1", 1, 1.0)]
+        polars_df = pl.scan_parquet(f"{folder}/**/*.parquet", hive_partitioning=True).collect().sort("trial_id")
+        assert set(contract) <= set(polars_df.columns)
+        assert polars_df["trial_id"].cast(pl.String).to_list() == rows
 
-    polars_df = pl.scan_parquet(pattern, hive_partitioning=True).collect().sort("trial_id", "step")
-    assert set(CONTRACT_CURVES) <= set(polars_df.columns)
-    assert polars_df["trial_id"].to_list() == ["t0", "t0", "t1", "t1"]
+        frame = pd.read_parquet(folder)  # hive partitions by default: the user report's read
+        assert set(contract) <= set(frame.columns)
+        assert sorted(frame["trial_id"].astype(str)) == rows
 
-    dataset = ds.dataset(f"{tmp_path}/sw/runs", format="parquet", partitioning="hive")
-    assert dataset.to_table()["trial_id"].to_pylist() in (["t0", "t1"], ["t1", "t0"])
+        hive = ds.HivePartitioning.discover(infer_dictionary=True)  # as pq.read_table discovers it
+        dataset = ds.dataset(folder, format="parquet", partitioning=hive)
+        assert sorted(dataset.to_table()["trial_id"].to_pylist()) == rows
 
     frame = load_curves(str(tmp_path), "sw", as_pandas=True)
     assert list(frame.columns) == CONTRACT_CURVES
     assert str(frame["timestamp"].dt.tz) == "UTC" and frame["step"].tolist() == [0, 1, 0, 1]
+    assert load_runs(str(tmp_path), "sw").schema.field("trial_id").type == pa.string()  # the contract's type
+
+
+OLD_STORE = Path(__file__).parent / "data" / "store_v1_string_trial_id"  # written by an earlier writer
+
+
+def test_a_store_with_string_trial_ids_still_loads_and_compacts(tmp_path):
+    import shutil
+
+    runs, curves = load_runs(str(OLD_STORE), "tiny"), load_curves(str(OLD_STORE), "tiny")
+    assert pq.read_schema(next(OLD_STORE.glob("tiny/runs/*/*.parquet"))).field("trial_id").type == pa.string()
+    assert runs.schema == load_runs(str(OLD_STORE), "tiny").schema and runs.schema.field("trial_id").type == pa.string()
+    assert runs["trial_id"].to_pylist() == ["t0", "t1"] and runs["final_val_loss"].to_pylist() == [2.5, 1.5]
+    assert curves["trial_id"].to_pylist() == ["t0"] * 3 + ["t1"] * 3 and curves["step"].to_pylist() == [0, 1, 2] * 2
+    # a new attempt written next to old parts: both read, and the store still loads as one table
+    store = tmp_path / "store"
+    shutil.copytree(OLD_STORE, store)
+    writer = TrialWriter(str(store), "tiny", "t0", attempt=1)
+    writer.append_curves(curve_rows([0]))
+    writer.append_curves(curve_rows([1]))
+    writer.write_run(run_row(final_val_loss=9.0))
+    assert load_runs(str(store), "tiny")["final_val_loss"].to_pylist() == [9.0, 1.5]
+    assert load_curves(str(store), "tiny", all_attempts=True).num_rows == 8
 
 
 def test_writer_refuses_number_like_ids_that_hive_readers_would_retype(tmp_path):
