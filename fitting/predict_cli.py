@@ -19,6 +19,8 @@ import warnings
 
 import numpy as np
 
+from scalesweep.argtypes import positive
+
 __all__ = ["select_rows", "register"]
 
 _CLAUSE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|==|<|>)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
@@ -63,7 +65,7 @@ def register(subparsers) -> None:
     p.add_argument("--train", metavar="EXPR", help="rows to fit on")
     p.add_argument("--test", metavar="EXPR", help="rows to predict (default: the rows --train leaves out)")
     p.add_argument("--targets", metavar="FILE", help="a table of runs to predict instead of --test")
-    p.add_argument("--fit-max-compute", type=float, metavar="C",
+    p.add_argument("--fit-max-compute", type=positive, metavar="C",
                    help="shorthand for --train 'C <= C' (and, without --test/--targets, the rest as targets)")
     p.add_argument("--interval", choices=["misfit", "plain"], default="misfit",
                    help="prediction intervals widened by the calibrated law misfit (default) or plain")
