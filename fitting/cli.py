@@ -183,6 +183,7 @@ def _fit(args):
                       intervals=args.intervals, flops_per_token=args.flops_per_token)
     notes += [m for m in user_messages(caught) if m not in fit.warnings]
     fit.warnings[:0] = notes
+    fit.diagnostics["input_warnings"] = list(notes)  # printed before the table (FitResult.summary)
     if data.best:  # --best-over: the best setting per cell against scale (fitting.hyperparams)
         from fitting.hyperparams import optimal_hyperparameters
 
@@ -297,7 +298,9 @@ def _print_allocation(p, level: float) -> None:
     lvl = int(round(level * 100))
     iv = p.intervals
     fmt = lambda k, v: f"{v:.4g}" + (f"  [{iv[k][0]:.4g}, {iv[k][1]:.4g}]" if k in iv else "")
-    print(f"compute {p.compute:.3g} FLOPs ({p.law}; {lvl}% intervals from {p.uncertainty or 'n/a'})")
+    source = (f"{lvl}% intervals from {p.uncertainty}" if iv else  # parameters given: nothing to draw them from
+              f"no intervals: {p.uncertainty.removeprefix('none (').rstrip(')') if p.uncertainty else 'none'}")
+    print(f"compute {p.compute:.3g} FLOPs ({p.law}; {source})")
     print(f"  N_opt             {fmt('N_opt', p.N_opt)}")
     print(f"  D_opt             {fmt('D_opt', p.D_opt)}")
     print(f"  tokens/param      {fmt('tokens_per_param', p.tokens_per_param)}")

@@ -135,7 +135,10 @@ class Law:
         if isinstance(params, Mapping):
             missing = [n for n in self.param_names if n not in params]
             if missing:
-                raise ValueError(f"law {self.name!r}: missing parameters {missing}")
+                unknown = [k for k in params if k not in self.param_names]  # a typo is named with what is missing
+                raise ValueError(f"law {self.name!r}: missing parameters {missing}"
+                                 + (f"; unknown {unknown} (its parameters: {', '.join(self.param_names)})"
+                                    if unknown else ""))
             return np.array([float(params[n]) for n in self.param_names])
         arr = np.asarray(params, dtype=float)
         if arr.shape[-1] != self.n_params:

@@ -73,7 +73,7 @@ def register(subparsers) -> None:
 
 
 def _cmd_predict(args) -> int:
-    from fitting.checks import user_messages
+    from fitting.checks import range_note, user_messages
     from fitting.cli import json_safe, load_table, table_source
     from fitting.extrapolation import calibrate_misfit, extrapolation_interval
     from fitting.fit import fit_law
@@ -110,6 +110,8 @@ def _cmd_predict(args) -> int:
                       seed=args.seed, screen=None if args.exhaustive else "auto", n_bootstrap=args.bootstrap,
                       intervals=args.intervals)
     notes += [m for m in user_messages(caught) if m not in fit.warnings] + fit.warnings
+    far = range_note(targets.X, fit.data.X)
+    notes += [far] if far else []
     calibration = calibrate_misfit(fit) if args.interval == "misfit" else None
     iv = (extrapolation_interval(fit, targets.X, level=args.level, calibration=calibration) if calibration
           else fit.interval(targets.X, level=args.level))
