@@ -343,7 +343,7 @@ def load_fit_data(
     if "C" in inputs and "C" not in mapping:
         arrays["C"] = flops_per_token * arrays["N"] * arrays["D"]
         mapping["C"] = f"{flops_per_token:g}*N*D"
-    table_c = None if is_store else _table_compute(cols, arrays, mapping, explicit.get("C"), desc, flops_per_token)
+    table_c = None if is_store else _table_compute(cols, arrays, mapping, explicit, desc, flops_per_token)
     if "loss" not in arrays:
         arrays["loss"] = np.full(n_rows, np.nan)
     checked = list(inputs) + (["loss"] if require_loss else [])
@@ -445,20 +445,27 @@ def _warn_repeats(X: Mapping[str, np.ndarray], cols: Mapping[str, Any], kept: np
                   f"best row", DataWarning, stacklevel=3)
 
 
-def _table_compute(cols, arrays, mapping, explicit: str | None, desc: str, k: float) -> np.ndarray | None:
+def _table_compute(cols, arrays, mapping, explicit: Mapping[str, str | None], desc: str,
+                   k: float) -> np.ndarray | None:
     """The table's own compute column per source row (None when it has none): kept beside the law's
     inputs so that selections on C read the user's numbers (`FitData.compute`). A cell that is not
     a positive number takes k·N·D. Warns once when the column disagrees with k·N·D (> 1 % on some
     row), naming which one is used for what. Not for a metrics directory: its ``flops`` counts
     attention too, and its C stays k·N·D."""
-    ccol = mapping.get("C") if "C" in mapping and mapping["C"] in cols else _pick(cols, "C", explicit, False, desc)
+    ccol = (mapping["C"] if mapping.get("C") in cols else _pick(cols, "C", explicit.get("C"), False, desc))
     if ccol is None:
         return None
     C = arrays["C"] if mapping.get("C") == ccol else numeric_column(cols[ccol], ccol, desc)[0]
-    if "N" not in arrays or "D" not in arrays or mapping.get("D", "").startswith(f"{ccol}/"):
+    # N and D as the table has them, whether or not the law reads them (kaplan_n reads N alone)
+    nd = {}
+    for key in ("N", "D"):
+        col = mapping.get(key) if mapping.get(key) in cols else _pick(cols, key, explicit.get(key), False, desc)
+        nd[key] = arrays.get(key) if col == mapping.get(key) and key in arrays else (
+            None if col is None else numeric_column(cols[col], col, desc)[0])
+    if nd["N"] is None or nd["D"] is None or mapping.get("D", "").startswith(f"{ccol}/"):
         return np.where(np.isfinite(C) & (C > 0), C, np.nan)
     with np.errstate(all="ignore"):
-        knd = k * arrays["N"] * arrays["D"]
+        knd = k * nd["N"] * nd["D"]
         ok = np.isfinite(C) & (C > 0)
         ratio = C / knd
     off = ok & np.isfinite(ratio) & (np.abs(ratio - 1) > 0.01)

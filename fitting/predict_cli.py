@@ -49,7 +49,14 @@ def select_rows(expr: str, columns: dict[str, np.ndarray], flag: str = "--train"
 
 
 def _columns(data, k: float) -> dict[str, np.ndarray]:
-    return {**{c: np.asarray(v, dtype=float) for c, v in data.X.items()}, "C": data.compute(k), "loss": data.y}
+    """The columns a selection may name: the law's inputs, C (`FitData.compute`: the table's own
+    compute column, else k·N·D; absent for a law of N alone on a table without C) and loss."""
+    cols = {c: np.asarray(v, dtype=float) for c, v in data.X.items()}
+    try:
+        cols["C"] = data.compute(k)
+    except ValueError:
+        pass  # no compute to select on; naming C is then "unknown column", with what there is
+    return {**cols, "loss": data.y}
 
 
 def register(subparsers) -> None:
