@@ -23,8 +23,8 @@ def add_table_args(p: argparse.ArgumentParser) -> None:
                         f"source and columns: fitting/reference/README.md)")
     p.add_argument("--n-col", help=f"column holding N (non-embedding parameters; {first('N')})")
     p.add_argument("--d-col", help=f"column holding D (training tokens; {first('D')})")
-    p.add_argument("--c-col", help=f"column holding compute C (FLOPs), for D = C/(k·N) when there is no D column "
-                                   f"({first('C')})")
+    p.add_argument("--c-col", help=f"column holding compute C (FLOPs): what selections on C read (else k·N·D), "
+                                   f"and D = C/(k·N) when there is no D column ({first('C')})")
     p.add_argument("--loss-col", help=f"column holding the loss ({first('loss')})")
     p.add_argument("--u-col", help="column holding U (unique tokens; data_constrained)")
     p.add_argument("--s-col", help="column holding S (S_min steps; kaplan_ns)")
@@ -143,7 +143,8 @@ def register(subparsers) -> None:
                               description="Fit a scaling law (robust multi-start) and print parameters with CIs.")
     add_data_args(f, True)
     f.add_argument("--fit-max-compute", type=positive, metavar="C",
-                   help="fit on runs with C <= this and report held-out error on the rest")
+                   help="fit on runs with C <= this (the table's compute column, else k·N·D) and report "
+                        "held-out error on the rest")
     f.set_defaults(func=cmd_fit)
 
     p = subparsers.add_parser("plan", help="compute-optimal N, D and loss at a compute budget",

@@ -5,8 +5,8 @@ mean error and the interval coverage.
 ``scalesweep predict RUNS --train "N <= 4.2e8" [--test "N > 4.2e8" | --targets FILE] --law chinchilla``
 
 Selections are a small safe grammar, never ``eval``: clauses ``COLUMN OP NUMBER`` (OP one of
-< <= > >= ==) joined by ``and`` or ``&``; COLUMN is a law input (N, D, ...), C (compute,
-k·N·D) or loss. Reuses the table reader (:func:`fitting.cli.load_table`), the fitter
+< <= > >= ==) joined by ``and`` or ``&``; COLUMN is a law input (N, D, ...), C (compute:
+the table's own C column when it has one, else k·N·D; `FitData.compute`) or loss. Reuses the table reader (:func:`fitting.cli.load_table`), the fitter
 (:func:`fitting.fit.fit_law`), the misfit-widened prediction interval
 (:func:`fitting.extrapolation.extrapolation_interval`) and the replay metrics.
 """
@@ -67,7 +67,7 @@ def register(subparsers) -> None:
         description="Fit the law on the rows --train selects and predict the rows --test selects (default: "
                     "every other row) or a --targets table: each target's prediction, interval and error, then "
                     "the mean error and the interval coverage. Selections: 'N <= 4.2e8 and D > 1e9' (columns: "
-                    "the law's inputs, C, loss; ops < <= > >= ==; join with 'and' or '&').")
+                    "the law's inputs, C (the table's compute column, else k·N·D), loss; ops < <= > >= ==; join with 'and' or '&').")
     add_data_args(p, True)
     p.add_argument("--train", metavar="EXPR", help="rows to fit on")
     p.add_argument("--test", metavar="EXPR", help="rows to predict (default: the rows --train leaves out)")
