@@ -13,7 +13,8 @@ A :class:`Law` is data plus one vectorised function:
   function is vectorised over rows *and* parameter vectors for free (and complex-step
   differentiable, which the engine uses for exact derivatives);
 * ``init``: an initialisation grid in ``z`` space (array ``(S, P)``), a callable
-  ``rng -> (S, P)``, or ``None`` for a scrambled-Sobol sample inside ``init_box``;
+  ``rng -> (S, P)``, or ``None`` for a scrambled-Sobol sample inside ``init_box`` (also in ``z``
+  space: log θ for a ``"log"`` parameter; docs/custom_laws.md);
 * optionally ``grad(p, X) -> list`` of ``d prediction / d θ_k`` (natural space) for speed.
   Without it the engine differentiates ``fn`` itself (complex step, else central differences).
 

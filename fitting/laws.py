@@ -369,6 +369,11 @@ def check_law(law: Law, spec: str) -> None:
     ValueError naming ``spec`` and the problem (the CLI's one line, exit 2) rather than a
     traceback from deep in the fitter. Values: the middle of each parameter's start box (z space,
     as `Law.initial_z` samples it), inputs 1e8, 1e9, 1e10."""
+    for name, t, (lo, hi) in zip(law.param_names, law.transforms, law.init_box or ()):
+        if t == LOG and max(abs(lo), abs(hi)) > 700:  # exp overflows: a box written in natural units
+            raise ValueError(f"law {spec!r}: init_box for {name} is ({lo:g}, {hi:g}), but init_box is in the "
+                             f"fitted space, log {name} for a 'log' parameter; for {name} from {lo:g} to {hi:g} "
+                             f"write ({np.log(max(lo, 1e-300)):.3g}, {np.log(max(hi, 1e-300)):.3g})")
     zb = law.z_bounds
     box = (np.asarray(law.init_box, float) if law.init_box is not None  # z space, as `Law.initial_z` reads it
            else np.clip(np.where(np.isfinite(zb), zb, np.sign(zb) * 5.0), -5.0, 5.0))

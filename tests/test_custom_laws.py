@@ -34,6 +34,7 @@ TYPO = Law(name="typo", fn=_f("alpah"), inputs=("N",), **KW)
 TYPO_INPUT = Law(name="typo_input", fn=lambda p, X: p["E"] + p["A"] / X["params"] ** p["alpha"],
                  inputs=("N",), **KW)
 WIDE = Law(name="wide", fn=_wide, inputs=("N", "D"), **KW)
+NATURAL_BOX = Law(name="natural", fn=_f("alpha"), inputs=("N",), **dict(KW, init_box=((0.5, 3), (10, 1e5), (0.1, 1))))
 '''
 
 
@@ -68,7 +69,8 @@ def test_a_good_user_law_resolves(laws):
     ("TYPO", "reads p['alpah'], which is not one of its parameters (E, A, alpha)"),
     ("TYPO_INPUT", "reads X['params'], which is not one of its inputs (N)"),
     ("WIDE", "returned shape (2, 3)"),
-    ("NOPE", "has no attribute 'NOPE' (its laws: GOOD, TYPO, TYPO_INPUT, WIDE)"),
+    ("NATURAL_BOX", "init_box for A is (10, 100000), but init_box is in the fitted space"),
+    ("NOPE", "has no attribute 'NOPE' (its laws: GOOD, NATURAL_BOX, TYPO, TYPO_INPUT, WIDE)"),
 ])
 def test_a_bad_user_law_is_one_line_exit_2(laws, tmp_path, capsys, name, says):
     (tmp_path / "r.csv").write_text("N,D,loss\n1e7,1e8,3.0\n1e8,1e9,2.5\n1e9,1e10,2.2\n3e9,3e10,2.1\n")
