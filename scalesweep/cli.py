@@ -89,7 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exit_:  # a bad flag, already said in one line (Parser.error): exit 2 as below
+            if exit_.code in (0, None):  # --help
+                raise
+            return int(exit_.code)
         if not getattr(args, "func", None):
             parser.print_help()
             return 2

@@ -21,10 +21,7 @@ TRUTH = dict(E=1.8, A=400.0, alpha=0.34, B=2000.0, beta=0.37)
 
 
 def run(capsys, *argv):
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as exit_:  # argparse's errors exit from inside the parser
-        rc = exit_.code
+    rc = main([str(a) for a in argv])  # a bad flag too returns 2 (not argparse's SystemExit)
     out, err = capsys.readouterr()
     return rc, out, err
 
