@@ -18,6 +18,7 @@
 * :func:`ratio_note` — a planned tokens-per-parameter ratio far outside the fitted runs'.
 * :func:`worse_than_constant` — a fit worse than a constant (R²(log) < 0, :func:`r2_log`): a misfit,
   never a design verdict.
+* :func:`range_note` — prediction targets far outside the fitted runs' inputs.
 * :func:`user_messages` — the warnings a command shows its user, without numpy's floating-point
   noise.
 """
@@ -32,7 +33,7 @@ import numpy as np
 from fitting.law import LOG
 
 __all__ = ["MIN_SPREAD", "MAX_SCALE_DECADES", "MAX_EXPONENT_WIDTH", "Identifiability", "identifiability",
-           "ParamVerdict", "parameter_verdicts", "unidentified_note", "unit_notes", "repeated_configs", "ratio_note",
+           "ParamVerdict", "parameter_verdicts", "unidentified_note", "unit_notes", "repeated_configs", "ratio_note", "range_note",
            "user_messages"]
 
 #: Least spread (sd, in natural-log units, i.e. ≈ 10 %) the runs need across their thinnest
@@ -208,6 +209,35 @@ def ratio_note(tokens_per_param: float, X: Mapping[str, np.ndarray], factor: flo
     return (f"the planned {tokens_per_param:.3g} tokens per parameter lies more than {factor:g}× outside the fitted "
             f"runs' {lo:.3g}-{hi:.3g}: an extrapolation of the law's form, not of the data (check the units of N "
             f"and D)")
+
+
+#: Prediction targets below the fitted runs' smallest input by more than RATIO_FACTOR, or above
+#: their largest by more than this (extrapolating up is what a held-out check is for), are noted.
+UP_FACTOR = 1e3
+
+
+def range_note(targets: Mapping[str, np.ndarray], X: Mapping[str, np.ndarray], factor: float = RATIO_FACTOR,
+               up: float = UP_FACTOR) -> str | None:
+    """A warning naming the inputs of prediction ``targets`` that lie far outside the fitted runs'
+    ``X``: below their minimum by more than ``factor`` or above their maximum by more than ``up``
+    (None when every target is inside). Such a prediction is the law's form alone, and a target
+    in other units (N in millions, D in billions) looks exactly like this."""
+    parts = []
+    for k in targets:
+        if k not in X or not np.size(targets[k]) or not np.size(X[k]):
+            continue
+        t, x = np.asarray(targets[k], dtype=float), np.asarray(X[k], dtype=float)
+        lo, hi = float(np.min(x)), float(np.max(x))
+        out = (t < lo / factor) | (t > hi * up)
+        if out.any():
+            parts.append(f"{k} in {int(out.sum())} of {t.size} targets ({float(np.min(t[out])):.3g}"
+                         f"{'' if out.sum() == 1 else f' to {float(np.max(t[out])):.3g}'}) vs the fitted runs' "
+                         f"{lo:.3g}-{hi:.3g}")
+    if not parts:
+        return None
+    return (f"targets far outside the fitted runs (below their range by more than {factor:g}×, or above by more "
+            f"than {up:g}×): {'; '.join(parts)}; those predictions extrapolate the law's form, not the data "
+            f"(check the targets' units)")
 
 
 def user_messages(caught) -> list[str]:

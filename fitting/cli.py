@@ -8,6 +8,8 @@ import math
 import os
 import warnings
 
+from scalesweep.argtypes import count, fraction, positive
+
 
 def add_table_args(p: argparse.ArgumentParser) -> None:
     """Column-mapping options of every command that reads a table of runs (fit, plan, replay):
@@ -21,14 +23,14 @@ def add_table_args(p: argparse.ArgumentParser) -> None:
                         f"source and columns: fitting/reference/README.md)")
     p.add_argument("--n-col", help=f"column holding N (non-embedding parameters; {first('N')})")
     p.add_argument("--d-col", help=f"column holding D (training tokens; {first('D')})")
-    p.add_argument("--c-col", help=f"column holding compute C (FLOPs), for D = C/(k·N) when there is no D column "
-                                   f"({first('C')})")
+    p.add_argument("--c-col", help=f"column holding compute C (FLOPs): what selections on C read (else k·N·D), "
+                                   f"and D = C/(k·N) when there is no D column ({first('C')})")
     p.add_argument("--loss-col", help=f"column holding the loss ({first('loss')})")
     p.add_argument("--u-col", help="column holding U (unique tokens; data_constrained)")
     p.add_argument("--s-col", help="column holding S (S_min steps; kaplan_ns)")
     p.add_argument("--col", action="append", default=[], metavar="INPUT=COLUMN",
                    help="map any other law input to a column (repeatable)")
-    p.add_argument("--drop-top-loss", type=int, default=None, metavar="K",
+    p.add_argument("--drop-top-loss", type=count, default=None, metavar="K",
                    help="drop the K highest-loss rows (default 0; with --example, what its source does: 5 for "
                         "epoch-chinchilla, as Epoch)")
     p.add_argument("--best-over", action="append", default=[], metavar="COL",
@@ -40,7 +42,7 @@ def add_table_args(p: argparse.ArgumentParser) -> None:
                         "cell's noise (a lower fit weight)")
     p.add_argument("--best-per-config", action="store_true",
                    help="shorthand: keep the lowest-loss row of each (N, D) cell (every row its own setting)")
-    p.add_argument("--flops-per-token", type=float, default=6.0,
+    p.add_argument("--flops-per-token", type=positive, default=6.0,
                    help="k in C = k·N·D (default 6); also used to derive D from a compute column")
     p.add_argument("--family", default=None, metavar="NAME",
                    help="a sweep's metrics directory: fit only this model family's runs (transformer | lstm; "
@@ -114,7 +116,7 @@ def table_aggregation(args):
 def add_bootstrap_arg(p: argparse.ArgumentParser) -> None:
     """``--bootstrap B``, one default for every command that prints a fit's intervals (fit, predict,
     plan, frontier, replay): the parameter part of each interval from B resamples."""
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="B",
+    p.add_argument("--bootstrap", type=count, default=1000, metavar="B",
                    help="bootstrap resamples for SEs/CIs (default 1000; 0 = sandwich covariance only)")
 
 
@@ -130,14 +132,14 @@ def add_data_args(p: argparse.ArgumentParser, runs_required: bool) -> None:
                         "the C_min frontier, the noise scale)")
     add_table_args(p)
     p.add_argument("--loss", dest="objective", choices=["huber", "ls"], default="huber", help="objective (default huber)")
-    p.add_argument("--delta", type=float, default=1e-3, help="Huber delta on log-loss residuals (default 1e-3)")
+    p.add_argument("--delta", type=positive, default=1e-3, help="Huber delta on log-loss residuals (default 1e-3)")
     add_bootstrap_arg(p)
     p.add_argument("--intervals", choices=["auto", "profile"], default="auto",
                    help="parameter intervals: auto (bootstrap when --bootstrap > 0, else sandwich; a bootstrap "
                         "interval much narrower than the profile likelihood's is replaced by it) or profile "
                         "(profile likelihood; a side the data leave open is printed as open, to the bound)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and of sampled starts (default 0)")
-    p.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
+    p.add_argument("--seed", type=count, default=0, help="seed of the bootstrap and of sampled starts (default 0)")
+    p.add_argument("--level", type=fraction, default=0.9, help="interval level (default 0.9)")
     p.add_argument("--exhaustive", action="store_true", help="run every start to convergence (no screening)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -146,8 +148,9 @@ def register(subparsers) -> None:
     f = subparsers.add_parser("fit", help="fit a scaling law to runs, with uncertainty",
                               description="Fit a scaling law (robust multi-start) and print parameters with CIs.")
     add_data_args(f, True)
-    f.add_argument("--fit-max-compute", type=float, metavar="C",
-                   help="fit on runs with C <= this and report held-out error on the rest")
+    f.add_argument("--fit-max-compute", type=positive, metavar="C",
+                   help="fit on runs with C <= this (the table's compute column, else k·N·D) and report "
+                        "held-out error on the rest")
     f.set_defaults(func=cmd_fit)
 
     p = subparsers.add_parser("plan", help="compute-optimal N, D and loss at a compute budget",
@@ -155,9 +158,9 @@ def register(subparsers) -> None:
                                           "Runs that cannot identify it (one model size, one tokens-per-parameter "
                                           "ratio, ...) are refused: exit 2, with the fit and the reason.")
     add_data_args(p, False)
-    p.add_argument("--compute", type=float, required=True, action="append", help="FLOP budget (repeatable)")
+    p.add_argument("--compute", type=positive, required=True, action="append", help="FLOP budget (repeatable)")
     p.add_argument("--params", help="fitted parameters: a JSON object or a file written by `fit --json`")
-    p.add_argument("--unique-tokens", "--u", dest="unique_tokens", type=float,
+    p.add_argument("--unique-tokens", "--u", dest="unique_tokens", type=positive,
                    help="unique tokens U held fixed when planning the data_constrained law")
     p.set_defaults(func=cmd_plan)
 
@@ -187,6 +190,7 @@ def _fit(args):
                       intervals=args.intervals, flops_per_token=args.flops_per_token)
     notes += [m for m in user_messages(caught) if m not in fit.warnings]
     fit.warnings[:0] = notes
+    fit.diagnostics["input_warnings"] = list(notes)  # printed before the table (FitResult.summary)
     if data.best:  # --best-over: the best setting per cell against scale (fitting.hyperparams)
         from fitting.hyperparams import optimal_hyperparameters
 
@@ -301,7 +305,9 @@ def _print_allocation(p, level: float) -> None:
     lvl = int(round(level * 100))
     iv = p.intervals
     fmt = lambda k, v: f"{v:.4g}" + (f"  [{iv[k][0]:.4g}, {iv[k][1]:.4g}]" if k in iv else "")
-    print(f"compute {p.compute:.3g} FLOPs ({p.law}; {lvl}% intervals from {p.uncertainty or 'n/a'})")
+    source = (f"{lvl}% intervals from {p.uncertainty}" if iv else  # parameters given: nothing to draw them from
+              f"no intervals: {p.uncertainty.removeprefix('none (').rstrip(')') if p.uncertainty else 'none'}")
+    print(f"compute {p.compute:.3g} FLOPs ({p.law}; {source})")
     print(f"  N_opt             {fmt('N_opt', p.N_opt)}")
     print(f"  D_opt             {fmt('D_opt', p.D_opt)}")
     print(f"  tokens/param      {fmt('tokens_per_param', p.tokens_per_param)}")

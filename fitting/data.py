@@ -58,6 +58,7 @@ class FitData:
     weights: np.ndarray | None = None  # per-row fit weights (None: all 1; fitting/run_result.py)
     aggregation: str | None = None  # "60 rows → 12 cells, best over lr" when rows were aggregated
     best: dict[str, np.ndarray] = field(default_factory=dict)  # best_over column → each cell's best value
+    C: np.ndarray | None = None  # the table's own compute column (FLOPs) per row, when it has one
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -68,12 +69,16 @@ class FitData:
                        self.n_dropped, dict(self.drop_reasons), self.source,
                        None if self.index is None else self.index[mask],
                        None if self.weights is None else self.weights[mask], self.aggregation,
-                       {k: v[mask] for k, v in self.best.items()})
+                       {k: v[mask] for k, v in self.best.items()}, None if self.C is None else self.C[mask])
 
     def compute(self, flops_per_token: float = 6.0) -> np.ndarray:
-        """Training compute per run: the ``C`` column if present, else ``6·N·D``."""
+        """Training compute per run (FLOPs): the table's own C column (a law input, or kept beside
+        the inputs by `load_fit_data`) if it has one, else ``flops_per_token·N·D``. What every
+        selection on C reads (`--train "C <= x"`, `--fit-max-compute`, the frontier's budgets)."""
         if "C" in self.X:
             return self.X["C"]
+        if self.C is not None:
+            return self.C
         if "N" in self.X and "D" in self.X:
             return flops_per_token * self.X["N"] * self.X["D"]
         raise ValueError("no compute: need a C column or both N and D")
@@ -167,7 +172,7 @@ def _resolve(cols, inputs, explicit, is_store, desc, require_loss: bool) -> tupl
     from N and D (both then mapped)."""
     mapping: dict[str, str] = {}
     derive_d = False
-    hint = {"N": "--n-col", "D": "--d-col (or --c-col to derive D = C/(6N))", "loss": "--loss-col",
+    hint = {"N": "--n-col", "D": "--d-col (or --c-col and --n-col to derive D = C/(k·N))", "loss": "--loss-col",
             "U": "--u-col", "S": "--s-col", "C": "--c-col (or N and D columns)"}
 
     def missing(name):
@@ -176,12 +181,16 @@ def _resolve(cols, inputs, explicit, is_store, desc, require_loss: bool) -> tupl
 
     for name in list(inputs) + ["loss"]:
         col = _pick(cols, name, explicit.get(name), is_store, desc)
-        if col is None and name == "D" and "N" in inputs:
-            ccol = _pick(cols, "C", explicit.get("C"), is_store, desc)
-            if ccol is not None:
-                mapping["C"] = ccol
+        if col is None and name == "D":  # D = C/(k·N): needs a compute and an N column (read for it alone
+            ccol = _pick(cols, "C", explicit.get("C"), is_store, desc)  # when N is not an input, e.g. kaplan_d)
+            ncol = mapping.get("N") or _pick(cols, "N", explicit.get("N"), is_store, desc)
+            if ccol is not None and ncol is not None:
+                mapping["C"], mapping["N"] = ccol, ncol
                 derive_d = True
                 continue
+            if ccol is not None:
+                raise ValueError(f"missing column for D in {desc}: D = C/(k·N) from compute column {ccol!r} also "
+                                 f"needs N (set --n-col), or set --d-col; available columns: {sorted(cols)}")
         if col is None and name == "L" and "loss" in mapping:
             col = mapping["loss"]
         if col is None and name == "C":  # C = k·N·D, derived by the caller
@@ -334,6 +343,7 @@ def load_fit_data(
     if "C" in inputs and "C" not in mapping:
         arrays["C"] = flops_per_token * arrays["N"] * arrays["D"]
         mapping["C"] = f"{flops_per_token:g}*N*D"
+    table_c = None if is_store else _table_compute(cols, arrays, mapping, explicit, desc, flops_per_token)
     if "loss" not in arrays:
         arrays["loss"] = np.full(n_rows, np.nan)
     checked = list(inputs) + (["loss"] if require_loss else [])
@@ -369,12 +379,16 @@ def load_fit_data(
     if n_dropped:
         why = "; ".join(f"{v} for {k}" for k, v in reasons.items())
         warnings.warn(f"dropped {n_dropped} of {keep.size} rows from {desc}: {why}", DataWarning, stacklevel=2)
+    if not n_rows:
+        raise ValueError(f"no usable rows in {desc}: it has no rows (only a header?)")
     if not len(y):
-        raise ValueError(f"no usable rows in {desc} (dropped {n_dropped}: {reasons})")
+        why = "; ".join(f"{v} for {k}" for k, v in reasons.items())
+        raise ValueError(f"no usable rows in {desc}: all {n_rows} dropped ({why})")
     for note in [] if is_store else unit_notes(X, mapping):  # a metrics store's units are its contract's
         warnings.warn(f"{desc}: {note}", DataWarning, stacklevel=2)
     data = FitData(X=X, y=y, columns=mapping, n_dropped=n_dropped, drop_reasons=reasons, source=str(desc),
-                   index=index, weights=weights, aggregation=message, best=best)
+                   index=index, weights=weights, aggregation=message, best=best,
+                   C=None if table_c is None else table_c[index])
     if (is_store and store_weights is not None and misfit_log_sd is None and misfit_of is not None
             and law is not None and require_loss):
         return _with_misfit(data, law, call)
@@ -429,3 +443,37 @@ def _warn_repeats(X: Mapping[str, np.ndarray], cols: Mapping[str, Any], kept: np
                   f"hyperparameter sweep aggregate each {what} cell: --best-over COL (e.g. lr) keeps its best "
                   f"setting, --mean-over COL (e.g. seed) averages replicates first, --best-per-config keeps its "
                   f"best row", DataWarning, stacklevel=3)
+
+
+def _table_compute(cols, arrays, mapping, explicit: Mapping[str, str | None], desc: str,
+                   k: float) -> np.ndarray | None:
+    """The table's own compute column per source row (None when it has none): kept beside the law's
+    inputs so that selections on C read the user's numbers (`FitData.compute`). A cell that is not
+    a positive number takes k·N·D. Warns once when the column disagrees with k·N·D (> 1 % on some
+    row), naming which one is used for what. Not for a metrics directory: its ``flops`` counts
+    attention too, and its C stays k·N·D."""
+    ccol = (mapping["C"] if mapping.get("C") in cols else _pick(cols, "C", explicit.get("C"), False, desc))
+    if ccol is None:
+        return None
+    C = arrays["C"] if mapping.get("C") == ccol else numeric_column(cols[ccol], ccol, desc)[0]
+    # N and D as the table has them, whether or not the law reads them (kaplan_n reads N alone)
+    nd = {}
+    for key in ("N", "D"):
+        col = mapping.get(key) if mapping.get(key) in cols else _pick(cols, key, explicit.get(key), False, desc)
+        nd[key] = arrays.get(key) if col == mapping.get(key) and key in arrays else (
+            None if col is None else numeric_column(cols[col], col, desc)[0])
+    if nd["N"] is None or nd["D"] is None or mapping.get("D", "").startswith(f"{ccol}/"):
+        return np.where(np.isfinite(C) & (C > 0), C, np.nan)
+    with np.errstate(all="ignore"):
+        knd = k * nd["N"] * nd["D"]
+        ok = np.isfinite(C) & (C > 0)
+        ratio = C / knd
+    off = ok & np.isfinite(ratio) & (np.abs(ratio - 1) > 0.01)
+    if off.any():
+        warnings.warn(DataWarning(
+            f"{desc}: compute column {ccol!r} differs from {k:g}·N·D by more than 1 % in {int(off.sum())} of "
+            f"{int(ok.sum())} rows (C/({k:g}·N·D) from {np.nanmin(ratio[off]):.3g} to {np.nanmax(ratio[off]):.3g}); "
+            f"{ccol!r} is the C that selections on C use (--train/--test 'C ...', --fit-max-compute, the "
+            f"frontier's budgets){', and the law reads it' if mapping.get('C') == ccol else ''}; "
+            f"the law reads N and D as given"), stacklevel=3)
+    return np.where(ok, C, knd)

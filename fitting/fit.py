@@ -259,7 +259,10 @@ class FitResult:
         ivs, se = self.intervals(level), self.stderr
         how = {"bootstrap": f"bootstrap ({self.bootstrap.n if self.bootstrap is not None else 0})",
                "profile": "profile likelihood", "sandwich": "sandwich"}[self.uncertainty]
-        lines = [f"law {self.law.name}: {self.n_points} points ({self.data.n_dropped} dropped), "
+        # what the input said (units, range, dropped rows) comes before the numbers it qualifies
+        first = [w for w in self.diagnostics.get("input_warnings", ()) if w in self.warnings]
+        lines = [f"warning: {w}" for w in first]
+        lines += [f"law {self.law.name}: {self.n_points} points ({self.data.n_dropped} dropped), "
                  f"{self.loss}{'(δ=%g)' % self.delta if self.loss == 'huber' else ''}, {self.n_starts} starts, "
                  f"uncertainty: {how}"]
         if self.data.aggregation:
@@ -290,8 +293,7 @@ class FitResult:
             h = self.diagnostics["holdout"]
             lines.append(f"held out: {h['n']} points, mean |rel err| {h['mae_rel']:.4%}, max {h['max_rel']:.4%}")
         lines += [h.text() for h in self.diagnostics.get("optimal_hyperparameters", ())]
-        for w in self.warnings:
-            lines.append(f"warning: {w}")
+        lines += [f"warning: {w}" for w in self.warnings if w not in first]
         return "\n".join(lines)
 
 

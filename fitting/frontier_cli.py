@@ -16,6 +16,8 @@ import warnings
 
 import numpy as np
 
+from scalesweep.argtypes import positive
+
 __all__ = ["register", "run_frontier"]
 
 ISOFLOP_BUDGET = "isoflop_budget"  # the runs column an isoFLOP sweep writes (planned budget, FLOPs)
@@ -35,9 +37,9 @@ def register(subparsers) -> None:
                     f"×{AGREE_FACTOR:g}, loss intervals overlap, no loss below the law's fitted floor E. Exit 2 when no approach answered. --bootstrap also sets approaches 1 and "
                     f"2's resamples (at least 200).")
     add_data_args(p, True)
-    p.add_argument("--compute", type=float, metavar="C",
+    p.add_argument("--compute", type=positive, metavar="C",
                    help="FLOPs budget for N_opt, D_opt and loss (default: the largest run's compute)")
-    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="T",
+    p.add_argument("--tolerance", type=positive, default=DEFAULT_TOLERANCE, metavar="T",
                    help=f"without an isoflop_budget column, runs within ±T decades of log10 compute share a budget "
                         f"(default {DEFAULT_TOLERANCE:g}, i.e. ±{100 * (10 ** DEFAULT_TOLERANCE - 1):.0f}%%)")
     p.add_argument("--plot", metavar="PNG", help="write the isoFLOP profiles and the frontier lines to this PNG")

@@ -13,7 +13,8 @@ A :class:`Law` is data plus one vectorised function:
   function is vectorised over rows *and* parameter vectors for free (and complex-step
   differentiable, which the engine uses for exact derivatives);
 * ``init``: an initialisation grid in ``z`` space (array ``(S, P)``), a callable
-  ``rng -> (S, P)``, or ``None`` for a scrambled-Sobol sample inside ``init_box``;
+  ``rng -> (S, P)``, or ``None`` for a scrambled-Sobol sample inside ``init_box`` (also in ``z``
+  space: log θ for a ``"log"`` parameter; docs/custom_laws.md);
 * optionally ``data_init(X, y) -> (S, P)``: more starts in ``z`` space placed from the data's
   own scale (e.g. ``log N_c = median log N + log L / alpha_N``), so that a law whose fixed grid
   was written for one unit (FLOPs, PF-days, millions of parameters) still starts near the data
@@ -143,7 +144,10 @@ class Law:
         if isinstance(params, Mapping):
             missing = [n for n in self.param_names if n not in params]
             if missing:
-                raise ValueError(f"law {self.name!r}: missing parameters {missing}")
+                unknown = [k for k in params if k not in self.param_names]  # a typo is named with what is missing
+                raise ValueError(f"law {self.name!r}: missing parameters {missing}"
+                                 + (f"; unknown {unknown} (its parameters: {', '.join(self.param_names)})"
+                                    if unknown else ""))
             return np.array([float(params[n]) for n in self.param_names])
         arr = np.asarray(params, dtype=float)
         if arr.shape[-1] != self.n_params:

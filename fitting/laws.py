@@ -294,14 +294,21 @@ def _load_object(spec: str):
             s = importlib.util.spec_from_file_location(mod_name, path)
             module = importlib.util.module_from_spec(s)
             sys.modules[mod_name] = module
-            s.loader.exec_module(module)
+            try:
+                s.loader.exec_module(module)
+            except Exception as err:  # the user's file is the input here: one line, not its traceback
+                del sys.modules[mod_name]
+                where = f" (line {err.lineno})" if isinstance(err, SyntaxError) and err.lineno else ""
+                raise ValueError(f"law file {target} cannot be loaded{where}: {type(err).__name__}: {err}") from None
     else:
         try:
             module = importlib.import_module(target)
         except ModuleNotFoundError as err:
             raise ValueError(f"law spec {spec!r}: cannot import module {target!r} ({err})") from err
     if not hasattr(module, attr):
-        raise ValueError(f"law spec {spec!r}: {target} has no attribute {attr!r}")
+        names = sorted(k for k, v in vars(module).items() if isinstance(v, Law))
+        raise ValueError(f"law spec {spec!r}: {target} has no attribute {attr!r}"
+                         + (f" (its laws: {', '.join(names)})" if names else ""))
     return getattr(module, attr)
 
 
@@ -323,8 +330,81 @@ def get_law(name_or_spec) -> Law:
     if ":" in spec:
         obj = _load_object(spec)
         if callable(obj) and not isinstance(obj, Law):
+            if _required_args(obj):  # a bare model function, not a factory: say what a law is
+                raise ValueError(f"law {spec!r} is a plain function of {', '.join(_required_args(obj))}; "
+                                 f"wrap it in fitting.law.Law(name, param_names, fn(p, X), ...) "
+                                 f"({USER_LAW_DOC})")
             obj = obj()
         if not isinstance(obj, Law):
-            raise ValueError(f"law spec {spec!r} resolved to {type(obj).__name__}, not a fitting.law.Law")
+            raise ValueError(f"law spec {spec!r} resolved to {type(obj).__name__}, not a fitting.law.Law "
+                             f"({USER_LAW_DOC})")
+        check_law(obj, spec)
         return obj
     raise ValueError(f"unknown law {spec!r}; built-ins: {', '.join(list_laws())}; or 'file.py:NAME' / 'pkg.module:NAME'")
+
+
+#: Where writing a law of one's own is explained (named by the errors below).
+USER_LAW_DOC = "see docs/custom_laws.md"
+
+
+def _required_args(fn) -> list[str]:
+    """Names of ``fn``'s positional parameters without a default (empty for a factory)."""
+    import inspect
+
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return []
+    return [n for n, p in sig.parameters.items() if p.default is p.empty
+            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+class _Unknown(Exception):
+    """A law function read a name its law does not declare (raised by `_Probe`)."""
+
+
+class _Probe(dict):
+    """Parameters or input columns that name what is missing instead of a bare KeyError."""
+
+    def __init__(self, values, what: str):
+        super().__init__(values)
+        self.what = what
+
+    def __missing__(self, key):
+        raise _Unknown(f"its function reads {self.what}[{key!r}], which is not one of its "
+                       f"{'parameters' if self.what == 'p' else 'inputs'} ({', '.join(self)})")
+
+
+def check_law(law: Law, spec: str) -> None:
+    """Evaluate a user's ``law`` once on a few made-up rows before any fitting, so that a typo in
+    a parameter or input name, or a function that does not return one value per row, is a
+    ValueError naming ``spec`` and the problem (the CLI's one line, exit 2) rather than a
+    traceback from deep in the fitter. Values: the middle of each parameter's start box (z space,
+    as `Law.initial_z` samples it), inputs 1e8, 1e9, 1e10."""
+    for name, t, (lo, hi) in zip(law.param_names, law.transforms, law.init_box or ()):
+        if t == LOG and max(abs(lo), abs(hi)) > 700:  # exp overflows: a box written in natural units
+            raise ValueError(f"law {spec!r}: init_box for {name} is ({lo:g}, {hi:g}), but init_box is in the "
+                             f"fitted space, log {name} for a 'log' parameter; for {name} from {lo:g} to {hi:g} "
+                             f"write ({np.log(max(lo, 1e-300)):.3g}, {np.log(max(hi, 1e-300)):.3g})")
+    zb = law.z_bounds
+    box = (np.asarray(law.init_box, float) if law.init_box is not None  # z space, as `Law.initial_z` reads it
+           else np.clip(np.where(np.isfinite(zb), zb, np.sign(zb) * 5.0), -5.0, 5.0))
+    z = box.mean(axis=1)
+    with np.errstate(all="ignore"):  # a start box past exp's range is the fitter's to report
+        theta = law.from_z(z)
+    rows = 3
+    X = _Probe({c: np.array([1e8, 1e9, 1e10]) for c in law.inputs}, "X")
+    try:
+        with np.errstate(all="ignore"):
+            out = np.asarray(law.fn(_Probe({n: theta[k] for k, n in enumerate(law.param_names)}, "p"), X))
+            many = np.asarray(law.fn(_Probe({n: np.full((2, 1), theta[k]) for k, n in enumerate(law.param_names)},
+                                            "p"), X))
+    except _Unknown as err:
+        raise ValueError(f"law {spec!r}: {err}") from None
+    except Exception as err:
+        raise ValueError(f"law {spec!r}: its function fails on {rows} rows of {', '.join(law.inputs)}: "
+                         f"{type(err).__name__}: {err}") from None
+    if out.shape not in ((), (rows,)) or many.shape not in ((), (2, 1), (2, rows)):
+        got = out.shape if out.shape not in ((), (rows,)) else many.shape
+        raise ValueError(f"law {spec!r}: its function must return one value per row (shape (n,) for n rows, "
+                         f"(S, n) for S parameter vectors of shape (S, 1)); for {rows} rows it returned shape {got}")

@@ -5,8 +5,8 @@ mean error and the interval coverage.
 ``scalesweep predict RUNS --train "N <= 4.2e8" [--test "N > 4.2e8" | --targets FILE] --law chinchilla``
 
 Selections are a small safe grammar, never ``eval``: clauses ``COLUMN OP NUMBER`` (OP one of
-< <= > >= ==) joined by ``and`` or ``&``; COLUMN is a law input (N, D, ...), C (compute,
-k·N·D) or loss. Reuses the table reader (:func:`fitting.cli.load_table`), the fitter
+< <= > >= ==) joined by ``and`` or ``&``; COLUMN is a law input (N, D, ...), C (compute:
+the table's own C column when it has one, else k·N·D; `FitData.compute`) or loss. Reuses the table reader (:func:`fitting.cli.load_table`), the fitter
 (:func:`fitting.fit.fit_law`), the misfit-widened prediction interval
 (:func:`fitting.extrapolation.extrapolation_interval`) and the replay metrics.
 """
@@ -18,6 +18,8 @@ import re
 import warnings
 
 import numpy as np
+
+from scalesweep.argtypes import positive
 
 __all__ = ["select_rows", "register"]
 
@@ -47,7 +49,14 @@ def select_rows(expr: str, columns: dict[str, np.ndarray], flag: str = "--train"
 
 
 def _columns(data, k: float) -> dict[str, np.ndarray]:
-    return {**{c: np.asarray(v, dtype=float) for c, v in data.X.items()}, "C": data.compute(k), "loss": data.y}
+    """The columns a selection may name: the law's inputs, C (`FitData.compute`: the table's own
+    compute column, else k·N·D; absent for a law of N alone on a table without C) and loss."""
+    cols = {c: np.asarray(v, dtype=float) for c, v in data.X.items()}
+    try:
+        cols["C"] = data.compute(k)
+    except ValueError:
+        pass  # no compute to select on; naming C is then "unknown column", with what there is
+    return {**cols, "loss": data.y}
 
 
 def register(subparsers) -> None:
@@ -58,12 +67,12 @@ def register(subparsers) -> None:
         description="Fit the law on the rows --train selects and predict the rows --test selects (default: "
                     "every other row) or a --targets table: each target's prediction, interval and error, then "
                     "the mean error and the interval coverage. Selections: 'N <= 4.2e8 and D > 1e9' (columns: "
-                    "the law's inputs, C, loss; ops < <= > >= ==; join with 'and' or '&').")
+                    "the law's inputs, C (the table's compute column, else k·N·D), loss; ops < <= > >= ==; join with 'and' or '&').")
     add_data_args(p, True)
     p.add_argument("--train", metavar="EXPR", help="rows to fit on")
     p.add_argument("--test", metavar="EXPR", help="rows to predict (default: the rows --train leaves out)")
     p.add_argument("--targets", metavar="FILE", help="a table of runs to predict instead of --test")
-    p.add_argument("--fit-max-compute", type=float, metavar="C",
+    p.add_argument("--fit-max-compute", type=positive, metavar="C",
                    help="shorthand for --train 'C <= C' (and, without --test/--targets, the rest as targets)")
     p.add_argument("--interval", choices=["misfit", "plain"], default="misfit",
                    help="prediction intervals widened by the calibrated law misfit (default) or plain")
@@ -71,7 +80,7 @@ def register(subparsers) -> None:
 
 
 def _cmd_predict(args) -> int:
-    from fitting.checks import user_messages
+    from fitting.checks import range_note, user_messages
     from fitting.cli import json_safe, load_table, table_source
     from fitting.extrapolation import calibrate_misfit, extrapolation_interval
     from fitting.fit import fit_law
@@ -108,6 +117,8 @@ def _cmd_predict(args) -> int:
                       seed=args.seed, screen=None if args.exhaustive else "auto", n_bootstrap=args.bootstrap,
                       intervals=args.intervals)
     notes += [m for m in user_messages(caught) if m not in fit.warnings] + fit.warnings
+    far = range_note(targets.X, fit.data.X)
+    notes += [far] if far else []
     calibration = calibrate_misfit(fit) if args.interval == "misfit" else None
     iv = (extrapolation_interval(fit, targets.X, level=args.level, calibration=calibration) if calibration
           else fit.interval(targets.X, level=args.level))

@@ -17,6 +17,8 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from scalesweep.argtypes import count, non_negative, number, positive_count
+
 from fitting.cost import affordable
 from fitting.design import Candidates, DesignState, TargetRegion
 from fitting.fit import FitResult
@@ -145,12 +147,12 @@ def register(subparsers) -> None:
                                      "with --example and no --targets, the example's runs above its holdout compute "
                                      "(1e21 FLOPs for epoch-chinchilla) are the targets and the rest the pool")
     p.add_argument("--law", default="chinchilla", help="built-in name, file.py:LAW or pkg.module:LAW")
-    p.add_argument("--budget-fraction", type=float, default=0.1, help="of the whole pool's cost (default 0.1)")
+    p.add_argument("--budget-fraction", type=number(float, low=0, low_open=True, high=1), default=0.1, help="of the whole pool's cost (default 0.1)")
     p.add_argument("--strategy", default="active", choices=list(STRATEGIES),
                    help="how runs are bought (default active: expected target-error reduction per cost)")
-    p.add_argument("--misfit", type=float, default=None,
+    p.add_argument("--misfit", type=non_negative, default=None,
                    help="active: prior sd of the law's misfit in log loss (default 0.04; 0 trusts the law exactly)")
-    p.add_argument("--seed-runs", type=int, default=None,
+    p.add_argument("--seed-runs", type=positive_count, default=None,
                    help="model-based strategies: size of the space-filling seed (default 2·(params + 1) for active, params + 3 without a misfit prior)")
     add_table_args(p)  # the column flags of fit and plan; they apply to the pool and the targets alike
     p.add_argument("--cost-col", default=None, help="cost column (default 6·N·D)")
@@ -158,8 +160,8 @@ def register(subparsers) -> None:
                    help="90%% intervals: widened by the law's misfit calibrated on held-out top-compute runs "
                    "(fitting.extrapolation; default), or the plain prediction interval")
     add_bootstrap_arg(p)  # the final fit's intervals, as fit/predict/plan print them
-    p.add_argument("--batch", type=int, default=1, help="runs bought per refit")
-    p.add_argument("--seed", type=int, default=0, help="seed of the strategy and the fits (default 0)")
+    p.add_argument("--batch", type=positive_count, default=1, help="runs bought per refit")
+    p.add_argument("--seed", type=count, default=0, help="seed of the strategy and the fits (default 0)")
     p.add_argument("--out", required=True, help="predictions CSV")
     p.set_defaults(func=_cmd_replay)
 

@@ -6,6 +6,8 @@ import argparse
 import shlex
 import sys
 
+from scalesweep.argtypes import count, fraction, number, positive_count
+
 RUN_DEFAULTS = {"max_failures": 2}
 
 _DEFER_HELP = ("do not read the corpus (for a corpus that exists only on the cluster's nodes): "
@@ -112,7 +114,7 @@ def register(subparsers) -> None:
     prepare.add_argument("--tokenizer", default="byte", help="byte | bpe:<vocab> | tiktoken:gpt2")
     prepare.add_argument("--text-field", default="text", help="JSONL field / Parquet column (default text)")
     prepare.add_argument("--out", required=True, help="directory for the shards and manifest.json")
-    prepare.add_argument("--workers", type=int, default=None,
+    prepare.add_argument("--workers", type=positive_count, default=None,
                          help="tokenising processes, or with --engine ray the most tasks at once (default: all CPUs)")
     prepare.add_argument("--engine", choices=("pool", "ray"), default="pool",
                          help="pool: a process pool on this machine (default); ray: a Ray Data job, on the "
@@ -139,12 +141,12 @@ def register(subparsers) -> None:
                     "of the sweep (budget, retries, resume), and print predicted vs observed loss with the "
                     "prediction interval and whether it covered it; the row lands in <storage>/<sweep>/ladder/.")
     ladder.add_argument("spec", help="the sweep's spec YAML")
-    ladder.add_argument("--multiplier", type=float, default=None,
+    ladder.add_argument("--multiplier", type=number(float, low=1, low_open=True), default=None,
                         help="K: the ladder's compute over the largest run's (> 1; default: the spec's "
                              "ladder.multiplier, else 4)")
     ladder.add_argument("--allow-at-bounds", action="store_true",
                         help="train even when the fit has parameters at their bounds (default: refuse, exit 2)")
-    ladder.add_argument("--level", type=float, default=0.9, help="prediction-interval level (default 0.9)")
+    ladder.add_argument("--level", type=fraction, default=0.9, help="prediction-interval level (default 0.9)")
     add_run_flags(ladder, "the ladder run's")
     ladder.set_defaults(func=_ladder)
 
@@ -158,8 +160,8 @@ def add_run_flags(run: argparse.ArgumentParser, what: str) -> None:
                      help="attach to a running Ray cluster ('auto' or host:port; its token is read from "
                           "RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token); default: start a "
                           "private local one listening on 127.0.0.1 only")
-    run.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
-    run.add_argument("--max-failures", type=int, default=RUN_DEFAULTS["max_failures"],
+    run.add_argument("--num-cpus", type=positive_count, default=None, help="CPUs of the local Ray (default: all)")
+    run.add_argument("--max-failures", type=count, default=RUN_DEFAULTS["max_failures"],
                      help="retries per trial, each from its latest checkpoint (default 2)")
     run.add_argument("--quiet", action="store_true",
                      help="no progress table and no trial worker output, only the summary")

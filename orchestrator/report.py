@@ -17,6 +17,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scalesweep.argtypes import positive
+
 
 @dataclass
 class SweepReport:
@@ -159,7 +161,7 @@ def register(subparsers) -> None:
                                      "the store holds one sweep")
     rep.add_argument("--law", default="chinchilla", help="law to fit: built-in name, file.py:LAW or pkg.module:LAW (default chinchilla)")
     rep.add_argument("--out", help="output directory, local or a URI (default: <storage>/<sweep>/report)")
-    rep.add_argument("--compute", type=float, help="target compute for the plan (default 100x the largest run)")
+    rep.add_argument("--compute", type=positive, help="target compute for the plan (default 100x the largest run)")
     rep.add_argument("--headline", default="main", metavar="FIT",
                      help="the fit whose exponents the page states first: main (--law), kaplan_n (L(N)), kaplan_d "
                           "(L(D)), kaplan_c (L(C_min)) or kaplan_ns (L(N, S_min)); what a spec's fit.headline sets "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 # Modules whose ``register`` adds sub-commands; a module not present yet is skipped so the
@@ -50,8 +51,26 @@ def check_output_file(path: str, flag: str) -> None:
         raise IsADirectoryError(f"{flag}: {path} is a directory, not a file")
 
 
+class Parser(argparse.ArgumentParser):
+    """The parser of ``scalesweep`` and of each sub-command (argparse makes sub-parsers of the
+    parent's class). A bad flag is one line naming it, exit 2, as any other bad input (no usage
+    block: ``--help`` shows that), and a negative number in exponent form (``--compute -1e22``) is
+    read as the flag's value, for its type (:mod:`scalesweep.argtypes`) to judge."""
+
+    # argparse's own pattern (-1, -.5) misses -1e22 and then says "expected one argument"
+    _NEGATIVE = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = self._NEGATIVE
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="scalesweep",
         description="Measure scaling laws: train, sweep, fit, plan.",
     )
@@ -70,7 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exit_:  # a bad flag, already said in one line (Parser.error): exit 2 as below
+            if exit_.code in (0, None):  # --help
+                raise
+            return int(exit_.code)
         if not getattr(args, "func", None):
             parser.print_help()
             return 2

@@ -187,8 +187,8 @@ def test_no_approach_answers_exit_2_naming_each(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--tolerance", "0"], "--tolerance must be positive"),
-    (["--compute", "-1"], "--compute must be a positive number"),
+    (["--tolerance", "0"], "argument --tolerance: expected a positive number, got 0"),
+    (["--compute", "-1"], "argument --compute: expected a positive number, got -1"),
     (["--law", "kaplan_n"], "frontier needs a law of N and D"),
     (["--plot", "/nonexistent/dir/x.png"], "--plot: directory /nonexistent/dir does not exist"),
 ])

@@ -64,12 +64,13 @@ def test_cli_writes_predictions_and_reports_metrics(csvs, capsys):
     (["--budget-fraction", "1e-9"], "below the cheapest"),
     (["--loss-col", "nope"], "column 'nope' (for loss) not found in"),
     (["--strategy", "random", "--misfit", "0.02"], "--misfit takes a number >= 0, with --strategy active"),
-    (["--seed-runs", "0"], "--seed-runs takes a positive integer"),
+    (["--seed-runs", "0"], "argument --seed-runs: expected a whole number >= 1, got 0"),  # argparse's type
 ])
 def test_cli_errors_are_clear(csvs, capsys, args, message):
     rc = main(["replay", str(csvs / "pool.csv"), "--targets", str(csvs / "targets.csv"), "--out",
                str(csvs / "x.csv"), *args])
-    assert rc == 2 and message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and err.count("\n") == 1, err
 
 
 def test_cli_rejects_an_empty_pool(csvs, capsys):

@@ -1,0 +1,209 @@
+"""Bad command-line input is one line naming the flag (exit 2), and the user's columns are the
+ones used: numeric flags (scalesweep.argtypes), a table's own C column, kaplan_d from compute,
+header-only tables, --params typos, input warnings before the table, far-off prediction targets,
+and every command README/docs quote parses as written."""
+
+import argparse
+import re
+import shlex
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fitting.data import DataWarning, load_fit_data
+from scalesweep import argtypes
+from scalesweep.cli import build_parser, main
+
+REPO = Path(__file__).resolve().parents[1]
+TRUTH = dict(E=1.8, A=400.0, alpha=0.34, B=2000.0, beta=0.37)
+
+
+def run(capsys, *argv):
+    rc = main([str(a) for a in argv])  # a bad flag too returns 2 (not argparse's SystemExit)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def table(path, N, D, extra=None, loss=True):
+    """A CSV of runs from the Chinchilla law at TRUTH (no noise; a small wobble so fits converge)."""
+    N, D = np.asarray(N, float), np.asarray(D, float)
+    cols = {"N": N, "D": D, **(extra or {})}
+    if loss:
+        y = TRUTH["E"] + TRUTH["A"] / N ** TRUTH["alpha"] + TRUTH["B"] / D ** TRUTH["beta"]
+        cols["loss"] = y * np.exp(0.004 * np.sin(np.arange(N.size)))
+    path.write_text(",".join(cols) + "\n" + "".join(",".join(f"{float(v):.9g}" for v in row) + "\n"
+                                                    for row in zip(*cols.values())))
+    return path
+
+
+def grid_nd():
+    N = np.repeat([1e7, 3e7, 1e8, 3e8, 1e9], 3)
+    return N, N * np.tile([5.0, 20.0, 80.0], 5)
+
+
+@pytest.fixture(scope="module")
+def parser():
+    return build_parser()  # imports every command's module: once
+
+
+def _numeric_actions(parser):
+    """(command, option, action) for every option of every sub-command that takes a value."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in sub.choices.items():
+        for action in parser._actions:
+            if action.option_strings and action.nargs != 0:
+                yield name, action.option_strings[0], action
+
+
+def test_no_numeric_flag_uses_a_bare_float_or_int(parser):
+    """The kind: every numeric flag of every sub-command takes its type from scalesweep.argtypes
+    (finite, ranged, one-line errors), none a bare float/int that lets -1, inf and nan through."""
+    bare = [(c, o) for c, o, a in _numeric_actions(parser) if a.type in (float, int)]
+    assert not bare, bare
+
+
+def test_every_typed_flag_refuses_text_and_infinity_in_one_line(parser, capsys):
+    typed = [(c, o) for c, o, a in _numeric_actions(parser)
+             if getattr(a.type, "__module__", "") == argtypes.__name__]
+    assert len(typed) >= 20, typed  # fit, plan, predict, frontier, replay, ladder, run, report, ...
+    for command, option in typed:
+        for bad in ("abc", "inf"):
+            with pytest.raises(SystemExit) as exit_:
+                parser.parse_args([command, option, bad])
+            assert exit_.value.code == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and option in err[0] and "usage" not in err[0], (command, option, err)
+
+
+@pytest.mark.parametrize("value", ["-1e22", "abc", "inf", "0"])
+def test_plan_compute_bad_number_is_one_line(capsys, value):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # --compute=inf once leaked numpy's RuntimeWarning
+        rc, out, err = run(capsys, "plan", "--example", "epoch-chinchilla", f"--compute={value}"
+                           if value == "inf" else "--compute", *([] if value == "inf" else [value]))
+    assert rc == 2 and not out
+    assert err.count("\n") == 1 and "argument --compute" in err and value in err, err
+
+
+def test_argtypes_ranges():
+    assert argtypes.positive("1e22") == 1e22 and argtypes.count("0") == 0 and argtypes.fraction("0.9") == 0.9
+    for parse, bad in ((argtypes.positive, "0"), (argtypes.count, "-1"), (argtypes.count, "1.5"),
+                       (argtypes.fraction, "1"), (argtypes.positive_count, "0"), (argtypes.non_negative, "nan")):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(bad)
+
+
+# ---------------------------------------------------------------- the table's own C column
+def test_the_tables_c_column_is_what_selections_read(tmp_path, capsys):
+    N, D = grid_nd()
+    path = table(tmp_path / "both.csv", N, D, {"C": 10 * 6 * N * D})  # the user's C: 10x 6ND
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = load_fit_data(path)
+    np.testing.assert_allclose(data.compute(), 10 * 6 * N * D)
+    said = [str(w.message) for w in caught if issubclass(w.category, DataWarning) and "'C'" in str(w.message)]
+    assert len(said) == 1 and "6·N·D" in said[0] and "15 of 15" in said[0], said
+    cut = 1e19
+    rc, out, err = run(capsys, "predict", path, "--law", "kaplan_n", "--train", f"C <= {cut:g}", "--bootstrap", 0)
+    assert rc == 0, err
+    assert f"fit on {int((10 * 6 * N * D <= cut).sum())} of 15 runs" in out, out
+    assert out.count("differs from 6·N·D") == 1
+    assert int((6 * N * D <= cut).sum()) != int((10 * 6 * N * D <= cut).sum())  # the test can tell them apart
+
+
+def test_a_c_column_equal_to_6nd_says_nothing(tmp_path):
+    N, D = grid_nd()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        data = load_fit_data(table(tmp_path / "same.csv", N, D, {"flops": 6 * N * D * 1.001}))
+    assert data.C is not None and data.subset(np.arange(15) < 3).C.shape == (3,)
+
+
+def test_kaplan_d_derives_d_from_compute_and_n(tmp_path, capsys):
+    N, D = grid_nd()
+    path = table(tmp_path / "c.csv", N, D, {"Training FLOP": 6 * N * D})
+    text = path.read_text().replace("N,D,", "Model Size,tokens_gone,")  # no D column a name finds
+    path.write_text(text)
+    data = load_fit_data(path, law="kaplan_d", c_col="Training FLOP")
+    np.testing.assert_allclose(np.sort(data.X["D"]), np.sort(D), rtol=1e-6)
+    no_n = tmp_path / "no_n.csv"
+    no_n.write_text(text.replace("Model Size", "width"))
+    rc, _, err = run(capsys, "fit", no_n, "--law", "kaplan_d", "--c-col", "Training FLOP", "--bootstrap", 0)
+    assert rc == 2 and err.count("\n") == 1 and "--n-col" in err, err
+
+
+# ---------------------------------------------------------------- smaller input faults
+def test_header_only_table_says_so(tmp_path, capsys):
+    (tmp_path / "h.csv").write_text("N,D,loss\n")
+    rc, _, err = run(capsys, "fit", tmp_path / "h.csv")
+    assert rc == 2 and "no rows" in err and "dropped 0" not in err and "{}" not in err, err
+
+
+def test_params_typo_is_named_and_plan_from_params_claims_no_intervals(capsys):
+    typo = '{"E": 1.8, "A": 400, "alpah": 0.34, "B": 2000, "beta": 0.37}'
+    rc, _, err = run(capsys, "plan", "--params", typo, "--compute", "1e22")
+    assert rc == 2 and "'alpah'" in err and "'alpha'" in err, err
+    rc, out, _ = run(capsys, "plan", "--params", typo.replace("alpah", "alpha"), "--compute", "1e22")
+    assert rc == 0 and "from none" not in out and "no intervals" in out, out
+
+
+def test_fit_prints_input_warnings_before_the_table(tmp_path, capsys):
+    N, D = grid_nd()
+    path = table(tmp_path / "m.csv", N / 1e6, D)  # N in millions
+    rc, out, err = run(capsys, "fit", path, "--law", "kaplan_n", "--bootstrap", 0)
+    assert rc == 0, err
+    lines = out.splitlines()
+    unit = next(i for i, line in enumerate(lines) if "below 1e3" in line)
+    assert unit < next(i for i, line in enumerate(lines) if line.startswith("param")), out
+
+
+def test_predict_warns_about_targets_far_outside_the_runs(tmp_path, capsys):
+    N, D = grid_nd()
+    runs = table(tmp_path / "r.csv", N, D)
+    far = table(tmp_path / "t.csv", [1e4, 2e8], [2e11, 4e9], loss=False)
+    rc, out, err = run(capsys, "predict", runs, "--law", "kaplan_n", "--train", "N <= 3e8", "--targets", far,
+                       "--bootstrap", 0)
+    assert rc == 0, err
+    note = [line for line in out.splitlines() if "far outside the fitted runs" in line]
+    assert len(note) == 1 and "N in 1 of 2 targets (1e+04)" in note[0], out
+
+
+# ---------------------------------------------------------------- commands quoted in docs
+def _quoted_commands():
+    """Every `scalesweep SUBCOMMAND ...` README.md and docs/*.md quote, in code blocks or inline."""
+    found = []
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = doc.read_text()
+        blocks = re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S)
+        rest = re.sub(r"```.*?```", "", text, flags=re.S)
+        spans = [s.replace("\n", " ") for s in re.findall(r"`([^`]+)`", rest)]
+        lines = [line for b in blocks for line in b.replace("\\\n", " ").splitlines()] + spans
+        for line in lines:
+            m = re.match(r"\s*(?:\S*/)?scalesweep ([a-z]+\b.*)", line)
+            if m:
+                found.append((doc.name, m.group(1).split(" #")[0].strip()))
+    return found
+
+
+# what the docs' placeholders stand for (SPEC is a path: any word parses)
+PLACEHOLDERS = {"K": "4", "T": "byte", "HOST:PORT": "127.0.0.1:6379"}
+
+
+def test_every_quoted_command_parses_as_written(parser):
+    commands = _quoted_commands()
+    assert any(c.startswith("predict --example epoch-chinchilla") for _, c in commands), commands
+    bad = []
+    for doc, command in commands:
+        if re.search(r"…|\||<|\[", command) or " " not in command:  # a pattern or a name, not a command
+            continue
+        words = [PLACEHOLDERS.get(w, w) for w in shlex.split(command)]
+        try:
+            args = parser.parse_args(words)
+        except SystemExit:
+            bad.append((doc, command))
+            continue
+        if args.command == "predict" and not (args.train or args.fit_max_compute):  # predict's one rule
+            bad.append((doc, command))
+    assert not bad, bad
