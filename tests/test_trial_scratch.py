@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from orchestrator.trial_scratch import OWNER, PREFIX, reap_scratch, trial_scratch
@@ -36,3 +37,25 @@ def test_a_killed_attempts_scratch_is_reaped_by_the_next_and_a_live_ones_kept(tm
         assert reap_scratch(tmp_path) == []  # a live owner's scratch stays
         assert mine.is_dir() and ownerless.is_dir() and other.is_dir()
     assert not mine.exists()  # ended normally: removed
+
+
+def test_a_killed_process_not_yet_waited_for_counts_as_dead():
+    """A SIGKILLed trial whose parent has not reaped it yet is a zombie: its scratch is reapable."""
+    import psutil
+
+    from orchestrator.local_ray import live_process
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        started = psutil.Process(child.pid).create_time()
+        assert live_process(child.pid, started) is not None
+        assert live_process(child.pid, started + 5) is None  # another process under a reused PID
+        os.kill(child.pid, signal.SIGKILL)
+        for _ in range(100):  # until the kernel has made it a zombie (not waited for: we are its parent)
+            if psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE:
+                break
+            time.sleep(0.05)
+        assert live_process(child.pid, started) is None
+    finally:
+        child.kill()
+        child.wait()
