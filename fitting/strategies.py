@@ -23,6 +23,7 @@ from typing import Mapping
 import numpy as np
 
 from fitting.cost import affordable
+from fitting.strategy_names import STRATEGY_NAMES
 from fitting.design import DesignState, design_coordinates, farthest_point_order, seed_design, unreliable_linearisation
 from fitting.posterior import (Discrepancy, LinearPosterior, expected_error_reduction, law_gradients,
                                posterior_draws, quad_rows, target_gain)
@@ -378,6 +379,8 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "d_optimal": DOptimal,
     "v_optimal": VOptimal,
 }
+if tuple(STRATEGIES) != STRATEGY_NAMES:  # the CLI reads the names without importing this module
+    raise ImportError(f"fitting.strategy_names.STRATEGY_NAMES {STRATEGY_NAMES} != STRATEGIES {tuple(STRATEGIES)}")
 
 
 def make_strategy(name: str, **kwargs) -> Strategy:

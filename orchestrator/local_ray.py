@@ -225,13 +225,15 @@ def _write_record(fs, directory: str, temp_dir: str) -> tuple:
     return fs, path
 
 
-def _alive(pid: int, started: float):
-    """The process `pid` if it is the one started at `started` (not a reused PID), else None."""
+def live_process(pid: int, started: float):
+    """The process `pid` if it is the one started at `started` (not a reused PID) and still
+    running, else None (a zombie, killed but not yet waited for by its parent, counts as dead)."""
     import psutil
 
     try:
         proc = psutil.Process(pid)
-        return proc if abs(proc.create_time() - started) < 0.5 else None
+        same = abs(proc.create_time() - started) < 0.5
+        return proc if same and proc.status() != psutil.STATUS_ZOMBIE else None
     except psutil.Error:
         return None
 
@@ -254,12 +256,12 @@ def reap_left_over(fs, directory: str, sweep: str) -> None:
         print(f"scalesweep run: {path}: a driver of sweep {sweep} ran on host {host}; its local Ray "
               f"(if left running) is not reaped from here", file=sys.stderr, flush=True)
         return
-    if pid and pid != os.getpid() and _alive(pid, record.get("driver_started", 0)):
+    if pid and pid != os.getpid() and live_process(pid, record.get("driver_started", 0)):
         raise ValueError(f"sweep {sweep}: another driver (PID {pid}) is running it on this host ({path}); "
                          f"stop that one first")
     procs = {p.pid: p for p in ray_processes(record["temp_dir"])} if record.get("temp_dir") else {}
     for pid_, started in record.get("processes", []):
-        proc = _alive(pid_, started)
+        proc = live_process(pid_, started)
         if proc is not None and proc.pid != os.getpid():
             procs[proc.pid] = proc
     killed = kill_processes(procs.values())

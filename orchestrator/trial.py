@@ -25,7 +25,6 @@ import dataclasses
 import json
 import re
 import shutil
-import tempfile
 import traceback
 import warnings
 from dataclasses import dataclass
@@ -200,14 +199,15 @@ def _write_unended_row(train_config, output, status: str, error: BaseException |
 
 
 def _train_and_report(trial: TrialConfig, attempt: int, resume_from: str | None, report,
-                      checkpoint_cls, rank: int = 0, world_size: int = 1):
+                      checkpoint_cls, scratch: Path, rank: int = 0, world_size: int = 1):
     """Run the trainer with metrics/checkpoints forwarded through `report`; on a crash write
     the failed row (rank 0) and re-raise so Ray retries; on a stop, the interrupted row."""
     from trainers.config import RunOutput
     from trainers.deepspeed_trainer import train
 
     config = dataclasses.replace(trial.train_config, threads=max(1, int(trial.cpus_per_worker)))
-    checkpoint_dir = tempfile.mkdtemp(prefix=f"ckpt-{trial.trial_key}-")
+    checkpoint_dir = str(scratch / "ckpt")
+    Path(checkpoint_dir).mkdir()
     output = RunOutput(storage=trial.storage, sweep=trial.sweep, trial_id=trial.trial_key, attempt=attempt,
                        checkpoint_dir=checkpoint_dir, resume_from=resume_from,
                        run_columns=dict(trial.run_columns or {}))
@@ -231,8 +231,6 @@ def _train_and_report(trial: TrialConfig, attempt: int, resume_from: str | None,
             else:
                 _write_unended_row(config, output, "failed", error, world_size, reporter.last_row)
         raise
-    finally:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
 
 def run_trial(config: dict[str, Any]) -> None:
@@ -302,14 +300,14 @@ def _final_metrics(result) -> dict:
 
 def _resume_and_train(trial: TrialConfig, checkpoint, report, checkpoint_cls, rank: int = 0, world_size: int = 1):
     """Restore `checkpoint` (None: a first attempt), number the attempt, train and report."""
-    workdir = Path(tempfile.mkdtemp(prefix="scalesweep-trial-"))
-    try:
-        resume_from, checkpoint_attempt = _restore_checkpoint(checkpoint, workdir)
+    from orchestrator.trial_scratch import trial_scratch
+
+    # restored checkpoint and local checkpoints in one scratch dir, reaped if this process is killed
+    with trial_scratch() as scratch:
+        resume_from, checkpoint_attempt = _restore_checkpoint(checkpoint, scratch)
         # Every rank numbers it alike; only rank 0 writes rows and the checkpoint's attempt.
         attempt = next_attempt(trial.storage, trial.sweep, trial.trial_key, checkpoint_attempt)
-        return _train_and_report(trial, attempt, resume_from, report, checkpoint_cls, rank, world_size)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        return _train_and_report(trial, attempt, resume_from, report, checkpoint_cls, scratch, rank, world_size)
 
 
 def _train_worker(loop_config: dict) -> None:

@@ -17,7 +17,7 @@ import sys
 COMMAND_MODULES = (
     "trainers.cli",        # train
     "fitting.cli",         # fit, plan
-    "fitting.replay",      # replay
+    "fitting.replay_cli",  # replay
     "fitting.predict_cli", # predict
     "fitting.frontier_cli", # frontier
     "orchestrator.cli",    # validate, run, ladder

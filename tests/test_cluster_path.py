@@ -289,7 +289,7 @@ def test_ray_job_submit_runs_the_sweep(head, tmp_path):
 def test_kill_9_then_resume_reaps_the_old_ray_and_runs_each_config_once(tmp_path):
     """`kill -9` of the driver (only: its Ray agents keep running) once its first run has ended;
     the next `--resume` of the same sweep stops every process of the first driver's Ray, removes
-    its temp folders (the trials' ckpt-* and scalesweep-trial-* included: they live in that
+    its temp folders (the trials' scalesweep-trial-* scratch included: they live in that
     Ray's temp dir), does not train the ended run again and runs every other config once, with
     the ledger equal to the runs' FLOPs."""
     tmp = Path(tempfile.mkdtemp(prefix="ssk-", dir="/tmp"))  # the drivers' TMPDIR: what they leave
@@ -324,7 +324,7 @@ def test_kill_9_then_resume_reaps_the_old_ray_and_runs_each_config_once(tmp_path
         assert f"cleaned up after an earlier driver of sweep {spec.name} (PID {driver.pid})" in resumed.stderr
         still = [(p.pid, p.name()) for p in _still_running(procs)]
         assert not still, (still, [(p.pid, p.name()) for p in left])
-        # No Ray temp dir, no ckpt-*, no scalesweep-trial-*. Ray AIR's `_ray_lockfiles` (file locks
+        # No Ray temp dir, no scalesweep-trial-* scratch. Ray AIR's `_ray_lockfiles` (file locks
         # every Ray process on the machine shares, in the system temp dir) is not the sweep's.
         assert [p.name for p in tmp.iterdir() if p.name != "_ray_lockfiles"] == []
         assert _record(spec) is None

@@ -274,3 +274,27 @@ def test_bpe_cache_is_keyed_by_its_recipe_and_a_corrupt_model_is_retrained(tmp_p
     with pytest.warns(UserWarning, match=r"tokenizer cache .*-bpe-300-.*\.json is unreadable"):
         retrained = load_corpus(spec, cache_dir=tmp_path / "cache")
     assert np.array_equal(retrained.tokens, full.tokens)
+
+
+def test_builtin_corpus_lists_the_stdlib_rule_once(tmp_path, monkeypatch):
+    """The builtin corpus is every .py under the stdlib dir outside the excluded directories (at
+    any depth) and the _sysconfigdata files, in relative-path order; listed once per process."""
+    import sysconfig
+
+    from trainers import documents
+
+    root = tmp_path / "lib"
+    for rel in ("b.py", "a/z.py", "a/x.txt", "a_b.py", "_sysconfigdata_x.py", "site-packages/p/m.py",
+                "a/tests/t.py", "a/__pycache__/c.py", "idle_test/i.py", "c/d/e.py"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("x = 1\n")
+    (root / "linked").symlink_to(root / "c", target_is_directory=True)  # not followed, as rglob
+    monkeypatch.setattr(sysconfig, "get_paths", lambda: {"stdlib": str(root)})
+    documents._builtin_corpus_paths.cache_clear()
+    try:
+        files = documents.builtin_corpus_files()
+        assert [p.relative_to(root).as_posix() for p in files] == ["a/z.py", "a_b.py", "b.py", "c/d/e.py"]
+        (root / "new.py").write_text("y = 2\n")
+        assert documents.builtin_corpus_files() == files  # the first listing holds for the process
+    finally:
+        documents._builtin_corpus_paths.cache_clear()

@@ -100,3 +100,14 @@ def test_the_cycle_check_sees_imports_inside_functions(tmp_path, monkeypatch):
 @pytest.mark.parametrize("package", sorted(p.parent.name for p in REPO.glob("*/__init__.py")))
 def test_no_package_has_an_import_cycle(package):
     assert import_cycles(package) == []
+
+
+def test_building_the_cli_parser_imports_no_scipy():
+    """Every `scalesweep` command (`run` included) builds the whole parser first; scipy.stats,
+    which the design modules import, cost each one ~3 s of start-up. The replay command's
+    strategy choices are the strategies' own names."""
+    code = ("import sys\nfrom scalesweep.cli import build_parser\nbuild_parser()\n"
+            "assert not [m for m in sys.modules if m.split('.')[0] == 'scipy'], 'scipy imported'\n"
+            "from fitting.strategies import STRATEGIES\nfrom fitting.strategy_names import STRATEGY_NAMES\n"
+            "assert tuple(STRATEGIES) == STRATEGY_NAMES\n")
+    assert heavy_modules_after(code) == set()

@@ -62,6 +62,26 @@ def s3():
         server.wait(timeout=10)
 
 
+@pytest.fixture(scope="module")
+def s3_ray(s3, tmp_path_factory):
+    """One private local Ray for this module's in-process sweeps (each `run` would start and stop
+    its own), started with the S3 settings (`s3_env`) and a trial cache of its own in its
+    environment, which its workers keep (so not the conftest's `local_ray`). Yields that cache."""
+    import logging
+
+    from orchestrator.local_ray import start_private
+
+    cache = tmp_path_factory.mktemp("trial-cache")
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in {**s3_env(s3), "SCALESWEEP_CACHE": str(cache)}.items():
+            env.setenv(key, value)
+        private = start_private(2, None, log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        yield cache
+    finally:
+        private.stop()
+
+
 def _saved_step(storage: str, sweep: str, trial_key: str) -> int | None:
     """The step of the latest checkpoint Ray Train has registered for the trial in the sweep's
     storage (its manager's snapshot; a checkpoint still uploading is not in it yet)."""
@@ -126,7 +146,7 @@ def test_validate_names_a_missing_bucket_and_a_file_as_storage(s3, tmp_path, mon
 
 
 @pytest.mark.slow
-def test_every_store_command_works_on_s3(s3, tmp_path, monkeypatch, capsys):
+def test_every_store_command_works_on_s3(s3, s3_ray, tmp_path, monkeypatch, capsys):
     """validate, run, run --resume, fit and report with the store in the bucket; in this
     process (the CLI's `main`), from an empty working directory that must stay empty."""
     from metrics import load_curves, load_runs
@@ -168,6 +188,53 @@ def test_every_store_command_works_on_s3(s3, tmp_path, monkeypatch, capsys):
     cli("report", storage, "--sweep", "s3sweep", "--out", str(tmp_path / "local"))
     assert "<h1>Sweep s3sweep: scaling report</h1>" in (tmp_path / "local" / "report.html").read_text()
     assert list(cwd.iterdir()) == []  # nothing local, no folder named 's3:'
+
+
+def test_a_sweep_on_s3_prepares_its_raw_corpus_into_the_bucket(s3, s3_ray, tmp_path, monkeypatch):
+    """`run` with its storage in the bucket, a raw JSONL corpus and a raw extra-eval set: each is
+    prepared once into ``s3://bucket/sweeps/<sweep>/corpus/…`` before any trial starts; the trial
+    is handed those URIs (the raw files are deleted before the searcher is made, so it could not
+    read or prepare them) and fetches the shards once into its machine's cache."""
+    from metrics import load_curves
+    from orchestrator.spec import load_spec
+    from orchestrator.sweep import _make_searcher, run_sweep
+    from orchestrator.sweep_corpus import sweep_corpus_location
+    from test_prepare import write_jsonl
+
+    for key, value in s3_env(s3).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SCALESWEEP_CACHE", str(tmp_path / "cache"))  # the driver's; the trials' is s3_ray's
+    source = write_jsonl(tmp_path / "c.jsonl", 80_000)
+    other = write_jsonl(tmp_path / "e.jsonl", 30_000, seed=1)
+    spec = load_spec(tiny_spec(f"s3://{BUCKET}/sweeps", name="s3corpus", shapes=SHAPES[:1],
+                               dataset_tokens=(12_000,), corpus={"source": str(source)},
+                               trainer={"extra_evals": {"other": str(other)}}))
+    locations = (sweep_corpus_location(spec, spec.corpus),
+                 sweep_corpus_location(spec, spec.trainer["extra_evals"]["other"]))
+    seen = []
+
+    def searcher(prepared, grid, *args):
+        config = grid.trials[0].train_config
+        seen.append((config.corpus.source, config.extra_evals["other"].source))
+        source.unlink()
+        other.unlink()
+        return _make_searcher(prepared, grid, *args)
+
+    remote = s3_ray / "remote"  # the trials' cache, shared with the module's other sweeps
+    earlier = set(remote.iterdir()) if remote.exists() else set()
+    summary = run_sweep(spec, num_cpus=2, verbose=0, make_searcher=searcher)
+    assert summary.completed == 1 and summary.failed == 0, summary
+    assert seen == [locations], seen
+    for location in locations:
+        assert location.startswith(f"s3://{BUCKET}/sweeps/s3corpus/corpus/byte-")
+        fs, root = pafs.FileSystem.from_uri(location)
+        names = {info.base_name for info in fs.get_file_info(pafs.FileSelector(root))}
+        assert {"manifest.json", "recipe.json", "shard-000000.bin"} <= names, names
+    fetched = [p for p in set(remote.iterdir()) - earlier if p.is_dir()]
+    assert len(fetched) == 2 and all((p / "manifest.json").is_file() for p in fetched)  # the trial's copies
+    curves = load_curves(spec.storage, spec.name)
+    losses = [v for v in curves.column("val_loss_other").to_pylist() if v is not None]
+    assert losses and all(v > 0 for v in losses)  # the extra-eval set, evaluated from its prepared copy
 
 
 def test_fit_reads_and_replay_writes_files_on_s3(s3, tmp_path, monkeypatch, capsys):
@@ -308,48 +375,3 @@ def test_a_corpus_prepared_into_the_bucket_is_what_trials_load(s3, tmp_path, mon
     out = capsys.readouterr().out
     assert f"{corpus.tokens.size} tokens" in out or str(corpus.tokens.size) in out, out
     assert not (tmp_path / "driver-cache" / "remote").exists()
-
-
-def test_a_sweep_on_s3_prepares_its_raw_corpus_into_the_bucket(s3, tmp_path, monkeypatch):
-    """`run` with its storage in the bucket, a raw JSONL corpus and a raw extra-eval set: each is
-    prepared once into ``s3://bucket/sweeps/<sweep>/corpus/…`` before any trial starts; the trial
-    is handed those URIs (the raw files are deleted before the searcher is made, so it could not
-    read or prepare them) and fetches the shards once into its machine's cache."""
-    from metrics import load_curves
-    from orchestrator.spec import load_spec
-    from orchestrator.sweep import _make_searcher, run_sweep
-    from orchestrator.sweep_corpus import sweep_corpus_location
-    from test_prepare import write_jsonl
-
-    for key, value in s3_env(s3).items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("SCALESWEEP_CACHE", str(tmp_path / "cache"))  # the trials inherit it
-    source = write_jsonl(tmp_path / "c.jsonl", 80_000)
-    other = write_jsonl(tmp_path / "e.jsonl", 30_000, seed=1)
-    spec = load_spec(tiny_spec(f"s3://{BUCKET}/sweeps", name="s3corpus", shapes=SHAPES[:1],
-                               dataset_tokens=(12_000,), corpus={"source": str(source)},
-                               trainer={"extra_evals": {"other": str(other)}}))
-    locations = (sweep_corpus_location(spec, spec.corpus),
-                 sweep_corpus_location(spec, spec.trainer["extra_evals"]["other"]))
-    seen = []
-
-    def searcher(prepared, grid, *args):
-        config = grid.trials[0].train_config
-        seen.append((config.corpus.source, config.extra_evals["other"].source))
-        source.unlink()
-        other.unlink()
-        return _make_searcher(prepared, grid, *args)
-
-    summary = run_sweep(spec, num_cpus=2, verbose=0, make_searcher=searcher)
-    assert summary.completed == 1 and summary.failed == 0, summary
-    assert seen == [locations], seen
-    for location in locations:
-        assert location.startswith(f"s3://{BUCKET}/sweeps/s3corpus/corpus/byte-")
-        fs, root = pafs.FileSystem.from_uri(location)
-        names = {info.base_name for info in fs.get_file_info(pafs.FileSelector(root))}
-        assert {"manifest.json", "recipe.json", "shard-000000.bin"} <= names, names
-    fetched = [p for p in (tmp_path / "cache" / "remote").iterdir() if p.is_dir()]
-    assert len(fetched) == 2 and all((p / "manifest.json").is_file() for p in fetched)  # the trial's copies
-    curves = load_curves(spec.storage, spec.name)
-    losses = [v for v in curves.column("val_loss_other").to_pylist() if v is not None]
-    assert losses and all(v > 0 for v in losses)  # the extra-eval set, evaluated from its prepared copy

@@ -62,7 +62,7 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
-def _crash_a_node_running_a_trial(cluster, nodes) -> None:
+def _crash_a_node_running_a_trial(cluster, nodes) -> list[int]:
     """What a machine failure does: the node's Ray processes and the trial processes on it die
     at once. `remove_node` alone kills the raylet, but a trial process that is busy training
     does not notice until it next talks to Ray, and may finish its run first."""
@@ -75,12 +75,31 @@ def _crash_a_node_running_a_trial(cluster, nodes) -> None:
     assert victims, f"no trial actor alive on the worker nodes: {alive}"
     node_id = victims[0]["Address"]["NodeID"]
     cluster.remove_node(by_node[node_id], allow_graceful=False)
+    killed = []
     for actor in victims:
         if actor["Address"]["NodeID"] == node_id:
             try:
                 os.kill(actor["Pid"], signal.SIGKILL)
+                killed.append(actor["Pid"])
             except ProcessLookupError:
                 pass
+    return killed
+
+
+def _scratch_owners(root: str) -> set[int]:
+    """PIDs named as owners by the trials' scratch directories under `root`
+    (orchestrator/trial_scratch.py)."""
+    import json
+
+    from orchestrator.trial_scratch import OWNER, PREFIX
+
+    owners = set()
+    for path in Path(root).glob(f"{PREFIX}*/{OWNER}"):
+        try:
+            owners.add(json.loads(path.read_text())["pid"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return owners
 
 
 @pytest.mark.slow
@@ -109,12 +128,15 @@ def test_node_removed_trial_retried_elsewhere(tmp_path):
             time.sleep(0.3)
         # The node that hosts a running trial (not a fixed one: on a slow machine the scheduler
         # may have put the only live trial on the other node).
-        _crash_a_node_running_a_trial(cluster, workers)
+        killed = _crash_a_node_running_a_trial(cluster, workers)
         sweep.join(timeout=180)
         assert not sweep.is_alive() and "summary" in outcome
     finally:
         ray.shutdown()
         cluster.shutdown()
+    # the killed trial could not remove its local scratch (checkpoints); its retry reaped it
+    import tempfile
+    assert killed and not _scratch_owners(tempfile.gettempdir()) & set(killed)
     every = load_runs(spec.storage, spec.name, all_attempts=True).to_pylist()
     assert max(r["attempt"] for r in every) >= 1, every  # something was retried
     runs = assert_one_row_per_config(spec)
