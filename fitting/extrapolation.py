@@ -46,6 +46,16 @@ Kaplan sit near the band's ends: the same misfit leaves Chinchilla's compute-opt
 the two apart better. Not diagnosed yet: why the 9-parameter law's active rows and data-constrained at
 10 % now land 0.5-1.5 points above 95 % (about one standard error), and data-constrained at 5 % (22
 runs for 7 parameters) is still below 85 %: its bias lies where its 6 held-out runs do not reach.
+
+All 50 replicates (2026-12-01, same fits): data-constrained 87.6 / 82.0 / 90.0, 9-parameter 92.4 / 96.8 /
+93.2. The parameter part decides the small-budget rows, not the misfit: at 5 % the 9-parameter law's
+delta-method sd at the targets is 0.073 against a median error of 0.033, and data-constrained's misses
+fits whose R_D* came out 2-5 (truth 15.4; errors -7 % with a delta sd of 0.017). The bootstrap's
+parameter part (what fit/predict/plan/replay print by default; ``bench/coverage.py --bootstrap``)
+errs the other way on both: 9-parameter 82.0 / 84.0 % at 5 / 10 %, data-constrained 94.5 % at 5 % (47
+replicates); Chinchilla full pool 91.2 %, Kaplan 97.6 %. Across replicates the delta part's width does
+not track the error (correlation -0.3 to 0.2): the next step is a parameter part that does (profile
+likelihood of the prediction, or a bootstrap that refits from more than the optimum's basin).
 """
 
 from __future__ import annotations
