@@ -12,7 +12,8 @@ from orchestrator.local_ray import start_private
 from scalesweep.cli import main
 from tests.test_sweep import tiny_spec
 
-# six runs: chinchilla has five parameters (3 sizes x 2 D, so N and D/N both vary)
+# nine runs: chinchilla has five parameters (3 sizes x 3 D, so N and D/N both vary; 3 x 2 leaves a
+# direction of B and beta the runs do not fix, and the ladder then refuses: no N_opt to train)
 SHAPES = [{"n_layer": 1, "d_model": 32, "n_heads": 2, "d_ff": 128},
           {"n_layer": 2, "d_model": 48, "n_heads": 4, "d_ff": 192},
           {"n_layer": 2, "d_model": 64, "n_heads": 4, "d_ff": 256}]
@@ -20,10 +21,10 @@ SHAPES = [{"n_layer": 1, "d_model": 32, "n_heads": 2, "d_ff": 128},
 
 @pytest.mark.slow
 def test_run_with_a_ladder_section_trains_the_predicted_optimum_and_scores_it(tmp_path, capsys):
-    # allow_at_bounds: six noisy tiny runs may pin a parameter; the refusal is tested in test_ladder_plan
+    # allow_at_bounds: nine noisy tiny runs may pin a parameter; the refusal is tested in test_ladder_plan
     # max_steps (34: the longest grid run's steps) is there for a dataset-regime sub-sweep; the ladder
     # run, longer, must still train its whole schedule, and neither that run nor the ladder enters the fit
-    raw = tiny_spec(tmp_path / "store", name="lad", shapes=SHAPES, dataset_tokens=(12_000, 36_000),
+    raw = tiny_spec(tmp_path / "store", name="lad", shapes=SHAPES, dataset_tokens=(12_000, 21_000, 36_000),
                     ladder={"multiplier": 4, "allow_at_bounds": True}, trainer={"eval_every": 8, "max_steps": 34},
                     sub_sweeps={"overfit": {"regime": "dataset", "shapes": [SHAPES[0]], "dataset_tokens": 12_000}})
     path = tmp_path / "spec.yaml"
@@ -38,11 +39,11 @@ def test_run_with_a_ladder_section_trains_the_predicted_optimum_and_scores_it(tm
     ladder_run = runs.pop("ladder-x4")
     overfit = [runs.pop(k) for k in [k for k, r in runs.items() if r["sub_sweep"] == "overfit"]]
     assert len(overfit) == 1 and overfit[0]["steps"] <= 34 and ladder_run["sub_sweep"] == "ladder"
-    assert len(runs) == 6 and all(r["status"] == "completed" for r in runs.values())
+    assert len(runs) == 9 and all(r["status"] == "completed" for r in runs.values())
     assert ladder_run["status"] == "completed"
     [row] = load_ladder(str(tmp_path / "store"), "lad").to_pylist()
     assert row["trial_id"] == "ladder-x4" and row["sweep"] == "lad" and row["law"] == "chinchilla"
-    assert row["multiplier"] == 4 and row["n_runs"] == 6
+    assert row["multiplier"] == 4 and row["n_runs"] == 9
     assert row["reference_compute"] == pytest.approx(max(r["flops"] for r in runs.values()))
     assert row["compute"] == pytest.approx(4 * row["reference_compute"])
     # the trained run is the planned one, and spent K x C (whole batches: within one batch of it)
