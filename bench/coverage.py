@@ -25,8 +25,9 @@ covered, and its standard error over replicates), the plain interval's coverage 
 run-to-run scatter with the misfit taken out of the residuals, :func:`fitting.extrapolation.noise_parts`;
 the misfit interval adds the misfit sd to it in quadrature, so where it alone covers more than 95 %
 the goal cannot be met), mean calibrated misfit amplitude, how often it was the stated prior (too
-few runs), mean |error|, the interval's parts at the targets (mean log-loss sd from the parameters,
-the run-to-run scatter and the misfit) against the rms of the observed log error and the rms error
+few runs) or 0, how many target predictions were not identified ("unb": an interval open to 0 or
+infinity, counted apart and left out of the coverage), mean |error|, the interval's parts at the
+targets (mean log-loss sd from the parameters, the run-to-run scatter and the misfit) against the rms of the observed log error and the rms error
 of the predicted mean against the noise-free truth ("vs truth": what the parameter and misfit parts
 should cover; both pooled over replicates and targets); last line the worst coverage against the
 goal (85-95 %). ``--exact`` makes every oracle the law itself (no misfit): the parameter and
@@ -144,7 +145,7 @@ def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = F
                 fit = fit_law(setting.law, dict(fit.data.X) | {"loss": fit.data.y}, seed=seed)
         if fit is None:
             return dict.fromkeys(("coverage", "plain", "amplitude", "are") + PARTS, np.nan) | {
-            "calibrated": False, "scale": [np.nan] * len(scales)}
+            "calibrated": False, "unbounded": 0, "scale": [np.nan] * len(scales)}
         if n_bootstrap:
             bootstrap(fit, n_boot=n_bootstrap, seed=seed)
         cal = calibrate_misfit(fit)
@@ -152,10 +153,15 @@ def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = F
         X_t = fit.law.columns(target.X)
         noise = noise_parts(fit, X_t, cal.length)  # parameters and run-to-run scatter, the misfit taken out
 
+        # an interval open to 0 or infinity is the prediction reported as not identified (a null
+        # direction of the fit, fitting.uncertainty.null_space): counted apart, never as covering
+        stated = np.isfinite(iv.hi) & (iv.lo > 0)
+
         def covered(scale: float) -> float:  # the same interval with the misfit sd times ``scale``
             cal_c = replace(cal, amplitude=scale * cal.amplitude, estimate=scale * cal.estimate, prior=scale * cal.prior)
             iv_c = extrapolation_interval(fit, target.X, level=LEVEL, calibration=cal_c)
-            return float(np.mean((y_target >= iv_c.lo) & (y_target <= iv_c.hi)))
+            inside = (y_target >= iv_c.lo) & (y_target <= iv_c.hi)
+            return float(np.mean(inside[stated])) if stated.any() else float("nan")
 
         plain = covered(0.0)
         by_scale = [covered(c) for c in scales]
@@ -168,7 +174,7 @@ def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = F
     parts = {"param": float(np.mean(param_sd)), "scatter": noise.noise_sd,
              "misfit": float(np.mean(m)),
              "rms": float(np.mean(err**2)), "truth": float(np.mean((np.log(orc.truth(target.X)) - np.log(iv.mean)) ** 2))}
-    return {"coverage": float(np.mean((y_target >= iv.lo) & (y_target <= iv.hi))), "amplitude": cal.amplitude,
+    return {"coverage": covered(1.0), "unbounded": int((~stated).sum()), "amplitude": cal.amplitude,
             "plain": plain,
             "calibrated": cal.calibrated, "are": float(np.mean(np.abs(iv.mean / y_target - 1))),
             "scale": by_scale} | parts
@@ -186,6 +192,7 @@ def coverage(name: str, replicates: int, fraction: float = 1.0, first_seed: int 
             "se": float(cov[ok].std(ddof=1) / np.sqrt(max(ok.sum(), 1))) if ok.sum() > 1 else float("nan"),
             "amplitude": float(np.nanmean([r["amplitude"] for r in rows])),
             "prior": int(sum(not r["calibrated"] for r in rows)),
+            "unbounded": int(sum(r["unbounded"] for r in rows)),
             "zero": int(sum(r["amplitude"] == 0 for r in rows)),
             "are": float(np.nanmean([r["are"] for r in rows])), "plain": float(np.nanmean([r["plain"] for r in rows])),
             "scale": np.nanmean([r["scale"] for r in rows], axis=0).tolist() if scales else []} | {
@@ -218,7 +225,7 @@ def main(argv=None) -> int:
         print("--no-full needs --fractions", file=sys.stderr)
         return 2
     print(f"{'law':<17} {'strategy':<12} {'reps':>4} {'coverage':>9} {'± se':>6} {'plain':>6} {'misfit sd':>9} {'prior':>5} "
-          f"{'zero':>4} {'mean|err|':>9} {'sd: param':>9} {'scatter':>7} {'misfit':>6} {'rms err':>7} {'vs truth':>8} {'s':>6}")
+          f"{'zero':>4} {'unb':>4} {'mean|err|':>9} {'sd: param':>9} {'scatter':>7} {'misfit':>6} {'rms err':>7} {'vs truth':>8} {'s':>6}")
     rows = []
     for name in laws:
         for frac in fractions:
@@ -227,7 +234,7 @@ def main(argv=None) -> int:
                          n_bootstrap=args.bootstrap)
             strategy = "full pool" if frac >= 1 else f"active {frac:.0%}"
             print(f"{name:<17} {strategy:<12} {r['n']:>4} {r['coverage']:>9.1%} {r['se']:>6.1%} {r['plain']:>6.1%} {r['amplitude']:>9.4f} "
-                  f"{r['prior']:>5} {r['zero']:>4} {r['are']:>9.2%} {r['param']:>9.4f} {r['scatter']:>7.4f} {r['misfit']:>6.4f} "
+                  f"{r['prior']:>5} {r['zero']:>4} {r['unbounded']:>4} {r['are']:>9.2%} {r['param']:>9.4f} {r['scatter']:>7.4f} {r['misfit']:>6.4f} "
                   f"{r['rms']:>7.4f} {r['truth']:>8.4f} {time.perf_counter() - t0:>6.0f}", flush=True)
             if scales:
                 print(f"{'':<17} {'':<12} misfit sd x " + ", ".join(f"{c:g}: {v:.1%}" for c, v in zip(scales, r["scale"])))
