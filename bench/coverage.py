@@ -157,12 +157,15 @@ def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = F
         # direction of the fit, fitting.uncertainty.null_space): counted apart, never as covering
         stated = np.isfinite(iv.hi) & (iv.lo > 0)
 
-        def covered(scale: float) -> float:  # the same interval with the misfit sd times ``scale``
-            cal_c = replace(cal, amplitude=scale * cal.amplitude, estimate=scale * cal.estimate, prior=scale * cal.prior)
-            iv_c = extrapolation_interval(fit, target.X, level=LEVEL, calibration=cal_c)
-            inside = (y_target >= iv_c.lo) & (y_target <= iv_c.hi)
+        def share_inside(interval) -> float:  # of the targets with a stated interval
+            inside = (y_target >= interval.lo) & (y_target <= interval.hi)
             return float(np.mean(inside[stated])) if stated.any() else float("nan")
 
+        def covered(scale: float) -> float:  # the same interval with the misfit sd times ``scale``
+            cal_c = replace(cal, amplitude=scale * cal.amplitude, estimate=scale * cal.estimate, prior=scale * cal.prior)
+            return share_inside(extrapolation_interval(fit, target.X, level=LEVEL, calibration=cal_c))
+
+        coverage_share = share_inside(iv)
         plain = covered(0.0)
         by_scale = [covered(c) for c in scales]
     err = np.log(y_target) - np.log(iv.mean)
@@ -174,7 +177,7 @@ def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = F
     parts = {"param": float(np.mean(param_sd)), "scatter": noise.noise_sd,
              "misfit": float(np.mean(m)),
              "rms": float(np.mean(err**2)), "truth": float(np.mean((np.log(orc.truth(target.X)) - np.log(iv.mean)) ** 2))}
-    return {"coverage": covered(1.0), "unbounded": int((~stated).sum()), "amplitude": cal.amplitude,
+    return {"coverage": coverage_share, "unbounded": int((~stated).sum()), "amplitude": cal.amplitude,
             "plain": plain,
             "calibrated": cal.calibrated, "are": float(np.mean(np.abs(iv.mean / y_target - 1))),
             "scale": by_scale} | parts
