@@ -203,6 +203,7 @@ def plan_ladder(spec: SweepSpec, multiplier: float, *, allow_at_bounds: bool = F
     from fitting.allocate import compute_optimal_allocation
     from fitting.extrapolation import calibrate_misfit, extrapolation_interval
     from fitting.fit import fit_law
+    from fitting.uncertainty import bootstrap
     from fitting.laws import get_law
     from fitting.objective import bounds_note, params_at_bounds
     from orchestrator.grid import check_trial, make_trial
@@ -217,6 +218,9 @@ def plan_ladder(spec: SweepSpec, multiplier: float, *, allow_at_bounds: bool = F
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit = fit_law(law, data, level=level, seed=0)
+        # the interval the ladder scores is the one `plan` prints for these runs: parameter part from
+        # the bootstrap (fitting.cli.add_bootstrap_arg's default), not the delta method's
+        bootstrap(fit, n_boot=1000, seed=0)
     notes += user_messages(caught)
     verdict = fit.identifiability
     if not verdict.identified:
