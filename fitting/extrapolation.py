@@ -254,7 +254,8 @@ def misfit_sd(fit: FitResult, X: Mapping[str, np.ndarray], calibration: MisfitCa
 
 
 def extrapolation_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: float | None = None,
-                           calibration: MisfitCalibration | None = None) -> Interval:
+                           calibration: MisfitCalibration | None = None, parameter_part: str | None = None,
+                           profile=None) -> Interval:
     """The fit's prediction interval for extrapolation: parameters, run-to-run scatter and the
     calibrated misfit (``calibration`` defaults to :func:`calibrate_misfit` on the fit's own runs),
     each counted once.
@@ -265,7 +266,14 @@ def extrapolation_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: f
     the t quantile with n − P degrees of freedom. With a bootstrap, each side's parameter part is
     the bootstrap's confidence half-width instead of q·√v_θ. Unlike ``fit.interval(X, level)``,
     whose sandwich and scatter read the misfit in the residuals as noise, this need not contain the
-    plain interval: that double counting made Kaplan's L(N, D) intervals cover 98-99 % (module doc)."""
+    plain interval: that double counting made Kaplan's L(N, D) intervals cover 98-99 % (module doc).
+
+    ``parameter_part``: ``"delta"``, ``"bootstrap"`` (needs ``fit.bootstrap``) or ``"profile"`` (each
+    side's half-width from the profile likelihood of the prediction,
+    :func:`fitting.prediction_profile.prediction_profile`, on the same noise-only scale as the
+    delta method's; a side the data leave open is open here too; ``profile``: one already traced
+    at these X and level, not traced again); None: the bootstrap's when the fit has one, else the
+    delta method's. Raises ValueError for another name, or "bootstrap" without one."""
     calibration = calibration or calibrate_misfit(fit)
     level = fit.level if level is None else level
     X = fit.law.columns(X)
@@ -274,7 +282,19 @@ def extrapolation_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: f
     parts = noise_parts(fit, X, calibration.length)
     other = parts.noise_sd**2 + misfit_sd(fit, X, calibration) ** 2  # scatter and misfit variances
     log_mean = np.log(mean)
-    if fit.bootstrap is not None:
+    part = parameter_part or ("bootstrap" if fit.bootstrap is not None else "delta")
+    if part not in ("delta", "bootstrap", "profile"):
+        raise ValueError(f"parameter_part must be 'delta', 'bootstrap' or 'profile', not {parameter_part!r}")
+    if part == "bootstrap" and fit.bootstrap is None:
+        raise ValueError("parameter_part='bootstrap' needs a bootstrap on the fit (fitting.uncertainty.bootstrap)")
+    if part == "profile":
+        from fitting.prediction_profile import prediction_profile  # its Lagrangian refits are only paid when asked
+
+        prof = profile if profile is not None else prediction_profile(fit, X, level)
+        h_lo = np.where(prof.open_lo, np.inf, np.sqrt(prof.h_lo**2 + q**2 * other))
+        h_hi = np.where(prof.open_hi, np.inf, np.sqrt(prof.h_hi**2 + q**2 * other))
+        sd, method = np.sqrt(((prof.h_lo + prof.h_hi) / (2 * q)) ** 2 + other), "profile"
+    elif part == "bootstrap":
         conf = fit.interval(X, level=level, kind="confidence")
         h_lo = np.sqrt(np.clip(log_mean - np.log(conf.lo), 0, None) ** 2 + q**2 * other)
         h_hi = np.sqrt(np.clip(np.log(conf.hi) - log_mean, 0, None) ** 2 + q**2 * other)
