@@ -70,9 +70,10 @@ from scipy import stats
 from fitting.fit import FitResult, fit_law
 from fitting.posterior import Discrepancy, LinearPosterior, law_gradients
 from fitting.objective import log_jacobian
-from fitting.uncertainty import Interval, m_estimator_factor, scaled_pinv, split_residuals
+from fitting.prediction_profile import prediction_profile
+from fitting.uncertainty import Interval, m_estimator_factor, residual_split, scaled_pinv
 
-__all__ = ["PRIOR_MISFIT_SD", "PRIOR_WEIGHT", "HELD_OUT", "MisfitCalibration", "NoiseParts", "noise_parts", "residual_split",
+__all__ = ["PRIOR_MISFIT_SD", "PRIOR_WEIGHT", "HELD_OUT", "MisfitCalibration", "NoiseParts", "noise_parts",
            "unit_misfit_sd", "calibrate_misfit", "misfit_sd", "extrapolation_interval"]
 
 
@@ -142,14 +143,6 @@ class NoiseParts:
     noise_sd: float  # run-to-run scatter σ of log loss, the smooth misfit taken out (REML)
     misfit_in_sample: float  # the residuals' own smooth-misfit amplitude (REML), same units as a
     dof: int  # residual degrees of freedom of the split
-
-
-def residual_split(fit: FitResult, length: float = 2.0, J: np.ndarray | None = None) -> tuple[float, float, int]:
-    """(noise sd σ > 0, smooth-misfit amplitude, degrees of freedom) of the fit's residuals by REML
-    (:func:`fitting.uncertainty.split_residuals`), the misfit the GP of :func:`unit_misfit_sd`."""
-    J = log_jacobian(fit.law, fit.z, fit.data.X) if J is None else J
-    sigma, a_in, dof = split_residuals(fit.residuals, J, Discrepancy(amplitude=1.0, length=length).features(fit.data.X))
-    return max(sigma, 1e-6), a_in, dof
 
 
 def noise_parts(fit: FitResult, X: Mapping[str, np.ndarray], length: float = 2.0) -> NoiseParts:
@@ -288,8 +281,6 @@ def extrapolation_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: f
     if part == "bootstrap" and fit.bootstrap is None:
         raise ValueError("parameter_part='bootstrap' needs a bootstrap on the fit (fitting.uncertainty.bootstrap)")
     if part == "profile":
-        from fitting.prediction_profile import prediction_profile  # its Lagrangian refits are only paid when asked
-
         prof = profile if profile is not None else prediction_profile(fit, X, level)
         h_lo = np.where(prof.open_lo, np.inf, np.sqrt(prof.h_lo**2 + q**2 * other))
         h_hi = np.where(prof.open_hi, np.inf, np.sqrt(prof.h_hi**2 + q**2 * other))

@@ -19,7 +19,7 @@ multipliers' Lagrangians run off toward the bounds for the whole iteration budge
 
 Threshold: a point is inside when 2·ΔF·c ≤ q², with q the Student-t quantile of the delta interval
 and c = E ψ' / E ψ² of the loss under the run-to-run noise σ alone (the REML split of
-:func:`fitting.extrapolation.residual_split`: the misfit taken out, as in the delta method's
+:func:`fitting.uncertainty.residual_split`: the misfit taken out, as in the delta method's
 noise-only part), so that where the objective is quadratic the profile interval *is* the
 noise-only delta interval, and only the objective's shape makes them differ. (The empirical c of
 :func:`fitting.param_intervals.profile_threshold`, from the Huber residuals inside ±δ, is a
@@ -43,7 +43,7 @@ from scipy import stats
 from fitting.multistart import single_threaded_blas
 from fitting.objective import log_jacobian, make_objective
 from fitting.optim import batched_lbfgs
-from fitting.uncertainty import huber_moments, scaled_pinv
+from fitting.uncertainty import huber_moments, residual_split, scaled_pinv
 
 if TYPE_CHECKING:  # annotations only: fitting.fit imports fitting.uncertainty
     from fitting.fit import FitResult
@@ -72,8 +72,6 @@ class PredictionProfile:
 def _noise_only_scale(fit: FitResult) -> tuple[float, float]:
     """(c, κ): the threshold's scale c = E ψ'/E ψ² and the expected curvature E ψ' = κ of the loss
     under the fit's noise-only σ (least squares: 1/σ², 1)."""
-    from fitting.extrapolation import residual_split  # the owner of the REML split; imports fitting.fit
-
     sigma = residual_split(fit)[0]
     if fit.loss != "huber":
         return 1.0 / sigma**2, 1.0

@@ -25,12 +25,13 @@ from scipy import special, stats
 from fitting.multistart import single_threaded_blas
 from fitting.objective import log_jacobian, make_objective
 from fitting.optim import batched_lbfgs
+from fitting.posterior import Discrepancy
 
 if TYPE_CHECKING:  # annotations only: fitting.fit imports this module
     from fitting.fit import FitResult
 
 __all__ = ["Interval", "BootstrapResult", "bootstrap", "prediction_interval", "estimate_covariance",
-           "residual_scales", "scaled_pinv", "m_estimator_factor", "huber_moments", "split_residuals", "NullSpace", "null_space",
+           "residual_scales", "scaled_pinv", "m_estimator_factor", "huber_moments", "split_residuals", "residual_split", "NullSpace", "null_space",
            "jacobian_directions", "loaded_params", "NULL_RCOND", "NULL_LOADING"]
 
 
@@ -229,6 +230,15 @@ def split_residuals(r: np.ndarray, J: np.ndarray, Phi: np.ndarray) -> tuple[floa
         ratio = float(np.exp(minimize_scalar(nll, bounds=(lo, hi), method="bounded").x))
     sigma2 = float(np.sum(z2 / (ratio * lam + 1.0)) / m)
     return float(np.sqrt(sigma2)), float(np.sqrt(ratio * sigma2)), m
+
+
+def residual_split(fit: FitResult, length: float = 2.0, J: np.ndarray | None = None) -> tuple[float, float, int]:
+    """(noise sd σ > 0, smooth-misfit amplitude, degrees of freedom) of the fit's residuals by REML
+    (:func:`split_residuals`), the misfit the GP of :func:`fitting.extrapolation.unit_misfit_sd`
+    (:class:`fitting.posterior.Discrepancy` of correlation ``length``)."""
+    J = log_jacobian(fit.law, fit.z, fit.data.X) if J is None else J
+    sigma, a_in, dof = split_residuals(fit.residuals, J, Discrepancy(amplitude=1.0, length=length).features(fit.data.X))
+    return max(sigma, 1e-6), a_in, dof
 
 
 def estimate_covariance(J, r, psi, loss, delta, p, kind="sandwich"):

@@ -103,7 +103,8 @@ def test_a_calibration_whose_held_out_runs_fit_well_is_never_silently_zero():
     # within the plain predictive variance; the prior (the residuals' own smooth misfit, by REML,
     # weighted as PRIOR_WEIGHT runs) keeps it from vanishing where the residuals show one, and
     # describe() gives both numbers
-    from fitting.extrapolation import PRIOR_WEIGHT, residual_split
+    from fitting.extrapolation import PRIOR_WEIGHT
+    from fitting.uncertainty import residual_split
 
     _, fit = _fit_on_grid(noise=0.015, seed=3)
     zeros = 0
@@ -178,8 +179,8 @@ def test_the_noise_split_reads_the_run_to_run_scatter_without_the_misfit():
     # issue 15 item 5 (a, b): the fit's MAD scale and sandwich read a smooth misfit in the residuals as
     # noise, and the misfit term then counted it again; the REML split takes the misfit out, and its
     # degrees-of-freedom correction keeps the noise sd from reading low with 49 runs for 5 parameters
-    from fitting.extrapolation import noise_parts, residual_split
-    from fitting.uncertainty import m_estimator_factor
+    from fitting.extrapolation import noise_parts
+    from fitting.uncertainty import m_estimator_factor, residual_split
 
     noise = 0.01
     split = {m: np.array([residual_split(_fit_on_grid(noise, seed, misfit)[1]) for seed in range(10)])
