@@ -15,6 +15,15 @@ os.environ.setdefault("SCALESWEEP_CACHE", str(REPO / ".cache" / "test"))
 
 
 
+def pytest_configure(config):
+    """Keep the collection order below under `--dist loadfile`: pytest-xdist (3.x) otherwise
+    re-sorts the files by how many tests each holds (`--loadscope-reorder`, its default), which
+    put test_spec.py's hundred quick cases first and the minutes-long files wherever their count
+    fell (one worker then idled at the end)."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
 def pytest_collection_modifyitems(config, items):
     """Files holding slow (end-to-end) tests first, in their usual order: `make test` hands whole
     files to two workers in collection order, so the minutes-long files start at once and the

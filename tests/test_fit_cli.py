@@ -267,7 +267,7 @@ def test_replay_cost_cells_and_unreadable_tables(tmp_path, capsys):
                                                for a, b, c, k in zip(N, D, y, cost)))
     targets = write_csv(tmp_path / "targets.csv", {"N": [1e10], "D": [2e11]})
     rc, out, err = run(capsys, "replay", pool, "--targets", targets, "--cost-col", "cost", "--strategy", "random",
-                       "--budget-fraction", 0.5, "--out", tmp_path / "p.csv")
+                       "--budget-fraction", 0.5, "--bootstrap", 0, "--out", tmp_path / "p.csv")
     assert rc == 0, err
     assert "warning: dropped 2 pool rows whose cost is not a positive number" in out and "of 38 pool rows" in out
     ragged = tmp_path / "ragged.csv"

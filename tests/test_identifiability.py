@@ -120,7 +120,7 @@ def test_replay_marks_an_unidentified_fit(tmp_path, capsys):
     pool = write_csv(tmp_path / "pool.csv", synthetic(ratio=20.0, n=30))
     targets = write_csv(tmp_path / "targets.csv", {"N": [1e10], "D": [2e11]})
     rc, out, _ = run(capsys, "replay", pool, "--targets", targets, "--budget-fraction", 1, "--strategy", "grid",
-                     "--out", tmp_path / "pred.csv")
+                     "--bootstrap", 0, "--out", tmp_path / "pred.csv")
     assert rc == 0 and "fit (NOT IDENTIFIED: every run has (almost) the same tokens-per-parameter ratio" in out
 
 

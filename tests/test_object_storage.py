@@ -243,14 +243,14 @@ def test_fit_reads_and_replay_writes_files_on_s3(s3, tmp_path, monkeypatch, caps
     fs, _ = pafs.FileSystem.from_uri(f"s3://{BUCKET}")
     with fs.open_output_stream(f"{BUCKET}/ref/epoch.csv") as out:
         out.write((REPO / "fitting" / "reference" / "epoch_chinchilla.csv").read_bytes())
-    assert main(["fit", f"s3://{BUCKET}/ref/epoch.csv", "--law", "chinchilla", "--json"]) == 0
+    assert main(["fit", f"s3://{BUCKET}/ref/epoch.csv", "--law", "chinchilla", "--bootstrap", "0", "--json"]) == 0
     fitted = capsys.readouterr().out
     assert '"law": "chinchilla"' in fitted
     with fs.open_output_stream(f"{BUCKET}/ref/fit.json") as out:  # plan reads a fit kept in the bucket
         out.write(fitted.encode())
     assert main(["plan", "--params", f"s3://{BUCKET}/ref/fit.json", "--compute", "1e22"]) == 0
     assert capsys.readouterr().out.strip()
-    assert main(["replay", "--example", "epoch-chinchilla", "--strategy", "random",
+    assert main(["replay", "--example", "epoch-chinchilla", "--strategy", "random", "--bootstrap", "0",
                  "--out", f"s3://{BUCKET}/out/predictions.csv"]) == 0
     with fs.open_input_stream(f"{BUCKET}/out/predictions.csv") as stream:
         assert stream.read().splitlines()[0].endswith(b'"predicted_loss","lower","upper"')

@@ -113,7 +113,7 @@ def test_example_errors(capsys, tmp_path):
 def test_replay_example_splits_pool_and_targets(capsys, tmp_path):
     out = tmp_path / "pred.csv"
     rc, text, _ = run(capsys, "replay", "--example", "epoch-chinchilla", "--strategy", "random", "--batch", 4,
-                      "--out", out)
+                      "--bootstrap", 0, "--out", out)
     assert rc == 0
     assert "pool = its 217 runs with C <= 1e+21 FLOPs, targets = the 23 above" in text
     assert "targets (23 with a loss of 23)" in text

@@ -47,7 +47,7 @@ def csvs(epoch, tmp_path_factory):
 def test_cli_writes_predictions_and_reports_metrics(csvs, capsys):
     out = csvs / "pred.csv"
     rc = main(["replay", str(csvs / "pool.csv"), "--targets", str(csvs / "targets.csv"), "--law", "chinchilla",
-               "--budget-fraction", "0.1", "--strategy", "random", "--batch", "4", "--out", str(out)])
+               "--budget-fraction", "0.1", "--strategy", "random", "--batch", "4", "--bootstrap", "50", "--out", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
     assert "compute spent" in text and "R2" in text and "coverage" in text
@@ -109,7 +109,7 @@ def test_replay_with_too_few_runs_to_calibrate_says_so(csvs, capsys):
     # issue 15 item 4: a tiny budget printed "law misfit sd 0 ... calibrated by refitting 6 runs
     # and predicting the 0 largest"; now it names the prior it used and why
     rc = main(["replay", str(csvs / "pool.csv"), "--targets", str(csvs / "targets.csv"), "--law", "chinchilla",
-               "--budget-fraction", "0.0005", "--strategy", "cheapest", "--out", str(csvs / "tiny.csv")])
+               "--budget-fraction", "0.0005", "--strategy", "cheapest", "--bootstrap", "0", "--out", str(csvs / "tiny.csv")])
     assert rc == 0
     text = capsys.readouterr().out
     assert "bought 7 of 217" in text
@@ -125,11 +125,11 @@ def test_plan_with_too_few_runs_to_calibrate_says_so(tmp_path, capsys):
     path = tmp_path / "runs.csv"
     with open(path, "w", newline="") as fh:
         csv.writer(fh).writerows([["N", "D", "loss"], *zip(X["N"], X["D"], y)])
-    assert main(["plan", str(path), "--law", "chinchilla", "--compute", "1e21"]) == 0
+    assert main(["plan", str(path), "--law", "chinchilla", "--compute", "1e21", "--bootstrap", "50"]) == 0
     text = capsys.readouterr().out
     assert "(prediction interval with the law misfit: sd " in text  # at the target, grown with distance
     assert "; extrapolation error sd 0.04 (log loss) is a PRIOR, not calibrated: 7 runs are too few" in text
-    assert main(["plan", str(path), "--law", "chinchilla", "--compute", "1e21", "--json"]) == 0
+    assert main(["plan", str(path), "--law", "chinchilla", "--compute", "1e21", "--bootstrap", "50", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["misfit_sd"] == 0.04 and "PRIOR" in plan["misfit_source"]
     # the interval to quote has its own key (ci90's "loss" is the parameters' part alone), and the
