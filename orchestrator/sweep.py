@@ -363,7 +363,9 @@ def run_sweep(
             skipped=tuple(getattr(final, "skipped", ())), spent_flops=ledger.spent,
             committed_flops=ledger.committed, limit_flops=limit, wall_s=time.time() - started,
             design=tuple(final.summary_lines()) if hasattr(final, "summary_lines") else (),
-            interrupted=stop.name, cut=tuple((c.trial.trial_key, c.reason) for c in grid.cut))
+            interrupted=stop.name,
+            # the grid's cut is this run's only when the grid is what ran (not the ladder's one run)
+            cut=tuple((c.trial.trial_key, c.reason) for c in grid.cut) if make_searcher is None else ())
         if verbose:
             print(summary.text(), flush=True)
         return summary
