@@ -306,6 +306,10 @@ def run_sweep(
 
             spec, grid = _prepare_corpora(spec, RayDataEngine(), None, verbose, check_corpus)
         limit = limit_flops(spec.budget)
+        if make_searcher is None:  # the sweep's own spec (not the ladder's one run): what `report` reads
+            from orchestrator.sweep_settings import write_fit_settings
+
+            write_fit_settings(spec)
         stored = load_runs(spec.storage, spec.name).to_pylist()
         ledger, done = ledger_from_store(limit, stored)
         max_concurrent = max_concurrent_trials(spec.resources, ray.cluster_resources())

@@ -70,6 +70,9 @@ def test_grid_2x2_completes_with_runs_and_curves(tmp_path, capfd):
     ledger = json.loads((tmp_path / "store" / spec.name / "ledger.json").read_text())
     assert ledger["spent"] == pytest.approx(sum(r["flops"] for r in runs))
     assert ledger["running"] == {}
+    # the spec's report settings, for `report STORE --sweep NAME` (orchestrator.sweep_settings)
+    recorded = json.loads((tmp_path / "store" / spec.name / "fit.json").read_text())
+    assert recorded["headline"] == spec.fit.headline and tuple(recorded["best_over"]) == spec.aggregation().best_over
 
 
 def test_resume_of_a_sweep_that_never_started_says_so_and_runs_it(tmp_path, capsys):
