@@ -99,9 +99,16 @@ def build_report(storage: str, sweep: str, out_dir: str | os.PathLike, *, law_na
 
     fitted = rd.law_runs(runs)
     if len(fitted) < len(runs):
+        from orchestrator.report_html import run_groups
+
+        kept = {id(r) for r in fitted}
+        others = run_groups([r for r in runs if id(r) not in kept])  # by what they served, named
+        said = "; ".join(f"{len(rows)} {'scaling-ladder' if grid == 'ladder' else 'main-grid' if grid == 'main' else f'sub-sweep {grid}'} "
+                         f"run{'s' if len(rows) != 1 else ''}" + (" of other families" if grid == "main" else "")
+                         for grid, rows in others.items())
         report.notes.append(f"laws are fitted to the {len(fitted)} runs of the main grid's {fitted[0]['family'] if fitted else ''} "
-                            f"family; the other {len(runs) - len(fitted)} runs (sub-sweeps, other families) feed "
-                            f"only the shape, family and batch-size figures")
+                            f"family; the other {len(runs) - len(fitted)} ({said}) are not their data: the ladder's "
+                            f"runs test them (ladder section), the others feed the shape, family and batch-size figures")
     main = rd.main_fit(rd.usable_runs(fitted), law_name, n_bootstrap, aggregate)
     report.notes += main.warnings
     plans = []
