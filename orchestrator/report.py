@@ -107,8 +107,10 @@ def build_report(storage: str, sweep: str, out_dir: str | os.PathLike, *, law_na
                          f"run{'s' if len(rows) != 1 else ''}" + (" of other families" if grid == "main" else "")
                          for grid, rows in others.items())
         report.notes.append(f"laws are fitted to the {len(fitted)} runs of the main grid's {fitted[0]['family'] if fitted else ''} "
-                            f"family; the other {len(runs) - len(fitted)} ({said}) are not their data: the ladder's "
-                            f"runs test them (ladder section), the others feed the shape, family and batch-size figures")
+                            f"family; the other {len(runs) - len(fitted)} ({said}) are not their data"
+                            + (": the ladder's runs test them (ladder section)" if "ladder" in others else "")
+                            + (("; the others" if "ladder" in others else ": they") + " feed the shape, family and "
+                               "batch-size figures" if set(others) - {"ladder"} else ""))
     main = rd.main_fit(rd.usable_runs(fitted), law_name, n_bootstrap, aggregate)
     report.notes += main.warnings
     plans = []

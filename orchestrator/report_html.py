@@ -196,7 +196,7 @@ def measured_text(runs: list[dict]) -> str:
         elif grid != MAIN_GRID:
             parts.append(f"plus sub-sweep {grid}: {design_text(rows)}")
     return (f"{len(runs)} usable runs of {kinds('family') if any(r.get('family') for r in runs) else 'transformer'} "
-            f"language models: {'; '.join(parts)} ({kinds('regime')} regime), vocabulary "
+            f"language models ({kinds('regime')} regime): {'; '.join(parts)}; vocabulary "
             f"{kinds('vocab_size')}{unit}; loss is the best validation loss in nats per token.")
 
 

@@ -195,7 +195,7 @@ def test_the_page_opens_with_what_was_measured_and_the_headline_exponents(page, 
     report, html = page
     top = html[html.index("<h1>"):html.index("<nav>")]
     assert top.index('<div class="headline">') < top.index("runs (")
-    assert "What was measured:</b> 20 usable runs of transformer language models: grid of 7 model sizes N = 2e+05–6e+06" in top
+    assert "What was measured:</b> 20 usable runs of transformer language models (dataset, tokens regime): grid of 7 model sizes N = 2e+05–6e+06" in top
     lo, hi = report.fit.ci(0.9)["beta"]
     assert (f"beta = {report.fit.params['beta']:#.3g} (90 % interval [{lo:#.3g}, {hi:#.3g}]; Hoffmann et al. 2022 "
             f"(Epoch AI refit): 0.280 (0.366))") in top
@@ -378,7 +378,7 @@ def test_what_was_measured_describes_the_design_as_planned():
             for i, (n, d) in enumerate((n, d) for n in (2.5e4, 8e4, 2e5) for d in (5e4, 1.5e5, 4.5e5))]
     ladder = run_row(N=1.3e5, D=1e6, trial_id="ladder-x1.5", sub_sweep="ladder", regime="tokens")
     text = measured_text(grid + [ladder])
-    assert "10 usable runs of transformer language models: grid of 3 model sizes N = 2.5e+04–2e+05" in text
+    assert "10 usable runs of transformer language models (tokens regime): grid of 3 model sizes N = 2.5e+04–2e+05" in text
     assert "× 3 dataset sizes D = 5e+04–4.5e+05 tokens; plus 1 scaling-ladder run (ladder-x1.5: N = 1.3e+05" in text
     assert "cells run" not in text  # every cell of the 3 x 3 grid ran
     assert "grid of 2 model sizes N = 2.5e+04–2e+05 non-embedding parameters × 3 dataset sizes D = 5e+04–4.5e+05 tokens, 3 of its 6 cells run" in measured_text(grid[:2] + [run_row(N=2e5, D=4.5e5)])
