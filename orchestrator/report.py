@@ -215,8 +215,8 @@ def run_report(args: argparse.Namespace) -> int:
     headline, aggregate, said = report_settings(args.storage, sweep, args.headline, table_aggregation(args))
     report = build_report(args.storage, sweep, out, law_name=args.law, target_compute=args.compute,
                           aggregate=aggregate, headline=headline)
-    print(said)
     print(report.summary())
+    print(said)
     return 0 if report.n_runs else 1
 
 
@@ -231,12 +231,12 @@ def report_settings(storage: str, sweep: str, headline: str | None, aggregate):
     if aggregate is None and ("best_over" in recorded or "mean_over" in recorded):
         aggregate = Aggregation(tuple(recorded.get("best_over", ())), tuple(recorded.get("mean_over", ())))
     if headline is not None:
-        return headline, aggregate, f"headline: {headline} (--headline)"
+        return headline, aggregate, f"headline {headline}: from --headline"
     if recorded.get("headline"):
         return (recorded["headline"], aggregate,
-                f"headline: {recorded['headline']} (the spec's fit.headline, recorded in {sweep}/{FILE}; --headline "
+                f"headline {recorded['headline']}: the spec's fit.headline, recorded in {sweep}/{FILE} (--headline "
                 f"to change)")
-    return "main", aggregate, f"headline: main (no fit.headline recorded for sweep {sweep}; --headline to change)"
+    return "main", aggregate, f"headline main: no fit.headline recorded for sweep {sweep} (--headline to change)"
 
 
 def run_demo(args: argparse.Namespace) -> int:
