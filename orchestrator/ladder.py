@@ -16,17 +16,14 @@ spec's ``ladder:`` section, run by `scalesweep run` after a sweep that ends with
    trial key ``ladder-x<K>``), so retries, resume and the budget ledger work as for any run; then
    its row in the sweep's ``ladder/`` table (`metrics.write_ladder_row`; docs/architecture.md §3).
 
-What the ladder refuses (exit 2, before training): it trains only a prediction the runs identify.
-It refuses a fit whose runs do not separate the N term from the D term (`FitResult.identifiability`),
-a fit with parameters at their bounds (`fitting.objective.params_at_bounds`, over the runs and the
-target) unless allowed (`allow_at_bounds`): its interval at the target is unreliable, so the ladder
-would spend K x the largest run's compute scoring a prediction the fit already disowns (more runs,
-or a wider range, is the cheaper fix); an allocation that hinges on a parameter the data leave
-unbounded (`fitting.allocate.allocation_drivers`: at a bound or open, and it moves N_opt); and a
-loss at the ladder run whose interval is not finite. Parameters that are merely not identified
-one by one (a closed but wide interval, `fitting.checks.parameter_verdicts` kinds "interval" and
-"null" that do not move N_opt) do not stop it: the bootstrap carries their spread into the
-interval the ladder scores, which is the test; the plan names them ("trained although ..."). Bad input raises ValueError (or
+It trains only a prediction its runs identify, refusing (exit 2, before training) a fit that does
+not separate the N and D terms (`FitResult.identifiability`), parameters at their bounds
+(`params_at_bounds`) unless `allow_at_bounds` (their interval at the target is unreliable: more
+runs are cheaper than K x C spent on a prediction the fit disowns), an optimum that hinges on a
+parameter the data leave unbounded (`fitting.allocate.allocation_drivers`) and a loss at the run
+without a finite interval (`identified_rung`). Parameters merely wide one by one (closed
+intervals) do not stop it: the bootstrap carries their spread into the scored interval, which is
+the test, and the plan names them ("trained although ..."). Bad input raises ValueError (or
 FileNotFoundError for a sweep that never ran) before Ray starts, and writes nothing.
 """
 
@@ -156,10 +153,9 @@ class LadderPlan:
         return lines + [f"  note: {note}" for note in self.notes]
 
     def rounding_line(self) -> str:
-        """Why the trained (N, D) is not the predicted optimum's: the optimum spends C = 6ND; the run
-        has a whole shape, and D = K·C over that shape's exact FLOPs per token (attention included,
-        `trainers.shapes.train_flops`) in whole steps of ``batch_tokens``. The budget is charged the
-        planned FLOPs: the trainer reads windows of n_ctx + 1 tokens to train on n_ctx."""
+        """Why the trained (N, D) is not the optimum's (C = 6ND): a whole shape, and D = K·C over its
+        exact FLOPs per token (`train_flops`) in whole steps; the budget is charged the planned
+        FLOPs (windows of n_ctx + 1 tokens read to train on n_ctx)."""
         shape, batch = self.trial.shape, self.trial.batch_tokens
         per_token = train_flops(shape, 1)
         trained = per_token * self.d_actual
