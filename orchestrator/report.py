@@ -34,6 +34,7 @@ class SweepReport:
     skipped: list = field(default_factory=list)  # metrics.SkippedPart: files left unread
     sections: list[str] = field(default_factory=list)  # the page's section titles
     headline: str | None = None  # the headline law's exponents, one line (report_html.headline)
+    headline_source: str | None = None  # which setting chose the headline (`report_settings`)
 
     def skipped_lines(self) -> list[str]:
         return [f"{p.path}: {p.reason}" for p in self.skipped]
@@ -43,6 +44,8 @@ class SweepReport:
         lines = [f"sweep {self.sweep}: {self.n_runs} runs ({counts})"]
         if self.headline:
             lines.append(self.headline)
+        if self.headline_source:
+            lines.append(self.headline_source)
         if self.fit_text:
             lines += ["", self.fit_text]
         if self.allocation_text:
@@ -109,7 +112,7 @@ def build_report(storage: str, sweep: str, out_dir: str | os.PathLike, *, law_na
         report.notes.append(f"laws are fitted to the {len(fitted)} runs of the main grid's {fitted[0]['family'] if fitted else ''} "
                             f"family; the other {len(runs) - len(fitted)} ({said}) are not their data"
                             + (": the ladder's runs test them (ladder section)" if "ladder" in others else "")
-                            + (("; the others" if "ladder" in others else ": they") + " feed the shape, family and "
+                            + (("; the others" if "ladder" in others else ": they") + " feed only the shape, family and "
                                "batch-size figures" if set(others) - {"ladder"} else ""))
     main = rd.main_fit(rd.usable_runs(fitted), law_name, n_bootstrap, aggregate)
     report.notes += main.warnings
@@ -215,8 +218,8 @@ def run_report(args: argparse.Namespace) -> int:
     headline, aggregate, said = report_settings(args.storage, sweep, args.headline, table_aggregation(args))
     report = build_report(args.storage, sweep, out, law_name=args.law, target_compute=args.compute,
                           aggregate=aggregate, headline=headline)
+    report.headline_source = said
     print(report.summary())
-    print(said)
     return 0 if report.n_runs else 1
 
 
