@@ -246,6 +246,7 @@ def load_fit_data(
     curve_points: bool = False,
     misfit_log_sd: float | None = None,
     misfit_of=None,
+    store_units: bool = False,
 ) -> FitData:
     """Read and validate a table of runs for fitting ``law`` (or the given ``inputs``): the one
     column-mapping path of every command that reads a table (fit, plan, replay, report).
@@ -257,7 +258,8 @@ def load_fit_data(
     Cells that are not numbers (empty, ``nan``, ``diverged``), NaN/inf and non-positive values
     drop their row, counted in one :class:`DataWarning`; a column with no number at all is a
     ValueError naming it. Inputs that look like other units (:func:`fitting.checks.unit_notes`;
-    not for a metrics directory, whose units the store fixes) are warned about. Rows repeating
+    not for a metrics directory, whose units the store fixes, nor with ``store_units`` for rows a
+    caller read from one, such as the report's) are warned about. Rows repeating
     another row's inputs (a hyperparameter sweep) become one row per cell when ``aggregate`` (a
     :class:`fitting.aggregate.Aggregation`: best over lr, mean over seed) is given, or
     ``best_per_config`` (its shorthand: the lowest-loss row of each cell); without either they
@@ -384,7 +386,7 @@ def load_fit_data(
     if not len(y):
         why = "; ".join(f"{v} for {k}" for k, v in reasons.items())
         raise ValueError(f"no usable rows in {desc}: all {n_rows} dropped ({why})")
-    for note in [] if is_store else unit_notes(X, mapping):  # a metrics store's units are its contract's
+    for note in [] if is_store or store_units else unit_notes(X, mapping):  # a metrics store's units are its contract's
         warnings.warn(f"{desc}: {note}", DataWarning, stacklevel=2)
     data = FitData(X=X, y=y, columns=mapping, n_dropped=n_dropped, drop_reasons=reasons, source=str(desc),
                    index=index, weights=weights, aggregation=message, best=best,

@@ -98,6 +98,25 @@ class FitResult:
         return parameter_verdicts(self.law, self.params, ivs, self.identifiability,
                                   params_at_bounds(self.law, self.z, self.data.X), self.null_reasons)
 
+    def param_tags(self, level: float | None = None) -> dict[str, str]:
+        """Per parameter, the tag printed beside its value ("" when none): ``unidentified`` (its
+        interval is open to both bounds), ``one-sided`` (open to one), and ``not identified`` when
+        :meth:`verdicts` says the runs do not identify it otherwise; every parameter is
+        ``not identified`` when the N/D split is not. The one tag fit's table and replay's fit line
+        print."""
+        verdicts = self.verdicts(level)
+        if not self.identifiability.identified:
+            return {k: "not identified" for k in verdicts}
+        with np.errstate(over="ignore"):
+            ivs = self.intervals(level)
+        out = {}
+        for k in self.law.param_names:
+            iv = ivs[k]
+            tags = ["unidentified" if iv.unidentified else "one-sided" if iv.one_sided else "",
+                    "" if verdicts[k].identified or iv.unidentified else "not identified"]
+            out[k] = ", ".join(t for t in tags if t)
+        return out
+
     @property
     def null_params(self) -> list[str]:
         """The parameters in a (near-)null direction of the fit's Jacobian (:class:`NullSpace`): the
@@ -268,7 +287,7 @@ class FitResult:
         if self.data.aggregation:
             lines.append(f"rows: {self.data.aggregation}")
         verdict = self.identifiability
-        verdicts = self.verdicts(level)
+        tags = self.param_tags(level)
         if not verdict.identified:
             lines.append(f"NOT IDENTIFIED: {verdict.reason}; the values below fit these runs but do not separate "
                          f"the N term from the D term: no intervals")
@@ -278,9 +297,7 @@ class FitResult:
             if verdict.identified:
                 iv = ivs[k]
                 lo, hi = (f"{v:.6g}" + (" (open)" if o else "") for v, o in ((iv.lo, iv.lo_open), (iv.hi, iv.hi_open)))
-                tags = ["unidentified" if iv.unidentified else "one-sided" if iv.one_sided else ""]
-                tags.append("" if verdicts[k].identified or iv.unidentified else "not identified")
-                tag = "  " + ", ".join(t for t in tags if t) if any(tags) else ""
+                tag = f"  {tags[k]}" if tags[k] else ""
                 lines.append(f"{k:<10} {self.params[k]:>12.6g} {se[k]:>12.4g} {lo:>12} {hi:>12}{tag}")
             else:
                 lines.append(f"{k:<10} {self.params[k]:>12.6g} {'—':>12} {'unidentified':>12} {'—':>12}")

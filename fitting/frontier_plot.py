@@ -14,16 +14,36 @@ MARKERS = {"envelope": ("o", 10), "isoflop": ("s", 34), "parametric": ("o", 10)}
 NUDGE = {"envelope": 10 ** -0.12, "isoflop": 1.0, "parametric": 10 ** 0.12}  # interval bars side by side
 
 
+def profiles_panel(results) -> str | None:
+    """None when ``results`` hold isoFLOP profiles to draw (the isoFLOP approach answered, from at
+    least one profile it used), else the one line saying why the figure has no profiles panel."""
+    iso = next((r for r in results if r.approach == "isoflop"), None)
+    if iso is None:
+        return "no isoFLOP profiles panel: the isoFLOP approach was not run"
+    if not iso.supported:
+        return f"no isoFLOP profiles panel: the isoFLOP approach is not supported here ({iso.reason})"
+    if not any(p.get("used") for p in iso.profiles):
+        return "no isoFLOP profiles panel: no profile was used"
+    return None
+
+
 def plot_frontiers(results, path: str) -> None:
-    """Write the figure for ``results`` (:class:`fitting.frontier.FrontierResult` list) to ``path``."""
+    """Write the figure for ``results`` (:class:`fitting.frontier.FrontierResult` list) to ``path``:
+    the isoFLOP profiles (left) only where `profiles_panel` finds them, and N_opt against C."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
     iso = next((r for r in results if r.approach == "isoflop"), None)
-    profiles = iso.profiles if iso is not None else []
+    # the profiles panel only where the isoFLOP approach answered: an unsupported one's groups of
+    # runs near one compute are not profiles (a plain grid's stray dots); `profiles_panel` says why
+    profiles = iso.profiles if iso is not None and profiles_panel(results) is None else []
+    if profiles:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
+    else:
+        fig, right = plt.subplots(1, 1, figsize=(6.8, 5.2))
+        left = None
     cmap = plt.get_cmap("viridis")
     cs = [p["compute"] for p in profiles]
     norm = matplotlib.colors.LogNorm(min(cs), max(cs) * 1.0001) if cs else None
@@ -37,14 +57,13 @@ def plot_frontiers(results, path: str) -> None:
         if "N_opt" in p:
             left.scatter([p["N_opt"]], [p["loss_opt"]], marker="D", s=40, zorder=3,
                          facecolor=color if p["used"] else "none", edgecolor="k")
-    if cs:
+    if left is not None:
         sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
         fig.colorbar(sm, ax=left, label="budget C (FLOPs)")
-    left.set_xscale("log")
-    left.set_xlabel("N (parameters)")
-    left.set_ylabel("loss (nats/token)")
-    left.set_title("isoFLOP profiles (◆ vertex; hollow: flagged, not used)" if profiles else
-                   "isoFLOP profiles: none (runs not grouped by budget)")
+        left.set_xscale("log")
+        left.set_xlabel("N (parameters)")
+        left.set_ylabel("loss (nats/token)")
+        left.set_title("isoFLOP profiles (◆ vertex; hollow: flagged, not used)")
     C_at = results[0].compute
     lo = min([min(r.points["C"]) for r in results if r.supported and r.points] or [C_at / 1e3])
     for r in results:
@@ -66,9 +85,11 @@ def plot_frontiers(results, path: str) -> None:
     right.set_xlabel("compute C (FLOPs, C = k·N·D)")
     right.set_ylabel("N_opt (parameters)")
     right.set_title(f"compute-optimal N (interval at C = {C_at:.3g})")
-    right.legend(loc="upper left")
+    if any(r.supported for r in results):
+        right.legend(loc="upper left")
     for ax in (left, right):
-        ax.grid(True, which="major", alpha=0.3)
+        if ax is not None:
+            ax.grid(True, which="major", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -112,6 +112,17 @@ def _cost(args, source, pool):
     return pool.subset(~bad), cost[~bad], note
 
 
+def _check_budget(fraction: float, budget: float, cost: np.ndarray) -> None:
+    """ValueError naming --budget-fraction when the budget it gives cannot buy even the cheapest
+    pool row (`orchestrator.budget.affordable`, the design's own test), before any design work."""
+    from fitting.cost import affordable
+
+    cheapest, total = float(np.min(cost)), float(np.sum(cost))
+    if not affordable(cheapest, budget, budget):
+        raise ValueError(f"--budget-fraction: {fraction:g} of the pool's cost {total:.4g} is {budget:.4g}, below the "
+                         f"cheapest pool row's cost {cheapest:.4g}; use at least {cheapest / total * 1.001:.3g}")
+
+
 def _cmd_replay(args) -> int:
     import warnings
 
@@ -130,6 +141,7 @@ def _cmd_replay(args) -> int:
     cands = Candidates.from_columns(X, cost)
     notes += more
     budget = args.budget_fraction * float(cands.cost.sum())
+    _check_budget(args.budget_fraction, budget, cands.cost)
     TX = targets.X
     target = TargetRegion.explicit(TX)
     with warnings.catch_warnings():
@@ -160,9 +172,10 @@ def _cmd_replay(args) -> int:
     for i in run.bought:
         print("  " + ", ".join(f"{k}={v[i]:.4g}" for k, v in X.items()) + f", loss={y[i]:.4f}, cost={cands.cost[i]:.3g}")
     verdict = run.fit.identifiability
+    tags = run.fit.param_tags(0.9)  # the tags fit prints beside each parameter, at the intervals' level
     print(("fit: " if verdict.identified else f"fit (NOT IDENTIFIED: {verdict.reason}; the N and D terms are not "
            f"separated and the predictions assume the split below): ")
-          + ", ".join(f"{k}={v:.4g}" for k, v in run.fit.params.items()))
+          + ", ".join(f"{k}={v:.4g}" + (f" ({tags[k]})" if tags[k] else "") for k, v in run.fit.params.items()))
     if run.fit.bounds_note:
         print(f"warning: {run.fit.bounds_note}")
     print(f"intervals: parameter part from {args.bootstrap} bootstrap resamples" if args.bootstrap else

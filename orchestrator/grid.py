@@ -92,6 +92,16 @@ class Grid:
     search: SearchSpec = field(default_factory=SearchSpec)
 
 
+def cut_lines(cut) -> list[str]:
+    """What the budget cut before the sweep, as `scalesweep validate` and `scalesweep run` both
+    print it: a header with the count, then one ``  <trial key>: <reason>`` line per cut trial
+    (`cut`: `CutTrial`s, or ``(trial_key, reason)`` pairs). Empty when nothing was cut."""
+    pairs = [(c.trial.trial_key, c.reason) if isinstance(c, CutTrial) else tuple(c) for c in cut]
+    if not pairs:
+        return []
+    return [f"cut by the budget ({len(pairs)}):"] + [f"  {key}: {reason}" for key, reason in pairs]
+
+
 # --------------------------------------------------------------------------------------------
 # Grid expansion
 

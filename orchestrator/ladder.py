@@ -16,10 +16,14 @@ spec's ``ladder:`` section, run by `scalesweep run` after a sweep that ends with
    trial key ``ladder-x<K>``), so retries, resume and the budget ledger work as for any run; then
    its row in the sweep's ``ladder/`` table (`metrics.write_ladder_row`; docs/architecture.md §3).
 
-A fit with parameters at their bounds (`fitting.objective.params_at_bounds`, over the runs and the
-target) is refused unless allowed (`allow_at_bounds`): its interval at the target is unreliable,
-so the ladder would spend K x the largest run's compute scoring a prediction the fit already
-disowns; more runs, or a wider range, is the cheaper fix. Bad input raises ValueError (or
+It trains only a prediction its runs identify, refusing (exit 2, before training) a fit that does
+not separate the N and D terms (`FitResult.identifiability`), parameters at their bounds
+(`params_at_bounds`) unless `allow_at_bounds` (their interval at the target is unreliable: more
+runs are cheaper than K x C spent on a prediction the fit disowns), an optimum that hinges on a
+parameter the data leave unbounded (`fitting.allocate.allocation_drivers`) and a loss at the run
+without a finite interval (`identified_rung`). Parameters merely wide one by one (closed
+intervals) do not stop it: the bootstrap carries their spread into the scored interval, which is
+the test, and the plan names them ("trained although ..."). Bad input raises ValueError (or
 FileNotFoundError for a sweep that never ran) before Ray starts, and writes nothing.
 """
 
@@ -140,10 +144,26 @@ class LadderPlan:
             f"  trained as          {self.trial.trial_key}: n_layer {shape.n_layer}, d_model {shape.d_model}, "
             f"n_heads {shape.n_heads}, d_ff {shape.d_ff}: N {self.n_actual}, D {self.d_actual} tokens, "
             f"{self.trial.planned_flops:.3g} FLOPs planned",
+            f"  {self.rounding_line()}",
             f"  predicted loss there {loss:.4g} [{lo:.4g}, {hi:.4g}] ({ci}; {self.loss_column})",
+            f"  held out            the ladder run itself: never in the fit, {self.multiplier:g}x the largest "
+            f"fitted run's compute",
             f"  {self.misfit}",
         ]
         return lines + [f"  note: {note}" for note in self.notes]
+
+    def rounding_line(self) -> str:
+        """Why the trained (N, D) is not the optimum's (C = 6ND): a whole shape, and D = K·C over its
+        exact FLOPs per token (`train_flops`) in whole steps; the budget is charged the planned
+        FLOPs (windows of n_ctx + 1 tokens read to train on n_ctx)."""
+        shape, batch = self.trial.shape, self.trial.batch_tokens
+        per_token = train_flops(shape, 1)
+        trained = per_token * self.d_actual
+        return (f"why not the optimum N {self.n_actual} is a whole shape; D = {self.compute:.3g} FLOPs / {per_token:.4g} "
+                f"FLOPs per token (this shape's exact cost, attention included; 6N = {6 * self.n_actual:.4g}) in "
+                f"{self.d_actual // batch} whole steps of {batch} tokens: {trained:.3g} FLOPs trained "
+                f"({trained / self.compute - 1:+.1%} of {self.compute:.3g}); {self.trial.planned_flops:.3g} planned "
+                f"(charged to the budget: windows of n_ctx + 1 = {shape.n_ctx + 1} tokens read to train on {shape.n_ctx})")
 
     def row(self, run: Mapping | None) -> dict:
         """The ``ladder/`` row (`metrics.LADDER_SCHEMA`), with the trained run's outcome (its runs row
@@ -270,14 +290,34 @@ def plan_ladder(spec: SweepSpec, multiplier: float, *, allow_at_bounds: bool = F
     d_actual = steps * batch_tokens
     iv = extrapolation_interval(fit, {"N": np.array([float(non_embedding_params(shape))]),
                                       "D": np.array([float(d_actual)])}, level=level, calibration=calibration)
+    predicted = (float(iv.mean[0]), float(iv.lo[0]), float(iv.hi[0]))
+    rule = identified_rung(fit.verdicts(level), predicted, f"the runs of sweep {spec.name}", law.name)
     plan = LadderPlan(sweep=spec.name, multiplier=multiplier, law=law.name, n_runs=len(data),
                       reference_compute=reference, compute=target, allocation=allocation, trial=trial,
-                      d_actual=d_actual, predicted=(float(iv.mean[0]), float(iv.lo[0]), float(iv.hi[0])),
+                      d_actual=d_actual, predicted=predicted,
                       level=level, loss_column=data.columns["loss"], misfit=calibration.describe(),
-                      notes=list(dict.fromkeys(notes + allocation.notes)))
+                      notes=list(dict.fromkeys(notes + allocation.notes + rule)))
     if check_budget:
         check_ladder_budget(spec, trial)
     return plan
+
+
+def identified_rung(verdicts: Mapping, predicted: tuple[float, float, float], runs: str, law: str) -> list[str]:
+    """The ladder's last identification rule (module doc), after the N/D split, the bounds and the
+    allocation's drivers passed: the loss predicted at the ladder run, ``(loss, lo, hi)`` in
+    nats/token, must have a finite, positive interval, else ValueError (nothing to score).
+    Parameters the runs merely leave unidentified one by one (`ParamVerdict` kinds "interval",
+    "null"; `verdicts` is `FitResult.verdicts`) do not stop it: returns the one note that names
+    them (empty list when there are none)."""
+    if not (np.all(np.isfinite(predicted)) and predicted[1] > 0):
+        raise ValueError(f"ladder: {runs} do not identify {law}'s loss at the ladder run (its interval "
+                         f"[{predicted[1]:.4g}, {predicted[2]:.4g}] is not finite); nothing to score")
+    wide = [v.name for v in verdicts.values() if not v.identified and v.kind in ("interval", "null")]
+    if not wide:
+        return []
+    return [f"trained although {', '.join(wide)} {'is' if len(wide) == 1 else 'are'} not identified one by one "
+            f"(wide intervals; none at a bound or open where that moves the optimum), and the loss at the ladder "
+            f"run has a finite interval (bootstrap) that carries their spread: this run tests it"]
 
 
 def check_ladder_budget(spec: SweepSpec, trial) -> bool:
@@ -316,8 +356,10 @@ def result_line(row: Mapping) -> str:
             f"prediction interval)")
     if row.get("observed_loss") is None:
         return f"{head}, no observed loss (run status {row.get('status') or 'none'}): not scored"
+    error = row['observed_loss'] / row['predicted_loss'] - 1
     return (f"{head}, observed {row['observed_loss']:.4g} ({row['loss_column']}; final_val_loss "
-            f"{row['final_val_loss']:.4g}): covered {'yes' if row['covered'] else 'NO'}")
+            f"{row['final_val_loss']:.4g}; held out: the ladder run itself): relative error {error:+.2%} "
+            f"(observed / predicted - 1), covered {'yes' if row['covered'] else 'NO'}")
 
 
 def run_ladder(spec, *, multiplier: float | None = None, allow_at_bounds: bool | None = None, level: float = 0.9,

@@ -34,6 +34,7 @@ class SweepReport:
     skipped: list = field(default_factory=list)  # metrics.SkippedPart: files left unread
     sections: list[str] = field(default_factory=list)  # the page's section titles
     headline: str | None = None  # the headline law's exponents, one line (report_html.headline)
+    headline_source: str | None = None  # which setting chose the headline (`report_settings`)
 
     def skipped_lines(self) -> list[str]:
         return [f"{p.path}: {p.reason}" for p in self.skipped]
@@ -43,6 +44,8 @@ class SweepReport:
         lines = [f"sweep {self.sweep}: {self.n_runs} runs ({counts})"]
         if self.headline:
             lines.append(self.headline)
+        if self.headline_source:
+            lines.append(self.headline_source)
         if self.fit_text:
             lines += ["", self.fit_text]
         if self.allocation_text:
@@ -99,9 +102,18 @@ def build_report(storage: str, sweep: str, out_dir: str | os.PathLike, *, law_na
 
     fitted = rd.law_runs(runs)
     if len(fitted) < len(runs):
+        from orchestrator.report_html import run_groups
+
+        kept = {id(r) for r in fitted}
+        others = run_groups([r for r in runs if id(r) not in kept])  # by what they served, named
+        said = "; ".join(f"{len(rows)} {'scaling-ladder' if grid == 'ladder' else 'main-grid' if grid == 'main' else f'sub-sweep {grid}'} "
+                         f"run{'s' if len(rows) != 1 else ''}" + (" of other families" if grid == "main" else "")
+                         for grid, rows in others.items())
         report.notes.append(f"laws are fitted to the {len(fitted)} runs of the main grid's {fitted[0]['family'] if fitted else ''} "
-                            f"family; the other {len(runs) - len(fitted)} runs (sub-sweeps, other families) feed "
-                            f"only the shape, family and batch-size figures")
+                            f"family; the other {len(runs) - len(fitted)} ({said}) are not their data"
+                            + (": the ladder's runs test them (ladder section)" if "ladder" in others else "")
+                            + (("; the others" if "ladder" in others else ": they") + " feed only the shape, family and "
+                               "batch-size figures" if set(others) - {"ladder"} else ""))
     main = rd.main_fit(rd.usable_runs(fitted), law_name, n_bootstrap, aggregate)
     report.notes += main.warnings
     plans = []
@@ -162,13 +174,13 @@ def register(subparsers) -> None:
     rep.add_argument("--law", default="chinchilla", help="law to fit: built-in name, file.py:LAW or pkg.module:LAW (default chinchilla)")
     rep.add_argument("--out", help="output directory, local or a URI (default: <storage>/<sweep>/report)")
     rep.add_argument("--compute", type=positive, help="target compute for the plan (default 100x the largest run)")
-    rep.add_argument("--headline", default="main", metavar="FIT",
+    rep.add_argument("--headline", default=None, metavar="FIT",
                      help="the fit whose exponents the page states first: main (--law), kaplan_n (L(N)), kaplan_d "
-                          "(L(D)), kaplan_c (L(C_min)) or kaplan_ns (L(N, S_min)); what a spec's fit.headline sets "
-                          "(default main)")
+                          "(L(D)), kaplan_c (L(C_min)) or kaplan_ns (L(N, S_min)) (default: the sweep spec's "
+                          "fit.headline, which `run` records in <storage>/<sweep>/fit.json; main without one)")
     rep.add_argument("--best-over", action="append", default=[], metavar="COL",
-                     help="fit each (N, D) cell's best setting of COL (repeatable; default: lr and batch_tokens "
-                          "where the runs sweep them within a cell)")
+                     help="fit each (N, D) cell's best setting of COL (repeatable; default: the spec's fit.aggregate "
+                          "as `run` recorded it, else lr and batch_tokens where the runs sweep them within a cell)")
     rep.add_argument("--mean-over", action="append", default=[], metavar="COL",
                      help="average each setting over COL first (repeatable; default: seed where swept)")
     rep.set_defaults(func=run_report)
@@ -203,10 +215,31 @@ def run_report(args: argparse.Namespace) -> int:
 
     sweep = args.sweep or only_sweep(args.storage)
     out = args.out or join(args.storage, sweep, "report")
+    headline, aggregate, said = report_settings(args.storage, sweep, args.headline, table_aggregation(args))
     report = build_report(args.storage, sweep, out, law_name=args.law, target_compute=args.compute,
-                          aggregate=table_aggregation(args), headline=args.headline)
+                          aggregate=aggregate, headline=headline)
+    report.headline_source = said
     print(report.summary())
     return 0 if report.n_runs else 1
+
+
+def report_settings(storage: str, sweep: str, headline: str | None, aggregate):
+    """(headline, aggregation, one line saying where the headline came from) for `report`: the
+    user's flags, else what the sweep's spec set (`orchestrator.sweep_settings`, written by
+    `run`), else the report's defaults ("main"; aggregation None, from the runs)."""
+    from fitting.aggregate import Aggregation
+    from orchestrator.sweep_settings import FILE, read_fit_settings
+
+    recorded = read_fit_settings(storage, sweep)
+    if aggregate is None and ("best_over" in recorded or "mean_over" in recorded):
+        aggregate = Aggregation(tuple(recorded.get("best_over", ())), tuple(recorded.get("mean_over", ())))
+    if headline is not None:
+        return headline, aggregate, f"headline {headline}: from --headline"
+    if recorded.get("headline"):
+        return (recorded["headline"], aggregate,
+                f"headline {recorded['headline']}: the spec's fit.headline, recorded in {sweep}/{FILE} (--headline "
+                f"to change)")
+    return "main", aggregate, f"headline main: no fit.headline recorded for sweep {sweep} (--headline to change)"
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -127,7 +127,8 @@ def _fit_rows(name: str, title: str, law_name: str, columns: dict[str, np.ndarra
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            fit = fit_law(law, dict(columns), n_bootstrap=n_bootstrap, seed=0, curve_points=curve_points)
+            fit = fit_law(law, dict(columns), n_bootstrap=n_bootstrap, seed=0, curve_points=curve_points,
+                          store_units=True)  # the store's own N and D: no "in millions?" note
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as err:
             return LawFit(name, title, message=f"no fit: {err}", rows=columns, note=note)
     said = sorted(set(user_messages(caught)) | set(fit.warnings))
@@ -209,7 +210,8 @@ def main_fit(usable: list[dict], law_name: str, n_bootstrap: int, aggregate=None
         warnings.simplefilter("always")
         try:
             data = load_fit_data(table, n_col="N", d_col="D", loss_col="loss", law=law, statuses=None,
-                                 aggregate=aggregate or None, weights=weights if (weights < 1).any() else None)
+                                 aggregate=aggregate or None, weights=weights if (weights < 1).any() else None,
+                                 store_units=True)  # the store's own N and D: no "in millions?" note
             if len(data) <= law.n_params:
                 notes.append(f"{len(data)} usable {'cells' if data.aggregation else 'runs'} cannot identify the "
                              f"{law.n_params} parameters of {law.name}; fitting L(N) on the largest D instead")

@@ -194,9 +194,13 @@ def loss_vs_size_per_data(runs: list[dict], fit) -> Figure | str:
 
 def overfitting_penalty(runs: list[dict], fit) -> Figure | str:
     """Kaplan fig. 9 right: L(N, D)/L(N, ∞) − 1 against N^0.74/D, L(N, ∞) from the fitted surface
-    with D → ∞ (the paper predicts one curve for every N). Needs a fit of N and D."""
+    with D → ∞ (the paper predicts one curve for every N). Needs a fit of N and D and runs that
+    repeat their data (the dataset regime: the paper's early-stopped runs); a message otherwise."""
     if fit is None or not {"N", "D"} <= set(fit.law.inputs):
         return "needs a fitted law of N and D (L(N, ∞) comes from it)"
+    if not any(r.get("regime") == "dataset" for r in runs):
+        return ("no overfitting penalty: no run repeats its data (every run is in the tokens regime, each token "
+                "once), so L(N, D)/L(N, ∞) − 1 is the fit's finite-data term, not overfitting")
     rows, _ = _by_data(runs)
     if len(rows) < 2:
         return "fewer than 2 usable runs: nothing to plot"

@@ -137,18 +137,66 @@ def param_rows(fit, level: float = 0.9) -> list[tuple[str, float, str]]:
     return [(name, v.value, v.text()) for name, v in fit.verdicts(level).items()]
 
 
-def measured_text(runs: list[dict]) -> str:
-    """One sentence on what the usable runs are: family, N and D ranges, regime, vocabulary."""
-    if not runs:
-        return "no usable runs"
+def run_groups(runs: list[dict]) -> dict[str, list[dict]]:
+    """The runs by the grid they served (runs column ``sub_sweep``): ``main``, ``ladder`` (the
+    scaling ladder's runs, by grid or trial key) and each sub-sweep's name, in that order."""
+    from metrics.schema import LADDER_GRID, LADDER_PREFIX, MAIN_GRID, SUB_SWEEP_COLUMN
+
+    groups: dict[str, list[dict]] = {MAIN_GRID: [], LADDER_GRID: []}
+    for r in runs:
+        grid = r.get(SUB_SWEEP_COLUMN) or MAIN_GRID
+        if str(r.get("trial_id", "")).startswith(LADDER_PREFIX):
+            grid = LADDER_GRID
+        groups.setdefault(grid, []).append(r)
+    return {k: v for k, v in groups.items() if v}
+
+
+def design_text(runs: list[dict]) -> str:
+    """The design of ``runs`` of one grid as it was planned: an isoFLOP design (runs with an
+    ``isoflop_budget``) as k budgets x the model sizes per budget, else the grid of distinct N x
+    planned D (``dataset_tokens``), saying how many of its cells ran."""
     N = [float(r["non_embedding_params"]) for r in runs]
     D = [float(r["dataset_tokens"]) for r in runs]
+    span = lambda v: f"{min(v):.3g}" if len({*v}) == 1 else f"{min(v):.3g}–{max(v):.3g}"
+    budgets: dict[float, int] = {}
+    for r in runs:
+        if r.get("isoflop_budget") is not None:
+            budgets[float(r["isoflop_budget"])] = budgets.get(float(r["isoflop_budget"]), 0) + 1
+    if budgets:
+        sizes = sorted(set(budgets.values()))
+        per = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}–{sizes[-1]}"
+        return (f"isoFLOP design: {len(budgets)} compute budget{'s' if len(budgets) != 1 else ''} C = "
+                f"{span(list(budgets))} FLOPs × {per} model sizes each (N = {span(N)} non-embedding parameters, "
+                f"D = {span(D)} tokens)")
+    n, m = len({*N}), len({*D})
+    cells = len({(a, b) for a, b in zip(N, D)})
+    filled = "" if cells == n * m else f", {cells} of its {n * m} cells run"
+    return (f"grid of {n} model size{'s' if n != 1 else ''} N = {span(N)} non-embedding parameters × {m} dataset "
+            f"size{'s' if m != 1 else ''} D = {span(D)} tokens{filled}")
+
+
+def measured_text(runs: list[dict]) -> str:
+    """One sentence on what the usable runs are: family, the main grid's design as planned
+    (`design_text`: grid n x m or isoFLOP k budgets x s sizes), the ladder runs and sub-sweeps
+    named apart, regime, vocabulary."""
+    if not runs:
+        return "no usable runs"
+    from metrics.schema import LADDER_GRID, MAIN_GRID
+
+    groups = run_groups(runs)
     kinds = lambda key: ", ".join(sorted({str(r.get(key)) for r in runs if r.get(key) is not None})) or "—"
     vocab = {r.get("vocab_size") for r in runs}
     unit = " (bytes)" if vocab == {256} else ""
+    parts = [design_text(groups[MAIN_GRID])] if MAIN_GRID in groups else []
+    for grid, rows in groups.items():
+        if grid == LADDER_GRID:
+            parts.append(f"plus {len(rows)} scaling-ladder run{'s' if len(rows) != 1 else ''} ("
+                         + ", ".join(f"{r['trial_id']}: N = {float(r['non_embedding_params']):.3g}, D = "
+                                     f"{float(r['dataset_tokens']):.3g}" for r in rows) + "; the laws' test, not their data)")
+        elif grid != MAIN_GRID:
+            parts.append(f"plus sub-sweep {grid}: {design_text(rows)}")
     return (f"{len(runs)} usable runs of {kinds('family') if any(r.get('family') for r in runs) else 'transformer'} "
-            f"language models, {len({*N})} model sizes N = {min(N):.3g}–{max(N):.3g} non-embedding parameters × "
-            f"{len({*D})} dataset sizes D = {min(D):.3g}–{max(D):.3g} tokens ({kinds('regime')} regime), vocabulary "
+            f"language models ({kinds('regime')} regime): {'; '.join(parts)}; vocabulary "
             f"{kinds('vocab_size')}{unit}; loss is the best validation loss in nats per token.")
 
 

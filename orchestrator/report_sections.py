@@ -208,7 +208,7 @@ def frontier_section(runs: list[dict], curves: dict, fit, plans: list, n_bootstr
         from fitting.frontier import (
             compare_frontiers, envelope_frontier, isoflop_frontier, parametric_frontier, unsupported,
         )
-        from fitting.frontier_plot import plot_frontiers
+        from fitting.frontier_plot import plot_frontiers, profiles_panel
     except ImportError:
         s.parts.append(message_html("fitting.frontier (envelope, isoFLOP and parametric frontiers) is not in this "
                                     "build: no frontier comparison"))
@@ -242,8 +242,12 @@ def frontier_section(runs: list[dict], curves: dict, fit, plans: list, n_bootstr
     if any(r.supported for r in results):
         buffer = io.BytesIO()
         plot_frontiers(results, buffer)
-        s.parts.append(png_html(buffer.getvalue(), "Left: isoFLOP profiles (loss vs N per budget, parabolas, vertices). "
-                                                   "Right: N_opt vs C from each approach that answered."))
+        why_not = profiles_panel(results)
+        s.parts.append(png_html(buffer.getvalue(), "N_opt vs C from each approach that answered." if why_not else
+                                "Left: isoFLOP profiles (loss vs N per budget, parabolas, vertices). Right: N_opt vs C "
+                                "from each approach that answered."))
+        if why_not:
+            s.parts.append(message_html(why_not))
     return s
 
 

@@ -30,7 +30,7 @@ from typing import Any, Mapping
 from metrics import validate_name
 from metrics.schema import MAIN_GRID, SUB_SWEEP_COLUMN
 from orchestrator.budget import budget_fraction
-from orchestrator.grid import Grid, TrialSpec, budget_text, expand_grid, ladder_estimate
+from orchestrator.grid import Grid, TrialSpec, budget_text, cut_lines, expand_grid, ladder_estimate
 from trainers.shapes import non_embedding_params
 from orchestrator.isoflop import ISOFLOP_KEYS, format_isoflop_plan, parse_isoflop
 from orchestrator.spec_data import DATA_CHECKS, check_data
@@ -394,7 +394,5 @@ def format_grid(grid: Grid) -> str:
     used = budget_fraction(grid.budget, grid.total_flops) if grid.trials else 0.0
     lines.append(f"{len(grid.trials)} trials, {grid.total_flops:.3g} FLOPs planned = "
                  f"{used:.1%} of {budget_text(grid.budget)} (search: {grid.search.kind})")
-    if grid.cut:
-        lines.append(f"cut by the budget ({len(grid.cut)}):")
-        lines += [f"  {c.trial.trial_key}: {c.reason}" for c in grid.cut]
+    lines += cut_lines(grid.cut)
     return "\n".join(lines)

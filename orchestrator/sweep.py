@@ -59,6 +59,7 @@ class SweepSummary:
     wall_s: float
     design: tuple[str, ...] = ()  # active search: fitted law, choices and their scores
     interrupted: str | None = None  # the signal that stopped the sweep ("SIGINT", "SIGTERM")
+    cut: tuple[tuple[str, str], ...] = ()  # (trial key, reason): planned runs the budget cut before the sweep
 
     @property
     def completed(self) -> int:
@@ -84,14 +85,20 @@ class SweepSummary:
         return 1 if self.failed else 0
 
     def text(self) -> str:
-        """The summary line, then the active designer's report (if any)."""
-        return "\n".join((self.line(), *self.design))
+        """The summary line, what the budget cut before the sweep (as `scalesweep validate` lists
+        it, `orchestrator.grid.cut_lines`), then the active designer's report (if any)."""
+        from orchestrator.grid import cut_lines
+
+        return "\n".join((self.line(), *cut_lines(self.cut), *self.design))
 
     def line(self) -> str:
         from metrics import join
 
         state = f" interrupted by {self.interrupted}" if self.interrupted else ""
-        return (f"sweep {self.sweep}{state}: {status_text(self.statuses)}, {len(self.skipped)} skipped by budget; "
+        # cut: planned runs the budget dropped before any trial (the grid's cut, validate's list);
+        # skipped: runs the remaining budget could not fit while the sweep ran
+        return (f"sweep {self.sweep}{state}: {status_text(self.statuses)}, {len(self.cut)} cut by the budget "
+                f"before the sweep, {len(self.skipped)} skipped by budget; "
                 f"spent {self.spent_flops:.3g} of {self.limit_flops:.3g} FLOPs in {self.wall_s:.0f} s; metrics in "
                 f"{join(self.storage, self.sweep)}/ (runs/, curves/)")
 
@@ -299,6 +306,10 @@ def run_sweep(
 
             spec, grid = _prepare_corpora(spec, RayDataEngine(), None, verbose, check_corpus)
         limit = limit_flops(spec.budget)
+        if make_searcher is None:  # the sweep's own spec (not the ladder's one run): what `report` reads
+            from orchestrator.sweep_settings import write_fit_settings
+
+            write_fit_settings(spec)
         stored = load_runs(spec.storage, spec.name).to_pylist()
         ledger, done = ledger_from_store(limit, stored)
         max_concurrent = max_concurrent_trials(spec.resources, ray.cluster_resources())
@@ -356,7 +367,9 @@ def run_sweep(
             skipped=tuple(getattr(final, "skipped", ())), spent_flops=ledger.spent,
             committed_flops=ledger.committed, limit_flops=limit, wall_s=time.time() - started,
             design=tuple(final.summary_lines()) if hasattr(final, "summary_lines") else (),
-            interrupted=stop.name)
+            interrupted=stop.name,
+            # the grid's cut is this run's only when the grid is what ran (not the ladder's one run)
+            cut=tuple((c.trial.trial_key, c.reason) for c in grid.cut) if make_searcher is None else ())
         if verbose:
             print(summary.text(), flush=True)
         return summary

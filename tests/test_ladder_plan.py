@@ -227,3 +227,39 @@ def test_a_ladder_d_beyond_the_corpus_says_so_before_ray(synth):
     with pytest.raises(SpecError, match=r"^ladder: the compute-optimal D at 4x \(.* tokens\) does not fit the corpus "
                                         r"\(.*\); lower ladder.multiplier"):
         run_ladder(spec, multiplier=4)
+
+
+def test_the_plan_says_why_the_trained_run_is_not_the_optimum_and_what_is_held_out(synth):
+    """The trained (N, D) differs from the optimum's (a whole shape; D from its exact FLOPs per
+    token in whole steps): the plan says so with the numbers, and names the held-out run; the
+    verdict gives the relative error of the prediction."""
+    from orchestrator.ladder import result_line
+
+    _, _, plan = synth
+    text = "\n".join(plan.lines())
+    steps = plan.d_actual // plan.trial.batch_tokens
+    per_token = train_flops(plan.trial.shape, 1)
+    assert f"{steps} whole steps of {plan.trial.batch_tokens} tokens" in text and f"{per_token:.4g} FLOPs per token" in text
+    assert f"6N = {6 * plan.n_actual:.4g}" in text and "held out            the ladder run itself" in text
+    loss = plan.predicted[0]
+    line = result_line(plan.row({"status": "completed", "flops": 1.0, "final_val_loss": loss, "best_val_loss": loss * 1.05}))
+    assert "relative error +5.00% (observed / predicted - 1)" in line and "held out: the ladder run itself" in line
+    assert not any(note.startswith("trained although") for note in plan.notes)  # every parameter identified here
+
+
+def test_the_ladder_rule_trains_wide_parameters_and_refuses_an_unidentified_loss_at_the_rung():
+    """Parameters merely not identified one by one are named and trained (their spread is in the
+    scored interval); a loss at the ladder run without a finite interval is refused."""
+    from fitting.checks import ParamVerdict
+    from orchestrator.ladder import identified_rung
+
+    verdicts = {"E": ParamVerdict("E", 1.8, 1.7, 1.9, True),
+                "A": ParamVerdict("A", 400.0, 2.0, 5e7, False, "spans more than 2 decades", "interval"),
+                "alpha": ParamVerdict("alpha", 0.3, 0.1, 1.8, False, "wider than 2x", "interval"),
+                "beta": ParamVerdict("beta", 0.3, 0.2, 0.4, False, "null direction", "null", True)}
+    notes = identified_rung(verdicts, (2.18, 1.74, 2.41), "the runs", "chinchilla")
+    assert len(notes) == 1 and notes[0].startswith("trained although A, alpha, beta are not identified one by one")
+    assert identified_rung({"E": verdicts["E"]}, (2.18, 1.74, 2.41), "the runs", "chinchilla") == []
+    for bad in ((2.18, math.nan, 2.41), (2.18, 1.74, math.inf), (2.18, 0.0, 2.41)):
+        with pytest.raises(ValueError, match=r"^ladder: the runs do not identify chinchilla's loss at the ladder run"):
+            identified_rung(verdicts, bad, "the runs", "chinchilla")

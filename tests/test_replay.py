@@ -2,6 +2,7 @@
 at 10 % of the pool's compute compared with random buys and the full-pool fit."""
 
 import csv
+import re
 import json
 import math
 import warnings
@@ -61,7 +62,7 @@ def test_cli_writes_predictions_and_reports_metrics(csvs, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--n-col", "params"], "column 'params'"),
-    (["--budget-fraction", "1e-9"], "below the cheapest"),
+    (["--budget-fraction", "1e-9"], "--budget-fraction: 1e-09 of the pool's cost"),  # the flag, not a bare budget
     (["--loss-col", "nope"], "column 'nope' (for loss) not found in"),
     (["--strategy", "random", "--misfit", "0.02"], "--misfit takes a number >= 0, with --strategy active"),
     (["--seed-runs", "0"], "argument --seed-runs: expected a whole number >= 1, got 0"),  # argparse's type
@@ -117,6 +118,9 @@ def test_replay_with_too_few_runs_to_calibrate_says_so(csvs, capsys):
     assert "predicting the 0 largest" not in text
     # issue 15 item 3: the same replay ends with E and beta at their bounds and now says so
     assert "warning: parameters at a bound: E = " in text and "beta = 5 (upper bound)" in text
+    # and its fit line tags them as fit's table does (FitResult.param_tags), not a bare "fit: E=..."
+    fit_line = next(line for line in text.splitlines() if line.startswith("fit: "))
+    assert re.search(r"\bE=\S+ \(not identified\)", fit_line) and "beta=5 (not identified)" in fit_line, fit_line
 
 
 def test_plan_with_too_few_runs_to_calibrate_says_so(tmp_path, capsys):

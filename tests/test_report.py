@@ -127,3 +127,25 @@ def test_a_fit_of_a_store_names_the_status_of_the_runs_it_drops(tmp_path):
     said = " ".join(str(w.message) for w in caught)
     assert len(data.y) == 7 and "dropped 2 of 9 rows" in said
     assert "2 for status diverged (fitted: completed, early_stopped)" in said, said
+
+
+def test_report_uses_the_headline_and_aggregation_the_sweep_spec_recorded(tmp_path):
+    """`report STORE --sweep NAME` has no spec: `run` records fit.headline and fit.aggregate in the
+    sweep's fit.json and the report takes them where the user's flags leave them unset."""
+    from fitting.aggregate import Aggregation
+    from orchestrator.report import report_settings
+    from orchestrator.spec import load_spec
+    from orchestrator.sweep_settings import write_fit_settings
+
+    storage = str(tmp_path / "store")
+    write_runs(storage, [1e6, 1e7], [1e9])
+    assert report_settings(storage, "synthetic", None, None)[:2] == ("main", None)  # nothing recorded
+    spec = load_spec({"name": "synthetic", "storage": storage,
+                      "axes": {"target_params": [1e5], "dataset_tokens": [1e6], "lr": [1e-3, 3e-3], "seeds": [0, 1]},
+                      "fit": {"headline": "kaplan_c"}, "budget": {"flops": 1e15}})
+    write_fit_settings(spec)
+    headline, aggregate, said = report_settings(storage, "synthetic", None, None)
+    assert headline == "kaplan_c" and "the spec's fit.headline" in said
+    assert aggregate == spec.aggregation() and aggregate.best_over == ("lr",) and aggregate.mean_over == ("seed",)
+    mine = Aggregation(("batch_tokens",), ())
+    assert report_settings(storage, "synthetic", "main", mine)[:2] == ("main", mine)  # the flags win

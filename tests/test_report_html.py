@@ -195,7 +195,7 @@ def test_the_page_opens_with_what_was_measured_and_the_headline_exponents(page, 
     report, html = page
     top = html[html.index("<h1>"):html.index("<nav>")]
     assert top.index('<div class="headline">') < top.index("runs (")
-    assert "What was measured:</b> 20 usable runs of transformer language models, 7 model sizes N = 2e+05–6e+06" in top
+    assert "What was measured:</b> 20 usable runs of transformer language models (dataset, tokens regime): grid of 7 model sizes N = 2e+05–6e+06" in top
     lo, hi = report.fit.ci(0.9)["beta"]
     assert (f"beta = {report.fit.params['beta']:#.3g} (90 % interval [{lo:#.3g}, {hi:#.3g}]; Hoffmann et al. 2022 "
             f"(Epoch AI refit): 0.280 (0.366))") in top
@@ -367,3 +367,66 @@ def test_the_ladder_section_draws_predicted_against_observed(tmp_path):
     part = "".join(ladder_section(str(tmp_path / "s")).parts)
     assert len(images(part)) == 1 and "ladder-x4" in part and "3.15" in part
     assert "no ladder/ table" in "".join(ladder_section(str(tmp_path / "none")).parts)
+
+
+def test_what_was_measured_describes_the_design_as_planned():
+    """A 3 x 3 grid plus a ladder run reads as that (not 4 x 4), an isoFLOP design as budgets x
+    sizes (not 9 x 9), the ladder run named apart."""
+    from orchestrator.report_html import measured_text
+
+    grid = [run_row(N=n, D=d, trial_id=f"g{i}", regime="tokens")
+            for i, (n, d) in enumerate((n, d) for n in (2.5e4, 8e4, 2e5) for d in (5e4, 1.5e5, 4.5e5))]
+    ladder = run_row(N=1.3e5, D=1e6, trial_id="ladder-x1.5", sub_sweep="ladder", regime="tokens")
+    text = measured_text(grid + [ladder])
+    assert "10 usable runs of transformer language models (tokens regime): grid of 3 model sizes N = 2.5e+04–2e+05" in text
+    assert "× 3 dataset sizes D = 5e+04–4.5e+05 tokens; plus 1 scaling-ladder run (ladder-x1.5: N = 1.3e+05" in text
+    assert "cells run" not in text  # every cell of the 3 x 3 grid ran
+    assert "grid of 2 model sizes N = 2.5e+04–2e+05 non-embedding parameters × 3 dataset sizes D = 5e+04–4.5e+05 tokens, 3 of its 6 cells run" in measured_text(grid[:2] + [run_row(N=2e5, D=4.5e5)])
+    iso = [run_row(N=n * b / 5e9, D=b / (6 * n * b / 5e9), trial_id=f"i{k}", isoflop_budget=b)
+           for k, (b, n) in enumerate((b, n) for b in (5e9, 1.5e10, 4.5e10) for n in (768, 2e3, 5e3))]
+    text = measured_text(iso)
+    assert "isoFLOP design: 3 compute budgets C = 5e+09–4.5e+10 FLOPs × 3 model sizes each" in text
+    assert "9 model sizes" not in text
+
+
+def test_the_report_does_not_warn_about_the_units_of_its_own_store():
+    """A units warning is for a user's table; the report's runs are the store's own (N 768 here)."""
+    import warnings
+
+    from fitting.data import load_fit_data
+    from orchestrator import report_data as rd
+
+    rows = [run_row(N=n, D=d, regime="tokens") for n in (768.0, 2e3, 5e3, 1.2e4) for d in (1e6,)]
+    for i, r in enumerate(rows):
+        r.update(trial_id=f"t{i}", best_val_loss=2.0 + 50 / r["non_embedding_params"] ** 0.3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_fit_data({"N": [r["non_embedding_params"] for r in rows], "D": [1e6] * 4,
+                       "loss": [r["best_val_loss"] for r in rows]}, law="kaplan_n")
+    assert any("multiply it out" in str(w.message) for w in caught)  # a user's table of the same numbers is warned
+    fit = rd.main_fit(rows, "kaplan_n", 0)
+    assert fit.fit is not None and not any("multiply it out" in w for w in fit.warnings), fit.warnings
+
+
+def test_figures_without_their_data_are_one_line_saying_why():
+    """The overfitting penalty needs runs that repeat their data; the frontier figure's isoFLOP
+    panel needs an isoFLOP approach that answered (a plain grid's is not supported)."""
+    import io
+
+    from fitting.frontier import unsupported
+    from fitting.frontier_plot import plot_frontiers, profiles_panel
+
+    a_fit = types.SimpleNamespace(law=types.SimpleNamespace(inputs=("N", "D")))
+    said = figs.overfitting_penalty([run_row(regime="tokens"), run_row(N=2e6, regime="tokens")], a_fit)
+    assert isinstance(said, str) and said.startswith("no overfitting penalty: no run repeats its data")
+    iso = unsupported("isoflop", "no budget has 3 runs", 1e13, 0.9)
+    iso.profiles.append({"compute": 1e10, "N": [1e4, 2e4], "loss": [3.0, 2.9], "used": False})
+    assert profiles_panel([iso]) == ("no isoFLOP profiles panel: the isoFLOP approach is not supported here "
+                                     "(no budget has 3 runs)")
+    buffer = io.BytesIO()
+    plot_frontiers([iso], buffer)
+    import matplotlib.image
+
+    buffer.seek(0)
+    width = matplotlib.image.imread(buffer, format="png").shape[1]
+    assert width < 6.8 * 110 + 1  # one panel (N_opt vs C), no panel of stray dots

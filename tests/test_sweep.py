@@ -33,12 +33,18 @@ def tiny_spec(storage, name="grid", dataset_tokens=(12_000, 24_000), shapes=SHAP
 def test_grid_2x2_completes_with_runs_and_curves(tmp_path, capfd):
     from orchestrator.sweep import run_sweep
 
-    spec = load_spec(tiny_spec(tmp_path / "store"))
+    # a third, larger shape the budget cuts before the sweep (cheapest_first): never trained,
+    # and named in run's summary as validate names it
+    big = {"n_layer": 3, "d_model": 64, "n_heads": 4, "d_ff": 256}
+    spec = load_spec(tiny_spec(tmp_path / "store", shapes=SHAPES + [big], budget={"flops": 2e10}))
     grid = expand_grid(spec)
+    assert len(grid.cut) == 2 and len(grid.trials) == 4
     summary = run_sweep(spec, num_cpus=2, verbose=1)
     # the live table names where Tune's experiment is kept, not the private Ray's temp dir
     # (Tune's "Result logdir", removed when the sweep ends)
     out = capfd.readouterr().out
+    assert "2 cut by the budget before the sweep, 0 skipped by budget" in out, out[-3000:]
+    assert "cut by the budget (2):" in out and all(f"  {c.trial.trial_key}: {c.reason}" in out for c in grid.cut)
     assert f"Tune experiment: {tmp_path / 'store' / spec.name}" in out and "Result logdir" not in out, out[-3000:]
     runs = load_runs(spec.storage, spec.name).to_pylist()
     assert summary.completed == 4 and summary.failed == 0, runs
@@ -64,6 +70,9 @@ def test_grid_2x2_completes_with_runs_and_curves(tmp_path, capfd):
     ledger = json.loads((tmp_path / "store" / spec.name / "ledger.json").read_text())
     assert ledger["spent"] == pytest.approx(sum(r["flops"] for r in runs))
     assert ledger["running"] == {}
+    # the spec's report settings, for `report STORE --sweep NAME` (orchestrator.sweep_settings)
+    recorded = json.loads((tmp_path / "store" / spec.name / "fit.json").read_text())
+    assert recorded["headline"] == spec.fit.headline and tuple(recorded["best_over"]) == spec.aggregation().best_over
 
 
 def test_resume_of_a_sweep_that_never_started_says_so_and_runs_it(tmp_path, capsys):

@@ -4,6 +4,7 @@ sends it) or SIGTERM (a scheduler's kill) stops a real `scalesweep run` graceful
 from their checkpoints. Also the summary's per-status counts and the exit-code policy (no Ray)."""
 
 import argparse
+import dataclasses
 import os
 import signal
 import subprocess
@@ -144,11 +145,29 @@ def _summary(statuses, interrupted=None):
                         spent_flops=1.0, committed_flops=1.0, limit_flops=2.0, wall_s=1.0, interrupted=interrupted)
 
 
+def test_summary_names_what_the_budget_cut_before_the_sweep_as_validate_does(tmp_path):
+    """run's summary counts and lists the grid's cut with validate's own lines (format_grid)."""
+    from orchestrator.spec import format_grid, validate_spec
+
+    spec = {"name": "cut", "storage": str(tmp_path), "corpus": {"source": "builtin", "tokenizer": "byte"},
+            "axes": {"target_params": [2.5e4, 8e4], "aspect_ratio": 16, "head_dim": 16, "n_ctx": 64,
+                     "dataset_tokens": [1.5e5, 4.5e5], "batch_tokens": 2048},
+            "budget": {"flops": 2e11, "cut": "cheapest_first"}}
+    _, grid = validate_spec(spec, check_corpus=False)
+    assert len(grid.cut) == 1
+    summary = dataclasses.replace(_summary({"completed": 3}),
+                                  cut=tuple((c.trial.trial_key, c.reason) for c in grid.cut))
+    assert "3 runs: 3 completed, 1 cut by the budget before the sweep, 0 skipped by budget" in summary.line()
+    plan = format_grid(grid).splitlines()
+    cut_part = plan[plan.index("cut by the budget (1):"):]
+    assert summary.text().splitlines()[1:] == cut_part and grid.cut[0].trial.trial_key in cut_part[1]
+
+
 def test_summary_counts_every_status_and_sets_the_exit_code():
     diverged = _summary(run_statuses([{"trial_id": "a", "status": "completed"},
                                       {"trial_id": "b", "status": "diverged"},
                                       {"trial_id": "c", "status": "diverged"}]))
-    assert "s: 3 runs: 1 completed, 2 diverged, 0 skipped by budget" in diverged.line()
+    assert "s: 3 runs: 1 completed, 2 diverged, 0 cut by the budget before the sweep, 0 skipped by budget" in diverged.line()
     assert (diverged.completed, diverged.ended, diverged.failed, diverged.exit_code) == (1, 3, 0, 0)
     failed = _summary({"completed": 2, "failed": 1})
     assert "3 runs: 2 completed, 1 failed" in failed.line() and failed.exit_code == 1
