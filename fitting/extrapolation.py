@@ -73,7 +73,7 @@ from fitting.objective import log_jacobian
 from fitting.uncertainty import Interval, m_estimator_factor, scaled_pinv, split_residuals
 
 __all__ = ["PRIOR_MISFIT_SD", "PRIOR_WEIGHT", "HELD_OUT", "MisfitCalibration", "NoiseParts", "noise_parts", "residual_split",
-           "unit_misfit_sd", "calibrate_misfit", "misfit_sd", "extrapolation_interval"]
+           "unit_misfit_sd", "calibrate_misfit", "misfit_sd", "parameter_interval", "extrapolation_interval"]
 
 
 # The misfit sd assumed when the runs are too few to calibrate one: the designer's prior
@@ -253,19 +253,37 @@ def misfit_sd(fit: FitResult, X: Mapping[str, np.ndarray], calibration: MisfitCa
     return np.sqrt((k * calibration.estimate**2 * u**2 + w * calibration.prior**2 * prior_u**2) / (k + w))
 
 
+def parameter_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: float | None = None,
+                       length: float = 2.0) -> Interval:
+    """The parameter part of :func:`extrapolation_interval` at X, alone (the "parameters only"
+    interval printed beside it, so it lies inside it): with a bootstrap on the fit, the
+    bootstrap's confidence interval; else the noise-only delta interval exp(±q·√v_θ) about the
+    point prediction (:func:`noise_parts`, q the t quantile with n − P degrees of freedom)."""
+    level = fit.level if level is None else level
+    X = fit.law.columns(X)
+    if fit.bootstrap is not None:
+        return fit.interval(X, level=level, kind="confidence")
+    mean = fit.law.predict(fit.theta, X)
+    q = stats.t.ppf(0.5 + level / 2, max(fit.n_points - fit.law.n_params, 1))
+    sd = np.sqrt(noise_parts(fit, X, length).param_var)
+    return Interval(mean=mean, lo=mean * np.exp(-q * sd), hi=mean * np.exp(q * sd), level=level, kind="confidence",
+                    method="delta (noise only)", se_log=sd)
+
+
 def extrapolation_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: float | None = None,
                            calibration: MisfitCalibration | None = None) -> Interval:
     """The fit's prediction interval for extrapolation: parameters, run-to-run scatter and the
     calibrated misfit (``calibration`` defaults to :func:`calibrate_misfit` on the fit's own runs),
     each counted once.
 
-    Delta method (no bootstrap on the fit): log half-width q·√(v_θ + σ² + m²) about the point
-    prediction, with v_θ and σ the noise-only parameter variance and scatter (:func:`noise_parts`:
-    the smooth misfit taken out of the residuals first), m the misfit sd (:func:`misfit_sd`) and q
-    the t quantile with n − P degrees of freedom. With a bootstrap, each side's parameter part is
-    the bootstrap's confidence half-width instead of q·√v_θ. Unlike ``fit.interval(X, level)``,
-    whose sandwich and scatter read the misfit in the residuals as noise, this need not contain the
-    plain interval: that double counting made Kaplan's L(N, D) intervals cover 98-99 % (module doc)."""
+    Log half-width √(h_θ² + q²·(σ² + m²)) on each side of the point prediction, with h_θ that side's
+    log half-width of :func:`parameter_interval` (the bootstrap's confidence interval, or the
+    noise-only delta interval q·√v_θ), σ the noise-only scatter (:func:`noise_parts`: the smooth
+    misfit taken out of the residuals first), m the misfit sd (:func:`misfit_sd`) and q the t
+    quantile with n − P degrees of freedom; so :func:`parameter_interval` lies inside it. Unlike
+    ``fit.interval(X, level)``, whose sandwich and scatter read the misfit in the residuals as
+    noise, this need not contain the plain interval: that double counting made Kaplan's L(N, D)
+    intervals cover 98-99 % (module doc)."""
     calibration = calibration or calibrate_misfit(fit)
     level = fit.level if level is None else level
     X = fit.law.columns(X)
@@ -274,13 +292,10 @@ def extrapolation_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: f
     parts = noise_parts(fit, X, calibration.length)
     other = parts.noise_sd**2 + misfit_sd(fit, X, calibration) ** 2  # scatter and misfit variances
     log_mean = np.log(mean)
-    if fit.bootstrap is not None:
-        conf = fit.interval(X, level=level, kind="confidence")
-        h_lo = np.sqrt(np.clip(log_mean - np.log(conf.lo), 0, None) ** 2 + q**2 * other)
-        h_hi = np.sqrt(np.clip(np.log(conf.hi) - log_mean, 0, None) ** 2 + q**2 * other)
-        sd, method = np.sqrt(conf.se_log**2 + other), "bootstrap"
-    else:
-        sd, method = np.sqrt(parts.param_var + other), "delta"
-        h_lo = h_hi = q * sd
+    conf = parameter_interval(fit, X, level, calibration.length)
+    h_lo = np.sqrt(np.clip(log_mean - np.log(conf.lo), 0, None) ** 2 + q**2 * other)
+    h_hi = np.sqrt(np.clip(np.log(conf.hi) - log_mean, 0, None) ** 2 + q**2 * other)
+    sd = np.sqrt(conf.se_log**2 + other)
+    method = "bootstrap" if fit.bootstrap is not None else "delta"
     return Interval(mean=mean, lo=mean * np.exp(-h_lo), hi=mean * np.exp(h_hi), level=level, kind="prediction",
                     method=f"{method}+misfit(a={calibration.amplitude:.3g})", se_log=sd)

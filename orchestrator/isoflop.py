@@ -124,7 +124,7 @@ def isoflop_dataset_tokens(shape: ModelShape, budget: float, batch_tokens: int, 
 def trained_tokens(dataset_tokens: int, n_ctx: int, batch_tokens: int) -> int:
     """Tokens a tokens-regime run trains on a D-token slice: whole batches of its (n_ctx + 1)-token
     windows (`trainers.config.batch_geometry`; no trainer.max_steps cap)."""
-    seqs = batch_tokens // n_ctx
+    seqs = max(1, batch_tokens // n_ctx)  # a batch below one context is refused by the trainer's own check
     return (dataset_tokens // (n_ctx + 1)) // seqs * seqs * n_ctx
 
 
@@ -142,8 +142,7 @@ def format_isoflop_plan(trials) -> str:
                      f"{reference_n_opt(budget):.3g}); D: tokens trained, FLOPs: their exact cost")
         rows = [("  trial", "N", "D", "D/N", "FLOPs", "FLOPs/C")]
         for t in sorted(group, key=lambda t: (t.non_embedding_params, t.trial_key)):
-            n, d = t.non_embedding_params, trained_tokens(t.dataset_tokens, t.shape.n_ctx, t.batch_tokens)
-            flops = train_flops(t.shape, d)
+            n, d, flops = t.non_embedding_params, t.planned_tokens, t.planned_flops  # the budget's numbers
             rows.append((f"  {t.trial_key}", f"{n:.3g}", f"{d:.3g}", f"{d / n:.3g}", f"{flops:.3g}",
                          f"{flops / budget:.3f}"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
