@@ -140,6 +140,9 @@ def format_isoflop_plan(trials) -> str:
         lines.append(f"isoFLOP budget {budget:.3g} FLOPs: {len(group)} runs, {len(sizes)} sizes, "
                      f"N {sizes[0]:.3g}..{sizes[-1]:.3g} (Chinchilla-optimal N under Epoch's fit "
                      f"{reference_n_opt(budget):.3g}); D: tokens trained, FLOPs: their exact cost")
+        if len(group) <= MIN_SIZES:  # fitting.frontier reports such a budget's vertex as unidentified
+            lines.append(f"  warning: {len(group)} runs fit this budget's parabola exactly, so `frontier` can give its "
+                         f"vertex no interval; sweep 4 or more sizes (search.sizes_per_budget) or seeds")
         rows = [("  trial", "N", "D", "D/N", "FLOPs", "FLOPs/C")]
         for t in sorted(group, key=lambda t: (t.non_embedding_params, t.trial_key)):
             n, d, flops = t.non_embedding_params, t.planned_tokens, t.planned_flops  # the budget's numbers
