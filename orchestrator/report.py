@@ -175,6 +175,9 @@ def register(subparsers) -> None:
                           "where the runs sweep them within a cell)")
     rep.add_argument("--mean-over", action="append", default=[], metavar="COL",
                      help="average each setting over COL first (repeatable; default: seed where swept)")
+    from fitting.cli import add_bootstrap_arg
+
+    add_bootstrap_arg(rep)  # the same flag and default as fit, plan and frontier: same runs, same verdicts
     rep.set_defaults(func=run_report)
 
     demo = subparsers.add_parser("demo", help="run the built-in demo sweep end to end (sweep → metrics → fit → report)")
@@ -208,7 +211,7 @@ def run_report(args: argparse.Namespace) -> int:
     sweep = args.sweep or only_sweep(args.storage)
     out = args.out or join(args.storage, sweep, "report")
     report = build_report(args.storage, sweep, out, law_name=args.law, target_compute=args.compute,
-                          aggregate=table_aggregation(args), headline=args.headline)
+                          n_bootstrap=args.bootstrap, aggregate=table_aggregation(args), headline=args.headline)
     print(report.summary())
     return 0 if report.n_runs else 1
 

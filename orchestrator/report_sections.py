@@ -150,7 +150,8 @@ def sections(sweep: str, sweep_dir: str, runs: list[dict], fitted: list[dict], c
 
     s = Section("Fitted laws")
     s.parts += [laws_table([main, fit_n, fit_d, kc, ns, bc]),
-                '<p class="caption">Intervals are 90 % (bootstrap for the main law when it ran, else sandwich). '
+                f'<p class="caption">Intervals are 90 % (bootstrap of {n_bootstrap} resamples for the main law when it ran, '
+                "as `fit --bootstrap` (default the same), else sandwich). "
                 "Paper values: Kaplan et al. 2020 (Table 1, §1.2; C_c converted from PF-days to FLOPs); for "
                 "chinchilla Hoffmann et al. 2022 with Epoch AI's refit in parentheses. Exponents compare with the paper's; scale constants (N_c, D_c, C_c, S_c, B*, A, B, E) depend on the "
                 "tokenizer and data, so a byte-level sweep's differ by construction. A parameter the runs do not "
