@@ -335,26 +335,32 @@ def isoflop_frontier(N, loss, compute, compute_at: float, *, budget=None, tolera
     notes.insert(0, f"{len(used)} of {len(profiles)} budgets used (grouped by {how})")
     n = np.exp(xv)
     method = "bootstrap over runs within each budget" + (" and over budgets" if len(used) >= RESAMPLE_BUDGETS else "")
-    # a budget whose vertex no resample can move leaves the whole frontier without an interval:
-    # its spread would be counted as 0 (a new user's 3 sizes per budget gave a [0.765, 0.765])
+    # A budget whose vertex no resample can move has its spread counted as 0 (a new user's 3 sizes
+    # per budget gave a [0.765, 0.765]). Resampling the budgets too carries the vertices' scatter
+    # between budgets, which holds theirs; without that, the frontier has no interval.
     fixed = [p for p in used if not np.isfinite(p["boot"]).all(axis=1).any()]
     which = ", ".join(f"{p['compute']:.3g}" for p in fixed)
-    why = (f"no resample moves the vertex of budget(s) {which} FLOPs (a parabola through 3 runs is exactly "
-           f"determined); sweep at least 4 sizes per budget (search.sizes_per_budget) or repeat seeds"
-           if fixed else None)
+    why = None
+    if fixed and len(used) < RESAMPLE_BUDGETS:
+        why = (f"no resample moves the vertex of budget(s) {which} FLOPs (a parabola through 3 runs is exactly "
+               f"determined) and {len(used)} budgets are too few to resample ({RESAMPLE_BUDGETS} needed); sweep at "
+               f"least 4 sizes per budget (search.sizes_per_budget) or repeat seeds")
+    elif fixed:
+        notes.append(f"budget(s) {which} FLOPs: vertex exactly determined (no resample moves it), held at its point; "
+                     f"the resampling of the {len(used)} budgets carries their scatter")
     return _answer("isoflop", Cb, n, Cb / (flops_per_token * n), lv, reps, compute_at, level, method, notes,
                    _plain(profiles), no_interval=why)
 
 
 def _resample_valid(prof, n: int, rng) -> np.ndarray:
     """``n`` of a budget's bootstrap vertices drawn from its valid ones (a resample with < 3
-    distinct N has none), so one small budget does not void a whole replicate; NaN when none is
-    valid (its point vertex in every replicate would count its uncertainty as 0: isoflop_frontier
-    then reports no interval)."""
+    distinct N has none), so one small budget does not void a whole replicate; its point vertex
+    when none is valid (an exactly determined parabola): that counts its own spread as 0, so
+    :func:`isoflop_frontier` reports intervals then only when it resamples the budgets too."""
     boot = prof["boot"]
     valid = boot[np.all(np.isfinite(boot), axis=1)]
     if not len(valid):
-        return np.full((n, 2), np.nan)
+        return np.tile([math.log(prof["N_opt"]), prof["loss_opt"]], (n, 1))
     return valid[rng.integers(0, len(valid), n)]
 
 

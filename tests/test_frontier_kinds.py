@@ -44,6 +44,9 @@ def test_three_sizes_per_budget_give_no_interval_and_the_verdict_does_not_rest_o
     v = compare_frontiers([r, other])
     assert "a intervals overlap" not in v and "loss intervals (parameters only) overlap" not in v, v
     assert "not compared (no interval: unidentified): a of isoflop; loss of isoflop" in v, v
+    # with budgets enough to resample them, their scatter carries the exact vertices' spread
+    r6 = _iso(isoflop_runs([1e17, 1e18, 1e19, 1e20, 1e21, 1e22], sizes=3, noise=0.003, seed=2), n_bootstrap=100)
+    assert r6.a_ci[1] - r6.a_ci[0] > 0 and any("held at its point" in n for n in r6.notes), (r6.a_ci, r6.notes)
     # one more size per budget leaves residuals to resample: real intervals of positive width
     r5 = _iso(isoflop_runs([1e18, 1e19, 1e20], sizes=5, noise=0.003, seed=2), n_bootstrap=100)
     for attr in ("a", "n_opt", "loss"):
