@@ -31,13 +31,7 @@ if TYPE_CHECKING:  # annotations only: fitting.fit imports this module
 
 __all__ = ["Interval", "BootstrapResult", "bootstrap", "prediction_interval", "estimate_covariance",
            "residual_scales", "scaled_pinv", "m_estimator_factor", "split_residuals", "NullSpace", "null_space",
-           "jacobian_directions", "loaded_params", "NULL_RCOND", "NULL_LOADING", "DEFAULT_BOOTSTRAP"]
-
-#: Bootstrap resamples behind a fit's intervals unless told otherwise: every command's --bootstrap
-#: default (fitting.cli.add_bootstrap_arg) and the report's (orchestrator.report.build_report), so the
-#: same runs get the same intervals and verdicts everywhere (the report's 200 once flipped a
-#: "not identified" verdict the CLI's 1000 gave).
-DEFAULT_BOOTSTRAP = 1000
+           "jacobian_directions", "loaded_params", "NULL_RCOND", "NULL_LOADING"]
 
 
 # ====================================================================== results

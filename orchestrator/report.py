@@ -67,9 +67,9 @@ def build_report(storage: str, sweep: str, out_dir: str | os.PathLike, *, law_na
     exist; writes into ``out_dir`` (a local path or a pyarrow.fs URI) only when there are runs to
     report. Store files that cannot be read are listed in ``report.skipped`` and on the page.
     ``n_bootstrap``: resamples behind the intervals; None: the CLI's default
-    (`fitting.uncertainty.DEFAULT_BOOTSTRAP`), so the page and `fit`/`plan`/`frontier` agree."""
+    (`fitting.cli.DEFAULT_BOOTSTRAP`), so the page and `fit`/`plan`/`frontier` agree."""
     from fitting.laws import get_law
-    from fitting.uncertainty import DEFAULT_BOOTSTRAP
+    from fitting.cli import DEFAULT_BOOTSTRAP
     from metrics import UnreadablePartWarning, join, load_curves, load_runs, require_sweep, resolve, write_atomically
     from orchestrator import report_data as rd
 

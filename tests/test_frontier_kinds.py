@@ -18,7 +18,7 @@ from fitting.allocate import compute_optimal_allocation
 from fitting.fit import fit_law
 from fitting.frontier import FrontierResult, compare_frontiers, isoflop_frontier, parametric_frontier
 from fitting.laws import chinchilla
-from fitting.uncertainty import DEFAULT_BOOTSTRAP
+from fitting.cli import DEFAULT_BOOTSTRAP
 from tests.test_frontier import isoflop_runs
 
 TRUE = {"E": 1.82, "A": 482.0, "alpha": 0.3478, "B": 2085.0, "beta": 0.3658}
