@@ -36,11 +36,12 @@ scatter parts alone, to see what the misfit adds to them.
 (the same fits), the trade-off any one misfit calibration faces across the laws.
 
 ``--bootstrap B`` takes the parameter part from B bootstrap resamples, the interval every command
-prints by default (``fit``/``predict``/``plan``/``replay``, their ``--bootstrap 1000``); without it the
-delta method's (``--bootstrap 0``, and the active summary).
+prints by default (``fit``/``predict``/``plan``/``replay``, their ``--bootstrap 1000``); ``--profile``
+from the profile likelihood of each prediction (:mod:`fitting.prediction_profile`); without either
+the delta method's (``--bootstrap 0``, and the active summary).
 
   python bench/coverage.py [--replicates 50] [--first-seed 0] [--laws chinchilla,kaplan,...] [--fractions 0.05,0.1] [--exact]
-                           [--scales 0,0.5,0.75,1,1.25] [--bootstrap 200]
+                           [--scales 0,0.5,0.75,1,1.25] [--bootstrap 200 | --profile]
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ from fitting.laws import CHINCHILLA_EPOCH, KAPLAN_PAPER  # noqa: E402
 from fitting.online import OnlineFitConfig  # noqa: E402
 from fitting.replay import SimulatedOracle, run_design, undertraining_misfit  # noqa: E402
 from fitting.strategies import make_strategy  # noqa: E402
+from fitting.prediction_profile import prediction_profile  # noqa: E402
 from fitting.uncertainty import bootstrap  # noqa: E402
 from nine_law import NINE, NINE_TRUTH  # noqa: E402
 
@@ -116,7 +118,7 @@ SETTINGS = {
 
 
 def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = False, exact: bool = False,
-              scales: tuple[float, ...] = (), n_bootstrap: int = 0) -> dict:
+              scales: tuple[float, ...] = (), n_bootstrap: int = 0, profile: bool = False) -> dict:
     """One seeded replicate: → covered share of the targets, misfit sd and whether calibrated,
     mean |relative error| of the predictions (NaN entries when the budget bought too few runs).
     ``warm``: fit the full pool from the true parameters only (a local fit, no multi-start: what
@@ -127,7 +129,8 @@ def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = F
     ``n_bootstrap``: the parameter part from that many bootstrap resamples, the interval ``fit``,
     ``predict``, ``plan`` and ``replay`` print by default (their ``--bootstrap 1000``); an active design's runs are
     refitted first with the fit command's defaults, as ``predict`` on them would. 0: the delta
-    method's, what ``replay`` and the active summary print."""
+    method's, what ``replay`` and the active summary print. ``profile``: the parameter part from the
+    profile likelihood of each prediction (:mod:`fitting.prediction_profile`) instead."""
     pool, target = setting.pool(), setting.targets()
     orc = SimulatedOracle(setting.law, setting.truth, noise=NOISE, seed=seed, misfit=None if exact else setting.misfit)
     y_pool, y_target = orc.observe(pool.X), orc.observe(target.X)
@@ -149,7 +152,9 @@ def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = F
         if n_bootstrap:
             bootstrap(fit, n_boot=n_bootstrap, seed=seed)
         cal = calibrate_misfit(fit)
-        iv = extrapolation_interval(fit, target.X, level=LEVEL, calibration=cal)
+        part = "profile" if profile else None
+        prof = prediction_profile(fit, target.X, LEVEL) if profile else None  # traced once, every scale reads it
+        iv = extrapolation_interval(fit, target.X, level=LEVEL, calibration=cal, parameter_part=part, profile=prof)
         X_t = fit.law.columns(target.X)
         noise = noise_parts(fit, X_t, cal.length)  # parameters and run-to-run scatter, the misfit taken out
 
@@ -163,7 +168,8 @@ def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = F
 
         def covered(scale: float) -> float:  # the same interval with the misfit sd times ``scale``
             cal_c = replace(cal, amplitude=scale * cal.amplitude, estimate=scale * cal.estimate, prior=scale * cal.prior)
-            return share_inside(extrapolation_interval(fit, target.X, level=LEVEL, calibration=cal_c))
+            return share_inside(extrapolation_interval(fit, target.X, level=LEVEL, calibration=cal_c,
+                                                       parameter_part=part, profile=prof))
 
         coverage_share = share_inside(iv)
         plain = covered(0.0)
@@ -173,7 +179,7 @@ def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = F
     # the interval's log-sd parts at the targets: parameters, run-to-run scatter (both noise only), misfit;
     # mean squared errors (observed, and of the mean against the noise-free truth), pooled in coverage()
     param_sd = (fit.interval(X_t, level=LEVEL, kind="confidence").se_log if n_bootstrap  # the part the interval used
-                else np.sqrt(noise.param_var))
+                else (prof.h_lo + prof.h_hi) / (2 * prof.q) if profile else np.sqrt(noise.param_var))
     parts = {"param": float(np.mean(param_sd)), "scatter": noise.noise_sd,
              "misfit": float(np.mean(m)),
              "rms": float(np.mean(err**2)), "truth": float(np.mean((np.log(orc.truth(target.X)) - np.log(iv.mean)) ** 2))}
@@ -184,10 +190,10 @@ def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = F
 
 
 def coverage(name: str, replicates: int, fraction: float = 1.0, first_seed: int = 0, warm: bool = False,
-             exact: bool = False, scales: tuple[float, ...] = (), n_bootstrap: int = 0) -> dict:
+             exact: bool = False, scales: tuple[float, ...] = (), n_bootstrap: int = 0, profile: bool = False) -> dict:
     """Mean over ``replicates`` seeded replicates of :func:`replicate` for law ``name``."""
     setting = SETTINGS[name]()
-    rows = [replicate(setting, seed, fraction, warm, exact, scales, n_bootstrap)
+    rows = [replicate(setting, seed, fraction, warm, exact, scales, n_bootstrap, profile)
             for seed in range(first_seed, first_seed + replicates)]
     cov = np.array([r["coverage"] for r in rows])
     ok = np.isfinite(cov)
@@ -214,6 +220,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bootstrap", type=int, default=0, metavar="B",
                     help="parameter part from B bootstrap resamples: the interval fit/predict/plan/replay print by default "
                     "(their --bootstrap 1000); 0 (default): the delta method's (their --bootstrap 0)")
+    ap.add_argument("--profile", action="store_true", help="parameter part from the profile likelihood of each "
+                    "prediction (fitting.prediction_profile) instead of the delta method's")
     ap.add_argument("--scales", default="", help="also the coverage with the misfit sd times each of these (e.g. "
                     "0,0.5,1,1.5): the trade-off one calibration would face across laws")
     args = ap.parse_args(argv)
@@ -221,6 +229,9 @@ def main(argv=None) -> int:
     unknown = [s for s in laws if s not in SETTINGS]
     if unknown:
         print(f"--laws: unknown {unknown}; choose from {sorted(SETTINGS)}", file=sys.stderr)
+        return 2
+    if args.bootstrap and args.profile:
+        print("--profile and --bootstrap: choose one parameter part", file=sys.stderr)
         return 2
     fractions = ([] if args.no_full else [1.0]) + [float(f) for f in args.fractions.split(",") if f]
     scales = tuple(float(c) for c in args.scales.split(",") if c)
@@ -234,7 +245,7 @@ def main(argv=None) -> int:
         for frac in fractions:
             t0 = time.perf_counter()
             r = coverage(name, args.replicates, frac, first_seed=args.first_seed, exact=args.exact, scales=scales,
-                         n_bootstrap=args.bootstrap)
+                         n_bootstrap=args.bootstrap, profile=args.profile)
             strategy = "full pool" if frac >= 1 else f"active {frac:.0%}"
             print(f"{name:<17} {strategy:<12} {r['n']:>4} {r['coverage']:>9.1%} {r['se']:>6.1%} {r['plain']:>6.1%} {r['amplitude']:>9.4f} "
                   f"{r['prior']:>5} {r['zero']:>4} {r['unbounded']:>4} {r['are']:>9.2%} {r['param']:>9.4f} {r['scatter']:>7.4f} {r['misfit']:>6.4f} "

@@ -254,14 +254,15 @@ def misfit_sd(fit: FitResult, X: Mapping[str, np.ndarray], calibration: MisfitCa
 
 
 def parameter_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: float | None = None,
-                       length: float = 2.0) -> Interval:
+                       length: float = 2.0, part: str | None = None) -> Interval:
     """The parameter part of :func:`extrapolation_interval` at X, alone (the "parameters only"
-    interval printed beside it, so it lies inside it): with a bootstrap on the fit, the
-    bootstrap's confidence interval; else the noise-only delta interval exp(±q·√v_θ) about the
-    point prediction (:func:`noise_parts`, q the t quantile with n − P degrees of freedom)."""
+    interval printed beside it, so it lies inside it): ``part`` "bootstrap" (the default with a
+    bootstrap on the fit), the bootstrap's confidence interval; "delta" (the default without),
+    the noise-only delta interval exp(±q·√v_θ) about the point prediction (:func:`noise_parts`,
+    q the t quantile with n − P degrees of freedom)."""
     level = fit.level if level is None else level
     X = fit.law.columns(X)
-    if fit.bootstrap is not None:
+    if (part or ("bootstrap" if fit.bootstrap is not None else "delta")) == "bootstrap":
         return fit.interval(X, level=level, kind="confidence")
     mean = fit.law.predict(fit.theta, X)
     q = stats.t.ppf(0.5 + level / 2, max(fit.n_points - fit.law.n_params, 1))
@@ -271,19 +272,27 @@ def parameter_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: float
 
 
 def extrapolation_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: float | None = None,
-                           calibration: MisfitCalibration | None = None) -> Interval:
+                           calibration: MisfitCalibration | None = None, parameter_part: str | None = None,
+                           profile=None) -> Interval:
     """The fit's prediction interval for extrapolation: parameters, run-to-run scatter and the
     calibrated misfit (``calibration`` defaults to :func:`calibrate_misfit` on the fit's own runs),
     each counted once.
 
     Log half-width √(h_θ² + q²·(σ² + m²)) on each side of the point prediction, with h_θ that side's
-    log half-width of :func:`parameter_interval` (the bootstrap's confidence interval, or the
-    noise-only delta interval q·√v_θ), σ the noise-only scatter (:func:`noise_parts`: the smooth
+    log half-width of the parameter part, σ the noise-only scatter (:func:`noise_parts`: the smooth
     misfit taken out of the residuals first), m the misfit sd (:func:`misfit_sd`) and q the t
-    quantile with n − P degrees of freedom; so :func:`parameter_interval` lies inside it. Unlike
-    ``fit.interval(X, level)``, whose sandwich and scatter read the misfit in the residuals as
-    noise, this need not contain the plain interval: that double counting made Kaplan's L(N, D)
-    intervals cover 98-99 % (module doc)."""
+    quantile with n − P degrees of freedom. Unlike ``fit.interval(X, level)``, whose sandwich and
+    scatter read the misfit in the residuals as noise, this need not contain the plain interval:
+    that double counting made Kaplan's L(N, D) intervals cover 98-99 % (module doc).
+
+    ``parameter_part``: ``"delta"`` (q·√v_θ, noise only), ``"bootstrap"`` (the bootstrap's
+    confidence interval; needs ``fit.bootstrap``) — either is :func:`parameter_interval`, which
+    so lies inside this interval — or ``"profile"`` (each side's half-width from the profile
+    likelihood of the prediction, :func:`fitting.prediction_profile.prediction_profile`, on the
+    same noise-only scale as the delta method's; a side the data leave open is open here too;
+    ``profile``: one already traced at these X and level, not traced again); None: the
+    bootstrap's when the fit has one, else the delta method's. Raises ValueError for another
+    name, or "bootstrap" without one."""
     calibration = calibration or calibrate_misfit(fit)
     level = fit.level if level is None else level
     X = fit.law.columns(X)
@@ -292,10 +301,22 @@ def extrapolation_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: f
     parts = noise_parts(fit, X, calibration.length)
     other = parts.noise_sd**2 + misfit_sd(fit, X, calibration) ** 2  # scatter and misfit variances
     log_mean = np.log(mean)
-    conf = parameter_interval(fit, X, level, calibration.length)
-    h_lo = np.sqrt(np.clip(log_mean - np.log(conf.lo), 0, None) ** 2 + q**2 * other)
-    h_hi = np.sqrt(np.clip(np.log(conf.hi) - log_mean, 0, None) ** 2 + q**2 * other)
-    sd = np.sqrt(conf.se_log**2 + other)
-    method = "bootstrap" if fit.bootstrap is not None else "delta"
+    part = parameter_part or ("bootstrap" if fit.bootstrap is not None else "delta")
+    if part not in ("delta", "bootstrap", "profile"):
+        raise ValueError(f"parameter_part must be 'delta', 'bootstrap' or 'profile', not {parameter_part!r}")
+    if part == "bootstrap" and fit.bootstrap is None:
+        raise ValueError("parameter_part='bootstrap' needs a bootstrap on the fit (fitting.uncertainty.bootstrap)")
+    if part == "profile":
+        from fitting.prediction_profile import prediction_profile  # its Lagrangian refits are only paid when asked
+
+        prof = profile if profile is not None else prediction_profile(fit, X, level)
+        h_lo = np.where(prof.open_lo, np.inf, np.sqrt(prof.h_lo**2 + q**2 * other))
+        h_hi = np.where(prof.open_hi, np.inf, np.sqrt(prof.h_hi**2 + q**2 * other))
+        sd = np.sqrt(((prof.h_lo + prof.h_hi) / (2 * q)) ** 2 + other)
+    else:
+        conf = parameter_interval(fit, X, level, calibration.length, part)
+        h_lo = np.sqrt(np.clip(log_mean - np.log(conf.lo), 0, None) ** 2 + q**2 * other)
+        h_hi = np.sqrt(np.clip(np.log(conf.hi) - log_mean, 0, None) ** 2 + q**2 * other)
+        sd = np.sqrt(conf.se_log**2 + other)
     return Interval(mean=mean, lo=mean * np.exp(-h_lo), hi=mean * np.exp(h_hi), level=level, kind="prediction",
-                    method=f"{method}+misfit(a={calibration.amplitude:.3g})", se_log=sd)
+                    method=f"{part}+misfit(a={calibration.amplitude:.3g})", se_log=sd)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # annotations only: fitting.fit imports this module
     from fitting.fit import FitResult
 
 __all__ = ["Interval", "BootstrapResult", "bootstrap", "prediction_interval", "estimate_covariance",
-           "residual_scales", "scaled_pinv", "m_estimator_factor", "split_residuals", "NullSpace", "null_space",
+           "residual_scales", "scaled_pinv", "m_estimator_factor", "huber_moments", "split_residuals", "NullSpace", "null_space",
            "jacobian_directions", "loaded_params", "NULL_RCOND", "NULL_LOADING"]
 
 
@@ -176,10 +176,17 @@ def m_estimator_factor(sigma: float, loss: str, delta: float) -> float:
     (→ π σ²/2, least absolute deviations, as δ/σ → 0). ``sigma`` > 0 in log loss."""
     if loss != "huber":
         return float(sigma) ** 2
+    kappa, epsi2 = huber_moments(sigma, delta)
+    return float(epsi2 / max(kappa, 1e-300) ** 2)
+
+
+def huber_moments(sigma: float, delta: float) -> tuple[float, float]:
+    """(E ψ'(ε), E ψ(ε)²) of the Huber loss with threshold δ for ε ~ N(0, σ²), in log loss:
+    2Φ(t) − 1 and σ²(2Φ(t) − 1 − 2tφ(t)) + 2δ²(1 − Φ(t)) with t = δ/σ (:func:`m_estimator_factor`)."""
     t = delta / max(float(sigma), 1e-300)
     kappa = float(special.erf(t / np.sqrt(2)))  # 2Φ(t) − 1 without the cancellation at small t
     epsi2 = sigma**2 * (kappa - 2 * t * stats.norm.pdf(t)) + 2 * delta**2 * stats.norm.sf(t)
-    return float(epsi2 / max(kappa, 1e-300) ** 2)
+    return kappa, float(epsi2)
 
 
 def split_residuals(r: np.ndarray, J: np.ndarray, Phi: np.ndarray) -> tuple[float, float, int]:
