@@ -199,6 +199,22 @@ class Allocation:
     unidentified_reason: str | None = None
     notes: list[str] = field(default_factory=list)  # warnings about this allocation (e.g. an extrapolated ratio)
 
+    # The one owner of "the interval for the loss at C" (plan, report, frontier print these): the
+    # prediction interval with the law misfit where it was calibrated, else the plain one; and
+    # ``intervals["loss"]``, its parameter part alone (fitting.extrapolation.parameter_interval),
+    # which lies inside it. The loss at each parameter sample's own optimum was printed as that part
+    # before, and fell outside the prediction interval (a new user: 0.7866 < 0.8465).
+    @property
+    def loss_interval(self) -> tuple[float, float] | None:
+        return self.loss_misfit_interval or self.loss_prediction_interval
+
+    @property
+    def loss_interval_kind(self) -> str | None:
+        """What :attr:`loss_interval` holds, in words (every place that prints it names it so)."""
+        if self.loss_misfit_interval:
+            return "prediction interval (parameters, run scatter and the calibrated law misfit)"
+        return "prediction interval (parameters and run scatter; no law misfit)" if self.loss_prediction_interval else None
+
     def to_dict(self) -> dict[str, Any]:
         key = f"ci{int(round(self.level * 100))}"
         return {
@@ -210,9 +226,8 @@ class Allocation:
             "misfit_sd": self.misfit_sd, "misfit_source": self.misfit_source, "misfit_sd_here": self.misfit_sd_here,
             # the interval to quote: with the law misfit where it was calibrated, else the plain
             # prediction interval (the key{ci} "loss" entry is the parameters' part alone)
-            "loss_interval": list(self.loss_misfit_interval or self.loss_prediction_interval or ()) or None,
-            "loss_interval_kind": ("prediction, with the law misfit" if self.loss_misfit_interval else
-                                   "prediction, without the law misfit" if self.loss_prediction_interval else None),
+            "loss_interval": list(self.loss_interval or ()) or None,
+            "loss_interval_kind": self.loss_interval_kind,
             "uncertainty": self.uncertainty, "n_samples": self.n_samples, "fixed": self.fixed,
             "identified": self.identified, "unidentified_reason": self.unidentified_reason, "notes": list(self.notes),
         }
@@ -332,29 +347,26 @@ def compute_optimal_allocation(fit=None, compute: float = 1e21, *, law=None, par
     Ns = np.exp(lnN[:, 0])
     Ds = C / (k * Ns)
     cols_fixed = _fixed_cols(law, fixed, (1,))
-    with np.errstate(all="ignore"):
-        # loss at each sample's own optimum (optimal-loss uncertainty) ...
-        Ls = np.array([law.predict(t, {"N": np.array([n_]), "D": np.array([d_]), **cols_fixed,
-                                       **({"C": np.array([C])} if "C" in law.inputs else {})})[0]
-                       for t, n_, d_ in zip(thetas, Ns, Ds)])
-    ok = np.isfinite(Ns) & np.isfinite(Ls) & np.isfinite(a_s)
+    ok = np.isfinite(Ns) & np.isfinite(a_s)
     pct = lambda v: tuple(float(x) for x in np.quantile(v[ok], q))
-    out.intervals = {"N_opt": pct(Ns), "D_opt": pct(Ds), "tokens_per_param": pct(Ds / Ns), "loss": pct(Ls),
-                     "exponent_a": pct(a_s)}
+    out.intervals = {"N_opt": pct(Ns), "D_opt": pct(Ds), "tokens_per_param": pct(Ds / Ns), "exponent_a": pct(a_s)}
     from fitting.uncertainty import prediction_interval
 
-    X = {"N": res["N_opt"], "D": res["D_opt"], **_fixed_cols(law, fixed, (1,))}
+    X = {"N": res["N_opt"], "D": res["D_opt"], **cols_fixed}
     if "C" in law.inputs:
         X["C"] = np.array([C])
     pi = prediction_interval(fit, X, level=level, kind="prediction")
     out.loss_prediction_interval = (float(pi.lo[0]), float(pi.hi[0]))
+    conf = prediction_interval(fit, X, level=level, kind="confidence")  # the plain interval's parameter part
     if {"N", "D"} <= set(law.inputs):
-        from fitting.extrapolation import calibrate_misfit, extrapolation_interval, misfit_sd
+        from fitting.extrapolation import calibrate_misfit, extrapolation_interval, misfit_sd, parameter_interval
 
         calibration = misfit_calibration or calibrate_misfit(fit)
         ei = extrapolation_interval(fit, X, level=level, calibration=calibration)
         out.loss_misfit_interval = (float(ei.lo[0]), float(ei.hi[0]))
         out.misfit_sd, out.misfit_source = calibration.amplitude, calibration.describe()
         out.misfit_sd_here = float(misfit_sd(fit, X, calibration)[0])
+        conf = parameter_interval(fit, X, level, calibration.length)
+    out.intervals["loss"] = (float(conf.lo[0]), float(conf.hi[0]))  # inside loss_interval (Allocation doc)
     out.uncertainty, out.n_samples = how, int(ok.sum())
     return out

@@ -74,7 +74,7 @@ from fitting.prediction_profile import prediction_profile
 from fitting.uncertainty import Interval, m_estimator_factor, residual_split, scaled_pinv
 
 __all__ = ["PRIOR_MISFIT_SD", "PRIOR_WEIGHT", "HELD_OUT", "MisfitCalibration", "NoiseParts", "noise_parts",
-           "unit_misfit_sd", "calibrate_misfit", "misfit_sd", "extrapolation_interval"]
+           "unit_misfit_sd", "calibrate_misfit", "misfit_sd", "parameter_interval", "extrapolation_interval"]
 
 
 # The misfit sd assumed when the runs are too few to calibrate one: the designer's prior
@@ -246,6 +246,24 @@ def misfit_sd(fit: FitResult, X: Mapping[str, np.ndarray], calibration: MisfitCa
     return np.sqrt((k * calibration.estimate**2 * u**2 + w * calibration.prior**2 * prior_u**2) / (k + w))
 
 
+def parameter_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: float | None = None,
+                       length: float = 2.0, part: str | None = None) -> Interval:
+    """The parameter part of :func:`extrapolation_interval` at X, alone (the "parameters only"
+    interval printed beside it, so it lies inside it): ``part`` "bootstrap" (the default with a
+    bootstrap on the fit), the bootstrap's confidence interval; "delta" (the default without),
+    the noise-only delta interval exp(±q·√v_θ) about the point prediction (:func:`noise_parts`,
+    q the t quantile with n − P degrees of freedom)."""
+    level = fit.level if level is None else level
+    X = fit.law.columns(X)
+    if (part or ("bootstrap" if fit.bootstrap is not None else "delta")) == "bootstrap":
+        return fit.interval(X, level=level, kind="confidence")
+    mean = fit.law.predict(fit.theta, X)
+    q = stats.t.ppf(0.5 + level / 2, max(fit.n_points - fit.law.n_params, 1))
+    sd = np.sqrt(noise_parts(fit, X, length).param_var)
+    return Interval(mean=mean, lo=mean * np.exp(-q * sd), hi=mean * np.exp(q * sd), level=level, kind="confidence",
+                    method="delta (noise only)", se_log=sd)
+
+
 def extrapolation_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: float | None = None,
                            calibration: MisfitCalibration | None = None, parameter_part: str | None = None,
                            profile=None) -> Interval:
@@ -253,20 +271,21 @@ def extrapolation_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: f
     calibrated misfit (``calibration`` defaults to :func:`calibrate_misfit` on the fit's own runs),
     each counted once.
 
-    Delta method (no bootstrap on the fit): log half-width q·√(v_θ + σ² + m²) about the point
-    prediction, with v_θ and σ the noise-only parameter variance and scatter (:func:`noise_parts`:
-    the smooth misfit taken out of the residuals first), m the misfit sd (:func:`misfit_sd`) and q
-    the t quantile with n − P degrees of freedom. With a bootstrap, each side's parameter part is
-    the bootstrap's confidence half-width instead of q·√v_θ. Unlike ``fit.interval(X, level)``,
-    whose sandwich and scatter read the misfit in the residuals as noise, this need not contain the
-    plain interval: that double counting made Kaplan's L(N, D) intervals cover 98-99 % (module doc).
+    Log half-width √(h_θ² + q²·(σ² + m²)) on each side of the point prediction, with h_θ that side's
+    log half-width of the parameter part, σ the noise-only scatter (:func:`noise_parts`: the smooth
+    misfit taken out of the residuals first), m the misfit sd (:func:`misfit_sd`) and q the t
+    quantile with n − P degrees of freedom. Unlike ``fit.interval(X, level)``, whose sandwich and
+    scatter read the misfit in the residuals as noise, this need not contain the plain interval:
+    that double counting made Kaplan's L(N, D) intervals cover 98-99 % (module doc).
 
-    ``parameter_part``: ``"delta"``, ``"bootstrap"`` (needs ``fit.bootstrap``) or ``"profile"`` (each
-    side's half-width from the profile likelihood of the prediction,
-    :func:`fitting.prediction_profile.prediction_profile`, on the same noise-only scale as the
-    delta method's; a side the data leave open is open here too; ``profile``: one already traced
-    at these X and level, not traced again); None: the bootstrap's when the fit has one, else the
-    delta method's. Raises ValueError for another name, or "bootstrap" without one."""
+    ``parameter_part``: ``"delta"`` (q·√v_θ, noise only), ``"bootstrap"`` (the bootstrap's
+    confidence interval; needs ``fit.bootstrap``) — either is :func:`parameter_interval`, which
+    so lies inside this interval — or ``"profile"`` (each side's half-width from the profile
+    likelihood of the prediction, :func:`fitting.prediction_profile.prediction_profile`, on the
+    same noise-only scale as the delta method's; a side the data leave open is open here too;
+    ``profile``: one already traced at these X and level, not traced again); None: the
+    bootstrap's when the fit has one, else the delta method's. Raises ValueError for another
+    name, or "bootstrap" without one."""
     calibration = calibration or calibrate_misfit(fit)
     level = fit.level if level is None else level
     X = fit.law.columns(X)
@@ -284,14 +303,11 @@ def extrapolation_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: f
         prof = profile if profile is not None else prediction_profile(fit, X, level)
         h_lo = np.where(prof.open_lo, np.inf, np.sqrt(prof.h_lo**2 + q**2 * other))
         h_hi = np.where(prof.open_hi, np.inf, np.sqrt(prof.h_hi**2 + q**2 * other))
-        sd, method = np.sqrt(((prof.h_lo + prof.h_hi) / (2 * q)) ** 2 + other), "profile"
-    elif part == "bootstrap":
-        conf = fit.interval(X, level=level, kind="confidence")
+        sd = np.sqrt(((prof.h_lo + prof.h_hi) / (2 * q)) ** 2 + other)
+    else:
+        conf = parameter_interval(fit, X, level, calibration.length, part)
         h_lo = np.sqrt(np.clip(log_mean - np.log(conf.lo), 0, None) ** 2 + q**2 * other)
         h_hi = np.sqrt(np.clip(np.log(conf.hi) - log_mean, 0, None) ** 2 + q**2 * other)
-        sd, method = np.sqrt(conf.se_log**2 + other), "bootstrap"
-    else:
-        sd, method = np.sqrt(parts.param_var + other), "delta"
-        h_lo = h_hi = q * sd
+        sd = np.sqrt(conf.se_log**2 + other)
     return Interval(mean=mean, lo=mean * np.exp(-h_lo), hi=mean * np.exp(h_hi), level=level, kind="prediction",
-                    method=f"{method}+misfit(a={calibration.amplitude:.3g})", se_log=sd)
+                    method=f"{part}+misfit(a={calibration.amplitude:.3g})", se_log=sd)

@@ -35,7 +35,8 @@ from typing import Any, Mapping
 import numpy as np
 
 __all__ = ["FrontierResult", "envelope_frontier", "isoflop_frontier", "parametric_frontier", "compare_frontiers",
-           "group_by_compute", "unsupported", "AGREE_FACTOR", "DEFAULT_TOLERANCE"]
+           "group_by_compute", "unsupported", "frontier_resamples", "AGREE_FACTOR", "DEFAULT_TOLERANCE",
+           "MIN_RESAMPLES"]
 
 #: Approaches agree when their a intervals overlap pairwise and their N_opt at C lie within this factor.
 AGREE_FACTOR = 2.0
@@ -43,6 +44,14 @@ AGREE_FACTOR = 2.0
 DEFAULT_TOLERANCE = 0.05
 #: From this many used isoFLOP budgets on, the bootstrap resamples the budgets as well as their runs.
 RESAMPLE_BUDGETS = 6
+#: Fewest resamples approaches 1 and 2 take (``frontier_resamples``): ``frontier`` and the report alike.
+MIN_RESAMPLES = 200
+
+
+def frontier_resamples(n_bootstrap: int) -> int:
+    """Resamples of approaches 1 and 2 for a fit's ``n_bootstrap`` (``--bootstrap``): at least
+    ``MIN_RESAMPLES`` (a fit with 0, the sandwich, still gets bootstrap frontier intervals)."""
+    return max(int(n_bootstrap), MIN_RESAMPLES)
 NAN = float("nan")
 NAN2 = (NAN, NAN)
 
@@ -53,6 +62,11 @@ class FrontierResult:
     (parameters), ``d_opt`` (tokens), ``loss`` (nats/token) at ``compute`` (FLOPs); each ``*_ci``
     a (lo, hi) interval at ``level``. ``supported`` False: ``reason`` says why, numbers are NaN.
     ``floor``: the irreducible loss E of the law behind the answer (parametric only; NaN else).
+    ``loss_ci`` is a parameters-only (confidence) interval in every approach, so the verdict
+    compares like with like (``loss_kind`` says which); ``loss_prediction_ci`` (parametric only)
+    is the prediction interval ``plan`` prints for the same loss (:attr:`fitting.allocate.Allocation.loss_interval`),
+    which holds ``loss_ci``. An interval the data cannot give (the resamples cannot move the
+    number: an exactly determined fit) is NaN, never zero-width, and a note says why.
     ``points``: the (C, N_opt, D_opt, loss) points the exponents were fitted to; ``profiles``
     (isoFLOP only): per budget its runs, parabola, vertex and status; ``notes``: budgets skipped or
     flagged, and other caveats."""
@@ -77,6 +91,8 @@ class FrontierResult:
     points: dict[str, list[float]] = field(default_factory=dict)
     profiles: list[dict[str, Any]] = field(default_factory=list)
     floor: float = NAN
+    loss_kind: str = "confidence, bootstrap over runs"
+    loss_prediction_ci: tuple[float, float] = NAN2
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,16 +132,29 @@ def _loss_curve(x, L, x_at: float, n_e: int = 200) -> float:
     return float(E[j, 0] + math.exp(icpt[j] + slope[j] * x_at))
 
 
+QUANTITIES = ("a", "b", "N_opt", "D_opt", "loss")
+
+
 def _answer(approach, C, N, D, L, reps: np.ndarray, compute: float, level: float, method: str,
-            notes: list[str], profiles=()) -> FrontierResult:
+            notes: list[str], profiles=(), no_interval: str | None = None) -> FrontierResult:
     """The point estimate from the points and percentile intervals from bootstrap replicates
-    ``reps`` (R, 5) of :func:`_slopes`."""
+    ``reps`` (R, 5) of :func:`_slopes`. ``no_interval``: why the data give no interval at all
+    (every interval NaN). A quantity the resamples do not move (zero spread: an exactly
+    determined fit, which resampling reproduces) gets no interval either, never a zero-width one."""
     est = _slopes(C, N, D, L, compute)
     ok = np.all(np.isfinite(reps), axis=1)
     q = [(1 - level) / 2, (1 + level) / 2]
-    ci = [tuple(float(v) for v in np.quantile(reps[ok, j], q)) if ok.sum() >= 2 else NAN2 for j in range(5)]
-    if ok.sum() < 2:
+    ci = [tuple(float(v) for v in np.quantile(reps[ok, j], q)) if ok.sum() >= 2 and not no_interval else NAN2
+          for j in range(5)]
+    if no_interval:
+        notes = notes + [f"no intervals (unidentified): {no_interval}"]
+    elif ok.sum() < 2:
         notes = notes + ["too few usable bootstrap resamples for intervals"]
+    fixed = [j for j in range(5) if np.isfinite(ci[j][0]) and not ci[j][1] - ci[j][0] > 1e-9 * abs(est[j])]
+    if fixed:
+        ci = [NAN2 if j in fixed else ci[j] for j in range(5)]
+        notes = notes + [f"no interval for {', '.join(QUANTITIES[j] for j in fixed)} (unidentified): every resample "
+                         f"gives the same value (the points determine it exactly, so resampling cannot move it)"]
     if np.unique(C).size < 4:
         notes = notes + ["loss at C: a pure power law in C (too few points to fit an irreducible term)"]
     return FrontierResult(approach, True, None, float(compute), float(est[0]), ci[0], float(est[1]), ci[1],
@@ -233,6 +262,7 @@ def _profile(C_b: float, N, L, n_bootstrap: int, rng) -> dict[str, Any]:
     if n_distinct < 3:
         prof["status"] = f"skipped: {n_distinct} distinct N (a parabola needs 3)"
         return prof
+    exact = x.size <= 3  # as many runs as the parabola has parameters: every resample refits the same 3 points
     xv, lv, p = _vertex(x, L)
     prof["parabola"] = list(map(float, p))
     if not np.isfinite(xv):
@@ -244,12 +274,13 @@ def _profile(C_b: float, N, L, n_bootstrap: int, rng) -> dict[str, Any]:
                           f"[{N.min():.3g}, {N.max():.3g}]")
         return prof
     boot = np.full((n_bootstrap, 2), np.nan)
-    for i in range(n_bootstrap):
+    for i in range(0 if exact else n_bootstrap):
         j = rng.integers(0, x.size, x.size)
         if np.unique(x[j]).size >= 3:
             bx, bl, _ = _vertex(x[j], L[j])
             boot[i] = (bx, bl)
-    prof.update(used=True, status="used", boot=boot)
+    prof.update(used=True, status="used (3 runs for a 3-parameter parabola: exactly determined, no vertex interval)"
+                if exact else "used", boot=boot, exact=exact)
     return prof
 
 
@@ -304,14 +335,28 @@ def isoflop_frontier(N, loss, compute, compute_at: float, *, budget=None, tolera
     notes.insert(0, f"{len(used)} of {len(profiles)} budgets used (grouped by {how})")
     n = np.exp(xv)
     method = "bootstrap over runs within each budget" + (" and over budgets" if len(used) >= RESAMPLE_BUDGETS else "")
+    # A budget whose vertex no resample can move has its spread counted as 0 (a new user's 3 sizes
+    # per budget gave a [0.765, 0.765]). Resampling the budgets too carries the vertices' scatter
+    # between budgets, which holds theirs; without that, the frontier has no interval.
+    fixed = [p for p in used if not np.isfinite(p["boot"]).all(axis=1).any()]
+    which = ", ".join(f"{p['compute']:.3g}" for p in fixed)
+    why = None
+    if fixed and len(used) < RESAMPLE_BUDGETS:
+        why = (f"no resample moves the vertex of budget(s) {which} FLOPs (a parabola through 3 runs is exactly "
+               f"determined) and {len(used)} budgets are too few to resample ({RESAMPLE_BUDGETS} needed); sweep at "
+               f"least 4 sizes per budget (search.sizes_per_budget) or repeat seeds")
+    elif fixed:
+        notes.append(f"budget(s) {which} FLOPs: vertex exactly determined (no resample moves it), held at its point; "
+                     f"the resampling of the {len(used)} budgets carries their scatter")
     return _answer("isoflop", Cb, n, Cb / (flops_per_token * n), lv, reps, compute_at, level, method, notes,
-                   _plain(profiles))
+                   _plain(profiles), no_interval=why)
 
 
 def _resample_valid(prof, n: int, rng) -> np.ndarray:
     """``n`` of a budget's bootstrap vertices drawn from its valid ones (a resample with < 3
     distinct N has none), so one small budget does not void a whole replicate; its point vertex
-    when none is valid."""
+    when none is valid (an exactly determined parabola): that counts its own spread as 0, so
+    :func:`isoflop_frontier` reports intervals then only when it resamples the budgets too."""
     boot = prof["boot"]
     valid = boot[np.all(np.isfinite(boot), axis=1)]
     if not len(valid):
@@ -343,7 +388,9 @@ def parametric_frontier(fit, compute: float, *, level: float = 0.9, flops_per_to
     return FrontierResult("parametric", True, None, float(compute), p.exponent_a, a_ci, 1 - p.exponent_a,
                           (1 - a_ci[1], 1 - a_ci[0]), p.N_opt, iv.get("N_opt", NAN2), p.D_opt, iv.get("D_opt", NAN2),
                           p.loss, iv.get("loss", NAN2), level, f"{fit.law.name} fit; {p.uncertainty}", list(p.notes),
-                          floor=float(fit.params.get("E", NAN)))
+                          floor=float(fit.params.get("E", NAN)),
+                          loss_kind="confidence, the parameter part of plan's prediction interval",
+                          loss_prediction_ci=tuple(p.loss_interval or NAN2))
 
 
 # ====================================================================== the verdict
@@ -359,9 +406,12 @@ def _has_ci(r: FrontierResult, attr: str) -> bool:
 def compare_frontiers(results, factor: float = AGREE_FACTOR) -> str:
     """One line: what the approaches agree on and what not, each judged on its own.
 
-    * exponents: every pair's a intervals overlap;
+    * exponents: every pair's a intervals overlap (pairs without intervals are not compared: an
+      unidentified interval is no evidence of agreement);
     * N_opt at C: largest / smallest within ``factor``;
-    * loss at C: every pair's loss intervals overlap (pairs without intervals are not compared);
+    * loss at C: every pair's parameters-only loss intervals overlap (``loss_ci``, like with like:
+      the parametric fit's is the parameter part of its prediction interval; pairs without
+      intervals are not compared);
     * no approach's loss lies below another's fitted floor E (`FrontierResult.floor`): a law's own
       irreducible loss is the least it allows at any compute.
 
@@ -375,8 +425,15 @@ def compare_frontiers(results, factor: float = AGREE_FACTOR) -> str:
     pairs = [(r, s) for i, r in enumerate(ok) for s in ok[i + 1:]]
     c = f"{ok[0].compute:.3g} FLOPs"
     agree, why = [], []
-    apart = [f"{r.approach} vs {s.approach}" for r, s in pairs if _disjoint(r, s, "a")]
-    (why if apart else agree).append(f"a intervals disjoint for {'; '.join(apart)}" if apart else "a intervals overlap")
+    with_a = [(r, s) for r, s in pairs if _has_ci(r, "a") and _has_ci(s, "a")]
+    apart = [f"{r.approach} vs {s.approach}" for r, s in with_a if _disjoint(r, s, "a")]
+    if apart:
+        why.append(f"a intervals disjoint for {'; '.join(apart)}")
+    elif with_a:
+        agree.append("a intervals overlap")
+    missing = [f"{attr} of {', '.join(r.approach for r in ok if np.isfinite(getattr(r, attr)) and not _has_ci(r, attr))}"
+               for attr in ("a", "loss") if any(np.isfinite(getattr(r, attr)) and not _has_ci(r, attr) for r in ok)]
+    unknown = f"; not compared (no interval: unidentified): {'; '.join(missing)}" if missing else ""
     n = [r.n_opt for r in ok]
     ratio = max(n) / min(n)
     (agree if ratio <= factor else why).append(
@@ -385,11 +442,12 @@ def compare_frontiers(results, factor: float = AGREE_FACTOR) -> str:
     loss_apart = [f"{r.approach} {r.loss:.4g} [{r.loss_ci[0]:.4g}, {r.loss_ci[1]:.4g}] vs {s.approach} {s.loss:.4g} "
                   f"[{s.loss_ci[0]:.4g}, {s.loss_ci[1]:.4g}]" for r, s in compared if _disjoint(r, s, "loss")]
     if loss_apart:
-        why.append(f"loss intervals at {c} disjoint: {'; '.join(loss_apart)}")
+        why.append(f"loss intervals (parameters only) at {c} disjoint: {'; '.join(loss_apart)}")
     elif compared:
-        agree.append("loss intervals overlap")
+        agree.append("loss intervals (parameters only) overlap")
     why += [f"{r.approach}'s loss {r.loss:.4g} is below {s.approach}'s fitted floor E = {s.floor:.4g}"
             for r in ok for s in ok if r is not s and np.isfinite(s.floor) and r.loss < s.floor]
     if not why:
-        return f"verdict: {names} agree ({'; '.join(agree)})"
-    return f"verdict: {names} DISAGREE ({'; '.join(why)})" + (f"; agree on: {'; '.join(agree)}" if agree else "")
+        return f"verdict: {names} agree ({'; '.join(agree)}){unknown}"
+    return (f"verdict: {names} DISAGREE ({'; '.join(why)})" + (f"; agree on: {'; '.join(agree)}" if agree else "")
+            + unknown)

@@ -25,7 +25,7 @@ ISOFLOP_BUDGET = "isoflop_budget"  # the runs column an isoFLOP sweep writes (pl
 
 def register(subparsers) -> None:
     from fitting.cli import add_data_args
-    from fitting.frontier import AGREE_FACTOR, DEFAULT_TOLERANCE
+    from fitting.frontier import AGREE_FACTOR, DEFAULT_TOLERANCE, MIN_RESAMPLES
 
     p = subparsers.add_parser(
         "frontier", help="compute-optimal N_opt(C), D_opt(C) three ways (envelope, isoFLOP, parametric)",
@@ -35,7 +35,7 @@ def register(subparsers) -> None:
                     "D_opt, loss at --compute with intervals, the approaches the data cannot support with why, and "
                     f"a verdict on what agrees and what does not: a intervals overlap, N_opt within "
                     f"×{AGREE_FACTOR:g}, loss intervals overlap, no loss below the law's fitted floor E. Exit 2 when no approach answered. --bootstrap also sets approaches 1 and "
-                    f"2's resamples (at least 200).")
+                    f"2's resamples (at least {MIN_RESAMPLES}).")
     add_data_args(p, True)
     p.add_argument("--compute", type=positive, metavar="C",
                    help="FLOPs budget for N_opt, D_opt and loss (default: the largest run's compute)")
@@ -66,7 +66,7 @@ def run_frontier(args) -> tuple[list, list[str]]:
     from fitting.cli import load_table, table_source
     from fitting.dynamics import is_sweep_dir, read_curves
     from fitting.fit import fit_law
-    from fitting.frontier import envelope_frontier, isoflop_frontier, parametric_frontier, unsupported
+    from fitting.frontier import envelope_frontier, frontier_resamples, isoflop_frontier, parametric_frontier, unsupported
     from fitting.laws import get_law
 
     law = get_law(args.law)
@@ -85,7 +85,7 @@ def run_frontier(args) -> tuple[list, list[str]]:
     k = args.flops_per_token
     C = data.compute(k)
     at = float(args.compute or C.max())
-    boot = dict(n_bootstrap=max(args.bootstrap, 200), level=args.level, seed=args.seed)
+    boot = dict(n_bootstrap=frontier_resamples(args.bootstrap), level=args.level, seed=args.seed)
     envelope = unsupported("envelope", "no curves: a table of final runs, not a sweep's store", at, args.level)
     if args.runs and is_sweep_dir(source):
         try:
@@ -111,25 +111,33 @@ def run_frontier(args) -> tuple[list, list[str]]:
 
 
 def _fmt(v, ci, spec=".3g"):
+    """A value with its interval; "(no interval)" where the data give none (unidentified)."""
     if not np.isfinite(v):
         return "—"
-    return f"{v:{spec}} [{ci[0]:{spec}}, {ci[1]:{spec}}]" if np.all(np.isfinite(ci)) else f"{v:{spec}}"
+    return f"{v:{spec}} [{ci[0]:{spec}}, {ci[1]:{spec}}]" if np.all(np.isfinite(ci)) else f"{v:{spec}} (no interval)"
 
 
-def _print(results, verdict: str, notes: list[str]) -> None:
+def _print(results, verdict: str, notes: list[str], k: float = 6.0) -> None:
     for note in notes:
         print(f"warning: {note}")
     r0 = results[0]
     lvl = int(round(r0.level * 100))
-    print(f"compute-optimal frontier at C = {r0.compute:.3g} FLOPs (C = k·N·D; {lvl}% intervals)")
+    print(f"compute-optimal frontier at C = {r0.compute:.3g} FLOPs (C = k·N·D, k = {k:g} FLOPs per parameter "
+          f"per token: --flops-per-token; {lvl}% intervals)")
     rows = [("a (N_opt ∝ C^a)", "a", ".3f"), ("b (D_opt ∝ C^b)", "b", ".3f"), ("N_opt (params)", "n_opt", ".3g"),
-            ("D_opt (tokens)", "d_opt", ".3g"), ("loss (nats/token)", "loss", ".4g")]
+            ("D_opt (tokens)", "d_opt", ".3g"), ("loss, params only", "loss", ".4g")]
     ok = [r for r in results if r.supported]
     width = 34
     print(f"  {'':<18}" + "".join(f"{r.approach:<{width}}" for r in ok))
     for label, attr, spec in rows:
         print(f"  {label:<18}" + "".join(f"{_fmt(getattr(r, attr), getattr(r, attr + '_ci'), spec):<{width}}"
                                           for r in ok))
+    # the prediction interval plan prints for the same loss (fitting.allocate.Allocation.loss_interval)
+    pred = [_fmt(r.loss, r.loss_prediction_ci, ".4g") if np.isfinite(r.loss_prediction_ci[0]) else "—" for r in ok]
+    print(f"  {'loss, prediction':<18}" + "".join(f"{cell:<{width}}" for cell in pred))
+    kinds = "; ".join(f"{r.approach}: {r.loss_kind}" for r in ok)
+    print(f"  loss in nats/token. 'params only': each approach's confidence interval ({kinds}), what the verdict "
+          f"compares; 'prediction': run scatter and the law misfit added, as plan prints it")
     for r in ok:
         print(f"  {r.approach}: {r.method}" + "".join(f"\n    {n}" for n in r.notes))
     for r in results:
@@ -154,5 +162,5 @@ def _cmd_frontier(args) -> int:
         print(json.dumps(json_safe({"compute": results[0].compute, "approaches": [r.to_dict() for r in results],
                                     "verdict": verdict, "warnings": notes})))
     else:
-        _print(results, verdict, notes)
+        _print(results, verdict, notes, args.flops_per_token)
     return 0

@@ -11,6 +11,8 @@ __all__ = ["plot_frontiers"]
 
 COLORS = {"envelope": "tab:green", "isoflop": "tab:blue", "parametric": "tab:red"}
 MARKERS = {"envelope": ("o", 10), "isoflop": ("s", 34), "parametric": ("o", 10)}
+# what each approach's points on the right panel are (their legend entries)
+POINTS = {"envelope": "envelope levels (winning run's N)", "isoflop": "isoFLOP vertices, one per budget used"}
 NUDGE = {"envelope": 10 ** -0.12, "isoflop": 1.0, "parametric": 10 ** 0.12}  # interval bars side by side
 
 
@@ -75,18 +77,20 @@ def plot_frontiers(results, path: str) -> None:
                    label=f"{r.approach}: a = {r.a:.3f}")
         if r.points:
             marker, size = MARKERS.get(r.approach, ("o", 10))
-            right.scatter(r.points["C"], r.points["N_opt"], s=size, marker=marker, color=color, alpha=0.7, zorder=3)
+            right.scatter(r.points["C"], r.points["N_opt"], s=size, marker=marker, color=color, alpha=0.7, zorder=3,
+                          label=POINTS.get(r.approach, f"{r.approach} points"))
         ci = r.n_opt_ci
         # a bootstrap interval need not contain the point estimate: bars stop at the estimate then
         yerr = [[max(0.0, r.n_opt - ci[0])], [max(0.0, ci[1] - r.n_opt)]] if np.all(np.isfinite(ci)) else None
-        right.errorbar([C_at * NUDGE.get(r.approach, 1.0)], [r.n_opt], yerr=yerr, fmt="o", color=color, capsize=4)
+        right.errorbar([C_at * NUDGE.get(r.approach, 1.0)], [r.n_opt], yerr=yerr, fmt="o", color=color, capsize=4,
+                       label=f"{r.approach}: N_opt at C" + ("" if yerr else " (no interval)"))
     right.set_xscale("log")
     right.set_yscale("log")
-    right.set_xlabel("compute C (FLOPs, C = k·N·D)")
+    right.set_xlabel("compute C (FLOPs, C = k·N·D; k FLOPs per parameter per token, 6 by default)")
     right.set_ylabel("N_opt (parameters)")
     right.set_title(f"compute-optimal N (interval at C = {C_at:.3g})")
     if any(r.supported for r in results):
-        right.legend(loc="upper left")
+        right.legend(loc="upper left", fontsize="small")
     for ax in (left, right):
         if ax is not None:
             ax.grid(True, which="major", alpha=0.3)

@@ -182,10 +182,15 @@ def _shape_choices(axes: Axes, n_ctx: int, vocab: int, family: str) -> list[_Sha
     return choices
 
 
-def _planned_tokens(regime: str, dataset_tokens: int, batch_tokens: int, max_steps: int | None) -> int:
+def _planned_tokens(regime: str, dataset_tokens: int, batch_tokens: int, max_steps: int | None, n_ctx: int) -> int:
+    """Tokens the run will train: in the tokens regime the whole batches of (n_ctx + 1)-token
+    windows a D-token slice holds (`orchestrator.isoflop.trained_tokens`, what the trainer records
+    as tokens_seen), so a planned cost is the cost the run spends and the budget, `validate`'s grid
+    and isoFLOP tables all read this one number (they once showed 5.06e9 and 4.98e9 FLOPs for one run)."""
     if regime == "dataset":
         return max_steps * batch_tokens  # repeats D until early stopping; max_steps is the cap
-    return dataset_tokens if max_steps is None else min(dataset_tokens, max_steps * batch_tokens)
+    tokens = trained_tokens(dataset_tokens, n_ctx, batch_tokens)
+    return tokens if max_steps is None else min(tokens, max_steps * batch_tokens)
 
 
 def _config_error_path(message: str) -> str:
@@ -209,7 +214,7 @@ def make_trial(spec: SweepSpec, key: str, shape: ModelShape, dataset_tokens: int
     """One run as the grid plans it (not yet checked: `check_trial`): its planned tokens and exact
     FLOPs under the spec's trainer.max_steps, and Kaplan's LR for its actual N where `lr` is None.
     The grid's trials and the scaling ladder's run (orchestrator/ladder.py) are built here."""
-    tokens = _planned_tokens(regime, dataset_tokens, batch_tokens, spec.trainer.get("max_steps"))
+    tokens = _planned_tokens(regime, dataset_tokens, batch_tokens, spec.trainer.get("max_steps"), shape.n_ctx)
     return TrialSpec(
         trial_key=key, shape=shape, dataset_tokens=dataset_tokens, regime=regime, seed=seed,
         lr=lr if lr is not None else kaplan_lr(non_embedding_params(shape)), batch_tokens=batch_tokens,

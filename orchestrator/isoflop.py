@@ -124,7 +124,7 @@ def isoflop_dataset_tokens(shape: ModelShape, budget: float, batch_tokens: int, 
 def trained_tokens(dataset_tokens: int, n_ctx: int, batch_tokens: int) -> int:
     """Tokens a tokens-regime run trains on a D-token slice: whole batches of its (n_ctx + 1)-token
     windows (`trainers.config.batch_geometry`; no trainer.max_steps cap)."""
-    seqs = batch_tokens // n_ctx
+    seqs = max(1, batch_tokens // n_ctx)  # a batch below one context is refused by the trainer's own check
     return (dataset_tokens // (n_ctx + 1)) // seqs * seqs * n_ctx
 
 
@@ -140,10 +140,12 @@ def format_isoflop_plan(trials) -> str:
         lines.append(f"isoFLOP budget {budget:.3g} FLOPs: {len(group)} runs, {len(sizes)} sizes, "
                      f"N {sizes[0]:.3g}..{sizes[-1]:.3g} (Chinchilla-optimal N under Epoch's fit "
                      f"{reference_n_opt(budget):.3g}); D: tokens trained, FLOPs: their exact cost")
+        if len(group) <= MIN_SIZES:  # fitting.frontier reports such a budget's vertex as unidentified
+            lines.append(f"  warning: {len(group)} runs fit this budget's parabola exactly, so `frontier` can give its "
+                         f"vertex no interval; sweep 4 or more sizes (search.sizes_per_budget) or seeds")
         rows = [("  trial", "N", "D", "D/N", "FLOPs", "FLOPs/C")]
         for t in sorted(group, key=lambda t: (t.non_embedding_params, t.trial_key)):
-            n, d = t.non_embedding_params, trained_tokens(t.dataset_tokens, t.shape.n_ctx, t.batch_tokens)
-            flops = train_flops(t.shape, d)
+            n, d, flops = t.non_embedding_params, t.planned_tokens, t.planned_flops  # the budget's numbers
             rows.append((f"  {t.trial_key}", f"{n:.3g}", f"{d:.3g}", f"{d / n:.3g}", f"{flops:.3g}",
                          f"{flops / budget:.3f}"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -59,7 +59,7 @@ class SweepReport:
 
 
 def build_report(storage: str, sweep: str, out_dir: str | os.PathLike, *, law_name: str = "chinchilla",
-                 target_compute: float | None = None, n_bootstrap: int = 200, aggregate=None,
+                 target_compute: float | None = None, n_bootstrap: int | None = None, aggregate=None,
                  headline: str = "main") -> SweepReport:
     """Read the sweep, fit, plan, draw, write ``report.html``. ``headline``: the fit whose exponents
     the page (and ``summary()``) states first: main (``law_name``), kaplan_n, kaplan_d, kaplan_c or kaplan_ns
@@ -68,8 +68,11 @@ def build_report(storage: str, sweep: str, out_dir: str | os.PathLike, *, law_na
     hyperparameter column the runs sweep within a cell (best over lr and batch_tokens, mean over
     seed). Raises FileNotFoundError (creating nothing) when ``storage`` or the sweep in it does not
     exist; writes into ``out_dir`` (a local path or a pyarrow.fs URI) only when there are runs to
-    report. Store files that cannot be read are listed in ``report.skipped`` and on the page."""
+    report. Store files that cannot be read are listed in ``report.skipped`` and on the page.
+    ``n_bootstrap``: resamples behind the intervals; None: the CLI's default
+    (`fitting.cli.DEFAULT_BOOTSTRAP`), so the page and `fit`/`plan`/`frontier` agree."""
     from fitting.laws import get_law
+    from fitting.cli import DEFAULT_BOOTSTRAP
     from metrics import UnreadablePartWarning, join, load_curves, load_runs, require_sweep, resolve, write_atomically
     from orchestrator import report_data as rd
 
@@ -77,6 +80,7 @@ def build_report(storage: str, sweep: str, out_dir: str | os.PathLike, *, law_na
 
     if headline not in HEADLINES:
         raise ValueError(f"--headline: one of {', '.join(HEADLINES)}, got {headline!r}")
+    n_bootstrap = DEFAULT_BOOTSTRAP if n_bootstrap is None else n_bootstrap
     law = get_law(law_name)
     if not set(law.inputs) <= {"N", "D"}:
         # The report fits the runs table (N, D, loss) and plans from it; a law of steps, compute or
@@ -155,7 +159,7 @@ def _allocation_text(fit, compute: float, report: SweepReport) -> str | None:
         return (f"compute-optimal at C = {compute:.2e} FLOPs ({p.law}): NOT IDENTIFIED: {p.unidentified_reason}; "
                 f"add runs that vary N and D/N independently")
     report.notes += p.notes
-    lo, hi = p.loss_prediction_interval or (math.nan, math.nan)
+    lo, hi = p.loss_interval or (math.nan, math.nan)  # the one `plan` prints (Allocation.loss_interval)
 
     def interval(key: str) -> str:  # the same intervals `plan` prints, so no number stands alone
         bounds = p.intervals.get(key)
@@ -163,7 +167,7 @@ def _allocation_text(fit, compute: float, report: SweepReport) -> str | None:
 
     return (f"compute-optimal at C = {compute:.2e} FLOPs ({p.law}): N_opt = {p.N_opt:.3g}{interval('N_opt')}, "
             f"D_opt = {p.D_opt:.3g}{interval('D_opt')} ({p.tokens_per_param:.1f} tokens/param), loss = {p.loss:.4f} "
-            f"[{lo:.4f}, {hi:.4f}] ({p.uncertainty}); N_opt ∝ C^{p.exponent_a:.3f}")
+            f"[{lo:.4f}, {hi:.4f}] ({p.level:.0%} {p.loss_interval_kind}; parameters from {p.uncertainty}); N_opt ∝ C^{p.exponent_a:.3f}")
 
 
 def register(subparsers) -> None:
@@ -183,6 +187,9 @@ def register(subparsers) -> None:
                           "as `run` recorded it, else lr and batch_tokens where the runs sweep them within a cell)")
     rep.add_argument("--mean-over", action="append", default=[], metavar="COL",
                      help="average each setting over COL first (repeatable; default: seed where swept)")
+    from fitting.cli import add_bootstrap_arg
+
+    add_bootstrap_arg(rep)  # the same flag and default as fit, plan and frontier: same runs, same verdicts
     rep.set_defaults(func=run_report)
 
     demo = subparsers.add_parser("demo", help="run the built-in demo sweep end to end (sweep → metrics → fit → report)")
@@ -217,7 +224,7 @@ def run_report(args: argparse.Namespace) -> int:
     out = args.out or join(args.storage, sweep, "report")
     headline, aggregate, said = report_settings(args.storage, sweep, args.headline, table_aggregation(args))
     report = build_report(args.storage, sweep, out, law_name=args.law, target_compute=args.compute,
-                          aggregate=aggregate, headline=headline)
+                          n_bootstrap=args.bootstrap, aggregate=aggregate, headline=headline)
     report.headline_source = said
     print(report.summary())
     return 0 if report.n_runs else 1

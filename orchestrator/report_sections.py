@@ -54,7 +54,7 @@ def _row(*parts: str) -> str:
 
 
 def sections(sweep: str, sweep_dir: str, runs: list[dict], fitted: list[dict], curves: list[dict],
-             main: rd.LawFit, plans: list, report, n_bootstrap: int = 200,
+             main: rd.LawFit, plans: list, report, n_bootstrap: int,
              headline: str = "main") -> tuple[list[Section], list[str]]:
     """(page sections, intro fragments) for one sweep. ``fitted`` are the runs the laws describe
     (`report_data.law_runs`), ``runs`` every run; ``report`` is the SweepReport (notes, skipped;
@@ -145,12 +145,13 @@ def sections(sweep: str, sweep_dir: str, runs: list[dict], fitted: list[dict], c
     s.parts.append(figure_html(figs.loss_vs_size_per_family(runs), "Best loss vs N per model family (Kaplan fig. 7)."))
     out.append(s)
 
-    out.append(frontier_section(fitted, table, main.fit, plans, max(n_bootstrap, 20)))
+    out.append(frontier_section(fitted, table, main.fit, plans, n_bootstrap))
     out.append(ladder_section(sweep_dir))
 
     s = Section("Fitted laws")
     s.parts += [laws_table([main, fit_n, fit_d, kc, ns, bc]),
-                '<p class="caption">Intervals are 90 % (bootstrap for the main law when it ran, else sandwich). '
+                f'<p class="caption">Intervals are 90 % (bootstrap of {n_bootstrap} resamples for the main law when it ran, '
+                "as `fit --bootstrap` (default the same), else sandwich). "
                 "Paper values: Kaplan et al. 2020 (Table 1, §1.2; C_c converted from PF-days to FLOPs); for "
                 "chinchilla Hoffmann et al. 2022 with Epoch AI's refit in parentheses. Exponents compare with the paper's; scale constants (N_c, D_c, C_c, S_c, B*, A, B, E) depend on the "
                 "tokenizer and data, so a byte-level sweep's differ by construction. A parameter the runs do not "
@@ -199,14 +200,15 @@ def batch_tradeoff_parts(runs: list[dict], curves: dict, noise_fit: rd.LawFit) -
     return parts
 
 
-def frontier_section(runs: list[dict], curves: dict, fit, plans: list, n_bootstrap: int = 200) -> Section:
+def frontier_section(runs: list[dict], curves: dict, fit, plans: list, n_bootstrap: int) -> Section:
     """The compute-optimal frontier from the three approaches (fitting.frontier: envelope over the
     curves, isoFLOP profiles over the runs, the parametric fit) at the largest planned budget, with
     ``scalesweep frontier --plot``'s figure; a message while that module is not in this build."""
     s = Section("Frontier: three approaches")
     try:
         from fitting.frontier import (
-            compare_frontiers, envelope_frontier, isoflop_frontier, parametric_frontier, unsupported,
+            compare_frontiers, envelope_frontier, frontier_resamples, isoflop_frontier, parametric_frontier,
+            unsupported,
         )
         from fitting.frontier_plot import plot_frontiers, profiles_panel
     except ImportError:
@@ -220,9 +222,10 @@ def frontier_section(runs: list[dict], curves: dict, fit, plans: list, n_bootstr
     compute = plans[-1][0]
     N, L, C = (np.array([r[k] for r in usable], float) for k in ("non_embedding_params", "best_val_loss", "flops"))
     budget = np.array([math.nan if r.get("isoflop_budget") is None else r["isoflop_budget"] for r in usable], float)
-    calls = (("envelope", lambda: envelope_frontier(curves, compute, n_bootstrap=n_bootstrap)),
+    n_frontier = frontier_resamples(n_bootstrap)  # as `scalesweep frontier --bootstrap n_bootstrap`
+    calls = (("envelope", lambda: envelope_frontier(curves, compute, n_bootstrap=n_frontier)),
              ("isoflop", lambda: isoflop_frontier(N, L, C, compute, budget=budget if np.isfinite(budget).any() else None,
-                                                    n_bootstrap=n_bootstrap)),
+                                                    n_bootstrap=n_frontier)),
              ("parametric", lambda: parametric_frontier(fit, compute)))
     results = []
     for name, call in calls:
@@ -232,13 +235,19 @@ def frontier_section(runs: list[dict], curves: dict, fit, plans: list, n_bootstr
                 results.append(call())
             except (ValueError, FloatingPointError, KeyError, TypeError) as err:  # one line, never a traceback
                 results.append(unsupported(name, f"{type(err).__name__}: {err}", compute, 0.9))
-    iv = lambda v, ci: f"{v:.3g} [{ci[0]:.3g}, {ci[1]:.3g}]" if all(map(math.isfinite, ci)) else f"{v:.3g}"
+    iv = lambda v, ci: (f"{v:.4g} [{ci[0]:.4g}, {ci[1]:.4g}]" if all(map(math.isfinite, ci)) else
+                        f"{v:.4g} (no interval)")
+    pred = lambda r: iv(r.loss, r.loss_prediction_ci) if math.isfinite(r.loss_prediction_ci[0]) else "—"
     rows = [[r.approach, iv(r.a, r.a_ci), iv(r.n_opt, r.n_opt_ci), iv(r.d_opt, r.d_opt_ci), iv(r.loss, r.loss_ci),
-             "; ".join(r.notes) or "—"] if r.supported else [r.approach, "—", "—", "—", "—", f"not supported: {r.reason}"]
-            for r in results]
+             pred(r), "; ".join(r.notes) or "—"] if r.supported else
+            [r.approach, "—", "—", "—", "—", "—", f"not supported: {r.reason}"] for r in results]
     s.parts.append(table_html(["approach", "a in N_opt ∝ C^a", f"N_opt at C = {compute:.3g} FLOPs", "D_opt (tokens)",
-                               "loss (nats/token)", "notes"], rows))
-    s.parts.append(f'<p class="caption">{esc(compare_frontiers(results))} (90 % intervals)</p>')
+                               "loss, parameters only", "loss, prediction interval", "notes"], rows))
+    kinds = "; ".join(f"{r.approach}: {r.loss_kind}" for r in results if r.supported)
+    s.parts.append(f'<p class="caption">{esc(compare_frontiers(results))} (90 % intervals; C = k·N·D with k = 6 '
+                   f"FLOPs per parameter per token. Loss in nats/token: 'parameters only' is each approach's "
+                   f"confidence interval ({esc(kinds)}), what the verdict compares; 'prediction interval' adds run "
+                   f"scatter and the law misfit, the interval the plan table and `scalesweep plan` print.)</p>")
     if any(r.supported for r in results):
         buffer = io.BytesIO()
         plot_frontiers(results, buffer)

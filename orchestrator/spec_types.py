@@ -137,7 +137,8 @@ class SearchSpec:
     budgets: tuple[float, ...] = option((), "isoflop (required): compute budgets C in FLOPs, one "
                                             "profile each, distinct", positive)
     sizes_per_budget: int | None = option(None, "isoflop: model sizes per budget, log-spaced (default 7; "
-                                                "at least 3)", positive_int, optional=True)
+                                                "at least 3; 3 fit each parabola exactly, so the frontier's "
+                                                "intervals are unidentified)", positive_int, optional=True)
     n_range: tuple[float, ...] = option((), "isoflop: [lo, hi] non-embedding N of every budget's sizes "
                                             "(or n_span_decades)", positive)
     n_span_decades: float | None = option(None, "isoflop: the sizes span this many decades of N centred "

@@ -214,13 +214,13 @@ def test_the_verdict_says_what_agrees_and_flags_a_loss_below_the_laws_floor():
                          loss=1.959, loss_ci=(1.939, 1.983), floor=1.817)
     v = compare_frontiers([iso, par])
     bad, _, good = v.partition("; agree on: ")
-    assert "DISAGREE" in bad and "loss intervals at 1e+24 FLOPs disjoint" in bad and "1.593 [1.519, 1.923]" in bad
+    assert "DISAGREE" in bad and "loss intervals (parameters only) at 1e+24 FLOPs disjoint" in bad and "1.593 [1.519, 1.923]" in bad
     assert "isoflop's loss 1.593 is below parametric's fitted floor E = 1.817" in bad
     assert "a intervals overlap" in good and "N_opt at 1e+24 FLOPs within ×1.04" in good
     # overlapping losses above the floor: every check passes
     iso.loss, iso.loss_ci = 1.95, (1.90, 2.0)
     v = compare_frontiers([iso, par])
-    assert v.startswith("verdict: isoflop, parametric agree") and "loss intervals overlap" in v
+    assert v.startswith("verdict: isoflop, parametric agree") and "loss intervals (parameters only) overlap" in v
     # a point below the floor is flagged even when the intervals overlap
     iso.loss = 1.80
     assert "below parametric's fitted floor" in compare_frontiers([iso, par])

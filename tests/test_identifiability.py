@@ -216,10 +216,11 @@ def test_plan_prints_a_misfit_interval_that_contains_the_prediction_interval(tmp
         assert rc == 0 and ("extrapolation error sd 0 (log loss): neither the 5 largest runs by compute, predicted by "
                             "a refit on the other 15, nor the fit's residuals show an error beyond the noise") in out, out
         num = r"([-+0-9.e]+)"
-        plo, phi = map(float, re.search(rf"prediction \[{num}, {num}\] without the misfit", out).groups())
-        # the interval to act on is the loss line's own: the prediction interval with the misfit
-        wlo, whi = map(float, re.search(rf"  loss +{num}  \[{num}, {num}\]  \(prediction interval with the law misfit",
-                                        out).groups()[1:])
+        plo, phi = map(float, re.search(rf"its parameter part alone: \[{num}, {num}\]", out).groups())
+        # the interval to act on is the loss line's own: the prediction interval with the misfit,
+        # and the parameters-only interval beside it is its own parameter part, inside it
+        wlo, whi = map(float, re.search(rf"  loss +{num}  \[{num}, {num}\]  \(90% prediction interval \(parameters, "
+                                        rf"run scatter and the calibrated law misfit\)", out).groups()[1:])
         assert wlo <= plo and whi >= phi, (c, plo, phi, wlo, whi)
 
 

@@ -84,7 +84,7 @@ def test_the_trained_shape_follows_the_spec_rules_and_spends_k_times_c(synth):
     per_batch = train_flops(trial.shape, 8192)
     assert abs(train_flops(trial.shape, plan.d_actual) - plan.compute) <= per_batch / 2
     assert plan.d_actual % 8192 == 0 and trial.dataset_tokens // 129 // 64 * 8192 == plan.d_actual
-    assert trial.planned_flops == train_flops(trial.shape, trial.dataset_tokens)
+    assert trial.planned_flops == train_flops(trial.shape, plan.d_actual)  # the tokens it trains: whole batches
     # re-predicted at the trained (N, D), which rounding moved off the optimum
     loss, lo, hi = plan.predicted
     assert loss == pytest.approx(chinchilla(plan.n_actual, plan.d_actual), rel=1e-3)

@@ -180,12 +180,12 @@ def test_every_store_command_works_on_s3(s3, s3_ray, tmp_path, monkeypatch, caps
     out, _ = cli("fit", f"{storage}/s3sweep", "--law", "kaplan_n", "--json")
     assert '"law"' in out, out[-2000:]
 
-    out, _ = cli("report", storage, "--sweep", "s3sweep")
+    out, _ = cli("report", storage, "--sweep", "s3sweep", "--bootstrap", "20")
     fs, root = pafs.FileSystem.from_uri(f"{storage}/s3sweep/report")
     written = {i.base_name: i.size for i in fs.get_file_info(pafs.FileSelector(root))}
     assert set(written) == {"report.html"} and all(written.values()), written
     assert out.strip().splitlines()[-1] == f"wrote {storage}/s3sweep/report/report.html"
-    cli("report", storage, "--sweep", "s3sweep", "--out", str(tmp_path / "local"))
+    cli("report", storage, "--sweep", "s3sweep", "--out", str(tmp_path / "local"), "--bootstrap", "20")
     assert "<h1>Sweep s3sweep: scaling report</h1>" in (tmp_path / "local" / "report.html").read_text()
     assert list(cwd.iterdir()) == []  # nothing local, no folder named 's3:'
 

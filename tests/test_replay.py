@@ -131,7 +131,7 @@ def test_plan_with_too_few_runs_to_calibrate_says_so(tmp_path, capsys):
         csv.writer(fh).writerows([["N", "D", "loss"], *zip(X["N"], X["D"], y)])
     assert main(["plan", str(path), "--law", "chinchilla", "--compute", "1e21", "--bootstrap", "50"]) == 0
     text = capsys.readouterr().out
-    assert "(prediction interval with the law misfit: sd " in text  # at the target, grown with distance
+    assert "(90% prediction interval (parameters, run scatter and the calibrated law misfit); sd " in text  # at the target
     assert "; extrapolation error sd 0.04 (log loss) is a PRIOR, not calibrated: 7 runs are too few" in text
     assert main(["plan", str(path), "--law", "chinchilla", "--compute", "1e21", "--bootstrap", "50", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
@@ -139,6 +139,6 @@ def test_plan_with_too_few_runs_to_calibrate_says_so(tmp_path, capsys):
     # the interval to quote has its own key (ci90's "loss" is the parameters' part alone), and the
     # sd at the target, which the interval is built from, is given beside the calibrated one
     assert plan["loss_interval"] == plan["loss_misfit_interval"]
-    assert plan["loss_interval_kind"] == "prediction, with the law misfit"
+    assert plan["loss_interval_kind"] == "prediction interval (parameters, run scatter and the calibrated law misfit)"
     lo, hi = plan["loss_interval"]
     assert hi / lo >= math.exp(2 * 1.6448 * plan["misfit_sd_here"]) * 0.999

@@ -201,7 +201,8 @@ def test_the_page_opens_with_what_was_measured_and_the_headline_exponents(page, 
             f"(Epoch AI refit): 0.280 (0.366))") in top
     assert report.summary().splitlines()[1] == report.headline and report.headline.startswith("headline: chinchilla")
     store = str(report.files[0]).rsplit("/out/", 1)[0] + "/store"
-    assert main(["report", store, "--sweep", "mini", "--out", str(tmp_path / "c"), "--headline", "kaplan_c"]) == 0
+    assert main(["report", store, "--sweep", "mini", "--out", str(tmp_path / "c"), "--headline", "kaplan_c",
+                 "--bootstrap", "20"]) == 0
     line = capsys.readouterr().out.splitlines()[1]
     assert line.startswith("headline: L(C_min) = (C_c/C_min)^α_C with alpha_C = ") and "Kaplan et al. 2020: 0.0500)" in line
     assert main(["report", store, "--sweep", "mini", "--out", str(tmp_path / "x"), "--headline", "E"]) == 2

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from orchestrator.grid import expand_grid
+from orchestrator.isoflop import trained_tokens
 from orchestrator.spec import format_grid
 from orchestrator.spec import load_spec, validate_command, validate_spec
 from trainers.fields import SpecError
@@ -177,8 +178,9 @@ def test_good_spec_expands_to_the_grid(tmp_path):
     for trial in grid.trials:
         n = non_embedding_params(trial.shape)
         assert abs(n / trial.target_params - 1) < 0.10
-        assert trial.planned_tokens == trial.dataset_tokens  # tokens regime, no max_steps cap
-        assert trial.planned_flops == train_flops(trial.shape, trial.dataset_tokens)
+        # tokens regime, no max_steps cap: the whole batches of windows the slice holds, as the trainer runs
+        assert trial.planned_tokens == trained_tokens(trial.dataset_tokens, trial.shape.n_ctx, trial.batch_tokens)
+        assert trial.planned_flops == train_flops(trial.shape, trial.planned_tokens)
         assert 0 < trial.lr < 0.003239  # Kaplan's rule resolved from the actual N
         config = trial.train_config
         assert config.precision == "fp32" and config.shape.d_model == trial.shape.d_model
