@@ -79,7 +79,7 @@ def test_ctrl_c_interrupts_then_resume_finishes_from_checkpoints(tmp_path):
     unfinished = set(keys) - {r["trial_id"] for r in before if r["status"] == "completed"}
     assert unfinished, "no trial was running at the interrupt"
     counts = ", ".join(f"{n} {s}" for s, n in (("completed", 2 - len(unfinished)), ("interrupted", len(unfinished))) if n)
-    assert f"sweep {spec.name} interrupted by SIGINT: 2 runs: {counts}, 0 skipped" in out, out[-2000:]
+    assert f"sweep {spec.name} interrupted by SIGINT: 2 runs: {counts}, 0 cut by the budget before the sweep, 0 skipped" in out, out[-2000:]
     last_attempt = {k: max(c["attempt"] for c in load_curves(spec.storage, spec.name).to_pylist() if c["trial_id"] == k)
                     for k in unfinished}
 
@@ -108,7 +108,7 @@ def test_sigterm_stops_like_ctrl_c(tmp_path):
     assert driver.returncode == 128 + signal.SIGTERM, out[-3000:] + err[-3000:]
     assert f"\n  scalesweep run {spec_path} --resume --num-cpus 2 --quiet\n" in err, err[-3000:]
     assert "(run_trial pid=" not in out + err and "| Trial name" not in out  # --quiet on a fresh run too
-    assert f"sweep {spec.name} interrupted by SIGTERM: 2 runs: " in out and " interrupted, 0 skipped" in out
+    assert f"sweep {spec.name} interrupted by SIGTERM: 2 runs: " in out and " interrupted, 0 cut by the budget before the sweep, 0 skipped" in out
     every = load_runs(spec.storage, spec.name, all_attempts=True).to_pylist()
     assert {r["status"] for r in every} <= {"completed", "interrupted"}, every
 
