@@ -445,4 +445,8 @@ def make_reporter(limit: float, stored: dict[str, float], key_width: int = 40, e
         metric_columns={"step": "step", "train_loss": "train", "val_loss": "val",
                         "best_val_loss": "best", "pred": "pred", "flops": "FLOPs", "status": "ended as"},
         max_report_frequency=10, max_column_length=max(20, key_width),
+        # explicit: Tune's default reads the global verbosity when the reporter is built, and a sweep
+        # earlier in the same process (a notebook, a test worker) leaves it at 1, so every later
+        # sweep's status came without its trial table, the final one included
+        print_intermediate_tables=True,
     )

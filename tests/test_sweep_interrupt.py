@@ -198,3 +198,20 @@ def test_resume_command_repeats_the_flags_given(argv, line):
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     assert resume_command(parser.parse_args(["run", *argv])) == line
+
+
+def test_a_later_sweep_in_the_same_process_still_prints_its_trial_tables():
+    """Tune's reporter decides at construction, from the process-global verbosity, whether its
+    status lines carry the trial table; an earlier sweep in the same process (a notebook, a test
+    worker) leaves that at 1, and the next sweep's statuses, the final one included, came without
+    their table (found when the suite's file order changed)."""
+    from ray.tune.utils import log as tune_log
+
+    from orchestrator.sweep import make_reporter
+
+    before = tune_log.verbosity
+    try:
+        tune_log.set_verbosity(1)  # what run_sweep's tune.run(verbose=1) leaves behind
+        assert make_reporter(1e12, {})._print_intermediate_tables is True
+    finally:
+        tune_log.set_verbosity(before)
