@@ -26,9 +26,9 @@ demo: $(STAMP)
 
 # Two pytest processes, one test file each at a time (files with slow end-to-end cases first,
 # tests/conftest.py): the slow cases mostly wait on Ray and DeepSpeed start-up, so two overlap well
-# on 2 cores; three were slower and flaky here. Whole suite 18.4 min in a clean clone on 2 idle cores
-# (2026-12-01 late, 773 tests, empty test cache; 19.1 min at 727 tests earlier that day, 16.1 min at 709
-# tests a session before), over the 15-minute goal.
+# on 2 cores; three were slower and flaky here. Whole suite 17.9 min (pytest's 1072.6 s) in a clean
+# clone on 2 idle cores (2026-12-02, 792 tests; 18.4 min at 773 tests the day before, 16.1 min at 709
+# tests earlier), over the 15-minute goal.
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
