@@ -137,15 +137,17 @@ def _trace(fit: FitResult, Xt: dict[str, np.ndarray], mu_star: np.ndarray, step:
     # the third start: the law's start grid point with the lowest Lagrangian (the objective is the same for
     # every row, so one pass scores them all); where a gradient vanishes at the optimum (E = exp(e) → 0)
     # neither the optimum nor the quadratic path can move that parameter, a grid point can
-    grid = np.clip(law.initial_z(np.random.default_rng(0), data.X, data.y), zb[:, 0], zb[:, 1])
-    with np.errstate(all="ignore"):
-        F_grid = fg(grid, np.zeros(len(grid), dtype=int))[0] if data.weights is None or np.ndim(data.weights) == 1 \
-            else np.full(len(grid), np.inf)
-        lp_grid = np.log(law.predict(law.from_z(grid), Xt))  # (G, T)
-        scores = F_grid[:, None] - mu[None, :] * lp_grid[:, target]  # (G, rows)
-    scores = np.where(np.isfinite(scores), scores, np.inf)
-    Z0 = np.vstack([path, np.broadcast_to(fit.z, path.shape), grid[np.argmin(scores, axis=0)] if explore else path])
-    MU, TG = np.r_[mu, mu, mu], np.r_[target, target, target]
+    grid = np.clip(law.initial_z(np.random.default_rng(0), data.X, data.y), zb[:, 0], zb[:, 1]) if explore else None
+    starts = [path, np.broadcast_to(fit.z, path.shape)]
+    if explore:
+        with np.errstate(all="ignore"):
+            F_grid = fg(grid, np.zeros(len(grid), dtype=int))[0]  # the fit's weights are one (n,) vector
+            lp_grid = np.log(law.predict(law.from_z(grid), Xt))  # (G, T)
+            scores = F_grid[:, None] - mu[None, :] * lp_grid[:, target]  # (G, rows)
+        starts.append(grid[np.argmin(np.where(np.isfinite(scores), scores, np.inf), axis=0)])
+    k = len(starts)
+    Z0 = np.vstack(starts)
+    MU, TG = np.tile(mu, k), np.tile(target, k)
 
     def log_pred(z, rows):
         """log f and its z-gradient at each row's own target."""
@@ -163,8 +165,8 @@ def _trace(fit: FitResult, Xt: dict[str, np.ndarray], mu_star: np.ndarray, step:
     with single_threaded_blas():
         Z, FL, _, _ = batched_lbfgs(lagrangian, Z0, zb[:, 0], zb[:, 1], maxiter=maxiter, gtol=1e-8, ftol=1e-13)
     n = mu.size
-    FL = np.where(np.isfinite(FL), FL, np.inf).reshape(3, n)
-    best = Z.reshape(3, n, -1)[np.argmin(FL, axis=0), np.arange(n)]
+    FL = np.where(np.isfinite(FL), FL, np.inf).reshape(k, n)
+    best = Z.reshape(k, n, -1)[np.argmin(FL, axis=0), np.arange(n)]
     F, _ = fg(best, np.arange(n))
     lp, _ = log_pred(best, np.arange(n))
     l0 = np.log(law.predict(fit.theta, Xt))
