@@ -141,6 +141,30 @@ def _sockets(procs) -> list[tuple[str, str, int]]:
     return out
 
 
+def _is_worker(name: str) -> bool:
+    return name.startswith("ray::") and "Agent" not in name
+
+
+def _sample_sockets(driver, temp_dir: str, seconds: float = 60) -> tuple[list, set]:
+    """The processes of the driver's Ray and the listening sockets they held, gathered over
+    repeated looks until the daemons, both agents and a trial worker have each been seen (or
+    the driver ended): one look at a loaded machine can land after the trial ended, when Ray
+    is already shutting down."""
+    want = {"gcs_server", "raylet", "ray::DashboardAgent", "ray::RuntimeEnvAgent"}
+    procs: dict[int, psutil.Process] = {driver.pid: psutil.Process(driver.pid)}
+    sockets: set = set()
+    deadline = time.time() + seconds
+    while driver.poll() is None and time.time() < deadline:
+        for proc in ray_processes(temp_dir):
+            procs.setdefault(proc.pid, proc)
+        sockets |= set(_sockets(procs.values()))
+        names = {name for name, _, _ in sockets}
+        if want <= names and any(_is_worker(name) for name in names):
+            break
+        time.sleep(0.2)
+    return list(procs.values()), sockets
+
+
 def _start_driver(spec_path, env):
     """`scalesweep run SPEC --num-cpus 2 --quiet` in its own session (the test kills it by PID)."""
     return subprocess.Popen([sys.executable, "-m", "scalesweep.cli", "run", spec_path, "--num-cpus", "2", "--quiet"],
@@ -173,7 +197,8 @@ def test_local_sweep_is_private_and_listens_on_loopback_only(head, tmp_path):
     ray_tmp = tmp_path / "raytmp"
     ray_tmp.mkdir()
     (ray_tmp / "ray_current_cluster").write_text(f"127.0.0.1:{head.port}")
-    spec_path, spec = _spec(tmp_path, "private", dataset_tokens=60_000)
+    # Long enough (~200 steps) that the trial still trains while its sockets are looked at.
+    spec_path, spec = _spec(tmp_path, "private", dataset_tokens=200_000)
     # A record left by a driver on another host is not this host's to reap: warned and left alone.
     elsewhere = {"host": "elsewhere", "driver_pid": os.getpid(), "driver_started": psutil.Process().create_time(),
                  "temp_dir": str(tmp_path / "gone"), "processes": [[os.getpid(), psutil.Process().create_time()]]}
@@ -190,11 +215,10 @@ def test_local_sweep_is_private_and_listens_on_loopback_only(head, tmp_path):
         _wait_until_training(driver, spec)
         temp_dir = _record(spec)["temp_dir"]
         assert not temp_dir.startswith(str(head.root))
-        procs = [psutil.Process(driver.pid), *ray_processes(temp_dir)]
-        sockets = _sockets(procs)
+        procs, sockets = _sample_sockets(driver, temp_dir)
         names = {name for name, _, _ in sockets}
         assert {"gcs_server", "raylet", "ray::DashboardAgent", "ray::RuntimeEnvAgent"} <= names, sockets
-        assert any(name.startswith("ray::") and "Agent" not in name for name in names), sockets  # the trial worker
+        assert any(_is_worker(name) for name in names), sockets  # the trial worker
         assert not [s for s in sockets if s[1] not in LOOPBACK], sockets
         assert head.port not in {port for _, _, port in sockets}
         out, err = driver.communicate(timeout=300)
