@@ -116,6 +116,7 @@ class MisfitCalibration:
     splits: tuple[int, ...] = ()  # runs held out by each refit (the top ones by compute)
     unit_held_out: float = float("nan")  # rms unit misfit sd ū_h of the held-out predictions (NaN: not calibrated)
     prior: float = PRIOR_MISFIT_SD  # the amplitude â was shrunk toward: the residuals' own misfit (REML)
+    parameter_part: str = "delta"  # the parameter part the held-out refits' plain variance took
 
     @property
     def calibrated(self) -> bool:
@@ -186,9 +187,14 @@ def unit_misfit_sd(fit: FitResult, X: Mapping[str, np.ndarray], length: float = 
     return np.sqrt(np.sum((G @ post.B - disc.features(X)) ** 2, axis=1))
 
 
-def _held_out_excess(fit: FitResult, train: np.ndarray, test: np.ndarray, length: float):
+def _held_out_excess(fit: FitResult, train: np.ndarray, test: np.ndarray, length: float,
+                     parameter_part: str = "delta"):
     """One held-out-by-compute refit: → (Σ squared log error, Σ plain predictive variance, Σ unit
-    misfit variance) over the ``test`` rows, predicted by the law refitted on the ``train`` rows."""
+    misfit variance, rows counted) over the ``test`` rows, predicted by the law refitted on the
+    ``train`` rows. The plain variance's parameter part is ``parameter_part``'s, the one the interval
+    will use ("delta": noise-only delta method; "profile": the profile interval's mean half-width over
+    q, squared), so the misfit is what is left beyond that part; a held-out row whose profile the
+    refit leaves open says nothing about the misfit and is not counted."""
     X, y = fit.data.X, fit.data.y
     subset = {c: np.asarray(v)[train] for c, v in X.items()}
     with warnings.catch_warnings():
@@ -197,12 +203,20 @@ def _held_out_excess(fit: FitResult, train: np.ndarray, test: np.ndarray, length
     X_test = {c: np.asarray(v)[test] for c, v in X.items()}
     sq_err = (np.log(y[test]) - np.log(sub.predict(X_test))) ** 2
     plain = noise_parts(sub, X_test, length)
-    plain_var = plain.param_var + plain.noise_sd**2
-    return float(np.sum(sq_err)), float(np.sum(plain_var)), float(np.sum(unit_misfit_sd(sub, X_test, length) ** 2))
+    param_var = plain.param_var
+    if parameter_part == "profile":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prof = prediction_profile(sub, X_test)
+        param_var = np.where(prof.open_lo | prof.open_hi, np.inf, ((prof.h_lo + prof.h_hi) / (2 * prof.q)) ** 2)
+    keep = np.isfinite(param_var)
+    plain_var = param_var[keep] + plain.noise_sd**2
+    unit_var = unit_misfit_sd(sub, X_test, length)[keep] ** 2
+    return float(np.sum(sq_err[keep])), float(np.sum(plain_var)), float(np.sum(unit_var)), int(keep.sum())
 
 
 def calibrate_misfit(fit: FitResult, *, held_out: float | tuple[float, ...] = HELD_OUT, length: float = 2.0,
-                     prior_weight: float = PRIOR_WEIGHT) -> MisfitCalibration:
+                     prior_weight: float = PRIOR_WEIGHT, parameter_part: str = "delta") -> MisfitCalibration:
     """Misfit amplitude from held-out extrapolation within the fitted runs (see module doc).
     Runs are ordered by N·D (compute) where the law has both, else by the product of its inputs.
     For each fraction h of ``held_out`` (one float: one split) the law is refitted on all but the
@@ -215,7 +229,13 @@ def calibrate_misfit(fit: FitResult, *, held_out: float | tuple[float, ...] = HE
     A split whose refit would have fewer than P + 2 runs is skipped; when none is left (the
     refit needs P + 2, plus 2 held out) the result is the stated prior ``PRIOR_MISFIT_SD``, with
     ``n_held_out`` 0 (:meth:`MisfitCalibration.describe` says so).
-    ``prior_weight``: held-out predictions the prior counts as (0: the data's estimate alone, which can be 0)."""
+    ``prior_weight``: held-out predictions the prior counts as (0: the data's estimate alone, which can be 0).
+    ``parameter_part``: the parameter part the refits' plain variance takes, "delta" or "profile"
+    (:func:`_held_out_excess`): the one the interval adds the misfit to, or what one part holds
+    beyond the other is counted twice (the bootstrap's interval takes the delta calibration: a
+    bootstrap per refit is out of reach). Raises ValueError for another name."""
+    if parameter_part not in ("delta", "profile"):
+        raise ValueError(f"parameter_part must be 'delta' or 'profile', not {parameter_part!r}")
     X, y = fit.data.X, fit.data.y
     scale = [X["N"], X["D"]] if {"N", "D"} <= set(X) else list(X.values())
     compute = np.prod([np.asarray(v, dtype=float) for v in scale], axis=0)
@@ -228,14 +248,17 @@ def calibrate_misfit(fit: FitResult, *, held_out: float | tuple[float, ...] = HE
     sizes = [k for k in sizes if n - k >= P + 2]
     if not sizes:
         return MisfitCalibration(PRIOR_MISFIT_SD, length, int(n), 0, n_needed)
-    sums = np.array([_held_out_excess(fit, order[:-k], order[-k:], length) for k in sizes]).sum(axis=0)
-    sq_err, plain_var, misfit_var = sums
+    sums = np.array([_held_out_excess(fit, order[:-k], order[-k:], length, parameter_part) for k in sizes]).sum(axis=0)
+    sq_err, plain_var, misfit_var, k = sums
+    k = int(k)
+    if k == 0:  # every held-out profile open: the refits bound none of them
+        return MisfitCalibration(PRIOR_MISFIT_SD, length, int(n), 0, n_needed, parameter_part=parameter_part)
     estimate2 = max(sq_err - plain_var, 0.0) / max(misfit_var, 1e-300)
-    k = sum(sizes)
     prior = residual_split(fit, length)[1]
     amplitude = float(np.sqrt((k * estimate2 + prior_weight * prior**2) / (k + prior_weight)))
     return MisfitCalibration(amplitude, length, int(n - sizes[-1]), int(k), n_needed, float(np.sqrt(estimate2)),
-                             float(prior_weight), tuple(sizes), float(np.sqrt(misfit_var / max(k, 1))), float(prior))
+                             float(prior_weight), tuple(sizes), float(np.sqrt(misfit_var / max(k, 1))), float(prior),
+                             parameter_part)
 
 
 def misfit_sd(fit: FitResult, X: Mapping[str, np.ndarray], calibration: MisfitCalibration) -> np.ndarray:
@@ -280,7 +303,8 @@ def extrapolation_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: f
                            calibration: MisfitCalibration | None = None, parameter_part: str | None = None,
                            profile=None) -> Interval:
     """The fit's prediction interval for extrapolation: parameters, run-to-run scatter and the
-    calibrated misfit (``calibration`` defaults to :func:`calibrate_misfit` on the fit's own runs),
+    calibrated misfit (``calibration`` defaults to :func:`calibrate_misfit` on the fit's own runs, with
+    the profile's parameter part for a profile interval, else the delta method's),
     each counted once.
 
     Log half-width √(h_θ² + q²·(σ² + m²)) on each side of the point prediction, with h_θ that side's
@@ -298,7 +322,12 @@ def extrapolation_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: f
     ``profile``: one already traced at these X and level, not traced again); None: the
     bootstrap's when the fit has one, else the delta method's. Raises ValueError for another
     name, or "bootstrap" without one."""
-    calibration = calibration or calibrate_misfit(fit)
+    part = parameter_part or ("bootstrap" if fit.bootstrap is not None else "delta")
+    if part not in ("delta", "bootstrap", "profile"):
+        raise ValueError(f"parameter_part must be 'delta', 'bootstrap' or 'profile', not {parameter_part!r}")
+    if part == "bootstrap" and fit.bootstrap is None:
+        raise ValueError("parameter_part='bootstrap' needs a bootstrap on the fit (fitting.uncertainty.bootstrap)")
+    calibration = calibration or calibrate_misfit(fit, parameter_part="profile" if part == "profile" else "delta")
     level = fit.level if level is None else level
     X = fit.law.columns(X)
     mean = fit.law.predict(fit.theta, X)
@@ -306,11 +335,6 @@ def extrapolation_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: f
     parts = noise_parts(fit, X, calibration.length)
     other = parts.noise_sd**2 + misfit_sd(fit, X, calibration) ** 2  # scatter and misfit variances
     log_mean = np.log(mean)
-    part = parameter_part or ("bootstrap" if fit.bootstrap is not None else "delta")
-    if part not in ("delta", "bootstrap", "profile"):
-        raise ValueError(f"parameter_part must be 'delta', 'bootstrap' or 'profile', not {parameter_part!r}")
-    if part == "bootstrap" and fit.bootstrap is None:
-        raise ValueError("parameter_part='bootstrap' needs a bootstrap on the fit (fitting.uncertainty.bootstrap)")
     if part == "profile":
         prof = profile if profile is not None else prediction_profile(fit, X, level)
         h_lo = np.where(prof.open_lo, np.inf, np.sqrt(prof.h_lo**2 + q**2 * other))
