@@ -359,14 +359,18 @@ def compute_optimal_allocation(fit=None, compute: float = 1e21, *, law=None, par
     out.loss_prediction_interval = (float(pi.lo[0]), float(pi.hi[0]))
     conf = prediction_interval(fit, X, level=level, kind="confidence")  # the plain interval's parameter part
     if {"N", "D"} <= set(law.inputs):
-        from fitting.extrapolation import calibrate_misfit, extrapolation_interval, misfit_sd, parameter_interval
+        from fitting.extrapolation import (calibrate_misfit, default_parameter_part, extrapolation_interval, misfit_sd,
+                                           parameter_interval)
+        from fitting.prediction_profile import prediction_profile
 
-        calibration = misfit_calibration or calibrate_misfit(fit)
-        ei = extrapolation_interval(fit, X, level=level, calibration=calibration)
+        part = default_parameter_part(fit)
+        calibration = misfit_calibration or calibrate_misfit(fit, parameter_part=part)
+        profile = prediction_profile(fit, X, level) if part == "profile" else None  # traced once for both intervals
+        ei = extrapolation_interval(fit, X, level=level, calibration=calibration, parameter_part=part, profile=profile)
         out.loss_misfit_interval = (float(ei.lo[0]), float(ei.hi[0]))
         out.misfit_sd, out.misfit_source = calibration.amplitude, calibration.describe()
         out.misfit_sd_here = float(misfit_sd(fit, X, calibration)[0])
-        conf = parameter_interval(fit, X, level, calibration.length)
+        conf = parameter_interval(fit, X, level, calibration.length, part, profile)
     out.intervals["loss"] = (float(conf.lo[0]), float(conf.hi[0]))  # inside loss_interval (Allocation doc)
     out.uncertainty, out.n_samples = how, int(ok.sum())
     return out

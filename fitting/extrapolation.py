@@ -29,45 +29,41 @@ misfit amplitude from that split, not a fixed 0.04: the fixed floor added width 
 not off (exact-law oracles: 96-98 % coverage). ``PRIOR_MISFIT_SD`` stays the stated prior when the
 runs are too few to hold any out (item 4). The interval no longer contains ``fit.interval``'s.
 
-Measured (bench/coverage.py, 50 replicates unless stated; full pool / active 5 % / active 10 %;
-before → after, seeds 0-49): Chinchilla 91.6 / 92.8 / 90.4 → 85.6 / 92.8 / 90.8; Kaplan L(N, D)
-99.2 / 98.4 / 98.4 → 94.8 / 94.4 / 94.8; 9-parameter 91.2 / 88.4 / 92.0 → 92.4 / 96.5 / 95.5 (46, 40
-replicates); data-constrained 92.8 / 82.4 / 90.8 → 91.3 / 83.7 / 95.3 (39, 32, 34 replicates: the
-machine was shared). Seeds 50-99, full pool: Chinchilla 86.0, Kaplan 95.6, 9-parameter 90.0 (30 of its
-50 calibrations 0: neither its held-out runs nor its residuals show a misfit). Epoch (``scalesweep predict --example
-epoch-chinchilla``): 91.3 % → 91.3 %. Other rules measured on the same fits (seeds 0-49): the fixed 0.04
-prior with the noise-only parts, Kaplan 96.8 / 98.8 % (full, 5 %); no prior, Epoch 87.0 %; prior
-weight 0.5-4 or the prior's part uncapped, Chinchilla 85.6-86.4 % and Kaplan 94.4-96.4 %; held-out
-runs nearest the targets instead of the top by compute, Kaplan's â rms 0.0077 → 0.0153 (it over-covers
-more); a posterior-mean â (Jeffreys, so never 0) Kaplan 96.8-99.2 %. Chinchilla's full pool and
-Kaplan sit near the band's ends: the same misfit leaves Chinchilla's compute-optimal targets off by
-0.020 rms and Kaplan's by 0.011, while their held-out runs show similar estimates (â rms 0.0125 and
-0.0077) and the GP grows Kaplan's more (u_t/ū_h 1.8 against 1.1): no held-out statistic here tells
-the two apart better. Not diagnosed yet: why the 9-parameter law's active rows and data-constrained at
-10 % now land 0.5-1.5 points above 95 % (about one standard error), and data-constrained at 5 % (22
-runs for 7 parameters) is still below 85 %: its bias lies where its 6 held-out runs do not reach.
+Measured before the parts were noise-only (bench/coverage.py, 50 replicates; full pool / active 5 % /
+active 10 %): Chinchilla 91.6 / 92.8 / 90.4, Kaplan L(N, D) 99.2 / 98.4 / 98.4. Other misfit rules measured
+on the same fits and dropped: the fixed 0.04 prior (Kaplan 96.8 / 98.8 %); no prior (Epoch 87.0 %); prior
+weight 0.5-4 or its part uncapped (no row into the band); held-out runs nearest the targets (Kaplan over-
+covers more); a posterior-mean â (Kaplan 96.8-99.2 %); the data's part capped at its held-out size like the
+prior's (Kaplan into the band, but Epoch's 23 targets 91.3 → 82.6 %: a real sweep needs the growth).
 
-All 50 replicates (2026-12-01, same fits): data-constrained 87.6 / 82.0 / 90.0, 9-parameter 92.4 / 96.8 /
-93.2. The parameter part decides the small-budget rows, not the misfit: at 5 % the 9-parameter law's
-delta-method sd at the targets is 0.073 against a median error of 0.033, and data-constrained's misses
-fits whose R_D* came out 2-5 (truth 15.4; errors -7 % with a delta sd of 0.017). The bootstrap's
-parameter part (what fit/predict/plan/replay print by default; ``bench/coverage.py --bootstrap``)
-errs the other way on both: 9-parameter 82.0 / 84.0 % at 5 / 10 %, data-constrained 94.5 % at 5 % (47
-replicates); Chinchilla full pool 91.2 %, Kaplan 97.6 %. Across replicates the delta part's width does
-not track the error (correlation -0.3 to 0.2): the next step is a parameter part that does (profile
-likelihood of the prediction, or a bootstrap that refits from more than the optimum's basin).
+Which parameter part (:func:`default_parameter_part`). 90 % coverage, seeds 0-49 (fewer where stated),
+misfit calibrated as above; bootstrap = ``fit --bootstrap 1000``'s resamples, profile =
+:mod:`fitting.prediction_profile`:
 
-The profile likelihood of the prediction (``parameter_part="profile"``,
-:mod:`fitting.prediction_profile`; 2026-12-02, same cached fits, scored offline; profile against the
-delta method on the same replicates): 9-parameter 5 % 89.6 against 96.8 % (50 replicates; bootstrap
-82.0) and 10 % 92.8 against 97.6 (25); data-constrained 5 % 92.0 against 79.0 (20 fits) and 10 % 90.0
-against 92.5 (16); Chinchilla full pool 87.6 against 85.6 (50). But it widens the analytic laws'
-active rows past the band: Chinchilla 5 % 96.0 against 92.8, Kaplan 5 % 96.0 against 94.4, Kaplan
-10 % 97.2 against 94.8, Kaplan full pool 95.2 against 94.8 (50 each). So it is an option, not the
-default: where it is wider than the delta part, the misfit calibration (which subtracts the refits'
-delta-method variance from their held-out error) leaves that difference counted twice; calibrating
-with the same parameter part the interval uses is the next step. In the quadratic regime it is the
-noise-only delta interval (30 exact-law seeds: mean sd 0.0097-0.0137 against 0.0098-0.0139).
+    law, design (runs per parameter)   delta   profile  bootstrap   default
+    Chinchilla full (9.8)               85.6    87.6     91.2        delta
+    Chinchilla 5 % (4.3, min 3.0)       92.8    96.0                 93.6 (30 % of fits profiled)
+    Chinchilla 10 % (4.9)               90.8
+    Kaplan full (12.2)                  94.8    95.2     97.6        delta
+    Kaplan 5 % (5.5) / 10 % (6.6)       94.4 / 94.8  96.0 / 97.2     delta
+    9-parameter full (5.4)              92.4                         delta
+    9-parameter 5 % (2.6) / 10 % (3.0)  96.8 / 97.6 (25)  89.6 / 92.8 (25)  82.0 / 84.0  profile
+    data-constrained full (7.0)         87.6                         delta
+    data-constrained 5 % (3.0)          79.0 (20)  92.0 (20)  94.5     profile
+    data-constrained 10 % (3.4)         92.5 (16)  90.0 (16)          profile
+    Epoch, predict C > 1e21 (72)        91.3    91.3                 delta
+
+Below 4 runs per parameter the delta method's curvature fails both ways (too wide for the 9-parameter
+law, too narrow for data-constrained fits whose R_D* came out 2-5 against a true 15.4) and its width
+does not track the error across replicates (correlation -0.3 to 0.2); the profile follows the
+objective and brings both into the band. Above it the delta method is in the band and the profile
+over-covers the analytic laws' active designs: their Huber objective (δ 1e-3 against a noise σ of
+0.01: nearly L1) is flatter than its noise-only curvature says, its profile 1.3-1.45x the delta
+interval's (median max ratio; 1.9-2.8x below 4 runs per parameter), and the misfit calibrated beside
+it counts that again. The held-out calibration takes the interval's own parameter part
+(:func:`_held_out_excess`); the profile's changes â little (Chinchilla 5 %: 0.0101 against 0.0100).
+In the quadratic regime the profile is the noise-only delta interval (30 exact-law seeds: mean sd
+0.0097-0.0137 against 0.0098-0.0139).
 """
 
 from __future__ import annotations
@@ -85,7 +81,8 @@ from fitting.objective import log_jacobian
 from fitting.prediction_profile import prediction_profile
 from fitting.uncertainty import Interval, m_estimator_factor, residual_split, scaled_pinv
 
-__all__ = ["PRIOR_MISFIT_SD", "PRIOR_WEIGHT", "HELD_OUT", "MisfitCalibration", "NoiseParts", "noise_parts",
+__all__ = ["PRIOR_MISFIT_SD", "PRIOR_WEIGHT", "HELD_OUT", "PROFILE_BELOW_RUNS_PER_PARAMETER", "default_parameter_part",
+           "MisfitCalibration", "NoiseParts", "noise_parts",
            "unit_misfit_sd", "calibrate_misfit", "misfit_sd", "parameter_interval", "extrapolation_interval"]
 
 
@@ -102,6 +99,21 @@ PRIOR_WEIGHT = 1.0
 # (â 0.018, 0.014, 0.016, 0.014, 0.010, 0.009 at 10, 20, 25, 30, 40, 50 %) while the 23 targets
 # above 1e21 need â ≈ 0.022: full-pool coverage fell from 91 % to 65 %. One split stays the default.
 HELD_OUT = (0.25,)
+
+
+# Runs per parameter below which a prediction's parameter part is the profile likelihood's, not the
+# delta method's (default_parameter_part; the module doc has the coverage that set it).
+PROFILE_BELOW_RUNS_PER_PARAMETER = 4.0
+
+
+def default_parameter_part(fit: FitResult) -> str:
+    """The parameter part an extrapolation interval takes unless told (module doc, "Which
+    parameter part"): "profile" for a fit with fewer than ``PROFILE_BELOW_RUNS_PER_PARAMETER``
+    runs per parameter, where the objective is far from quadratic over the range a prediction
+    can move, else "delta". Never "bootstrap": its resamples drop the few runs that pin a
+    parameter down (9-parameter law at 5 %: 82 % coverage) and it over-covers Kaplan's L(N, D)
+    (97.6 %); ask for it by name."""
+    return "profile" if fit.n_points < PROFILE_BELOW_RUNS_PER_PARAMETER * fit.law.n_params else "delta"
 
 
 @dataclass(frozen=True)
@@ -216,7 +228,7 @@ def _held_out_excess(fit: FitResult, train: np.ndarray, test: np.ndarray, length
 
 
 def calibrate_misfit(fit: FitResult, *, held_out: float | tuple[float, ...] = HELD_OUT, length: float = 2.0,
-                     prior_weight: float = PRIOR_WEIGHT, parameter_part: str = "delta") -> MisfitCalibration:
+                     prior_weight: float = PRIOR_WEIGHT, parameter_part: str | None = None) -> MisfitCalibration:
     """Misfit amplitude from held-out extrapolation within the fitted runs (see module doc).
     Runs are ordered by N·D (compute) where the law has both, else by the product of its inputs.
     For each fraction h of ``held_out`` (one float: one split) the law is refitted on all but the
@@ -233,7 +245,9 @@ def calibrate_misfit(fit: FitResult, *, held_out: float | tuple[float, ...] = HE
     ``parameter_part``: the parameter part the refits' plain variance takes, "delta" or "profile"
     (:func:`_held_out_excess`): the one the interval adds the misfit to, or what one part holds
     beyond the other is counted twice (the bootstrap's interval takes the delta calibration: a
-    bootstrap per refit is out of reach). Raises ValueError for another name."""
+    bootstrap per refit is out of reach); None: :func:`default_parameter_part`'s. Raises
+    ValueError for another name."""
+    parameter_part = parameter_part or default_parameter_part(fit)
     if parameter_part not in ("delta", "profile"):
         raise ValueError(f"parameter_part must be 'delta' or 'profile', not {parameter_part!r}")
     X, y = fit.data.X, fit.data.y
@@ -282,17 +296,31 @@ def misfit_sd(fit: FitResult, X: Mapping[str, np.ndarray], calibration: MisfitCa
 
 
 def parameter_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: float | None = None,
-                       length: float = 2.0, part: str | None = None) -> Interval:
+                       length: float = 2.0, part: str | None = None, profile=None) -> Interval:
     """The parameter part of :func:`extrapolation_interval` at X, alone (the "parameters only"
-    interval printed beside it, so it lies inside it): ``part`` "bootstrap" (the default with a
-    bootstrap on the fit), the bootstrap's confidence interval; "delta" (the default without),
-    the noise-only delta interval exp(±q·√v_θ) about the point prediction (:func:`noise_parts`,
-    q the t quantile with n − P degrees of freedom)."""
+    interval printed beside it, so it lies inside it). ``part``: "delta", the noise-only delta
+    interval exp(±q·√v_θ) about the point prediction (:func:`noise_parts`, q the t quantile with
+    n − P degrees of freedom); "profile", the profile likelihood's
+    (:func:`fitting.prediction_profile.prediction_profile`, on the same noise-only scale; a side the
+    data leave open is open here, 0 or inf; ``profile``: one already traced at these X and level);
+    "bootstrap", the bootstrap's confidence interval (needs ``fit.bootstrap``); None:
+    :func:`default_parameter_part`'s. Raises ValueError for another name, or "bootstrap" without one."""
     level = fit.level if level is None else level
     X = fit.law.columns(X)
-    if (part or ("bootstrap" if fit.bootstrap is not None else "delta")) == "bootstrap":
+    part = part or default_parameter_part(fit)
+    if part not in ("delta", "bootstrap", "profile"):
+        raise ValueError(f"parameter_part must be 'delta', 'bootstrap' or 'profile', not {part!r}")
+    if part == "bootstrap":
+        if fit.bootstrap is None:
+            raise ValueError("parameter_part='bootstrap' needs a bootstrap on the fit (fitting.uncertainty.bootstrap)")
         return fit.interval(X, level=level, kind="confidence")
     mean = fit.law.predict(fit.theta, X)
+    if part == "profile":
+        prof = profile if profile is not None else prediction_profile(fit, X, level)
+        h_lo = np.where(prof.open_lo, np.inf, prof.h_lo)
+        h_hi = np.where(prof.open_hi, np.inf, prof.h_hi)
+        return Interval(mean=mean, lo=mean * np.exp(-h_lo), hi=mean * np.exp(h_hi), level=level, kind="confidence",
+                        method="profile (noise only)", se_log=(h_lo + h_hi) / (2 * prof.q))
     q = stats.t.ppf(0.5 + level / 2, max(fit.n_points - fit.law.n_params, 1))
     sd = np.sqrt(noise_parts(fit, X, length).param_var)
     return Interval(mean=mean, lo=mean * np.exp(-q * sd), hi=mean * np.exp(q * sd), level=level, kind="confidence",
@@ -303,26 +331,21 @@ def extrapolation_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: f
                            calibration: MisfitCalibration | None = None, parameter_part: str | None = None,
                            profile=None) -> Interval:
     """The fit's prediction interval for extrapolation: parameters, run-to-run scatter and the
-    calibrated misfit (``calibration`` defaults to :func:`calibrate_misfit` on the fit's own runs, with
-    the profile's parameter part for a profile interval, else the delta method's),
-    each counted once.
+    calibrated misfit (``calibration`` defaults to :func:`calibrate_misfit` on the fit's own runs,
+    with the same parameter part), each counted once.
 
     Log half-width √(h_θ² + q²·(σ² + m²)) on each side of the point prediction, with h_θ that side's
-    log half-width of the parameter part, σ the noise-only scatter (:func:`noise_parts`: the smooth
-    misfit taken out of the residuals first), m the misfit sd (:func:`misfit_sd`) and q the t
+    log half-width of the parameter part (:func:`parameter_interval`, which so lies inside this
+    interval; a side it leaves open stays open), σ the noise-only scatter (:func:`noise_parts`: the
+    smooth misfit taken out of the residuals first), m the misfit sd (:func:`misfit_sd`) and q the t
     quantile with n − P degrees of freedom. Unlike ``fit.interval(X, level)``, whose sandwich and
     scatter read the misfit in the residuals as noise, this need not contain the plain interval:
     that double counting made Kaplan's L(N, D) intervals cover 98-99 % (module doc).
 
-    ``parameter_part``: ``"delta"`` (q·√v_θ, noise only), ``"bootstrap"`` (the bootstrap's
-    confidence interval; needs ``fit.bootstrap``) — either is :func:`parameter_interval`, which
-    so lies inside this interval — or ``"profile"`` (each side's half-width from the profile
-    likelihood of the prediction, :func:`fitting.prediction_profile.prediction_profile`, on the
-    same noise-only scale as the delta method's; a side the data leave open is open here too;
-    ``profile``: one already traced at these X and level, not traced again); None: the
-    bootstrap's when the fit has one, else the delta method's. Raises ValueError for another
-    name, or "bootstrap" without one."""
-    part = parameter_part or ("bootstrap" if fit.bootstrap is not None else "delta")
+    ``parameter_part``: "delta", "profile" or "bootstrap" (:func:`parameter_interval`; ``profile``: a
+    profile already traced at these X and level); None: :func:`default_parameter_part`'s. Raises
+    ValueError for another name, or "bootstrap" without a bootstrap on the fit."""
+    part = parameter_part or default_parameter_part(fit)
     if part not in ("delta", "bootstrap", "profile"):
         raise ValueError(f"parameter_part must be 'delta', 'bootstrap' or 'profile', not {parameter_part!r}")
     if part == "bootstrap" and fit.bootstrap is None:
@@ -334,16 +357,11 @@ def extrapolation_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: f
     q = stats.t.ppf(0.5 + level / 2, max(fit.n_points - fit.law.n_params, 1))  # as the plain delta interval
     parts = noise_parts(fit, X, calibration.length)
     other = parts.noise_sd**2 + misfit_sd(fit, X, calibration) ** 2  # scatter and misfit variances
+    conf = parameter_interval(fit, X, level, calibration.length, part, profile)
     log_mean = np.log(mean)
-    if part == "profile":
-        prof = profile if profile is not None else prediction_profile(fit, X, level)
-        h_lo = np.where(prof.open_lo, np.inf, np.sqrt(prof.h_lo**2 + q**2 * other))
-        h_hi = np.where(prof.open_hi, np.inf, np.sqrt(prof.h_hi**2 + q**2 * other))
-        sd = np.sqrt(((prof.h_lo + prof.h_hi) / (2 * q)) ** 2 + other)
-    else:
-        conf = parameter_interval(fit, X, level, calibration.length, part)
+    with np.errstate(divide="ignore"):  # an open side: log 0 = -inf, a half-width of inf
         h_lo = np.sqrt(np.clip(log_mean - np.log(conf.lo), 0, None) ** 2 + q**2 * other)
         h_hi = np.sqrt(np.clip(np.log(conf.hi) - log_mean, 0, None) ** 2 + q**2 * other)
-        sd = np.sqrt(conf.se_log**2 + other)
+    sd = np.sqrt(conf.se_log**2 + other)
     return Interval(mean=mean, lo=mean * np.exp(-h_lo), hi=mean * np.exp(h_hi), level=level, kind="prediction",
                     method=f"{part}+misfit(a={calibration.amplitude:.3g})", se_log=sd)

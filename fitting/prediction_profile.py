@@ -158,8 +158,9 @@ def _trace(fit: FitResult, Xt: dict[str, np.ndarray], mu_star: np.ndarray, step:
     def lagrangian(z, rows):
         f, g = fg(z, rows)
         lp, glp = log_pred(z, rows)
-        fl = f - MU[rows] * lp
-        gl = g - MU[rows][:, None] * glp
+        with np.errstate(invalid="ignore"):  # a start off the law's domain: inf - inf, dropped below
+            fl = f - MU[rows] * lp
+            gl = g - MU[rows][:, None] * glp
         return np.where(np.isfinite(fl), fl, np.inf), np.where(np.isfinite(gl), gl, 0.0)
 
     with single_threaded_blas():

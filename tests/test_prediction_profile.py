@@ -8,23 +8,26 @@ import pytest
 from scipy import stats
 
 from fitting.design import TargetRegion
-from fitting.extrapolation import extrapolation_interval, noise_parts
+from fitting.extrapolation import (PROFILE_BELOW_RUNS_PER_PARAMETER, calibrate_misfit, default_parameter_part,
+                                   extrapolation_interval, noise_parts, parameter_interval)
 from fitting.fit import fit_law
 from fitting.laws import CHINCHILLA_EPOCH
 from fitting.prediction_profile import prediction_profile
 from fitting.replay import SimulatedOracle
+from fitting.uncertainty import bootstrap
 from tests.test_extrapolation import _grid
 from tests.test_intervals import flat_e_data
 
 TARGETS = TargetRegion.compute_frontier("chinchilla", CHINCHILLA_EPOCH, 1e22).X
 
 
-def _exact_law_fit(loss, seed=0):
-    cands = _grid()
-    y = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.01, seed=seed).observe(cands.X)
+def _exact_law_fit(loss, seed=0, every=1):
+    """The law fitted to noisy draws of itself on the 7 x 7 grid (``every``: each that-many-th run only)."""
+    X = {c: v[::every] for c, v in _grid().X.items()}
+    y = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.01, seed=seed).observe(X)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return fit_law("chinchilla", dict(cands.X) | {"loss": y}, starts=(), init=CHINCHILLA_EPOCH, loss=loss)
+        return fit_law("chinchilla", dict(X) | {"loss": y}, starts=(), init=CHINCHILLA_EPOCH, loss=loss)
 
 
 def _delta_half_width(fit, X):
@@ -84,3 +87,31 @@ def test_the_extrapolation_interval_takes_its_parameter_part_from_the_profile_wh
         extrapolation_interval(fit, TARGETS, parameter_part="jackknife")
     with pytest.raises(ValueError, match="needs a bootstrap"):
         extrapolation_interval(fit, TARGETS, parameter_part="bootstrap")
+
+
+def test_a_fit_with_few_runs_per_parameter_takes_the_profile_by_default_and_never_the_bootstrap():
+    """Below PROFILE_BELOW_RUNS_PER_PARAMETER runs per parameter every extrapolation interval (and its
+    misfit calibration, and the "parameters only" interval printed beside it) takes the profile's
+    parameter part; above, the delta method's, even where the fit carries a bootstrap (which over- and
+    under-covers, fitting.extrapolation's module doc)."""
+    small = _exact_law_fit("huber", every=3)  # 17 runs for 5 parameters
+    assert small.n_points < PROFILE_BELOW_RUNS_PER_PARAMETER * small.law.n_params
+    assert default_parameter_part(small) == "profile"
+    calibration = calibrate_misfit(small)
+    assert calibration.parameter_part == "profile" and calibration.calibrated
+    prof = prediction_profile(small, TARGETS, 0.9)
+    iv = extrapolation_interval(small, TARGETS, level=0.9, calibration=calibration, profile=prof)
+    assert iv.method.startswith("profile+misfit")
+    alone = parameter_interval(small, TARGETS, 0.9, profile=prof)
+    assert alone.method.startswith("profile")
+    np.testing.assert_allclose(np.log(iv.mean / alone.lo), prof.h_lo)
+    assert np.all(iv.lo <= alone.lo) and np.all(iv.hi >= alone.hi) and np.all(iv.hi > alone.hi)
+
+    full = _exact_law_fit("huber")  # 49 runs
+    bootstrap(full, n_boot=16, seed=0)
+    assert default_parameter_part(full) == "delta"
+    assert calibrate_misfit(full).parameter_part == "delta"
+    assert extrapolation_interval(full, TARGETS, level=0.9).method.startswith("delta+misfit")
+    assert extrapolation_interval(full, TARGETS, level=0.9, parameter_part="bootstrap").method.startswith("bootstrap")
+    with pytest.raises(ValueError, match="parameter_part"):
+        calibrate_misfit(full, parameter_part="bootstrap")
