@@ -6,7 +6,7 @@ the largest 6e20 FLOPs) and on 5 compute-optimal targets around 1e22 FLOPs, 1.2-
 beyond. Each seeded replicate draws new noise, fits the law on the small runs (the ``fit``
 command's defaults: Huber, the law's multi-start), widens the prediction interval by the misfit
 calibrated on those runs (:func:`fitting.extrapolation.extrapolation_interval`, what ``replay``,
-``predict`` and ``plan`` print; the parameter part by the delta method unless ``--bootstrap``) and
+``predict`` and ``plan`` print) and
 counts the targets whose observed loss falls inside. With
 ``--fractions`` the active designer also buys that share of the grid's compute first
 (:func:`fitting.replay.run_design`) and the fit is on what it bought.
@@ -35,13 +35,12 @@ scatter parts alone, to see what the misfit adds to them.
 ``--scales`` adds a line per row: the coverage had the misfit sd been multiplied by each scale
 (the same fits), the trade-off any one misfit calibration faces across the laws.
 
-``--bootstrap B`` takes the parameter part from B bootstrap resamples, the interval every command
-prints by default (``fit``/``predict``/``plan``/``replay``, their ``--bootstrap 1000``); ``--profile``
-from the profile likelihood of each prediction (:mod:`fitting.prediction_profile`); without either
-the delta method's (``--bootstrap 0``, and the active summary).
+The parameter part is the one every command prints (:func:`fitting.extrapolation.default_parameter_part`:
+the profile likelihood of each prediction below 4 runs per parameter, else the delta method's);
+``--parameter-part delta|profile`` forces one, ``--bootstrap B`` takes it from B bootstrap resamples.
 
   python bench/coverage.py [--replicates 50] [--first-seed 0] [--laws chinchilla,kaplan,...] [--fractions 0.05,0.1] [--exact]
-                           [--scales 0,0.5,0.75,1,1.25] [--bootstrap 200 | --profile]
+                           [--scales 0,0.5,0.75,1,1.25] [--bootstrap 200 | --parameter-part delta|profile]
 """
 
 from __future__ import annotations
@@ -60,7 +59,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/nine_law.py
 
 from fitting.design import Candidates, TargetRegion  # noqa: E402
-from fitting.extrapolation import calibrate_misfit, extrapolation_interval, misfit_sd, noise_parts  # noqa: E402
+from fitting.extrapolation import (calibrate_misfit, default_parameter_part, extrapolation_interval,  # noqa: E402
+                                   misfit_sd, noise_parts, parameter_interval)
 from fitting.fit import fit_law  # noqa: E402
 from fitting.laws import CHINCHILLA_EPOCH, KAPLAN_PAPER  # noqa: E402
 from fitting.online import OnlineFitConfig  # noqa: E402
@@ -118,7 +118,7 @@ SETTINGS = {
 
 
 def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = False, exact: bool = False,
-              scales: tuple[float, ...] = (), n_bootstrap: int = 0, profile: bool = False) -> dict:
+              scales: tuple[float, ...] = (), n_bootstrap: int = 0, parameter_part: str | None = None) -> dict:
     """One seeded replicate: → covered share of the targets, misfit sd and whether calibrated,
     mean |relative error| of the predictions (NaN entries when the budget bought too few runs).
     ``warm``: fit the full pool from the true parameters only (a local fit, no multi-start: what
@@ -126,11 +126,10 @@ def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = F
     ``exact``: the oracle is the law itself (no misfit), so the parameter and scatter parts can be
     checked against the error they alone should cover. ``scales``: also the coverage with the misfit
     sd multiplied by each (key ``"scale"``, one entry per scale; 1 is the interval printed).
-    ``n_bootstrap``: the parameter part from that many bootstrap resamples, the interval ``fit``,
-    ``predict``, ``plan`` and ``replay`` print by default (their ``--bootstrap 1000``); an active design's runs are
-    refitted first with the fit command's defaults, as ``predict`` on them would. 0: the delta
-    method's, what ``replay`` and the active summary print. ``profile``: the parameter part from the
-    profile likelihood of each prediction (:mod:`fitting.prediction_profile`) instead."""
+    ``n_bootstrap``: the parameter part from that many bootstrap resamples (what ``fit``, ``predict``,
+    ``plan`` and ``replay`` print with ``--parameter-part bootstrap``); an active design's runs are refitted
+    first with the fit command's defaults, as ``predict`` on them would. ``parameter_part``: "delta" or
+    "profile"; None: :func:`fitting.extrapolation.default_parameter_part`'s, what every command prints."""
     pool, target = setting.pool(), setting.targets()
     orc = SimulatedOracle(setting.law, setting.truth, noise=NOISE, seed=seed, misfit=None if exact else setting.misfit)
     y_pool, y_target = orc.observe(pool.X), orc.observe(target.X)
@@ -151,9 +150,9 @@ def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = F
             "calibrated": False, "unbounded": 0, "scale": [np.nan] * len(scales)}
         if n_bootstrap:
             bootstrap(fit, n_boot=n_bootstrap, seed=seed)
-        cal = calibrate_misfit(fit)
-        part = "profile" if profile else None
-        prof = prediction_profile(fit, target.X, LEVEL) if profile else None  # traced once, every scale reads it
+        part = "bootstrap" if n_bootstrap else parameter_part or default_parameter_part(fit)
+        cal = calibrate_misfit(fit, parameter_part="profile" if part == "profile" else "delta")
+        prof = prediction_profile(fit, target.X, LEVEL) if part == "profile" else None  # traced once, every scale reads it
         iv = extrapolation_interval(fit, target.X, level=LEVEL, calibration=cal, parameter_part=part, profile=prof)
         X_t = fit.law.columns(target.X)
         noise = noise_parts(fit, X_t, cal.length)  # parameters and run-to-run scatter, the misfit taken out
@@ -178,8 +177,7 @@ def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = F
     m = misfit_sd(fit, X_t, cal)
     # the interval's log-sd parts at the targets: parameters, run-to-run scatter (both noise only), misfit;
     # mean squared errors (observed, and of the mean against the noise-free truth), pooled in coverage()
-    param_sd = (fit.interval(X_t, level=LEVEL, kind="confidence").se_log if n_bootstrap  # the part the interval used
-                else (prof.h_lo + prof.h_hi) / (2 * prof.q) if profile else np.sqrt(noise.param_var))
+    param_sd = parameter_interval(fit, X_t, LEVEL, cal.length, part, prof).se_log  # the part the interval used
     parts = {"param": float(np.mean(param_sd)), "scatter": noise.noise_sd,
              "misfit": float(np.mean(m)),
              "rms": float(np.mean(err**2)), "truth": float(np.mean((np.log(orc.truth(target.X)) - np.log(iv.mean)) ** 2))}
@@ -190,10 +188,10 @@ def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = F
 
 
 def coverage(name: str, replicates: int, fraction: float = 1.0, first_seed: int = 0, warm: bool = False,
-             exact: bool = False, scales: tuple[float, ...] = (), n_bootstrap: int = 0, profile: bool = False) -> dict:
+             exact: bool = False, scales: tuple[float, ...] = (), n_bootstrap: int = 0, parameter_part: str | None = None) -> dict:
     """Mean over ``replicates`` seeded replicates of :func:`replicate` for law ``name``."""
     setting = SETTINGS[name]()
-    rows = [replicate(setting, seed, fraction, warm, exact, scales, n_bootstrap, profile)
+    rows = [replicate(setting, seed, fraction, warm, exact, scales, n_bootstrap, parameter_part)
             for seed in range(first_seed, first_seed + replicates)]
     cov = np.array([r["coverage"] for r in rows])
     ok = np.isfinite(cov)
@@ -218,10 +216,10 @@ def main(argv=None) -> int:
     ap.add_argument("--no-full", action="store_true", help="skip the full-pool row (only the --fractions ones)")
     ap.add_argument("--exact", action="store_true", help="oracles without misfit: the parameter and scatter parts alone")
     ap.add_argument("--bootstrap", type=int, default=0, metavar="B",
-                    help="parameter part from B bootstrap resamples: the interval fit/predict/plan/replay print by default "
-                    "(their --bootstrap 1000); 0 (default): the delta method's (their --bootstrap 0)")
-    ap.add_argument("--profile", action="store_true", help="parameter part from the profile likelihood of each "
-                    "prediction (fitting.prediction_profile) instead of the delta method's")
+                    help="parameter part from B bootstrap resamples instead of the default part")
+    ap.add_argument("--parameter-part", choices=["delta", "profile"], help="this parameter part for every fit (default: "
+                    "fitting.extrapolation.default_parameter_part's, what every command prints: the profile below "
+                    "4 runs per parameter, else the delta method's)")
     ap.add_argument("--scales", default="", help="also the coverage with the misfit sd times each of these (e.g. "
                     "0,0.5,1,1.5): the trade-off one calibration would face across laws")
     args = ap.parse_args(argv)
@@ -230,8 +228,8 @@ def main(argv=None) -> int:
     if unknown:
         print(f"--laws: unknown {unknown}; choose from {sorted(SETTINGS)}", file=sys.stderr)
         return 2
-    if args.bootstrap and args.profile:
-        print("--profile and --bootstrap: choose one parameter part", file=sys.stderr)
+    if args.bootstrap and args.parameter_part:
+        print("--parameter-part and --bootstrap: choose one parameter part", file=sys.stderr)
         return 2
     fractions = ([] if args.no_full else [1.0]) + [float(f) for f in args.fractions.split(",") if f]
     scales = tuple(float(c) for c in args.scales.split(",") if c)
@@ -245,7 +243,7 @@ def main(argv=None) -> int:
         for frac in fractions:
             t0 = time.perf_counter()
             r = coverage(name, args.replicates, frac, first_seed=args.first_seed, exact=args.exact, scales=scales,
-                         n_bootstrap=args.bootstrap, profile=args.profile)
+                         n_bootstrap=args.bootstrap, parameter_part=args.parameter_part)
             strategy = "full pool" if frac >= 1 else f"active {frac:.0%}"
             print(f"{name:<17} {strategy:<12} {r['n']:>4} {r['coverage']:>9.1%} {r['se']:>6.1%} {r['plain']:>6.1%} {r['amplitude']:>9.4f} "
                   f"{r['prior']:>5} {r['zero']:>4} {r['unbounded']:>4} {r['are']:>9.2%} {r['param']:>9.4f} {r['scatter']:>7.4f} {r['misfit']:>6.4f} "

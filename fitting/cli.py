@@ -127,6 +127,28 @@ def add_bootstrap_arg(p: argparse.ArgumentParser) -> None:
                    help=f"bootstrap resamples for SEs/CIs (default {DEFAULT_BOOTSTRAP}; 0 = sandwich covariance only)")
 
 
+def add_parameter_part_arg(p: argparse.ArgumentParser) -> None:
+    """``--parameter-part``, for the commands that print extrapolation intervals of chosen targets
+    (predict, replay): which parameter part the interval takes (fitting.extrapolation)."""
+    p.add_argument("--parameter-part", choices=["auto", "delta", "profile", "bootstrap"], default="auto",
+                   help="the prediction interval's parameter part: auto (default) the profile likelihood below 4 "
+                        "runs per parameter, else the delta method (measured coverage: fitting/extrapolation.py); "
+                        "bootstrap: the --bootstrap resamples'")
+
+
+def check_parameter_part(args) -> None:
+    """Before any fitting: --parameter-part bootstrap needs resamples (ValueError naming both flags)."""
+    if args.parameter_part == "bootstrap" and not args.bootstrap:
+        raise ValueError("--parameter-part bootstrap needs --bootstrap B > 0")
+
+
+def parameter_part_from_args(args, fit) -> str:
+    """--parameter-part for this fit: auto is fitting.extrapolation.default_parameter_part's."""
+    from fitting.extrapolation import default_parameter_part
+
+    return default_parameter_part(fit) if args.parameter_part == "auto" else args.parameter_part
+
+
 def add_data_args(p: argparse.ArgumentParser, runs_required: bool) -> None:
     p.add_argument("runs", nargs="?", metavar="RUNS",
                    help="a sweep's metrics directory (its columns are known), or a CSV/Parquet table of runs "

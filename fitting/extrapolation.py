@@ -82,6 +82,7 @@ from fitting.prediction_profile import prediction_profile
 from fitting.uncertainty import Interval, m_estimator_factor, residual_split, scaled_pinv
 
 __all__ = ["PRIOR_MISFIT_SD", "PRIOR_WEIGHT", "HELD_OUT", "PROFILE_BELOW_RUNS_PER_PARAMETER", "default_parameter_part",
+           "describe_parameter_part",
            "MisfitCalibration", "NoiseParts", "noise_parts",
            "unit_misfit_sd", "calibrate_misfit", "misfit_sd", "parameter_interval", "extrapolation_interval"]
 
@@ -114,6 +115,18 @@ def default_parameter_part(fit: FitResult) -> str:
     parameter down (9-parameter law at 5 %: 82 % coverage) and it over-covers Kaplan's L(N, D)
     (97.6 %); ask for it by name."""
     return "profile" if fit.n_points < PROFILE_BELOW_RUNS_PER_PARAMETER * fit.law.n_params else "delta"
+
+
+def describe_parameter_part(fit: FitResult, part: str | None = None) -> str:
+    """One line for the user: which parameter part an interval of ``fit`` takes and why."""
+    part = part or default_parameter_part(fit)
+    runs = f"{fit.n_points} runs for {fit.law.n_params} parameters"
+    if part == "bootstrap":
+        return f"parameter part from {fit.bootstrap.n} bootstrap resamples ({runs})"
+    if part == "profile":
+        return (f"parameter part by the profile likelihood of each prediction ({runs}: under "
+                f"{PROFILE_BELOW_RUNS_PER_PARAMETER:g} per parameter the delta method's curvature misleads)")
+    return f"parameter part by the delta method ({runs})"
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ def _columns(data, k: float) -> dict[str, np.ndarray]:
 
 
 def register(subparsers) -> None:
-    from fitting.cli import add_data_args
+    from fitting.cli import add_data_args, add_parameter_part_arg
 
     p = subparsers.add_parser(
         "predict", help="fit on a subset of runs and predict the rest (held-out check)",
@@ -76,17 +76,19 @@ def register(subparsers) -> None:
                    help="shorthand for --train 'C <= C' (and, without --test/--targets, the rest as targets)")
     p.add_argument("--interval", choices=["misfit", "plain"], default="misfit",
                    help="prediction intervals widened by the calibrated law misfit (default) or plain")
+    add_parameter_part_arg(p)
     p.set_defaults(func=_cmd_predict)
 
 
 def _cmd_predict(args) -> int:
     from fitting.checks import range_note, user_messages
-    from fitting.cli import json_safe, load_table, table_source
-    from fitting.extrapolation import calibrate_misfit, extrapolation_interval
+    from fitting.cli import check_parameter_part, json_safe, load_table, parameter_part_from_args, table_source
+    from fitting.extrapolation import calibrate_misfit, describe_parameter_part, extrapolation_interval
     from fitting.fit import fit_law
     from fitting.laws import get_law
     from fitting.replay import target_metrics
 
+    check_parameter_part(args)
     if args.fit_max_compute is not None:
         if args.train:
             raise ValueError("give --train or --fit-max-compute, not both")
@@ -119,9 +121,11 @@ def _cmd_predict(args) -> int:
     notes += [m for m in user_messages(caught) if m not in fit.warnings] + fit.warnings
     far = range_note(targets.X, fit.data.X)
     notes += [far] if far else []
-    calibration = calibrate_misfit(fit) if args.interval == "misfit" else None
-    iv = (extrapolation_interval(fit, targets.X, level=args.level, calibration=calibration) if calibration
-          else fit.interval(targets.X, level=args.level))
+    part = parameter_part_from_args(args, fit)
+    calibration = (calibrate_misfit(fit, parameter_part="profile" if part == "profile" else "delta")
+                   if args.interval == "misfit" else None)
+    iv = (extrapolation_interval(fit, targets.X, level=args.level, calibration=calibration, parameter_part=part)
+          if calibration else fit.interval(targets.X, level=args.level))
     y = np.asarray(targets.y, dtype=float)
     scored = np.isfinite(y) & (y > 0)
     m = target_metrics(iv.mean[scored], y[scored], iv.lo[scored], iv.hi[scored]) if scored.any() else {}
@@ -132,7 +136,8 @@ def _cmd_predict(args) -> int:
     summary = {"n_train": int(train.sum()), "n_targets": len(targets), "n_scored": int(scored.sum()),
                "mean_abs_rel_error": m.get("mean_are"), "coverage": m.get("coverage"), "r2": m.get("r2"),
                "level": args.level, "interval": iv.method,
-               "misfit": calibration.describe() if calibration else None}
+               "misfit": calibration.describe() if calibration else None,
+               "parameter_part": describe_parameter_part(fit, part) if calibration else None}
     if args.json:
         print(json.dumps(json_safe({"law": law.name, "params": fit.params, "warnings": notes, **summary,
                                  "aggregation": data.aggregation, "targets": rows})))
@@ -144,6 +149,7 @@ def _cmd_predict(args) -> int:
     print(f"fit on {summary['n_train']} of {len(data)} runs ({args.train}): "
           + ", ".join(f"{k}={v:.4g}" for k, v in fit.params.items()))
     if calibration:
+        print(f"intervals: {describe_parameter_part(fit, part)}")
         print(f"intervals: {calibration.describe()}")
     lvl = int(round(args.level * 100))
     for r in rows:

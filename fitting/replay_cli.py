@@ -26,7 +26,7 @@ def register(subparsers) -> None:
         "replay", help="run a design strategy against an existing pool of runs",
         description="Buy pool rows one batch at a time (revealing a loss only when bought) until the "
         "budget is spent, fit the law on what was bought, and predict the targets.")
-    from fitting.cli import add_bootstrap_arg, add_table_args
+    from fitting.cli import add_bootstrap_arg, add_parameter_part_arg, add_table_args
 
     p.add_argument("pool", nargs="?", help="CSV/Parquet of existing runs (or --example NAME)")
     p.add_argument("--targets", help="CSV/Parquet of configurations to predict (a loss column there is scored); "
@@ -45,7 +45,8 @@ def register(subparsers) -> None:
     p.add_argument("--interval", choices=["misfit", "plain"], default="misfit",
                    help="90%% intervals: widened by the law's misfit calibrated on held-out top-compute runs "
                    "(fitting.extrapolation; default), or the plain prediction interval")
-    add_bootstrap_arg(p)  # the final fit's intervals, as fit/predict/plan print them
+    add_bootstrap_arg(p)  # the final fit's parameter intervals, as fit/predict/plan print them
+    add_parameter_part_arg(p)
     p.add_argument("--batch", type=positive_count, default=1, help="runs bought per refit")
     p.add_argument("--seed", type=count, default=0, help="seed of the strategy and the fits (default 0)")
     p.add_argument("--out", required=True, help="predictions CSV")
@@ -129,12 +130,14 @@ def _cmd_replay(args) -> int:
     from fitting.design import Candidates, TargetRegion
     from fitting.laws import get_law
     from fitting.replay import run_design, target_metrics
+    from fitting.cli import check_parameter_part, parameter_part_from_args
     from scalesweep.cli import check_output_file
 
     check_output_file(args.out, "--out")  # before the design runs, not after
     law = get_law(args.law)
     if not 0 < args.budget_fraction <= 1:
         raise ValueError(f"--budget-fraction must be in (0, 1], got {args.budget_fraction}")
+    check_parameter_part(args)
     source, pool, targets, tgt_cols, notes = _pool_and_targets(args, law)
     pool, cost, more = _cost(args, source, pool)
     X, y = pool.X, pool.y
@@ -155,11 +158,14 @@ def _cmd_replay(args) -> int:
         from fitting.uncertainty import bootstrap
 
         bootstrap(run.fit, n_boot=args.bootstrap, seed=args.seed)
+    from fitting.extrapolation import describe_parameter_part
+
+    part = parameter_part_from_args(args, run.fit)
     if args.interval == "misfit":
         from fitting.extrapolation import calibrate_misfit, extrapolation_interval
 
-        calibration = calibrate_misfit(run.fit)
-        iv = extrapolation_interval(run.fit, TX, level=0.9, calibration=calibration)
+        calibration = calibrate_misfit(run.fit, parameter_part="profile" if part == "profile" else "delta")
+        iv = extrapolation_interval(run.fit, TX, level=0.9, calibration=calibration, parameter_part=part)
     else:
         iv = run.fit.interval(TX, level=0.9)
     _write_predictions(args.out, tgt_cols, iv)
@@ -178,9 +184,8 @@ def _cmd_replay(args) -> int:
           + ", ".join(f"{k}={v:.4g}" + (f" ({tags[k]})" if tags[k] else "") for k, v in run.fit.params.items()))
     if run.fit.bounds_note:
         print(f"warning: {run.fit.bounds_note}")
-    print(f"intervals: parameter part from {args.bootstrap} bootstrap resamples" if args.bootstrap else
-          "intervals: parameter part by the delta method (--bootstrap 0)")
     if args.interval == "misfit":
+        print(f"intervals: {describe_parameter_part(run.fit, part)}")
         print(f"intervals: {calibration.describe()}")
     scored = np.isfinite(targets.y) & (targets.y > 0)
     if scored.any():

@@ -243,16 +243,23 @@ def test_replay_finds_columns_by_the_aliases_fit_uses(tmp_path, capsys):
                         0.5, "--out", out)
     assert rc == 0, err
     assert "bought" in text and "targets (" not in text
-    # the final fit's intervals are the bootstrap's by default, as fit/predict/plan print them: on Epoch
-    # (seed 0, 10 %) the delta method's covered 61 % of the targets, the bootstrap's 91 %
-    assert "intervals: parameter part from 1000 bootstrap resamples" in text
+    # the prediction intervals' parameter part follows the runs bought per parameter (fitting.extrapolation.
+    # default_parameter_part): on Epoch (seed 0, 10 %: 13 runs for 5 parameters) the delta method's covered
+    # 61 % of the targets, the bootstrap's 91 %, the profile's 87 %
+    bought = int(text.split("bought ")[1].split(" of")[0])
+    expected = "profile likelihood" if bought < 4 * chinchilla.n_params else "delta method"
+    assert f"intervals: parameter part by the {expected}" in text and "bootstrap resamples" not in text
     rows = list(__import__("csv").DictReader(open(out)))
     assert len(rows) == (~small).sum() and set(rows[0]) == {"params", "tokens", "predicted_loss", "lower", "upper"}
     truth = chinchilla.predict(TRUTH_CH, {"N": N[~small], "D": D[~small]})
     np.testing.assert_allclose([float(r["predicted_loss"]) for r in rows], truth, rtol=0.05)
     rc, text, err = run(capsys, "replay", pool, "--targets", targets, "--strategy", "random", "--budget-fraction",
-                        0.5, "--out", tmp_path / "delta.csv", "--bootstrap", 0)
-    assert rc == 0 and "parameter part by the delta method (--bootstrap 0)" in text, err
+                        0.5, "--out", tmp_path / "delta.csv", "--bootstrap", 0, "--parameter-part", "delta")
+    assert rc == 0 and f"parameter part by the delta method ({bought} runs for 5 parameters)" in text, err
+    rc, text, err = run(capsys, "replay", pool, "--targets", targets, "--strategy", "random", "--budget-fraction",
+                        0.5, "--out", tmp_path / "boot.csv", "--bootstrap", 0, "--parameter-part", "bootstrap")
+    assert rc == 2 and err.strip().splitlines()[-1].endswith("--parameter-part bootstrap needs --bootstrap B > 0"), err
+    assert not (tmp_path / "boot.csv").exists()
     delta = list(__import__("csv").DictReader(open(tmp_path / "delta.csv")))
     assert [r["predicted_loss"] for r in delta] == [r["predicted_loss"] for r in rows]  # same fit, other interval
     assert [r["lower"] for r in delta] != [r["lower"] for r in rows]

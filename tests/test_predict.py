@@ -57,6 +57,20 @@ def test_predict_fits_the_train_rows_and_scores_the_rest(capsys):
     assert out["coverage"] == pytest.approx(np.mean(covered))
     assert out["mean_abs_rel_error"] == pytest.approx(np.mean(np.abs(pred / big.y - 1)))
     assert all(t["lower"] < t["predicted"] < t["upper"] for t in out["targets"])
+    # 217 runs for 5 parameters: the delta method's parameter part (fitting.extrapolation.default_parameter_part)
+    assert out["interval"].startswith("delta+misfit") and out["parameter_part"].startswith(
+        f"parameter part by the delta method ({out['n_train']} runs for 5 parameters)")
+
+
+def test_predict_from_few_runs_takes_the_profile_s_parameter_part(capsys):
+    """14 runs for 5 parameters: under 4 per parameter the interval's parameter part is the profile
+    likelihood's, and the text says so (issue 15 item 5; fitting/extrapolation.py has the coverage)."""
+    rc = main(["predict", "--example", "epoch-chinchilla", "--bootstrap", "0", "--train", "C <= 5.4e18", "--test",
+               "C > 3e21"])
+    text = capsys.readouterr().out
+    n = int(text.split("fit on ")[1].split(" of")[0])
+    assert rc == 0 and n < 20, text
+    assert f"intervals: parameter part by the profile likelihood of each prediction ({n} runs for 5 parameters" in text
 
 
 def test_predict_targets_file_and_test_selection(tmp_path, capsys):
@@ -82,6 +96,7 @@ def test_predict_targets_file_and_test_selection(tmp_path, capsys):
     (["--train", "N > 0"], "no targets to predict: --train selects every run"),
     ([], "predict needs --train EXPR"),
     (["--train", "N < 1e9", "--fit-max-compute", "1e21"], "not both"),
+    (["--train", "N < 1e9", "--parameter-part", "bootstrap"], "--parameter-part bootstrap needs --bootstrap B > 0"),
 ])
 def test_predict_errors_exit_2(capsys, args, message):
     rc = main(["predict", "--example", "epoch-chinchilla", "--bootstrap", "0", *args])
