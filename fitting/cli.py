@@ -348,7 +348,8 @@ def _print_allocation(p, level: float) -> None:
                 f"distance beyond the runs; {p.misfit_source}" if p.loss_misfit_interval and p.misfit_sd_here is not None else "")
         print(f"  loss              {p.loss:.4g}  [{lo:.4g}, {hi:.4g}]  ({lvl}% {p.loss_interval_kind}{here})")
         if "loss" in iv:
-            print(f"                    its parameter part alone: [{iv['loss'][0]:.4g}, {iv['loss'][1]:.4g}]")
+            print(f"                    its parameter part alone: [{iv['loss'][0]:.4g}, {iv['loss'][1]:.4g}]"
+                  + (f" ({p.parameter_part})" if p.parameter_part else ""))
     else:
         print(f"  loss              {fmt('loss', p.loss)}")
     print(f"  a (N_opt ∝ C^a)   {fmt('exponent_a', p.exponent_a)}")

@@ -133,6 +133,8 @@ def test_plan_with_too_few_runs_to_calibrate_says_so(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "(90% prediction interval (parameters, run scatter and the calibrated law misfit); sd " in text  # at the target
     assert "; extrapolation error sd 0.04 (log loss) is a PRIOR, not calibrated: 7 runs are too few" in text
+    assert "its parameter part alone: [" in text and "(parameter part by the profile likelihood of each prediction " \
+        "(7 runs for 5 parameters" in text  # under 4 per parameter (fitting.extrapolation.default_parameter_part)
     assert main(["plan", str(path), "--law", "chinchilla", "--compute", "1e21", "--bootstrap", "50", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["misfit_sd"] == 0.04 and "PRIOR" in plan["misfit_source"]
