@@ -73,7 +73,7 @@ def _spec(tmp_path, name, dataset_tokens=12_000, **overrides):
     return path, load_spec(raw)
 
 
-def _scalesweep(*args, env, timeout=300):
+def _scalesweep(*args, env, timeout=600):  # timeouts here are waits, not timings
     return subprocess.run([sys.executable, "-m", "scalesweep.cli", *map(str, args)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -111,7 +111,7 @@ def _ray_head(token_auth: bool):
         env={**env, **({} if token_auth else {"RAY_AUTH_MODE": "disabled"})}, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True)
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + 300  # a wait, not a timing: `ray start` on a loaded machine
         while not (_listening("127.0.0.1", port) and _listening("127.0.0.1", dashboard)):
             assert proc.poll() is None and time.time() < deadline, (root / "head.log").read_text()[-3000:]
             time.sleep(0.5)
@@ -165,6 +165,19 @@ def _sample_sockets(driver, temp_dir: str, seconds: float = 60) -> tuple[list, s
     return list(procs.values()), sockets
 
 
+def _gather_processes(driver, temp_dir: str, least: int, seconds: float = 60) -> list:
+    """The processes of the driver's Ray (by its temp dir), gathered over repeated looks until
+    at least `least` have been seen (or the driver ended): one look is a race under load."""
+    procs: dict[int, psutil.Process] = {}
+    deadline = time.time() + seconds
+    while True:
+        for proc in ray_processes(temp_dir):
+            procs.setdefault(proc.pid, proc)
+        if len(procs) >= least or driver.poll() is not None or time.time() > deadline:
+            return list(procs.values())
+        time.sleep(0.2)
+
+
 def _start_driver(spec_path, env):
     """`scalesweep run SPEC --num-cpus 2 --quiet` in its own session (the test kills it by PID)."""
     return subprocess.Popen([sys.executable, "-m", "scalesweep.cli", "run", spec_path, "--num-cpus", "2", "--quiet"],
@@ -172,7 +185,7 @@ def _start_driver(spec_path, env):
                             start_new_session=True)
 
 
-def _wait_until_training(driver, spec, seconds=150):
+def _wait_until_training(driver, spec, seconds=600):
     """Until the driver has recorded its Ray and a trial has reported an evaluation."""
     deadline = time.time() + seconds
     while not (_record(spec) and load_curves(spec.storage, spec.name).num_rows):
@@ -221,7 +234,7 @@ def test_local_sweep_is_private_and_listens_on_loopback_only(head, tmp_path):
         assert any(_is_worker(name) for name in names), sockets  # the trial worker
         assert not [s for s in sockets if s[1] not in LOOPBACK], sockets
         assert head.port not in {port for _, _, port in sockets}
-        out, err = driver.communicate(timeout=300)
+        out, err = driver.communicate(timeout=600)
         assert driver.returncode == 0, out[-3000:] + err[-3000:]
         assert f"a driver of sweep {spec.name} ran on host elsewhere" in err, err[-3000:]
         assert _completed(spec) == ["completed"]
@@ -256,7 +269,7 @@ def test_attach_reads_the_heads_token(head, tmp_path):
             [sys.executable, "-m", "scalesweep.cli", "run", str(spec_path), "--address", f"127.0.0.1:{head.port}",
              "--quiet"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
     for spec, driver in drivers:
-        out, err = driver.communicate(timeout=300)
+        out, err = driver.communicate(timeout=600)
         assert driver.returncode == 0, out[-3000:] + err[-3000:]
         assert _completed(spec) == ["completed"]
         assert _record(spec) is None  # attached: no private Ray was started
@@ -304,7 +317,7 @@ def test_ray_job_submit_runs_the_sweep(head, tmp_path):
                            "--working-dir", ".", "--", "scalesweep", "run", str(spec_path), "--address", "auto",
                            "--quiet"], cwd=REPO, env=_env(HOME=str(head.home), RAY_AUTH_MODE="token"),
                           capture_output=True, text=True,
-                          timeout=300)
+                          timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "succeeded" in done.stdout + done.stderr
     assert _completed(spec) == ["completed"]
@@ -325,7 +338,7 @@ def test_kill_9_then_resume_reaps_the_old_ray_and_runs_each_config_once(tmp_path
     driver = _start_driver(spec_path, env)
     try:
         ledger_path = tmp_path / "store" / "killed" / "ledger.json"
-        deadline = time.time() + 300
+        deadline = time.time() + 600  # a wait, not a timing: a loaded machine may need it
         while not (_record(spec) and _ended(spec.storage, spec.name) and ledger_path.exists()):
             assert driver.poll() is None, f"the driver ended before it was killed: {driver.communicate()}"
             assert time.time() < deadline, "timed out waiting for a run to end and the ledger to be written"
@@ -336,13 +349,12 @@ def test_kill_9_then_resume_reaps_the_old_ray_and_runs_each_config_once(tmp_path
         assert written["finished"] and set(written["finished"]) <= set(before), (written, before)
         first = _record(spec)
         assert first["temp_dir"].startswith(str(tmp))
-        procs = ray_processes(first["temp_dir"])
-        assert len(procs) >= 4
+        procs = _gather_processes(driver, first["temp_dir"], 4)
+        assert len(procs) >= 4, procs
         driver.send_signal(signal.SIGKILL)  # the driver only, as `kill -9 PID` does
         driver.communicate(timeout=30)
         assert 0 < len(before) < 4
-        time.sleep(2)
-        left = _still_running(procs)
+        left = _still_running(procs)  # for the message below: what the kill left running
         resumed = _scalesweep("run", spec_path, "--resume", "--num-cpus", "2", "--quiet", env=env)
         assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
         assert f"cleaned up after an earlier driver of sweep {spec.name} (PID {driver.pid})" in resumed.stderr
@@ -375,7 +387,7 @@ def test_a_running_driver_of_the_sweep_is_not_reaped_and_a_second_one_refused(tm
     spec_path, spec = _spec(tmp_path, "twice")
     sweep_dir = Path(spec.storage) / spec.name
     sweep_dir.mkdir(parents=True)
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # killed below
     try:
         first = psutil.Process(other.pid)
         record = {"host": socket.gethostname(), "driver_pid": other.pid, "driver_started": first.create_time(),

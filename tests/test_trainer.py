@@ -128,12 +128,14 @@ def test_resume_after_kill_continues_exactly(tmp_path):
            "--lr", "3e-3", "--eval-every", "4", "--threads", "1", "--checkpoint-dir", str(ckpt)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
-    deadline = time.time() + 120
+    deadline = time.time() + 600  # a wait, not a timing: the child's imports on a loaded machine
     while not (ckpt / "latest").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
+    ended = proc.poll()  # before the kill: a child that already finished was never interrupted
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert (ckpt / "latest").exists(), "the child never checkpointed"
+    assert ended is None, f"the child ended (exit {ended}) before it could be killed"
     resumed = train(tiny_config(**args), RunOutput(resume_from=str(ckpt)))
     done = len(reference) - len(resumed.step_losses)
     assert 0 < done < len(reference)
