@@ -45,7 +45,7 @@ def s3():
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 30
+        deadline = time.time() + 120  # a wait: moto's imports on a loaded machine
         while True:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
@@ -291,15 +291,19 @@ def test_two_workers_resume_from_the_bucket_after_a_worker_is_killed(s3, tmp_pat
         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.time() + 240
+        deadline = time.time() + 600  # a wait, not a timing: a loaded machine may need it
         while (seen_step := _saved_step(storage, spec.name, trial.trial_key)) is None:
             assert driver.poll() is None, driver.stdout.read()[-3000:]
             assert time.time() < deadline, "no checkpoint reached the sweep's storage"
             time.sleep(0.2)
-        workers = _train_workers(driver.pid)
-        assert len(workers) == 2, workers  # both ranks run at once on the 2 CPUs
+        # Both ranks run at once on the 2 CPUs: looked for repeatedly until both are seen (or the
+        # driver ended), not once (one look at live processes under load is a race)
+        deadline = time.time() + 60
+        while len(workers := _train_workers(driver.pid)) != 2 and driver.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert len(workers) == 2, workers
         os.kill(workers[-1], signal.SIGKILL)
-        output, _ = driver.communicate(timeout=300)
+        output, _ = driver.communicate(timeout=900)  # the retry trains the run again: a wait
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started

@@ -43,7 +43,7 @@ def kill_driver_after_first_run(spec_path: Path, spec) -> dict[str, int]:
     driver = subprocess.Popen(_run_command(spec_path), cwd=REPO, env=_env(), start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 300  # a wait, not a timing: a loaded machine may need it
+        deadline = time.time() + 600  # a wait, not a timing: a loaded machine may need it
         while len(_ended(spec.storage, spec.name)) < 1 and time.time() < deadline:
             assert driver.poll() is None, "driver ended before it was killed"
             time.sleep(0.5)
@@ -69,9 +69,14 @@ def _crash_a_node_running_a_trial(cluster, nodes) -> list[int]:
     # The GCS actor table (the public state API needs the dashboard, which tests leave off).
     from ray._private.state import actors
 
-    alive = [a for a in actors().values() if a["State"] == "ALIVE" and "ImplicitFunc" in a["ActorClassName"]]
     by_node = {n.node_id: n for n in nodes}
-    victims = [a for a in alive if a["Address"]["NodeID"] in by_node]
+    deadline = time.time() + 60  # repeated looks: the GCS table may lag a trial's start a moment
+    while True:
+        alive = [a for a in actors().values() if a["State"] == "ALIVE" and "ImplicitFunc" in a["ActorClassName"]]
+        victims = [a for a in alive if a["Address"]["NodeID"] in by_node]
+        if victims or time.time() > deadline:
+            break
+        time.sleep(0.2)
     assert victims, f"no trial actor alive on the worker nodes: {alive}"
     node_id = victims[0]["Address"]["NodeID"]
     cluster.remove_node(by_node[node_id], allow_graceful=False)
@@ -121,15 +126,17 @@ def test_node_removed_trial_retried_elsewhere(tmp_path):
     try:
         sweep = threading.Thread(target=lambda: outcome.update(summary=run_sweep(spec, max_failures=3, verbose=0)))
         sweep.start()
-        deadline = time.time() + 120
+        deadline = time.time() + 600  # a wait, not a timing: a loaded machine may need it
         # Both trials have left curve rows, so whichever dies leaves a trace of attempt 0 and its
-        # retry must be attempt 1 (an attempt that wrote nothing is rightly reused).
-        while time.time() < deadline and len(set(load_curves(spec.storage, spec.name)["trial_id"].to_pylist())) < 2:
+        # retry must be attempt 1 (an attempt that wrote nothing is rightly reused). Asserted, not
+        # just waited for: falling through after a deadline crashed a trial that had written nothing.
+        while (reported := len(set(load_curves(spec.storage, spec.name)["trial_id"].to_pylist()))) < 2:
+            assert sweep.is_alive() and time.time() < deadline, f"{reported} of 2 trials reported: {outcome}"
             time.sleep(0.3)
         # The node that hosts a running trial (not a fixed one: on a slow machine the scheduler
         # may have put the only live trial on the other node).
         killed = _crash_a_node_running_a_trial(cluster, workers)
-        sweep.join(timeout=180)
+        sweep.join(timeout=900)  # a wait: the retry trains its run again on a loaded machine
         assert not sweep.is_alive() and "summary" in outcome
     finally:
         ray.shutdown()

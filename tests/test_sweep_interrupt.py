@@ -4,6 +4,7 @@ sends it) or SIGTERM (a scheduler's kill) stops a real `scalesweep run` graceful
 from their checkpoints. Also the summary's per-status counts and the exit-code policy (no Ray)."""
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import signal
@@ -42,20 +43,31 @@ def _start(args, quiet=False):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _trained(spec) -> int:
+    """How many trials have reported their second evaluation (step >= 2 * EVAL_EVERY)."""
+    rows = load_curves(spec.storage, spec.name).to_pylist()
+    return len({r["trial_id"] for r in rows if r["step"] >= 2 * EVAL_EVERY})
+
+
 def _stop_when_all_train(driver, spec, send) -> tuple[str, str]:
     """Once every trial has reported its second evaluation (so the checkpoint of its first one,
     saved after that evaluation's curve row, has reached Tune), `send(driver)`; returns
-    (stdout, stderr). Waiting for only one row raced with that first checkpoint."""
-    deadline = time.time() + 150
-    while time.time() < deadline and driver.poll() is None:
-        rows = load_curves(spec.storage, spec.name).to_pylist()
-        if len({r["trial_id"] for r in rows if r["step"] >= 2 * EVAL_EVERY}) == 2:
-            break
+    (stdout, stderr). Waiting for only one row raced with that first checkpoint. The wait ends
+    only when both have (or the driver ended, or a generous deadline passed: a wait, not a timing):
+    it used to fall through at 150 s and interrupt whatever state a loaded machine had reached."""
+    deadline = time.time() + 600
+    while (trained := _trained(spec)) < 2 and driver.poll() is None and time.time() < deadline:
         time.sleep(0.3)
-    assert driver.poll() is None, "the sweep ended before it could be interrupted"
+    if trained < 2 or driver.poll() is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)
+        out, err = driver.communicate(timeout=60)
+        raise AssertionError(f"{trained} of 2 trials reached step {2 * EVAL_EVERY} before the driver "
+                             f"{'ended' if driver.returncode != -signal.SIGKILL else 'was killed here'}: "
+                             f"{out[-2000:]}{err[-2000:]}")
     send(driver)
     try:
-        return driver.communicate(timeout=120)
+        return driver.communicate(timeout=600)  # a graceful stop on a loaded machine: a wait
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
@@ -84,7 +96,7 @@ def test_ctrl_c_interrupts_then_resume_finishes_from_checkpoints(tmp_path):
                     for k in unfinished}
 
     resumed = _start([spec_path, "--resume", "--num-cpus", 2], quiet=True)
-    out, err = resumed.communicate(timeout=300)
+    out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, out[-3000:] + err[-3000:]
     assert f"sweep {spec.name}: 2 runs: 2 completed" in out
     assert "(run_trial pid=" not in out + err and "| Trial name" not in out  # --quiet: no worker lines, no table

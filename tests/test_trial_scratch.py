@@ -51,9 +51,10 @@ def test_a_killed_process_not_yet_waited_for_counts_as_dead():
         assert live_process(child.pid, started) is not None
         assert live_process(child.pid, started + 5) is None  # another process under a reused PID
         os.kill(child.pid, signal.SIGKILL)
-        for _ in range(100):  # until the kernel has made it a zombie (not waited for: we are its parent)
-            if psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE:
-                break
+        # until the kernel has made it a zombie (not waited for: we are its parent); repeated
+        # looks up to a generous deadline (a wait, not a timing: 100 looks in 5 s were one)
+        deadline = time.monotonic() + 120
+        while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
             time.sleep(0.05)
         assert live_process(child.pid, started) is None
     finally:
