@@ -191,6 +191,7 @@ class Allocation:
     misfit_source: str | None = None  # where misfit_sd came from: a calibration, or the stated prior
     misfit_sd_here: float | None = None  # the misfit sd at this (N_opt, D_opt): misfit_sd grown with distance
     parameter_part: str | None = None  # which parameter part the loss intervals took, and why (fitting.extrapolation)
+    parameter_method: str | None = None  # that part's name: "delta" or "profile"
     uncertainty: str = ""
     n_samples: int = 0
     fixed: dict[str, float] = field(default_factory=dict)
@@ -225,7 +226,7 @@ class Allocation:
             "loss_prediction_interval": list(self.loss_prediction_interval) if self.loss_prediction_interval else None,
             "loss_misfit_interval": list(self.loss_misfit_interval) if self.loss_misfit_interval else None,
             "misfit_sd": self.misfit_sd, "misfit_source": self.misfit_source, "misfit_sd_here": self.misfit_sd_here,
-            "parameter_part": self.parameter_part,
+            "parameter_part": self.parameter_part, "parameter_method": self.parameter_method,
             # the interval to quote: with the law misfit where it was calibrated, else the plain
             # prediction interval (the key{ci} "loss" entry is the parameters' part alone)
             "loss_interval": list(self.loss_interval or ()) or None,
@@ -371,7 +372,7 @@ def compute_optimal_allocation(fit=None, compute: float = 1e21, *, law=None, par
         ei = extrapolation_interval(fit, X, level=level, calibration=calibration, parameter_part=part, profile=profile)
         out.loss_misfit_interval = (float(ei.lo[0]), float(ei.hi[0]))
         out.misfit_sd, out.misfit_source = calibration.amplitude, calibration.describe()
-        out.parameter_part = describe_parameter_part(fit, part)
+        out.parameter_part, out.parameter_method = describe_parameter_part(fit, part), part
         out.misfit_sd_here = float(misfit_sd(fit, X, calibration)[0])
         conf = parameter_interval(fit, X, level, calibration.length, part, profile)
     out.intervals["loss"] = (float(conf.lo[0]), float(conf.hi[0]))  # inside loss_interval (Allocation doc)

@@ -132,14 +132,18 @@ def add_parameter_part_arg(p: argparse.ArgumentParser) -> None:
     (predict, replay): which parameter part the interval takes (fitting.extrapolation)."""
     p.add_argument("--parameter-part", choices=["auto", "delta", "profile", "bootstrap"], default="auto",
                    help="the prediction interval's parameter part: auto (default) the profile likelihood below 4 "
-                        "runs per parameter, else the delta method (measured coverage: fitting/extrapolation.py); "
-                        "bootstrap: the --bootstrap resamples'")
+                        "runs per parameter, else the delta method (measured coverage: fitting/extrapolation.py; "
+                        "the profile costs seconds per target); bootstrap: from the --bootstrap resamples")
 
 
 def check_parameter_part(args) -> None:
-    """Before any fitting: --parameter-part bootstrap needs resamples (ValueError naming both flags)."""
+    """Before any fitting: --parameter-part bootstrap needs resamples, and a part is for the misfit
+    interval, not --interval plain (the fit's own interval); ValueError naming the flags."""
     if args.parameter_part == "bootstrap" and not args.bootstrap:
         raise ValueError("--parameter-part bootstrap needs --bootstrap B > 0")
+    if args.parameter_part != "auto" and getattr(args, "interval", "misfit") == "plain":
+        raise ValueError("--parameter-part sets the misfit interval's parameter part; --interval plain prints the "
+                         "fit's own interval (sandwich or bootstrap): drop one")
 
 
 def parameter_part_from_args(args, fit) -> str:

@@ -123,15 +123,18 @@ def default_parameter_part(fit: FitResult) -> str:
 
 
 def describe_parameter_part(fit: FitResult, part: str | None = None) -> str:
-    """One line for the user: which parameter part an interval of ``fit`` takes and why."""
+    """One line for the user: which parameter part an interval of ``fit`` takes and why (the rule's
+    reason only where the rule chose it: ``part`` None or the default's)."""
+    chosen = part is None or part == default_parameter_part(fit)
     part = part or default_parameter_part(fit)
     runs = f"{fit.n_points} runs for {fit.law.n_params} parameters"
     if part == "bootstrap":
-        return f"parameter part from {fit.bootstrap.n} bootstrap resamples ({runs})"
+        return f"parameter part from {fit.bootstrap.n} bootstrap resamples (asked for; {runs})"
     if part == "profile":
-        return (f"parameter part by the profile likelihood of each prediction ({runs}: under "
-                f"{PROFILE_BELOW_RUNS_PER_PARAMETER:g} per parameter the delta method's curvature misleads)")
-    return f"parameter part by the delta method ({runs})"
+        why = (f": under {PROFILE_BELOW_RUNS_PER_PARAMETER:g} per parameter the delta method's curvature misleads"
+               if chosen else "; asked for")
+        return f"parameter part by the profile likelihood of each prediction ({runs}{why})"
+    return f"parameter part by the delta method ({runs}{'' if chosen else '; asked for'})"
 
 
 @dataclass(frozen=True)
@@ -159,9 +162,10 @@ class MisfitCalibration:
         gets one above 0 (a new user read "law misfit sd 0.0792" as the law being wrong)."""
         if self.calibrated:
             if self.amplitude == 0:
+                beyond = "the noise and the profile of the parameters" if self.parameter_part == "profile" else "the noise"
                 return (f"extrapolation error sd 0 (log loss): neither the {self.n_held_out} largest runs by compute, "
                         f"predicted by a refit on the other {self.n_fit}, nor the fit's residuals show an error beyond "
-                        f"the noise")
+                        f"{beyond}")
             what = (f"extrapolation error sd {self.amplitude:.3g} (log loss), added to the intervals: the held-out error "
                     f"of refits (their parameter error included, not only a misfit of the law's form)")
             if len(self.splits) <= 1:

@@ -137,7 +137,8 @@ def _cmd_predict(args) -> int:
                "mean_abs_rel_error": m.get("mean_are"), "coverage": m.get("coverage"), "r2": m.get("r2"),
                "level": args.level, "interval": iv.method,
                "misfit": calibration.describe() if calibration else None,
-               "parameter_part": describe_parameter_part(fit, part) if calibration else None}
+               "parameter_part": describe_parameter_part(fit, part) if calibration else None,
+               "parameter_method": part if calibration else None}
     if args.json:
         print(json.dumps(json_safe({"law": law.name, "params": fit.params, "warnings": notes, **summary,
                                  "aggregation": data.aggregation, "targets": rows})))

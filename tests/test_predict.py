@@ -58,6 +58,7 @@ def test_predict_fits_the_train_rows_and_scores_the_rest(capsys):
     assert out["mean_abs_rel_error"] == pytest.approx(np.mean(np.abs(pred / big.y - 1)))
     assert all(t["lower"] < t["predicted"] < t["upper"] for t in out["targets"])
     # 217 runs for 5 parameters: the delta method's parameter part (fitting.extrapolation.default_parameter_part)
+    assert out["parameter_method"] == "delta"
     assert out["interval"].startswith("delta+misfit") and out["parameter_part"].startswith(
         f"parameter part by the delta method ({out['n_train']} runs for 5 parameters)")
 
@@ -70,7 +71,11 @@ def test_predict_from_few_runs_takes_the_profile_s_parameter_part(capsys):
     text = capsys.readouterr().out
     n = int(text.split("fit on ")[1].split(" of")[0])
     assert rc == 0 and n < 20, text
-    assert f"intervals: parameter part by the profile likelihood of each prediction ({n} runs for 5 parameters" in text
+    assert f"intervals: parameter part by the profile likelihood of each prediction ({n} runs for 5 parameters: under" in text
+    rc = main(["predict", "--example", "epoch-chinchilla", "--bootstrap", "0", "--train", "C <= 5.4e18", "--test",
+               "C > 3e21", "--parameter-part", "delta"])
+    text = capsys.readouterr().out  # asked for, the part is not given the rule's reason
+    assert rc == 0 and f"intervals: parameter part by the delta method ({n} runs for 5 parameters; asked for)" in text
 
 
 def test_predict_targets_file_and_test_selection(tmp_path, capsys):
@@ -97,6 +102,7 @@ def test_predict_targets_file_and_test_selection(tmp_path, capsys):
     ([], "predict needs --train EXPR"),
     (["--train", "N < 1e9", "--fit-max-compute", "1e21"], "not both"),
     (["--train", "N < 1e9", "--parameter-part", "bootstrap"], "--parameter-part bootstrap needs --bootstrap B > 0"),
+    (["--train", "N < 1e9", "--parameter-part", "profile", "--interval", "plain"], "--interval plain prints the fit's own"),
 ])
 def test_predict_errors_exit_2(capsys, args, message):
     rc = main(["predict", "--example", "epoch-chinchilla", "--bootstrap", "0", *args])
