@@ -156,6 +156,8 @@ def test_report_gives_the_allocation_with_its_intervals(tmp_path):
     _store(storage, np.geomspace(1e6, 3e8, 6), [2e8, 1e9, 5e9])
     report = build_report(storage, "s", tmp_path / "report", n_bootstrap=20)
     assert re.search(r"N_opt = \S+ \[\S+, \S+\], D_opt = \S+ \[\S+, \S+\]", report.allocation_text), report.allocation_text
+    # 18 runs for 5 parameters: the loss's parameter part is the profile's (fitting.extrapolation), and said so
+    assert "; the loss's parameter part by the profile likelihood)" in report.allocation_text, report.allocation_text
 
 
 def test_active_summary_shows_an_unidentified_law():
