@@ -151,7 +151,7 @@ def replicate(setting: Setting, seed: int, fraction: float = 1.0, warm: bool = F
         if n_bootstrap:
             bootstrap(fit, n_boot=n_bootstrap, seed=seed)
         part = "bootstrap" if n_bootstrap else parameter_part or default_parameter_part(fit)
-        cal = calibrate_misfit(fit, parameter_part="profile" if part == "profile" else "delta")
+        cal = calibrate_misfit(fit, parameter_part=part)
         prof = prediction_profile(fit, target.X, LEVEL) if part == "profile" else None  # traced once, every scale reads it
         iv = extrapolation_interval(fit, target.X, level=LEVEL, calibration=cal, parameter_part=part, profile=prof)
         X_t = fit.law.columns(target.X)

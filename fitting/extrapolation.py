@@ -265,14 +265,14 @@ def calibrate_misfit(fit: FitResult, *, held_out: float | tuple[float, ...] = HE
     refit needs P + 2, plus 2 held out) the result is the stated prior ``PRIOR_MISFIT_SD``, with
     ``n_held_out`` 0 (:meth:`MisfitCalibration.describe` says so).
     ``prior_weight``: held-out predictions the prior counts as (0: the data's estimate alone, which can be 0).
-    ``parameter_part``: the parameter part the refits' plain variance takes, "delta" or "profile"
-    (:func:`_held_out_excess`): the one the interval adds the misfit to, or what one part holds
-    beyond the other is counted twice (the bootstrap's interval takes the delta calibration: a
-    bootstrap per refit is out of reach); None: :func:`default_parameter_part`'s. Raises
-    ValueError for another name."""
+    ``parameter_part``: the interval's parameter part, which the refits' plain variance takes
+    (:func:`_held_out_excess`), or what one part holds beyond the other is counted twice: "delta",
+    "profile", or "bootstrap" (calibrated with the delta method: a bootstrap per refit is out of
+    reach); None: :func:`default_parameter_part`'s. Raises ValueError for another name."""
     parameter_part = parameter_part or default_parameter_part(fit)
-    if parameter_part not in ("delta", "profile"):
-        raise ValueError(f"parameter_part must be 'delta' or 'profile', not {parameter_part!r}")
+    if parameter_part not in ("delta", "profile", "bootstrap"):
+        raise ValueError(f"parameter_part must be 'delta', 'profile' or 'bootstrap', not {parameter_part!r}")
+    parameter_part = "delta" if parameter_part == "bootstrap" else parameter_part
     X, y = fit.data.X, fit.data.y
     scale = [X["N"], X["D"]] if {"N", "D"} <= set(X) else list(X.values())
     compute = np.prod([np.asarray(v, dtype=float) for v in scale], axis=0)
@@ -373,7 +373,7 @@ def extrapolation_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: f
         raise ValueError(f"parameter_part must be 'delta', 'bootstrap' or 'profile', not {parameter_part!r}")
     if part == "bootstrap" and fit.bootstrap is None:
         raise ValueError("parameter_part='bootstrap' needs a bootstrap on the fit (fitting.uncertainty.bootstrap)")
-    calibration = calibration or calibrate_misfit(fit, parameter_part="profile" if part == "profile" else "delta")
+    calibration = calibration or calibrate_misfit(fit, parameter_part=part)
     level = fit.level if level is None else level
     X = fit.law.columns(X)
     mean = fit.law.predict(fit.theta, X)

@@ -122,7 +122,7 @@ def _cmd_predict(args) -> int:
     far = range_note(targets.X, fit.data.X)
     notes += [far] if far else []
     part = parameter_part_from_args(args, fit)
-    calibration = (calibrate_misfit(fit, parameter_part="profile" if part == "profile" else "delta")
+    calibration = (calibrate_misfit(fit, parameter_part=part)
                    if args.interval == "misfit" else None)
     iv = (extrapolation_interval(fit, targets.X, level=args.level, calibration=calibration, parameter_part=part)
           if calibration else fit.interval(targets.X, level=args.level))

@@ -164,7 +164,7 @@ def _cmd_replay(args) -> int:
     if args.interval == "misfit":
         from fitting.extrapolation import calibrate_misfit, extrapolation_interval
 
-        calibration = calibrate_misfit(run.fit, parameter_part="profile" if part == "profile" else "delta")
+        calibration = calibrate_misfit(run.fit, parameter_part=part)
         iv = extrapolation_interval(run.fit, TX, level=0.9, calibration=calibration, parameter_part=part)
     else:
         iv = run.fit.interval(TX, level=0.9)

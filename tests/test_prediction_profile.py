@@ -113,5 +113,6 @@ def test_a_fit_with_few_runs_per_parameter_takes_the_profile_by_default_and_neve
     assert calibrate_misfit(full).parameter_part == "delta"
     assert extrapolation_interval(full, TARGETS, level=0.9).method.startswith("delta+misfit")
     assert extrapolation_interval(full, TARGETS, level=0.9, parameter_part="bootstrap").method.startswith("bootstrap")
+    assert calibrate_misfit(full, parameter_part="bootstrap").parameter_part == "delta"  # no bootstrap per refit
     with pytest.raises(ValueError, match="parameter_part"):
-        calibrate_misfit(full, parameter_part="bootstrap")
+        calibrate_misfit(full, parameter_part="jackknife")
