@@ -123,6 +123,16 @@ def default_parameter_part(fit: FitResult) -> str:
     return "profile" if fit.n_points < PROFILE_BELOW_RUNS_PER_PARAMETER * fit.law.n_params else "delta"
 
 
+def _resolve_part(fit: FitResult, part: str | None) -> str:
+    """``part``, or the default's when None; ValueError for an unknown name, or "bootstrap" without one."""
+    part = part or default_parameter_part(fit)
+    if part not in ("delta", "bootstrap", "profile"):
+        raise ValueError(f"parameter_part must be 'delta', 'bootstrap' or 'profile', not {part!r}")
+    if part == "bootstrap" and fit.bootstrap is None:
+        raise ValueError("parameter_part='bootstrap' needs a bootstrap on the fit (fitting.uncertainty.bootstrap)")
+    return part
+
+
 def describe_parameter_part(fit: FitResult, part: str | None = None) -> str:
     """One line for the user: which parameter part an interval of ``fit`` takes and why (the rule's
     reason only where the rule chose it: ``part`` None or the default's)."""
@@ -271,8 +281,8 @@ def calibrate_misfit(fit: FitResult, *, held_out: float | tuple[float, ...] = HE
     reach); None: :func:`default_parameter_part`'s. Raises ValueError for another name."""
     parameter_part = parameter_part or default_parameter_part(fit)
     if parameter_part not in ("delta", "profile", "bootstrap"):
-        raise ValueError(f"parameter_part must be 'delta', 'profile' or 'bootstrap', not {parameter_part!r}")
-    parameter_part = "delta" if parameter_part == "bootstrap" else parameter_part
+        raise ValueError(f"parameter_part must be 'delta', 'bootstrap' or 'profile', not {parameter_part!r}")
+    parameter_part = "delta" if parameter_part == "bootstrap" else parameter_part  # a fit's bootstrap is not needed
     X, y = fit.data.X, fit.data.y
     scale = [X["N"], X["D"]] if {"N", "D"} <= set(X) else list(X.values())
     compute = np.prod([np.asarray(v, dtype=float) for v in scale], axis=0)
@@ -330,12 +340,8 @@ def parameter_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: float
     :func:`default_parameter_part`'s. Raises ValueError for another name, or "bootstrap" without one."""
     level = fit.level if level is None else level
     X = fit.law.columns(X)
-    part = part or default_parameter_part(fit)
-    if part not in ("delta", "bootstrap", "profile"):
-        raise ValueError(f"parameter_part must be 'delta', 'bootstrap' or 'profile', not {part!r}")
+    part = _resolve_part(fit, part)
     if part == "bootstrap":
-        if fit.bootstrap is None:
-            raise ValueError("parameter_part='bootstrap' needs a bootstrap on the fit (fitting.uncertainty.bootstrap)")
         return fit.interval(X, level=level, kind="confidence")
     mean = fit.law.predict(fit.theta, X)
     if part == "profile":
@@ -368,11 +374,7 @@ def extrapolation_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: f
     ``parameter_part``: "delta", "profile" or "bootstrap" (:func:`parameter_interval`; ``profile``: a
     profile already traced at these X and level); None: :func:`default_parameter_part`'s. Raises
     ValueError for another name, or "bootstrap" without a bootstrap on the fit."""
-    part = parameter_part or default_parameter_part(fit)
-    if part not in ("delta", "bootstrap", "profile"):
-        raise ValueError(f"parameter_part must be 'delta', 'bootstrap' or 'profile', not {parameter_part!r}")
-    if part == "bootstrap" and fit.bootstrap is None:
-        raise ValueError("parameter_part='bootstrap' needs a bootstrap on the fit (fitting.uncertainty.bootstrap)")
+    part = _resolve_part(fit, parameter_part)  # before any calibration work
     calibration = calibration or calibrate_misfit(fit, parameter_part=part)
     level = fit.level if level is None else level
     X = fit.law.columns(X)
