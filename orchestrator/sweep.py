@@ -117,14 +117,20 @@ def status_text(statuses: Mapping[str, int]) -> str:
 
 def run_statuses(runs: Iterable[Mapping], interrupted_keys: Iterable[str] = (),
                  errored_keys: Iterable[str] = ()) -> dict[str, int]:
-    """Runs per status from the store's rows (latest attempt per trial). Trials in
+    """Runs per status from the store's rows (latest attempt per trial). The store's row is the
+    record: a trial whose row says the run ended (``ENDED_STATUSES``) counts as that status, even
+    if the driver still had it running or Tune gave up on it. Otherwise, trials in
     `interrupted_keys` (running when the driver stopped) count as ``interrupted`` whatever row
-    they have left yet: a stopped trial writes its row while the driver shuts down. Trials in
-    `errored_keys` (Tune gave up on them after their retries) count as ``failed`` unless their
-    row says the run ended: one that crashed before the trainer wrote a row has none, and must
-    not vanish from the count (nor let the sweep exit 0)."""
-    interrupted = set(interrupted_keys)
-    latest = {row["trial_id"]: row["status"] for row in runs if row["trial_id"] not in interrupted}
+    they have left yet (an earlier attempt's, or none: a stopped trial writes its row while the
+    driver shuts down), and trials in `errored_keys` (Tune gave up on them after their retries)
+    as ``failed``: one that crashed before the trainer wrote a row has none, and must not vanish
+    from the count (nor let the sweep exit 0). A trial that finished its last step as the signal
+    came wrote "completed", and the resume will not run it again: calling it interrupted made the
+    summary disagree with the store."""
+    latest = {row["trial_id"]: row["status"] for row in runs}
+    ended = {key for key, status in latest.items() if status in ENDED_STATUSES}
+    interrupted = set(interrupted_keys) - ended
+    latest = {key: status for key, status in latest.items() if key not in interrupted}
     for key in set(errored_keys) - interrupted:
         if latest.get(key) not in ENDED_STATUSES:
             latest[key] = "failed"

@@ -188,6 +188,14 @@ def test_summary_counts_every_status_and_sets_the_exit_code():
     assert stopped == {"completed": 1, "interrupted": 1}
     assert _summary(stopped, "SIGINT").exit_code == 130 and _summary(failed.statuses, "SIGTERM").exit_code == 143
     assert "s interrupted by SIGINT: 2 runs: 1 completed, 1 interrupted" in _summary(stopped, "SIGINT").line()
+    # ...unless its row says it ended: a trial at its last step when Ctrl-C came wrote "completed"
+    # and the driver, not yet told, still had it running (the summary said "2 interrupted" while the
+    # store, and the resume, had one completed)
+    finished = run_statuses([{"trial_id": "a", "status": "completed"}, {"trial_id": "b", "status": "failed"}],
+                            {"a", "b"})
+    assert finished == {"completed": 1, "interrupted": 1}
+    assert run_statuses([{"trial_id": "a", "status": "early_stopped"}], {"a"}) == {"early_stopped": 1}
+    assert run_statuses([{"trial_id": "a", "status": "interrupted"}], {"a", "c"}) == {"interrupted": 2}
 
 
 def test_live_status_line_tells_diverged_from_completed():
