@@ -25,8 +25,10 @@ demo: $(STAMP)
 	$(VENV)/bin/scalesweep demo --out demo_out
 
 # Two pytest processes, one test file each at a time (files with slow end-to-end cases first,
-# tests/conftest.py): the slow cases mostly wait on Ray and DeepSpeed start-up, so two overlap well
-# on 2 cores; three were slower and flaky here. Whole suite 17.9 min (pytest's 1072.6 s) in a clean
+# tests/conftest.py). The suite is CPU-bound, not waiting: counted by a cgroup (which, unlike
+# `time`, includes Ray's re-parented daemons and its nice-15 workers) it kept 2 cores 92 % busy
+# (1774 CPU-s in 966 s), and three workers back to back took the same wall (958 s, 1874 CPU-s).
+# Whole suite 17.9 min (pytest's 1072.6 s) in a clean
 # clone on 2 idle cores (2026-12-02, 792 tests; 18.4 min at 773 tests the day before, 16.1 min at 709
 # tests earlier), over the 15-minute goal.
 test: $(STAMP)
