@@ -259,6 +259,7 @@ class Allocation:
             # prediction interval (the key{ci} "loss" entry is the parameters' part alone)
             "loss_interval": list(self.loss_interval or ()) or None,
             "loss_interval_kind": self.loss_interval_kind,
+            "interval_sources": self.sources(heading=False),  # where each interval comes from, as plan's heading
             "uncertainty": self.uncertainty, "n_samples": self.n_samples, "fixed": self.fixed,
             "identified": self.identified, "unidentified_reason": self.unidentified_reason, "notes": list(self.notes),
         }

@@ -373,8 +373,8 @@ def _plain(profiles):
 def parametric_frontier(fit, compute: float, *, level: float = 0.9, flops_per_token: float = 6.0,
                         seed: int = 0) -> FrontierResult:
     """Approach 3: the fitted law's allocation at ``compute`` FLOPs
-    (:func:`fitting.allocate.compute_optimal_allocation`, intervals from the fit's bootstrap or
-    sandwich samples). b = 1 − a (D = C/(k·N)). Unsupported when the runs cannot identify the
+    (:func:`fitting.allocate.compute_optimal_allocation`: N_opt, D_opt and a from the fit's bootstrap
+    or sandwich samples, the loss's parameter part by the default part's rule; ``method`` says which). b = 1 − a (D = C/(k·N)). Unsupported when the runs cannot identify the
     allocation or the law has no N and D inputs."""
     from fitting.allocate import compute_optimal_allocation
 
@@ -387,7 +387,7 @@ def parametric_frontier(fit, compute: float, *, level: float = 0.9, flops_per_to
     a_ci = iv.get("exponent_a", NAN2)
     return FrontierResult("parametric", True, None, float(compute), p.exponent_a, a_ci, 1 - p.exponent_a,
                           (1 - a_ci[1], 1 - a_ci[0]), p.N_opt, iv.get("N_opt", NAN2), p.D_opt, iv.get("D_opt", NAN2),
-                          p.loss, iv.get("loss", NAN2), level, f"{fit.law.name} fit; {p.uncertainty}", list(p.notes),
+                          p.loss, iv.get("loss", NAN2), level, f"{fit.law.name} fit; {p.sources(heading=False)}", list(p.notes),
                           floor=float(fit.params.get("E", NAN)),
                           loss_kind="confidence, the parameter part of plan's prediction interval",
                           loss_prediction_ci=tuple(p.loss_interval or NAN2))
