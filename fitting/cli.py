@@ -146,6 +146,16 @@ def check_parameter_part(args) -> None:
                          "fit's own interval (sandwich or bootstrap): drop one")
 
 
+#: What ``--interval plain`` prints (predict, replay), by its Interval.method: the fit's own
+#: prediction interval, named like the misfit interval's parts so no interval goes without its source.
+PLAIN_SOURCE = {
+    "bootstrap": "the fit's own prediction interval (--interval plain): parameter part from the --bootstrap "
+                 "resamples, run scatter from the residuals; no law misfit",
+    "delta": "the fit's own prediction interval (--interval plain): parameter part from the sandwich covariance "
+             "(delta method), run scatter from the residuals; no law misfit",
+}
+
+
 def parameter_part_from_args(args, fit) -> str:
     """--parameter-part for this fit: auto is fitting.extrapolation.default_parameter_part's."""
     from fitting.extrapolation import default_parameter_part

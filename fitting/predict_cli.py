@@ -152,6 +152,10 @@ def _cmd_predict(args) -> int:
     if calibration:
         print(f"intervals: {describe_parameter_part(fit, part)}")
         print(f"intervals: {calibration.describe()}")
+    else:  # --interval plain: named too, so no interval is printed without its source
+        from fitting.cli import PLAIN_SOURCE
+
+        print(f"intervals: {PLAIN_SOURCE[iv.method]}")
     lvl = int(round(args.level * 100))
     for r in rows:
         where = ", ".join(f"{c}={r[c]:.4g}" for c in targets.X)
