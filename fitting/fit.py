@@ -112,10 +112,11 @@ class FitResult:
         summary and the report give. Read from the profile, what the objective itself allows,
         never from the printed intervals: those are a bootstrap's when one was run, and the same
         runs got "not identified" tags from ``--bootstrap 200`` and none from ``--bootstrap 0``."""
-        ivs = dict(self.profile_at(level))
+        split = self.identifiability  # not identified: every parameter is so, no profile to trace
+        ivs = dict(self.profile_at(level) if split.identified else self.intervals(level))
         for k in self.null_params:
             ivs[k] = open_interval(self.law, self.z, self.law.param_names.index(k))
-        verdicts = parameter_verdicts(self.law, self.params, ivs, self.identifiability,
+        verdicts = parameter_verdicts(self.law, self.params, ivs, split,
                                       params_at_bounds(self.law, self.z, self.data.X), self.null_reasons,
                                       what="profile interval")
         with np.errstate(over="ignore"):  # a scale's Wald interval may overflow: said in words
