@@ -165,7 +165,8 @@ def _profile_stat(fit: FitResult, K: np.ndarray, Zk: np.ndarray, c: float, maxit
 
     def fg_fixed(z, r):
         f, g = fg(z, r)
-        return f, g * free[r]
+        with np.errstate(invalid="ignore"):  # a non-finite gradient far out (a side the data leave open) stays so
+            return f, g * free[r]
 
     with single_threaded_blas():
         _, F, _, _ = batched_lbfgs(fg_fixed, Z0, zb[:, 0], zb[:, 1], maxiter=maxiter, gtol=1e-7, ftol=1e-12)
