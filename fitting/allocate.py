@@ -183,15 +183,18 @@ class Allocation:
     exponent_a: float
     level: float
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # the prediction interval without the law misfit, as if the law were exact; its parameter part is
+    # the loss interval's (``parameter_method``), so it lies between intervals["loss"] and loss_misfit_interval
     loss_prediction_interval: tuple[float, float] | None = None
     # the prediction interval widened by the law's misfit, calibrated on the fit's own runs
     # (fitting.extrapolation): what an extrapolation far beyond the data should be trusted to
     loss_misfit_interval: tuple[float, float] | None = None
     misfit_sd: float | None = None
     misfit_source: str | None = None  # where misfit_sd came from: a calibration, or the stated prior
+    misfit_calibrated: bool = True  # False: misfit_sd is the stated prior (too few runs to calibrate one)
     misfit_sd_here: float | None = None  # the misfit sd at this (N_opt, D_opt): misfit_sd grown with distance
     parameter_part: str | None = None  # which parameter part the loss intervals took, and why (fitting.extrapolation)
-    parameter_method: str | None = None  # that part's name: "delta" or "profile"
+    parameter_method: str | None = None  # that part's name: "delta", "profile", "bootstrap" (or the fit's "sandwich")
     uncertainty: str = ""
     n_samples: int = 0
     fixed: dict[str, float] = field(default_factory=dict)
@@ -214,8 +217,32 @@ class Allocation:
     def loss_interval_kind(self) -> str | None:
         """What :attr:`loss_interval` holds, in words (every place that prints it names it so)."""
         if self.loss_misfit_interval:
-            return "prediction interval (parameters, run scatter and the calibrated law misfit)"
-        return "prediction interval (parameters and run scatter; no law misfit)" if self.loss_prediction_interval else None
+            misfit = "the calibrated law misfit" if self.misfit_calibrated else "a prior law misfit, not calibrated"
+            return f"prediction interval (parameters, run scatter and {misfit})"
+        return self.loss_prediction_interval_kind
+
+    @property
+    def loss_prediction_interval_kind(self) -> str | None:
+        """What :attr:`loss_prediction_interval` holds, in words."""
+        if not self.loss_prediction_interval:
+            return None
+        return f"prediction interval (parameters by {self.part_source}, and run scatter; no law misfit: the law taken as exact)"
+
+    @property
+    def part_source(self) -> str | None:
+        """Where the loss intervals' parameter part comes from, in words (``parameter_method``)."""
+        return {"profile": "the profile likelihood", "delta": "the delta method",
+                "bootstrap": "the bootstrap resamples", "sandwich": "the sandwich covariance"}.get(self.parameter_method or "")
+
+    def sources(self, heading: bool = True) -> str:
+        """Where each interval comes from, in one phrase: the heading `plan` prints above them and the
+        report's allocation line (a heading "intervals from sandwich covariance" once sat above a loss
+        interval the profile gave). ``heading``: led by the level ("90% intervals: ")."""
+        if not self.intervals:
+            return f"no intervals: {self.uncertainty.removeprefix('none (').rstrip(')') if self.uncertainty else 'none'}"
+        part = f"; the loss's parameter part by {self.part_source}" if self.part_source else ""
+        lead = f"{round(self.level * 100)}% intervals: " if heading else ""
+        return f"{lead}N_opt, D_opt, tokens/param and a from {self.uncertainty}{part}"
 
     def to_dict(self) -> dict[str, Any]:
         key = f"ci{int(round(self.level * 100))}"
@@ -224,6 +251,7 @@ class Allocation:
             "tokens_per_param": self.tokens_per_param, "loss": self.loss, "exponent_a": self.exponent_a,
             key: {k: list(v) for k, v in self.intervals.items()},
             "loss_prediction_interval": list(self.loss_prediction_interval) if self.loss_prediction_interval else None,
+            "loss_prediction_interval_kind": self.loss_prediction_interval_kind,
             "loss_misfit_interval": list(self.loss_misfit_interval) if self.loss_misfit_interval else None,
             "misfit_sd": self.misfit_sd, "misfit_source": self.misfit_source, "misfit_sd_here": self.misfit_sd_here,
             "parameter_part": self.parameter_part, "parameter_method": self.parameter_method,
@@ -231,6 +259,7 @@ class Allocation:
             # prediction interval (the key{ci} "loss" entry is the parameters' part alone)
             "loss_interval": list(self.loss_interval or ()) or None,
             "loss_interval_kind": self.loss_interval_kind,
+            "interval_sources": self.sources(heading=False),  # where each interval comes from, as plan's heading
             "uncertainty": self.uncertainty, "n_samples": self.n_samples, "fixed": self.fixed,
             "identified": self.identified, "unidentified_reason": self.unidentified_reason, "notes": list(self.notes),
         }
@@ -284,11 +313,15 @@ def allocation_drivers(fit, compute: float, level: float = 0.9, *, flops_per_tok
 
 def compute_optimal_allocation(fit=None, compute: float = 1e21, *, law=None, params=None, level: float = 0.9,
          flops_per_token: float = 6.0, fixed: Mapping[str, float] | None = None, n_samples: int = 2000,
-         seed: int = 0, span: float = 10.0, misfit_calibration=None) -> Allocation:
+         seed: int = 0, span: float = 10.0, misfit_calibration=None, parameter_part: str | None = None) -> Allocation:
     """The compute-optimal allocation at ``compute`` FLOPs from a :class:`fitting.fit.FitResult` (with
     intervals) or from bare ``law`` + ``params`` (point estimates only). ``misfit_calibration``
     (:func:`fitting.extrapolation.calibrate_misfit` of the fit) is computed when not given; pass
-    it to allocate several budgets from one fit without refitting each time.
+    it to allocate several budgets from one fit without refitting each time, calibrated with the same
+    ``parameter_part``: the loss intervals' parameter part, "delta", "profile" or "bootstrap" (None:
+    :func:`fitting.extrapolation.default_parameter_part`'s); every loss interval takes it (the
+    interval to quote, the one without the misfit, the parameter part alone). A law without N and
+    D inputs has no misfit model: its loss intervals take the fit's own part (bootstrap or sandwich).
 
     A fit whose runs cannot identify the allocation (:attr:`FitResult.identifiability`: one
     model size, one tokens-per-parameter ratio, ...) gives an Allocation with ``identified=False`` and
@@ -353,28 +386,35 @@ def compute_optimal_allocation(fit=None, compute: float = 1e21, *, law=None, par
     ok = np.isfinite(Ns) & np.isfinite(a_s)
     pct = lambda v: tuple(float(x) for x in np.quantile(v[ok], q))
     out.intervals = {"N_opt": pct(Ns), "D_opt": pct(Ds), "tokens_per_param": pct(Ds / Ns), "exponent_a": pct(a_s)}
-    from fitting.uncertainty import prediction_interval
-
     X = {"N": res["N_opt"], "D": res["D_opt"], **cols_fixed}
     if "C" in law.inputs:
         X["C"] = np.array([C])
-    pi = prediction_interval(fit, X, level=level, kind="prediction")
-    out.loss_prediction_interval = (float(pi.lo[0]), float(pi.hi[0]))
-    conf = prediction_interval(fit, X, level=level, kind="confidence")  # the plain interval's parameter part
     if {"N", "D"} <= set(law.inputs):
-        from fitting.extrapolation import (calibrate_misfit, default_parameter_part, describe_parameter_part,
-                                           extrapolation_interval, misfit_sd, parameter_interval)
+        from fitting.extrapolation import (MisfitCalibration, calibrate_misfit, default_parameter_part,
+                                           describe_parameter_part, extrapolation_interval, misfit_sd,
+                                           parameter_interval)
         from fitting.prediction_profile import prediction_profile
 
-        part = default_parameter_part(fit)
+        part = parameter_part or default_parameter_part(fit)
         calibration = misfit_calibration or calibrate_misfit(fit, parameter_part=part)
-        profile = prediction_profile(fit, X, level) if part == "profile" else None  # traced once for both intervals
+        profile = prediction_profile(fit, X, level) if part == "profile" else None  # traced once for every interval
         ei = extrapolation_interval(fit, X, level=level, calibration=calibration, parameter_part=part, profile=profile)
         out.loss_misfit_interval = (float(ei.lo[0]), float(ei.hi[0]))
+        exact = MisfitCalibration(0.0, calibration.length, calibration.n_fit, 0)  # the law taken as exact: no misfit
+        pi = extrapolation_interval(fit, X, level=level, calibration=exact, parameter_part=part, profile=profile)
         out.misfit_sd, out.misfit_source = calibration.amplitude, calibration.describe()
-        out.parameter_part, out.parameter_method = describe_parameter_part(fit, part), part
+        out.misfit_calibrated = calibration.calibrated
+        out.parameter_part, out.parameter_method = describe_parameter_part(fit, parameter_part), part
         out.misfit_sd_here = float(misfit_sd(fit, X, calibration)[0])
         conf = parameter_interval(fit, X, level, calibration.length, part, profile)
+    else:
+        from fitting.uncertainty import prediction_interval
+
+        pi = prediction_interval(fit, X, level=level, kind="prediction")  # the fit's own part, as its confidence one
+        conf = prediction_interval(fit, X, level=level, kind="confidence")
+        out.parameter_method = fit.uncertainty
+        out.parameter_part = f"parameter part from the fit's {fit.uncertainty} (law {law.name!r} has no misfit model)"
+    out.loss_prediction_interval = (float(pi.lo[0]), float(pi.hi[0]))
     out.intervals["loss"] = (float(conf.lo[0]), float(conf.hi[0]))  # inside loss_interval (Allocation doc)
     out.uncertainty, out.n_samples = how, int(ok.sum())
     return out

@@ -112,7 +112,8 @@ class ParamVerdict:
 
 
 def parameter_verdicts(law, params: Mapping[str, float], intervals: Mapping, split: Identifiability,
-                       at_bounds: Mapping[str, str], null: Mapping[str, str] | None = None) -> dict[str, ParamVerdict]:
+                       at_bounds: Mapping[str, str], null: Mapping[str, str] | None = None,
+                       what: str = "interval") -> dict[str, ParamVerdict]:
     """Whether the runs identify each parameter of a fitted ``law`` (a :class:`fitting.law.Law`).
 
     ``params``: name → fitted value; ``intervals``: name → an interval with ``lo``, ``hi`` and
@@ -124,7 +125,8 @@ def parameter_verdicts(law, params: Mapping[str, float], intervals: Mapping, spl
     (every parameter), when it sits at a bound, when the runs leave it in a null direction, or
     when its interval is open on a side (it runs to the law's bound), not finite, spans more
     than ``MAX_SCALE_DECADES`` (a log-scaled parameter) or is wider than ``MAX_EXPONENT_WIDTH``
-    times the value (any other). Pure; the thresholds are a reading convention, not a test."""
+    times the value (any other). ``what``: the intervals' name in the reasons ("profile interval":
+    :meth:`fitting.fit.FitResult.verdicts`). Pure; the thresholds are a reading convention, not a test."""
     log_scaled = [t == LOG for t in law.transforms]
     out = {}
     for (name, value), is_log in zip(params.items(), log_scaled):
@@ -142,13 +144,13 @@ def parameter_verdicts(law, params: Mapping[str, float], intervals: Mapping, spl
         elif open_side or not finite:
             how = (f"is open on the {' and '.join(open_side)} side{'s' if len(open_side) == 2 else ''} (the data do "
                    f"not close it)" if open_side else "is not finite")
-            verdict = ParamVerdict(name, value, lo, hi, False, f"its interval [{lo:.3g}, {hi:.3g}] {how}", "interval",
+            verdict = ParamVerdict(name, value, lo, hi, False, f"its {what} [{lo:.3g}, {hi:.3g}] {how}", "interval",
                                    True)
         elif is_log and (lo <= 0 or np.log10(hi / lo) > MAX_SCALE_DECADES):
-            verdict = ParamVerdict(name, value, lo, hi, False, f"its interval [{lo:.3g}, {hi:.3g}] spans more than "
+            verdict = ParamVerdict(name, value, lo, hi, False, f"its {what} [{lo:.3g}, {hi:.3g}] spans more than "
                                    f"{MAX_SCALE_DECADES:g} decades", "interval")
         elif not is_log and hi - lo > MAX_EXPONENT_WIDTH * abs(value):
-            verdict = ParamVerdict(name, value, lo, hi, False, f"its interval [{lo:.3g}, {hi:.3g}] is wider than "
+            verdict = ParamVerdict(name, value, lo, hi, False, f"its {what} [{lo:.3g}, {hi:.3g}] is wider than "
                                    f"{MAX_EXPONENT_WIDTH:g}× the value", "interval")
         else:
             verdict = ParamVerdict(name, value, lo, hi, True)

@@ -128,8 +128,8 @@ def add_bootstrap_arg(p: argparse.ArgumentParser) -> None:
 
 
 def add_parameter_part_arg(p: argparse.ArgumentParser) -> None:
-    """``--parameter-part``, for the commands that print extrapolation intervals of chosen targets
-    (predict, replay): which parameter part the interval takes (fitting.extrapolation)."""
+    """``--parameter-part``, for the commands that print extrapolation intervals (predict, replay, and
+    plan's loss at C): which parameter part the interval takes (fitting.extrapolation)."""
     p.add_argument("--parameter-part", choices=["auto", "delta", "profile", "bootstrap"], default="auto",
                    help="the prediction interval's parameter part: auto (default) the profile likelihood below 4 "
                         "runs per parameter, else the delta method (measured coverage: fitting/extrapolation.py; "
@@ -144,6 +144,16 @@ def check_parameter_part(args) -> None:
     if args.parameter_part != "auto" and getattr(args, "interval", "misfit") == "plain":
         raise ValueError("--parameter-part sets the misfit interval's parameter part; --interval plain prints the "
                          "fit's own interval (sandwich or bootstrap): drop one")
+
+
+#: What ``--interval plain`` prints (predict, replay), by its Interval.method: the fit's own
+#: prediction interval, named like the misfit interval's parts so no interval goes without its source.
+PLAIN_SOURCE = {
+    "bootstrap": "the fit's own prediction interval (--interval plain): parameter part from the --bootstrap "
+                 "resamples, run scatter from the residuals; no law misfit",
+    "delta": "the fit's own prediction interval (--interval plain): parameter part from the sandwich covariance "
+             "(delta method), run scatter from the residuals; no law misfit",
+}
 
 
 def parameter_part_from_args(args, fit) -> str:
@@ -195,6 +205,7 @@ def register(subparsers) -> None:
     p.add_argument("--params", help="fitted parameters: a JSON object or a file written by `fit --json`")
     p.add_argument("--unique-tokens", "--u", dest="unique_tokens", type=positive,
                    help="unique tokens U held fixed when planning the data_constrained law")
+    add_parameter_part_arg(p)  # every loss interval plan prints takes it
     p.set_defaults(func=cmd_plan)
 
 
@@ -296,9 +307,13 @@ def cmd_plan(args) -> int:
     from fitting.laws import get_law
 
     fixed = {"U": args.unique_tokens} if args.unique_tokens else None
+    check_parameter_part(args)  # before any fitting
     if args.params:
         if args.runs or args.example:
             raise ValueError("give --params or RUNS/--example, not both")
+        if args.parameter_part != "auto":
+            raise ValueError("--parameter-part sets the loss intervals' parameter part; --params plans without "
+                             "intervals: give RUNS to fit, or drop --parameter-part")
         law_name, params = _read_params(args.params)
         law = get_law(args.law if args.law != "chinchilla" or not law_name else law_name)
         allocations = [compute_optimal_allocation(law=law, params=params, compute=c, level=args.level, fixed=fixed,
@@ -309,9 +324,12 @@ def cmd_plan(args) -> int:
 
         fit = _fit(args)
         identified = fit.identifiability.identified
-        misfit = calibrate_misfit(fit) if identified and {"N", "D"} <= set(fit.law.inputs) else None
+        part = parameter_part_from_args(args, fit)
+        misfit = (calibrate_misfit(fit, parameter_part=part) if identified and {"N", "D"} <= set(fit.law.inputs)
+                  else None)
         allocations = [compute_optimal_allocation(fit, c, level=args.level, fixed=fixed, seed=args.seed,
-                                                  flops_per_token=args.flops_per_token, misfit_calibration=misfit)
+                                                  flops_per_token=args.flops_per_token, misfit_calibration=misfit,
+                                                  parameter_part=part)
                        for c in args.compute]
     else:
         raise ValueError("plan needs RUNS to fit (or --example NAME), or --params")
@@ -338,9 +356,7 @@ def _print_allocation(p, level: float) -> None:
     lvl = int(round(level * 100))
     iv = p.intervals
     fmt = lambda k, v: f"{v:.4g}" + (f"  [{iv[k][0]:.4g}, {iv[k][1]:.4g}]" if k in iv else "")
-    source = (f"{lvl}% intervals from {p.uncertainty}" if iv else  # parameters given: nothing to draw them from
-              f"no intervals: {p.uncertainty.removeprefix('none (').rstrip(')') if p.uncertainty else 'none'}")
-    print(f"compute {p.compute:.3g} FLOPs ({p.law}; {source})")
+    print(f"compute {p.compute:.3g} FLOPs ({p.law}; {p.sources()})")  # where each interval below comes from
     print(f"  N_opt             {fmt('N_opt', p.N_opt)}")
     print(f"  D_opt             {fmt('D_opt', p.D_opt)}")
     print(f"  tokens/param      {fmt('tokens_per_param', p.tokens_per_param)}")

@@ -20,7 +20,7 @@ This module holds :func:`fit_law`, :class:`FitResult` and the fit-time diagnosti
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 import numpy as np
@@ -73,7 +73,9 @@ class FitResult:
     warnings: list[str] = field(default_factory=list)
     method: str = "auto"  # parameter intervals: "auto" (bootstrap if run, else sandwich) or "profile"
     profile: dict[str, ParamInterval] | None = None  # profile intervals at ``level``, when computed
-    null_space: NullSpace | None = None  # directions the runs leave the loss unchanged along (unidentified)
+    null_space: NullSpace | None = None  # directions the runs leave the loss unchanged along (not identified)
+    # profile intervals at other levels, traced on first use (profile_at)
+    _profiles: dict = field(default_factory=dict, repr=False, compare=False)
 
     # ---- parameters
     @property
@@ -89,33 +91,62 @@ class FitResult:
         """Whether the fitted runs identify the law's N/D split (:func:`fitting.checks.identifiability`)."""
         return identifiability(self.data.X, self.law)
 
+    def profile_at(self, level: float | None = None) -> dict[str, ParamInterval]:
+        """Profile-likelihood intervals at ``level`` (:func:`fitting.param_intervals.profile_intervals`),
+        traced on first use and kept: the verdicts need them whatever the printed intervals are, and
+        the many fits nobody reads a verdict of (the design's refits, a calibration's held-out
+        refits) never trace one."""
+        level = self.level if level is None else level
+        if level == self.level and self.profile is not None:
+            return self.profile
+        if level not in self._profiles:
+            self._profiles[level] = profile_intervals(self, level)
+        if level == self.level:
+            self.profile = self._profiles[level]
+        return self._profiles[level]
+
     def verdicts(self, level: float | None = None) -> dict[str, ParamVerdict]:
         """Whether the runs identify each parameter (:func:`fitting.checks.parameter_verdicts`: the
-        N/D split, a bound, the ``level`` interval of :meth:`intervals`), the one verdict the
-        report, fit, plan, frontier and predict give."""
-        with np.errstate(over="ignore"):  # an unidentified scale's Wald interval overflows: said in words
-            ivs = self.intervals(level)
-        return parameter_verdicts(self.law, self.params, ivs, self.identifiability,
-                                  params_at_bounds(self.law, self.z, self.data.X), self.null_reasons)
+        N/D split, a bound, a null direction, the ``level`` profile-likelihood interval of
+        :meth:`profile_at`), the one verdict fit, predict, replay, plan, frontier, the active
+        summary and the report give. Read from the profile, what the objective itself allows,
+        never from the printed intervals: those are a bootstrap's when one was run, and the same
+        runs got "not identified" tags from ``--bootstrap 200`` and none from ``--bootstrap 0``."""
+        split = self.identifiability  # not identified: every parameter is so, no profile to trace
+        ivs = dict(self.profile_at(level) if split.identified else self.intervals(level))
+        for k in self.null_params:
+            ivs[k] = open_interval(self.law, self.z, self.law.param_names.index(k))
+        verdicts = parameter_verdicts(self.law, self.params, ivs, split,
+                                      params_at_bounds(self.law, self.z, self.data.X), self.null_reasons,
+                                      what="profile interval")
+        with np.errstate(over="ignore"):  # a scale's Wald interval may overflow: said in words
+            printed = self.intervals(level)
+        # each verdict's lo, hi: the interval fit prints (the report's cell, the headline); the reason cites the profile's
+        return {k: replace(v, lo=printed[k].lo, hi=printed[k].hi) for k, v in verdicts.items()}
 
     def param_tags(self, level: float | None = None) -> dict[str, str]:
-        """Per parameter, the tag printed beside its value ("" when none): ``unidentified`` (its
-        interval is open to both bounds), ``one-sided`` (open to one), and ``not identified`` when
-        :meth:`verdicts` says the runs do not identify it otherwise; every parameter is
-        ``not identified`` when the N/D split is not. The one tag fit's table and replay's fit line
-        print."""
+        """Per parameter, the tag printed beside its value ("" when none): ``one-sided`` when its
+        printed interval (:meth:`intervals`) is open on one side, and ``not identified`` when
+        :meth:`verdicts` says the runs do not identify it, or its printed interval is open to both
+        bounds. The one tag fit's table, replay's fit line and the active summary print."""
         verdicts = self.verdicts(level)
-        if not self.identifiability.identified:
-            return {k: "not identified" for k in verdicts}
         with np.errstate(over="ignore"):
             ivs = self.intervals(level)
         out = {}
         for k in self.law.param_names:
             iv = ivs[k]
-            tags = ["unidentified" if iv.unidentified else "one-sided" if iv.one_sided else "",
-                    "" if verdicts[k].identified or iv.unidentified else "not identified"]
+            tags = ["one-sided" if iv.one_sided else "",
+                    "" if verdicts[k].identified and not iv.unidentified else "not identified"]
             out[k] = ", ".join(t for t in tags if t)
         return out
+
+    def notes(self, level: float | None = None) -> list[str]:
+        """:attr:`warnings` and, last, the note naming the parameters the runs do not identify
+        (:func:`fitting.checks.unidentified_note` of :meth:`verdicts`): what every command prints
+        as the fit's warnings. Apart from :attr:`warnings` because the verdicts trace the profile,
+        which a fit nobody reads should not pay for."""
+        note = unidentified_note(self.verdicts(level), f"law {self.law.name!r}")
+        return list(self.warnings) + ([note] if note and note not in self.warnings else [])
 
     @property
     def null_params(self) -> list[str]:
@@ -178,16 +209,14 @@ class FitResult:
         return out
 
     def _intervals(self, level: float) -> dict[str, ParamInterval]:
-        if self.method == "profile" or self.diagnostics.get("narrow_bootstrap"):
-            prof = self.profile if self.profile is not None and level == self.level else profile_intervals(self, level)
         if self.method == "profile":
-            return dict(prof)
+            return dict(self.profile_at(level))
         if self.bootstrap is None:
             return self.ci_laplace_intervals(level)
-        out = {k: ParamInterval(lo, hi) for k, (lo, hi) in self.bootstrap.ci(level).items()}
-        for k in self.diagnostics.get("narrow_bootstrap", ()):
-            out[k] = prof[k]
-        return out
+        boot = self.bootstrap.ci(level)
+        prof = self.profile_at(level)  # a bootstrap attached after the fit (replay) is checked too
+        narrow, _ = narrow_bootstrap(boot, prof, self.law)
+        return {k: prof[k] if k in narrow else ParamInterval(lo, hi) for k, (lo, hi) in boot.items()}
 
     def ci(self, level: float | None = None) -> dict[str, tuple[float, float]]:
         """Central CIs as (lo, hi) in natural units (:meth:`intervals`, an open side at its bound)."""
@@ -260,7 +289,7 @@ class FitResult:
             "n_starts": self.n_starts,
             "converged": bool(self.converged),
             "columns": dict(self.data.columns),
-            "warnings": list(self.warnings),
+            "warnings": self.notes(level),
         }
         if self.data.aggregation:  # several rows per cell became one (fitting.aggregate)
             out["aggregation"] = self.data.aggregation
@@ -300,7 +329,7 @@ class FitResult:
                 tag = f"  {tags[k]}" if tags[k] else ""
                 lines.append(f"{k:<10} {self.params[k]:>12.6g} {se[k]:>12.4g} {lo:>12} {hi:>12}{tag}")
             else:
-                lines.append(f"{k:<10} {self.params[k]:>12.6g} {'—':>12} {'unidentified':>12} {'—':>12}")
+                lines.append(f"{k:<10} {self.params[k]:>12.6g} {'—':>12} {'not identified':>14} {'—':>12}")
         if verdict.identified and any(iv.lo_open or iv.hi_open for iv in ivs.values()):
             lines.append("(open): the data do not close the interval on that side; it runs to the law's bound")
         g = self.gof()
@@ -310,7 +339,7 @@ class FitResult:
             h = self.diagnostics["holdout"]
             lines.append(f"held out: {h['n']} points, mean |rel err| {h['mae_rel']:.4%}, max {h['max_rel']:.4%}")
         lines += [h.text() for h in self.diagnostics.get("optimal_hyperparameters", ())]
-        lines += [f"warning: {w}" for w in self.warnings if w not in first]
+        lines += [f"warning: {w}" for w in self.notes(level) if w not in first]
         return "\n".join(lines)
 
 
@@ -530,16 +559,12 @@ def _finish(law: Law, fdata: FitData, full: FitData, mask: np.ndarray | None, op
         diag["holdout_data"] = hd
     if options.n_bootstrap:
         bootstrap(res, n_boot=options.n_bootstrap, seed=options.seed)
-    if options.n_bootstrap or options.intervals == "profile":
-        res.profile = profile_intervals(res)
     if options.n_bootstrap:
-        narrow, note = narrow_bootstrap(res.bootstrap.ci(res.level), res.profile, law)
+        narrow, note = narrow_bootstrap(res.bootstrap.ci(res.level), res.profile_at(), law)
         if narrow:
             diag["narrow_bootstrap"] = narrow
             msgs.append(note)
-    note = unidentified_note(res.verdicts(), f"law {law.name!r}")  # with the final intervals
-    if note:
-        msgs.append(note)
+    # the note naming the parameters the runs do not identify is FitResult.notes' (it traces the profile)
     return res
 
 

@@ -147,13 +147,13 @@ def _answer(approach, C, N, D, L, reps: np.ndarray, compute: float, level: float
     ci = [tuple(float(v) for v in np.quantile(reps[ok, j], q)) if ok.sum() >= 2 and not no_interval else NAN2
           for j in range(5)]
     if no_interval:
-        notes = notes + [f"no intervals (unidentified): {no_interval}"]
+        notes = notes + [f"no intervals (not identified): {no_interval}"]
     elif ok.sum() < 2:
         notes = notes + ["too few usable bootstrap resamples for intervals"]
     fixed = [j for j in range(5) if np.isfinite(ci[j][0]) and not ci[j][1] - ci[j][0] > 1e-9 * abs(est[j])]
     if fixed:
         ci = [NAN2 if j in fixed else ci[j] for j in range(5)]
-        notes = notes + [f"no interval for {', '.join(QUANTITIES[j] for j in fixed)} (unidentified): every resample "
+        notes = notes + [f"no interval for {', '.join(QUANTITIES[j] for j in fixed)} (not identified): every resample "
                          f"gives the same value (the points determine it exactly, so resampling cannot move it)"]
     if np.unique(C).size < 4:
         notes = notes + ["loss at C: a pure power law in C (too few points to fit an irreducible term)"]
@@ -373,8 +373,8 @@ def _plain(profiles):
 def parametric_frontier(fit, compute: float, *, level: float = 0.9, flops_per_token: float = 6.0,
                         seed: int = 0) -> FrontierResult:
     """Approach 3: the fitted law's allocation at ``compute`` FLOPs
-    (:func:`fitting.allocate.compute_optimal_allocation`, intervals from the fit's bootstrap or
-    sandwich samples). b = 1 − a (D = C/(k·N)). Unsupported when the runs cannot identify the
+    (:func:`fitting.allocate.compute_optimal_allocation`: N_opt, D_opt and a from the fit's bootstrap
+    or sandwich samples, the loss's parameter part by the default part's rule; ``method`` says which). b = 1 − a (D = C/(k·N)). Unsupported when the runs cannot identify the
     allocation or the law has no N and D inputs."""
     from fitting.allocate import compute_optimal_allocation
 
@@ -387,7 +387,7 @@ def parametric_frontier(fit, compute: float, *, level: float = 0.9, flops_per_to
     a_ci = iv.get("exponent_a", NAN2)
     return FrontierResult("parametric", True, None, float(compute), p.exponent_a, a_ci, 1 - p.exponent_a,
                           (1 - a_ci[1], 1 - a_ci[0]), p.N_opt, iv.get("N_opt", NAN2), p.D_opt, iv.get("D_opt", NAN2),
-                          p.loss, iv.get("loss", NAN2), level, f"{fit.law.name} fit; {p.uncertainty}", list(p.notes),
+                          p.loss, iv.get("loss", NAN2), level, f"{fit.law.name} fit; {p.sources(heading=False)}", list(p.notes),
                           floor=float(fit.params.get("E", NAN)),
                           loss_kind="confidence, the parameter part of plan's prediction interval",
                           loss_prediction_ci=tuple(p.loss_interval or NAN2))
@@ -433,7 +433,7 @@ def compare_frontiers(results, factor: float = AGREE_FACTOR) -> str:
         agree.append("a intervals overlap")
     missing = [f"{attr} of {', '.join(r.approach for r in ok if np.isfinite(getattr(r, attr)) and not _has_ci(r, attr))}"
                for attr in ("a", "loss") if any(np.isfinite(getattr(r, attr)) and not _has_ci(r, attr) for r in ok)]
-    unknown = f"; not compared (no interval: unidentified): {'; '.join(missing)}" if missing else ""
+    unknown = f"; not compared (no interval: not identified): {'; '.join(missing)}" if missing else ""
     n = [r.n_opt for r in ok]
     ratio = max(n) / min(n)
     (agree if ratio <= factor else why).append(

@@ -105,13 +105,13 @@ def run_frontier(args) -> tuple[list, list[str]]:
             fit, parametric = None, unsupported("parametric", f"{law.name} fit failed: {err}", at, args.level)
         if fit is not None:
             parametric = parametric_frontier(fit, at, level=args.level, flops_per_token=k, seed=args.seed)
-            notes += fit.warnings
+            notes += fit.notes()  # with the verdicts' note
     notes += user_messages(caught)
     return [envelope, isoflop, parametric], list(dict.fromkeys(notes))
 
 
 def _fmt(v, ci, spec=".3g"):
-    """A value with its interval; "(no interval)" where the data give none (unidentified)."""
+    """A value with its interval; "(no interval)" where the data give none (not identified)."""
     if not np.isfinite(v):
         return "—"
     return f"{v:{spec}} [{ci[0]:{spec}}, {ci[1]:{spec}}]" if np.all(np.isfinite(ci)) else f"{v:{spec}} (no interval)"

@@ -1,7 +1,7 @@
 """Parameter intervals that are as wide as the data allow and never leave the law's bounds.
 
 * :class:`ParamInterval`: lo, hi in natural units and whether each side is *open* (the data do
-  not close it; it runs to the law's bound): one-sided, or unidentified when both are.
+  not close it; it runs to the law's bound): one-sided, or not identified when both are.
 * :func:`wald_intervals`: sandwich (Wald) intervals in the law's transformed space, mapped once
   more to an unbounded coordinate, so none leaves the bounds.
 * :func:`profile_intervals`: profile likelihood, each parameter fixed on a ladder and the others
@@ -37,7 +37,7 @@ __all__ = ["ParamInterval", "open_interval", "wald_intervals", "profile_interval
 class ParamInterval:
     """A parameter's interval in natural units. ``lo_open``/``hi_open``: the data do not close that
     side, the interval runs to the law's bound there (0 or ±inf for an unbounded parameter):
-    one-sided when one side is open, unidentified when both are."""
+    one-sided when one side is open, not identified when both are."""
 
     lo: float
     hi: float
@@ -55,7 +55,7 @@ class ParamInterval:
     def describe(self, fmt: str = ".4g") -> str:
         """``[lo, hi]``; one open side as ``≤ hi (one-sided: open down to the bound 0)``."""
         if self.unidentified:
-            return f"unidentified (open to both bounds [{self.lo:{fmt}}, {self.hi:{fmt}}])"
+            return f"not identified (open to both bounds [{self.lo:{fmt}}, {self.hi:{fmt}}])"
         if self.lo_open:
             return f"≤ {self.hi:{fmt}} (one-sided: open down to the bound {self.lo:{fmt}})"
         if self.hi_open:
@@ -165,7 +165,8 @@ def _profile_stat(fit: FitResult, K: np.ndarray, Zk: np.ndarray, c: float, maxit
 
     def fg_fixed(z, r):
         f, g = fg(z, r)
-        return f, g * free[r]
+        with np.errstate(invalid="ignore"):  # a non-finite gradient far out (a side the data leave open) stays so
+            return f, g * free[r]
 
     with single_threaded_blas():
         _, F, _, _ = batched_lbfgs(fg_fixed, Z0, zb[:, 0], zb[:, 1], maxiter=maxiter, gtol=1e-7, ftol=1e-12)

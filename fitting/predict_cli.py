@@ -118,7 +118,7 @@ def _cmd_predict(args) -> int:
         fit = fit_law(law, data.subset(train), loss=args.objective, delta=args.delta, level=args.level,
                       seed=args.seed, screen=None if args.exhaustive else "auto", n_bootstrap=args.bootstrap,
                       intervals=args.intervals)
-    notes += [m for m in user_messages(caught) if m not in fit.warnings] + fit.warnings
+    notes += [m for m in user_messages(caught) if m not in fit.warnings] + fit.notes()  # with the verdicts' note
     far = range_note(targets.X, fit.data.X)
     notes += [far] if far else []
     part = parameter_part_from_args(args, fit)
@@ -152,6 +152,10 @@ def _cmd_predict(args) -> int:
     if calibration:
         print(f"intervals: {describe_parameter_part(fit, part)}")
         print(f"intervals: {calibration.describe()}")
+    else:  # --interval plain: named too, so no interval is printed without its source
+        from fitting.cli import PLAIN_SOURCE
+
+        print(f"intervals: {PLAIN_SOURCE[iv.method]}")
     lvl = int(round(args.level * 100))
     for r in rows:
         where = ", ".join(f"{c}={r[c]:.4g}" for c in targets.X)

@@ -187,6 +187,10 @@ def _cmd_replay(args) -> int:
     if args.interval == "misfit":
         print(f"intervals: {describe_parameter_part(run.fit, part)}")
         print(f"intervals: {calibration.describe()}")
+    else:  # --interval plain: named too, so no interval is printed without its source
+        from fitting.cli import PLAIN_SOURCE
+
+        print(f"intervals: {PLAIN_SOURCE[iv.method]}")
     scored = np.isfinite(targets.y) & (targets.y > 0)
     if scored.any():
         m = target_metrics(iv.mean[scored], targets.y[scored], iv.lo[scored], iv.hi[scored])

@@ -272,14 +272,16 @@ class ActiveSearcher(BudgetedSearcher):
                          f"({fit.identifiability.reason}); point fit {terms}, no intervals")
         else:
             ivs = fit.intervals(0.9)  # a side the data leave open is marked, never shown as pinned
+            tags = fit.param_tags(0.9)  # fit's and replay's tags: the profile's verdict, bootstrap or not
             side = lambda v, is_open: f"{v:.3g}" + (" (open)" if is_open else "")
             terms = ", ".join(f"{k}={v:.3g} [{side(ivs[k].lo, ivs[k].lo_open)}, {side(ivs[k].hi, ivs[k].hi_open)}]"
-                              for k, v in fit.params.items())
+                              + (f" ({tags[k]})" if tags[k] else "") for k, v in fit.params.items())
             # a fit pinned at a bound is linearised where the law stops, not where the data point:
             # its target interval is not evidence, and a bare number read as one (a new user's finding)
             caveat = " (parameters at their bounds: not to be trusted)" if fit.bounds_note else ""
-            lines.append(f"  law {self.law.name} (90% CI): {terms}; target rel. CI half-width "
-                         f"{self.rel_pred_ci():.3g}{caveat}")
+            how = {"profile": "profile likelihood", "sandwich": "sandwich covariance"}.get(fit.uncertainty, fit.uncertainty)
+            lines.append(f"  law {self.law.name} (90% CI from the {how}): {terms}; target rel. CI half-width "
+                         f"{self.rel_pred_ci():.3g} (parameters only, {how}: the stop rule's){caveat}")
         if fit is not None and fit.bounds_note:
             lines.append(f"  warning: {fit.bounds_note}")
         model = self.throughput() if self.cost == "time" else None

@@ -148,6 +148,7 @@ class LadderPlan:
             f"  predicted loss there {loss:.4g} [{lo:.4g}, {hi:.4g}] ({ci}; {self.loss_column})",
             f"  held out            the ladder run itself: never in the fit, {self.multiplier:g}x the largest "
             f"fitted run's compute",
+            f"  {a.parameter_part}",  # both intervals' parameter part, and why (fitting.extrapolation)
             f"  {self.misfit}",
         ]
         return lines + [f"  note: {note}" for note in self.notes]
@@ -238,8 +239,8 @@ def plan_ladder(spec: SweepSpec, multiplier: float, *, allow_at_bounds: bool = F
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit = fit_law(law, data, level=level, seed=0)
-        # the interval the ladder scores is the one `plan` prints for these runs: parameter part from
-        # the bootstrap (fitting.cli.add_bootstrap_arg's default), not the delta method's
+        # N_opt's and D_opt's intervals from resamples, as `plan` draws them with its default --bootstrap;
+        # the loss intervals take the default parameter part (fitting.extrapolation), as plan's do
         bootstrap(fit, n_boot=1000, seed=0)
     notes += user_messages(caught)
     verdict = fit.identifiability

@@ -167,15 +167,7 @@ def _allocation_text(fit, compute: float, report: SweepReport) -> str | None:
 
     return (f"compute-optimal at C = {compute:.2e} FLOPs ({p.law}): N_opt = {p.N_opt:.3g}{interval('N_opt')}, "
             f"D_opt = {p.D_opt:.3g}{interval('D_opt')} ({p.tokens_per_param:.1f} tokens/param), loss = {p.loss:.4f} "
-            f"[{lo:.4f}, {hi:.4f}] ({p.level:.0%} {p.loss_interval_kind}; {_parts(p)}); N_opt ∝ C^{p.exponent_a:.3f}")
-
-
-def _parts(p) -> str:
-    """Where the allocation's intervals come from: N_opt and D_opt from the parameter draws, the
-    loss's parameter part by fitting.extrapolation's rule (the profile likelihood for few runs)."""
-    part = {"profile": "the profile likelihood", "delta": "the delta method"}.get(p.parameter_method or "")
-    return (f"N_opt, D_opt from {p.uncertainty}; the loss's parameter part by {part}" if part
-            else f"parameters from {p.uncertainty}")
+            f"[{lo:.4f}, {hi:.4f}] ({p.level:.0%} {p.loss_interval_kind}; {p.sources(heading=False)}); N_opt ∝ C^{p.exponent_a:.3f}")
 
 
 def register(subparsers) -> None:

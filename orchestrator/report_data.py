@@ -131,7 +131,7 @@ def _fit_rows(name: str, title: str, law_name: str, columns: dict[str, np.ndarra
                           store_units=True)  # the store's own N and D: no "in millions?" note
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as err:
             return LawFit(name, title, message=f"no fit: {err}", rows=columns, note=note)
-    said = sorted(set(user_messages(caught)) | set(fit.warnings))
+    said = sorted(set(user_messages(caught)) | set(fit.notes()))  # with the verdicts' note
     return LawFit(name, title, fit=fit, rows=columns, note=note, warnings=said)
 
 

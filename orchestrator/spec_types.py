@@ -138,7 +138,7 @@ class SearchSpec:
                                             "profile each, distinct", positive)
     sizes_per_budget: int | None = option(None, "isoflop: model sizes per budget, log-spaced (default 7; "
                                                 "at least 3; 3 fit each parabola exactly, so the frontier's "
-                                                "intervals are unidentified)", positive_int, optional=True)
+                                                "intervals are not identified)", positive_int, optional=True)
     n_range: tuple[float, ...] = option((), "isoflop: [lo, hi] non-embedding N of every budget's sizes "
                                             "(or n_span_decades)", positive)
     n_span_decades: float | None = option(None, "isoflop: the sizes span this many decades of N centred "

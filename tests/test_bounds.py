@@ -3,6 +3,7 @@
 active summary, not only by fit. The example: a replay of 7 cheap Epoch runs ends with E → 1e-41
 and beta at its upper bound 5 (R² −7 on the targets) and used to say nothing."""
 
+import re
 import warnings
 
 import numpy as np
@@ -79,4 +80,7 @@ def test_active_summary_reports_the_bounds(cheap7):
     # the target interval of such a fit is printed with the caveat, not as a bare number
     law_line = next(line for line in lines if line.startswith("  law chinchilla"))
     assert "target rel. CI half-width" in law_line
+    # fit's and replay's tags, from the one verdict (FitResult.param_tags), and each interval's source named
+    assert re.search(r"\bE=\S+ \[[^]]*\] \(not identified\)", law_line), law_line
+    assert "(90% CI from the sandwich covariance)" in law_line and "(parameters only, sandwich covariance" in law_line
     assert law_line.endswith("(parameters at their bounds: not to be trusted)"), law_line

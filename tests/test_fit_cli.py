@@ -284,3 +284,72 @@ def test_replay_cost_cells_and_unreadable_tables(tmp_path, capsys):
         rc, _, err = run(capsys, *argv)
         assert rc == 2 and f"cannot read {ragged} as a CSV table: CSV parse error" in err
     assert not (tmp_path / "q.csv").exists()
+
+
+# The 13 Epoch runs `replay --example epoch-chinchilla --budget-fraction 0.1` buys (seed 0), as
+# indices into the example's 240 usable rows.
+REPLAY_BOUGHT = [198, 47, 188, 78, 25, 229, 29, 120, 205, 215, 213, 76, 42]
+
+
+def _epoch_rows(path, index):
+    from fitting.data import load_fit_data
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = load_fit_data(EPOCH, law=chinchilla, drop_top_loss=5)
+    return write_csv(path, {"N": d.X["N"][index], "D": d.X["D"][index], "loss": d.y[index]})
+
+
+def test_the_verdicts_do_not_depend_on_whether_a_bootstrap_was_run():
+    # `replay --bootstrap 200` tagged B "(not identified)" on these runs and `--bootstrap 0` tagged
+    # nothing: the tags read the bootstrap's interval (B [151, 23052], over 2 decades) or the
+    # sandwich's. Now FitResult.verdicts reads the profile likelihood, whichever was run; here the
+    # bootstrap is attached after the fit, as replay does it.
+    from fitting.data import load_fit_data
+    from fitting.fit import fit_law
+    from fitting.uncertainty import bootstrap
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = load_fit_data(EPOCH, law=chinchilla, drop_top_loss=5)
+        fit = fit_law(chinchilla, d.subset(np.isin(np.arange(len(d)), REPLAY_BOUGHT)))
+    before = fit.param_tags(0.9), fit.to_dict()["not_identified"], fit.notes()
+    bootstrap(fit, n_boot=100, seed=0)
+    assert fit.uncertainty == "bootstrap"
+    after = fit.param_tags(0.9), fit.to_dict()["not_identified"], fit.notes()
+    assert before == after, (before, after)
+
+
+def test_plan_prints_every_loss_interval_from_the_part_it_names(tmp_path, capsys):
+    # At 8 runs `plan --json` gave loss_prediction_interval (the sandwich's plain interval)
+    # [2.255, 2.312] while ci90.loss (the profile's parameter part alone) was [2.177, 2.366], under
+    # a heading "90% intervals from sandwich covariance". Every loss interval now takes the one
+    # chosen part, nested: parameter part ⊂ without the misfit ⊂ with it; the heading names each source.
+    path = _epoch_rows(tmp_path / "eight.csv", [3, 40, 77, 110, 150, 185, 200, 215])
+    rc, out, _ = run(capsys, "plan", path, "--compute", "1e21", "--bootstrap", 0, "--json")
+    plan = json.loads(out)
+    assert rc == 0 and plan["parameter_method"] == "profile"  # 8 runs: under 4 per parameter
+    (plo, phi), (lo, hi), (wlo, whi) = plan["ci90"]["loss"], plan["loss_prediction_interval"], plan["loss_interval"]
+    assert wlo <= lo <= plo < plan["loss"] < phi <= hi <= whi, plan
+    assert plan["loss_prediction_interval_kind"] == ("prediction interval (parameters by the profile likelihood, and "
+                                                     "run scatter; no law misfit: the law taken as exact)")
+    assert plan["interval_sources"] == ("N_opt, D_opt, tokens/param and a from sandwich covariance (2000 draws); the "
+                                        "loss's parameter part by the profile likelihood")
+    rc, out, err = run(capsys, "plan", path, "--compute", "1e21", "--bootstrap", 0, "--parameter-part", "delta")
+    assert rc == 0, err
+    head = next(line for line in out.splitlines() if line.startswith("compute 1e+21 FLOPs"))
+    assert head.endswith("; 90% intervals: N_opt, D_opt, tokens/param and a from sandwich covariance (2000 draws); "
+                         "the loss's parameter part by the delta method)"), head
+    assert "(parameter part by the delta method (8 runs for 5 parameters; asked for))" in out, out
+
+
+def test_plan_parameter_part_refusals_come_before_any_fitting(tmp_path, capsys):
+    path = _epoch_rows(tmp_path / "eight.csv", [3, 40, 77, 110, 150, 185, 200, 215])
+    rc, _, err = run(capsys, "plan", path, "--compute", "1e21", "--bootstrap", 0, "--parameter-part", "bootstrap")
+    assert rc == 2 and err.strip() == "scalesweep plan: error: --parameter-part bootstrap needs --bootstrap B > 0"
+    params = json.dumps({"law": "chinchilla", "params": {"E": 1.8, "A": 480.0, "alpha": 0.35, "B": 2085.0,
+                                                          "beta": 0.37}})
+    rc, _, err = run(capsys, "plan", "--params", params, "--compute", "1e21", "--parameter-part", "profile")
+    assert rc == 2 and "--parameter-part" in err and "--params plans without intervals" in err, err
+    rc, out, err = run(capsys, "plan", "--params", params, "--compute", "1e21")
+    assert rc == 0 and "(chinchilla; no intervals: parameters given)" in out, out

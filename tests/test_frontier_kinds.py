@@ -37,13 +37,13 @@ def test_three_sizes_per_budget_give_no_interval_and_the_verdict_does_not_rest_o
     assert r.supported and np.isfinite(r.a) and np.isfinite(r.loss)
     for attr in ("a", "b", "n_opt", "d_opt", "loss"):
         assert not np.isfinite(getattr(r, attr + "_ci")).any(), (attr, getattr(r, attr + "_ci"))
-    assert any("unidentified" in n and "exactly determined" in n for n in r.notes), r.notes
+    assert any("not identified" in n and "exactly determined" in n for n in r.notes), r.notes
     assert all("exactly determined" in p["status"] for p in r.profiles)
     other = FrontierResult("parametric", True, compute=1e22, a=r.a, a_ci=(r.a - 0.01, r.a + 0.01), n_opt=r.n_opt,
                            loss=r.loss, loss_ci=(r.loss * 0.99, r.loss * 1.01))
     v = compare_frontiers([r, other])
     assert "a intervals overlap" not in v and "loss intervals (parameters only) overlap" not in v, v
-    assert "not compared (no interval: unidentified): a of isoflop; loss of isoflop" in v, v
+    assert "not compared (no interval: not identified): a of isoflop; loss of isoflop" in v, v
     # with budgets enough to resample them, their scatter carries the exact vertices' spread
     r6 = _iso(isoflop_runs([1e17, 1e18, 1e19, 1e20, 1e21, 1e22], sizes=3, noise=0.003, seed=2), n_bootstrap=100)
     assert r6.a_ci[1] - r6.a_ci[0] > 0 and any("held at its point" in n for n in r6.notes), (r6.a_ci, r6.notes)

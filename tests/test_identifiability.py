@@ -68,7 +68,7 @@ def test_plan_refuses_one_ratio_from_known_parameters(tmp_path, capsys):
     assert rc == 2
     assert "no compute-optimal allocation: every run has (almost) the same tokens-per-parameter ratio" in err
     assert "NOT IDENTIFIED" in out and "N_opt" not in out and "ci90" in out
-    assert re.search(r"alpha\s+\S+\s+—\s+unidentified", out)  # no interval printed for the exponents
+    assert re.search(r"alpha\s+\S+\s+—\s+not identified", out)  # no interval printed for the exponents
     rc, out, _ = run(capsys, "plan", csv_path, "--compute", "1e21", "--bootstrap", 0, "--json")
     obj = json.loads(out)
     assert rc == 2 and obj["identified"] is False and obj["N_opt"] is None and obj["ci90"] == {}

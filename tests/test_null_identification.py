@@ -56,7 +56,7 @@ def test_sandwich_marks_a_parameter_without_effect_unidentified():
     assert not v["gamma"].identified and v["gamma"].kind == "null" and v["gamma"].bounded
     assert all(v[k].identified for k in ("E", "alpha", "beta"))  # the rest stay identified
     row = next(line for line in fit.summary().splitlines() if line.startswith("gamma"))
-    assert row.endswith("unidentified") and "(open)" in row
+    assert row.endswith("not identified") and "(open)" in row
 
 
 def test_only_a_product_identified_marks_both_and_keeps_predictions_of_the_product():

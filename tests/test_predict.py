@@ -76,6 +76,11 @@ def test_predict_from_few_runs_takes_the_profile_s_parameter_part(capsys):
                "C > 3e21", "--parameter-part", "delta"])
     text = capsys.readouterr().out  # asked for, the part is not given the rule's reason
     assert rc == 0 and f"intervals: parameter part by the delta method ({n} runs for 5 parameters; asked for)" in text
+    rc = main(["predict", "--example", "epoch-chinchilla", "--bootstrap", "0", "--train", "C <= 5.4e18", "--test",
+               "C > 3e21", "--interval", "plain"])
+    text = capsys.readouterr().out  # the plain interval is named too: no interval printed without its source
+    assert rc == 0 and ("intervals: the fit's own prediction interval (--interval plain): parameter part from the "
+                        "sandwich covariance (delta method), run scatter from the residuals; no law misfit") in text
 
 
 def test_predict_targets_file_and_test_selection(tmp_path, capsys):

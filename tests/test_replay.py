@@ -131,7 +131,8 @@ def test_plan_with_too_few_runs_to_calibrate_says_so(tmp_path, capsys):
         csv.writer(fh).writerows([["N", "D", "loss"], *zip(X["N"], X["D"], y)])
     assert main(["plan", str(path), "--law", "chinchilla", "--compute", "1e21", "--bootstrap", "50"]) == 0
     text = capsys.readouterr().out
-    assert "(90% prediction interval (parameters, run scatter and the calibrated law misfit); sd " in text  # at the target
+    # the kind says the misfit is the stated prior, not a calibrated one
+    assert "(90% prediction interval (parameters, run scatter and a prior law misfit, not calibrated); sd " in text
     assert "; extrapolation error sd 0.04 (log loss) is a PRIOR, not calibrated: 7 runs are too few" in text
     assert "its parameter part alone: [" in text and "(parameter part by the profile likelihood of each prediction " \
         "(7 runs for 5 parameters" in text  # under 4 per parameter (fitting.extrapolation.default_parameter_part)
@@ -141,6 +142,6 @@ def test_plan_with_too_few_runs_to_calibrate_says_so(tmp_path, capsys):
     # the interval to quote has its own key (ci90's "loss" is the parameters' part alone), and the
     # sd at the target, which the interval is built from, is given beside the calibrated one
     assert plan["loss_interval"] == plan["loss_misfit_interval"]
-    assert plan["loss_interval_kind"] == "prediction interval (parameters, run scatter and the calibrated law misfit)"
+    assert plan["loss_interval_kind"] == "prediction interval (parameters, run scatter and a prior law misfit, not calibrated)"
     lo, hi = plan["loss_interval"]
     assert hi / lo >= math.exp(2 * 1.6448 * plan["misfit_sd_here"]) * 0.999
