@@ -63,6 +63,21 @@ def test_predict_fits_the_train_rows_and_scores_the_rest(capsys):
         f"parameter part by the delta method ({out['n_train']} runs for 5 parameters)")
 
 
+def test_predict_says_when_test_rows_were_fitted(capsys):
+    """`--test` overlapping `--train` scored 136 fitted runs as a held-out check, without a word."""
+    args = ["predict", "--example", "epoch-chinchilla", "--bootstrap", "0", "--interval", "plain"]
+    assert main([*args, "--train", "C <= 1e21", "--test", "C <= 1e20", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_targets_in_train"] == out["n_targets"] > 0
+    note = f"{out['n_targets']} of the {out['n_targets']} --test rows are also --train rows"
+    assert any(w.startswith(note) and "not a held-out check" in w for w in out["warnings"])
+    assert main([*args, "--train", "C <= 1e21", "--test", "C <= 1e20"]) == 0
+    assert f"warning: {note}" in capsys.readouterr().out
+    assert main([*args, "--train", "C <= 1e20", "--json"]) == 0  # the default --test: the rest, disjoint
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_targets_in_train"] == 0 and not any("--train rows" in w for w in out["warnings"])
+
+
 def test_predict_from_few_runs_takes_the_profile_s_parameter_part(capsys):
     """14 runs for 5 parameters: under 4 per parameter the interval's parameter part is the profile
     likelihood's, and the text says so (issue 15 item 5; fitting/extrapolation.py has the coverage)."""
