@@ -370,6 +370,15 @@ def compute_optimal_allocation(fit=None, compute: float = 1e21, *, law=None, par
         if note:
             out.notes.append(note)
     thetas, how = _param_samples(fit, n_samples, seed)
+    if fit.bootstrap is None and {"N", "D"} <= set(law.inputs):
+        from fitting.extrapolation import PROFILE_BELOW_RUNS_PER_PARAMETER, default_parameter_part
+
+        if default_parameter_part(fit) == "profile":  # the rule that moved the loss off the curvature
+            out.notes.append(f"N_opt, D_opt, tokens/param and a come from draws of the sandwich covariance: with "
+                             f"{fit.n_points} runs for {law.n_params} parameters (under "
+                             f"{PROFILE_BELOW_RUNS_PER_PARAMETER:g} per parameter) its curvature can make them too "
+                             f"narrow (why the loss's parameter part defaults to the profile likelihood here); --bootstrap B "
+                             f"draws them from resamples")
     q = [(1 - level) / 2, (1 + level) / 2]
     Cs = np.array([C, C / span, C * span])
     k = flops_per_token

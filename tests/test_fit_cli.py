@@ -341,6 +341,14 @@ def test_plan_prints_every_loss_interval_from_the_part_it_names(tmp_path, capsys
     assert head.endswith("; 90% intervals: N_opt, D_opt, tokens/param and a from sandwich covariance (2000 draws); "
                          "the loss's parameter part by the delta method)"), head
     assert "(parameter part by the delta method (8 runs for 5 parameters; asked for))" in out, out
+    # ...and the N_opt interval drawn from that same curvature says it may be too narrow (it was 4x
+    # narrower than the bootstrap's: [2.48e9, 3.74e9] against [1.27e9, 1.12e10] on 8 runs)
+    warned = [n for n in plan["notes"] if n.startswith("N_opt, D_opt, tokens/param and a come from draws of the "
+                                                        "sandwich covariance: with 8 runs for 5 parameters")]
+    assert len(warned) == 1 and "--bootstrap B" in warned[0], plan["notes"]
+    assert f"warning: {warned[0]}" in out or warned[0] in out, out
+    rc, out, _ = run(capsys, "plan", path, "--compute", "1e21", "--bootstrap", 30, "--json")
+    assert rc == 0 and not any("sandwich covariance: with" in n for n in json.loads(out)["notes"])
 
 
 def test_plan_parameter_part_refusals_come_before_any_fitting(tmp_path, capsys):
