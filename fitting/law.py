@@ -124,9 +124,12 @@ class Law:
     def from_z(self, z) -> np.ndarray:
         z = np.asarray(z)
         theta = z.copy()
-        for k, t in enumerate(self.transforms):
-            if t == LOG:
-                theta[..., k] = np.exp(z[..., k])
+        # a log-parameter beyond exp's range (a sandwich draw toward a wide bound) is inf, which every
+        # caller treats as a non-finite draw or objective; numpy's warning reached users of `plan`
+        with np.errstate(over="ignore"):
+            for k, t in enumerate(self.transforms):
+                if t == LOG:
+                    theta[..., k] = np.exp(z[..., k])
         return theta
 
     def dtheta_dz(self, z) -> np.ndarray:

@@ -138,3 +138,16 @@ def test_an_allocation_that_leans_on_a_parameter_at_its_bound_is_not_identified(
         allocation = compute_optimal_allocation(fit, 1e12)
     assert not allocation.identified and np.isnan(allocation.N_opt)
     assert allocation.unidentified_reason.startswith("N_opt depends on ") and "beta" in allocation.unidentified_reason
+
+
+def test_a_parameter_draw_beyond_exp_s_range_is_inf_without_a_numpy_warning():
+    """`plan --bootstrap 0` on the demo's 9 runs (E at its bound) printed numpy's "overflow
+    encountered in exp" from a sandwich draw of log A past 709: the draw is inf, and dropped."""
+    import warnings
+
+    z = np.zeros((2, chinchilla.n_params))
+    z[1, chinchilla.param_names.index("A")] = 800.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any RuntimeWarning fails the test
+        theta = chinchilla.from_z(z)
+    assert np.isinf(theta[1, chinchilla.param_names.index("A")]) and np.isfinite(theta[0]).all()
