@@ -86,6 +86,10 @@ def load_table(source, args, law, *, drop_top_loss: int = 0, require_loss: bool 
         if "=" not in item:
             raise ValueError(f"--col expects INPUT=COLUMN, got {item!r}")
         k, v = item.split("=", 1)
+        inputs = getattr(law, "inputs", None)
+        if inputs is not None and k.strip() not in inputs:  # it was read by nothing, silently
+            raise ValueError(f"--col {item}: {k.strip()!r} is not an input of law {law.name!r} "
+                             f"(its inputs: {', '.join(inputs)})")
         extra[k.strip()] = v.strip()
     aggregate = table_aggregation(args)
     with warnings.catch_warnings(record=True) as caught:
@@ -308,6 +312,8 @@ def cmd_plan(args) -> int:
 
     fixed = {"U": args.unique_tokens} if args.unique_tokens else None
     check_parameter_part(args)  # before any fitting
+    if args.unique_tokens and not args.params and "U" not in get_law(args.law).inputs:
+        raise ValueError(f"--unique-tokens fixes U, an input of the data_constrained law; law {args.law!r} has no U")
     if args.params:
         if args.runs or args.example:
             raise ValueError("give --params or RUNS/--example, not both")
@@ -316,6 +322,8 @@ def cmd_plan(args) -> int:
                              "intervals: give RUNS to fit, or drop --parameter-part")
         law_name, params = _read_params(args.params)
         law = get_law(args.law if args.law != "chinchilla" or not law_name else law_name)
+        if args.unique_tokens and "U" not in law.inputs:
+            raise ValueError(f"--unique-tokens fixes U, an input of the data_constrained law; law {law.name!r} has no U")
         allocations = [compute_optimal_allocation(law=law, params=params, compute=c, level=args.level, fixed=fixed,
                                                   flops_per_token=args.flops_per_token) for c in args.compute]
         fit = None

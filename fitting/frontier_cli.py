@@ -77,9 +77,9 @@ def run_frontier(args) -> tuple[list, list[str]]:
     if args.compute is not None and not args.compute > 0:
         raise ValueError(f"--compute must be a positive number of FLOPs, got {args.compute}")
     if args.plot:
-        from scalesweep.cli import check_output_file
+        from scalesweep.cli import check_plot_file
 
-        check_output_file(args.plot, "--plot")
+        check_plot_file(args.plot, "--plot")
     source, drop, name = table_source(args.runs, args, "RUNS_OR_STORE")
     data, notes = load_table(source, args, law, drop_top_loss=drop, name=name)
     k = args.flops_per_token

@@ -51,6 +51,20 @@ def check_output_file(path: str, flag: str) -> None:
         raise IsADirectoryError(f"{flag}: {path} is a directory, not a file")
 
 
+def check_plot_file(path: str, flag: str) -> None:
+    """:func:`check_output_file`, and its suffix must be a format matplotlib writes: ``--plot x.txt``
+    failed only after the whole computation (ValueError naming the flag and the formats)."""
+    import os
+
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    check_output_file(path, flag)
+    formats = FigureCanvasBase.get_supported_filetypes()
+    suffix = os.path.splitext(path)[1].lstrip(".").lower()
+    if suffix not in formats:
+        raise ValueError(f"{flag}: {path!r} needs the suffix of an image format ({', '.join(sorted(formats))})")
+
+
 class Parser(argparse.ArgumentParser):
     """The parser of ``scalesweep`` and of each sub-command (argparse makes sub-parsers of the
     parent's class). A bad flag is one line naming it, exit 2, as any other bad input (no usage

@@ -361,3 +361,18 @@ def test_plan_parameter_part_refusals_come_before_any_fitting(tmp_path, capsys):
     assert rc == 2 and "--parameter-part" in err and "--params plans without intervals" in err, err
     rc, out, err = run(capsys, "plan", "--params", params, "--compute", "1e21")
     assert rc == 0 and "(chinchilla; no intervals: parameters given)" in out, out
+
+
+def test_flags_that_nothing_would_read_are_refused_before_any_fitting(capsys):
+    """A new user's `fit --col X=Y` (no input X) and `plan --unique-tokens` for a law without U
+    exited 0, the flag silently dropped."""
+    rc, _, err = run(capsys, "fit", "--example", "epoch-chinchilla", "--col", "X=Y", "--bootstrap", 0)
+    assert rc == 2 and err.strip() == ("scalesweep fit: error: --col X=Y: 'X' is not an input of law 'chinchilla' "
+                                       "(its inputs: N, D)"), err
+    rc, _, err = run(capsys, "plan", "--example", "epoch-chinchilla", "--compute", "1e24", "--unique-tokens", "1e9")
+    assert rc == 2 and err.strip().endswith("--unique-tokens fixes U, an input of the data_constrained law; law "
+                                            "'chinchilla' has no U"), err
+    params = json.dumps({"law": "chinchilla", "params": {"E": 1.8, "A": 480.0, "alpha": 0.35, "B": 2085.0,
+                                                          "beta": 0.37}})
+    rc, _, err = run(capsys, "plan", "--params", params, "--compute", "1e21", "--unique-tokens", "1e9")
+    assert rc == 2 and "law 'chinchilla' has no U" in err, err

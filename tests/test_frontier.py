@@ -191,6 +191,8 @@ def test_no_approach_answers_exit_2_naming_each(tmp_path, capsys):
     (["--compute", "-1"], "argument --compute: expected a positive number, got -1"),
     (["--law", "kaplan_n"], "frontier needs a law of N and D"),
     (["--plot", "/nonexistent/dir/x.png"], "--plot: directory /nonexistent/dir does not exist"),
+    # refused before the fits, not by matplotlib after them (11.8 s for a new user)
+    (["--plot", "frontier.txt"], "--plot: 'frontier.txt' needs the suffix of an image format (avif, eps"),
 ])
 def test_bad_input_exits_2_with_one_line(argv, message, capsys):
     rc = main(["frontier", "--example", "epoch-chinchilla", "--bootstrap", "0"] + argv)
