@@ -306,14 +306,20 @@ def _read_params(spec: str):
     return law, params
 
 
+def _check_unique_tokens(args, law) -> None:
+    """``--unique-tokens`` fixes U: refused (ValueError) for a law without that input, which read nothing."""
+    if args.unique_tokens and "U" not in law.inputs:
+        raise ValueError(f"--unique-tokens fixes U, an input of the data_constrained law; law {law.name!r} has no U")
+
+
 def cmd_plan(args) -> int:
     from fitting.allocate import compute_optimal_allocation
     from fitting.laws import get_law
 
     fixed = {"U": args.unique_tokens} if args.unique_tokens else None
     check_parameter_part(args)  # before any fitting
-    if args.unique_tokens and not args.params and "U" not in get_law(args.law).inputs:
-        raise ValueError(f"--unique-tokens fixes U, an input of the data_constrained law; law {args.law!r} has no U")
+    if not args.params:
+        _check_unique_tokens(args, get_law(args.law))
     if args.params:
         if args.runs or args.example:
             raise ValueError("give --params or RUNS/--example, not both")
@@ -322,8 +328,7 @@ def cmd_plan(args) -> int:
                              "intervals: give RUNS to fit, or drop --parameter-part")
         law_name, params = _read_params(args.params)
         law = get_law(args.law if args.law != "chinchilla" or not law_name else law_name)
-        if args.unique_tokens and "U" not in law.inputs:
-            raise ValueError(f"--unique-tokens fixes U, an input of the data_constrained law; law {law.name!r} has no U")
+        _check_unique_tokens(args, law)
         allocations = [compute_optimal_allocation(law=law, params=params, compute=c, level=args.level, fixed=fixed,
                                                   flops_per_token=args.flops_per_token) for c in args.compute]
         fit = None
