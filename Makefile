@@ -28,9 +28,10 @@ demo: $(STAMP)
 # tests/conftest.py). The suite is CPU-bound, not waiting: counted by a cgroup (which, unlike
 # `time`, includes Ray's re-parented daemons and its nice-15 workers) it kept 2 cores 92 % busy
 # (1774 CPU-s in 966 s), and three workers back to back took the same wall (958 s, 1874 CPU-s).
-# Whole suite 17.9 min (pytest's 1072.6 s) in a clean
-# clone on 2 idle cores (2026-12-02, 792 tests; 18.4 min at 773 tests the day before, 16.1 min at 709
-# tests earlier), over the 15-minute goal.
+# Whole suite in a clean clone on 2 cores, 2026-12-02: 11.4 min (pytest's 684.4 s, 803 tests, nothing
+# else running) at da83d28; 17.8 min (1066.9 s, 799 tests) two hours earlier with two niced benchmark
+# processes beside it; 17.9 min (1072.6 s, 792 tests) that morning on idle cores. The spread between
+# idle runs is not understood; the goal is well under 15 minutes.
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
