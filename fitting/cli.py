@@ -124,6 +124,18 @@ def table_aggregation(args):
 DEFAULT_BOOTSTRAP = 1000
 
 
+#: --delta's default: Hoffmann et al. 2022's Huber threshold on log-loss residuals
+HUBER_DELTA = 1e-3
+
+
+def huber_delta(args) -> float:
+    """The Huber threshold ``--delta`` gives (its default when not given). Raises ValueError when it
+    was given with ``--loss ls``, which has no threshold: the flag was read by nothing."""
+    if args.delta is not None and args.objective != "huber":
+        raise ValueError(f"--delta {args.delta:g} sets the Huber threshold; --loss {args.objective} has none")
+    return HUBER_DELTA if args.delta is None else args.delta
+
+
 def add_bootstrap_arg(p: argparse.ArgumentParser) -> None:
     """``--bootstrap B``, one default for every command that prints a fit's intervals (fit, predict,
     plan, frontier, replay): the parameter part of each interval from B resamples."""
@@ -179,7 +191,8 @@ def add_data_args(p: argparse.ArgumentParser, runs_required: bool) -> None:
                         "the C_min frontier, the noise scale)")
     add_table_args(p)
     p.add_argument("--loss", dest="objective", choices=["huber", "ls"], default="huber", help="objective (default huber)")
-    p.add_argument("--delta", type=positive, default=1e-3, help="Huber delta on log-loss residuals (default 1e-3)")
+    p.add_argument("--delta", type=positive, default=None,
+                   help=f"Huber delta on log-loss residuals (default {HUBER_DELTA:g}; only with --loss huber)")
     add_bootstrap_arg(p)
     p.add_argument("--intervals", choices=["auto", "profile"], default="auto",
                    help="parameter intervals: auto (bootstrap when --bootstrap > 0, else sandwich; a bootstrap "
@@ -233,7 +246,7 @@ def _fit(args):
     train = {"max_compute": args.fit_max_compute} if getattr(args, "fit_max_compute", None) else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit = fit_law(law, data, loss=args.objective, delta=args.delta, level=args.level, train=train,
+        fit = fit_law(law, data, loss=args.objective, delta=huber_delta(args), level=args.level, train=train,
                       seed=args.seed, screen=None if args.exhaustive else "auto", n_bootstrap=args.bootstrap,
                       intervals=args.intervals, flops_per_token=args.flops_per_token)
     notes += [m for m in user_messages(caught) if m not in fit.warnings]

@@ -63,7 +63,7 @@ def _budgets(source, data):
 def run_frontier(args) -> tuple[list, list[str]]:
     """Every approach on ``args`` (the parsed flags) → (FrontierResult list, warnings)."""
     from fitting.checks import user_messages
-    from fitting.cli import load_table, table_source
+    from fitting.cli import huber_delta, load_table, table_source
     from fitting.dynamics import is_sweep_dir, read_curves
     from fitting.fit import fit_law
     from fitting.frontier import envelope_frontier, frontier_resamples, isoflop_frontier, parametric_frontier, unsupported
@@ -76,6 +76,7 @@ def run_frontier(args) -> tuple[list, list[str]]:
         raise ValueError(f"--tolerance must be positive (decades of log10 compute), got {args.tolerance}")
     if args.compute is not None and not args.compute > 0:
         raise ValueError(f"--compute must be a positive number of FLOPs, got {args.compute}")
+    huber_delta(args)  # --delta with --loss ls: refused here, not swallowed as one approach's failure
     if args.plot:
         from scalesweep.cli import check_plot_file
 
@@ -99,7 +100,7 @@ def run_frontier(args) -> tuple[list, list[str]]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:  # a table the law cannot be fitted to leaves the other approaches standing
-            fit = fit_law(law, data, loss=args.objective, delta=args.delta, level=args.level, seed=args.seed,
+            fit = fit_law(law, data, loss=args.objective, delta=huber_delta(args), level=args.level, seed=args.seed,
                           screen=None if args.exhaustive else "auto", n_bootstrap=args.bootstrap, flops_per_token=k)
         except ValueError as err:
             fit, parametric = None, unsupported("parametric", f"{law.name} fit failed: {err}", at, args.level)

@@ -82,7 +82,8 @@ def register(subparsers) -> None:
 
 def _cmd_predict(args) -> int:
     from fitting.checks import range_note, user_messages
-    from fitting.cli import check_parameter_part, json_safe, load_table, parameter_part_from_args, table_source
+    from fitting.cli import (check_parameter_part, huber_delta, json_safe, load_table, parameter_part_from_args,
+                              table_source)
     from fitting.extrapolation import calibrate_misfit, describe_parameter_part, extrapolation_interval
     from fitting.fit import fit_law
     from fitting.laws import get_law
@@ -118,7 +119,7 @@ def _cmd_predict(args) -> int:
                          f"--test {args.test!r} selects no run" if args.test else "--train selects every run"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit = fit_law(law, data.subset(train), loss=args.objective, delta=args.delta, level=args.level,
+        fit = fit_law(law, data.subset(train), loss=args.objective, delta=huber_delta(args), level=args.level,
                       seed=args.seed, screen=None if args.exhaustive else "auto", n_bootstrap=args.bootstrap,
                       intervals=args.intervals)
     notes += [m for m in user_messages(caught) if m not in fit.warnings] + fit.notes()  # with the verdicts' note

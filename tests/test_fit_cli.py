@@ -376,3 +376,12 @@ def test_flags_that_nothing_would_read_are_refused_before_any_fitting(capsys):
                                                           "beta": 0.37}})
     rc, _, err = run(capsys, "plan", "--params", params, "--compute", "1e21", "--unique-tokens", "1e9")
     assert rc == 2 and "law 'chinchilla' has no U" in err, err
+    for command in (["fit"], ["plan", "--compute", "1e21"], ["predict", "--train", "C <= 1e21"]):
+        rc, _, err = run(capsys, *command, "--example", "epoch-chinchilla", "--loss", "ls", "--delta", 0.1,
+                         "--bootstrap", 0)
+        assert rc == 2 and err.strip() == (f"scalesweep {command[0]}: error: --delta 0.1 sets the Huber threshold; "
+                                           "--loss ls has none"), err
+    rc, out, err = run(capsys, "fit", "--example", "epoch-chinchilla", "--delta", 0.01, "--bootstrap", 0)
+    assert rc == 0 and "huber(δ=0.01)" in out, err
+    rc, out, err = run(capsys, "fit", "--example", "epoch-chinchilla", "--bootstrap", 0)
+    assert rc == 0 and "huber(δ=0.001)" in out, err  # the default, not given

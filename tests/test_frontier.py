@@ -193,6 +193,8 @@ def test_no_approach_answers_exit_2_naming_each(tmp_path, capsys):
     (["--plot", "/nonexistent/dir/x.png"], "--plot: directory /nonexistent/dir does not exist"),
     # refused before the fits, not by matplotlib after them (11.8 s for a new user)
     (["--plot", "frontier.txt"], "--plot: 'frontier.txt' needs the suffix of an image format (avif, eps"),
+    # was swallowed as the parametric approach's failure: "only isoflop answered", exit 0
+    (["--loss", "ls", "--delta", "0.1"], "--delta 0.1 sets the Huber threshold; --loss ls has none"),
 ])
 def test_bad_input_exits_2_with_one_line(argv, message, capsys):
     rc = main(["frontier", "--example", "epoch-chinchilla", "--bootstrap", "0"] + argv)
