@@ -103,14 +103,15 @@ def _cmd_predict(args) -> int:
     data, notes = load_table(source, args, law, drop_top_loss=drop, name=name)
     cols = _columns(data, args.flops_per_token)
     train = select_rows(args.train, cols, "--train")
+    in_train = 0  # targets the fit also saw (none for a --targets table: it is not the runs' rows)
     if args.targets:
         targets, more = load_table(args.targets, args, law, require_loss=False)
         notes += more
     else:
         test = select_rows(args.test, cols, "--test") if args.test else ~train
         targets = data.subset(test)
-        if (both := int((test & train).sum())):  # a held-out check that is not held out says so
-            notes.append(f"{both} of the {int(test.sum())} --test rows are also --train rows: the fit saw "
+        if (in_train := int((test & train).sum())):  # a held-out check that is not held out says so
+            notes.append(f"{in_train} of the {int(test.sum())} --test rows are also --train rows: the fit saw "
                          f"them, so their errors and coverage are in-sample, not a held-out check")
     if not train.any():
         raise ValueError(f"--train {args.train!r} selects none of the {len(data)} runs")
@@ -137,7 +138,6 @@ def _cmd_predict(args) -> int:
              "predicted": float(iv.mean[i]), "lower": float(iv.lo[i]), "upper": float(iv.hi[i]),
              "rel_error": float(iv.mean[i] / y[i] - 1) if scored[i] else None,
              "covered": bool(iv.lo[i] <= y[i] <= iv.hi[i]) if scored[i] else None} for i in range(len(targets))]
-    in_train = 0 if args.targets else int((test & train).sum())
     summary = {"n_train": int(train.sum()), "n_targets": len(targets), "n_targets_in_train": in_train,
                "n_scored": int(scored.sum()),
                "mean_abs_rel_error": m.get("mean_are"), "coverage": m.get("coverage"), "r2": m.get("r2"),
