@@ -69,7 +69,7 @@ def run_design(law, candidates: Candidates, reveal: Callable[[np.ndarray], np.nd
         fitter.add_many(candidates.rows(idx), losses, run_ids=[str(i) for i in idx])
         if needs_fit:
             state.fit = fitter.fit
-    fit = fitter.refit(full=True)
+    fit = fitter.final_fit()
     return DesignRun(bought=bought, spent=float(budget - state.budget_left), budget=float(budget), fit=fit,
                      fitter=fitter)
 

@@ -88,9 +88,11 @@ class ActiveSearcher(BudgetedSearcher):
         self.choices: list[dict[str, Any]] = []  # what the designer picked, in order, and why
 
     # -- progress measure ----------------------------------------------------------------------
-    def rel_pred_ci(self) -> float:
-        """Largest relative half-width of the 90 % confidence interval of the target losses."""
-        fit = self.fitter.fit
+    def rel_pred_ci(self, final: bool = False) -> float:
+        """Largest relative half-width of the 90 % confidence interval of the target losses, on the
+        current fit or (``final``) on the full refit a stop and the summary report
+        (:meth:`fitting.online.OnlineFitter.final_fit`)."""
+        fit = self.fitter.final_fit() if final else self.fitter.fit
         if fit is None or not fit.identifiability.identified:  # a tight interval on an arbitrary answer
             return float("inf")
         iv = fit.interval(self.target.X, level=0.9, kind="confidence")
@@ -137,7 +139,8 @@ class ActiveSearcher(BudgetedSearcher):
         if self.max_trials is not None and self.n_started >= self.max_trials:
             return None if self.live else self._finished("max_trials")
         goal = self.stop_when.get("rel_pred_ci")
-        if goal is not None and self.rel_pred_ci() <= float(goal):
+        # confirmed on the full refit: a warm fit in a basin the runs have left can look pinned
+        if goal is not None and self.rel_pred_ci() <= float(goal) and self.rel_pred_ci(final=True) <= float(goal):
             return self._finished("rel_pred_ci")
         taken = np.zeros(len(self.trials), dtype=bool)
         for key in self.finished_keys:
@@ -261,7 +264,7 @@ class ActiveSearcher(BudgetedSearcher):
                  f"{len(self.choices)} of {len(self.trials)} planned runs chosen"
                  f"{f' ({ended})' if ended else ''}; spent "
                  f"{ledger.spent:.3g} of {ledger.limit_flops:.3g} FLOPs ({ledger.spent / ledger.limit_flops:.0%})"]
-        fit = self.fitter.fit
+        fit = self.fitter.final_fit()  # the fit command's optimum on these runs, not the last warm refit
         if fit is not None and fit.data.aggregation:
             lines.append(f"  fitted cells: {fit.data.aggregation}")
         if fit is None:
@@ -281,7 +284,7 @@ class ActiveSearcher(BudgetedSearcher):
             caveat = " (parameters at their bounds: not to be trusted)" if fit.bounds_note else ""
             how = {"profile": "profile likelihood", "sandwich": "sandwich covariance"}.get(fit.uncertainty, fit.uncertainty)
             lines.append(f"  law {self.law.name} (90% CI from the {how}): {terms}; target rel. CI half-width "
-                         f"{self.rel_pred_ci():.3g} (parameters only, {how}: the stop rule's){caveat}")
+                         f"{self.rel_pred_ci(final=True):.3g} (parameters only, {how}: the stop rule's){caveat}")
         if fit is not None and fit.bounds_note:
             lines.append(f"  warning: {fit.bounds_note}")
         model = self.throughput() if self.cost == "time" else None

@@ -2,11 +2,14 @@
 Ray cluster: runs are "trained" by a simulated Chinchilla surface. Checks the concurrency cap,
 the budget, distinct concurrent picks, failures, FINISHED, the rel_pred_ci stop and restore."""
 
+import warnings
+
 import numpy as np
 import pytest
 
 from ray.tune.search import Searcher
 
+from fitting.fit import fit_law  # noqa: E402
 from fitting.laws import CHINCHILLA_EPOCH  # noqa: E402
 from fitting.online import OnlineFitConfig  # noqa: E402
 from fitting.replay import SimulatedOracle  # noqa: E402
@@ -224,3 +227,25 @@ def test_a_seed_picked_past_what_a_fit_needs_says_why_there_is_no_fit(trials):
     from orchestrator.report_html import choices_table  # the report gives the same reason (it said "space-filling")
 
     assert whys[6] in choices_table(searcher.choices)
+
+
+def test_the_summary_prints_the_fit_command_s_law_not_the_last_warm_refit(trials):
+    """A new user's finding: the summary printed A=8.73, alpha=0.142 where ``fit`` on the same 8
+    runs gave A=3.60, alpha=0.106. The online fitter's warm refits had kept an earlier basin; the
+    summary now reports the full refit (the runs of tests/test_online.py's example, seed 7)."""
+    rng = np.random.default_rng(7)
+    N = np.exp(rng.uniform(np.log(1e6), np.log(3e7), 8))
+    D = N * np.exp(rng.uniform(np.log(2), np.log(60), 8))
+    y = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.01, seed=7).observe({"N": N, "D": D})
+    searcher = ActiveSearcher(trials, law="chinchilla", settings=TrialConfig(sweep="active", storage="unused"),
+                              ledger=BudgetLedger(limit_flops=1e18), max_concurrent=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i in range(8):
+            searcher.fitter.add({"N": N[i], "D": D[i]}, y[i], run_id=f"r{i}")
+            searcher.fitter.fit
+        warm_alpha = searcher.fitter.fit.params["alpha"]
+        batch = fit_law("chinchilla", {"N": N, "D": D, "loss": y})
+    assert abs(warm_alpha / batch.params["alpha"] - 1) > 0.2  # the warm fit is the other basin
+    law_line = next(line for line in searcher.summary_lines() if line.startswith("  law chinchilla"))
+    assert f"alpha={batch.params['alpha']:.3g} " in law_line and f"alpha={warm_alpha:.3g} " not in law_line

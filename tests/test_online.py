@@ -86,3 +86,26 @@ def test_state_round_trip_restores_runs_counts_and_fit():
         assert restored.params[k] == pytest.approx(v, rel=1e-4)
     with pytest.raises(ValueError, match="inputs"):
         OnlineFitter("kaplan_n", FAST).load_state_dict(online.state_dict())
+
+
+def test_the_final_fit_is_the_fit_command_s_optimum_where_a_warm_refit_stayed_in_an_old_basin():
+    """Eight small Chinchilla runs fed one at a time (seed 7 of a 12-seed probe where 4 ended so):
+    the warm refits keep the basin the first six runs chose, at over twice the objective of a fit
+    of all eight; the final fit (what the active summary and a stop report) is that fit's."""
+    rng = np.random.default_rng(7)
+    N = np.exp(rng.uniform(np.log(1e6), np.log(3e7), 8))
+    D = N * np.exp(rng.uniform(np.log(2), np.log(60), 8))
+    y = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.01, seed=7).observe({"N": N, "D": D})
+    online = OnlineFitter("chinchilla")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i in range(8):
+            online.add({"N": N[i], "D": D[i]}, y[i])
+            online.fit
+        batch = fit_law("chinchilla", {"N": N, "D": D, "loss": y})
+    assert online.n_warm_refits >= 1
+    assert online.fit.objective > 1.5 * batch.objective  # the example: the warm fit is the worse optimum
+    final = online.final_fit()
+    assert final.objective <= batch.objective * (1 + 1e-6)
+    assert final.params["alpha"] == pytest.approx(batch.params["alpha"], rel=1e-3)
+    assert online.final_fit() is final  # no second refit while no run was added
