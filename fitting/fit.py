@@ -140,6 +140,11 @@ class FitResult:
             out[k] = ", ".join(t for t in tags if t)
         return out
 
+    def not_identified(self, level: float | None = None) -> dict[str, str | None]:
+        """Per parameter: None when the runs identify it, else why not (:meth:`verdicts`): the
+        machine-readable form of the tags and notes, as every ``--json`` gives it."""
+        return {k: None if v.identified else v.reason for k, v in self.verdicts(level).items()}
+
     def notes(self, level: float | None = None) -> list[str]:
         """:attr:`warnings` and, last, the note naming the parameters the runs do not identify
         (:func:`fitting.checks.unidentified_note` of :meth:`verdicts`): what every command prints
@@ -276,7 +281,7 @@ class FitResult:
             "identified": known,
             "unidentified_reason": verdict.reason,
             # per parameter: null when the runs identify it, else why not (fitting.checks.parameter_verdicts)
-            "not_identified": {k: None if v.identified else v.reason for k, v in self.verdicts(level).items()},
+            "not_identified": self.not_identified(level),
             "stderr": {k: v if known and np.isfinite(v) else None for k, v in self.stderr.items()},
             key: {k: [iv.lo, iv.hi] if known else None for k, iv in ivs.items()},
             # per parameter [lower open, upper open]: the data do not close that side (it runs to the bound)

@@ -146,7 +146,8 @@ def _cmd_predict(args) -> int:
                "parameter_part": describe_parameter_part(fit, part) if calibration else None,
                "parameter_method": part if calibration else None}
     if args.json:
-        print(json.dumps(json_safe({"law": law.name, "params": fit.params, "warnings": notes, **summary,
+        print(json.dumps(json_safe({"law": law.name, "params": fit.params,
+                                    "not_identified": fit.not_identified(args.level), "warnings": notes, **summary,
                                  "aggregation": data.aggregation, "targets": rows})))
         return 0
     for note in notes:

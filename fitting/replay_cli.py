@@ -130,7 +130,8 @@ def _cmd_replay(args) -> int:
     from fitting.design import Candidates, TargetRegion
     from fitting.laws import get_law
     from fitting.replay import run_design, target_metrics
-    from fitting.cli import check_parameter_part, parameter_part_from_args
+    from fitting.checks import unidentified_note
+    from fitting.cli import PLAIN_SOURCE, check_parameter_part, parameter_part_from_args
     from scalesweep.cli import check_output_file
 
     check_output_file(args.out, "--out")  # before the design runs, not after
@@ -184,12 +185,12 @@ def _cmd_replay(args) -> int:
           + ", ".join(f"{k}={v:.4g}" + (f" ({tags[k]})" if tags[k] else "") for k, v in run.fit.params.items()))
     if run.fit.bounds_note:
         print(f"warning: {run.fit.bounds_note}")
+    if (why := unidentified_note(run.fit.verdicts(0.9), f"law {run.fit.law.name!r}")):  # the tags' reasons
+        print(f"warning: {why}")
     if args.interval == "misfit":
         print(f"intervals: {describe_parameter_part(run.fit, part)}")
         print(f"intervals: {calibration.describe()}")
     else:  # --interval plain: named too, so no interval is printed without its source
-        from fitting.cli import PLAIN_SOURCE
-
         print(f"intervals: {PLAIN_SOURCE[iv.method]}")
     scored = np.isfinite(targets.y) & (targets.y > 0)
     if scored.any():
@@ -201,12 +202,16 @@ def _cmd_replay(args) -> int:
 
 
 def _write_predictions(path, cols: Mapping[str, np.ndarray], iv) -> None:
+    """The targets' predictions as CSV at ``path`` (local or a pyarrow.fs URI), each row with its
+    interval's level and method (e.g. ``profile+misfit(a=0.0238)``: the parameter part and the
+    misfit sd replay prints in full), so the file says what its bounds are."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
     from metrics import resolve, write_atomically
 
     table = pa.table({**{k: np.asarray(v) for k, v in cols.items()},
-                      "predicted_loss": iv.mean, "lower": iv.lo, "upper": iv.hi})
+                      "predicted_loss": iv.mean, "lower": iv.lo, "upper": iv.hi,
+                      "level": np.full(len(iv.mean), iv.level), "interval": [iv.method] * len(iv.mean)})
     fs, target = resolve(path)  # a local path or a pyarrow.fs URI
     write_atomically(target, lambda stream: pcsv.write_csv(table, stream), fs)

@@ -127,3 +127,13 @@ def test_predict_targets_file_and_test_selection(tmp_path, capsys):
 def test_predict_errors_exit_2(capsys, args, message):
     rc = main(["predict", "--example", "epoch-chinchilla", "--bootstrap", "0", *args])
     assert rc == 2 and message in capsys.readouterr().err
+
+
+def test_predict_json_names_each_parameter_the_runs_do_not_identify(capsys):
+    # predict --json had the verdicts only inside warning text; it now has fit --json's
+    # per-parameter "not_identified" (null, or the reason), from the one owner FitResult.not_identified
+    assert main(["predict", "--example", "epoch-chinchilla", "--bootstrap", "0", "--train", "C <= 1e19", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_train"] == 48
+    assert out["not_identified"]["E"].startswith("at its bound") and out["not_identified"]["A"] is None
+    assert set(out["not_identified"]) == set(out["params"])

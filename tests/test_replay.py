@@ -58,6 +58,19 @@ def test_cli_writes_predictions_and_reports_metrics(csvs, capsys):
     for r in rows:
         assert float(r["lower"]) < float(r["predicted_loss"]) < float(r["upper"])
         assert abs(float(r["predicted_loss"]) / float(r["loss"]) - 1) < 0.1
+        # the file names its intervals (a new user's finding: the CSV had bounds without a source)
+        assert float(r["level"]) == 0.9 and re.match(r"(delta|profile|bootstrap)\+misfit\(a=", r["interval"])
+
+
+def test_a_not_identified_tag_comes_with_its_reason(tmp_path, capsys):
+    # replay printed "E=0.6671 (not identified)" and nothing more, where fit, predict
+    # and plan name the reason: the same note now follows replay's fit line
+    rc = main(["replay", "--example", "epoch-chinchilla", "--budget-fraction", "0.01", "--strategy", "cheapest",
+               "--bootstrap", "0", "--out", str(tmp_path / "p.csv")])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "E=0.6671 (not identified)" in out
+    assert "warning: not identified by these runs: E (its profile interval [0, 1.72] is open on the lower side" in out
 
 
 @pytest.mark.parametrize("args, message", [
