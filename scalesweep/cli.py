@@ -82,6 +82,21 @@ class Parser(argparse.ArgumentParser):
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         sys.exit(2)
 
+    def add_subparsers(self, **kwargs):
+        self._commands = super().add_subparsers(**kwargs)  # for parse_args: which command a flag was given to
+        return self._commands
+
+    def parse_args(self, args=None, namespace=None):
+        """argparse's, but an unknown flag is reported by the sub-command it was given to
+        (``scalesweep plan: error: unrecognized arguments: --bogus``): the top-level parser, which
+        argparse has say it, cannot name the command whose ``--help`` lists the flags."""
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            commands = getattr(self, "_commands", None)
+            command = commands and commands.choices.get(getattr(namespace, commands.dest, None))
+            (command or self).error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(

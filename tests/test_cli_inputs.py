@@ -207,3 +207,21 @@ def test_every_quoted_command_parses_as_written(parser):
         if args.command == "predict" and not (args.train or args.fit_max_compute):  # predict's one rule
             bad.append((doc, command))
     assert not bad, bad
+
+
+# ---------------------------------------------------------------- flags named, flags read
+def _subcommands(parser):
+    return sorted(next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices)
+
+
+def test_an_unknown_flag_is_named_by_its_command(parser, capsys):
+    """argparse had the top-level parser say it ("scalesweep: error: unrecognized arguments"),
+    which names no command whose --help lists the flags."""
+    for command in _subcommands(parser):
+        rc, _, err = run(capsys, command, "--bogus-flag")
+        lines = err.strip().splitlines()
+        assert rc == 2 and len(lines) == 1 and lines[0].startswith(f"scalesweep {command}: error: "), (command, err)
+    for argv in (["plan", "--compute", "1e22", "--bogus-flag"], ["fit", "--example", "epoch-chinchilla", "x", "y"]):
+        rc, _, err = run(capsys, *argv)
+        assert rc == 2 and err.startswith(f"scalesweep {argv[0]}: error: unrecognized arguments: "), err
+
