@@ -135,10 +135,22 @@ def _read_path(path: str) -> tuple[dict[str, np.ndarray], str, bool]:
     return {n: tab.column(n).to_numpy(zero_copy_only=False) for n in tab.column_names}, path, False
 
 
+#: The flag that names each logical input's column (fitting.cli.add_table_args); any other input
+#: is mapped with ``--col INPUT=COLUMN``. Messages about a column name the flag that set it.
+COLUMN_FLAGS = {"N": "--n-col", "D": "--d-col", "C": "--c-col", "loss": "--loss-col", "U": "--u-col", "S": "--s-col"}
+
+
+def column_flag(logical: str) -> str:
+    """The flag that sets ``logical``'s column (:data:`COLUMN_FLAGS`, else ``--col INPUT=``)."""
+    return COLUMN_FLAGS.get(logical, f"--col {logical}=")
+
+
 def _pick(cols: Mapping[str, Any], logical: str, explicit: str | None, is_store: bool, desc: str) -> str | None:
     if explicit is not None:
         if explicit not in cols:
-            raise ValueError(f"column {explicit!r} (for {logical}) not found in {desc}; available: {sorted(cols)}")
+            flag = column_flag(logical)
+            raise ValueError(f"{flag}{'' if flag.endswith('=') else ' '}{explicit}: no column {explicit!r} (for "
+                             f"{logical}) in {desc}; available: {sorted(cols)}")
         return explicit
     if is_store and STORE_DEFAULTS.get(logical) in cols:
         return STORE_DEFAULTS[logical]
@@ -322,9 +334,12 @@ def load_fit_data(
             drop(status == value, f"status {value} (fitted: {', '.join(statuses)})")
     _keep_grid(cols, sub_sweep, is_store, desc, drop)  # before the family check: it speaks of the kept rows
     if family is not None and not (is_store and "family" in cols):
-        raise ValueError(f"family: {desc} records no model family (only a sweep's metrics directory does)")
+        raise ValueError(f"--family {family}: {desc} records no model family (only a sweep's metrics directory does)")
     if is_store and "family" in cols:  # a law describes one model family (Kaplan fig. 7 fits each)
         families = np.asarray(cols["family"]).astype(str)
+        if family is not None and family not in set(families[keep]):  # not "all rows dropped (family not X)"
+            held = ", ".join(sorted(set(families[keep]))) or "none"
+            raise ValueError(f"--family {family}: {desc} holds no {family} runs (its families: {held})")
         if family is not None:
             drop(families != family, f"family not {family}")
         elif len(set(families[keep])) > 1:
@@ -373,7 +388,7 @@ def load_fit_data(
         worst = np.argsort(y)[::-1][: int(drop_top_loss)]
         sel = np.ones(len(y), dtype=bool)
         sel[worst] = False
-        reasons[f"{int(drop_top_loss)} highest-loss {'cells' if message else 'rows'} (drop_top_loss)"] = len(worst)
+        reasons[f"{int(drop_top_loss)} highest-loss {'cells' if message else 'rows'} (--drop-top-loss)"] = len(worst)
         X, y, index = {k: v[sel] for k, v in X.items()}, y[sel], index[sel]
         weights = None if weights is None else weights[sel]
         best = {k: v[sel] for k, v in best.items()}
@@ -415,13 +430,13 @@ def _check_aggregation(aggregate, cols: Mapping[str, Any], mapping: Mapping[str,
     if not aggregate:
         return
     for col in aggregate.columns:
-        which = "best_over" if col in aggregate.best_over else "mean_over"
+        which = aggregate.source(col)
         if col not in cols:
-            raise ValueError(f"{which} column {col!r} not found in {desc}; available columns: {sorted(cols)}")
+            raise ValueError(f"{which} {col}: no column {col!r} in {desc}; available columns: {sorted(cols)}")
         used = [k for k, v in mapping.items() if v == col]
         if used:
-            raise ValueError(f"{which} column {col!r} is the law's {used[0]} column in {desc}: a law input cannot "
-                             f"also be aggregated over")
+            raise ValueError(f"{which} {col}: column {col!r} is the law's {used[0]} column in {desc}: a law input "
+                             f"cannot also be aggregated over")
 
 
 def _warn_repeats(X: Mapping[str, np.ndarray], cols: Mapping[str, Any], kept: np.ndarray,

@@ -16,7 +16,8 @@ import sys
 # CLI works while the packages grow.
 COMMAND_MODULES = (
     "trainers.cli",        # train
-    "fitting.cli",         # fit, plan
+    "fitting.cli",         # fit
+    "fitting.plan_cli",    # plan
     "fitting.replay_cli",  # replay
     "fitting.predict_cli", # predict
     "fitting.frontier_cli", # frontier
@@ -63,6 +64,13 @@ def check_plot_file(path: str, flag: str) -> None:
     suffix = os.path.splitext(path)[1].lstrip(".").lower()
     if suffix not in formats:
         raise ValueError(f"{flag}: {path!r} needs the suffix of an image format ({', '.join(sorted(formats))})")
+
+
+def changed_flags(args, actions) -> list[str]:
+    """The flags (first option string) of ``actions`` whose value in ``args`` is not the action's
+    default: for a command to refuse the flags a mode of it reads by nothing. (A flag typed with its
+    default value changes nothing and passes.)"""
+    return [a.option_strings[0] for a in actions if getattr(args, a.dest, a.default) != a.default]
 
 
 class Parser(argparse.ArgumentParser):
