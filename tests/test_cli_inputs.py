@@ -294,3 +294,12 @@ def test_report_refuses_what_it_took_for_a_failed_fit(tmp_path, capsys, argv, me
     """report --best-over nope wrote the page with "no fit" and exit 0; now refused before the store is read."""
     rc, _, err = run(capsys, "report", tmp_path / "no-store", *argv)
     assert rc == 2 and message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("command", ["run", "ladder"])
+def test_num_cpus_with_address_is_refused_before_the_spec_is_read(tmp_path, capsys, command):
+    """It was refused only when Ray started: after the spec's checks, Ray's import and the sweep's
+    store were touched (tests/test_cluster_path.py has the refusal on a real spec)."""
+    rc, _, err = run(capsys, command, tmp_path / "no-spec.yaml", "--address", "127.0.0.1:1", "--num-cpus", "2")
+    assert rc == 2 and err.strip() == (f"scalesweep {command}: error: --num-cpus sets the CPUs of a local Ray; "
+                                       f"with --address the cluster's nodes have theirs"), err
