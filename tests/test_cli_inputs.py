@@ -303,3 +303,19 @@ def test_num_cpus_with_address_is_refused_before_the_spec_is_read(tmp_path, caps
     rc, _, err = run(capsys, command, tmp_path / "no-spec.yaml", "--address", "127.0.0.1:1", "--num-cpus", "2")
     assert rc == 2 and err.strip() == (f"scalesweep {command}: error: --num-cpus sets the CPUs of a local Ray; "
                                        f"with --address the cluster's nodes have theirs"), err
+
+
+def test_train_refuses_explicit_sizes_with_target_params(tmp_path, capsys):
+    """`train --target-params 1e6 --n-layer 7` trained a 3-layer model: the size flag was dropped."""
+    rc, _, err = run(capsys, "train", "--target-params", "1e6", "--n-layer", "7")
+    assert rc == 2 and err.strip() == ("scalesweep train: error: --n-layer 7: --target-params chooses n_layer, "
+                                       "d_model, n_heads, d_ff; give it or explicit sizes, not both"), err
+    config = tmp_path / "c.yaml"
+    config.write_text("shape: {target_params: 1.0e+6}\n")
+    rc, _, err = run(capsys, "train", "--config", config, "--d-model", "512")
+    assert rc == 2 and f"--d-model 512: the target_params of --config {config} chooses" in err, err
+    from trainers.cli import config_from_args  # --target-params over a config's explicit sizes still overrides them
+
+    config.write_text("shape: {n_layer: 2, d_model: 64, n_heads: 2, d_ff: 256}\n")
+    args = build_parser().parse_args(["train", "--config", str(config), "--target-params", "1e6"])
+    assert config_from_args(args)["shape"] == {"target_params": "1e6"}

@@ -81,10 +81,14 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if not isinstance(raw, dict):
             raise ValueError(f"--config: {args.config} must hold a mapping of TrainConfig fields")
     shape = dict(raw.get("shape") or {})
-    for flag in _shape_flags():
-        if getattr(args, flag) is not None:
-            shape[flag] = getattr(args, flag)
-    if "target_params" in shape:
+    given = {flag: getattr(args, flag) for flag in _shape_flags() if getattr(args, flag) is not None}
+    sizes = [k for k in _EXPLICIT_SIZES if k in given]
+    if sizes and "target_params" in {**shape, **given}:  # the size flags were dropped without a word
+        where = "--target-params" if "target_params" in given else f"the target_params of --config {args.config}"
+        raise ValueError(f"--{sizes[0].replace('_', '-')} {given[sizes[0]]}: {where} chooses "
+                         f"{', '.join(_EXPLICIT_SIZES)}; give it or explicit sizes, not both")
+    shape.update(given)
+    if "target_params" in shape:  # --target-params over a --config's explicit sizes
         for explicit in _EXPLICIT_SIZES:
             shape.pop(explicit, None)
     if not set(shape) & {"target_params", *_EXPLICIT_SIZES}:  # no size given: a small default
@@ -106,9 +110,10 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_train(args: argparse.Namespace) -> int:
     from trainers.config import RunOutput, TrainConfig
+
+    config = TrainConfig.from_dict(config_from_args(args))  # bad flags refused before torch is imported
     from trainers.deepspeed_trainer import train
 
-    config = TrainConfig.from_dict(config_from_args(args))
     output = RunOutput(storage=args.storage, sweep=args.sweep, trial_id=args.trial_id,
                        checkpoint_dir=args.checkpoint_dir, resume_from=args.resume_from)
     result = train(config, output)
