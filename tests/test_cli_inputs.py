@@ -319,3 +319,10 @@ def test_train_refuses_explicit_sizes_with_target_params(tmp_path, capsys):
     config.write_text("shape: {n_layer: 2, d_model: 64, n_heads: 2, d_ff: 256}\n")
     args = build_parser().parse_args(["train", "--config", str(config), "--target-params", "1e6"])
     assert config_from_args(args)["shape"] == {"target_params": "1e6"}
+
+
+@pytest.mark.parametrize("flag", ["--sweep", "--trial-id"])
+def test_train_refuses_store_names_without_a_store(capsys, flag):
+    rc, _, err = run(capsys, "train", "--target-params", "1e5", flag, "mine")
+    assert rc == 2 and err.strip() == (f"scalesweep train: error: {flag} mine: names the run in the metrics store; "
+                                       f"without --storage nothing is written"), err

@@ -51,6 +51,8 @@ def _shape_flags() -> dict[str, str]:
 
 
 _EXPLICIT_SIZES = ("n_layer", "d_model", "n_heads", "d_ff")
+#: where a run lands in the metrics store (--sweep, --trial-id): their defaults; read only with --storage
+STORE_NAMES = {"sweep": "standalone", "trial_id": "run"}
 
 
 def register(subparsers) -> None:
@@ -66,8 +68,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", help="builtin | path/glob | *.jsonl | *.parquet | *.bin")
     parser.add_argument("--tokenizer", help="byte | bpe:<vocab> | tiktoken:gpt2")
     parser.add_argument("--storage", help="metrics store root (path or pyarrow.fs URI)")
-    parser.add_argument("--sweep", default="standalone", help="sweep name in the metrics store (default standalone)")
-    parser.add_argument("--trial-id", default="run", help="trial id in the metrics store (default run)")
+    parser.add_argument("--sweep", default=STORE_NAMES["sweep"],
+                        help=f"sweep name in the metrics store (default {STORE_NAMES['sweep']})")
+    parser.add_argument("--trial-id", default=STORE_NAMES["trial_id"],
+                        help=f"trial id in the metrics store (default {STORE_NAMES['trial_id']})")
     parser.add_argument("--checkpoint-dir", help="save DeepSpeed checkpoints here (at evaluations)")
     parser.add_argument("--resume-from", help="continue from this checkpoint directory")
 
@@ -112,6 +116,11 @@ def run_train(args: argparse.Namespace) -> int:
     from trainers.config import RunOutput, TrainConfig
 
     config = TrainConfig.from_dict(config_from_args(args))  # bad flags refused before torch is imported
+    named = [(k, getattr(args, k)) for k, default in STORE_NAMES.items() if getattr(args, k) != default]
+    if named and not args.storage:  # read by nothing
+        key, value = named[0]
+        raise ValueError(f"--{key.replace('_', '-')} {value}: names the run in the metrics store; without --storage "
+                         f"nothing is written")
     from trainers.deepspeed_trainer import train
 
     output = RunOutput(storage=args.storage, sweep=args.sweep, trial_id=args.trial_id,
