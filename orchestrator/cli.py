@@ -20,6 +20,10 @@ _DEFER_HELP = ("do not read the corpus (for a corpus that exists only on the clu
 
 def _validate(args: argparse.Namespace) -> int:
     if args.reference:
+        if args.spec is not None or args.defer_data_checks:  # read by nothing: it prints and exits
+            raise ValueError(f"--reference prints the spec field reference and checks no spec: drop "
+                             f"{'SPEC ' + repr(args.spec) if args.spec is not None else '--defer-data-checks'}, "
+                             f"or --reference")
         from orchestrator.spec_reference import reference_markdown
 
         print(reference_markdown(), end="")

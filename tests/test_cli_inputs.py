@@ -326,3 +326,11 @@ def test_train_refuses_store_names_without_a_store(capsys, flag):
     rc, _, err = run(capsys, "train", "--target-params", "1e5", flag, "mine")
     assert rc == 2 and err.strip() == (f"scalesweep train: error: {flag} mine: names the run in the metrics store; "
                                        f"without --storage nothing is written"), err
+
+
+def test_validate_reference_refuses_a_spec_it_would_not_read(capsys):
+    rc, _, err = run(capsys, "validate", "examples/demo.yaml", "--reference")
+    assert rc == 2 and err.strip() == ("scalesweep validate: error: --reference prints the spec field reference "
+                                       "and checks no spec: drop SPEC 'examples/demo.yaml', or --reference"), err
+    rc, _, err = run(capsys, "validate", "--reference", "--defer-data-checks")
+    assert rc == 2 and "drop --defer-data-checks" in err, err
