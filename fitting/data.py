@@ -184,8 +184,8 @@ def _resolve(cols, inputs, explicit, is_store, desc, require_loss: bool) -> tupl
     from N and D (both then mapped)."""
     mapping: dict[str, str] = {}
     derive_d = False
-    hint = {"N": "--n-col", "D": "--d-col (or --c-col and --n-col to derive D = C/(k·N))", "loss": "--loss-col",
-            "U": "--u-col", "S": "--s-col", "C": "--c-col (or N and D columns)"}
+    hint = {**COLUMN_FLAGS, "D": "--d-col (or --c-col and --n-col to derive D = C/(k·N))",
+            "C": "--c-col (or N and D columns)"}
 
     def missing(name):
         return ValueError(f"missing column for {name} in {desc} (set {hint.get(name, f'--col {name}=COLUMN')}); "
