@@ -140,17 +140,18 @@ def _read_path(path: str) -> tuple[dict[str, np.ndarray], str, bool]:
 COLUMN_FLAGS = {"N": "--n-col", "D": "--d-col", "C": "--c-col", "loss": "--loss-col", "U": "--u-col", "S": "--s-col"}
 
 
-def column_flag(logical: str) -> str:
-    """The flag that sets ``logical``'s column (:data:`COLUMN_FLAGS`, else ``--col INPUT=``)."""
-    return COLUMN_FLAGS.get(logical, f"--col {logical}=")
+def column_flag(logical: str, column: str) -> str:
+    """How the user named ``column`` for ``logical``: ``--n-col params`` (:data:`COLUMN_FLAGS`), else
+    ``--col INPUT=COLUMN``; messages about that column start with it."""
+    flag = COLUMN_FLAGS.get(logical)
+    return f"{flag} {column}" if flag else f"--col {logical}={column}"
 
 
 def _pick(cols: Mapping[str, Any], logical: str, explicit: str | None, is_store: bool, desc: str) -> str | None:
     if explicit is not None:
         if explicit not in cols:
-            flag = column_flag(logical)
-            raise ValueError(f"{flag}{'' if flag.endswith('=') else ' '}{explicit}: no column {explicit!r} (for "
-                             f"{logical}) in {desc}; available: {sorted(cols)}")
+            raise ValueError(f"{column_flag(logical, explicit)}: no column {explicit!r} (for {logical}) in {desc}; "
+                             f"available: {sorted(cols)}")
         return explicit
     if is_store and STORE_DEFAULTS.get(logical) in cols:
         return STORE_DEFAULTS[logical]
@@ -351,7 +352,12 @@ def load_fit_data(
     _check_aggregation(aggregate, cols, mapping, desc)
     arrays = {}
     for key, col in mapping.items():
-        arrays[key], bad, examples = numeric_column(cols[col], col, desc)
+        try:
+            arrays[key], bad, examples = numeric_column(cols[col], col, desc)
+        except ValueError as err:  # no number at all: a column the user named is named by its flag
+            if explicit.get(key) is None:
+                raise
+            raise ValueError(f"{column_flag(key, col)}: {err}") from None
         if key != "loss" or require_loss:
             drop(bad, f"non-numeric {col} (e.g. {', '.join(repr(e) for e in examples)})")
     if derive_d:

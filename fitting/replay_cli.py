@@ -132,7 +132,10 @@ def _cost(args, source, pool):
     if args.cost_col not in raw:
         raise ValueError(f"--cost-col {args.cost_col}: no column {args.cost_col!r} in the pool ({source}); "
                          f"available: {sorted(raw)}")
-    cost = numeric_column(raw[args.cost_col], args.cost_col, str(source))[0][pool.index]
+    try:
+        cost = numeric_column(raw[args.cost_col], args.cost_col, str(source))[0][pool.index]
+    except ValueError as err:  # no number at all
+        raise ValueError(f"--cost-col {args.cost_col}: {err}") from None
     bad = ~(np.isfinite(cost) & (cost > 0))
     if bad.all():
         raise ValueError(f"--cost-col {args.cost_col}: no positive number in the pool's usable rows")

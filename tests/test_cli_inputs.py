@@ -259,6 +259,8 @@ EXAMPLE = ["--example", "epoch-chinchilla", "--bootstrap", "0"]
     (["fit", "--best-over", "nope"], "--best-over nope: no column 'nope' in example epoch-chinchilla"),
     (["fit", "--mean-over", "nope"], "--mean-over nope: no column 'nope' in example epoch-chinchilla"),
     (["fit", "--n-col", "nope"], "--n-col nope: no column 'nope' (for N) in example epoch-chinchilla"),
+    (["fit", "--n-col", "color"], "--n-col color: column 'color' in example epoch-chinchilla is not numeric"),
+    (["replay", "--cost-col", "color", "--out", "/tmp/x.csv"], "--cost-col color: column 'color' in"),
     (["fit", "--col", "D=nope"], "--col D=nope: D has its own flag: --d-col nope"),
     (["fit", "--law", "data_constrained", "--u-col", "nope"], "--u-col nope: no column 'nope' (for U)"),
     (["fit", "--family", "lstm"], "--family lstm: example epoch-chinchilla records no model family"),
