@@ -47,15 +47,17 @@ the learning rate and the batch, mean over seeds (`default_aggregation`)."""
 class Aggregation:
     """Which columns a cell is aggregated over: the best setting of ``best_over`` (after
     averaging over ``mean_over``). Lists are kept as tuples; a column in both lists, or a
-    column named twice, is a ValueError naming it."""
+    column named twice, is a ValueError naming it. ``names``: what messages call the two lists,
+    where the user wrote them (the CLI's ``--best-over``/``--mean-over``; default the field names)."""
 
     best_over: tuple[str, ...] = ()
     mean_over: tuple[str, ...] = ()
+    names: tuple[str, str] = field(default=("best_over", "mean_over"), compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "best_over", tuple(self.best_over))
         object.__setattr__(self, "mean_over", tuple(self.mean_over))
-        for name, cols in (("best_over", self.best_over), ("mean_over", self.mean_over)):
+        for name, cols in zip(self.names, (self.best_over, self.mean_over)):
             for col in cols:
                 if not isinstance(col, str) or not col:
                     raise ValueError(f"{name}: a column name must be a non-empty string, got {col!r}")
@@ -64,13 +66,17 @@ class Aggregation:
                 raise ValueError(f"{name}: column {twice[0]!r} is named twice")
         both = sorted(set(self.best_over) & set(self.mean_over))
         if both:
-            raise ValueError(f"column {both[0]!r} is in both best_over and mean_over (a column is either "
+            raise ValueError(f"column {both[0]!r} is in both {self.names[0]} and {self.names[1]} (a column is either "
                              f"optimised over or averaged over)")
         if EVERY_ROW in self.mean_over or (EVERY_ROW in self.best_over and len(self.best_over) > 1):
-            raise ValueError(f"{EVERY_ROW!r} (every row its own setting) stands alone in best_over")
+            raise ValueError(f"{EVERY_ROW!r} (every row its own setting) stands alone in {self.names[0]}")
 
     def __bool__(self) -> bool:
         return bool(self.best_over or self.mean_over)
+
+    def source(self, col: str) -> str:
+        """The list (as :attr:`names` calls it) that holds ``col``: for messages about that column."""
+        return self.names[0] if col in self.best_over else self.names[1]
 
     @property
     def columns(self) -> tuple[str, ...]:

@@ -114,7 +114,7 @@ def optimal_allocation(law, params, C, *, flops_per_token: float = 6.0, fixed: M
     from scipy.optimize import minimize_scalar
 
     law = get_law(law)
-    if not {"N", "D"} <= set(law.inputs) and "C" not in law.inputs:
+    if not allocatable(law):
         raise ValueError(f"law {law.name!r} has no N and D inputs: nothing to allocate")
     theta = law.as_array(params)
     C = np.atleast_1d(np.asarray(C, dtype=float))
@@ -309,6 +309,12 @@ def allocation_drivers(fit, compute: float, level: float = 0.9, *, flops_per_tok
                 out.append(name)
                 break
     return out
+
+
+def allocatable(law) -> bool:
+    """Whether a compute budget can be allocated under ``law``: it has N and D inputs, or C."""
+    inputs = set(get_law(law).inputs)
+    return {"N", "D"} <= inputs or "C" in inputs
 
 
 def compute_optimal_allocation(fit=None, compute: float = 1e21, *, law=None, params=None, level: float = 0.9,

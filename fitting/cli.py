@@ -1,11 +1,11 @@
-"""``scalesweep fit`` and ``scalesweep plan`` (pure numpy/scipy; imported lazily)."""
+"""``scalesweep fit`` and the table and fit flags every command reading runs shares (plan:
+fitting/plan_cli.py; pure numpy/scipy, imported lazily)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import os
 import warnings
 
 from scalesweep.argtypes import count, fraction, positive
@@ -52,6 +52,17 @@ def add_table_args(p: argparse.ArgumentParser) -> None:
                         "(default: the main grid's)")
 
 
+def law_from_args(args):
+    """The law ``--law`` names (fitting.laws.get_law), its errors (an unknown name, a law file that
+    does not load) naming the flag."""
+    from fitting.laws import get_law
+
+    try:
+        return get_law(args.law)
+    except ValueError as err:
+        raise ValueError(f"--law {args.law}: {err}") from None
+
+
 def table_source(path, args, what: str):
     """A positional table path or ``--example`` (exactly one) → (source, drop_top_loss, name for
     messages)."""
@@ -70,11 +81,12 @@ def table_source(path, args, what: str):
 
 
 def load_table(source, args, law, *, drop_top_loss: int = 0, require_loss: bool = True, name: str | None = None,
-               curve_points: bool = False):
+               curve_points: bool = False, flag: str | None = None):
     """Read ``source`` for ``law`` with the column flags of :func:`add_table_args`; ``curve_points``:
-    its rows are curve points (fitting.data.load_fit_data). → (FitData, the warnings it raised as strings)."""
+    its rows are curve points (fitting.data.load_fit_data); ``flag``: the option that gave ``source``
+    (``--targets``), which its errors then name. → (FitData, the warnings it raised as strings)."""
     from fitting.checks import user_messages
-    from fitting.data import load_fit_data
+    from fitting.data import COLUMN_FLAGS, load_fit_data
     from fitting.fit import store_misfit
 
     extra = {}
@@ -86,6 +98,8 @@ def load_table(source, args, law, *, drop_top_loss: int = 0, require_loss: bool 
         if "=" not in item:
             raise ValueError(f"--col expects INPUT=COLUMN, got {item!r}")
         k, v = item.split("=", 1)
+        if k.strip() in COLUMN_FLAGS:  # one flag per input, so that messages name the one typed
+            raise ValueError(f"--col {item}: {k.strip()} has its own flag: {COLUMN_FLAGS[k.strip()]} {v.strip()}")
         inputs = getattr(law, "inputs", None)
         if inputs is not None and k.strip() not in inputs:  # it was read by nothing, silently
             raise ValueError(f"--col {item}: {k.strip()!r} is not an input of law {law.name!r} "
@@ -94,27 +108,29 @@ def load_table(source, args, law, *, drop_top_loss: int = 0, require_loss: bool 
     aggregate = table_aggregation(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        data = load_fit_data(source, n_col=args.n_col, d_col=args.d_col, loss_col=args.loss_col, c_col=args.c_col,
-                             extra_cols=extra, law=law, flops_per_token=args.flops_per_token,
-                             drop_top_loss=drop_top_loss, best_per_config=args.best_per_config,
-                             aggregate=aggregate, require_loss=require_loss, name=name,
-                             family=getattr(args, "family", None), sub_sweep=getattr(args, "sub_sweep", None),
-                             curve_points=curve_points, misfit_of=store_misfit)
+        try:
+            data = load_fit_data(source, n_col=args.n_col, d_col=args.d_col, loss_col=args.loss_col,
+                                 c_col=args.c_col, extra_cols=extra, law=law, flops_per_token=args.flops_per_token,
+                                 drop_top_loss=drop_top_loss, best_per_config=args.best_per_config,
+                                 aggregate=aggregate, require_loss=require_loss, name=name,
+                                 family=getattr(args, "family", None), sub_sweep=getattr(args, "sub_sweep", None),
+                                 curve_points=curve_points, misfit_of=store_misfit)
+        except (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError) as err:
+            if flag is None:
+                raise
+            raise type(err)(f"{flag}: {err}") from None
     return data, user_messages(caught)
 
 
 def table_aggregation(args):
     """``--best-over`` / ``--mean-over`` → a :class:`fitting.aggregate.Aggregation` (None when
-    neither is given); a column in both, or twice, is a ValueError naming the flag."""
+    neither is given) whose messages (a column in both, or twice, or not in the table) name the flag."""
     from fitting.aggregate import Aggregation
 
     best, mean = list(getattr(args, "best_over", None) or []), list(getattr(args, "mean_over", None) or [])
     if not best and not mean:
         return None
-    try:
-        return Aggregation(tuple(best), tuple(mean))
-    except ValueError as err:
-        raise ValueError(f"--best-over/--mean-over: {err}") from None
+    return Aggregation(tuple(best), tuple(mean), names=("--best-over", "--mean-over"))
 
 
 #: Bootstrap resamples behind a fit's intervals unless told otherwise: every command's --bootstrap
@@ -179,6 +195,25 @@ def parameter_part_from_args(args, fit) -> str:
     return default_parameter_part(fit) if args.parameter_part == "auto" else args.parameter_part
 
 
+def check_training_rows(data, law, selected=None, selection: str | None = None) -> None:
+    """Before fitting: the rows of ``data`` (a FitData) that ``selected`` (a mask; None: all) keeps
+    must be as many as a fit of ``law`` takes (``law.min_runs``); else a ValueError naming
+    ``selection``, the flag and value the user typed (``--fit-max-compute 1e+20``, ``--train 'N <
+    1e9'``), and the rows dropped before it and why (``--drop-top-loss``, ``--family``, statuses)."""
+    import numpy as np
+
+    kept = len(data) if selected is None else int(np.sum(selected))
+    if kept >= law.min_runs:
+        return
+    rows = "cells" if data.aggregation else "runs"
+    what = (f"{selection} selects {kept or 'none'} of the {len(data)} {rows}" if selection else
+            f"{data.source} has {kept} usable {rows}")
+    why = "; ".join(f"{v} for {k}" for k, v in data.drop_reasons.items())
+    dropped = f"; {data.n_dropped} rows were dropped before ({why})" if data.n_dropped else ""
+    raise ValueError(f"{what}: too few points for law {law.name!r}, which needs at least {law.min_runs} (its "
+                     f"parameters + 1){dropped}")
+
+
 def add_data_args(p: argparse.ArgumentParser, runs_required: bool) -> None:
     p.add_argument("runs", nargs="?", metavar="RUNS",
                    help="a sweep's metrics directory (its columns are known), or a CSV/Parquet table of runs "
@@ -213,26 +248,13 @@ def register(subparsers) -> None:
                         "held-out error on the rest")
     f.set_defaults(func=cmd_fit)
 
-    p = subparsers.add_parser("plan", help="compute-optimal N, D and loss at a compute budget",
-                              description="Fit (or take parameters) and print the compute-optimal allocation. "
-                                          "Runs that cannot identify it (one model size, one tokens-per-parameter "
-                                          "ratio, ...) are refused: exit 2, with the fit and the reason.")
-    add_data_args(p, False)
-    p.add_argument("--compute", type=positive, required=True, action="append", help="FLOP budget (repeatable)")
-    p.add_argument("--params", help="fitted parameters: a JSON object or a file written by `fit --json`")
-    p.add_argument("--unique-tokens", "--u", dest="unique_tokens", type=positive,
-                   help="unique tokens U held fixed when planning the data_constrained law")
-    add_parameter_part_arg(p)  # every loss interval plan prints takes it
-    p.set_defaults(func=cmd_plan)
-
 
 def _fit(args):
     from fitting.checks import user_messages
     from fitting.dynamics import CURVE_LAWS, curve_rows, is_sweep_dir
     from fitting.fit import fit_law
-    from fitting.laws import get_law
 
-    law = get_law(args.law)
+    law = law_from_args(args)
     source, drop, name = table_source(args.runs, args, "RUNS")
     rows = None
     if law.name.split("+")[0] in CURVE_LAWS and args.runs and is_sweep_dir(source):
@@ -244,6 +266,11 @@ def _fit(args):
     if rows is not None:
         notes[:0] = rows.warnings
     train = {"max_compute": args.fit_max_compute} if getattr(args, "fit_max_compute", None) else None
+    if train:
+        check_training_rows(data, law, data.compute(args.flops_per_token) <= args.fit_max_compute,
+                            f"--fit-max-compute {args.fit_max_compute:g}")
+    else:
+        check_training_rows(data, law)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit = fit_law(law, data, loss=args.objective, delta=huber_delta(args), level=args.level, train=train,
@@ -288,116 +315,3 @@ def cmd_fit(args) -> int:
             print(rows)
         print(fit.summary())
     return 0
-
-
-def _read_params(spec: str):
-    if "://" in spec:  # a `fit --json` output kept in object storage
-        from metrics import resolve
-
-        fs, path = resolve(spec)
-        try:
-            with fs.open_input_stream(path) as stream:
-                obj = json.loads(stream.read())
-        except (OSError, ValueError) as err:
-            raise ValueError(f"--params: cannot read {spec} ({str(err).splitlines()[0] if str(err) else err})") from None
-    elif os.path.isfile(spec):
-        with open(spec) as fh:
-            obj = json.load(fh)
-    else:
-        try:
-            obj = json.loads(spec)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"--params is neither a file nor JSON: {err}") from err
-    if not isinstance(obj, dict):
-        raise ValueError("--params must be a JSON object")
-    if obj.get("identified") is False:  # a `fit --json` the runs could not identify: no number to plan from
-        raise ValueError(f"--params: the fit was NOT IDENTIFIED by its runs "
-                         f"({obj.get('unidentified_reason') or 'see fit'}); no compute-optimal allocation")
-    law = obj.get("law")
-    params = obj.get("params", obj)
-    params = {k: float(v) for k, v in params.items() if isinstance(v, (int, float))}
-    return law, params
-
-
-def _check_unique_tokens(args, law) -> None:
-    """``--unique-tokens`` fixes U: refused (ValueError) for a law without that input, which read nothing."""
-    if args.unique_tokens and "U" not in law.inputs:
-        raise ValueError(f"--unique-tokens fixes U, an input of the data_constrained law; law {law.name!r} has no U")
-
-
-def cmd_plan(args) -> int:
-    from fitting.allocate import compute_optimal_allocation
-    from fitting.laws import get_law
-
-    fixed = {"U": args.unique_tokens} if args.unique_tokens else None
-    check_parameter_part(args)  # before any fitting
-    if not args.params:
-        _check_unique_tokens(args, get_law(args.law))
-    if args.params:
-        if args.runs or args.example:
-            raise ValueError("give --params or RUNS/--example, not both")
-        if args.parameter_part != "auto":
-            raise ValueError("--parameter-part sets the loss intervals' parameter part; --params plans without "
-                             "intervals: give RUNS to fit, or drop --parameter-part")
-        law_name, params = _read_params(args.params)
-        law = get_law(args.law if args.law != "chinchilla" or not law_name else law_name)
-        _check_unique_tokens(args, law)
-        allocations = [compute_optimal_allocation(law=law, params=params, compute=c, level=args.level, fixed=fixed,
-                                                  flops_per_token=args.flops_per_token) for c in args.compute]
-        fit = None
-    elif args.runs or args.example:
-        from fitting.extrapolation import calibrate_misfit
-
-        fit = _fit(args)
-        identified = fit.identifiability.identified
-        part = parameter_part_from_args(args, fit)
-        misfit = (calibrate_misfit(fit, parameter_part=part) if identified and {"N", "D"} <= set(fit.law.inputs)
-                  else None)
-        allocations = [compute_optimal_allocation(fit, c, level=args.level, fixed=fixed, seed=args.seed,
-                                                  flops_per_token=args.flops_per_token, misfit_calibration=misfit,
-                                                  parameter_part=part)
-                       for c in args.compute]
-    else:
-        raise ValueError("plan needs RUNS to fit (or --example NAME), or --params")
-    refused = [a for a in allocations if not a.identified]
-    if args.json:
-        obj = {"law": allocations[0].law, "plans": [json_safe(a.to_dict()) for a in allocations]}
-        if fit is not None:
-            obj["fit"] = json_safe(fit.to_dict())
-        if len(allocations) == 1:
-            obj.update(json_safe(allocations[0].to_dict()))
-        print(json.dumps(obj))
-    else:
-        if fit is not None:
-            print(fit.summary())
-            print()
-        for allocation in allocations if not refused else []:
-            _print_allocation(allocation, args.level)
-    if refused:
-        raise ValueError(f"no compute-optimal allocation: {refused[0].unidentified_reason}")
-    return 0
-
-
-def _print_allocation(p, level: float) -> None:
-    lvl = int(round(level * 100))
-    iv = p.intervals
-    fmt = lambda k, v: f"{v:.4g}" + (f"  [{iv[k][0]:.4g}, {iv[k][1]:.4g}]" if k in iv else "")
-    print(f"compute {p.compute:.3g} FLOPs ({p.law}; {p.sources()})")  # where each interval below comes from
-    print(f"  N_opt             {fmt('N_opt', p.N_opt)}")
-    print(f"  D_opt             {fmt('D_opt', p.D_opt)}")
-    print(f"  tokens/param      {fmt('tokens_per_param', p.tokens_per_param)}")
-    # The interval to act on (Allocation.loss_interval, the one every command and the report print
-    # for the loss at C), named for what it holds; beside it only its own parameter part, which lies inside.
-    if p.loss_interval:
-        lo, hi = p.loss_interval
-        here = (f"; sd {p.misfit_sd_here:.3g} (log loss) of the extrapolation error at this point, grown with its "
-                f"distance beyond the runs; {p.misfit_source}" if p.loss_misfit_interval and p.misfit_sd_here is not None else "")
-        print(f"  loss              {p.loss:.4g}  [{lo:.4g}, {hi:.4g}]  ({lvl}% {p.loss_interval_kind}{here})")
-        if "loss" in iv:
-            print(f"                    its parameter part alone: [{iv['loss'][0]:.4g}, {iv['loss'][1]:.4g}]"
-                  + (f" ({p.parameter_part})" if p.parameter_part else ""))
-    else:
-        print(f"  loss              {fmt('loss', p.loss)}")
-    print(f"  a (N_opt ∝ C^a)   {fmt('exponent_a', p.exponent_a)}")
-    for note in p.notes:
-        print(f"  warning: {note}")

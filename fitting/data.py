@@ -135,10 +135,23 @@ def _read_path(path: str) -> tuple[dict[str, np.ndarray], str, bool]:
     return {n: tab.column(n).to_numpy(zero_copy_only=False) for n in tab.column_names}, path, False
 
 
+#: The flag that names each logical input's column (fitting.cli.add_table_args); any other input
+#: is mapped with ``--col INPUT=COLUMN``. Messages about a column name the flag that set it.
+COLUMN_FLAGS = {"N": "--n-col", "D": "--d-col", "C": "--c-col", "loss": "--loss-col", "U": "--u-col", "S": "--s-col"}
+
+
+def column_flag(logical: str, column: str) -> str:
+    """How the user named ``column`` for ``logical``: ``--n-col params`` (:data:`COLUMN_FLAGS`), else
+    ``--col INPUT=COLUMN``; messages about that column start with it."""
+    flag = COLUMN_FLAGS.get(logical)
+    return f"{flag} {column}" if flag else f"--col {logical}={column}"
+
+
 def _pick(cols: Mapping[str, Any], logical: str, explicit: str | None, is_store: bool, desc: str) -> str | None:
     if explicit is not None:
         if explicit not in cols:
-            raise ValueError(f"column {explicit!r} (for {logical}) not found in {desc}; available: {sorted(cols)}")
+            raise ValueError(f"{column_flag(logical, explicit)}: no column {explicit!r} (for {logical}) in {desc}; "
+                             f"available: {sorted(cols)}")
         return explicit
     if is_store and STORE_DEFAULTS.get(logical) in cols:
         return STORE_DEFAULTS[logical]
@@ -172,8 +185,8 @@ def _resolve(cols, inputs, explicit, is_store, desc, require_loss: bool) -> tupl
     from N and D (both then mapped)."""
     mapping: dict[str, str] = {}
     derive_d = False
-    hint = {"N": "--n-col", "D": "--d-col (or --c-col and --n-col to derive D = C/(k·N))", "loss": "--loss-col",
-            "U": "--u-col", "S": "--s-col", "C": "--c-col (or N and D columns)"}
+    hint = {**COLUMN_FLAGS, "D": "--d-col (or --c-col and --n-col to derive D = C/(k·N))",
+            "C": "--c-col (or N and D columns)"}
 
     def missing(name):
         return ValueError(f"missing column for {name} in {desc} (set {hint.get(name, f'--col {name}=COLUMN')}); "
@@ -322,9 +335,12 @@ def load_fit_data(
             drop(status == value, f"status {value} (fitted: {', '.join(statuses)})")
     _keep_grid(cols, sub_sweep, is_store, desc, drop)  # before the family check: it speaks of the kept rows
     if family is not None and not (is_store and "family" in cols):
-        raise ValueError(f"family: {desc} records no model family (only a sweep's metrics directory does)")
+        raise ValueError(f"--family {family}: {desc} records no model family (only a sweep's metrics directory does)")
     if is_store and "family" in cols:  # a law describes one model family (Kaplan fig. 7 fits each)
         families = np.asarray(cols["family"]).astype(str)
+        if family is not None and family not in set(families[keep]):  # not "all rows dropped (family not X)"
+            held = ", ".join(sorted(set(families[keep]))) or "none"
+            raise ValueError(f"--family {family}: {desc} holds no {family} runs (its families: {held})")
         if family is not None:
             drop(families != family, f"family not {family}")
         elif len(set(families[keep])) > 1:
@@ -336,7 +352,12 @@ def load_fit_data(
     _check_aggregation(aggregate, cols, mapping, desc)
     arrays = {}
     for key, col in mapping.items():
-        arrays[key], bad, examples = numeric_column(cols[col], col, desc)
+        try:
+            arrays[key], bad, examples = numeric_column(cols[col], col, desc)
+        except ValueError as err:  # no number at all: a column the user named is named by its flag
+            if explicit.get(key) is None:
+                raise
+            raise ValueError(f"{column_flag(key, col)}: {err}") from None
         if key != "loss" or require_loss:
             drop(bad, f"non-numeric {col} (e.g. {', '.join(repr(e) for e in examples)})")
     if derive_d:
@@ -373,7 +394,7 @@ def load_fit_data(
         worst = np.argsort(y)[::-1][: int(drop_top_loss)]
         sel = np.ones(len(y), dtype=bool)
         sel[worst] = False
-        reasons[f"{int(drop_top_loss)} highest-loss {'cells' if message else 'rows'} (drop_top_loss)"] = len(worst)
+        reasons[f"{int(drop_top_loss)} highest-loss {'cells' if message else 'rows'} (--drop-top-loss)"] = len(worst)
         X, y, index = {k: v[sel] for k, v in X.items()}, y[sel], index[sel]
         weights = None if weights is None else weights[sel]
         best = {k: v[sel] for k, v in best.items()}
@@ -415,13 +436,13 @@ def _check_aggregation(aggregate, cols: Mapping[str, Any], mapping: Mapping[str,
     if not aggregate:
         return
     for col in aggregate.columns:
-        which = "best_over" if col in aggregate.best_over else "mean_over"
+        which = aggregate.source(col)
         if col not in cols:
-            raise ValueError(f"{which} column {col!r} not found in {desc}; available columns: {sorted(cols)}")
+            raise ValueError(f"{which} {col}: no column {col!r} in {desc}; available columns: {sorted(cols)}")
         used = [k for k, v in mapping.items() if v == col]
         if used:
-            raise ValueError(f"{which} column {col!r} is the law's {used[0]} column in {desc}: a law input cannot "
-                             f"also be aggregated over")
+            raise ValueError(f"{which} {col}: column {col!r} is the law's {used[0]} column in {desc}: a law input "
+                             f"cannot also be aggregated over")
 
 
 def _warn_repeats(X: Mapping[str, np.ndarray], cols: Mapping[str, Any], kept: np.ndarray,

@@ -63,13 +63,12 @@ def _budgets(source, data):
 def run_frontier(args) -> tuple[list, list[str]]:
     """Every approach on ``args`` (the parsed flags) → (FrontierResult list, warnings)."""
     from fitting.checks import user_messages
-    from fitting.cli import huber_delta, load_table, table_source
+    from fitting.cli import huber_delta, law_from_args, load_table, table_source
     from fitting.dynamics import is_sweep_dir, read_curves
     from fitting.fit import fit_law
     from fitting.frontier import envelope_frontier, frontier_resamples, isoflop_frontier, parametric_frontier, unsupported
-    from fitting.laws import get_law
 
-    law = get_law(args.law)
+    law = law_from_args(args)
     if not {"N", "D"} <= set(law.inputs):
         raise ValueError(f"--law {law.name}: frontier needs a law of N and D (e.g. chinchilla, data_constrained)")
     if not args.tolerance > 0:
@@ -101,7 +100,8 @@ def run_frontier(args) -> tuple[list, list[str]]:
         warnings.simplefilter("always")
         try:  # a table the law cannot be fitted to leaves the other approaches standing
             fit = fit_law(law, data, loss=args.objective, delta=huber_delta(args), level=args.level, seed=args.seed,
-                          screen=None if args.exhaustive else "auto", n_bootstrap=args.bootstrap, flops_per_token=k)
+                          screen=None if args.exhaustive else "auto", n_bootstrap=args.bootstrap, flops_per_token=k,
+                          intervals=args.intervals)  # as plan fits it: --intervals was read by nothing
         except ValueError as err:
             fit, parametric = None, unsupported("parametric", f"{law.name} fit failed: {err}", at, args.level)
         if fit is not None:

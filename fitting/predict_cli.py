@@ -82,30 +82,31 @@ def register(subparsers) -> None:
 
 def _cmd_predict(args) -> int:
     from fitting.checks import range_note, user_messages
-    from fitting.cli import (check_parameter_part, huber_delta, json_safe, load_table, parameter_part_from_args,
-                              table_source)
+    from fitting.cli import (check_parameter_part, check_training_rows, huber_delta, json_safe, law_from_args,
+                              load_table, parameter_part_from_args, table_source)
     from fitting.extrapolation import calibrate_misfit, describe_parameter_part, extrapolation_interval
     from fitting.fit import fit_law
-    from fitting.laws import get_law
     from fitting.replay import target_metrics
 
     check_parameter_part(args)
+    flag, selection = "--train", f"--train {args.train!r}"  # what the user typed, for messages
     if args.fit_max_compute is not None:
         if args.train:
             raise ValueError("give --train or --fit-max-compute, not both")
         args.train = f"C <= {args.fit_max_compute!r}"
+        flag, selection = "--fit-max-compute", f"--fit-max-compute {args.fit_max_compute:g}"
     if not args.train:
         raise ValueError("predict needs --train EXPR (or --fit-max-compute C)")
     if args.test and args.targets:
         raise ValueError("give --test or --targets, not both")
-    law = get_law(args.law)
+    law = law_from_args(args)
     source, drop, name = table_source(args.runs, args, "RUNS")
     data, notes = load_table(source, args, law, drop_top_loss=drop, name=name)
     cols = _columns(data, args.flops_per_token)
-    train = select_rows(args.train, cols, "--train")
+    train = select_rows(args.train, cols, flag)
     in_train = 0  # targets the fit also saw (none for a --targets table: it is not the runs' rows)
     if args.targets:
-        targets, more = load_table(args.targets, args, law, require_loss=False)
+        targets, more = load_table(args.targets, args, law, require_loss=False, flag="--targets")
         notes += more
     else:
         test = select_rows(args.test, cols, "--test") if args.test else ~train
@@ -113,11 +114,10 @@ def _cmd_predict(args) -> int:
         if (in_train := int((test & train).sum())):  # a held-out check that is not held out says so
             notes.append(f"{in_train} of the {int(test.sum())} --test rows are also --train rows: the fit saw "
                          f"them, so their errors and coverage are in-sample, not a held-out check")
-    if not train.any():
-        raise ValueError(f"--train {args.train!r} selects none of the {len(data)} runs")
+    check_training_rows(data, law, train, selection)
     if len(targets) == 0:
         raise ValueError("no targets to predict: " + ("--targets has no usable row" if args.targets else
-                         f"--test {args.test!r} selects no run" if args.test else "--train selects every run"))
+                         f"--test {args.test!r} selects no run" if args.test else f"{selection} selects every run"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit = fit_law(law, data.subset(train), loss=args.objective, delta=huber_delta(args), level=args.level,

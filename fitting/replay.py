@@ -29,13 +29,15 @@ __all__ = ["DesignRun", "SimulatedOracle", "undertraining_misfit", "run_design",
 
 @dataclass
 class DesignRun:
-    """Outcome of one budgeted design: what was bought, at what cost, and the final fit."""
+    """Outcome of one budgeted design: what was bought, at what cost, and the final fit. ``seeded``:
+    the runs a strategy that needs a fit bought before it had one (its seed design)."""
 
     bought: list[int]
     spent: float
     budget: float
     fit: FitResult | None
     fitter: OnlineFitter
+    seeded: int = 0
 
 
 def run_design(law, candidates: Candidates, reveal: Callable[[np.ndarray], np.ndarray], strategy: Strategy,
@@ -57,10 +59,12 @@ def run_design(law, candidates: Candidates, reveal: Callable[[np.ndarray], np.nd
                         noise_floor=noise_floor)
     needs_fit = getattr(strategy, "needs_fit", False)
     bought: list[int] = []
+    seeded = 0
     while True:
         picks = strategy.select(state, batch)
         if not picks:
             break
+        seeded += len(picks) if needs_fit and state.fit is None else 0
         idx = np.asarray(picks, dtype=int)
         losses = np.asarray(reveal(idx), dtype=float)
         state.taken[idx] = True
@@ -71,7 +75,7 @@ def run_design(law, candidates: Candidates, reveal: Callable[[np.ndarray], np.nd
             state.fit = fitter.fit
     fit = fitter.final_fit()
     return DesignRun(bought=bought, spent=float(budget - state.budget_left), budget=float(budget), fit=fit,
-                     fitter=fitter)
+                     fitter=fitter, seeded=seeded)
 
 
 @dataclass

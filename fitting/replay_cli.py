@@ -53,13 +53,39 @@ def register(subparsers) -> None:
     p.set_defaults(func=_cmd_replay)
 
 
+def _check_seed_runs(args, law, n_pool: int) -> None:
+    """Before any design work: --seed-runs is for a strategy with a seed design, at least the runs
+    a fit of ``law`` needs (the spec's search.seed_runs rule: the designer seeds until it has a fit
+    anyway) and at most the pool's ``n_pool`` rows (more cannot be bought)."""
+    if args.seed_runs is None:
+        return
+    if args.strategy not in ("active", "d_optimal", "v_optimal"):
+        raise ValueError("--seed-runs takes a positive integer, with --strategy active, d_optimal or v_optimal")
+    if args.seed_runs < law.min_runs:
+        raise ValueError(f"--seed-runs {args.seed_runs}: fewer than the {law.min_runs} runs a fit of law {law.name!r} "
+                         f"needs (its parameters + 1); the strategy seeds until it has a fit")
+    if args.seed_runs > n_pool:
+        raise ValueError(f"--seed-runs {args.seed_runs}: the pool has {n_pool} rows; a seed cannot be larger")
+
+
+def _seed_note(args, run, law) -> list[str]:
+    """The line saying how many bought runs were the seed when --seed-runs asked for another number:
+    the strategy seeds until it has a fit (after law.min_runs runs, unless a fit fails), and the
+    budget may end first."""
+    if args.seed_runs is None or run.seeded == args.seed_runs:
+        return []
+    if run.seeded == len(run.bought) and run.seeded < args.seed_runs:
+        why = "the budget ended during the seed"
+    else:  # a fit came earlier (or, when the first fits failed, later) than --seed-runs runs
+        why = f"the strategy seeds until it has a fit (law {law.name!r}: {law.min_runs} runs), then chooses by its criterion"
+    return [f"--seed-runs {args.seed_runs}: {run.seeded} of the {len(run.bought)} bought runs were seed runs ({why})"]
+
+
 def _strategy(args):
     from fitting.strategies import ActiveDesign, make_strategy
 
     kwargs = {}
     if args.seed_runs is not None:
-        if args.strategy not in ("active", "d_optimal", "v_optimal") or args.seed_runs < 1:
-            raise ValueError("--seed-runs takes a positive integer, with --strategy active, d_optimal or v_optimal")
         kwargs["seed_size"] = args.seed_runs
     if args.misfit is not None:
         if args.strategy != "active" or args.misfit < 0:
@@ -78,7 +104,7 @@ def _pool_and_targets(args, law):
     source, drop, name = table_source(args.pool, args, "POOL")
     pool, notes = load_table(source, args, law, drop_top_loss=drop, name=name)
     if args.targets:
-        targets, more = load_table(args.targets, args, law, require_loss=False)
+        targets, more = load_table(args.targets, args, law, require_loss=False, flag="--targets")
         raw = read_table(args.targets)[0]
         cols = {k: np.asarray(v)[targets.index] for k, v in raw.items()}
     elif args.example:
@@ -104,11 +130,15 @@ def _cost(args, source, pool):
 
     raw = read_table(source)[0]
     if args.cost_col not in raw:
-        raise ValueError(f"pool: cost column {args.cost_col!r} not found; available: {sorted(raw)}")
-    cost = numeric_column(raw[args.cost_col], args.cost_col, str(source))[0][pool.index]
+        raise ValueError(f"--cost-col {args.cost_col}: no column {args.cost_col!r} in the pool ({source}); "
+                         f"available: {sorted(raw)}")
+    try:
+        cost = numeric_column(raw[args.cost_col], args.cost_col, str(source))[0][pool.index]
+    except ValueError as err:  # no number at all
+        raise ValueError(f"--cost-col {args.cost_col}: {err}") from None
     bad = ~(np.isfinite(cost) & (cost > 0))
     if bad.all():
-        raise ValueError(f"pool: cost column {args.cost_col!r} has no positive number in the usable rows")
+        raise ValueError(f"--cost-col {args.cost_col}: no positive number in the pool's usable rows")
     note = [f"dropped {int(bad.sum())} pool rows whose {args.cost_col} is not a positive number"] if bad.any() else []
     return pool.subset(~bad), cost[~bad], note
 
@@ -128,14 +158,16 @@ def _cmd_replay(args) -> int:
     import warnings
 
     from fitting.design import Candidates, TargetRegion
-    from fitting.laws import get_law
     from fitting.replay import run_design, target_metrics
     from fitting.checks import unidentified_note
-    from fitting.cli import PLAIN_SOURCE, check_parameter_part, parameter_part_from_args
+    from fitting.cli import PLAIN_SOURCE, check_parameter_part, law_from_args, parameter_part_from_args
     from scalesweep.cli import check_output_file
 
     check_output_file(args.out, "--out")  # before the design runs, not after
-    law = get_law(args.law)
+    law = law_from_args(args)
+    if not args.cost_col and not {"N", "D"} <= set(law.inputs):
+        raise ValueError(f"--law {args.law}: replay's default cost of a run is 6·N·D, and law {law.name!r} has no N "
+                         f"and D inputs; give --cost-col")
     if not 0 < args.budget_fraction <= 1:
         raise ValueError(f"--budget-fraction must be in (0, 1], got {args.budget_fraction}")
     check_parameter_part(args)
@@ -146,6 +178,7 @@ def _cmd_replay(args) -> int:
     notes += more
     budget = args.budget_fraction * float(cands.cost.sum())
     _check_budget(args.budget_fraction, budget, cands.cost)
+    _check_seed_runs(args, law, len(cands))
     TX = targets.X
     target = TargetRegion.explicit(TX)
     with warnings.catch_warnings():
@@ -170,7 +203,7 @@ def _cmd_replay(args) -> int:
     else:
         iv = run.fit.interval(TX, level=0.9)
     _write_predictions(args.out, tgt_cols, iv)
-    for note in notes:
+    for note in notes + _seed_note(args, run, law):
         print(f"warning: {note}")
     if pool.aggregation:
         print(f"pool rows: {pool.aggregation}")

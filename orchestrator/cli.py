@@ -20,6 +20,10 @@ _DEFER_HELP = ("do not read the corpus (for a corpus that exists only on the clu
 
 def _validate(args: argparse.Namespace) -> int:
     if args.reference:
+        if args.spec is not None or args.defer_data_checks:  # read by nothing: it prints and exits
+            raise ValueError(f"--reference prints the spec field reference and checks no spec: drop "
+                             f"{'SPEC ' + repr(args.spec) if args.spec is not None else '--defer-data-checks'}, "
+                             f"or --reference")
         from orchestrator.spec_reference import reference_markdown
 
         print(reference_markdown(), end="")
@@ -51,9 +55,11 @@ def resume_command(args: argparse.Namespace) -> str:
 def _run(args: argparse.Namespace) -> int:
     """Exit status: `SweepSummary.exit_code` (0 done, 1 a run failed, 128 + signal number when
     interrupted by SIGINT or SIGTERM, with the line that resumes it)."""
+    from orchestrator.cluster import check_num_cpus
     from orchestrator.interrupt import SweepInterrupted, exit_status
     from orchestrator.sweep import run_sweep
 
+    check_num_cpus(args.address, args.num_cpus)  # before the spec is read, Ray imported or the store touched
     try:
         summary = run_sweep(args.spec, resume=args.resume, address=args.address, num_cpus=args.num_cpus,
                             max_failures=args.max_failures, verbose=0 if args.quiet else 1,
@@ -87,8 +93,10 @@ def _train_ladder(spec, args: argparse.Namespace, **options) -> int:
 
 def _ladder(args: argparse.Namespace) -> int:
     """`scalesweep ladder` (orchestrator/ladder.py): the run's exit status (0: trained and scored)."""
+    from orchestrator.cluster import check_num_cpus
     from orchestrator.spec_types import ladder_multiplier
 
+    check_num_cpus(args.address, args.num_cpus)
     if args.multiplier is not None:
         ladder_multiplier(args.multiplier, "--multiplier")  # before the spec or the store is read
     if not 0 < args.level < 1:

@@ -105,6 +105,13 @@ _TOKEN_HELP = ("give this driver the head's token: RAY_AUTH_TOKEN=<token>, or RA
 _TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 
+def check_num_cpus(address: str | None, num_cpus: int | None) -> None:
+    """--num-cpus sizes a local Ray: with --address (a cluster, whose nodes have their CPUs) it would
+    be read by nothing. A ValueError naming both; `run` and `ladder` call it before the spec is read."""
+    if address and num_cpus is not None:
+        raise ValueError("--num-cpus sets the CPUs of a local Ray; with --address the cluster's nodes have theirs")
+
+
 def start_ray(address: str | None, num_cpus: int | None, quiet: bool = False, record_in: tuple | None = None):
     """Attach to a cluster (`address`: ``auto``, HOST:PORT or ``ray://``) or start a private local
     Ray on 127.0.0.1 (`orchestrator.local_ray`; `record_in`: (filesystem, sweep dir) for its
@@ -123,8 +130,7 @@ def start_ray(address: str | None, num_cpus: int | None, quiet: bool = False, re
         from orchestrator.local_ray import start_private
 
         return start_private(num_cpus, record_in, **common)
-    if num_cpus is not None:
-        raise ValueError("--num-cpus sets the CPUs of a local Ray; with --address the cluster's nodes have theirs")
+    check_num_cpus(address, num_cpus)
     attach(address, **common)
     return None
 

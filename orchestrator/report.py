@@ -218,16 +218,31 @@ def only_sweep(storage: str) -> str:
 def run_report(args: argparse.Namespace) -> int:
     from metrics import join
 
-    from fitting.cli import table_aggregation
+    from fitting.cli import law_from_args, table_aggregation
 
+    law_from_args(args)  # an unknown --law: one line naming it, before reading the store
+    flags = table_aggregation(args)
+    _check_aggregation_columns(flags)
     sweep = args.sweep or only_sweep(args.storage)
     out = args.out or join(args.storage, sweep, "report")
-    headline, aggregate, said = report_settings(args.storage, sweep, args.headline, table_aggregation(args))
+    headline, aggregate, said = report_settings(args.storage, sweep, args.headline, flags)
     report = build_report(args.storage, sweep, out, law_name=args.law, target_compute=args.compute,
                           n_bootstrap=args.bootstrap, aggregate=aggregate, headline=headline)
     report.headline_source = said
     print(report.summary())
     return 0 if report.n_runs else 1
+
+
+def _check_aggregation_columns(aggregate) -> None:
+    """Before any work: --best-over/--mean-over name columns of the report's runs table, its
+    hyperparameter columns (fitting.aggregate.HYPERPARAMETER_COLUMNS); another one was taken
+    as the fit's failure ("no fit") and the report written, exit 0."""
+    from fitting.aggregate import HYPERPARAMETER_COLUMNS
+
+    for col in aggregate.columns if aggregate else ():
+        if col not in HYPERPARAMETER_COLUMNS:
+            raise ValueError(f"{aggregate.source(col)} {col}: the report aggregates over the runs' hyperparameter "
+                             f"columns ({', '.join(HYPERPARAMETER_COLUMNS)})")
 
 
 def report_settings(storage: str, sweep: str, headline: str | None, aggregate):

@@ -16,7 +16,8 @@ import sys
 # CLI works while the packages grow.
 COMMAND_MODULES = (
     "trainers.cli",        # train
-    "fitting.cli",         # fit, plan
+    "fitting.cli",         # fit
+    "fitting.plan_cli",    # plan
     "fitting.replay_cli",  # replay
     "fitting.predict_cli", # predict
     "fitting.frontier_cli", # frontier
@@ -65,6 +66,13 @@ def check_plot_file(path: str, flag: str) -> None:
         raise ValueError(f"{flag}: {path!r} needs the suffix of an image format ({', '.join(sorted(formats))})")
 
 
+def changed_flags(args, actions) -> list[str]:
+    """The flags (first option string) of ``actions`` whose value in ``args`` is not the action's
+    default: for a command to refuse the flags a mode of it reads by nothing. (A flag typed with its
+    default value changes nothing and passes.)"""
+    return [a.option_strings[0] for a in actions if getattr(args, a.dest, a.default) != a.default]
+
+
 class Parser(argparse.ArgumentParser):
     """The parser of ``scalesweep`` and of each sub-command (argparse makes sub-parsers of the
     parent's class). A bad flag is one line naming it, exit 2, as any other bad input (no usage
@@ -81,6 +89,21 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         sys.exit(2)
+
+    def add_subparsers(self, **kwargs):
+        self._commands = super().add_subparsers(**kwargs)  # for parse_args: which command a flag was given to
+        return self._commands
+
+    def parse_args(self, args=None, namespace=None):
+        """argparse's, but an unknown flag is reported by the sub-command it was given to
+        (``scalesweep plan: error: unrecognized arguments: --bogus``): the top-level parser, which
+        argparse has say it, cannot name the command whose ``--help`` lists the flags."""
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            commands = getattr(self, "_commands", None)
+            command = commands and commands.choices.get(getattr(namespace, commands.dest, None))
+            (command or self).error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -125,10 +125,10 @@ def test_best_per_config_is_the_every_row_shorthand(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--best-over", "lrr"], "best_over column 'lrr' not found in"),
-    (["--best-over", "lr", "--mean-over", "lr"], "--best-over/--mean-over: column 'lr' is in both"),
-    (["--best-over", "lr", "--best-over", "lr"], "--best-over/--mean-over: best_over: column 'lr' is named twice"),
-    (["--mean-over", "N"], "mean_over column 'N' is the law's N column"),
+    (["--best-over", "lrr"], "--best-over lrr: no column 'lrr' in"),
+    (["--best-over", "lr", "--mean-over", "lr"], "column 'lr' is in both --best-over and --mean-over"),
+    (["--best-over", "lr", "--best-over", "lr"], "--best-over: column 'lr' is named twice"),
+    (["--mean-over", "N"], "--mean-over N: column 'N' is the law's N column"),
 ])
 def test_bad_aggregation_flags_exit_2_naming_the_column(tmp_path, capsys, argv, message):
     path = write_csv(tmp_path / "lr.csv", lr_sweep())

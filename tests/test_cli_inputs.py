@@ -207,3 +207,132 @@ def test_every_quoted_command_parses_as_written(parser):
         if args.command == "predict" and not (args.train or args.fit_max_compute):  # predict's one rule
             bad.append((doc, command))
     assert not bad, bad
+
+
+# ---------------------------------------------------------------- flags named, flags read
+def _subcommands(parser):
+    return sorted(next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices)
+
+
+def test_an_unknown_flag_is_named_by_its_command(parser, capsys):
+    """argparse had the top-level parser say it ("scalesweep: error: unrecognized arguments"),
+    which names no command whose --help lists the flags."""
+    for command in _subcommands(parser):
+        rc, _, err = run(capsys, command, "--bogus-flag")
+        lines = err.strip().splitlines()
+        assert rc == 2 and len(lines) == 1 and lines[0].startswith(f"scalesweep {command}: error: "), (command, err)
+    for argv in (["plan", "--compute", "1e22", "--bogus-flag"], ["fit", "--example", "epoch-chinchilla", "x", "y"]):
+        rc, _, err = run(capsys, *argv)
+        assert rc == 2 and err.startswith(f"scalesweep {argv[0]}: error: unrecognized arguments: "), err
+
+
+PARAMS = '{"E": 1.8, "A": 400, "alpha": 0.34, "B": 2000, "beta": 0.37}'
+
+
+@pytest.mark.parametrize("flags", [["--bootstrap", "100"], ["--seed", "3"], ["--level", "0.5"],
+                                   ["--intervals", "profile"], ["--n-col", "N"], ["--best-over", "lr"],
+                                   ["--drop-top-loss", "2"], ["--loss", "ls"]])
+def test_plan_from_params_refuses_the_fits_flags(capsys, flags):
+    """--params plans from given parameters: a bootstrap, a seed, a level or a column flag would be
+    read by nothing (--bootstrap 100 was accepted silently)."""
+    rc, _, err = run(capsys, "plan", "--params", PARAMS, "--compute", "1e22", *flags)
+    assert rc == 2 and err.count("\n") == 1 and err.split(": error: ")[1].startswith(flags[0]), err
+    assert "--params plans without intervals" in err, err
+
+
+def test_plan_from_params_names_the_flag_of_its_law_and_parameters(capsys):
+    rc, _, err = run(capsys, "plan", "--params", '{"E": 1.8, "A": 400}', "--compute", "1e22")
+    assert rc == 2 and "--params: law 'chinchilla': missing parameters ['alpha', 'B', 'beta']" in err, err
+    fitted = '{"law": "chinchilla", "params": ' + PARAMS + "}"
+    rc, _, err = run(capsys, "plan", "--params", fitted, "--law", "kaplan", "--compute", "1e22")
+    assert rc == 2 and "--law kaplan: --params holds parameters of law 'chinchilla'" in err, err
+    rc, _, err = run(capsys, "plan", "--params", fitted.replace('"chinchilla"', '"kaplan_n"'), "--compute", "1e22")
+    assert rc == 2 and "--params (its law 'kaplan_n'): law 'kaplan_n' has neither N and D inputs nor C" in err, err
+    rc, out, _ = run(capsys, "plan", "--params", PARAMS, "--compute", "1e22", "--bootstrap", "1000")
+    assert rc == 0 and "no intervals" in out  # a flag typed with its default changes nothing
+
+
+EXAMPLE = ["--example", "epoch-chinchilla", "--bootstrap", "0"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["fit", "--best-over", "nope"], "--best-over nope: no column 'nope' in example epoch-chinchilla"),
+    (["fit", "--mean-over", "nope"], "--mean-over nope: no column 'nope' in example epoch-chinchilla"),
+    (["fit", "--n-col", "nope"], "--n-col nope: no column 'nope' (for N) in example epoch-chinchilla"),
+    (["fit", "--n-col", "color"], "--n-col color: column 'color' in example epoch-chinchilla is not numeric"),
+    (["replay", "--cost-col", "color", "--out", "/tmp/x.csv"], "--cost-col color: column 'color' in"),
+    (["fit", "--col", "D=nope"], "--col D=nope: D has its own flag: --d-col nope"),
+    (["fit", "--law", "data_constrained", "--u-col", "nope"], "--u-col nope: no column 'nope' (for U)"),
+    (["fit", "--family", "lstm"], "--family lstm: example epoch-chinchilla records no model family"),
+    (["fit", "--drop-top-loss", "1000"], "245 for 1000 highest-loss rows (--drop-top-loss)"),
+    (["fit", "--drop-top-loss", "240"], "240 rows were dropped before (240 for 240 highest-loss rows (--drop-top-loss))"),
+    (["fit", "--fit-max-compute", "1"], "--fit-max-compute 1 selects none of the 240 runs: too few points"),
+    (["fit", "--fit-max-compute", "2e18"], "--fit-max-compute 2e+18 selects 2 of the 240 runs: too few points"),
+    (["fit", "--law", "nope"], "--law nope: unknown law 'nope'"),
+    (["plan", "--compute", "1e22", "--law", "kaplan_n"], "--law kaplan_n: law 'kaplan_n' has neither N and D"),
+    (["predict", "--fit-max-compute", "1"], "--fit-max-compute 1 selects none of the 240 runs"),
+    (["predict", "--train", "N < 1e9", "--targets", "/nonexistent/t.csv"], "--targets: runs input not found"),
+    (["predict", "--law", "nope", "--train", "N < 1e9"], "--law nope: unknown law"),
+    (["frontier", "--law", "nope"], "--law nope: unknown law"),
+    (["replay", "--targets", "/nonexistent/t.csv", "--out", "/tmp/x.csv"], "--targets: runs input not found"),
+    (["replay", "--cost-col", "nope", "--out", "/tmp/x.csv"], "--cost-col nope: no column 'nope' in the pool"),
+    (["replay", "--law", "kaplan_n", "--out", "/tmp/x.csv"], "--law kaplan_n: replay's default cost of a run is 6·N·D"),
+    (["replay", "--seed-runs", "1000", "--out", "/tmp/x.csv"], "--seed-runs 1000: the pool has 217 rows"),
+    (["replay", "--seed-runs", "3", "--out", "/tmp/x.csv"], "--seed-runs 3: fewer than the 6 runs a fit of law"),
+])
+def test_input_errors_name_the_flag_the_user_typed(capsys, argv, message):
+    """Each was a message without the flag ("too few points", "pool: cost column", "cost needs N
+    and D columns", "runs input not found"), or (--seed-runs 1000) no message at all."""
+    rc, _, err = run(capsys, *argv, *EXAMPLE)
+    assert rc == 2 and message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--best-over", "nope"], "--best-over nope: the report aggregates over the runs' hyperparameter columns"),
+    (["--mean-over", "N"], "--mean-over N: the report aggregates over"),
+    (["--law", "nope"], "--law nope: unknown law 'nope'"),
+])
+def test_report_refuses_what_it_took_for_a_failed_fit(tmp_path, capsys, argv, message):
+    """report --best-over nope wrote the page with "no fit" and exit 0; now refused before the store is read."""
+    rc, _, err = run(capsys, "report", tmp_path / "no-store", *argv)
+    assert rc == 2 and message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("command", ["run", "ladder"])
+def test_num_cpus_with_address_is_refused_before_the_spec_is_read(tmp_path, capsys, command):
+    """It was refused only when Ray started: after the spec's checks, Ray's import and the sweep's
+    store were touched (tests/test_cluster_path.py has the refusal on a real spec)."""
+    rc, _, err = run(capsys, command, tmp_path / "no-spec.yaml", "--address", "127.0.0.1:1", "--num-cpus", "2")
+    assert rc == 2 and err.strip() == (f"scalesweep {command}: error: --num-cpus sets the CPUs of a local Ray; "
+                                       f"with --address the cluster's nodes have theirs"), err
+
+
+def test_train_refuses_explicit_sizes_with_target_params(tmp_path, capsys):
+    """`train --target-params 1e6 --n-layer 7` trained a 3-layer model: the size flag was dropped."""
+    rc, _, err = run(capsys, "train", "--target-params", "1e6", "--n-layer", "7")
+    assert rc == 2 and err.strip() == ("scalesweep train: error: --n-layer 7: --target-params chooses n_layer, "
+                                       "d_model, n_heads, d_ff; give it or explicit sizes, not both"), err
+    config = tmp_path / "c.yaml"
+    config.write_text("shape: {target_params: 1.0e+6}\n")
+    rc, _, err = run(capsys, "train", "--config", config, "--d-model", "512")
+    assert rc == 2 and f"--d-model 512: the target_params of --config {config} chooses" in err, err
+    from trainers.cli import config_from_args  # --target-params over a config's explicit sizes still overrides them
+
+    config.write_text("shape: {n_layer: 2, d_model: 64, n_heads: 2, d_ff: 256}\n")
+    args = build_parser().parse_args(["train", "--config", str(config), "--target-params", "1e6"])
+    assert config_from_args(args)["shape"] == {"target_params": "1e6"}
+
+
+@pytest.mark.parametrize("flag", ["--sweep", "--trial-id"])
+def test_train_refuses_store_names_without_a_store(capsys, flag):
+    rc, _, err = run(capsys, "train", "--target-params", "1e5", flag, "mine")
+    assert rc == 2 and err.strip() == (f"scalesweep train: error: {flag} mine: names the run in the metrics store; "
+                                       f"without --storage nothing is written"), err
+
+
+def test_validate_reference_refuses_a_spec_it_would_not_read(capsys):
+    rc, _, err = run(capsys, "validate", "examples/demo.yaml", "--reference")
+    assert rc == 2 and err.strip() == ("scalesweep validate: error: --reference prints the spec field reference "
+                                       "and checks no spec: drop SPEC 'examples/demo.yaml', or --reference"), err
+    rc, _, err = run(capsys, "validate", "--reference", "--defer-data-checks")
+    assert rc == 2 and "drop --defer-data-checks" in err, err

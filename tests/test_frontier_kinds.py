@@ -65,7 +65,7 @@ def test_an_interval_no_resample_moves_is_dropped_wherever_it_comes_from():
 # -- 2: one owner of the loss interval at C ---------------------------------------------------------
 
 def test_plan_frontier_and_report_print_one_loss_interval_with_its_parameter_part_inside(capsys):
-    from fitting.cli import _print_allocation
+    from fitting.plan_cli import _print_allocation
     from orchestrator.report_html import plan_table
 
     rng = np.random.default_rng(3)

@@ -219,9 +219,11 @@ def test_a_fit_keeps_one_family_or_warns_that_it_mixes_them(tmp_path):
     store = str(tmp_path / "s")
     assert len(load_fit_data(store, family="lstm")) == 1
     assert len(load_fit_data(store, family="transformer")) == 2
+    with pytest.raises(ValueError, match=r"^--family gru: .* holds no gru runs \(its families: lstm, transformer\)"):
+        load_fit_data(store, family="gru")  # was "no usable rows: all 3 dropped (3 for family not gru)"
     with pytest.warns(DataWarning, match=r"several model families \(1 lstm, 2 transformer\)"):
         assert len(load_fit_data(store)) == 3
     table = tmp_path / "runs.csv"
     table.write_text("N,D,loss\n1e4,1e5,3.0\n2e4,1e5,2.9\n4e4,1e5,2.8\n")
-    with pytest.raises(ValueError, match=r"^family: .*runs.csv records no model family"):
+    with pytest.raises(ValueError, match=r"^--family lstm: .*runs.csv records no model family"):
         load_fit_data(str(table), family="lstm")

@@ -118,7 +118,7 @@ def test_predict_targets_file_and_test_selection(tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--train", "Q < 1"], "--train: unknown column 'Q'"),
     (["--train", "N < 1"], "--train 'N < 1' selects none of the"),
-    (["--train", "N > 0"], "no targets to predict: --train selects every run"),
+    (["--train", "N > 0"], "no targets to predict: --train 'N > 0' selects every run"),
     ([], "predict needs --train EXPR"),
     (["--train", "N < 1e9", "--fit-max-compute", "1e21"], "not both"),
     (["--train", "N < 1e9", "--parameter-part", "bootstrap"], "--parameter-part bootstrap needs --bootstrap B > 0"),

@@ -39,7 +39,7 @@ def test_table_and_load():
     assert len(d) == 240 and d.n_dropped == 5  # Epoch's own preprocessing
     assert [str(w.message) for w in caught] == ["dropped 5 of 245 rows from "
                                                 f"{reference.path('epoch-chinchilla')}: 5 for 5 highest-loss rows "
-                                                "(drop_top_loss)"]
+                                                "(--drop-top-loss)"]
     np.testing.assert_allclose(d.X["D"] * 6 * d.X["N"], np.asarray(t["Training FLOP"])[d.index])
     assert len(reference.load("epoch-chinchilla", drop_top_loss=0)) == 245
     with pytest.raises(ValueError, match=r"unknown example 'nope'; choose from \['epoch-chinchilla'\]"):
@@ -91,7 +91,7 @@ def test_fit_and_plan_example(capsys):
     assert rc == 0
     obj = json.loads(out)
     assert obj["n_points"] == 240 and obj["params"]["E"] == pytest.approx(1.8172, rel=0.01)
-    assert any("from example epoch-chinchilla" in w and "drop_top_loss" in w for w in obj["warnings"])
+    assert any("from example epoch-chinchilla" in w and "--drop-top-loss" in w for w in obj["warnings"])
     rc, out, _ = run(capsys, "fit", "--example", "epoch-chinchilla", "--drop-top-loss", 0, "--bootstrap", 0, "--json")
     assert rc == 0 and json.loads(out)["n_points"] == 245
     rc, out, _ = run(capsys, "plan", "--example", "epoch-chinchilla", "--compute", "1e24", "--bootstrap", 0, "--json")

@@ -76,7 +76,7 @@ def test_a_not_identified_tag_comes_with_its_reason(tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--n-col", "params"], "column 'params'"),
     (["--budget-fraction", "1e-9"], "--budget-fraction: 1e-09 of the pool's cost"),  # the flag, not a bare budget
-    (["--loss-col", "nope"], "column 'nope' (for loss) not found in"),
+    (["--loss-col", "nope"], "--loss-col nope: no column 'nope' (for loss) in"),
     (["--strategy", "random", "--misfit", "0.02"], "--misfit takes a number >= 0, with --strategy active"),
     (["--seed-runs", "0"], "argument --seed-runs: expected a whole number >= 1, got 0"),  # argparse's type
 ])
@@ -158,3 +158,13 @@ def test_plan_with_too_few_runs_to_calibrate_says_so(tmp_path, capsys):
     assert plan["loss_interval_kind"] == "prediction interval (parameters, run scatter and a prior law misfit, not calibrated)"
     lo, hi = plan["loss_interval"]
     assert hi / lo >= math.exp(2 * 1.6448 * plan["misfit_sd_here"]) * 0.999
+
+
+def test_seed_runs_says_how_many_runs_were_the_seed(csvs, capsys):
+    """--seed-runs sizes the seed design, but the strategy seeds only until it has a fit (law.min_runs
+    runs): a new user read --seed-runs 20 as honoured. One warning line says what happened."""
+    rc = main(["replay", str(csvs / "pool.csv"), "--targets", str(csvs / "targets.csv"), "--out", str(csvs / "s.csv"),
+               "--seed-runs", "8", "--bootstrap", "0", "--interval", "plain"])
+    out = capsys.readouterr().out
+    note = [line for line in out.splitlines() if line.startswith("warning: --seed-runs 8: ")]
+    assert rc == 0 and len(note) == 1 and "6 of the" in note[0] and "seeds until it has a fit" in note[0], out

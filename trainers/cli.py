@@ -51,6 +51,8 @@ def _shape_flags() -> dict[str, str]:
 
 
 _EXPLICIT_SIZES = ("n_layer", "d_model", "n_heads", "d_ff")
+#: where a run lands in the metrics store (--sweep, --trial-id): their defaults; read only with --storage
+STORE_NAMES = {"sweep": "standalone", "trial_id": "run"}
 
 
 def register(subparsers) -> None:
@@ -66,8 +68,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", help="builtin | path/glob | *.jsonl | *.parquet | *.bin")
     parser.add_argument("--tokenizer", help="byte | bpe:<vocab> | tiktoken:gpt2")
     parser.add_argument("--storage", help="metrics store root (path or pyarrow.fs URI)")
-    parser.add_argument("--sweep", default="standalone", help="sweep name in the metrics store (default standalone)")
-    parser.add_argument("--trial-id", default="run", help="trial id in the metrics store (default run)")
+    parser.add_argument("--sweep", default=STORE_NAMES["sweep"],
+                        help=f"sweep name in the metrics store (default {STORE_NAMES['sweep']})")
+    parser.add_argument("--trial-id", default=STORE_NAMES["trial_id"],
+                        help=f"trial id in the metrics store (default {STORE_NAMES['trial_id']})")
     parser.add_argument("--checkpoint-dir", help="save DeepSpeed checkpoints here (at evaluations)")
     parser.add_argument("--resume-from", help="continue from this checkpoint directory")
 
@@ -81,10 +85,14 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if not isinstance(raw, dict):
             raise ValueError(f"--config: {args.config} must hold a mapping of TrainConfig fields")
     shape = dict(raw.get("shape") or {})
-    for flag in _shape_flags():
-        if getattr(args, flag) is not None:
-            shape[flag] = getattr(args, flag)
-    if "target_params" in shape:
+    given = {flag: getattr(args, flag) for flag in _shape_flags() if getattr(args, flag) is not None}
+    sizes = [k for k in _EXPLICIT_SIZES if k in given]
+    if sizes and "target_params" in {**shape, **given}:  # the size flags were dropped without a word
+        where = "--target-params" if "target_params" in given else f"the target_params of --config {args.config}"
+        raise ValueError(f"--{sizes[0].replace('_', '-')} {given[sizes[0]]}: {where} chooses "
+                         f"{', '.join(_EXPLICIT_SIZES)}; give it or explicit sizes, not both")
+    shape.update(given)
+    if "target_params" in shape:  # --target-params over a --config's explicit sizes
         for explicit in _EXPLICIT_SIZES:
             shape.pop(explicit, None)
     if not set(shape) & {"target_params", *_EXPLICIT_SIZES}:  # no size given: a small default
@@ -106,9 +114,15 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_train(args: argparse.Namespace) -> int:
     from trainers.config import RunOutput, TrainConfig
+
+    config = TrainConfig.from_dict(config_from_args(args))  # bad flags refused before torch is imported
+    named = [(k, getattr(args, k)) for k, default in STORE_NAMES.items() if getattr(args, k) != default]
+    if named and not args.storage:  # read by nothing
+        key, value = named[0]
+        raise ValueError(f"--{key.replace('_', '-')} {value}: names the run in the metrics store; without --storage "
+                         f"nothing is written")
     from trainers.deepspeed_trainer import train
 
-    config = TrainConfig.from_dict(config_from_args(args))
     output = RunOutput(storage=args.storage, sweep=args.sweep, trial_id=args.trial_id,
                        checkpoint_dir=args.checkpoint_dir, resume_from=args.resume_from)
     result = train(config, output)
