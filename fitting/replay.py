@@ -30,7 +30,8 @@ __all__ = ["DesignRun", "SimulatedOracle", "undertraining_misfit", "run_design",
 @dataclass
 class DesignRun:
     """Outcome of one budgeted design: what was bought, at what cost, and the final fit. ``seeded``:
-    the runs a strategy that needs a fit bought before it had one (its seed design)."""
+    the runs a strategy that needs a fit bought as its seed design (before its first fit, and up to
+    an explicit seed size)."""
 
     bought: list[int]
     spent: float
@@ -61,10 +62,11 @@ def run_design(law, candidates: Candidates, reveal: Callable[[np.ndarray], np.nd
     bought: list[int] = []
     seeded = 0
     while True:
+        seeding = needs_fit and strategy.seeding(state)
         picks = strategy.select(state, batch)
         if not picks:
             break
-        seeded += len(picks) if needs_fit and state.fit is None else 0
+        seeded += len(picks) if seeding else 0
         idx = np.asarray(picks, dtype=int)
         losses = np.asarray(reveal(idx), dtype=float)
         state.taken[idx] = True

@@ -39,7 +39,7 @@ def register(subparsers) -> None:
     p.add_argument("--misfit", type=non_negative, default=None,
                    help="active: prior sd of the law's misfit in log loss (default 0.04; 0 trusts the law exactly)")
     p.add_argument("--seed-runs", type=positive_count, default=None,
-                   help="model-based strategies: size of the space-filling seed (default 2·(params + 1) for active, params + 3 without a misfit prior)")
+                   help="model-based strategies: the first this many runs are the space-filling seed (default: the seed, laid out for 2·(params + 1) runs, or params + 3 without a misfit prior, ends at the first fit)")
     add_table_args(p)  # the column flags of fit and plan; they apply to the pool and the targets alike
     p.add_argument("--cost-col", default=None, help="cost column (default 6·N·D)")
     p.add_argument("--interval", choices=["misfit", "plain"], default="misfit",
@@ -56,7 +56,8 @@ def register(subparsers) -> None:
 def _check_seed_runs(args, law, n_pool: int) -> None:
     """Before any design work: --seed-runs is for a strategy with a seed design, at least the runs
     a fit of ``law`` needs (the spec's search.seed_runs rule: the designer seeds until it has a fit
-    anyway) and at most the pool's ``n_pool`` rows (more cannot be bought)."""
+    anyway) and at most the pool's ``n_pool`` rows (more cannot be bought). The strategy buys that
+    many seed runs first (:meth:`fitting.strategies._ModelStrategy.seeding`)."""
     if args.seed_runs is None:
         return
     if args.strategy not in ("active", "d_optimal", "v_optimal"):
@@ -70,14 +71,14 @@ def _check_seed_runs(args, law, n_pool: int) -> None:
 
 def _seed_note(args, run, law) -> list[str]:
     """The line saying how many bought runs were the seed when --seed-runs asked for another number:
-    the strategy seeds until it has a fit (after law.min_runs runs, unless a fit fails), and the
-    budget may end first."""
+    the budget ended during the seed, or no fit of the law was possible after that many runs and
+    the seed went on until one was."""
     if args.seed_runs is None or run.seeded == args.seed_runs:
         return []
     if run.seeded == len(run.bought) and run.seeded < args.seed_runs:
         why = "the budget ended during the seed"
-    else:  # a fit came earlier (or, when the first fits failed, later) than --seed-runs runs
-        why = f"the strategy seeds until it has a fit (law {law.name!r}: {law.min_runs} runs), then chooses by its criterion"
+    else:  # seeds go on while the law cannot be fitted (failed runs, a fit that did not converge)
+        why = f"no fit of law {law.name!r} was possible after {args.seed_runs} runs, so the seed went on until one was"
     return [f"--seed-runs {args.seed_runs}: {run.seeded} of the {len(run.bought)} bought runs were seed runs ({why})"]
 
 

@@ -182,7 +182,8 @@ class ActiveSearcher(BudgetedSearcher):
         if index in scores:
             why = (f"variance reduction over the whole plan per {ranked_by}^{power:g} (hedged: {hedged})" if hedged
                    else f"error reduction per {ranked_by}^{power:g}")
-        elif self.fitter.fit is None and len(self.choices) >= self.law.min_runs:
+        elif self.fitter.fit is None and len(self.choices) >= max(self.law.min_runs,
+                                                                  getattr(self.strategy, "seed_size", None) or 0):
             # picked as many runs as a fit needs and still seeding: runs still running, ended
             # without a loss, or a fit that did not converge; without the reason this reads as
             # the designer ignoring seed_runs (a new user's finding)

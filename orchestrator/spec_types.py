@@ -128,8 +128,9 @@ class SearchSpec:
     stop_when: Mapping[str, float] = option(
         default_factory=dict, hash=False,
         doc="active: {rel_pred_ci: x} stops when the target's relative 90% CI half-width is below x")
-    seed_runs: int | None = option(None, "active: space-filling seed size, at least law params + 1 "
-                                         "(default 2*(law params + 1); params + 3 if misfit is 0)", positive_int, optional=True)
+    seed_runs: int | None = option(None, "active: space-filling seed size, at least law params + 1, bought first "
+                                         "(default: the seed is laid out for 2*(law params + 1) runs, params + 3 if "
+                                         "misfit is 0, and ends at the first fit)", positive_int, optional=True)
     cost: str = option("flops", "active: rank runs per planned FLOPs (flops) or per predicted "
                                 "seconds (time)", choice(SEARCH_COSTS))
     misfit: float | None = option(None, "active: prior sd of the law's misfit in log loss (0: trust "
