@@ -250,7 +250,8 @@ def test_replay_finds_columns_by_the_aliases_fit_uses(tmp_path, capsys):
     expected = "profile likelihood" if bought < 4 * chinchilla.n_params else "delta method"
     assert f"intervals: parameter part by the {expected}" in text and "bootstrap resamples" not in text
     rows = list(__import__("csv").DictReader(open(out)))
-    assert len(rows) == (~small).sum() and set(rows[0]) == {"params", "tokens", "predicted_loss", "lower", "upper"}
+    assert len(rows) == (~small).sum() and set(rows[0]) == {"params", "tokens", "predicted_loss", "lower", "upper",
+                                                            "level", "interval"}
     truth = chinchilla.predict(TRUTH_CH, {"N": N[~small], "D": D[~small]})
     np.testing.assert_allclose([float(r["predicted_loss"]) for r in rows], truth, rtol=0.05)
     rc, text, err = run(capsys, "replay", pool, "--targets", targets, "--strategy", "random", "--budget-fraction",
