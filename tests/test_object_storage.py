@@ -253,7 +253,7 @@ def test_fit_reads_and_replay_writes_files_on_s3(s3, tmp_path, monkeypatch, caps
     assert main(["replay", "--example", "epoch-chinchilla", "--strategy", "random", "--bootstrap", "0",
                  "--out", f"s3://{BUCKET}/out/predictions.csv"]) == 0
     with fs.open_input_stream(f"{BUCKET}/out/predictions.csv") as stream:
-        assert stream.read().splitlines()[0].endswith(b'"predicted_loss","lower","upper"')
+        assert stream.read().splitlines()[0].endswith(b'"predicted_loss","lower","upper","level","interval"')
     capsys.readouterr()
     assert main(["replay", "--example", "epoch-chinchilla", "--out", "s3://nobucket/p.csv"]) == 2
     assert capsys.readouterr().err.strip() == ("scalesweep replay: error: --out: s3://nobucket/p.csv: bucket "
