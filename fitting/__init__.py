@@ -4,6 +4,8 @@
   the registry (``get_law``, bring-your-own ``file.py:LAW``).
 - :mod:`fitting.data` — ``load_fit_data``: tables of runs → validated columns (the one
   column-mapping path of fit, plan, replay and the report).
+- :mod:`fitting.columns` — the column mapping: which column is each law input (name guesses,
+  a store's defaults, the flag that names it) and cells read as numbers.
 - :mod:`fitting.checks` — what the runs can tell: ``identifiability`` of the N/D split (and so
   of the compute-optimal allocation), unit and repeated-configuration warnings.
 - :mod:`fitting.reference` — reference tables shipped as package data (the Epoch Chinchilla runs).

@@ -14,7 +14,7 @@ from scalesweep.argtypes import count, fraction, positive
 def add_table_args(p: argparse.ArgumentParser) -> None:
     """Column-mapping options of every command that reads a table of runs (fit, plan, replay):
     one set of flags feeding :func:`fitting.data.load_fit_data` through :func:`load_table`."""
-    from fitting.data import ALIASES
+    from fitting.columns import ALIASES
     from fitting.reference import EXAMPLES
 
     first = lambda k: f"default: the first of {', '.join(repr(c) if ' ' in c else c for c in ALIASES[k])} found"
@@ -86,7 +86,8 @@ def load_table(source, args, law, *, drop_top_loss: int = 0, require_loss: bool 
     its rows are curve points (fitting.data.load_fit_data); ``flag``: the option that gave ``source``
     (``--targets``), which its errors then name. → (FitData, the warnings it raised as strings)."""
     from fitting.checks import user_messages
-    from fitting.data import COLUMN_FLAGS, load_fit_data
+    from fitting.columns import COLUMN_FLAGS
+    from fitting.data import load_fit_data
     from fitting.fit import store_misfit
 
     extra = {}

@@ -7,6 +7,7 @@ in a used column are dropped *with a warning that says how many and why*; a miss
 error naming the file and the columns that exist. Inputs in implausible units are warned about
 (:mod:`fitting.checks`); repeated (N, D) configurations are aggregated into cells when asked
 (:mod:`fitting.aggregate`: best over lr, mean over seed) and warned about when not.
+Which column is each input (aliases, a store's defaults, its flag): :mod:`fitting.columns`.
 """
 
 from __future__ import annotations
@@ -18,30 +19,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from fitting.columns import column_flag, numeric_column, pick_column, resolve_columns
 from metrics.statuses import USABLE_STATUSES
 
-__all__ = ["FitData", "load_fit_data", "read_table", "numeric_column", "DataWarning", "ALIASES",
-           "STORE_DEFAULTS"]
+__all__ = ["FitData", "load_fit_data", "read_table", "DataWarning"]
 
 
 class DataWarning(UserWarning):
     """Rows were dropped or the input looks suspicious."""
-
-
-#: Column-name guesses per logical input when no explicit name is given (first match wins).
-ALIASES: dict[str, tuple[str, ...]] = {
-    "N": ("N", "n", "params", "non_embedding_params", "Model Size", "model_size", "n_params"),
-    "D": ("D", "tokens", "tokens_seen", "dataset_tokens", "n_tokens"),
-    "U": ("U", "unique_tokens", "dataset_tokens"),
-    "S": ("S", "S_min", "steps"),
-    "B": ("B", "batch_tokens", "batch_size"),
-    "C": ("C", "flops", "compute", "Training FLOP", "training_flop"),
-    "L": ("L",),
-    "loss": ("loss", "best_val_loss", "final_val_loss", "val_loss"),
-}
-#: Defaults for a sweep's metrics directory (``metrics.load_runs``).
-STORE_DEFAULTS = {"N": "non_embedding_params", "D": "tokens_seen", "U": "dataset_tokens",
-                  "S": "steps", "B": "batch_tokens", "C": "flops", "loss": "best_val_loss"}
 
 
 @dataclass
@@ -135,91 +120,6 @@ def _read_path(path: str) -> tuple[dict[str, np.ndarray], str, bool]:
     return {n: tab.column(n).to_numpy(zero_copy_only=False) for n in tab.column_names}, path, False
 
 
-#: The flag that names each logical input's column (fitting.cli.add_table_args); any other input
-#: is mapped with ``--col INPUT=COLUMN``. Messages about a column name the flag that set it.
-COLUMN_FLAGS = {"N": "--n-col", "D": "--d-col", "C": "--c-col", "loss": "--loss-col", "U": "--u-col", "S": "--s-col"}
-
-
-def column_flag(logical: str, column: str) -> str:
-    """How the user named ``column`` for ``logical``: ``--n-col params`` (:data:`COLUMN_FLAGS`), else
-    ``--col INPUT=COLUMN``; messages about that column start with it."""
-    flag = COLUMN_FLAGS.get(logical)
-    return f"{flag} {column}" if flag else f"--col {logical}={column}"
-
-
-def _pick(cols: Mapping[str, Any], logical: str, explicit: str | None, is_store: bool, desc: str) -> str | None:
-    if explicit is not None:
-        if explicit not in cols:
-            raise ValueError(f"{column_flag(logical, explicit)}: no column {explicit!r} (for {logical}) in {desc}; "
-                             f"available: {sorted(cols)}")
-        return explicit
-    if is_store and STORE_DEFAULTS.get(logical) in cols:
-        return STORE_DEFAULTS[logical]
-    for cand in ALIASES.get(logical, (logical,)):
-        if cand in cols:
-            return cand
-    return None
-
-
-def numeric_column(values, col: str, desc: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Cells → floats; a cell that is not a number (empty, null, ``diverged``) becomes NaN.
-    → (array, mask of such cells, a few of them). A column with no number at all is an error."""
-    a = np.asarray(values).ravel()
-    if a.dtype.kind in "fiub":
-        return a.astype(float), np.zeros(a.size, dtype=bool), []
-    out = np.full(a.size, np.nan)
-    bad = np.zeros(a.size, dtype=bool)
-    for i, v in enumerate(a):
-        try:
-            out[i] = float(v)
-        except (TypeError, ValueError):
-            bad[i] = True
-    if a.size and bad.all():
-        raise ValueError(f"column {col!r} in {desc} is not numeric (e.g. {a[0]!r})")
-    return out, bad, list(dict.fromkeys(str(v) for v in a[bad]))[:3]
-
-
-def _resolve(cols, inputs, explicit, is_store, desc, require_loss: bool) -> tuple[dict[str, str], bool]:
-    """Logical input → column name (``loss`` optional unless ``require_loss``). → (mapping,
-    derive_d): D is derived from a compute column when there is none; a missing C is derived
-    from N and D (both then mapped)."""
-    mapping: dict[str, str] = {}
-    derive_d = False
-    hint = {**COLUMN_FLAGS, "D": "--d-col (or --c-col and --n-col to derive D = C/(k·N))",
-            "C": "--c-col (or N and D columns)"}
-
-    def missing(name):
-        return ValueError(f"missing column for {name} in {desc} (set {hint.get(name, f'--col {name}=COLUMN')}); "
-                          f"available columns: {sorted(cols)}")
-
-    for name in list(inputs) + ["loss"]:
-        col = _pick(cols, name, explicit.get(name), is_store, desc)
-        if col is None and name == "D":  # D = C/(k·N): needs a compute and an N column (read for it alone
-            ccol = _pick(cols, "C", explicit.get("C"), is_store, desc)  # when N is not an input, e.g. kaplan_d)
-            ncol = mapping.get("N") or _pick(cols, "N", explicit.get("N"), is_store, desc)
-            if ccol is not None and ncol is not None:
-                mapping["C"], mapping["N"] = ccol, ncol
-                derive_d = True
-                continue
-            if ccol is not None:
-                raise ValueError(f"missing column for D in {desc}: D = C/(k·N) from compute column {ccol!r} also "
-                                 f"needs N (set --n-col), or set --d-col; available columns: {sorted(cols)}")
-        if col is None and name == "L" and "loss" in mapping:
-            col = mapping["loss"]
-        if col is None and name == "C":  # C = k·N·D, derived by the caller
-            for nd in ("N", "D"):
-                mapping[nd] = mapping.get(nd) or _pick(cols, nd, explicit.get(nd), is_store, desc) or ""
-                if not mapping[nd]:
-                    raise missing("C")
-            continue
-        if col is None and name == "loss" and not require_loss:
-            continue  # prediction targets need no loss
-        if col is None:
-            raise missing(name)
-        mapping[name] = col
-    return mapping, derive_d
-
-
 def _keep_grid(cols: dict, sub_sweep: str | None, is_store: bool, desc: str, drop) -> None:
     """Drop the rows outside the wanted grid of a store with sub-sweeps (see `load_fit_data`)."""
     from metrics.schema import MAIN_GRID, SUB_SWEEP_COLUMN
@@ -265,9 +165,9 @@ def load_fit_data(
     column-mapping path of every command that reads a table (fit, plan, replay, report).
 
     Column names: ``n_col``/``d_col``/``loss_col``/``c_col`` and ``extra_cols`` (logical input
-    → column, e.g. ``{"U": "unique_tokens"}``) override the guesses in :data:`ALIASES`. If the law
-    needs D and there is no D column but a compute column, D = C/(flops_per_token·N) (the Epoch
-    file's convention). A metrics directory keeps rows whose ``status`` is in ``statuses``.
+    → column, e.g. ``{"U": "unique_tokens"}``) override the guesses in :data:`fitting.columns.ALIASES`.
+    If the law needs D and there is no D column but a compute column, D = C/(flops_per_token·N)
+    (the Epoch file's convention). A metrics directory keeps rows whose ``status`` is in ``statuses``.
     Cells that are not numbers (empty, ``nan``, ``diverged``), NaN/inf and non-positive values
     drop their row, counted in one :class:`DataWarning`; a column with no number at all is a
     ValueError naming it. Inputs that look like other units (:func:`fitting.checks.unit_notes`;
@@ -348,7 +248,7 @@ def load_fit_data(
             warnings.warn(DataWarning(f"{desc}: runs of several model families ({counts}) are fitted "
                                       "together; a law describes one family"), stacklevel=2)
 
-    mapping, derive_d = _resolve(cols, inputs, explicit, is_store, desc, require_loss)
+    mapping, derive_d = resolve_columns(cols, inputs, explicit, is_store, desc, require_loss)
     _check_aggregation(aggregate, cols, mapping, desc)
     arrays = {}
     for key, col in mapping.items():
@@ -475,14 +375,14 @@ def _table_compute(cols, arrays, mapping, explicit: Mapping[str, str | None], de
     a positive number takes k·N·D. Warns once when the column disagrees with k·N·D (> 1 % on some
     row), naming which one is used for what. Not for a metrics directory: its ``flops`` counts
     attention too, and its C stays k·N·D."""
-    ccol = (mapping["C"] if mapping.get("C") in cols else _pick(cols, "C", explicit.get("C"), False, desc))
+    ccol = (mapping["C"] if mapping.get("C") in cols else pick_column(cols, "C", explicit.get("C"), False, desc))
     if ccol is None:
         return None
     C = arrays["C"] if mapping.get("C") == ccol else numeric_column(cols[ccol], ccol, desc)[0]
     # N and D as the table has them, whether or not the law reads them (kaplan_n reads N alone)
     nd = {}
     for key in ("N", "D"):
-        col = mapping.get(key) if mapping.get(key) in cols else _pick(cols, key, explicit.get(key), False, desc)
+        col = mapping.get(key) if mapping.get(key) in cols else pick_column(cols, key, explicit.get(key), False, desc)
         nd[key] = arrays.get(key) if col == mapping.get(key) and key in arrays else (
             None if col is None else numeric_column(cols[col], col, desc)[0])
     if nd["N"] is None or nd["D"] is None or mapping.get("D", "").startswith(f"{ccol}/"):

@@ -127,7 +127,8 @@ def _cost(args, source, pool):
     pool row whose cost is not a positive number is dropped with a counted note."""
     if not args.cost_col:
         return pool, None, []
-    from fitting.data import numeric_column, read_table
+    from fitting.columns import numeric_column
+    from fitting.data import read_table
 
     raw = read_table(source)[0]
     if args.cost_col not in raw:
