@@ -250,7 +250,11 @@ def register(subparsers) -> None:
     f.set_defaults(func=cmd_fit)
 
 
-def _fit(args):
+def fit_from_args(args):
+    """The fit that ``fit`` prints and ``plan`` plans from: the law, the RUNS table (or a store's
+    curves for a training-dynamics law), the training rows and the fit flags of ``args``, with
+    every input and fitting warning put first in ``fit.warnings``. Raises ValueError (exit 2)
+    for a bad input."""
     from fitting.checks import user_messages
     from fitting.dynamics import CURVE_LAWS, curve_rows, is_sweep_dir
     from fitting.fit import fit_law
@@ -307,7 +311,7 @@ def json_safe(o):
 
 
 def cmd_fit(args) -> int:
-    fit = _fit(args)
+    fit = fit_from_args(args)
     rows = fit.diagnostics.get("rows")  # which curve rows a store's dynamics law used
     if args.json:
         print(json.dumps(json_safe(dict(fit.to_dict(), **({"rows": rows} if rows else {}))), sort_keys=False))

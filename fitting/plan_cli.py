@@ -126,10 +126,10 @@ def cmd_plan(args, fit_only=()) -> int:
                                                   flops_per_token=args.flops_per_token) for c in args.compute]
         fit = None
     elif args.runs or args.example:
-        from fitting.cli import _fit
+        from fitting.cli import fit_from_args
         from fitting.extrapolation import calibrate_misfit
 
-        fit = _fit(args)
+        fit = fit_from_args(args)
         identified = fit.identifiability.identified
         part = parameter_part_from_args(args, fit)
         misfit = (calibrate_misfit(fit, parameter_part=part) if identified and {"N", "D"} <= set(fit.law.inputs)
