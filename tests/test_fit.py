@@ -175,7 +175,7 @@ def test_bad_input():
     assert len(d) == 37 and d.n_dropped == 3
     with pytest.raises(ValueError, match=r"missing column for D.*available columns"):
         load_fit_data({"N": good["N"], "loss": good["loss"]}, law=chinchilla)
-    with pytest.raises(ValueError, match="not found"):
+    with pytest.raises(ValueError, match=r"--n-col params: no column 'params' \(for N\)"):
         load_fit_data(good, law=chinchilla, n_col="params")
     with pytest.raises(ValueError, match="no usable rows"):
         with warnings.catch_warnings():
