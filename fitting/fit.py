@@ -34,7 +34,7 @@ from fitting.law import Law
 from fitting.laws import get_law
 from fitting.multistart import multistart_lbfgs, single_threaded_blas
 from fitting.objective import bounds_note, log_jacobian, make_objective, params_at_bounds, rho_psi
-from fitting.param_intervals import ParamInterval, narrow_bootstrap, open_interval, profile_intervals, wald_intervals
+from fitting.param_intervals import ParamInterval, bounded_interval, narrow_bootstrap, open_interval, profile_intervals, wald_intervals
 from fitting.uncertainty import (BootstrapResult, Interval, NullSpace, bootstrap, estimate_covariance,
                                  jacobian_directions, loaded_params, null_space, prediction_interval)
 
@@ -221,7 +221,8 @@ class FitResult:
         boot = self.bootstrap.ci(level)
         prof = self.profile_at(level)  # a bootstrap attached after the fit (replay) is checked too
         narrow, _ = narrow_bootstrap(boot, prof, self.law)
-        return {k: prof[k] if k in narrow else ParamInterval(lo, hi) for k, (lo, hi) in boot.items()}
+        return {k: prof[k] if k in narrow else bounded_interval(self.law, self.z, self.law.param_names.index(k), lo, hi)
+                for k, (lo, hi) in boot.items()}
 
     def ci(self, level: float | None = None) -> dict[str, tuple[float, float]]:
         """Central CIs as (lo, hi) in natural units (:meth:`intervals`, an open side at its bound)."""

@@ -29,7 +29,7 @@ from fitting.uncertainty import residual_scales
 if TYPE_CHECKING:  # annotations only: fitting.fit imports this module
     from fitting.fit import FitResult
 
-__all__ = ["ParamInterval", "open_interval", "wald_intervals", "profile_intervals", "profile_threshold", "narrow_bootstrap"]
+__all__ = ["ParamInterval", "bounded_interval", "open_interval", "wald_intervals", "profile_intervals", "profile_threshold", "narrow_bootstrap"]
 
 
 # ====================================================================== parameter intervals
@@ -105,10 +105,8 @@ def wald_intervals(law, z: np.ndarray, cov_z: np.ndarray, q: float) -> dict[str,
     at_hi = ~np.isfinite(u) & (u > 0) | ~np.isfinite(half)
     zl = np.where(at_lo, lo, np.where(~np.isfinite(u), np.clip(z - q * se, lo, hi), zl))  # at a bound: clipped
     zh = np.where(at_hi, hi, np.where(~np.isfinite(u), np.clip(z + q * se, lo, hi), zh))
-    with np.errstate(over="ignore"):
-        tl, th = law.from_z(zl), law.from_z(zh)
-    return {k: ParamInterval(float(tl[i]), float(th[i]), bool(np.isclose(zl[i], lo[i]) or zl[i] == lo[i]),
-                             bool(np.isclose(zh[i], hi[i]) or zh[i] == hi[i]))
+    return {k: _interval(law, z, i, zl[i], zh[i], bool(np.isclose(zl[i], lo[i]) or zl[i] == lo[i]),
+                         bool(np.isclose(zh[i], hi[i]) or zh[i] == hi[i]))
             for i, k in enumerate(law.param_names)}
 
 
@@ -127,6 +125,24 @@ def _natural(law, z: np.ndarray, k: int, zk: float) -> float:
     v[k] = zk
     with np.errstate(over="ignore"):
         return float(law.from_z(v)[k])
+
+
+def _interval(law, z: np.ndarray, k: int, zl: float, zh: float, lo_open: bool, hi_open: bool) -> ParamInterval:
+    """Parameter ``k``'s interval from transformed ends ``zl``, ``zh`` (:func:`bounded_interval`)."""
+    return bounded_interval(law, z, k, _natural(law, z, k, zl), _natural(law, z, k, zh), lo_open, hi_open)
+
+
+def bounded_interval(law, z: np.ndarray, k: int, lo: float, hi: float, lo_open: bool = False,
+                     hi_open: bool = False) -> ParamInterval:
+    """Parameter ``k``'s interval [lo, hi] in natural units, a side open when the caller says so and
+    also when its end reaches the law's natural bound or is not finite. Why: a Wald interval of se
+    1000 on log E ends at exp(-1645) = 0 and exp(+1645) = inf without either transformed end sitting
+    at its (infinite) transformed bound, and bootstrap replicates pinned at a bound put a percentile
+    on it; either way an interval [0, inf] not flagged open reads as closed."""
+    bound_lo, bound_hi = _natural(law, z, k, law.z_bounds[k, 0]), _natural(law, z, k, law.z_bounds[k, 1])
+    lo_open = lo_open or not np.isfinite(lo) or lo <= bound_lo
+    hi_open = hi_open or not np.isfinite(hi) or hi >= bound_hi
+    return ParamInterval(float(lo), float(hi), bool(lo_open), bool(hi_open))
 
 
 def profile_threshold(fit: FitResult, level: float) -> tuple[float, float]:
@@ -238,7 +254,7 @@ def profile_intervals(fit: FitResult, level: float | None = None, *, reach: floa
             frac = (q - t[j - 1]) / (t[j] - t[j - 1]) if np.isfinite(t[j]) else 0.0
             ends.append((fit.z[k] + sign * (d[j - 1] + frac * (d[j] - d[j - 1])), False))
         (zl, lo_open), (zh, hi_open) = ends
-        out[name] = ParamInterval(_natural(law, fit.z, k, zl), _natural(law, fit.z, k, zh), lo_open, hi_open)
+        out[name] = _interval(law, fit.z, k, zl, zh, lo_open, hi_open)
     return out
 
 

@@ -169,3 +169,33 @@ def test_nine_parameter_e_interval_was_outside_its_bounds_and_now_is_not():
     assert iv == wald_intervals(NINE, fit.z, fit.cov_z, q)["E"]
     lo, hi = fit.ci()["E"]
     assert 1 <= lo and hi <= 6 and f"{lo:.6g}" in fit.summary()
+
+
+def test_a_wald_interval_that_saturates_to_the_bound_is_open():
+    """A Wald interval on log E with se 1000 ends at exp(-1645) = 0 and exp(+1645) = inf, neither
+    transformed end at its (infinite) transformed bound: both sides are still open, because the
+    natural ends are the law's bounds (0, inf)."""
+    z = CHIN.to_z([CHINCHILLA_EPOCH[k] for k in CHIN.param_names])
+    cov = np.diag([1000.0**2, 0.01, 1e-4, 0.01, 1e-4])
+    iv = wald_intervals(CHIN, z, cov, 1.645)
+    assert iv["E"].lo == 0.0 and iv["E"].hi == np.inf
+    assert iv["E"].lo_open and iv["E"].hi_open and iv["E"].unidentified
+    assert not (iv["A"].lo_open or iv["A"].hi_open)
+
+
+def test_epoch_fit_below_1e19_flags_every_end_at_a_bound_as_open(capsys):
+    """A new user's finding: `fit epoch_chinchilla.csv --fit-max-compute 1e19 --bootstrap 0 --json`
+    printed E's interval [0.0, null] with ci90_open [false, false], an unbounded side shown as
+    closed. Every interval end at the law's natural bound (0 or inf, here null) is open."""
+    from pathlib import Path
+
+    from scalesweep.cli import main
+
+    csv = Path(__file__).resolve().parents[1] / "fitting" / "reference" / "epoch_chinchilla.csv"
+    assert main(["fit", str(csv), "--fit-max-compute", "1e19", "--bootstrap", "0", "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    for k, (bound_lo, bound_hi) in zip(CHIN.param_names, CHIN.bounds):
+        (lo, hi), (lo_open, hi_open) = obj["ci90"][k], obj["ci90_open"][k]
+        assert lo_open or (lo is not None and lo > bound_lo), (k, lo, lo_open)
+        assert hi_open or (hi is not None and hi < bound_hi), (k, hi, hi_open)
+    assert obj["ci90_open"]["E"] == [True, True] and obj["not_identified"]["E"]
