@@ -190,17 +190,20 @@ class MisfitCalibration:
 
     def describe(self) -> str:
         """One line for the user: what the extrapolation-error sd added to the intervals is and where it
-        came from. Calibrated, it is the error of refits predicting held-out runs, which holds the
-        refits' own parameter error too, so it is not a misfit of the law's form: an exactly true law
-        gets one above 0 (a new user read "law misfit sd 0.0792" as the law being wrong)."""
+        came from. Calibrated, it is the error of refits predicting held-out runs beyond the spread
+        their parameter and noise parts predict, so it holds whatever parameter error those parts miss
+        and is not only a misfit of the law's form (a new user read "law misfit sd 0.0792" as the law
+        being wrong). It is 0 when the held-out runs fall inside that spread and the residuals show
+        no smooth misfit, which an exactly true law often gives and a poor fit can give too."""
         if self.calibrated:
             if self.amplitude == 0:
                 beyond = "the noise and the profile of the parameters" if self.parameter_part == "profile" else "the noise"
                 return (f"extrapolation error sd 0 (log loss): neither the {self.n_held_out} largest runs by compute, "
                         f"predicted by a refit on the other {self.n_fit}, nor the fit's residuals show an error beyond "
                         f"{beyond}")
-            what = (f"extrapolation error sd {self.amplitude:.3g} (log loss), added to the intervals: the held-out error "
-                    f"of refits (their parameter error included, not only a misfit of the law's form)")
+            what = (f"extrapolation error sd {self.amplitude:.3g} (log loss), added to the intervals: how far refits "
+                    f"missed held-out runs beyond their own parameter and noise parts (any parameter error those parts "
+                    f"miss included, not only a misfit of the law's form)")
             if len(self.splits) <= 1:
                 return (f"{what}, calibrated by refitting {self.n_fit} runs and predicting the {self.n_held_out} largest "
                         f"by compute (their own estimate {self.estimate:.3g}, shrunk toward the residuals' own misfit "

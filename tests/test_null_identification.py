@@ -117,4 +117,4 @@ def test_the_extrapolation_error_is_not_called_a_law_misfit():
                             splits=(5,), prior=0.01)
     text = cal.describe()
     assert text.startswith("extrapolation error sd 0.0792") and "law misfit" not in text
-    assert "parameter error included" in text
+    assert "beyond their own parameter and noise parts" in text and "parameter error those parts miss included" in text
