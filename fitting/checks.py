@@ -138,7 +138,7 @@ def parameter_verdicts(law, params: Mapping[str, float], intervals: Mapping, spl
         if not split.identified:
             verdict = ParamVerdict(name, value, lo, hi, False, split.reason, "split")
         elif name in at_bounds:
-            verdict = ParamVerdict(name, value, lo, hi, False, f"at its bound {at_bounds[name]}", "bound", True)
+            verdict = ParamVerdict(name, value, lo, hi, False, f"at a bound: {name} {at_bounds[name]}", "bound", True)
         elif null and name in null:
             verdict = ParamVerdict(name, value, lo, hi, False, null[name], "null", True)
         elif open_side or not finite:
@@ -159,11 +159,12 @@ def parameter_verdicts(law, params: Mapping[str, float], intervals: Mapping, spl
 
 
 def unidentified_note(verdicts: Mapping[str, ParamVerdict], law_name: str = "the law") -> str | None:
-    """The one warning line naming the parameters whose interval or null direction says the runs
-    do not identify them (``kind`` "interval" or "null"); None when none. An
-    unidentified N/D split and parameters at a bound have their own warnings (fitting.fit,
-    fitting.objective.bounds_note)."""
-    bad = [v for v in verdicts.values() if not v.identified and v.kind in ("interval", "null")]
+    """The one warning line naming the parameters the runs do not identify because of their
+    interval, a null direction or a bound (``kind`` "interval", "null" or "bound": the same names
+    as every ``--json``'s ``not_identified``); None when none. An unidentified N/D split has its
+    own warning (fitting.fit); parameters at a bound have theirs too (fitting.objective.bounds_note),
+    and are named here as well so that the text and the JSON list the same parameters."""
+    bad = [v for v in verdicts.values() if not v.identified and v.kind in ("interval", "null", "bound")]
     if not bad:
         return None
     return (f"not identified by these runs: {'; '.join(f'{v.name} ({v.reason})' for v in bad)}; {law_name} fits the "

@@ -87,7 +87,7 @@ def test_profile_cli_prints_the_open_side(tmp_path, capsys):
     assert main(["fit", str(path), "--intervals", "profile", "--bootstrap", "0", "--json"]) == 0
     obj = json.loads(capsys.readouterr().out)
     assert obj["uncertainty"] == "profile" and obj["ci90_open"]["E"] == [True, False]
-    assert obj["not_identified"]["E"].startswith("at its bound") and obj["not_identified"]["alpha"] is None
+    assert obj["not_identified"]["E"].startswith("at a bound: E = ") and obj["not_identified"]["alpha"] is None
     assert obj["ci90"]["E"][0] == 0.0 and obj["ci90"]["E"][1] > 1e-3
 
 

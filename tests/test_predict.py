@@ -135,5 +135,5 @@ def test_predict_json_names_each_parameter_the_runs_do_not_identify(capsys):
     assert main(["predict", "--example", "epoch-chinchilla", "--bootstrap", "0", "--train", "C <= 1e19", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["n_train"] == 48
-    assert out["not_identified"]["E"].startswith("at its bound") and out["not_identified"]["A"] is None
+    assert out["not_identified"]["E"].startswith("at a bound: E = ") and out["not_identified"]["A"] is None
     assert set(out["not_identified"]) == set(out["params"])
