@@ -414,4 +414,4 @@ def extrapolation_interval(fit: FitResult, X: Mapping[str, np.ndarray], level: f
         h_hi = np.sqrt(np.clip(np.log(conf.hi) - log_mean, 0, None) ** 2 + q**2 * other)
     sd = np.sqrt(conf.se_log**2 + other)
     return Interval(mean=mean, lo=mean * np.exp(-h_lo), hi=mean * np.exp(h_hi), level=level, kind="prediction",
-                    method=f"{part}+misfit(a={calibration.amplitude:.3g})", se_log=sd)
+                    method=f"{part}+extrapolation_error(sd={calibration.amplitude:.3g})", se_log=sd)

@@ -168,8 +168,8 @@ def _cmd_predict(args) -> int:
         where = ", ".join(f"{c}={r[c]:.4g}" for c in targets.X)
         err = f"loss {r['loss']:.4f}, error {r['rel_error']:+.2%}{'' if r['covered'] else ' (outside)'}" \
             if r["loss"] is not None else "no loss"
-        print(f"  {where}: predicted {r['predicted']:.4f} [{r['lower']:.4f}, {r['upper']:.4f}]; {err}")
+        print(f"  {where}: predicted {r['predicted']:.4f}, {lvl}% [{r['lower']:.4f}, {r['upper']:.4f}]; {err}")
     if m:
-        print(f"targets ({summary['n_scored']} with a loss of {len(targets)}): mean abs rel error "
+        print(f"targets with a known loss, {summary['n_scored']} of {len(targets)}: mean abs rel error "
               f"{m['mean_are']:.2%}, {lvl}% interval coverage {m['coverage']:.2%}, R2 {m['r2']:.4f}")
     return 0

@@ -209,10 +209,13 @@ def _cmd_replay(args) -> int:
         print(f"warning: {note}")
     if pool.aggregation:
         print(f"pool rows: {pool.aggregation}")
-    print(f"bought {len(run.bought)} of {len(cands)} pool rows with strategy {args.strategy}; "
+    seed_what = "" if not run.seeded else (f" (the first {run.seeded} its seed design"
+                                             + (f", --seed-runs {args.seed_runs}" if args.seed_runs is not None else "") + ")")
+    print(f"bought {len(run.bought)} of {len(cands)} pool rows with strategy {args.strategy}{seed_what}; "
           f"compute spent {run.spent:.4g} of budget {budget:.4g} ({run.spent / cands.cost.sum():.2%} of the pool)")
-    for i in run.bought:
-        print("  " + ", ".join(f"{k}={v[i]:.4g}" for k, v in X.items()) + f", loss={y[i]:.4f}, cost={cands.cost[i]:.3g}")
+    for j, i in enumerate(run.bought):
+        print("  " + ", ".join(f"{k}={v[i]:.4g}" for k, v in X.items()) + f", loss={y[i]:.4f}, cost={cands.cost[i]:.3g}"
+              + ("  (seed)" if j < run.seeded else ""))
     verdict = run.fit.identifiability
     tags = run.fit.param_tags(0.9)  # the tags fit prints beside each parameter, at the intervals' level
     print(("fit: " if verdict.identified else f"fit (NOT IDENTIFIED: {verdict.reason}; the N and D terms are not "
@@ -230,7 +233,7 @@ def _cmd_replay(args) -> int:
     scored = np.isfinite(targets.y) & (targets.y > 0)
     if scored.any():
         m = target_metrics(iv.mean[scored], targets.y[scored], iv.lo[scored], iv.hi[scored])
-        print(f"targets ({int(scored.sum())} with a loss of {len(iv.mean)}): R2 {m['r2']:.4f}, mean abs rel error "
+        print(f"targets with a known loss, {int(scored.sum())} of {len(iv.mean)}: R2 {m['r2']:.4f}, mean abs rel error "
               f"{m['mean_are']:.4%}, 90% interval coverage {m['coverage']:.2%}")
     sys.stdout.flush()
     return 0
@@ -238,7 +241,7 @@ def _cmd_replay(args) -> int:
 
 def _write_predictions(path, cols: Mapping[str, np.ndarray], iv) -> None:
     """The targets' predictions as CSV at ``path`` (local or a pyarrow.fs URI), each row with its
-    interval's level and method (e.g. ``profile+misfit(a=0.0238)``: the parameter part and the
+    interval's level and method (e.g. ``profile+extrapolation_error(sd=0.0238)``: the parameter part and the
     misfit sd replay prints in full), so the file says what its bounds are."""
     import pyarrow as pa
     import pyarrow.csv as pcsv

@@ -93,7 +93,7 @@ def test_too_few_runs_to_hold_out_use_the_stated_prior_and_say_so():
     far = {"N": np.array([1e11]), "D": np.array([2e12])}
     iv0, iv1 = _noise_only_interval(fit, far), extrapolation_interval(fit, far, calibration=cal)
     assert iv1.lo[0] < iv0.lo[0] and iv1.hi[0] > iv0.hi[0]  # the prior widens, it is not a silent 0
-    assert iv1.method.endswith(f"+misfit(a={PRIOR_MISFIT_SD:.3g})")
+    assert iv1.method.endswith(f"+extrapolation_error(sd={PRIOR_MISFIT_SD:.3g})")
     with pytest.raises(Exception):
         extrapolation_interval(fit, {"N": np.array([1e9])}, calibration=cal)  # D missing: an error, not a guess
 

@@ -59,7 +59,7 @@ def test_predict_fits_the_train_rows_and_scores_the_rest(capsys):
     assert all(t["lower"] < t["predicted"] < t["upper"] for t in out["targets"])
     # 217 runs for 5 parameters: the delta method's parameter part (fitting.extrapolation.default_parameter_part)
     assert out["parameter_method"] == "delta"
-    assert out["interval"].startswith("delta+misfit") and out["parameter_part"].startswith(
+    assert out["interval"].startswith("delta+extrapolation_error") and out["parameter_part"].startswith(
         f"parameter part by the delta method ({out['n_train']} runs for 5 parameters)")
 
 

@@ -81,7 +81,7 @@ def test_the_extrapolation_interval_takes_its_parameter_part_from_the_profile_wh
     fit = _exact_law_fit("huber")
     prof = prediction_profile(fit, TARGETS, 0.9)
     iv = extrapolation_interval(fit, TARGETS, level=0.9, parameter_part="profile")
-    assert iv.method.startswith("profile+misfit")
+    assert iv.method.startswith("profile+extrapolation_error")
     log_mean = np.log(iv.mean)
     # each side holds at least the profile's parameter part, and the misfit and scatter on top
     assert np.all(log_mean - np.log(iv.lo) >= prof.h_lo * (1 - 1e-9))
@@ -104,7 +104,7 @@ def test_a_fit_with_few_runs_per_parameter_takes_the_profile_by_default_and_neve
     assert calibration.parameter_part == "profile" and calibration.calibrated
     prof = prediction_profile(small, TARGETS, 0.9)
     iv = extrapolation_interval(small, TARGETS, level=0.9, calibration=calibration, profile=prof)
-    assert iv.method.startswith("profile+misfit")
+    assert iv.method.startswith("profile+extrapolation_error")
     alone = parameter_interval(small, TARGETS, 0.9, profile=prof)
     assert alone.method.startswith("profile")
     np.testing.assert_allclose(np.log(iv.mean / alone.lo), prof.h_lo)
@@ -114,7 +114,7 @@ def test_a_fit_with_few_runs_per_parameter_takes_the_profile_by_default_and_neve
     bootstrap(full, n_boot=16, seed=0)
     assert default_parameter_part(full) == "delta"
     assert calibrate_misfit(full).parameter_part == "delta"
-    assert extrapolation_interval(full, TARGETS, level=0.9).method.startswith("delta+misfit")
+    assert extrapolation_interval(full, TARGETS, level=0.9).method.startswith("delta+extrapolation_error")
     assert extrapolation_interval(full, TARGETS, level=0.9, parameter_part="bootstrap").method.startswith("bootstrap")
     assert calibrate_misfit(full, parameter_part="bootstrap").parameter_part == "delta"  # no bootstrap per refit
     with pytest.raises(ValueError, match="parameter_part"):

@@ -116,6 +116,6 @@ def test_replay_example_splits_pool_and_targets(capsys, tmp_path):
                       "--bootstrap", 0, "--out", out)
     assert rc == 0
     assert "pool = its 217 runs with C <= 1e+21 FLOPs, targets = the 23 above" in text
-    assert "targets (23 with a loss of 23)" in text
+    assert "targets with a known loss, 23 of 23:" in text
     rows = list(csv.DictReader(open(out)))
     assert len(rows) == 23 and all(6 * float(r["N"]) * float(r["D"]) > 1e21 for r in rows)

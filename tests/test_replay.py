@@ -59,7 +59,7 @@ def test_cli_writes_predictions_and_reports_metrics(csvs, capsys):
         assert float(r["lower"]) < float(r["predicted_loss"]) < float(r["upper"])
         assert abs(float(r["predicted_loss"]) / float(r["loss"]) - 1) < 0.1
         # the file names its intervals (a new user's finding: the CSV had bounds without a source)
-        assert float(r["level"]) == 0.9 and re.match(r"(delta|profile|bootstrap)\+misfit\(a=", r["interval"])
+        assert float(r["level"]) == 0.9 and re.match(r"(delta|profile|bootstrap)\+extrapolation_error\(sd=", r["interval"])
 
 
 def test_a_not_identified_tag_comes_with_its_reason(tmp_path, capsys):
@@ -167,7 +167,11 @@ def test_seed_runs_are_bought_as_the_seed(csvs, capsys):
     rc = main(["replay", str(csvs / "pool.csv"), "--targets", str(csvs / "targets.csv"), "--out", str(csvs / "s.csv"),
                "--seed-runs", "8", "--bootstrap", "0", "--interval", "plain"])
     out = capsys.readouterr().out
-    assert rc == 0 and "--seed-runs" not in out, out
+    assert rc == 0 and "warning: --seed-runs" not in out, out
+    # a new user's finding: the listing did not say which bought runs were the seed
+    assert "(the first 8 its seed design, --seed-runs 8)" in out, out
+    listed = [line for line in out.splitlines() if line.startswith("  ") and ", cost=" in line]
+    assert [line.endswith("(seed)") for line in listed] == [True] * 8 + [False] * (len(listed) - 8), listed
     pool = SimulatedOracle("chinchilla", CHINCHILLA_EPOCH, noise=0.01, seed=0)
     N, D = np.meshgrid(np.geomspace(1e7, 1e9, 6), np.geomspace(3e8, 1e11, 6), indexing="ij")
     cands = Candidates.from_columns({"N": N.ravel(), "D": D.ravel()})
