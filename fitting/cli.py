@@ -272,8 +272,11 @@ def fit_from_args(args):
         notes[:0] = rows.warnings
     train = {"max_compute": args.fit_max_compute} if getattr(args, "fit_max_compute", None) else None
     if train:
-        check_training_rows(data, law, data.compute(args.flops_per_token) <= args.fit_max_compute,
-                            f"--fit-max-compute {args.fit_max_compute:g}")
+        kept = data.compute(args.flops_per_token) <= args.fit_max_compute
+        check_training_rows(data, law, kept, f"--fit-max-compute {args.fit_max_compute:g}")
+        if kept.all():  # said with the flag's name, not fit_law's "train selection"
+            notes.append(f"--fit-max-compute {args.fit_max_compute:g} keeps every row: nothing is held out")
+            train = None
     else:
         check_training_rows(data, law)
     with warnings.catch_warnings(record=True) as caught:

@@ -287,6 +287,14 @@ def test_input_errors_name_the_flag_the_user_typed(capsys, argv, message):
     assert rc == 2 and message in err and err.count("\n") == 1, err
 
 
+def test_a_fit_max_compute_that_keeps_every_row_is_named(capsys):
+    """fit --fit-max-compute above every run warned "train selection keeps every row", a name the user
+    never typed."""
+    rc, out, _ = run(capsys, "fit", "--fit-max-compute", "1e30", *EXAMPLE)
+    assert rc == 0 and "warning: --fit-max-compute 1e+30 keeps every row: nothing is held out" in out, out
+    assert "train selection" not in out
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--best-over", "nope"], "--best-over nope: the report aggregates over the runs' hyperparameter columns"),
     (["--mean-over", "N"], "--mean-over N: the report aggregates over"),
