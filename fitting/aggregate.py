@@ -32,7 +32,7 @@ import numpy as np
 from fitting.checks import repeated_configs
 from fitting.run_result import REFERENCE_LOG_SD
 
-__all__ = ["Aggregation", "Cells", "EVERY_ROW", "HYPERPARAMETER_COLUMNS", "aggregate_rows", "default_aggregation",
+__all__ = ["Aggregation", "Cells", "EVERY_ROW", "HYPERPARAMETER_COLUMNS", "RUN_COLUMNS", "aggregate_rows", "default_aggregation",
            "swept_in_cells"]
 
 EVERY_ROW = "*"
@@ -41,6 +41,11 @@ EVERY_ROW = "*"
 HYPERPARAMETER_COLUMNS = {"lr": "best_over", "batch_tokens": "best_over", "seed": "mean_over"}
 """The runs table's hyperparameter columns and how a sweep aggregates them by default: best over
 the learning rate and the batch, mean over seeds (`default_aggregation`)."""
+
+RUN_COLUMNS = ("lr", "batch_tokens", "seed", "n_ctx", "regime", "n_layer", "d_model", "n_heads", "d_ff", "d_attn")
+"""The runs table's columns a sweep's fit may aggregate over (``fit.aggregate`` in a spec, the
+report's ``--best-over``/``--mean-over``): every one a sweep's axes set, not N, D or the loss.
+Only :data:`HYPERPARAMETER_COLUMNS` are aggregated by default."""
 
 
 @dataclass(frozen=True)

@@ -234,15 +234,15 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def _check_aggregation_columns(aggregate) -> None:
-    """Before any work: --best-over/--mean-over name columns of the report's runs table, its
-    hyperparameter columns (fitting.aggregate.HYPERPARAMETER_COLUMNS); another one was taken
-    as the fit's failure ("no fit") and the report written, exit 0."""
-    from fitting.aggregate import HYPERPARAMETER_COLUMNS
+    """Before any work: --best-over/--mean-over name columns of the report's runs table
+    (fitting.aggregate.RUN_COLUMNS, the ones a spec's fit.aggregate may name too); another one was
+    taken as the fit's failure ("no fit") and the report written, exit 0."""
+    from fitting.aggregate import RUN_COLUMNS
 
     for col in aggregate.columns if aggregate else ():
-        if col not in HYPERPARAMETER_COLUMNS:
-            raise ValueError(f"{aggregate.source(col)} {col}: the report aggregates over the runs' hyperparameter "
-                             f"columns ({', '.join(HYPERPARAMETER_COLUMNS)})")
+        if col not in RUN_COLUMNS:
+            raise ValueError(f"{aggregate.source(col)} {col}: the report aggregates over the runs table's columns "
+                             f"({', '.join(RUN_COLUMNS)})")
 
 
 def report_settings(storage: str, sweep: str, headline: str | None, aggregate):

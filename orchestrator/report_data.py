@@ -185,7 +185,7 @@ def main_fit(usable: list[dict], law_name: str, n_bootstrap: int, aggregate=None
     sweep within a cell); with too few runs (cells) for it, L(N) on the largest D, saying so. A
     prediction-stopped run counts at its planned end, down-weighted (fitting.run_result.as_fitted)."""
     from fitting.checks import user_messages
-    from fitting.aggregate import HYPERPARAMETER_COLUMNS, default_aggregation, swept_in_cells
+    from fitting.aggregate import HYPERPARAMETER_COLUMNS, RUN_COLUMNS, default_aggregation, swept_in_cells
     from fitting.data import load_fit_data
     from fitting.fit import FitError, fit_law
     from fitting.hyperparams import optimal_hyperparameters
@@ -201,7 +201,7 @@ def main_fit(usable: list[dict], law_name: str, n_bootstrap: int, aggregate=None
     table = {"N": np.array([r["non_embedding_params"] for r, _ in fitted], dtype=float),
              "D": np.array([r["tokens_seen"] for r, _ in fitted], dtype=float),
              "loss": np.array([r["best_val_loss"] for r, _ in fitted], dtype=float),
-             **{c: np.array([r.get(c) for r, _ in fitted], dtype=object) for c in HYPERPARAMETER_COLUMNS}}
+             **{c: np.array([r.get(c) for r, _ in fitted], dtype=object) for c in RUN_COLUMNS}}
     weights = np.array([w for _, w in fitted])
     if aggregate is None:
         aggregate = default_aggregation(swept_in_cells({"N": table["N"], "D": table["D"]},

@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from fitting.aggregate import RUN_COLUMNS
 from trainers.config import REGIMES, TrainConfig
 from trainers.data import CorpusSpec
 from trainers.shapes import FAMILIES
@@ -207,9 +208,7 @@ class EarlyPrediction:
                        choice(EARLY_RULES))
 
 
-AGGREGATE_COLUMNS = ("lr", "batch_tokens", "seed", "n_ctx", "regime", "n_layer", "d_model", "n_heads",
-                     "d_ff", "d_attn")
-"""Runs-table columns a sweep's fit may aggregate over: the ones its axes set (not N, D or loss)."""
+AGGREGATE_COLUMNS = RUN_COLUMNS  # the runs-table columns a sweep's fit may aggregate over (their owner: fitting.aggregate)
 
 
 def _columns_item(value: Any, path: str) -> tuple[str, ...] | None:

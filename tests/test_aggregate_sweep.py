@@ -117,3 +117,10 @@ def test_active_searcher_and_report_aggregate_the_lr_axis(tmp_path):
     assert report.fit.n_points == 8 and "rows: 16 rows → 8 cells, best over lr" in report.fit_text
     assert not any("repeat the (N, D)" in note for note in report.notes)
     assert [h.column for h in report.fit.diagnostics["optimal_hyperparameters"]] == ["lr", "lr"]
+    # a spec may aggregate over any runs-table column (fit.aggregate: n_layer, d_model, ...); the
+    # report's table held only lr, batch_tokens and seed, so best_over [lr, n_layer] gave "no fit", exit 0
+    from fitting.aggregate import Aggregation
+
+    shaped = build_report(storage, "s", tmp_path / "report2", n_bootstrap=0,
+                          aggregate=Aggregation(("lr", "n_layer"), ()))
+    assert shaped.fit.n_points == 8 and "best over lr, n_layer" in shaped.fit_text, shaped.fit_text

@@ -296,7 +296,7 @@ def test_a_fit_max_compute_that_keeps_every_row_is_named(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--best-over", "nope"], "--best-over nope: the report aggregates over the runs' hyperparameter columns"),
+    (["--best-over", "nope"], "--best-over nope: the report aggregates over the runs table's columns (lr, batch_tokens, seed, n_ctx"),
     (["--mean-over", "N"], "--mean-over N: the report aggregates over"),
     (["--law", "nope"], "--law nope: unknown law 'nope'"),
 ])
