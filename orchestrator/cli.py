@@ -178,12 +178,14 @@ def add_run_flags(run: argparse.ArgumentParser, what: str) -> None:
 
 def _prepare(args: argparse.Namespace) -> int:
     """`scalesweep prepare`: one summary line."""
-    from trainers.data import CorpusSpec
+    from trainers.data import CorpusSpec, unread_text_field
     from trainers.prepare import prepare_corpus
 
     if args.address and args.engine != "ray":
         raise ValueError("--address: only with --engine ray (the process pool runs on this machine)")
     spec = CorpusSpec(source=args.corpus, tokenizer=args.tokenizer, text_field=args.text_field)
+    if (why := unread_text_field(spec)):
+        raise ValueError(f"--text-field {args.text_field}: {why}")
     if args.engine == "ray":
         from orchestrator.corpus_ray import prepare_on_ray
 

@@ -42,7 +42,7 @@ from orchestrator.spec_types import (
 from orchestrator.target import parse_stop_when, parse_target
 from fitting.laws import get_law
 from trainers.config import TrainConfig, corpus_from
-from trainers.data import CorpusSpec
+from trainers.data import CorpusSpec, unread_text_field
 from trainers.fields import (
     SpecError, choice, fail, load_yaml, mapping, non_negative, positive, positive_int,
 )
@@ -81,6 +81,8 @@ def _corpus(raw: Any, where: str = "corpus") -> CorpusSpec:
     """The trainer's corpus parser; a local source is made absolute (trials run elsewhere).
     Whether it exists is a data check (`orchestrator.spec_data`), which can be deferred."""
     corpus = corpus_from("builtin" if raw is None else raw, where)
+    if (why := unread_text_field(corpus)):
+        raise fail(f"{where}.text_field", why)
     if corpus.source != "builtin" and "://" not in corpus.source:
         corpus = dataclasses.replace(corpus, source=os.path.abspath(os.path.expanduser(corpus.source)))
     return corpus

@@ -180,6 +180,11 @@ def test_prepare_cli_exits_2_with_one_line(tmp_path, capsys):
         assert code == 2 and err.count("\n") == 1, err  # one line naming the flag, no usage block
         assert err.strip().endswith(f"argument --workers: expected a whole number >= 1, got {workers}"), err
         assert not (tmp_path / "out").exists()
+    for corpus in ("builtin", str(tmp_path / "notes.txt")):  # no fields to read: it was ignored without a word
+        code = main(["prepare", corpus, "--text-field", "body", "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "--text-field body: 'body' would never be read" in err, err
+        assert not (tmp_path / "out").exists()
     code = main(["prepare", str(source), "--out", str(tmp_path / "out"), "--address", "auto"])
     err = capsys.readouterr().err
     assert code == 2 and err.strip().endswith("--address: only with --engine ray (the process pool runs on this machine)")

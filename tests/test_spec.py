@@ -83,6 +83,8 @@ MALFORMED = [
     ("resources.gpus_per_worker", -1, "resources.gpus_per_worker:", ">= 0"),
     ("corpus.source", "/nonexistent/dir/*.jsonl", "corpus.source:", "no files match"),
     ("corpus.tokenizer", "bpe:12", "corpus.tokenizer:", "bpe:<vocab >= 257>"),
+    # the builtin corpus has no fields: a text_field was ignored without a word
+    ("corpus.text_field", "content", "corpus.text_field:", "'content' would never be read: only *.jsonl"),
     ("storage", "ftp://host/x", "storage:", "is not one of file, s3"),
     ("budget.flops", 1e3, "budget:", "below the cheapest run"),
     ("budget.cut", "random", "budget.cut:", "cheapest_first, largest_first, error"),

@@ -51,6 +51,19 @@ class CorpusSpec:
         coerce_fields(self)
 
 
+def unread_text_field(spec: CorpusSpec) -> str | None:
+    """Why ``spec.text_field``, set to other than its default, is never read (only *.jsonl and
+    *.parquet sources have fields: plain text, 'builtin', a pre-tokenised .bin and a prepared
+    corpus do not), None when it is read or left at "text". For the user's input (a spec's
+    corpus.text_field, prepare's --text-field): a field that changes nothing is refused, not ignored."""
+    from trainers.documents import source_kind
+
+    if spec.text_field == "text" or source_kind(spec.source) in ("jsonl", "parquet"):
+        return None
+    return (f"{spec.text_field!r} would never be read: only *.jsonl and *.parquet sources have fields, "
+            f"and {spec.source} is not one")
+
+
 @dataclass(frozen=True)
 class TokenizedCorpus:
     tokens: np.ndarray | ShardedTokens  # 1-D, uint16 (vocab <= 65536) or uint32, memory-mapped
