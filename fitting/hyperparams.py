@@ -61,8 +61,9 @@ class HyperparameterLaw:
 def fit_optimal_hyperparameter(x, value, *, column: str, against: str = "N", level: float = 0.9) -> HyperparameterLaw:
     """Fit value_opt = c·x^k to the cells' best ``value`` at scale ``x`` (N in parameters or C
     in FLOPs). Cells whose x or value is not a positive finite number are left out. Fewer than
-    :data:`MIN_DISTINCT` distinct x gives a result with ``reason`` set and no numbers (not a
-    ValueError: the sweep simply cannot tell)."""
+    :data:`MIN_DISTINCT` distinct x, or one best value in every cell (a slope of 1e-17 with an
+    interval that excludes 0 was printed), gives a result with ``reason`` set and no numbers
+    (not a ValueError: the sweep simply cannot tell)."""
     from scipy import stats
 
     x, v = np.asarray(x, dtype=float), np.asarray(value, dtype=float)
@@ -73,6 +74,9 @@ def fit_optimal_hyperparameter(x, value, *, column: str, against: str = "N", lev
     if distinct < MIN_DISTINCT:
         return HyperparameterLaw(**base, reason=f"only {distinct} distinct {against} among {n} cells; a power law "
                                                 f"needs at least {MIN_DISTINCT}")
+    if np.unique(v).size == 1:  # a least-squares slope would be rounding noise with a "significant" interval
+        return HyperparameterLaw(**base, reason=f"the best {column} is {v[0]:g} in every one of the {n} cells: "
+                                                f"no trend to fit")
     lx, lv = np.log(x), np.log(v)
     design = np.column_stack([np.ones(n), lx - lx.mean()])  # centred: intercept and slope uncorrelated
     coef, *_ = np.linalg.lstsq(design, lv, rcond=None)

@@ -2,6 +2,7 @@
 mean over seed, the warning without it, and the optimal-hyperparameter power law. All pure."""
 
 import json
+import math
 import warnings
 
 import numpy as np
@@ -146,6 +147,11 @@ def test_optimal_lr_power_law_recovers_its_exponent(tmp_path, capsys):
     assert law.text().startswith("lr_opt ∝ N^-0.") and "(12 cells, 12 distinct N)" in law.text()
     few = fit_optimal_hyperparameter([1e6, 1e6, 1e7], [1e-3, 2e-3, 1e-3], column="lr")
     assert not few.fitted and "only 2 distinct N among 3 cells" in few.text()
+    # one best value everywhere (a new user's report --best-over n_layer): printed "n_layer_opt ∝ C^-4.97e-17
+    # [90 %: -8.21e-17, -1.74e-17]", an interval excluding 0 made of rounding noise; now no trend is claimed
+    flat = fit_optimal_hyperparameter(np.geomspace(1e6, 1e9, 12), np.full(12, 4.0), column="n_layer", against="C")
+    assert not flat.fitted and math.isnan(flat.k)
+    assert flat.text() == "n_layer_opt vs C: not fitted (the best n_layer is 4 in every one of the 12 cells: no trend to fit)"
     # through `fit --best-over lr`: the grid's best lr per cell follows N^-0.3 (to the grid's step)
     cols = lr_sweep(n_cells=40, k=-0.3)
     assert main(["fit", write_csv(tmp_path / "lr.csv", cols), "--best-over", "lr", "--bootstrap", "0"]) == 0
