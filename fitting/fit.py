@@ -274,15 +274,21 @@ class FitResult:
         # unidentified: the intervals describe the runs' line only, so none is given as known
         known = verdict.identified
         ivs = self.intervals(level)
+        not_identified = self.not_identified(level)
+        unnamed = [k for k, why in not_identified.items() if why]
         out = {
             "law": self.law.name,
             "n_points": self.n_points,
             "n_dropped": self.data.n_dropped,
             "params": self.params,
-            "identified": known,
-            "unidentified_reason": verdict.reason,
+            # every parameter identified by these runs (a new user read true beside a non-null
+            # not_identified.E); split_identified: the N/D split alone, which gates the intervals
+            "identified": known and not unnamed,
+            "unidentified_reason": verdict.reason if not known else
+            (f"not identified by these runs: {', '.join(unnamed)} (not_identified says why)" if unnamed else None),
+            "split_identified": known,
             # per parameter: null when the runs identify it, else why not (fitting.checks.parameter_verdicts)
-            "not_identified": self.not_identified(level),
+            "not_identified": not_identified,
             "stderr": {k: v if known and np.isfinite(v) else None for k, v in self.stderr.items()},
             key: {k: [iv.lo, iv.hi] if known else None for k, iv in ivs.items()},
             # per parameter [lower open, upper open]: the data do not close that side (it runs to the bound)
