@@ -322,7 +322,8 @@ class FitResult:
         # what the input said (units, range, dropped rows) comes before the numbers it qualifies
         first = [w for w in self.diagnostics.get("input_warnings", ()) if w in self.warnings]
         lines = [f"warning: {w}" for w in first]
-        lines += [f"law {self.law.name}: {self.n_points} points ({self.data.n_dropped} dropped), "
+        dropped = f" (after dropping {self.data.n_dropped} of the input's rows)" if self.data.n_dropped else ""
+        lines += [f"law {self.law.name}: {self.n_points} points{dropped}, "
                  f"{self.loss}{'(δ=%g)' % self.delta if self.loss == 'huber' else ''}, {self.n_starts} starts, "
                  f"uncertainty: {how}"]
         if self.data.aggregation:
