@@ -142,7 +142,9 @@ def _cmd_predict(args) -> int:
                "n_scored": int(scored.sum()),
                "mean_abs_rel_error": m.get("mean_are"), "coverage": m.get("coverage"), "r2": m.get("r2"),
                "level": args.level, "interval": iv.method,
-               "misfit": calibration.describe() if calibration else None,
+               # named as the text names it ("extrapolation error sd"); was "misfit"
+               "extrapolation_error_sd": calibration.amplitude if calibration else None,
+               "extrapolation_error": calibration.describe() if calibration else None,
                "parameter_part": describe_parameter_part(fit, part) if calibration else None,
                "parameter_method": part if calibration else None}
     if args.json:

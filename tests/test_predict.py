@@ -61,6 +61,10 @@ def test_predict_fits_the_train_rows_and_scores_the_rest(capsys):
     assert out["parameter_method"] == "delta"
     assert out["interval"].startswith("delta+extrapolation_error") and out["parameter_part"].startswith(
         f"parameter part by the delta method ({out['n_train']} runs for 5 parameters)")
+    # the JSON names the extrapolation error as the text does, its sd in the label too
+    assert out["interval"] == f"delta+extrapolation_error(sd={out['extrapolation_error_sd']:.3g})"
+    assert out["extrapolation_error"].startswith(f"extrapolation error sd {out['extrapolation_error_sd']:.3g} ")
+    assert "misfit" not in out
 
 
 def test_predict_says_when_test_rows_were_fitted(capsys):
