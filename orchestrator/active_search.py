@@ -178,9 +178,9 @@ class ActiveSearcher(BudgetedSearcher):
         trial = self.trials[index]
         ranked_by = "seconds" if self.cost == "time" and self.run_times else "FLOPs"
         power = getattr(self.strategy, "cost_power", 1.0)
-        hedged = getattr(self.strategy, "hedged", None)  # the fit was unreliable: variance over the plan
+        hedged = getattr(self.strategy, "hedged", None)  # the fit was unreliable: the hedge's criterion
         if index in scores:
-            why = (f"variance reduction over the whole plan per {ranked_by}^{power:g} (hedged: {hedged})" if hedged
+            why = (f"{self.strategy.hedge_criterion} per {ranked_by}^{power:g} (hedged: {hedged})" if hedged
                    else f"error reduction per {ranked_by}^{power:g}")
         elif self.fitter.fit is None and len(self.choices) >= max(self.law.min_runs,
                                                                   getattr(self.strategy, "seed_size", None) or 0):

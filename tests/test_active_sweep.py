@@ -90,7 +90,7 @@ def test_active_sweep_stays_in_budget_and_finishes(trials):
     # fitting.design.unreliable_linearisation) the hedge and its reason
     whys = [c["why"] for c in searcher.choices]
     assert all(w == "seed (space-filling)" or w.startswith("seed (no fit yet: ") or w.startswith("error reduction per FLOPs^") or
-               (w.startswith("variance reduction over the whole plan per FLOPs^") and "(hedged: " in w) for w in whys), whys
+               (w.startswith("information gain on the law's parameters (D-optimal) per FLOPs^") and "(hedged: " in w) for w in whys), whys
     assert "seed (space-filling)" in whys and len(set(whys)) >= 2
     summary = "\n".join(searcher.summary_lines())
     assert all(w in summary for w in set(whys))

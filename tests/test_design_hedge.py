@@ -1,6 +1,6 @@
 """The designer hedges when its linearisation is unreliable (issue 15 item 6): a fit with
 parameters at their bounds, or near-equal multi-start optima that disagree at the targets, makes
-ActiveDesign pick what the variance-based (V-optimal) criterion picks; a sound fit does not, and
+ActiveDesign pick what the parameter-information (D-optimal) criterion picks; a sound fit does not, and
 is scored under a mixture of draws from its linearised posterior instead of at the one point."""
 
 from __future__ import annotations
@@ -50,12 +50,12 @@ def test_sound_fit_is_not_hedged_and_aims_at_the_targets(setup):
     active = ActiveDesign(discrepancy=False, hedge=True)  # the rule on for a 5-parameter law
     picks = active.select(_state(setup, fit), 4)
     assert active.hedged is None
-    # aiming at the targets buys something else than averaging over the space (so the next
+    # aiming at the targets buys something else than the parameters' information (so the next
     # test could fail)
-    assert picks != make_strategy("v_optimal").select(_state(setup, fit), 4)
+    assert picks != make_strategy("d_optimal").select(_state(setup, fit), 4)
 
 
-def test_fit_at_bounds_is_hedged_with_the_variance_based_pick(setup):
+def test_fit_at_bounds_is_hedged_with_the_information_based_pick(setup):
     fit = setup[3]
     z = fit.z.copy()
     z[chinchilla.param_names.index("beta")] = chinchilla.z_bounds[4][1]  # beta pinned at its upper bound 5
@@ -65,7 +65,8 @@ def test_fit_at_bounds_is_hedged_with_the_variance_based_pick(setup):
     active = ActiveDesign(discrepancy=False, hedge=True)  # the rule on for a 5-parameter law
     picks = active.select(_state(setup, pinned), 4)
     assert active.hedged == reason
-    assert picks == make_strategy("v_optimal").select(_state(setup, pinned), 4)
+    assert picks == make_strategy("d_optimal").select(_state(setup, pinned), 4)
+    assert picks != make_strategy("v_optimal").select(_state(setup, pinned), 4)  # D's criterion, not V's
     # hedging is the rule's doing: without it the pick differs
     assert ActiveDesign(discrepancy=False, hedge=False).select(_state(setup, pinned), 4) != picks
     # by default the rule is for many-parameter laws only: on Chinchilla it cost the Epoch replay
@@ -91,7 +92,7 @@ def test_near_equal_optima_that_disagree_at_the_targets_are_flagged(setup):
 
 def test_a_fit_too_unsure_at_the_targets_is_hedged_even_with_a_misfit_prior(setup):
     """Six runs for five parameters: the linearised target sd is far above 5 %, so the designer
-    with the rule on (misfit prior on) picks what V-optimal picks; the same rule at a small sd does
+    with the rule on (misfit prior on) picks what D-optimal picks; the same rule at a small sd does
     not fire."""
     cands, _, target, _ = setup
     few = np.zeros(len(cands), dtype=bool)
@@ -108,7 +109,7 @@ def test_a_fit_too_unsure_at_the_targets_is_hedged_even_with_a_misfit_prior(setu
     active = ActiveDesign(hedge=True)
     picks = active.select(state(), 4)
     assert "target sd" in active.hedged
-    assert picks == make_strategy("v_optimal").select(state(), 4)
+    assert picks == make_strategy("d_optimal").select(state(), 4)
 
 
 def test_a_many_parameter_law_gets_the_exact_laws_seed_even_with_a_misfit_prior():
