@@ -15,30 +15,33 @@ Settings
               + 1 % noise, same grid and targets, fitted with the same law (Huber). Prints mean and
               worst-decile target R² (mean of the worst 10 % of seeds) per strategy and budget, and
               per budget active − the best baseline with 95 % paired-bootstrap intervals over seeds
-              (:func:`goal_verdict`): meets, misses, or within noise. Its own defaults: fractions
-              0.01,0.05,0.1 and strategies active,v_optimal,d_optimal,random; ``--jobs 2`` runs two
-              designs at once. Every design is scored on the full multi-start refit it ends with.
-              Measured 2026-12-02, seeds 0-99 (``--seeds 100 --jobs 2``, 739 s on 2 cores), mean /
-              worst-decile R² at 1 %, 5 %, 10 %:
+              and a verdict (:func:`goal_verdict`: ahead, meets within noise, behind within noise,
+              misses). Its own defaults: fractions 0.01,0.05,0.1 and strategies
+              active,v_optimal,d_optimal,random; ``--jobs 2`` runs two designs at once. Every design
+              is scored on the full multi-start refit it ends with. Measured 2026-12-02, seeds 0-99
+              (``--seeds 100 --jobs 2``, 739 s on 2 cores), mean / worst-decile R² at 1 %, 5 %, 10 %:
                 active      −31.0/−144.8   −2.41/−16.2   −0.456/−5.61
                 v_optimal   −28.4/−194.7   −3.18/−18.5   −0.650/−6.06
                 d_optimal   −31.0/−144.8   −2.28/−16.1   −0.637/−7.78
-                random      −∞ at every budget (seeds that bought too few runs to fit)
-              active − best baseline: 1 % mean −2.6 [−15.4, 0] (v_optimal), worst decile 0
-              (d_optimal): within noise; 5 % mean −0.13 [−0.95, +0.10], worst decile −0.08
-              [−8.2, +0.37] (d_optimal): within noise; 10 % mean +0.18 [−0.37, +0.45] (d_optimal),
-              worst decile +0.44 [−2.6, +2.4] (v_optimal): meets. The goal is met at 10 % and not
-              shown at 1 % and 5 %, where no design can be told from the best baseline on 100 seeds
-              (one seed in a wrong optimum moves a mean by units of R²; at 1 % every design's
-              median R² is below −8). Active hedges with D-optimal's criterion when its fit is
-              unreliable (fitting.strategies): its 1 % designs are D-optimal's on all 100 seeds,
-              its 5 % ones on 58, its 10 % ones on 29. With the V-optimal hedge it had before, the
-              same seeds gave −28.4/−194.7 (V-optimal's designs), −2.83/−17.0, −0.665/−5.46;
-              averaging the D-optimal hedge over the posterior mixture too: −3.08/−16.8 at 5 %
-              (96 seeds), −0.91/−8.1 at 10 % (74 seeds), worse. History: scored on each design's
-              last warm refit (before every design ended with the full refit), 40 seeds gave active
-              −17.6/−81.3, −2.10/−10.1, −0.29/−3.89 and "met" at every budget; rescored on the full
-              refit, D-optimal led at 5 % and 10 %; both were within the seeds' noise.
+                random      −∞ at every budget (23, 1 and 1 seeds bought too few runs to fit; on
+                            the others −23.5/−105, −3.01/−17.9, −1.54/−10.5)
+              active − best baseline, mean and worst decile: 1 % −2.6 [−15.4, 0] (v_optimal) and 0
+              [−46.6, 0] (d_optimal), behind within noise; 5 % −0.13 [−0.95, +0.10] and −0.08
+              [−8.2, +0.37] (d_optimal), behind within noise; 10 % +0.18 [−0.37, +0.45] (d_optimal)
+              and +0.44 [−2.6, +2.4] (v_optimal), meets within noise. No budget is a lead beyond
+              the seeds' noise either way: one seed in a wrong optimum moves a mean by units of R²,
+              and at 1 % every design's median R² is below −8. Active hedges with D-optimal's
+              criterion while its fit is unreliable (fitting.strategies): its 1 % designs are
+              D-optimal's on all 100 seeds, its 5 % ones on 58, its 10 % ones on 29. Against the
+              V-optimal hedge it had before (the same seeds; that one's 1 % designs are
+              V-optimal's), D-hedge − V-hedge, mean and worst decile: 1 % −2.6 [−15.4, +11.1] and
+              +49.9 [−46.6, +139]; 5 % +0.42 [−1.12, +1.95] and +0.76 [−9.1, +10.2]; 10 % +0.21
+              [−0.29, +0.74] and −0.15 [−2.5, +2.1]: higher means where designs still differ, all
+              within noise. Averaging the D-optimal hedge over the posterior mixture as well was
+              worse (−3.08/−16.8 at 5 %, 96 seeds; −0.91/−8.1 at 10 %, 74 seeds). History: scored on
+              each design's last warm refit (before every design ended with the full refit), 40
+              seeds gave active −17.6/−81.3, −2.10/−10.1, −0.29/−3.89, ahead of every baseline's
+              point estimates; rescored on the full refit, D-optimal's were ahead at 5 % and 10 %.
 
 For every setting: the full grid (pool) fit as reference, then each strategy at each budget
 fraction (of the whole grid's/pool's compute) over seeds; prints target R² (of loss) and mean
@@ -61,7 +64,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, TextIO
 
 import numpy as np
 
@@ -77,6 +80,14 @@ from fitting.objective import params_at_bounds  # noqa: E402
 from fitting.online import OnlineFitConfig  # noqa: E402
 from fitting.replay import SimulatedOracle, run_design, target_metrics, undertraining_misfit  # noqa: E402
 from fitting.strategies import ActiveDesign, ReferenceDesign, make_strategy  # noqa: E402
+from scalesweep.argtypes import count, number, positive_count  # noqa: E402
+
+_fraction = number(float, low=0, low_open=True, high=1, what="a number in (0, 1]")
+
+
+def fraction_list(text: str) -> list[float]:
+    """--fractions: comma-separated budget fractions of the grid's compute, each in (0, 1]."""
+    return [_fraction(part) for part in text.split(",")]
 
 
 
@@ -169,19 +180,53 @@ def worst_decile(values) -> float:
     return float(v[: max(1, int(np.ceil(0.1 * v.size)))].mean()) if v.size else float("nan")
 
 
+MIN_VERDICT_SEEDS = 10  # below this a bootstrap over seeds says little: goal_verdict reports "too few seeds"
+
+
+def _gap(a: np.ndarray, b: np.ndarray, stat) -> float:
+    """stat(a) − stat(b) for per-seed R² with failed designs at −∞: ±∞ when one side has failed
+    seeds in its statistic and the other not; when both have, fewer failures is better (±∞) and
+    equal counts compare the statistic over the fitted seeds (−∞ − (−∞) is no tie: 32 failed
+    seeds against 8 must not read as equal)."""
+    sa, sb = stat(a), stat(b)
+    if np.isfinite(sa) or np.isfinite(sb):
+        return float(sa - sb)
+    fa, fb = int(np.sum(~np.isfinite(a))), int(np.sum(~np.isfinite(b)))
+    if fa != fb:
+        return float(np.inf if fa < fb else -np.inf)
+    ok_a, ok_b = a[np.isfinite(a)], b[np.isfinite(b)]
+    return float(stat(ok_a) - stat(ok_b)) if ok_a.size and ok_b.size else 0.0
+
+
+def _best(Bs: np.ndarray, stat) -> int:
+    """Index of the best row of ``Bs`` by ``stat`` under :func:`_gap`'s order."""
+    best = 0
+    for i in range(1, Bs.shape[0]):
+        if _gap(Bs[i], Bs[best], stat) > 0:
+            best = i
+    return best
+
+
 def goal_verdict(r2: dict[str, np.ndarray], *, resamples: int = 2000, seed: int = 0) -> dict:
     """Issue 15 item 6's goal at one budget, with the seeds' noise: active's mean target R² at least
     the best baseline's mean, and its worst decile at least the best baseline's worst decile.
 
-    ``r2``: strategy -> per-seed R² (same seeds, same order; −∞ for a design with no fit), with an
-    ``"active"`` entry and at least one baseline. Returns the two differences (active − best
-    baseline, the best chosen per statistic) and their 95 % paired-bootstrap intervals over seeds
-    (seeds resampled together for every strategy; the best baseline re-chosen in each resample,
-    so picking the luckiest baseline is part of the noise), and ``verdict``: ``"meets"`` when both
-    differences are ≥ 0, ``"misses"`` when either interval lies wholly below 0, else
-    ``"within noise"`` (the seeds cannot tell active from the best baseline). Why the third state:
-    one seed moves a 40-seed mean by several units of R² (a fit that lands in a wrong optimum
-    extrapolates with R² of −100), so a bare comparison of means flips with the seed set."""
+    ``r2``: strategy -> per-seed R² (same seeds, same order; −∞ or NaN for a design with no fit),
+    with an ``"active"`` entry and at least one baseline. Returns the two differences (active −
+    best baseline, the best chosen per statistic; failed seeds ordered as in :func:`_gap`) and
+    their 95 % paired-bootstrap intervals over seeds (seeds resampled together for every
+    strategy, the best baseline re-chosen in each resample, so picking the luckiest baseline is
+    part of the noise), and ``verdict``:
+
+    * ``"ahead"``: both intervals lie above 0 (active better beyond the seeds' noise);
+    * ``"misses"``: either interval lies wholly below 0;
+    * ``"meets, within noise"``: both differences ≥ 0 (the goal as stated), an interval holding 0;
+    * ``"behind, within noise"``: a difference < 0, its interval holding 0;
+    * ``"too few seeds"``: under :data:`MIN_VERDICT_SEEDS` seeds (intervals still given).
+
+    Why intervals: one seed in a wrong optimum moves a 40-seed mean by units of R² (a fit that
+    extrapolates with R² of −100), so a bare comparison of means flips with the seed set.
+    Raises ValueError without active, a baseline, or one equal-length, non-empty list each."""
     names = [k for k in r2 if k != "active"]
     if "active" not in r2 or not names:
         raise ValueError("goal_verdict needs 'active' and at least one baseline")
@@ -189,23 +234,29 @@ def goal_verdict(r2: dict[str, np.ndarray], *, resamples: int = 2000, seed: int 
     Bs = np.array([np.asarray(r2[k], dtype=float) for k in names])
     if A.size == 0 or Bs.shape[1] != A.size:
         raise ValueError("every strategy needs one R² per seed, the same seeds (at least one)")
+    A, Bs = np.where(np.isnan(A), -np.inf, A), np.where(np.isnan(Bs), -np.inf, Bs)  # NaN: no usable fit
+    stats = (np.mean, worst_decile)
 
-    def diffs(idx):
+    def gaps(idx):
         a, b = A[idx], Bs[:, idx]
-        with np.errstate(invalid="ignore"):
-            d = (a.mean() - b.mean(axis=1).max(), worst_decile(a) - max(worst_decile(row) for row in b))
-        # −∞ − (−∞): both failed alike; a rounding-level difference: the same design
-        return [0.0 if np.isnan(x) or abs(x) < 1e-9 else float(x) for x in d]
+        return [_gap(a, b[_best(b, st)], st) for st in stats]
 
-    point = diffs(np.arange(A.size))
+    point = [0.0 if abs(x) < 1e-9 else x for x in gaps(np.arange(A.size))]  # rounding: the same design
     rng = np.random.default_rng(seed)
-    boot = np.array([diffs(rng.integers(0, A.size, A.size)) for _ in range(resamples)])
+    boot = np.array([gaps(rng.integers(0, A.size, A.size)) for _ in range(resamples)])
     lo, hi = (np.percentile(boot, q, axis=0, method="inverted_cdf") for q in (2.5, 97.5))  # no inf − inf
-    verdict = ("meets" if min(point) >= 0 else "misses" if (hi < 0).any() else "within noise")
+    lo, hi = np.where(np.abs(lo) < 1e-9, 0.0, lo), np.where(np.abs(hi) < 1e-9, 0.0, hi)
+    if A.size < MIN_VERDICT_SEEDS:
+        verdict = "too few seeds"
+    elif (hi < 0).any():
+        verdict = "misses"
+    elif (lo > 0).all():
+        verdict = "ahead"
+    else:
+        verdict = "meets, within noise" if min(point) >= 0 else "behind, within noise"
     return {"mean_diff": point[0], "mean_diff_ci95": (float(lo[0]), float(hi[0])), "worst_diff": point[1],
-            "worst_diff_ci95": (float(lo[1]), float(hi[1])), "verdict": verdict,
-            "best_mean": names[int(np.argmax(Bs.mean(axis=1)))],
-            "best_worst": names[int(np.argmax([worst_decile(row) for row in Bs]))]}
+            "worst_diff_ci95": (float(lo[1]), float(hi[1])), "verdict": verdict, "seeds": int(A.size),
+            "best_mean": names[_best(Bs, np.mean)], "best_worst": names[_best(Bs, worst_decile)]}
 
 
 def _evaluate_nine(cell) -> dict | None:
@@ -214,11 +265,11 @@ def _evaluate_nine(cell) -> dict | None:
     return evaluate_seed(nine_setting(), *cell)
 
 
-def nine_table(seeds, fractions, strategies, jobs: int = 1, save: str | None = None) -> bool:
+def nine_table(seeds, fractions, strategies, jobs: int = 1, save: TextIO | None = None) -> bool:
     """The issue-15 item-6 table on the 9-parameter oracle; returns whether active meets the goal
     at every budget (:func:`goal_verdict`). A seed whose budget bought too few runs to fit counts
-    as R² = −∞ (the design failed). ``jobs`` designs run at once (processes); ``save``: one JSON
-    line per design (strategy, fraction, seed, R², ARE, parameters at a bound, runs bought)."""
+    as R² = −∞ (the design failed). ``jobs`` designs run at once (processes); ``save`` (a file open
+    for writing, closed here): one JSON line per design (strategy, fraction, seed, R², ARE, parameters at a bound, runs bought)."""
     import json
     from concurrent.futures import ProcessPoolExecutor
 
@@ -234,21 +285,23 @@ def nine_table(seeds, fractions, strategies, jobs: int = 1, save: str | None = N
     else:
         results = [evaluate_seed(setting, *cell) for cell in cells_todo]
     rows = dict(zip(cells_todo, results))
-    if save:
-        with open(save, "w") as fh:
+    if save is not None:
+        with save:
             for (st, f, seed), r in rows.items():
-                fh.write(json.dumps({"strategy": st, "fraction": f, "seed": seed, **(r or {"r2": None})}) + "\n")
+                save.write(json.dumps({"strategy": st, "fraction": f, "seed": seed, **(r or {"r2": None})}) + "\n")
     r2 = {(st, f): np.array([-np.inf if rows[st, f, s] is None else rows[st, f, s]["r2"] for s in seeds])
           for st in strategies for f in fractions}
     for st in strategies:
         cells = []
         for f in fractions:
             bounds = sum(1 for s in seeds if rows[st, f, s] is None or rows[st, f, s]["at_bounds"])
-            cells.append(f"{np.mean(r2[st, f]):>9.4f} {worst_decile(r2[st, f]):>9.4f} ({bounds:>2}⊥)")
+            failed = sum(1 for s in seeds if rows[st, f, s] is None)
+            cells.append(f"{np.mean(r2[st, f]):>9.4f} {worst_decile(r2[st, f]):>9.4f} ({bounds:>2}⊥{failed:>3}✗)")
         print(f"{st:<11}" + "".join(f"{c:>30}" for c in cells), flush=True)
     print(f"(cells: mean R² of target loss, worst-decile R², n⊥ = seeds ending with a parameter at a bound or "
-          f"with no fit) {time.time() - t0:.0f} s")
+          f"with no fit, n✗ = seeds whose budget bought too few runs to fit: R² −∞) {time.time() - t0:.0f} s")
     if "active" not in strategies or len(strategies) < 2:
+        print("nine: no verdict (it needs active and at least one baseline in --strategies)")
         return False
     verdicts = []
     for f in fractions:
@@ -258,10 +311,15 @@ def nine_table(seeds, fractions, strategies, jobs: int = 1, save: str | None = N
               f"[{v['mean_diff_ci95'][0]:+.3f}, {v['mean_diff_ci95'][1]:+.3f}] ({v['best_mean']}), worst decile "
               f"{v['worst_diff']:+.3f} [{v['worst_diff_ci95'][0]:+.3f}, {v['worst_diff_ci95'][1]:+.3f}] "
               f"({v['best_worst']}): {v['verdict']}")
-    ok = all(v == "meets" for v in verdicts)
+    if "too few seeds" in verdicts:
+        print(f"nine: no verdict from {len(seeds)} seeds (at least {MIN_VERDICT_SEEDS}: --seeds)")
+        return False
+    ok = all(v in ("ahead", "meets, within noise") for v in verdicts)
+    ahead = [format(f, "g") for f, v in zip(fractions, verdicts) if v == "ahead"]
     print(f"nine: active {'meets' if ok else 'does NOT meet'} the goal at every budget (mean ≥ best baseline's "
-          f"mean, worst decile ≥ best baseline's worst decile); per budget: {', '.join(verdicts)} "
-          f"([…]: 95 % paired-bootstrap intervals over seeds)")
+          f"mean, worst decile ≥ best baseline's worst decile, on the point estimates); beyond the seeds' noise at "
+          f"{', '.join(ahead) or 'none'}; per budget: {'; '.join(verdicts)} ([…]: 95 % paired-bootstrap intervals "
+          f"over seeds)")
     return ok
 
 
@@ -290,19 +348,21 @@ def suggest_timing(n_runs: int = 1000, n_cands: int = 10_000) -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="4 seeds")
-    ap.add_argument("--seeds", type=int, default=20)
-    ap.add_argument("--first-seed", type=int, default=0,
+    ap.add_argument("--seeds", type=positive_count, default=20)
+    ap.add_argument("--first-seed", type=count, default=0,
                     help="seeds first_seed … first_seed+seeds−1 (a second set checks a setting chosen on the first)")
     ap.add_argument("--settings", default="chinchilla,kaplan,misfit,epoch")
     ap.add_argument("--strategies", default=None,
                     help="default active,clairvoyant,random,cost_random,cheapest,grid,d_optimal,v_optimal "
                          "(nine: active,v_optimal,d_optimal,random)")
-    ap.add_argument("--fractions", default=None, help="default 0.01,0.03,0.1,0.3 (nine: 0.01,0.05,0.1)")
-    ap.add_argument("--jobs", type=int, default=1, help="nine: designs run at once (processes)")
-    ap.add_argument("--save", default=None, help="nine: write one JSON line per design to this file")
+    ap.add_argument("--fractions", type=fraction_list, default=None,
+                    help="of the grid's compute, each in (0, 1]; default 0.01,0.03,0.1,0.3 (nine: 0.01,0.05,0.1)")
+    ap.add_argument("--jobs", type=positive_count, default=1, help="nine: designs run at once (processes)")
+    ap.add_argument("--save", type=argparse.FileType("w"), default=None,
+                    help="nine: write one JSON line per design to this file (opened first: a bad path fails at once)")
     args = ap.parse_args(argv)
     seeds = range(args.first_seed, args.first_seed + (4 if args.quick else args.seeds))
-    fractions = [float(f) for f in (args.fractions or "0.01,0.03,0.1,0.3").split(",")]
+    fractions = args.fractions or [0.01, 0.03, 0.1, 0.3]
     strategies = (args.strategies or "active,clairvoyant,random,cost_random,cheapest,grid,d_optimal,v_optimal").split(",")
     makers = {
         "chinchilla": lambda: oracle_setting("chinchilla", "chinchilla", CHINCHILLA_EPOCH, "ls"),
@@ -321,13 +381,15 @@ def main(argv=None) -> int:
     unknown = sorted(set(given) - {*STRATEGIES, "clairvoyant"})
     if unknown:
         ap.error(f"--strategies: unknown {unknown}; choose from {', '.join([*STRATEGIES, 'clairvoyant'])}")
+    if "nine" in args.settings.split(",") and "clairvoyant" in given:
+        ap.error("--strategies: clairvoyant needs an oracle whose law is the truth; nine's truth strays from its law")
     warnings.simplefilter("ignore")
     print(f"seeds {seeds.start}-{seeds.stop - 1}")
     if set(args.settings.split(",")) - {"nine"}:
         print(f"seeds: {len(seeds)}; budget fractions of the full grid's compute: {fractions}")
     for name in args.settings.split(","):
         if name == "nine":
-            nine_table(seeds, [float(f) for f in (args.fractions or "0.01,0.05,0.1").split(",")],
+            nine_table(seeds, args.fractions or [0.01, 0.05, 0.1],
                        (args.strategies or "active,v_optimal,d_optimal,random").split(","), jobs=args.jobs,
                        save=args.save)
             continue

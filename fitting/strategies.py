@@ -329,7 +329,9 @@ class ActiveDesign(_ModelStrategy):
     0-99, each design scored on its final full refit), mean / worst-decile target R² at 5 % and
     10 % of the grid: hedging with D-optimal −2.41/−16.2, −0.456/−5.61; with V-optimal's
     whole-space variance (the hedge before) −2.83/−17.0, −0.665/−5.46; at 1 % the two hedges are
-    the two baselines (−31.0/−144.8 and −28.4/−194.7), within the seeds' noise of each other."""
+    the two baselines (−31.0/−144.8 and −28.4/−194.7). Every difference lies within the seeds'
+    noise (paired-bootstrap intervals in bench/active_vs_grid.py's docstring); the reason to
+    prefer D is what the rule detects: a fit the data do not pin down, which is D-optimal's job."""
 
     name = "active"
     hedges = True
