@@ -28,16 +28,18 @@ Settings
               active − best baseline, mean and worst decile: 1 % −2.6 [−15.4, 0] (v_optimal) and 0
               [−46.6, 0] (d_optimal), behind within noise; 5 % −0.13 [−0.95, +0.10] and −0.08
               [−8.2, +0.37] (d_optimal), behind within noise; 10 % +0.18 [−0.37, +0.45] (d_optimal)
-              and +0.44 [−2.6, +2.4] (v_optimal), meets within noise. No budget is a lead beyond
-              the seeds' noise either way: one seed in a wrong optimum moves a mean by units of R²,
-              and at 1 % every design's median R² is below −8. Active hedges with D-optimal's
+              and +0.44 [−2.6, +2.4] (v_optimal), meets within noise. Between active and the better
+              baselines no budget shows a lead beyond the seeds' noise either way (random's failed
+              seeds put active ahead of it): one seed in a wrong optimum moves a mean by units of
+              R², and at 1 % the medians are −5.6 (v_optimal) to −18 (random). At 1 % active's
+              designs are D-optimal's, so its gap to D-optimal is 0 by construction. Active hedges with D-optimal's
               criterion while its fit is unreliable (fitting.strategies): its 1 % designs are
               D-optimal's on all 100 seeds, its 5 % ones on 58, its 10 % ones on 29. Against the
               V-optimal hedge it had before (the same seeds; that one's 1 % designs are
               V-optimal's), D-hedge − V-hedge, mean and worst decile: 1 % −2.6 [−15.4, +11.1] and
               +49.9 [−46.6, +139]; 5 % +0.42 [−1.12, +1.95] and +0.76 [−9.1, +10.2]; 10 % +0.21
-              [−0.29, +0.74] and −0.15 [−2.5, +2.1]: higher means where designs still differ, all
-              within noise. Averaging the D-optimal hedge over the posterior mixture as well was
+              [−0.29, +0.74] and −0.15 [−2.5, +2.1]: a higher mean at 5 % and 10 %, a lower one at
+              1 %, all within noise. Averaging the D-optimal hedge over the posterior mixture as well was
               worse (−3.08/−16.8 at 5 %, 96 seeds; −0.91/−8.1 at 10 %, 74 seeds). History: scored on
               each design's last warm refit (before every design ended with the full refit), 40
               seeds gave active −17.6/−81.3, −2.10/−10.1, −0.29/−3.89, ahead of every baseline's
@@ -152,8 +154,9 @@ def strategy_for(name: str, setting: Setting):
 
 
 def evaluate_seed(setting: Setting, strategy: str, fraction: float, seed: int) -> dict | None:
-    """One design at one seed: target R², mean ARE and how many parameters ended at a bound
-    (None when the budget bought too few runs to fit)."""
+    """One design at one seed: target R², mean ARE, how many parameters ended at a bound, the runs
+    bought (count and candidate indices in buying order) (None when the budget bought too few runs
+    to fit)."""
     total = setting.candidates.cost.sum() * (1 + 1e-9)
     reveal, truth = setting.world(seed)
     run = run_design(setting.law, setting.candidates, reveal, strategy_for(strategy, setting), fraction * total,
@@ -162,7 +165,8 @@ def evaluate_seed(setting: Setting, strategy: str, fraction: float, seed: int) -
     if run.fit is None:
         return None
     m = target_metrics(run.fit.predict(setting.target.X), truth)
-    return {"r2": m["r2"], "are": m["mean_are"], "at_bounds": len(params_at_bounds(run.fit.law, run.fit.z, run.fit.data.X)), "runs": len(run.bought)}
+    return {"r2": m["r2"], "are": m["mean_are"], "at_bounds": len(params_at_bounds(run.fit.law, run.fit.z, run.fit.data.X)),
+            "runs": len(run.bought), "bought": [int(i) for i in run.bought]}
 
 
 def evaluate(setting: Setting, strategy: str, fraction: float, seeds) -> tuple[float, float, int]:
@@ -222,7 +226,13 @@ def goal_verdict(r2: dict[str, np.ndarray], *, resamples: int = 2000, seed: int 
     * ``"misses"``: either interval lies wholly below 0;
     * ``"meets, within noise"``: both differences ≥ 0 (the goal as stated), an interval holding 0;
     * ``"behind, within noise"``: a difference < 0, its interval holding 0;
-    * ``"too few seeds"``: under :data:`MIN_VERDICT_SEEDS` seeds (intervals still given).
+    * ``"too few seeds"``: under :data:`MIN_VERDICT_SEEDS` seeds (intervals still given);
+    * ``"no fits"``: every design failed on every seed.
+
+    A failed seed is worse than any R², so a design that fits every seed badly is ahead in the
+    mean of one with a failed seed (the −∞ convention of the table); the intervals show how much
+    rests on that seed. Where active's designs are a baseline's (the 1 % budget, all hedged), its
+    gap to that baseline is 0 by construction and an interval's bound at 0 is no evidence.
 
     Why intervals: one seed in a wrong optimum moves a 40-seed mean by units of R² (a fit that
     extrapolates with R² of −100), so a bare comparison of means flips with the seed set.
@@ -236,18 +246,22 @@ def goal_verdict(r2: dict[str, np.ndarray], *, resamples: int = 2000, seed: int 
         raise ValueError("every strategy needs one R² per seed, the same seeds (at least one)")
     A, Bs = np.where(np.isnan(A), -np.inf, A), np.where(np.isnan(Bs), -np.inf, Bs)  # NaN: no usable fit
     stats = (np.mean, worst_decile)
+    finite = np.abs(np.concatenate([A[np.isfinite(A)], Bs[np.isfinite(Bs)]]))
+    tol = 1e-9 * (1.0 + (finite.max() if finite.size else 0.0))  # rounding: the same design, not a gap
 
     def gaps(idx):
         a, b = A[idx], Bs[:, idx]
         return [_gap(a, b[_best(b, st)], st) for st in stats]
 
-    point = [0.0 if abs(x) < 1e-9 else x for x in gaps(np.arange(A.size))]  # rounding: the same design
+    point = [0.0 if abs(x) < tol else x for x in gaps(np.arange(A.size))]
     rng = np.random.default_rng(seed)
     boot = np.array([gaps(rng.integers(0, A.size, A.size)) for _ in range(resamples)])
     lo, hi = (np.percentile(boot, q, axis=0, method="inverted_cdf") for q in (2.5, 97.5))  # no inf − inf
-    lo, hi = np.where(np.abs(lo) < 1e-9, 0.0, lo), np.where(np.abs(hi) < 1e-9, 0.0, hi)
+    lo, hi = np.where(np.abs(lo) < tol, 0.0, lo), np.where(np.abs(hi) < tol, 0.0, hi)
     if A.size < MIN_VERDICT_SEEDS:
         verdict = "too few seeds"
+    elif not np.isfinite(A).any() and not np.isfinite(Bs).any():
+        verdict = "no fits"  # every design failed on every seed: nothing to compare
     elif (hi < 0).any():
         verdict = "misses"
     elif (lo > 0).all():
@@ -294,12 +308,18 @@ def nine_table(seeds, fractions, strategies, jobs: int = 1, save: TextIO | None 
     for st in strategies:
         cells = []
         for f in fractions:
-            bounds = sum(1 for s in seeds if rows[st, f, s] is None or rows[st, f, s]["at_bounds"])
+            bounds = sum(1 for s in seeds if rows[st, f, s] is not None and rows[st, f, s]["at_bounds"])
             failed = sum(1 for s in seeds if rows[st, f, s] is None)
             cells.append(f"{np.mean(r2[st, f]):>9.4f} {worst_decile(r2[st, f]):>9.4f} ({bounds:>2}⊥{failed:>3}✗)")
         print(f"{st:<11}" + "".join(f"{c:>30}" for c in cells), flush=True)
-    print(f"(cells: mean R² of target loss, worst-decile R², n⊥ = seeds ending with a parameter at a bound or "
-          f"with no fit, n✗ = seeds whose budget bought too few runs to fit: R² −∞) {time.time() - t0:.0f} s")
+    print(f"(cells: mean R² of target loss, worst-decile R², n⊥ = fitted seeds ending with a parameter at a bound, "
+          f"n✗ = seeds whose budget bought too few runs to fit: R² −∞) {time.time() - t0:.0f} s")
+    for st in strategies:
+        for f in fractions:
+            fitted = r2[st, f][np.isfinite(r2[st, f])]
+            if 0 < fitted.size < len(seeds):
+                print(f"  {st} f={f:g} on its {fitted.size} fitted seeds: mean {fitted.mean():.4f}, worst decile "
+                      f"{worst_decile(fitted):.4f}")
     if "active" not in strategies or len(strategies) < 2:
         print("nine: no verdict (it needs active and at least one baseline in --strategies)")
         return False
@@ -307,6 +327,10 @@ def nine_table(seeds, fractions, strategies, jobs: int = 1, save: TextIO | None 
     for f in fractions:
         v = goal_verdict({st: r2[st, f] for st in strategies})
         verdicts.append(v["verdict"])
+        same = {b: sum(1 for s in seeds if rows["active", f, s] is not None and rows[b, f, s] is not None
+                       and rows["active", f, s]["bought"] == rows[b, f, s]["bought"])
+                for b in {v["best_mean"], v["best_worst"]}}
+        print(f"  f={f:g}: active bought what " + ", ".join(f"{b} bought on {k} of {len(seeds)} seeds" for b, k in same.items()))
         print(f"  f={f:g}: active − best baseline: mean {v['mean_diff']:+.3f} "
               f"[{v['mean_diff_ci95'][0]:+.3f}, {v['mean_diff_ci95'][1]:+.3f}] ({v['best_mean']}), worst decile "
               f"{v['worst_diff']:+.3f} [{v['worst_diff_ci95'][0]:+.3f}, {v['worst_diff_ci95'][1]:+.3f}] "

@@ -75,6 +75,18 @@ def test_failed_designs_count_as_minus_infinity_and_more_failures_are_worse():
     assert bench.goal_verdict({"active": np.r_[np.nan, ok[1:]], "v": ok})["mean_diff"] == -np.inf
 
 
+def test_every_design_failing_everywhere_is_no_verdict():
+    none = np.full(12, -np.inf)
+    assert bench.goal_verdict({"active": none, "random": none})["verdict"] == "no fits"
+    assert bench.goal_verdict({"active": np.full(12, np.nan), "random": none})["verdict"] == "no fits"
+
+
+def test_a_rounding_level_difference_on_large_r2_is_the_same_design():
+    d = -np.geomspace(1, 1000, 20)  # R² down to −1000: float noise of 1e-11 relative is ~1e-8 absolute
+    r = bench.goal_verdict({"active": d * (1 + 1e-11), "d_optimal": d})
+    assert r["mean_diff"] == 0.0 and r["verdict"] == "meets, within noise", r
+
+
 def test_too_few_seeds_give_no_verdict():
     r = bench.goal_verdict({"active": np.array([0.1, 0.2]), "d_optimal": np.array([0.5, 0.6])})
     assert r["verdict"] == "too few seeds" and r["mean_diff"] == pytest.approx(-0.4)
