@@ -19,7 +19,7 @@ Settings
               misses). Its own defaults: fractions 0.01,0.05,0.1 and strategies
               active,v_optimal,d_optimal,random; ``--jobs 2`` runs two designs at once. Every design
               is scored on the full multi-start refit it ends with. Measured 2026-12-02, seeds 0-99
-              (``--seeds 100 --jobs 2``, 739 s on 2 cores), mean / worst-decile R² at 1 %, 5 %, 10 %:
+              (``--seeds 100 --jobs 2``, 615 s on 2 cores), mean / worst-decile R² at 1 %, 5 %, 10 %:
                 active      −31.0/−144.8   −2.41/−16.2   −0.456/−5.61
                 v_optimal   −28.4/−194.7   −3.18/−18.5   −0.650/−6.06
                 d_optimal   −31.0/−144.8   −2.28/−16.1   −0.637/−7.78
@@ -82,14 +82,12 @@ from fitting.objective import params_at_bounds  # noqa: E402
 from fitting.online import OnlineFitConfig  # noqa: E402
 from fitting.replay import SimulatedOracle, run_design, target_metrics, undertraining_misfit  # noqa: E402
 from fitting.strategies import ActiveDesign, ReferenceDesign, make_strategy  # noqa: E402
-from scalesweep.argtypes import count, number, positive_count  # noqa: E402
-
-_fraction = number(float, low=0, low_open=True, high=1, what="a number in (0, 1]")
+from scalesweep.argtypes import count, positive_count, share  # noqa: E402
 
 
 def fraction_list(text: str) -> list[float]:
     """--fractions: comma-separated budget fractions of the grid's compute, each in (0, 1]."""
-    return [_fraction(part) for part in text.split(",")]
+    return [share(part) for part in text.split(",")]
 
 
 

@@ -16,7 +16,7 @@ from typing import Mapping
 import numpy as np
 
 from fitting.strategy_names import STRATEGY_NAMES
-from scalesweep.argtypes import count, non_negative, number, positive_count
+from scalesweep.argtypes import count, non_negative, positive_count, share
 
 __all__ = ["register"]
 
@@ -33,7 +33,7 @@ def register(subparsers) -> None:
                                      "with --example and no --targets, the example's runs above its holdout compute "
                                      "(1e21 FLOPs for epoch-chinchilla) are the targets and the rest the pool")
     p.add_argument("--law", default="chinchilla", help="built-in name, file.py:LAW or pkg.module:LAW")
-    p.add_argument("--budget-fraction", type=number(float, low=0, low_open=True, high=1), default=0.1, help="of the whole pool's cost (default 0.1)")
+    p.add_argument("--budget-fraction", type=share, default=0.1, help="of the whole pool's cost (default 0.1)")
     p.add_argument("--strategy", default="active", choices=list(STRATEGY_NAMES),
                    help="how runs are bought (default active: expected target-error reduction per cost)")
     p.add_argument("--misfit", type=non_negative, default=None,

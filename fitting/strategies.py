@@ -185,16 +185,6 @@ class _ModelStrategy(Strategy):
         measured in bench/active_vs_grid.py ``nine``: the class docstring of :class:`ActiveDesign`)."""
         return np.log1p(quad_rows(G_C, post.Sigma) / post.s2)
 
-    def space_gain(self, post: LinearPosterior, G_C, Phi_C, state: DesignState, cache: dict) -> np.ndarray:
-        """V-optimal: the reduction of the predictive variance averaged over the whole candidate
-        space (≤ 512 rows sampled), (K,) in squared log loss."""
-        if "G_V" not in cache:
-            K = len(state.candidates)
-            V = state.candidates.rows(np.arange(K) if K <= 512 else state.rng.choice(K, 512, replace=False))
-            cache["G_V"] = self.law_features(state, V, cache["z"])
-        G_V = cache["G_V"]
-        return target_gain(post.Sigma, G_V, np.full(G_V.shape[0], 1.0 / G_V.shape[0]), G_C, post.s2)
-
     def law_features(self, state: DesignState, X, z) -> np.ndarray:
         return law_gradients(state.law, z, X)
 
@@ -385,8 +375,15 @@ class VOptimal(_ModelStrategy):
 
     name = "v_optimal"
 
-    def gain(self, post, G_C, Phi_C, state, cache):
-        return self.space_gain(post, G_C, Phi_C, state, cache)
+    def gain(self, post: LinearPosterior, G_C, Phi_C, state: DesignState, cache: dict) -> np.ndarray:
+        """V-optimal: the reduction of the predictive variance averaged over the whole candidate
+        space (≤ 512 rows sampled), (K,) in squared log loss."""
+        if "G_V" not in cache:
+            K = len(state.candidates)
+            V = state.candidates.rows(np.arange(K) if K <= 512 else state.rng.choice(K, 512, replace=False))
+            cache["G_V"] = self.law_features(state, V, cache["z"])
+        G_V = cache["G_V"]
+        return target_gain(post.Sigma, G_V, np.full(G_V.shape[0], 1.0 / G_V.shape[0]), G_C, post.s2)
 
 
 class DOptimal(_ModelStrategy):

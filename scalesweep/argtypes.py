@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["number", "positive", "non_negative", "fraction", "count", "positive_count"]
+__all__ = ["number", "positive", "non_negative", "fraction", "share", "count", "positive_count"]
 
 
 def number(kind=float, *, low: float | None = None, low_open: bool = False, high: float | None = None,
@@ -44,5 +44,6 @@ def number(kind=float, *, low: float | None = None, low_open: bool = False, high
 positive = number(float, low=0, low_open=True, what="a positive number")  # FLOPs, tolerances, k
 non_negative = number(float, low=0, what="a number >= 0")
 fraction = number(float, low=0, low_open=True, high=1, high_open=True, what="a number in (0, 1)")  # levels
+share = number(float, low=0, low_open=True, high=1, what="a number in (0, 1]")  # budget fractions: all of it allowed
 count = number(int, low=0, what="a whole number >= 0")  # resamples, seeds, rows to drop
 positive_count = number(int, low=1, what="a whole number >= 1")  # workers, batch sizes
