@@ -202,6 +202,11 @@ class Allocation:
     # then every number above is NaN and ``unidentified_reason`` says why
     identified: bool = True
     unidentified_reason: str | None = None
+    # the fit's verdict per parameter (FitResult.not_identified): None when its runs identify it, else
+    # why not. ``identified`` is about the allocation: a parameter the runs leave unknown that does not
+    # move N_opt (Chinchilla's E) leaves it identified, so --json gives both (a user read plan's
+    # "identified": true beside fit's false for the same runs)
+    not_identified: dict[str, str | None] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # warnings about this allocation (e.g. an extrapolated ratio)
 
     # The one owner of "the interval for the loss at C" (plan, report, frontier print these): the
@@ -261,12 +266,13 @@ class Allocation:
             "loss_interval_kind": self.loss_interval_kind,
             "interval_sources": self.sources(heading=False),  # where each interval comes from, as plan's heading
             "uncertainty": self.uncertainty, "n_samples": self.n_samples, "fixed": self.fixed,
-            "identified": self.identified, "unidentified_reason": self.unidentified_reason, "notes": list(self.notes),
+            "identified": self.identified, "unidentified_reason": self.unidentified_reason,
+            "not_identified": dict(self.not_identified), "notes": list(self.notes),
         }
 
 
-def _param_samples(fit, n: int, seed: int):
-    if fit.bootstrap is not None:
+def _param_samples(fit, n: int, seed: int, bootstrap: bool = True):
+    if bootstrap and fit.bootstrap is not None:
         return fit.bootstrap.samples, f"bootstrap ({fit.bootstrap.n} resamples)"
     rng = np.random.default_rng(seed)
     cov = 0.5 * (fit.cov_z + fit.cov_z.T)
@@ -281,23 +287,30 @@ def allocation_drivers(fit, compute: float, level: float = 0.9, *, flops_per_tok
                        step: float = 0.1, tolerance: float = 0.01) -> list[str]:
     """The parameters the fit's runs leave unbounded by the data (`FitResult.verdicts` at
     ``level``: at a bound of the law, or an interval open to one; `ParamVerdict.bounded`) that
-    move the compute-optimal N at ``compute`` FLOPs: a step of ``step`` in the parameter's fitted
-    (transformed) coordinate changes ln N_opt by more than ``tolerance``. Chinchilla's E never
+    move the compute-optimal N at ``compute`` FLOPs (:func:`n_opt_movers`). Chinchilla's E never
     does (an additive constant), its exponents and scales do. The bootstrap behind N_opt's
     interval cannot show the spread such a parameter has (the bounds cut it), so the allocation
     is not identified, however narrow that interval (a new user's plan printed N_opt
     [1.3e6, 2.6e6] from a fit with beta at its bound and every parameter unidentified). A merely
     wide interval is not enough: the bootstrap carries that width into N_opt's."""
-    law = fit.law
     verdicts = fit.verdicts(level)
-    unknown = [name for name in law.param_names if verdicts[name].bounded]
-    if not unknown:
+    unknown = [name for name in fit.law.param_names if verdicts[name].bounded]
+    return n_opt_movers(fit, unknown, compute, flops_per_token=flops_per_token, fixed=fixed, n_opt=n_opt,
+                        step=step, tolerance=tolerance)
+
+
+def n_opt_movers(fit, names, compute: float, *, flops_per_token: float = 6.0, fixed: Mapping[str, float] | None = None,
+                 n_opt: float | None = None, step: float = 0.1, tolerance: float = 0.01) -> list[str]:
+    """Those of ``names`` that move the compute-optimal N at ``compute`` FLOPs: a step of ``step``
+    in the parameter's fitted (transformed) coordinate changes ln N_opt by more than ``tolerance``."""
+    law = fit.law
+    if not names:
         return []
     if n_opt is None:
         n_opt = float(optimal_allocation(law, fit.theta, compute, flops_per_token=flops_per_token, fixed=fixed)["N_opt"][0])
     z = law.to_z(fit.theta)
     out = []
-    for name in unknown:
+    for name in names:
         j = law.param_names.index(name)
         for sign in (1.0, -1.0):
             moved = z.copy()
@@ -337,7 +350,8 @@ def compute_optimal_allocation(fit=None, compute: float = 1e21, *, law=None, par
         nan = float("nan")
         return Allocation(law=law.name, compute=float(compute), N_opt=nan, D_opt=nan, tokens_per_param=nan, loss=nan,
                           exponent_a=nan, level=level, fixed=dict(fixed or {}), uncertainty="none (not identified)",
-                          identified=False, unidentified_reason=reason)
+                          identified=False, unidentified_reason=reason,
+                          not_identified=fit.not_identified(level) if fit is not None else {})
 
     if fit is not None:
         law, theta = fit.law, fit.theta
@@ -371,11 +385,23 @@ def compute_optimal_allocation(fit=None, compute: float = 1e21, *, law=None, par
     if fit is None:
         out.uncertainty = "none (parameters given)"
         return out
+    out.not_identified = fit.not_identified(level)
     for note in (ratio_note(out.tokens_per_param, fit.data.X), fit.bounds_note,
                  unidentified_note(fit.verdicts(level), f"law {law.name!r}")):
         if note:
             out.notes.append(note)
     thetas, how = _param_samples(fit, n_samples, seed)
+    samples = [thetas]
+    narrow = n_opt_movers(fit, fit.narrow_bootstrap(level), C, flops_per_token=flops_per_token, fixed=fixed,
+                          n_opt=out.N_opt)
+    if narrow:  # resamples that never left a basin: their spread along these is too small (n_opt_movers)
+        thetas_sandwich, how_sandwich = _param_samples(fit, n_samples, seed, bootstrap=False)
+        samples.append(thetas_sandwich)
+        how = f"{how} and {how_sandwich}, the wider of the two"
+        out.notes.append(f"the bootstrap's intervals of {', '.join(narrow)} are much narrower than their profile "
+                         f"likelihood's (its resamples missed a direction the data leave open) and {', '.join(narrow)} "
+                         f"move N_opt, so N_opt, D_opt, tokens/param and a span both the bootstrap's and the sandwich "
+                         f"covariance's intervals")
     if fit.bootstrap is None and {"N", "D"} <= set(law.inputs):
         from fitting.extrapolation import PROFILE_BELOW_RUNS_PER_PARAMETER, default_parameter_part
 
@@ -385,22 +411,13 @@ def compute_optimal_allocation(fit=None, compute: float = 1e21, *, law=None, par
                              f"{PROFILE_BELOW_RUNS_PER_PARAMETER:g} per parameter) its curvature can make them too "
                              f"narrow (why the loss's parameter part defaults to the profile likelihood here); --bootstrap B "
                              f"draws them from resamples")
-    q = [(1 - level) / 2, (1 + level) / 2]
-    Cs = np.array([C, C / span, C * span])
-    k = flops_per_token
-    if law.name == "chinchilla":
-        N, D, aa, _ = chinchilla_optimal(thetas, Cs, k)
-        lnN = np.log(N)
-        a_s = np.asarray(aa).ravel()
-    else:
-        lnN, _ = _grid_opt(law, thetas, Cs, k, fixed, (1e-3, 1e7))
-        a_s = (lnN[:, 2] - lnN[:, 1]) / (2 * np.log(span))
-    Ns = np.exp(lnN[:, 0])
-    Ds = C / (k * Ns)
+    n_ok = 0
+    for thetas in samples:  # each sample's central intervals; with two, their hull
+        ivs, ok = _allocation_intervals(law, thetas, C, level, flops_per_token, fixed, span)
+        out.intervals = {k: (min(v[0], out.intervals[k][0]), max(v[1], out.intervals[k][1])) if k in out.intervals else v
+                         for k, v in ivs.items()}
+        n_ok += ok
     cols_fixed = _fixed_cols(law, fixed, (1,))
-    ok = np.isfinite(Ns) & np.isfinite(a_s)
-    pct = lambda v: tuple(float(x) for x in np.quantile(v[ok], q))
-    out.intervals = {"N_opt": pct(Ns), "D_opt": pct(Ds), "tokens_per_param": pct(Ds / Ns), "exponent_a": pct(a_s)}
     X = {"N": res["N_opt"], "D": res["D_opt"], **cols_fixed}
     if "C" in law.inputs:
         X["C"] = np.array([C])
@@ -431,5 +448,26 @@ def compute_optimal_allocation(fit=None, compute: float = 1e21, *, law=None, par
         out.parameter_part = f"parameter part from the fit's {fit.uncertainty} (law {law.name!r} has no misfit model)"
     out.loss_prediction_interval = (float(pi.lo[0]), float(pi.hi[0]))
     out.intervals["loss"] = (float(conf.lo[0]), float(conf.hi[0]))  # inside loss_interval (Allocation doc)
-    out.uncertainty, out.n_samples = how, int(ok.sum())
+    out.uncertainty, out.n_samples = how, n_ok
     return out
+
+
+def _allocation_intervals(law, thetas: np.ndarray, C: float, level: float, flops_per_token: float,
+                          fixed: Mapping[str, float] | None, span: float) -> tuple[dict[str, tuple[float, float]], int]:
+    """Central ``level`` intervals of N_opt, D_opt, tokens/param and a over parameter draws
+    ``thetas`` (S, P) at ``C`` FLOPs, and how many draws had a finite allocation."""
+    q = [(1 - level) / 2, (1 + level) / 2]
+    Cs = np.array([C, C / span, C * span])
+    k = flops_per_token
+    if law.name == "chinchilla":
+        N, D, aa, _ = chinchilla_optimal(thetas, Cs, k)
+        lnN = np.log(N)
+        a_s = np.asarray(aa).ravel()
+    else:
+        lnN, _ = _grid_opt(law, thetas, Cs, k, fixed, (1e-3, 1e7))
+        a_s = (lnN[:, 2] - lnN[:, 1]) / (2 * np.log(span))
+    Ns = np.exp(lnN[:, 0])
+    Ds = C / (k * Ns)
+    ok = np.isfinite(Ns) & np.isfinite(a_s)
+    pct = lambda v: tuple(float(x) for x in np.quantile(v[ok], q))
+    return {"N_opt": pct(Ns), "D_opt": pct(Ds), "tokens_per_param": pct(Ds / Ns), "exponent_a": pct(a_s)}, int(ok.sum())

@@ -30,7 +30,7 @@ from fitting.checks import (
     Identifiability, ParamVerdict, identifiability, parameter_verdicts, r2_log, unidentified_note, worse_than_constant,
 )
 from fitting.data import FitData, load_fit_data
-from fitting.law import Law
+from fitting.law import LOG, Law
 from fitting.laws import get_law
 from fitting.multistart import multistart_lbfgs, single_threaded_blas
 from fitting.objective import bounds_note, log_jacobian, make_objective, params_at_bounds, rho_psi
@@ -191,7 +191,10 @@ class FitResult:
     @property
     def stderr_laplace(self) -> dict[str, float]:
         se = np.sqrt(np.clip(np.diag(self.cov), 0, None))
-        return {k: float(v) for k, v in zip(self.law.param_names, se)}
+        # a log-scaled parameter driven to its bound 0 has no curvature left: the delta method's 0·∞
+        # printed se 0 beside a one-sided interval, so it is infinite (the data do not fix its scale)
+        flat = (np.asarray(self.law.transforms) == LOG) & (self.z < UNDERFLOW_Z)
+        return {k: float("inf") if f else float(v) for k, v, f in zip(self.law.param_names, se, flat)}
 
     @property
     def uncertainty(self) -> str:
@@ -219,10 +222,21 @@ class FitResult:
         if self.bootstrap is None:
             return self.ci_laplace_intervals(level)
         boot = self.bootstrap.ci(level)
-        prof = self.profile_at(level)  # a bootstrap attached after the fit (replay) is checked too
-        narrow, _ = narrow_bootstrap(boot, prof, self.law)
+        prof = self.profile_at(level)
+        narrow = self.narrow_bootstrap(level)
         return {k: prof[k] if k in narrow else bounded_interval(self.law, self.z, self.law.param_names.index(k), lo, hi)
                 for k, (lo, hi) in boot.items()}
+
+    def narrow_bootstrap(self, level: float | None = None) -> list[str]:
+        """The parameters whose bootstrap interval at ``level`` is much narrower than their profile
+        interval (:func:`fitting.param_intervals.narrow_bootstrap`): the resamples missed a
+        direction the data leave open, so anything drawn from them (N_opt's interval) is too
+        narrow along it. Empty without a bootstrap; a bootstrap attached after the fit (replay) is
+        checked too."""
+        if self.bootstrap is None:
+            return []
+        level = self.level if level is None else level
+        return narrow_bootstrap(self.bootstrap.ci(level), self.profile_at(level), self.law)[0]
 
     def ci(self, level: float | None = None) -> dict[str, tuple[float, float]]:
         """Central CIs as (lo, hi) in natural units (:meth:`intervals`, an open side at its bound)."""
@@ -357,6 +371,12 @@ class FitResult:
 
 
 # ====================================================================== diagnostics
+#: Where the null-direction and conditioning checks evaluate a log-scaled parameter that sits below
+#: it: exp(-300) ≈ 5e-131, so its Jacobian column's squares (the column norm) are still normal
+#: floats (at -600 they underflowed and that column swamped the rest), its effect on any loss nil.
+UNDERFLOW_Z = -300.0
+
+
 def _conditioning(J: np.ndarray) -> tuple[float, np.ndarray]:
     """(condition number of the column-scaled Jacobian, its weakest unit direction (P,))."""
     ratio, vt, _ = jacobian_directions(J)
@@ -532,11 +552,15 @@ def _finish(law: Law, fdata: FitData, full: FitData, mask: np.ndarray | None, op
     _, psi = rho_psi(r, loss, delta)
     J = log_jacobian(law, z, fdata.X)
     cov_z, sigma_eff, sigma = estimate_covariance(J, r, psi, loss, delta, P, options.covariance)
-    cond, weak = _conditioning(J)
+    # a log-scaled parameter driven to exactly 0 (E = exp(-9582) underflows) has a zero column, which
+    # read as a null direction, open to +inf; at any tiny value it has its real direction (the checks
+    # scale columns away), so they take the Jacobian there: the flat-E test's fit flipped on this
+    J_dir = log_jacobian(law, np.where(np.asarray(law.transforms) == LOG, np.maximum(z, UNDERFLOW_Z), z), fdata.X)
+    cond, weak = _conditioning(J_dir)
     msgs = []
     diag: dict[str, Any] = {"condition_number": cond, "weak_direction": dict(zip(law.param_names, np.round(weak, 4).tolist())),
                             "iterations_converged": conv}
-    null = null_space(J, law.param_names)
+    null = null_space(J_dir, law.param_names)
     diag["null_params"] = null.params
     misfit = worse_than_constant(law.name, law.param_names, r, fdata.y)
     if misfit:  # first: a fit that missed the data is not a design problem, whatever the Jacobian says

@@ -29,7 +29,8 @@ from fitting.uncertainty import residual_scales
 if TYPE_CHECKING:  # annotations only: fitting.fit imports this module
     from fitting.fit import FitResult
 
-__all__ = ["ParamInterval", "bounded_interval", "open_interval", "wald_intervals", "profile_intervals", "profile_threshold", "narrow_bootstrap"]
+__all__ = ["ParamInterval", "bounded_interval", "open_interval", "wald_intervals", "profile_intervals", "profile_threshold", "profile_exit",
+           "narrow_bootstrap"]
 
 
 # ====================================================================== parameter intervals
@@ -161,11 +162,14 @@ def profile_threshold(fit: FitResult, level: float) -> tuple[float, float]:
 def _profile_stat(fit: FitResult, K: np.ndarray, Zk: np.ndarray, c: float, maxiter: int) -> np.ndarray:
     """√(2·Δf·c) with parameter ``K[i]`` fixed at transformed value ``Zk[i]`` and the others
     refitted, all points in one batched L-BFGS (the fixed coordinate's gradient is zeroed, so
-    L-BFGS never moves it). Each point is refitted from two starts, the better one kept: the
-    optimum with z_k replaced, and the sandwich's linear profile path (the others moved by
-    cov[:, k]/cov[k, k] per unit of z_k, the conditional mean of the Gaussian approximation);
-    a Huber objective is not smooth, and a refit stuck short of the constrained optimum would
-    make the interval too narrow. Δf below 0 (a better optimum than the fit's) counts as 0."""
+    L-BFGS never moves it). Each point is refitted from up to four starts, the best one kept: the
+    optimum with z_k replaced, the sandwich's linear profile path (the others moved by
+    cov[:, k]/cov[k, k] per unit of z_k, the conditional mean of the Gaussian approximation), and
+    the multi-start end point and start-grid point scoring best with z_k fixed
+    (:func:`_grid_starts`); a Huber
+    objective is not smooth, a gradient can vanish at the optimum, and a refit stuck short of the
+    constrained optimum would make the interval too narrow. Δf below 0 (a better optimum than the
+    fit's) counts as 0."""
     law, data = fit.law, fit.data
     zb = law.z_bounds
     rows = np.arange(K.size)
@@ -178,6 +182,9 @@ def _profile_stat(fit: FitResult, K: np.ndarray, Zk: np.ndarray, c: float, maxit
     free = np.ones_like(Z0)
     free[np.r_[rows, rows + K.size], np.r_[K, K]] = 0.0
     fg = make_objective(law, data.X, data.y, loss=fit.loss, delta=fit.delta, weights=data.weights)
+    Z0 = np.vstack([Z0, *_grid_starts(fit, fg, K, Zk)])
+    n_starts = Z0.shape[0] // K.size
+    free = np.tile(free[: K.size], (n_starts, 1))
 
     def fg_fixed(z, r):
         f, g = fg(z, r)
@@ -186,13 +193,68 @@ def _profile_stat(fit: FitResult, K: np.ndarray, Zk: np.ndarray, c: float, maxit
 
     with single_threaded_blas():
         _, F, _, _ = batched_lbfgs(fg_fixed, Z0, zb[:, 0], zb[:, 1], maxiter=maxiter, gtol=1e-7, ftol=1e-12)
-    F = np.where(np.isfinite(F), F, np.inf).reshape(2, K.size).min(axis=0)
+    F = np.where(np.isfinite(F), F, np.inf).reshape(n_starts, K.size).min(axis=0)
     with np.errstate(all="ignore"):
         return np.sqrt(2 * np.clip(np.where(np.isfinite(F), F, np.inf) - fit.objective, 0, None) * c)
 
 
+#: Start-grid points screened per profile point (:func:`_grid_starts`): the law's grid's best by
+#: the unconstrained objective, so a law with thousands of starts costs what a small grid does.
+GRID_SCREEN = 256
+
+
+def _grid_starts(fit: FitResult, fg, K: np.ndarray, Zk: np.ndarray) -> list[np.ndarray]:
+    """Starts for the profile points (parameter ``K[i]`` fixed at transformed ``Zk[i]``) from
+    other basins: per point, the end point of the fit's multi-start (``fit.starts_z``) and the
+    law's start-grid point (best ``GRID_SCREEN`` by objective) that score lowest with that
+    coordinate set to ``Zk[i]``; a list of (K.size, P) arrays, one per source.
+
+    Why: at a fit whose optimum sits where a parameter's gradient vanishes (E = exp(e) → 0 on
+    Epoch's runs below 1e19 FLOPs), neither the optimum nor the linear path can move that
+    parameter when another is fixed, so the profile stays in E ≈ 0's basin: alpha's interval came
+    out [0.076, 0.091] and A's [11.9, 14.7] while E = 1, A = 21, alpha = 0.13 is inside the
+    threshold. Refits from the multi-start's other end points (E 0.1-0.5 there) reach that basin;
+    the grid's best points alone did not (from E = 2.7 the refit at A = 17 fell back to E → 0)."""
+    law, data = fit.law, fit.data
+    zb = law.z_bounds
+    grid = np.clip(law.initial_z(np.random.default_rng(0), data.X, data.y), zb[:, 0], zb[:, 1])
+    with np.errstate(all="ignore"):
+        F = fg(grid, np.zeros(len(grid), dtype=int))[0]
+    pools = [grid[np.argsort(np.where(np.isfinite(F), F, np.inf), kind="stable")[:GRID_SCREEN]]]
+    if fit.starts_z is not None and len(fit.starts_z):
+        pools.append(np.clip(fit.starts_z, zb[:, 0], zb[:, 1]))
+    out = []
+    for pool in pools:
+        best = np.empty((K.size, law.n_params))
+        for k in np.unique(K):
+            rows = np.flatnonzero(K == k)
+            Zc = np.repeat(pool[None], rows.size, axis=0)  # (rows, G, P)
+            Zc[:, :, k] = np.clip(Zk[rows], zb[k, 0], zb[k, 1])[:, None]
+            with np.errstate(all="ignore"):
+                Fc = fg(Zc.reshape(-1, law.n_params), np.zeros(Zc.shape[0] * Zc.shape[1], dtype=int))[0]
+            Fc = np.where(np.isfinite(Fc), Fc, np.inf).reshape(rows.size, -1)
+            best[rows] = Zc[np.arange(rows.size), np.argmin(Fc, axis=1)]
+        out.append(best)
+    return out
+
+
+def profile_exit(stat: np.ndarray, q: float) -> int | None:
+    """The index at which a profile curve ``stat`` (√(2Δf·c) along one side, stat[0] = 0 at the
+    optimum) leaves the interval for good: the first point above ``q`` after the last point at or
+    below it; None when the last point is inside (the side is open).
+
+    Why not the first point above q: each point is a refit, and a refit that stops short of the
+    constrained optimum reads too high. On Epoch's runs below 1e19 FLOPs A's profile read 0.72 at
+    A = 15, 4.23 at 17 and 1.38 at 21 (q 1.68): the first crossing ended A's interval at 14.7
+    though A = 21 is inside. A point inside the threshold is proof that value is allowed, so the
+    interval runs at least to the farthest such point (the hull of the allowed set)."""
+    inside = np.flatnonzero(np.asarray(stat) <= q)
+    last = int(inside[-1]) if inside.size else 0
+    return None if last == len(stat) - 1 else last + 1
+
+
 def profile_intervals(fit: FitResult, level: float | None = None, *, reach: float = PROFILE_REACH,
-                      refine: int = 3, maxiter: int = 150) -> dict[str, ParamInterval]:
+                      refine: int = 12, maxiter: int = 150) -> dict[str, ParamInterval]:
     """Profile-likelihood intervals: for each parameter, the range of its values over which the
     objective, refitted over the other parameters, stays within :func:`profile_threshold`.
 
@@ -200,7 +262,9 @@ def profile_intervals(fit: FitResult, level: float | None = None, *, reach: floa
     to [1e-3, 1] in the transformed space) plus ``PROFILE_FAR`` points spaced geometrically out to
     the side's end: its finite bound, or ``reach`` beyond the law's start grid. Every point of
     every parameter is refitted in one batched L-BFGS (:func:`_profile_stat`). A crossing wider
-    than a step is bracketed again ``refine`` times (8 points each), then interpolated linearly
+    than a step is bracketed again (8 points each) until it is a step wide, at most ``refine`` times
+    (three were too few for a fit that ran off to E = exp(-9582): the last bracket was 12 units of
+    log E wide and the interpolation put E's end at 0.0011 where the data allow 0.06), then interpolated linearly
     in √(2Δf·c). A side never crossed is open (:class:`ParamInterval`), its end the law's bound.
     Pure: the fit is not changed."""
     level = fit.level if level is None else level
@@ -229,9 +293,9 @@ def profile_intervals(fit: FitResult, level: float | None = None, *, reach: floa
     for _ in range(refine):  # narrow wide brackets around each crossing
         todo = []
         for i, ((k, sign), (d, t)) in enumerate(zip(sides, curves)):
-            over = np.flatnonzero(t > q)
-            if over.size and d[over[0]] - d[over[0] - 1] > step[k]:
-                todo.append((i, np.linspace(d[over[0] - 1], d[over[0]], 10)[1:-1]))
+            j = profile_exit(t, q)
+            if j is not None and d[j] - d[j - 1] > step[k]:
+                todo.append((i, np.linspace(d[j - 1], d[j], 10)[1:-1]))
         if not todo:
             break
         Kr = np.concatenate([np.full(pts.size, sides[i][0]) for i, pts in todo])
@@ -246,11 +310,10 @@ def profile_intervals(fit: FitResult, level: float | None = None, *, reach: floa
         ends = []
         for s, sign in enumerate((-1.0, 1.0)):
             d, t = curves[2 * k + s]
-            over = np.flatnonzero(t > q)
-            if over.size == 0:  # never crossed: open up to the bound
+            j = profile_exit(t, q)
+            if j is None:  # never crossed: open up to the bound
                 ends.append((zb[k, s], True))
                 continue
-            j = over[0]
             frac = (q - t[j - 1]) / (t[j] - t[j - 1]) if np.isfinite(t[j]) else 0.0
             ends.append((fit.z[k] + sign * (d[j - 1] + frac * (d[j] - d[j - 1])), False))
         (zl, lo_open), (zh, hi_open) = ends

@@ -160,9 +160,11 @@ def cmd_plan(args, fit_only=()) -> int:
 
 
 def _print_allocation(p, level: float) -> None:
+    from fitting.uncertainty import interval_text
+
     lvl = int(round(level * 100))
     iv = p.intervals
-    fmt = lambda k, v: f"{v:.4g}" + (f"  [{iv[k][0]:.4g}, {iv[k][1]:.4g}]" if k in iv else "")
+    fmt = lambda k, v: f"{v:.4g}" + (f"  {interval_text(*iv[k])}" if k in iv else "")
     print(f"compute {p.compute:.3g} FLOPs ({p.law}; {p.sources()})")  # where each interval below comes from
     print(f"  N_opt             {fmt('N_opt', p.N_opt)}")
     print(f"  D_opt             {fmt('D_opt', p.D_opt)}")
@@ -173,9 +175,9 @@ def _print_allocation(p, level: float) -> None:
         lo, hi = p.loss_interval
         here = (f"; sd {p.misfit_sd_here:.3g} (log loss) of the extrapolation error at this point, grown with its "
                 f"distance beyond the runs; {p.misfit_source}" if p.loss_misfit_interval and p.misfit_sd_here is not None else "")
-        print(f"  loss              {p.loss:.4g}  [{lo:.4g}, {hi:.4g}]  ({lvl}% {p.loss_interval_kind}{here})")
+        print(f"  loss              {p.loss:.4g}  {interval_text(lo, hi)}  ({lvl}% {p.loss_interval_kind}{here})")
         if "loss" in iv:
-            print(f"                    its parameter part alone: [{iv['loss'][0]:.4g}, {iv['loss'][1]:.4g}]"
+            print(f"                    its parameter part alone: {interval_text(*iv['loss'])}"
                   + (f" ({p.parameter_part})" if p.parameter_part else ""))
     else:
         print(f"  loss              {fmt('loss', p.loss)}")

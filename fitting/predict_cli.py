@@ -87,6 +87,7 @@ def _cmd_predict(args) -> int:
     from fitting.extrapolation import calibrate_misfit, describe_parameter_part, extrapolation_interval
     from fitting.fit import fit_law
     from fitting.replay import target_metrics
+    from fitting.uncertainty import interval_text, open_sides
 
     check_parameter_part(args)
     flag, selection = "--train", f"--train {args.train!r}"  # what the user typed, for messages
@@ -136,6 +137,7 @@ def _cmd_predict(args) -> int:
     m = target_metrics(iv.mean[scored], y[scored], iv.lo[scored], iv.hi[scored]) if scored.any() else {}
     rows = [{**{c: float(v[i]) for c, v in targets.X.items()}, "loss": float(y[i]) if scored[i] else None,
              "predicted": float(iv.mean[i]), "lower": float(iv.lo[i]), "upper": float(iv.hi[i]),
+             "open": open_sides(iv.lo[i], iv.hi[i]),
              "rel_error": float(iv.mean[i] / y[i] - 1) if scored[i] else None,
              "covered": bool(iv.lo[i] <= y[i] <= iv.hi[i]) if scored[i] else None} for i in range(len(targets))]
     summary = {"n_train": int(train.sum()), "n_targets": len(targets), "n_targets_in_train": in_train,
@@ -170,7 +172,7 @@ def _cmd_predict(args) -> int:
         where = ", ".join(f"{c}={r[c]:.4g}" for c in targets.X)
         err = f"loss {r['loss']:.4f}, error {r['rel_error']:+.2%}{'' if r['covered'] else ' (outside)'}" \
             if r["loss"] is not None else "no loss"
-        print(f"  {where}: predicted {r['predicted']:.4f}, {lvl}% [{r['lower']:.4f}, {r['upper']:.4f}]; {err}")
+        print(f"  {where}: predicted {r['predicted']:.4f}, {lvl}% {interval_text(r['lower'], r['upper'], '.4f')}; {err}")
     if m:
         print(f"targets with a known loss, {summary['n_scored']} of {len(targets)}: mean abs rel error "
               f"{m['mean_are']:.2%}, {lvl}% interval coverage {m['coverage']:.2%}, R2 {m['r2']:.4f}")

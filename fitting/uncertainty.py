@@ -49,6 +49,24 @@ class Interval:
     se_log: np.ndarray | None = None
 
 
+def interval_text(lo: float, hi: float, spec: str = ".4g") -> str:
+    """``"[lo, hi]"`` for an interval of a positive quantity (a loss, N_opt), a side the data leave
+    open printed ``0 (open)`` / ``inf (open)``: every interval here encodes an open side as lo = 0
+    or hi = inf (:func:`fitting.extrapolation.parameter_interval`), and a bare "[0.0000, 2.79]"
+    read as a closed interval reaching zero loss (a new user's ``predict`` on runs below 5e18
+    FLOPs). The one formatter for such intervals in every command and the report."""
+    def side(v: float, is_open: bool) -> str:
+        return f"{v:{spec}} (open)" if is_open else f"{v:{spec}}"
+    lo_open, hi_open = open_sides(lo, hi)
+    return f"[{side(lo, lo_open)}, {side(hi, hi_open)}]"
+
+
+def open_sides(lo: float, hi: float) -> list[bool]:
+    """[lower open, upper open] of a positive quantity's interval (:func:`interval_text`'s rule),
+    for ``--json``."""
+    return [bool(lo <= 0), bool(np.isposinf(hi))]
+
+
 @dataclass
 class BootstrapResult:
     samples: np.ndarray  # (B, P) natural parameters

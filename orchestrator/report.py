@@ -147,6 +147,7 @@ def build_report(storage: str, sweep: str, out_dir: str | os.PathLike, *, law_na
 
 def _allocation_text(fit, compute: float, report: SweepReport) -> str | None:
     from fitting.allocate import compute_optimal_allocation
+    from fitting.uncertainty import interval_text
 
     if "D" not in fit.law.inputs:
         return None
@@ -163,11 +164,11 @@ def _allocation_text(fit, compute: float, report: SweepReport) -> str | None:
 
     def interval(key: str) -> str:  # the same intervals `plan` prints, so no number stands alone
         bounds = p.intervals.get(key)
-        return f" [{bounds[0]:.3g}, {bounds[1]:.3g}]" if bounds else " (no interval)"
+        return f" {interval_text(*bounds, '.3g')}" if bounds else " (no interval)"
 
     return (f"compute-optimal at C = {compute:.2e} FLOPs ({p.law}): N_opt = {p.N_opt:.3g}{interval('N_opt')}, "
             f"D_opt = {p.D_opt:.3g}{interval('D_opt')} ({p.tokens_per_param:.1f} tokens/param), loss = {p.loss:.4f} "
-            f"[{lo:.4f}, {hi:.4f}] ({p.level:.0%} {p.loss_interval_kind}; {p.sources(heading=False)}); N_opt ∝ C^{p.exponent_a:.3f}")
+            f"{interval_text(lo, hi, '.4f')} ({p.level:.0%} {p.loss_interval_kind}; {p.sources(heading=False)}); N_opt ∝ C^{p.exponent_a:.3f}")
 
 
 def register(subparsers) -> None:

@@ -254,6 +254,8 @@ def laws_table(fits) -> str:
 
 def plan_table(plans) -> str:
     """The compute-optimal plan at each budget (fitting.allocate.Allocation), intervals beside."""
+    from fitting.uncertainty import interval_text
+
     rows, kinds, sources = [], set(), set()
     for compute, p in plans:
         if isinstance(p, str):
@@ -261,12 +263,12 @@ def plan_table(plans) -> str:
         elif not p.identified:
             rows.append([f"{compute:.3g}", f"not identified: {p.unidentified_reason}", "", "", "", ""])
         else:
-            iv = lambda k: f" [{p.intervals[k][0]:.3g}, {p.intervals[k][1]:.3g}]" if k in p.intervals else ""
+            iv = lambda k: f" {interval_text(*p.intervals[k], '.3g')}" if k in p.intervals else ""
             lo, hi = p.loss_interval or (math.nan, math.nan)  # the one `plan` prints (Allocation.loss_interval)
             kinds.add(p.loss_interval_kind)
             sources.add(p.sources())  # where each interval comes from, as plan's heading says it
             rows.append([f"{compute:.3g}", f"{p.N_opt:.3g}{iv('N_opt')}", f"{p.D_opt:.3g}{iv('D_opt')}",
-                         f"{p.tokens_per_param:.3g}", f"{p.loss:.4g} [{lo:.4g}, {hi:.4g}]", f"{p.exponent_a:.3g}{iv('exponent_a')}"])
+                         f"{p.tokens_per_param:.3g}", f"{p.loss:.4g} {interval_text(lo, hi)}", f"{p.exponent_a:.3g}{iv('exponent_a')}"])
     kind = " or ".join(sorted(k for k in kinds if k)) or "prediction interval"
     return table_html(["compute C (FLOPs)", "N_opt (params)", "D_opt (tokens)", "tokens / param",
                        f"loss (90 % {kind})", "a in N_opt ∝ C^a"], rows, {0, 3, 5}) + "".join(

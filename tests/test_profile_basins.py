@@ -1,0 +1,139 @@
+"""Issue 15 item 1, found by a new user auditing every printed interval: on Epoch's runs below
+1e19 FLOPs the fit drives E = exp(e) to its bound 0, where the gradient in e vanishes. The
+parameter profile refitted each point from the optimum's basin only, so alpha's and A's profile
+intervals stopped short of values the data allow; the bootstrap-vs-profile check then passed a
+narrow bootstrap, and ``plan`` drew N_opt's interval from it. Also here: an open side of a loss
+interval printed as a closed "0.0000", and ``plan --json`` saying nothing of the fit's verdict."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fitting.fit import fit_law
+from fitting.laws import get_law
+from fitting.objective import make_objective
+from fitting.param_intervals import profile_exit, profile_threshold
+from fitting.uncertainty import interval_text, open_sides
+from scalesweep.cli import main
+
+CHIN = get_law("chinchilla")
+EPOCH = Path(__file__).resolve().parents[1] / "fitting" / "reference" / "epoch_chinchilla.csv"
+# fits inside the 90 % threshold that the old profile excluded (the audit's, checked below)
+INSIDE = {"E": 1.0, "A": 21.03, "alpha": 0.1305, "B": 7.80e6, "beta": 0.766}
+
+
+@pytest.fixture(scope="module")
+def below_1e19_csv(tmp_path_factory):
+    """Epoch's runs of at most 1e19 FLOPs, as a file (``plan`` has no ``--fit-max-compute``)."""
+    import csv
+
+    with open(EPOCH, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    out = tmp_path_factory.mktemp("epoch") / "below_1e19.csv"
+    with open(out, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(r for r in rows if float(r["Training FLOP"]) <= 1e19)
+    return out
+
+
+@pytest.fixture(scope="module")
+def below_1e19():
+    from fitting import reference
+
+    data = reference.load("epoch-chinchilla", drop_top_loss=0)  # as `fit epoch_chinchilla.csv` reads it
+    return fit_law(CHIN, data, train={"max_compute": 1e19}, intervals="profile")  # `--fit-max-compute 1e19`
+
+
+@pytest.fixture(scope="module")
+def allowed(below_1e19):
+    """The best fit with A held at 21, found independently (scipy, from the audit's point with E = 1):
+    natural parameters, inside the 90 % threshold though not in the best fit's basin."""
+    from scipy.optimize import minimize
+
+    fit = below_1e19
+    fg = make_objective(CHIN, fit.data.X, fit.data.y, loss=fit.loss, delta=fit.delta, weights=fit.data.weights)
+    z0 = CHIN.to_z(CHIN.as_array(INSIDE))
+    others = [0, 2, 3, 4]
+
+    def f(v):
+        z = z0.copy()
+        z[others] = v
+        return float(fg(z[None], np.array([0]))[0][0])
+
+    res = minimize(f, z0[others], method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-12, "maxiter": 4000})
+    z = z0.copy()
+    z[others] = res.x
+    q, c = profile_threshold(fit, 0.9)
+    assert np.sqrt(2 * max(res.fun - fit.objective, 0) * c) < q  # the data allow this fit...
+    return CHIN.as_dict(CHIN.from_z(z[None])[0])
+
+
+def test_profile_reaches_the_basin_a_vanishing_gradient_hid(below_1e19, allowed):
+    fit = below_1e19
+    assert fit.params["E"] < 1e-3 < allowed["E"]  # ...in another basin than the best one, E at its bound
+    iv = fit.intervals()
+    for k in ("A", "alpha"):  # so the profile intervals hold its values (were [11.9, 14.7], [0.076, 0.091])
+        assert iv[k].lo <= allowed[k] <= iv[k].hi, (k, allowed[k], iv[k])
+
+
+def test_a_refit_stuck_short_does_not_end_the_interval():
+    # √(2Δf·c) along one side, q = 1.68: a stuck refit at the second point reads 4.2, the next ones are inside
+    stat = np.array([0.0, 0.5, 4.2, 1.4, 2.0, 9.0])
+    assert profile_exit(stat, 1.68) == 4  # the interval runs past the stuck point to the last inside one
+    assert profile_exit(np.array([0.0, 0.5, 1.0]), 1.68) is None  # never leaves: open
+    assert profile_exit(np.array([0.0, 3.0, 4.0]), 1.68) == 1
+
+
+def test_plan_n_opt_interval_holds_what_the_data_allow(below_1e19_csv, allowed, capsys):
+    """`plan --bootstrap 200` printed N_opt 1.03e13 [7.97e12, 1.38e13] and a [0.884, 0.922] at 1e24
+    FLOPs, all from resamples that kept E at 0; a fit the data allow put N_opt at 6e12 (a 0.855).
+    Where the bootstrap is much narrower than the profile along a parameter that moves N_opt, the
+    intervals span the sandwich covariance's too, and say so."""
+    from fitting.allocate import allocation_exponent, optimal_allocation
+
+    assert main(["plan", str(below_1e19_csv), "--compute", "1e24", "--bootstrap", "200", "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    theta = CHIN.as_array(allowed)
+    n_opt = float(optimal_allocation(CHIN, theta, 1e24)["N_opt"][0])
+    a = allocation_exponent(CHIN, theta, 1e24)
+    lo, hi = obj["ci90"]["N_opt"]
+    assert lo <= n_opt <= hi, (n_opt, lo, hi)
+    assert obj["ci90"]["exponent_a"][0] <= a <= obj["ci90"]["exponent_a"][1]
+    assert any("much narrower than their profile" in note and "alpha" in note for note in obj["notes"])
+    assert "the wider of the two" in obj["uncertainty"]
+
+
+def test_plan_json_carries_the_fits_verdict(below_1e19_csv, capsys):
+    """`plan --json` said "identified": true and nothing else, where `fit --json` on the same runs said
+    false: the allocation's flag is about N_opt; the parameters' verdict now rides along."""
+    assert main(["plan", str(below_1e19_csv), "--compute", "1e22", "--bootstrap", "0", "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["identified"] is True  # E, at its bound, does not move N_opt
+    assert obj["not_identified"] == obj["fit"]["not_identified"] and obj["not_identified"]["E"]
+    assert obj["plans"][0]["not_identified"] == obj["not_identified"]
+
+
+def test_an_open_loss_side_is_printed_open(capsys):
+    """`predict --example epoch-chinchilla --train "C <= 5e18" --test "C > 3e21"` printed
+    "90% [0.0000, 2.7877]": a side the profile left open read as a closed interval reaching 0."""
+    args = ["predict", "--example", "epoch-chinchilla", "--train", "C <= 5e18", "--test", "C > 3e21", "--bootstrap", "0"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert main(args + ["--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["targets"]
+    open_rows = [r for r in rows if r["open"][0]]
+    assert open_rows, "the example no longer has an open side: pick another"
+    for r in rows:
+        assert r["open"] == [r["lower"] <= 0, r["upper"] == float("inf")]
+    assert text.count("(open)") == sum(sum(r["open"]) for r in rows)
+    assert "[0.0000, " not in text
+
+
+def test_interval_text_marks_only_open_sides():
+    assert interval_text(1.5, 2.25) == "[1.5, 2.25]"
+    assert interval_text(0.0, 2.25) == "[0 (open), 2.25]"
+    assert interval_text(1.5, float("inf"), ".3g") == "[1.5, inf (open)]"
+    assert open_sides(float("nan"), float("nan")) == [False, False]  # unknown is not open
