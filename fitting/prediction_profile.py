@@ -55,6 +55,7 @@ from scipy import stats
 from fitting.multistart import single_threaded_blas
 from fitting.objective import log_jacobian, make_objective
 from fitting.optim import batched_lbfgs
+from fitting.param_intervals import profile_exit
 from fitting.uncertainty import huber_moments, residual_split, scaled_pinv
 
 if TYPE_CHECKING:  # annotations only: fitting.fit imports fitting.uncertainty
@@ -131,8 +132,8 @@ def prediction_profile(fit: FitResult, X: Mapping[str, np.ndarray], level: float
 
     ``X``: the law's input columns, n rows. Each ladder point is refitted from three starts, the best
     Lagrangian value kept: the optimum, the quadratic path's point (the optimum moved by
-    μ·H⁻¹∇log f with H the expected Hessian κ·JᵀJ), and the law's start-grid point scoring best on
-    that Lagrangian; the Huber objective is not smooth, a gradient can vanish at the optimum, and a
+    μ·H⁻¹∇log f with H the expected Hessian κ·JᵀJ), and the point scoring best on that Lagrangian
+    among the fit's multi-start end points and the law's start grid; the Huber objective is not smooth, a gradient can vanish at the optimum, and a
     refit stuck short would make the interval too narrow (``explore=False`` leaves the grid start
     out, to see what it adds). Pure: the fit is not changed."""
     level = fit.level if level is None else level
@@ -189,6 +190,8 @@ def _trace(fit: FitResult, shape: "_ProfileObjective", Xt: dict[str, np.ndarray]
     # every row, so one pass scores them all); where a gradient vanishes at the optimum (E = exp(e) → 0)
     # neither the optimum nor the quadratic path can move that parameter, a grid point can
     grid = np.clip(law.initial_z(np.random.default_rng(0), data.X, data.y), zb[:, 0], zb[:, 1]) if explore else None
+    if explore and fit.starts_z is not None and len(fit.starts_z):  # the multi-start's end points: other basins' optima
+        grid = np.vstack([np.clip(fit.starts_z, zb[:, 0], zb[:, 1]), grid])
     starts = [path, np.broadcast_to(shape.z, path.shape)]
     if explore:
         with np.errstate(all="ignore"):
@@ -231,7 +234,8 @@ def _crossings(dist: np.ndarray, rise: np.ndarray, threshold: float) -> tuple[np
     """Where each side's profile first rises past ``threshold``: ``dist``, ``rise`` of shape
     (T, 2, L) (|Δ log f| and ΔF along the ladder) → half-widths (T, 2) and open flags (T, 2).
     Interpolated linearly in √ΔF between the bracketing points (exact where the profile is
-    quadratic); the distance is made monotone first (a refit that fell short is not a narrowing)."""
+    quadratic); the distance is made monotone first and a side ends after its last point inside
+    (:func:`fitting.param_intervals.profile_exit`): a refit that fell short is not a narrowing."""
     T = dist.shape[0]
     h = np.zeros((T, 2))
     is_open = np.zeros((T, 2), dtype=bool)
@@ -239,11 +243,10 @@ def _crossings(dist: np.ndarray, rise: np.ndarray, threshold: float) -> tuple[np
         for s in range(2):
             d = np.maximum.accumulate(np.r_[0.0, dist[t, s]])
             r = np.sqrt(np.r_[0.0, rise[t, s]])
-            over = np.flatnonzero(r > np.sqrt(threshold))
-            if over.size == 0:
+            j = profile_exit(r, np.sqrt(threshold))  # past a refit that stopped short
+            if j is None:
                 h[t, s], is_open[t, s] = d[-1], True
                 continue
-            j = over[0]
             frac = (np.sqrt(threshold) - r[j - 1]) / (r[j] - r[j - 1]) if np.isfinite(r[j]) else 0.0
             h[t, s] = d[j - 1] + frac * (d[j] - d[j - 1])
     return h, is_open

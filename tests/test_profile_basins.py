@@ -137,3 +137,14 @@ def test_interval_text_marks_only_open_sides():
     assert interval_text(0.0, 2.25) == "[0 (open), 2.25]"
     assert interval_text(1.5, float("inf"), ".3g") == "[1.5, inf (open)]"
     assert open_sides(float("nan"), float("nan")) == [False, False]  # unknown is not open
+
+
+def test_a_prediction_profile_side_ends_after_its_last_point_inside():
+    """The prediction profile's sides follow the same rule (fitting.prediction_profile._crossings):
+    a refit that stopped short (the 9.0 between two inside points) does not end the interval."""
+    from fitting.prediction_profile import _crossings
+
+    dist = np.tile([0.1, 0.2, 0.3, 0.4], (1, 2, 1))  # (targets, sides, ladder): |Δ log f|
+    rise = np.tile([0.0, 9.0, 0.5, 9.0], (1, 2, 1))  # ΔF, threshold 1
+    h, is_open = _crossings(dist, rise, 1.0)
+    assert np.all((h > 0.3) & (h < 0.4)) and not is_open.any()
