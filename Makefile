@@ -14,10 +14,10 @@ export PYTHONUNBUFFERED := 1
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	$(PY) -c "import torch, deepspeed, ray, pyarrow; print('installed: torch', torch.__version__, '| deepspeed', deepspeed.__version__, '| ray', ray.__version__, '| pyarrow', pyarrow.__version__)"
 	touch $(STAMP)
 

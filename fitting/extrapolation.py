@@ -99,7 +99,7 @@ In the quadratic regime the profile is the noise-only delta interval (30 exact-l
 last point inside (:mod:`fitting.prediction_profile`; a new user's audit found parameter profiles
 cut short by refits stuck in E → 0's basin). Active rows re-measured (seeds 0-49): Chinchilla 5 % /
 10 % 93.6 / 87.2, 9-parameter 91.0 (9 of 250 target predictions now open, left out) / 91.2,
-data-constrained 92.8 / DC10 %. The code before this change gave 9-parameter 5 % 91.2 % on the same
+data-constrained 92.8 / 92.8 (was 93.2 / 95.2). The code before this change gave 9-parameter 5 % 91.2 % on the same
 seeds today (93.2 % recorded on 2026-12-02), and 9-parameter at 1 % 91.2 %.
 """
 

@@ -2,9 +2,9 @@
 at 10 % of the pool's compute compared with random buys and the full-pool fit."""
 
 import csv
-import re
 import json
 import math
+import re
 import warnings
 
 import numpy as np
@@ -69,8 +69,10 @@ def test_a_not_identified_tag_comes_with_its_reason(tmp_path, capsys):
                "--bootstrap", "0", "--out", str(tmp_path / "p.csv")])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "E=0.6671 (not identified)" in out
-    assert "warning: not identified by these runs: E (its profile interval [0, 1.72] is open on the lower side" in out
+    # E's fitted value moves in the 3rd digit with numpy/scipy (0.6671, 0.6636): the tag and its reason do not
+    assert re.search(r"^fit: E=0\.6\d+ \(not identified\), A=", out, re.M), out
+    assert re.search(r"warning: not identified by these runs: E \(its profile interval \[0, 1\.7\d\] is open on the "
+                     r"lower side", out), out
 
 
 @pytest.mark.parametrize("args, message", [
