@@ -25,6 +25,7 @@ import numpy as np
 from fitting.checks import ratio_note, unidentified_note
 from fitting.law import Law
 from fitting.laws import get_law
+from fitting.uncertainty import open_sides
 
 __all__ = [
     "allocation_drivers",
@@ -255,6 +256,9 @@ class Allocation:
             "law": self.law, "compute": self.compute, "N_opt": self.N_opt, "D_opt": self.D_opt,
             "tokens_per_param": self.tokens_per_param, "loss": self.loss, "exponent_a": self.exponent_a,
             key: {k: list(v) for k, v in self.intervals.items()},
+            # [lower, upper] open (an end at 0 or inf: the data leave that side open) for the positive
+            # quantities, as predict's rows and fit's ci90_open say it
+            f"{key}_open": {k: open_sides(*v) for k, v in self.intervals.items() if k != "exponent_a"},
             "loss_prediction_interval": list(self.loss_prediction_interval) if self.loss_prediction_interval else None,
             "loss_prediction_interval_kind": self.loss_prediction_interval_kind,
             "loss_misfit_interval": list(self.loss_misfit_interval) if self.loss_misfit_interval else None,
@@ -263,6 +267,7 @@ class Allocation:
             # the interval to quote: with the law misfit where it was calibrated, else the plain
             # prediction interval (the key{ci} "loss" entry is the parameters' part alone)
             "loss_interval": list(self.loss_interval or ()) or None,
+            "loss_interval_open": open_sides(*self.loss_interval) if self.loss_interval else None,
             "loss_interval_kind": self.loss_interval_kind,
             "interval_sources": self.sources(heading=False),  # where each interval comes from, as plan's heading
             "uncertainty": self.uncertainty, "n_samples": self.n_samples, "fixed": self.fixed,
@@ -397,7 +402,7 @@ def compute_optimal_allocation(fit=None, compute: float = 1e21, *, law=None, par
     if narrow:  # resamples that never left a basin: their spread along these is too small (n_opt_movers)
         thetas_sandwich, how_sandwich = _param_samples(fit, n_samples, seed, bootstrap=False)
         samples.append(thetas_sandwich)
-        how = f"{how} and {how_sandwich}, the wider of the two"
+        how = f"{how} and {how_sandwich}, spanning both"
         out.notes.append(f"the bootstrap's intervals of {', '.join(narrow)} are much narrower than their profile "
                          f"likelihood's (its resamples missed a direction the data leave open) and {', '.join(narrow)} "
                          f"move N_opt, so N_opt, D_opt, tokens/param and a span both the bootstrap's and the sandwich "

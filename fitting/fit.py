@@ -207,7 +207,8 @@ class FitResult:
         else bootstrap percentiles if run, else Wald intervals that stay inside the bounds
         (:meth:`ci_laplace`). A bootstrap interval much narrower than the parameter's profile (the
         replicates missed a direction the data leave open, :func:`fitting.param_intervals.narrow_bootstrap`)
-        is replaced by the profile's, so no printed interval is narrower than the data allow. A
+        is replaced by the profile's, so no printed interval is narrower than the data allow, and so is a
+        parameter's at a bound (:func:`fitting.objective.params_at_bounds`), whichever the method. A
         parameter in a null direction (:attr:`null_params`) is unidentified (open to both bounds)
         whichever the method."""
         level = self.level if level is None else level
@@ -219,13 +220,20 @@ class FitResult:
     def _intervals(self, level: float) -> dict[str, ParamInterval]:
         if self.method == "profile":
             return dict(self.profile_at(level))
+        # a parameter at a bound: neither resamples nor the curvature can show its spread (the bound cuts
+        # it), so it gets the profile's interval, open toward that bound. A new user read E's bootstrap
+        # interval [1.6e-22, 0.152], closed, where the profile gives [0 (open), 1.12]
+        replace = set(params_at_bounds(self.law, self.z, self.data.X))
         if self.bootstrap is None:
-            return self.ci_laplace_intervals(level)
-        boot = self.bootstrap.ci(level)
-        prof = self.profile_at(level)
-        narrow = self.narrow_bootstrap(level)
-        return {k: prof[k] if k in narrow else bounded_interval(self.law, self.z, self.law.param_names.index(k), lo, hi)
-                for k, (lo, hi) in boot.items()}
+            out = self.ci_laplace_intervals(level)
+        else:
+            replace |= set(self.narrow_bootstrap(level))
+            out = {k: bounded_interval(self.law, self.z, self.law.param_names.index(k), lo, hi)
+                   for k, (lo, hi) in self.bootstrap.ci(level).items()}
+        if replace:
+            prof = self.profile_at(level)
+            out.update({k: prof[k] for k in replace})
+        return out
 
     def narrow_bootstrap(self, level: float | None = None) -> list[str]:
         """The parameters whose bootstrap interval at ``level`` is much narrower than their profile

@@ -111,10 +111,17 @@ def run_frontier(args) -> tuple[list, list[str]]:
     return [envelope, isoflop, parametric], list(dict.fromkeys(notes))
 
 
-def _fmt(v, ci, spec=".3g"):
-    """A value with its interval; "(no interval)" where the data give none (not identified)."""
+def _fmt(v, ci, spec=".3g", positive=False):
+    """A value with its interval; "(no interval)" where the data give none (not identified). For a
+    ``positive`` quantity (N_opt, D_opt, a loss) an end at 0 or inf is a side the data leave open,
+    printed so (:func:`fitting.uncertainty.interval_text`), as plan prints it: frontier said "(no
+    interval)" for the loss plan printed as [0 (open), inf (open)]."""
+    from fitting.uncertainty import interval_text
+
     if not np.isfinite(v):
         return "—"
+    if positive and not np.any(np.isnan(ci)):
+        return f"{v:{spec}} {interval_text(ci[0], ci[1], spec)}"
     return f"{v:{spec}} [{ci[0]:{spec}}, {ci[1]:{spec}}]" if np.all(np.isfinite(ci)) else f"{v:{spec}} (no interval)"
 
 
@@ -125,16 +132,17 @@ def _print(results, verdict: str, notes: list[str], k: float = 6.0) -> None:
     lvl = int(round(r0.level * 100))
     print(f"compute-optimal frontier at C = {r0.compute:.3g} FLOPs (C = k·N·D, k = {k:g} FLOPs per parameter "
           f"per token: --flops-per-token; {lvl}% intervals)")
-    rows = [("a (N_opt ∝ C^a)", "a", ".3f"), ("b (D_opt ∝ C^b)", "b", ".3f"), ("N_opt (params)", "n_opt", ".3g"),
-            ("D_opt (tokens)", "d_opt", ".3g"), ("loss, params only", "loss", ".4g")]
+    rows = [("a (N_opt ∝ C^a)", "a", ".3f", False), ("b (D_opt ∝ C^b)", "b", ".3f", False),
+            ("N_opt (params)", "n_opt", ".3g", True), ("D_opt (tokens)", "d_opt", ".3g", True),
+            ("loss, params only", "loss", ".4g", True)]
     ok = [r for r in results if r.supported]
     width = 34
     print(f"  {'':<18}" + "".join(f"{r.approach:<{width}}" for r in ok))
-    for label, attr, spec in rows:
-        print(f"  {label:<18}" + "".join(f"{_fmt(getattr(r, attr), getattr(r, attr + '_ci'), spec):<{width}}"
+    for label, attr, spec, is_positive in rows:
+        print(f"  {label:<18}" + "".join(f"{_fmt(getattr(r, attr), getattr(r, attr + '_ci'), spec, is_positive):<{width}}"
                                           for r in ok))
     # the prediction interval plan prints for the same loss (fitting.allocate.Allocation.loss_interval)
-    pred = [_fmt(r.loss, r.loss_prediction_ci, ".4g") if np.isfinite(r.loss_prediction_ci[0]) else "—" for r in ok]
+    pred = [_fmt(r.loss, r.loss_prediction_ci, ".4g", True) if np.isfinite(r.loss_prediction_ci[0]) else "—" for r in ok]
     print(f"  {'loss, prediction':<18}" + "".join(f"{cell:<{width}}" for cell in pred))
     kinds = "; ".join(f"{r.approach}: {r.loss_kind}" for r in ok)
     print(f"  loss in nats/token. 'params only': each approach's confidence interval ({kinds}), what the verdict "
