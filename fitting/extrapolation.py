@@ -95,12 +95,13 @@ it counts that again. The held-out calibration takes the interval's own paramete
 In the quadratic regime the profile is the noise-only delta interval (30 exact-law seeds: mean sd
 0.0097-0.0137 against 0.0098-0.0139).
 
-2026-12-03: the profile also refits from the fit's multi-start end points and a side ends after its
-last point inside (:mod:`fitting.prediction_profile`; a new user's audit found parameter profiles
-cut short by refits stuck in E → 0's basin). Active rows re-measured (seeds 0-49): Chinchilla 5 % /
-10 % 93.6 / 87.2, 9-parameter 91.0 (9 of 250 target predictions now open, left out) / 91.2,
-data-constrained 92.8 / 92.8 (was 93.2 / 95.2). The code before this change gave 9-parameter 5 % 91.2 % on the same
-seeds today (93.2 % recorded on 2026-12-02), and 9-parameter at 1 % 91.2 %.
+2026-12-03: the profile also refits from the fit's multi-start end points, a side ends after its
+last point inside, and a side the ladder leaves open is traced further (:mod:`fitting.prediction_profile`;
+a new user's audit found profiles cut short by refits stuck in E → 0's basin, and sides printed open
+that the data close). Active rows re-measured (seeds 0-49): Chinchilla 5 % / 10 % 93.6 / 87.2,
+9-parameter 91.2 / 91.2, data-constrained 92.8 / 92.8 (was 93.2 / 95.2), no target prediction left
+open. The code before this change gave 9-parameter 5 % 91.2 % on the same seeds today (93.2 %
+recorded on 2026-12-02), and 9-parameter at 1 % 91.2 %.
 """
 
 from __future__ import annotations

@@ -367,6 +367,10 @@ class FitResult:
                 lines.append(f"{k:<10} {self.params[k]:>12.6g} {'—':>12} {'not identified':>14} {'—':>12}")
         if verdict.identified and any(iv.lo_open or iv.hi_open for iv in ivs.values()):
             lines.append("(open): the data do not close the interval on that side; it runs to the law's bound")
+        at_bound = [k for k in params_at_bounds(self.law, self.z, self.data.X) if k not in self.null_params]
+        if verdict.identified and at_bound and self.uncertainty != "profile":
+            lines.append(f"{', '.join(at_bound)}: at a bound, so {'its interval is' if len(at_bound) == 1 else 'their intervals are'} "
+                         f"the profile likelihood's, not the {self.uncertainty}'s (which cannot show a spread the bound cuts)")
         g = self.gof()
         lines.append(f"fit: rmse(log) {g['rmse_log']:.4g}  mean |rel err| {g['mae_rel']:.4%}  max {g['max_rel']:.4%}  "
                      f"R²(log) {g['r2_log']:.4f}  objective {g['objective']:.6g}")

@@ -84,6 +84,6 @@ def test_active_summary_reports_the_bounds(cheap7):
     law_line = next(line for line in lines if line.startswith("  law chinchilla"))
     assert "target rel. CI half-width" in law_line
     # fit's and replay's tags, from the one verdict (FitResult.param_tags), and each interval's source named
-    assert re.search(r"\bE=\S+ \[[^]]*\] \(not identified\)", law_line), law_line
+    assert re.search(r"\bE=\S+ \[[^]]*\] \((one-sided, )?not identified\)", law_line), law_line
     assert "(90% CI from the sandwich covariance)" in law_line and "(parameters only, sandwich covariance" in law_line
     assert law_line.endswith("(parameters at their bounds: not to be trusted)"), law_line
