@@ -28,7 +28,8 @@ demo: $(STAMP)
 # tests/conftest.py). The suite is CPU-bound, not waiting: counted by a cgroup (which, unlike
 # `time`, includes Ray's re-parented daemons and its nice-15 workers) it kept 2 cores 92 % busy
 # (1774 CPU-s in 966 s), and three workers back to back took the same wall (958 s, 1874 CPU-s).
-# Whole suite in a clean clone on 2 cores: 12.5 min (pytest's 750.7 s, 861 tests; 15.0 min with the
+# Whole suite in a clean clone on 2 cores: 11.3 min (pytest's 675.8 s, 874 tests; 13.4 min with the
+# install) at b091900 on 2026-12-03; 12.5 min (pytest's 750.7 s, 861 tests; 15.0 min with the
 # install) at 09b69ed on 2026-12-02 (fourth session, two short pytest runs of mine beside it);
 # 19.1 min (1144.6 s, 855 tests, nothing else
 # running) at 1a1738e on 2026-12-02 (third session); 19.8 min (1186.9 s, 851 tests) at 2ce19a3 in the
