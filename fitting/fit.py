@@ -226,6 +226,8 @@ class FitResult:
         replace = set(params_at_bounds(self.law, self.z, self.data.X))
         if self.bootstrap is None:
             out = self.ci_laplace_intervals(level)
+            if self.identifiability.identified:  # the curvature can miss what the profile allows, as resamples can
+                replace |= set(self.off_profile(level))
         else:
             replace |= set(self.narrow_bootstrap(level))
             out = {k: bounded_interval(self.law, self.z, self.law.param_names.index(k), lo, hi)
@@ -234,6 +236,14 @@ class FitResult:
             prof = self.profile_at(level)
             out.update({k: prof[k] for k in replace})
         return out
+
+    def off_profile(self, level: float | None = None) -> list[str]:
+        """The parameters whose sandwich (Wald) interval covers less than half of their profile
+        interval (:func:`fitting.param_intervals.narrow_bootstrap`'s rule): :meth:`intervals` prints
+        the profile's for them, and the table says so."""
+        level = self.level if level is None else level
+        wald = {k: (iv.lo, iv.hi) for k, iv in self.ci_laplace_intervals(level).items()}
+        return narrow_bootstrap(wald, self.profile_at(level), self.law)[0]
 
     def narrow_bootstrap(self, level: float | None = None) -> list[str]:
         """The parameters whose bootstrap interval at ``level`` is much narrower than their profile
@@ -371,6 +381,11 @@ class FitResult:
         if verdict.identified and at_bound and self.uncertainty != "profile":
             lines.append(f"{', '.join(at_bound)}: at a bound, so {'its interval is' if len(at_bound) == 1 else 'their intervals are'} "
                          f"the profile likelihood's, not the {self.uncertainty}'s (which cannot show a spread the bound cuts)")
+        off = [k for k in self.off_profile(level) if k not in at_bound + self.null_params] \
+            if verdict.identified and self.uncertainty == "sandwich" else []
+        if off:
+            lines.append(f"{', '.join(off)}: the sandwich interval covers less than half of the profile likelihood's, "
+                         f"so the profile's is printed (the curvature at the optimum misses what the runs allow)")
         g = self.gof()
         lines.append(f"fit: rmse(log) {g['rmse_log']:.4g}  mean |rel err| {g['mae_rel']:.4%}  max {g['max_rel']:.4%}  "
                      f"R²(log) {g['r2_log']:.4f}  objective {g['objective']:.6g}")
