@@ -182,3 +182,26 @@ def test_plan_json_flags_open_sides():
     d = a.to_dict()
     assert d["ci90_open"] == {"N_opt": [False, False], "loss": [True, True]}
     assert d["loss_interval_open"] == [True, False]
+
+
+def test_a_sandwich_interval_shifted_off_the_profile_prints_the_profiles(tmp_path, capsys):
+    """On the 15 cheapest Epoch runs `fit --bootstrap 0` printed B [0.171, 1905] while the same output's
+    "not identified" reason quoted B's profile interval [14.5, 2.89e6]: the curvature's interval was
+    not narrow but shifted off what the runs allow. One covering less than half the profile's is
+    replaced by it, as a narrow bootstrap's is."""
+    import csv
+
+    with open(EPOCH, newline="") as fh:
+        rows = sorted(csv.DictReader(fh), key=lambda r: float(r["Training FLOP"]))[:15]
+    path = tmp_path / "cheapest15.csv"
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert main(["fit", str(path), "--bootstrap", "0"]) == 0
+    text = capsys.readouterr().out
+    assert main(["fit", str(path), "--bootstrap", "0", "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    lo, hi = obj["ci90"]["B"]
+    assert lo > 5 and hi > 1e5, (lo, hi)  # the profile's [14.5, 2.89e6], not [0.171, 1905]
+    assert "B: the sandwich interval covers less than half of the profile likelihood's" in text
