@@ -220,22 +220,33 @@ class FitResult:
     def _intervals(self, level: float) -> dict[str, ParamInterval]:
         if self.method == "profile":
             return dict(self.profile_at(level))
-        # a parameter at a bound: neither resamples nor the curvature can show its spread (the bound cuts
-        # it), so it gets the profile's interval, open toward that bound. A new user read E's bootstrap
-        # interval [1.6e-22, 0.152], closed, where the profile gives [0 (open), 1.12]
-        replace = set(params_at_bounds(self.law, self.z, self.data.X))
         if self.bootstrap is None:
             out = self.ci_laplace_intervals(level)
-            if self.identifiability.identified:  # the curvature can miss what the profile allows, as resamples can
-                replace |= set(self.off_profile(level))
         else:
-            replace |= set(self.narrow_bootstrap(level))
             out = {k: bounded_interval(self.law, self.z, self.law.param_names.index(k), lo, hi)
                    for k, (lo, hi) in self.bootstrap.ci(level).items()}
+        replace = self.profile_replaced(level)
         if replace:
             prof = self.profile_at(level)
             out.update({k: prof[k] for k in replace})
         return out
+
+    def profile_replaced(self, level: float | None = None) -> dict[str, str]:
+        """The parameters :meth:`intervals` gives the profile's interval instead of the method's, each
+        with why: "bound" (at a bound: neither resamples nor the curvature can show a spread the bound
+        cuts; a new user read E's bootstrap interval [1.6e-22, 0.152], closed, where the profile gives
+        [0 (open), 1.12]), "sandwich" (:meth:`off_profile`) or "bootstrap" (:meth:`narrow_bootstrap`).
+        Empty with ``method="profile"``. The one owner of that choice: the fit table's notes read it."""
+        if self.method == "profile":
+            return {}
+        level = self.level if level is None else level
+        why = {k: "bound" for k in params_at_bounds(self.law, self.z, self.data.X)}
+        if self.bootstrap is None:
+            if self.identifiability.identified:  # the curvature can miss what the profile allows, as resamples can
+                why.update({k: "sandwich" for k in self.off_profile(level) if k not in why})
+        else:
+            why.update({k: "bootstrap" for k in self.narrow_bootstrap(level) if k not in why})
+        return why
 
     def off_profile(self, level: float | None = None) -> list[str]:
         """The parameters whose sandwich (Wald) interval covers less than half of their profile
@@ -377,12 +388,12 @@ class FitResult:
                 lines.append(f"{k:<10} {self.params[k]:>12.6g} {'—':>12} {'not identified':>14} {'—':>12}")
         if verdict.identified and any(iv.lo_open or iv.hi_open for iv in ivs.values()):
             lines.append("(open): the data do not close the interval on that side; it runs to the law's bound")
-        at_bound = [k for k in params_at_bounds(self.law, self.z, self.data.X) if k not in self.null_params]
-        if verdict.identified and at_bound and self.uncertainty != "profile":
+        replaced = self.profile_replaced(level) if verdict.identified else {}
+        at_bound = [k for k, why in replaced.items() if why == "bound" and k not in self.null_params]
+        if at_bound:
             lines.append(f"{', '.join(at_bound)}: at a bound, so {'its interval is' if len(at_bound) == 1 else 'their intervals are'} "
                          f"the profile likelihood's, not the {self.uncertainty}'s (which cannot show a spread the bound cuts)")
-        off = [k for k in self.off_profile(level) if k not in at_bound + self.null_params] \
-            if verdict.identified and self.uncertainty == "sandwich" else []
+        off = [k for k, why in replaced.items() if why == "sandwich" and k not in self.null_params]
         if off:
             lines.append(f"{', '.join(off)}: the sandwich interval covers less than half of the profile likelihood's, "
                          f"so the profile's is printed (the curvature at the optimum misses what the runs allow)")
